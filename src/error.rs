@@ -1,0 +1,126 @@
+//! The crate's error type.
+//!
+//! Every fallible function in squish returns [`Result<T>`](Result). Each family
+//! of methods keeps its own error enum and [`SquishError`] wraps it, so a
+//! caller can match on the family (linfa's pattern) or just print the message.
+
+use thiserror::Error;
+
+/// Result alias used across the crate.
+pub type Result<T, E = SquishError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in squish.
+///
+/// Messages say what was wrong *and* what to do about it.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SquishError {
+    /// A weight or input holds NaN or ±Inf.
+    #[error("{what} holds a non-finite value ({value}) at flat index {index}; clean or clip the tensor first")]
+    NonFinite {
+        /// Which tensor.
+        what: &'static str,
+        /// Flat (row-major) index of the first offending element.
+        index: usize,
+        /// The offending value.
+        value: f32,
+    },
+    /// A tensor with no elements, where one with elements is needed.
+    #[error("{what} is empty (shape {rows}x{cols}); pass a matrix with at least one element")]
+    Empty {
+        /// Which tensor.
+        what: &'static str,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+    },
+    /// Operand shapes do not fit together.
+    #[error("shape mismatch in {op}: expected {expected}, got {got}")]
+    ShapeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// What was expected.
+        expected: String,
+        /// What was given.
+        got: String,
+    },
+    /// A hyperparameter outside its valid range, rejected before any work.
+    #[error("invalid parameter `{name}` = {value}: {reason}")]
+    InvalidParameter {
+        /// Parameter name.
+        name: &'static str,
+        /// The rejected value, as text.
+        value: String,
+        /// The valid range or rule.
+        reason: String,
+    },
+    /// A pass was asked to work on a representation it cannot take.
+    #[error("cannot apply {pass} to a {structure} matrix with {encoding} values: {hint}")]
+    Incompatible {
+        /// The pass.
+        pass: String,
+        /// The input's structure.
+        structure: &'static str,
+        /// The input's value encoding.
+        encoding: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// Parts given to a constructor disagree with each other.
+    #[error("inconsistent {what}: {detail}")]
+    Inconsistent {
+        /// Which object.
+        what: &'static str,
+        /// What disagrees.
+        detail: String,
+    },
+}
+
+impl SquishError {
+    /// Shorthand for [`SquishError::InvalidParameter`].
+    pub fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
+        SquishError::InvalidParameter {
+            name,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`SquishError::Inconsistent`].
+    pub fn inconsistent(what: &'static str, detail: impl Into<String>) -> Self {
+        SquishError::Inconsistent {
+            what,
+            detail: detail.into(),
+        }
+    }
+
+    /// Shorthand for [`SquishError::ShapeMismatch`].
+    pub fn shape(op: &'static str, expected: impl Into<String>, got: impl Into<String>) -> Self {
+        SquishError::ShapeMismatch {
+            op,
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+}
+
+/// Checks that every element is finite; reports the first one that is not.
+pub fn check_finite<'a>(
+    what: &'static str,
+    values: impl IntoIterator<Item = &'a f32>,
+) -> Result<()> {
+    match values.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((index, &value)) => Err(SquishError::NonFinite { what, index, value }),
+        None => Ok(()),
+    }
+}
+
+/// Checks that a matrix shape has at least one element.
+pub fn check_non_empty(what: &'static str, rows: usize, cols: usize) -> Result<()> {
+    if rows == 0 || cols == 0 {
+        Err(SquishError::Empty { what, rows, cols })
+    } else {
+        Ok(())
+    }
+}

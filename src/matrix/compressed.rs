@@ -1,0 +1,301 @@
+//! [`CompressedMatrix`]: a structure and its encoded values.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::storage::{Component, StorageReport, METADATA_BYTES};
+use super::structure::{ColIndices, Csr, KeptRows, LowRank, Structure};
+use super::{RowLayout, Values};
+use crate::error::{check_finite, check_non_empty, Result, SquishError};
+use crate::parallel::{ParallelExecutor, Sequential};
+
+/// A weight matrix of shape `[out, in]` (PyTorch's layout) in compressed form.
+///
+/// It reports its exact storage, decodes back to dense, and multiplies a batch
+/// `x` of shape `[batch, in]` as `y = x · Wᵀ` without becoming dense.
+///
+/// ```
+/// use ndarray::array;
+/// use squish::matrix::CompressedMatrix;
+/// let w = array![[1.0f32, 0.0, -2.0], [0.5, 3.0, 0.0]];
+/// let m = CompressedMatrix::from_dense(w.view()).unwrap();
+/// let x = array![[1.0f32, 1.0, 1.0]];
+/// assert_eq!(m.matmul(x.view()).unwrap(), array![[-1.0f32, 3.5]]);
+/// assert_eq!(m.storage().total(), 6 * 4 + 16);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompressedMatrix {
+    rows: usize,
+    cols: usize,
+    structure: Structure,
+    /// `None` exactly when the structure is low rank.
+    values: Option<Values>,
+}
+
+impl CompressedMatrix {
+    /// A dense f32 matrix; rejects empty matrices and NaN/Inf.
+    pub fn from_dense(w: ArrayView2<f32>) -> Result<Self> {
+        let (rows, cols) = w.dim();
+        check_non_empty("weight matrix", rows, cols)?;
+        let data: Vec<f32> = w.iter().copied().collect();
+        check_finite("weight matrix", &data)?;
+        let values = Values::f32(RowLayout::Uniform { rows, len: cols }, data)?;
+        Ok(CompressedMatrix {
+            rows,
+            cols,
+            structure: Structure::Dense,
+            values: Some(values),
+        })
+    }
+
+    /// Assembles a matrix from a (non-low-rank) structure and values, checking
+    /// that the values' layout is the one the structure stores.
+    pub fn from_parts(
+        rows: usize,
+        cols: usize,
+        structure: Structure,
+        values: Values,
+    ) -> Result<Self> {
+        check_non_empty("compressed matrix", rows, cols)?;
+        let layout = structure.value_layout(rows, cols).ok_or_else(|| {
+            SquishError::inconsistent(
+                "compressed matrix",
+                "use CompressedMatrix::low_rank for factors",
+            )
+        })?;
+        if &layout != values.layout() {
+            return Err(SquishError::inconsistent(
+                "compressed matrix",
+                format!(
+                    "{} structure stores {} values in {} rows; the values have {} in {} rows",
+                    structure.kind(),
+                    layout.total(),
+                    layout.rows(),
+                    values.len(),
+                    values.layout().rows()
+                ),
+            ));
+        }
+        Ok(CompressedMatrix {
+            rows,
+            cols,
+            structure,
+            values: Some(values),
+        })
+    }
+
+    /// W = A·B from two factors of shapes `[out, r]` and `[r, in]`.
+    pub fn low_rank(a: CompressedMatrix, b: CompressedMatrix) -> Result<Self> {
+        if a.cols != b.rows {
+            return Err(SquishError::shape(
+                "low-rank factors",
+                format!("B with {} rows", a.cols),
+                format!("B with {} rows", b.rows),
+            ));
+        }
+        Ok(CompressedMatrix {
+            rows: a.rows,
+            cols: b.cols,
+            structure: Structure::LowRank(Box::new(LowRank { a, b })),
+            values: None,
+        })
+    }
+
+    /// CSR matrix holding the entries of `w` where `keep` is true (f32 values).
+    pub fn csr_from_mask(w: ArrayView2<f32>, keep: ArrayView2<bool>) -> Result<Self> {
+        let (rows, cols) = w.dim();
+        check_non_empty("weight matrix", rows, cols)?;
+        if keep.dim() != w.dim() {
+            return Err(SquishError::shape(
+                "mask",
+                format!("{rows}x{cols}"),
+                format!("{:?}", keep.dim()),
+            ));
+        }
+        let mut row_ptr = Vec::with_capacity(rows + 1);
+        let mut cols_idx = Vec::new();
+        let mut data = Vec::new();
+        row_ptr.push(0u32);
+        for (wr, kr) in w.outer_iter().zip(keep.outer_iter()) {
+            for (j, (&v, &k)) in wr.iter().zip(kr.iter()).enumerate() {
+                if k {
+                    cols_idx.push(j);
+                    data.push(v);
+                }
+            }
+            row_ptr.push(u32::try_from(data.len()).map_err(|_| {
+                SquishError::invalid(
+                    "nnz",
+                    data.len(),
+                    "CSR supports at most 2^32 - 1 stored values",
+                )
+            })?);
+        }
+        check_finite("weight matrix", &data)?;
+        let csr = Csr::new(rows, cols, row_ptr, ColIndices::for_cols(cols, cols_idx)?)?;
+        let values = Values::f32(RowLayout::Ragged(csr.row_ptr.clone()), data)?;
+        Self::from_parts(rows, cols, Structure::Csr(csr), values)
+    }
+
+    /// A kept-rows matrix: the rows of `w` listed in `kept` (increasing).
+    pub fn kept_rows(w: ArrayView2<f32>, kept: Vec<u32>) -> Result<Self> {
+        let (rows, cols) = w.dim();
+        check_non_empty("weight matrix", rows, cols)?;
+        let k = KeptRows::new(rows, kept)?;
+        let mut data = Vec::with_capacity(k.rows.len() * cols);
+        for &r in &k.rows {
+            data.extend(w.row(r as usize).iter().copied());
+        }
+        let values = Values::f32(
+            RowLayout::Uniform {
+                rows: k.rows.len(),
+                len: cols,
+            },
+            data,
+        )?;
+        Self::from_parts(rows, cols, Structure::KeptRows(k), values)
+    }
+
+    /// Number of rows (outputs).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (inputs).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// `(rows, cols)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// The structure.
+    pub fn structure(&self) -> &Structure {
+        &self.structure
+    }
+
+    /// The stored values (`None` for low rank: see its factors).
+    pub fn values(&self) -> Option<&Values> {
+        self.values.as_ref()
+    }
+
+    /// Name of the value encoding ("factored" for low rank).
+    pub fn encoding(&self) -> &'static str {
+        self.values.as_ref().map_or("factored", Values::kind)
+    }
+
+    /// Exact storage by component.
+    pub fn storage(&self) -> StorageReport {
+        let mut r = StorageReport::new(self.rows * self.cols);
+        r.add(Component::Metadata, METADATA_BYTES);
+        self.structure.account(&mut r);
+        if let Some(v) = &self.values {
+            v.account(&mut r);
+        }
+        r
+    }
+
+    /// Decodes logical row `i` of W into `out` (length `cols`).
+    pub fn decode_row(&self, i: usize, out: &mut [f32]) {
+        debug_assert_eq!(out.len(), self.cols);
+        let values = self.values.as_ref();
+        match &self.structure {
+            Structure::Dense => values.unwrap().decode_row(i, out),
+            Structure::Csr(c) => {
+                out.fill(0.0);
+                let v = values.unwrap();
+                let r = v.layout().range(i);
+                let mut buf = vec![0.0; r.len()];
+                v.decode_row(i, &mut buf);
+                for (k, x) in r.zip(buf) {
+                    out[c.col_idx.get(k)] = x;
+                }
+            }
+            Structure::NM(s) => {
+                out.fill(0.0);
+                let v = values.unwrap();
+                let r = v.layout().range(i);
+                let mut buf = vec![0.0; r.len()];
+                v.decode_row(i, &mut buf);
+                for (t, (k, x)) in r.zip(buf).enumerate() {
+                    let group = t / s.n;
+                    out[group * s.m + s.positions.get(k) as usize] = x;
+                }
+            }
+            Structure::KeptRows(k) => match k.rows.binary_search(&(i as u32)) {
+                Ok(pos) => values.unwrap().decode_row(pos, out),
+                Err(_) => out.fill(0.0),
+            },
+            Structure::LowRank(lr) => {
+                let r = lr.rank();
+                let mut a_row = vec![0.0; r];
+                lr.a.decode_row(i, &mut a_row);
+                let mut b_row = vec![0.0; self.cols];
+                out.fill(0.0);
+                for (t, &a) in a_row.iter().enumerate() {
+                    lr.b.decode_row(t, &mut b_row);
+                    out.iter_mut().zip(&b_row).for_each(|(o, &b)| *o += a * b);
+                }
+            }
+        }
+    }
+
+    /// The dense matrix this represents.
+    pub fn to_dense(&self) -> Array2<f32> {
+        let mut w = Array2::zeros((self.rows, self.cols));
+        for (i, mut row) in w.outer_iter_mut().enumerate() {
+            self.decode_row(i, row.as_slice_mut().expect("fresh arrays are contiguous"));
+        }
+        w
+    }
+
+    /// `y = x · Wᵀ` on one thread; picks the fastest kernel for this pair of
+    /// structure and encoding (the reference kernel when none is faster).
+    pub fn matmul(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        self.matmul_with(x, &Sequential)
+    }
+
+    /// `y = x · Wᵀ` on `exec`. The result does not depend on the executor.
+    pub fn matmul_with(
+        &self,
+        x: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        self.check_input(x)?;
+        Ok(super::kernels::matmul(self, x, exec))
+    }
+
+    /// `y = x · Wᵀ` through the plain reference kernel (decodes one row of W
+    /// at a time). Every fast kernel is tested against this.
+    pub fn matmul_reference(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        self.check_input(x)?;
+        Ok(super::reference::matmul(self, x, &Sequential))
+    }
+
+    /// Checks a matmul input: `[batch, cols]`, batch ≥ 1, finite.
+    pub(crate) fn check_input(&self, x: ArrayView2<f32>) -> Result<()> {
+        if x.ncols() != self.cols {
+            return Err(SquishError::shape(
+                "matmul x·Wᵀ",
+                format!("x with {} columns", self.cols),
+                format!("x of shape {}x{}", x.nrows(), x.ncols()),
+            ));
+        }
+        check_non_empty("matmul input", x.nrows(), x.ncols())?;
+        check_finite("matmul input", x.iter())
+    }
+
+    /// Replaces the stored values through `f`, keeping the structure; for low
+    /// rank, applies `f` to each factor. `f` must return values with the same
+    /// layout.
+    pub fn map_values(&self, f: &dyn Fn(&Values) -> Result<Values>) -> Result<Self> {
+        match &self.structure {
+            Structure::LowRank(lr) => Self::low_rank(lr.a.map_values(f)?, lr.b.map_values(f)?),
+            s => {
+                let v = f(self.values.as_ref().expect("stored structures hold values"))?;
+                Self::from_parts(self.rows, self.cols, s.clone(), v)
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The core representation: a compressed matrix is a **structure** (where the
+//! stored values sit) times a **value encoding** (how they are written).
+//!
+//! Passes change one part and keep the other, so they compose: pruning turns
+//! a dense structure into CSR and keeps f32 values; quantization keeps the
+//! structure and re-encodes the values; low rank splits a matrix into two
+//! factors, each again a compressed matrix.
+
+mod bitpack;
+mod compressed;
+pub mod kernels;
+mod layout;
+mod linop;
+pub mod reference;
+mod storage;
+mod structure;
+mod values;
+
+pub use bitpack::{index_bits, PackedBits};
+pub use compressed::CompressedMatrix;
+pub use layout::RowLayout;
+pub use linop::LinOp;
+pub use storage::{Component, StorageReport, METADATA_BYTES};
+pub use structure::{ColIndices, Csr, KeptRows, LowRank, Structure, NM};
+pub use values::{
+    nibble_to_i8, BinaryValues, CodebookScope, CodebookValues, F32Values, Granularity, Int4Values,
+    Int8Values, QuantParams, TernaryValues, Values, TERNARY_MINUS, TERNARY_PLUS, TERNARY_ZERO,
+};

@@ -1,0 +1,49 @@
+//! The reference kernel: correct for every structure × encoding pair.
+//!
+//! It decodes one row of W at a time into a small buffer and takes dot
+//! products with the batch. Low rank multiplies through its factors,
+//! `y = (x·Bᵀ)·Aᵀ`, so W is never formed. Fast kernels are tested against it.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::{CompressedMatrix, Structure};
+use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
+
+/// `y = x · Wᵀ` (input already checked).
+pub fn matmul(
+    m: &CompressedMatrix,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+) -> Array2<f32> {
+    if let Structure::LowRank(lr) = m.structure() {
+        let t = matmul(lr.b(), x, exec);
+        return matmul(lr.a(), t.view(), exec);
+    }
+    let (rows, cols) = m.shape();
+    let batch = x.nrows();
+    let x = x.as_standard_layout();
+    // yt[i, b] = row i of W · x[b]; tasks own disjoint blocks of W's rows.
+    let mut yt = vec![0.0f32; rows * batch];
+    let per_task = rows_per_task(cols, 1 << 16);
+    for_each_chunk_mut(exec, &mut yt, per_task * batch, |t, out| {
+        let mut w_row = vec![0.0f32; cols];
+        for (r, y) in out.chunks_mut(batch).enumerate() {
+            m.decode_row(t * per_task + r, &mut w_row);
+            for (b, yb) in y.iter_mut().enumerate() {
+                let xb = x.row(b);
+                *yb = dot(xb.as_slice().expect("standard layout"), &w_row);
+            }
+        }
+    });
+    Array2::from_shape_vec((rows, batch), yt)
+        .expect("sizes match")
+        .reversed_axes()
+        .as_standard_layout()
+        .into_owned()
+}
+
+/// Plain dot product, accumulated in f32 in index order.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

@@ -1,0 +1,63 @@
+//! Integer codes: int8 (one byte each) and int4 (two per byte).
+
+use super::QuantParams;
+use crate::matrix::{PackedBits, RowLayout};
+
+/// int8 codes: value = (q − zero_point) · scale, q in −128..=127.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Int8Values {
+    pub(crate) layout: RowLayout,
+    pub(crate) codes: Vec<i8>,
+    pub(crate) params: QuantParams,
+}
+
+impl Int8Values {
+    /// The codes in layout order.
+    pub fn codes(&self) -> &[i8] {
+        &self.codes
+    }
+
+    /// Scales and zero-points.
+    pub fn params(&self) -> &QuantParams {
+        &self.params
+    }
+
+    pub(crate) fn decode_row(&self, i: usize, out: &mut [f32]) {
+        let r = self.layout.range(i);
+        self.params
+            .dequantize_row(i, self.codes[r].iter().map(|&q| q as i32), out);
+    }
+}
+
+/// int4 codes, two's complement nibbles packed two per byte (even element in
+/// the low nibble): value = (q − zero_point) · scale, q in −8..=7.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Int4Values {
+    pub(crate) layout: RowLayout,
+    pub(crate) codes: PackedBits,
+    pub(crate) params: QuantParams,
+}
+
+/// Sign-extends a 4-bit two's complement nibble.
+#[inline]
+pub fn nibble_to_i8(n: u16) -> i8 {
+    ((n as u8) << 4) as i8 >> 4
+}
+
+impl Int4Values {
+    /// The packed nibbles.
+    pub fn codes(&self) -> &PackedBits {
+        &self.codes
+    }
+
+    /// Scales and zero-points.
+    pub fn params(&self) -> &QuantParams {
+        &self.params
+    }
+
+    pub(crate) fn decode_row(&self, i: usize, out: &mut [f32]) {
+        let r = self.layout.range(i);
+        self.params
+            .dequantize_row(i, r.map(|k| nibble_to_i8(self.codes.get(k)) as i32), out);
+    }
+}

@@ -1,0 +1,42 @@
+//! The [`Pruner`] trait.
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::error::{Result, SquishError};
+use crate::matrix::{CompressedMatrix, Structure, Values};
+
+/// Decides which weights survive.
+///
+/// [`mask`](Pruner::mask) gives a keep-mask for a dense matrix, which a
+/// training loop can hold fixed while fine-tuning; [`prune`](Pruner::prune)
+/// produces the compressed form (CSR by default; structured pruners override
+/// it). Wrap a pruner in [`Prune`](crate::pass::Prune) (or use
+/// [`Pipeline::prune`](crate::pipeline::Pipeline::prune)) to put it in a pipeline.
+pub trait Pruner: Send + Sync {
+    /// Name shown in reports (e.g. `"magnitude 50%"`).
+    fn name(&self) -> String;
+
+    /// Keep-mask (`true` = keep) for a dense weight matrix.
+    fn mask(&self, w: ArrayView2<f32>) -> Result<Array2<bool>>;
+
+    /// Prunes `m`, which must hold f32 values on a dense or CSR structure
+    /// (prune before quantizing). The result is CSR with f32 values.
+    fn prune(&self, m: &CompressedMatrix) -> Result<CompressedMatrix> {
+        let w = prunable_dense(&self.name(), m)?;
+        let keep = self.mask(w.view())?;
+        CompressedMatrix::csr_from_mask(w.view(), keep.view())
+    }
+}
+
+/// The dense f32 view of a matrix a pruner may take, or `Incompatible`.
+pub(crate) fn prunable_dense(pass: &str, m: &CompressedMatrix) -> Result<Array2<f32>> {
+    match (m.structure(), m.values()) {
+        (Structure::Dense | Structure::Csr(_), Some(Values::F32(_))) => Ok(m.to_dense()),
+        (s, v) => Err(SquishError::Incompatible {
+            pass: pass.to_string(),
+            structure: s.kind(),
+            encoding: v.map_or("factored", Values::kind),
+            hint: "pruning needs f32 values on a dense or CSR matrix; prune before quantizing or factoring",
+        }),
+    }
+}

@@ -1,0 +1,32 @@
+//! The [`Quantizer`] trait.
+
+use crate::error::{Result, SquishError};
+use crate::matrix::{CompressedMatrix, F32Values, Values};
+
+/// Re-encodes stored f32 values with fewer bits, keeping the structure.
+///
+/// A quantizer sees only the values and their [row layout](crate::matrix::RowLayout),
+/// so it works on every structure: dense, CSR, N:M, kept rows and each factor
+/// of a low-rank matrix. Wrap it in [`Quantize`](crate::pass::Quantize) (or use
+/// [`Pipeline::quantize`](crate::pipeline::Pipeline::quantize)) to put it in a pipeline.
+pub trait Quantizer: Send + Sync {
+    /// Name shown in reports (e.g. `"int8 sym per-row"`).
+    fn name(&self) -> String;
+
+    /// Encodes f32 values; the result must have the same layout.
+    fn quantize_values(&self, values: &F32Values) -> Result<Values>;
+
+    /// Re-encodes the values of `m` (each factor, for low rank). Values that
+    /// are already quantized are rejected: quantize once, from f32.
+    fn quantize(&self, m: &CompressedMatrix) -> Result<CompressedMatrix> {
+        m.map_values(&|v| match v {
+            Values::F32(f) => self.quantize_values(f),
+            other => Err(SquishError::Incompatible {
+                pass: self.name(),
+                structure: m.structure().kind(),
+                encoding: other.kind(),
+                hint: "values are already encoded; quantize from f32 values",
+            }),
+        })
+    }
+}
