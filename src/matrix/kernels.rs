@@ -20,6 +20,9 @@ pub fn matmul(
             let w = ArrayView2::from_shape(m.shape(), v.data()).expect("dense layout");
             x.dot(&w.t())
         }
+        (Structure::Dense, Some(Values::Codebook(v))) => {
+            crate::compression::sharing::kernel::matmul_dense(m, v, x, exec)
+        }
         (Structure::LowRank(lr), _) => {
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)

@@ -1,0 +1,324 @@
+//! Sorted unique values with weights and prefix sums: the workspace of every
+//! 1-D k-means in this module.
+//!
+//! Sorting once turns 1-D k-means into arithmetic on prefix sums: the cost of
+//! any run of consecutive values, or its mean, is O(1).
+
+use crate::error::{check_finite, check_non_empty, Result, SquishError};
+
+/// The distinct values of a tensor in increasing order, each with its total
+/// weight (its count, or the sum of its importances), and prefix sums of
+/// weight, weight·x and weight·x² over them.
+///
+/// Values whose importance is zero are left out: they do not change a
+/// weighted squared error. `-0.0` and `0.0` count as one value.
+///
+/// ```
+/// use squish::compression::sharing::Histogram;
+/// let h = Histogram::new(&[3.0, 1.0, 3.0, 2.0]).unwrap();
+/// assert_eq!(h.values(), &[1.0, 2.0, 3.0]);
+/// assert_eq!(h.weight(2), 2.0);
+/// assert!((h.segment_cost(0, 3) - 2.75).abs() < 1e-12); // Σ(x − 2.25)²
+/// ```
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    values: Vec<f32>,
+    /// Prefix sums (length `len + 1`) over values shifted by `shift`.
+    p0: Vec<f64>,
+    p1: Vec<f64>,
+    p2: Vec<f64>,
+    /// The weighted mean; subtracted before summing to keep the sums small.
+    shift: f64,
+    count: usize,
+}
+
+/// Order-preserving map of a finite f32 to u32 (`-0.0` is folded to `0.0` by the caller).
+#[inline]
+fn key(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+#[inline]
+fn unkey(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 == 1 { k & 0x7FFF_FFFF } else { !k })
+}
+
+/// LSD radix sort by a 32-bit key (three passes of 11, 11 and 10 bits).
+pub(crate) fn radix_sort_by_key<T: Copy + Default>(v: &mut Vec<T>, key: impl Fn(&T) -> u32) {
+    if v.len() < 512 {
+        v.sort_unstable_by_key(|t| key(t));
+        return;
+    }
+    let mut buf = vec![T::default(); v.len()];
+    for (shift, bits) in [(0u32, 11u32), (11, 11), (22, 10)] {
+        let mask = (1usize << bits) - 1;
+        let mut counts = vec![0usize; 1 << bits];
+        for t in v.iter() {
+            counts[(key(t) >> shift) as usize & mask] += 1;
+        }
+        // Skip a pass where every element falls in one bucket.
+        if counts.iter().any(|&c| c == v.len()) {
+            continue;
+        }
+        let mut sum = 0;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = sum;
+            sum += n;
+        }
+        for t in v.iter() {
+            let b = (key(t) >> shift) as usize & mask;
+            buf[counts[b]] = *t;
+            counts[b] += 1;
+        }
+        std::mem::swap(v, &mut buf);
+    }
+}
+
+impl Histogram {
+    /// The histogram of `values`, each with weight 1. Rejects empty input and NaN/Inf.
+    pub fn new(values: &[f32]) -> Result<Self> {
+        check_non_empty("values", 1, values.len())?;
+        check_finite("values", values)?;
+        let mut keys: Vec<u32> = values.iter().map(|&x| key(x + 0.0)).collect();
+        radix_sort_by_key(&mut keys, |&k| k);
+        let mut uniq = Vec::new();
+        let mut w = Vec::new();
+        let mut i = 0;
+        while i < keys.len() {
+            let mut j = i + 1;
+            while j < keys.len() && keys[j] == keys[i] {
+                j += 1;
+            }
+            uniq.push(unkey(keys[i]));
+            w.push((j - i) as f64);
+            i = j;
+        }
+        Ok(Self::from_sorted(uniq, w, values.len()))
+    }
+
+    /// The histogram of `values` with per-value `importance` (finite, ≥ 0, not
+    /// all zero). Values of importance 0 are left out.
+    pub fn weighted(values: &[f32], importance: &[f32]) -> Result<Self> {
+        check_non_empty("values", 1, values.len())?;
+        check_finite("values", values)?;
+        if importance.len() != values.len() {
+            return Err(SquishError::shape(
+                "importance",
+                format!("{} weights", values.len()),
+                format!("{} weights", importance.len()),
+            ));
+        }
+        check_finite("importance", importance)?;
+        if let Some(&bad) = importance.iter().find(|&&w| w < 0.0) {
+            return Err(SquishError::invalid(
+                "importance",
+                bad,
+                "importances must be non-negative",
+            ));
+        }
+        let mut pairs: Vec<(u32, f32)> = values
+            .iter()
+            .zip(importance)
+            .filter(|(_, &w)| w > 0.0)
+            .map(|(&x, &w)| (key(x + 0.0), w))
+            .collect();
+        if pairs.is_empty() {
+            return Err(SquishError::invalid(
+                "importance",
+                0,
+                "at least one value needs a positive importance",
+            ));
+        }
+        radix_sort_by_key(&mut pairs, |p| p.0);
+        let mut uniq = Vec::new();
+        let mut w = Vec::new();
+        for (k, wt) in pairs {
+            if uniq.last().map(|&u| key(u)) == Some(k) {
+                *w.last_mut().unwrap() += wt as f64;
+            } else {
+                uniq.push(unkey(k));
+                w.push(wt as f64);
+            }
+        }
+        Ok(Self::from_sorted(uniq, w, values.len()))
+    }
+
+    fn from_sorted(values: Vec<f32>, weights: Vec<f64>, count: usize) -> Self {
+        let total: f64 = weights.iter().sum();
+        let shift = values
+            .iter()
+            .zip(&weights)
+            .map(|(&x, &w)| x as f64 * w)
+            .sum::<f64>()
+            / total;
+        let m = values.len();
+        let (mut p0, mut p1, mut p2) = (
+            Vec::with_capacity(m + 1),
+            Vec::with_capacity(m + 1),
+            Vec::with_capacity(m + 1),
+        );
+        let (mut s0, mut s1, mut s2) = (0.0f64, 0.0f64, 0.0f64);
+        p0.push(0.0);
+        p1.push(0.0);
+        p2.push(0.0);
+        for (&x, &w) in values.iter().zip(&weights) {
+            let d = x as f64 - shift;
+            s0 += w;
+            s1 += w * d;
+            s2 += w * d * d;
+            p0.push(s0);
+            p1.push(s1);
+            p2.push(s2);
+        }
+        Histogram {
+            values,
+            p0,
+            p1,
+            p2,
+            shift,
+            count,
+        }
+    }
+
+    /// Number of distinct values.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Never true: a histogram holds at least one value.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Number of input values (before merging duplicates).
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The distinct values, increasing.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Total weight of distinct value `i`.
+    pub fn weight(&self, i: usize) -> f64 {
+        self.p0[i + 1] - self.p0[i]
+    }
+
+    /// Total weight of all values.
+    pub fn total_weight(&self) -> f64 {
+        self.p0[self.len()]
+    }
+
+    /// Weight of the distinct values `a..b`.
+    #[inline]
+    pub fn segment_weight(&self, a: usize, b: usize) -> f64 {
+        self.p0[b] - self.p0[a]
+    }
+
+    /// Weighted mean of the distinct values `a..b` (`a < b`).
+    #[inline]
+    pub fn segment_mean(&self, a: usize, b: usize) -> f64 {
+        (self.p1[b] - self.p1[a]) / (self.p0[b] - self.p0[a]) + self.shift
+    }
+
+    /// Weighted squared error of `a..b` about its mean (0 for an empty run).
+    #[inline]
+    pub fn segment_cost(&self, a: usize, b: usize) -> f64 {
+        if b <= a {
+            return 0.0;
+        }
+        let w = self.p0[b] - self.p0[a];
+        let s = self.p1[b] - self.p1[a];
+        ((self.p2[b] - self.p2[a]) - s * s / w).max(0.0)
+    }
+
+    /// Weighted squared error of `a..b` about the point `c`.
+    #[inline]
+    pub fn segment_cost_about(&self, a: usize, b: usize, c: f64) -> f64 {
+        if b <= a {
+            return 0.0;
+        }
+        let d = c - self.shift;
+        let w = self.p0[b] - self.p0[a];
+        let s = self.p1[b] - self.p1[a];
+        ((self.p2[b] - self.p2[a]) - 2.0 * d * s + d * d * w).max(0.0)
+    }
+
+    /// Index of the first distinct value `>= x`.
+    #[inline]
+    pub fn lower_bound(&self, x: f64) -> usize {
+        self.values.partition_point(|&v| (v as f64) < x)
+    }
+
+    /// Where each cluster starts when every value goes to its nearest of the
+    /// sorted `centroids`: `k + 1` offsets, cluster `t` is `bounds[t]..bounds[t + 1]`.
+    /// A value exactly halfway between two centroids goes to the upper one.
+    pub fn assign(&self, centroids: &[f64]) -> Vec<usize> {
+        let mut b = Vec::with_capacity(centroids.len() + 1);
+        b.push(0);
+        for w in centroids.windows(2) {
+            b.push(self.lower_bound(0.5 * (w[0] + w[1])));
+        }
+        b.push(self.len());
+        b
+    }
+
+    /// Weighted squared error of the partition `bounds` with `centroids`.
+    pub fn partition_cost(&self, bounds: &[usize], centroids: &[f64]) -> f64 {
+        centroids
+            .iter()
+            .enumerate()
+            .map(|(t, &c)| self.segment_cost_about(bounds[t], bounds[t + 1], c))
+            .sum()
+    }
+
+    /// Weighted squared error when every value goes to its nearest centroid
+    /// (`centroids` need not be sorted).
+    pub fn sse(&self, centroids: &[f64]) -> f64 {
+        let mut c = centroids.to_vec();
+        c.sort_by(f64::total_cmp);
+        self.partition_cost(&self.assign(&c), &c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_order_matches_float_order() {
+        let xs = [-3.5f32, -1.0, -1e-30, 0.0, 1e-30, 2.0, f32::MAX, f32::MIN];
+        for &a in &xs {
+            assert_eq!(unkey(key(a)), a);
+            for &b in &xs {
+                assert_eq!(a < b, key(a) < key(b), "{a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn radix_sort_sorts() {
+        let mut v: Vec<u32> = (0..5000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let mut w = v.clone();
+        radix_sort_by_key(&mut v, |&k| k);
+        w.sort_unstable();
+        assert_eq!(v, w);
+    }
+
+    #[test]
+    fn merges_signed_zeros_and_counts() {
+        let h = Histogram::new(&[-0.0, 0.0, 1.0]).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.weight(0), 2.0);
+        assert_eq!(h.count(), 3);
+    }
+}
