@@ -87,19 +87,12 @@ impl Histogram {
         check_finite("values", values)?;
         let mut keys: Vec<u32> = values.iter().map(|&x| key(x + 0.0)).collect();
         radix_sort_by_key(&mut keys, |&k| k);
-        let mut uniq = Vec::new();
-        let mut w = Vec::new();
-        let mut i = 0;
-        while i < keys.len() {
-            let mut j = i + 1;
-            while j < keys.len() && keys[j] == keys[i] {
-                j += 1;
-            }
-            uniq.push(unkey(keys[i]));
-            w.push((j - i) as f64);
-            i = j;
-        }
-        Ok(Self::from_sorted(uniq, w, values.len()))
+        let shift = values.iter().map(|&x| x as f64).sum::<f64>() / values.len() as f64;
+        Ok(Self::from_sorted_runs(
+            keys.iter().map(|&k| (k, 1.0)),
+            shift,
+            values.len(),
+        ))
     }
 
     /// The histogram of `values` with per-value `importance` (finite, ≥ 0, not
@@ -136,46 +129,57 @@ impl Histogram {
             ));
         }
         radix_sort_by_key(&mut pairs, |p| p.0);
-        let mut uniq = Vec::new();
-        let mut w = Vec::new();
-        for (k, wt) in pairs {
-            if uniq.last().map(|&u| key(u)) == Some(k) {
-                *w.last_mut().unwrap() += wt as f64;
-            } else {
-                uniq.push(unkey(k));
-                w.push(wt as f64);
-            }
-        }
-        Ok(Self::from_sorted(uniq, w, values.len()))
+        let (sw, swx) = pairs.iter().fold((0.0f64, 0.0f64), |(a, b), &(k, w)| {
+            (a + w as f64, b + w as f64 * unkey(k) as f64)
+        });
+        Ok(Self::from_sorted_runs(
+            pairs.iter().map(|&(k, w)| (k, w as f64)),
+            swx / sw,
+            values.len(),
+        ))
     }
 
-    fn from_sorted(values: Vec<f32>, weights: Vec<f64>, count: usize) -> Self {
-        let total: f64 = weights.iter().sum();
-        let shift = values
-            .iter()
-            .zip(&weights)
-            .map(|(&x, &w)| x as f64 * w)
-            .sum::<f64>()
-            / total;
-        let m = values.len();
+    /// One pass over sorted `(key, weight)` pairs: merges equal keys and
+    /// accumulates prefix sums about `shift`.
+    fn from_sorted_runs(
+        pairs: impl ExactSizeIterator<Item = (u32, f64)>,
+        shift: f64,
+        count: usize,
+    ) -> Self {
+        let cap = pairs.len() + 1;
+        let mut values: Vec<f32> = Vec::with_capacity(cap);
         let (mut p0, mut p1, mut p2) = (
-            Vec::with_capacity(m + 1),
-            Vec::with_capacity(m + 1),
-            Vec::with_capacity(m + 1),
+            Vec::with_capacity(cap),
+            Vec::with_capacity(cap),
+            Vec::with_capacity(cap),
         );
         let (mut s0, mut s1, mut s2) = (0.0f64, 0.0f64, 0.0f64);
         p0.push(0.0);
         p1.push(0.0);
         p2.push(0.0);
-        for (&x, &w) in values.iter().zip(&weights) {
+        let mut last = None;
+        for (k, w) in pairs {
+            let x = unkey(k);
             let d = x as f64 - shift;
             s0 += w;
             s1 += w * d;
             s2 += w * d * d;
-            p0.push(s0);
-            p1.push(s1);
-            p2.push(s2);
+            if last == Some(k) {
+                *p0.last_mut().unwrap() = s0;
+                *p1.last_mut().unwrap() = s1;
+                *p2.last_mut().unwrap() = s2;
+            } else {
+                values.push(x);
+                p0.push(s0);
+                p1.push(s1);
+                p2.push(s2);
+                last = Some(k);
+            }
         }
+        values.shrink_to_fit();
+        p0.shrink_to_fit();
+        p1.shrink_to_fit();
+        p2.shrink_to_fit();
         Histogram {
             values,
             p0,
@@ -184,6 +188,12 @@ impl Histogram {
             shift,
             count,
         }
+    }
+
+    /// Prefix sums of weight, weight·(x − shift) and weight·(x − shift)²
+    /// (`len + 1` entries each, starting at 0).
+    pub(crate) fn prefix(&self) -> (&[f64], &[f64], &[f64]) {
+        (&self.p0, &self.p1, &self.p2)
     }
 
     /// Number of distinct values.

@@ -24,48 +24,105 @@
 
 use super::{Clustering, Histogram};
 
-/// Split-cost oracle over a run of distinct values, forward or reversed.
-trait Costs: Sync {
-    fn len(&self) -> usize;
-    /// SSE of points `j..i` (in this oracle's order) about their mean.
-    fn cost(&self, j: usize, i: usize) -> f64;
+/// Prefix sums over a run of distinct values, in forward or reversed order:
+/// `cost(j, i)` is the SSE of points `j..i` about their mean.
+struct Prefix {
+    p0: Vec<f64>,
+    p1: Vec<f64>,
+    p2: Vec<f64>,
 }
 
-struct Forward<'a> {
-    h: &'a Histogram,
-    a: usize,
-    b: usize,
-}
-
-impl Costs for Forward<'_> {
-    fn len(&self) -> usize {
-        self.b - self.a
+impl Prefix {
+    /// Values `a..b` of `h`, forward or reversed.
+    fn new(h: &Histogram, a: usize, b: usize, reversed: bool) -> Self {
+        let (q0, q1, q2) = h.prefix();
+        let pick = |q: &[f64]| -> Vec<f64> {
+            if reversed {
+                // Sums over the last t values of a..b.
+                (0..=b - a).map(|t| q[b] - q[b - t]).collect()
+            } else {
+                q[a..=b].iter().map(|&v| v - q[a]).collect()
+            }
+        };
+        Prefix {
+            p0: pick(q0),
+            p1: pick(q1),
+            p2: pick(q2),
+        }
     }
+
+    fn len(&self) -> usize {
+        self.p0.len() - 1
+    }
+
     #[inline(always)]
     fn cost(&self, j: usize, i: usize) -> f64 {
-        self.h.segment_cost(self.a + j, self.a + i)
+        let w = self.p0[i] - self.p0[j];
+        let s = self.p1[i] - self.p1[j];
+        (self.p2[i] - self.p2[j]) - s * s / w
     }
-}
 
-struct Backward<'a> {
-    h: &'a Histogram,
-    a: usize,
-    b: usize,
-}
-
-impl Costs for Backward<'_> {
-    fn len(&self) -> usize {
-        self.b - self.a
+    /// `min_{j ∈ lo..=hi} prev[j] + cost(j, i)` and its leftmost argmin.
+    fn scan(&self, prev: &[f64], i: usize, lo: usize, hi: usize) -> (f64, usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature was just detected.
+                return unsafe { self.scan_avx512(prev, i, lo, hi) };
+            }
+        }
+        self.scan_portable(prev, i, lo, hi)
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scan_avx512(&self, prev: &[f64], i: usize, lo: usize, hi: usize) -> (f64, usize) {
+        self.scan_portable(prev, i, lo, hi)
+    }
+
+    /// Chunks of candidate splits: the costs are computed in a loop the
+    /// compiler vectorizes, the argmin scalar; a chunk starting at a `prev`
+    /// already at or above the best ends the scan (`prev` does not decrease
+    /// and costs are ≥ 0).
     #[inline(always)]
-    fn cost(&self, j: usize, i: usize) -> f64 {
-        self.h.segment_cost(self.b - i, self.b - j)
+    fn scan_portable(&self, prev: &[f64], i: usize, lo: usize, hi: usize) -> (f64, usize) {
+        const CHUNK: usize = 64;
+        let (a0, a1, a2) = (self.p0[i], self.p1[i], self.p2[i]);
+        let mut best = f64::INFINITY;
+        let mut bj = lo;
+        let mut buf = [0.0f64; CHUNK];
+        let mut j = lo;
+        while j <= hi {
+            if prev[j] >= best {
+                break;
+            }
+            let n = (hi + 1 - j).min(CHUNK);
+            let (q0, q1, q2, pv) = (
+                &self.p0[j..j + n],
+                &self.p1[j..j + n],
+                &self.p2[j..j + n],
+                &prev[j..j + n],
+            );
+            for t in 0..n {
+                let w = a0 - q0[t];
+                let s = a1 - q1[t];
+                buf[t] = pv[t] + ((a2 - q2[t]) - s * s / w);
+            }
+            for (t, &v) in buf[..n].iter().enumerate() {
+                if v < best {
+                    best = v;
+                    bj = j + t;
+                }
+            }
+            j += n;
+        }
+        (best, bj)
     }
 }
 
 /// One DP layer: `cur[i] = min_{j < i} prev[j] + cost(j, i)` for `i ∈ lo..=m`,
 /// splits restricted to `j ≥ lo − 1`; records the leftmost best `j` in `arg`.
-fn layer<C: Costs>(c: &C, prev: &[f64], cur: &mut [f64], mut arg: Option<&mut [u32]>, lo: usize) {
+fn layer(c: &Prefix, prev: &[f64], cur: &mut [f64], mut arg: Option<&mut [u32]>, lo: usize) {
     let m = c.len();
     for v in cur[..lo].iter_mut() {
         *v = f64::INFINITY;
@@ -77,19 +134,7 @@ fn layer<C: Costs>(c: &C, prev: &[f64], cur: &mut [f64], mut arg: Option<&mut [u
             continue;
         }
         let mid = (ilo + ihi) / 2;
-        let jmax = jhi.min(mid - 1);
-        let mut best = f64::INFINITY;
-        let mut bj = jlo;
-        for (j, &p) in prev.iter().enumerate().take(jmax + 1).skip(jlo) {
-            if p >= best {
-                break; // prev is non-decreasing and costs are ≥ 0
-            }
-            let v = p + c.cost(j, mid);
-            if v < best {
-                best = v;
-                bj = j;
-            }
-        }
+        let (best, bj) = c.scan(prev, mid, jlo, jhi.min(mid - 1));
         cur[mid] = best;
         if let Some(a) = arg.as_deref_mut() {
             a[mid] = bj as u32;
@@ -102,9 +147,10 @@ fn layer<C: Costs>(c: &C, prev: &[f64], cur: &mut [f64], mut arg: Option<&mut [u
 }
 
 /// `D[q][i]` for `i ∈ 0..=m` after `q` layers (∞ where `i < q`), keeping only two rows.
-fn last_layer<C: Costs>(c: &C, q: usize) -> Vec<f64> {
+fn last_layer(c: &Prefix, q: usize) -> Vec<f64> {
     let m = c.len();
     let mut prev: Vec<f64> = (0..=m).map(|i| c.cost(0, i)).collect();
+    prev[0] = 0.0;
     let mut cur = vec![0.0; m + 1];
     for l in 2..=q {
         layer(c, &prev, &mut cur, None, l);
@@ -133,24 +179,18 @@ fn solve(h: &Histogram, a: usize, b: usize, q: usize, memory: usize, out: &mut V
         out.extend(a + 1..b);
         return;
     }
-    let fwd = Forward { h, a, b };
+    let fwd = Prefix::new(h, a, b, false);
     if q.saturating_mul(m + 1).saturating_mul(4) <= memory || q == 2 {
         // Direct DP with backtracking.
         let mut args = vec![0u32; (q - 1) * (m + 1)];
         let mut prev: Vec<f64> = (0..=m).map(|i| fwd.cost(0, i)).collect();
+        prev[0] = 0.0;
         let mut cur = vec![0.0; m + 1];
         for l in 2..=q {
             let row = &mut args[(l - 2) * (m + 1)..(l - 1) * (m + 1)];
             if l == q {
                 // Only i = m is needed in the last layer.
-                let mut best = f64::INFINITY;
-                for (j, &p) in prev.iter().enumerate().take(m).skip(l - 1) {
-                    let v = p + fwd.cost(j, m);
-                    if v < best {
-                        best = v;
-                        row[m] = j as u32;
-                    }
-                }
+                row[m] = fwd.scan(&prev, m, l - 1, m - 1).1 as u32;
             } else {
                 layer(&fwd, &prev, &mut cur, Some(row), l);
                 std::mem::swap(&mut prev, &mut cur);
@@ -169,7 +209,7 @@ fn solve(h: &Histogram, a: usize, b: usize, q: usize, memory: usize, out: &mut V
     let left = q / 2;
     let right = q - left;
     let f = last_layer(&fwd, left);
-    let g = last_layer(&Backward { h, a, b }, right);
+    let g = last_layer(&Prefix::new(h, a, b, true), right);
     let mut best = f64::INFINITY;
     let mut split = left;
     for s in left..=m - right {
