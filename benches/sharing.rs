@@ -78,7 +78,9 @@ fn kmeans(c: &mut Criterion) {
         b.iter(|| black_box(naive_lloyd(black_box(&v), init.clone(), ITERS)))
     });
     let dp = KMeans::params(16).optimal().check().unwrap();
-    g.bench_function("dp_k16", |b| b.iter(|| black_box(dp.fit(black_box(&v)).unwrap())));
+    g.bench_function("dp_k16", |b| {
+        b.iter(|| black_box(dp.fit(black_box(&v)).unwrap()))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("kmeans_16M");
@@ -99,12 +101,20 @@ fn kmeans(c: &mut Criterion) {
             let t = Instant::now();
             let l = KMeans::params(k).check().unwrap().fit(data).unwrap();
             let tl = t.elapsed();
-            if !full && !(label == "1M" && k == 16) {
-                println!("sharing {label} k={k}: lloyd (300 it) {tl:?} sse {:.6e}", l.sse);
+            if !(full || label == "1M" && k == 16) {
+                println!(
+                    "sharing {label} k={k}: lloyd (300 it) {tl:?} sse {:.6e}",
+                    l.sse
+                );
                 continue;
             }
             let t = Instant::now();
-            let o = KMeans::params(k).optimal().check().unwrap().fit(data).unwrap();
+            let o = KMeans::params(k)
+                .optimal()
+                .check()
+                .unwrap()
+                .fit(data)
+                .unwrap();
             let to = t.elapsed();
             println!(
                 "sharing {label} k={k}: lloyd (300 it) {tl:?} sse {:.6e}; dp {to:?} sse {:.6e}; lloyd/dp sse {:.4}",

@@ -105,7 +105,11 @@ fn dp_equals_brute_force_on_small_inputs() {
             let brute = brute_force(&values, k);
             let dp = KMeans::params(k).optimal().check().unwrap();
             let c = dp.fit(&values).unwrap();
-            assert!(close(c.sse, brute, 1e-9), "n={n} k={k}: dp {} brute {brute}", c.sse);
+            assert!(
+                close(c.sse, brute, 1e-9),
+                "n={n} k={k}: dp {} brute {brute}",
+                c.sse
+            );
             assert!(close(naive_sse(&values, &c.centroids), brute, 1e-9));
             // The Hirschberg path (no backtracking memory) finds the same optimum.
             let h = KMeans::params(k).optimal().dp_memory(0).check().unwrap();
@@ -121,12 +125,22 @@ fn dp_never_worse_than_lloyd_for_any_seed() {
         ("real-shaped", real_shaped(20_000, 2)),
     ] {
         for k in [2, 5, 16, 64] {
-            let opt = KMeans::params(k).optimal().check().unwrap().fit(&values).unwrap();
+            let opt = KMeans::params(k)
+                .optimal()
+                .check()
+                .unwrap()
+                .fit(&values)
+                .unwrap();
             assert!(close(naive_sse(&values, &opt.centroids), opt.sse, 1e-9));
             let mut inits = vec![Init::Linear, Init::Density];
             inits.extend((0..8).map(|seed| Init::KMeansPlusPlus { seed }));
             for init in inits {
-                let l = KMeans::params(k).lloyd(init).check().unwrap().fit(&values).unwrap();
+                let l = KMeans::params(k)
+                    .lloyd(init)
+                    .check()
+                    .unwrap()
+                    .fit(&values)
+                    .unwrap();
                 assert!(
                     opt.sse <= l.sse * (1.0 + 1e-12),
                     "{name} k={k} {init:?}: dp {} > lloyd {}",
@@ -143,7 +157,12 @@ fn dp_never_worse_than_lloyd_for_any_seed() {
 fn hirschberg_matches_direct_dp() {
     let values = real_shaped(30_000, 5);
     for k in [3, 16, 33] {
-        let a = KMeans::params(k).optimal().check().unwrap().fit(&values).unwrap();
+        let a = KMeans::params(k)
+            .optimal()
+            .check()
+            .unwrap()
+            .fit(&values)
+            .unwrap();
         let b = KMeans::params(k)
             .optimal()
             .dp_memory(0)
@@ -160,10 +179,20 @@ fn lloyd_never_increases_sse() {
     for seed in 0..10 {
         let values = real_shaped(5_000, 100 + seed);
         for init in [Init::Linear, Init::Density, Init::KMeansPlusPlus { seed }] {
-            let c = KMeans::params(32).lloyd(init).check().unwrap().fit(&values).unwrap();
+            let c = KMeans::params(32)
+                .lloyd(init)
+                .check()
+                .unwrap()
+                .fit(&values)
+                .unwrap();
             assert!(c.sse_history.len() >= 2);
             for w in c.sse_history.windows(2) {
-                assert!(w[1] <= w[0] * (1.0 + 1e-12), "{init:?}: {} -> {}", w[0], w[1]);
+                assert!(
+                    w[1] <= w[0] * (1.0 + 1e-12),
+                    "{init:?}: {} -> {}",
+                    w[0],
+                    w[1]
+                );
             }
             // Converged: centroids are the means of their clusters.
             if c.iterations < 300 {
@@ -189,7 +218,7 @@ fn naive_lloyd(values: &[f32], mut c: Vec<f64>, iters: usize) -> Vec<f64> {
             for (t, &ct) in c.iter().enumerate() {
                 let d = (x - ct).abs();
                 // Ties go to the upper centroid, as in the histogram version.
-                if d < bd || d == bd {
+                if d <= bd {
                     bi = t;
                     bd = d;
                 }
@@ -240,7 +269,9 @@ fn weighted_equals_repeated_values() {
     let mut imp = vec![1.0f32; 300];
     imp[17] = 1e6;
     let q = KMeans::params(4).optimal().importance(imp).check().unwrap();
-    let m = q.quantize(&CompressedMatrix::from_dense(w.view()).unwrap()).unwrap();
+    let m = q
+        .quantize(&CompressedMatrix::from_dense(w.view()).unwrap())
+        .unwrap();
     assert!((m.to_dense()[[0, 17]] - values[17]).abs() < 1e-3);
 }
 
@@ -255,12 +286,18 @@ fn packed_indices_round_trip_every_width() {
         assert_eq!(p.unpack(), vals);
         assert_eq!(p.bytes().len(), (1000 * width as usize).div_ceil(8));
         // Through the quantizer: k with this index width, indices decode to nearest centroids.
-        let k = if width == 1 { 2 } else { (1usize << (width - 1)) + 1 };
+        let k = if width == 1 {
+            2
+        } else {
+            (1usize << (width - 1)) + 1
+        };
         let n = (2 * k).max(64);
         let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % n) as f32 * 0.001).collect();
         let w = Array2::from_shape_vec((1, n), data.clone()).unwrap();
         let q = KMeans::params(k).max_iter(3).check().unwrap();
-        let m = q.quantize(&CompressedMatrix::from_dense(w.view()).unwrap()).unwrap();
+        let m = q
+            .quantize(&CompressedMatrix::from_dense(w.view()).unwrap())
+            .unwrap();
         let Some(Values::Codebook(cb)) = m.values() else {
             panic!("codebook expected")
         };
@@ -312,7 +349,10 @@ fn huffman_round_trip_and_entropy_bound() {
         let stream = code.encode(&syms).unwrap();
         assert_eq!(code.decode(&stream, syms.len()).unwrap(), syms);
         let counts = symbol_counts(&syms, alpha);
-        let exact: u64 = syms.iter().map(|&s| code.lengths()[s as usize] as u64).sum();
+        let exact: u64 = syms
+            .iter()
+            .map(|&s| code.lengths()[s as usize] as u64)
+            .sum();
         assert_eq!(stream.bits(), exact);
         assert_eq!(code.coded_bits(&counts), exact);
         assert_eq!(stream.bytes().len() as u64, exact.div_ceil(8));
@@ -363,7 +403,9 @@ fn sparse_gaps_round_trip_and_code() {
     let squish::matrix::Structure::Csr(csr) = m.structure() else {
         panic!("csr expected")
     };
-    let cols: Vec<usize> = (0..csr.col_idx().len()).map(|k| csr.col_idx().get(k)).collect();
+    let cols: Vec<usize> = (0..csr.col_idx().len())
+        .map(|k| csr.col_idx().get(k))
+        .collect();
     let gaps = column_gaps(csr.row_ptr(), |k| cols[k]);
     assert_eq!(columns_from_gaps(csr.row_ptr(), &gaps), cols);
     let code = HuffmanCode::from_symbols(&gaps, 300).unwrap();
@@ -408,7 +450,10 @@ fn huffman_matrix_storage_is_exact_and_lossless() {
             plain.get(Component::Codebook) + 16
         );
         assert_eq!(coded.get(Component::Indices), plain.get(Component::Indices));
-        assert_eq!(coded.get(Component::Metadata), plain.get(Component::Metadata));
+        assert_eq!(
+            coded.get(Component::Metadata),
+            plain.get(Component::Metadata)
+        );
         let l = bits as f64 / syms.len() as f64;
         let e = h.values().entropy_bits_per_index();
         assert!(l >= e - 1e-9 && l < e + 1.0);
@@ -421,7 +466,13 @@ fn huffman_matrix_storage_is_exact_and_lossless() {
     ));
 }
 
-fn codebook_matrix(rows: usize, cols: usize, k: usize, per_row: bool, seed: u64) -> CompressedMatrix {
+fn codebook_matrix(
+    rows: usize,
+    cols: usize,
+    k: usize,
+    per_row: bool,
+    seed: u64,
+) -> CompressedMatrix {
     let w = Array2::from_shape_vec((rows, cols), gaussian(rows * cols, seed)).unwrap();
     let mut p = KMeans::params(k).max_iter(10);
     if per_row {
@@ -437,7 +488,15 @@ fn codebook_matrix(rows: usize, cols: usize, k: usize, per_row: bool, seed: u64)
 fn codebook_matmul_equals_reference() {
     let pool = ThreadPool::new(2).unwrap();
     let mut r = StdRng::seed_from_u64(42);
-    let shapes = [(1, 2), (3, 7), (17, 32), (9, 64), (33, 100), (40, 257), (8, 1030)];
+    let shapes = [
+        (1, 2),
+        (3, 7),
+        (17, 32),
+        (9, 64),
+        (33, 100),
+        (40, 257),
+        (8, 1030),
+    ];
     for (s, &(rows, cols)) in shapes.iter().enumerate() {
         for k in [2, 3, 9, 16, 17, 256, 300] {
             for per_row in [false, true] {
@@ -456,10 +515,23 @@ fn codebook_matmul_equals_reference() {
                 if lut_ok {
                     kernels.push(CodebookKernel::Lut4);
                 }
+                let gather_ok =
+                    std::arch::is_x86_feature_detected!("avx512f") && (129..=256).contains(&k);
+                if gather_ok {
+                    kernels.push(CodebookKernel::Gather8);
+                } else {
+                    assert!(
+                        codebook_matmul(&m, x.view(), &Sequential, CodebookKernel::Gather8)
+                            .is_err()
+                    );
+                }
                 for kern in kernels {
                     let y = codebook_matmul(&m, x.view(), &Sequential, kern).unwrap();
                     let err = (&y - &reference).iter().fold(0.0f32, |a, d| a.max(d.abs()));
-                    assert!(err <= 1e-5 * scale.max(1.0), "{rows}x{cols} k={k} {kern:?}: {err}");
+                    assert!(
+                        err <= 1e-5 * scale.max(1.0),
+                        "{rows}x{cols} k={k} {kern:?}: {err}"
+                    );
                     // Bit-identical on any executor.
                     let y2 = codebook_matmul(&m, x.view(), &pool, kern).unwrap();
                     assert_eq!(y, y2);
@@ -470,7 +542,9 @@ fn codebook_matmul_equals_reference() {
                     codebook_matmul(&m, x.view(), &Sequential, CodebookKernel::Auto).unwrap()
                 );
                 if !lut_ok {
-                    assert!(codebook_matmul(&m, x.view(), &Sequential, CodebookKernel::Lut4).is_err());
+                    assert!(
+                        codebook_matmul(&m, x.view(), &Sequential, CodebookKernel::Lut4).is_err()
+                    );
                 }
             }
         }
@@ -573,7 +647,8 @@ fn per_row_codebooks_and_fewer_distinct_values() {
     let q = KMeans::params(4).per_row().check().unwrap();
     assert_eq!(
         q.quantize_values_with(f, &Sequential).unwrap(),
-        q.quantize_values_with(f, &ThreadPool::new(2).unwrap()).unwrap()
+        q.quantize_values_with(f, &ThreadPool::new(2).unwrap())
+            .unwrap()
     );
     // fit itself rejects k above the number of distinct values.
     assert!(matches!(
@@ -593,14 +668,20 @@ fn typed_errors() {
     assert!(KMeans::params(65536).check().is_ok());
     assert!(matches!(
         KMeans::params(4).max_iter(0).check(),
-        Err(SquishError::InvalidParameter { name: "max_iter", .. })
+        Err(SquishError::InvalidParameter {
+            name: "max_iter",
+            ..
+        })
     ));
     let km = KMeans::params(2).check().unwrap();
     assert!(matches!(
         km.fit(&[1.0, f32::NAN, 2.0]),
         Err(SquishError::NonFinite { index: 1, .. })
     ));
-    assert!(matches!(km.fit(&[1.0, f32::INFINITY]), Err(SquishError::NonFinite { .. })));
+    assert!(matches!(
+        km.fit(&[1.0, f32::INFINITY]),
+        Err(SquishError::NonFinite { .. })
+    ));
     assert!(matches!(km.fit(&[]), Err(SquishError::Empty { .. })));
     assert!(km.fit_weighted(&[1.0, 2.0], &[1.0]).is_err());
     assert!(km.fit_weighted(&[1.0, 2.0], &[1.0, -1.0]).is_err());

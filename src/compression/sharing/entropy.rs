@@ -4,7 +4,7 @@ use super::huffman::{entropy_bits, symbol_counts, BitStream, HuffmanCode};
 use super::kmeans::pack;
 use crate::error::{Result, SquishError};
 use crate::matrix::{
-    index_bits, CodebookValues, CompressedMatrix, Component, StorageReport, Structure, Values,
+    index_bits, CodebookValues, Component, CompressedMatrix, StorageReport, Structure, Values,
     METADATA_BYTES,
 };
 

@@ -62,7 +62,7 @@ pub(crate) fn radix_sort_by_key<T: Copy + Default>(v: &mut Vec<T>, key: impl Fn(
             counts[(key(t) >> shift) as usize & mask] += 1;
         }
         // Skip a pass where every element falls in one bucket.
-        if counts.iter().any(|&c| c == v.len()) {
+        if counts.contains(&v.len()) {
             continue;
         }
         let mut sum = 0;

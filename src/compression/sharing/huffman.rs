@@ -40,7 +40,11 @@ impl BitStream {
         if bytes.len() as u64 != bits.div_ceil(8) {
             return Err(SquishError::inconsistent(
                 "bit stream",
-                format!("{bits} bits need {} bytes, got {}", bits.div_ceil(8), bytes.len()),
+                format!(
+                    "{bits} bits need {} bytes, got {}",
+                    bits.div_ceil(8),
+                    bytes.len()
+                ),
             ));
         }
         Ok(BitStream { bytes, bits })

@@ -21,6 +21,8 @@ pub enum CodebookKernel {
     Bucket,
     /// AVX-512 register lookup, 4-bit indices, an even number of columns.
     Lut4,
+    /// AVX-512 gather from the codebook, 8-bit indices.
+    Gather8,
 }
 
 /// `y = x · Wᵀ` for a dense codebook matrix with the chosen kernel.
@@ -48,6 +50,17 @@ pub fn codebook_matmul(
     match kernel {
         CodebookKernel::Auto => Ok(matmul_dense(m, v, x, exec)),
         CodebookKernel::Bucket => Ok(bucket(m, v, x, exec)),
+        CodebookKernel::Gather8 => {
+            if gather8_available(v) {
+                Ok(run_gather8(m, v, x, exec))
+            } else {
+                Err(SquishError::invalid(
+                    "kernel",
+                    "Gather8",
+                    "needs AVX-512F and 8-bit indices",
+                ))
+            }
+        }
         CodebookKernel::Lut4 => {
             if lut4_available(m, v) {
                 Ok(run_lut4(m, v, x, exec))
@@ -71,6 +84,8 @@ pub(crate) fn matmul_dense(
 ) -> Array2<f32> {
     if lut4_available(m, v) {
         run_lut4(m, v, x, exec)
+    } else if gather8_available(v) {
+        run_gather8(m, v, x, exec)
     } else {
         bucket(m, v, x, exec)
     }
@@ -80,13 +95,41 @@ fn lut4_available(m: &CompressedMatrix, v: &CodebookValues) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         v.indices().width() == 4
-            && m.cols() % 2 == 0
+            && m.cols().is_multiple_of(2)
             && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (m, v);
         false
+    }
+}
+
+fn gather8_available(v: &CodebookValues) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        v.indices().width() == 8 && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = v;
+        false
+    }
+}
+
+fn run_gather8(
+    m: &CompressedMatrix,
+    v: &CodebookValues,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+) -> Array2<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        lut4::gather8(m, v, x, exec)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        bucket(m, v, x, exec)
     }
 }
 
@@ -242,6 +285,49 @@ mod lut4 {
                 *yb = s;
             }
         })
+    }
+
+    /// Caller checked: AVX-512F, width 8 (one index a byte).
+    pub(super) fn gather8(
+        m: &CompressedMatrix,
+        v: &CodebookValues,
+        x: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> Array2<f32> {
+        let (rows, cols) = m.shape();
+        let batch = x.nrows();
+        let xs = x.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout");
+        let bytes = v.indices().bytes();
+        by_rows(rows, cols, batch, exec, &|i, y| {
+            let mut lut = [0.0f32; 256];
+            let cb = v.row_codebook(i);
+            lut[..cb.len()].copy_from_slice(cb);
+            let row = &bytes[i * cols..(i + 1) * cols];
+            let blocks = cols / 16;
+            for (b, yb) in y.iter_mut().enumerate() {
+                let xb = &xs[b * cols..(b + 1) * cols];
+                // SAFETY: AVX-512F was detected by the caller; indices < 256 index `lut`.
+                let mut s = unsafe { row_gather(row, &lut, xb, blocks) };
+                for j in blocks * 16..cols {
+                    s += lut[row[j] as usize] * xb[j];
+                }
+                *yb = s;
+            }
+        })
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn row_gather(row: &[u8], lut: &[f32; 256], x: &[f32], blocks: usize) -> f32 {
+        debug_assert!(row.len() >= blocks * 16 && x.len() >= blocks * 16);
+        let mut acc = [_mm512_setzero_ps(); 2];
+        let (rp, xp, lp) = (row.as_ptr(), x.as_ptr(), lut.as_ptr());
+        for blk in 0..blocks {
+            let idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(rp.add(blk * 16) as *const _));
+            let w = _mm512_i32gather_ps::<4>(idx, lp);
+            acc[blk % 2] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xp.add(blk * 16)), acc[blk % 2]);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
     }
 
     /// Σ over `blocks` 32-column blocks of centroid[index] · x.

@@ -147,7 +147,7 @@ impl KMeans {
             }
         }
         let ranges: Vec<_> = match self.p.scope {
-            CodebookScope::PerTensor => vec![0..data.len()],
+            CodebookScope::PerTensor => std::iter::once(0..data.len()).collect(),
             CodebookScope::PerRow => (0..layout.rows()).map(|i| layout.range(i)).collect(),
         };
         let books = map(exec, ranges.len(), |b| {
