@@ -63,11 +63,19 @@ fn magnitude_removes_exactly_floor_s_n() {
         for i in 0..20 {
             // s = i/20 exactly in decimal; ⌊i·n/20⌋ by integer arithmetic.
             let s = i as f64 / 20.0;
-            let keep = Magnitude::params(s).check().unwrap().mask(w.view()).unwrap();
+            let keep = Magnitude::params(s)
+                .check()
+                .unwrap()
+                .mask(w.view())
+                .unwrap();
             assert_eq!(zeros(&keep), i * n / 20, "{r}x{c} s={s}");
         }
         // Sparsities so small that ⌊s·n⌋ = 0 prune nothing.
-        let keep = Magnitude::params(0.5 / n as f64).check().unwrap().mask(w.view()).unwrap();
+        let keep = Magnitude::params(0.5 / n as f64)
+            .check()
+            .unwrap()
+            .mask(w.view())
+            .unwrap();
         assert_eq!(zeros(&keep), 0);
     }
     // Decimal sparsities mean what they say (0.29 · 100 = 29, not 28).
@@ -83,7 +91,11 @@ fn kept_set_is_the_top_magnitude_set_with_ties() {
         for w in [tied(&mut rng, r, c), normal(&mut rng, r, c)] {
             let data: Vec<f32> = w.iter().copied().collect();
             for s in [0.0, 0.1, 0.33, 0.5, 0.9, 0.99] {
-                let keep = Magnitude::params(s).check().unwrap().mask(w.view()).unwrap();
+                let keep = Magnitude::params(s)
+                    .check()
+                    .unwrap()
+                    .mask(w.view())
+                    .unwrap();
                 let count = prune_count(s, data.len());
                 assert_eq!(flat(&keep), brute_keep(&data, count), "{r}x{c} s={s}");
             }
@@ -91,8 +103,15 @@ fn kept_set_is_the_top_magnitude_set_with_ties() {
     }
     // All equal: the earliest are pruned.
     let w = Array2::from_elem((3, 3), -2.0f32);
-    let keep = Magnitude::params(0.5).check().unwrap().mask(w.view()).unwrap();
-    assert_eq!(flat(&keep), [false, false, false, false, true, true, true, true, true]);
+    let keep = Magnitude::params(0.5)
+        .check()
+        .unwrap()
+        .mask(w.view())
+        .unwrap();
+    assert_eq!(
+        flat(&keep),
+        [false, false, false, false, true, true, true, true, true]
+    );
 }
 
 #[test]
@@ -115,7 +134,10 @@ fn selection_matches_a_full_sort_on_large_inputs() {
         let sel = Selection::smallest(&[&data], count);
         assert_eq!(sel.count(), count);
         assert_eq!(sel.threshold(), sorted[count - 1], "count {count}");
-        assert_eq!(sel.below(), sorted.iter().filter(|&&v| v < sorted[count - 1]).count());
+        assert_eq!(
+            sel.below(),
+            sorted.iter().filter(|&&v| v < sorted[count - 1]).count()
+        );
     }
     let keep = {
         let mut k = vec![true; data.len()];
@@ -129,7 +151,12 @@ fn selection_matches_a_full_sort_on_large_inputs() {
 fn per_row_magnitude_prunes_each_row_to_the_same_count() {
     let mut rng = StdRng::seed_from_u64(4);
     let w = tied(&mut rng, 9, 20);
-    let keep = Magnitude::params(0.35).per_row().check().unwrap().mask(w.view()).unwrap();
+    let keep = Magnitude::params(0.35)
+        .per_row()
+        .check()
+        .unwrap()
+        .mask(w.view())
+        .unwrap();
     for (wr, kr) in w.outer_iter().zip(keep.outer_iter()) {
         let data: Vec<f32> = wr.to_vec();
         assert_eq!(kr.to_vec(), brute_keep(&data, 7));
@@ -139,26 +166,44 @@ fn per_row_magnitude_prunes_each_row_to_the_same_count() {
 #[test]
 fn global_equals_magnitude_on_the_concatenation() {
     let mut rng = StdRng::seed_from_u64(5);
-    let (a, b, c) = (tied(&mut rng, 5, 8), normal(&mut rng, 11, 8), tied(&mut rng, 3, 8));
+    let (a, b, c) = (
+        tied(&mut rng, 5, 8),
+        normal(&mut rng, 11, 8),
+        tied(&mut rng, 3, 8),
+    );
     let stack = concatenate(Axis(0), &[a.view(), b.view(), c.view()]).unwrap();
     for s in [0.0, 0.2, 0.5, 0.75, 0.95] {
         let g = Global::params(s).check().unwrap();
-        let masks = g.masks(&[("a", a.view()), ("b", b.view()), ("c", c.view())]).unwrap();
-        let whole = Magnitude::params(s).check().unwrap().mask(stack.view()).unwrap();
+        let masks = g
+            .masks(&[("a", a.view()), ("b", b.view()), ("c", c.view())])
+            .unwrap();
+        let whole = Magnitude::params(s)
+            .check()
+            .unwrap()
+            .mask(stack.view())
+            .unwrap();
         let joined = concatenate(
             Axis(0),
             &[masks[0].1.view(), masks[1].1.view(), masks[2].1.view()],
         )
         .unwrap();
         assert_eq!(joined, whole, "s={s}");
-        assert_eq!(masks.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            masks.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
     }
     // Different shapes: the concatenation of the flattened matrices.
     let (p, q) = (tied(&mut rng, 4, 9), tied(&mut rng, 7, 3));
     let g = Global::params(0.6).check().unwrap();
     let masks = g.masks(&[("p", p.view()), ("q", q.view())]).unwrap();
     let all: Vec<f32> = p.iter().chain(q.iter()).copied().collect();
-    let got: Vec<bool> = masks[0].1.iter().chain(masks[1].1.iter()).copied().collect();
+    let got: Vec<bool> = masks[0]
+        .1
+        .iter()
+        .chain(masks[1].1.iter())
+        .copied()
+        .collect();
     assert_eq!(got, brute_keep(&all, prune_count(0.6, all.len())));
 }
 
@@ -177,20 +222,32 @@ fn global_minimum_density_equals_greedy_with_floors() {
             .zip(&layers)
             .map(|(n, w)| (*n, w.view()))
             .collect();
-        let masks = Global::params(s).min_density(d).check().unwrap().masks(&named).unwrap();
+        let masks = Global::params(s)
+            .min_density(d)
+            .check()
+            .unwrap()
+            .masks(&named)
+            .unwrap();
         // Greedy: walk (|w|, layer, index) ascending, skip layers at their floor.
         let mut all: Vec<(f32, usize, usize)> = layers
             .iter()
             .enumerate()
-            .flat_map(|(l, w)| w.iter().enumerate().map(move |(i, v)| (v.abs(), l, i)).collect::<Vec<_>>())
+            .flat_map(|(l, w)| {
+                w.iter()
+                    .enumerate()
+                    .map(move |(i, v)| (v.abs(), l, i))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let total: usize = layers.iter().map(|w| w.len()).sum();
-        let caps: Vec<usize> =
-            layers.iter().map(|w| w.len() - (d * w.len() as f64).ceil() as usize).collect();
+        let caps: Vec<usize> = layers
+            .iter()
+            .map(|w| w.len() - (d * w.len() as f64).ceil() as usize)
+            .collect();
         let mut left = prune_count(s, total);
         let mut pruned: Vec<Vec<bool>> = layers.iter().map(|w| vec![false; w.len()]).collect();
-        let mut used = vec![0usize; 3];
+        let mut used = [0usize; 3];
         for (_, l, i) in all {
             if left == 0 {
                 break;
@@ -204,7 +261,10 @@ fn global_minimum_density_equals_greedy_with_floors() {
         for l in 0..3 {
             let want: Vec<bool> = pruned[l].iter().map(|p| !p).collect();
             assert_eq!(flat(&masks[l].1), want, "s={s} d={d} layer {l}");
-            assert!(layers[l].len() - zeros(&masks[l].1) >= (d * layers[l].len() as f64).ceil() as usize);
+            assert!(
+                layers[l].len() - zeros(&masks[l].1)
+                    >= (d * layers[l].len() as f64).ceil() as usize
+            );
         }
     }
 }
@@ -229,15 +289,30 @@ fn global_prune_gives_csr_and_rejects_bad_input() {
         SquishError::Pruning(PruningError::DuplicateName(_))
     ));
     let empty = Array2::<f32>::zeros((0, 3));
-    assert!(matches!(g.masks(&[("e", empty.view())]).unwrap_err(), SquishError::Empty { .. }));
-    assert!(is_invalid(Global::params(1.0).check().unwrap_err(), "sparsity"));
-    assert!(is_invalid(Global::params(0.5).min_density(1.5).check().unwrap_err(), "min_density"));
+    assert!(matches!(
+        g.masks(&[("e", empty.view())]).unwrap_err(),
+        SquishError::Empty { .. }
+    ));
+    assert!(is_invalid(
+        Global::params(1.0).check().unwrap_err(),
+        "sparsity"
+    ));
+    assert!(is_invalid(
+        Global::params(0.5).min_density(1.5).check().unwrap_err(),
+        "min_density"
+    ));
 }
 
 #[test]
 fn nm_groups_hold_exactly_n_of_the_largest() {
     let mut rng = StdRng::seed_from_u64(8);
-    for (n, m, rows, cols) in [(2, 4, 5, 16), (1, 2, 3, 6), (4, 8, 4, 24), (3, 7, 2, 14), (2, 4, 1, 4)] {
+    for (n, m, rows, cols) in [
+        (2, 4, 5, 16),
+        (1, 2, 3, 6),
+        (4, 8, 4, 24),
+        (3, 7, 2, 14),
+        (2, 4, 1, 4),
+    ] {
         for w in [normal(&mut rng, rows, cols), tied(&mut rng, rows, cols)] {
             let p = NMPruner::params(n, m).check().unwrap();
             let keep = p.mask(w.view()).unwrap();
@@ -247,20 +322,33 @@ fn nm_groups_hold_exactly_n_of_the_largest() {
                     assert_eq!(kg, brute_keep(wg, m - n).as_slice());
                 }
             }
-            let c = p.prune(&CompressedMatrix::from_dense(w.view()).unwrap()).unwrap();
+            let c = p
+                .prune(&CompressedMatrix::from_dense(w.view()).unwrap())
+                .unwrap();
             assert!(matches!(c.structure(), Structure::NM(s) if s.n() == n && s.m() == m));
             assert_eq!(c.to_dense(), &w * &keep.mapv(|k| k as u8 as f32));
         }
     }
     let w = normal(&mut rng, 2, 6);
-    let err = NMPruner::params(2, 4).check().unwrap().mask(w.view()).unwrap_err();
-    assert!(matches!(err, SquishError::Pruning(PruningError::GroupLength { m: 4, cols: 6 })));
+    let err = NMPruner::params(2, 4)
+        .check()
+        .unwrap()
+        .mask(w.view())
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        SquishError::Pruning(PruningError::GroupLength { m: 4, cols: 6 })
+    ));
     assert!(is_invalid(NMPruner::params(4, 4).check().unwrap_err(), "n"));
     assert!(is_invalid(NMPruner::params(5, 4).check().unwrap_err(), "n"));
     assert!(is_invalid(NMPruner::params(0, 4).check().unwrap_err(), "n"));
     let empty = Array2::<f32>::zeros((3, 0));
     assert!(matches!(
-        NMPruner::params(2, 4).check().unwrap().mask(empty.view()).unwrap_err(),
+        NMPruner::params(2, 4)
+            .check()
+            .unwrap()
+            .mask(empty.view())
+            .unwrap_err(),
         SquishError::Empty { .. }
     ));
 }
@@ -277,7 +365,10 @@ fn brute_norms(w: &Array2<f32>, p: f64, rows: bool) -> Vec<f64> {
             if p.is_infinite() {
                 v.iter().fold(0.0f64, |m, &x| m.max((x as f64).abs()))
             } else {
-                v.iter().map(|&x| (x as f64).abs().powf(p)).sum::<f64>().powf(1.0 / p)
+                v.iter()
+                    .map(|&x| (x as f64).abs().powf(p))
+                    .sum::<f64>()
+                    .powf(1.0 / p)
             }
         })
         .collect()
@@ -290,7 +381,13 @@ fn structured_pruning_removes_the_smallest_norms() {
     for p in [1.0, 2.0, 3.0, 0.5, f64::INFINITY] {
         for rows in [true, false] {
             let params = Structured::params(0.5).norm(p);
-            let pr = if rows { params.rows() } else { params.columns() }.check().unwrap();
+            let pr = if rows {
+                params.rows()
+            } else {
+                params.columns()
+            }
+            .check()
+            .unwrap();
             let norms = brute_norms(&w, p, rows);
             let got = pr.norms(w.view()).unwrap();
             for (a, b) in got.iter().zip(&norms) {
@@ -303,15 +400,16 @@ fn structured_pruning_removes_the_smallest_norms() {
             want.sort();
             assert_eq!(pr.kept(w.view()).unwrap(), want, "p={p} rows={rows}");
 
-            let m = pr.prune(&CompressedMatrix::from_dense(w.view()).unwrap()).unwrap();
+            let m = pr
+                .prune(&CompressedMatrix::from_dense(w.view()).unwrap())
+                .unwrap();
             let keep = pr.mask(w.view()).unwrap();
             assert_eq!(m.to_dense(), &w * &keep.mapv(|k| k as u8 as f32));
             if rows {
                 assert_eq!(m.structure().kind(), "kept-rows");
                 // Physically smaller: half the values, plus 4-byte row ids.
                 assert_eq!(m.values().unwrap().len(), 6 * 9);
-                let dead: Vec<usize> =
-                    (0..12).filter(|i| !want.contains(&(*i as u32))).collect();
+                let dead: Vec<usize> = (0..12).filter(|i| !want.contains(&(*i as u32))).collect();
                 assert_eq!(dead_next_inputs(&m), dead);
             } else {
                 assert_eq!(m.values().unwrap().len(), 12 * (9 - 4));
@@ -323,11 +421,20 @@ fn structured_pruning_removes_the_smallest_norms() {
     let pr = Structured::params(0.5).norm(1.0).check().unwrap();
     assert_eq!(pr.kept(eq.view()).unwrap(), vec![2, 3]);
     for p in [0.0, -1.0, f64::NAN] {
-        assert!(is_invalid(Structured::params(0.5).norm(p).check().unwrap_err(), "p"));
+        assert!(is_invalid(
+            Structured::params(0.5).norm(p).check().unwrap_err(),
+            "p"
+        ));
     }
-    assert!(is_invalid(Structured::params(-0.1).check().unwrap_err(), "sparsity"));
+    assert!(is_invalid(
+        Structured::params(-0.1).check().unwrap_err(),
+        "sparsity"
+    ));
     let empty = Array2::<f32>::zeros((0, 0));
-    assert!(matches!(pr.kept(empty.view()).unwrap_err(), SquishError::Empty { .. }));
+    assert!(matches!(
+        pr.kept(empty.view()).unwrap_err(),
+        SquishError::Empty { .. }
+    ));
 }
 
 #[test]
@@ -342,13 +449,19 @@ fn importance_and_wanda_use_the_scores() {
     let scores = tied(&mut rng, 7, 11).mapv(f32::abs);
     let imp = Importance::params(0.6, scores.clone()).check().unwrap();
     let data: Vec<f32> = scores.iter().copied().collect();
-    assert_eq!(flat(&imp.mask(w.view()).unwrap()), brute_keep(&data, prune_count(0.6, 77)));
+    assert_eq!(
+        flat(&imp.mask(w.view()).unwrap()),
+        brute_keep(&data, prune_count(0.6, 77))
+    );
 
     // Wanda score against a naive f64 formula.
     let x = normal(&mut rng, 5, 11);
     let sc = wanda_scores(w.view(), x.view()).unwrap();
     for ((i, j), &v) in sc.indexed_iter() {
-        let norm = (0..5).map(|b| (x[[b, j]] as f64).powi(2)).sum::<f64>().sqrt();
+        let norm = (0..5)
+            .map(|b| (x[[b, j]] as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
         let want = (w[[i, j]] as f64).abs() * norm;
         assert!((v as f64 - want).abs() <= 1e-5 * want.max(1e-6));
     }
@@ -360,7 +473,10 @@ fn importance_and_wanda_use_the_scores() {
     }
     let wt = Wanda::params(0.5, x.clone()).per_tensor().check().unwrap();
     let data: Vec<f32> = sc.iter().copied().collect();
-    assert_eq!(flat(&wt.mask(w.view()).unwrap()), brute_keep(&data, prune_count(0.5, 77)));
+    assert_eq!(
+        flat(&wt.mask(w.view()).unwrap()),
+        brute_keep(&data, prune_count(0.5, 77))
+    );
 
     // Errors.
     let mut neg = scores.clone();
@@ -370,22 +486,35 @@ fn importance_and_wanda_use_the_scores() {
         SquishError::Pruning(PruningError::NegativeScore { index: 13, .. })
     ));
     let imp = Importance::params(0.5, scores).check().unwrap();
-    assert!(matches!(imp.mask(w.t()).unwrap_err(), SquishError::ShapeMismatch { .. }));
     assert!(matches!(
-        Wanda::params(0.5, Array2::zeros((0, 11))).check().unwrap_err(),
+        imp.mask(w.t()).unwrap_err(),
+        SquishError::ShapeMismatch { .. }
+    ));
+    assert!(matches!(
+        Wanda::params(0.5, Array2::zeros((0, 11)))
+            .check()
+            .unwrap_err(),
         SquishError::Empty { .. }
     ));
     assert!(matches!(
         wanda.mask(w.slice(s![.., ..10])).unwrap_err(),
         SquishError::ShapeMismatch { .. }
     ));
-    assert!(is_invalid(Wanda::params(f64::NAN, x).check().unwrap_err(), "sparsity"));
+    assert!(is_invalid(
+        Wanda::params(f64::NAN, x).check().unwrap_err(),
+        "sparsity"
+    ));
 }
 
 #[test]
 fn cubic_schedule_hits_its_ends_and_is_monotone() {
     let (si, sf, t0, n, dt) = (0.2, 0.9, 50u64, 20u64, 10u64);
-    let s = Schedule::cubic(sf, n).initial(si).start(t0).every(dt).check().unwrap();
+    let s = Schedule::cubic(sf, n)
+        .initial(si)
+        .start(t0)
+        .every(dt)
+        .check()
+        .unwrap();
     assert_eq!(s.sparsity_at(0), 0.0);
     assert_eq!(s.sparsity_at(t0 - 1), 0.0);
     assert!((s.sparsity_at(t0) - si).abs() < 1e-15);
@@ -409,15 +538,36 @@ fn cubic_schedule_hits_its_ends_and_is_monotone() {
         }
     }
     let c = Schedule::constant(0.7).unwrap();
-    assert_eq!((c.sparsity_at(0), c.sparsity_at(99), c.final_sparsity()), (0.7, 0.7, 0.7));
+    assert_eq!(
+        (c.sparsity_at(0), c.sparsity_at(99), c.final_sparsity()),
+        (0.7, 0.7, 0.7)
+    );
     let o = Schedule::one_shot(10, 0.5).unwrap();
-    assert_eq!((o.sparsity_at(9), o.sparsity_at(10), o.sparsity_at(11)), (0.0, 0.5, 0.5));
+    assert_eq!(
+        (o.sparsity_at(9), o.sparsity_at(10), o.sparsity_at(11)),
+        (0.0, 0.5, 0.5)
+    );
     assert!(is_invalid(Schedule::constant(1.0).unwrap_err(), "sparsity"));
-    assert!(is_invalid(Schedule::one_shot(1, -0.1).unwrap_err(), "sparsity"));
-    assert!(is_invalid(Schedule::cubic(0.5, 0).check().unwrap_err(), "steps"));
-    assert!(is_invalid(Schedule::cubic(0.5, 3).every(0).check().unwrap_err(), "every"));
-    assert!(is_invalid(Schedule::cubic(0.3, 3).initial(0.5).check().unwrap_err(), "target"));
-    assert!(is_invalid(Schedule::cubic(1.2, 3).check().unwrap_err(), "sparsity"));
+    assert!(is_invalid(
+        Schedule::one_shot(1, -0.1).unwrap_err(),
+        "sparsity"
+    ));
+    assert!(is_invalid(
+        Schedule::cubic(0.5, 0).check().unwrap_err(),
+        "steps"
+    ));
+    assert!(is_invalid(
+        Schedule::cubic(0.5, 3).every(0).check().unwrap_err(),
+        "every"
+    ));
+    assert!(is_invalid(
+        Schedule::cubic(0.3, 3).initial(0.5).check().unwrap_err(),
+        "target"
+    ));
+    assert!(is_invalid(
+        Schedule::cubic(1.2, 3).check().unwrap_err(),
+        "sparsity"
+    ));
 }
 
 /// `|y − y_ref| ≤ 1e-5 · (|W|·|x|ᵀ + 1)` elementwise.
@@ -451,35 +601,64 @@ fn check_kernels(m: &CompressedMatrix, rng: &mut StdRng, batches: &[usize], what
             assert_eq!(y, yp, "{what}: thread count changed the bits");
         }
         let yd = m.matmul(x.view()).unwrap();
-        assert_eq!(yd, sparse_matmul(m, x.view(), &Sequential, KernelPath::detect()).unwrap());
+        assert_eq!(
+            yd,
+            sparse_matmul(m, x.view(), &Sequential, KernelPath::detect()).unwrap()
+        );
     }
 }
 
 #[test]
 fn csr_kernels_match_the_reference() {
     let mut rng = StdRng::seed_from_u64(11);
-    for (r, c, s) in [(1, 1, 0.0), (1, 1, 0.5), (3, 70, 0.9), (37, 45, 0.5), (130, 200, 0.95), (64, 33, 0.0)] {
+    for (r, c, s) in [
+        (1, 1, 0.0),
+        (1, 1, 0.5),
+        (3, 70, 0.9),
+        (37, 45, 0.5),
+        (130, 200, 0.95),
+        (64, 33, 0.0),
+    ] {
         let w = normal(&mut rng, r, c);
         let m = Magnitude::params(s).check().unwrap();
-        let m = m.prune(&CompressedMatrix::from_dense(w.view()).unwrap()).unwrap();
-        check_kernels(&m, &mut rng, &[1, 2, 16, 33, 70], &format!("csr {r}x{c} s={s}"));
+        let m = m
+            .prune(&CompressedMatrix::from_dense(w.view()).unwrap())
+            .unwrap();
+        check_kernels(
+            &m,
+            &mut rng,
+            &[1, 2, 16, 33, 70],
+            &format!("csr {r}x{c} s={s}"),
+        );
     }
     // Some empty rows, and u32 column indices (more than 65 536 columns).
     let mut w = normal(&mut rng, 6, 70_000);
     w.row_mut(2).fill(0.0);
     let keep = w.mapv(|v| v.abs() > 1.5);
     let m = CompressedMatrix::csr_from_mask(w.view(), keep.view()).unwrap();
-    assert!(matches!(m.structure(), Structure::Csr(c) if matches!(c.col_idx(), squish::matrix::ColIndices::U32(_))));
+    assert!(
+        matches!(m.structure(), Structure::Csr(c) if matches!(c.col_idx(), squish::matrix::ColIndices::U32(_)))
+    );
     check_kernels(&m, &mut rng, &[1, 3], "csr u32");
 }
 
 #[test]
 fn nm_kernels_match_the_reference() {
     let mut rng = StdRng::seed_from_u64(12);
-    for (n, m, r, c) in [(1, 2, 1, 2), (2, 4, 1, 4), (2, 4, 9, 64), (2, 4, 5, 36), (4, 8, 7, 40), (3, 16, 3, 48), (2, 4, 33, 96)] {
+    for (n, m, r, c) in [
+        (1, 2, 1, 2),
+        (2, 4, 1, 4),
+        (2, 4, 9, 64),
+        (2, 4, 5, 36),
+        (4, 8, 7, 40),
+        (3, 16, 3, 48),
+        (2, 4, 33, 96),
+    ] {
         let w = normal(&mut rng, r, c);
         let p = NMPruner::params(n, m).check().unwrap();
-        let mm = p.prune(&CompressedMatrix::from_dense(w.view()).unwrap()).unwrap();
+        let mm = p
+            .prune(&CompressedMatrix::from_dense(w.view()).unwrap())
+            .unwrap();
         check_kernels(&mm, &mut rng, &[1, 5, 32, 40], &format!("{n}:{m} {r}x{c}"));
     }
 }
@@ -487,11 +666,24 @@ fn nm_kernels_match_the_reference() {
 #[test]
 fn kept_rows_kernels_match_the_reference() {
     let mut rng = StdRng::seed_from_u64(13);
-    for (r, c, s) in [(1, 1, 0.0), (2, 3, 0.5), (50, 77, 0.5), (300, 40, 0.9), (17, 128, 0.0)] {
+    for (r, c, s) in [
+        (1, 1, 0.0),
+        (2, 3, 0.5),
+        (50, 77, 0.5),
+        (300, 40, 0.9),
+        (17, 128, 0.0),
+    ] {
         let w = normal(&mut rng, r, c);
         let p = Structured::params(s).check().unwrap();
-        let m = p.prune(&CompressedMatrix::from_dense(w.view()).unwrap()).unwrap();
-        check_kernels(&m, &mut rng, &[1, 4, 65], &format!("kept rows {r}x{c} s={s}"));
+        let m = p
+            .prune(&CompressedMatrix::from_dense(w.view()).unwrap())
+            .unwrap();
+        check_kernels(
+            &m,
+            &mut rng,
+            &[1, 4, 65],
+            &format!("kept rows {r}x{c} s={s}"),
+        );
     }
     // The dense baseline through the same kernels.
     let w = normal(&mut rng, 20, 30);
@@ -528,11 +720,23 @@ fn pruned_structures_can_be_quantized_and_still_multiply() {
     let w = normal(&mut rng, 16, 32);
     let x = normal(&mut rng, 3, 32);
     for (name, out) in [
-        ("nm", Pipeline::new().prune(NMPruner::params(2, 4).check().unwrap())),
-        ("rows", Pipeline::new().prune(Structured::params(0.5).check().unwrap())),
-        ("wanda", Pipeline::new().prune(Wanda::params(0.5, x.clone()).check().unwrap())),
+        (
+            "nm",
+            Pipeline::new().prune(NMPruner::params(2, 4).check().unwrap()),
+        ),
+        (
+            "rows",
+            Pipeline::new().prune(Structured::params(0.5).check().unwrap()),
+        ),
+        (
+            "wanda",
+            Pipeline::new().prune(Wanda::params(0.5, x.clone()).check().unwrap()),
+        ),
     ] {
-        let out = out.quantize(IntQuantizer::params(8).check().unwrap()).run(w.view()).unwrap();
+        let out = out
+            .quantize(IntQuantizer::params(8).check().unwrap())
+            .run(w.view())
+            .unwrap();
         assert_eq!(out.matrix.encoding(), "int8", "{name}");
         let y = out.matrix.matmul(x.view()).unwrap();
         let yd = x.dot(&out.matrix.to_dense().t());

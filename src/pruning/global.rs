@@ -126,7 +126,12 @@ impl Global {
         self.masks(&views)?
             .into_iter()
             .zip(&dense)
-            .map(|((name, keep), w)| Ok((name, CompressedMatrix::csr_from_mask(w.view(), keep.view())?)))
+            .map(|((name, keep), w)| {
+                Ok((
+                    name,
+                    CompressedMatrix::csr_from_mask(w.view(), keep.view())?,
+                ))
+            })
             .collect()
     }
 

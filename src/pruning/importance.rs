@@ -106,7 +106,11 @@ impl Pruner for Importance {
                 format!("{:?}", w.dim()),
             ));
         }
-        Ok(mask_by_scores(self.scores.view(), self.sparsity, self.scope))
+        Ok(mask_by_scores(
+            self.scores.view(),
+            self.sparsity,
+            self.scope,
+        ))
     }
 }
 

@@ -18,7 +18,7 @@ mod error;
 mod global;
 mod importance;
 pub mod kernels;
-mod magnitude;
+pub(crate) mod magnitude;
 mod nm;
 mod pruner;
 mod schedule;

@@ -64,7 +64,7 @@ impl NMPruner {
     /// scores (`|w|` for magnitude; any non-negative importance works).
     pub(crate) fn positions(&self, scores: ArrayView2<f32>) -> Result<Vec<u16>> {
         let (_, cols) = scores.dim();
-        if cols % self.m != 0 {
+        if !cols.is_multiple_of(self.m) {
             return Err(PruningError::GroupLength { m: self.m, cols }.into());
         }
         let scores = scores.as_standard_layout();

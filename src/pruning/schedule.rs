@@ -60,7 +60,12 @@ impl CubicParams {
                 "the pruning interval Δt must be at least 1 step",
             ));
         }
-        if self.steps.checked_mul(self.every).and_then(|d| d.checked_add(self.start)).is_none() {
+        if self
+            .steps
+            .checked_mul(self.every)
+            .and_then(|d| d.checked_add(self.start))
+            .is_none()
+        {
             return Err(SquishError::invalid(
                 "steps",
                 self.steps,
@@ -159,7 +164,7 @@ impl Schedule {
             Kind::OneShot { at, .. } => step == *at,
             Kind::Cubic(c) => {
                 step >= c.start
-                    && (step - c.start) % c.every == 0
+                    && (step - c.start).is_multiple_of(c.every)
                     && (step - c.start) / c.every <= c.steps
             }
         }

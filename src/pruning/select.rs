@@ -36,6 +36,8 @@ pub struct Selection {
     threshold: u32,
     below: usize,
     ties: usize,
+    /// Elements equal to the threshold, selected or not.
+    equal: usize,
 }
 
 impl Selection {
@@ -50,15 +52,34 @@ impl Selection {
                 threshold: 0,
                 below: 0,
                 ties: 0,
+                equal: 0,
             };
         }
-        // Pass 1: histogram of the top 11 key bits (an 8 KiB table, L1-resident).
-        let mut hist = vec![0usize; HIGH_BINS];
+        // Pass 1: histogram of the top 11 key bits (8 KiB tables, L1-resident;
+        // four of them so that runs of equal bins do not serialize).
+        let mut hist = vec![0u32; 4 * HIGH_BINS];
+        let mut spill = vec![0usize; HIGH_BINS];
         for s in segments {
-            for &v in *s {
-                hist[(key(v) >> HIGH_SHIFT) as usize] += 1;
+            // Flush the u32 tables before they could overflow.
+            for block in s.chunks(1 << 30) {
+                let mut q = block.chunks_exact(4);
+                for c in &mut q {
+                    for (l, &v) in c.iter().enumerate() {
+                        hist[l * HIGH_BINS + (key(v) >> HIGH_SHIFT) as usize] += 1;
+                    }
+                }
+                for &v in q.remainder() {
+                    hist[(key(v) >> HIGH_SHIFT) as usize] += 1;
+                }
+                for (b, sp) in spill.iter_mut().enumerate() {
+                    *sp += (0..4)
+                        .map(|l| hist[l * HIGH_BINS + b] as usize)
+                        .sum::<usize>();
+                }
+                hist.fill(0);
             }
         }
+        let hist = spill;
         let rank = count - 1; // 0-based rank of the last selected element
         let mut below = 0usize;
         let mut bin = 0usize;
@@ -78,11 +99,13 @@ impl Selection {
         let r = rank - below;
         let (_, &mut t, _) = cand.select_nth_unstable(r);
         let less = cand.iter().filter(|&&k| k < t).count();
+        let equal = cand.iter().filter(|&&k| k == t).count();
         let below = below + less;
         Selection {
             threshold: t,
             below,
             ties: count - below,
+            equal,
         }
     }
 
@@ -109,19 +132,31 @@ impl Selection {
     /// Writes `keep[i] = !selected(i)` for every element of the
     /// concatenation, segment by segment; `keep` has one slice per segment.
     pub fn write_keep(&self, segments: &[&[f32]], keep: &mut [&mut [bool]]) {
+        if self.count() == 0 {
+            keep.iter_mut().for_each(|k| k.fill(true));
+            return;
+        }
         let t = self.threshold;
+        // Vectorizable pass: keep exactly what is above the threshold…
+        for (s, k) in segments.iter().zip(keep.iter_mut()) {
+            for (&v, kk) in s.iter().zip(k.iter_mut()) {
+                *kk = key(v) > t;
+            }
+        }
+        if self.equal == self.ties {
+            return;
+        }
+        // …then give back the elements at the threshold past the first `ties`.
         let mut ties_left = self.ties;
         for (s, k) in segments.iter().zip(keep.iter_mut()) {
             for (&v, kk) in s.iter().zip(k.iter_mut()) {
-                let kv = key(v);
-                *kk = if kv < t {
-                    false
-                } else if kv == t && ties_left > 0 {
-                    ties_left -= 1;
-                    false
-                } else {
-                    true
-                };
+                if key(v) == t {
+                    if ties_left > 0 {
+                        ties_left -= 1;
+                    } else {
+                        *kk = true;
+                    }
+                }
             }
         }
     }

@@ -79,7 +79,9 @@ impl Structured {
             Slice::Rows => Axis(0),
             Slice::Columns => Axis(1),
         };
-        Ok(w.axis_iter(axis).map(|s| ln_norm(s.iter(), self.p)).collect())
+        Ok(w.axis_iter(axis)
+            .map(|s| ln_norm(s.iter(), self.p))
+            .collect())
     }
 
     /// Increasing indices of the rows (or columns) that survive.

@@ -210,3 +210,29 @@ unsafe fn step_2of4(
     );
     _mm512_fmadd_ps(_mm512_loadu_ps(vp.add(blk * 16)), xs, acc)
 }
+
+/// Column indices of one 2:4 row (`pos` holds `cols / 8` bytes, `out`
+/// `cols / 2` entries, `cols % 32 == 0`): 16 at a time from one u32 of
+/// positions.
+///
+/// # Safety
+/// AVX-512F must be available; the lengths must be as stated.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn columns_2of4(pos: &[u8], out: &mut [u32]) {
+    debug_assert_eq!(pos.len() * 4, out.len());
+    let shifts = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let bases = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    let (pp, op) = (pos.as_ptr(), out.as_mut_ptr());
+    for blk in 0..out.len() / 16 {
+        let bits = (pp.add(blk * 4) as *const u32).read_unaligned();
+        let p = _mm512_and_si512(
+            _mm512_srlv_epi32(_mm512_set1_epi32(bits as i32), shifts),
+            _mm512_set1_epi32(3),
+        );
+        let cols = _mm512_add_epi32(
+            _mm512_add_epi32(bases, p),
+            _mm512_set1_epi32(blk as i32 * 32),
+        );
+        _mm512_storeu_si512(op.add(blk * 16) as *mut __m512i, cols);
+    }
+}

@@ -23,7 +23,7 @@ use std::ops::Range;
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::error::{Result, SquishError};
+use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{ColIndices, CompressedMatrix, Csr, KeptRows, Structure, Values, NM};
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 use portable::ColIndex;
@@ -98,11 +98,7 @@ pub fn sparse_matmul(
 ) -> Result<Array2<f32>> {
     m.check_input(x)?;
     if !path.is_available() {
-        return Err(SquishError::invalid(
-            "path",
-            format!("{path:?}"),
-            "this CPU cannot run it; use KernelPath::detect()",
-        ));
+        return Err(unavailable(path));
     }
     matmul_unchecked(m, x, exec, path).ok_or_else(|| SquishError::Incompatible {
         pass: "sparse kernel".to_string(),
@@ -149,8 +145,39 @@ pub fn dense_matmul(
     exec: &dyn ParallelExecutor,
     path: KernelPath,
 ) -> Result<Array2<f32>> {
-    let m = CompressedMatrix::kept_rows(w, (0..w.nrows() as u32).collect())?;
-    sparse_matmul(&m, x, exec, path)
+    let (rows, cols) = w.dim();
+    crate::pruning::magnitude::check_matrix("weight matrix", w)?;
+    if x.ncols() != cols {
+        return Err(SquishError::shape(
+            "matmul x·Wᵀ",
+            format!("x with {cols} columns"),
+            format!("x of shape {}x{}", x.nrows(), x.ncols()),
+        ));
+    }
+    check_non_empty("matmul input", x.nrows(), x.ncols())?;
+    check_finite("matmul input", x.iter())?;
+    if !path.is_available() {
+        return Err(unavailable(path));
+    }
+    let w = w.as_standard_layout();
+    let x = x.as_standard_layout();
+    let yt = dense_rows(
+        w.as_slice().expect("standard layout"),
+        rows,
+        cols,
+        x.view(),
+        exec,
+        path,
+    );
+    Ok(to_output(yt, rows, x.nrows()))
+}
+
+fn unavailable(path: KernelPath) -> SquishError {
+    SquishError::invalid(
+        "path",
+        format!("{path:?}"),
+        "this CPU cannot run it; use KernelPath::detect()",
+    )
 }
 
 /// The batch in the form the sparse loops read.
@@ -166,7 +193,12 @@ impl<'a> Input<'a> {
         if x.nrows() == 1 {
             Input::Vector(x.to_slice().expect("standard layout"))
         } else {
-            let xt = x.t().as_standard_layout().into_owned().into_raw_vec_and_offset().0;
+            let xt = x
+                .t()
+                .as_standard_layout()
+                .into_owned()
+                .into_raw_vec_and_offset()
+                .0;
             Input::Transposed {
                 xt,
                 batch: x.nrows(),
@@ -294,25 +326,30 @@ fn nm(
     let (n, m) = (s.n(), s.m());
     let row_len = cols / m * n;
     let bits = s.positions();
-    // 2:4 rows of whole 32-column blocks start on a byte and take the
-    // permute loop; everything else decodes its columns and runs as CSR.
-    let permute = path == KernelPath::Avx512 && batch == 1 && n == 2 && m == 4 && cols % 32 == 0;
+    // 2:4 rows of whole 32-column blocks start on a byte: with AVX-512 the
+    // GEMV permutes x instead of gathering and the columns decode 16 at a
+    // time; everything else decodes its columns and runs as CSR.
+    let fast24 = path == KernelPath::Avx512 && n == 2 && m == 4 && cols.is_multiple_of(32);
     by_row_blocks(exec, rows, batch, block_rows(row_len), &|r, out| {
         let mut idx = vec![0u32; row_len];
         for (i, o) in r.zip(out.chunks_mut(batch)) {
             let v = &vals[i * row_len..(i + 1) * row_len];
             #[cfg(target_arch = "x86_64")]
-            if permute {
+            if fast24 {
+                let pos = &bits.bytes()[i * cols / 8..(i + 1) * cols / 8];
                 if let Input::Vector(xv) = x {
-                    let pos = &bits.bytes()[i * cols / 8..(i + 1) * cols / 8];
                     // SAFETY: AVX-512F was checked; `v` has cols/2 values,
                     // `pos` cols/8 bytes, `xv` cols inputs, cols % 32 == 0.
                     o[0] = unsafe { avx512::dot_2of4(v, pos, xv) };
                     continue;
                 }
+                // SAFETY: as above; `idx` holds cols/2 entries.
+                unsafe { avx512::columns_2of4(pos, &mut idx) };
+                sparse_row(&idx, v, x, o, path);
+                continue;
             }
             #[cfg(not(target_arch = "x86_64"))]
-            let _ = permute;
+            let _ = fast24;
             portable::nm_columns(bits.bytes(), bits.width(), i * row_len, n, m, &mut idx);
             sparse_row(&idx, v, x, o, path);
         }
@@ -367,10 +404,16 @@ fn dense_rows(
         });
     }
     // Larger batches: GEMM on blocks big enough to amortize packing `x`.
-    by_row_blocks(exec, nrows, batch, rows_per_task(cols, 1 << 20), &|r, out| {
-        let wb = ArrayView2::from_shape((r.len(), cols), &v[r.start * cols..r.end * cols])
-            .expect("block shape");
-        let yb = wb.dot(&x.t()); // [rows, batch]
-        out.copy_from_slice(yb.as_slice().expect("fresh arrays are contiguous"));
-    })
+    by_row_blocks(
+        exec,
+        nrows,
+        batch,
+        rows_per_task(cols, 1 << 20),
+        &|r, out| {
+            let wb = ArrayView2::from_shape((r.len(), cols), &v[r.start * cols..r.end * cols])
+                .expect("block shape");
+            let yb = wb.dot(&x.t()); // [rows, batch]
+            out.copy_from_slice(yb.as_slice().expect("fresh arrays are contiguous"));
+        },
+    )
 }

@@ -95,6 +95,17 @@ pub(super) fn nm_columns(
 ) {
     let w = width as usize;
     let mask = (1u32 << w) - 1;
+    if (start * w).is_multiple_of(8) {
+        // Whole bytes of 8/w positions each (the 2:4, 1:2 and 4:16 layouts).
+        let bytes = &bytes[start * w / 8..];
+        match w {
+            1 => return decode_bytes::<1>(bytes, n, m, out),
+            2 => return decode_bytes::<2>(bytes, n, m, out),
+            4 => return decode_bytes::<4>(bytes, n, m, out),
+            8 => return decode_bytes::<8>(bytes, n, m, out),
+            _ => {}
+        }
+    }
     let mut bit = start * w;
     let (mut t, mut base) = (0usize, 0u32);
     for o in out.iter_mut() {
@@ -113,6 +124,22 @@ pub(super) fn nm_columns(
         if t == n {
             t = 0;
             base += m as u32;
+        }
+    }
+}
+
+/// [`nm_columns`] for widths dividing 8, from a byte boundary.
+fn decode_bytes<const W: usize>(bytes: &[u8], n: usize, m: usize, out: &mut [u32]) {
+    let mask = (1u32 << W) - 1;
+    let (mut t, mut base) = (0usize, 0u32);
+    for (o, &byte) in out.chunks_mut(8 / W).zip(bytes) {
+        for (s, oo) in o.iter_mut().enumerate() {
+            *oo = base + ((byte as u32 >> (s * W)) & mask);
+            t += 1;
+            if t == n {
+                t = 0;
+                base += m as u32;
+            }
         }
     }
 }
