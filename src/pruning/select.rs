@@ -15,6 +15,8 @@ use crate::pruning::PruningError;
 /// Bits of the first radix pass: keys have 31 significant bits.
 const HIGH_SHIFT: u32 = 20;
 const HIGH_BINS: usize = 1 << (31 - HIGH_SHIFT);
+/// Below this many elements the histogram costs more than it saves.
+const SMALL: usize = 1 << 13;
 
 #[inline]
 fn key(v: f32) -> u32 {
@@ -53,6 +55,22 @@ impl Selection {
                 below: 0,
                 ties: 0,
                 equal: 0,
+            };
+        }
+        if n <= SMALL {
+            // Small inputs (rows of a per-row selection): select directly.
+            let mut keys: Vec<u32> = segments
+                .iter()
+                .flat_map(|s| s.iter().map(|&v| key(v)))
+                .collect();
+            let (_, &mut t, _) = keys.select_nth_unstable(count - 1);
+            let below = keys.iter().filter(|&&k| k < t).count();
+            let equal = keys.iter().filter(|&&k| k == t).count();
+            return Selection {
+                threshold: t,
+                below,
+                ties: count - below,
+                equal,
             };
         }
         // Pass 1: histogram of the top 11 key bits (8 KiB tables, L1-resident;
