@@ -685,6 +685,12 @@ fn kept_rows_kernels_match_the_reference() {
             &format!("kept rows {r}x{c} s={s}"),
         );
     }
+    // No rows kept at all, and a CSR matrix with no stored values.
+    let w = normal(&mut rng, 5, 9);
+    let none = CompressedMatrix::kept_rows(w.view(), vec![]).unwrap();
+    check_kernels(&none, &mut rng, &[1, 3], "no kept rows");
+    let empty = CompressedMatrix::csr_from_mask(w.view(), w.mapv(|_| false).view()).unwrap();
+    check_kernels(&empty, &mut rng, &[1, 3], "csr nnz 0");
     // The dense baseline through the same kernels.
     let w = normal(&mut rng, 20, 30);
     let x = normal(&mut rng, 3, 30);
