@@ -50,6 +50,8 @@ pub mod prelude {
     pub use crate::parallel::{ParallelExecutor, Sequential, ThreadPool};
     pub use crate::pass::{CompressionPass, Prune, Quantize};
     pub use crate::pipeline::{Pipeline, PipelineOutput, PipelineReport};
-    pub use crate::pruning::{Magnitude, Pruner};
+    pub use crate::pruning::{
+        Global, Importance, Magnitude, NMPruner, Pruner, Schedule, Structured, Wanda,
+    };
     pub use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
 }

@@ -27,6 +27,12 @@ pub fn matmul(
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)
         }
+        // Pruned structures with f32 values: the sparse kernels of the pruning family.
+        (Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_), Some(Values::F32(_))) => {
+            use crate::pruning::kernels::{matmul_unchecked, KernelPath};
+            matmul_unchecked(m, x, exec, KernelPath::detect())
+                .unwrap_or_else(|| super::reference::matmul(m, x, exec))
+        }
         _ => super::reference::matmul(m, x, exec),
     }
 }
