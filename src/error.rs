@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::data::DataError;
+
 /// Result alias used across the crate.
 pub type Result<T, E = SquishError> = std::result::Result<T, E>;
 
@@ -75,6 +77,9 @@ pub enum SquishError {
         /// What disagrees.
         detail: String,
     },
+    /// A dataset could not be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
 }
 
 impl SquishError {

@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod distillation;
 pub mod error;
 pub mod matrix;
@@ -36,6 +37,7 @@ pub mod pass;
 pub mod pipeline;
 pub mod pruning;
 pub mod quantization;
+pub mod training;
 
 pub use error::{Result, SquishError};
 
