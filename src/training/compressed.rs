@@ -15,7 +15,7 @@ use crate::parallel::{ParallelExecutor, Sequential};
 /// ```
 /// use squish::prelude::*;
 /// use squish::training::{CompressedMlp, Mlp};
-/// let mlp = Mlp::<f32>::params(&[8, 16, 4]).check()?;
+/// let mlp: Mlp = Mlp::params(&[8, 16, 4]).check()?;
 /// let q = IntQuantizer::params(8).check()?;
 /// let c = CompressedMlp::from_mlp(&mlp, &|_, m| q.quantize(m))?;
 /// let x = ndarray::Array2::<f32>::ones((3, 8));

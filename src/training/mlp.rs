@@ -22,7 +22,7 @@ pub struct MlpParams {
 /// ```
 /// use ndarray::Array2;
 /// use squish::training::Mlp;
-/// let mlp = Mlp::<f32>::params(&[4, 8, 3]).seed(7).check().unwrap();
+/// let mlp: Mlp = Mlp::params(&[4, 8, 3]).seed(7).check().unwrap();
 /// let logits = mlp.forward(Array2::<f32>::ones((2, 4)).view()).unwrap();
 /// assert_eq!(logits.dim(), (2, 3));
 /// assert_eq!(mlp, Mlp::params(&[4, 8, 3]).seed(7).check().unwrap()); // seeded
@@ -88,8 +88,9 @@ impl MlpParams {
     }
 }
 
-impl<F: Scalar> Mlp<F> {
-    /// Starts a builder for layer sizes `[input, hidden…, output]`.
+impl Mlp<f32> {
+    /// Starts a builder for layer sizes `[input, hidden…, output]`;
+    /// [`MlpParams::check`] picks the float type (f32 unless told).
     pub fn params(sizes: &[usize]) -> MlpParams {
         MlpParams {
             sizes: sizes.to_vec(),
@@ -97,6 +98,9 @@ impl<F: Scalar> Mlp<F> {
             seed: 0,
         }
     }
+}
+
+impl<F: Scalar> Mlp<F> {
 
     /// A network from its layers; consecutive layers must fit.
     pub fn from_layers(layers: Vec<Dense<F>>, activation: Activation) -> Result<Self> {
