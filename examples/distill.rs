@@ -92,7 +92,9 @@ fn main() -> squish::Result<()> {
         seeds
     );
     let start = Instant::now();
-    let kd = SoftTarget::params(setup.temperature).alpha(setup.alpha).check()?;
+    let kd = SoftTarget::params(setup.temperature)
+        .alpha(setup.alpha)
+        .check()?;
     let int4 = IntQuantizer::params(4).per_row().check()?;
     let mut rows: Vec<(&str, Vec<f64>)> = [
         "teacher",
@@ -124,7 +126,9 @@ fn main() -> squish::Result<()> {
         tt.fit(&mut teacher, &data.train)?;
         rows[0].1.push(teacher.accuracy(tx, ty)?);
         let compressed = CompressedMlp::from_mlp(&teacher, &|_, m| int4.quantize(m))?;
-        rows[1].1.push(compressed.accuracy_with(tx, ty, &Sequential)?);
+        rows[1]
+            .1
+            .push(compressed.accuracy_with(tx, ty, &Sequential)?);
 
         let init = Mlp::params(&setup.student).seed(seed + 500).check()?;
         let mut alone = init.clone();
@@ -142,12 +146,26 @@ fn main() -> squish::Result<()> {
         let hint = Hint::params(0, 1).weight(0.1).check()?;
         let mut proj = hint.projection(&init, setup.teacher[2], seed)?;
         let mut hinted = init.clone();
-        distill_with_hint(&st, &mut hinted, &teacher, &kd, &hint, &mut proj, &data.train)?;
+        distill_with_hint(
+            &st,
+            &mut hinted,
+            &teacher,
+            &kd,
+            &hint,
+            &mut proj,
+            &data.train,
+        )?;
         rows[5].1.push(hinted.accuracy(tx, ty)?);
-        println!("  seed {seed} done ({:.1} s)", start.elapsed().as_secs_f64());
+        println!(
+            "  seed {seed} done ({:.1} s)",
+            start.elapsed().as_secs_f64()
+        );
     }
     let n_test = data.test.len() as f64;
-    println!("\n{:<34} {:>16} {:>12} {:>14}", "model", "test accuracy", "errors", "min .. max");
+    println!(
+        "\n{:<34} {:>16} {:>12} {:>14}",
+        "model", "test accuracy", "errors", "min .. max"
+    );
     for (name, acc) in &rows {
         let (m, s) = mean_std(acc);
         let lo = acc.iter().cloned().fold(f64::INFINITY, f64::min);

@@ -152,9 +152,9 @@ pub fn finetune_centroids(
             let (x, y) = data.rows(batch);
             let (loss, grads) = dense.gradients(x.view(), &y)?;
             let mut cg = Vec::with_capacity(n);
-            for l in 0..n {
-                cg.push(if coded[l] {
-                    centroid_gradients(&model.layers()[l], grads.layers[l].w.view())?
+            for ((m, &c), g) in model.layers().iter().zip(&coded).zip(&grads.layers) {
+                cg.push(if c {
+                    centroid_gradients(m, g.w.view())?
                 } else {
                     Vec::new()
                 });

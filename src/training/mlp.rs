@@ -101,7 +101,6 @@ impl Mlp<f32> {
 }
 
 impl<F: Scalar> Mlp<F> {
-
     /// A network from its layers; consecutive layers must fit.
     pub fn from_layers(layers: Vec<Dense<F>>, activation: Activation) -> Result<Self> {
         if layers.is_empty() {

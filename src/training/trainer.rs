@@ -248,7 +248,7 @@ impl Trainer {
                 }
                 step += 1;
                 if let Some(g) = &self.p.gradual {
-                    if step % g.every == 0 {
+                    if step.is_multiple_of(g.every) {
                         let s = (g.schedule)(step);
                         let pruner = Magnitude::params(s).check()?;
                         for &l in &g.layers {
