@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::data::DataError;
+
 /// Result alias used across the crate.
 pub type Result<T, E = SquishError> = std::result::Result<T, E>;
 
@@ -78,6 +80,9 @@ pub enum SquishError {
     /// A pruning-specific error.
     #[error(transparent)]
     Pruning(#[from] crate::pruning::PruningError),
+    /// A dataset could not be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
 }
 
 impl SquishError {

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod compression;
+pub mod data;
 pub mod distillation;
 pub mod error;
 pub mod matrix;
@@ -37,6 +38,7 @@ pub mod pass;
 pub mod pipeline;
 pub mod pruning;
 pub mod quantization;
+pub mod training;
 
 pub use error::{Result, SquishError};
 

@@ -1,0 +1,53 @@
+//! A small, real training engine for MLPs: dense layers, ReLU / GELU,
+//! softmax cross-entropy, forward and backward passes on ndarray,
+//! mini-batches, SGD with momentum and Adam, seeded deterministic
+//! initialisation and shuffling.
+//!
+//! Around it, what compression needs from training:
+//! - inference through compressed weights ([`CompressedMlp`]), so accuracy
+//!   after compression is measured;
+//! - regularization-driven pruning ([`Regularizer`]: L1, L2, group lasso),
+//!   mask-aware fine-tuning ([`Masks`]) and gradual pruning on Zhu & Gupta's
+//!   schedule ([`GradualPruning`], [`cubic_sparsity`]);
+//! - compression-aware fine-tuning: the straight-through estimator through any
+//!   quantizer ([`StraightThrough`]) and codebook centroid fine-tuning
+//!   ([`finetune_centroids`]).
+//!
+//! The math is generic over [`Scalar`] (f32 to train, f64 to check gradients
+//! against finite differences).
+
+mod activation;
+mod codebook;
+mod compressed;
+mod dense;
+mod gradients;
+pub(crate) mod loss;
+mod mask;
+mod mlp;
+mod optimizer;
+mod regularization;
+mod scalar;
+mod schedule;
+mod ste;
+mod trainer;
+
+pub use activation::Activation;
+pub use codebook::{centroid_gradients, decode_with_centroids, finetune_centroids, with_centroids};
+pub use compressed::CompressedMlp;
+pub use dense::{Dense, DenseGrad};
+pub use gradients::Gradients;
+pub(crate) use loss::check_labels as loss_check_labels;
+pub use loss::{
+    accuracy, argmax_rows, half_squared_error, log_softmax, softmax, softmax_cross_entropy,
+};
+pub use mask::Masks;
+pub use mlp::{Mlp, MlpParams, Trace};
+pub use optimizer::{Optimizer, OptimizerParams, OptimizerState};
+pub use regularization::{
+    group_soft_threshold_rows, near_zero_mask, soft_threshold, surviving_rows, Penalty,
+    Regularizer, RegularizerParams,
+};
+pub use scalar::Scalar;
+pub use schedule::{cubic_sparsity, GradualPruning, SparsitySchedule};
+pub use ste::StraightThrough;
+pub use trainer::{Objective, TrainReport, Trainer, TrainerParams};

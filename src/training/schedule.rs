@@ -1,0 +1,94 @@
+//! Gradual pruning inside the training loop (Zhu & Gupta 2017).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Result, SquishError};
+
+/// A sparsity target as a function of the optimizer step.
+pub type SparsitySchedule = Arc<dyn Fn(usize) -> f64 + Send + Sync>;
+
+/// Zhu & Gupta's cubic schedule: `s_t = s_f + (s_i − s_f)(1 − (t − t₀)/(t₁ − t₀))³`
+/// for `t₀ ≤ t ≤ t₁`, `s_i` before and `s_f` after: prune fast while many
+/// redundant weights remain, slowly near the target.
+///
+/// ```
+/// use squish::training::cubic_sparsity;
+/// let s = cubic_sparsity(0.0, 0.8, 100, 1100).unwrap();
+/// assert_eq!(s(0), 0.0);
+/// assert!((s(600) - 0.7).abs() < 1e-12); // 0.8·(1 − 0.5³)
+/// assert_eq!(s(5000), 0.8);
+/// ```
+pub fn cubic_sparsity(
+    initial: f64,
+    target: f64,
+    start: usize,
+    end: usize,
+) -> Result<SparsitySchedule> {
+    for (name, v) in [("initial sparsity", initial), ("final sparsity", target)] {
+        if !(0.0..1.0).contains(&v) {
+            return Err(SquishError::invalid(name, v, "must lie in [0, 1)"));
+        }
+    }
+    if end <= start {
+        return Err(SquishError::invalid(
+            "end step",
+            end,
+            format!("must be after the start step {start}"),
+        ));
+    }
+    Ok(Arc::new(move |t: usize| {
+        if t <= start {
+            initial
+        } else if t >= end {
+            target
+        } else {
+            let frac = (t - start) as f64 / (end - start) as f64;
+            target + (initial - target) * (1.0 - frac).powi(3)
+        }
+    }))
+}
+
+/// Magnitude pruning of some layers to `schedule(step)` every `every` steps
+/// while training; pruned weights stay at zero.
+#[derive(Clone)]
+pub struct GradualPruning {
+    pub(crate) schedule: SparsitySchedule,
+    pub(crate) every: usize,
+    pub(crate) layers: Vec<usize>,
+}
+
+impl fmt::Debug for GradualPruning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GradualPruning")
+            .field("every", &self.every)
+            .field("layers", &self.layers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GradualPruning {
+    /// Prunes `layers` following `schedule` (any `Fn(step) -> sparsity`)
+    /// every `every` steps; `every` must be ≥ 1 and `layers` non-empty.
+    pub fn new(schedule: SparsitySchedule, every: usize, layers: &[usize]) -> Result<Self> {
+        if every == 0 {
+            return Err(SquishError::invalid(
+                "every",
+                0,
+                "prune at least every step",
+            ));
+        }
+        if layers.is_empty() {
+            return Err(SquishError::invalid(
+                "layers",
+                "[]",
+                "name at least one layer to prune",
+            ));
+        }
+        Ok(GradualPruning {
+            schedule,
+            every,
+            layers: layers.to_vec(),
+        })
+    }
+}
