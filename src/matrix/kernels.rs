@@ -20,6 +20,17 @@ pub fn matmul(
             let w = ArrayView2::from_shape(m.shape(), v.data()).expect("dense layout");
             x.dot(&w.t())
         }
+        // Quantized dense blocks (also the stored rows of kept-rows).
+        (
+            Structure::Dense | Structure::KeptRows(_),
+            Some(v @ (Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_))),
+        ) => {
+            use crate::quantization::kernels as q;
+            match q::matmul_block(v, x, exec, q::Isa::detect()) {
+                Some(y) => q::scatter_rows(m, y),
+                None => super::reference::matmul(m, x, exec),
+            }
+        }
         (Structure::LowRank(lr), _) => {
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)
