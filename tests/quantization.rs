@@ -257,16 +257,16 @@ fn percentile_clips_at_nearest_rank() {
         .check()
         .unwrap();
     let m = q.quantize(&dense(&w)).unwrap();
-    let ranges = match m.values().unwrap() {
+    let scales = match m.values().unwrap() {
         Values::Int8(v) => v.params().scales().to_vec(),
         _ => panic!(),
     };
-    for i in 0..3 {
+    for (i, &scale) in scales.iter().enumerate() {
         let mut row: Vec<f32> = w.row(i).to_vec();
         row.sort_by(f32::total_cmp);
         let hi_rank = (0.99f64 * 200.0).round() as usize;
         let (lo, hi) = (row[200 - hi_rank].min(0.0), row[hi_rank].max(0.0));
-        assert_eq!(ranges[i], lo.abs().max(hi) / 127.0);
+        assert_eq!(scale, lo.abs().max(hi) / 127.0);
     }
     // Percentile(100) is min-max.
     let p100 = IntQuantizer::params(8)

@@ -153,7 +153,7 @@ impl NM {
                 format!("N:M needs 0 < N < M (M = {m})"),
             ));
         }
-        if m > 1 << 16 || cols % m != 0 {
+        if m > 1 << 16 || !cols.is_multiple_of(m) {
             return Err(SquishError::invalid(
                 "m",
                 m,

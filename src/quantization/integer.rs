@@ -292,7 +292,7 @@ impl Quantizer for IntQuantizer {
 /// The flat value ranges that share one parameter set, in parameter order.
 pub(crate) fn param_sets(layout: &RowLayout, g: Granularity) -> Result<Vec<Range<usize>>> {
     Ok(match g {
-        Granularity::PerTensor => vec![0..layout.total()],
+        Granularity::PerTensor => std::iter::once(0..layout.total()).collect(),
         Granularity::PerRow => (0..layout.rows()).map(|i| layout.range(i)).collect(),
         Granularity::PerGroup(0) => {
             return Err(SquishError::invalid("group size", 0, "must be at least 1"))

@@ -98,7 +98,26 @@ fn code(w: f32, s: f32, z: i32, g: Grid) -> i32 {
     // rounding) so the conversion never saturates.
     let lo = (g.qmin - z) as f32;
     let hi = (g.qmax - z) as f32;
-    (w / s).round().clamp(lo, hi) as i32 + z
+    let v = w / s;
+    // Compare-and-select (not f32::clamp) so it vectorizes; written so that
+    // a NaN would become `lo`, hence v is always in [lo, hi].
+    let v = if v >= lo { v } else { lo };
+    let v = if v <= hi { v } else { hi };
+    round_half_away(v) + z
+}
+
+/// `v.round() as i32` (half away from zero) for |v| < 2^23, in a form that
+/// vectorizes: adding the largest float below ½ with v's sign, then
+/// truncating, rounds ties away and never rounds x.4999… up. Out-of-range
+/// or NaN input is clamped first.
+#[inline(always)]
+pub(crate) fn round_half_away(v: f32) -> i32 {
+    const BELOW_HALF: f32 = 0.499_999_97;
+    const LIMIT: f32 = 8_388_607.0; // 2^23 - 1
+    let v = if v >= -LIMIT { v } else { -LIMIT };
+    let v = if v <= LIMIT { v } else { LIMIT };
+    // SAFETY: v is finite and |v + ½| < 2^31, so the truncation is in range.
+    unsafe { (v + BELOW_HALF.copysign(v)).to_int_unchecked::<i32>() }
 }
 
 #[inline(always)]
@@ -138,6 +157,29 @@ fn sq_error_generic(x: &[f32], s: f32, z: i32, g: Grid) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_half_away_equals_f32_round() {
+        let mut v = -200.0f32;
+        while v <= 200.0 {
+            for x in [v, v.next_up(), v.next_down()] {
+                assert_eq!(round_half_away(x), x.round() as i32, "{x}");
+            }
+            v += 0.125;
+        }
+        for x in [
+            0.5f32,
+            -0.5,
+            0.499_999_97,
+            -0.499_999_97,
+            1.5,
+            2.5,
+            -2.5,
+            8_388_607.0,
+        ] {
+            assert_eq!(round_half_away(x), x.round() as i32, "{x}");
+        }
+    }
 
     #[test]
     fn dispatched_equals_generic() {

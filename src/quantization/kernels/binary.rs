@@ -24,7 +24,7 @@ pub(crate) fn gemv(v: &BinaryValues, x: &[f32], sum: f32, row0: usize, y: &mut [
     let bytes = v.signs().bytes();
     for (r, out) in y.iter_mut().enumerate() {
         let i = row0 + r;
-        let pos = if cols % 8 == 0 {
+        let pos = if cols.is_multiple_of(8) {
             let row = &bytes[i * cols / 8..(i + 1) * cols / 8];
             masked_sum(row, x, isa)
         } else {

@@ -21,10 +21,10 @@ pub(crate) struct Prepared<'a> {
 impl<'a> Prepared<'a> {
     pub(crate) fn new(v: &Int4Values, x: &'a [f32]) -> Self {
         let even_groups = match v.params().granularity() {
-            Granularity::PerGroup(g) => g % 2 == 0,
+            Granularity::PerGroup(g) => g.is_multiple_of(2),
             _ => true,
         };
-        let split = (x.len() % 2 == 0 && even_groups).then(|| {
+        let split = (x.len().is_multiple_of(2) && even_groups).then(|| {
             (
                 x.iter().step_by(2).copied().collect(),
                 x.iter().skip(1).step_by(2).copied().collect(),

@@ -105,7 +105,7 @@ unsafe fn dot_avx512(q: &[i8], z: i32, x: &[f32]) -> f32 {
         } else {
             (1u16 << (n - k)) - 1
         };
-        let b = _mm_maskz_loadu_epi8(m, qp.add(k) as *const i8);
+        let b = _mm_maskz_loadu_epi8(m, qp.add(k));
         let w = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepi8_epi32(b), zv));
         acc[0] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, xp.add(k)), acc[0]);
         k += 16;

@@ -16,7 +16,7 @@ pub(crate) fn gemv(v: &TernaryValues, x: &[f32], row0: usize, y: &mut [f32], isa
     let bytes = v.codes().bytes();
     for (r, out) in y.iter_mut().enumerate() {
         let i = row0 + r;
-        let d = if cols % 4 == 0 {
+        let d = if cols.is_multiple_of(4) {
             plus_minus(&bytes[i * cols / 4..(i + 1) * cols / 4], x, isa)
         } else {
             (0..cols)
@@ -66,29 +66,37 @@ fn plus_minus_portable(codes: &[u8], x: &[f32]) -> f32 {
 unsafe fn plus_minus_avx512(codes: &[u8], x: &[f32]) -> f32 {
     let n = x.len();
     let (cp, xp) = (codes.as_ptr(), x.as_ptr());
-    let (mut p, mut m) = ([_mm512_setzero_ps(); 2], [_mm512_setzero_ps(); 2]);
+    let (mut p0, mut m0, mut p1, mut m1) = (
+        _mm512_setzero_ps(),
+        _mm512_setzero_ps(),
+        _mm512_setzero_ps(),
+        _mm512_setzero_ps(),
+    );
     let mut k = 0;
+    while k + 32 <= n {
+        let w = (cp.add(k / 4) as *const u64).read_unaligned();
+        let (lo, hi) = (w as u32, (w >> 32) as u32);
+        let x0 = _mm512_loadu_ps(xp.add(k));
+        let x1 = _mm512_loadu_ps(xp.add(k + 16));
+        p0 = _mm512_mask_add_ps(p0, _pext_u32(lo, 0x5555_5555) as u16, p0, x0);
+        m0 = _mm512_mask_add_ps(m0, _pext_u32(lo, 0xAAAA_AAAA) as u16, m0, x0);
+        p1 = _mm512_mask_add_ps(p1, _pext_u32(hi, 0x5555_5555) as u16, p1, x1);
+        m1 = _mm512_mask_add_ps(m1, _pext_u32(hi, 0xAAAA_AAAA) as u16, m1, x1);
+        k += 32;
+    }
     while k < n {
-        // 16 codes = 32 bits; fewer at the end (n is a multiple of 4).
+        // At most 16 codes (n is a multiple of 4).
         let rem = (n - k).min(16);
-        let w = if rem == 16 {
-            (cp.add(k / 4) as *const u32).read_unaligned()
-        } else {
-            let mut buf = [0u8; 4];
-            std::ptr::copy_nonoverlapping(cp.add(k / 4), buf.as_mut_ptr(), rem / 4);
-            u32::from_le_bytes(buf)
-        };
+        let mut buf = [0u8; 4];
+        std::ptr::copy_nonoverlapping(cp.add(k / 4), buf.as_mut_ptr(), rem / 4);
+        let w = u32::from_le_bytes(buf);
         let len: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
         let xv = _mm512_maskz_loadu_ps(len, xp.add(k));
-        let plus = _pext_u32(w, 0x5555_5555) as u16;
-        let minus = _pext_u32(w, 0xAAAA_AAAA) as u16;
-        let u = (k / 16) % 2;
-        p[u] = _mm512_mask_add_ps(p[u], plus, p[u], xv);
-        m[u] = _mm512_mask_add_ps(m[u], minus, m[u], xv);
+        p0 = _mm512_mask_add_ps(p0, _pext_u32(w, 0x5555_5555) as u16, p0, xv);
+        m0 = _mm512_mask_add_ps(m0, _pext_u32(w, 0xAAAA_AAAA) as u16, m0, xv);
         k += 16;
     }
-    _mm512_reduce_add_ps(_mm512_add_ps(p[0], p[1]))
-        - _mm512_reduce_add_ps(_mm512_add_ps(m[0], m[1]))
+    _mm512_reduce_add_ps(_mm512_add_ps(p0, p1)) - _mm512_reduce_add_ps(_mm512_add_ps(m0, m1))
 }
 
 multiversion! {
