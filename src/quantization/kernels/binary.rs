@@ -69,13 +69,27 @@ fn masked_sum_portable(bits: &[u8], x: &[f32]) -> f32 {
 unsafe fn masked_sum_avx512(bits: &[u8], x: &[f32]) -> f32 {
     let n = x.len();
     let (bp, xp) = (bits.as_ptr(), x.as_ptr());
-    let mut acc = [_mm512_setzero_ps(); 4];
+    // Eight accumulators: enough independent adds to cover their latency.
+    let mut acc = [_mm512_setzero_ps(); 8];
     let mut k = 0;
+    while k + 128 <= n {
+        let w0 = (bp.add(k / 8) as *const u64).read_unaligned();
+        let w1 = (bp.add(k / 8 + 8) as *const u64).read_unaligned();
+        for u in 0..4 {
+            let m0 = (w0 >> (16 * u)) as u16;
+            let m1 = (w1 >> (16 * u)) as u16;
+            let x0 = _mm512_loadu_ps(xp.add(k + 16 * u));
+            let x1 = _mm512_loadu_ps(xp.add(k + 64 + 16 * u));
+            acc[u] = _mm512_mask_add_ps(acc[u], m0, acc[u], x0);
+            acc[4 + u] = _mm512_mask_add_ps(acc[4 + u], m1, acc[4 + u], x1);
+        }
+        k += 128;
+    }
     while k + 64 <= n {
         let w = (bp.add(k / 8) as *const u64).read_unaligned();
-        for (u, a) in acc.iter_mut().enumerate() {
+        for u in 0..4 {
             let m = (w >> (16 * u)) as u16;
-            *a = _mm512_mask_add_ps(*a, m, *a, _mm512_loadu_ps(xp.add(k + 16 * u)));
+            acc[u] = _mm512_mask_add_ps(acc[u], m, acc[u], _mm512_loadu_ps(xp.add(k + 16 * u)));
         }
         k += 64;
     }
@@ -91,7 +105,8 @@ unsafe fn masked_sum_avx512(bits: &[u8], x: &[f32]) -> f32 {
         k += 16;
     }
     let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    _mm512_reduce_add_ps(s)
+    let t = _mm512_add_ps(_mm512_add_ps(acc[4], acc[5]), _mm512_add_ps(acc[6], acc[7]));
+    _mm512_reduce_add_ps(_mm512_add_ps(s, t))
 }
 
 multiversion! {
