@@ -4,9 +4,9 @@
 //! of row `n` that share a weight scale `s_seg` and zero-point `z_seg`;
 //! `s_b` is the activation scale of row `b`. The inner sums are exact
 //! integers, so every path (VNNI, portable, reference) gives bit-identical
-//! results. The VNNI path computes `(w + 128)·x` with `vpdpbusd` (unsigned ×
+//! results. The VNNI path computes `(x + 128)·w` with `vpdpbusd` (unsigned ×
 //! signed bytes) on 4 × 4 tiles of (weight rows × batch rows) and subtracts
-//! `128·Σx`.
+//! `128·Σw`.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -20,7 +20,7 @@ use crate::quantization::QuantizedActivations;
 
 /// Tile edge (weight rows and batch rows).
 const T: usize = 4;
-/// Longest run summed in i32 at once: 255·127·2^15 < 2^31.
+/// Longest run summed in i32 at once: 255·128·2^15 < 2^31.
 const CHUNK: usize = 1 << 15;
 
 /// `[batch, rows]` product of the stored rows of `v` with `xq`.
@@ -35,20 +35,39 @@ pub(crate) fn matmul(
     let cols = xq.cols;
     let batch = xq.rows;
     let xs = activation_sums(v, xq);
+    // VNNI multiplies unsigned by signed bytes: feed x + 128 (once per call).
+    let xu: Vec<u8> = if isa == Isa::Avx512Vnni {
+        xq.codes.iter().map(|&c| c as u8 ^ 0x80).collect()
+    } else {
+        Vec::new()
+    };
+    let g = match v.params().granularity() {
+        Granularity::PerGroup(g) => g,
+        _ => cols.max(1),
+    };
     let per = rows_per_task(cols, 1 << 16).next_multiple_of(T);
     let mut yt = vec![0.0f32; rows * batch];
     for_each_chunk_mut(exec, &mut yt, per * batch, |t, out| {
         let r0 = t * per;
         let nr = out.len() / batch;
         for rt in (0..nr).step_by(T) {
+            // Edge tiles repeat the last row / batch row; extra results are dropped.
+            let ri: [usize; T] = std::array::from_fn(|u| r0 + (rt + u).min(nr - 1));
+            // Σw per segment of each row, for the +128 correction (VNNI only).
+            let wsum: [Vec<i64>; T] = ri.map(|i| {
+                if xu.is_empty() {
+                    return Vec::new();
+                }
+                v.codes()[i * cols..(i + 1) * cols]
+                    .chunks(g)
+                    .map(|c| c.iter().map(|&q| q as i32).sum::<i32>() as i64)
+                    .collect()
+            });
             for bt in (0..batch).step_by(T) {
                 let mut acc = [[0.0f32; T]; T];
-                // Edge tiles repeat the last row / batch row; extra results are dropped.
-                let ri: [usize; T] = std::array::from_fn(|u| r0 + (rt + u).min(nr - 1));
                 let bi: [usize; T] = std::array::from_fn(|u| (bt + u).min(batch - 1));
                 for (seg, (a, b, _)) in segments(v.params(), ri[0], cols).enumerate() {
-                    let xseg: [i64; T] = bi.map(|j| xs[j][seg]);
-                    let dots = tile(v, xq, ri, bi, (a, b), xseg, isa);
+                    let dots = tile(v, xq, &xu, ri, bi, (a, b), &wsum, seg, isa);
                     for u in 0..T {
                         let (s, z) = v.params().get(v.params().index(ri[u], a));
                         for c in 0..T {
@@ -89,20 +108,23 @@ fn activation_sums(v: &Int8Values, xq: &QuantizedActivations) -> Vec<Vec<i64>> {
 }
 
 /// Integer dots `Σ_{k∈a..b} w[ri[u], k]·x[bi[c], k]` of a tile.
+#[allow(clippy::too_many_arguments)]
 fn tile(
     v: &Int8Values,
     xq: &QuantizedActivations,
+    xu: &[u8],
     ri: [usize; T],
     bi: [usize; T],
     (a, b): (usize, usize),
-    xseg: [i64; T],
+    wsum: &[Vec<i64>; T],
+    seg: usize,
     isa: Isa,
 ) -> [[i64; T]; T] {
     let cols = xq.cols;
     let w: [&[i8]; T] = ri.map(|i| &v.codes()[i * cols + a..i * cols + b]);
-    let x: [&[i8]; T] = bi.map(|j| &xq.row(j)[a..b]);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni {
+        let x: [&[u8]; T] = bi.map(|j| &xu[j * cols + a..j * cols + b]);
         let mut out = [[0i64; T]; T];
         let mut k = 0;
         while k < b - a {
@@ -116,15 +138,16 @@ fn tile(
             }
             k += n;
         }
-        // (w + 128)·x summed; remove 128·Σx (Σx over the segment).
-        for row in out.iter_mut() {
-            for (o, &sx) in row.iter_mut().zip(&xseg) {
-                *o -= 128 * sx;
+        // (x + 128)·w summed; remove 128·Σw (Σw over the segment).
+        for (row, ws) in out.iter_mut().zip(wsum) {
+            for o in row.iter_mut() {
+                *o -= 128 * ws[seg];
             }
         }
         return out;
     }
-    let _ = (isa, xseg);
+    let _ = (isa, xu, wsum, seg);
+    let x: [&[i8]; T] = bi.map(|j| &xq.row(j)[a..b]);
     std::array::from_fn(|u| std::array::from_fn(|c| dot_i8(w[u], x[c])))
 }
 
@@ -141,16 +164,15 @@ fn dot_i8(w: &[i8], x: &[i8]) -> i64 {
         .sum()
 }
 
-/// `Σ (w + 128)·x` for a 4 × 4 tile (all slices of one length ≤ CHUNK).
+/// `Σ (x + 128)·w` for a 4 × 4 tile (all slices of one length ≤ CHUNK).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_vnni(w: [&[i8]; T], x: [&[i8]; T]) -> [[i32; T]; T] {
+unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
     let n = w[0].len();
-    let flip = _mm512_set1_epi8(-128);
     let mut acc = [[_mm512_setzero_si512(); T]; T];
     let mut k = 0;
     while k < n {
-        // Masked-off lanes load 0 for x, so they add nothing.
+        // Masked-off lanes load 0 for w, so they add nothing.
         let m: __mmask64 = if n - k >= 64 {
             u64::MAX
         } else {
@@ -158,12 +180,12 @@ unsafe fn tile_vnni(w: [&[i8]; T], x: [&[i8]; T]) -> [[i32; T]; T] {
         };
         let mut wv = [_mm512_setzero_si512(); T];
         for u in 0..T {
-            wv[u] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w[u].as_ptr().add(k)), flip);
+            wv[u] = _mm512_maskz_loadu_epi8(m, w[u].as_ptr().add(k));
         }
         for c in 0..T {
-            let xv = _mm512_maskz_loadu_epi8(m, x[c].as_ptr().add(k));
+            let xv = _mm512_maskz_loadu_epi8(m, x[c].as_ptr().add(k) as *const i8);
             for u in 0..T {
-                acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], wv[u], xv);
+                acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], xv, wv[u]);
             }
         }
         k += 64;
