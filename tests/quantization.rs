@@ -715,3 +715,38 @@ fn dynamic_activation_quantization_is_per_row_and_bounded() {
         }
     }
 }
+
+#[test]
+fn quantizers_reencode_every_structure() {
+    use squish::pass::{CompressionPass, Quantize};
+    let w = gaussian(20, 48, 800);
+    let keep = w.mapv(|v| v.abs() > 0.7);
+    let csr = CompressedMatrix::csr_from_mask(w.view(), keep.view()).unwrap();
+    let kept = CompressedMatrix::kept_rows(w.view(), vec![1, 5, 19]).unwrap();
+    let a = CompressedMatrix::from_dense(gaussian(20, 6, 801).view()).unwrap();
+    let b = CompressedMatrix::from_dense(gaussian(6, 48, 802).view()).unwrap();
+    let low = CompressedMatrix::low_rank(a, b).unwrap();
+    let x = gaussian(3, 48, 803);
+    let pool = ThreadPool::new(2).unwrap();
+    for m in [csr, kept, low] {
+        for q in [
+            Box::new(Quantize(
+                IntQuantizer::params(8).per_group(5).check().unwrap(),
+            )) as Box<dyn CompressionPass>,
+            Box::new(Quantize(
+                IntQuantizer::params(4).symmetric(false).check().unwrap(),
+            )),
+            Box::new(Quantize(Binary)),
+            Box::new(Quantize(Ternary)),
+        ] {
+            let out = q.apply(&m, &pool).unwrap();
+            assert_eq!(out, q.apply(&m, &Sequential).unwrap());
+            assert_eq!(out.structure().kind(), m.structure().kind());
+            let y = out.matmul(x.view()).unwrap();
+            let r = out.matmul_reference(x.view()).unwrap();
+            for (&p, &e) in y.iter().zip(r.iter()) {
+                assert!((p - e).abs() <= 1e-4 * (1.0 + e.abs()), "{}", q.name());
+            }
+        }
+    }
+}

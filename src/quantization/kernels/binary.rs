@@ -87,9 +87,9 @@ unsafe fn masked_sum_avx512(bits: &[u8], x: &[f32]) -> f32 {
     }
     while k + 64 <= n {
         let w = (bp.add(k / 8) as *const u64).read_unaligned();
-        for u in 0..4 {
+        for (u, a) in acc.iter_mut().take(4).enumerate() {
             let m = (w >> (16 * u)) as u16;
-            acc[u] = _mm512_mask_add_ps(acc[u], m, acc[u], _mm512_loadu_ps(xp.add(k + 16 * u)));
+            *a = _mm512_mask_add_ps(*a, m, *a, _mm512_loadu_ps(xp.add(k + 16 * u)));
         }
         k += 64;
     }

@@ -15,10 +15,10 @@ use crate::matrix::{CompressedMatrix, Granularity, QuantParams, Structure, Value
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 
 pub mod binary;
-pub mod int4;
-pub mod int8;
+mod int4;
+mod int8;
 pub mod int8_gemm;
-pub mod ternary;
+mod ternary;
 
 /// Instruction-set tiers, lowest first. A kernel given a tier above what the
 /// CPU has runs at the best available one.
