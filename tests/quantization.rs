@@ -750,3 +750,17 @@ fn quantizers_reencode_every_structure() {
         }
     }
 }
+
+#[test]
+fn tiny_scales_do_not_break_rounding() {
+    // max|w| ~ 1e-38: the scale is subnormal and 1/s overflows.
+    let w = gaussian(3, 17, 900).mapv(|v| v * 1e-38);
+    for q in quantizers() {
+        let m = q.quantize(&dense(&w)).unwrap();
+        let back = m.to_dense();
+        assert!(back.iter().all(|v| v.is_finite()));
+        let e = squish::metrics::ErrorMetrics::between(w.view(), back.view()).unwrap();
+        let limit = if q.bits() == 8 { 0.05 } else { 0.6 };
+        assert!(e.rel_frobenius < limit, "{}: {}", q.name(), e.rel_frobenius);
+    }
+}

@@ -21,12 +21,14 @@ pub struct IntQuantizerParams {
 
 /// A checked integer quantizer.
 ///
-/// Rounding is round-to-nearest, ties away from zero (`f32::round`), then
-/// clamping to the code range. Symmetric codes use `−(2^(b−1)−1) ..= 2^(b−1)−1`
+/// A code is `round(w·(1/s)) + z`: round to nearest, ties away from zero
+/// (as `f32::round`), then clamped to the code range. Symmetric codes use `−(2^(b−1)−1) ..= 2^(b−1)−1`
 /// with scale `max|w| / (2^(b−1)−1)`; asymmetric codes use the full
 /// `−2^(b−1) ..= 2^(b−1)−1` over `[min(lo, 0), max(hi, 0)]`, so 0 is always
 /// exactly representable. A parameter set whose values are all zero gets
-/// scale 0 and decodes to exact zeros (never NaN).
+/// scale 0 and decodes to exact zeros (never NaN). With
+/// [`per_group`](IntQuantizerParams::per_group) the last group of a row is
+/// shorter when the group size does not divide the row length.
 ///
 /// ```
 /// use ndarray::array;

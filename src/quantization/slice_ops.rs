@@ -54,7 +54,7 @@ multiversion! {
 
 multiversion! {
     /// Codes of `x` under scale `s` and zero-point `z`: round half away from
-    /// zero of `w / s`, plus `z`, clamped to the grid. Scale 0 gives `z`.
+    /// zero of `w·(1/s)`, plus `z`, clamped to the grid. Scale 0 gives `z`.
     pub(crate) fn quantize(x: &[f32], s: f32, z: i32, g: Grid, out: &mut [i8]) => quantize_generic;
 }
 
@@ -92,13 +92,29 @@ fn min_max_generic(x: &[f32]) -> (f32, f32) {
     (l, h)
 }
 
+/// Multiplier for `w ↦ w / s`: `1/s`, or `None` when that overflows
+/// (subnormal scales), in which case callers divide.
 #[inline(always)]
-fn code(w: f32, s: f32, z: i32, g: Grid) -> i32 {
+fn reciprocal(s: f32) -> Option<f32> {
+    let inv = 1.0 / s;
+    inv.is_finite().then_some(inv)
+}
+
+/// `w · (1/s)` (or `w / s` for subnormal `s`).
+#[inline(always)]
+fn scaled(w: f32, s: f32, inv: Option<f32>) -> f32 {
+    match inv {
+        Some(inv) => w * inv,
+        None => w / s,
+    }
+}
+
+#[inline(always)]
+fn code(v: f32, z: i32, g: Grid) -> i32 {
     // Clamp in float (bounds are integers, so this equals clamping after
     // rounding) so the conversion never saturates.
     let lo = (g.qmin - z) as f32;
     let hi = (g.qmax - z) as f32;
-    let v = w / s;
     // Compare-and-select (not f32::clamp) so it vectorizes; written so that
     // a NaN would become `lo`, hence v is always in [lo, hi].
     let v = if v >= lo { v } else { lo };
@@ -124,8 +140,18 @@ pub(crate) fn round_half_away(v: f32) -> i32 {
 fn quantize_generic(x: &[f32], s: f32, z: i32, g: Grid, out: &mut [i8]) {
     debug_assert_eq!(x.len(), out.len());
     if s > 0.0 {
-        for (o, &w) in out.iter_mut().zip(x) {
-            *o = code(w, s, z, g) as i8;
+        match reciprocal(s) {
+            // Two loops so the common one has no branch and vectorizes.
+            Some(inv) => {
+                for (o, &w) in out.iter_mut().zip(x) {
+                    *o = code(w * inv, z, g) as i8;
+                }
+            }
+            None => {
+                for (o, &w) in out.iter_mut().zip(x) {
+                    *o = code(w / s, z, g) as i8;
+                }
+            }
         }
     } else {
         out.fill(z as i8);
@@ -137,9 +163,10 @@ fn sq_error_generic(x: &[f32], s: f32, z: i32, g: Grid) -> f64 {
     let mut acc = [0.0f64; 8];
     let chunks = x.chunks_exact(8);
     let tail = chunks.remainder();
+    let inv = reciprocal(s);
     let err = |w: f32| -> f64 {
         let w_hat = if s > 0.0 {
-            (code(w, s, z, g) - z) as f32 * s
+            (code(scaled(w, s, inv), z, g) - z) as f32 * s
         } else {
             0.0
         };
