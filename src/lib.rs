@@ -49,5 +49,7 @@ pub mod prelude {
     pub use crate::pass::{CompressionPass, Prune, Quantize};
     pub use crate::pipeline::{Pipeline, PipelineOutput, PipelineReport};
     pub use crate::pruning::{Magnitude, Pruner};
-    pub use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
+    pub use crate::quantization::{
+        Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
+    };
 }
