@@ -75,6 +75,9 @@ pub enum SquishError {
         /// What disagrees.
         detail: String,
     },
+    /// A pruning-specific error.
+    #[error(transparent)]
+    Pruning(#[from] crate::pruning::PruningError),
 }
 
 impl SquishError {

@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compression;
 pub mod distillation;
 pub mod error;
 pub mod matrix;
@@ -41,6 +42,7 @@ pub use error::{Result, SquishError};
 
 /// The names most programs need.
 pub mod prelude {
+    pub use crate::compression::sharing::KMeans;
     pub use crate::distillation::Distiller;
     pub use crate::error::{Result, SquishError};
     pub use crate::matrix::{CompressedMatrix, LinOp, StorageReport};
@@ -48,7 +50,9 @@ pub mod prelude {
     pub use crate::parallel::{ParallelExecutor, Sequential, ThreadPool};
     pub use crate::pass::{CompressionPass, Prune, Quantize};
     pub use crate::pipeline::{Pipeline, PipelineOutput, PipelineReport};
-    pub use crate::pruning::{Magnitude, Pruner};
+    pub use crate::pruning::{
+        Global, Importance, Magnitude, NMPruner, Pruner, Schedule, Structured, Wanda,
+    };
     pub use crate::quantization::{
         Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
     };

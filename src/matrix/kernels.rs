@@ -20,6 +20,9 @@ pub fn matmul(
             let w = ArrayView2::from_shape(m.shape(), v.data()).expect("dense layout");
             x.dot(&w.t())
         }
+        (Structure::Dense, Some(Values::Codebook(v))) => {
+            crate::compression::sharing::kernel::matmul_dense(m, v, x, exec)
+        }
         // Quantized dense blocks (also the stored rows of kept-rows).
         (
             Structure::Dense | Structure::KeptRows(_),
@@ -34,6 +37,12 @@ pub fn matmul(
         (Structure::LowRank(lr), _) => {
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)
+        }
+        // Pruned structures with f32 values: the sparse kernels of the pruning family.
+        (Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_), Some(Values::F32(_))) => {
+            use crate::pruning::kernels::{matmul_unchecked, KernelPath};
+            matmul_unchecked(m, x, exec, KernelPath::detect())
+                .unwrap_or_else(|| super::reference::matmul(m, x, exec))
         }
         _ => super::reference::matmul(m, x, exec),
     }

@@ -1,7 +1,8 @@
-//! Magnitude (L1) unstructured pruning.
+//! Magnitude (L1) unstructured pruning of one matrix.
 
 use ndarray::{Array2, ArrayView2};
 
+use super::select::{keep_mask_per_row, keep_mask_smallest, prune_count};
 use super::Pruner;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 
@@ -9,13 +10,20 @@ use crate::error::{check_finite, check_non_empty, Result, SquishError};
 #[derive(Clone, Debug, PartialEq)]
 pub struct MagnitudeParams {
     sparsity: f64,
+    per_row: bool,
 }
 
-/// Zeroes exactly `⌊s·n⌋` weights of smallest `|w|`.
+/// Zeroes exactly `⌊s·n⌋` weights of smallest `|w|` (see
+/// [`prune_count`](super::prune_count) for how `⌊s·n⌋` is rounded).
 ///
-/// Selection is O(n) (`select_nth_unstable` on packed `(|w|, index)` keys),
-/// not a sort. Ties in `|w|` are broken by flat row-major index: among equal
-/// magnitudes the earlier weight is pruned first.
+/// Selection is O(n): a radix histogram over the bits of `|w|` finds the
+/// bucket holding the cut, and only that bucket is examined exactly (see
+/// [`Selection`](super::Selection)); no sort. **Ties** in `|w|` are broken by
+/// flat row-major index: among equal magnitudes the earlier weight is pruned
+/// first, so the result is a pure function of the matrix.
+///
+/// With [`per_row`](MagnitudeParams::per_row) each row loses `⌊s·cols⌋`
+/// weights instead (same tie rule within the row).
 ///
 /// ```
 /// use ndarray::array;
@@ -27,12 +35,16 @@ pub struct MagnitudeParams {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Magnitude {
     sparsity: f64,
+    per_row: bool,
 }
 
 impl Magnitude {
     /// Starts a builder for target sparsity `s` (fraction of weights zeroed).
     pub fn params(sparsity: f64) -> MagnitudeParams {
-        MagnitudeParams { sparsity }
+        MagnitudeParams {
+            sparsity,
+            per_row: false,
+        }
     }
 
     /// The target sparsity.
@@ -42,66 +54,62 @@ impl Magnitude {
 }
 
 impl MagnitudeParams {
+    /// Prune every row to the same sparsity instead of the whole matrix.
+    pub fn per_row(mut self) -> Self {
+        self.per_row = true;
+        self
+    }
+
     /// Validates: sparsity in [0, 1).
     pub fn check(self) -> Result<Magnitude> {
-        if !(0.0..1.0).contains(&self.sparsity) {
-            return Err(SquishError::invalid(
-                "sparsity",
-                self.sparsity,
-                "must lie in [0, 1): the fraction of weights to zero",
-            ));
-        }
+        check_sparsity(self.sparsity)?;
         Ok(Magnitude {
             sparsity: self.sparsity,
+            per_row: self.per_row,
         })
     }
 }
 
-/// Flat indices of the `count` smallest scores, ties broken by lower index
-/// first. Scores must be finite and non-negative.
-pub(crate) fn smallest_indices(scores: &[f32], count: usize) -> Vec<usize> {
-    if count == 0 {
-        return Vec::new();
+/// Rejects sparsities outside [0, 1) (and NaN).
+pub(crate) fn check_sparsity(s: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&s) {
+        return Err(SquishError::invalid(
+            "sparsity",
+            s,
+            "must lie in [0, 1): the fraction of weights to zero",
+        ));
     }
-    // For non-negative finite f32 the bit pattern orders like the value, so
-    // (bits << 32 | index) orders by score, then index.
-    let mut keys: Vec<u64> = scores
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| ((s.to_bits() as u64) << 32) | i as u64)
-        .collect();
-    if count < keys.len() {
-        keys.select_nth_unstable(count - 1);
+    Ok(())
+}
+
+/// Checks a matrix is non-empty, finite and small enough to index.
+pub(crate) fn check_matrix(what: &'static str, w: ArrayView2<f32>) -> Result<()> {
+    let (rows, cols) = w.dim();
+    check_non_empty(what, rows, cols)?;
+    // A branch-free scan first (it vectorizes); locate the culprit only on failure.
+    let finite = match w.as_slice_memory_order() {
+        Some(s) => s.iter().fold(true, |ok, v| ok & v.is_finite()),
+        None => w.iter().all(|v| v.is_finite()),
+    };
+    if finite {
+        Ok(())
+    } else {
+        check_finite(what, w.iter())
     }
-    keys[..count]
-        .iter()
-        .map(|&k| (k & 0xFFFF_FFFF) as usize)
-        .collect()
 }
 
 impl Pruner for Magnitude {
     fn name(&self) -> String {
-        format!("magnitude {:.0}%", self.sparsity * 100.0)
+        let scope = if self.per_row { " per row" } else { "" };
+        format!("magnitude {:.0}%{scope}", self.sparsity * 100.0)
     }
 
     fn mask(&self, w: ArrayView2<f32>) -> Result<Array2<bool>> {
-        let (rows, cols) = w.dim();
-        check_non_empty("weight matrix", rows, cols)?;
-        let n = rows * cols;
-        if n > u32::MAX as usize {
-            return Err(SquishError::invalid(
-                "elements",
-                n,
-                "at most 2^32 weights per matrix",
-            ));
-        }
-        let scores: Vec<f32> = w.iter().map(|v| v.abs()).collect();
-        check_finite("weight matrix", &scores)?;
-        let count = (self.sparsity * n as f64).floor() as usize;
-        let mut keep = vec![true; n];
-        for i in smallest_indices(&scores, count) {
-            keep[i] = false;
-        }
-        Ok(Array2::from_shape_vec((rows, cols), keep).expect("sizes match"))
+        check_matrix("weight matrix", w)?;
+        Ok(if self.per_row {
+            keep_mask_per_row(w, self.sparsity)
+        } else {
+            keep_mask_smallest(w, prune_count(self.sparsity, w.len()))
+        })
     }
 }

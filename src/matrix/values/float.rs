@@ -10,6 +10,11 @@ pub struct F32Values {
 }
 
 impl F32Values {
+    /// The row layout.
+    pub fn layout(&self) -> &RowLayout {
+        &self.layout
+    }
+
     /// The stored values in layout order.
     pub fn data(&self) -> &[f32] {
         &self.data

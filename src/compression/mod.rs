@@ -1,0 +1,3 @@
+//! Compression families built on the core representation.
+
+pub mod sharing;

@@ -1,0 +1,43 @@
+//! Weight sharing: k shared values (a codebook) and a small index per weight.
+//!
+//! Deep Compression (Han et al. 2016) cut weights from 32 to about 5 bits
+//! with weight sharing after pruning, then Huffman-coded the indices. This
+//! module provides every step, done for scalars:
+//!
+//! - [`Histogram`]: sort once (radix sort), merge equal values with their
+//!   counts or importances, prefix sums — every cluster cost is then O(1).
+//! - [`lloyd`]: Lloyd's algorithm with binary-search assignment and
+//!   prefix-sum updates, O(k log n) an iteration; [`Init`]: linear, density,
+//!   seeded k-means++.
+//! - [`optimal()`]: the exact optimum by dynamic programming (Ckmeans.1d.dp,
+//!   Wang & Song 2011) with a divide-and-conquer layer.
+//! - [`KMeans`]: the checked builder and the codebook [`Quantizer`](crate::quantization::Quantizer)
+//!   (per-tensor or per-row codebooks, k = 2..=65536, weighted).
+//! - [`codebook_matmul`]: `x·Wᵀ` straight from the indices (wired into
+//!   [`CompressedMatrix::matmul`](crate::matrix::CompressedMatrix::matmul)).
+//! - [`HuffmanCode`], [`HuffmanMatrix`]: canonical Huffman coding of the
+//!   index stream with exact storage accounting; [`column_gaps`] for sparse
+//!   relative indices.
+
+mod clustering;
+mod entropy;
+mod histogram;
+mod huffman;
+mod init;
+pub(crate) mod kernel;
+mod kmeans;
+mod lloyd;
+mod optimal;
+
+pub use clustering::Clustering;
+pub use entropy::{HuffmanCodebook, HuffmanMatrix};
+pub use histogram::Histogram;
+pub use huffman::{
+    column_gaps, columns_from_gaps, entropy_bits, symbol_counts, BitStream, HuffmanCode,
+    MAX_CODE_LEN,
+};
+pub use init::Init;
+pub use kernel::{codebook_matmul, CodebookKernel};
+pub use kmeans::{KMeans, KMeansParams, Method, DEFAULT_DP_MEMORY};
+pub use lloyd::lloyd;
+pub use optimal::optimal;

@@ -1,0 +1,225 @@
+//! Exact optimal 1-D k-means by dynamic programming (Wang & Song 2011,
+//! Ckmeans.1d.dp).
+//!
+//! In one dimension an optimal clustering splits the sorted values into
+//! contiguous runs, so the best SSE of the first `i` distinct values in `q`
+//! clusters is `D[q][i] = min_j D[q−1][j] + cost(j, i)`, where `cost(j, i)` is
+//! the SSE of values `j..i` about their mean (O(1) from prefix sums). The cost
+//! is a Monge array, so the best split `j` never decreases with `i`; each
+//! layer is solved by divide and conquer over `i` with the split range
+//! narrowed on both sides: O(m log m) per layer for `m` distinct values,
+//! O(k·m log m) in all. The scan also stops as soon as `D[q−1][j]` alone
+//! exceeds the best value found (exact: `D` does not decrease in `j`).
+//!
+//! **What is exact.** The DP runs over the distinct values with their total
+//! weights, which is lossless: equal values always share a cluster in some
+//! optimal solution. The minimum is exact up to f64 rounding of the prefix
+//! sums (computed about the weighted mean to limit cancellation).
+//!
+//! **Memory.** Backtracking needs the best split of every layer (`4·k·m`
+//! bytes). Above a budget the solver switches to Hirschberg's divide and
+//! conquer: it runs the DP forward for `k/2` clusters and backward for the
+//! rest, picks the best meeting point and recurses on both halves — about
+//! twice the time, O(m) memory.
+
+use super::{Clustering, Histogram};
+
+/// Prefix sums over a run of distinct values, in forward or reversed order:
+/// `cost(j, i)` is the SSE of points `j..i` about their mean.
+struct Prefix {
+    p0: Vec<f64>,
+    p1: Vec<f64>,
+    p2: Vec<f64>,
+}
+
+impl Prefix {
+    /// Values `a..b` of `h`, forward or reversed.
+    fn new(h: &Histogram, a: usize, b: usize, reversed: bool) -> Self {
+        let (q0, q1, q2) = h.prefix();
+        let pick = |q: &[f64]| -> Vec<f64> {
+            if reversed {
+                // Sums over the last t values of a..b.
+                (0..=b - a).map(|t| q[b] - q[b - t]).collect()
+            } else {
+                q[a..=b].iter().map(|&v| v - q[a]).collect()
+            }
+        };
+        Prefix {
+            p0: pick(q0),
+            p1: pick(q1),
+            p2: pick(q2),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.p0.len() - 1
+    }
+
+    #[inline(always)]
+    fn cost(&self, j: usize, i: usize) -> f64 {
+        let w = self.p0[i] - self.p0[j];
+        let s = self.p1[i] - self.p1[j];
+        (self.p2[i] - self.p2[j]) - s * s / w
+    }
+
+    /// `min_{j ∈ lo..=hi} prev[j] + cost(j, i)` and its leftmost argmin.
+    fn scan(&self, prev: &[f64], i: usize, lo: usize, hi: usize) -> (f64, usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature was just detected.
+                return unsafe { self.scan_avx512(prev, i, lo, hi) };
+            }
+        }
+        self.scan_portable(prev, i, lo, hi)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scan_avx512(&self, prev: &[f64], i: usize, lo: usize, hi: usize) -> (f64, usize) {
+        self.scan_portable(prev, i, lo, hi)
+    }
+
+    /// Chunks of candidate splits: the costs are computed in a loop the
+    /// compiler vectorizes, the argmin scalar; a chunk starting at a `prev`
+    /// already at or above the best ends the scan (`prev` does not decrease
+    /// and costs are ≥ 0).
+    #[inline(always)]
+    fn scan_portable(&self, prev: &[f64], i: usize, lo: usize, hi: usize) -> (f64, usize) {
+        const CHUNK: usize = 64;
+        let (a0, a1, a2) = (self.p0[i], self.p1[i], self.p2[i]);
+        let mut best = f64::INFINITY;
+        let mut bj = lo;
+        let mut buf = [0.0f64; CHUNK];
+        let mut j = lo;
+        while j <= hi {
+            if prev[j] >= best {
+                break;
+            }
+            let n = (hi + 1 - j).min(CHUNK);
+            let (q0, q1, q2, pv) = (
+                &self.p0[j..j + n],
+                &self.p1[j..j + n],
+                &self.p2[j..j + n],
+                &prev[j..j + n],
+            );
+            for t in 0..n {
+                let w = a0 - q0[t];
+                let s = a1 - q1[t];
+                buf[t] = pv[t] + ((a2 - q2[t]) - s * s / w);
+            }
+            for (t, &v) in buf[..n].iter().enumerate() {
+                if v < best {
+                    best = v;
+                    bj = j + t;
+                }
+            }
+            j += n;
+        }
+        (best, bj)
+    }
+}
+
+/// One DP layer: `cur[i] = min_{j < i} prev[j] + cost(j, i)` for `i ∈ lo..=m`,
+/// splits restricted to `j ≥ lo − 1`; records the leftmost best `j` in `arg`.
+fn layer(c: &Prefix, prev: &[f64], cur: &mut [f64], mut arg: Option<&mut [u32]>, lo: usize) {
+    let m = c.len();
+    for v in cur[..lo].iter_mut() {
+        *v = f64::INFINITY;
+    }
+    // Explicit stack of (ilo, ihi, jlo, jhi), inclusive.
+    let mut stack = vec![(lo, m, lo - 1, m - 1)];
+    while let Some((ilo, ihi, jlo, jhi)) = stack.pop() {
+        if ilo > ihi {
+            continue;
+        }
+        let mid = (ilo + ihi) / 2;
+        let (best, bj) = c.scan(prev, mid, jlo, jhi.min(mid - 1));
+        cur[mid] = best;
+        if let Some(a) = arg.as_deref_mut() {
+            a[mid] = bj as u32;
+        }
+        if mid > ilo {
+            stack.push((ilo, mid - 1, jlo, bj));
+        }
+        stack.push((mid + 1, ihi, bj, jhi));
+    }
+}
+
+/// `D[q][i]` for `i ∈ 0..=m` after `q` layers (∞ where `i < q`), keeping only two rows.
+fn last_layer(c: &Prefix, q: usize) -> Vec<f64> {
+    let m = c.len();
+    let mut prev: Vec<f64> = (0..=m).map(|i| c.cost(0, i)).collect();
+    prev[0] = 0.0;
+    let mut cur = vec![0.0; m + 1];
+    for l in 2..=q {
+        layer(c, &prev, &mut cur, None, l);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev
+}
+
+/// The optimal partition of `hist` into `k` clusters (`2 ≤ k ≤ hist.len()`,
+/// checked by the caller), using at most about `memory` bytes for backtracking
+/// before switching to Hirschberg's scheme.
+pub fn optimal(hist: &Histogram, k: usize, memory: usize) -> Clustering {
+    let mut bounds = vec![0];
+    solve(hist, 0, hist.len(), k, memory, &mut bounds);
+    bounds.push(hist.len());
+    Clustering::from_bounds(hist, bounds)
+}
+
+/// Appends the inner cluster starts of the best `q`-partition of `a..b` to `out`.
+fn solve(h: &Histogram, a: usize, b: usize, q: usize, memory: usize, out: &mut Vec<usize>) {
+    let m = b - a;
+    if q <= 1 {
+        return;
+    }
+    if q >= m {
+        out.extend(a + 1..b);
+        return;
+    }
+    let fwd = Prefix::new(h, a, b, false);
+    if q.saturating_mul(m + 1).saturating_mul(4) <= memory || q == 2 {
+        // Direct DP with backtracking.
+        let mut args = vec![0u32; (q - 1) * (m + 1)];
+        let mut prev: Vec<f64> = (0..=m).map(|i| fwd.cost(0, i)).collect();
+        prev[0] = 0.0;
+        let mut cur = vec![0.0; m + 1];
+        for l in 2..=q {
+            let row = &mut args[(l - 2) * (m + 1)..(l - 1) * (m + 1)];
+            if l == q {
+                // Only i = m is needed in the last layer.
+                row[m] = fwd.scan(&prev, m, l - 1, m - 1).1 as u32;
+            } else {
+                layer(&fwd, &prev, &mut cur, Some(row), l);
+                std::mem::swap(&mut prev, &mut cur);
+            }
+        }
+        let mut starts = Vec::with_capacity(q - 1);
+        let mut i = m;
+        for l in (2..=q).rev() {
+            i = args[(l - 2) * (m + 1) + i] as usize;
+            starts.push(a + i);
+        }
+        out.extend(starts.into_iter().rev());
+        return;
+    }
+    // Hirschberg: best meeting point of a forward and a backward half.
+    let left = q / 2;
+    let right = q - left;
+    let f = last_layer(&fwd, left);
+    let g = last_layer(&Prefix::new(h, a, b, true), right);
+    let mut best = f64::INFINITY;
+    let mut split = left;
+    for s in left..=m - right {
+        let v = f[s] + g[m - s];
+        if v < best {
+            best = v;
+            split = s;
+        }
+    }
+    solve(h, a, a + split, left, memory, out);
+    out.push(a + split);
+    solve(h, a + split, b, right, memory, out);
+}

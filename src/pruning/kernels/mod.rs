@@ -1,0 +1,419 @@
+//! Sparse kernels for pruned matrices with f32 values: CSR, N:M and kept
+//! rows, each computing `y = x · Wᵀ` without forming W.
+//!
+//! Work is split into blocks of W's rows whose size depends only on the
+//! matrix, never on the thread count, and each output is summed by one task
+//! in a fixed order: results are bit-identical for every executor. Each
+//! kernel has a portable path and, on x86-64 CPUs with AVX-512F (detected at
+//! run time), an AVX-512 path: 16-lane gathers for CSR rows, a
+//! two-register permute instead of gathers for 2:4 rows.
+//!
+//! * Batch 1 (GEMV): one gathered dot product per stored row.
+//! * Batch > 1: the batch is transposed to `xᵀ` `[in, batch]`, and each
+//!   stored value `w_ij` adds `w_ij · xᵀ[j, ·]` to row i's outputs, 32 batch
+//!   lanes at a time, so each weight is read once per 32 inputs.
+//! * Kept rows: the surviving rows are a dense block (dot products for batch
+//!   1, GEMM for larger batches), then scattered into the full output.
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod portable;
+
+use std::ops::Range;
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::error::{check_finite, check_non_empty, Result, SquishError};
+use crate::matrix::{ColIndices, CompressedMatrix, Csr, KeptRows, Structure, Values, NM};
+use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
+use portable::ColIndex;
+
+/// Batch lanes one pass over a sparse row serves.
+const TILE: usize = 32;
+
+/// Which inner loops a kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelPath {
+    /// Plain Rust, any CPU.
+    Portable,
+    /// AVX-512F intrinsics (x86-64 only, checked at run time).
+    Avx512,
+}
+
+impl KernelPath {
+    /// The fastest path this CPU supports.
+    pub fn detect() -> Self {
+        if Self::Avx512.is_available() {
+            KernelPath::Avx512
+        } else {
+            KernelPath::Portable
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn is_available(self) -> bool {
+        match self {
+            KernelPath::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelPath::Avx512 => false,
+        }
+    }
+}
+
+/// An index type both paths can read.
+#[cfg(target_arch = "x86_64")]
+trait Index: ColIndex + avx512::Lanes {}
+#[cfg(target_arch = "x86_64")]
+impl<T: ColIndex + avx512::Lanes> Index for T {}
+#[cfg(not(target_arch = "x86_64"))]
+trait Index: ColIndex {}
+#[cfg(not(target_arch = "x86_64"))]
+impl<T: ColIndex> Index for T {}
+
+/// `y = x · Wᵀ` for a CSR, N:M or kept-rows matrix with f32 values, on a
+/// chosen path. Errors: a bad input (see
+/// [`CompressedMatrix::matmul`]), another structure or encoding
+/// ([`SquishError::Incompatible`]), or a path this CPU lacks.
+///
+/// [`CompressedMatrix::matmul`] calls these kernels with the detected path;
+/// this entry point exists to run (and test) a specific path.
+///
+/// ```
+/// use ndarray::array;
+/// use squish::matrix::CompressedMatrix;
+/// use squish::parallel::Sequential;
+/// use squish::pruning::kernels::{sparse_matmul, KernelPath};
+/// let w = array![[1.0f32, 0.0, 2.0], [0.0, 0.0, 3.0]];
+/// let m = CompressedMatrix::csr_from_mask(w.view(), w.mapv(|v| v != 0.0).view()).unwrap();
+/// let y = sparse_matmul(&m, array![[1.0f32, 1.0, 1.0]].view(), &Sequential, KernelPath::Portable);
+/// assert_eq!(y.unwrap(), array![[3.0f32, 3.0]]);
+/// ```
+pub fn sparse_matmul(
+    m: &CompressedMatrix,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    path: KernelPath,
+) -> Result<Array2<f32>> {
+    m.check_input(x)?;
+    if !path.is_available() {
+        return Err(unavailable(path));
+    }
+    matmul_unchecked(m, x, exec, path).ok_or_else(|| SquishError::Incompatible {
+        pass: "sparse kernel".to_string(),
+        structure: m.structure().kind(),
+        encoding: m.encoding(),
+        hint: "the sparse kernels take CSR, N:M or kept-rows matrices with f32 values",
+    })
+}
+
+/// The kernel for `m`'s pair, or `None` when there is none (input checked).
+pub(crate) fn matmul_unchecked(
+    m: &CompressedMatrix,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    path: KernelPath,
+) -> Option<Array2<f32>> {
+    let Some(Values::F32(v)) = m.values() else {
+        return None;
+    };
+    // Gathers take signed 32-bit indices.
+    let path = if m.cols() > i32::MAX as usize {
+        KernelPath::Portable
+    } else {
+        path
+    };
+    let (rows, cols) = m.shape();
+    let x = x.as_standard_layout();
+    let input = Input::new(x.view());
+    let yt = match m.structure() {
+        Structure::Csr(c) => csr(c, v.data(), rows, cols, &input, exec, path),
+        Structure::NM(s) => nm(s, v.data(), rows, cols, &input, exec, path),
+        Structure::KeptRows(k) => kept_rows(k, v.data(), rows, cols, x.view(), exec, path),
+        _ => return None,
+    };
+    Some(to_output(yt, rows, x.nrows()))
+}
+
+/// `y = x · Wᵀ` for a dense f32 W through the same row kernels as kept rows
+/// (dot products for batch 1, blocked GEMM above). A fair dense baseline for
+/// the sparse kernels, and what kept rows runs on its surviving rows.
+pub fn dense_matmul(
+    w: ArrayView2<f32>,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    path: KernelPath,
+) -> Result<Array2<f32>> {
+    let (rows, cols) = w.dim();
+    crate::pruning::magnitude::check_matrix("weight matrix", w)?;
+    if x.ncols() != cols {
+        return Err(SquishError::shape(
+            "matmul x·Wᵀ",
+            format!("x with {cols} columns"),
+            format!("x of shape {}x{}", x.nrows(), x.ncols()),
+        ));
+    }
+    check_non_empty("matmul input", x.nrows(), x.ncols())?;
+    check_finite("matmul input", x.iter())?;
+    if !path.is_available() {
+        return Err(unavailable(path));
+    }
+    let w = w.as_standard_layout();
+    let x = x.as_standard_layout();
+    let yt = dense_rows(
+        w.as_slice().expect("standard layout"),
+        rows,
+        cols,
+        x.view(),
+        exec,
+        path,
+    );
+    Ok(to_output(yt, rows, x.nrows()))
+}
+
+fn unavailable(path: KernelPath) -> SquishError {
+    SquishError::invalid(
+        "path",
+        format!("{path:?}"),
+        "this CPU cannot run it; use KernelPath::detect()",
+    )
+}
+
+/// The batch in the form the sparse loops read.
+enum Input<'a> {
+    /// Batch 1: the input row.
+    Vector(&'a [f32]),
+    /// Batch > 1: `xᵀ`, `[in, batch]` row-major.
+    Transposed { xt: Vec<f32>, batch: usize },
+}
+
+impl<'a> Input<'a> {
+    fn new(x: ArrayView2<'a, f32>) -> Self {
+        if x.nrows() == 1 {
+            Input::Vector(x.to_slice().expect("standard layout"))
+        } else {
+            let xt = x
+                .t()
+                .as_standard_layout()
+                .into_owned()
+                .into_raw_vec_and_offset()
+                .0;
+            Input::Transposed {
+                xt,
+                batch: x.nrows(),
+            }
+        }
+    }
+
+    fn batch(&self) -> usize {
+        match self {
+            Input::Vector(_) => 1,
+            Input::Transposed { batch, .. } => *batch,
+        }
+    }
+}
+
+/// Outputs of one stored row: `out[b] = Σ_k vals[k] · x[b, idx[k]]`.
+#[inline]
+fn sparse_row<I: Index>(idx: &[I], vals: &[f32], x: &Input, out: &mut [f32], path: KernelPath) {
+    match (x, path) {
+        (Input::Vector(xv), KernelPath::Portable) => out[0] = portable::gather_dot(idx, vals, xv),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked available; CSR and N:M indices are
+        // below `cols` = `xv.len()` < 2^31 (checked by the caller).
+        (Input::Vector(xv), KernelPath::Avx512) => unsafe {
+            out[0] = avx512::gather_dot(idx, vals, xv)
+        },
+        (Input::Transposed { xt, batch }, _) => {
+            for t0 in (0..*batch).step_by(TILE) {
+                let tile = &mut out[t0..(t0 + TILE).min(*batch)];
+                match path {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above; `xt` holds `cols · batch` values, so
+                    // row `j`'s lanes `t0..t0 + tile.len()` are in bounds.
+                    KernelPath::Avx512 => unsafe {
+                        avx512::scatter_tile(idx, vals, xt.as_ptr().add(t0), *batch, tile)
+                    },
+                    _ => portable::scatter_tile(idx, vals, &xt[t0..], *batch, tile),
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        (Input::Vector(_), KernelPath::Avx512) => unreachable!("never available here"),
+    }
+}
+
+/// Runs `f(rows, out)` over fixed blocks of rows; `out` holds `rows.len() ·
+/// batch` outputs, row-major. Returns `yᵀ` `[rows, batch]`.
+fn by_row_blocks(
+    exec: &dyn ParallelExecutor,
+    rows: usize,
+    batch: usize,
+    per_task: usize,
+    f: &(dyn Fn(Range<usize>, &mut [f32]) + Sync),
+) -> Vec<f32> {
+    let mut yt = vec![0.0f32; rows * batch];
+    for_each_chunk_mut(exec, &mut yt, per_task * batch, |t, out| {
+        let r0 = t * per_task;
+        f(r0..r0 + out.len() / batch, out)
+    });
+    yt
+}
+
+/// `yᵀ` `[rows, batch]` to `y` `[batch, rows]`.
+fn to_output(yt: Vec<f32>, rows: usize, batch: usize) -> Array2<f32> {
+    let yt = Array2::from_shape_vec((rows, batch), yt).expect("sizes match");
+    if batch == 1 {
+        yt.into_shape_with_order((1, rows)).expect("one column")
+    } else {
+        yt.reversed_axes().as_standard_layout().into_owned()
+    }
+}
+
+/// Rows per task for a row of `len` stored values: a fixed amount of work,
+/// whatever the thread count.
+fn block_rows(len: usize) -> usize {
+    rows_per_task(len, 1 << 15)
+}
+
+fn csr(
+    c: &Csr,
+    vals: &[f32],
+    rows: usize,
+    cols: usize,
+    x: &Input,
+    exec: &dyn ParallelExecutor,
+    path: KernelPath,
+) -> Vec<f32> {
+    let per_task = block_rows(c.nnz() / rows + cols / 64 + 1);
+    match c.col_idx() {
+        ColIndices::U16(ix) => csr_typed(c.row_ptr(), ix, vals, rows, x, exec, path, per_task),
+        ColIndices::U32(ix) => csr_typed(c.row_ptr(), ix, vals, rows, x, exec, path, per_task),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn csr_typed<I: Index>(
+    row_ptr: &[u32],
+    idx: &[I],
+    vals: &[f32],
+    rows: usize,
+    x: &Input,
+    exec: &dyn ParallelExecutor,
+    path: KernelPath,
+    per_task: usize,
+) -> Vec<f32> {
+    let batch = x.batch();
+    by_row_blocks(exec, rows, batch, per_task, &|r, out| {
+        for (i, o) in r.zip(out.chunks_mut(batch)) {
+            let (a, b) = (row_ptr[i] as usize, row_ptr[i + 1] as usize);
+            sparse_row(&idx[a..b], &vals[a..b], x, o, path);
+        }
+    })
+}
+
+fn nm(
+    s: &NM,
+    vals: &[f32],
+    rows: usize,
+    cols: usize,
+    x: &Input,
+    exec: &dyn ParallelExecutor,
+    path: KernelPath,
+) -> Vec<f32> {
+    let batch = x.batch();
+    let (n, m) = (s.n(), s.m());
+    let row_len = cols / m * n;
+    let bits = s.positions();
+    // 2:4 rows of whole 32-column blocks start on a byte: with AVX-512 the
+    // GEMV permutes x instead of gathering and the columns decode 16 at a
+    // time; everything else decodes its columns and runs as CSR.
+    let fast24 = path == KernelPath::Avx512 && n == 2 && m == 4 && cols.is_multiple_of(32);
+    by_row_blocks(exec, rows, batch, block_rows(row_len), &|r, out| {
+        let mut idx = vec![0u32; row_len];
+        for (i, o) in r.zip(out.chunks_mut(batch)) {
+            let v = &vals[i * row_len..(i + 1) * row_len];
+            #[cfg(target_arch = "x86_64")]
+            if fast24 {
+                let pos = &bits.bytes()[i * cols / 8..(i + 1) * cols / 8];
+                if let Input::Vector(xv) = x {
+                    // SAFETY: AVX-512F was checked; `v` has cols/2 values,
+                    // `pos` cols/8 bytes, `xv` cols inputs, cols % 32 == 0.
+                    o[0] = unsafe { avx512::dot_2of4(v, pos, xv) };
+                    continue;
+                }
+                // SAFETY: as above; `idx` holds cols/2 entries.
+                unsafe { avx512::columns_2of4(pos, &mut idx) };
+                sparse_row(&idx, v, x, o, path);
+                continue;
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = fast24;
+            portable::nm_columns(bits.bytes(), bits.width(), i * row_len, n, m, &mut idx);
+            sparse_row(&idx, v, x, o, path);
+        }
+    })
+}
+
+fn kept_rows(
+    k: &KeptRows,
+    vals: &[f32],
+    rows: usize,
+    cols: usize,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    path: KernelPath,
+) -> Vec<f32> {
+    let batch = x.nrows();
+    let kept = k.rows();
+    let yk = dense_rows(vals, kept.len(), cols, x, exec, path);
+    if kept.len() == rows {
+        return yk;
+    }
+    let mut yt = vec![0.0f32; rows * batch];
+    for (r, y) in kept.iter().zip(yk.chunks(batch)) {
+        let r = *r as usize;
+        yt[r * batch..(r + 1) * batch].copy_from_slice(y);
+    }
+    yt
+}
+
+/// `yᵀ` `[nrows, batch]` of a dense row-major block `v` `[nrows, cols]`.
+fn dense_rows(
+    v: &[f32],
+    nrows: usize,
+    cols: usize,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    path: KernelPath,
+) -> Vec<f32> {
+    let batch = x.nrows();
+    if batch == 1 {
+        let xv = x.to_slice().expect("standard layout");
+        return by_row_blocks(exec, nrows, 1, block_rows(cols), &|r, out| {
+            for (i, o) in r.zip(out.iter_mut()) {
+                let w = &v[i * cols..(i + 1) * cols];
+                *o = match path {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX-512F was checked; both slices hold `cols`.
+                    KernelPath::Avx512 => unsafe { avx512::dot(w, xv) },
+                    _ => portable::dot(w, xv),
+                };
+            }
+        });
+    }
+    // Larger batches: GEMM on blocks big enough to amortize packing `x`.
+    by_row_blocks(
+        exec,
+        nrows,
+        batch,
+        rows_per_task(cols, 1 << 20),
+        &|r, out| {
+            let wb = ArrayView2::from_shape((r.len(), cols), &v[r.start * cols..r.end * cols])
+                .expect("block shape");
+            let yb = wb.dot(&x.t()); // [rows, batch]
+            out.copy_from_slice(yb.as_slice().expect("fresh arrays are contiguous"));
+        },
+    )
+}

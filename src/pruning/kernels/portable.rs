@@ -1,0 +1,145 @@
+//! Portable inner loops: plain Rust, any CPU. The AVX-512 loops in
+//! `avx512.rs` compute the same sums and are tested against the same
+//! reference.
+
+/// A CSR column index type (u16 or u32).
+pub(super) trait ColIndex: Copy + Send + Sync + 'static {
+    /// Zero, used to pad.
+    const ZERO: Self;
+    /// As usize.
+    fn at(self) -> usize;
+}
+
+impl ColIndex for u16 {
+    const ZERO: Self = 0;
+    #[inline(always)]
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+impl ColIndex for u32 {
+    const ZERO: Self = 0;
+    #[inline(always)]
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+/// Eight partial sums folded pairwise: one fixed order.
+#[inline]
+fn fold8(a: [f32; 8]) -> f32 {
+    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+}
+
+/// `Σ_k vals[k] · x[idx[k]]`.
+pub(super) fn gather_dot<I: ColIndex>(idx: &[I], vals: &[f32], x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut ic = idx.chunks_exact(8);
+    let mut vc = vals.chunks_exact(8);
+    for (i8, v8) in (&mut ic).zip(&mut vc) {
+        for l in 0..8 {
+            acc[l] += v8[l] * x[i8[l].at()];
+        }
+    }
+    for (l, (&i, &v)) in ic.remainder().iter().zip(vc.remainder()).enumerate() {
+        acc[l] += v * x[i.at()];
+    }
+    fold8(acc)
+}
+
+/// `out[b] = Σ_k vals[k] · xt[idx[k]·stride + b]`, `xt` offset to the tile.
+pub(super) fn scatter_tile<I: ColIndex>(
+    idx: &[I],
+    vals: &[f32],
+    xt: &[f32],
+    stride: usize,
+    out: &mut [f32],
+) {
+    let w = out.len();
+    out.fill(0.0);
+    for (&i, &v) in idx.iter().zip(vals) {
+        let row = &xt[i.at() * stride..i.at() * stride + w];
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o += v * x;
+        }
+    }
+}
+
+/// Dense dot product with eight partial sums.
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut ac = a.chunks_exact(8);
+    let mut bc = b.chunks_exact(8);
+    for (a8, b8) in (&mut ac).zip(&mut bc) {
+        for l in 0..8 {
+            acc[l] += a8[l] * b8[l];
+        }
+    }
+    for (l, (&x, &y)) in ac.remainder().iter().zip(bc.remainder()).enumerate() {
+        acc[l] += x * y;
+    }
+    fold8(acc)
+}
+
+/// Column indices of one N:M row: decodes `count` packed positions starting
+/// at element `start` of `bytes` (`width` bits each, LSB-first) into
+/// `group · m + position`.
+pub(super) fn nm_columns(
+    bytes: &[u8],
+    width: u8,
+    start: usize,
+    n: usize,
+    m: usize,
+    out: &mut [u32],
+) {
+    let w = width as usize;
+    let mask = (1u32 << w) - 1;
+    if (start * w).is_multiple_of(8) {
+        // Whole bytes of 8/w positions each (the 2:4, 1:2 and 4:16 layouts).
+        let bytes = &bytes[start * w / 8..];
+        match w {
+            1 => return decode_bytes::<1>(bytes, n, m, out),
+            2 => return decode_bytes::<2>(bytes, n, m, out),
+            4 => return decode_bytes::<4>(bytes, n, m, out),
+            8 => return decode_bytes::<8>(bytes, n, m, out),
+            _ => {}
+        }
+    }
+    let mut bit = start * w;
+    let (mut t, mut base) = (0usize, 0u32);
+    for o in out.iter_mut() {
+        let byte = bit / 8;
+        // Up to 16 + 7 bits span at most three bytes.
+        let mut word = bytes[byte] as u32;
+        if let Some(&b) = bytes.get(byte + 1) {
+            word |= (b as u32) << 8;
+        }
+        if let Some(&b) = bytes.get(byte + 2) {
+            word |= (b as u32) << 16;
+        }
+        *o = base + ((word >> (bit % 8)) & mask);
+        bit += w;
+        t += 1;
+        if t == n {
+            t = 0;
+            base += m as u32;
+        }
+    }
+}
+
+/// [`nm_columns`] for widths dividing 8, from a byte boundary.
+fn decode_bytes<const W: usize>(bytes: &[u8], n: usize, m: usize, out: &mut [u32]) {
+    let mask = (1u32 << W) - 1;
+    let (mut t, mut base) = (0usize, 0u32);
+    for (o, &byte) in out.chunks_mut(8 / W).zip(bytes) {
+        for (s, oo) in o.iter_mut().enumerate() {
+            *oo = base + ((byte as u32 >> (s * W)) & mask);
+            t += 1;
+            if t == n {
+                t = 0;
+                base += m as u32;
+            }
+        }
+    }
+}
