@@ -55,5 +55,7 @@ pub mod prelude {
     pub use crate::pruning::{
         Global, Importance, Magnitude, NMPruner, Pruner, Schedule, Structured, Wanda,
     };
-    pub use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
+    pub use crate::quantization::{
+        Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
+    };
 }

@@ -30,12 +30,8 @@ impl<Q: Quantizer> CompressionPass for Quantize<Q> {
         self.0.name()
     }
 
-    fn apply(
-        &self,
-        m: &CompressedMatrix,
-        _exec: &dyn ParallelExecutor,
-    ) -> Result<CompressedMatrix> {
-        self.0.quantize(m)
+    fn apply(&self, m: &CompressedMatrix, exec: &dyn ParallelExecutor) -> Result<CompressedMatrix> {
+        self.0.quantize_on(m, exec)
     }
 }
 

@@ -23,6 +23,17 @@ pub fn matmul(
         (Structure::Dense, Some(Values::Codebook(v))) => {
             crate::compression::sharing::kernel::matmul_dense(m, v, x, exec)
         }
+        // Quantized dense blocks (also the stored rows of kept-rows).
+        (
+            Structure::Dense | Structure::KeptRows(_),
+            Some(v @ (Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_))),
+        ) => {
+            use crate::quantization::kernels as q;
+            match q::matmul_block(v, x, exec, q::Isa::detect()) {
+                Some(y) => q::scatter_rows(m, y),
+                None => super::reference::matmul(m, x, exec),
+            }
+        }
         (Structure::LowRank(lr), _) => {
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)

@@ -2,17 +2,13 @@
 //! per row or per group, staged as calibrate → parameters → quantize.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
-use super::Quantizer;
+use super::slice_ops::{self, Grid};
+use super::{Calibration, Quantizer};
 use crate::error::{Result, SquishError};
 use crate::matrix::{F32Values, Granularity, PackedBits, QuantParams, RowLayout, Values};
-
-/// How the range of each parameter set is chosen.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Calibration {
-    /// The observed minimum and maximum.
-    MinMax,
-}
+use crate::parallel::{map, ParallelExecutor, Sequential};
 
 /// Unchecked hyperparameters of an [`IntQuantizer`]; [`check`](Self::check) validates them.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,12 +21,14 @@ pub struct IntQuantizerParams {
 
 /// A checked integer quantizer.
 ///
-/// Rounding is round-to-nearest, ties away from zero (`f32::round`), then
-/// clamping to the code range. Symmetric codes use `−(2^(b−1)−1) ..= 2^(b−1)−1`
+/// A code is `round(w·(1/s)) + z`: round to nearest, ties away from zero
+/// (as `f32::round`), then clamped to the code range. Symmetric codes use `−(2^(b−1)−1) ..= 2^(b−1)−1`
 /// with scale `max|w| / (2^(b−1)−1)`; asymmetric codes use the full
 /// `−2^(b−1) ..= 2^(b−1)−1` over `[min(lo, 0), max(hi, 0)]`, so 0 is always
 /// exactly representable. A parameter set whose values are all zero gets
-/// scale 0 and decodes to exact zeros (never NaN).
+/// scale 0 and decodes to exact zeros (never NaN). With
+/// [`per_group`](IntQuantizerParams::per_group) the last group of a row is
+/// shorter when the group size does not divide the row length.
 ///
 /// ```
 /// use ndarray::array;
@@ -65,83 +63,156 @@ impl IntQuantizer {
         self.params.bits
     }
 
-    /// Stage 1, calibrate: the range `(lo, hi)` of each parameter set.
+    /// Stage 1, calibrate: the range `(lo, hi)` of each parameter set, in
+    /// parameter order.
     pub fn calibrate(&self, values: &F32Values) -> Result<Vec<(f32, f32)>> {
         let sets = param_sets(&values.layout, self.params.granularity)?;
         let data = values.data();
+        let grid = self.grid();
         Ok(sets
             .iter()
-            .map(|r| match self.params.calibration {
-                Calibration::MinMax => data[r.clone()]
-                    .iter()
-                    .fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v))),
-            })
+            .map(|r| self.params.calibration.range(&data[r.clone()], grid))
             .collect())
     }
 
-    /// Stage 2: scales and zero-points from calibrated ranges.
+    /// Stage 2: scales and zero-points from calibrated ranges (each range
+    /// is first widened to contain 0).
     pub fn compute_params(&self, layout: &RowLayout, ranges: &[(f32, f32)]) -> Result<QuantParams> {
-        let (qmin, qmax) = self.code_range();
-        let mut scales = Vec::with_capacity(ranges.len());
-        let mut zps = Vec::with_capacity(ranges.len());
-        for &(lo, hi) in ranges {
-            let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-            if self.params.symmetric {
-                scales.push(lo.abs().max(hi) / qmax as f32);
-            } else {
-                let s = (hi - lo) / (qmax - qmin) as f32;
-                scales.push(s);
-                let z = if s > 0.0 {
-                    (qmin as f32 - lo / s)
-                        .round()
-                        .clamp(qmin as f32, qmax as f32)
-                } else {
-                    0.0
-                };
-                zps.push(z as i8);
-            }
-        }
+        let grid = self.grid();
+        let (scales, zps): (Vec<f32>, Vec<i8>) =
+            ranges.iter().map(|&(lo, hi)| grid.params(lo, hi)).unzip();
         let zero_points = (!self.params.symmetric).then_some(zps);
         QuantParams::new(layout, self.params.granularity, scales, zero_points)
     }
 
-    /// Stage 3: integer codes of every value under `params`.
+    /// Stage 3: integer codes of every value under `params` (built for this
+    /// layout and granularity).
     pub fn quantize_with(&self, values: &F32Values, params: &QuantParams) -> Result<Values> {
         let layout = &values.layout;
-        let (qmin, qmax) = self.code_range();
-        let mut codes = Vec::with_capacity(layout.total());
-        for i in 0..layout.rows() {
-            for (pos, &w) in values.data()[layout.range(i)].iter().enumerate() {
-                let (s, z) = params.get(params.index(i, pos));
-                let q = if s > 0.0 {
-                    ((w / s).round() as i32 + z).clamp(qmin, qmax)
-                } else {
-                    z
-                };
-                codes.push(q as i8);
-            }
+        if params.granularity() != self.params.granularity
+            || params.zero_points().is_some() == self.params.symmetric
+        {
+            return Err(SquishError::inconsistent(
+                "quantization parameters",
+                "params were computed for another granularity or symmetry",
+            ));
         }
+        // Checks the parameter count against the layout.
+        let params = QuantParams::new(
+            layout,
+            params.granularity(),
+            params.scales().to_vec(),
+            params.zero_points().map(<[i8]>::to_vec),
+        )?;
+        let sets = param_sets(layout, self.params.granularity)?;
+        let grid = self.grid();
+        let data = values.data();
+        let mut codes = vec![0i8; layout.total()];
+        for (p, r) in sets.into_iter().enumerate() {
+            let (s, z) = params.get(p);
+            slice_ops::quantize(&data[r.clone()], s, z, grid, &mut codes[r]);
+        }
+        self.encode(layout, codes, params)
+    }
+
+    /// The one-call shortcut on `exec`: calibrate, compute parameters and
+    /// quantize each parameter set while it is in cache. Same result as the
+    /// three stages, whatever the executor.
+    pub fn quantize_values_on(
+        &self,
+        values: &F32Values,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Values> {
+        let layout = &values.layout;
+        let data = values.data();
+        let grid = self.grid();
+        let cal = self.params.calibration;
+        let mut codes = vec![0i8; layout.total()];
+        let sets = param_sets(layout, self.params.granularity)?;
+        let params: Vec<(f32, i8)> = if self.params.granularity == Granularity::PerTensor {
+            let (lo, hi) = cal.range(data, grid);
+            let (s, z) = grid.params(lo, hi);
+            let chunks: Vec<Mutex<&mut [i8]>> =
+                codes.chunks_mut(TASK_ELEMS).map(Mutex::new).collect();
+            exec.run(chunks.len(), &|t| {
+                let mut out = chunks[t].lock().expect("a task panicked");
+                let src = &data[t * TASK_ELEMS..][..out.len()];
+                slice_ops::quantize(src, s, z as i32, grid, &mut out);
+            });
+            vec![(s, z)]
+        } else {
+            // Tasks own runs of consecutive sets of about TASK_ELEMS values;
+            // their boundaries depend only on the layout.
+            let mut bounds = vec![0usize];
+            let mut acc = 0;
+            for (p, r) in sets.iter().enumerate() {
+                acc += r.len();
+                if acc >= TASK_ELEMS {
+                    bounds.push(p + 1);
+                    acc = 0;
+                }
+            }
+            if *bounds.last().unwrap() != sets.len() {
+                bounds.push(sets.len());
+            }
+            let mut slots = Vec::with_capacity(bounds.len() - 1);
+            let mut rest: &mut [i8] = &mut codes;
+            for w in bounds.windows(2) {
+                let len = sets[w[1] - 1].end - sets[w[0]].start;
+                let (head, tail) = rest.split_at_mut(len);
+                slots.push(Mutex::new(head));
+                rest = tail;
+            }
+            let per_task = map(exec, slots.len(), |t| {
+                let mut out = slots[t].lock().expect("a task panicked");
+                let base = sets[bounds[t]].start;
+                sets[bounds[t]..bounds[t + 1]]
+                    .iter()
+                    .map(|r| {
+                        let x = &data[r.clone()];
+                        let (lo, hi) = cal.range(x, grid);
+                        let (s, z) = grid.params(lo, hi);
+                        let o = &mut out[r.start - base..r.end - base];
+                        slice_ops::quantize(x, s, z as i32, grid, o);
+                        (s, z)
+                    })
+                    .collect::<Vec<_>>()
+            });
+            per_task.into_iter().flatten().collect()
+        };
+        let (scales, zps): (Vec<f32>, Vec<i8>) = params.into_iter().unzip();
+        let zero_points = (!self.params.symmetric).then_some(zps);
+        let params = QuantParams::new(layout, self.params.granularity, scales, zero_points)?;
+        self.encode(layout, codes, params)
+    }
+
+    fn encode(&self, layout: &RowLayout, codes: Vec<i8>, params: QuantParams) -> Result<Values> {
         match self.params.bits {
-            8 => Values::int8(layout.clone(), codes, params.clone()),
+            8 => Values::int8(layout.clone(), codes, params),
             _ => {
-                let nibbles: Vec<u16> = codes.iter().map(|&q| (q as u8 & 0x0F) as u16).collect();
-                Values::int4(
-                    layout.clone(),
-                    PackedBits::pack(4, &nibbles)?,
-                    params.clone(),
-                )
+                let n = codes.len();
+                let bytes = pack_nibbles(&codes);
+                Values::int4(layout.clone(), PackedBits::from_bytes(4, n, bytes)?, params)
             }
         }
     }
 
-    fn code_range(&self) -> (i32, i32) {
-        let half = 1i32 << (self.params.bits - 1);
-        if self.params.symmetric {
-            (-(half - 1), half - 1)
-        } else {
-            (-half, half - 1)
-        }
+    fn grid(&self) -> Grid {
+        Grid::new(self.params.bits, self.params.symmetric)
     }
+}
+
+/// Values per task of the one-call shortcut.
+const TASK_ELEMS: usize = 1 << 16;
+
+/// Two's complement nibbles, even element in the low nibble.
+fn pack_nibbles(codes: &[i8]) -> Vec<u8> {
+    let pairs = codes.chunks_exact(2);
+    let last = pairs.remainder().first().map(|&c| c as u8 & 0x0F);
+    pairs
+        .map(|p| (p[0] as u8 & 0x0F) | ((p[1] as u8) << 4))
+        .chain(last)
+        .collect()
 }
 
 impl IntQuantizerParams {
@@ -175,8 +246,9 @@ impl IntQuantizerParams {
         self
     }
 
-    /// Validates: bits ∈ {4, 8}, group size ≥ 1.
+    /// Validates: bits ∈ {4, 8}, group size ≥ 1, calibration parameters.
     pub fn check(self) -> Result<IntQuantizer> {
+        self.calibration.check()?;
         if !matches!(self.bits, 4 | 8) {
             return Err(SquishError::invalid(
                 "bits",
@@ -207,9 +279,15 @@ impl Quantizer for IntQuantizer {
     }
 
     fn quantize_values(&self, values: &F32Values) -> Result<Values> {
-        let ranges = self.calibrate(values)?;
-        let params = self.compute_params(&values.layout, &ranges)?;
-        self.quantize_with(values, &params)
+        self.quantize_values_on(values, &Sequential)
+    }
+
+    fn quantize_values_with(
+        &self,
+        values: &F32Values,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Values> {
+        self.quantize_values_on(values, exec)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::error::{Result, SquishError};
 use crate::matrix::{CompressedMatrix, F32Values, Values};
+use crate::parallel::ParallelExecutor;
 
 /// Re-encodes stored f32 values with fewer bits, keeping the structure.
 ///
@@ -16,11 +17,32 @@ pub trait Quantizer: Send + Sync {
     /// Encodes f32 values; the result must have the same layout.
     fn quantize_values(&self, values: &F32Values) -> Result<Values>;
 
+    /// [`quantize_values`](Self::quantize_values) with the work spread over
+    /// `exec`; the result must not depend on the executor. Defaults to the
+    /// single-threaded version.
+    fn quantize_values_with(
+        &self,
+        values: &F32Values,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Values> {
+        let _ = exec;
+        self.quantize_values(values)
+    }
+
     /// Re-encodes the values of `m` (each factor, for low rank). Values that
     /// are already quantized are rejected: quantize once, from f32.
     fn quantize(&self, m: &CompressedMatrix) -> Result<CompressedMatrix> {
+        self.quantize_on(m, &crate::parallel::Sequential)
+    }
+
+    /// [`quantize`](Self::quantize) on `exec` (same result for any executor).
+    fn quantize_on(
+        &self,
+        m: &CompressedMatrix,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<CompressedMatrix> {
         m.map_values(&|v| match v {
-            Values::F32(f) => self.quantize_values(f),
+            Values::F32(f) => self.quantize_values_with(f, exec),
             other => Err(SquishError::Incompatible {
                 pass: self.name(),
                 structure: m.structure().kind(),

@@ -1,0 +1,172 @@
+//! Dynamic activation quantization and the int8 × int8 linear layer built on it.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::kernels::{self, Isa};
+use super::slice_ops::{self, Grid};
+use crate::error::{check_finite, check_non_empty, Result, SquishError};
+use crate::matrix::{CompressedMatrix, LinOp, Structure, Values};
+use crate::parallel::ParallelExecutor;
+
+/// A batch quantized row by row to symmetric int8: `x[b, k] ≈ codes[b, k]·scales[b]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedActivations {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) codes: Vec<i8>,
+    pub(crate) scales: Vec<f32>,
+}
+
+impl QuantizedActivations {
+    /// `(batch, cols)`.
+    pub fn dim(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// Codes, row-major, in `−127..=127`.
+    pub fn codes(&self) -> &[i8] {
+        &self.codes
+    }
+
+    /// One scale per row (`max|x_b| / 127`; 0 for an all-zero row).
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// Codes of row `b`.
+    pub fn row(&self, b: usize) -> &[i8] {
+        &self.codes[b * self.cols..(b + 1) * self.cols]
+    }
+
+    /// The decoded batch.
+    pub fn dequantize(&self) -> Array2<f32> {
+        Array2::from_shape_fn((self.rows, self.cols), |(b, k)| {
+            self.codes[b * self.cols + k] as f32 * self.scales[b]
+        })
+    }
+}
+
+/// Quantizes each row of `x` to int8 on the fly with its own scale
+/// `max|x_b| / 127` (symmetric, round half away from zero). An all-zero row
+/// gets scale 0 and zero codes. Rejects empty and non-finite input.
+///
+/// ```
+/// use ndarray::array;
+/// use squish::quantization::quantize_activations;
+/// let q = quantize_activations(array![[1.27f32, -0.635, 0.0], [0.0, 0.0, 0.0]].view()).unwrap();
+/// assert_eq!(q.row(0), &[127, -64, 0]); // -63.5 rounds away from zero
+/// assert_eq!(q.scales()[1], 0.0);
+/// ```
+pub fn quantize_activations(x: ArrayView2<f32>) -> Result<QuantizedActivations> {
+    let (rows, cols) = x.dim();
+    check_non_empty("activations", rows, cols)?;
+    let x = x.as_standard_layout();
+    let data = x.as_slice().expect("standard layout");
+    check_finite("activations", data)?;
+    let grid = Grid::new(8, true);
+    let mut codes = vec![0i8; rows * cols];
+    let mut scales = Vec::with_capacity(rows);
+    for (src, out) in data.chunks_exact(cols).zip(codes.chunks_exact_mut(cols)) {
+        let (lo, hi) = slice_ops::min_max(src);
+        let (s, _) = grid.params(lo, hi);
+        slice_ops::quantize(src, s, 0, grid, out);
+        scales.push(s);
+    }
+    Ok(QuantizedActivations {
+        rows,
+        cols,
+        codes,
+        scales,
+    })
+}
+
+/// A linear layer with int8 weights that quantizes its input dynamically
+/// (per row, int8) and multiplies with integer dot products (AVX-512 VNNI
+/// when the CPU has it), accumulating in i32 and scaling to f32 once per
+/// parameter set: PyTorch's dynamic int8 `Linear`.
+///
+/// It approximates `x · Ŵᵀ` (the activations are rounded too); the error is
+/// bounded by the activation rounding, `|Δy| ≤ Σ_k |ŵ_k|·scale_x/2`.
+/// Weights must be int8 (any granularity, symmetric or not) in a dense or
+/// kept-rows structure.
+///
+/// ```
+/// use ndarray::Array2;
+/// use squish::prelude::*;
+/// use squish::quantization::DynamicInt8;
+/// let w = Array2::from_shape_fn((32, 64), |(i, j)| ((i * 13 + j * 7) % 17) as f32 - 8.0);
+/// let m = IntQuantizer::params(8).check()?.quantize(&CompressedMatrix::from_dense(w.view())?)?;
+/// let x = Array2::from_shape_fn((8, 64), |(b, k)| ((b + k) % 3) as f32 - 1.0);
+/// let y = DynamicInt8::new(m.clone())?.matmul(x.view(), &Sequential)?;
+/// let exact = m.matmul(x.view())?;
+/// // x in {-1, 0, 1} is exact in int8, so only the weights were rounded.
+/// assert!((&y - &exact).iter().all(|d| d.abs() < 1e-3));
+/// # Ok::<(), squish::SquishError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct DynamicInt8 {
+    matrix: CompressedMatrix,
+}
+
+impl DynamicInt8 {
+    /// Wraps an int8 matrix with a dense or kept-rows structure.
+    pub fn new(matrix: CompressedMatrix) -> Result<Self> {
+        let ok_structure = matches!(
+            matrix.structure(),
+            Structure::Dense | Structure::KeptRows(_)
+        );
+        if !ok_structure || !matches!(matrix.values(), Some(Values::Int8(_))) {
+            return Err(SquishError::Incompatible {
+                pass: "dynamic int8 matmul".into(),
+                structure: matrix.structure().kind(),
+                encoding: matrix.encoding(),
+                hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) first",
+            });
+        }
+        Ok(DynamicInt8 { matrix })
+    }
+
+    /// The wrapped matrix.
+    pub fn matrix(&self) -> &CompressedMatrix {
+        &self.matrix
+    }
+
+    /// `y ≈ x · Wᵀ` with dynamically quantized `x`; the result does not
+    /// depend on the executor (integer sums are exact).
+    pub fn matmul(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+        self.matmul_isa(x, exec, Isa::detect())
+    }
+
+    /// [`matmul`](Self::matmul) on a chosen instruction set (capped at what
+    /// the CPU has); [`Isa::Portable`] forces the plain-Rust path.
+    pub fn matmul_isa(
+        &self,
+        x: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+        isa: Isa,
+    ) -> Result<Array2<f32>> {
+        if x.ncols() != self.matrix.cols() {
+            return Err(SquishError::shape(
+                "matmul x·Wᵀ",
+                format!("x with {} columns", self.matrix.cols()),
+                format!("x of shape {}x{}", x.nrows(), x.ncols()),
+            ));
+        }
+        let xq = quantize_activations(x)?;
+        let Some(Values::Int8(v)) = self.matrix.values() else {
+            unreachable!("checked in new")
+        };
+        let y = kernels::int8_gemm::matmul(v, &xq, exec, isa);
+        Ok(kernels::scatter_rows(&self.matrix, y))
+    }
+}
+
+impl LinOp for DynamicInt8 {
+    fn shape(&self) -> (usize, usize) {
+        self.matrix.shape()
+    }
+
+    fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+        self.matmul(x, exec)
+    }
+}

@@ -1,0 +1,218 @@
+//! int8 weights × int8 (dynamically quantized) activations → i32 → f32.
+//!
+//! `y[b, n] = s_b · Σ_seg s_seg·(Σ_k x_bk·w_nk − z_seg·Σ_k x_bk)` over the runs
+//! of row `n` that share a weight scale `s_seg` and zero-point `z_seg`;
+//! `s_b` is the activation scale of row `b`. The inner sums are exact
+//! integers, so every path (VNNI, portable, reference) gives bit-identical
+//! results. The VNNI path computes `(x + 128)·w` with `vpdpbusd` (unsigned ×
+//! signed bytes) on 4 × 4 tiles of (weight rows × batch rows) and subtracts
+//! `128·Σw`.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use ndarray::Array2;
+
+use super::{segments, Isa};
+use crate::matrix::{Granularity, Int8Values};
+use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
+use crate::quantization::QuantizedActivations;
+
+/// Tile edge (weight rows and batch rows).
+const T: usize = 4;
+/// Longest run summed in i32 at once: 255·128·2^15 < 2^31.
+const CHUNK: usize = 1 << 15;
+
+/// `[batch, rows]` product of the stored rows of `v` with `xq`.
+pub(crate) fn matmul(
+    v: &Int8Values,
+    xq: &QuantizedActivations,
+    exec: &dyn ParallelExecutor,
+    isa: Isa,
+) -> Array2<f32> {
+    let isa = isa.capped();
+    let rows = v.layout.rows();
+    let cols = xq.cols;
+    let batch = xq.rows;
+    let xs = activation_sums(v, xq);
+    // VNNI multiplies unsigned by signed bytes: feed x + 128 (once per call).
+    let xu: Vec<u8> = if isa == Isa::Avx512Vnni {
+        xq.codes.iter().map(|&c| c as u8 ^ 0x80).collect()
+    } else {
+        Vec::new()
+    };
+    let g = match v.params().granularity() {
+        Granularity::PerGroup(g) => g,
+        _ => cols.max(1),
+    };
+    let per = rows_per_task(cols, 1 << 16).next_multiple_of(T);
+    let mut yt = vec![0.0f32; rows * batch];
+    for_each_chunk_mut(exec, &mut yt, per * batch, |t, out| {
+        let r0 = t * per;
+        let nr = out.len() / batch;
+        for rt in (0..nr).step_by(T) {
+            // Edge tiles repeat the last row / batch row; extra results are dropped.
+            let ri: [usize; T] = std::array::from_fn(|u| r0 + (rt + u).min(nr - 1));
+            // Σw per segment of each row, for the +128 correction (VNNI only).
+            let wsum: [Vec<i64>; T] = ri.map(|i| {
+                if xu.is_empty() {
+                    return Vec::new();
+                }
+                v.codes()[i * cols..(i + 1) * cols]
+                    .chunks(g)
+                    .map(|c| c.iter().map(|&q| q as i32).sum::<i32>() as i64)
+                    .collect()
+            });
+            for bt in (0..batch).step_by(T) {
+                let mut acc = [[0.0f32; T]; T];
+                let bi: [usize; T] = std::array::from_fn(|u| (bt + u).min(batch - 1));
+                for (seg, (a, b, _)) in segments(v.params(), ri[0], cols).enumerate() {
+                    let dots = tile(v, xq, &xu, ri, bi, (a, b), &wsum, seg, isa);
+                    for u in 0..T {
+                        let (s, z) = v.params().get(v.params().index(ri[u], a));
+                        for c in 0..T {
+                            let d = dots[u][c] - z as i64 * xs[bi[c]][seg];
+                            acc[u][c] += s * d as f32;
+                        }
+                    }
+                }
+                for u in 0..T.min(nr - rt) {
+                    for c in 0..T.min(batch - bt) {
+                        out[(rt + u) * batch + bt + c] = acc[u][c] * xq.scales[bi[c]];
+                    }
+                }
+            }
+        }
+    });
+    Array2::from_shape_vec((rows, batch), yt)
+        .expect("sizes match")
+        .reversed_axes()
+        .as_standard_layout()
+        .into_owned()
+}
+
+/// Σ x over each weight segment, per batch row.
+fn activation_sums(v: &Int8Values, xq: &QuantizedActivations) -> Vec<Vec<i64>> {
+    let g = match v.params().granularity() {
+        Granularity::PerGroup(g) => g,
+        _ => xq.cols,
+    };
+    (0..xq.rows)
+        .map(|b| {
+            xq.row(b)
+                .chunks(g)
+                .map(|c| c.iter().map(|&q| q as i64).sum())
+                .collect()
+        })
+        .collect()
+}
+
+/// Integer dots `Σ_{k∈a..b} w[ri[u], k]·x[bi[c], k]` of a tile.
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    v: &Int8Values,
+    xq: &QuantizedActivations,
+    xu: &[u8],
+    ri: [usize; T],
+    bi: [usize; T],
+    (a, b): (usize, usize),
+    wsum: &[Vec<i64>; T],
+    seg: usize,
+    isa: Isa,
+) -> [[i64; T]; T] {
+    let cols = xq.cols;
+    let w: [&[i8]; T] = ri.map(|i| &v.codes()[i * cols + a..i * cols + b]);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni {
+        let x: [&[u8]; T] = bi.map(|j| &xu[j * cols + a..j * cols + b]);
+        let mut out = [[0i64; T]; T];
+        let mut k = 0;
+        while k < b - a {
+            let n = (b - a - k).min(CHUNK);
+            // SAFETY: the Avx512Vnni tier is only reachable when detected.
+            let d = unsafe { tile_vnni(w.map(|s| &s[k..k + n]), x.map(|s| &s[k..k + n])) };
+            for u in 0..T {
+                for c in 0..T {
+                    out[u][c] += d[u][c] as i64;
+                }
+            }
+            k += n;
+        }
+        // (x + 128)·w summed; remove 128·Σw (Σw over the segment).
+        for (row, ws) in out.iter_mut().zip(wsum) {
+            for o in row.iter_mut() {
+                *o -= 128 * ws[seg];
+            }
+        }
+        return out;
+    }
+    let _ = (isa, xu, wsum, seg);
+    let x: [&[i8]; T] = bi.map(|j| &xq.row(j)[a..b]);
+    std::array::from_fn(|u| std::array::from_fn(|c| dot_i8(w[u], x[c])))
+}
+
+/// Plain integer dot product.
+fn dot_i8(w: &[i8], x: &[i8]) -> i64 {
+    w.chunks(CHUNK)
+        .zip(x.chunks(CHUNK))
+        .map(|(w, x)| {
+            w.iter()
+                .zip(x)
+                .map(|(&a, &b)| a as i32 * b as i32)
+                .sum::<i32>() as i64
+        })
+        .sum()
+}
+
+/// `Σ (x + 128)·w` for a 4 × 4 tile (all slices of one length ≤ CHUNK).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
+    let n = w[0].len();
+    let mut acc = [[_mm512_setzero_si512(); T]; T];
+    let mut k = 0;
+    while k < n {
+        // Masked-off lanes load 0 for w, so they add nothing.
+        let m: __mmask64 = if n - k >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << (n - k)) - 1
+        };
+        let mut wv = [_mm512_setzero_si512(); T];
+        for u in 0..T {
+            wv[u] = _mm512_maskz_loadu_epi8(m, w[u].as_ptr().add(k));
+        }
+        for c in 0..T {
+            let xv = _mm512_maskz_loadu_epi8(m, x[c].as_ptr().add(k) as *const i8);
+            for u in 0..T {
+                acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], xv, wv[u]);
+            }
+        }
+        k += 64;
+    }
+    let mut out = [[0i32; T]; T];
+    for u in 0..T {
+        for c in 0..T {
+            out[u][c] = _mm512_reduce_add_epi32(acc[u][c]);
+        }
+    }
+    out
+}
+
+/// Plain reference for the int8 × int8 product (same formula, plain loops):
+/// `[batch, stored rows]`.
+pub fn gemm_reference(v: &Int8Values, xq: &QuantizedActivations) -> Array2<f32> {
+    let cols = xq.cols;
+    Array2::from_shape_fn((xq.rows, v.layout.rows()), |(b, n)| {
+        let x = xq.row(b);
+        let w = &v.codes()[n * cols..(n + 1) * cols];
+        let mut acc = 0.0f32;
+        for (a, e, p) in segments(v.params(), n, cols) {
+            let (s, z) = v.params().get(p);
+            let dot: i64 = (a..e).map(|k| w[k] as i64 * x[k] as i64).sum();
+            let xs: i64 = x[a..e].iter().map(|&q| q as i64).sum();
+            acc += s * (dot - z as i64 * xs) as f32;
+        }
+        acc * xq.scales[b]
+    })
+}

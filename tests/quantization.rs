@@ -1,0 +1,766 @@
+//! Quantization: grids, calibration, sign quantizers, errors and kernels.
+
+use ndarray::{Array2, ArrayView2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal, StudentT};
+use squish::matrix::{CompressedMatrix, Granularity, Values};
+use squish::parallel::{Sequential, ThreadPool};
+use squish::quantization::kernels::{self, binary, Isa};
+use squish::quantization::{
+    quantize_activations, Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
+};
+use squish::SquishError;
+
+fn gaussian(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let d = Normal::new(0.0f32, 1.0).unwrap();
+    Array2::from_shape_fn((rows, cols), |_| d.sample(&mut rng))
+}
+
+fn student(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let d = StudentT::new(3.0f32).unwrap();
+    Array2::from_shape_fn((rows, cols), |_| d.sample(&mut rng))
+}
+
+fn dense(w: &Array2<f32>) -> CompressedMatrix {
+    CompressedMatrix::from_dense(w.view()).unwrap()
+}
+
+fn sq_err(a: ArrayView2<f32>, b: ArrayView2<f32>) -> f64 {
+    a.iter()
+        .zip(b.iter())
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum()
+}
+
+/// (scale, zero-point) of every element, in row-major order.
+fn element_params(v: &Values) -> Vec<(f32, i32)> {
+    let (p, layout) = match v {
+        Values::Int8(v) => (v.params(), v.codes().len()),
+        Values::Int4(v) => (v.params(), v.codes().len()),
+        _ => panic!("not integer"),
+    };
+    let l = v.layout();
+    let _ = layout;
+    let mut out = Vec::new();
+    for i in 0..l.rows() {
+        for pos in 0..l.row_len(i) {
+            out.push(p.get(p.index(i, pos)));
+        }
+    }
+    out
+}
+
+fn quantizers() -> Vec<IntQuantizer> {
+    let mut qs = Vec::new();
+    for bits in [4u8, 8] {
+        for sym in [true, false] {
+            for g in [
+                Granularity::PerTensor,
+                Granularity::PerRow,
+                Granularity::PerGroup(32),
+                Granularity::PerGroup(7),
+            ] {
+                let p = IntQuantizer::params(bits).symmetric(sym);
+                let p = match g {
+                    Granularity::PerTensor => p.per_tensor(),
+                    Granularity::PerRow => p.per_row(),
+                    Granularity::PerGroup(g) => p.per_group(g),
+                };
+                qs.push(p.check().unwrap());
+            }
+        }
+    }
+    qs
+}
+
+#[test]
+fn error_at_most_half_a_step_inside_the_clip_range() {
+    let w = student(19, 101, 1);
+    for cal in [
+        Calibration::MinMax,
+        Calibration::Percentile(99.0),
+        Calibration::mse(),
+    ] {
+        for q in quantizers() {
+            let (bits, q) = (q.bits(), q);
+            let q = rebuild(&q, cal);
+            let m = q.quantize(&dense(&w)).unwrap();
+            let v = m.values().unwrap();
+            let back = m.to_dense();
+            let half = 1i32 << (bits - 1);
+            let qmin = if q.name().contains(" sym") {
+                1 - half
+            } else {
+                -half
+            };
+            for ((&x, &y), (s, z)) in w.iter().zip(back.iter()).zip(element_params(v)) {
+                let lo = (qmin - z) as f32 * s;
+                let hi = (half - 1 - z) as f32 * s;
+                if x >= lo && x <= hi {
+                    assert!(
+                        (x - y).abs() <= s / 2.0 * (1.0 + 1e-5) + 1e-7,
+                        "{} {cal:?}: {x} -> {y}, s {s}",
+                        q.name()
+                    );
+                } else {
+                    // Clipped: decodes to the nearest end of the range.
+                    let end = if x < lo { lo } else { hi };
+                    assert!((y - end).abs() <= 1e-5 * end.abs().max(1.0));
+                }
+            }
+        }
+    }
+}
+
+/// The same quantizer with another calibration.
+fn rebuild(q: &IntQuantizer, cal: Calibration) -> IntQuantizer {
+    let name = q.name();
+    let sym = name.contains(" sym");
+    let p = IntQuantizer::params(q.bits())
+        .symmetric(sym)
+        .calibration(cal);
+    let p = if name.ends_with("per-tensor") {
+        p.per_tensor()
+    } else if name.ends_with("per-row") {
+        p.per_row()
+    } else {
+        let g: usize = name.rsplit('-').next().unwrap().parse().unwrap();
+        p.per_group(g)
+    };
+    p.check().unwrap()
+}
+
+#[test]
+fn symmetric_int8_is_exact_on_the_grid() {
+    let mut rng = StdRng::seed_from_u64(2);
+    for step in [1.0f32 / 128.0, 0.0123, 3.7] {
+        let k = Array2::from_shape_fn((6, 40), |(i, j)| match j {
+            0 => 127,
+            1 if i % 2 == 0 => -127,
+            _ => rng.random_range(-127i32..=127),
+        });
+        let w = k.mapv(|k| k as f32 * step);
+        let q = IntQuantizer::params(8).per_row().check().unwrap();
+        let m = q.quantize(&dense(&w)).unwrap();
+        let Some(Values::Int8(v)) = m.values() else {
+            panic!()
+        };
+        let codes: Vec<i32> = v.codes().iter().map(|&c| c as i32).collect();
+        assert_eq!(codes, k.iter().copied().collect::<Vec<_>>(), "step {step}");
+        let back = m.to_dense();
+        for (&a, &b) in w.iter().zip(back.iter()) {
+            if step == 1.0 / 128.0 {
+                assert_eq!(a, b); // power-of-two step: exact
+            } else {
+                assert!((a - b).abs() <= a.abs() * 2.0 * f32::EPSILON);
+            }
+        }
+    }
+}
+
+#[test]
+fn asymmetric_covers_the_range_and_maps_zero_exactly() {
+    let mut w = gaussian(8, 50, 3);
+    // Row 0 all positive, row 1 all negative, row 2 shifted: 0 is outside
+    // the observed range and must still be exact.
+    w.row_mut(0).mapv_inplace(|x| x.abs() + 1.0);
+    w.row_mut(1).mapv_inplace(|x| -x.abs() - 0.5);
+    w.row_mut(2).mapv_inplace(|x| x + 5.0);
+    for (i, j) in [(3, 0), (4, 7), (5, 49), (0, 3)] {
+        w[[i, j]] = 0.0;
+    }
+    for bits in [4u8, 8] {
+        let q = IntQuantizer::params(bits)
+            .symmetric(false)
+            .per_row()
+            .check()
+            .unwrap();
+        let m = q.quantize(&dense(&w)).unwrap();
+        let v = m.values().unwrap();
+        let back = m.to_dense();
+        let ps = element_params(v);
+        let half = 1i32 << (bits - 1);
+        for i in 0..w.nrows() {
+            let (s, z) = ps[i * w.ncols()];
+            let (lo, hi) = w
+                .row(i)
+                .iter()
+                .fold((0.0f32, 0.0f32), |(l, h), &x| (l.min(x), h.max(x)));
+            // The code range, decoded, covers [min(lo,0), max(hi,0)] to within half a step.
+            assert!((-half - z) as f32 * s <= lo + s / 2.0 + 1e-6);
+            assert!((half - 1 - z) as f32 * s >= hi - s / 2.0 - 1e-6);
+            // Zero decodes to exactly zero (code = zero-point).
+            assert!((-half..half).contains(&z));
+        }
+        for (i, j) in [(3, 0), (4, 7), (5, 49), (0, 3)] {
+            assert_eq!(back[[i, j]], 0.0, "int{bits} at {i},{j}");
+        }
+    }
+}
+
+#[test]
+fn mse_clipping_never_loses_to_min_max() {
+    for (name, w) in [("gauss", gaussian(24, 256, 4)), ("t3", student(24, 256, 5))] {
+        for q in quantizers() {
+            let mm = rebuild(&q, Calibration::MinMax)
+                .quantize(&dense(&w))
+                .unwrap();
+            let ms = rebuild(&q, Calibration::mse())
+                .quantize(&dense(&w))
+                .unwrap();
+            let e_mm = sq_err(w.view(), mm.to_dense().view());
+            let e_ms = sq_err(w.view(), ms.to_dense().view());
+            assert!(
+                e_ms <= e_mm * (1.0 + 1e-9),
+                "{name} {}: mse {e_ms} > min-max {e_mm}",
+                q.name()
+            );
+        }
+    }
+    // On heavy tails at 4 bits clipping must actually help.
+    let w = student(24, 256, 6);
+    let q = |c| {
+        IntQuantizer::params(4)
+            .per_row()
+            .calibration(c)
+            .check()
+            .unwrap()
+    };
+    let e_mm = sq_err(
+        w.view(),
+        q(Calibration::MinMax)
+            .quantize(&dense(&w))
+            .unwrap()
+            .to_dense()
+            .view(),
+    );
+    let e_ms = sq_err(
+        w.view(),
+        q(Calibration::mse())
+            .quantize(&dense(&w))
+            .unwrap()
+            .to_dense()
+            .view(),
+    );
+    assert!(e_ms < 0.8 * e_mm, "{e_ms} vs {e_mm}");
+}
+
+#[test]
+fn percentile_clips_at_nearest_rank() {
+    let w = student(3, 201, 7);
+    let q = IntQuantizer::params(8)
+        .per_row()
+        .calibration(Calibration::Percentile(99.0))
+        .check()
+        .unwrap();
+    let m = q.quantize(&dense(&w)).unwrap();
+    let scales = match m.values().unwrap() {
+        Values::Int8(v) => v.params().scales().to_vec(),
+        _ => panic!(),
+    };
+    for (i, &scale) in scales.iter().enumerate() {
+        let mut row: Vec<f32> = w.row(i).to_vec();
+        row.sort_by(f32::total_cmp);
+        let hi_rank = (0.99f64 * 200.0).round() as usize;
+        let (lo, hi) = (row[200 - hi_rank].min(0.0), row[hi_rank].max(0.0));
+        assert_eq!(scale, lo.abs().max(hi) / 127.0);
+    }
+    // Percentile(100) is min-max.
+    let p100 = IntQuantizer::params(8)
+        .calibration(Calibration::Percentile(100.0))
+        .check()
+        .unwrap();
+    let mm = IntQuantizer::params(8).check().unwrap();
+    assert_eq!(
+        p100.quantize(&dense(&w)).unwrap(),
+        mm.quantize(&dense(&w)).unwrap()
+    );
+}
+
+#[test]
+fn staged_equals_one_call_for_any_executor() {
+    let w = student(33, 77, 8);
+    let m = dense(&w);
+    let layout = m.values().unwrap().layout().clone();
+    let Some(Values::F32(f)) = m.values() else {
+        panic!()
+    };
+    let pool = ThreadPool::new(2).unwrap();
+    for cal in [
+        Calibration::MinMax,
+        Calibration::Percentile(99.5),
+        Calibration::mse(),
+    ] {
+        for q in quantizers() {
+            let q = rebuild(&q, cal);
+            let ranges = q.calibrate(f).unwrap();
+            let params = q.compute_params(&layout, &ranges).unwrap();
+            let staged = q.quantize_with(f, &params).unwrap();
+            let one = q.quantize_values(f).unwrap();
+            let par = q.quantize_values_with(f, &pool).unwrap();
+            assert_eq!(staged, one, "{}", q.name());
+            assert_eq!(one, par, "{}", q.name());
+        }
+    }
+}
+
+#[test]
+fn big_parallel_quantization_matches_sequential() {
+    // Several tasks' worth of values, so task boundaries matter.
+    let w = gaussian(300, 1000, 9);
+    let pool = ThreadPool::new(2).unwrap();
+    for q in quantizers() {
+        let a = q.quantize_on(&dense(&w), &Sequential).unwrap();
+        let b = q.quantize_on(&dense(&w), &pool).unwrap();
+        assert_eq!(a, b, "{}", q.name());
+    }
+}
+
+#[test]
+fn binary_alpha_is_mean_abs_and_optimal() {
+    let w = student(5, 64, 10);
+    let m = Binary.quantize(&dense(&w)).unwrap();
+    let Some(Values::Binary(v)) = m.values() else {
+        panic!()
+    };
+    for i in 0..5 {
+        let row = w.row(i);
+        let mean = row.iter().map(|x| x.abs() as f64).sum::<f64>() / 64.0;
+        assert!((v.scales()[i] as f64 - mean).abs() < 1e-6 * mean);
+        let err = |a: f64| -> f64 {
+            row.iter()
+                .map(|&x| {
+                    let s = if x >= 0.0 { a } else { -a };
+                    (x as f64 - s).powi(2)
+                })
+                .sum()
+        };
+        let max = row.iter().fold(0.0f64, |m, &x| m.max(x.abs() as f64));
+        let best = (0..=4000)
+            .map(|k| max * k as f64 / 2000.0)
+            .min_by(|a, b| err(*a).total_cmp(&err(*b)))
+            .unwrap();
+        assert!(
+            (best - mean).abs() <= max / 2000.0,
+            "search {best} vs {mean}"
+        );
+        assert!(err(v.scales()[i] as f64) <= err(best) + 1e-9);
+    }
+}
+
+#[test]
+fn ternary_follows_twn() {
+    let w = gaussian(4, 90, 11);
+    let m = Ternary.quantize(&dense(&w)).unwrap();
+    let back = m.to_dense();
+    for i in 0..4 {
+        let row = w.row(i);
+        let delta = 0.7 * row.iter().map(|x| x.abs() as f64).sum::<f64>() / 90.0;
+        let big: Vec<f64> = row
+            .iter()
+            .map(|&x| x.abs() as f64)
+            .filter(|&a| a > delta)
+            .collect();
+        let alpha = big.iter().sum::<f64>() / big.len() as f64;
+        for (&x, &y) in row.iter().zip(back.row(i).iter()) {
+            let want = if (x.abs() as f64) > delta {
+                alpha.copysign(x as f64)
+            } else {
+                0.0
+            };
+            assert!((y as f64 - want).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn typed_errors() {
+    for bits in [0u8, 1, 2, 3, 5, 7, 16] {
+        assert!(matches!(
+            IntQuantizer::params(bits).check(),
+            Err(SquishError::InvalidParameter { name: "bits", .. })
+        ));
+    }
+    assert!(matches!(
+        IntQuantizer::params(8).per_group(0).check(),
+        Err(SquishError::InvalidParameter { .. })
+    ));
+    for c in [
+        Calibration::Percentile(50.0),
+        Calibration::Percentile(100.5),
+        Calibration::Percentile(f32::NAN),
+        Calibration::Mse { steps: 0 },
+    ] {
+        assert!(matches!(
+            IntQuantizer::params(8).calibration(c).check(),
+            Err(SquishError::InvalidParameter { .. })
+        ));
+    }
+    // NaN / Inf weights and activations.
+    let mut w = gaussian(3, 4, 12);
+    w[[1, 2]] = f32::NAN;
+    assert!(matches!(
+        CompressedMatrix::from_dense(w.view()),
+        Err(SquishError::NonFinite { index: 6, .. })
+    ));
+    let mut x = gaussian(2, 4, 13);
+    x[[1, 0]] = f32::INFINITY;
+    assert!(matches!(
+        quantize_activations(x.view()),
+        Err(SquishError::NonFinite { .. })
+    ));
+    assert!(matches!(
+        quantize_activations(Array2::<f32>::zeros((0, 4)).view()),
+        Err(SquishError::Empty { .. })
+    ));
+    let m8 = IntQuantizer::params(8)
+        .check()
+        .unwrap()
+        .quantize(&dense(&gaussian(3, 4, 14)))
+        .unwrap();
+    let dy = DynamicInt8::new(m8.clone()).unwrap();
+    assert!(matches!(
+        dy.matmul(x.view(), &Sequential),
+        Err(SquishError::NonFinite { .. })
+    ));
+    assert!(matches!(
+        dy.matmul(gaussian(2, 5, 1).view(), &Sequential),
+        Err(SquishError::ShapeMismatch { .. })
+    ));
+    // Wrong encodings.
+    assert!(matches!(
+        DynamicInt8::new(dense(&gaussian(3, 4, 15))),
+        Err(SquishError::Incompatible { .. })
+    ));
+    assert!(matches!(
+        binary::xnor_matmul(&m8, gaussian(1, 4, 1).view(), &Sequential),
+        Err(SquishError::Incompatible { .. })
+    ));
+    assert!(matches!(
+        Binary.quantize(&m8),
+        Err(SquishError::Incompatible { .. })
+    ));
+    // Staged parameters from another quantizer.
+    let d = dense(&gaussian(3, 8, 16));
+    let Some(Values::F32(f)) = d.values().cloned() else {
+        panic!()
+    };
+    let a = IntQuantizer::params(8).per_row().check().unwrap();
+    let b = IntQuantizer::params(8).per_group(4).check().unwrap();
+    let pa = a
+        .compute_params(d.values().unwrap().layout(), &a.calibrate(&f).unwrap())
+        .unwrap();
+    assert!(matches!(
+        b.quantize_with(&f, &pa),
+        Err(SquishError::Inconsistent { .. })
+    ));
+}
+
+#[test]
+fn shorter_last_group_is_allowed_and_exact_in_count() {
+    let w = gaussian(3, 10, 17);
+    let q = IntQuantizer::params(8).per_group(4).check().unwrap();
+    let m = q.quantize(&dense(&w)).unwrap();
+    let Some(Values::Int8(v)) = m.values() else {
+        panic!()
+    };
+    assert_eq!(v.params().scales().len(), 3 * 3); // groups of 4, 4, 2
+    let back = m.to_dense();
+    for i in 0..3 {
+        let tail_max = w.row(i).iter().skip(8).fold(0.0f32, |a, &x| a.max(x.abs()));
+        assert!((v.params().scales()[i * 3 + 2] - tail_max / 127.0).abs() < 1e-7);
+        for j in 8..10 {
+            assert!((w[[i, j]] - back[[i, j]]).abs() <= tail_max / 254.0 + 1e-7);
+        }
+    }
+}
+
+#[test]
+fn all_zero_rows_decode_and_multiply_to_zero() {
+    let mut w = gaussian(4, 40, 18);
+    w.row_mut(1).fill(0.0);
+    w.row_mut(3).fill(0.0);
+    let x = gaussian(9, 40, 19);
+    let mut all: Vec<Box<dyn Quantizer>> = vec![Box::new(Binary), Box::new(Ternary)];
+    for q in quantizers() {
+        all.push(Box::new(q));
+    }
+    for q in all {
+        let m = q.quantize(&dense(&w)).unwrap();
+        let back = m.to_dense();
+        assert!(back.iter().all(|v| v.is_finite()), "{}", q.name());
+        for i in [1, 3] {
+            assert!(back.row(i).iter().all(|&v| v == 0.0), "{}", q.name());
+        }
+        for b in [1, 9] {
+            let y = m.matmul(x.slice(ndarray::s![..b, ..])).unwrap();
+            assert!(y.iter().all(|v| v.is_finite()));
+            assert!(y.column(1).iter().all(|&v| v == 0.0), "{}", q.name());
+        }
+    }
+    // A zero activation row.
+    let mut x = gaussian(8, 40, 20);
+    x.row_mut(2).fill(0.0);
+    let xq = quantize_activations(x.view()).unwrap();
+    assert_eq!(xq.scales()[2], 0.0);
+    let m8 = IntQuantizer::params(8)
+        .check()
+        .unwrap()
+        .quantize(&dense(&w))
+        .unwrap();
+    let y = DynamicInt8::new(m8)
+        .unwrap()
+        .matmul(x.view(), &Sequential)
+        .unwrap();
+    assert!(y.row(2).iter().all(|&v| v == 0.0));
+}
+
+// ---------------------------------------------------------------- kernels
+
+const SHAPES: &[(usize, usize)] = &[
+    (1, 1),
+    (3, 7),
+    (5, 64),
+    (17, 130),
+    (9, 255),
+    (6, 1000),
+    (33, 96),
+];
+
+fn tiers() -> Vec<Isa> {
+    let mut t = vec![Isa::Portable];
+    for isa in [Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni] {
+        if isa <= Isa::detect() {
+            t.push(isa);
+        }
+    }
+    t
+}
+
+/// |y − ref| ≤ tol·Σ|ŵ||x| + tiny, elementwise.
+fn assert_close(y: ArrayView2<f32>, w_hat: ArrayView2<f32>, x: ArrayView2<f32>, what: &str) {
+    let w64 = w_hat.mapv(f64::from);
+    let x64 = x.mapv(f64::from);
+    let exact = x64.dot(&w64.t());
+    let bound = x64.mapv(f64::abs).dot(&w64.mapv(f64::abs).t());
+    for ((&a, &e), &b) in y.iter().zip(exact.iter()).zip(bound.iter()) {
+        assert!(
+            (a as f64 - e).abs() <= 1e-5 * b + 1e-6,
+            "{what}: {a} vs {e} (bound {b})"
+        );
+    }
+}
+
+fn encoded(w: &Array2<f32>) -> Vec<(String, CompressedMatrix)> {
+    let mut out: Vec<(String, CompressedMatrix)> = quantizers()
+        .into_iter()
+        .map(|q| (q.name(), q.quantize(&dense(w)).unwrap()))
+        .collect();
+    out.push(("binary".into(), Binary.quantize(&dense(w)).unwrap()));
+    out.push(("ternary".into(), Ternary.quantize(&dense(w)).unwrap()));
+    out
+}
+
+#[test]
+fn weight_only_kernels_match_the_reference() {
+    let pool = ThreadPool::new(2).unwrap();
+    for (si, &(rows, cols)) in SHAPES.iter().enumerate() {
+        let w = student(rows, cols, 100 + si as u64);
+        for (name, m) in encoded(&w) {
+            let w_hat = m.to_dense();
+            let v = m.values().unwrap();
+            for batch in [1, 3, 9] {
+                let x = gaussian(batch, cols, 200 + batch as u64);
+                let reference = m.matmul_reference(x.view()).unwrap();
+                assert_close(reference.view(), w_hat.view(), x.view(), "reference");
+                let mut first: Option<Array2<f32>> = None;
+                for isa in tiers() {
+                    let y = kernels::matmul_block(v, x.view(), &Sequential, isa).unwrap();
+                    let what = format!("{name} {rows}x{cols} batch {batch} {isa:?}");
+                    assert_close(y.view(), w_hat.view(), x.view(), &what);
+                    // Executor never changes the result.
+                    let yp = kernels::matmul_block(v, x.view(), &pool, isa).unwrap();
+                    assert_eq!(y, yp, "{what}");
+                    first.get_or_insert(y);
+                }
+                // The public entry point routes here.
+                let y = m.matmul_with(x.view(), &pool).unwrap();
+                assert_close(y.view(), w_hat.view(), x.view(), &name);
+                if batch == 1 {
+                    // The reference's per-row f32 dot and the kernel agree closely.
+                    assert_close(reference.view(), w_hat.view(), x.view(), &name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernels_work_on_kept_rows() {
+    let w = gaussian(12, 70, 30);
+    let kept = CompressedMatrix::kept_rows(w.view(), vec![0, 3, 4, 9, 11]).unwrap();
+    let x = gaussian(5, 70, 31);
+    for q in [
+        Box::new(IntQuantizer::params(8).check().unwrap()) as Box<dyn Quantizer>,
+        Box::new(
+            IntQuantizer::params(4)
+                .per_group(14)
+                .symmetric(false)
+                .check()
+                .unwrap(),
+        ),
+        Box::new(Binary),
+        Box::new(Ternary),
+    ] {
+        let m = q.quantize(&kept).unwrap();
+        assert_eq!(m.structure().kind(), "kept-rows");
+        for b in [1, 5] {
+            let xs = x.slice(ndarray::s![..b, ..]);
+            let y = m.matmul(xs).unwrap();
+            assert_close(y.view(), m.to_dense().view(), xs, &q.name());
+            assert!(y.column(1).iter().all(|&v| v == 0.0));
+        }
+    }
+    let m8 = IntQuantizer::params(8)
+        .check()
+        .unwrap()
+        .quantize(&kept)
+        .unwrap();
+    let y = DynamicInt8::new(m8.clone())
+        .unwrap()
+        .matmul(x.view(), &Sequential)
+        .unwrap();
+    assert_eq!(y.dim(), (5, 12));
+    assert!(y.column(2).iter().all(|&v| v == 0.0));
+    let xb = CompressedMatrix::kept_rows(w.view(), vec![1, 2]).unwrap();
+    let mb = Binary.quantize(&xb).unwrap();
+    let yb = binary::xnor_matmul(&mb, x.view(), &Sequential).unwrap();
+    let rb = binary::xnor_reference(&mb, x.view()).unwrap();
+    for (&a, &e) in yb.iter().zip(rb.iter()) {
+        assert!((a as f64 - e).abs() <= 1e-5 * e.abs() + 1e-6);
+    }
+}
+
+#[test]
+fn int8_gemm_is_bit_identical_on_every_path() {
+    let pool = ThreadPool::new(2).unwrap();
+    let mut shapes = SHAPES.to_vec();
+    shapes.push((3, 40_000)); // longer than one i32 chunk
+    for (si, &(rows, cols)) in shapes.iter().enumerate() {
+        let w = student(rows, cols, 300 + si as u64);
+        for q in quantizers().into_iter().filter(|q| q.bits() == 8) {
+            let m = q.quantize(&dense(&w)).unwrap();
+            let Some(Values::Int8(v)) = m.values() else {
+                panic!()
+            };
+            let lin = DynamicInt8::new(m.clone()).unwrap();
+            for batch in [1, 8, 13] {
+                let x = gaussian(batch, cols, 400 + batch as u64);
+                let xq = quantize_activations(x.view()).unwrap();
+                let reference = kernels::int8_gemm::gemm_reference(v, &xq);
+                for isa in tiers() {
+                    let y = lin.matmul_isa(x.view(), &pool, isa).unwrap();
+                    assert_eq!(y, reference, "{} {rows}x{cols} b{batch} {isa:?}", q.name());
+                }
+                // And it is the product of the dequantized operands.
+                assert_close(
+                    reference.view(),
+                    m.to_dense().view(),
+                    xq.dequantize().view(),
+                    "int8 gemm",
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn xnor_popcount_matches_its_reference() {
+    for (si, &(rows, cols)) in SHAPES
+        .iter()
+        .chain(&[(4, 64), (3, 128), (2, 200)])
+        .enumerate()
+    {
+        let w = gaussian(rows, cols, 500 + si as u64);
+        let m = Binary.quantize(&dense(&w)).unwrap();
+        for batch in [1, 6] {
+            let x = student(batch, cols, 600 + si as u64);
+            let r = binary::xnor_reference(&m, x.view()).unwrap();
+            for isa in tiers() {
+                let y = binary::xnor_matmul_isa(&m, x.view(), &Sequential, isa).unwrap();
+                for (&a, &e) in y.iter().zip(r.iter()) {
+                    assert!(
+                        (a as f64 - e).abs() <= 1e-5 * e.abs() + 1e-6,
+                        "{rows}x{cols} {isa:?}: {a} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dynamic_activation_quantization_is_per_row_and_bounded() {
+    let x = student(7, 33, 700);
+    let q = quantize_activations(x.view()).unwrap();
+    for b in 0..7 {
+        let max = x.row(b).iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+        assert_eq!(q.scales()[b], max / 127.0);
+        assert!(q.row(b).iter().any(|&c| c.abs() == 127));
+        for (k, &c) in q.row(b).iter().enumerate() {
+            assert!((c as f32 * q.scales()[b] - x[[b, k]]).abs() <= q.scales()[b] / 2.0 * 1.0001);
+        }
+    }
+}
+
+#[test]
+fn quantizers_reencode_every_structure() {
+    use squish::pass::{CompressionPass, Quantize};
+    let w = gaussian(20, 48, 800);
+    let keep = w.mapv(|v| v.abs() > 0.7);
+    let csr = CompressedMatrix::csr_from_mask(w.view(), keep.view()).unwrap();
+    let kept = CompressedMatrix::kept_rows(w.view(), vec![1, 5, 19]).unwrap();
+    let a = CompressedMatrix::from_dense(gaussian(20, 6, 801).view()).unwrap();
+    let b = CompressedMatrix::from_dense(gaussian(6, 48, 802).view()).unwrap();
+    let low = CompressedMatrix::low_rank(a, b).unwrap();
+    let x = gaussian(3, 48, 803);
+    let pool = ThreadPool::new(2).unwrap();
+    for m in [csr, kept, low] {
+        for q in [
+            Box::new(Quantize(
+                IntQuantizer::params(8).per_group(5).check().unwrap(),
+            )) as Box<dyn CompressionPass>,
+            Box::new(Quantize(
+                IntQuantizer::params(4).symmetric(false).check().unwrap(),
+            )),
+            Box::new(Quantize(Binary)),
+            Box::new(Quantize(Ternary)),
+        ] {
+            let out = q.apply(&m, &pool).unwrap();
+            assert_eq!(out, q.apply(&m, &Sequential).unwrap());
+            assert_eq!(out.structure().kind(), m.structure().kind());
+            let y = out.matmul(x.view()).unwrap();
+            let r = out.matmul_reference(x.view()).unwrap();
+            for (&p, &e) in y.iter().zip(r.iter()) {
+                assert!((p - e).abs() <= 1e-4 * (1.0 + e.abs()), "{}", q.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn tiny_scales_do_not_break_rounding() {
+    // max|w| ~ 1e-38: the scale is subnormal and 1/s overflows.
+    let w = gaussian(3, 17, 900).mapv(|v| v * 1e-38);
+    for q in quantizers() {
+        let m = q.quantize(&dense(&w)).unwrap();
+        let back = m.to_dense();
+        assert!(back.iter().all(|v| v.is_finite()));
+        let e = squish::metrics::ErrorMetrics::between(w.view(), back.view()).unwrap();
+        let limit = if q.bits() == 8 { 0.05 } else { 0.6 };
+        assert!(e.rel_frobenius < limit, "{}: {}", q.name(), e.rel_frobenius);
+    }
+}
