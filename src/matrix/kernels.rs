@@ -34,6 +34,10 @@ pub fn matmul(
                 None => super::reference::matmul(m, x, exec),
             }
         }
+        // Pruned and shared (Deep Compression stage 2).
+        (Structure::Csr(c), Some(Values::Codebook(v))) => {
+            crate::compression::deep::kernel::matmul(m, c, v, x, exec)
+        }
         (Structure::LowRank(lr), _) => {
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)
