@@ -75,6 +75,9 @@ pub enum SquishError {
         /// What disagrees.
         detail: String,
     },
+    /// A parallel run failed (a task panicked, a shard or stage failed).
+    #[error(transparent)]
+    Parallel(#[from] crate::parallel::ParallelError),
 }
 
 impl SquishError {
