@@ -27,13 +27,15 @@ mod split;
 mod staged;
 mod tasks;
 
-pub use data::{data_parallel_forward, data_parallel_grad, tree_reduce, DataParallel, DataParallelParams};
+pub use data::{
+    data_parallel_forward, data_parallel_grad, tree_reduce, DataParallel, DataParallelParams,
+};
 pub use error::ParallelError;
 pub use executor::{ParallelExecutor, Sequential, ThreadPool};
 pub use model::{Activation, Forward, Layer, LayerStack};
 pub use ops::{for_each_chunk_mut, map, rows_per_task};
-pub use split::{dense_matmul, even_ranges, ColSplit, RowSplit};
 pub(crate) use split::dense_matmul_unchecked;
+pub use split::{dense_matmul, even_ranges, ColSplit, RowSplit};
 pub use staged::{LayerPipeline, LayerPipelineParams};
 pub use tasks::{
     pipeline_working_set, Progress, ProgressEvent, TaskOutcome, TaskRunner, TaskRunnerParams,

@@ -129,8 +129,7 @@ impl Forward for LayerPipeline {
         let n_st = self.stages.len();
         // acts[m]: micro-batch m's activation after the stages it has been through.
         let acts: Vec<Mutex<Option<Array2<f32>>>> = (0..n_mb).map(|_| Mutex::new(None)).collect();
-        let errors: Vec<Mutex<Option<SquishError>>> =
-            (0..n_mb).map(|_| Mutex::new(None)).collect();
+        let errors: Vec<Mutex<Option<SquishError>>> = (0..n_mb).map(|_| Mutex::new(None)).collect();
         for t in 0..n_mb + n_st - 1 {
             // Stages busy at step t: s with 0 <= t - s < n_mb.
             let s_lo = t.saturating_sub(n_mb - 1);

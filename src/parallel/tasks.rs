@@ -143,7 +143,12 @@ impl TaskRunner {
         let n = specs.len();
         // Largest first; ties in input order.
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| specs[b].cost_bytes.cmp(&specs[a].cost_bytes).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            specs[b]
+                .cost_bytes
+                .cmp(&specs[a].cost_bytes)
+                .then(a.cmp(&b))
+        });
         let state = Mutex::new(Queue {
             pending: order,
             in_flight: 0,
@@ -210,11 +215,7 @@ impl TaskRunner {
         });
         slots
             .into_iter()
-            .map(|s| {
-                s.into_inner()
-                    .expect("slot lock")
-                    .expect("every task ran")
-            })
+            .map(|s| s.into_inner().expect("slot lock").expect("every task ran"))
             .collect()
     }
 
