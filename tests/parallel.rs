@@ -64,8 +64,14 @@ fn assert_close(y: &Array2<f32>, r: &Array2<f64>, tol: f64) {
 
 #[test]
 fn dense_row_split_kernel_equals_gemm_bit_for_bit() {
-    // 700 rows in blocks of 128: six tasks; batch 1 and a batch not a multiple of any tile.
-    for &(rows, cols, batch) in &[(700, 512, 64), (700, 512, 1), (300, 70, 5), (1, 3, 2)] {
+    // 700 rows in blocks of 128: six tasks; 1100 rows of 4096 at batch 1: three tasks of 512.
+    for &(rows, cols, batch) in &[
+        (700, 512, 64),
+        (1100, 4096, 1),
+        (700, 512, 1),
+        (300, 70, 5),
+        (1, 3, 2),
+    ] {
         let w = rand_mat(rows, cols, 1);
         let x = rand_mat(batch, cols, 2);
         let gemm = x.dot(&w.t());

@@ -20,7 +20,8 @@ use crate::matrix::LinOp;
 /// Block boundaries depend only on the shapes, and each block is the same
 /// GEMM (`matrixmultiply`, whose per-element summation order does not depend
 /// on how many rows or columns it is given), so the result equals
-/// `x.dot(&w.t())` bit for bit on every executor.
+/// `x.dot(&w.t())` bit for bit on every executor. A one-thread executor runs
+/// a single GEMM.
 ///
 /// ```
 /// use ndarray::Array2;
@@ -55,6 +56,12 @@ pub(crate) fn dense_matmul_unchecked(
     let (rows, cols) = w.dim();
     let batch = x.nrows();
     let mut y = Array2::<f32>::zeros((batch, rows));
+    if exec.threads() == 1 {
+        // One GEMM: the same bits as the blocks below (the per-element order
+        // does not depend on n; tested), without re-packing x per block.
+        general_mat_mul(1.0, &x, &w.t(), 0.0, &mut y);
+        return y;
+    }
     // ~2M multiply-adds per task, and at least 128 rows so each GEMM call
     // amortizes packing x.
     let per = rows_per_task(cols * batch.max(1), 1 << 21).max(128);
