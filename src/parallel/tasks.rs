@@ -196,7 +196,7 @@ impl TaskRunner {
             });
             let done = {
                 let mut q = state.lock().expect("scheduler lock");
-                q.in_flight -= specs[i].cost_bytes;
+                q.in_flight = q.in_flight.saturating_sub(specs[i].cost_bytes);
                 q.running -= 1;
                 q.done += 1;
                 q.done
