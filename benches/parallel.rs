@@ -4,7 +4,8 @@
 //! - data parallel: batch-256 matmul through a 4096×1024 weight, shards of 64;
 //! - model parallel: row-split GEMV at 4096² (8 row parts), column-split GEMV
 //!   at 4096² (8 column parts), and a 4-layer pipeline over micro-batches;
-//! - task parallel: compression (prune 50 % + int8 per row) of 8 layers of 1024².
+//! - task parallel: compression (prune 50 % + int8 per row) of 8 layers of 1024²;
+//! - a control (two spin tasks) showing what 2 threads can gain right now.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ndarray::{Array2, ArrayView2};
@@ -27,6 +28,27 @@ fn pools() -> Vec<(usize, ThreadPool)> {
         .iter()
         .map(|&t| (t, ThreadPool::new(t).unwrap()))
         .collect()
+}
+
+/// Control: two independent spin tasks. Its 1-vs-2-thread ratio is the most
+/// any mode can gain on the machine at the moment (near 2 on an idle
+/// 2-core machine, lower while other builds run).
+fn control_spin(c: &mut Criterion) {
+    let spin = |i: usize| {
+        let mut x = std::hint::black_box(i as u64);
+        for k in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(k));
+        }
+        std::hint::black_box(x);
+    };
+    let mut g = c.benchmark_group("control_spin_2_tasks");
+    g.sample_size(10);
+    for (t, pool) in pools() {
+        g.bench_with_input(BenchmarkId::new("threads", t), &pool, |b, p| {
+            b.iter(|| p.run(2, &spin))
+        });
+    }
+    g.finish();
 }
 
 fn data_parallel(c: &mut Criterion) {
@@ -128,6 +150,7 @@ fn task_parallel(c: &mut Criterion) {
 
 criterion_group!(
     benches,
+    control_spin,
     data_parallel,
     row_split_gemv,
     col_split_gemv,
