@@ -884,7 +884,7 @@ fn tasks_start_largest_first() {
     let out = TaskRunner::default().run(&Sequential, &specs, |i| Ok(i * 10), Some(&progress));
     assert_eq!(order.into_inner().unwrap(), vec![1, 3, 0, 4, 2]);
     let none: Vec<squish::parallel::TaskOutcome<usize>> =
-        TaskRunner::default().run(&ThreadPool::new(2).unwrap(), &[], |i| Ok(i), None);
+        TaskRunner::default().run(&ThreadPool::new(2).unwrap(), &[], Ok, None);
     assert!(none.is_empty());
     assert_eq!(
         out.iter()
