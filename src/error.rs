@@ -75,7 +75,7 @@ pub enum SquishError {
         /// What disagrees.
         detail: String,
     },
-    /// A parallel run failed (a task panicked, a shard or stage failed).
+    /// A parallel run failed (a task panicked).
     #[error(transparent)]
     Parallel(#[from] crate::parallel::ParallelError),
 }
