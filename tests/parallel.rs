@@ -45,7 +45,10 @@ fn int8(w: ArrayView2<f32>) -> CompressedMatrix {
 fn assert_rounding_close(a: &Array2<f32>, b: &Array2<f32>, what: &str) {
     assert_eq!(a.dim(), b.dim(), "{what}");
     for (x, y) in a.iter().zip(b.iter()) {
-        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{what}: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "{what}: {x} vs {y}"
+        );
     }
 }
 
@@ -153,7 +156,11 @@ fn data_parallel_matmul_equals_sequential_bit_for_bit() {
             let seq = dp.forward(op.as_ref(), x.view(), &Sequential).unwrap();
             assert_rounding_close(&seq, &whole, name);
             if shard >= x.nrows() {
-                assert_eq!(bits(&seq), bits(&whole), "{name}: one shard is the whole batch");
+                assert_eq!(
+                    bits(&seq),
+                    bits(&whole),
+                    "{name}: one shard is the whole batch"
+                );
             }
             for exec in executors() {
                 let y = dp.forward(op.as_ref(), x.view(), exec.as_ref()).unwrap();
@@ -711,7 +718,11 @@ fn layer_pipeline_equals_plain_forward_bit_for_bit() {
         let seq = piped.forward(x.view(), &Sequential).unwrap();
         assert_rounding_close(&seq, &plain, "pipeline");
         if mb >= x.nrows() {
-            assert_eq!(bits(&seq), bits(&plain), "one micro-batch is the whole batch");
+            assert_eq!(
+                bits(&seq),
+                bits(&plain),
+                "one micro-batch is the whole batch"
+            );
         }
         for exec in executors() {
             let y = piped.forward(x.view(), exec.as_ref()).unwrap();
