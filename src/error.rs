@@ -83,6 +83,9 @@ pub enum SquishError {
     /// A dataset could not be read.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A parallel run failed (a task panicked).
+    #[error(transparent)]
+    Parallel(#[from] crate::parallel::ParallelError),
 }
 
 impl SquishError {

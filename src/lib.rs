@@ -49,7 +49,9 @@ pub mod prelude {
     pub use crate::error::{Result, SquishError};
     pub use crate::matrix::{CompressedMatrix, LinOp, StorageReport};
     pub use crate::metrics::ErrorMetrics;
-    pub use crate::parallel::{ParallelExecutor, Sequential, ThreadPool};
+    pub use crate::parallel::{
+        DataParallel, Forward, ParallelExecutor, ProgressEvent, Sequential, TaskRunner, ThreadPool,
+    };
     pub use crate::pass::{CompressionPass, Prune, Quantize};
     pub use crate::pipeline::{Pipeline, PipelineOutput, PipelineReport};
     pub use crate::pruning::{

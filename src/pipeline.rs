@@ -7,7 +7,7 @@ use ndarray::ArrayView2;
 use crate::error::Result;
 use crate::matrix::{CompressedMatrix, StorageReport};
 use crate::metrics::ErrorMetrics;
-use crate::parallel::{map, ParallelExecutor, Sequential};
+use crate::parallel::{ParallelExecutor, Sequential, TaskRunner};
 use crate::pass::{CompressionPass, Prune, Quantize};
 use crate::pruning::Pruner;
 use crate::quantization::Quantizer;
@@ -134,16 +134,19 @@ impl Pipeline {
     }
 
     /// Runs the pipeline on each named matrix, one task per matrix on
-    /// `exec`; results come back in input order, each with its own outcome.
+    /// `exec` (largest first, no memory bound); results come back in input
+    /// order, each with its own outcome. For a memory budget or progress
+    /// events use [`TaskRunner::compress_layers`](crate::parallel::TaskRunner::compress_layers).
     pub fn run_named<'a>(
         &self,
         layers: &[(String, ArrayView2<'a, f32>)],
         exec: &dyn ParallelExecutor,
     ) -> Vec<(String, Result<PipelineOutput>)> {
-        let outs = map(exec, layers.len(), |i| {
-            self.run_with(layers[i].1, &Sequential)
-        });
-        layers.iter().map(|(n, _)| n.clone()).zip(outs).collect()
+        TaskRunner::default()
+            .compress_layers(self, layers, exec, None)
+            .into_iter()
+            .map(|o| (o.name, o.result))
+            .collect()
     }
 }
 

@@ -17,8 +17,9 @@ pub fn matmul(
 ) -> Array2<f32> {
     match (m.structure(), m.values()) {
         (Structure::Dense, Some(Values::F32(v))) => {
+            // Row-split GEMM: same bits as `x.dot(&w.t())` on any executor.
             let w = ArrayView2::from_shape(m.shape(), v.data()).expect("dense layout");
-            x.dot(&w.t())
+            crate::parallel::dense_matmul_unchecked(w, x, exec)
         }
         (Structure::Dense, Some(Values::Codebook(v))) => {
             crate::compression::sharing::kernel::matmul_dense(m, v, x, exec)

@@ -3,7 +3,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use super::CompressedMatrix;
-use crate::error::{Result, SquishError};
+use crate::error::Result;
 use crate::parallel::ParallelExecutor;
 
 /// A linear map given by its shape and how it multiplies, never by its
@@ -39,20 +39,14 @@ impl LinOp for CompressedMatrix {
     }
 }
 
-/// The dense baseline: `x · Wᵀ` with ndarray's GEMM.
+/// The dense baseline: `x · Wᵀ` with ndarray's GEMM, split by rows of `W`
+/// over `exec` (the same bits as `x.dot(&w.t())` on any executor).
 impl LinOp for Array2<f32> {
     fn shape(&self) -> (usize, usize) {
         self.dim()
     }
 
-    fn apply(&self, x: ArrayView2<f32>, _exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
-        if x.ncols() != self.ncols() {
-            return Err(SquishError::shape(
-                "matmul x·Wᵀ",
-                format!("x with {} columns", self.ncols()),
-                format!("x of shape {}x{}", x.nrows(), x.ncols()),
-            ));
-        }
-        Ok(x.dot(&self.t()))
+    fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+        crate::parallel::dense_matmul(self.view(), x, exec)
     }
 }

@@ -2,10 +2,42 @@
 //!
 //! Every parallel entry point in squish takes a `&dyn ParallelExecutor`.
 //! [`Sequential`] is the default; [`ThreadPool`] owns a rayon pool of the size
-//! you choose.
+//! you choose. On top of the executors:
+//!
+//! - **data parallel** ([`DataParallel`]): a batch split into fixed shards for
+//!   inference through any [`Forward`] model, and per-shard gradients summed
+//!   by a fixed tree for training;
+//! - **model parallel**: one weight matrix split by output rows ([`RowSplit`])
+//!   or input columns ([`ColSplit`]), and layers as pipeline stages over
+//!   micro-batches ([`LayerPipeline`]);
+//! - **task parallel** ([`TaskRunner`]): independent jobs (layers to compress,
+//!   a sweep of settings) largest first under a memory budget, with progress
+//!   events and per-task outcomes.
+//!
+//! Work is always cut along boundaries that depend on the problem, never on
+//! the thread count, and reductions run in a fixed order, so every result is
+//! bit-identical for any executor. See `docs/parallel.md`.
 
+mod data;
+mod error;
 mod executor;
+mod model;
 mod ops;
+mod split;
+mod staged;
+mod tasks;
 
+pub use data::{
+    data_parallel_forward, data_parallel_grad, tree_reduce, DataParallel, DataParallelParams,
+};
+pub use error::ParallelError;
 pub use executor::{ParallelExecutor, Sequential, ThreadPool};
+pub use model::{Activation, Forward, Layer, LayerStack};
 pub use ops::{for_each_chunk_mut, map, rows_per_task};
+pub(crate) use split::dense_matmul_unchecked;
+pub use split::{dense_matmul, even_ranges, ColSplit, RowSplit};
+pub use staged::{LayerPipeline, LayerPipelineParams};
+pub use tasks::{
+    pipeline_working_set, Progress, ProgressEvent, TaskOutcome, TaskRunner, TaskRunnerParams,
+    TaskSpec,
+};
