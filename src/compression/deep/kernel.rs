@@ -5,7 +5,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::matrix::{CodebookValues, CompressedMatrix, Csr};
+use crate::matrix::{CodebookValues, ColIndices, CompressedMatrix, Csr, PackedBits};
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 
 /// Inputs per tile of the batched kernel.
@@ -29,6 +29,28 @@ fn gather_dot(cols: &[usize], vals: &[f32], x: &[f32]) -> f32 {
         acc[l] += v * x[c];
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// Appends `book[index[k]]` for `k` in `a..e`, reading the packed indices
+/// (LSB-first) sequentially: one unaligned 4-byte load per index.
+#[inline]
+fn lookup(idx: &PackedBits, a: usize, e: usize, book: &[f32], out: &mut Vec<f32>) {
+    let bytes = idx.bytes();
+    let w = idx.width() as usize;
+    let mask = (1u32 << w) - 1;
+    let mut bit = a * w;
+    for _ in a..e {
+        let byte = bit / 8;
+        let word = match bytes.get(byte..byte + 4) {
+            Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            None => bytes[byte..]
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (k, &b)| acc | (b as u32) << (8 * k)),
+        };
+        out.push(book[((word >> (bit % 8)) & mask) as usize]);
+        bit += w;
+    }
 }
 
 /// `y = x·Wᵀ` for `m` = (`csr`, `cb`). Results are identical on every executor.
@@ -65,11 +87,12 @@ pub(crate) fn matmul(
             let (a, e) = (row_ptr[i] as usize, row_ptr[i + 1] as usize);
             let book = cb.row_codebook(i);
             cols.clear();
-            vals.clear();
-            for k in a..e {
-                cols.push(csr.col_idx().get(k));
-                vals.push(book[cb.indices().get(k) as usize]);
+            match csr.col_idx() {
+                ColIndices::U16(v) => cols.extend(v[a..e].iter().map(|&c| c as usize)),
+                ColIndices::U32(v) => cols.extend(v[a..e].iter().map(|&c| c as usize)),
             }
+            vals.clear();
+            lookup(cb.indices(), a, e, book, &mut vals);
             match &xt {
                 None => {
                     for (b, o) in orow.iter_mut().enumerate() {
