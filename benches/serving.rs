@@ -31,7 +31,15 @@ fn models() -> Vec<(&'static str, CompressedMlp)> {
         .layers()
         .iter()
         .zip([0.92, 0.91, 0.74])
-        .map(|(l, s)| Some(Magnitude::params(s).check().unwrap().mask(l.weight()).unwrap()))
+        .map(|(l, s)| {
+            Some(
+                Magnitude::params(s)
+                    .check()
+                    .unwrap()
+                    .mask(l.weight())
+                    .unwrap(),
+            )
+        })
         .collect();
     let masks = Masks::new(&mlp, keep).unwrap();
     let pruned = dc.sparse(&mlp, &masks).unwrap();

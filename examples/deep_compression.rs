@@ -137,7 +137,10 @@ fn bias_bytes(m: &CompressedMlp) -> usize {
 /// Hidden width of a 1-hidden-layer student whose exact bytes stay within `budget`.
 fn student_width(inputs: usize, classes: usize, budget: usize) -> usize {
     let bytes = |h: usize| 4 * (inputs * h + h * classes + h + classes) + 32;
-    (1..).take_while(|&h| bytes(h) <= budget).last().unwrap_or(1)
+    (1..)
+        .take_while(|&h| bytes(h) <= budget)
+        .last()
+        .unwrap_or(1)
 }
 
 fn run_seed(data: &Split, s: &Setup, seed: u64, t0: Instant) -> squish::Result<SeedResult> {
@@ -199,7 +202,10 @@ fn run_seed(data: &Split, s: &Setup, seed: u64, t0: Instant) -> squish::Result<S
     log(
         seed,
         t0,
-        &format!("shared: {:.4}, centroid fine-tune: {:.4}", r.acc[2], r.acc[3]),
+        &format!(
+            "shared: {:.4}, centroid fine-tune: {:.4}",
+            r.acc[2], r.acc[3]
+        ),
     );
     let coded = DeepCompression::encode(&shared)?;
     for (c, l) in coded.iter().zip(shared.layers()) {
@@ -315,15 +321,19 @@ fn time_forward(m: &CompressedMlp, x: ArrayView2<f32>, batch: usize, limit: usiz
     best
 }
 
-fn plot(path: &str, title: &str, points: &[(&str, f64, f64)]) -> Result<(), Box<dyn std::error::Error>> {
+fn plot(
+    path: &str,
+    title: &str,
+    points: &[(&str, f64, f64)],
+) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (xmin, xmax) = points
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let (ymin, ymax) = points
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.2), b.max(p.2)));
+    let (xmin, xmax) = points.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| {
+        (a.min(p.1), b.max(p.1))
+    });
+    let (ymin, ymax) = points.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| {
+        (a.min(p.2), b.max(p.2))
+    });
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(15)
@@ -358,7 +368,11 @@ fn plot(path: &str, title: &str, points: &[(&str, f64, f64)]) -> Result<(), Box<
 fn main() -> squish::Result<()> {
     let t0 = Instant::now();
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
     let seeds: u64 = flag("--seeds").and_then(|s| s.parse().ok()).unwrap_or(3);
     let svg = flag("--svg")
         .cloned()
@@ -403,7 +417,9 @@ fn main() -> squish::Result<()> {
     let dense_kb = results[0].bytes[0] as f64 / 1000.0;
     let dense_acc: Vec<f64> = results.iter().map(|r| r.acc[0]).collect();
     println!("\n## {} — {} seed(s)\n", setup.name, seeds);
-    println!("| model | test accuracy % (mean ± half-range) | Δ vs dense (points) | size KB | ratio |");
+    println!(
+        "| model | test accuracy % (mean ± half-range) | Δ vs dense (points) | size KB | ratio |"
+    );
     println!("|---|---|---|---|---|");
     let mut points = Vec::new();
     for (i, name) in ROWS.iter().enumerate() {
@@ -470,7 +486,11 @@ fn main() -> squish::Result<()> {
         if i == 0 {
             base = (b1, b256);
         }
-        let name = if i == 3 { "DC 2/3: pruned + shared" } else { ROWS[i] };
+        let name = if i == 3 {
+            "DC 2/3: pruned + shared"
+        } else {
+            ROWS[i]
+        };
         println!(
             "| {name} | {b1:.1} | {:.2}x | {b256:.2} | {:.2}x |",
             base.0 / b1,

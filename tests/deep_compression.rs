@@ -36,7 +36,7 @@ fn huffman_bits(counts: &[u64]) -> u64 {
     }
     let mut depth = vec![0u64; counts.len()];
     while nodes.len() > 1 {
-        nodes.sort_by(|a, b| b.0.cmp(&a.0));
+        nodes.sort_by_key(|n| std::cmp::Reverse(n.0));
         let (ca, sa) = nodes.pop().unwrap();
         let (cb, sb) = nodes.pop().unwrap();
         for &s in sa.iter().chain(&sb) {
@@ -105,12 +105,18 @@ fn stages_sizes_round_trip_and_accuracy() {
         assert_eq!(m.storage().total(), hand_csr_f32(rows, nnz[l]));
         hand1 += hand_csr_f32(rows, nnz[l]);
         let s = &out.shared.layers()[l];
-        assert_eq!(s.storage().total(), hand_csr_codebook(rows, nnz[l], k, bits));
+        assert_eq!(
+            s.storage().total(),
+            hand_csr_codebook(rows, nnz[l], k, bits)
+        );
         hand2 += hand_csr_codebook(rows, nnz[l], k, bits);
         // The pruned weights are the masked ones, and they are zero.
         let w = m.to_dense();
         let mask = out.masks.layer(l).unwrap();
-        assert!(w.iter().zip(mask.iter()).all(|(&v, &keep)| keep || v == 0.0));
+        assert!(w
+            .iter()
+            .zip(mask.iter())
+            .all(|(&v, &keep)| keep || v == 0.0));
     }
     assert_eq!(out.pruned.bytes(), hand1);
     assert_eq!(out.shared.bytes(), hand2);
@@ -191,7 +197,9 @@ fn huffman_csr_hand_example_and_errors() {
     // Bad input: not CSR + codebook, bad spans.
     assert!(HuffmanCsr::encode(&csr).is_err());
     let dense = CompressedMatrix::from_dense(w.view()).unwrap();
-    assert!(HuffmanCsr::encode(&KMeans::params(2).check().unwrap().quantize(&dense).unwrap()).is_err());
+    assert!(
+        HuffmanCsr::encode(&KMeans::params(2).check().unwrap().quantize(&dense).unwrap()).is_err()
+    );
     assert!(HuffmanCsr::encode_with_span(&m, 0).is_err());
     assert!(HuffmanCsr::encode_with_span(&m, 70_000).is_err());
 
@@ -215,9 +223,18 @@ fn checked_params_and_model_shape() {
     assert!(DeepCompression::params(&[1.5], &[5]).check().is_err());
     assert!(DeepCompression::params(&[0.5], &[0]).check().is_err());
     assert!(DeepCompression::params(&[0.5], &[17]).check().is_err());
-    assert!(DeepCompression::params(&[0.5], &[5]).prune_epochs(0).check().is_err());
-    assert!(DeepCompression::params(&[0.5], &[5]).updates_per_epoch(0).check().is_err());
-    assert!(DeepCompression::params(&[0.5], &[5]).batch_size(0).check().is_err());
+    assert!(DeepCompression::params(&[0.5], &[5])
+        .prune_epochs(0)
+        .check()
+        .is_err());
+    assert!(DeepCompression::params(&[0.5], &[5])
+        .updates_per_epoch(0)
+        .check()
+        .is_err());
+    assert!(DeepCompression::params(&[0.5], &[5])
+        .batch_size(0)
+        .check()
+        .is_err());
     assert!(DeepCompression::params(&[0.5], &[5])
         .learning_rates(f64::NAN, 1e-3, 1e-3)
         .check()

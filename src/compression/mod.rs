@@ -1,4 +1,4 @@
 //! Compression families built on the core representation.
 
-pub mod sharing;
 pub mod deep;
+pub mod sharing;

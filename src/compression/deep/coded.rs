@@ -198,7 +198,10 @@ impl HuffmanCsr {
                     "a position lies past the end of the matrix",
                 ));
             }
-            let (i, j) = ((pos / self.cols as u64) as usize, (pos % self.cols as u64) as usize);
+            let (i, j) = (
+                (pos / self.cols as u64) as usize,
+                (pos % self.cols as u64) as usize,
+            );
             row_ptr[i + 1] += 1;
             cols.push(j);
             pos += 1;
@@ -209,11 +212,7 @@ impl HuffmanCsr {
         if cols.len() != self.nnz() {
             return Err(SquishError::inconsistent(
                 "Huffman CSR",
-                format!(
-                    "{} positions for {} stored weights",
-                    cols.len(),
-                    self.nnz()
-                ),
+                format!("{} positions for {} stored weights", cols.len(), self.nnz()),
             ));
         }
         let csr = Csr::new(
@@ -224,7 +223,12 @@ impl HuffmanCsr {
         )?;
         let mut v = self.values.decode()?;
         v.layout = RowLayout::Ragged(csr.row_ptr.clone());
-        CompressedMatrix::from_parts(self.rows, self.cols, Structure::Csr(csr), Values::Codebook(v))
+        CompressedMatrix::from_parts(
+            self.rows,
+            self.cols,
+            Structure::Csr(csr),
+            Values::Codebook(v),
+        )
     }
 }
 

@@ -156,7 +156,9 @@ mod tests {
         {
             let w = random(rows, cols, seed as u64);
             let p = Magnitude::params(sparsity).check().unwrap();
-            let pruned = p.prune(&CompressedMatrix::from_dense(w.view()).unwrap()).unwrap();
+            let pruned = p
+                .prune(&CompressedMatrix::from_dense(w.view()).unwrap())
+                .unwrap();
             let q = if per_row {
                 KMeans::params(k).per_row().check().unwrap()
             } else {

@@ -83,8 +83,16 @@ impl DeepCompressionOutput {
     /// Exact bytes of the Huffman-coded model: every layer's
     /// [`HuffmanCsr::storage`] plus the f32 biases.
     pub fn coded_bytes(&self) -> usize {
-        self.coded.iter().map(|c| c.storage().total()).sum::<usize>()
-            + self.shared.biases().iter().map(|b| b.len() * 4).sum::<usize>()
+        self.coded
+            .iter()
+            .map(|c| c.storage().total())
+            .sum::<usize>()
+            + self
+                .shared
+                .biases()
+                .iter()
+                .map(|b| b.len() * 4)
+                .sum::<usize>()
     }
 }
 
@@ -251,7 +259,9 @@ impl DeepCompression {
                     continue;
                 }
                 let s = schedules[l](u + 1);
-                let mut m = Magnitude::params(s).check()?.mask(mlp.layers()[l].weight())?;
+                let mut m = Magnitude::params(s)
+                    .check()?
+                    .mask(mlp.layers()[l].weight())?;
                 if let Some(old) = &keep[l] {
                     m.zip_mut_with(old, |k, &o| *k &= o);
                 }
