@@ -75,6 +75,12 @@ pub enum SquishError {
         /// What disagrees.
         detail: String,
     },
+    /// Reading or writing a model file failed.
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
+    /// A recipe is malformed or does not fit the model.
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeError),
 }
 
 impl SquishError {

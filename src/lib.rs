@@ -29,6 +29,7 @@
 
 pub mod distillation;
 pub mod error;
+pub mod io;
 pub mod matrix;
 pub mod metrics;
 pub mod parallel;
@@ -36,6 +37,7 @@ pub mod pass;
 pub mod pipeline;
 pub mod pruning;
 pub mod quantization;
+pub mod recipe;
 
 pub use error::{Result, SquishError};
 
@@ -43,6 +45,8 @@ pub use error::{Result, SquishError};
 pub mod prelude {
     pub use crate::distillation::Distiller;
     pub use crate::error::{Result, SquishError};
+    pub use crate::io::{CompressedModel, Model};
+    pub use crate::recipe::Recipe;
     pub use crate::matrix::{CompressedMatrix, LinOp, StorageReport};
     pub use crate::metrics::ErrorMetrics;
     pub use crate::parallel::{ParallelExecutor, Sequential, ThreadPool};
