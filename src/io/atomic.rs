@@ -56,9 +56,18 @@ pub(crate) fn write(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".squish-")
-        .suffix(".tmp")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".squish-").suffix(".tmp");
+    // Keep the permissions of the file we replace; a new file gets rw-r--r--
+    // (temporary files default to owner-only).
+    #[cfg(unix)]
+    let perms = match std::fs::metadata(path) {
+        Ok(m) => m.permissions(),
+        Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    };
+    #[cfg(unix)]
+    builder.permissions(perms);
+    let tmp = builder
         .tempfile_in(dir)
         .map_err(|e| FileError::io("create a temporary file in", dir, e))?;
     // safetensors streams the tensors to the temporary path (it swaps in its
