@@ -23,13 +23,13 @@ struct RecipeFile {
 struct RuleFile {
     pattern: Option<Spanned<String>>,
     regex: Option<Spanned<String>>,
-    pipeline: Spanned<Vec<Spanned<MethodSpec>>>,
+    pipeline: Spanned<Vec<Spanned<toml::Value>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DefaultFile {
-    pipeline: Spanned<Vec<Spanned<MethodSpec>>>,
+    pipeline: Spanned<Vec<Spanned<toml::Value>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -131,14 +131,18 @@ fn line_of(src: &str, offset: usize) -> usize {
 
 fn methods(
     src: &str,
-    pipeline: Spanned<Vec<Spanned<MethodSpec>>>,
+    pipeline: Spanned<Vec<Spanned<toml::Value>>>,
 ) -> std::result::Result<Vec<MethodSpec>, RecipeError> {
     pipeline
         .into_inner()
         .into_iter()
         .map(|m| {
+            // Each method is parsed on its own so its errors carry its line.
             let line = line_of(src, m.span().start);
-            let m = m.into_inner();
+            let m = MethodSpec::deserialize(m.into_inner()).map_err(|e| RecipeError::Syntax {
+                line,
+                message: e.message().trim().to_string(),
+            })?;
             m.check().map_err(|e| RecipeError::BadValue {
                 line,
                 message: e.to_string(),
