@@ -46,7 +46,6 @@ pub mod prelude {
     pub use crate::distillation::Distiller;
     pub use crate::error::{Result, SquishError};
     pub use crate::io::{CompressedModel, Model};
-    pub use crate::recipe::Recipe;
     pub use crate::matrix::{CompressedMatrix, LinOp, StorageReport};
     pub use crate::metrics::ErrorMetrics;
     pub use crate::parallel::{ParallelExecutor, Sequential, ThreadPool};
@@ -54,4 +53,5 @@ pub mod prelude {
     pub use crate::pipeline::{Pipeline, PipelineOutput, PipelineReport};
     pub use crate::pruning::{Magnitude, Pruner};
     pub use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
+    pub use crate::recipe::Recipe;
 }

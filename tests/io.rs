@@ -37,7 +37,12 @@ fn every_structure_and_encoding_round_trips_bit_for_bit() {
             continue;
         };
         let (ma, mb) = (a.matrix(), b.matrix());
-        assert_eq!(ma.structure().kind(), mb.structure().kind(), "{}", a.method());
+        assert_eq!(
+            ma.structure().kind(),
+            mb.structure().kind(),
+            "{}",
+            a.method()
+        );
         assert_eq!(ma.encoding(), mb.encoding(), "{}", a.method());
         assert_eq!(ma.storage(), mb.storage(), "{}", a.method());
         assert_eq!(bits(&ma.to_dense()), bits(&mb.to_dense()), "{}", a.method());
@@ -54,7 +59,10 @@ fn every_structure_and_encoding_round_trips_bit_for_bit() {
     // 5 stored structures × 9 encodings + low rank.
     assert_eq!(checked, 5 * 9 + 1);
     // Saving what was loaded gives an equal container again.
-    assert_eq!(CompressedModel::from_bytes(&back.to_bytes().unwrap()).unwrap(), model);
+    assert_eq!(
+        CompressedModel::from_bytes(&back.to_bytes().unwrap()).unwrap(),
+        model
+    );
 }
 
 #[test]
@@ -71,7 +79,10 @@ fn container_opens_as_plain_safetensors_with_typed_components() {
     assert_eq!(layer(18, "col_idx").dtype(), Dtype::U32);
     assert_eq!(layer(45, "a.values").dtype(), Dtype::I8);
     assert_eq!(layer(45, "b.col_idx").dtype(), Dtype::U16);
-    assert_eq!(plain.get("bias").unwrap().as_f32().unwrap(), &[1.0, 2.0, 3.0]);
+    assert_eq!(
+        plain.get("bias").unwrap().as_f32().unwrap(),
+        &[1.0, 2.0, 3.0]
+    );
     assert_eq!(plain.metadata()["squish.version"], "1");
 }
 
@@ -84,13 +95,27 @@ fn le_model() -> Model {
     )
     .unwrap();
     let h = random(4, 8, 6);
-    m.insert("fc16.weight", Tensor::float(Dtype::F16, vec![4, 8], h.iter().copied().collect()).unwrap())
-        .unwrap();
-    m.insert("fcbf.weight", Tensor::float(Dtype::BF16, vec![4, 8], h.iter().copied().collect()).unwrap())
-        .unwrap();
-    m.insert("norm", Tensor::float(Dtype::F32, vec![8], vec![0.5; 8]).unwrap()).unwrap();
+    m.insert(
+        "fc16.weight",
+        Tensor::float(Dtype::F16, vec![4, 8], h.iter().copied().collect()).unwrap(),
+    )
+    .unwrap();
+    m.insert(
+        "fcbf.weight",
+        Tensor::float(Dtype::BF16, vec![4, 8], h.iter().copied().collect()).unwrap(),
+    )
+    .unwrap();
+    m.insert(
+        "norm",
+        Tensor::float(Dtype::F32, vec![8], vec![0.5; 8]).unwrap(),
+    )
+    .unwrap();
     let ids: Vec<u8> = (0i64..5).flat_map(|i| i.to_le_bytes()).collect();
-    m.insert("position_ids", Tensor::raw(Dtype::I64, vec![1, 5], ids).unwrap()).unwrap();
+    m.insert(
+        "position_ids",
+        Tensor::raw(Dtype::I64, vec![1, 5], ids).unwrap(),
+    )
+    .unwrap();
     m.set_metadata("format", "pt");
     m
 }
@@ -102,7 +127,10 @@ fn safetensors_load_converts_floats_and_carries_the_rest() {
     let p = dir.path().join("model.safetensors");
     m.save(&p).unwrap();
     let back = Model::load(&p).unwrap();
-    assert_eq!(back.metadata().get("format").map(String::as_str), Some("pt"));
+    assert_eq!(
+        back.metadata().get("format").map(String::as_str),
+        Some("pt")
+    );
     // f16 / bf16 widen to the nearest representable values (half's rounding).
     let f16 = back.get("fc16.weight").unwrap();
     let src = random(4, 8, 6);
@@ -133,7 +161,8 @@ fn export_restores_names_shapes_dtypes_and_decoded_values() {
         "[default]\npipeline = [{ method = \"int4\", granularity = \"per-group\", group_size = 4 }]\n",
     )
     .unwrap();
-    let c = squish::recipe::compress_model(&m, &recipe, &squish::parallel::Sequential, &|_| {}).unwrap();
+    let c = squish::recipe::compress_model(&m, &recipe, &squish::parallel::Sequential, &|_| {})
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("c.squish");
     c.model.save(&cp).unwrap();
@@ -174,18 +203,39 @@ fn atomic_save_replaces_whole_files_and_failed_saves_keep_the_old_one() {
     let model = container();
     model.save(&p).unwrap();
     let first = std::fs::read(&p).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o644,
+            "a new file is rw-r--r--, not the temporary file's 0600"
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        model.save(&p).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "a replaced file keeps its permissions");
+    }
     // A save that fails (two tensors under one name) leaves the file as it was
     // and no temporary file behind.
     let mut bad = container();
     let clash = Tensor::float(Dtype::F32, vec![1], vec![0.0]).unwrap();
     bad.insert_plain("layer0.weight::values", clash).unwrap();
-    assert!(matches!(bad.save(&p), Err(SquishError::File(FileError::DuplicateName { .. }))));
+    assert!(matches!(
+        bad.save(&p),
+        Err(SquishError::File(FileError::DuplicateName { .. }))
+    ));
     assert_eq!(std::fs::read(&p).unwrap(), first);
     let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(entries.len(), 1);
     // Saving into a missing directory is an I/O error naming the path.
-    let err = model.save(dir.path().join("no/such/dir/m.squish")).unwrap_err();
-    assert!(matches!(err, SquishError::File(FileError::Io { .. })), "{err}");
+    let err = model
+        .save(dir.path().join("no/such/dir/m.squish"))
+        .unwrap_err();
+    assert!(
+        matches!(err, SquishError::File(FileError::Io { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -198,8 +248,14 @@ fn hostile_truncated_file() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("short.squish");
     std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
-    assert!(matches!(file_err(CompressedModel::load(&p)), FileError::Safetensors(_)));
-    assert!(matches!(file_err(CompressedModel::load(dir.path().join("missing"))), FileError::Io { .. }));
+    assert!(matches!(
+        file_err(CompressedModel::load(&p)),
+        FileError::Safetensors(_)
+    ));
+    assert!(matches!(
+        file_err(CompressedModel::load(dir.path().join("missing"))),
+        FileError::Io { .. }
+    ));
 }
 
 #[test]
@@ -208,25 +264,45 @@ fn hostile_header_lies_about_sizes_and_offsets() {
     // Header length beyond the file.
     let mut b = bytes.clone();
     b[..8].copy_from_slice(&(bytes.len() as u64 * 2).to_le_bytes());
-    assert!(matches!(file_err(CompressedModel::from_bytes(&b)), FileError::Safetensors(_)));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&b)),
+        FileError::Safetensors(_)
+    ));
     b[..8].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(file_err(CompressedModel::from_bytes(&b)), FileError::Safetensors(_)));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&b)),
+        FileError::Safetensors(_)
+    ));
     // A tensor whose offsets run past the data, or whose shape disagrees.
     let (mut h, data) = split(&bytes);
     h["bias"]["data_offsets"][1] = serde_json::json!(1u64 << 40);
-    assert!(matches!(file_err(CompressedModel::from_bytes(&join(&h, &data))), FileError::Safetensors(_)));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&join(&h, &data))),
+        FileError::Safetensors(_)
+    ));
     let (mut h, data) = split(&bytes);
     h["bias"]["shape"] = serde_json::json!([1u64 << 62, 1u64 << 62]);
-    assert!(matches!(file_err(CompressedModel::from_bytes(&join(&h, &data))), FileError::Safetensors(_)));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&join(&h, &data))),
+        FileError::Safetensors(_)
+    ));
 }
 
 #[test]
 fn hostile_huge_declared_shape() {
     let bytes = container().to_bytes().unwrap();
     for rows in [1u64 << 40, u64::MAX] {
-        let b = edit_description(&bytes, |d| d["tensors"][0]["matrix"]["rows"] = serde_json::json!(rows));
+        let b = edit_description(&bytes, |d| {
+            d["tensors"][0]["matrix"]["rows"] = serde_json::json!(rows)
+        });
         let e = file_err(CompressedModel::from_bytes(&b));
-        assert!(matches!(e, FileError::TooLarge { .. } | FileError::Description { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                FileError::TooLarge { .. } | FileError::Description { .. }
+            ),
+            "{e}"
+        );
     }
     // Large but representable: the components do not hold that many values.
     let b = edit_description(&bytes, |d| {
@@ -236,11 +312,15 @@ fn hostile_huge_declared_shape() {
     let e = file_err(CompressedModel::from_bytes(&b));
     assert!(matches!(e, FileError::BadComponent { .. }), "{e}");
     // A packed encoding declaring more values than its bytes hold.
-    let b = edit_description(&bytes, |d| d["tensors"][3]["matrix"]["rows"] = serde_json::json!(1u64 << 31));
+    let b = edit_description(&bytes, |d| {
+        d["tensors"][3]["matrix"]["rows"] = serde_json::json!(1u64 << 31)
+    });
     let e = file_err(CompressedModel::from_bytes(&b));
     assert!(matches!(e, FileError::Invalid { .. }), "{e}");
     // The original shape disagreeing with the matrix.
-    let b = edit_description(&bytes, |d| d["tensors"][0]["shape"] = serde_json::json!([1u64 << 33, 1u64 << 33]));
+    let b = edit_description(&bytes, |d| {
+        d["tensors"][0]["shape"] = serde_json::json!([1u64 << 33, 1u64 << 33])
+    });
     let e = file_err(CompressedModel::from_bytes(&b));
     assert!(matches!(e, FileError::Invalid { .. }), "{e}");
 }
@@ -252,17 +332,26 @@ fn hostile_bad_checksum() {
     let r = tensor_range(&bytes, "layer1.weight::values");
     b[r.start + 3] ^= 0x10;
     let e = file_err(CompressedModel::from_bytes(&b));
-    assert!(matches!(e, FileError::Checksum { ref tensor, .. } if tensor == "layer1.weight"), "{e}");
+    assert!(
+        matches!(e, FileError::Checksum { ref tensor, .. } if tensor == "layer1.weight"),
+        "{e}"
+    );
     let b = edit_description(&bytes, |d| {
         let c = d["tensors"][2]["crc32"].as_u64().unwrap();
         d["tensors"][2]["crc32"] = serde_json::json!(c ^ 1);
     });
-    assert!(matches!(file_err(CompressedModel::from_bytes(&b)), FileError::Checksum { .. }));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&b)),
+        FileError::Checksum { .. }
+    ));
     // Plain tensors are checksummed too.
     let mut b = bytes.clone();
     let r = tensor_range(&bytes, "bias");
     b[r.start] ^= 1;
-    assert!(matches!(file_err(CompressedModel::from_bytes(&b)), FileError::Checksum { .. }));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&b)),
+        FileError::Checksum { .. }
+    ));
 }
 
 #[test]
@@ -271,27 +360,60 @@ fn hostile_unknown_version_encoding_and_missing_parts() {
     let (mut h, data) = split(&bytes);
     h["__metadata__"]["squish.version"] = serde_json::json!("2");
     let e = file_err(CompressedModel::from_bytes(&join(&h, &data)));
-    assert!(matches!(e, FileError::UnsupportedVersion { found: 2, supported: 1 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            FileError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{e}"
+    );
     h["__metadata__"]["squish.version"] = serde_json::json!("one");
-    assert!(matches!(file_err(CompressedModel::from_bytes(&join(&h, &data))), FileError::Description { .. }));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&join(&h, &data))),
+        FileError::Description { .. }
+    ));
     // An encoding this build does not know, an unknown field.
-    let b = edit_description(&bytes, |d| d["tensors"][1]["matrix"]["values"]["kind"] = serde_json::json!("huffman"));
+    let b = edit_description(&bytes, |d| {
+        d["tensors"][1]["matrix"]["values"]["kind"] = serde_json::json!("huffman")
+    });
     let e = file_err(CompressedModel::from_bytes(&b));
-    assert!(matches!(e, FileError::Description { ref detail } if detail.contains("huffman")), "{e}");
+    assert!(
+        matches!(e, FileError::Description { ref detail } if detail.contains("huffman")),
+        "{e}"
+    );
     let b = edit_description(&bytes, |d| d["tensors"][1]["extra"] = serde_json::json!(1));
-    assert!(matches!(file_err(CompressedModel::from_bytes(&b)), FileError::Description { .. }));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&b)),
+        FileError::Description { .. }
+    ));
     // Not a container at all.
     let plain = le_model().to_bytes().unwrap();
-    assert!(matches!(file_err(CompressedModel::from_bytes(&plain)), FileError::NotAContainer { .. }));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&plain)),
+        FileError::NotAContainer { .. }
+    ));
     // A component renamed away, or of the wrong dtype.
     let (mut h, data) = split(&bytes);
-    let v = h.as_object_mut().unwrap().remove("layer1.weight::scales").unwrap();
+    let v = h
+        .as_object_mut()
+        .unwrap()
+        .remove("layer1.weight::scales")
+        .unwrap();
     h["layer1.weight::renamed"] = v;
     let e = file_err(CompressedModel::from_bytes(&join(&h, &data)));
-    assert!(matches!(e, FileError::MissingComponent { ref component, .. } if component == "layer1.weight::scales"), "{e}");
+    assert!(
+        matches!(e, FileError::MissingComponent { ref component, .. } if component == "layer1.weight::scales"),
+        "{e}"
+    );
     let (mut h, data) = split(&bytes);
     h["layer1.weight::values"]["dtype"] = serde_json::json!("U8");
-    assert!(matches!(file_err(CompressedModel::from_bytes(&join(&h, &data))), FileError::BadComponent { .. }));
+    assert!(matches!(
+        file_err(CompressedModel::from_bytes(&join(&h, &data))),
+        FileError::BadComponent { .. }
+    ));
 }
 
 #[test]
@@ -301,7 +423,9 @@ fn hostile_parts_that_pass_the_checksum_but_break_invariants() {
     let model = container();
     let bytes = model.to_bytes().unwrap();
     let name = "layer9.weight";
-    let Some(Entry::Compressed(t)) = model.get(name) else { panic!() };
+    let Some(Entry::Compressed(t)) = model.get(name) else {
+        panic!()
+    };
     assert_eq!(t.matrix().structure().kind(), "csr");
     let mut b = bytes.clone();
     let r = tensor_range(&bytes, &format!("{name}::col_idx"));
@@ -323,7 +447,10 @@ fn hostile_parts_that_pass_the_checksum_but_break_invariants() {
     let crc = crc32fast::hash(&b[r]);
     let b = edit_description(&b, |d| d["tensors"][0]["crc32"] = serde_json::json!(crc));
     let e = file_err(CompressedModel::from_bytes(&b));
-    assert!(matches!(e, FileError::Invalid { ref source, .. } if matches!(**source, SquishError::NonFinite { .. })), "{e}");
+    assert!(
+        matches!(e, FileError::Invalid { ref source, .. } if matches!(**source, SquishError::NonFinite { .. })),
+        "{e}"
+    );
 }
 
 #[test]

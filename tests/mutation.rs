@@ -50,20 +50,22 @@ fn mutate(rng: &mut StdRng, src: &[u8]) -> Vec<u8> {
             }
             // Replace a digit in the header by another: sizes and counts that lie.
             2 => {
-                let digits: Vec<usize> =
-                    (8..header_end.min(b.len())).filter(|&i| b[i].is_ascii_digit()).collect();
+                let digits: Vec<usize> = (8..header_end.min(b.len()))
+                    .filter(|&i| b[i].is_ascii_digit())
+                    .collect();
                 if let Some(&i) = digits.get(rng.random_range(0..digits.len().max(1))) {
                     b[i] = b'0' + rng.random_range(0..10);
                 }
             }
             // Make a number in the header much longer (huge declared shapes).
             3 => {
-                let digits: Vec<usize> =
-                    (8..header_end.min(b.len())).filter(|&i| b[i].is_ascii_digit()).collect();
+                let digits: Vec<usize> = (8..header_end.min(b.len()))
+                    .filter(|&i| b[i].is_ascii_digit())
+                    .collect();
                 if let Some(&i) = digits.get(rng.random_range(0..digits.len().max(1))) {
                     let extra = vec![b'9'; rng.random_range(1..12)];
                     b.splice(i..i, extra);
-                    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) + 0;
+                    let n = u64::from_le_bytes(b[..8].try_into().unwrap());
                     let grown = b.len() - src.len();
                     b[..8].copy_from_slice(&(n + grown as u64).to_le_bytes());
                 }
@@ -134,7 +136,8 @@ fn mutated_real_model_container() {
     ))
     .unwrap();
     let recipe = squish::recipe::Recipe::from_toml(include_str!("data/silero_vad.toml")).unwrap();
-    let c = squish::recipe::compress_model(&model, &recipe, &squish::parallel::Sequential, &|_| {}).unwrap();
+    let c = squish::recipe::compress_model(&model, &recipe, &squish::parallel::Sequential, &|_| {})
+        .unwrap();
     let bytes = c.model.to_bytes().unwrap();
     run(&bytes, 11, 300);
 }

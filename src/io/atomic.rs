@@ -31,9 +31,12 @@ impl View for &OwnedView {
     }
 }
 
+/// A tensor with its name in the file.
+pub(crate) type Named = (String, OwnedView);
+
 /// Serializes `tensors` to bytes (for tests, fuzzing and in-memory use).
 pub(crate) fn to_bytes(
-    tensors: &[(String, OwnedView)],
+    tensors: &[Named],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>, FileError> {
     Ok(safetensors::serialize(
@@ -49,15 +52,13 @@ pub(crate) fn to_bytes(
 /// the rename itself survives a crash.
 pub(crate) fn write(
     path: &Path,
-    tensors: &[(String, OwnedView)],
+    tensors: &[Named],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<(), FileError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".squish-").suffix(".tmp");
     // Keep the permissions of the file we replace; a new file gets rw-r--r--
     // (temporary files default to owner-only).
     #[cfg(unix)]
@@ -65,9 +66,9 @@ pub(crate) fn write(
         Ok(m) => m.permissions(),
         Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
     };
-    #[cfg(unix)]
-    builder.permissions(perms);
-    let tmp = builder
+    let tmp = tempfile::Builder::new()
+        .prefix(".squish-")
+        .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| FileError::io("create a temporary file in", dir, e))?;
     // safetensors streams the tensors to the temporary path (it swaps in its
@@ -78,6 +79,10 @@ pub(crate) fn write(
         metadata,
         tmp.path(),
     )?;
+    // safetensors swapped in its own owner-only temporary file.
+    #[cfg(unix)]
+    std::fs::set_permissions(tmp.path(), perms)
+        .map_err(|e| FileError::io("set permissions of", tmp.path(), e))?;
     File::open(tmp.path())
         .and_then(|f| f.sync_all())
         .map_err(|e| FileError::io("sync", tmp.path(), e))?;

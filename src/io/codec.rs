@@ -3,7 +3,7 @@
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::atomic::OwnedView;
+use super::atomic::{Named, OwnedView};
 use super::description::{GranularityDesc, MatrixDesc, QuantDesc, StructureDesc, ValuesDesc};
 use super::FileError;
 use crate::matrix::{
@@ -14,7 +14,7 @@ use crate::matrix::{
 /// Largest logical dimension a container may declare (CSR and kept-row ids are u32).
 pub(crate) const MAX_DIM: usize = u32::MAX as usize;
 
-fn push(out: &mut Vec<(String, OwnedView)>, name: String, dtype: Dtype, bytes: Vec<u8>) {
+fn push(out: &mut Vec<Named>, name: String, dtype: Dtype, bytes: Vec<u8>) {
     let elems = bytes.len() * 8 / dtype.bitsize();
     out.push((
         name,
@@ -49,8 +49,13 @@ fn quant_desc(p: &QuantParams) -> QuantDesc {
     }
 }
 
-fn push_quant(out: &mut Vec<(String, OwnedView)>, prefix: &str, p: &QuantParams) {
-    push(out, format!("{prefix}scales"), Dtype::F32, f32_bytes(p.scales()));
+fn push_quant(out: &mut Vec<Named>, prefix: &str, p: &QuantParams) {
+    push(
+        out,
+        format!("{prefix}scales"),
+        Dtype::F32,
+        f32_bytes(p.scales()),
+    );
     if let Some(z) = p.zero_points() {
         push(out, format!("{prefix}zero_points"), Dtype::I8, i8_bytes(z));
     }
@@ -59,15 +64,16 @@ fn push_quant(out: &mut Vec<(String, OwnedView)>, prefix: &str, p: &QuantParams)
 /// Appends the components of `m` (names start with `prefix`) and returns
 /// its description. The order here is the checksum order: structure
 /// components, then value components; factor `a` before factor `b`.
-pub(crate) fn encode(
-    m: &CompressedMatrix,
-    prefix: &str,
-    out: &mut Vec<(String, OwnedView)>,
-) -> MatrixDesc {
+pub(crate) fn encode(m: &CompressedMatrix, prefix: &str, out: &mut Vec<Named>) -> MatrixDesc {
     let structure = match m.structure() {
         Structure::Dense => StructureDesc::Dense,
         Structure::Csr(c) => {
-            push(out, format!("{prefix}row_ptr"), Dtype::U32, u32_bytes(c.row_ptr()));
+            push(
+                out,
+                format!("{prefix}row_ptr"),
+                Dtype::U32,
+                u32_bytes(c.row_ptr()),
+            );
             let index_bits = match c.col_idx() {
                 ColIndices::U16(v) => {
                     let b = v.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -91,7 +97,12 @@ pub(crate) fn encode(
             StructureDesc::NM { n: s.n(), m: s.m() }
         }
         Structure::KeptRows(k) => {
-            push(out, format!("{prefix}kept_rows"), Dtype::U32, u32_bytes(k.rows()));
+            push(
+                out,
+                format!("{prefix}kept_rows"),
+                Dtype::U32,
+                u32_bytes(k.rows()),
+            );
             StructureDesc::KeptRows
         }
         Structure::LowRank(lr) => StructureDesc::LowRank {
@@ -122,12 +133,22 @@ pub(crate) fn encode(
             }
             Values::Binary(x) => {
                 push(out, name, Dtype::U8, x.signs().bytes().to_vec());
-                push(out, format!("{prefix}scales"), Dtype::F32, f32_bytes(x.scales()));
+                push(
+                    out,
+                    format!("{prefix}scales"),
+                    Dtype::F32,
+                    f32_bytes(x.scales()),
+                );
                 ValuesDesc::Binary
             }
             Values::Ternary(x) => {
                 push(out, name, Dtype::U8, x.codes().bytes().to_vec());
-                push(out, format!("{prefix}scales"), Dtype::F32, f32_bytes(x.scales()));
+                push(
+                    out,
+                    format!("{prefix}scales"),
+                    Dtype::F32,
+                    f32_bytes(x.scales()),
+                );
                 ValuesDesc::Ternary
             }
             Values::Codebook(x) => {
@@ -321,7 +342,11 @@ impl Source<'_> {
     /// Rebuilds the matrix `desc` describes from components named `prefix…`.
     /// Every count is checked against the bytes present before anything of
     /// that size is allocated.
-    pub(crate) fn decode(&self, desc: &MatrixDesc, prefix: &str) -> Result<CompressedMatrix, FileError> {
+    pub(crate) fn decode(
+        &self,
+        desc: &MatrixDesc,
+        prefix: &str,
+    ) -> Result<CompressedMatrix, FileError> {
         let (rows, cols) = (desc.rows, desc.cols);
         if rows == 0 || cols == 0 {
             return Err(self.invalid(crate::SquishError::Empty {
@@ -374,7 +399,7 @@ impl Source<'_> {
             }
             StructureDesc::NM { n, m } => {
                 let (n, m) = (*n, *m);
-                if n == 0 || n >= m || m > 1 << 16 || cols % m != 0 {
+                if n == 0 || n >= m || m > 1 << 16 || !cols.is_multiple_of(m) {
                     return Err(self.invalid(crate::SquishError::invalid(
                         "n:m",
                         format!("{n}:{m}"),

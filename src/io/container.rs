@@ -6,11 +6,9 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::atomic::{self, OwnedView};
+use super::atomic::{self, Named, OwnedView};
 use super::codec::{self, Source};
-use super::description::{
-    ContainerDesc, EntryDesc, DESCRIPTION_KEY, FORMAT_VERSION, VERSION_KEY,
-};
+use super::description::{ContainerDesc, EntryDesc, DESCRIPTION_KEY, FORMAT_VERSION, VERSION_KEY};
 use super::model::open;
 use super::tensor::{is_float, shape_string};
 use super::{FileError, Model, Tensor};
@@ -55,7 +53,11 @@ impl CompressedTensor {
         if shape.len() < 2 || shape[0] != matrix.rows() || rest != Some(matrix.cols()) {
             return Err(SquishError::shape(
                 "compressed tensor",
-                format!("a shape that flattens to {}×{}", matrix.rows(), matrix.cols()),
+                format!(
+                    "a shape that flattens to {}×{}",
+                    matrix.rows(),
+                    matrix.cols()
+                ),
                 shape_string(&shape),
             ));
         }
@@ -97,8 +99,8 @@ impl CompressedTensor {
 /// One tensor of a compressed model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
-    /// A compressed weight matrix.
-    Compressed(CompressedTensor),
+    /// A compressed weight matrix (boxed: it is much larger than a plain tensor).
+    Compressed(Box<CompressedTensor>),
     /// A tensor kept as it was (biases, norms, integer buffers, skipped layers).
     Plain(Tensor),
 }
@@ -171,10 +173,14 @@ impl CompressedModel {
     }
 
     /// Adds a compressed matrix.
-    pub fn insert_compressed(&mut self, name: impl Into<String>, t: CompressedTensor) -> Result<()> {
+    pub fn insert_compressed(
+        &mut self,
+        name: impl Into<String>,
+        t: CompressedTensor,
+    ) -> Result<()> {
         let name = name.into();
         self.check_new_name(&name)?;
-        self.entries.push((name, Entry::Compressed(t)));
+        self.entries.push((name, Entry::Compressed(Box::new(t))));
         Ok(())
     }
 
@@ -220,8 +226,8 @@ impl CompressedModel {
         m
     }
 
-    fn views(&self) -> Result<(Vec<(String, OwnedView)>, HashMap<String, String>)> {
-        let mut views: Vec<(String, OwnedView)> = Vec::new();
+    fn views(&self) -> Result<(Vec<Named>, HashMap<String, String>)> {
+        let mut views: Vec<Named> = Vec::new();
         let mut desc = ContainerDesc {
             tensors: Vec::with_capacity(self.entries.len()),
         };
@@ -309,11 +315,9 @@ impl CompressedModel {
                 supported: FORMAT_VERSION,
             });
         }
-        let json = kv
-            .get(DESCRIPTION_KEY)
-            .ok_or(FileError::NotAContainer {
-                key: DESCRIPTION_KEY,
-            })?;
+        let json = kv.get(DESCRIPTION_KEY).ok_or(FileError::NotAContainer {
+            key: DESCRIPTION_KEY,
+        })?;
         let desc: ContainerDesc =
             serde_json::from_str(json).map_err(|e| FileError::description(e.to_string()))?;
 
@@ -382,7 +386,7 @@ impl CompressedModel {
                         tensor: e.name.clone(),
                         source: Box::new(err),
                     })?;
-                    Entry::Compressed(t)
+                    Entry::Compressed(Box::new(t))
                 }
                 None => Entry::Plain(Tensor::from_view(&st.tensor(&e.name)?)),
             };

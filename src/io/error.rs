@@ -127,11 +127,7 @@ impl FileError {
         }
     }
 
-    pub(crate) fn component(
-        tensor: &str,
-        component: &str,
-        detail: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn component(tensor: &str, component: &str, detail: impl Into<String>) -> Self {
         FileError::BadComponent {
             tensor: tensor.to_string(),
             component: component.to_string(),

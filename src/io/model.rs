@@ -6,7 +6,7 @@ use std::path::Path;
 
 use safetensors::SafeTensors;
 
-use super::atomic::{self, OwnedView};
+use super::atomic::{self, Named, OwnedView};
 use super::{FileError, Tensor};
 use crate::error::Result;
 
@@ -133,7 +133,7 @@ impl Model {
         self.metadata.insert(key.into(), value.into());
     }
 
-    fn views(&self) -> (Vec<(String, OwnedView)>, Option<HashMap<String, String>>) {
+    fn views(&self) -> (Vec<Named>, Option<HashMap<String, String>>) {
         let views = self
             .tensors
             .iter()

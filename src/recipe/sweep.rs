@@ -50,7 +50,10 @@ pub fn families() -> Vec<Family> {
             name: "integer (per row / per group)",
             settings: vec![
                 ("int4 per-row".into(), vec![MethodSpec::Int4(int(None))]),
-                ("int4 group-32".into(), vec![MethodSpec::Int4(int(Some(32)))]),
+                (
+                    "int4 group-32".into(),
+                    vec![MethodSpec::Int4(int(Some(32)))],
+                ),
                 ("int8 per-row".into(), vec![MethodSpec::Int8(int(None))]),
             ],
         },

@@ -28,7 +28,9 @@ fn codebook(v: &Values, k: usize, scope: CodebookScope) -> squish::Result<Values
     for b in 0..books {
         let hi = match scope {
             CodebookScope::PerTensor => data.iter().fold(0.1f32, |a, x| a.max(x.abs())),
-            CodebookScope::PerRow => data[layout.range(b)].iter().fold(0.1f32, |a, x| a.max(x.abs())),
+            CodebookScope::PerRow => data[layout.range(b)]
+                .iter()
+                .fold(0.1f32, |a, x| a.max(x.abs())),
         };
         centroids.extend((0..k).map(|i| -hi + 2.0 * hi * i as f32 / (k - 1) as f32));
     }
@@ -45,29 +47,50 @@ fn codebook(v: &Values, k: usize, scope: CodebookScope) -> squish::Result<Values
             idx.push(best as u16);
         }
     }
-    Values::codebook(layout, k, scope, centroids, PackedBits::pack(index_bits(k), &idx)?)
+    Values::codebook(
+        layout,
+        k,
+        scope,
+        centroids,
+        PackedBits::pack(index_bits(k), &idx)?,
+    )
 }
 
 /// Every encoding applied to `m` (which holds f32 values).
 pub fn encodings(m: &CompressedMatrix) -> Vec<(String, CompressedMatrix)> {
-    let q = |b, f: fn(squish::quantization::IntQuantizerParams) -> squish::quantization::IntQuantizerParams| {
-        f(IntQuantizer::params(b)).check().unwrap().quantize(m).unwrap()
+    let q = |b,
+             f: fn(
+        squish::quantization::IntQuantizerParams,
+    ) -> squish::quantization::IntQuantizerParams| {
+        f(IntQuantizer::params(b))
+            .check()
+            .unwrap()
+            .quantize(m)
+            .unwrap()
     };
     vec![
         ("f32".into(), m.clone()),
         ("int8 per-row".into(), q(8, |p| p.per_row())),
-        ("int8 group-5 asym".into(), q(8, |p| p.per_group(5).symmetric(false))),
+        (
+            "int8 group-5 asym".into(),
+            q(8, |p| p.per_group(5).symmetric(false)),
+        ),
         ("int4 per-tensor".into(), q(4, |p| p.per_tensor())),
-        ("int4 group-3 asym".into(), q(4, |p| p.per_group(3).symmetric(false))),
+        (
+            "int4 group-3 asym".into(),
+            q(4, |p| p.per_group(3).symmetric(false)),
+        ),
         ("binary".into(), Binary.quantize(m).unwrap()),
         ("ternary".into(), Ternary.quantize(m).unwrap()),
         (
             "codebook k=5 per-tensor".into(),
-            m.map_values(&|v| codebook(v, 5, CodebookScope::PerTensor)).unwrap(),
+            m.map_values(&|v| codebook(v, 5, CodebookScope::PerTensor))
+                .unwrap(),
         ),
         (
             "codebook k=4 per-row".into(),
-            m.map_values(&|v| codebook(v, 4, CodebookScope::PerRow)).unwrap(),
+            m.map_values(&|v| codebook(v, 4, CodebookScope::PerRow))
+                .unwrap(),
         ),
     ]
 }
@@ -90,7 +113,14 @@ pub fn nm_2_4(w: &Array2<f32>) -> CompressedMatrix {
         }
     }
     let s = NM::new(rows, cols, 2, 4, PackedBits::pack(2, &pos).unwrap()).unwrap();
-    let v = Values::f32(RowLayout::Uniform { rows, len: cols / 2 }, vals).unwrap();
+    let v = Values::f32(
+        RowLayout::Uniform {
+            rows,
+            len: cols / 2,
+        },
+        vals,
+    )
+    .unwrap();
     CompressedMatrix::from_parts(rows, cols, Structure::NM(s), v).unwrap()
 }
 
@@ -102,15 +132,32 @@ pub fn structures() -> Vec<(String, CompressedMatrix)> {
     let wide_keep = wide.mapv(|x| x.abs() > 0.999);
     let a = CompressedMatrix::from_dense(random(12, 3, 3).view()).unwrap();
     let b_dense = random(3, 20, 4);
-    let b = CompressedMatrix::csr_from_mask(b_dense.view(), b_dense.mapv(|x| x > 0.0).view()).unwrap();
+    let b =
+        CompressedMatrix::csr_from_mask(b_dense.view(), b_dense.mapv(|x| x > 0.0).view()).unwrap();
     let b = Ternary.quantize(&b).unwrap();
-    let a = IntQuantizer::params(8).check().unwrap().quantize(&a).unwrap();
+    let a = IntQuantizer::params(8)
+        .check()
+        .unwrap()
+        .quantize(&a)
+        .unwrap();
     vec![
-        ("dense".into(), CompressedMatrix::from_dense(w.view()).unwrap()),
-        ("csr u16".into(), CompressedMatrix::csr_from_mask(w.view(), keep.view()).unwrap()),
-        ("csr u32".into(), CompressedMatrix::csr_from_mask(wide.view(), wide_keep.view()).unwrap()),
+        (
+            "dense".into(),
+            CompressedMatrix::from_dense(w.view()).unwrap(),
+        ),
+        (
+            "csr u16".into(),
+            CompressedMatrix::csr_from_mask(w.view(), keep.view()).unwrap(),
+        ),
+        (
+            "csr u32".into(),
+            CompressedMatrix::csr_from_mask(wide.view(), wide_keep.view()).unwrap(),
+        ),
         ("n:m 2:4".into(), nm_2_4(&w)),
-        ("kept rows".into(), CompressedMatrix::kept_rows(w.view(), vec![0, 3, 4, 11]).unwrap()),
+        (
+            "kept rows".into(),
+            CompressedMatrix::kept_rows(w.view(), vec![0, 3, 4, 11]).unwrap(),
+        ),
         (
             "low rank [int8 dense, ternary csr]".into(),
             CompressedMatrix::low_rank(a, b).unwrap(),
@@ -139,7 +186,9 @@ pub fn container() -> CompressedModel {
     for (i, (label, m)) in all_matrices().into_iter().enumerate() {
         let shape = vec![m.rows(), m.cols()];
         let t = CompressedTensor::new(m, Dtype::F32, shape, label).unwrap();
-        model.insert_compressed(format!("layer{i}.weight"), t).unwrap();
+        model
+            .insert_compressed(format!("layer{i}.weight"), t)
+            .unwrap();
     }
     let bias = squish::io::Tensor::float(Dtype::F32, vec![3], vec![1.0, 2.0, 3.0]).unwrap();
     model.insert_plain("bias", bias).unwrap();
@@ -165,7 +214,10 @@ pub fn join(header: &Value, data: &[u8]) -> Vec<u8> {
 /// Rewrites the container description with `f`.
 pub fn edit_description(bytes: &[u8], f: impl FnOnce(&mut Value)) -> Vec<u8> {
     let (mut header, data) = split(bytes);
-    let meta = header["__metadata__"]["squish.description"].as_str().unwrap().to_string();
+    let meta = header["__metadata__"]["squish.description"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut desc: Value = serde_json::from_str(&meta).unwrap();
     f(&mut desc);
     header["__metadata__"]["squish.description"] = Value::String(desc.to_string());
@@ -177,6 +229,9 @@ pub fn tensor_range(bytes: &[u8], name: &str) -> std::ops::Range<usize> {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let (header, _) = split(bytes);
     let off = &header[name]["data_offsets"];
-    let (a, b) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+    let (a, b) = (
+        off[0].as_u64().unwrap() as usize,
+        off[1].as_u64().unwrap() as usize,
+    );
     8 + n + a..8 + n + b
 }

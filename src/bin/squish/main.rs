@@ -156,7 +156,12 @@ fn inspect(file: &Path) -> Result<()> {
     }
 }
 
-fn run_sweep(model: &Path, layer: &str, plot_path: &Path, exec: &dyn ParallelExecutor) -> Result<()> {
+fn run_sweep(
+    model: &Path,
+    layer: &str,
+    plot_path: &Path,
+    exec: &dyn ParallelExecutor,
+) -> Result<()> {
     let m = Model::load(model)?;
     let glob = globset::Glob::new(layer)
         .map_err(|e| SquishError::invalid("--layer", layer, e.kind().to_string()))?

@@ -27,11 +27,17 @@ pub fn rate_distortion(path: &Path, points: &[SweepPoint]) -> Result<()> {
         let root = SVGBackend::with_string(&mut svg, (800, 520)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let max_bits = points.iter().map(|p| p.bits_per_weight).fold(1.0, f64::max) * 1.05;
-        let finite = points.iter().map(|p| p.rel_error).filter(|&e| e > 0.0 && e.is_finite());
+        let finite = points
+            .iter()
+            .map(|p| p.rel_error)
+            .filter(|&e| e > 0.0 && e.is_finite());
         let lo = finite.clone().fold(1.0, f64::min) / 2.0;
         let hi = finite.fold(lo * 4.0, f64::max) * 2.0;
         let mut chart = ChartBuilder::on(&root)
-            .caption("rate-distortion: relative error vs bits per weight", ("sans-serif", 20))
+            .caption(
+                "rate-distortion: relative error vs bits per weight",
+                ("sans-serif", 20),
+            )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)

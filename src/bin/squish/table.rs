@@ -26,8 +26,20 @@ fn db(x: f64) -> String {
 
 /// The per-layer table `squish compress` prints, with a total.
 pub fn layers(c: &Compressed, original: &Model) -> String {
-    let w = c.layers.iter().map(|l| l.name.len()).max().unwrap_or(5).max(5);
-    let m = c.layers.iter().map(|l| l.method.chars().count()).max().unwrap_or(6).max(6);
+    let w = c
+        .layers
+        .iter()
+        .map(|l| l.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let m = c
+        .layers
+        .iter()
+        .map(|l| l.method.chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -60,7 +72,11 @@ pub fn layers(c: &Compressed, original: &Model) -> String {
         human(after),
         before as f64 / after.max(1) as f64,
         rel,
-        db(if rel > 0.0 { -20.0 * rel.log10() } else { f64::INFINITY })
+        db(if rel > 0.0 {
+            -20.0 * rel.log10()
+        } else {
+            f64::INFINITY
+        })
     );
     s
 }
@@ -157,7 +173,11 @@ pub fn container(m: &CompressedModel) -> String {
 pub fn model(m: &Model) -> String {
     let w = m.iter().map(|(n, _)| n.len()).max().unwrap_or(6).max(6);
     let mut s = format!("plain safetensors model, {} tensors\n", m.len());
-    let _ = writeln!(s, "{:<w$}  {:<5}  {:<14}  {:>10}  matrix", "tensor", "dtype", "shape", "bytes");
+    let _ = writeln!(
+        s,
+        "{:<w$}  {:<5}  {:<14}  {:>10}  matrix",
+        "tensor", "dtype", "shape", "bytes"
+    );
     for (name, t) in m.iter() {
         let _ = writeln!(
             s,
