@@ -86,6 +86,12 @@ pub enum SquishError {
     /// A parallel run failed (a task panicked).
     #[error(transparent)]
     Parallel(#[from] crate::parallel::ParallelError),
+    /// Reading or writing a model file failed.
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
+    /// A recipe is malformed or does not fit the model.
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeError),
 }
 
 impl SquishError {
