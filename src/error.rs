@@ -86,6 +86,9 @@ pub enum SquishError {
     /// A parallel run failed (a task panicked).
     #[error(transparent)]
     Parallel(#[from] crate::parallel::ParallelError),
+    /// An error of the low-rank family (rank selection, SVD backends).
+    #[error(transparent)]
+    LowRank(#[from] crate::compression::lowrank::LowRankError),
 }
 
 impl SquishError {
