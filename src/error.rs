@@ -92,6 +92,9 @@ pub enum SquishError {
     /// A recipe is malformed or does not fit the model.
     #[error(transparent)]
     Recipe(#[from] crate::recipe::RecipeError),
+    /// An error of the low-rank family (rank selection, SVD backends).
+    #[error(transparent)]
+    LowRank(#[from] crate::compression::lowrank::LowRankError),
 }
 
 impl SquishError {

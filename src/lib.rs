@@ -46,6 +46,7 @@ pub use error::{Result, SquishError};
 
 /// The names most programs need.
 pub mod prelude {
+    pub use crate::compression::lowrank::{LowRank, RandomizedSvd, RankSelection, SvdBackend};
     pub use crate::compression::sharing::KMeans;
     pub use crate::distillation::Distiller;
     pub use crate::error::{Result, SquishError};

@@ -35,6 +35,9 @@ pub fn matmul(
                 None => super::reference::matmul(m, x, exec),
             }
         }
+        (Structure::LowRank(lr), _) if crate::compression::lowrank::kernel::supports(lr) => {
+            crate::compression::lowrank::kernel::matmul(lr, x, exec)
+        }
         (Structure::LowRank(lr), _) => {
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)
