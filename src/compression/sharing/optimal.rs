@@ -5,11 +5,15 @@
 //! contiguous runs, so the best SSE of the first `i` distinct values in `q`
 //! clusters is `D[q][i] = min_j D[q−1][j] + cost(j, i)`, where `cost(j, i)` is
 //! the SSE of values `j..i` about their mean (O(1) from prefix sums). The cost
-//! is a Monge array, so the best split `j` never decreases with `i`; each
-//! layer is solved by divide and conquer over `i` with the split range
-//! narrowed on both sides: O(m log m) per layer for `m` distinct values,
-//! O(k·m log m) in all. The scan also stops as soon as `D[q−1][j]` alone
-//! exceeds the best value found (exact: `D` does not decrease in `j`).
+//! is a Monge array, so the best split `j` never decreases with `i` and each
+//! layer's matrix `prev[j] + cost(j, i)` is totally monotone. The default
+//! layer ([`DpLayer::Smawk`]) finds all its row minima with SMAWK (Aggarwal,
+//! Klawe, Moran, Shor & Wilber 1987) in O(m) cost evaluations for `m`
+//! distinct values, O(k·m) in all. The alternative
+//! ([`DpLayer::DivideAndConquer`]) recurses over `i` with the split range
+//! narrowed on both sides, O(m log m) per layer, with a vectorized scan that
+//! stops as soon as `D[q−1][j]` alone exceeds the best value found (exact: `D`
+//! does not decrease in `j`). Both return the leftmost best split.
 //!
 //! **What is exact.** The DP runs over the distinct values with their total
 //! weights, which is lossless: equal values always share a cluster in some
@@ -120,13 +124,37 @@ impl Prefix {
     }
 }
 
+/// How each DP layer finds its row minima.
+///
+/// Both are exact (up to f64 rounding) and return the same leftmost best
+/// split; [`Smawk`](Self::Smawk) is the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DpLayer {
+    /// The SMAWK algorithm (Aggarwal et al. 1987): O(m) cost evaluations per
+    /// layer, O(k·m) in all.
+    #[default]
+    Smawk,
+    /// Divide and conquer on the monotone split with a vectorized, early-stopping
+    /// scan: O(m log m) per layer.
+    DivideAndConquer,
+}
+
 /// One DP layer: `cur[i] = min_{j < i} prev[j] + cost(j, i)` for `i ∈ lo..=m`,
-/// splits restricted to `j ≥ lo − 1`; records the leftmost best `j` in `arg`.
-fn layer(c: &Prefix, prev: &[f64], cur: &mut [f64], mut arg: Option<&mut [u32]>, lo: usize) {
-    let m = c.len();
+/// splits restricted to `j ≥ lo − 1`; records the leftmost best `j` in `arg`
+/// (`arg[..lo]` is left alone).
+fn layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lo: usize, how: DpLayer) {
     for v in cur[..lo].iter_mut() {
         *v = f64::INFINITY;
     }
+    match how {
+        DpLayer::Smawk => smawk_layer(c, prev, cur, arg, lo),
+        DpLayer::DivideAndConquer => dc_layer(c, prev, cur, arg, lo),
+    }
+}
+
+/// Divide and conquer over `i` with the split range narrowed on both sides.
+fn dc_layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lo: usize) {
+    let m = c.len();
     // Explicit stack of (ilo, ihi, jlo, jhi), inclusive.
     let mut stack = vec![(lo, m, lo - 1, m - 1)];
     while let Some((ilo, ihi, jlo, jhi)) = stack.pop() {
@@ -136,9 +164,7 @@ fn layer(c: &Prefix, prev: &[f64], cur: &mut [f64], mut arg: Option<&mut [u32]>,
         let mid = (ilo + ihi) / 2;
         let (best, bj) = c.scan(prev, mid, jlo, jhi.min(mid - 1));
         cur[mid] = best;
-        if let Some(a) = arg.as_deref_mut() {
-            a[mid] = bj as u32;
-        }
+        arg[mid] = bj as u32;
         if mid > ilo {
             stack.push((ilo, mid - 1, jlo, bj));
         }
@@ -146,14 +172,114 @@ fn layer(c: &Prefix, prev: &[f64], cur: &mut [f64], mut arg: Option<&mut [u32]>,
     }
 }
 
+/// The matrix SMAWK searches: rows `i`, columns `j` (split points), entry
+/// `prev[j] + cost(j, i)`, and +∞ where `j ≥ i`.
+///
+/// Why SMAWK applies: for `j < i` the cost is a Monge array (the 1-D
+/// squared-error cost satisfies the quadrangle inequality), and adding
+/// `prev[j]` keeps it Monge. The +∞ entries fill the upper right (`j ≥ i`, a
+/// staircase that moves right as `i` grows), which keeps the matrix totally
+/// monotone: whenever `M[i][j] > M[i][j']` for `j < j'`, the entry `M[i][j']`
+/// is finite, so all four entries of the 2×2 minor are finite and Monge.
+struct Rows<'a> {
+    c: &'a Prefix,
+    prev: &'a [f64],
+    /// Row `r` of the current subproblem is `i = row0 + r·step`.
+    row0: usize,
+    step: usize,
+}
+
+impl Rows<'_> {
+    #[inline(always)]
+    fn i(&self, r: usize) -> usize {
+        self.row0 + r * self.step
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f64 {
+        if j >= i {
+            return f64::INFINITY;
+        }
+        self.prev[j] + self.c.cost(j, i)
+    }
+}
+
+/// SMAWK over rows `lo..=m` and columns `lo − 1..m`: leftmost row minima.
+fn smawk_layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lo: usize) {
+    let m = c.len();
+    let rows = Rows {
+        c,
+        prev,
+        row0: lo,
+        step: 1,
+    };
+    let cols: Vec<u32> = (lo as u32 - 1..m as u32).collect();
+    smawk(&rows, m + 1 - lo, &cols, arg);
+    for i in lo..=m {
+        cur[i] = rows.at(i, arg[i] as usize);
+    }
+}
+
+/// Leftmost minima of `nrows` rows of `a` over the increasing columns `cols`,
+/// written to `arg[i]` for each row `i`.
+fn smawk(a: &Rows, nrows: usize, cols: &[u32], arg: &mut [u32]) {
+    if nrows == 0 {
+        return;
+    }
+    // REDUCE: keep at most `nrows` columns that can still hold a leftmost
+    // minimum. Column `s[t]` is dead for rows `< t`.
+    let mut s: Vec<u32> = Vec::with_capacity(nrows.min(cols.len()));
+    for &j in cols {
+        while let Some(&top) = s.last() {
+            let i = a.i(s.len() - 1);
+            if a.at(i, top as usize) <= a.at(i, j as usize) {
+                break;
+            }
+            s.pop();
+        }
+        if s.len() < nrows {
+            s.push(j);
+        }
+    }
+    // The odd rows, recursively.
+    let odd = Rows {
+        c: a.c,
+        prev: a.prev,
+        row0: a.row0 + a.step,
+        step: a.step * 2,
+    };
+    smawk(&odd, nrows / 2, &s, arg);
+    // The even rows lie between their odd neighbours' minima.
+    let mut t = 0;
+    for r in (0..nrows).step_by(2) {
+        let i = a.i(r);
+        let stop = if r + 1 < nrows {
+            arg[a.i(r + 1)]
+        } else {
+            *s.last().expect("at least one column")
+        };
+        let mut bj = s[t];
+        let mut best = a.at(i, bj as usize);
+        while s[t] < stop {
+            t += 1;
+            let v = a.at(i, s[t] as usize);
+            if v < best {
+                best = v;
+                bj = s[t];
+            }
+        }
+        arg[i] = bj;
+    }
+}
 /// `D[q][i]` for `i ∈ 0..=m` after `q` layers (∞ where `i < q`), keeping only two rows.
-fn last_layer(c: &Prefix, q: usize) -> Vec<f64> {
+fn last_layer(c: &Prefix, q: usize, how: DpLayer) -> Vec<f64> {
     let m = c.len();
     let mut prev: Vec<f64> = (0..=m).map(|i| c.cost(0, i)).collect();
     prev[0] = 0.0;
     let mut cur = vec![0.0; m + 1];
+    let mut arg = vec![0u32; m + 1];
     for l in 2..=q {
-        layer(c, &prev, &mut cur, None, l);
+        layer(c, &prev, &mut cur, &mut arg, l, how);
         std::mem::swap(&mut prev, &mut cur);
     }
     prev
@@ -161,16 +287,30 @@ fn last_layer(c: &Prefix, q: usize) -> Vec<f64> {
 
 /// The optimal partition of `hist` into `k` clusters (`2 ≤ k ≤ hist.len()`,
 /// checked by the caller), using at most about `memory` bytes for backtracking
-/// before switching to Hirschberg's scheme.
+/// before switching to Hirschberg's scheme. Layers are solved by SMAWK.
 pub fn optimal(hist: &Histogram, k: usize, memory: usize) -> Clustering {
+    optimal_with(hist, k, memory, DpLayer::Smawk)
+}
+
+/// [`optimal()`] with a chosen layer algorithm (both give the optimum; the
+/// divide-and-conquer layer is kept as an independent check).
+pub fn optimal_with(hist: &Histogram, k: usize, memory: usize, how: DpLayer) -> Clustering {
     let mut bounds = vec![0];
-    solve(hist, 0, hist.len(), k, memory, &mut bounds);
+    solve(hist, 0, hist.len(), k, memory, how, &mut bounds);
     bounds.push(hist.len());
     Clustering::from_bounds(hist, bounds)
 }
 
 /// Appends the inner cluster starts of the best `q`-partition of `a..b` to `out`.
-fn solve(h: &Histogram, a: usize, b: usize, q: usize, memory: usize, out: &mut Vec<usize>) {
+fn solve(
+    h: &Histogram,
+    a: usize,
+    b: usize,
+    q: usize,
+    memory: usize,
+    how: DpLayer,
+    out: &mut Vec<usize>,
+) {
     let m = b - a;
     if q <= 1 {
         return;
@@ -192,7 +332,7 @@ fn solve(h: &Histogram, a: usize, b: usize, q: usize, memory: usize, out: &mut V
                 // Only i = m is needed in the last layer.
                 row[m] = fwd.scan(&prev, m, l - 1, m - 1).1 as u32;
             } else {
-                layer(&fwd, &prev, &mut cur, Some(row), l);
+                layer(&fwd, &prev, &mut cur, row, l, how);
                 std::mem::swap(&mut prev, &mut cur);
             }
         }
@@ -208,8 +348,8 @@ fn solve(h: &Histogram, a: usize, b: usize, q: usize, memory: usize, out: &mut V
     // Hirschberg: best meeting point of a forward and a backward half.
     let left = q / 2;
     let right = q - left;
-    let f = last_layer(&fwd, left);
-    let g = last_layer(&Prefix::new(h, a, b, true), right);
+    let f = last_layer(&fwd, left, how);
+    let g = last_layer(&Prefix::new(h, a, b, true), right, how);
     let mut best = f64::INFINITY;
     let mut split = left;
     for s in left..=m - right {
@@ -219,7 +359,56 @@ fn solve(h: &Histogram, a: usize, b: usize, q: usize, memory: usize, out: &mut V
             split = s;
         }
     }
-    solve(h, a, a + split, left, memory, out);
+    solve(h, a, a + split, left, memory, how, out);
     out.push(a + split);
-    solve(h, a + split, b, right, memory, out);
+    solve(h, a + split, b, right, memory, how, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Row minima of one layer by scanning every split: the reference for both layers.
+    fn naive_layer(c: &Prefix, prev: &[f64], lo: usize) -> Vec<(f64, u32)> {
+        (lo..=c.len())
+            .map(|i| {
+                let mut best = (f64::INFINITY, 0u32);
+                for j in lo - 1..i {
+                    let v = prev[j] + c.cost(j, i);
+                    if v < best.0 {
+                        best = (v, j as u32);
+                    }
+                }
+                best
+            })
+            .collect()
+    }
+
+    #[test]
+    fn layers_match_naive_row_minima() {
+        // Distinct, irregular values (no ties), several layers deep.
+        let v: Vec<f32> = (0..300u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) % 10_007) as f32 / 97.0 - 40.0)
+            .collect();
+        let h = Histogram::new(&v).unwrap();
+        let c = Prefix::new(&h, 0, h.len(), false);
+        let m = c.len();
+        let mut prev: Vec<f64> = (0..=m).map(|i| c.cost(0, i)).collect();
+        prev[0] = 0.0;
+        for lo in 2..=6 {
+            let want = naive_layer(&c, &prev, lo);
+            let mut next = None;
+            for how in [DpLayer::Smawk, DpLayer::DivideAndConquer] {
+                let mut cur = vec![0.0; m + 1];
+                let mut arg = vec![0u32; m + 1];
+                layer(&c, &prev, &mut cur, &mut arg, lo, how);
+                for (i, &(d, j)) in (lo..=m).zip(&want) {
+                    assert_eq!(arg[i], j, "{how:?} layer {lo} row {i}");
+                    assert!((cur[i] - d).abs() <= 1e-12 * d.abs().max(1.0));
+                }
+                next = Some(cur);
+            }
+            prev = next.unwrap();
+        }
+    }
 }
