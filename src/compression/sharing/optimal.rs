@@ -84,16 +84,31 @@ impl Prefix {
         self.scan_portable(prev, i, lo, hi)
     }
 
-    /// Chunks of candidate splits: the costs are computed in a loop the
-    /// compiler vectorizes, the argmin scalar; a chunk starting at a `prev`
-    /// already at or above the best ends the scan (`prev` does not decrease
-    /// and costs are ≥ 0).
+    /// Chunks of candidate splits: the costs and a lane-wise minimum are
+    /// computed in loops the compiler vectorizes; only a chunk that improves
+    /// on the best is searched for its first minimum (keeping the leftmost
+    /// argmin). A chunk starting at a `prev` already at or above the best ends
+    /// the scan (`prev` does not decrease and costs are ≥ 0).
     #[inline(always)]
     fn scan_portable(&self, prev: &[f64], i: usize, lo: usize, hi: usize) -> (f64, usize) {
         const CHUNK: usize = 64;
+        const LANES: usize = 8;
         let (a0, a1, a2) = (self.p0[i], self.p1[i], self.p2[i]);
         let mut best = f64::INFINITY;
         let mut bj = lo;
+        if hi - lo < 8 {
+            // Most rows of a D&C layer have a handful of candidates: skip the chunk machinery.
+            for j in lo..=hi {
+                let w = a0 - self.p0[j];
+                let s = a1 - self.p1[j];
+                let v = prev[j] + ((a2 - self.p2[j]) - s * s / w);
+                if v < best {
+                    best = v;
+                    bj = j;
+                }
+            }
+            return (best, bj);
+        }
         let mut buf = [0.0f64; CHUNK];
         let mut j = lo;
         while j <= hi {
@@ -112,11 +127,20 @@ impl Prefix {
                 let s = a1 - q1[t];
                 buf[t] = pv[t] + ((a2 - q2[t]) - s * s / w);
             }
-            for (t, &v) in buf[..n].iter().enumerate() {
-                if v < best {
-                    best = v;
-                    bj = j + t;
+            let low = if n == CHUNK {
+                let mut lanes = [f64::INFINITY; LANES];
+                for c in buf.chunks_exact(LANES) {
+                    for (l, &v) in lanes.iter_mut().zip(c) {
+                        *l = if v < *l { v } else { *l };
+                    }
                 }
+                lanes.iter().fold(f64::INFINITY, |a, &v| if v < a { v } else { a })
+            } else {
+                buf[..n].iter().fold(f64::INFINITY, |a, &v| if v < a { v } else { a })
+            };
+            if low < best {
+                best = low;
+                bj = j + buf[..n].iter().position(|&v| v == low).unwrap_or(0);
             }
             j += n;
         }
@@ -142,18 +166,65 @@ pub enum DpLayer {
 /// One DP layer: `cur[i] = min_{j < i} prev[j] + cost(j, i)` for `i ∈ lo..=m`,
 /// splits restricted to `j ≥ lo − 1`; records the leftmost best `j` in `arg`
 /// (`arg[..lo]` is left alone).
-fn layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lo: usize, how: DpLayer) {
+fn layer(
+    c: &Prefix,
+    prev: &[f64],
+    cur: &mut [f64],
+    arg: &mut [u32],
+    lower: &[u32],
+    lo: usize,
+    how: DpLayer,
+) {
     for v in cur[..lo].iter_mut() {
         *v = f64::INFINITY;
     }
     match how {
         DpLayer::Smawk => smawk_layer(c, prev, cur, arg, lo),
-        DpLayer::DivideAndConquer => dc_layer(c, prev, cur, arg, lo),
+        DpLayer::DivideAndConquer => dc_layer(c, prev, cur, arg, lower, lo),
     }
 }
 
 /// Divide and conquer over `i` with the split range narrowed on both sides.
-fn dc_layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lo: usize) {
+///
+/// `lower` holds the previous layer's best splits (empty for the first
+/// layer): with one cluster fewer the last cluster starts no later
+/// (`opt[q−1][i] ≤ opt[q][i]`, Knuth's bound for Monge costs), which trims
+/// the left end of each scan.
+fn dc_layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lower: &[u32], lo: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was just detected.
+            return unsafe { dc_layer_avx512(c, prev, cur, arg, lower, lo) };
+        }
+    }
+    dc_layer_portable(c, prev, cur, arg, lower, lo)
+}
+
+/// The portable layer compiled with AVX-512 enabled: the scan's cost loop
+/// becomes 8-wide (one feature check per layer, not per row).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dc_layer_avx512(
+    c: &Prefix,
+    prev: &[f64],
+    cur: &mut [f64],
+    arg: &mut [u32],
+    lower: &[u32],
+    lo: usize,
+) {
+    dc_layer_portable(c, prev, cur, arg, lower, lo)
+}
+
+#[inline(always)]
+fn dc_layer_portable(
+    c: &Prefix,
+    prev: &[f64],
+    cur: &mut [f64],
+    arg: &mut [u32],
+    lower: &[u32],
+    lo: usize,
+) {
     let m = c.len();
     // Explicit stack of (ilo, ihi, jlo, jhi), inclusive.
     let mut stack = vec![(lo, m, lo - 1, m - 1)];
@@ -161,8 +232,18 @@ fn dc_layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lo: usiz
         if ilo > ihi {
             continue;
         }
+        if jlo == jhi {
+            // One candidate left for the whole block of rows (jlo < ilo here).
+            for i in ilo..=ihi {
+                cur[i] = prev[jlo] + c.cost(jlo, i);
+                arg[i] = jlo as u32;
+            }
+            continue;
+        }
         let mid = (ilo + ihi) / 2;
-        let (best, bj) = c.scan(prev, mid, jlo, jhi.min(mid - 1));
+        let hi = jhi.min(mid - 1);
+        let from = lower.get(mid).map_or(jlo, |&l| jlo.max(l as usize).min(hi));
+        let (best, bj) = c.scan_portable(prev, mid, from, hi);
         cur[mid] = best;
         arg[mid] = bj as u32;
         if mid > ilo {
@@ -182,11 +263,22 @@ fn dc_layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lo: usiz
 /// monotone: whenever `M[i][j] > M[i][j']` for `j < j'`, the entry `M[i][j']`
 /// is finite, so all four entries of the 2×2 minor are finite and Monge.
 struct Rows<'a> {
-    c: &'a Prefix,
-    prev: &'a [f64],
+    pts: &'a [Pt],
     /// Row `r` of the current subproblem is `i = row0 + r·step`.
     row0: usize,
     step: usize,
+}
+
+/// Everything one cost evaluation reads about a split or row index, in one
+/// 32-byte slot: SMAWK's accesses jump around, so one cache line instead of
+/// four separate arrays.
+#[derive(Clone, Copy, Default)]
+#[repr(align(32))]
+struct Pt {
+    p0: f64,
+    p1: f64,
+    p2: f64,
+    prev: f64,
 }
 
 impl Rows<'_> {
@@ -200,16 +292,26 @@ impl Rows<'_> {
         if j >= i {
             return f64::INFINITY;
         }
-        self.prev[j] + self.c.cost(j, i)
+        let (a, b) = (&self.pts[i], &self.pts[j]);
+        let w = a.p0 - b.p0;
+        let s = a.p1 - b.p1;
+        b.prev + ((a.p2 - b.p2) - s * s / w)
     }
 }
 
 /// SMAWK over rows `lo..=m` and columns `lo − 1..m`: leftmost row minima.
 fn smawk_layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lo: usize) {
     let m = c.len();
+    let pts: Vec<Pt> = (0..=m)
+        .map(|j| Pt {
+            p0: c.p0[j],
+            p1: c.p1[j],
+            p2: c.p2[j],
+            prev: prev[j],
+        })
+        .collect();
     let rows = Rows {
-        c,
-        prev,
+        pts: &pts,
         row0: lo,
         step: 1,
     };
@@ -243,8 +345,7 @@ fn smawk(a: &Rows, nrows: usize, cols: &[u32], arg: &mut [u32]) {
     }
     // The odd rows, recursively.
     let odd = Rows {
-        c: a.c,
-        prev: a.prev,
+        pts: a.pts,
         row0: a.row0 + a.step,
         step: a.step * 2,
     };
@@ -278,9 +379,14 @@ fn last_layer(c: &Prefix, q: usize, how: DpLayer) -> Vec<f64> {
     prev[0] = 0.0;
     let mut cur = vec![0.0; m + 1];
     let mut arg = vec![0u32; m + 1];
+    let mut lower = Vec::new();
     for l in 2..=q {
-        layer(c, &prev, &mut cur, &mut arg, l, how);
+        layer(c, &prev, &mut cur, &mut arg, &lower, l, how);
         std::mem::swap(&mut prev, &mut cur);
+        if l == 2 {
+            lower = vec![0u32; m + 1];
+        }
+        std::mem::swap(&mut arg, &mut lower);
     }
     prev
 }
@@ -327,12 +433,15 @@ fn solve(
         prev[0] = 0.0;
         let mut cur = vec![0.0; m + 1];
         for l in 2..=q {
-            let row = &mut args[(l - 2) * (m + 1)..(l - 1) * (m + 1)];
+            let (done, rest) = args.split_at_mut((l - 2) * (m + 1));
+            let lower: &[u32] = if l >= 3 { &done[(l - 3) * (m + 1)..] } else { &[] };
+            let row = &mut rest[..m + 1];
             if l == q {
                 // Only i = m is needed in the last layer.
-                row[m] = fwd.scan(&prev, m, l - 1, m - 1).1 as u32;
+                let from = lower.get(m).map_or(l - 1, |&j| (j as usize).max(l - 1));
+                row[m] = fwd.scan(&prev, m, from, m - 1).1 as u32;
             } else {
-                layer(&fwd, &prev, &mut cur, row, l, how);
+                layer(&fwd, &prev, &mut cur, row, lower, l, how);
                 std::mem::swap(&mut prev, &mut cur);
             }
         }
@@ -395,13 +504,14 @@ mod tests {
         let m = c.len();
         let mut prev: Vec<f64> = (0..=m).map(|i| c.cost(0, i)).collect();
         prev[0] = 0.0;
+        let mut lower: Vec<u32> = Vec::new();
         for lo in 2..=6 {
             let want = naive_layer(&c, &prev, lo);
             let mut next = None;
             for how in [DpLayer::Smawk, DpLayer::DivideAndConquer] {
                 let mut cur = vec![0.0; m + 1];
                 let mut arg = vec![0u32; m + 1];
-                layer(&c, &prev, &mut cur, &mut arg, lo, how);
+                layer(&c, &prev, &mut cur, &mut arg, &lower, lo, how);
                 for (i, &(d, j)) in (lo..=m).zip(&want) {
                     assert_eq!(arg[i], j, "{how:?} layer {lo} row {i}");
                     assert!((cur[i] - d).abs() <= 1e-12 * d.abs().max(1.0));
@@ -409,6 +519,7 @@ mod tests {
                 next = Some(cur);
             }
             prev = next.unwrap();
+            lower = (0..lo).map(|_| 0).chain(want.iter().map(|w| w.1)).collect();
         }
     }
 }
