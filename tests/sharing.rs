@@ -170,10 +170,14 @@ fn smawk_layer_matches_divide_and_conquer_layer() {
     for (name, values, same_bounds) in [
         ("gaussian", gaussian(20_000, 11), true),
         ("real-shaped", real_shaped(20_000, 12), false),
-        ("uniform", {
-            let mut r = StdRng::seed_from_u64(13);
-            (0..5_000).map(|_| r.random_range(-1.0f32..1.0)).collect()
-        }, true),
+        (
+            "uniform",
+            {
+                let mut r = StdRng::seed_from_u64(13);
+                (0..5_000).map(|_| r.random_range(-1.0f32..1.0)).collect()
+            },
+            true,
+        ),
     ] {
         let h = Histogram::new(&values).unwrap();
         for k in [2, 3, 7, 16, 40] {

@@ -84,7 +84,7 @@ impl KMeans {
             scope: CodebookScope::PerTensor,
             importance: None,
             dp_memory: DEFAULT_DP_MEMORY,
-            dp_layer: DpLayer::Smawk,
+            dp_layer: DpLayer::DivideAndConquer,
         }
     }
 
@@ -282,7 +282,7 @@ impl KMeansParams {
         self
     }
 
-    /// How the exact DP solves each layer (default [`DpLayer::Smawk`]).
+    /// How the exact DP solves each layer (default [`DpLayer::DivideAndConquer`]).
     pub fn dp_layer(mut self, how: DpLayer) -> Self {
         self.dp_layer = how;
         self

@@ -10,7 +10,7 @@
 //!   prefix-sum updates, O(k log n) an iteration; [`Init`]: linear, density,
 //!   seeded k-means++.
 //! - [`optimal()`]: the exact optimum by dynamic programming (Ckmeans.1d.dp,
-//!   Wang & Song 2011), each layer solved by SMAWK in O(m) ([`DpLayer`]).
+//!   Wang & Song 2011), each layer solved by divide and conquer or SMAWK ([`DpLayer`]).
 //! - [`KMeans`]: the checked builder and the codebook [`Quantizer`](crate::quantization::Quantizer)
 //!   (per-tensor or per-row codebooks, k = 2..=65536, weighted).
 //! - [`codebook_matmul`]: `x·Wᵀ` straight from the indices (wired into
