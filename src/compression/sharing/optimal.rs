@@ -104,10 +104,10 @@ impl<'h> Prefix<'h> {
         let mut bj = lo;
         if hi - lo < 8 {
             // Most rows of a D&C layer have a handful of candidates: skip the chunk machinery.
-            for j in lo..=hi {
+            for (j, &pv) in prev.iter().enumerate().take(hi + 1).skip(lo) {
                 let w = a0 - self.p0[j];
                 let s = a1 - self.p1[j];
-                let v = prev[j] + ((a2 - self.p2[j]) - s * s / w);
+                let v = pv + ((a2 - self.p2[j]) - s * s / w);
                 if v < best {
                     best = v;
                     bj = j;
@@ -500,8 +500,8 @@ mod tests {
         (lo..=c.len())
             .map(|i| {
                 let mut best = (f64::INFINITY, 0u32);
-                for j in lo - 1..i {
-                    let v = prev[j] + c.cost(j, i);
+                for (j, &pv) in prev.iter().enumerate().take(i).skip(lo - 1) {
+                    let v = pv + c.cost(j, i);
                     if v < best.0 {
                         best = (v, j as u32);
                     }
