@@ -86,6 +86,15 @@ pub enum SquishError {
     /// A parallel run failed (a task panicked).
     #[error(transparent)]
     Parallel(#[from] crate::parallel::ParallelError),
+    /// Reading or writing a model file failed.
+    #[error(transparent)]
+    File(#[from] crate::io::FileError),
+    /// A recipe is malformed or does not fit the model.
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeError),
+    /// An error of the low-rank family (rank selection, SVD backends).
+    #[error(transparent)]
+    LowRank(#[from] crate::compression::lowrank::LowRankError),
 }
 
 impl SquishError {

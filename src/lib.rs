@@ -31,6 +31,7 @@ pub mod compression;
 pub mod data;
 pub mod distillation;
 pub mod error;
+pub mod io;
 pub mod matrix;
 pub mod metrics;
 pub mod parallel;
@@ -38,15 +39,18 @@ pub mod pass;
 pub mod pipeline;
 pub mod pruning;
 pub mod quantization;
+pub mod recipe;
 pub mod training;
 
 pub use error::{Result, SquishError};
 
 /// The names most programs need.
 pub mod prelude {
+    pub use crate::compression::lowrank::{LowRank, RandomizedSvd, RankSelection, SvdBackend};
     pub use crate::compression::sharing::KMeans;
     pub use crate::distillation::Distiller;
     pub use crate::error::{Result, SquishError};
+    pub use crate::io::{CompressedModel, Model};
     pub use crate::matrix::{CompressedMatrix, LinOp, StorageReport};
     pub use crate::metrics::ErrorMetrics;
     pub use crate::parallel::{
@@ -60,4 +64,5 @@ pub mod prelude {
     pub use crate::quantization::{
         Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
     };
+    pub use crate::recipe::Recipe;
 }

@@ -114,6 +114,16 @@ fn dp_equals_brute_force_on_small_inputs() {
             // The Hirschberg path (no backtracking memory) finds the same optimum.
             let h = KMeans::params(k).optimal().dp_memory(0).check().unwrap();
             assert!(close(h.fit(&values).unwrap().sse, brute, 1e-9));
+            // So does the divide-and-conquer layer, with and without Hirschberg.
+            for mem in [0, DEFAULT_DP_MEMORY] {
+                let d = KMeans::params(k)
+                    .optimal()
+                    .dp_layer(DpLayer::DivideAndConquer)
+                    .dp_memory(mem)
+                    .check()
+                    .unwrap();
+                assert!(close(d.fit(&values).unwrap().sse, brute, 1e-9));
+            }
         }
     }
 }
@@ -148,6 +158,41 @@ fn dp_never_worse_than_lloyd_for_any_seed() {
                     l.sse
                 );
                 assert!(close(naive_sse(&values, &l.centroids), l.sse, 1e-9));
+            }
+        }
+    }
+}
+
+#[test]
+fn smawk_layer_matches_divide_and_conquer_layer() {
+    // Exact ties are possible with repeated structure, so compare partitions
+    // only on continuous data, and SSE everywhere.
+    for (name, values, same_bounds) in [
+        ("gaussian", gaussian(20_000, 11), true),
+        ("real-shaped", real_shaped(20_000, 12), false),
+        (
+            "uniform",
+            {
+                let mut r = StdRng::seed_from_u64(13);
+                (0..5_000).map(|_| r.random_range(-1.0f32..1.0)).collect()
+            },
+            true,
+        ),
+    ] {
+        let h = Histogram::new(&values).unwrap();
+        for k in [2, 3, 7, 16, 40] {
+            for mem in [0, DEFAULT_DP_MEMORY] {
+                let a = optimal_with(&h, k, mem, DpLayer::Smawk);
+                let b = optimal_with(&h, k, mem, DpLayer::DivideAndConquer);
+                assert!(
+                    close(a.sse, b.sse, 1e-12),
+                    "{name} k={k} mem={mem}: {} vs {}",
+                    a.sse,
+                    b.sse
+                );
+                if same_bounds {
+                    assert_eq!(a.bounds, b.bounds, "{name} k={k} mem={mem}");
+                }
             }
         }
     }

@@ -39,6 +39,9 @@ pub fn matmul(
         (Structure::Csr(c), Some(Values::Codebook(v))) => {
             crate::compression::deep::kernel::matmul(m, c, v, x, exec)
         }
+        (Structure::LowRank(lr), _) if crate::compression::lowrank::kernel::supports(lr) => {
+            crate::compression::lowrank::kernel::matmul(lr, x, exec)
+        }
         (Structure::LowRank(lr), _) => {
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)

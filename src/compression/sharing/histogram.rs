@@ -49,32 +49,44 @@ fn unkey(k: u32) -> f32 {
 }
 
 /// LSD radix sort by a 32-bit key (three passes of 11, 11 and 10 bits).
+///
+/// The three digit histograms are counted in one read of the input, and a
+/// pass where every element falls in one bucket is skipped: four reads and
+/// at most three scatters in all.
 pub(crate) fn radix_sort_by_key<T: Copy + Default>(v: &mut Vec<T>, key: impl Fn(&T) -> u32) {
     if v.len() < 512 {
         v.sort_unstable_by_key(|t| key(t));
         return;
     }
-    let mut buf = vec![T::default(); v.len()];
-    for (shift, bits) in [(0u32, 11u32), (11, 11), (22, 10)] {
-        let mask = (1usize << bits) - 1;
-        let mut counts = vec![0usize; 1 << bits];
+    const DIGITS: [(u32, usize); 3] = [(0, 11), (11, 11), (22, 10)];
+    let mut counts = vec![0usize; 3 << 11];
+    {
+        let (c0, rest) = counts.split_at_mut(1 << 11);
+        let (c1, c2) = rest.split_at_mut(1 << 11);
         for t in v.iter() {
-            counts[(key(t) >> shift) as usize & mask] += 1;
+            let k = key(t);
+            c0[(k & 0x7FF) as usize] += 1;
+            c1[((k >> 11) & 0x7FF) as usize] += 1;
+            c2[(k >> 22) as usize] += 1;
         }
-        // Skip a pass where every element falls in one bucket.
-        if counts.contains(&v.len()) {
+    }
+    let mut buf = vec![T::default(); v.len()];
+    for (d, &(shift, bits)) in DIGITS.iter().enumerate() {
+        let mask = (1usize << bits) - 1;
+        let c = &mut counts[d << 11..(d << 11) + (1 << bits)];
+        if c.contains(&v.len()) {
             continue;
         }
         let mut sum = 0;
-        for c in counts.iter_mut() {
-            let n = *c;
-            *c = sum;
+        for x in c.iter_mut() {
+            let n = *x;
+            *x = sum;
             sum += n;
         }
         for t in v.iter() {
             let b = (key(t) >> shift) as usize & mask;
-            buf[counts[b]] = *t;
-            counts[b] += 1;
+            buf[c[b]] = *t;
+            c[b] += 1;
         }
         std::mem::swap(v, &mut buf);
     }
@@ -88,11 +100,7 @@ impl Histogram {
         let mut keys: Vec<u32> = values.iter().map(|&x| key(x + 0.0)).collect();
         radix_sort_by_key(&mut keys, |&k| k);
         let shift = values.iter().map(|&x| x as f64).sum::<f64>() / values.len() as f64;
-        Ok(Self::from_sorted_runs(
-            keys.iter().map(|&k| (k, 1.0)),
-            shift,
-            values.len(),
-        ))
+        Ok(Self::from_sorted_keys(keys, shift))
     }
 
     /// The histogram of `values` with per-value `importance` (finite, ≥ 0, not
@@ -137,6 +145,59 @@ impl Histogram {
             swx / sw,
             values.len(),
         ))
+    }
+
+    /// [`from_sorted_runs`](Self::from_sorted_runs) for unit weights: the
+    /// same sums in the same order (so the same bits), without the pair
+    /// stream, and with the distinct values written over the sorted keys (one
+    /// allocation less: fresh pages cost a fault each).
+    fn from_sorted_keys(mut keys: Vec<u32>, shift: f64) -> Self {
+        let n = keys.len();
+        let (mut p0, mut p1, mut p2) = (
+            Vec::with_capacity(n + 1),
+            Vec::with_capacity(n + 1),
+            Vec::with_capacity(n + 1),
+        );
+        p0.push(0.0);
+        p1.push(0.0);
+        p2.push(0.0);
+        let (mut s0, mut s1, mut s2) = (0.0f64, 0.0f64, 0.0f64);
+        let (mut i, mut distinct) = (0, 0);
+        while i < n {
+            let k = keys[i];
+            let d = unkey(k) as f64 - shift;
+            let mut r = i;
+            while r < n && keys[r] == k {
+                s0 += 1.0;
+                s1 += d;
+                s2 += d * d;
+                r += 1;
+            }
+            keys[distinct] = k;
+            distinct += 1;
+            p0.push(s0);
+            p1.push(s1);
+            p2.push(s2);
+            i = r;
+        }
+        keys.truncate(distinct);
+        // Same size and alignment: collected in place.
+        let mut values: Vec<f32> = keys.into_iter().map(unkey).collect();
+        if distinct < n / 2 {
+            // Many duplicates: give the spare capacity back.
+            values.shrink_to_fit();
+            p0.shrink_to_fit();
+            p1.shrink_to_fit();
+            p2.shrink_to_fit();
+        }
+        Histogram {
+            values,
+            p0,
+            p1,
+            p2,
+            shift,
+            count: n,
+        }
     }
 
     /// One pass over sorted `(key, weight)` pairs: merges equal keys and
@@ -322,6 +383,43 @@ mod tests {
         radix_sort_by_key(&mut v, |&k| k);
         w.sort_unstable();
         assert_eq!(v, w);
+    }
+
+    #[test]
+    fn matches_a_sort_and_dedup_reference() {
+        // Large enough for the radix path, with many repeats and both signs.
+        let v: Vec<f32> = (0..20_000u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) >> 20) as f32 - 2048.0) / 64.0)
+            .collect();
+        let h = Histogram::new(&v).unwrap();
+        let mut s = v.clone();
+        s.sort_by(f32::total_cmp);
+        let mut want: Vec<(f32, f64)> = Vec::new();
+        for x in s {
+            match want.last_mut() {
+                Some((y, c)) if *y == x => *c += 1.0,
+                _ => want.push((x, 1.0)),
+            }
+        }
+        assert!(want.len() < v.len() / 2);
+        assert_eq!(h.len(), want.len());
+        let ones = vec![1.0f32; v.len()];
+        let w = Histogram::weighted(&v, &ones).unwrap();
+        let (q0, q1, q2) = h.prefix();
+        let (r0, r1, r2) = w.prefix();
+        for (i, &(x, c)) in want.iter().enumerate() {
+            assert_eq!(h.values()[i], x);
+            assert_eq!(h.weight(i), c);
+            // Same sums as the weighted path (which may differ in the shift's last bits).
+            assert!((q0[i + 1] - r0[i + 1]).abs() < 1e-9);
+            let (a, b) = (
+                q1[i + 1] + q0[i + 1] * h.shift,
+                r1[i + 1] + r0[i + 1] * w.shift,
+            );
+            assert!((a - b).abs() < 1e-6, "{a} {b}");
+            assert!(q2[i + 1] >= 0.0 && r2[i + 1] >= 0.0);
+        }
+        assert!((h.segment_cost(0, h.len()) - w.segment_cost(0, w.len())).abs() < 1e-6);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{lloyd, optimal, Clustering, Histogram, Init};
+use super::{lloyd, optimal_with, Clustering, DpLayer, Histogram, Init};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::{index_bits, CodebookScope, F32Values, PackedBits, Values};
 use crate::parallel::{map, ParallelExecutor, Sequential};
@@ -30,6 +30,7 @@ pub struct KMeansParams {
     scope: CodebookScope,
     importance: Option<Arc<[f32]>>,
     dp_memory: usize,
+    dp_layer: DpLayer,
 }
 
 /// Weight sharing by 1-D k-means: `k` shared values (a codebook) and an index
@@ -83,6 +84,7 @@ impl KMeans {
             scope: CodebookScope::PerTensor,
             importance: None,
             dp_memory: DEFAULT_DP_MEMORY,
+            dp_layer: DpLayer::DivideAndConquer,
         }
     }
 
@@ -124,7 +126,7 @@ impl KMeans {
         }
         Ok(match self.p.method {
             Method::Lloyd { init, max_iter } => lloyd(hist, init.centroids(hist, k), max_iter),
-            Method::Optimal => optimal(hist, k, self.p.dp_memory),
+            Method::Optimal => optimal_with(hist, k, self.p.dp_memory, self.p.dp_layer),
         })
     }
 
@@ -277,6 +279,12 @@ impl KMeansParams {
     /// Hirschberg's O(m)-memory scheme (default [`DEFAULT_DP_MEMORY`]).
     pub fn dp_memory(mut self, bytes: usize) -> Self {
         self.dp_memory = bytes;
+        self
+    }
+
+    /// How the exact DP solves each layer (default [`DpLayer::DivideAndConquer`]).
+    pub fn dp_layer(mut self, how: DpLayer) -> Self {
+        self.dp_layer = how;
         self
     }
 

@@ -10,7 +10,7 @@
 //!   prefix-sum updates, O(k log n) an iteration; [`Init`]: linear, density,
 //!   seeded k-means++.
 //! - [`optimal()`]: the exact optimum by dynamic programming (Ckmeans.1d.dp,
-//!   Wang & Song 2011) with a divide-and-conquer layer.
+//!   Wang & Song 2011), each layer solved by divide and conquer or SMAWK ([`DpLayer`]).
 //! - [`KMeans`]: the checked builder and the codebook [`Quantizer`](crate::quantization::Quantizer)
 //!   (per-tensor or per-row codebooks, k = 2..=65536, weighted).
 //! - [`codebook_matmul`]: `x·Wᵀ` straight from the indices (wired into
@@ -40,4 +40,4 @@ pub use init::Init;
 pub use kernel::{codebook_matmul, CodebookKernel};
 pub use kmeans::{KMeans, KMeansParams, Method, DEFAULT_DP_MEMORY};
 pub use lloyd::lloyd;
-pub use optimal::optimal;
+pub use optimal::{optimal, optimal_with, DpLayer};

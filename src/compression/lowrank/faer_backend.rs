@@ -1,0 +1,106 @@
+//! faer decompositions (thin SVD, thin QR), always with `Par::Seq`.
+//!
+//! faer's high-level solvers use a process-wide parallelism setting; the
+//! low-level calls here take it explicitly, so results never depend on a
+//! global pool (parallel work in squish goes through a `ParallelExecutor`).
+
+use faer::diag::Diag;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::householder::{
+    apply_block_householder_sequence_on_the_left_in_place_scratch,
+    apply_block_householder_sequence_on_the_left_in_place_with_conj,
+};
+use faer::linalg::qr::no_pivoting::factor::{
+    qr_in_place, qr_in_place_scratch, recommended_block_size,
+};
+use faer::linalg::svd::{svd, svd_scratch, ComputeSvdVectors};
+use faer::{Conj, Mat, Par};
+use faer_ext::{IntoFaer, IntoNdarray};
+use ndarray::{Array1, Array2, ArrayView2};
+
+use super::{LowRankError, Svd};
+use crate::error::Result;
+
+/// A faer matrix as a row-major ndarray.
+fn to_ndarray(m: &Mat<f32>) -> Array2<f32> {
+    m.as_ref().into_ndarray().as_standard_layout().into_owned()
+}
+
+/// Thin SVD of `w` (`min(m, n)` triplets).
+pub(crate) fn thin_svd(w: ArrayView2<f32>) -> Result<Svd> {
+    let a = w.into_faer();
+    let (m, n) = (a.nrows(), a.ncols());
+    let k = m.min(n);
+    let par = Par::Seq;
+    let mut s = Diag::<f32>::zeros(k);
+    let mut u = Mat::<f32>::zeros(m, k);
+    let mut v = Mat::<f32>::zeros(n, k);
+    let mut mem = MemBuffer::new(svd_scratch::<f32>(
+        m,
+        n,
+        ComputeSvdVectors::Thin,
+        ComputeSvdVectors::Thin,
+        par,
+        Default::default(),
+    ));
+    svd(
+        a,
+        s.as_mut(),
+        Some(u.as_mut()),
+        Some(v.as_mut()),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|e| LowRankError::Backend {
+        backend: "faer",
+        detail: format!("{e:?}"),
+    })?;
+    let sigma: Array1<f32> = s.column_vector().iter().copied().collect();
+    let vt = v
+        .as_ref()
+        .transpose()
+        .into_ndarray()
+        .as_standard_layout()
+        .into_owned();
+    Ok(Svd::from_parts(to_ndarray(&u), sigma, vt))
+}
+
+/// An orthonormal basis of the column space of `y` (`m × k`, m ≥ k): the
+/// thin Q of its Householder QR.
+pub(crate) fn thin_q(y: ArrayView2<f32>) -> Array2<f32> {
+    let (m, k) = y.dim();
+    debug_assert!(m >= k);
+    let par = Par::Seq;
+    // Column-major copy: faer's QR works in place and prefers that layout.
+    let mut qr = y.into_faer().to_owned();
+    let bs = recommended_block_size::<f32>(m, k);
+    let mut coeff = Mat::<f32>::zeros(bs, k);
+    let mut mem = MemBuffer::new(qr_in_place_scratch::<f32>(
+        m,
+        k,
+        bs,
+        par,
+        Default::default(),
+    ));
+    qr_in_place(
+        qr.as_mut(),
+        coeff.as_mut(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    );
+    let mut q = Mat::<f32>::identity(m, k);
+    let mut mem = MemBuffer::new(
+        apply_block_householder_sequence_on_the_left_in_place_scratch::<f32>(m, bs, k),
+    );
+    apply_block_householder_sequence_on_the_left_in_place_with_conj(
+        qr.as_ref(),
+        coeff.as_ref(),
+        Conj::No,
+        q.as_mut(),
+        par,
+        MemStack::new(&mut mem),
+    );
+    to_ndarray(&q)
+}

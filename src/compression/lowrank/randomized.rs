@@ -1,0 +1,246 @@
+//! [`RandomizedSvd`]: Halko, Martinsson & Tropp (2011), with an a-posteriori
+//! error estimate.
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::gemm::{mul, mul_tn};
+use super::{faer_backend, LowRankError, Svd};
+use crate::error::{check_finite, check_non_empty, Result};
+use crate::parallel::ParallelExecutor;
+
+/// Randomized truncated SVD (Halko, Martinsson & Tropp 2011, Alg. 4.4 + 5.1).
+///
+/// 1. Sketch Y = W·Ω with a Gaussian Ω of `rank + oversampling` columns.
+/// 2. `power_iterations` times: Q = qr(Y), Z = qr(Wᵀ·Q), Y = W·Z
+///    (re-orthonormalizing each time keeps small singular directions from
+///    drowning in f32 round-off).
+/// 3. Q = qr(Y); B = Qᵀ·W is small; its thin SVD B = Û·Σ·Vᵀ gives U = Q·Û.
+///
+/// Multiplications with W run on the executor; the QR and the small SVD run
+/// on one thread. The Gaussian numbers come from ChaCha8 seeded with `seed`,
+/// so the output is bit-identical for a given seed whatever the executor.
+///
+/// ```
+/// use ndarray::Array2;
+/// use squish::compression::lowrank::RandomizedSvd;
+/// use squish::parallel::Sequential;
+/// // An exactly rank-2 matrix.
+/// let w = Array2::from_shape_fn((60, 40), |(i, j)| (i as f32).sin() * (j as f32) + (j as f32).cos());
+/// let out = RandomizedSvd::params(2).seed(7).check()?.compute(w.view(), &Sequential)?;
+/// assert_eq!(out.svd.rank(), 2);
+/// assert!(out.estimate.relative < 1e-4);
+/// # Ok::<(), squish::SquishError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RandomizedSvd {
+    rank: usize,
+    oversampling: usize,
+    power_iterations: usize,
+    seed: u64,
+    probes: usize,
+}
+
+/// Unchecked parameters of a [`RandomizedSvd`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RandomizedSvdParams(RandomizedSvd);
+
+/// A posteriori estimate of ‖W − U_r·Σ_r·V_rᵀ‖ from `probes` Gaussian test
+/// vectors ω (Halko et al. §4.3): E = W − U_r·Σ_r·V_rᵀ is applied to each
+/// ω directly, so there is no cancellation even when the error is tiny.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ErrorEstimate {
+    /// sqrt(mean ‖E·ω‖²): an unbiased estimate of ‖E‖_F² under the root.
+    pub frobenius: f64,
+    /// `frobenius / ‖W‖_F` (‖W‖_F computed exactly).
+    pub relative: f64,
+    /// 10·sqrt(2/π)·max ‖E·ω‖, an upper bound on the spectral norm ‖E‖₂
+    /// that holds with probability at least 1 − 10^(−probes).
+    pub spectral_bound: f64,
+    /// Number of test vectors.
+    pub probes: usize,
+}
+
+/// A randomized SVD and its error estimate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RandomizedOutput {
+    /// The rank-r decomposition.
+    pub svd: Svd,
+    /// How far U·Σ·Vᵀ is from W.
+    pub estimate: ErrorEstimate,
+}
+
+impl RandomizedSvd {
+    /// Parameters for a rank-`rank` approximation; defaults: oversampling
+    /// 10, 2 power iterations, seed 0, 10 probes.
+    pub fn params(rank: usize) -> RandomizedSvdParams {
+        RandomizedSvdParams(RandomizedSvd {
+            rank,
+            oversampling: 10,
+            power_iterations: 2,
+            seed: 0,
+            probes: 10,
+        })
+    }
+
+    /// Target rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Oversampling p.
+    pub fn oversampling(&self) -> usize {
+        self.oversampling
+    }
+
+    /// Power iterations q.
+    pub fn power_iterations(&self) -> usize {
+        self.power_iterations
+    }
+
+    /// Seed of the Gaussian sketch.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Number of test vectors of the error estimate.
+    pub fn probes(&self) -> usize {
+        self.probes
+    }
+
+    /// The rank-r approximation of `w` and its error estimate.
+    ///
+    /// Fails when r exceeds min(m, n), or on an empty or non-finite `w`.
+    pub fn compute(
+        &self,
+        w: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<RandomizedOutput> {
+        check_input(w)?;
+        let (m, n) = w.dim();
+        if self.rank > m.min(n) {
+            return Err(LowRankError::RankTooLarge {
+                rank: self.rank,
+                max: m.min(n),
+                rows: m,
+                cols: n,
+            }
+            .into());
+        }
+        let svd = self.sketch(w, self.rank, exec).truncate(self.rank)?;
+        let estimate = self.estimate(w, &svd, exec);
+        Ok(RandomizedOutput { svd, estimate })
+    }
+
+    /// The `min(r + p, min(m, n))` triplets of the sketch of W for target
+    /// rank `r` (input already checked).
+    pub(crate) fn sketch(&self, w: ArrayView2<f32>, r: usize, exec: &dyn ParallelExecutor) -> Svd {
+        let (m, n) = w.dim();
+        let k = (r + self.oversampling).min(m.min(n));
+        let omega = gaussian(n, k, self.seed, 0);
+        let mut q = faer_backend::thin_q(mul(exec, w, omega.view()).view());
+        for _ in 0..self.power_iterations {
+            let z = faer_backend::thin_q(mul_tn(exec, w, q.view()).view());
+            q = faer_backend::thin_q(mul(exec, w, z.view()).view());
+        }
+        // Bᵀ = Wᵀ·Q is n × k; its SVD Bᵀ = Û'·Σ·V'ᵀ gives B = V'·Σ·Û'ᵀ.
+        let bt = mul_tn(exec, w, q.view());
+        let small = faer_backend::thin_svd(bt.view()).expect("finite input: the SVD converges");
+        let u = q.dot(&small.vt().t());
+        let vt = small.u().t().as_standard_layout().into_owned();
+        Svd::from_parts(u, small.s().clone(), vt)
+    }
+
+    /// The probe estimate of ‖W − U·Σ·Vᵀ‖.
+    pub(crate) fn estimate(
+        &self,
+        w: ArrayView2<f32>,
+        svd: &Svd,
+        exec: &dyn ParallelExecutor,
+    ) -> ErrorEstimate {
+        let omega = gaussian(w.ncols(), self.probes, self.seed, 1);
+        let exact = mul(exec, w, omega.view());
+        let coeff = svd.vt().dot(&omega) * svd.s().view().insert_axis(Axis(1));
+        let residual = exact - svd.u().dot(&coeff);
+        let norms: Vec<f64> = residual
+            .axis_iter(Axis(1))
+            .map(|c| c.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt())
+            .collect();
+        let frobenius = (norms.iter().map(|x| x * x).sum::<f64>() / self.probes as f64).sqrt();
+        let w_norm = w.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+        let max = norms.iter().cloned().fold(0.0, f64::max);
+        ErrorEstimate {
+            frobenius,
+            relative: if w_norm > 0.0 {
+                frobenius / w_norm
+            } else {
+                0.0
+            },
+            spectral_bound: 10.0 * (2.0 / std::f64::consts::PI).sqrt() * max,
+            probes: self.probes,
+        }
+    }
+}
+
+impl RandomizedSvdParams {
+    /// Extra sketch columns p (default 10).
+    pub fn oversampling(mut self, p: usize) -> Self {
+        self.0.oversampling = p;
+        self
+    }
+
+    /// Power iterations q (default 2); each costs two passes over W.
+    pub fn power_iterations(mut self, q: usize) -> Self {
+        self.0.power_iterations = q;
+        self
+    }
+
+    /// Seed of the Gaussian test matrices (default 0).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.0.seed = seed;
+        self
+    }
+
+    /// Test vectors of the error estimate (default 10, at least 1).
+    pub fn probes(mut self, t: usize) -> Self {
+        self.0.probes = t;
+        self
+    }
+
+    /// Checks the parameters: rank ≥ 1, probes ≥ 1.
+    pub fn check(self) -> Result<RandomizedSvd> {
+        if self.0.rank == 0 {
+            return Err(LowRankError::ZeroRank.into());
+        }
+        if self.0.probes == 0 {
+            return Err(LowRankError::ZeroProbes.into());
+        }
+        Ok(self.0)
+    }
+
+    /// Checks everything but the rank (the rank comes from a rule later).
+    pub(crate) fn check_without_rank(self) -> Result<RandomizedSvd> {
+        self.with_rank_one().check()
+    }
+
+    fn with_rank_one(mut self) -> Self {
+        self.0.rank = 1;
+        self
+    }
+}
+
+/// Rejects empty and non-finite matrices.
+pub(crate) fn check_input(w: ArrayView2<f32>) -> Result<()> {
+    check_non_empty("weight matrix", w.nrows(), w.ncols())?;
+    check_finite("weight matrix", w.iter())
+}
+
+/// A `rows × cols` standard Gaussian matrix from ChaCha8 (`seed`, `stream`),
+/// drawn in row-major order on one thread.
+fn gaussian(rows: usize, cols: usize, seed: u64, stream: u64) -> Array2<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    Array2::from_shape_simple_fn((rows, cols), || StandardNormal.sample(&mut rng))
+}

@@ -1,0 +1,96 @@
+//! Atomic safetensors writes: a temporary file in the target's directory,
+//! fsync, rename, fsync of the directory.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+
+use safetensors::{Dtype, View};
+
+use super::FileError;
+
+/// One tensor to write: dtype, shape and little-endian bytes.
+pub(crate) struct OwnedView {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl View for &OwnedView {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// A tensor with its name in the file.
+pub(crate) type Named = (String, OwnedView);
+
+/// Serializes `tensors` to bytes (for tests, fuzzing and in-memory use).
+pub(crate) fn to_bytes(
+    tensors: &[Named],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>, FileError> {
+    Ok(safetensors::serialize(
+        tensors.iter().map(|(n, v)| (n.as_str(), v)),
+        metadata,
+    )?)
+}
+
+/// Writes `tensors` to `path` so that `path` holds either its old content or
+/// the complete new file, never a partial one: the data goes to a temporary
+/// file in the same directory, is synced to disk, and is renamed over `path`
+/// (rename is atomic within a file system); then the directory is synced so
+/// the rename itself survives a crash.
+pub(crate) fn write(
+    path: &Path,
+    tensors: &[Named],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<(), FileError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Keep the permissions of the file we replace; a new file gets rw-r--r--
+    // (temporary files default to owner-only).
+    #[cfg(unix)]
+    let perms = match std::fs::metadata(path) {
+        Ok(m) => m.permissions(),
+        Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".squish-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| FileError::io("create a temporary file in", dir, e))?;
+    // safetensors streams the tensors to the temporary path (it swaps in its
+    // own temporary file there); `tmp` still owns the name and removes it if
+    // anything below fails.
+    safetensors::serialize_to_file(
+        tensors.iter().map(|(n, v)| (n.as_str(), v)),
+        metadata,
+        tmp.path(),
+    )?;
+    // safetensors swapped in its own owner-only temporary file.
+    #[cfg(unix)]
+    std::fs::set_permissions(tmp.path(), perms)
+        .map_err(|e| FileError::io("set permissions of", tmp.path(), e))?;
+    File::open(tmp.path())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| FileError::io("sync", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| FileError::io("rename a temporary file to", path, e.error))?;
+    // Best effort: not every platform can open a directory for syncing.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

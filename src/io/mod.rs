@@ -1,0 +1,26 @@
+//! Models in files: safetensors in and out, and the compressed container.
+//!
+//! - [`Model`] loads a safetensors file (memory-mapped): f32, f16, bf16 and
+//!   f64 tensors become f32; other dtypes are carried byte for byte. A float
+//!   tensor of rank ≥ 2 is a weight matrix: [`Tensor::matrix`] views
+//!   `[out, d1, …]` as `[out, d1·…]`, and saving restores the shape.
+//! - [`CompressedModel`] holds [`CompressedMatrix`](crate::matrix::CompressedMatrix)es
+//!   in a container that is itself a safetensors file (typed component
+//!   tensors, a versioned JSON description, a CRC-32 per tensor), so it
+//!   loads back bit for bit and multiplies without decoding.
+//!   [`CompressedModel::decompress`] exports the dequantized model with the
+//!   original names, shapes and dtypes.
+//! - Every write is atomic: temporary file, fsync, rename.
+
+mod atomic;
+mod codec;
+mod container;
+pub mod description;
+mod error;
+mod model;
+mod tensor;
+
+pub use container::{CompressedModel, CompressedTensor, Entry, COMPONENT_SEPARATOR};
+pub use error::FileError;
+pub use model::Model;
+pub use tensor::{is_float, shape_string, Dtype, Tensor, TensorData};

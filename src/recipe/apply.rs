@@ -1,0 +1,142 @@
+//! Applying a recipe to a whole model, one task per layer.
+
+use ndarray::ArrayView2;
+
+use super::{Choice, Recipe};
+use crate::error::Result;
+use crate::io::{CompressedModel, CompressedTensor, Model};
+use crate::metrics::ErrorMetrics;
+use crate::parallel::{map, ParallelExecutor, Sequential};
+use crate::pipeline::Pipeline;
+
+/// What compression did to one weight matrix.
+#[derive(Clone, Debug)]
+pub struct LayerReport {
+    /// Tensor name.
+    pub name: String,
+    /// Original shape.
+    pub shape: Vec<usize>,
+    /// Pass names joined by " → " ("kept" when untouched).
+    pub method: String,
+    /// Bytes as dense f32.
+    pub bytes_before: usize,
+    /// Bytes compressed (exact storage of every component).
+    pub bytes_after: usize,
+    /// Error against the original weights.
+    pub error: ErrorMetrics,
+}
+
+impl LayerReport {
+    /// `bytes_before / bytes_after`.
+    pub fn ratio(&self) -> f64 {
+        self.bytes_before as f64 / self.bytes_after as f64
+    }
+}
+
+/// The compressed model and one report per weight matrix the recipe touched.
+#[derive(Clone, Debug)]
+pub struct Compressed {
+    /// The container contents.
+    pub model: CompressedModel,
+    /// One report per compressed matrix, in model order.
+    pub layers: Vec<LayerReport>,
+}
+
+impl Compressed {
+    /// Totals over all layers: (bytes before, bytes after, relative error of
+    /// the concatenated weights).
+    pub fn totals(&self, original: &Model) -> (usize, usize, f64) {
+        let (mut before, mut after, mut signal, mut noise) = (0, 0, 0.0f64, 0.0f64);
+        for l in &self.layers {
+            before += l.bytes_before;
+            after += l.bytes_after;
+            let s: f64 = original
+                .get(&l.name)
+                .and_then(|t| t.as_f32())
+                .map_or(0.0, |v| v.iter().map(|&x| (x as f64) * (x as f64)).sum());
+            signal += s;
+            noise += l.error.rel_frobenius.powi(2) * s;
+        }
+        let rel = if signal > 0.0 {
+            (noise / signal).sqrt()
+        } else {
+            0.0
+        };
+        (before, after, rel)
+    }
+}
+
+/// Compresses every weight matrix of `model` as `recipe` says, one task per
+/// matrix on `exec`; `progress` is called with each finished layer's name
+/// (from worker threads). Tensors that are not matrices, and matrices the
+/// recipe keeps, are stored as they are. The result does not depend on the
+/// executor.
+pub fn compress_model(
+    model: &Model,
+    recipe: &Recipe,
+    exec: &dyn ParallelExecutor,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Compressed> {
+    let mut matrices: Vec<(&str, ArrayView2<f32>)> = Vec::new();
+    let mut others = Vec::new();
+    for (name, t) in model.iter() {
+        match t.matrix() {
+            Some(m) => matrices.push((name, m)),
+            None => others.push(name),
+        }
+    }
+    let names: Vec<&str> = matrices.iter().map(|(n, _)| *n).collect();
+    let choices = recipe.plan(&names, &others)?;
+    let pipelines: Vec<(Choice, Pipeline)> = [Choice::Default]
+        .into_iter()
+        .chain((0..recipe.rules().len()).map(Choice::Rule))
+        .map(|c| Ok((c, recipe.pipeline(c)?)))
+        .collect::<Result<_>>()?;
+    let pipeline_of = |c: Choice| pipelines.iter().find(|(d, _)| *d == c).map(|(_, p)| p);
+
+    let outs = map(exec, matrices.len(), |i| {
+        let (name, w) = matrices[i];
+        let out = match pipeline_of(choices[i]) {
+            Some(p) if !p.is_empty() && choices[i] != Choice::Keep => {
+                Some(p.run_with(w, &Sequential))
+            }
+            _ => None,
+        };
+        progress(name);
+        out
+    });
+
+    let mut result = Compressed {
+        model: CompressedModel::new(),
+        layers: Vec::new(),
+    };
+    let mut outs = outs.into_iter();
+    for (name, t) in model.iter() {
+        if t.matrix().is_none() {
+            result.model.insert_plain(name, t.clone())?;
+            continue;
+        }
+        let Some(out) = outs.next().expect("one result per matrix") else {
+            result.model.insert_plain(name, t.clone())?;
+            continue;
+        };
+        let out = out?;
+        let method = out.report.stages[1..]
+            .iter()
+            .map(|s| s.method.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ");
+        let last = out.report.stages.last().expect("the input stage");
+        result.layers.push(LayerReport {
+            name: name.to_string(),
+            shape: t.shape().to_vec(),
+            method: method.clone(),
+            bytes_before: last.storage.dense_bytes(),
+            bytes_after: last.storage.total(),
+            error: last.error,
+        });
+        let ct = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
+        result.model.insert_compressed(name, ct)?;
+    }
+    Ok(result)
+}

@@ -1,0 +1,57 @@
+//! Errors of reading and applying recipes.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// What can be wrong with a recipe. Every variant that comes from the file
+/// names the line (1-based) it comes from.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RecipeError {
+    /// The file could not be read.
+    #[error("cannot read recipe {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, a missing key or a value of the wrong type.
+    #[error("recipe line {line}: {message}")]
+    Syntax {
+        /// 1-based line (0 when the parser gave no position).
+        line: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A method whose parameters are out of range.
+    #[error("recipe line {line}: {message}")]
+    BadValue {
+        /// 1-based line of the method.
+        line: usize,
+        /// What is wrong and the valid range.
+        message: String,
+    },
+    /// A layer pattern that does not compile.
+    #[error("recipe line {line}: bad pattern `{pattern}`: {message}")]
+    BadPattern {
+        /// 1-based line of the pattern.
+        line: usize,
+        /// The pattern.
+        pattern: String,
+        /// The compiler's message.
+        message: String,
+    },
+    /// A pattern that selects no weight matrix of the model.
+    #[error("recipe line {line}: pattern `{pattern}` {detail}")]
+    Unmatched {
+        /// 1-based line of the pattern.
+        line: usize,
+        /// The pattern.
+        pattern: String,
+        /// Why (matches nothing, or only what earlier rules took).
+        detail: String,
+    },
+}

@@ -1,0 +1,20 @@
+//! Recipes: which compression pipeline each layer of a model gets.
+//!
+//! A [`Recipe`] is a TOML file of `[[rule]]`s (a layer-name pattern and a
+//! pipeline of [`MethodSpec`]s), first match wins, with a `[default]`.
+//! [`compress_model`] applies it to a whole [`Model`](crate::io::Model), one
+//! task per layer; [`sweep`] measures error against bits per weight for each
+//! method family, the picture to look at before writing a recipe.
+
+mod apply;
+mod error;
+mod method;
+#[allow(clippy::module_inception)]
+mod recipe;
+mod sweep;
+
+pub use apply::{compress_model, Compressed, LayerReport};
+pub use error::RecipeError;
+pub use method::{GranularitySpec, IntSpec, MethodSpec};
+pub use recipe::{Choice, Recipe, Rule};
+pub use sweep::{families, sweep, Family, SweepPoint};

@@ -1,0 +1,306 @@
+//! [`Recipe`]: layer-name patterns mapped to pipelines, first match wins.
+
+use std::path::Path;
+
+use globset::{Glob, GlobMatcher};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{MethodSpec, RecipeError};
+use crate::error::Result;
+use crate::pipeline::Pipeline;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipeFile {
+    #[serde(default)]
+    rule: Vec<RuleFile>,
+    default: Option<DefaultFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    pattern: Option<Spanned<String>>,
+    regex: Option<Spanned<String>>,
+    pipeline: Spanned<Vec<Spanned<toml::Value>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultFile {
+    pipeline: Spanned<Vec<Spanned<toml::Value>>>,
+}
+
+#[derive(Clone, Debug)]
+enum Matcher {
+    Glob(GlobMatcher),
+    Regex(regex::Regex),
+}
+
+/// One rule: a pattern and the methods applied to the layers it selects.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pattern: String,
+    matcher: Matcher,
+    line: usize,
+    methods: Vec<MethodSpec>,
+}
+
+impl Rule {
+    /// The pattern as written.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// 1-based line of the pattern in the recipe.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The methods, in order.
+    pub fn methods(&self) -> &[MethodSpec] {
+        &self.methods
+    }
+
+    /// True when the rule selects `name` (globs and regexes match the whole name).
+    pub fn matches(&self, name: &str) -> bool {
+        match &self.matcher {
+            Matcher::Glob(g) => g.is_match(name),
+            Matcher::Regex(r) => r.is_match(name),
+        }
+    }
+}
+
+/// What a recipe does with one weight matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// Rule number `i` (0-based, file order) matched first.
+    Rule(usize),
+    /// No rule matched; the `[default]` pipeline applies.
+    Default,
+    /// No rule matched and there is no default: the tensor is kept as it is.
+    Keep,
+}
+
+/// A compression recipe: which pipeline each layer gets.
+///
+/// ```
+/// use squish::recipe::{Choice, Recipe};
+/// let r = Recipe::from_toml(r#"
+/// [[rule]]
+/// pattern = "*.attn.*"
+/// pipeline = [{ method = "magnitude", sparsity = 0.5 }, { method = "int8" }]
+///
+/// [[rule]]
+/// regex = "^mlp\\.[0-9]+\\.weight$"
+/// pipeline = [{ method = "int4", granularity = "per-group", group_size = 64 }]
+///
+/// [default]
+/// pipeline = [{ method = "int8", granularity = "per-row" }]
+/// "#)?;
+/// assert_eq!(r.choose("h.0.attn.q.weight"), Choice::Rule(0));
+/// assert_eq!(r.choose("mlp.3.weight"), Choice::Rule(1));
+/// assert_eq!(r.choose("embed.weight"), Choice::Default);
+/// assert_eq!(r.rules()[1].line(), 7);
+/// # Ok::<(), squish::SquishError>(())
+/// ```
+///
+/// In the TOML, `[[rule]]` tables are tried in order and the first whose
+/// `pattern` (a glob: `*` matches any run of characters, dots included) or
+/// `regex` matches the layer name wins; `[default]` applies to the layers no
+/// rule takes (without it they are kept as they are); an empty `pipeline`
+/// keeps a layer as it is. Methods: `magnitude` (`sparsity`), `int8` and
+/// `int4` (`granularity` = `per-tensor` | `per-row` | `per-group` with
+/// `group_size`, `symmetric`), `binary`, `ternary`. Unknown keys and
+/// out-of-range values are errors that name their line.
+#[derive(Clone, Debug, Default)]
+pub struct Recipe {
+    rules: Vec<Rule>,
+    default: Option<Vec<MethodSpec>>,
+}
+
+/// 1-based line of byte `offset` in `src`.
+fn line_of(src: &str, offset: usize) -> usize {
+    src.as_bytes()[..offset.min(src.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn methods(
+    src: &str,
+    pipeline: Spanned<Vec<Spanned<toml::Value>>>,
+) -> std::result::Result<Vec<MethodSpec>, RecipeError> {
+    pipeline
+        .into_inner()
+        .into_iter()
+        .map(|m| {
+            // Each method is parsed on its own so its errors carry its line.
+            let line = line_of(src, m.span().start);
+            let m = MethodSpec::deserialize(m.into_inner()).map_err(|e| RecipeError::Syntax {
+                line,
+                message: e.message().trim().to_string(),
+            })?;
+            m.check().map_err(|e| RecipeError::BadValue {
+                line,
+                message: e.to_string(),
+            })?;
+            Ok(m)
+        })
+        .collect()
+}
+
+impl Recipe {
+    /// A recipe with no rules and `methods` as the default for every layer
+    /// (what the CLI's quick flags build).
+    pub fn uniform(methods: Vec<MethodSpec>) -> Result<Self> {
+        for m in &methods {
+            m.check()?;
+        }
+        Ok(Recipe {
+            rules: Vec::new(),
+            default: Some(methods),
+        })
+    }
+
+    /// Parses and checks a TOML recipe.
+    pub fn from_toml(src: &str) -> Result<Self> {
+        Ok(Self::parse(src)?)
+    }
+
+    /// Reads and parses a TOML recipe file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let src = std::fs::read_to_string(path).map_err(|source| RecipeError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&src)
+    }
+
+    fn parse(src: &str) -> std::result::Result<Self, RecipeError> {
+        let file: RecipeFile = toml::from_str(src).map_err(|e| RecipeError::Syntax {
+            line: e.span().map_or(0, |s| line_of(src, s.start)),
+            message: e.message().trim().to_string(),
+        })?;
+        let mut rules = Vec::with_capacity(file.rule.len());
+        for r in file.rule {
+            let (pattern, matcher) = match (r.pattern, r.regex) {
+                (Some(p), None) => {
+                    let line = line_of(src, p.span().start);
+                    let g = Glob::new(p.get_ref()).map_err(|e| RecipeError::BadPattern {
+                        line,
+                        pattern: p.get_ref().clone(),
+                        message: e.kind().to_string(),
+                    })?;
+                    (p, Matcher::Glob(g.compile_matcher()))
+                }
+                (None, Some(p)) => {
+                    let line = line_of(src, p.span().start);
+                    let anchored = format!("^(?:{})$", p.get_ref());
+                    let re = regex::Regex::new(&anchored).map_err(|e| RecipeError::BadPattern {
+                        line,
+                        pattern: p.get_ref().clone(),
+                        message: e.to_string(),
+                    })?;
+                    (p, Matcher::Regex(re))
+                }
+                (p, q) => {
+                    return Err(RecipeError::Syntax {
+                        line: line_of(src, r.pipeline.span().start),
+                        message: if p.is_some() && q.is_some() {
+                            "a rule has either `pattern` or `regex`, not both".into()
+                        } else {
+                            "a rule needs `pattern = \"glob\"` or `regex = \"...\"`".into()
+                        },
+                    })
+                }
+            };
+            let line = line_of(src, pattern.span().start);
+            rules.push(Rule {
+                pattern: pattern.into_inner(),
+                matcher,
+                line,
+                methods: methods(src, r.pipeline)?,
+            });
+        }
+        let default = file.default.map(|d| methods(src, d.pipeline)).transpose()?;
+        Ok(Recipe { rules, default })
+    }
+
+    /// The rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The default methods, if the recipe has a `[default]`.
+    pub fn default_methods(&self) -> Option<&[MethodSpec]> {
+        self.default.as_deref()
+    }
+
+    /// What happens to the layer `name`: the first matching rule, else the
+    /// default, else nothing.
+    pub fn choose(&self, name: &str) -> Choice {
+        match self.rules.iter().position(|r| r.matches(name)) {
+            Some(i) => Choice::Rule(i),
+            None if self.default.is_some() => Choice::Default,
+            None => Choice::Keep,
+        }
+    }
+
+    /// The methods of a choice (empty for [`Choice::Keep`]).
+    pub fn methods(&self, c: Choice) -> &[MethodSpec] {
+        match c {
+            Choice::Rule(i) => &self.rules[i].methods,
+            Choice::Default => self.default.as_deref().unwrap_or(&[]),
+            Choice::Keep => &[],
+        }
+    }
+
+    /// The pipeline of a choice.
+    pub fn pipeline(&self, c: Choice) -> Result<Pipeline> {
+        MethodSpec::pipeline(self.methods(c))
+    }
+
+    /// Chooses for every weight matrix in `matrices` and checks that every
+    /// rule selects at least one of them; `others` are the model's remaining
+    /// tensor names (vectors, integer tensors), named in the error when a
+    /// pattern selects only those.
+    pub fn plan(&self, matrices: &[&str], others: &[&str]) -> Result<Vec<Choice>> {
+        let choices: Vec<Choice> = matrices.iter().map(|n| self.choose(n)).collect();
+        for (i, r) in self.rules.iter().enumerate() {
+            if choices.contains(&Choice::Rule(i)) {
+                continue;
+            }
+            let hits: Vec<&str> = matrices.iter().copied().filter(|n| r.matches(n)).collect();
+            let detail = if let Some(first) = hits.first() {
+                let Choice::Rule(j) = self.choose(first) else {
+                    unreachable!("a matching rule exists")
+                };
+                format!(
+                    "selects only layers that the earlier rule at line {} already takes (e.g. `{first}`)",
+                    self.rules[j].line
+                )
+            } else if let Some(o) = others.iter().find(|n| r.matches(n)) {
+                format!(
+                    "matches no weight matrix, only tensors that are never compressed (e.g. `{o}`)"
+                )
+            } else {
+                format!(
+                    "matches no tensor of the model ({} weight matrices, e.g. `{}`)",
+                    matrices.len(),
+                    matrices.first().copied().unwrap_or("none")
+                )
+            };
+            return Err(RecipeError::Unmatched {
+                line: r.line,
+                pattern: r.pattern.clone(),
+                detail,
+            }
+            .into());
+        }
+        Ok(choices)
+    }
+}

@@ -1,0 +1,218 @@
+//! The `squish` binary on the committed Silero VAD model (MIT, see
+//! tests/data/silero_vad_16k.LICENSE).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use squish::io::{CompressedModel, Entry, Model};
+
+const MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/silero_vad_16k.safetensors"
+);
+const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/silero_vad.toml");
+
+fn squish(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_squish"))
+        .args(["--threads", "2"])
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = squish(args);
+    assert!(
+        out.status.success(),
+        "squish {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn compress_inspect_decompress_the_real_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("vad.squish");
+    let out_s = out.to_str().unwrap();
+    let table = ok(&["compress", MODEL, "--recipe", RECIPE, "-o", out_s]);
+    // One row per compressed matrix with its method, then the total.
+    for (layer, method) in [
+        ("conv1.weight", "int4 sym group-32"),
+        ("conv4.weight", "int4 sym group-32"),
+        ("lstm_cell.weight_ih", "magnitude 50% → int8 sym per-row"),
+        ("final_conv.weight", "int8 sym per-row"),
+    ] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(layer))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(row.contains(method), "{row}");
+    }
+    assert!(
+        !table.contains("stft_conv"),
+        "the recipe keeps the STFT basis:\n{table}"
+    );
+    assert!(table.contains("total (7 matrices)"), "{table}");
+
+    // The container holds what the recipe says; the kept tensor is exact.
+    let original = Model::load(MODEL).unwrap();
+    let c = CompressedModel::load(&out).unwrap();
+    assert_eq!(c.len(), original.len());
+    assert!(
+        matches!(c.get("stft_conv.weight"), Some(Entry::Plain(t)) if Some(t) == original.get("stft_conv.weight"))
+    );
+    let Some(Entry::Compressed(lstm)) = c.get("lstm_cell.weight_hh") else {
+        panic!()
+    };
+    assert_eq!(
+        (lstm.matrix().structure().kind(), lstm.matrix().encoding()),
+        ("csr", "int8")
+    );
+    let Some(Entry::Compressed(conv)) = c.get("conv1.weight") else {
+        panic!()
+    };
+    assert_eq!(conv.shape(), &[128, 129, 3]);
+    assert_eq!(conv.matrix().shape(), (128, 387));
+    // Smaller than the original file.
+    let (a, b) = (
+        std::fs::metadata(MODEL).unwrap().len(),
+        std::fs::metadata(&out).unwrap().len(),
+    );
+    assert!(b * 2 < a, "{b} vs {a}");
+
+    let inspect = ok(&["inspect", out_s]);
+    assert!(inspect.contains("csr 50% int8"), "{inspect}");
+    assert!(inspect.contains("storage by component"), "{inspect}");
+    let plain = ok(&["inspect", MODEL]);
+    assert!(
+        plain.contains("plain safetensors model, 15 tensors"),
+        "{plain}"
+    );
+
+    let dense = dir.path().join("dense.safetensors");
+    ok(&["decompress", out_s, "-o", dense.to_str().unwrap()]);
+    let d = Model::load(&dense).unwrap();
+    let want = c.decompress();
+    assert_eq!(d.len(), want.len());
+    for (name, t) in want.iter() {
+        assert!(d.get(name) == Some(t), "{name} differs after decompress");
+    }
+    for (name, t) in original.iter() {
+        let e = d.get(name).unwrap();
+        assert_eq!((e.dtype(), e.shape()), (t.dtype(), t.shape()), "{name}");
+    }
+}
+
+#[test]
+fn quick_flags_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.squish");
+    let table = ok(&[
+        "compress",
+        MODEL,
+        "--prune",
+        "0.5",
+        "--int8",
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(table.contains("total (8 matrices)"), "{table}");
+    assert!(table.contains("stft_conv.weight"), "{table}");
+
+    // A recipe whose pattern matches nothing: non-zero exit, the line named.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rule]]\npattern = \"encoder.*\"\npipeline = [{ method = \"int8\" }]\n",
+    )
+    .unwrap();
+    let o = squish(&[
+        "compress",
+        MODEL,
+        "--recipe",
+        bad.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 2") && err.contains("encoder.*"), "{err}");
+    // No method at all.
+    let o = squish(&["compress", MODEL, "-o", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    // A damaged container.
+    let mut bytes = std::fs::read(&out).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0xff;
+    let broken = dir.path().join("broken.squish");
+    std::fs::write(&broken, bytes).unwrap();
+    let o = squish(&["inspect", broken.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("checksum"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn sweep_prints_a_table_and_writes_an_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("rd.svg");
+    let table = ok(&[
+        "sweep",
+        MODEL,
+        "--layer",
+        "lstm_cell.weight_*",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        table.contains("layers: lstm_cell.weight_ih, lstm_cell.weight_hh"),
+        "{table}"
+    );
+    // int8 beats int4 beats binary on error; bits per weight in the other order.
+    let row = |s: &str| -> (f64, f64) {
+        let l = table.lines().find(|l| l.contains(s)).unwrap();
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let n = f.len();
+        (f[n - 3].parse().unwrap(), f[n - 2].parse().unwrap())
+    };
+    let (b8, e8) = row("int8 per-row");
+    let (b4, e4) = row("int4 per-row");
+    let (b1, e1) = row("binary");
+    assert!(b8 > b4 && b4 > b1, "{table}");
+    assert!(e8 < e4 && e4 < e1, "{table}");
+    assert!(
+        (b8 - (8.0 + 32.0 / 128.0 + 16.0 * 8.0 / (512.0 * 128.0))).abs() < 1e-3,
+        "{b8}"
+    );
+
+    let text = std::fs::read_to_string(Path::new(&svg)).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.trim_end().ends_with("</svg>"),
+        "{}",
+        &text[..100]
+    );
+    for family in [
+        "integer (per row / per group)",
+        "binary / ternary",
+        "magnitude pruning (f32 CSR)",
+        "pruning + int8",
+    ] {
+        assert!(text.contains(family), "legend lacks {family}");
+    }
+    assert!(text.matches("<polyline").count() >= 4);
+    // A pattern that selects no matrix is an error.
+    let o = squish(&[
+        "sweep",
+        MODEL,
+        "--layer",
+        "nothing*",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+}
