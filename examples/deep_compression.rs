@@ -32,7 +32,7 @@ use std::time::Instant;
 use ndarray::{s, ArrayView2};
 use plotters::prelude::*;
 use squish::compression::deep::{dense_bytes, DeepCompression};
-// LOWRANK-TEMP use squish::compression::lowrank::{LowRank, RankSelection};
+use squish::compression::lowrank::{LowRank, RankSelection};
 use squish::data::{digits, fashion_mnist, Split};
 use squish::distillation::{distill, SoftTarget};
 use squish::prelude::*;
@@ -258,16 +258,25 @@ fn run_seed(data: &Split, s: &Setup, seed: u64, t0: Instant) -> squish::Result<S
     let m = CompressedMlp::from_mlp(&bin, &|_, m| Binary.quantize(m))?;
     let b = m.bytes();
     record(&mut r, 7, m, b)?;
-    // LOWRANK-TEMP
-    let m = CompressedMlp::from_mlp(&mlp, &|_, m| Ok(m.clone()))?;
+    let lr = LowRank::params(RankSelection::Energy(0.9)).check()?;
+    let m = CompressedMlp::from_mlp(&mlp, &|_, m| lr.apply(m, &Sequential))?;
     let b = m.bytes();
+    let ranks = m
+        .layers()
+        .iter()
+        .map(|l| match l.structure() {
+            squish::matrix::Structure::LowRank(f) => f.rank().to_string(),
+            _ => "full".into(),
+        })
+        .collect::<Vec<_>>()
+        .join("/");
     record(&mut r, 8, m, b)?;
     log(
         seed,
         t0,
         &format!(
-            "int8 {:.4}, int4 {:.4}, binary {:.4}, low-rank {:.4}",
-            r.acc[5], r.acc[6], r.acc[7], r.acc[8]
+            "int8 {:.4}, int4 {:.4}, binary {:.4}, low-rank {:.4} (ranks {})",
+            r.acc[5], r.acc[6], r.acc[7], r.acc[8], ranks
         ),
     );
 
