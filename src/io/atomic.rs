@@ -39,10 +39,23 @@ pub(crate) fn to_bytes(
     tensors: &[Named],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>, FileError> {
-    Ok(safetensors::serialize(
-        tensors.iter().map(|(n, v)| (n.as_str(), v)),
-        metadata,
-    )?)
+    let mut bytes = safetensors::serialize(tensors.iter().map(|(n, v)| (n.as_str(), v)), metadata)?;
+    canonical_header(&mut bytes);
+    Ok(bytes)
+}
+
+/// Rewrites the JSON header with its keys sorted, so the same model always
+/// gives the same bytes (safetensors writes its metadata map in hash order).
+/// The entries and their offsets are unchanged, so the header keeps its length.
+fn canonical_header(bytes: &mut [u8]) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors wrote valid JSON");
+    // serde_json's map is ordered by key (no `preserve_order`).
+    let sorted = serde_json::to_vec(&value).expect("a JSON value serializes");
+    assert!(sorted.len() <= n, "same entries, same compact length");
+    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    bytes[8 + sorted.len()..8 + n].fill(b' ');
 }
 
 /// Writes `tensors` to `path` so that `path` holds either its old content or
@@ -71,21 +84,18 @@ pub(crate) fn write(
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| FileError::io("create a temporary file in", dir, e))?;
-    // safetensors streams the tensors to the temporary path (it swaps in its
-    // own temporary file there); `tmp` still owns the name and removes it if
-    // anything below fails.
-    safetensors::serialize_to_file(
-        tensors.iter().map(|(n, v)| (n.as_str(), v)),
-        metadata,
-        tmp.path(),
-    )?;
-    // safetensors swapped in its own owner-only temporary file.
+    // `tmp` owns the name and removes the file if anything below fails.
+    let bytes = to_bytes(tensors, metadata)?;
+    {
+        use std::io::Write;
+        let mut f = tmp.as_file();
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| FileError::io("write", tmp.path(), e))?;
+    }
     #[cfg(unix)]
     std::fs::set_permissions(tmp.path(), perms)
         .map_err(|e| FileError::io("set permissions of", tmp.path(), e))?;
-    File::open(tmp.path())
-        .and_then(|f| f.sync_all())
-        .map_err(|e| FileError::io("sync", tmp.path(), e))?;
     tmp.persist(path)
         .map_err(|e| FileError::io("rename a temporary file to", path, e.error))?;
     // Best effort: not every platform can open a directory for syncing.

@@ -35,7 +35,7 @@ pub struct DataParallelParams {
 ///
 /// // Gradient-style reduction: the sum of squares of 0..100, shard by shard.
 /// let g = dp.grad(&pool, 100, |r| r.map(|i| (i * i) as u64).sum::<u64>(), |a, b| *a += b)?;
-/// assert_eq!(g, (0..100u64).map(|i| i * i).sum());
+/// assert_eq!(g, (0..100u64).map(|i| i * i).sum::<u64>());
 /// # Ok::<(), squish::SquishError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
