@@ -48,6 +48,6 @@ pub use regularization::{
     Regularizer, RegularizerParams,
 };
 pub use scalar::Scalar;
-pub use schedule::{cubic_sparsity, GradualPruning, SparsitySchedule};
+pub use schedule::{cubic_sparsity, from_schedule, GradualPruning, SparsitySchedule};
 pub use ste::StraightThrough;
 pub use trainer::{Objective, TrainReport, Trainer, TrainerParams};

@@ -4,13 +4,16 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{Result, SquishError};
+use crate::pruning::Schedule;
 
 /// A sparsity target as a function of the optimizer step.
 pub type SparsitySchedule = Arc<dyn Fn(usize) -> f64 + Send + Sync>;
 
 /// Zhu & Gupta's cubic schedule: `s_t = s_f + (s_i − s_f)(1 − (t − t₀)/(t₁ − t₀))³`
-/// for `t₀ ≤ t ≤ t₁`, `s_i` before and `s_f` after: prune fast while many
-/// redundant weights remain, slowly near the target.
+/// for `t₀ ≤ t ≤ t₁`, 0 before and `s_f` after: prune fast while many
+/// redundant weights remain, slowly near the target. A closure over
+/// [`pruning::Schedule`](crate::pruning::Schedule) updated every step; any
+/// other `Schedule` works too through [`from_schedule`].
 ///
 /// ```
 /// use squish::training::cubic_sparsity;
@@ -25,11 +28,6 @@ pub fn cubic_sparsity(
     start: usize,
     end: usize,
 ) -> Result<SparsitySchedule> {
-    for (name, v) in [("initial sparsity", initial), ("final sparsity", target)] {
-        if !(0.0..1.0).contains(&v) {
-            return Err(SquishError::invalid(name, v, "must lie in [0, 1)"));
-        }
-    }
     if end <= start {
         return Err(SquishError::invalid(
             "end step",
@@ -37,16 +35,16 @@ pub fn cubic_sparsity(
             format!("must be after the start step {start}"),
         ));
     }
-    Ok(Arc::new(move |t: usize| {
-        if t <= start {
-            initial
-        } else if t >= end {
-            target
-        } else {
-            let frac = (t - start) as f64 / (end - start) as f64;
-            target + (initial - target) * (1.0 - frac).powi(3)
-        }
-    }))
+    let schedule = Schedule::cubic(target, (end - start) as u64)
+        .initial(initial)
+        .start(start as u64)
+        .check()?;
+    Ok(from_schedule(schedule))
+}
+
+/// A pruning [`Schedule`] as the per-step function the trainer queries.
+pub fn from_schedule(schedule: Schedule) -> SparsitySchedule {
+    Arc::new(move |t: usize| schedule.sparsity_at(t as u64))
 }
 
 /// Magnitude pruning of some layers to `schedule(step)` every `every` steps
