@@ -100,7 +100,7 @@ pub fn families() -> Vec<Family> {
                 .iter()
                 .map(|&e| {
                     (
-                        format!("low rank {:.0}% energy + int8", e * 100.0),
+                        format!("energy {e} + int8"),
                         vec![
                             MethodSpec::LowRank(LowRankSpec {
                                 energy: Some(e),
