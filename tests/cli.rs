@@ -201,10 +201,12 @@ fn sweep_prints_a_table_and_writes_an_svg() {
         "binary / ternary",
         "magnitude pruning (f32 CSR)",
         "pruning + int8",
+        "low rank by energy + int8",
+        "k-means sharing (per tensor)",
     ] {
         assert!(text.contains(family), "legend lacks {family}");
     }
-    assert!(text.matches("<polyline").count() >= 4);
+    assert!(text.matches("<polyline").count() >= 6);
     // A pattern that selects no matrix is an error.
     let o = squish(&[
         "sweep",
@@ -213,6 +215,79 @@ fn sweep_prints_a_table_and_writes_an_svg() {
         "nothing*",
         "--plot",
         svg.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn rank_energy_quick_flag_factors_every_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lr.squish");
+    let out_s = out.to_str().unwrap();
+    let table = ok(&[
+        "compress",
+        MODEL,
+        "--rank-energy",
+        "0.9",
+        "--int8",
+        "-o",
+        out_s,
+        "--quiet",
+    ]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("lstm_cell.weight_hh"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("low-rank energy 0.9"), "{row}");
+    assert!(table.contains("total (8 matrices)"), "{table}");
+    let c = CompressedModel::load(&out).unwrap();
+    let Some(Entry::Compressed(lstm)) = c.get("lstm_cell.weight_hh") else {
+        panic!()
+    };
+    let squish::matrix::Structure::LowRank(lr) = lstm.matrix().structure() else {
+        panic!("{}", lstm.matrix().structure().kind())
+    };
+    assert_eq!((lr.a().encoding(), lr.b().encoding()), ("int8", "int8"));
+    // Energy 0.9 without quantization bounds the error by sqrt(1 − 0.9).
+    let table = ok(&[
+        "compress",
+        MODEL,
+        "--rank-energy",
+        "0.9",
+        "-o",
+        out_s,
+        "--quiet",
+    ]);
+    let original = Model::load(MODEL).unwrap();
+    let c = CompressedModel::load(&out).unwrap();
+    for (name, e) in c.iter() {
+        let Entry::Compressed(m) = e else { continue };
+        let w = original.get(name).unwrap().matrix().unwrap();
+        let d = m.matrix().to_dense();
+        let (mut n, mut s) = (0.0f64, 0.0f64);
+        for (&a, &b) in w.iter().zip(d.iter()) {
+            n += (a as f64 - b as f64).powi(2);
+            s += (a as f64).powi(2);
+        }
+        assert!((n / s).sqrt() <= 0.1f64.sqrt() + 1e-4, "{name}\n{table}");
+    }
+    // Out of range, or combined with pruning: errors.
+    let o = squish(&["compress", MODEL, "--rank-energy", "1.5", "-o", out_s]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("energy"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = squish(&[
+        "compress",
+        MODEL,
+        "--rank-energy",
+        "0.9",
+        "--prune",
+        "0.5",
+        "-o",
+        out_s,
     ]);
     assert!(!o.status.success());
 }

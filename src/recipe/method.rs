@@ -2,45 +2,24 @@
 //! one place where a method becomes pipeline passes.
 //!
 //! Adding a method is one variant of [`MethodSpec`] (its TOML parameters)
-//! and one arm in [`MethodSpec::append`] (its checked builder).
+//! and one arm in [`MethodSpec::append`] (its checked builder); parameters
+//! beyond a couple of numbers get a spec struct in `spec.rs`.
 
 use serde::Deserialize;
 
+use super::{IntSpec, KMeansSpec, LowRankSpec, StructuredSpec};
 use crate::error::Result;
 use crate::pipeline::Pipeline;
-use crate::pruning::Magnitude;
-use crate::quantization::{Binary, IntQuantizer, Ternary};
-
-/// Which values share one quantization scale.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GranularitySpec {
-    /// One scale for the tensor.
-    PerTensor,
-    /// One scale per row (output channel).
-    #[default]
-    PerRow,
-    /// One scale per `group_size` consecutive values.
-    PerGroup,
-}
-
-/// Parameters of integer quantization in a recipe.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IntSpec {
-    /// `per-tensor`, `per-row` (default) or `per-group`.
-    #[serde(default)]
-    pub granularity: GranularitySpec,
-    /// Values per group, required with `per-group`.
-    pub group_size: Option<usize>,
-    /// Symmetric codes (default true).
-    pub symmetric: Option<bool>,
-}
+use crate::pruning::{Magnitude, NMPruner};
+use crate::quantization::{Binary, Ternary};
 
 /// One method of a recipe pipeline, as written in TOML:
 /// `{ method = "magnitude", sparsity = 0.5 }`, `{ method = "int8" }`,
 /// `{ method = "int4", granularity = "per-group", group_size = 64 }`,
-/// `{ method = "binary" }`, `{ method = "ternary" }`.
+/// `{ method = "binary" }`, `{ method = "ternary" }`,
+/// `{ method = "lowrank", energy = 0.95 }`, `{ method = "kmeans", bits = 4 }`,
+/// `{ method = "nm", n = 2, m = 4 }`,
+/// `{ method = "structured", sparsity = 0.25, axis = "rows" }`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum MethodSpec {
@@ -57,32 +36,23 @@ pub enum MethodSpec {
     Binary {},
     /// {−α, 0, +α} with a scale per row.
     Ternary {},
-    // Low rank, k-means sharing, N:M and structured pruning land here: one
-    // variant each, plus one arm in `append`.
-}
-
-fn int(bits: u8, s: &IntSpec) -> Result<IntQuantizer> {
-    let mut p = IntQuantizer::params(bits).symmetric(s.symmetric.unwrap_or(true));
-    p = match (s.granularity, s.group_size) {
-        (GranularitySpec::PerTensor, None) => p.per_tensor(),
-        (GranularitySpec::PerRow, None) => p.per_row(),
-        (GranularitySpec::PerGroup, Some(g)) => p.per_group(g),
-        (GranularitySpec::PerGroup, None) => {
-            return Err(crate::SquishError::invalid(
-                "group_size",
-                "missing",
-                "granularity = \"per-group\" needs group_size = N",
-            ))
-        }
-        (_, Some(g)) => {
-            return Err(crate::SquishError::invalid(
-                "group_size",
-                g,
-                "only allowed with granularity = \"per-group\"",
-            ))
-        }
-    };
-    p.check()
+    /// Low rank W ≈ A·B by a truncated SVD (put it first: a later
+    /// quantizer quantizes each factor).
+    #[serde(rename = "lowrank", alias = "low-rank")]
+    LowRank(LowRankSpec),
+    /// Weight sharing by 1-D k-means: a codebook and an index per weight.
+    #[serde(rename = "kmeans", alias = "k-means")]
+    KMeans(KMeansSpec),
+    /// N:M semi-structured pruning: keep `n` of every `m` consecutive inputs.
+    #[serde(rename = "nm", alias = "n:m")]
+    NM {
+        /// Values kept per group.
+        n: usize,
+        /// Group length (must divide the row length).
+        m: usize,
+    },
+    /// Structured pruning of whole rows or columns by their Ln norm.
+    Structured(StructuredSpec),
 }
 
 impl MethodSpec {
@@ -94,10 +64,14 @@ impl MethodSpec {
             MethodSpec::Magnitude { sparsity } => {
                 pipeline.prune(Magnitude::params(*sparsity).check()?)
             }
-            MethodSpec::Int8(s) => pipeline.quantize(int(8, s)?),
-            MethodSpec::Int4(s) => pipeline.quantize(int(4, s)?),
+            MethodSpec::Int8(s) => pipeline.quantize(s.build(8)?),
+            MethodSpec::Int4(s) => pipeline.quantize(s.build(4)?),
             MethodSpec::Binary {} => pipeline.quantize(Binary),
             MethodSpec::Ternary {} => pipeline.quantize(Ternary),
+            MethodSpec::LowRank(s) => pipeline.then(s.build()?),
+            MethodSpec::KMeans(s) => pipeline.quantize(s.build()?),
+            MethodSpec::NM { n, m } => pipeline.prune(NMPruner::params(*n, *m).check()?),
+            MethodSpec::Structured(s) => pipeline.prune(s.build()?),
         })
     }
 

@@ -11,10 +11,15 @@ mod error;
 mod method;
 #[allow(clippy::module_inception)]
 mod recipe;
+mod spec;
 mod sweep;
 
 pub use apply::{compress_model, Compressed, LayerReport};
 pub use error::RecipeError;
-pub use method::{GranularitySpec, IntSpec, MethodSpec};
+pub use method::MethodSpec;
 pub use recipe::{Choice, Recipe, Rule};
+pub use spec::{
+    AxisSpec, CalibrationSpec, GranularitySpec, InitSpec, IntSpec, KMeansSpec, LowRankSpec,
+    StructuredSpec,
+};
 pub use sweep::{families, sweep, Family, SweepPoint};

@@ -110,10 +110,20 @@ pub enum Choice {
 /// `pattern` (a glob: `*` matches any run of characters, dots included) or
 /// `regex` matches the layer name wins; `[default]` applies to the layers no
 /// rule takes (without it they are kept as they are); an empty `pipeline`
-/// keeps a layer as it is. Methods: `magnitude` (`sparsity`), `int8` and
-/// `int4` (`granularity` = `per-tensor` | `per-row` | `per-group` with
-/// `group_size`, `symmetric`), `binary`, `ternary`. Unknown keys and
-/// out-of-range values are errors that name their line.
+/// keeps a layer as it is. Methods:
+/// - `magnitude` (`sparsity`);
+/// - `nm` (`n`, `m`): keep n of every m consecutive inputs;
+/// - `structured` (`sparsity`, `p` = 2, `axis` = `rows` | `cols`);
+/// - `int8` and `int4` (`granularity` = `per-tensor` | `per-row` |
+///   `per-group` with `group_size`, `symmetric`, `calibration` = `"minmax"` |
+///   `{ percentile = 99.9 }` | `"mse"`);
+/// - `binary`, `ternary`;
+/// - `lowrank` (one of `rank`, `energy`, `rel_error`, `ratio`, `bytes`;
+///   `randomized = true` with `oversampling`, `power_iters`, `seed`);
+/// - `kmeans` (`k` or `bits`; `init` = `linear` | `density` | `kmeans++`
+///   with `seed`, `max_iter`, or `optimal = true`; `per_row`).
+///
+/// Unknown keys and out-of-range values are errors that name their line.
 #[derive(Clone, Debug, Default)]
 pub struct Recipe {
     rules: Vec<Rule>,

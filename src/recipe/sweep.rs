@@ -3,7 +3,7 @@
 
 use ndarray::ArrayView2;
 
-use super::{IntSpec, MethodSpec};
+use super::{IntSpec, KMeansSpec, LowRankSpec, MethodSpec};
 use crate::error::Result;
 use crate::parallel::{map, ParallelExecutor, Sequential};
 
@@ -37,7 +37,7 @@ fn int(g: Option<usize>) -> IntSpec {
         Some(g) => IntSpec {
             granularity: super::GranularitySpec::PerGroup,
             group_size: Some(g),
-            symmetric: None,
+            ..IntSpec::default()
         },
     }
 }
@@ -45,6 +45,7 @@ fn int(g: Option<usize>) -> IntSpec {
 /// The method families this build can sweep.
 pub fn families() -> Vec<Family> {
     let sparsities = [0.5, 0.7, 0.8, 0.9, 0.95];
+    let energies = [0.5, 0.8, 0.9, 0.95];
     vec![
         Family {
             name: "integer (per row / per group)",
@@ -89,6 +90,38 @@ pub fn families() -> Vec<Family> {
                             MethodSpec::Magnitude { sparsity: s },
                             MethodSpec::Int8(int(None)),
                         ],
+                    )
+                })
+                .collect(),
+        },
+        Family {
+            name: "low rank by energy + int8",
+            settings: energies
+                .iter()
+                .map(|&e| {
+                    (
+                        format!("energy {e} + int8"),
+                        vec![
+                            MethodSpec::LowRank(LowRankSpec {
+                                energy: Some(e),
+                                ..LowRankSpec::default()
+                            }),
+                            MethodSpec::Int8(int(None)),
+                        ],
+                    )
+                })
+                .collect(),
+        },
+        Family {
+            name: "k-means sharing (per tensor)",
+            settings: (2..=5)
+                .map(|b| {
+                    (
+                        format!("k-means {b} bits"),
+                        vec![MethodSpec::KMeans(KMeansSpec {
+                            bits: Some(b),
+                            ..KMeansSpec::default()
+                        })],
                     )
                 })
                 .collect(),

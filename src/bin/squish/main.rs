@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use squish::io::{CompressedModel, FileError, Model};
 use squish::parallel::{ParallelExecutor, ThreadPool};
-use squish::recipe::{compress_model, families, sweep, IntSpec, MethodSpec, Recipe};
+use squish::recipe::{compress_model, families, sweep, IntSpec, LowRankSpec, MethodSpec, Recipe};
 use squish::{Result, SquishError};
 
 /// Compress neural-network weights and multiply them without decompressing.
@@ -59,7 +59,7 @@ struct CompressArgs {
     /// A safetensors model.
     model: PathBuf,
     /// TOML recipe: layer patterns mapped to pipelines.
-    #[arg(long, conflicts_with_all = ["int8", "int4", "binary", "ternary", "prune"])]
+    #[arg(long, conflicts_with_all = ["int8", "int4", "binary", "ternary", "prune", "rank_energy"])]
     recipe: Option<PathBuf>,
     /// Output container.
     #[arg(short, long)]
@@ -67,6 +67,10 @@ struct CompressArgs {
     /// Quick recipe: magnitude-prune every matrix to this sparsity first.
     #[arg(long, value_name = "SPARSITY")]
     prune: Option<f64>,
+    /// Quick recipe: factor every matrix to the rank keeping this fraction of
+    /// Σσ² first (the quantizer flags then quantize both factors).
+    #[arg(long, value_name = "ENERGY", conflicts_with = "prune")]
+    rank_energy: Option<f64>,
     /// Quick recipe: int8 per row.
     #[arg(long, group = "quant")]
     int8: bool,
@@ -93,6 +97,12 @@ fn pool(threads: Option<usize>) -> Result<ThreadPool> {
 
 fn quick_recipe(a: &CompressArgs) -> Result<Recipe> {
     let mut methods = Vec::new();
+    if let Some(e) = a.rank_energy {
+        methods.push(MethodSpec::LowRank(LowRankSpec {
+            energy: Some(e),
+            ..LowRankSpec::default()
+        }));
+    }
     if let Some(s) = a.prune {
         methods.push(MethodSpec::Magnitude { sparsity: s });
     }
@@ -109,7 +119,7 @@ fn quick_recipe(a: &CompressArgs) -> Result<Recipe> {
         return Err(SquishError::invalid(
             "recipe",
             "none",
-            "pass --recipe FILE or quick flags (--int8, --int4, --binary, --ternary, --prune S)",
+            "pass --recipe FILE or quick flags (--int8, --int4, --binary, --ternary, --prune S, --rank-energy E)",
         ));
     }
     Recipe::uniform(methods)

@@ -196,15 +196,26 @@ pub fn model(m: &Model) -> String {
 /// The sweep table.
 pub fn sweep(layers: &[&str], points: &[SweepPoint]) -> String {
     let mut s = format!("layers: {}\n", layers.join(", "));
+    // Columns as wide as their longest entry.
+    let width = |f: &dyn Fn(&SweepPoint) -> &str, title: &str| {
+        points
+            .iter()
+            .map(|p| f(p).chars().count())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let wf = width(&|p| p.family, "family");
+    let ws = width(&|p| p.setting.as_str(), "setting");
     let _ = writeln!(
         s,
-        "{:<30}  {:<22}  {:>7}  {:>9}  {:>8}",
+        "{:<wf$}  {:<ws$}  {:>7}  {:>9}  {:>8}",
         "family", "setting", "bits/w", "rel.err", "SQNR dB"
     );
     for p in points {
         let _ = writeln!(
             s,
-            "{:<30}  {:<22}  {:>7.3}  {:>9.3e}  {:>8}",
+            "{:<wf$}  {:<ws$}  {:>7.3}  {:>9.3e}  {:>8}",
             p.family,
             p.setting,
             p.bits_per_weight,
