@@ -20,6 +20,8 @@ use crate::quantization::QuantizedActivations;
 
 /// Tile edge (weight rows and batch rows).
 const T: usize = 4;
+/// Inputs per cache block (a multiple of 64).
+const KB: usize = 1 << 15;
 /// Longest run summed in i32 at once: 255·128·2^15 < 2^31.
 const CHUNK: usize = 1 << 15;
 
@@ -47,38 +49,56 @@ pub(crate) fn matmul(
     };
     let per = rows_per_task(cols, 1 << 16).next_multiple_of(T);
     let mut yt = vec![0.0f32; rows * batch];
+    let nbt = batch.div_ceil(T);
     for_each_chunk_mut(exec, &mut yt, per * batch, |t, out| {
         let r0 = t * per;
         let nr = out.len() / batch;
+        // Integer dots of one row tile with every batch row, and the f32 sums.
+        let mut dots = vec![[[0i64; T]; T]; nbt];
+        let mut acc = vec![[[0.0f32; T]; T]; nbt];
         for rt in (0..nr).step_by(T) {
             // Edge tiles repeat the last row / batch row; extra results are dropped.
             let ri: [usize; T] = std::array::from_fn(|u| r0 + (rt + u).min(nr - 1));
-            // Σw per segment of each row, for the +128 correction (VNNI only).
-            let wsum: [Vec<i64>; T] = ri.map(|i| {
-                if xu.is_empty() {
-                    return Vec::new();
+            acc.iter_mut().for_each(|a| *a = [[0.0; T]; T]);
+            for (seg, (a, b, _)) in segments(v.params(), ri[0], cols).enumerate() {
+                dots.iter_mut().for_each(|d| *d = [[0; T]; T]);
+                // Blocks of KB inputs: the weight tile's block stays in L1
+                // while every batch tile passes over it.
+                for ka in (a..b).step_by(KB) {
+                    let kb = (ka + KB).min(b);
+                    for (bt, d) in dots.iter_mut().enumerate() {
+                        let bi: [usize; T] = std::array::from_fn(|c| (bt * T + c).min(batch - 1));
+                        let e = tile(v, xq, &xu, ri, bi, (ka, kb), isa);
+                        for u in 0..T {
+                            for c in 0..T {
+                                d[u][c] += e[u][c];
+                            }
+                        }
+                    }
                 }
-                v.codes()[i * cols..(i + 1) * cols]
-                    .chunks(g)
-                    .map(|c| c.iter().map(|&q| q as i32).sum::<i32>() as i64)
-                    .collect()
-            });
-            for bt in (0..batch).step_by(T) {
-                let mut acc = [[0.0f32; T]; T];
-                let bi: [usize; T] = std::array::from_fn(|u| (bt + u).min(batch - 1));
-                for (seg, (a, b, _)) in segments(v.params(), ri[0], cols).enumerate() {
-                    let dots = tile(v, xq, &xu, ri, bi, (a, b), &wsum, seg, isa);
+                // (x + 128)·w was summed on VNNI: remove 128·Σw.
+                let wsum: [i64; T] = ri.map(|i| {
+                    if xu.is_empty() {
+                        return 0;
+                    }
+                    128 * sum_i8(&v.codes()[i * cols + a..i * cols + b], isa)
+                });
+                for (bt, (d, acc)) in dots.iter().zip(acc.iter_mut()).enumerate() {
                     for u in 0..T {
                         let (s, z) = v.params().get(v.params().index(ri[u], a));
                         for c in 0..T {
-                            let d = dots[u][c] - z as i64 * xs[bi[c]][seg];
+                            let bc = (bt * T + c).min(batch - 1);
+                            let d = d[u][c] - wsum[u] - z as i64 * xs[bc][seg];
                             acc[u][c] += s * d as f32;
                         }
                     }
                 }
+            }
+            for (bt, acc) in acc.iter().enumerate() {
                 for u in 0..T.min(nr - rt) {
-                    for c in 0..T.min(batch - bt) {
-                        out[(rt + u) * batch + bt + c] = acc[u][c] * xq.scales[bi[c]];
+                    for c in 0..T.min(batch - bt * T) {
+                        let bc = bt * T + c;
+                        out[(rt + u) * batch + bc] = acc[u][c] * xq.scales[bc];
                     }
                 }
             }
@@ -107,8 +127,8 @@ fn activation_sums(v: &Int8Values, xq: &QuantizedActivations) -> Vec<Vec<i64>> {
         .collect()
 }
 
-/// Integer dots `Σ_{k∈a..b} w[ri[u], k]·x[bi[c], k]` of a tile.
-#[allow(clippy::too_many_arguments)]
+/// Integer dots `Σ_{k∈a..b} w[ri[u], k]·x[bi[c], k]` of a tile; on VNNI
+/// `x + 128` in place of `x` (the caller removes `128·Σw`).
 fn tile(
     v: &Int8Values,
     xq: &QuantizedActivations,
@@ -116,8 +136,6 @@ fn tile(
     ri: [usize; T],
     bi: [usize; T],
     (a, b): (usize, usize),
-    wsum: &[Vec<i64>; T],
-    seg: usize,
     isa: Isa,
 ) -> [[i64; T]; T] {
     let cols = xq.cols;
@@ -138,17 +156,49 @@ fn tile(
             }
             k += n;
         }
-        // (x + 128)·w summed; remove 128·Σw (Σw over the segment).
-        for (row, ws) in out.iter_mut().zip(wsum) {
-            for o in row.iter_mut() {
-                *o -= 128 * ws[seg];
-            }
-        }
         return out;
     }
-    let _ = (isa, xu, wsum, seg);
+    let _ = (isa, xu);
     let x: [&[i8]; T] = bi.map(|j| &xq.row(j)[a..b]);
     std::array::from_fn(|u| std::array::from_fn(|c| dot_i8(w[u], x[c])))
+}
+
+/// `Σ w` (exact).
+fn sum_i8(w: &[i8], isa: Isa) -> i64 {
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx512 {
+        // SAFETY: tiers at or above Avx512 are only reachable when detected.
+        return unsafe { sum_i8_avx512(w) };
+    }
+    let _ = isa;
+    w.chunks(CHUNK)
+        .map(|c| c.iter().map(|&q| q as i32).sum::<i32>() as i64)
+        .sum()
+}
+
+/// `Σ w = Σ (w + 128) − 128·n`, the first with `vpsadbw` (8 bytes a lane).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn sum_i8_avx512(w: &[i8]) -> i64 {
+    let n = w.len();
+    let p = w.as_ptr();
+    let bias = _mm512_set1_epi8(-128);
+    let zero = _mm512_setzero_si512();
+    let mut acc = _mm512_setzero_si512();
+    let mut k = 0;
+    while k < n {
+        let m: __mmask64 = if n - k >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << (n - k)) - 1
+        };
+        // Masked-off lanes become 0 ^ 0x80 = 128 after the flip: remove them below.
+        let u = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p.add(k)), bias);
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(u, zero));
+        k += 64;
+    }
+    let lanes = n.div_ceil(64) * 64;
+    _mm512_reduce_add_epi64(acc) - 128 * lanes as i64
 }
 
 /// Plain integer dot product.
@@ -171,6 +221,19 @@ unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
     let n = w[0].len();
     let mut acc = [[_mm512_setzero_si512(); T]; T];
     let mut k = 0;
+    while k + 64 <= n {
+        let mut wv = [_mm512_setzero_si512(); T];
+        for u in 0..T {
+            wv[u] = _mm512_loadu_si512(w[u].as_ptr().add(k) as *const _);
+        }
+        for c in 0..T {
+            let xv = _mm512_loadu_si512(x[c].as_ptr().add(k) as *const _);
+            for u in 0..T {
+                acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], xv, wv[u]);
+            }
+        }
+        k += 64;
+    }
     while k < n {
         // Masked-off lanes load 0 for w, so they add nothing.
         let m: __mmask64 = if n - k >= 64 {
