@@ -20,8 +20,6 @@ use crate::quantization::QuantizedActivations;
 
 /// Tile edge (weight rows and batch rows).
 const T: usize = 4;
-/// Inputs per cache block (a multiple of 64).
-const KB: usize = 1 << 15;
 /// Longest run summed in i32 at once: 255·128·2^15 < 2^31.
 const CHUNK: usize = 1 << 15;
 
@@ -43,10 +41,6 @@ pub(crate) fn matmul(
     } else {
         Vec::new()
     };
-    let g = match v.params().granularity() {
-        Granularity::PerGroup(g) => g,
-        _ => cols.max(1),
-    };
     let per = rows_per_task(cols, 1 << 16).next_multiple_of(T);
     let mut yt = vec![0.0f32; rows * batch];
     let nbt = batch.div_ceil(T);
@@ -61,20 +55,9 @@ pub(crate) fn matmul(
             let ri: [usize; T] = std::array::from_fn(|u| r0 + (rt + u).min(nr - 1));
             acc.iter_mut().for_each(|a| *a = [[0.0; T]; T]);
             for (seg, (a, b, _)) in segments(v.params(), ri[0], cols).enumerate() {
-                dots.iter_mut().for_each(|d| *d = [[0; T]; T]);
-                // Blocks of KB inputs: the weight tile's block stays in L1
-                // while every batch tile passes over it.
-                for ka in (a..b).step_by(KB) {
-                    let kb = (ka + KB).min(b);
-                    for (bt, d) in dots.iter_mut().enumerate() {
-                        let bi: [usize; T] = std::array::from_fn(|c| (bt * T + c).min(batch - 1));
-                        let e = tile(v, xq, &xu, ri, bi, (ka, kb), isa);
-                        for u in 0..T {
-                            for c in 0..T {
-                                d[u][c] += e[u][c];
-                            }
-                        }
-                    }
+                for (bt, d) in dots.iter_mut().enumerate() {
+                    let bi: [usize; T] = std::array::from_fn(|c| (bt * T + c).min(batch - 1));
+                    *d = tile(v, xq, &xu, ri, bi, (a, b), isa);
                 }
                 // (x + 128)·w was summed on VNNI: remove 128·Σw.
                 let wsum: [i64; T] = ri.map(|i| {
@@ -95,10 +78,10 @@ pub(crate) fn matmul(
                 }
             }
             for (bt, acc) in acc.iter().enumerate() {
-                for u in 0..T.min(nr - rt) {
-                    for c in 0..T.min(batch - bt * T) {
+                for (u, acc) in acc.iter().enumerate().take(nr - rt) {
+                    for (c, a) in acc.iter().enumerate().take(batch - bt * T) {
                         let bc = bt * T + c;
-                        out[(rt + u) * batch + bc] = acc[u][c] * xq.scales[bc];
+                        out[(rt + u) * batch + bc] = a * xq.scales[bc];
                     }
                 }
             }
