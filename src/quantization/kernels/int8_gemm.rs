@@ -236,13 +236,37 @@ unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
         }
         k += 64;
     }
-    let mut out = [[0i32; T]; T];
-    for u in 0..T {
-        for c in 0..T {
-            out[u][c] = _mm512_reduce_add_epi32(acc[u][c]);
-        }
-    }
-    out
+    let flat: [__m512i; T * T] = std::array::from_fn(|i| acc[i / T][i % T]);
+    let mut sums = [0i32; T * T];
+    _mm512_storeu_si512(sums.as_mut_ptr() as *mut _, reduce16(flat));
+    std::array::from_fn(|u| std::array::from_fn(|c| sums[u * T + c]))
+}
+
+/// Lane `i` of the result is the sum of the 16 lanes of `v[i]` (a transposed
+/// reduction: 15 adds instead of 16 separate reductions).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn reduce16(v: [__m512i; 16]) -> __m512i {
+    // Pairs: per 128-bit lane [a0+a2, b0+b2, a1+a3, b1+b3].
+    let t: [__m512i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (v[2 * i], v[2 * i + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+    });
+    // Quads: per 128-bit lane [a, b, c, d] partial sums.
+    let q: [__m512i; 4] = std::array::from_fn(|i| {
+        let (a, b) = (t[2 * i], t[2 * i + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+    });
+    // Sum the four 128-bit lanes of each quad.
+    let h = |a: __m512i, b: __m512i| {
+        _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0x88>(a, b),
+            _mm512_shuffle_i32x4::<0xDD>(a, b),
+        )
+    };
+    let u0 = h(q[0], q[1]);
+    let u1 = h(q[2], q[3]);
+    h(u0, u1)
 }
 
 /// Plain reference for the int8 × int8 product (same formula, plain loops):
