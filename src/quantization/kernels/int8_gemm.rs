@@ -41,6 +41,20 @@ pub(crate) fn matmul(
     } else {
         Vec::new()
     };
+    // With whole 64-byte blocks, also interleave each batch tile's rows by
+    // block (`[tile][block][row][64]`): one sequential stream per tile.
+    let xpk: Vec<u8> = if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) {
+        let nk = cols / 64;
+        let mut p = vec![0u8; batch.div_ceil(T) * T * cols];
+        for (i, o) in p.chunks_exact_mut(64).enumerate() {
+            let (tile, kc, c) = (i / (nk * T), (i / T) % nk, i % T);
+            let r = (tile * T + c).min(batch - 1);
+            o.copy_from_slice(&xu[r * cols + kc * 64..r * cols + kc * 64 + 64]);
+        }
+        p
+    } else {
+        Vec::new()
+    };
     let per = rows_per_task(cols, 1 << 16).next_multiple_of(T);
     let mut yt = vec![0.0f32; rows * batch];
     let nbt = batch.div_ceil(T);
@@ -57,7 +71,7 @@ pub(crate) fn matmul(
             for (seg, (a, b, _)) in segments(v.params(), ri[0], cols).enumerate() {
                 for (bt, d) in dots.iter_mut().enumerate() {
                     let bi: [usize; T] = std::array::from_fn(|c| (bt * T + c).min(batch - 1));
-                    *d = tile(v, xq, &xu, ri, bi, (a, b), isa);
+                    *d = tile(v, xq, (&xu, &xpk), ri, bi, (a, b), isa);
                 }
                 // (x + 128)·w was summed on VNNI: remove 128·Σw.
                 let wsum: [i64; T] = ri.map(|i| {
@@ -115,7 +129,7 @@ fn activation_sums(v: &Int8Values, xq: &QuantizedActivations) -> Vec<Vec<i64>> {
 fn tile(
     v: &Int8Values,
     xq: &QuantizedActivations,
-    xu: &[u8],
+    (xu, xpk): (&[u8], &[u8]),
     ri: [usize; T],
     bi: [usize; T],
     (a, b): (usize, usize),
@@ -123,6 +137,26 @@ fn tile(
 ) -> [[i64; T]; T] {
     let cols = xq.cols;
     let w: [&[i8]; T] = ri.map(|i| &v.codes()[i * cols + a..i * cols + b]);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && !xpk.is_empty() && a.is_multiple_of(64) && b.is_multiple_of(64) {
+        // Tile bi[0] / T of the interleaved copy, blocks a/64..b/64.
+        let base = (bi[0] / T) * T * cols;
+        let xp = &xpk[base + a * T..base + b * T];
+        let mut out = [[0i64; T]; T];
+        let mut k = 0;
+        while k < b - a {
+            let n = (b - a - k).min(CHUNK);
+            // SAFETY: the Avx512Vnni tier is only reachable when detected.
+            let d = unsafe { tile_vnni_packed(w.map(|s| &s[k..k + n]), &xp[k * T..(k + n) * T]) };
+            for u in 0..T {
+                for c in 0..T {
+                    out[u][c] += d[u][c] as i64;
+                }
+            }
+            k += n;
+        }
+        return out;
+    }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni {
         let x: [&[u8]; T] = bi.map(|j| &xu[j * cols + a..j * cols + b]);
@@ -141,7 +175,7 @@ fn tile(
         }
         return out;
     }
-    let _ = (isa, xu);
+    let _ = (isa, xu, xpk);
     let x: [&[i8]; T] = bi.map(|j| &xq.row(j)[a..b]);
     std::array::from_fn(|u| std::array::from_fn(|c| dot_i8(w[u], x[c])))
 }
@@ -232,6 +266,33 @@ unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
             let xv = _mm512_maskz_loadu_epi8(m, x[c].as_ptr().add(k) as *const i8);
             for u in 0..T {
                 acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], xv, wv[u]);
+            }
+        }
+        k += 64;
+    }
+    let flat: [__m512i; T * T] = std::array::from_fn(|i| acc[i / T][i % T]);
+    let mut sums = [0i32; T * T];
+    _mm512_storeu_si512(sums.as_mut_ptr() as *mut _, reduce16(flat));
+    std::array::from_fn(|u| std::array::from_fn(|c| sums[u * T + c]))
+}
+
+/// [`tile_vnni`] with `x` interleaved by 64-byte block (`[block][row][64]`);
+/// `w` rows are a whole number of blocks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_vnni_packed(w: [&[i8]; T], x: &[u8]) -> [[i32; T]; T] {
+    let n = w[0].len();
+    debug_assert!(n.is_multiple_of(64) && x.len() == n * T);
+    let xp = x.as_ptr();
+    let mut acc = [[_mm512_setzero_si512(); T]; T];
+    let mut k = 0;
+    while k < n {
+        let wv: [__m512i; T] =
+            std::array::from_fn(|u| _mm512_loadu_si512(w[u].as_ptr().add(k) as *const _));
+        for c in 0..T {
+            let xv = _mm512_loadu_si512(xp.add(k * T + c * 64) as *const _);
+            for (acc, &wu) in acc.iter_mut().zip(&wv) {
+                acc[c] = _mm512_dpbusd_epi32(acc[c], xv, wu);
             }
         }
         k += 64;
