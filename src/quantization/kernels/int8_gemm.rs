@@ -80,12 +80,14 @@ pub(crate) fn matmul(
                     }
                     128 * sum_i8(&v.codes()[i * cols + a..i * cols + b], isa)
                 });
+                let sz = ri.map(|i| v.params().get(v.params().index(i, a)));
                 for (bt, (d, acc)) in dots.iter().zip(acc.iter_mut()).enumerate() {
+                    let xsum: [i64; T] =
+                        std::array::from_fn(|c| xs[(bt * T + c).min(batch - 1)][seg]);
                     for u in 0..T {
-                        let (s, z) = v.params().get(v.params().index(ri[u], a));
+                        let (s, z) = sz[u];
                         for c in 0..T {
-                            let bc = (bt * T + c).min(batch - 1);
-                            let d = d[u][c] - wsum[u] - z as i64 * xs[bc][seg];
+                            let d = d[u][c] - wsum[u] - z as i64 * xsum[c];
                             acc[u][c] += s * d as f32;
                         }
                     }
