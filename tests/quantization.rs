@@ -528,6 +528,7 @@ const SHAPES: &[(usize, usize)] = &[
     (9, 255),
     (6, 1000),
     (33, 96),
+    (7, 48), // binary: four-row groups with a 16-input tail
 ];
 
 fn tiers() -> Vec<Isa> {

@@ -22,18 +22,36 @@ use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 pub(crate) fn gemv(v: &BinaryValues, x: &[f32], sum: f32, row0: usize, y: &mut [f32], isa: Isa) {
     let cols = x.len();
     let bytes = v.signs().bytes();
+    let scales = v.scales();
+    if cols.is_multiple_of(8) {
+        let rb = cols / 8;
+        let row = |i: usize| &bytes[i * rb..(i + 1) * rb];
+        // Four rows at a time share each load of x. Every row is summed in
+        // the same order whatever its group, so the row split between tasks
+        // never changes a result.
+        let mut r = 0;
+        while r + 4 <= y.len() {
+            let i = row0 + r;
+            let pos = masked_sums([row(i), row(i + 1), row(i + 2), row(i + 3)], x, isa);
+            for u in 0..4 {
+                y[r + u] = scales[i + u] * (2.0 * pos[u] - sum);
+            }
+            r += 4;
+        }
+        while r < y.len() {
+            let i = row0 + r;
+            y[r] = scales[i] * (2.0 * masked_sum(row(i), x, isa) - sum);
+            r += 1;
+        }
+        return;
+    }
     for (r, out) in y.iter_mut().enumerate() {
         let i = row0 + r;
-        let pos = if cols.is_multiple_of(8) {
-            let row = &bytes[i * cols / 8..(i + 1) * cols / 8];
-            masked_sum(row, x, isa)
-        } else {
-            (0..cols)
-                .filter(|&k| bit(bytes, i * cols + k))
-                .map(|k| x[k])
-                .sum()
-        };
-        *out = v.scales()[i] * (2.0 * pos - sum);
+        let pos: f32 = (0..cols)
+            .filter(|&k| bit(bytes, i * cols + k))
+            .map(|k| x[k])
+            .sum();
+        *out = scales[i] * (2.0 * pos - sum);
     }
 }
 
@@ -44,14 +62,20 @@ fn bit(bytes: &[u8], f: usize) -> bool {
 
 /// Σ x_k over set bits (bit k of the LSB-first stream); `x.len() = 8·bits.len()`.
 pub(crate) fn masked_sum(bits: &[u8], x: &[f32], isa: Isa) -> f32 {
-    debug_assert_eq!(bits.len() * 8, x.len());
+    masked_sums([bits], x, isa)[0]
+}
+
+/// [`masked_sum`] of `R` rows sharing `x`; each row's result is the same as
+/// [`masked_sum`] of that row alone.
+fn masked_sums<const R: usize>(bits: [&[u8]; R], x: &[f32], isa: Isa) -> [f32; R] {
+    debug_assert!(bits.iter().all(|b| b.len() * 8 == x.len()));
     #[cfg(target_arch = "x86_64")]
     if isa >= Isa::Avx512 {
         // SAFETY: tiers at or above Avx512 are only reachable when detected.
-        return unsafe { masked_sum_avx512(bits, x) };
+        return unsafe { masked_sums_avx512(bits, x) };
     }
     let _ = isa;
-    masked_sum_portable(bits, x)
+    bits.map(|b| masked_sum_portable(b, x))
 }
 
 fn masked_sum_portable(bits: &[u8], x: &[f32]) -> f32 {
@@ -64,49 +88,43 @@ fn masked_sum_portable(bits: &[u8], x: &[f32]) -> f32 {
     acc.iter().sum()
 }
 
+/// Two accumulators per row (even and odd blocks of 16 inputs); with four
+/// rows that is eight independent adds in flight. The masks are read straight
+/// from the packed bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn masked_sum_avx512(bits: &[u8], x: &[f32]) -> f32 {
+unsafe fn masked_sums_avx512<const R: usize>(bits: [&[u8]; R], x: &[f32]) -> [f32; R] {
     let n = x.len();
-    let (bp, xp) = (bits.as_ptr(), x.as_ptr());
-    // Eight accumulators: enough independent adds to cover their latency.
-    let mut acc = [_mm512_setzero_ps(); 8];
+    let bp = bits.map(|b| b.as_ptr());
+    let xp = x.as_ptr();
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
     let mut k = 0;
-    while k + 128 <= n {
-        let w0 = (bp.add(k / 8) as *const u64).read_unaligned();
-        let w1 = (bp.add(k / 8 + 8) as *const u64).read_unaligned();
-        for u in 0..4 {
-            let m0 = (w0 >> (16 * u)) as u16;
-            let m1 = (w1 >> (16 * u)) as u16;
-            let x0 = _mm512_loadu_ps(xp.add(k + 16 * u));
-            let x1 = _mm512_loadu_ps(xp.add(k + 64 + 16 * u));
-            acc[u] = _mm512_mask_add_ps(acc[u], m0, acc[u], x0);
-            acc[4 + u] = _mm512_mask_add_ps(acc[4 + u], m1, acc[4 + u], x1);
+    while k + 32 <= n {
+        let x0 = _mm512_loadu_ps(xp.add(k));
+        let x1 = _mm512_loadu_ps(xp.add(k + 16));
+        for r in 0..R {
+            let m0 = (bp[r].add(k / 8) as *const u16).read_unaligned();
+            let m1 = (bp[r].add(k / 8 + 2) as *const u16).read_unaligned();
+            acc[r][0] = _mm512_mask_add_ps(acc[r][0], m0, acc[r][0], x0);
+            acc[r][1] = _mm512_mask_add_ps(acc[r][1], m1, acc[r][1], x1);
         }
-        k += 128;
-    }
-    while k + 64 <= n {
-        let w = (bp.add(k / 8) as *const u64).read_unaligned();
-        for (u, a) in acc.iter_mut().take(4).enumerate() {
-            let m = (w >> (16 * u)) as u16;
-            *a = _mm512_mask_add_ps(*a, m, *a, _mm512_loadu_ps(xp.add(k + 16 * u)));
-        }
-        k += 64;
+        k += 32;
     }
     while k < n {
-        // n is a multiple of 8: the rest is 8 or 16 values.
-        let (m, len): (u16, __mmask16) = if n - k >= 16 {
-            ((bp.add(k / 8) as *const u16).read_unaligned(), 0xFFFF)
-        } else {
-            (u16::from(*bp.add(k / 8)), 0x00FF)
-        };
+        // n is a multiple of 8: the rest is 8, 16 or 24 values.
+        let len: __mmask16 = if n - k >= 16 { 0xFFFF } else { 0x00FF };
         let xv = _mm512_maskz_loadu_ps(len, xp.add(k));
-        acc[0] = _mm512_mask_add_ps(acc[0], m & len, acc[0], xv);
+        for r in 0..R {
+            let m = if n - k >= 16 {
+                (bp[r].add(k / 8) as *const u16).read_unaligned()
+            } else {
+                u16::from(*bp[r].add(k / 8))
+            };
+            acc[r][0] = _mm512_mask_add_ps(acc[r][0], m, acc[r][0], xv);
+        }
         k += 16;
     }
-    let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    let t = _mm512_add_ps(_mm512_add_ps(acc[4], acc[5]), _mm512_add_ps(acc[6], acc[7]));
-    _mm512_reduce_add_ps(_mm512_add_ps(s, t))
+    std::array::from_fn(|r| _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])))
 }
 
 multiversion! {

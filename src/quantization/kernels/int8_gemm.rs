@@ -41,44 +41,63 @@ pub(crate) fn matmul(
     } else {
         Vec::new()
     };
-    let g = match v.params().granularity() {
-        Granularity::PerGroup(g) => g,
-        _ => cols.max(1),
+    // With whole 64-byte blocks, also interleave each batch tile's rows by
+    // block (`[tile][block][row][64]`): one sequential stream per tile.
+    let xpk: Vec<u8> = if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) {
+        let nk = cols / 64;
+        let mut p = vec![0u8; batch.div_ceil(T) * T * cols];
+        for (i, o) in p.chunks_exact_mut(64).enumerate() {
+            let (tile, kc, c) = (i / (nk * T), (i / T) % nk, i % T);
+            let r = (tile * T + c).min(batch - 1);
+            o.copy_from_slice(&xu[r * cols + kc * 64..r * cols + kc * 64 + 64]);
+        }
+        p
+    } else {
+        Vec::new()
     };
     let per = rows_per_task(cols, 1 << 16).next_multiple_of(T);
     let mut yt = vec![0.0f32; rows * batch];
+    let nbt = batch.div_ceil(T);
     for_each_chunk_mut(exec, &mut yt, per * batch, |t, out| {
         let r0 = t * per;
         let nr = out.len() / batch;
+        // Integer dots of one row tile with every batch row, and the f32 sums.
+        let mut dots = vec![[[0i64; T]; T]; nbt];
+        let mut acc = vec![[[0.0f32; T]; T]; nbt];
         for rt in (0..nr).step_by(T) {
             // Edge tiles repeat the last row / batch row; extra results are dropped.
             let ri: [usize; T] = std::array::from_fn(|u| r0 + (rt + u).min(nr - 1));
-            // Σw per segment of each row, for the +128 correction (VNNI only).
-            let wsum: [Vec<i64>; T] = ri.map(|i| {
-                if xu.is_empty() {
-                    return Vec::new();
+            acc.iter_mut().for_each(|a| *a = [[0.0; T]; T]);
+            for (seg, (a, b, _)) in segments(v.params(), ri[0], cols).enumerate() {
+                for (bt, d) in dots.iter_mut().enumerate() {
+                    let bi: [usize; T] = std::array::from_fn(|c| (bt * T + c).min(batch - 1));
+                    *d = tile(v, xq, (&xu, &xpk), ri, bi, (a, b), isa);
                 }
-                v.codes()[i * cols..(i + 1) * cols]
-                    .chunks(g)
-                    .map(|c| c.iter().map(|&q| q as i32).sum::<i32>() as i64)
-                    .collect()
-            });
-            for bt in (0..batch).step_by(T) {
-                let mut acc = [[0.0f32; T]; T];
-                let bi: [usize; T] = std::array::from_fn(|u| (bt + u).min(batch - 1));
-                for (seg, (a, b, _)) in segments(v.params(), ri[0], cols).enumerate() {
-                    let dots = tile(v, xq, &xu, ri, bi, (a, b), &wsum, seg, isa);
+                // (x + 128)·w was summed on VNNI: remove 128·Σw.
+                let wsum: [i64; T] = ri.map(|i| {
+                    if xu.is_empty() {
+                        return 0;
+                    }
+                    128 * sum_i8(&v.codes()[i * cols + a..i * cols + b], isa)
+                });
+                let sz = ri.map(|i| v.params().get(v.params().index(i, a)));
+                for (bt, (d, acc)) in dots.iter().zip(acc.iter_mut()).enumerate() {
+                    let xsum: [i64; T] =
+                        std::array::from_fn(|c| xs[(bt * T + c).min(batch - 1)][seg]);
                     for u in 0..T {
-                        let (s, z) = v.params().get(v.params().index(ri[u], a));
+                        let (s, z) = sz[u];
                         for c in 0..T {
-                            let d = dots[u][c] - z as i64 * xs[bi[c]][seg];
+                            let d = d[u][c] - wsum[u] - z as i64 * xsum[c];
                             acc[u][c] += s * d as f32;
                         }
                     }
                 }
-                for u in 0..T.min(nr - rt) {
-                    for c in 0..T.min(batch - bt) {
-                        out[(rt + u) * batch + bt + c] = acc[u][c] * xq.scales[bi[c]];
+            }
+            for (bt, acc) in acc.iter().enumerate() {
+                for (u, acc) in acc.iter().enumerate().take(nr - rt) {
+                    for (c, a) in acc.iter().enumerate().take(batch - bt * T) {
+                        let bc = bt * T + c;
+                        out[(rt + u) * batch + bc] = a * xq.scales[bc];
                     }
                 }
             }
@@ -107,21 +126,39 @@ fn activation_sums(v: &Int8Values, xq: &QuantizedActivations) -> Vec<Vec<i64>> {
         .collect()
 }
 
-/// Integer dots `Σ_{k∈a..b} w[ri[u], k]·x[bi[c], k]` of a tile.
-#[allow(clippy::too_many_arguments)]
+/// Integer dots `Σ_{k∈a..b} w[ri[u], k]·x[bi[c], k]` of a tile; on VNNI
+/// `x + 128` in place of `x` (the caller removes `128·Σw`).
 fn tile(
     v: &Int8Values,
     xq: &QuantizedActivations,
-    xu: &[u8],
+    (xu, xpk): (&[u8], &[u8]),
     ri: [usize; T],
     bi: [usize; T],
     (a, b): (usize, usize),
-    wsum: &[Vec<i64>; T],
-    seg: usize,
     isa: Isa,
 ) -> [[i64; T]; T] {
     let cols = xq.cols;
     let w: [&[i8]; T] = ri.map(|i| &v.codes()[i * cols + a..i * cols + b]);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && !xpk.is_empty() && a.is_multiple_of(64) && b.is_multiple_of(64) {
+        // Tile bi[0] / T of the interleaved copy, blocks a/64..b/64.
+        let base = (bi[0] / T) * T * cols;
+        let xp = &xpk[base + a * T..base + b * T];
+        let mut out = [[0i64; T]; T];
+        let mut k = 0;
+        while k < b - a {
+            let n = (b - a - k).min(CHUNK);
+            // SAFETY: the Avx512Vnni tier is only reachable when detected.
+            let d = unsafe { tile_vnni_packed(w.map(|s| &s[k..k + n]), &xp[k * T..(k + n) * T]) };
+            for u in 0..T {
+                for c in 0..T {
+                    out[u][c] += d[u][c] as i64;
+                }
+            }
+            k += n;
+        }
+        return out;
+    }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni {
         let x: [&[u8]; T] = bi.map(|j| &xu[j * cols + a..j * cols + b]);
@@ -138,17 +175,49 @@ fn tile(
             }
             k += n;
         }
-        // (x + 128)·w summed; remove 128·Σw (Σw over the segment).
-        for (row, ws) in out.iter_mut().zip(wsum) {
-            for o in row.iter_mut() {
-                *o -= 128 * ws[seg];
-            }
-        }
         return out;
     }
-    let _ = (isa, xu, wsum, seg);
+    let _ = (isa, xu, xpk);
     let x: [&[i8]; T] = bi.map(|j| &xq.row(j)[a..b]);
     std::array::from_fn(|u| std::array::from_fn(|c| dot_i8(w[u], x[c])))
+}
+
+/// `Σ w` (exact).
+fn sum_i8(w: &[i8], isa: Isa) -> i64 {
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx512 {
+        // SAFETY: tiers at or above Avx512 are only reachable when detected.
+        return unsafe { sum_i8_avx512(w) };
+    }
+    let _ = isa;
+    w.chunks(CHUNK)
+        .map(|c| c.iter().map(|&q| q as i32).sum::<i32>() as i64)
+        .sum()
+}
+
+/// `Σ w = Σ (w + 128) − 128·n`, the first with `vpsadbw` (8 bytes a lane).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn sum_i8_avx512(w: &[i8]) -> i64 {
+    let n = w.len();
+    let p = w.as_ptr();
+    let bias = _mm512_set1_epi8(-128);
+    let zero = _mm512_setzero_si512();
+    let mut acc = _mm512_setzero_si512();
+    let mut k = 0;
+    while k < n {
+        let m: __mmask64 = if n - k >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << (n - k)) - 1
+        };
+        // Masked-off lanes become 0 ^ 0x80 = 128 after the flip: remove them below.
+        let u = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p.add(k)), bias);
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(u, zero));
+        k += 64;
+    }
+    let lanes = n.div_ceil(64) * 64;
+    _mm512_reduce_add_epi64(acc) - 128 * lanes as i64
 }
 
 /// Plain integer dot product.
@@ -171,6 +240,19 @@ unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
     let n = w[0].len();
     let mut acc = [[_mm512_setzero_si512(); T]; T];
     let mut k = 0;
+    while k + 64 <= n {
+        let mut wv = [_mm512_setzero_si512(); T];
+        for u in 0..T {
+            wv[u] = _mm512_loadu_si512(w[u].as_ptr().add(k) as *const _);
+        }
+        for c in 0..T {
+            let xv = _mm512_loadu_si512(x[c].as_ptr().add(k) as *const _);
+            for u in 0..T {
+                acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], xv, wv[u]);
+            }
+        }
+        k += 64;
+    }
     while k < n {
         // Masked-off lanes load 0 for w, so they add nothing.
         let m: __mmask64 = if n - k >= 64 {
@@ -190,13 +272,64 @@ unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
         }
         k += 64;
     }
-    let mut out = [[0i32; T]; T];
-    for u in 0..T {
+    let flat: [__m512i; T * T] = std::array::from_fn(|i| acc[i / T][i % T]);
+    let mut sums = [0i32; T * T];
+    _mm512_storeu_si512(sums.as_mut_ptr() as *mut _, reduce16(flat));
+    std::array::from_fn(|u| std::array::from_fn(|c| sums[u * T + c]))
+}
+
+/// [`tile_vnni`] with `x` interleaved by 64-byte block (`[block][row][64]`);
+/// `w` rows are a whole number of blocks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_vnni_packed(w: [&[i8]; T], x: &[u8]) -> [[i32; T]; T] {
+    let n = w[0].len();
+    debug_assert!(n.is_multiple_of(64) && x.len() == n * T);
+    let xp = x.as_ptr();
+    let mut acc = [[_mm512_setzero_si512(); T]; T];
+    let mut k = 0;
+    while k < n {
+        let wv: [__m512i; T] =
+            std::array::from_fn(|u| _mm512_loadu_si512(w[u].as_ptr().add(k) as *const _));
         for c in 0..T {
-            out[u][c] = _mm512_reduce_add_epi32(acc[u][c]);
+            let xv = _mm512_loadu_si512(xp.add(k * T + c * 64) as *const _);
+            for (acc, &wu) in acc.iter_mut().zip(&wv) {
+                acc[c] = _mm512_dpbusd_epi32(acc[c], xv, wu);
+            }
         }
+        k += 64;
     }
-    out
+    let flat: [__m512i; T * T] = std::array::from_fn(|i| acc[i / T][i % T]);
+    let mut sums = [0i32; T * T];
+    _mm512_storeu_si512(sums.as_mut_ptr() as *mut _, reduce16(flat));
+    std::array::from_fn(|u| std::array::from_fn(|c| sums[u * T + c]))
+}
+
+/// Lane `i` of the result is the sum of the 16 lanes of `v[i]` (a transposed
+/// reduction: 15 adds instead of 16 separate reductions).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn reduce16(v: [__m512i; 16]) -> __m512i {
+    // Pairs: per 128-bit lane [a0+a2, b0+b2, a1+a3, b1+b3].
+    let t: [__m512i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (v[2 * i], v[2 * i + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+    });
+    // Quads: per 128-bit lane [a, b, c, d] partial sums.
+    let q: [__m512i; 4] = std::array::from_fn(|i| {
+        let (a, b) = (t[2 * i], t[2 * i + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+    });
+    // Sum the four 128-bit lanes of each quad.
+    let h = |a: __m512i, b: __m512i| {
+        _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0x88>(a, b),
+            _mm512_shuffle_i32x4::<0xDD>(a, b),
+        )
+    };
+    let u0 = h(q[0], q[1]);
+    let u1 = h(q[2], q[3]);
+    h(u0, u1)
 }
 
 /// Plain reference for the int8 × int8 product (same formula, plain loops):
