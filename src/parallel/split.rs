@@ -154,23 +154,7 @@ pub struct RowSplit {
 impl RowSplit {
     /// Stacks `parts` by rows; they must all take the same number of inputs.
     pub fn new(parts: Vec<Box<dyn LinOp>>) -> Result<Self> {
-        let first = parts
-            .first()
-            .ok_or_else(|| SquishError::invalid("parts", 0, "a split needs at least one part"))?;
-        let cols = first.shape().1;
-        let mut starts = Vec::with_capacity(parts.len());
-        let mut rows = 0;
-        for (i, p) in parts.iter().enumerate() {
-            if p.shape().1 != cols {
-                return Err(SquishError::shape(
-                    "row split",
-                    format!("part {i} with {cols} inputs"),
-                    format!("part {i} with {} inputs", p.shape().1),
-                ));
-            }
-            starts.push(rows);
-            rows += p.shape().0;
-        }
+        let (starts, rows, cols) = stack(&parts, Stacking::Rows)?;
         Ok(RowSplit {
             parts,
             starts,
@@ -256,23 +240,7 @@ impl ColSplit {
     /// Joins `parts` side by side; they must all have the same number of
     /// outputs.
     pub fn new(parts: Vec<Box<dyn LinOp>>) -> Result<Self> {
-        let first = parts
-            .first()
-            .ok_or_else(|| SquishError::invalid("parts", 0, "a split needs at least one part"))?;
-        let rows = first.shape().0;
-        let mut starts = Vec::with_capacity(parts.len());
-        let mut cols = 0;
-        for (i, p) in parts.iter().enumerate() {
-            if p.shape().0 != rows {
-                return Err(SquishError::shape(
-                    "column split",
-                    format!("part {i} with {rows} outputs"),
-                    format!("part {i} with {} outputs", p.shape().0),
-                ));
-            }
-            starts.push(cols);
-            cols += p.shape().1;
-        }
+        let (starts, cols, rows) = stack(&parts, Stacking::Cols)?;
         Ok(ColSplit {
             parts,
             starts,
@@ -332,4 +300,48 @@ impl LinOp for ColSplit {
         });
         Ok(y)
     }
+}
+
+/// Which way parts are stacked.
+#[derive(Clone, Copy)]
+enum Stacking {
+    /// Parts stacked by output rows (they share the inputs).
+    Rows,
+    /// Parts side by side along the inputs (they share the outputs).
+    Cols,
+}
+
+/// Start offset of each part along `axis`, the total along it, and the shared
+/// extent across it (which every part must have).
+fn stack(parts: &[Box<dyn LinOp>], axis: Stacking) -> Result<(Vec<usize>, usize, usize)> {
+    let (op, across) = match axis {
+        Stacking::Rows => ("row split", "inputs"),
+        Stacking::Cols => ("column split", "outputs"),
+    };
+    let split = |p: &dyn LinOp| {
+        let (r, c) = p.shape();
+        match axis {
+            Stacking::Rows => (r, c),
+            Stacking::Cols => (c, r),
+        }
+    };
+    let first = parts
+        .first()
+        .ok_or_else(|| SquishError::invalid("parts", 0, "a split needs at least one part"))?;
+    let shared = split(first.as_ref()).1;
+    let mut starts = Vec::with_capacity(parts.len());
+    let mut total = 0;
+    for (i, p) in parts.iter().enumerate() {
+        let (along, other) = split(p.as_ref());
+        if other != shared {
+            return Err(SquishError::shape(
+                op,
+                format!("part {i} with {shared} {across}"),
+                format!("part {i} with {other} {across}"),
+            ));
+        }
+        starts.push(total);
+        total += along;
+    }
+    Ok((starts, total, shared))
 }
