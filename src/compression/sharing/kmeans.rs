@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::optimal::optimal_bounded;
 use super::{lloyd, optimal_with, Clustering, DpLayer, Histogram, Init};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::{index_bits, CodebookScope, F32Values, PackedBits, Values};
@@ -31,6 +32,7 @@ pub struct KMeansParams {
     importance: Option<Arc<[f32]>>,
     dp_memory: usize,
     dp_layer: DpLayer,
+    dp_bound: bool,
 }
 
 /// Weight sharing by 1-D k-means: `k` shared values (a codebook) and an index
@@ -85,6 +87,7 @@ impl KMeans {
             importance: None,
             dp_memory: DEFAULT_DP_MEMORY,
             dp_layer: DpLayer::DivideAndConquer,
+            dp_bound: true,
         }
     }
 
@@ -126,6 +129,9 @@ impl KMeans {
         }
         Ok(match self.p.method {
             Method::Lloyd { init, max_iter } => lloyd(hist, init.centroids(hist, k), max_iter),
+            Method::Optimal if self.p.dp_bound => {
+                optimal_bounded(hist, k, self.p.dp_memory, self.p.dp_layer)
+            }
             Method::Optimal => optimal_with(hist, k, self.p.dp_memory, self.p.dp_layer),
         })
     }
@@ -285,6 +291,14 @@ impl KMeansParams {
     /// How the exact DP solves each layer (default [`DpLayer::DivideAndConquer`]).
     pub fn dp_layer(mut self, how: DpLayer) -> Self {
         self.dp_layer = how;
+        self
+    }
+
+    /// Whether the exact DP first bounds where the optimal splits can lie and
+    /// fills only those cells (default `true`; same optimum, see
+    /// [`optimal()`](super::optimal())). `false` always runs the full DP.
+    pub fn dp_bound(mut self, on: bool) -> Self {
+        self.dp_bound = on;
         self
     }
 

@@ -10,7 +10,8 @@
 //!   prefix-sum updates, O(k log n) an iteration; [`Init`]: linear, density,
 //!   seeded k-means++.
 //! - [`optimal()`]: the exact optimum by dynamic programming (Ckmeans.1d.dp,
-//!   Wang & Song 2011), each layer solved by divide and conquer or SMAWK ([`DpLayer`]).
+//!   Wang & Song 2011), run only where a coarse lower bound lets an optimal
+//!   split lie; each layer solved by divide and conquer or SMAWK ([`DpLayer`]).
 //! - [`KMeans`]: the checked builder and the codebook [`Quantizer`](crate::quantization::Quantizer)
 //!   (per-tensor or per-row codebooks, k = 2..=65536, weighted).
 //! - [`codebook_matmul`]: `x·Wᵀ` straight from the indices (wired into
@@ -19,6 +20,7 @@
 //!   index stream with exact storage accounting; [`column_gaps`] for sparse
 //!   relative indices.
 
+mod bounded;
 mod clustering;
 mod entropy;
 mod histogram;
