@@ -106,6 +106,8 @@ pub fn quantize_activations(x: ArrayView2<f32>) -> Result<QuantizedActivations> 
 #[derive(Clone, Debug)]
 pub struct DynamicInt8 {
     matrix: CompressedMatrix,
+    /// Per-row weight sums the kernel needs on every call, computed once.
+    prep: kernels::int8_gemm::Prepared,
 }
 
 impl DynamicInt8 {
@@ -115,15 +117,17 @@ impl DynamicInt8 {
             matrix.structure(),
             Structure::Dense | Structure::KeptRows(_)
         );
-        if !ok_structure || !matches!(matrix.values(), Some(Values::Int8(_))) {
-            return Err(SquishError::Incompatible {
+        let v = match matrix.values() {
+            Some(Values::Int8(v)) if ok_structure => v,
+            _ => return Err(SquishError::Incompatible {
                 pass: "dynamic int8 matmul".into(),
                 structure: matrix.structure().kind(),
                 encoding: matrix.encoding(),
                 hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) first",
-            });
-        }
-        Ok(DynamicInt8 { matrix })
+            }),
+        };
+        let prep = kernels::int8_gemm::Prepared::new(v);
+        Ok(DynamicInt8 { matrix, prep })
     }
 
     /// The wrapped matrix.
@@ -156,7 +160,7 @@ impl DynamicInt8 {
         let Some(Values::Int8(v)) = self.matrix.values() else {
             unreachable!("checked in new")
         };
-        let y = kernels::int8_gemm::matmul(v, &xq, exec, isa);
+        let y = kernels::int8_gemm::matmul(v, &self.prep, &xq, exec, isa);
         Ok(kernels::scatter_rows(&self.matrix, y))
     }
 }
