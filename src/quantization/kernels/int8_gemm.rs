@@ -27,7 +27,7 @@ use crate::quantization::QuantizedActivations;
 /// Tile edge of the generic paths (weight rows and batch rows).
 const T: usize = 4;
 /// Weight rows per tile of the fast path.
-const TR: usize = 4;
+const TR: usize = 6;
 /// Batch rows per tile of the fast path.
 const TB: usize = 4;
 /// Longest run summed in i32 at once: 255·128·2^15 < 2^31.
@@ -386,6 +386,10 @@ mod fast {
             // Integer dots of one row tile with every (padded) batch row, [TR][bp].
             let mut dots = vec![0.0f64; TR * bp];
             let mut acc = vec![0.0f32; TR * bp];
+            // This task's columns, `[batch][nr]`, copied out whole at the end
+            // (scattered stores into `y` would touch a page per batch row per tile).
+            let batch = self.xq.rows;
+            let mut out = vec![0.0f32; batch * nr];
             for rt in (0..nr).step_by(TR) {
                 // An edge tile repeats its last row; the extra results are dropped.
                 let ri: [usize; TR] = std::array::from_fn(|u| r0 + (rt + u).min(nr - 1));
@@ -396,18 +400,13 @@ mod fast {
                     while k < e {
                         let n = (e - k).min(CHUNK);
                         let w = ri.map(|i| self.v.codes()[i * cols + k..].as_ptr());
-                        // The next tile's rows, fetched while this one computes.
-                        let pf: [*const i8; TR] = std::array::from_fn(|u| {
-                            let i = (r0 + rt + TR + u).min(r0 + nr - 1);
-                            self.v.codes()[i * cols + k..].as_ptr()
-                        });
                         let x = &self.xpk[k / BLK * TB * BLK..];
                         // SAFETY: this path is only taken when VNNI was
                         // detected; `w` rows hold `n` codes from `k`, and the
                         // packed batch holds every tile's blocks from `k / 64`
                         // to `⌈(k + n) / 64⌉` (k is a multiple of 64).
                         unsafe {
-                            row_tile(w, pf, n, x.as_ptr(), self.nkb * TB * BLK, self.nbt, &mut dots, k > a)
+                            row_tile(w, n, x.as_ptr(), self.nkb * TB * BLK, self.nbt, &mut dots, k > a)
                         };
                         k += n;
                     }
@@ -418,11 +417,16 @@ mod fast {
                 }
                 for u in 0..TR.min(nr - rt) {
                     for (b, (&a, &sb)) in acc[u * bp..].iter().zip(&self.xq.scales).enumerate() {
-                        // SAFETY: b < batch and r0 + rt + u < r0 + nr ≤ rows;
-                        // no other task writes columns r0..r0 + nr.
-                        unsafe { *y.0.add(b * rows + r0 + rt + u) = a * sb };
+                        out[b * nr + rt + u] = a * sb;
                     }
                 }
+            }
+            for (b, src) in out.chunks_exact(nr).enumerate() {
+                // SAFETY: row b < batch, columns r0..r0 + nr ≤ rows, and no
+                // other task writes these columns.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.as_ptr(), y.0.add(b * rows + r0), nr)
+                };
             }
         }
     }
@@ -456,7 +460,6 @@ mod fast {
     #[allow(clippy::too_many_arguments)]
     unsafe fn row_tile(
         w: [*const i8; TR],
-        pf: [*const i8; TR],
         n: usize,
         x: *const u8,
         stride: usize,
@@ -480,9 +483,6 @@ mod fast {
                 }
             };
             for kb in 0..full {
-                if bt < TR {
-                    _mm_prefetch::<_MM_HINT_T0>(pf[bt].add(kb * BLK));
-                }
                 step(
                     kb,
                     w.map(|p| _mm512_loadu_si512(p.add(kb * BLK) as *const _)),
@@ -493,9 +493,19 @@ mod fast {
                 let m: __mmask64 = (1u64 << rem) - 1;
                 step(full, w.map(|p| _mm512_maskz_loadu_epi8(m, p.add(full * BLK))));
             }
-            let flat: [__m512i; TR * TB] = std::array::from_fn(|i| acc[i / TB][i % TB]);
-            let mut sums = [0i32; TR * TB];
-            _mm512_storeu_si512(sums.as_mut_ptr() as *mut _, reduce16(flat));
+            // Reduced 16 accumulators at a time (zero-padded to whole 16s).
+            let mut sums = [0i32; TR * TB + 15];
+            for g in 0..(TR * TB).div_ceil(16) {
+                let flat: [__m512i; 16] = std::array::from_fn(|i| {
+                    let i = g * 16 + i;
+                    if i < TR * TB {
+                        acc[i / TB][i % TB]
+                    } else {
+                        _mm512_setzero_si512()
+                    }
+                });
+                _mm512_storeu_si512(sums.as_mut_ptr().add(g * 16) as *mut _, reduce16(flat));
+            }
             for u in 0..TR {
                 let d = &mut dots[u * bp + bt * TB..][..TB];
                 for (d, &s) in d.iter_mut().zip(&sums[u * TB..(u + 1) * TB]) {
