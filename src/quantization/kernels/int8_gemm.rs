@@ -400,13 +400,20 @@ mod fast {
                     while k < e {
                         let n = (e - k).min(CHUNK);
                         let w = ri.map(|i| self.v.codes()[i * cols + k..].as_ptr());
+                        // Rows two tiles ahead, prefetched while this tile computes:
+                        // each weight row is its own run of pages, which the
+                        // hardware prefetcher does not follow across.
+                        let pf: [*const i8; TR] = std::array::from_fn(|u| {
+                            let i = (r0 + rt + 2 * TR + u).min(self.v.layout.rows() - 1);
+                            self.v.codes()[i * cols + k..].as_ptr()
+                        });
                         let x = &self.xpk[k / BLK * TB * BLK..];
                         // SAFETY: this path is only taken when VNNI was
                         // detected; `w` rows hold `n` codes from `k`, and the
                         // packed batch holds every tile's blocks from `k / 64`
                         // to `⌈(k + n) / 64⌉` (k is a multiple of 64).
                         unsafe {
-                            row_tile(w, n, x.as_ptr(), self.nkb * TB * BLK, self.nbt, &mut dots, k > a)
+                            row_tile(w, pf, n, x.as_ptr(), self.nkb * TB * BLK, self.nbt, &mut dots, k > a)
                         };
                         k += n;
                     }
@@ -455,11 +462,13 @@ mod fast {
 
     /// `Σ (x + 128)·w` over `n ≤ CHUNK` lanes of `TR` weight rows and every
     /// batch tile (`x` at the tiles' first block, `stride` bytes apart),
-    /// stored (or added, with `add`) into `dots` as `[TR][bp]`.
+    /// stored (or added, with `add`) into `dots` as `[TR][bp]`. The `n`
+    /// codes of the rows at `pf` are prefetched, spread evenly over the steps.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn row_tile(
         w: [*const i8; TR],
+        pf: [*const i8; TR],
         n: usize,
         x: *const u8,
         stride: usize,
@@ -471,6 +480,10 @@ mod fast {
         let bp = nbt * TB;
         let full = n / BLK;
         let rem = n % BLK;
+        // Bresenham spread: `lines` prefetches over `steps` block steps.
+        let lines = TR * full;
+        let steps = nbt * full;
+        let (mut debt, mut pu, mut po) = (0, 0, 0);
         for bt in 0..nbt {
             let xb = x.add(bt * stride);
             let mut acc = [[_mm512_setzero_si512(); TB]; TR];
@@ -483,6 +496,15 @@ mod fast {
                 }
             };
             for kb in 0..full {
+                debt += lines;
+                while debt >= steps && pu < TR {
+                    debt -= steps;
+                    _mm_prefetch::<_MM_HINT_T0>(pf[pu].add(po));
+                    po += BLK;
+                    if po == full * BLK {
+                        (pu, po) = (pu + 1, 0);
+                    }
+                }
                 step(
                     kb,
                     w.map(|p| _mm512_loadu_si512(p.add(kb * BLK) as *const _)),
