@@ -333,7 +333,8 @@ mod fast {
             nbt,
             bp,
         };
-        let per = rows_per_task(cols, 1 << 16).next_multiple_of(TR);
+        // Whole cache lines of output per batch row when the task is copied out.
+        let per = rows_per_task(cols, 1 << 18).next_multiple_of(TR * 16);
         let mut y = vec![0.0f32; batch * rows];
         let out = Out(y.as_mut_ptr());
         exec.run(rows.div_ceil(per), &|t| {
