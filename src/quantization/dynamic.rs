@@ -127,15 +127,16 @@ impl DynamicInt8 {
             matrix.structure(),
             Structure::Dense | Structure::KeptRows(_)
         );
-        let v = match matrix.values() {
-            Some(Values::Int8(v)) if ok_structure => v,
-            _ => return Err(SquishError::Incompatible {
-                pass: "dynamic int8 matmul".into(),
-                structure: matrix.structure().kind(),
-                encoding: matrix.encoding(),
-                hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) first",
-            }),
-        };
+        let v =
+            match matrix.values() {
+                Some(Values::Int8(v)) if ok_structure => v,
+                _ => return Err(SquishError::Incompatible {
+                    pass: "dynamic int8 matmul".into(),
+                    structure: matrix.structure().kind(),
+                    encoding: matrix.encoding(),
+                    hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) first",
+                }),
+            };
         let prep = kernels::int8_gemm::Prepared::new(v);
         Ok(DynamicInt8 { matrix, prep })
     }

@@ -414,7 +414,16 @@ mod fast {
                         // packed batch holds every tile's blocks from `k / 64`
                         // to `⌈(k + n) / 64⌉` (k is a multiple of 64).
                         unsafe {
-                            row_tile(w, pf, n, x.as_ptr(), self.nkb * TB * BLK, self.nbt, &mut dots, k > a)
+                            row_tile(
+                                w,
+                                pf,
+                                n,
+                                x.as_ptr(),
+                                self.nkb * TB * BLK,
+                                self.nbt,
+                                &mut dots,
+                                k > a,
+                            )
                         };
                         k += n;
                     }
@@ -432,9 +441,7 @@ mod fast {
             for (b, src) in out.chunks_exact(nr).enumerate() {
                 // SAFETY: row b < batch, columns r0..r0 + nr ≤ rows, and no
                 // other task writes these columns.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(src.as_ptr(), y.0.add(b * rows + r0), nr)
-                };
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), y.0.add(b * rows + r0), nr) };
             }
         }
     }
@@ -514,7 +521,10 @@ mod fast {
             if rem > 0 {
                 // Lanes past the row load w = 0 and add nothing.
                 let m: __mmask64 = (1u64 << rem) - 1;
-                step(full, w.map(|p| _mm512_maskz_loadu_epi8(m, p.add(full * BLK))));
+                step(
+                    full,
+                    w.map(|p| _mm512_maskz_loadu_epi8(m, p.add(full * BLK))),
+                );
             }
             // Reduced 16 accumulators at a time (zero-padded to whole 16s).
             let mut sums = [0i32; TR * TB + 15];
