@@ -121,7 +121,9 @@ pub struct DynamicInt8 {
 }
 
 impl DynamicInt8 {
-    /// Wraps an int8 matrix with a dense or kept-rows structure.
+    /// Wraps an int8 matrix with a dense or kept-rows structure, and sums
+    /// each row's codes per parameter segment once (the integer kernel needs
+    /// them on every call).
     pub fn new(matrix: CompressedMatrix) -> Result<Self> {
         let ok_structure = matches!(
             matrix.structure(),

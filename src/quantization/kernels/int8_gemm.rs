@@ -320,7 +320,7 @@ mod fast {
         let mut xs = vec![0.0f64; prep.nseg * bp];
         for b in 0..batch {
             for (s, c) in xq.row(b).chunks(prep.seg).enumerate() {
-                xs[s * bp + b] = c.iter().map(|&q| q as i32).sum::<i32>() as f64;
+                xs[s * bp + b] = c.iter().map(|&q| q as i64).sum::<i64>() as f64;
             }
         }
         let ctx = Ctx {
