@@ -678,6 +678,123 @@ fn int8_gemm_is_bit_identical_on_every_path() {
     }
 }
 
+/// The packed VNNI path works on 6-row weight tiles × 4-row batch tiles ×
+/// 64-byte blocks, with groups of whole blocks; these shapes sit on and
+/// around every edge (and span several parallel tasks), and every tier,
+/// the portable one included, must equal the reference bit for bit.
+#[test]
+fn int8_gemm_matches_reference_on_tile_and_block_edges() {
+    let pool = ThreadPool::new(2).unwrap();
+    // (rows, cols, batch)
+    let cases = [
+        (1, 1, 1),
+        (5, 63, 3),
+        (6, 64, 4),
+        (7, 65, 5),
+        (13, 127, 64),
+        (12, 129, 65),
+        (25, 320, 9),
+        (19, 200, 2),
+        (200, 4096, 6), // several tasks of whole output lines
+    ];
+    for (ci, &(rows, cols, batch)) in cases.iter().enumerate() {
+        let w = student(rows, cols, 900 + ci as u64);
+        let mut x = gaussian(batch, cols, 950 + ci as u64);
+        if batch > 2 {
+            x.row_mut(1).fill(0.0); // scale 0: an all-zero output row
+        }
+        for g in [
+            Granularity::PerTensor,
+            Granularity::PerRow,
+            Granularity::PerGroup(64),
+            Granularity::PerGroup(128),
+        ] {
+            for sym in [true, false] {
+                let p = IntQuantizer::params(8).symmetric(sym);
+                let p = match g {
+                    Granularity::PerTensor => p.per_tensor(),
+                    Granularity::PerRow => p.per_row(),
+                    Granularity::PerGroup(g) => p.per_group(g),
+                };
+                let m = p.check().unwrap().quantize(&dense(&w)).unwrap();
+                let Some(Values::Int8(v)) = m.values() else {
+                    panic!()
+                };
+                let xq = quantize_activations(x.view()).unwrap();
+                let reference = kernels::int8_gemm::gemm_reference(v, &xq);
+                let lin = DynamicInt8::new(m.clone()).unwrap();
+                for isa in tiers() {
+                    let what = format!("{rows}x{cols} b{batch} {g:?} sym={sym} {isa:?}");
+                    let y = lin.matmul_isa(x.view(), &pool, isa).unwrap();
+                    assert_eq!(y, reference, "{what}");
+                    let y1 = lin.matmul_isa(x.view(), &Sequential, isa).unwrap();
+                    assert_eq!(y1, reference, "{what}, sequential");
+                    if batch > 2 {
+                        assert!(y.row(1).iter().all(|&v| v == 0.0), "{what}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reference itself, against an independent f64 product of the
+/// dequantized operands with the integers summed exactly.
+#[test]
+fn int8_gemm_reference_is_the_product_of_the_dequantized_operands() {
+    let w = student(9, 130, 990);
+    let x = gaussian(5, 130, 991);
+    for p in [
+        IntQuantizer::params(8).per_row(),
+        IntQuantizer::params(8).symmetric(false).per_group(64),
+    ] {
+        let m = p.check().unwrap().quantize(&dense(&w)).unwrap();
+        let Some(Values::Int8(v)) = m.values() else {
+            panic!()
+        };
+        let xq = quantize_activations(x.view()).unwrap();
+        let y = kernels::int8_gemm::gemm_reference(v, &xq);
+        let wd = m.to_dense();
+        let xd = xq.dequantize();
+        for b in 0..5 {
+            for n in 0..9 {
+                let e: f64 = (0..130)
+                    .map(|k| wd[[n, k]] as f64 * xd[[b, k]] as f64)
+                    .sum();
+                let tol = 1e-5
+                    * (0..130)
+                        .map(|k| (wd[[n, k]] as f64 * xd[[b, k]] as f64).abs())
+                        .sum::<f64>();
+                assert!((y[[b, n]] as f64 - e).abs() <= tol + 1e-6, "{b},{n}");
+            }
+        }
+    }
+}
+
+/// A non-finite activation is reported with its position (the fast
+/// finiteness check falls back to the locating one).
+#[test]
+fn dynamic_int8_reports_the_first_non_finite_activation() {
+    let m8 = IntQuantizer::params(8)
+        .check()
+        .unwrap()
+        .quantize(&dense(&gaussian(4, 1500, 16)))
+        .unwrap();
+    let lin = DynamicInt8::new(m8).unwrap();
+    for (pos, bad) in [
+        (1234, f32::NAN),
+        (2999, f32::NEG_INFINITY),
+        (0, f32::INFINITY),
+    ] {
+        let mut x = gaussian(2, 1500, 17);
+        x[[pos / 1500, pos % 1500]] = bad;
+        match lin.matmul(x.view(), &Sequential) {
+            Err(SquishError::NonFinite { index, .. }) => assert_eq!(index, pos),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[test]
 fn xnor_popcount_matches_its_reference() {
     for (si, &(rows, cols)) in SHAPES

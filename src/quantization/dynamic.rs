@@ -62,7 +62,9 @@ pub fn quantize_activations(x: ArrayView2<f32>) -> Result<QuantizedActivations> 
     check_non_empty("activations", rows, cols)?;
     let x = x.as_standard_layout();
     let data = x.as_slice().expect("standard layout");
-    check_finite("activations", data)?;
+    if !all_finite(data) {
+        check_finite("activations", data)?;
+    }
     let grid = Grid::new(8, true);
     let mut codes = vec![0i8; rows * cols];
     let mut scales = Vec::with_capacity(rows);
@@ -78,6 +80,14 @@ pub fn quantize_activations(x: ArrayView2<f32>) -> Result<QuantizedActivations> 
         codes,
         scales,
     })
+}
+
+/// Whether every value is finite. Branch-free within a chunk so that it
+/// vectorizes ([`check_finite`] stops at the first bad value, one element at
+/// a time); the caller asks `check_finite` for the position only on failure.
+fn all_finite(x: &[f32]) -> bool {
+    x.chunks(1024)
+        .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
 }
 
 /// A linear layer with int8 weights that quantizes its input dynamically
@@ -106,24 +116,31 @@ pub fn quantize_activations(x: ArrayView2<f32>) -> Result<QuantizedActivations> 
 #[derive(Clone, Debug)]
 pub struct DynamicInt8 {
     matrix: CompressedMatrix,
+    /// Per-row weight sums the kernel needs on every call, computed once.
+    prep: kernels::int8_gemm::Prepared,
 }
 
 impl DynamicInt8 {
-    /// Wraps an int8 matrix with a dense or kept-rows structure.
+    /// Wraps an int8 matrix with a dense or kept-rows structure, and sums
+    /// each row's codes per parameter segment once (the integer kernel needs
+    /// them on every call).
     pub fn new(matrix: CompressedMatrix) -> Result<Self> {
         let ok_structure = matches!(
             matrix.structure(),
             Structure::Dense | Structure::KeptRows(_)
         );
-        if !ok_structure || !matches!(matrix.values(), Some(Values::Int8(_))) {
-            return Err(SquishError::Incompatible {
-                pass: "dynamic int8 matmul".into(),
-                structure: matrix.structure().kind(),
-                encoding: matrix.encoding(),
-                hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) first",
-            });
-        }
-        Ok(DynamicInt8 { matrix })
+        let v =
+            match matrix.values() {
+                Some(Values::Int8(v)) if ok_structure => v,
+                _ => return Err(SquishError::Incompatible {
+                    pass: "dynamic int8 matmul".into(),
+                    structure: matrix.structure().kind(),
+                    encoding: matrix.encoding(),
+                    hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) first",
+                }),
+            };
+        let prep = kernels::int8_gemm::Prepared::new(v);
+        Ok(DynamicInt8 { matrix, prep })
     }
 
     /// The wrapped matrix.
@@ -156,7 +173,7 @@ impl DynamicInt8 {
         let Some(Values::Int8(v)) = self.matrix.values() else {
             unreachable!("checked in new")
         };
-        let y = kernels::int8_gemm::matmul(v, &xq, exec, isa);
+        let y = kernels::int8_gemm::matmul(v, &self.prep, &xq, exec, isa);
         Ok(kernels::scatter_rows(&self.matrix, y))
     }
 }

@@ -4,9 +4,15 @@
 //! of row `n` that share a weight scale `s_seg` and zero-point `z_seg`;
 //! `s_b` is the activation scale of row `b`. The inner sums are exact
 //! integers, so every path (VNNI, portable, reference) gives bit-identical
-//! results. The VNNI path computes `(x + 128)·w` with `vpdpbusd` (unsigned ×
-//! signed bytes) on 4 × 4 tiles of (weight rows × batch rows) and subtracts
-//! `128·Σw`.
+//! results. The VNNI paths compute `(x + 128)·w` with `vpdpbusd` (unsigned ×
+//! signed bytes) and subtract `128·Σw`, with `Σw` per row and segment
+//! computed once in [`Prepared`].
+//!
+//! The fast path (VNNI, segments of whole 64-byte blocks) packs the batch
+//! once per call into `[batch tile][block][TB rows][64]` (`x + 128`, rows
+//! padded to a whole tile, the last block zero-padded) and multiplies each
+//! tile of `TR` weight rows by every batch tile in one call, so the weight
+//! rows stay in L1 while the packed batch streams from L2.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -18,19 +24,79 @@ use crate::matrix::{Granularity, Int8Values};
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 use crate::quantization::QuantizedActivations;
 
-/// Tile edge (weight rows and batch rows).
+/// Tile edge of the generic paths (weight rows and batch rows).
 const T: usize = 4;
+/// Weight rows per tile of the fast path.
+const TR: usize = 6;
+/// Batch rows per tile of the fast path.
+const TB: usize = 4;
 /// Longest run summed in i32 at once: 255·128·2^15 < 2^31.
 const CHUNK: usize = 1 << 15;
 
-/// `[batch, rows]` product of the stored rows of `v` with `xq`.
+/// What the product needs from the weights on every call, computed once:
+/// `Σw` over each segment (the runs that share a parameter set) of each row.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Prepared {
+    /// Segment length: the group size, or the whole row.
+    seg: usize,
+    /// Segments per row.
+    nseg: usize,
+    /// `Σw` per `[row][segment]`.
+    wsum: Vec<i64>,
+}
+
+impl Prepared {
+    /// Sums of `v`, a uniform layout of full rows.
+    pub(crate) fn new(v: &Int8Values) -> Self {
+        let cols = v.layout.max_row_len();
+        let seg = segment_len(v, cols);
+        let nseg = cols.div_ceil(seg);
+        let wsum = if cols == 0 {
+            Vec::new()
+        } else {
+            v.codes()
+                .chunks(cols)
+                .flat_map(|r| r.chunks(seg).map(|s| s.iter().map(|&q| q as i64).sum()))
+                .collect()
+        };
+        Prepared { seg, nseg, wsum }
+    }
+}
+
+/// Length of the runs of a row of `cols` that share one parameter set.
+fn segment_len(v: &Int8Values, cols: usize) -> usize {
+    match v.params().granularity() {
+        Granularity::PerGroup(g) => g,
+        _ => cols.max(1),
+    }
+}
+
+/// `[batch, rows]` product of the stored rows of `v` with `xq`; `prep`
+/// must come from `v`.
 pub(crate) fn matmul(
     v: &Int8Values,
+    prep: &Prepared,
     xq: &QuantizedActivations,
     exec: &dyn ParallelExecutor,
     isa: Isa,
 ) -> Array2<f32> {
     let isa = isa.capped();
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && (prep.nseg == 1 || prep.seg.is_multiple_of(64)) {
+        return fast::matmul(v, prep, xq, exec);
+    }
+    generic(v, prep, xq, exec, isa)
+}
+
+/// Every granularity and tier: the portable path, and VNNI on segments
+/// that are not whole 64-byte blocks.
+fn generic(
+    v: &Int8Values,
+    prep: &Prepared,
+    xq: &QuantizedActivations,
+    exec: &dyn ParallelExecutor,
+    isa: Isa,
+) -> Array2<f32> {
     let rows = v.layout.rows();
     let cols = xq.cols;
     let batch = xq.rows;
@@ -38,20 +104,6 @@ pub(crate) fn matmul(
     // VNNI multiplies unsigned by signed bytes: feed x + 128 (once per call).
     let xu: Vec<u8> = if isa == Isa::Avx512Vnni {
         xq.codes.iter().map(|&c| c as u8 ^ 0x80).collect()
-    } else {
-        Vec::new()
-    };
-    // With whole 64-byte blocks, also interleave each batch tile's rows by
-    // block (`[tile][block][row][64]`): one sequential stream per tile.
-    let xpk: Vec<u8> = if isa == Isa::Avx512Vnni && cols.is_multiple_of(64) {
-        let nk = cols / 64;
-        let mut p = vec![0u8; batch.div_ceil(T) * T * cols];
-        for (i, o) in p.chunks_exact_mut(64).enumerate() {
-            let (tile, kc, c) = (i / (nk * T), (i / T) % nk, i % T);
-            let r = (tile * T + c).min(batch - 1);
-            o.copy_from_slice(&xu[r * cols + kc * 64..r * cols + kc * 64 + 64]);
-        }
-        p
     } else {
         Vec::new()
     };
@@ -71,14 +123,14 @@ pub(crate) fn matmul(
             for (seg, (a, b, _)) in segments(v.params(), ri[0], cols).enumerate() {
                 for (bt, d) in dots.iter_mut().enumerate() {
                     let bi: [usize; T] = std::array::from_fn(|c| (bt * T + c).min(batch - 1));
-                    *d = tile(v, xq, (&xu, &xpk), ri, bi, (a, b), isa);
+                    *d = tile(v, xq, &xu, ri, bi, (a, b), isa);
                 }
                 // (x + 128)·w was summed on VNNI: remove 128·Σw.
                 let wsum: [i64; T] = ri.map(|i| {
                     if xu.is_empty() {
                         return 0;
                     }
-                    128 * sum_i8(&v.codes()[i * cols + a..i * cols + b], isa)
+                    128 * prep.wsum[i * prep.nseg + seg]
                 });
                 let sz = ri.map(|i| v.params().get(v.params().index(i, a)));
                 for (bt, (d, acc)) in dots.iter().zip(acc.iter_mut()).enumerate() {
@@ -112,10 +164,7 @@ pub(crate) fn matmul(
 
 /// Σ x over each weight segment, per batch row.
 fn activation_sums(v: &Int8Values, xq: &QuantizedActivations) -> Vec<Vec<i64>> {
-    let g = match v.params().granularity() {
-        Granularity::PerGroup(g) => g,
-        _ => xq.cols,
-    };
+    let g = segment_len(v, xq.cols);
     (0..xq.rows)
         .map(|b| {
             xq.row(b)
@@ -131,7 +180,7 @@ fn activation_sums(v: &Int8Values, xq: &QuantizedActivations) -> Vec<Vec<i64>> {
 fn tile(
     v: &Int8Values,
     xq: &QuantizedActivations,
-    (xu, xpk): (&[u8], &[u8]),
+    xu: &[u8],
     ri: [usize; T],
     bi: [usize; T],
     (a, b): (usize, usize),
@@ -139,26 +188,6 @@ fn tile(
 ) -> [[i64; T]; T] {
     let cols = xq.cols;
     let w: [&[i8]; T] = ri.map(|i| &v.codes()[i * cols + a..i * cols + b]);
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512Vnni && !xpk.is_empty() && a.is_multiple_of(64) && b.is_multiple_of(64) {
-        // Tile bi[0] / T of the interleaved copy, blocks a/64..b/64.
-        let base = (bi[0] / T) * T * cols;
-        let xp = &xpk[base + a * T..base + b * T];
-        let mut out = [[0i64; T]; T];
-        let mut k = 0;
-        while k < b - a {
-            let n = (b - a - k).min(CHUNK);
-            // SAFETY: the Avx512Vnni tier is only reachable when detected.
-            let d = unsafe { tile_vnni_packed(w.map(|s| &s[k..k + n]), &xp[k * T..(k + n) * T]) };
-            for u in 0..T {
-                for c in 0..T {
-                    out[u][c] += d[u][c] as i64;
-                }
-            }
-            k += n;
-        }
-        return out;
-    }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni {
         let x: [&[u8]; T] = bi.map(|j| &xu[j * cols + a..j * cols + b]);
@@ -177,47 +206,9 @@ fn tile(
         }
         return out;
     }
-    let _ = (isa, xu, xpk);
+    let _ = (isa, xu);
     let x: [&[i8]; T] = bi.map(|j| &xq.row(j)[a..b]);
     std::array::from_fn(|u| std::array::from_fn(|c| dot_i8(w[u], x[c])))
-}
-
-/// `Σ w` (exact).
-fn sum_i8(w: &[i8], isa: Isa) -> i64 {
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx512 {
-        // SAFETY: tiers at or above Avx512 are only reachable when detected.
-        return unsafe { sum_i8_avx512(w) };
-    }
-    let _ = isa;
-    w.chunks(CHUNK)
-        .map(|c| c.iter().map(|&q| q as i32).sum::<i32>() as i64)
-        .sum()
-}
-
-/// `Σ w = Σ (w + 128) − 128·n`, the first with `vpsadbw` (8 bytes a lane).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn sum_i8_avx512(w: &[i8]) -> i64 {
-    let n = w.len();
-    let p = w.as_ptr();
-    let bias = _mm512_set1_epi8(-128);
-    let zero = _mm512_setzero_si512();
-    let mut acc = _mm512_setzero_si512();
-    let mut k = 0;
-    while k < n {
-        let m: __mmask64 = if n - k >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << (n - k)) - 1
-        };
-        // Masked-off lanes become 0 ^ 0x80 = 128 after the flip: remove them below.
-        let u = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, p.add(k)), bias);
-        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(u, zero));
-        k += 64;
-    }
-    let lanes = n.div_ceil(64) * 64;
-    _mm512_reduce_add_epi64(acc) - 128 * lanes as i64
 }
 
 /// Plain integer dot product.
@@ -278,33 +269,6 @@ unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
     std::array::from_fn(|u| std::array::from_fn(|c| sums[u * T + c]))
 }
 
-/// [`tile_vnni`] with `x` interleaved by 64-byte block (`[block][row][64]`);
-/// `w` rows are a whole number of blocks.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_vnni_packed(w: [&[i8]; T], x: &[u8]) -> [[i32; T]; T] {
-    let n = w[0].len();
-    debug_assert!(n.is_multiple_of(64) && x.len() == n * T);
-    let xp = x.as_ptr();
-    let mut acc = [[_mm512_setzero_si512(); T]; T];
-    let mut k = 0;
-    while k < n {
-        let wv: [__m512i; T] =
-            std::array::from_fn(|u| _mm512_loadu_si512(w[u].as_ptr().add(k) as *const _));
-        for c in 0..T {
-            let xv = _mm512_loadu_si512(xp.add(k * T + c * 64) as *const _);
-            for (acc, &wu) in acc.iter_mut().zip(&wv) {
-                acc[c] = _mm512_dpbusd_epi32(acc[c], xv, wu);
-            }
-        }
-        k += 64;
-    }
-    let flat: [__m512i; T * T] = std::array::from_fn(|i| acc[i / T][i % T]);
-    let mut sums = [0i32; T * T];
-    _mm512_storeu_si512(sums.as_mut_ptr() as *mut _, reduce16(flat));
-    std::array::from_fn(|u| std::array::from_fn(|c| sums[u * T + c]))
-}
-
 /// Lane `i` of the result is the sum of the 16 lanes of `v[i]` (a transposed
 /// reduction: 15 adds instead of 16 separate reductions).
 #[cfg(target_arch = "x86_64")]
@@ -330,6 +294,259 @@ unsafe fn reduce16(v: [__m512i; 16]) -> __m512i {
     let u0 = h(q[0], q[1]);
     let u1 = h(q[2], q[3]);
     h(u0, u1)
+}
+
+/// The VNNI path for segments of whole 64-byte blocks (see the module docs).
+#[cfg(target_arch = "x86_64")]
+mod fast {
+    use super::*;
+
+    /// Bytes of one 64-lane block.
+    const BLK: usize = 64;
+
+    pub(super) fn matmul(
+        v: &Int8Values,
+        prep: &Prepared,
+        xq: &QuantizedActivations,
+        exec: &dyn ParallelExecutor,
+    ) -> Array2<f32> {
+        let rows = v.layout.rows();
+        let (batch, cols) = (xq.rows, xq.cols);
+        let nkb = cols.div_ceil(BLK);
+        let nbt = batch.div_ceil(TB);
+        let bp = nbt * TB;
+        let xpk = pack(xq, nkb, nbt);
+        // Σx per [segment][padded batch row], exact in f64.
+        let mut xs = vec![0.0f64; prep.nseg * bp];
+        for b in 0..batch {
+            for (s, c) in xq.row(b).chunks(prep.seg).enumerate() {
+                xs[s * bp + b] = c.iter().map(|&q| q as i64).sum::<i64>() as f64;
+            }
+        }
+        let ctx = Ctx {
+            v,
+            prep,
+            xq,
+            xpk: &xpk,
+            xs: &xs,
+            nkb,
+            nbt,
+            bp,
+        };
+        // Whole cache lines of output per batch row when the task is copied out.
+        let per = rows_per_task(cols, 1 << 18).next_multiple_of(TR * 16);
+        let mut y = vec![0.0f32; batch * rows];
+        let out = Out(y.as_mut_ptr());
+        exec.run(rows.div_ceil(per), &|t| {
+            let r0 = t * per;
+            ctx.rows(r0, per.min(rows - r0), rows, &out)
+        });
+        Array2::from_shape_vec((batch, rows), y).expect("sizes match")
+    }
+
+    /// `x + 128` as `[batch tile][block][TB rows][64]`; padding (rows past
+    /// the batch, lanes past the row) is `x = 0`.
+    fn pack(xq: &QuantizedActivations, nkb: usize, nbt: usize) -> Vec<u8> {
+        let mut p = vec![0x80u8; nbt * nkb * TB * BLK];
+        for b in 0..xq.rows {
+            let (bt, c) = (b / TB, b % TB);
+            for (kb, src) in xq.row(b).chunks(BLK).enumerate() {
+                let o = &mut p[((bt * nkb + kb) * TB + c) * BLK..][..src.len()];
+                for (o, &q) in o.iter_mut().zip(src) {
+                    *o = q as u8 ^ 0x80;
+                }
+            }
+        }
+        p
+    }
+
+    /// The `[batch, rows]` output, shared by the tasks: task `t` writes
+    /// only its own columns.
+    struct Out(*mut f32);
+    // SAFETY: tasks write disjoint elements (see `Ctx::rows`).
+    unsafe impl Sync for Out {}
+
+    /// What every task reads.
+    struct Ctx<'a> {
+        v: &'a Int8Values,
+        prep: &'a Prepared,
+        xq: &'a QuantizedActivations,
+        xpk: &'a [u8],
+        xs: &'a [f64],
+        nkb: usize,
+        nbt: usize,
+        bp: usize,
+    }
+
+    impl Ctx<'_> {
+        /// Columns `r0..r0 + nr` of the `[batch, rows]` product, into `y`.
+        fn rows(&self, r0: usize, nr: usize, rows: usize, y: &Out) {
+            let (cols, bp) = (self.xq.cols, self.bp);
+            let (seg, nseg) = (self.prep.seg, self.prep.nseg);
+            let params = self.v.params();
+            // Integer dots of one row tile with every (padded) batch row, [TR][bp].
+            let mut dots = vec![0.0f64; TR * bp];
+            let mut acc = vec![0.0f32; TR * bp];
+            // This task's columns, `[batch][nr]`, copied out whole at the end
+            // (scattered stores into `y` would touch a page per batch row per tile).
+            let batch = self.xq.rows;
+            let mut out = vec![0.0f32; batch * nr];
+            for rt in (0..nr).step_by(TR) {
+                // An edge tile repeats its last row; the extra results are dropped.
+                let ri: [usize; TR] = std::array::from_fn(|u| r0 + (rt + u).min(nr - 1));
+                acc.fill(0.0);
+                for s in 0..nseg {
+                    let (a, e) = (s * seg, (s * seg + seg).min(cols));
+                    let mut k = a;
+                    while k < e {
+                        let n = (e - k).min(CHUNK);
+                        let w = ri.map(|i| self.v.codes()[i * cols + k..].as_ptr());
+                        // Rows two tiles ahead, prefetched while this tile computes:
+                        // each weight row is its own run of pages, which the
+                        // hardware prefetcher does not follow across.
+                        let pf: [*const i8; TR] = std::array::from_fn(|u| {
+                            let i = (r0 + rt + 2 * TR + u).min(self.v.layout.rows() - 1);
+                            self.v.codes()[i * cols + k..].as_ptr()
+                        });
+                        let x = &self.xpk[k / BLK * TB * BLK..];
+                        // SAFETY: this path is only taken when VNNI was
+                        // detected; `w` rows hold `n` codes from `k`, and the
+                        // packed batch holds every tile's blocks from `k / 64`
+                        // to `⌈(k + n) / 64⌉` (k is a multiple of 64).
+                        unsafe {
+                            row_tile(
+                                w,
+                                pf,
+                                n,
+                                x.as_ptr(),
+                                self.nkb * TB * BLK,
+                                self.nbt,
+                                &mut dots,
+                                k > a,
+                            )
+                        };
+                        k += n;
+                    }
+                    let sz = ri.map(|i| params.get(params.index(i, a)));
+                    let wsum = ri.map(|i| self.prep.wsum[i * nseg + s]);
+                    // SAFETY: as above.
+                    unsafe { epilogue(&dots, &mut acc, &self.xs[s * bp..(s + 1) * bp], sz, wsum) };
+                }
+                for u in 0..TR.min(nr - rt) {
+                    for (b, (&a, &sb)) in acc[u * bp..].iter().zip(&self.xq.scales).enumerate() {
+                        out[b * nr + rt + u] = a * sb;
+                    }
+                }
+            }
+            for (b, src) in out.chunks_exact(nr).enumerate() {
+                // SAFETY: row b < batch, columns r0..r0 + nr ≤ rows, and no
+                // other task writes these columns.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), y.0.add(b * rows + r0), nr) };
+            }
+        }
+    }
+
+    /// `acc[u][b] += s_u·(dots[u][b] − 128·Σw_u − z_u·Σx_b)` rounded to f32
+    /// exactly as the reference does (the difference is an exact integer in
+    /// f64, rounded once). AVX-512 so that the loop vectorizes wide.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn epilogue(
+        dots: &[f64],
+        acc: &mut [f32],
+        xs: &[f64],
+        sz: [(f32, i32); TR],
+        wsum: [i64; TR],
+    ) {
+        let bp = xs.len();
+        for u in 0..TR {
+            let (s, z) = sz[u];
+            let (wc, zf) = (128.0 * wsum[u] as f64, z as f64);
+            let d = &dots[u * bp..(u + 1) * bp];
+            for ((a, &d), &x) in acc[u * bp..(u + 1) * bp].iter_mut().zip(d).zip(xs) {
+                *a += s * (d - (wc + zf * x)) as f32;
+            }
+        }
+    }
+
+    /// `Σ (x + 128)·w` over `n ≤ CHUNK` lanes of `TR` weight rows and every
+    /// batch tile (`x` at the tiles' first block, `stride` bytes apart),
+    /// stored (or added, with `add`) into `dots` as `[TR][bp]`. The `n`
+    /// codes of the rows at `pf` are prefetched, spread evenly over the steps.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn row_tile(
+        w: [*const i8; TR],
+        pf: [*const i8; TR],
+        n: usize,
+        x: *const u8,
+        stride: usize,
+        nbt: usize,
+        dots: &mut [f64],
+        add: bool,
+    ) {
+        debug_assert!(n <= CHUNK && dots.len() == TR * nbt * TB);
+        let bp = nbt * TB;
+        let full = n / BLK;
+        let rem = n % BLK;
+        // Bresenham spread: `lines` prefetches over `steps` block steps.
+        let lines = TR * full;
+        let steps = nbt * full;
+        let (mut debt, mut pu, mut po) = (0, 0, 0);
+        for bt in 0..nbt {
+            let xb = x.add(bt * stride);
+            let mut acc = [[_mm512_setzero_si512(); TB]; TR];
+            let mut step = |kb: usize, wv: [__m512i; TR]| {
+                for c in 0..TB {
+                    let xv = _mm512_loadu_si512(xb.add((kb * TB + c) * BLK) as *const _);
+                    for (acc, &wu) in acc.iter_mut().zip(&wv) {
+                        acc[c] = _mm512_dpbusd_epi32(acc[c], xv, wu);
+                    }
+                }
+            };
+            for kb in 0..full {
+                debt += lines;
+                while debt >= steps && pu < TR {
+                    debt -= steps;
+                    _mm_prefetch::<_MM_HINT_T0>(pf[pu].add(po));
+                    po += BLK;
+                    if po == full * BLK {
+                        (pu, po) = (pu + 1, 0);
+                    }
+                }
+                step(
+                    kb,
+                    w.map(|p| _mm512_loadu_si512(p.add(kb * BLK) as *const _)),
+                );
+            }
+            if rem > 0 {
+                // Lanes past the row load w = 0 and add nothing.
+                let m: __mmask64 = (1u64 << rem) - 1;
+                step(
+                    full,
+                    w.map(|p| _mm512_maskz_loadu_epi8(m, p.add(full * BLK))),
+                );
+            }
+            // Reduced 16 accumulators at a time (zero-padded to whole 16s).
+            let mut sums = [0i32; TR * TB + 15];
+            for g in 0..(TR * TB).div_ceil(16) {
+                let flat: [__m512i; 16] = std::array::from_fn(|i| {
+                    let i = g * 16 + i;
+                    if i < TR * TB {
+                        acc[i / TB][i % TB]
+                    } else {
+                        _mm512_setzero_si512()
+                    }
+                });
+                _mm512_storeu_si512(sums.as_mut_ptr().add(g * 16) as *mut _, reduce16(flat));
+            }
+            for u in 0..TR {
+                let d = &mut dots[u * bp + bt * TB..][..TB];
+                for (d, &s) in d.iter_mut().zip(&sums[u * TB..(u + 1) * TB]) {
+                    *d = if add { *d + s as f64 } else { s as f64 };
+                }
+            }
+        }
+    }
 }
 
 /// Plain reference for the int8 × int8 product (same formula, plain loops):
