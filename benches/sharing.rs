@@ -6,10 +6,9 @@
 //! compared at a fixed 20 updates (where the histogram Lloyd's one-time sort
 //! dominates) and to convergence.
 //!
-//! The DP at 16M weights and at k = 256 takes seconds a run, more than
-//! criterion's minimum of 10 samples allows in a short bench: those runs are
-//! timed once, with the SSE comparison printed (16M at k = 256 only when
-//! `SQUISH_BENCH_FULL=1` is set).
+//! The bounded DP is sampled at 1M (k = 16 and 256) and 16M (k = 16); every
+//! case is also timed once with the SSE comparison printed (16M at k = 256,
+//! tens of seconds, only when `SQUISH_BENCH_FULL=1` is set).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -164,6 +163,10 @@ fn kmeans(c: &mut Criterion) {
     g.bench_function("dp_k16_full_smawk", |b| {
         b.iter(|| black_box(smawk.fit(black_box(&v)).unwrap()))
     });
+    let dp256 = KMeans::params(256).optimal().check().unwrap();
+    g.bench_function("dp_k256", |b| {
+        b.iter(|| black_box(dp256.fit(black_box(&v)).unwrap()))
+    });
     g.finish();
     // The naive run to convergence takes seconds: timed once, not sampled.
     println!(
@@ -180,6 +183,9 @@ fn kmeans(c: &mut Criterion) {
             b.iter(|| black_box(lloyd.fit(black_box(&v16)).unwrap()))
         });
     }
+    g.bench_function("dp_k16", |b| {
+        b.iter(|| black_box(dp.fit(black_box(&v16)).unwrap()))
+    });
     g.finish();
 
     // SSE comparison at the default 300 Lloyd updates and one-shot DP timings.
