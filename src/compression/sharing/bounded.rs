@@ -24,7 +24,7 @@
 //! falls back to the full DP.
 
 use super::optimal::Prefix;
-use super::{lloyd, Histogram};
+use super::{lloyd, Clustering, Histogram};
 
 /// Distinct values per bin at each refinement: the first bound covers every
 /// split position with coarse bins; each later one re-bins only the windows
@@ -33,7 +33,7 @@ use super::{lloyd, Histogram};
 const LEVELS: [usize; 2] = [256, 32];
 
 /// Below this many distinct values the full DP is fast enough.
-pub(super) const MIN_VALUES: usize = 1 << 15;
+const MIN_VALUES: usize = 1 << 15;
 
 /// Lloyd steps that polish each upper bound.
 const POLISH: usize = 16;
@@ -252,12 +252,8 @@ fn upper_bound(h: &Histogram, bins: &Bins, edges: &[usize], f: &[Vec<f64>], bw: 
         bounds.push(edges[t].max(prev + 1).min(m - (k - 1 - l)));
     }
     bounds.push(m);
-    let cost: f64 = bounds.windows(2).map(|w| h.segment_cost(w[0], w[1])).sum();
-    let means: Vec<f64> = bounds
-        .windows(2)
-        .map(|w| h.segment_mean(w[0], w[1]))
-        .collect();
-    cost.min(lloyd(h, means, POLISH).sse)
+    let start = Clustering::from_bounds(h, bounds);
+    start.sse.min(lloyd(h, start.centroids, POLISH).sse)
 }
 
 /// The DP over the windows: cluster starts `s_1 < … < s_{k−1}` with `s_l` in
@@ -343,7 +339,7 @@ mod tests {
         let mut bounds = vec![0];
         bounds.extend(solve_windows(&c, &win));
         bounds.push(h.len());
-        let sse = bounds.windows(2).map(|w| h.segment_cost(w[0], w[1])).sum();
+        let sse = Clustering::from_bounds(h, bounds.clone()).sse;
         (sse, bounds, win)
     }
 

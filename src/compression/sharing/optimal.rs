@@ -463,14 +463,13 @@ pub(crate) fn optimal_bounded(
     memory: usize,
     how: DpLayer,
 ) -> Clustering {
-    if hist.len() >= bounded::MIN_VALUES && k >= 3 {
-        let c = Prefix::new(hist, 0, hist.len(), false);
-        if let Some(win) = bounded::windows(hist, &c, k, memory) {
-            let mut bounds = vec![0];
-            bounds.extend(bounded::solve_windows(&c, &win));
-            bounds.push(hist.len());
-            return Clustering::from_bounds(hist, bounds);
-        }
+    // Borrowed sums: nothing is built when bounding does not apply.
+    let c = Prefix::new(hist, 0, hist.len(), false);
+    if let Some(win) = bounded::windows(hist, &c, k, memory) {
+        let mut bounds = vec![0];
+        bounds.extend(bounded::solve_windows(&c, &win));
+        bounds.push(hist.len());
+        return Clustering::from_bounds(hist, bounds);
     }
     optimal_with(hist, k, memory, how)
 }
