@@ -11,9 +11,10 @@ use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
+use squish::kernels::sparse::sparse_matmul;
+use squish::kernels::Tier as KernelPath;
 use squish::matrix::CompressedMatrix;
 use squish::parallel::Sequential;
-use squish::pruning::kernels::{sparse_matmul, KernelPath};
 use squish::pruning::{Magnitude, NMPruner, Pruner, Selection, Structured};
 
 fn normal(rng: &mut StdRng, rows: usize, cols: usize) -> Array2<f32> {

@@ -32,6 +32,7 @@ pub mod data;
 pub mod distillation;
 pub mod error;
 pub mod io;
+pub mod kernels;
 pub mod matrix;
 pub mod metrics;
 pub mod parallel;
@@ -56,13 +57,13 @@ pub mod prelude {
     pub use crate::parallel::{
         DataParallel, Forward, ParallelExecutor, ProgressEvent, Sequential, TaskRunner, ThreadPool,
     };
-    pub use crate::pass::{CompressionPass, Prune, Quantize};
+    pub use crate::pass::CompressionPass;
     pub use crate::pipeline::{Pipeline, PipelineOutput, PipelineReport};
     pub use crate::pruning::{
-        Global, Importance, Magnitude, NMPruner, Pruner, Schedule, Structured, Wanda,
+        Global, Importance, Magnitude, NMPruner, Prune, Pruner, Schedule, Structured, Wanda,
     };
     pub use crate::quantization::{
-        Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
+        Binary, Calibration, DynamicInt8, IntQuantizer, Quantize, Quantizer, Ternary,
     };
     pub use crate::recipe::Recipe;
 }

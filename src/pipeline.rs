@@ -7,10 +7,8 @@ use ndarray::ArrayView2;
 use crate::error::Result;
 use crate::matrix::{CompressedMatrix, StorageReport};
 use crate::metrics::ErrorMetrics;
-use crate::parallel::{ParallelExecutor, Sequential, TaskRunner};
-use crate::pass::{CompressionPass, Prune, Quantize};
-use crate::pruning::Pruner;
-use crate::quantization::Quantizer;
+use crate::parallel::{ParallelExecutor, Progress, Sequential, TaskOutcome, TaskRunner, TaskSpec};
+use crate::pass::CompressionPass;
 
 /// Passes applied in order to a weight matrix.
 ///
@@ -88,15 +86,8 @@ impl Pipeline {
         self
     }
 
-    /// Appends a quantizer.
-    pub fn quantize(self, q: impl Quantizer + 'static) -> Self {
-        self.then(Quantize(q))
-    }
-
-    /// Appends a pruner.
-    pub fn prune(self, p: impl Pruner + 'static) -> Self {
-        self.then(Prune(p))
-    }
+    // `prune` and `quantize` (a pruner or quantizer as a pass) are defined
+    // with their adapters, in the pruning and quantization families.
 
     /// Number of passes.
     pub fn len(&self) -> usize {
@@ -182,4 +173,44 @@ impl fmt::Display for PipelineReport {
         }
         Ok(())
     }
+}
+
+// Task-parallel compression of many layers: the pipeline-specific use of
+// the generic task runner (kept here so that `parallel` knows no pipeline).
+impl TaskRunner {
+    /// Compresses every named layer with `pipeline`, one task per layer
+    /// (largest first, each on one thread), costed by
+    /// [`pipeline_working_set`]. Outcomes come back in input order and are
+    /// the same as running the layers one by one.
+    pub fn compress_layers(
+        &self,
+        pipeline: &Pipeline,
+        layers: &[(String, ArrayView2<'_, f32>)],
+        exec: &dyn ParallelExecutor,
+        progress: Option<Progress<'_>>,
+    ) -> Vec<TaskOutcome<PipelineOutput>> {
+        let specs: Vec<TaskSpec> = layers
+            .iter()
+            .map(|(name, w)| {
+                TaskSpec::new(
+                    name.clone(),
+                    pipeline_working_set(w.nrows(), w.ncols(), pipeline.len()),
+                )
+            })
+            .collect();
+        self.run(
+            exec,
+            &specs,
+            |i| pipeline.run_with(layers[i].1, &Sequential),
+            progress,
+        )
+    }
+}
+
+/// An estimate of the peak bytes a pipeline of `passes` passes needs on a
+/// `rows × cols` f32 matrix: the input copy, the decoded copy each report
+/// takes, and one intermediate per pass, at 4 bytes a weight, plus a mask.
+pub fn pipeline_working_set(rows: usize, cols: usize, passes: usize) -> usize {
+    let n = rows.saturating_mul(cols);
+    n.saturating_mul(4 * (3 + passes) + 1)
 }

@@ -4,9 +4,10 @@ use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal, StudentT};
+use squish::kernels::quant::{self as kernels, binary};
+use squish::kernels::Tier as Isa;
 use squish::matrix::{CompressedMatrix, Granularity, Values};
 use squish::parallel::{Sequential, ThreadPool};
-use squish::quantization::kernels::{self, binary, Isa};
 use squish::quantization::{
     quantize_activations, Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
 };

@@ -7,6 +7,7 @@ use ndarray::{Array2, ArrayView2};
 use super::fast_exp::{dot_diff, exp_shifted, max};
 use super::Distiller;
 use crate::error::{Result, SquishError};
+use crate::kernels::multiversion;
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor, Sequential};
 use crate::training::{log_softmax, softmax, Scalar};
 
@@ -185,36 +186,24 @@ struct Kernel {
     c: usize,
 }
 
+multiversion! {
+    /// [`Kernel::rows`] compiled per tier.
+    fn rows_best(k: &Kernel, s: &[f32], t: &[f32], y: &[usize], g: &mut [f32]) -> f64 => rows_any;
+}
+
+#[inline(always)]
+fn rows_any(k: &Kernel, s: &[f32], t: &[f32], y: &[usize], g: &mut [f32]) -> f64 {
+    k.rows_body(s, t, y, g)
+}
+
 impl Kernel {
     /// Fills `g` for these rows; returns the sum of their losses.
     fn rows(&self, s: &[f32], t: &[f32], y: &[usize], g: &mut [f32]) -> f64 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F (checked just above).
-                return unsafe { self.rows_avx512(s, t, y, g) };
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                return unsafe { self.rows_avx2(s, t, y, g) };
-            }
-        }
-        self.rows_portable(s, t, y, g)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn rows_avx512(&self, s: &[f32], t: &[f32], y: &[usize], g: &mut [f32]) -> f64 {
-        self.rows_body(s, t, y, g)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows_avx2(&self, s: &[f32], t: &[f32], y: &[usize], g: &mut [f32]) -> f64 {
-        self.rows_body(s, t, y, g)
+        rows_best(self, s, t, y, g)
     }
 
     /// The same body without target features (also what non-x86 runs).
+    #[cfg(test)]
     pub(crate) fn rows_portable(&self, s: &[f32], t: &[f32], y: &[usize], g: &mut [f32]) -> f64 {
         self.rows_body(s, t, y, g)
     }

@@ -6,7 +6,7 @@ use super::storage::{Component, StorageReport, METADATA_BYTES};
 use super::structure::{ColIndices, Csr, KeptRows, LowRank, Structure};
 use super::{RowLayout, Values};
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
-use crate::parallel::{ParallelExecutor, Sequential};
+use crate::parallel::Sequential;
 
 /// A weight matrix of shape `[out, in]` (PyTorch's layout) in compressed form.
 ///
@@ -250,21 +250,8 @@ impl CompressedMatrix {
         w
     }
 
-    /// `y = x · Wᵀ` on one thread; picks the fastest kernel for this pair of
-    /// structure and encoding (the reference kernel when none is faster).
-    pub fn matmul(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        self.matmul_with(x, &Sequential)
-    }
-
-    /// `y = x · Wᵀ` on `exec`. The result does not depend on the executor.
-    pub fn matmul_with(
-        &self,
-        x: ArrayView2<f32>,
-        exec: &dyn ParallelExecutor,
-    ) -> Result<Array2<f32>> {
-        self.check_input(x)?;
-        Ok(super::kernels::matmul(self, x, exec))
-    }
+    // `matmul` and `matmul_with` (the fastest kernel for each pair) are
+    // defined with the kernel dispatch, in `crate::kernels`, above the core.
 
     /// `y = x · Wᵀ` through the plain reference kernel (decodes one row of W
     /// at a time). Every fast kernel is tested against this.

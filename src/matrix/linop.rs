@@ -2,7 +2,6 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::CompressedMatrix;
 use crate::error::Result;
 use crate::parallel::ParallelExecutor;
 
@@ -29,24 +28,5 @@ pub trait LinOp: Send + Sync {
     fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>>;
 }
 
-impl LinOp for CompressedMatrix {
-    fn shape(&self) -> (usize, usize) {
-        CompressedMatrix::shape(self)
-    }
-
-    fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
-        self.matmul_with(x, exec)
-    }
-}
-
-/// The dense baseline: `x · Wᵀ` with ndarray's GEMM, split by rows of `W`
-/// over `exec` (the same bits as `x.dot(&w.t())` on any executor).
-impl LinOp for Array2<f32> {
-    fn shape(&self) -> (usize, usize) {
-        self.dim()
-    }
-
-    fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
-        crate::parallel::dense_matmul(self.view(), x, exec)
-    }
-}
+// The impls for `CompressedMatrix` and the dense `Array2<f32>` sit with
+// their kernels, in `crate::kernels`.

@@ -7,8 +7,8 @@
 //! factors, each again a compressed matrix.
 
 mod bitpack;
+mod check;
 mod compressed;
-pub mod kernels;
 mod layout;
 mod linop;
 pub mod reference;
@@ -16,7 +16,11 @@ mod storage;
 mod structure;
 mod values;
 
+/// Moved to [`crate::kernels`] (the dispatch sits above the core).
+#[deprecated(note = "the dispatch moved to squish::kernels (use CompressedMatrix::matmul)")]
+pub use crate::kernels::dispatch as kernels;
 pub use bitpack::{index_bits, PackedBits};
+pub(crate) use check::check_matrix;
 pub use compressed::CompressedMatrix;
 pub use layout::RowLayout;
 pub use linop::LinOp;

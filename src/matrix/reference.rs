@@ -7,7 +7,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use super::{CompressedMatrix, Structure};
-use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
+use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
 /// `y = x · Wᵀ` (input already checked).
 pub fn matmul(
@@ -23,9 +23,8 @@ pub fn matmul(
     let batch = x.nrows();
     let x = x.as_standard_layout();
     // yt[i, b] = row i of W · x[b]; tasks own disjoint blocks of W's rows.
-    let mut yt = vec![0.0f32; rows * batch];
     let per_task = rows_per_task(cols, 1 << 16);
-    for_each_chunk_mut(exec, &mut yt, per_task * batch, |t, out| {
+    row_blocks(rows, batch, per_task, exec, |t, out| {
         let mut w_row = vec![0.0f32; cols];
         for (r, y) in out.chunks_mut(batch).enumerate() {
             m.decode_row(t * per_task + r, &mut w_row);
@@ -34,12 +33,7 @@ pub fn matmul(
                 *yb = dot(xb.as_slice().expect("standard layout"), &w_row);
             }
         }
-    });
-    Array2::from_shape_vec((rows, batch), yt)
-        .expect("sizes match")
-        .reversed_axes()
-        .as_standard_layout()
-        .into_owned()
+    })
 }
 
 /// Plain dot product, accumulated in f32 in index order.

@@ -7,9 +7,10 @@
 //! - **data parallel** ([`DataParallel`]): a batch split into fixed shards for
 //!   inference through any [`Forward`] model, and per-shard gradients summed
 //!   by a fixed tree for training;
-//! - **model parallel**: one weight matrix split by output rows ([`RowSplit`])
-//!   or input columns ([`ColSplit`]), and layers as pipeline stages over
-//!   micro-batches ([`LayerPipeline`]);
+//! - **model parallel**: layers as pipeline stages over micro-batches
+//!   ([`LayerPipeline`]); one weight matrix split by output rows or input
+//!   columns is [`kernels::RowSplit`](crate::kernels::RowSplit) /
+//!   [`kernels::ColSplit`](crate::kernels::ColSplit);
 //! - **task parallel** ([`TaskRunner`]): independent jobs (layers to compress,
 //!   a sweep of settings) largest first under a memory budget, with progress
 //!   events and per-task outcomes.
@@ -18,26 +19,36 @@
 //! the thread count, and reductions run in a fixed order, so every result is
 //! bit-identical for any executor. See `docs/parallel.md`.
 
+mod blocks;
 mod data;
 mod error;
 mod executor;
 mod model;
 mod ops;
-mod split;
 mod staged;
 mod tasks;
 
+pub use blocks::row_blocks;
 pub use data::{
     data_parallel_forward, data_parallel_grad, tree_reduce, DataParallel, DataParallelParams,
 };
 pub use error::ParallelError;
 pub use executor::{ParallelExecutor, Sequential, ThreadPool};
 pub use model::{Activation, Forward, Layer, LayerStack};
-pub use ops::{for_each_chunk_mut, map, rows_per_task};
-pub(crate) use split::dense_matmul_unchecked;
-pub use split::{dense_matmul, even_ranges, ColSplit, RowSplit};
+pub use ops::{even_ranges, for_each_chunk_mut, map, rows_per_task};
 pub use staged::{LayerPipeline, LayerPipelineParams};
-pub use tasks::{
-    pipeline_working_set, Progress, ProgressEvent, TaskOutcome, TaskRunner, TaskRunnerParams,
-    TaskSpec,
-};
+pub use tasks::{Progress, ProgressEvent, TaskOutcome, TaskRunner, TaskRunnerParams, TaskSpec};
+
+// Old paths of items that moved above this leaf (kept for one release).
+/// Moved to [`crate::kernels::dense_matmul`].
+#[deprecated(note = "moved to squish::kernels::dense_matmul")]
+pub use crate::kernels::dense_matmul;
+/// Moved to [`crate::kernels::ColSplit`].
+#[deprecated(note = "moved to squish::kernels::ColSplit")]
+pub use crate::kernels::ColSplit;
+/// Moved to [`crate::kernels::RowSplit`].
+#[deprecated(note = "moved to squish::kernels::RowSplit")]
+pub use crate::kernels::RowSplit;
+/// Moved to [`crate::pipeline::pipeline_working_set`].
+#[deprecated(note = "moved to squish::pipeline::pipeline_working_set")]
+pub use crate::pipeline::pipeline_working_set;

@@ -1,5 +1,6 @@
 //! Deterministic building blocks on top of any [`ParallelExecutor`].
 
+use std::ops::Range;
 use std::sync::Mutex;
 
 use super::ParallelExecutor;
@@ -47,4 +48,12 @@ where
 /// independent of the thread count.
 pub fn rows_per_task(row_len: usize, target_elems: usize) -> usize {
     (target_elems / row_len.max(1)).max(1)
+}
+
+/// Even boundaries of `n` items into `parts` parts: part `i` is
+/// `i·n/parts .. (i+1)·n/parts`.
+pub fn even_ranges(n: usize, parts: usize) -> Vec<Range<usize>> {
+    (0..parts)
+        .map(|i| i * n / parts..(i + 1) * n / parts)
+        .collect()
 }

@@ -6,12 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use ndarray::ArrayView2;
-
 use super::error::{panic_message, ParallelError};
 use super::ParallelExecutor;
 use crate::error::{Result, SquishError};
-use crate::pipeline::{Pipeline, PipelineOutput};
 
 /// What a task is called and how much memory it needs while it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,33 +239,8 @@ impl TaskRunner {
         self.run(exec, &specs, |i| job(&items[i]), progress)
     }
 
-    /// Compresses every named layer with `pipeline`, one task per layer
-    /// (largest first, each on one thread), costed by
-    /// [`pipeline_working_set`]. Outcomes come back in input order and are
-    /// the same as running the layers one by one.
-    pub fn compress_layers(
-        &self,
-        pipeline: &Pipeline,
-        layers: &[(String, ArrayView2<'_, f32>)],
-        exec: &dyn ParallelExecutor,
-        progress: Option<Progress<'_>>,
-    ) -> Vec<TaskOutcome<PipelineOutput>> {
-        let specs: Vec<TaskSpec> = layers
-            .iter()
-            .map(|(name, w)| {
-                TaskSpec::new(
-                    name.clone(),
-                    pipeline_working_set(w.nrows(), w.ncols(), pipeline.len()),
-                )
-            })
-            .collect();
-        self.run(
-            exec,
-            &specs,
-            |i| pipeline.run_with(layers[i].1, &super::Sequential),
-            progress,
-        )
-    }
+    // `compress_layers` (a pipeline per layer) is defined with the pipeline,
+    // in `crate::pipeline`, which sits above this leaf.
 }
 
 impl TaskRunnerParams {
@@ -291,14 +263,6 @@ impl TaskRunnerParams {
             budget: self.budget,
         })
     }
-}
-
-/// An estimate of the peak bytes a pipeline of `passes` passes needs on a
-/// `rows × cols` f32 matrix: the input copy, the decoded copy each report
-/// takes, and one intermediate per pass, at 4 bytes a weight, plus a mask.
-pub fn pipeline_working_set(rows: usize, cols: usize, passes: usize) -> usize {
-    let n = rows.saturating_mul(cols);
-    n.saturating_mul(4 * (3 + passes) + 1)
 }
 
 struct Queue {

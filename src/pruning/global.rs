@@ -116,7 +116,7 @@ impl Global {
     ) -> Result<Vec<(String, CompressedMatrix)>> {
         let dense = layers
             .iter()
-            .map(|(_, m)| super::pruner::prunable_dense("global magnitude", m))
+            .map(|(_, m)| crate::pass::prunable_dense("global magnitude", m))
             .collect::<Result<Vec<_>>>()?;
         let views: Vec<(&str, ArrayView2<f32>)> = layers
             .iter()

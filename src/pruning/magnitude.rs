@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::select::{keep_mask_per_row, keep_mask_smallest, prune_count};
 use super::Pruner;
-use crate::error::{check_finite, check_non_empty, Result, SquishError};
+use crate::error::{Result, SquishError};
 
 /// Unchecked hyperparameters of a [`Magnitude`] pruner.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,21 +82,7 @@ pub(crate) fn check_sparsity(s: f64) -> Result<()> {
     Ok(())
 }
 
-/// Checks a matrix is non-empty, finite and small enough to index.
-pub(crate) fn check_matrix(what: &'static str, w: ArrayView2<f32>) -> Result<()> {
-    let (rows, cols) = w.dim();
-    check_non_empty(what, rows, cols)?;
-    // A branch-free scan first (it vectorizes); locate the culprit only on failure.
-    let finite = match w.as_slice_memory_order() {
-        Some(s) => s.iter().fold(true, |ok, v| ok & v.is_finite()),
-        None => w.iter().all(|v| v.is_finite()),
-    };
-    if finite {
-        Ok(())
-    } else {
-        check_finite(what, w.iter())
-    }
-}
+pub(crate) use crate::matrix::check_matrix;
 
 impl Pruner for Magnitude {
     fn name(&self) -> String {

@@ -8,8 +8,8 @@
 //!   of the next layer died with them.
 //! * Semi-structured: [`NMPruner`] keeps N of every M (→ the N:M structure).
 //! * [`Schedule`]: the sparsity a training loop enforces at each step.
-//! * [`kernels`]: the CSR, N:M and kept-rows multiplication kernels
-//!   [`CompressedMatrix::matmul`](crate::matrix::CompressedMatrix::matmul) uses.
+//! * [`Prune`]: a pruner as a pipeline pass. The CSR, N:M and kept-rows
+//!   kernels live in [`crate::kernels::sparse`].
 //!
 //! Every pruner removes weights in ascending (score, row-major position)
 //! order: among equal scores, the earlier weight goes first.
@@ -17,20 +17,35 @@
 mod error;
 mod global;
 mod importance;
-pub mod kernels;
 pub(crate) mod magnitude;
 mod nm;
-mod pruner;
+mod prune;
 mod schedule;
 mod select;
 mod structured;
 
+pub use crate::pass::Pruner;
 pub use error::PruningError;
 pub use global::{Global, GlobalParams};
 pub use importance::{wanda_scores, Importance, ImportanceParams, Scope, Wanda, WandaParams};
 pub use magnitude::{Magnitude, MagnitudeParams};
 pub use nm::{NMPruner, NMPrunerParams};
-pub use pruner::Pruner;
+pub use prune::Prune;
 pub use schedule::{CubicParams, Schedule};
 pub use select::{prune_count, Selection};
 pub use structured::{dead_next_inputs, Slice, Structured, StructuredParams};
+
+/// Moved to [`crate::kernels::sparse`] (all kernels sit in one place).
+#[deprecated(note = "the sparse kernels moved to squish::kernels::sparse")]
+pub mod kernels {
+    pub use crate::kernels::sparse::*;
+
+    /// Renamed [`dense_rows_matmul`](crate::kernels::sparse::dense_rows_matmul)
+    /// (one `dense_matmul` is left, in [`crate::kernels`]).
+    #[deprecated(note = "use squish::kernels::sparse::dense_rows_matmul")]
+    pub use crate::kernels::sparse::dense_rows_matmul as dense_matmul;
+
+    /// The one tier enum is [`crate::kernels::Tier`].
+    #[deprecated(note = "use squish::kernels::Tier")]
+    pub type KernelPath = crate::kernels::Tier;
+}

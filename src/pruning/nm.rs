@@ -125,7 +125,7 @@ impl Pruner for NMPruner {
 
     /// The N:M structure with f32 values.
     fn prune(&self, m: &CompressedMatrix) -> Result<CompressedMatrix> {
-        let w = super::pruner::prunable_dense(&self.name(), m)?;
+        let w = crate::pass::prunable_dense(&self.name(), m)?;
         check_matrix("weight matrix", w.view())?;
         let (rows, cols) = w.dim();
         let pos = self.positions(w.view())?;

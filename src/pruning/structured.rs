@@ -172,7 +172,7 @@ impl Pruner for Structured {
 
     /// Rows: a kept-rows matrix holding only the surviving rows. Columns: CSR.
     fn prune(&self, m: &CompressedMatrix) -> Result<CompressedMatrix> {
-        let w = super::pruner::prunable_dense(&self.name(), m)?;
+        let w = crate::pass::prunable_dense(&self.name(), m)?;
         match self.slice {
             Slice::Rows => CompressedMatrix::kept_rows(w.view(), self.kept(w.view())?),
             Slice::Columns => {

@@ -2,6 +2,7 @@
 
 use super::Quantizer;
 use crate::error::Result;
+use crate::kernels::quant::binary::mean_abs;
 use crate::matrix::{F32Values, PackedBits, Values, TERNARY_MINUS, TERNARY_PLUS, TERNARY_ZERO};
 
 /// Binary weights: `α·sign(w)` with `α = mean|w|` per row, the scale that
@@ -69,14 +70,5 @@ impl Quantizer for Ternary {
             });
         }
         Values::ternary(layout, PackedBits::pack(2, &codes)?, scales)
-    }
-}
-
-/// mean|w| in f64, 0 for an empty slice.
-pub(crate) fn mean_abs(v: &[f32]) -> f32 {
-    if v.is_empty() {
-        0.0
-    } else {
-        (v.iter().map(|&w| w.abs() as f64).sum::<f64>() / v.len() as f64) as f32
     }
 }

@@ -6,6 +6,8 @@
 //! and for the baseline target. The compiler vectorizes the loops; the
 //! arithmetic is the same in all three, so results are bit-identical.
 
+use crate::kernels::multiversion;
+
 /// An integer grid: codes `qmin..=qmax`, and whether zero-points are used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Grid {

@@ -15,7 +15,6 @@
 //! experiment on Fashion-MNIST; docs/results.md holds the numbers.
 
 mod coded;
-pub(crate) mod kernel;
 mod pipeline;
 
 pub use coded::{HuffmanCsr, CODED_HEADER_BYTES};

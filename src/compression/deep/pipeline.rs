@@ -10,8 +10,8 @@ use crate::compression::sharing::KMeans;
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
 use crate::matrix::CompressedMatrix;
+use crate::pass::Quantizer;
 use crate::pruning::{Magnitude, Pruner};
-use crate::quantization::Quantizer;
 use crate::training::{
     cubic_sparsity, finetune_centroids, CompressedMlp, Masks, Mlp, Optimizer, Trainer,
 };

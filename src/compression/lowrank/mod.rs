@@ -15,8 +15,6 @@
 
 mod error;
 mod faer_backend;
-mod gemm;
-pub mod kernel;
 #[cfg(feature = "lapack")]
 mod lapack_backend;
 mod pass;
@@ -29,3 +27,7 @@ pub use pass::{factorize, Factorization, LowRank, LowRankParams, SvdMethod};
 pub use randomized::{ErrorEstimate, RandomizedOutput, RandomizedSvd, RandomizedSvdParams};
 pub use rank::{factored_bytes, RankSelection};
 pub use svd::{Svd, SvdBackend};
+
+/// Moved to [`crate::kernels::lowrank`] (all kernels sit in one place).
+#[deprecated(note = "the factored kernel moved to squish::kernels::lowrank")]
+pub use crate::kernels::lowrank as kernel;

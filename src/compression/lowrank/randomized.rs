@@ -6,9 +6,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::gemm::{mul, mul_tn};
 use super::{faer_backend, LowRankError, Svd};
 use crate::error::{check_finite, check_non_empty, Result};
+use crate::kernels::gemm::{mul, mul_tn};
 use crate::parallel::ParallelExecutor;
 
 /// Randomized truncated SVD (Halko, Martinsson & Tropp 2011, Alg. 4.4 + 5.1).

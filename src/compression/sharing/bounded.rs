@@ -25,6 +25,7 @@
 
 use super::optimal::Prefix;
 use super::{lloyd, Clustering, Histogram};
+use crate::kernels::multiversion;
 
 /// Distinct values per bin at each refinement: the first bound covers every
 /// split position with coarse bins; each later one re-bins only the windows
@@ -267,22 +268,14 @@ fn upper_bound(h: &Histogram, bins: &Bins, edges: &[usize], f: &[Vec<f64>], bw: 
 /// later layer by layer: for `i ≥ s` in the previous window, `s − 1` is in it
 /// too, and a last cluster of one value costs 0, so
 /// `F[l](s) ≤ F[l−1](s − 1) ≤ F[l−1](i)`.
+///
+/// Compiled per tier (with AVX-512 the scan becomes 8-wide).
 pub(super) fn solve_windows(c: &Prefix, win: &[(usize, usize)]) -> Vec<usize> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was just detected.
-            return unsafe { solve_windows_avx512(c, win) };
-        }
-    }
-    solve_windows_portable(c, win)
+    solve_windows_best(c, win)
 }
 
-/// The portable DP compiled with AVX-512 enabled (the scan becomes 8-wide).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn solve_windows_avx512(c: &Prefix, win: &[(usize, usize)]) -> Vec<usize> {
-    solve_windows_portable(c, win)
+multiversion! {
+    fn solve_windows_best(c: &Prefix, win: &[(usize, usize)]) -> Vec<usize> => solve_windows_portable;
 }
 
 #[inline(always)]

@@ -7,7 +7,7 @@ use super::{lloyd, optimal_with, Clustering, DpLayer, Histogram, Init};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::{index_bits, CodebookScope, F32Values, PackedBits, Values};
 use crate::parallel::{map, ParallelExecutor, Sequential};
-use crate::quantization::Quantizer;
+use crate::pass::Quantizer;
 
 /// How the centroids are found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

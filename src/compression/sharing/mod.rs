@@ -26,11 +26,11 @@ mod entropy;
 mod histogram;
 mod huffman;
 mod init;
-pub(crate) mod kernel;
 mod kmeans;
 mod lloyd;
 mod optimal;
 
+pub use crate::kernels::codebook::{codebook_matmul, CodebookKernel};
 pub use clustering::Clustering;
 pub use entropy::{HuffmanCodebook, HuffmanMatrix};
 pub use histogram::Histogram;
@@ -39,7 +39,6 @@ pub use huffman::{
     MAX_CODE_LEN,
 };
 pub use init::Init;
-pub use kernel::{codebook_matmul, CodebookKernel};
 pub use kmeans::{KMeans, KMeansParams, Method, DEFAULT_DP_MEMORY};
 pub use lloyd::lloyd;
 pub use optimal::{optimal, optimal_with, DpLayer};

@@ -35,6 +35,7 @@
 use std::borrow::Cow;
 
 use super::{bounded, Clustering, Histogram};
+use crate::kernels::multiversion;
 
 /// Prefix sums over a run of distinct values, in forward or reversed order:
 /// `cost(j, i)` is the SSE of points `j..i` about their mean.
@@ -91,27 +92,7 @@ impl<'h> Prefix<'h> {
         lo: usize,
         hi: usize,
     ) -> (f64, usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the feature was just detected.
-                return unsafe { self.scan_avx512(prev, off, i, lo, hi) };
-            }
-        }
-        self.scan_portable(prev, off, i, lo, hi)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn scan_avx512(
-        &self,
-        prev: &[f64],
-        off: usize,
-        i: usize,
-        lo: usize,
-        hi: usize,
-    ) -> (f64, usize) {
-        self.scan_portable(prev, off, i, lo, hi)
+        scan_best(self, prev, off, i, lo, hi)
     }
 
     /// Chunks of candidate splits: the costs and a lane-wise minimum are
@@ -229,36 +210,25 @@ fn layer(
     }
 }
 
-/// Divide and conquer over `i` with the split range narrowed on both sides.
-///
-/// `lower` holds the previous layer's best splits (empty for the first
-/// layer): with one cluster fewer the last cluster starts no later
-/// (`opt[q−1][i] ≤ opt[q][i]`, Knuth's bound for Monge costs), which trims
-/// the left end of each scan.
-fn dc_layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lower: &[u32], lo: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was just detected.
-            return unsafe { dc_layer_avx512(c, prev, cur, arg, lower, lo) };
-        }
-    }
-    dc_layer_portable(c, prev, cur, arg, lower, lo)
+multiversion! {
+    /// Divide and conquer over `i` with the split range narrowed on both sides.
+    ///
+    /// `lower` holds the previous layer's best splits (empty for the first
+    /// layer): with one cluster fewer the last cluster starts no later
+    /// (`opt[q−1][i] ≤ opt[q][i]`, Knuth's bound for Monge costs), which trims
+    /// the left end of each scan. Compiled per tier: with AVX-512 the scan's
+    /// cost loop becomes 8-wide (one tier check per layer, not per row).
+    fn dc_layer(c: &Prefix, prev: &[f64], cur: &mut [f64], arg: &mut [u32], lower: &[u32], lo: usize) => dc_layer_portable;
 }
 
-/// The portable layer compiled with AVX-512 enabled: the scan's cost loop
-/// becomes 8-wide (one feature check per layer, not per row).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dc_layer_avx512(
-    c: &Prefix,
-    prev: &[f64],
-    cur: &mut [f64],
-    arg: &mut [u32],
-    lower: &[u32],
-    lo: usize,
-) {
-    dc_layer_portable(c, prev, cur, arg, lower, lo)
+multiversion! {
+    /// [`Prefix::scan_portable`] compiled per tier.
+    fn scan_best(c: &Prefix, prev: &[f64], off: usize, i: usize, lo: usize, hi: usize) -> (f64, usize) => scan_any;
+}
+
+#[inline(always)]
+fn scan_any(c: &Prefix, prev: &[f64], off: usize, i: usize, lo: usize, hi: usize) -> (f64, usize) {
+    c.scan_portable(prev, off, i, lo, hi)
 }
 
 #[inline(always)]

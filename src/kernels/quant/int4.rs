@@ -8,7 +8,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::{segments, Isa};
+use super::{segments, DecodeRows, Isa};
 use crate::matrix::{nibble_to_i8, Granularity, Int4Values};
 
 /// What the kernel precomputes from `x` once per call.
@@ -120,13 +120,17 @@ fn dot_split_portable(b: &[u8], xe: &[f32], xo: &[f32], z: i32) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_split_avx2(b: &[u8], xe: &[f32], xo: &[f32], z: i32) -> f32 {
+fn dot_split_avx2(b: &[u8], xe: &[f32], xo: &[f32], z: i32) -> f32 {
     dot_split_portable(b, xe, xo, z)
 }
 
 /// AVX-512: each nibble indexes a 16-entry f32 table of `code − z` with
 /// `vpermps` (which reads only the low 4 bits of each index), so decoding
 /// costs one permute per 16 values and no conversions.
+///
+/// # Safety
+/// AVX-512 F/BW/VL must be available; `xe` and `xo` must hold at least
+/// `b.len()` inputs each.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn dot_split_avx512(b: &[u8], xe: &[f32], xo: &[f32], z: i32) -> f32 {
@@ -171,9 +175,11 @@ unsafe fn dot_split_avx512(b: &[u8], xe: &[f32], xo: &[f32], z: i32) -> f32 {
     _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)))
 }
 
-multiversion! {
-    /// Decodes rows `row0..` of W into `out` (whole rows of `cols`).
-    pub(crate) fn decode_rows(v: &Int4Values, row0: usize, out: &mut [f32]) => decode_rows_generic;
+impl DecodeRows for Int4Values {
+    #[inline(always)]
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
+        decode_rows_generic(self, row0, out)
+    }
 }
 
 #[inline(always)]

@@ -7,7 +7,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::Isa;
+use super::{DecodeRows, Isa};
 use crate::matrix::{TernaryValues, TERNARY_MINUS, TERNARY_PLUS};
 
 /// `y[r] = row (row0 + r) of W · x`.
@@ -62,6 +62,11 @@ fn plus_minus_portable(codes: &[u8], x: &[f32]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
+/// AVX-512 Σx over `+` codes minus Σx over `−` codes.
+///
+/// # Safety
+/// AVX-512 F/BW/VL and BMI2 must be available; `codes` must hold
+/// `x.len().div_ceil(4)` bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,bmi2")]
 unsafe fn plus_minus_avx512(codes: &[u8], x: &[f32]) -> f32 {
     let n = x.len();
@@ -99,9 +104,11 @@ unsafe fn plus_minus_avx512(codes: &[u8], x: &[f32]) -> f32 {
     _mm512_reduce_add_ps(_mm512_add_ps(p0, p1)) - _mm512_reduce_add_ps(_mm512_add_ps(m0, m1))
 }
 
-multiversion! {
-    /// Decodes rows `row0..` of W into `out` (whole rows of `cols`).
-    pub(crate) fn decode_rows(v: &TernaryValues, row0: usize, out: &mut [f32]) => decode_rows_generic;
+impl DecodeRows for TernaryValues {
+    #[inline(always)]
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
+        decode_rows_generic(self, row0, out)
+    }
 }
 
 #[inline(always)]

@@ -13,10 +13,10 @@ use std::arch::x86_64::*;
 
 use ndarray::{Array2, ArrayView2};
 
-use super::{scatter_rows, Isa};
+use super::{scatter_rows, DecodeRows, Isa};
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{BinaryValues, CompressedMatrix, Structure, Values};
-use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
+use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
 /// `y[r] = row (row0 + r) of W · x`; `sum = Σx`.
 pub(crate) fn gemv(v: &BinaryValues, x: &[f32], sum: f32, row0: usize, y: &mut [f32], isa: Isa) {
@@ -91,6 +91,10 @@ fn masked_sum_portable(bits: &[u8], x: &[f32]) -> f32 {
 /// Two accumulators per row (even and odd blocks of 16 inputs); with four
 /// rows that is eight independent adds in flight. The masks are read straight
 /// from the packed bytes.
+///
+/// # Safety
+/// AVX-512 F/BW/VL must be available; each `bits[r]` must hold
+/// `x.len().div_ceil(8)` bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn masked_sums_avx512<const R: usize>(bits: [&[u8]; R], x: &[f32]) -> [f32; R] {
@@ -127,9 +131,11 @@ unsafe fn masked_sums_avx512<const R: usize>(bits: [&[u8]; R], x: &[f32]) -> [f3
     std::array::from_fn(|r| _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])))
 }
 
-multiversion! {
-    /// Decodes rows `row0..` of W into `out` (whole rows of `cols`).
-    pub(crate) fn decode_rows(v: &BinaryValues, row0: usize, out: &mut [f32]) => decode_rows_generic;
+impl DecodeRows for BinaryValues {
+    #[inline(always)]
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
+        decode_rows_generic(self, row0, out)
+    }
 }
 
 #[inline(always)]
@@ -241,15 +247,11 @@ pub fn xnor_matmul_isa(
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let xw: Vec<Vec<u64>> = xs.chunks_exact(cols).map(sign_words).collect();
-    let beta: Vec<f32> = xs
-        .chunks_exact(cols)
-        .map(crate::quantization::sign::mean_abs)
-        .collect();
+    let beta: Vec<f32> = xs.chunks_exact(cols).map(mean_abs).collect();
     let nw = cols.div_ceil(64);
-    let mut yt = vec![0.0f32; rows * batch];
     let per = rows_per_task(cols, 1 << 16);
     let bytes = v.signs().bytes();
-    for_each_chunk_mut(exec, &mut yt, per * batch, |t, out| {
+    let y = row_blocks(rows, batch, per, exec, |t, out| {
         let mut w = vec![0u64; nw];
         for (r, y) in out.chunks_mut(batch).enumerate() {
             let i = t * per + r;
@@ -263,11 +265,6 @@ pub fn xnor_matmul_isa(
             }
         }
     });
-    let y = Array2::from_shape_vec((rows, batch), yt)
-        .expect("sizes match")
-        .reversed_axes()
-        .as_standard_layout()
-        .into_owned();
     Ok(scatter_rows(m, y))
 }
 
@@ -278,7 +275,7 @@ pub fn xnor_reference(m: &CompressedMatrix, x: ArrayView2<f32>) -> Result<Array2
     let w = m.to_dense();
     let beta: Vec<f64> = x
         .outer_iter()
-        .map(|r| crate::quantization::sign::mean_abs(&r.to_vec()) as f64)
+        .map(|r| mean_abs(&r.to_vec()) as f64)
         .collect();
     let xb = Array2::from_shape_fn(
         x.dim(),
@@ -315,4 +312,13 @@ fn binary_block<'a>(m: &'a CompressedMatrix, x: ArrayView2<f32>) -> Result<&'a B
     check_non_empty("matmul input", x.nrows(), x.ncols())?;
     check_finite("matmul input", x.iter())?;
     Ok(v)
+}
+
+/// mean|w| in f64, 0 for an empty slice.
+pub(crate) fn mean_abs(v: &[f32]) -> f32 {
+    if v.is_empty() {
+        0.0
+    } else {
+        (v.iter().map(|&w| w.abs() as f64).sum::<f64>() / v.len() as f64) as f32
+    }
 }

@@ -12,10 +12,16 @@ use super::portable::ColIndex;
 /// # Safety
 /// `p..p+16` must be readable; AVX-512F must be available.
 pub(super) trait Lanes: ColIndex {
+    /// Loads 16 indices from `p` as i32 lanes.
+    ///
+    /// # Safety
+    /// `p..p+16` must be readable; AVX-512F must be available.
     unsafe fn load16(p: *const Self) -> __m512i;
 }
 
 impl Lanes for u16 {
+    /// # Safety
+    /// As [`Lanes::load16`].
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn load16(p: *const u16) -> __m512i {
@@ -24,6 +30,8 @@ impl Lanes for u16 {
 }
 
 impl Lanes for u32 {
+    /// # Safety
+    /// As [`Lanes::load16`].
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn load16(p: *const u32) -> __m512i {
@@ -187,6 +195,9 @@ pub(super) unsafe fn dot_2of4(vals: &[f32], pos: &[u8], x: &[f32]) -> f32 {
 }
 
 /// One 32-column block of [`dot_2of4`].
+///
+/// # Safety
+/// As [`dot_2of4`], for block `blk`.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn step_2of4(

@@ -8,7 +8,7 @@ use crate::parallel::ParallelExecutor;
 ///
 /// A quantizer sees only the values and their [row layout](crate::matrix::RowLayout),
 /// so it works on every structure: dense, CSR, N:M, kept rows and each factor
-/// of a low-rank matrix. Wrap it in [`Quantize`](crate::pass::Quantize) (or use
+/// of a low-rank matrix. Wrap it in [`Quantize`](crate::quantization::Quantize) (or use
 /// [`Pipeline::quantize`](crate::pipeline::Pipeline::quantize)) to put it in a pipeline.
 pub trait Quantizer: Send + Sync {
     /// Name shown in reports (e.g. `"int8 sym per-row"`).

@@ -23,6 +23,7 @@ use std::ops::Range;
 
 use ndarray::{Array2, ArrayView2};
 
+use super::Tier;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{ColIndices, CompressedMatrix, Csr, KeptRows, Structure, Values, NM};
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
@@ -31,9 +32,9 @@ use portable::ColIndex;
 /// Batch lanes one pass over a sparse row serves.
 const TILE: usize = 32;
 
-/// Which inner loops a kernel runs.
+/// The two inner loops the sparse kernels have (from the [`Tier`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KernelPath {
+enum KernelPath {
     /// Plain Rust, any CPU.
     Portable,
     /// AVX-512F intrinsics (x86-64 only, checked at run time).
@@ -41,23 +42,12 @@ pub enum KernelPath {
 }
 
 impl KernelPath {
-    /// The fastest path this CPU supports.
-    pub fn detect() -> Self {
-        if Self::Avx512.is_available() {
+    /// The path for a tier: AVX-512 from [`Tier::Avx512`] up.
+    fn of(tier: Tier) -> Self {
+        if tier >= Tier::Avx512 {
             KernelPath::Avx512
         } else {
             KernelPath::Portable
-        }
-    }
-
-    /// Whether this CPU can run the path.
-    pub fn is_available(self) -> bool {
-        match self {
-            KernelPath::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx512 => is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
-            KernelPath::Avx512 => false,
         }
     }
 }
@@ -84,23 +74,24 @@ impl<T: ColIndex> Index for T {}
 /// use ndarray::array;
 /// use squish::matrix::CompressedMatrix;
 /// use squish::parallel::Sequential;
-/// use squish::pruning::kernels::{sparse_matmul, KernelPath};
+/// use squish::kernels::sparse::sparse_matmul;
+/// use squish::kernels::Tier;
 /// let w = array![[1.0f32, 0.0, 2.0], [0.0, 0.0, 3.0]];
 /// let m = CompressedMatrix::csr_from_mask(w.view(), w.mapv(|v| v != 0.0).view()).unwrap();
-/// let y = sparse_matmul(&m, array![[1.0f32, 1.0, 1.0]].view(), &Sequential, KernelPath::Portable);
+/// let y = sparse_matmul(&m, array![[1.0f32, 1.0, 1.0]].view(), &Sequential, Tier::Portable);
 /// assert_eq!(y.unwrap(), array![[3.0f32, 3.0]]);
 /// ```
 pub fn sparse_matmul(
     m: &CompressedMatrix,
     x: ArrayView2<f32>,
     exec: &dyn ParallelExecutor,
-    path: KernelPath,
+    tier: Tier,
 ) -> Result<Array2<f32>> {
     m.check_input(x)?;
-    if !path.is_available() {
-        return Err(unavailable(path));
+    if !tier.is_available() {
+        return Err(unavailable(tier));
     }
-    matmul_unchecked(m, x, exec, path).ok_or_else(|| SquishError::Incompatible {
+    matmul_unchecked(m, x, exec, tier).ok_or_else(|| SquishError::Incompatible {
         pass: "sparse kernel".to_string(),
         structure: m.structure().kind(),
         encoding: m.encoding(),
@@ -113,7 +104,7 @@ pub(crate) fn matmul_unchecked(
     m: &CompressedMatrix,
     x: ArrayView2<f32>,
     exec: &dyn ParallelExecutor,
-    path: KernelPath,
+    tier: Tier,
 ) -> Option<Array2<f32>> {
     let Some(Values::F32(v)) = m.values() else {
         return None;
@@ -122,7 +113,7 @@ pub(crate) fn matmul_unchecked(
     let path = if m.cols() > i32::MAX as usize {
         KernelPath::Portable
     } else {
-        path
+        KernelPath::of(tier)
     };
     let (rows, cols) = m.shape();
     let x = x.as_standard_layout();
@@ -139,14 +130,14 @@ pub(crate) fn matmul_unchecked(
 /// `y = x · Wᵀ` for a dense f32 W through the same row kernels as kept rows
 /// (dot products for batch 1, blocked GEMM above). A fair dense baseline for
 /// the sparse kernels, and what kept rows runs on its surviving rows.
-pub fn dense_matmul(
+pub fn dense_rows_matmul(
     w: ArrayView2<f32>,
     x: ArrayView2<f32>,
     exec: &dyn ParallelExecutor,
-    path: KernelPath,
+    tier: Tier,
 ) -> Result<Array2<f32>> {
     let (rows, cols) = w.dim();
-    crate::pruning::magnitude::check_matrix("weight matrix", w)?;
+    crate::matrix::check_matrix("weight matrix", w)?;
     if x.ncols() != cols {
         return Err(SquishError::shape(
             "matmul x·Wᵀ",
@@ -156,9 +147,10 @@ pub fn dense_matmul(
     }
     check_non_empty("matmul input", x.nrows(), x.ncols())?;
     check_finite("matmul input", x.iter())?;
-    if !path.is_available() {
-        return Err(unavailable(path));
+    if !tier.is_available() {
+        return Err(unavailable(tier));
     }
+    let path = KernelPath::of(tier);
     let w = w.as_standard_layout();
     let x = x.as_standard_layout();
     let yt = dense_rows(
@@ -172,11 +164,11 @@ pub fn dense_matmul(
     Ok(to_output(yt, rows, x.nrows()))
 }
 
-fn unavailable(path: KernelPath) -> SquishError {
+fn unavailable(tier: Tier) -> SquishError {
     SquishError::invalid(
         "path",
-        format!("{path:?}"),
-        "this CPU cannot run it; use KernelPath::detect()",
+        format!("{tier:?}"),
+        "this CPU cannot run it; use Tier::detect()",
     )
 }
 

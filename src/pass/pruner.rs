@@ -10,7 +10,7 @@ use crate::matrix::{CompressedMatrix, Structure, Values};
 /// [`mask`](Pruner::mask) gives a keep-mask for a dense matrix, which a
 /// training loop can hold fixed while fine-tuning; [`prune`](Pruner::prune)
 /// produces the compressed form (CSR by default; structured pruners override
-/// it). Wrap a pruner in [`Prune`](crate::pass::Prune) (or use
+/// it). Wrap a pruner in [`Prune`](crate::pruning::Prune) (or use
 /// [`Pipeline::prune`](crate::pipeline::Pipeline::prune)) to put it in a pipeline.
 pub trait Pruner: Send + Sync {
     /// Name shown in reports (e.g. `"magnitude 50%"`).

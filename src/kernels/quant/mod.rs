@@ -1,7 +1,7 @@
 //! Kernels that multiply quantized weights without decoding them to a dense
 //! matrix, one file per family. Each has a plain reference next to it, a
 //! SIMD path chosen at run time, and a portable path that every test also
-//! runs (pass [`Isa::Portable`]).
+//! runs (pass [`Tier::Portable`](super::Tier::Portable)).
 //!
 //! Weight-only kernels (`int8`, `int4`, `binary`, `ternary`) take f32
 //! activations: at batch 1 they dequantize on the fly inside the dot
@@ -12,57 +12,37 @@
 use ndarray::{s, Array2, ArrayView2};
 
 use crate::matrix::{CompressedMatrix, Granularity, QuantParams, Structure, Values};
-use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
+use crate::parallel::{for_each_chunk_mut, row_blocks, rows_per_task, ParallelExecutor};
 
+mod activations;
 pub mod binary;
 mod int4;
 mod int8;
 pub mod int8_gemm;
 mod ternary;
 
-/// Instruction-set tiers, lowest first. A kernel given a tier above what the
-/// CPU has runs at the best available one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Isa {
-    /// Plain Rust, any CPU.
-    Portable,
-    /// AVX2 + FMA.
-    Avx2,
-    /// AVX-512 F/BW/VL + BMI2 + POPCNT.
-    Avx512,
-    /// AVX-512 with VNNI (integer dot products).
-    Avx512Vnni,
+pub use activations::QuantizedActivations;
+
+// The tier under its old name inside these files (public name: `Tier`).
+pub(crate) use super::Tier as Isa;
+
+/// Whole rows of one encoding decoded to f32: one impl per encoding, in
+/// plain Rust, compiled for every tier by [`decode_rows`].
+pub(crate) trait DecodeRows: Sync {
+    /// Decodes rows `row0..` into `out` (whole rows of `cols`). Must be
+    /// `#[inline(always)]` so that each tier's copy vectorizes it.
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]);
 }
 
-impl Isa {
-    /// The best tier this CPU supports.
-    pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::is_x86_feature_detected as has;
-            let avx512 = has!("avx512f")
-                && has!("avx512bw")
-                && has!("avx512vl")
-                && has!("bmi2")
-                && has!("popcnt")
-                && has!("fma");
-            if avx512 && has!("avx512vnni") {
-                return Isa::Avx512Vnni;
-            }
-            if avx512 {
-                return Isa::Avx512;
-            }
-            if has!("avx2") && has!("fma") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Portable
-    }
+#[inline(always)]
+fn decode_rows_any<V: DecodeRows>(v: &V, row0: usize, out: &mut [f32]) {
+    v.decode_rows_portable(row0, out)
+}
 
-    /// `self`, capped at what the CPU supports.
-    pub fn capped(self) -> Isa {
-        self.min(Isa::detect())
-    }
+super::multiversion! {
+    /// Decodes rows `row0..` of W into `out` (whole rows of `cols`) at the
+    /// best tier of this CPU.
+    pub(crate) fn decode_rows<V: DecodeRows>(v: &V, row0: usize, out: &mut [f32]) => decode_rows_any;
 }
 
 /// Rows per task of the batch-1 kernels.
@@ -94,8 +74,8 @@ pub fn matmul_block(
     let isa = isa.capped();
     let batch = x.nrows();
     let x = x.as_standard_layout();
-    let mut yt = vec![0.0f32; rows * batch];
     if batch == 1 {
+        let mut yt = vec![0.0f32; rows];
         let xs = x.as_slice().expect("standard layout");
         let per = rows_per_task(cols, GEMV_TASK_ELEMS);
         match values {
@@ -126,15 +106,15 @@ pub fn matmul_block(
     }
     // Batched: decode a block of rows into f32 and multiply it with GEMM.
     let per = rows_per_task(cols, BLOCK_TASK_ELEMS);
-    for_each_chunk_mut(exec, &mut yt, per * batch, |t, out| {
+    let y = row_blocks(rows, batch, per, exec, |t, out| {
         let r0 = t * per;
         let nr = out.len() / batch;
         let mut tile = vec![0.0f32; nr * cols];
         match values {
-            Values::Int8(v) => int8::decode_rows(v, r0, &mut tile),
-            Values::Int4(v) => int4::decode_rows(v, r0, &mut tile),
-            Values::Binary(v) => binary::decode_rows(v, r0, &mut tile),
-            Values::Ternary(v) => ternary::decode_rows(v, r0, &mut tile),
+            Values::Int8(v) => decode_rows(v, r0, &mut tile),
+            Values::Int4(v) => decode_rows(v, r0, &mut tile),
+            Values::Binary(v) => decode_rows(v, r0, &mut tile),
+            Values::Ternary(v) => decode_rows(v, r0, &mut tile),
             _ => unreachable!("checked above"),
         }
         let tile = ArrayView2::from_shape((nr, cols), &tile).expect("sizes match");
@@ -142,13 +122,7 @@ pub fn matmul_block(
         let mut o = ndarray::ArrayViewMut2::from_shape((nr, batch), out).expect("sizes match");
         ndarray::linalg::general_mat_mul(1.0, &tile, &x.t(), 0.0, &mut o);
     });
-    Some(
-        Array2::from_shape_vec((rows, batch), yt)
-            .expect("sizes match")
-            .reversed_axes()
-            .as_standard_layout()
-            .into_owned(),
-    )
+    Some(y)
 }
 
 /// Spreads the `[batch, stored rows]` product of a kept-rows matrix into

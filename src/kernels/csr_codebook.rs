@@ -6,7 +6,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::matrix::{CodebookValues, ColIndices, CompressedMatrix, Csr, PackedBits};
-use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
+use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
 /// Inputs per tile of the batched kernel.
 const TILE: usize = 64;
@@ -69,7 +69,6 @@ pub(crate) fn matmul(
     let avg = nnz.div_ceil(rows.max(1));
     let per_task = rows_per_task(avg.max(1), TASK_NNZ);
     // yᵀ, [rows, batch]: each task owns whole rows of it.
-    let mut yt = vec![0.0f32; rows * batch];
     let xt: Option<Vec<f32>> = (batch > 1).then(|| {
         let mut t = vec![0.0f32; m.cols() * batch];
         for (b, r) in xs.chunks_exact(m.cols()).enumerate() {
@@ -79,7 +78,7 @@ pub(crate) fn matmul(
         }
         t
     });
-    for_each_chunk_mut(exec, &mut yt, per_task * batch, |t, out| {
+    row_blocks(rows, batch, per_task, exec, |t, out| {
         let mut cols = Vec::new();
         let mut vals = Vec::new();
         for (r, orow) in out.chunks_exact_mut(batch).enumerate() {
@@ -114,14 +113,7 @@ pub(crate) fn matmul(
                 }
             }
         }
-    });
-    let mut y = Array2::zeros((batch, rows));
-    for (i, r) in yt.chunks_exact(batch).enumerate() {
-        for (b, &v) in r.iter().enumerate() {
-            y[[b, i]] = v;
-        }
-    }
-    y
+    })
 }
 
 #[cfg(test)]

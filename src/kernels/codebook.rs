@@ -10,7 +10,7 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Result, SquishError};
 use crate::matrix::{CodebookValues, CompressedMatrix, Structure, Values};
-use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
+use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
 /// Which codebook kernel to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,18 +141,12 @@ fn by_rows(
     exec: &dyn ParallelExecutor,
     row: &(dyn Fn(usize, &mut [f32]) + Sync),
 ) -> Array2<f32> {
-    let mut yt = vec![0.0f32; rows * batch];
     let per_task = rows_per_task(cols, 1 << 16);
-    for_each_chunk_mut(exec, &mut yt, per_task * batch, |t, out| {
+    row_blocks(rows, batch, per_task, exec, |t, out| {
         for (r, y) in out.chunks_mut(batch).enumerate() {
             row(t * per_task + r, y);
         }
-    });
-    Array2::from_shape_vec((rows, batch), yt)
-        .expect("sizes match")
-        .reversed_axes()
-        .as_standard_layout()
-        .into_owned()
+    })
 }
 
 /// The portable bucket kernel.
@@ -317,6 +311,10 @@ mod lut4 {
         })
     }
 
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `row` must hold `blocks·16` indices and
+    /// `x` `blocks·16` inputs.
     #[target_feature(enable = "avx512f")]
     unsafe fn row_gather(row: &[u8], lut: &[f32; 256], x: &[f32], blocks: usize) -> f32 {
         debug_assert!(row.len() >= blocks * 16 && x.len() >= blocks * 16);
@@ -331,6 +329,10 @@ mod lut4 {
     }
 
     /// Σ over `blocks` 32-column blocks of centroid[index] · x.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `row` must hold `blocks·16` bytes and `xe`
+    /// `blocks·32` inputs.
     #[target_feature(enable = "avx512f")]
     unsafe fn row_dot(row: &[u8], lut: &[f32; 16], xe: &[f32], blocks: usize) -> f32 {
         debug_assert!(row.len() >= blocks * 16 && xe.len() >= blocks * 32);

@@ -7,7 +7,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::{segments, Isa};
+use super::{segments, DecodeRows, Isa};
 use crate::matrix::Int8Values;
 
 /// What the kernel precomputes from `x` once per call (nothing for int8).
@@ -79,11 +79,16 @@ fn dot_portable(q: &[i8], z: i32, x: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(q: &[i8], z: i32, x: &[f32]) -> f32 {
+fn dot_avx2(q: &[i8], z: i32, x: &[f32]) -> f32 {
     dot_portable(q, z, x)
 }
 
 #[cfg(target_arch = "x86_64")]
+/// AVX-512 dot product of int8 codes (minus `z`) with `x`.
+///
+/// # Safety
+/// AVX-512 F/BW/VL must be available; `x` must hold at least `q.len()`
+/// inputs.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn dot_avx512(q: &[i8], z: i32, x: &[f32]) -> f32 {
     let n = q.len();
@@ -114,9 +119,11 @@ unsafe fn dot_avx512(q: &[i8], z: i32, x: &[f32]) -> f32 {
     _mm512_reduce_add_ps(s)
 }
 
-multiversion! {
-    /// Decodes rows `row0..` of W into `out` (whole rows of `cols`).
-    pub(crate) fn decode_rows(v: &Int8Values, row0: usize, out: &mut [f32]) => decode_rows_generic;
+impl DecodeRows for Int8Values {
+    #[inline(always)]
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
+        decode_rows_generic(self, row0, out)
+    }
 }
 
 #[inline(always)]

@@ -19,10 +19,10 @@ use std::arch::x86_64::*;
 
 use ndarray::Array2;
 
+use super::QuantizedActivations;
 use super::{segments, Isa};
 use crate::matrix::{Granularity, Int8Values};
-use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
-use crate::quantization::QuantizedActivations;
+use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
 /// Tile edge of the generic paths (weight rows and batch rows).
 const T: usize = 4;
@@ -108,9 +108,8 @@ fn generic(
         Vec::new()
     };
     let per = rows_per_task(cols, 1 << 16).next_multiple_of(T);
-    let mut yt = vec![0.0f32; rows * batch];
     let nbt = batch.div_ceil(T);
-    for_each_chunk_mut(exec, &mut yt, per * batch, |t, out| {
+    row_blocks(rows, batch, per, exec, |t, out| {
         let r0 = t * per;
         let nr = out.len() / batch;
         // Integer dots of one row tile with every batch row, and the f32 sums.
@@ -154,12 +153,7 @@ fn generic(
                 }
             }
         }
-    });
-    Array2::from_shape_vec((rows, batch), yt)
-        .expect("sizes match")
-        .reversed_axes()
-        .as_standard_layout()
-        .into_owned()
+    })
 }
 
 /// Σ x over each weight segment, per batch row.
@@ -225,6 +219,9 @@ fn dot_i8(w: &[i8], x: &[i8]) -> i64 {
 }
 
 /// `Σ (x + 128)·w` for a 4 × 4 tile (all slices of one length ≤ CHUNK).
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI must be available; all slices must have one length.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
@@ -271,6 +268,9 @@ unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
 
 /// Lane `i` of the result is the sum of the 16 lanes of `v[i]` (a transposed
 /// reduction: 15 adds instead of 16 separate reductions).
+///
+/// # Safety
+/// AVX-512F must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn reduce16(v: [__m512i; 16]) -> __m512i {
@@ -449,6 +449,10 @@ mod fast {
     /// `acc[u][b] += s_u·(dots[u][b] − 128·Σw_u − z_u·Σx_b)` rounded to f32
     /// exactly as the reference does (the difference is an exact integer in
     /// f64, rounded once). AVX-512 so that the loop vectorizes wide.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `dots` and `acc` must hold `TR·xs.len()`
+    /// values.
     #[target_feature(enable = "avx512f")]
     unsafe fn epilogue(
         dots: &[f64],
@@ -472,6 +476,13 @@ mod fast {
     /// batch tile (`x` at the tiles' first block, `stride` bytes apart),
     /// stored (or added, with `add`) into `dots` as `[TR][bp]`. The `n`
     /// codes of the rows at `pf` are prefetched, spread evenly over the steps.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VNNI must be available; each `w[u]` must point at `n`
+    /// readable codes and each `pf[u]` into (or one past) a live allocation;
+    /// `x` must point at `nbt` batch tiles `stride` bytes apart, each with
+    /// `TB` rows of `n.div_ceil(64)·64` bytes; `dots` must hold `TR·nbt·TB`
+    /// values.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn row_tile(

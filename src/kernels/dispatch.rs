@@ -1,0 +1,100 @@
+//! Kernel dispatch: the fastest kernel for each structure × encoding pair,
+//! in one exhaustive match, and the user-facing
+//! [`CompressedMatrix::matmul`] built on it.
+//!
+//! Pairs without a fast kernel use the [reference kernel](crate::matrix::reference).
+//! Every fast kernel added here must have a test comparing it with the
+//! reference on random shapes.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::Tier;
+use crate::error::Result;
+use crate::matrix::{reference, CompressedMatrix, LinOp, Structure, Values};
+use crate::parallel::{ParallelExecutor, Sequential};
+
+impl CompressedMatrix {
+    /// `y = x · Wᵀ` on one thread; picks the fastest kernel for this pair of
+    /// structure and encoding (the reference kernel when none is faster).
+    pub fn matmul(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        self.matmul_with(x, &Sequential)
+    }
+
+    /// `y = x · Wᵀ` on `exec`. The result does not depend on the executor.
+    pub fn matmul_with(
+        &self,
+        x: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        self.check_input(x)?;
+        Ok(matmul(self, x, exec))
+    }
+}
+
+impl LinOp for CompressedMatrix {
+    fn shape(&self) -> (usize, usize) {
+        CompressedMatrix::shape(self)
+    }
+
+    fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+        self.matmul_with(x, exec)
+    }
+}
+
+/// `y = x · Wᵀ` with the best available kernel (input already checked).
+///
+/// Every (structure, encoding) pair is named: adding a structure or an
+/// encoding fails to compile until it is given a kernel here.
+pub fn matmul(
+    m: &CompressedMatrix,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+) -> Array2<f32> {
+    match (m.structure(), m.values()) {
+        (Structure::Dense, Some(Values::F32(v))) => {
+            // Row-split GEMM: same bits as `x.dot(&w.t())` on any executor.
+            let w = ArrayView2::from_shape(m.shape(), v.data()).expect("dense layout");
+            super::dense::dense_matmul_unchecked(w, x, exec)
+        }
+        (Structure::Dense, Some(Values::Codebook(v))) => {
+            super::codebook::matmul_dense(m, v, x, exec)
+        }
+        // Quantized dense blocks (also the stored rows of kept-rows).
+        (
+            Structure::Dense | Structure::KeptRows(_),
+            Some(v @ (Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_))),
+        ) => {
+            use super::quant as q;
+            match q::matmul_block(v, x, exec, Tier::detect()) {
+                Some(y) => q::scatter_rows(m, y),
+                None => reference::matmul(m, x, exec),
+            }
+        }
+        // Pruned and shared (Deep Compression stage 2).
+        (Structure::Csr(c), Some(Values::Codebook(v))) => {
+            super::csr_codebook::matmul(m, c, v, x, exec)
+        }
+        (Structure::LowRank(lr), _) if super::lowrank::supports(lr) => {
+            super::lowrank::matmul(lr, x, exec)
+        }
+        (Structure::LowRank(lr), _) => {
+            let t = matmul(lr.b(), x, exec);
+            matmul(lr.a(), t.view(), exec)
+        }
+        // Pruned structures with f32 values: the sparse kernels.
+        (Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_), Some(Values::F32(_))) => {
+            super::sparse::matmul_unchecked(m, x, exec, Tier::detect())
+                .unwrap_or_else(|| reference::matmul(m, x, exec))
+        }
+        // No fast kernel for these pairs: the reference decodes row by row.
+        (
+            Structure::Csr(_) | Structure::NM(_),
+            Some(Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_)),
+        )
+        | (Structure::NM(_) | Structure::KeptRows(_), Some(Values::Codebook(_)))
+        | (
+            Structure::Dense | Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_),
+            None,
+        ) => reference::matmul(m, x, exec),
+    }
+}

@@ -1,0 +1,38 @@
+//! The pass traits of the core: [`CompressionPass`] (one step of a
+//! pipeline), [`Pruner`] and [`Quantizer`]. The families implement them; the
+//! [`Prune`](crate::pruning::Prune) and [`Quantize`](crate::quantization::Quantize)
+//! adapters that turn a pruner or quantizer into a pass live in the families.
+
+mod pruner;
+mod quantizer;
+
+pub(crate) use pruner::prunable_dense;
+pub use pruner::Pruner;
+pub use quantizer::Quantizer;
+
+use crate::error::Result;
+use crate::matrix::CompressedMatrix;
+use crate::parallel::ParallelExecutor;
+
+/// A transformation of a compressed matrix into another.
+///
+/// Passes change the structure or the value encoding and keep the other
+/// part, so they compose in a [`Pipeline`](crate::pipeline::Pipeline). A pass
+/// that cannot take its input (say, pruning a binary matrix) returns
+/// [`SquishError::Incompatible`](crate::SquishError::Incompatible).
+pub trait CompressionPass: Send + Sync {
+    /// Name shown in reports, with the main parameters (e.g. `"prune 50%"`).
+    fn name(&self) -> String;
+
+    /// Applies the pass. Work may be spread over `exec`; the result must not
+    /// depend on it.
+    fn apply(&self, m: &CompressedMatrix, exec: &dyn ParallelExecutor) -> Result<CompressedMatrix>;
+}
+
+// Old paths of the adapters, which moved into their families (kept for one release).
+/// Moved to [`crate::pruning::Prune`].
+#[deprecated(note = "moved to squish::pruning::Prune")]
+pub use crate::pruning::Prune;
+/// Moved to [`crate::quantization::Quantize`].
+#[deprecated(note = "moved to squish::quantization::Quantize")]
+pub use crate::quantization::Quantize;
