@@ -317,15 +317,18 @@ mod lut4 {
     /// `x` `blocks·16` inputs.
     #[target_feature(enable = "avx512f")]
     unsafe fn row_gather(row: &[u8], lut: &[f32; 256], x: &[f32], blocks: usize) -> f32 {
-        debug_assert!(row.len() >= blocks * 16 && x.len() >= blocks * 16);
-        let mut acc = [_mm512_setzero_ps(); 2];
-        let (rp, xp, lp) = (row.as_ptr(), x.as_ptr(), lut.as_ptr());
-        for blk in 0..blocks {
-            let idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(rp.add(blk * 16) as *const _));
-            let w = _mm512_i32gather_ps::<4>(idx, lp);
-            acc[blk % 2] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xp.add(blk * 16)), acc[blk % 2]);
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            debug_assert!(row.len() >= blocks * 16 && x.len() >= blocks * 16);
+            let mut acc = [_mm512_setzero_ps(); 2];
+            let (rp, xp, lp) = (row.as_ptr(), x.as_ptr(), lut.as_ptr());
+            for blk in 0..blocks {
+                let idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(rp.add(blk * 16) as *const _));
+                let w = _mm512_i32gather_ps::<4>(idx, lp);
+                acc[blk % 2] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xp.add(blk * 16)), acc[blk % 2]);
+            }
+            _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
     }
 
     /// Σ over `blocks` 32-column blocks of centroid[index] · x.
@@ -335,33 +338,38 @@ mod lut4 {
     /// `blocks·32` inputs.
     #[target_feature(enable = "avx512f")]
     unsafe fn row_dot(row: &[u8], lut: &[f32; 16], xe: &[f32], blocks: usize) -> f32 {
-        debug_assert!(row.len() >= blocks * 16 && xe.len() >= blocks * 32);
-        let lut = _mm512_loadu_ps(lut.as_ptr());
-        let mask = _mm512_set1_epi32(0xF);
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let rp = row.as_ptr();
-        let xp = xe.as_ptr();
-        let mut blk = 0;
-        while blk + 2 <= blocks {
-            for u in 0..2 {
-                let w = _mm512_cvtepu8_epi32(_mm_loadu_si128(rp.add((blk + u) * 16) as *const _));
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            debug_assert!(row.len() >= blocks * 16 && xe.len() >= blocks * 32);
+            let lut = _mm512_loadu_ps(lut.as_ptr());
+            let mask = _mm512_set1_epi32(0xF);
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let rp = row.as_ptr();
+            let xp = xe.as_ptr();
+            let mut blk = 0;
+            while blk + 2 <= blocks {
+                for u in 0..2 {
+                    let w =
+                        _mm512_cvtepu8_epi32(_mm_loadu_si128(rp.add((blk + u) * 16) as *const _));
+                    let lo = _mm512_permutexvar_ps(_mm512_and_si512(w, mask), lut);
+                    let hi = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(w), lut);
+                    let xo = xp.add((blk + u) * 32);
+                    acc[2 * u] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xo), acc[2 * u]);
+                    acc[2 * u + 1] =
+                        _mm512_fmadd_ps(hi, _mm512_loadu_ps(xo.add(16)), acc[2 * u + 1]);
+                }
+                blk += 2;
+            }
+            if blk < blocks {
+                let w = _mm512_cvtepu8_epi32(_mm_loadu_si128(rp.add(blk * 16) as *const _));
                 let lo = _mm512_permutexvar_ps(_mm512_and_si512(w, mask), lut);
                 let hi = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(w), lut);
-                let xo = xp.add((blk + u) * 32);
-                acc[2 * u] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xo), acc[2 * u]);
-                acc[2 * u + 1] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xo.add(16)), acc[2 * u + 1]);
+                let xo = xp.add(blk * 32);
+                acc[0] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xo), acc[0]);
+                acc[1] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xo.add(16)), acc[1]);
             }
-            blk += 2;
+            let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            _mm512_reduce_add_ps(s)
         }
-        if blk < blocks {
-            let w = _mm512_cvtepu8_epi32(_mm_loadu_si128(rp.add(blk * 16) as *const _));
-            let lo = _mm512_permutexvar_ps(_mm512_and_si512(w, mask), lut);
-            let hi = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(w), lut);
-            let xo = xp.add(blk * 32);
-            acc[0] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xo), acc[0]);
-            acc[1] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xo.add(16)), acc[1]);
-        }
-        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        _mm512_reduce_add_ps(s)
     }
 }

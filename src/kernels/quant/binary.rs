@@ -98,37 +98,40 @@ fn masked_sum_portable(bits: &[u8], x: &[f32]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn masked_sums_avx512<const R: usize>(bits: [&[u8]; R], x: &[f32]) -> [f32; R] {
-    let n = x.len();
-    let bp = bits.map(|b| b.as_ptr());
-    let xp = x.as_ptr();
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut k = 0;
-    while k + 32 <= n {
-        let x0 = _mm512_loadu_ps(xp.add(k));
-        let x1 = _mm512_loadu_ps(xp.add(k + 16));
-        for r in 0..R {
-            let m0 = (bp[r].add(k / 8) as *const u16).read_unaligned();
-            let m1 = (bp[r].add(k / 8 + 2) as *const u16).read_unaligned();
-            acc[r][0] = _mm512_mask_add_ps(acc[r][0], m0, acc[r][0], x0);
-            acc[r][1] = _mm512_mask_add_ps(acc[r][1], m1, acc[r][1], x1);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let n = x.len();
+        let bp = bits.map(|b| b.as_ptr());
+        let xp = x.as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let mut k = 0;
+        while k + 32 <= n {
+            let x0 = _mm512_loadu_ps(xp.add(k));
+            let x1 = _mm512_loadu_ps(xp.add(k + 16));
+            for r in 0..R {
+                let m0 = (bp[r].add(k / 8) as *const u16).read_unaligned();
+                let m1 = (bp[r].add(k / 8 + 2) as *const u16).read_unaligned();
+                acc[r][0] = _mm512_mask_add_ps(acc[r][0], m0, acc[r][0], x0);
+                acc[r][1] = _mm512_mask_add_ps(acc[r][1], m1, acc[r][1], x1);
+            }
+            k += 32;
         }
-        k += 32;
-    }
-    while k < n {
-        // n is a multiple of 8: the rest is 8, 16 or 24 values.
-        let len: __mmask16 = if n - k >= 16 { 0xFFFF } else { 0x00FF };
-        let xv = _mm512_maskz_loadu_ps(len, xp.add(k));
-        for r in 0..R {
-            let m = if n - k >= 16 {
-                (bp[r].add(k / 8) as *const u16).read_unaligned()
-            } else {
-                u16::from(*bp[r].add(k / 8))
-            };
-            acc[r][0] = _mm512_mask_add_ps(acc[r][0], m, acc[r][0], xv);
+        while k < n {
+            // n is a multiple of 8: the rest is 8, 16 or 24 values.
+            let len: __mmask16 = if n - k >= 16 { 0xFFFF } else { 0x00FF };
+            let xv = _mm512_maskz_loadu_ps(len, xp.add(k));
+            for r in 0..R {
+                let m = if n - k >= 16 {
+                    (bp[r].add(k / 8) as *const u16).read_unaligned()
+                } else {
+                    u16::from(*bp[r].add(k / 8))
+                };
+                acc[r][0] = _mm512_mask_add_ps(acc[r][0], m, acc[r][0], xv);
+            }
+            k += 16;
         }
-        k += 16;
+        std::array::from_fn(|r| _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])))
     }
-    std::array::from_fn(|r| _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])))
 }
 
 impl DecodeRows for BinaryValues {

@@ -134,45 +134,48 @@ fn dot_split_avx2(b: &[u8], xe: &[f32], xo: &[f32], z: i32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn dot_split_avx512(b: &[u8], xe: &[f32], xo: &[f32], z: i32) -> f32 {
-    let n = b.len();
-    let (bp, ep, op) = (b.as_ptr(), xe.as_ptr(), xo.as_ptr());
-    let table: [f32; 16] = std::array::from_fn(|t| (nibble_to_i8(t as u16) as i32 - z) as f32);
-    let table = _mm512_loadu_ps(table.as_ptr());
-    let (mut a0, mut a1, mut a2, mut a3) = (
-        _mm512_setzero_ps(),
-        _mm512_setzero_ps(),
-        _mm512_setzero_ps(),
-        _mm512_setzero_ps(),
-    );
-    let mut k = 0;
-    while k + 32 <= n {
-        let v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(bp.add(k) as *const __m128i));
-        let v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(bp.add(k + 16) as *const __m128i));
-        let lo0 = _mm512_permutexvar_ps(v0, table);
-        let hi0 = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(v0), table);
-        let lo1 = _mm512_permutexvar_ps(v1, table);
-        let hi1 = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(v1), table);
-        a0 = _mm512_fmadd_ps(lo0, _mm512_loadu_ps(ep.add(k)), a0);
-        a1 = _mm512_fmadd_ps(hi0, _mm512_loadu_ps(op.add(k)), a1);
-        a2 = _mm512_fmadd_ps(lo1, _mm512_loadu_ps(ep.add(k + 16)), a2);
-        a3 = _mm512_fmadd_ps(hi1, _mm512_loadu_ps(op.add(k + 16)), a3);
-        k += 32;
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let n = b.len();
+        let (bp, ep, op) = (b.as_ptr(), xe.as_ptr(), xo.as_ptr());
+        let table: [f32; 16] = std::array::from_fn(|t| (nibble_to_i8(t as u16) as i32 - z) as f32);
+        let table = _mm512_loadu_ps(table.as_ptr());
+        let (mut a0, mut a1, mut a2, mut a3) = (
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+        );
+        let mut k = 0;
+        while k + 32 <= n {
+            let v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(bp.add(k) as *const __m128i));
+            let v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(bp.add(k + 16) as *const __m128i));
+            let lo0 = _mm512_permutexvar_ps(v0, table);
+            let hi0 = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(v0), table);
+            let lo1 = _mm512_permutexvar_ps(v1, table);
+            let hi1 = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(v1), table);
+            a0 = _mm512_fmadd_ps(lo0, _mm512_loadu_ps(ep.add(k)), a0);
+            a1 = _mm512_fmadd_ps(hi0, _mm512_loadu_ps(op.add(k)), a1);
+            a2 = _mm512_fmadd_ps(lo1, _mm512_loadu_ps(ep.add(k + 16)), a2);
+            a3 = _mm512_fmadd_ps(hi1, _mm512_loadu_ps(op.add(k + 16)), a3);
+            k += 32;
+        }
+        while k < n {
+            let m: __mmask16 = if n - k >= 16 {
+                0xFFFF
+            } else {
+                (1u16 << (n - k)) - 1
+            };
+            // Masked-off lanes read x = 0, so their table entry does not matter.
+            let v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, bp.add(k) as *const i8));
+            let lo = _mm512_permutexvar_ps(v, table);
+            let hi = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(v), table);
+            a0 = _mm512_fmadd_ps(lo, _mm512_maskz_loadu_ps(m, ep.add(k)), a0);
+            a1 = _mm512_fmadd_ps(hi, _mm512_maskz_loadu_ps(m, op.add(k)), a1);
+            k += 16;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)))
     }
-    while k < n {
-        let m: __mmask16 = if n - k >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << (n - k)) - 1
-        };
-        // Masked-off lanes read x = 0, so their table entry does not matter.
-        let v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, bp.add(k) as *const i8));
-        let lo = _mm512_permutexvar_ps(v, table);
-        let hi = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(v), table);
-        a0 = _mm512_fmadd_ps(lo, _mm512_maskz_loadu_ps(m, ep.add(k)), a0);
-        a1 = _mm512_fmadd_ps(hi, _mm512_maskz_loadu_ps(m, op.add(k)), a1);
-        k += 16;
-    }
-    _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)))
 }
 
 impl DecodeRows for Int4Values {

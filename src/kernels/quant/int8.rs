@@ -91,32 +91,35 @@ fn dot_avx2(q: &[i8], z: i32, x: &[f32]) -> f32 {
 /// inputs.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn dot_avx512(q: &[i8], z: i32, x: &[f32]) -> f32 {
-    let n = q.len();
-    let zv = _mm512_set1_epi32(z);
-    let (qp, xp) = (q.as_ptr(), x.as_ptr());
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut k = 0;
-    while k + 64 <= n {
-        for (u, a) in acc.iter_mut().enumerate() {
-            let b = _mm_loadu_si128(qp.add(k + 16 * u) as *const __m128i);
-            let w = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepi8_epi32(b), zv));
-            *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(xp.add(k + 16 * u)), *a);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let n = q.len();
+        let zv = _mm512_set1_epi32(z);
+        let (qp, xp) = (q.as_ptr(), x.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut k = 0;
+        while k + 64 <= n {
+            for (u, a) in acc.iter_mut().enumerate() {
+                let b = _mm_loadu_si128(qp.add(k + 16 * u) as *const __m128i);
+                let w = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepi8_epi32(b), zv));
+                *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(xp.add(k + 16 * u)), *a);
+            }
+            k += 64;
         }
-        k += 64;
+        while k < n {
+            let m: __mmask16 = if n - k >= 16 {
+                0xFFFF
+            } else {
+                (1u16 << (n - k)) - 1
+            };
+            let b = _mm_maskz_loadu_epi8(m, qp.add(k));
+            let w = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepi8_epi32(b), zv));
+            acc[0] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, xp.add(k)), acc[0]);
+            k += 16;
+        }
+        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        _mm512_reduce_add_ps(s)
     }
-    while k < n {
-        let m: __mmask16 = if n - k >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << (n - k)) - 1
-        };
-        let b = _mm_maskz_loadu_epi8(m, qp.add(k));
-        let w = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepi8_epi32(b), zv));
-        acc[0] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, xp.add(k)), acc[0]);
-        k += 16;
-    }
-    let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    _mm512_reduce_add_ps(s)
 }
 
 impl DecodeRows for Int8Values {

@@ -225,55 +225,57 @@ fn dot_i8(w: &[i8], x: &[i8]) -> i64 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn tile_vnni(w: [&[i8]; T], x: [&[u8]; T]) -> [[i32; T]; T] {
-    let n = w[0].len();
-    let mut acc = [[_mm512_setzero_si512(); T]; T];
-    let mut k = 0;
-    while k + 64 <= n {
-        let mut wv = [_mm512_setzero_si512(); T];
-        for u in 0..T {
-            wv[u] = _mm512_loadu_si512(w[u].as_ptr().add(k) as *const _);
-        }
-        for c in 0..T {
-            let xv = _mm512_loadu_si512(x[c].as_ptr().add(k) as *const _);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let n = w[0].len();
+        let mut acc = [[_mm512_setzero_si512(); T]; T];
+        let mut k = 0;
+        while k + 64 <= n {
+            let mut wv = [_mm512_setzero_si512(); T];
             for u in 0..T {
-                acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], xv, wv[u]);
+                wv[u] = _mm512_loadu_si512(w[u].as_ptr().add(k) as *const _);
             }
+            for c in 0..T {
+                let xv = _mm512_loadu_si512(x[c].as_ptr().add(k) as *const _);
+                for u in 0..T {
+                    acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], xv, wv[u]);
+                }
+            }
+            k += 64;
         }
-        k += 64;
-    }
-    while k < n {
-        // Masked-off lanes load 0 for w, so they add nothing.
-        let m: __mmask64 = if n - k >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << (n - k)) - 1
-        };
-        let mut wv = [_mm512_setzero_si512(); T];
-        for u in 0..T {
-            wv[u] = _mm512_maskz_loadu_epi8(m, w[u].as_ptr().add(k));
-        }
-        for c in 0..T {
-            let xv = _mm512_maskz_loadu_epi8(m, x[c].as_ptr().add(k) as *const i8);
+        while k < n {
+            // Masked-off lanes load 0 for w, so they add nothing.
+            let m: __mmask64 = if n - k >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << (n - k)) - 1
+            };
+            let mut wv = [_mm512_setzero_si512(); T];
             for u in 0..T {
-                acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], xv, wv[u]);
+                wv[u] = _mm512_maskz_loadu_epi8(m, w[u].as_ptr().add(k));
             }
+            for c in 0..T {
+                let xv = _mm512_maskz_loadu_epi8(m, x[c].as_ptr().add(k) as *const i8);
+                for u in 0..T {
+                    acc[u][c] = _mm512_dpbusd_epi32(acc[u][c], xv, wv[u]);
+                }
+            }
+            k += 64;
         }
-        k += 64;
+        let flat: [__m512i; T * T] = std::array::from_fn(|i| acc[i / T][i % T]);
+        let mut sums = [0i32; T * T];
+        _mm512_storeu_si512(sums.as_mut_ptr() as *mut _, reduce16(flat));
+        std::array::from_fn(|u| std::array::from_fn(|c| sums[u * T + c]))
     }
-    let flat: [__m512i; T * T] = std::array::from_fn(|i| acc[i / T][i % T]);
-    let mut sums = [0i32; T * T];
-    _mm512_storeu_si512(sums.as_mut_ptr() as *mut _, reduce16(flat));
-    std::array::from_fn(|u| std::array::from_fn(|c| sums[u * T + c]))
 }
 
 /// Lane `i` of the result is the sum of the 16 lanes of `v[i]` (a transposed
 /// reduction: 15 adds instead of 16 separate reductions).
 ///
-/// # Safety
-/// AVX-512F must be available.
+/// Safe to call from code compiled with AVX-512F (`unsafe` elsewhere).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn reduce16(v: [__m512i; 16]) -> __m512i {
+fn reduce16(v: [__m512i; 16]) -> __m512i {
     // Pairs: per 128-bit lane [a0+a2, b0+b2, a1+a3, b1+b3].
     let t: [__m512i; 8] = std::array::from_fn(|i| {
         let (a, b) = (v[2 * i], v[2 * i + 1]);
@@ -449,18 +451,8 @@ mod fast {
     /// `acc[u][b] += s_u·(dots[u][b] − 128·Σw_u − z_u·Σx_b)` rounded to f32
     /// exactly as the reference does (the difference is an exact integer in
     /// f64, rounded once). AVX-512 so that the loop vectorizes wide.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `dots` and `acc` must hold `TR·xs.len()`
-    /// values.
     #[target_feature(enable = "avx512f")]
-    unsafe fn epilogue(
-        dots: &[f64],
-        acc: &mut [f32],
-        xs: &[f64],
-        sz: [(f32, i32); TR],
-        wsum: [i64; TR],
-    ) {
+    fn epilogue(dots: &[f64], acc: &mut [f32], xs: &[f64], sz: [(f32, i32); TR], wsum: [i64; TR]) {
         let bp = xs.len();
         for u in 0..TR {
             let (s, z) = sz[u];
@@ -495,65 +487,68 @@ mod fast {
         dots: &mut [f64],
         add: bool,
     ) {
-        debug_assert!(n <= CHUNK && dots.len() == TR * nbt * TB);
-        let bp = nbt * TB;
-        let full = n / BLK;
-        let rem = n % BLK;
-        // Bresenham spread: `lines` prefetches over `steps` block steps.
-        let lines = TR * full;
-        let steps = nbt * full;
-        let (mut debt, mut pu, mut po) = (0, 0, 0);
-        for bt in 0..nbt {
-            let xb = x.add(bt * stride);
-            let mut acc = [[_mm512_setzero_si512(); TB]; TR];
-            let mut step = |kb: usize, wv: [__m512i; TR]| {
-                for c in 0..TB {
-                    let xv = _mm512_loadu_si512(xb.add((kb * TB + c) * BLK) as *const _);
-                    for (acc, &wu) in acc.iter_mut().zip(&wv) {
-                        acc[c] = _mm512_dpbusd_epi32(acc[c], xv, wu);
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            debug_assert!(n <= CHUNK && dots.len() == TR * nbt * TB);
+            let bp = nbt * TB;
+            let full = n / BLK;
+            let rem = n % BLK;
+            // Bresenham spread: `lines` prefetches over `steps` block steps.
+            let lines = TR * full;
+            let steps = nbt * full;
+            let (mut debt, mut pu, mut po) = (0, 0, 0);
+            for bt in 0..nbt {
+                let xb = x.add(bt * stride);
+                let mut acc = [[_mm512_setzero_si512(); TB]; TR];
+                let mut step = |kb: usize, wv: [__m512i; TR]| {
+                    for c in 0..TB {
+                        let xv = _mm512_loadu_si512(xb.add((kb * TB + c) * BLK) as *const _);
+                        for (acc, &wu) in acc.iter_mut().zip(&wv) {
+                            acc[c] = _mm512_dpbusd_epi32(acc[c], xv, wu);
+                        }
                     }
+                };
+                for kb in 0..full {
+                    debt += lines;
+                    while debt >= steps && pu < TR {
+                        debt -= steps;
+                        _mm_prefetch::<_MM_HINT_T0>(pf[pu].add(po));
+                        po += BLK;
+                        if po == full * BLK {
+                            (pu, po) = (pu + 1, 0);
+                        }
+                    }
+                    step(
+                        kb,
+                        w.map(|p| _mm512_loadu_si512(p.add(kb * BLK) as *const _)),
+                    );
                 }
-            };
-            for kb in 0..full {
-                debt += lines;
-                while debt >= steps && pu < TR {
-                    debt -= steps;
-                    _mm_prefetch::<_MM_HINT_T0>(pf[pu].add(po));
-                    po += BLK;
-                    if po == full * BLK {
-                        (pu, po) = (pu + 1, 0);
-                    }
+                if rem > 0 {
+                    // Lanes past the row load w = 0 and add nothing.
+                    let m: __mmask64 = (1u64 << rem) - 1;
+                    step(
+                        full,
+                        w.map(|p| _mm512_maskz_loadu_epi8(m, p.add(full * BLK))),
+                    );
                 }
-                step(
-                    kb,
-                    w.map(|p| _mm512_loadu_si512(p.add(kb * BLK) as *const _)),
-                );
-            }
-            if rem > 0 {
-                // Lanes past the row load w = 0 and add nothing.
-                let m: __mmask64 = (1u64 << rem) - 1;
-                step(
-                    full,
-                    w.map(|p| _mm512_maskz_loadu_epi8(m, p.add(full * BLK))),
-                );
-            }
-            // Reduced 16 accumulators at a time (zero-padded to whole 16s).
-            let mut sums = [0i32; TR * TB + 15];
-            for g in 0..(TR * TB).div_ceil(16) {
-                let flat: [__m512i; 16] = std::array::from_fn(|i| {
-                    let i = g * 16 + i;
-                    if i < TR * TB {
-                        acc[i / TB][i % TB]
-                    } else {
-                        _mm512_setzero_si512()
+                // Reduced 16 accumulators at a time (zero-padded to whole 16s).
+                let mut sums = [0i32; TR * TB + 15];
+                for g in 0..(TR * TB).div_ceil(16) {
+                    let flat: [__m512i; 16] = std::array::from_fn(|i| {
+                        let i = g * 16 + i;
+                        if i < TR * TB {
+                            acc[i / TB][i % TB]
+                        } else {
+                            _mm512_setzero_si512()
+                        }
+                    });
+                    _mm512_storeu_si512(sums.as_mut_ptr().add(g * 16) as *mut _, reduce16(flat));
+                }
+                for u in 0..TR {
+                    let d = &mut dots[u * bp + bt * TB..][..TB];
+                    for (d, &s) in d.iter_mut().zip(&sums[u * TB..(u + 1) * TB]) {
+                        *d = if add { *d + s as f64 } else { s as f64 };
                     }
-                });
-                _mm512_storeu_si512(sums.as_mut_ptr().add(g * 16) as *mut _, reduce16(flat));
-            }
-            for u in 0..TR {
-                let d = &mut dots[u * bp + bt * TB..][..TB];
-                for (d, &s) in d.iter_mut().zip(&sums[u * TB..(u + 1) * TB]) {
-                    *d = if add { *d + s as f64 } else { s as f64 };
                 }
             }
         }

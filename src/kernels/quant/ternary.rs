@@ -69,39 +69,42 @@ fn plus_minus_portable(codes: &[u8], x: &[f32]) -> f32 {
 /// `x.len().div_ceil(4)` bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,bmi2")]
 unsafe fn plus_minus_avx512(codes: &[u8], x: &[f32]) -> f32 {
-    let n = x.len();
-    let (cp, xp) = (codes.as_ptr(), x.as_ptr());
-    let (mut p0, mut m0, mut p1, mut m1) = (
-        _mm512_setzero_ps(),
-        _mm512_setzero_ps(),
-        _mm512_setzero_ps(),
-        _mm512_setzero_ps(),
-    );
-    let mut k = 0;
-    while k + 32 <= n {
-        let w = (cp.add(k / 4) as *const u64).read_unaligned();
-        let (lo, hi) = (w as u32, (w >> 32) as u32);
-        let x0 = _mm512_loadu_ps(xp.add(k));
-        let x1 = _mm512_loadu_ps(xp.add(k + 16));
-        p0 = _mm512_mask_add_ps(p0, _pext_u32(lo, 0x5555_5555) as u16, p0, x0);
-        m0 = _mm512_mask_add_ps(m0, _pext_u32(lo, 0xAAAA_AAAA) as u16, m0, x0);
-        p1 = _mm512_mask_add_ps(p1, _pext_u32(hi, 0x5555_5555) as u16, p1, x1);
-        m1 = _mm512_mask_add_ps(m1, _pext_u32(hi, 0xAAAA_AAAA) as u16, m1, x1);
-        k += 32;
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let n = x.len();
+        let (cp, xp) = (codes.as_ptr(), x.as_ptr());
+        let (mut p0, mut m0, mut p1, mut m1) = (
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+        );
+        let mut k = 0;
+        while k + 32 <= n {
+            let w = (cp.add(k / 4) as *const u64).read_unaligned();
+            let (lo, hi) = (w as u32, (w >> 32) as u32);
+            let x0 = _mm512_loadu_ps(xp.add(k));
+            let x1 = _mm512_loadu_ps(xp.add(k + 16));
+            p0 = _mm512_mask_add_ps(p0, _pext_u32(lo, 0x5555_5555) as u16, p0, x0);
+            m0 = _mm512_mask_add_ps(m0, _pext_u32(lo, 0xAAAA_AAAA) as u16, m0, x0);
+            p1 = _mm512_mask_add_ps(p1, _pext_u32(hi, 0x5555_5555) as u16, p1, x1);
+            m1 = _mm512_mask_add_ps(m1, _pext_u32(hi, 0xAAAA_AAAA) as u16, m1, x1);
+            k += 32;
+        }
+        while k < n {
+            // At most 16 codes (n is a multiple of 4).
+            let rem = (n - k).min(16);
+            let mut buf = [0u8; 4];
+            std::ptr::copy_nonoverlapping(cp.add(k / 4), buf.as_mut_ptr(), rem / 4);
+            let w = u32::from_le_bytes(buf);
+            let len: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
+            let xv = _mm512_maskz_loadu_ps(len, xp.add(k));
+            p0 = _mm512_mask_add_ps(p0, _pext_u32(w, 0x5555_5555) as u16, p0, xv);
+            m0 = _mm512_mask_add_ps(m0, _pext_u32(w, 0xAAAA_AAAA) as u16, m0, xv);
+            k += 16;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(p0, p1)) - _mm512_reduce_add_ps(_mm512_add_ps(m0, m1))
     }
-    while k < n {
-        // At most 16 codes (n is a multiple of 4).
-        let rem = (n - k).min(16);
-        let mut buf = [0u8; 4];
-        std::ptr::copy_nonoverlapping(cp.add(k / 4), buf.as_mut_ptr(), rem / 4);
-        let w = u32::from_le_bytes(buf);
-        let len: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
-        let xv = _mm512_maskz_loadu_ps(len, xp.add(k));
-        p0 = _mm512_mask_add_ps(p0, _pext_u32(w, 0x5555_5555) as u16, p0, xv);
-        m0 = _mm512_mask_add_ps(m0, _pext_u32(w, 0xAAAA_AAAA) as u16, m0, xv);
-        k += 16;
-    }
-    _mm512_reduce_add_ps(_mm512_add_ps(p0, p1)) - _mm512_reduce_add_ps(_mm512_add_ps(m0, m1))
 }
 
 impl DecodeRows for TernaryValues {
