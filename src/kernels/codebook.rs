@@ -96,7 +96,7 @@ fn lut4_available(m: &CompressedMatrix, v: &CodebookValues) -> bool {
     {
         v.indices().width() == 4
             && m.cols().is_multiple_of(2)
-            && std::arch::is_x86_feature_detected!("avx512f")
+            && super::Tier::detect() >= super::Tier::Avx512
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -108,7 +108,7 @@ fn lut4_available(m: &CompressedMatrix, v: &CodebookValues) -> bool {
 fn gather8_available(v: &CodebookValues) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        v.indices().width() == 8 && std::arch::is_x86_feature_detected!("avx512f")
+        v.indices().width() == 8 && super::Tier::detect() >= super::Tier::Avx512
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
