@@ -30,7 +30,7 @@
 /// `#[inline(always)]` function so that each copy is compiled with its
 /// features. No fast-math: each copy computes the same bits.
 ///
-/// ```ignore
+/// ```text
 /// multiversion! {
 ///     /// Docs of the public function.
 ///     pub(crate) fn sum<V: Trait>(v: &V, x: &[f32]) -> f32 => sum_portable;
