@@ -5,8 +5,10 @@ use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use squish::matrix::*;
-use squish::parallel::{Sequential, ThreadPool};
+use squish::parallel::{ParallelError, Sequential, ThreadPool};
 use squish::prelude::*;
+use squish::pruning::PruningError;
+use squish::quantization::QuantizationError;
 
 fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -401,23 +403,28 @@ fn every_error_variant_is_reachable() {
     ));
     assert!(matches!(
         Magnitude::params(1.0).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Pruning(PruningError::Sparsity(_)))
     ));
     assert!(matches!(
         Magnitude::params(-0.1).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Pruning(PruningError::Sparsity(_)))
     ));
     assert!(matches!(
         IntQuantizer::params(3).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Quantization(
+            QuantizationError::UnsupportedBits(3)
+        ))
     ));
     assert!(matches!(
         IntQuantizer::params(8).per_group(0).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Quantization(QuantizationError::ZeroGroupSize))
     ));
     assert!(matches!(
         ThreadPool::new(0),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "threads",
+            ..
+        }))
     ));
     // Pruning a binary matrix, quantizing twice: incompatible compositions.
     let b = Binary.quantize(&m).unwrap();
@@ -467,7 +474,7 @@ fn every_error_variant_is_reachable() {
             vec![0.0],
             PackedBits::pack(1, &[0, 0]).unwrap()
         ),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Matrix(MatrixError::CodebookSize(1)))
     ));
     assert!(matches!(
         Values::codebook(

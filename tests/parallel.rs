@@ -15,6 +15,7 @@ use squish::parallel::{
 };
 use squish::pipeline::{Pipeline, PipelineOutput};
 use squish::prelude::*;
+use squish::quantization::QuantizationError;
 
 fn rand_mat(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -261,7 +262,10 @@ fn layer_forward_matches_f64_reference() {
 fn data_parallel_errors() {
     assert!(matches!(
         DataParallel::params().shard(0).check(),
-        Err(SquishError::InvalidParameter { name: "shard", .. })
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "shard",
+            ..
+        }))
     ));
     let dp = DataParallel::params().shard(4).check().unwrap();
     let m = int8(rand_mat(8, 6, 1).view());
@@ -284,10 +288,10 @@ fn data_parallel_errors() {
     }
     assert!(matches!(
         dp.grad(&Sequential, 0, |r| r.len(), |a, b| *a += b),
-        Err(SquishError::InvalidParameter {
-            name: "n_samples",
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "n_samples",
             ..
-        })
+        }))
     ));
     // try_grad: the first failing shard's error, in shard order.
     let err = dp
@@ -749,7 +753,10 @@ fn layer_pipeline_equals_plain_forward_bit_for_bit() {
 fn model_builders_reject_bad_input() {
     assert!(matches!(
         LayerStack::new(vec![]),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "layers",
+            ..
+        }))
     ));
     let bad_chain = || vec![Layer::new(rand_mat(5, 3, 1)), Layer::new(rand_mat(2, 4, 2))];
     assert!(matches!(
@@ -766,16 +773,19 @@ fn model_builders_reject_bad_input() {
     ));
     assert!(matches!(
         LayerPipeline::params_stages(vec![]).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "stages",
+            ..
+        }))
     ));
     assert!(matches!(
         LayerPipeline::params(three_layer_model(1))
             .micro_batch(0)
             .check(),
-        Err(SquishError::InvalidParameter {
-            name: "micro_batch",
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "micro_batch",
             ..
-        })
+        }))
     ));
     assert!(matches!(
         Layer::new(rand_mat(5, 3, 1)).with_bias(Array1::zeros(4).view()),
@@ -964,10 +974,10 @@ fn budget_bounds_concurrency() {
     assert_eq!(running.lock().unwrap().1, 2);
     assert!(matches!(
         TaskRunner::params().budget_bytes(0).check(),
-        Err(SquishError::InvalidParameter {
-            name: "budget_bytes",
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "budget_bytes",
             ..
-        })
+        }))
     ));
 }
 
@@ -1070,6 +1080,8 @@ fn sweep_over_bit_widths_runs_concurrently_with_per_job_outcomes() {
     assert!(par[0].result.as_ref().unwrap() < par[1].result.as_ref().unwrap());
     assert!(matches!(
         par[2].result,
-        Err(SquishError::InvalidParameter { name: "bits", .. })
+        Err(SquishError::Quantization(
+            QuantizationError::UnsupportedBits(3)
+        ))
     ));
 }

@@ -7,6 +7,7 @@ use rand_distr::{Distribution, Normal, StudentT};
 use squish::matrix::{CompressedMatrix, Granularity, Values};
 use squish::parallel::{Sequential, ThreadPool};
 use squish::quantization::kernels::{self, binary, Isa};
+use squish::quantization::QuantizationError;
 use squish::quantization::{
     quantize_activations, Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
 };
@@ -381,12 +382,14 @@ fn typed_errors() {
     for bits in [0u8, 1, 2, 3, 5, 7, 16] {
         assert!(matches!(
             IntQuantizer::params(bits).check(),
-            Err(SquishError::InvalidParameter { name: "bits", .. })
+            Err(SquishError::Quantization(
+                QuantizationError::UnsupportedBits(_)
+            ))
         ));
     }
     assert!(matches!(
         IntQuantizer::params(8).per_group(0).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Quantization(QuantizationError::ZeroGroupSize))
     ));
     for c in [
         Calibration::Percentile(50.0),
@@ -396,7 +399,9 @@ fn typed_errors() {
     ] {
         assert!(matches!(
             IntQuantizer::params(8).calibration(c).check(),
-            Err(SquishError::InvalidParameter { .. })
+            Err(SquishError::Quantization(
+                QuantizationError::PercentileOutOfRange(_) | QuantizationError::ZeroMseSteps
+            ))
         ));
     }
     // NaN / Inf weights and activations.

@@ -698,7 +698,10 @@ fn per_row_codebooks_and_fewer_distinct_values() {
     // fit itself rejects k above the number of distinct values.
     assert!(matches!(
         KMeans::params(3).check().unwrap().fit(&[1.0, 1.0, 2.0]),
-        Err(SquishError::InvalidParameter { name: "k", .. })
+        Err(SquishError::Sharing(SharingError::TooFewDistinct {
+            k: 3,
+            distinct: 2
+        }))
     ));
 }
 
@@ -707,16 +710,13 @@ fn typed_errors() {
     for k in [0, 1, 65537] {
         assert!(matches!(
             KMeans::params(k).check(),
-            Err(SquishError::InvalidParameter { name: "k", .. })
+            Err(SquishError::Sharing(SharingError::CodebookSize(_)))
         ));
     }
     assert!(KMeans::params(65536).check().is_ok());
     assert!(matches!(
         KMeans::params(4).max_iter(0).check(),
-        Err(SquishError::InvalidParameter {
-            name: "max_iter",
-            ..
-        })
+        Err(SquishError::Sharing(SharingError::ZeroIterations))
     ));
     let km = KMeans::params(2).check().unwrap();
     assert!(matches!(

@@ -118,7 +118,10 @@ fn loss_errors_are_typed() {
     ));
     assert!(matches!(
         softmax_cross_entropy(z.view(), &[0, 3]),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Training(TrainingError::Label {
+            label: 3,
+            classes: 3
+        }))
     ));
     let bad = array![[f64::NAN, 0.0]];
     assert!(matches!(

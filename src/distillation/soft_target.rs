@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use ndarray::{Array2, ArrayView2};
 
 use super::fast_exp::{dot_diff, exp_shifted, max};
+use super::DistillationError;
 use super::Distiller;
 use crate::error::{Result, SquishError};
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor, Sequential};
@@ -115,18 +116,10 @@ impl SoftTargetParams {
     /// Validates: T > 0 and finite, α in [0, 1].
     pub fn check(self) -> Result<SoftTarget> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(SquishError::invalid(
-                "temperature",
-                self.temperature,
-                "must be positive and finite",
-            ));
+            return Err(DistillationError::Temperature(self.temperature).into());
         }
         if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(SquishError::invalid(
-                "alpha",
-                self.alpha,
-                "must lie in [0, 1]",
-            ));
+            return Err(DistillationError::Alpha(self.alpha).into());
         }
         Ok(SoftTarget {
             temperature: self.temperature,

@@ -6,6 +6,7 @@ use super::storage::{Component, StorageReport, METADATA_BYTES};
 use super::structure::{ColIndices, Csr, KeptRows, LowRank, Structure};
 use super::{RowLayout, Values};
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
+use crate::matrix::MatrixError;
 use crate::parallel::{ParallelExecutor, Sequential};
 
 /// A weight matrix of shape `[out, in]` (PyTorch's layout) in compressed form.
@@ -122,13 +123,10 @@ impl CompressedMatrix {
                     data.push(v);
                 }
             }
-            row_ptr.push(u32::try_from(data.len()).map_err(|_| {
-                SquishError::invalid(
-                    "nnz",
-                    data.len(),
-                    "CSR supports at most 2^32 - 1 stored values",
-                )
-            })?);
+            row_ptr.push(
+                u32::try_from(data.len())
+                    .map_err(|_| SquishError::from(MatrixError::CsrTooManyValues(data.len())))?,
+            );
         }
         check_finite("weight matrix", &data)?;
         let csr = Csr::new(rows, cols, row_ptr, ColIndices::for_cols(cols, cols_idx)?)?;

@@ -3,6 +3,7 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
+use super::ParallelError;
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::LinOp;
 use crate::parallel::ParallelExecutor;
@@ -173,11 +174,10 @@ impl LayerStack {
     /// Checks that there is at least one layer and that the widths chain.
     pub fn new(layers: Vec<Layer>) -> Result<Self> {
         if layers.is_empty() {
-            return Err(SquishError::invalid(
-                "layers",
-                0,
-                "a model needs at least one layer",
-            ));
+            return Err(SquishError::from(ParallelError::Zero {
+                what: "layers",
+                why: "a model needs at least one layer",
+            }));
         }
         check_chain(layers.iter().map(|l| (l.in_dim(), l.out_dim())))?;
         Ok(LayerStack { layers })

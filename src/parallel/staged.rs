@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
 
 use super::model::{check_batch, check_chain, Forward, LayerStack};
+use super::ParallelError;
 use super::{ParallelExecutor, Sequential};
 use crate::error::{Result, SquishError};
 
@@ -89,18 +90,16 @@ impl LayerPipelineParams {
     /// least one sample.
     pub fn check(self) -> Result<LayerPipeline> {
         if self.stages.is_empty() {
-            return Err(SquishError::invalid(
-                "stages",
-                0,
-                "a pipeline needs at least one stage",
-            ));
+            return Err(SquishError::from(ParallelError::Zero {
+                what: "stages",
+                why: "a pipeline needs at least one stage",
+            }));
         }
         if self.micro_batch == 0 {
-            return Err(SquishError::invalid(
-                "micro_batch",
-                0,
-                "a micro-batch needs at least one sample",
-            ));
+            return Err(SquishError::from(ParallelError::Zero {
+                what: "micro_batch",
+                why: "a micro-batch needs at least one sample",
+            }));
         }
         check_chain(self.stages.iter().map(|s| (s.in_dim(), s.out_dim())))?;
         Ok(LayerPipeline {

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use super::slice_ops::{self, Grid};
-use super::{Calibration, Quantizer};
+use super::{Calibration, QuantizationError, Quantizer};
 use crate::error::{Result, SquishError};
 use crate::matrix::{F32Values, Granularity, PackedBits, QuantParams, RowLayout, Values};
 use crate::parallel::{map, ParallelExecutor, Sequential};
@@ -250,14 +250,10 @@ impl IntQuantizerParams {
     pub fn check(self) -> Result<IntQuantizer> {
         self.calibration.check()?;
         if !matches!(self.bits, 4 | 8) {
-            return Err(SquishError::invalid(
-                "bits",
-                self.bits,
-                "integer quantization supports 4 and 8 bits",
-            ));
+            return Err(QuantizationError::UnsupportedBits(self.bits).into());
         }
         if self.granularity == Granularity::PerGroup(0) {
-            return Err(SquishError::invalid("group size", 0, "must be at least 1"));
+            return Err(QuantizationError::ZeroGroupSize.into());
         }
         Ok(IntQuantizer { params: self })
     }
@@ -296,9 +292,7 @@ pub(crate) fn param_sets(layout: &RowLayout, g: Granularity) -> Result<Vec<Range
     Ok(match g {
         Granularity::PerTensor => std::iter::once(0..layout.total()).collect(),
         Granularity::PerRow => (0..layout.rows()).map(|i| layout.range(i)).collect(),
-        Granularity::PerGroup(0) => {
-            return Err(SquishError::invalid("group size", 0, "must be at least 1"))
-        }
+        Granularity::PerGroup(0) => return Err(QuantizationError::ZeroGroupSize.into()),
         Granularity::PerGroup(g) => (0..layout.rows())
             .flat_map(|i| {
                 let r = layout.range(i);

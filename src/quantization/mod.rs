@@ -30,6 +30,7 @@ macro_rules! multiversion {
 
 mod calibration;
 mod dynamic;
+mod error;
 mod integer;
 pub mod kernels;
 mod quantizer;
@@ -38,6 +39,7 @@ mod slice_ops;
 
 pub use calibration::{Calibration, MSE_MIN_RATIO};
 pub use dynamic::{quantize_activations, DynamicInt8, QuantizedActivations};
+pub use error::QuantizationError;
 pub use integer::{IntQuantizer, IntQuantizerParams};
 pub use quantizer::Quantizer;
 pub use sign::{Binary, Ternary};

@@ -3,6 +3,7 @@
 use ndarray::{Array1, Array2, ArrayView2};
 
 use super::loss::accuracy;
+use super::TrainingError;
 use super::{Activation, Dense, Mlp};
 use crate::error::{Result, SquishError};
 use crate::matrix::CompressedMatrix;
@@ -93,10 +94,11 @@ impl CompressedMlp {
 
     /// Replaces the weight and bias of layer `i` (same shapes).
     pub fn set_layer(&mut self, i: usize, w: CompressedMatrix, b: Array1<f32>) -> Result<()> {
-        let old = self
-            .layers
-            .get(i)
-            .ok_or_else(|| SquishError::invalid("layer", i, "no such layer"))?;
+        let old = self.layers.get(i).ok_or(TrainingError::NoSuchLayer {
+            what: "layer",
+            layer: i,
+            count: self.layers.len(),
+        })?;
         if old.shape() != w.shape() || b.len() != w.rows() {
             return Err(SquishError::shape(
                 "set_layer",
@@ -140,11 +142,12 @@ impl CompressedMlp {
     /// Activation output of hidden layer `layer` (as [`Mlp::hidden`]).
     pub fn hidden(&self, x: ArrayView2<f32>, layer: usize) -> Result<Array2<f32>> {
         if layer + 1 >= self.layers.len() {
-            return Err(SquishError::invalid(
-                "hidden layer",
+            return Err(TrainingError::NoSuchLayer {
+                what: "hidden layer",
                 layer,
-                format!("this network has {} hidden layers", self.layers.len() - 1),
-            ));
+                count: self.layers.len() - 1,
+            }
+            .into());
         }
         self.hidden_or_logits(x, layer + 1, &Sequential)
     }

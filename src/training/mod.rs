@@ -20,6 +20,7 @@ mod activation;
 mod codebook;
 mod compressed;
 mod dense;
+mod error;
 mod gradients;
 pub(crate) mod loss;
 mod mask;
@@ -35,6 +36,7 @@ pub use activation::Activation;
 pub use codebook::{centroid_gradients, decode_with_centroids, finetune_centroids, with_centroids};
 pub use compressed::CompressedMlp;
 pub use dense::{Dense, DenseGrad};
+pub use error::TrainingError;
 pub use gradients::Gradients;
 pub(crate) use loss::check_labels as loss_check_labels;
 pub use loss::{

@@ -3,8 +3,9 @@
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
+use super::TrainingError;
 use super::{Gradients, Mlp};
-use crate::error::{Result, SquishError};
+use crate::error::Result;
 
 /// The penalty on the weights (biases are never penalised).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,11 +64,12 @@ impl Regularizer {
 
     pub(crate) fn check_layers(&self, n: usize) -> Result<()> {
         if let Some(&l) = self.layers.iter().flatten().find(|&&l| l >= n) {
-            return Err(SquishError::invalid(
-                "regularized layer",
-                l,
-                format!("the network has {n} layers"),
-            ));
+            return Err(TrainingError::NoSuchLayer {
+                what: "regularized layer",
+                layer: l,
+                count: n,
+            }
+            .into());
         }
         Ok(())
     }
@@ -138,11 +140,12 @@ impl RegularizerParams {
             Penalty::L2(l) | Penalty::L1(l) | Penalty::GroupLasso(l) => l,
         };
         if !(lam >= 0.0 && lam.is_finite()) {
-            return Err(SquishError::invalid(
-                "lambda",
-                lam,
-                "must be finite and ≥ 0",
-            ));
+            return Err(TrainingError::Hyperparameter {
+                name: "lambda",
+                value: lam,
+                rule: "must be finite and >= 0; pass e.g. 1e-4",
+            }
+            .into());
         }
         Ok(self.0)
     }

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::{Result, SquishError};
+use super::TrainingError;
+use crate::error::Result;
 use crate::pruning::Schedule;
 
 /// A sparsity target as a function of the optimizer step.
@@ -29,11 +30,7 @@ pub fn cubic_sparsity(
     end: usize,
 ) -> Result<SparsitySchedule> {
     if end <= start {
-        return Err(SquishError::invalid(
-            "end step",
-            end,
-            format!("must be after the start step {start}"),
-        ));
+        return Err(TrainingError::ScheduleEnd { start, end }.into());
     }
     let schedule = Schedule::cubic(target, (end - start) as u64)
         .initial(initial)
@@ -70,18 +67,10 @@ impl GradualPruning {
     /// every `every` steps; `every` must be ≥ 1 and `layers` non-empty.
     pub fn new(schedule: SparsitySchedule, every: usize, layers: &[usize]) -> Result<Self> {
         if every == 0 {
-            return Err(SquishError::invalid(
-                "every",
-                0,
-                "prune at least every step",
-            ));
+            return Err(TrainingError::Zero("pruning interval `every`").into());
         }
         if layers.is_empty() {
-            return Err(SquishError::invalid(
-                "layers",
-                "[]",
-                "name at least one layer to prune",
-            ));
+            return Err(TrainingError::NoPrunedLayers.into());
         }
         Ok(GradualPruning {
             schedule,

@@ -15,8 +15,10 @@
 //! experiment on Fashion-MNIST; docs/results.md holds the numbers.
 
 mod coded;
+mod error;
 pub(crate) mod kernel;
 mod pipeline;
 
 pub use coded::{HuffmanCsr, CODED_HEADER_BYTES};
+pub use error::DeepError;
 pub use pipeline::{dense_bytes, DeepCompression, DeepCompressionOutput, DeepCompressionParams};

@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::DeepError;
 use super::HuffmanCsr;
 use crate::compression::sharing::KMeans;
 use crate::data::Dataset;
@@ -174,17 +175,17 @@ impl DeepCompressionParams {
     /// may be 0), learning rates finite and positive.
     pub fn check(self) -> Result<DeepCompression> {
         if self.density.is_empty() || self.density.len() != self.bits.len() {
-            return Err(SquishError::invalid(
-                "density / bits",
-                format!("{} / {}", self.density.len(), self.bits.len()),
-                "give one density and one bit width per layer",
-            ));
+            return Err(DeepError::LayerCount {
+                densities: self.density.len(),
+                bits: self.bits.len(),
+            }
+            .into());
         }
         if let Some(&d) = self.density.iter().find(|&&d| !(d > 0.0 && d <= 1.0)) {
-            return Err(SquishError::invalid("density", d, "must lie in (0, 1]"));
+            return Err(DeepError::Density(d).into());
         }
         if let Some(&b) = self.bits.iter().find(|&&b| !(1..=16).contains(&b)) {
-            return Err(SquishError::invalid("bits", b, "index widths are 1..=16"));
+            return Err(DeepError::IndexBits(b).into());
         }
         for (name, v) in [
             ("prune epochs", self.prune_epochs),
@@ -192,7 +193,7 @@ impl DeepCompressionParams {
             ("batch size", self.batch_size),
         ] {
             if v == 0 {
-                return Err(SquishError::invalid(name, 0, "must be at least 1"));
+                return Err(DeepError::Zero(name).into());
             }
         }
         for (name, v) in [
@@ -201,7 +202,7 @@ impl DeepCompressionParams {
             ("centroid learning rate", self.centroid_lr),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(SquishError::invalid(name, v, "must be finite and positive"));
+                return Err(DeepError::LearningRate { name, value: v }.into());
             }
         }
         Ok(DeepCompression { p: self })

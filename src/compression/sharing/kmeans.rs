@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::optimal::optimal_bounded;
+use super::SharingError;
 use super::{lloyd, optimal_with, Clustering, DpLayer, Histogram, Init};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::{index_bits, CodebookScope, F32Values, PackedBits, Values};
@@ -43,7 +44,7 @@ pub struct KMeansParams {
 /// are clustered — Deep Compression's prune → share.
 ///
 /// **Fewer distinct values than `k`.** [`fit`](Self::fit) rejects it
-/// ([`SquishError::InvalidParameter`] on `k`). The quantizer instead stores
+/// ([`SharingError::TooFewDistinct`](super::SharingError::TooFewDistinct)). The quantizer instead stores
 /// the distinct values exactly (zero error) and pads the codebook to `k` by
 /// repeating the largest one; a codebook with no values at all (an empty CSR
 /// row under [`per_row`](KMeansParams::per_row)) is all zeros.
@@ -117,15 +118,11 @@ impl KMeans {
     pub fn fit_histogram(&self, hist: &Histogram) -> Result<Clustering> {
         let k = self.p.k;
         if hist.len() < k {
-            return Err(SquishError::invalid(
-                "k",
+            return Err(SharingError::TooFewDistinct {
                 k,
-                format!(
-                    "the values hold only {} distinct (weighted) values; use k ≤ {}",
-                    hist.len(),
-                    hist.len()
-                ),
-            ));
+                distinct: hist.len(),
+            }
+            .into());
         }
         Ok(match self.p.method {
             Method::Lloyd { init, max_iter } => lloyd(hist, init.centroids(hist, k), max_iter),
@@ -305,27 +302,15 @@ impl KMeansParams {
     /// Validates: `2 ≤ k ≤ 65536`, `max_iter ≥ 1`, importances finite and ≥ 0.
     pub fn check(self) -> Result<KMeans> {
         if !(2..=65536).contains(&self.k) {
-            return Err(SquishError::invalid(
-                "k",
-                self.k,
-                "codebooks hold 2..=65536 centroids",
-            ));
+            return Err(SharingError::CodebookSize(self.k).into());
         }
         if let Method::Lloyd { max_iter: 0, .. } = self.method {
-            return Err(SquishError::invalid(
-                "max_iter",
-                0,
-                "Lloyd needs at least one iteration",
-            ));
+            return Err(SharingError::ZeroIterations.into());
         }
         if let Some(w) = &self.importance {
             check_finite("importance", w.iter())?;
             if let Some(&bad) = w.iter().find(|&&w| w < 0.0) {
-                return Err(SquishError::invalid(
-                    "importance",
-                    bad,
-                    "importances must be non-negative",
-                ));
+                return Err(SharingError::NegativeImportance(bad).into());
             }
         }
         Ok(KMeans { p: self })

@@ -23,6 +23,7 @@
 mod bounded;
 mod clustering;
 mod entropy;
+mod error;
 mod histogram;
 mod huffman;
 mod init;
@@ -33,6 +34,7 @@ mod optimal;
 
 pub use clustering::Clustering;
 pub use entropy::{HuffmanCodebook, HuffmanMatrix};
+pub use error::SharingError;
 pub use histogram::Histogram;
 pub use huffman::{
     column_gaps, columns_from_gaps, entropy_bits, symbol_counts, BitStream, HuffmanCode,
