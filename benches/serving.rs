@@ -79,7 +79,7 @@ fn serving(c: &mut Criterion) {
         }
         for (name, m) in &models {
             g.bench_with_input(BenchmarkId::from_parameter(name), &x, |b, x| {
-                b.iter(|| black_box(m.forward_with(x.view(), &Sequential).unwrap()))
+                b.iter(|| black_box(m.forward_on(x.view(), &Sequential).unwrap()))
             });
         }
         g.finish();

@@ -43,6 +43,9 @@ pub mod recipe;
 pub mod training;
 
 pub use error::{Result, SquishError};
+/// The ndarray this crate is built against: use it to build inputs so the
+/// versions always match.
+pub use ndarray;
 
 /// The names most programs need.
 pub mod prelude {

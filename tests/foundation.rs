@@ -159,7 +159,7 @@ fn reference_kernel_matches_naive_product_for_every_pair() {
                 assert_close(fast.view(), reference.view(), cols);
                 assert_eq!(
                     fast,
-                    m.matmul_with(x.view(), &pool).unwrap(),
+                    m.matmul_on(x.view(), &pool).unwrap(),
                     "{} {}",
                     st.structure().kind(),
                     m.encoding()

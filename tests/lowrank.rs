@@ -606,7 +606,7 @@ fn factored_matmul_equals_dense_matmul_of_reconstruction() {
         for (a, b) in y.iter().zip(reference.iter()) {
             assert!((a - b).abs() < 1e-4 * scale as f32);
         }
-        assert_eq!(y, lr.matmul_with(x.view(), &pool).unwrap());
+        assert_eq!(y, lr.matmul_on(x.view(), &pool).unwrap());
         match lr.structure() {
             Structure::LowRank(l) => {
                 assert!(kernel::supports(l));
@@ -709,7 +709,7 @@ fn pass_rejects_what_it_cannot_factor() {
     let a = Pipeline::new().then(p).run(w.view()).unwrap();
     let b = Pipeline::new()
         .then(p)
-        .run_with(w.view(), &ThreadPool::new(2).unwrap())
+        .run_on(w.view(), &ThreadPool::new(2).unwrap())
         .unwrap();
     assert_eq!(a.matrix, b.matrix);
     assert!(a.report.stages[1].storage.ratio() >= 3.0);

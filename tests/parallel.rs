@@ -91,7 +91,7 @@ fn dense_row_split_kernel_equals_gemm_bit_for_bit() {
         let m = CompressedMatrix::from_dense(w.view()).unwrap();
         let reference = m.matmul_reference(x.view()).unwrap();
         for exec in executors() {
-            let y = m.matmul_with(x.view(), exec.as_ref()).unwrap();
+            let y = m.matmul_on(x.view(), exec.as_ref()).unwrap();
             assert_eq!(bits(&y), bits(&gemm), "{rows}x{cols} b{batch} {exec:?}");
             assert_eq!(
                 bits(&w.apply(x.view(), exec.as_ref()).unwrap()),

@@ -299,9 +299,9 @@ fn staged_equals_one_call_for_any_executor() {
             let q = rebuild(&q, cal);
             let ranges = q.calibrate(f).unwrap();
             let params = q.compute_params(&layout, &ranges).unwrap();
-            let staged = q.quantize_with(f, &params).unwrap();
+            let staged = q.quantize_with_params(f, &params).unwrap();
             let one = q.quantize_values(f).unwrap();
-            let par = q.quantize_values_with(f, &pool).unwrap();
+            let par = q.quantize_values_on(f, &pool).unwrap();
             assert_eq!(staged, one, "{}", q.name());
             assert_eq!(one, par, "{}", q.name());
         }
@@ -459,7 +459,7 @@ fn typed_errors() {
         .compute_params(d.values().unwrap().layout(), &a.calibrate(&f).unwrap())
         .unwrap();
     assert!(matches!(
-        b.quantize_with(&f, &pa),
+        b.quantize_with_params(&f, &pa),
         Err(SquishError::Inconsistent { .. })
     ));
 }
@@ -593,7 +593,7 @@ fn weight_only_kernels_match_the_reference() {
                     first.get_or_insert(y);
                 }
                 // The public entry point routes here.
-                let y = m.matmul_with(x.view(), &pool).unwrap();
+                let y = m.matmul_on(x.view(), &pool).unwrap();
                 assert_close(y.view(), w_hat.view(), x.view(), &name);
                 if batch == 1 {
                     // The reference's per-row f32 dot and the kernel agree closely.

@@ -182,8 +182,8 @@ fn smawk_layer_matches_divide_and_conquer_layer() {
         let h = Histogram::new(&values).unwrap();
         for k in [2, 3, 7, 16, 40] {
             for mem in [0, DEFAULT_DP_MEMORY] {
-                let a = optimal_with(&h, k, mem, DpLayer::Smawk);
-                let b = optimal_with(&h, k, mem, DpLayer::DivideAndConquer);
+                let a = optimal_with_layer(&h, k, mem, DpLayer::Smawk);
+                let b = optimal_with_layer(&h, k, mem, DpLayer::DivideAndConquer);
                 assert!(
                     close(a.sse, b.sse, 1e-12),
                     "{name} k={k} mem={mem}: {} vs {}",
@@ -691,8 +691,8 @@ fn per_row_codebooks_and_fewer_distinct_values() {
     };
     let q = KMeans::params(4).per_row().check().unwrap();
     assert_eq!(
-        q.quantize_values_with(f, &Sequential).unwrap(),
-        q.quantize_values_with(f, &ThreadPool::new(2).unwrap())
+        q.quantize_values_on(f, &Sequential).unwrap(),
+        q.quantize_values_on(f, &ThreadPool::new(2).unwrap())
             .unwrap()
     );
     // fit itself rejects k above the number of distinct values.

@@ -393,7 +393,7 @@ fn digits_teacher_reaches_92_percent_and_is_deterministic() {
     let q = IntQuantizer::params(8).check().unwrap();
     let cm = CompressedMlp::from_mlp(&a, &|_, m| q.quantize(m)).unwrap();
     let acc8 = cm
-        .accuracy_with(d.test.x(), d.test.y(), &ThreadPool::new(2).unwrap())
+        .accuracy_on(d.test.x(), d.test.y(), &ThreadPool::new(2).unwrap())
         .unwrap();
     assert!((acc - acc8).abs() <= 0.01, "{acc} vs int8 {acc8}");
     let dense = cm.to_mlp().unwrap().forward(d.test.x()).unwrap();
@@ -575,7 +575,7 @@ fn straight_through_training_recovers_ternary_accuracy() {
     ] {
         let ptq = CompressedMlp::from_mlp(&base, &|_, m| q.quantize(m)).unwrap();
         let before = ptq
-            .accuracy_with(d.test.x(), d.test.y(), &Sequential)
+            .accuracy_on(d.test.x(), d.test.y(), &Sequential)
             .unwrap();
         let ste = StraightThrough::new(q.clone());
         let t = Trainer::params()
@@ -589,7 +589,7 @@ fn straight_through_training_recovers_ternary_accuracy() {
         t.fit(&mut tuned, &d.train).unwrap();
         let qat = CompressedMlp::from_mlp(&tuned, &|_, m| q.quantize(m)).unwrap();
         let after = qat
-            .accuracy_with(d.test.x(), d.test.y(), &Sequential)
+            .accuracy_on(d.test.x(), d.test.y(), &Sequential)
             .unwrap();
         println!("{name}: post-training {before:.4} → straight-through fine-tuned {after:.4}");
         assert!(after >= before - 0.01, "{name}: {before} → {after}");
@@ -684,7 +684,7 @@ fn codebook_finetuning_recovers_accuracy_and_keeps_storage() {
         CompressedMlp::from_mlp(&base, &|_, m| Ok(uniform_codebook(m.to_dense().view(), 4)))
             .unwrap();
     let before = model
-        .accuracy_with(d.test.x(), d.test.y(), &Sequential)
+        .accuracy_on(d.test.x(), d.test.y(), &Sequential)
         .unwrap();
     let bytes = model.bytes();
     let idx_before: Vec<_> = model
@@ -703,7 +703,7 @@ fn codebook_finetuning_recovers_accuracy_and_keeps_storage() {
         .unwrap();
     finetune_centroids(&t, &mut model, &d.train).unwrap();
     let after = model
-        .accuracy_with(d.test.x(), d.test.y(), &Sequential)
+        .accuracy_on(d.test.x(), d.test.y(), &Sequential)
         .unwrap();
     println!("2-bit codebook: {full:.4} dense, {before:.4} quantized, {after:.4} after centroid fine-tuning");
     assert!(after > before, "{before} → {after}");

@@ -62,9 +62,24 @@ impl SoftTarget {
         self.alpha
     }
 
+    /// Old name of [`loss_and_grad_on`](Self::loss_and_grad_on).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `loss_and_grad_on`: `_on` takes an executor"
+    )]
+    pub fn loss_and_grad_with(
+        &self,
+        student: ArrayView2<f32>,
+        teacher: ArrayView2<f32>,
+        labels: &[usize],
+        exec: &dyn ParallelExecutor,
+    ) -> Result<(f64, Array2<f32>)> {
+        self.loss_and_grad_on(student, teacher, labels, exec)
+    }
+
     /// [`loss_and_grad`](Distiller::loss_and_grad) with rows spread over
     /// `exec`; the result does not depend on the executor.
-    pub fn loss_and_grad_with(
+    pub fn loss_and_grad_on(
         &self,
         student: ArrayView2<f32>,
         teacher: ArrayView2<f32>,
@@ -139,7 +154,7 @@ impl Distiller for SoftTarget {
         teacher: ArrayView2<f32>,
         labels: &[usize],
     ) -> Result<(f64, Array2<f32>)> {
-        self.loss_and_grad_with(student, teacher, labels, &Sequential)
+        self.loss_and_grad_on(student, teacher, labels, &Sequential)
     }
 }
 
@@ -383,7 +398,7 @@ mod tests {
         let kd = SoftTarget::params(3.0).alpha(0.7).check().unwrap();
         let a = kd.loss_and_grad(s.view(), t.view(), &y).unwrap();
         let p = kd
-            .loss_and_grad_with(s.view(), t.view(), &y, &ThreadPool::new(2).unwrap())
+            .loss_and_grad_on(s.view(), t.view(), &y, &ThreadPool::new(2).unwrap())
             .unwrap();
         assert_eq!(a.0.to_bits(), p.0.to_bits());
         assert_eq!(a.1, p.1);

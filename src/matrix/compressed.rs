@@ -1,6 +1,6 @@
 //! [`CompressedMatrix`]: a structure and its encoded values.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::storage::{Component, StorageReport, METADATA_BYTES};
 use super::structure::{ColIndices, Csr, KeptRows, LowRank, Structure};
@@ -13,6 +13,22 @@ use crate::parallel::{ParallelExecutor, Sequential};
 ///
 /// It reports its exact storage, decodes back to dense, and multiplies a batch
 /// `x` of shape `[batch, in]` as `y = x · Wᵀ` without becoming dense.
+///
+/// # `matmul(x)` is `x · Wᵀ`, PyTorch's `Linear`, not ndarray's `dot`
+///
+/// [`matmul`](Self::matmul) takes activations `x` of shape `[batch, in]` and
+/// returns `[batch, out]`, as `torch.nn.functional.linear(x, W)` does. With
+/// ndarray the same product is `x.dot(&w.t())`, **not** `w.dot(&x)`:
+///
+/// ```
+/// use ndarray::array;
+/// use squish::matrix::CompressedMatrix;
+/// let w = array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]; // [out = 2, in = 3]
+/// let x = array![[1.0f32, 0.0, -1.0]]; // [batch = 1, in = 3]
+/// let m = CompressedMatrix::from_dense(&w)?; // anything ndarray can view
+/// assert_eq!(m.matmul(&x)?, x.dot(&w.t())); // [1, 2] = x · Wᵀ
+/// # Ok::<(), squish::SquishError>(())
+/// ```
 ///
 /// ```
 /// use ndarray::array;
@@ -33,8 +49,10 @@ pub struct CompressedMatrix {
 }
 
 impl CompressedMatrix {
-    /// A dense f32 matrix; rejects empty matrices and NaN/Inf.
-    pub fn from_dense(w: ArrayView2<f32>) -> Result<Self> {
+    /// A dense f32 matrix (an owned array, a reference to one, or a view);
+    /// rejects empty matrices and NaN/Inf.
+    pub fn from_dense<'a>(w: impl AsArray<'a, f32, Ix2>) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
         let (rows, cols) = w.dim();
         check_non_empty("weight matrix", rows, cols)?;
         let data: Vec<f32> = w.iter().copied().collect();
@@ -248,25 +266,39 @@ impl CompressedMatrix {
         w
     }
 
-    /// `y = x · Wᵀ` on one thread; picks the fastest kernel for this pair of
-    /// structure and encoding (the reference kernel when none is faster).
-    pub fn matmul(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        self.matmul_with(x, &Sequential)
+    /// `y = x · Wᵀ` (PyTorch's `Linear`: `x` is `[batch, in]`, `y` is
+    /// `[batch, out]`) on one thread; picks the fastest kernel for this pair
+    /// of structure and encoding (the reference kernel when none is faster).
+    /// `x` is anything ndarray can view (`&Array2`, `ArrayView2`, ...).
+    pub fn matmul<'a>(&self, x: impl AsArray<'a, f32, Ix2>) -> Result<Array2<f32>> {
+        self.matmul_on(x, &Sequential)
     }
 
     /// `y = x · Wᵀ` on `exec`. The result does not depend on the executor.
+    pub fn matmul_on<'a>(
+        &self,
+        x: impl AsArray<'a, f32, Ix2>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        let x = x.into();
+        self.check_input(x)?;
+        Ok(super::kernels::matmul(self, x, exec))
+    }
+
+    /// Old name of [`matmul_on`](Self::matmul_on). To be marked
+    /// `#[deprecated]` once the kernels' tests call `matmul_on`.
     pub fn matmul_with(
         &self,
         x: ArrayView2<f32>,
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
-        self.check_input(x)?;
-        Ok(super::kernels::matmul(self, x, exec))
+        self.matmul_on(x, exec)
     }
 
     /// `y = x · Wᵀ` through the plain reference kernel (decodes one row of W
     /// at a time). Every fast kernel is tested against this.
-    pub fn matmul_reference(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+    pub fn matmul_reference<'a>(&self, x: impl AsArray<'a, f32, Ix2>) -> Result<Array2<f32>> {
+        let x = x.into();
         self.check_input(x)?;
         Ok(super::reference::matmul(self, x, &Sequential))
     }

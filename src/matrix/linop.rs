@@ -35,7 +35,7 @@ impl LinOp for CompressedMatrix {
     }
 
     fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
-        self.matmul_with(x, exec)
+        self.matmul_on(x, exec)
     }
 }
 

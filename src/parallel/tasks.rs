@@ -265,7 +265,7 @@ impl TaskRunner {
         self.run(
             exec,
             &specs,
-            |i| pipeline.run_with(layers[i].1, &super::Sequential),
+            |i| pipeline.run_on(layers[i].1, &super::Sequential),
             progress,
         )
     }

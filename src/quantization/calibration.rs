@@ -82,7 +82,7 @@ fn mse_range(x: &[f32], grid: Grid, steps: usize) -> (f32, f32) {
     for k in 0..=steps {
         let r = 1.0 - (1.0 - MSE_MIN_RATIO) * k as f32 / steps as f32;
         let cand = (lo * r, hi * r);
-        let (s, z) = grid.params(cand.0, cand.1);
+        let (s, z) = grid.scale_zero_point(cand.0, cand.1);
         let e = sq_error(x, s, z as i32, grid);
         // Strict: ties keep the wider range (min-max first).
         if e < best.0 {

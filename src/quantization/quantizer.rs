@@ -20,6 +20,22 @@ pub trait Quantizer: Send + Sync {
     /// [`quantize_values`](Self::quantize_values) with the work spread over
     /// `exec`; the result must not depend on the executor. Defaults to the
     /// single-threaded version.
+    fn quantize_values_on(
+        &self,
+        values: &F32Values,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Values> {
+        // An implementation written against the old name keeps its override.
+        #[allow(deprecated)]
+        self.quantize_values_with(values, exec)
+    }
+
+    /// Old name of [`quantize_values_on`](Self::quantize_values_on); implement
+    /// that one instead.
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `quantize_values_on`: `_on` takes an executor"
+    )]
     fn quantize_values_with(
         &self,
         values: &F32Values,
@@ -42,7 +58,7 @@ pub trait Quantizer: Send + Sync {
         exec: &dyn ParallelExecutor,
     ) -> Result<CompressedMatrix> {
         m.map_values(&|v| match v {
-            Values::F32(f) => self.quantize_values_with(f, exec),
+            Values::F32(f) => self.quantize_values_on(f, exec),
             other => Err(SquishError::Incompatible {
                 pass: self.name(),
                 structure: m.structure().kind(),

@@ -127,16 +127,29 @@ impl CompressedMlp {
 
     /// Logits on one thread.
     pub fn forward(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        self.forward_with(x, &Sequential)
+        self.forward_on(x, &Sequential)
     }
 
-    /// Logits, each layer's product on `exec` (`CompressedMatrix::matmul_with`).
-    pub fn forward_with(
+    /// Logits, each layer's product on `exec` (`CompressedMatrix::matmul_on`).
+    pub fn forward_on(
         &self,
         x: ArrayView2<f32>,
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
         self.hidden_or_logits(x, self.layers.len(), exec)
+    }
+
+    /// Old name of [`forward_on`](Self::forward_on).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `forward_on`: `_on` takes an executor"
+    )]
+    pub fn forward_with(
+        &self,
+        x: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        self.forward_on(x, exec)
     }
 
     /// Activation output of hidden layer `layer` (as [`Mlp::hidden`]).
@@ -160,10 +173,10 @@ impl CompressedMlp {
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
         let n = self.layers.len();
-        let mut h = self.layers[0].matmul_with(x, exec)? + &self.biases[0];
+        let mut h = self.layers[0].matmul_on(x, exec)? + &self.biases[0];
         for i in 1..upto {
             h = self.activation.forward(h.view());
-            h = self.layers[i].matmul_with(h.view(), exec)? + &self.biases[i];
+            h = self.layers[i].matmul_on(h.view(), exec)? + &self.biases[i];
         }
         if upto < n {
             h = self.activation.forward(h.view());
@@ -171,14 +184,28 @@ impl CompressedMlp {
         Ok(h)
     }
 
-    /// Classification accuracy.
+    /// Old name of [`accuracy_on`](Self::accuracy_on).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `accuracy_on`: `_on` takes an executor"
+    )]
     pub fn accuracy_with(
         &self,
         x: ArrayView2<f32>,
         labels: &[usize],
         exec: &dyn ParallelExecutor,
     ) -> Result<f64> {
-        let logits = self.forward_with(x, exec)?;
+        self.accuracy_on(x, labels, exec)
+    }
+
+    /// Classification accuracy, each layer's product on `exec`.
+    pub fn accuracy_on(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[usize],
+        exec: &dyn ParallelExecutor,
+    ) -> Result<f64> {
+        let logits = self.forward_on(x, exec)?;
         if labels.len() != logits.nrows() {
             return Err(SquishError::shape(
                 "labels",

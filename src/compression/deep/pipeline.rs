@@ -57,7 +57,7 @@ pub struct DeepCompressionParams {
 /// let dc = DeepCompression::params(&[0.3, 0.5], &[4, 4]).prune_epochs(2).check()?;
 /// let out = dc.run(&mlp, &d.train)?;
 /// assert!(out.coded_bytes() * 6 < out.dense_bytes);
-/// assert!(out.shared.accuracy_with(d.test.x(), d.test.y(), &squish::prelude::Sequential)? > 0.7);
+/// assert!(out.shared.accuracy_on(d.test.x(), d.test.y(), &squish::prelude::Sequential)? > 0.7);
 /// # Ok::<(), squish::SquishError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::optimal::optimal_bounded;
 use super::SharingError;
-use super::{lloyd, optimal_with, Clustering, DpLayer, Histogram, Init};
+use super::{lloyd, optimal_with_layer, Clustering, DpLayer, Histogram, Init};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::{index_bits, CodebookScope, F32Values, PackedBits, Values};
 use crate::parallel::{map, ParallelExecutor, Sequential};
@@ -129,13 +129,26 @@ impl KMeans {
             Method::Optimal if self.p.dp_bound => {
                 optimal_bounded(hist, k, self.p.dp_memory, self.p.dp_layer)
             }
-            Method::Optimal => optimal_with(hist, k, self.p.dp_memory, self.p.dp_layer),
+            Method::Optimal => optimal_with_layer(hist, k, self.p.dp_memory, self.p.dp_layer),
         })
+    }
+
+    /// Old name of [`quantize_values_on`](Self::quantize_values_on).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `quantize_values_on`: `_on` takes an executor"
+    )]
+    pub fn quantize_values_with(
+        &self,
+        values: &F32Values,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Values> {
+        self.quantize_values_on(values, exec)
     }
 
     /// Encodes f32 values as a codebook, spreading per-row codebooks over `exec`.
     /// The result does not depend on the executor.
-    pub fn quantize_values_with(
+    pub fn quantize_values_on(
         &self,
         values: &F32Values,
         exec: &dyn ParallelExecutor,
@@ -331,6 +344,14 @@ impl Quantizer for KMeans {
     }
 
     fn quantize_values(&self, values: &F32Values) -> Result<Values> {
-        self.quantize_values_with(values, &Sequential)
+        KMeans::quantize_values_on(self, values, &Sequential)
+    }
+
+    fn quantize_values_on(
+        &self,
+        values: &F32Values,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Values> {
+        KMeans::quantize_values_on(self, values, exec)
     }
 }

@@ -44,4 +44,5 @@ pub use init::Init;
 pub use kernel::{codebook_matmul, CodebookKernel};
 pub use kmeans::{KMeans, KMeansParams, Method, DEFAULT_DP_MEMORY};
 pub use lloyd::lloyd;
-pub use optimal::{optimal, optimal_with, DpLayer};
+#[allow(deprecated)]
+pub use optimal::{optimal, optimal_with, optimal_with_layer, DpLayer};
