@@ -20,6 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use squish::compression::deep::DeepCompression;
 use squish::prelude::*;
+use squish::quantization::Binary;
 use squish::training::{CompressedMlp, Masks, Mlp};
 
 fn models() -> Vec<(&'static str, CompressedMlp)> {

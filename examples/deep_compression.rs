@@ -36,6 +36,7 @@ use squish::compression::lowrank::{LowRank, RankSelection};
 use squish::data::{digits, fashion_mnist, Split};
 use squish::distillation::{distill, SoftTarget};
 use squish::prelude::*;
+use squish::quantization::Binary;
 use squish::training::{CompressedMlp, Mlp, Optimizer, StraightThrough, Trainer};
 
 /// Hyperparameters of one data set.

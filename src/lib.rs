@@ -47,25 +47,21 @@ pub use error::{Result, SquishError};
 /// versions always match.
 pub use ndarray;
 
-/// The names most programs need.
+/// What the pipeline path needs: build passes, run a [`Pipeline`](pipeline::Pipeline)
+/// on a matrix or a model, multiply the result, save it.
+///
+/// Everything else stays at its module path (`squish::pruning::Global`,
+/// `squish::parallel::TaskRunner`, `squish::distillation::Distiller`, ...).
 pub mod prelude {
-    pub use crate::compression::lowrank::{LowRank, RandomizedSvd, RankSelection, SvdBackend};
+    pub use crate::compression::lowrank::{LowRank, RandomizedSvd, RankSelection};
     pub use crate::compression::sharing::KMeans;
-    pub use crate::distillation::Distiller;
     pub use crate::error::{Result, SquishError};
     pub use crate::io::{CompressedModel, Model};
-    pub use crate::matrix::{CompressedMatrix, LinOp, StorageReport};
-    pub use crate::metrics::ErrorMetrics;
-    pub use crate::parallel::{
-        DataParallel, Forward, ParallelExecutor, ProgressEvent, Sequential, TaskRunner, ThreadPool,
-    };
-    pub use crate::pass::{CompressionPass, Prune, Quantize};
-    pub use crate::pipeline::{Pipeline, PipelineOutput, PipelineReport};
-    pub use crate::pruning::{
-        Global, Importance, Magnitude, NMPruner, Pruner, Schedule, Structured, Wanda,
-    };
-    pub use crate::quantization::{
-        Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
-    };
+    pub use crate::matrix::{CompressedMatrix, LinOp};
+    pub use crate::parallel::{ParallelExecutor, Sequential, ThreadPool};
+    pub use crate::pass::CompressionPass;
+    pub use crate::pipeline::{Pipeline, PipelineOutput};
+    pub use crate::pruning::{Magnitude, NMPruner, Pruner};
+    pub use crate::quantization::{IntQuantizer, Quantizer};
     pub use crate::recipe::Recipe;
 }

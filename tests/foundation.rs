@@ -9,6 +9,7 @@ use squish::parallel::{ParallelError, Sequential, ThreadPool};
 use squish::prelude::*;
 use squish::pruning::PruningError;
 use squish::quantization::QuantizationError;
+use squish::quantization::{Binary, Ternary};
 
 fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);

@@ -378,7 +378,7 @@ fn randomized_parameters_are_checked() {
         }
     ));
     let e = LowRank::params(RankSelection::Energy(0.9))
-        .randomized(RandomizedSvd::params(1).probes(0))
+        .randomized(RandomizedSvd::settings().probes(0))
         .check()
         .unwrap_err();
     assert_eq!(low_rank_error(e), LowRankError::ZeroProbes);
@@ -516,7 +516,7 @@ fn energy_and_error_rules_hold_for_exact_and_randomized() {
     let exact = factorize(w.view(), RankSelection::Energy(0.95)).unwrap();
     assert_eq!(exact.rank(), want);
     let rand = LowRank::params(RankSelection::Energy(0.95))
-        .randomized(RandomizedSvd::params(1).seed(5))
+        .randomized(RandomizedSvd::settings().seed(5))
         .check()
         .unwrap()
         .factorize(w.view(), &Sequential)
@@ -538,7 +538,7 @@ fn energy_and_error_rules_hold_for_exact_and_randomized() {
                 .check()
                 .unwrap(),
             LowRank::params(RankSelection::RelativeError(eps))
-                .randomized(RandomizedSvd::params(1))
+                .randomized(RandomizedSvd::settings())
                 .check()
                 .unwrap(),
         ] {
@@ -703,7 +703,7 @@ fn pass_rejects_what_it_cannot_factor() {
     ));
     // Randomized pass in a pipeline on two threads equals the sequential run.
     let p = LowRank::params(RankSelection::CompressionRatio(3.0))
-        .randomized(RandomizedSvd::params(1).seed(1))
+        .randomized(RandomizedSvd::settings().seed(1))
         .check()
         .unwrap();
     let a = Pipeline::new().then(p).run(w.view()).unwrap();

@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use squish::data::{digits, fashion_mnist, parse_idx};
 use squish::matrix::{CodebookScope, CompressedMatrix, PackedBits, RowLayout, Structure, Values};
 use squish::prelude::*;
+use squish::quantization::{Binary, Ternary};
 use squish::training::*;
 use std::sync::Arc;
 

@@ -10,6 +10,18 @@ use crate::parallel::ParallelExecutor;
 /// so it works on every structure: dense, CSR, N:M, kept rows and each factor
 /// of a low-rank matrix. Wrap it in [`Quantize`](crate::pass::Quantize) (or use
 /// [`Pipeline::quantize`](crate::pipeline::Pipeline::quantize)) to put it in a pipeline.
+///
+/// Forgetting `.check()` on a builder points at the fix:
+///
+/// ```compile_fail
+/// use squish::prelude::*;
+/// let _ = Pipeline::new().quantize(IntQuantizer::params(8)); // `.check()?` missing
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Quantizer`; a `…Params` builder becomes one through `.check()?`",
+    label = "call `.check()?` on this builder first",
+    note = "builders are validated once, before any work: e.g. `IntQuantizer::params(8).check()?`"
+)]
 pub trait Quantizer: Send + Sync {
     /// Name shown in reports (e.g. `"int8 sym per-row"`).
     fn name(&self) -> String;

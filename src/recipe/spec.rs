@@ -151,8 +151,8 @@ impl LowRankSpec {
     pub fn build(&self) -> Result<LowRank> {
         let params = LowRank::params(self.selection()?);
         if self.randomized.unwrap_or(false) {
-            // The rank given here is a placeholder: the rank rule decides.
-            let mut r = RandomizedSvd::params(1);
+            // The rank rule decides the rank.
+            let mut r = RandomizedSvd::settings();
             if let Some(p) = self.oversampling {
                 r = r.oversampling(p);
             }
