@@ -9,13 +9,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use squish::matrix::{CompressedMatrix, LinOp};
 use squish::parallel::{
-    data_parallel_grad, dense_matmul, tree_reduce, Activation, ColSplit, DataParallel, Forward,
-    Layer, LayerPipeline, LayerStack, ParallelError, ParallelExecutor, ProgressEvent, RowSplit,
-    Sequential, TaskRunner, TaskSpec, ThreadPool,
+    data_parallel_grad, dense_matmul, tree_reduce, ColSplit, DataParallel, Forward, LayerPipeline,
+    ParallelError, ParallelExecutor, ProgressEvent, RowSplit, Sequential, TaskRunner, TaskSpec,
+    ThreadPool,
 };
 use squish::pipeline::{Pipeline, PipelineOutput};
 use squish::prelude::*;
 use squish::quantization::QuantizationError;
+use squish::training::{Activation, Layer, LayerStack, TrainingError};
 
 fn rand_mat(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -234,6 +235,7 @@ fn layer_forward_matches_f64_reference() {
         Activation::Relu,
         Activation::Tanh,
         Activation::Sigmoid,
+        Activation::Gelu,
     ] {
         let layer = Layer::new(w.clone())
             .with_bias(b.view())
@@ -251,6 +253,10 @@ fn layer_forward_matches_f64_reference() {
                     Activation::Relu => z.max(0.0),
                     Activation::Tanh => z.tanh(),
                     Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+                    Activation::Gelu => {
+                        let c = (2.0 / std::f64::consts::PI).sqrt();
+                        0.5 * z * (1.0 + (c * (z + 0.044715 * z.powi(3))).tanh())
+                    }
                 };
             }
         }
@@ -753,10 +759,7 @@ fn layer_pipeline_equals_plain_forward_bit_for_bit() {
 fn model_builders_reject_bad_input() {
     assert!(matches!(
         LayerStack::new(vec![]),
-        Err(SquishError::Parallel(ParallelError::Zero {
-            what: "layers",
-            ..
-        }))
+        Err(SquishError::Training(TrainingError::NoLayers))
     ));
     let bad_chain = || vec![Layer::new(rand_mat(5, 3, 1)), Layer::new(rand_mat(2, 4, 2))];
     assert!(matches!(

@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::CompressedMatrix;
 use crate::error::Result;
-use crate::parallel::ParallelExecutor;
+use crate::parallel::{Forward, ParallelExecutor};
 
 /// A linear map given by its shape and how it multiplies, never by its
 /// entries (faer's `LinOp` is the model). A compressed matrix is a drop-in
@@ -48,5 +48,20 @@ impl LinOp for Array2<f32> {
 
     fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
         crate::parallel::dense_matmul(self.view(), x, exec)
+    }
+}
+
+/// Every linear operator is a [`Forward`] model of one layer.
+impl<T: LinOp + ?Sized> Forward for T {
+    fn in_dim(&self) -> usize {
+        self.shape().1
+    }
+
+    fn out_dim(&self) -> usize {
+        self.shape().0
+    }
+
+    fn forward(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+        self.apply(x, exec)
     }
 }

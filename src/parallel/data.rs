@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
 
-use super::model::{check_batch, Forward};
+use super::forward::{check_batch, Forward};
 use super::ParallelError;
 use super::{map, ParallelExecutor, Sequential};
 use crate::error::{Result, SquishError};

@@ -227,3 +227,20 @@ impl CompressedMlp {
         Mlp::from_layers(layers, self.activation)
     }
 }
+
+/// The model-parallel runners ([`DataParallel`](crate::parallel::DataParallel),
+/// [`LayerPipeline`](crate::parallel::LayerPipeline)) drive a compressed
+/// network like any other model.
+impl crate::parallel::Forward for CompressedMlp {
+    fn in_dim(&self) -> usize {
+        self.layers[0].cols()
+    }
+
+    fn out_dim(&self) -> usize {
+        self.layers[self.layers.len() - 1].rows()
+    }
+
+    fn forward(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+        self.forward_on(x, exec)
+    }
+}

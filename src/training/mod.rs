@@ -29,6 +29,7 @@ mod optimizer;
 mod regularization;
 mod scalar;
 mod schedule;
+mod stack;
 mod ste;
 mod trainer;
 
@@ -51,5 +52,6 @@ pub use regularization::{
 };
 pub use scalar::Scalar;
 pub use schedule::{cubic_sparsity, from_schedule, GradualPruning, SparsitySchedule};
+pub use stack::{Layer, LayerStack};
 pub use ste::StraightThrough;
 pub use trainer::{Objective, TrainReport, Trainer, TrainerParams};
