@@ -36,6 +36,7 @@ pub mod kernels;
 mod quantizer;
 mod sign;
 mod slice_ops;
+mod ste;
 
 pub use calibration::{Calibration, MSE_MIN_RATIO};
 pub use dynamic::{quantize_activations, DynamicInt8, QuantizedActivations};
@@ -43,3 +44,4 @@ pub use error::QuantizationError;
 pub use integer::{IntQuantizer, IntQuantizerParams};
 pub use quantizer::Quantizer;
 pub use sign::{Binary, Ternary};
+pub use ste::fake_quantize;

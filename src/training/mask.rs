@@ -2,10 +2,10 @@
 
 use ndarray::Array2;
 
-use super::regularization::near_zero_mask;
 use super::TrainingError;
 use super::{Gradients, Mlp};
 use crate::error::{Result, SquishError};
+use crate::pruning::near_zero_mask;
 
 /// One optional keep-mask (`true` = trainable) per layer's weight.
 ///

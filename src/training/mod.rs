@@ -8,7 +8,7 @@
 //!   after compression is measured;
 //! - regularization-driven pruning ([`Regularizer`]: L1, L2, group lasso),
 //!   mask-aware fine-tuning ([`Masks`]) and gradual pruning on Zhu & Gupta's
-//!   schedule ([`GradualPruning`], [`cubic_sparsity`]);
+//!   schedule ([`GradualPruning`] over a [`pruning::Schedule`](crate::pruning::Schedule));
 //! - compression-aware fine-tuning: the straight-through estimator through any
 //!   quantizer ([`StraightThrough`]) and codebook centroid fine-tuning
 //!   ([`finetune_centroids`]).
@@ -46,11 +46,13 @@ pub use loss::{
 pub use mask::Masks;
 pub use mlp::{Mlp, MlpParams, Trace};
 pub use optimizer::{Optimizer, OptimizerParams, OptimizerState};
-pub use regularization::{
-    group_soft_threshold_rows, near_zero_mask, soft_threshold, surviving_rows, Penalty,
-    Regularizer, RegularizerParams,
+// The proximal operators and masks are pruning's; kept here at their old path.
+pub use crate::pruning::{
+    group_soft_threshold_rows, near_zero_mask, soft_threshold, surviving_rows,
 };
+pub use regularization::{Penalty, Regularizer, RegularizerParams};
 pub use scalar::Scalar;
+#[allow(deprecated)]
 pub use schedule::{cubic_sparsity, from_schedule, GradualPruning, SparsitySchedule};
 pub use stack::{Layer, LayerStack};
 pub use ste::StraightThrough;

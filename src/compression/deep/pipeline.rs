@@ -11,11 +11,9 @@ use crate::compression::sharing::KMeans;
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
 use crate::matrix::CompressedMatrix;
-use crate::pruning::{Magnitude, Pruner};
+use crate::pruning::{Magnitude, Pruner, Schedule};
 use crate::quantization::Quantizer;
-use crate::training::{
-    cubic_sparsity, finetune_centroids, CompressedMlp, Masks, Mlp, Optimizer, Trainer,
-};
+use crate::training::{finetune_centroids, CompressedMlp, Masks, Mlp, Optimizer, Trainer};
 
 /// Unchecked hyperparameters of [`DeepCompression`].
 #[derive(Clone, Debug, PartialEq)]
@@ -250,7 +248,7 @@ impl DeepCompression {
             .p
             .density
             .iter()
-            .map(|&d| cubic_sparsity(0.0, 1.0 - d, 0, updates))
+            .map(|&d| Schedule::cubic(1.0 - d, updates as u64).check())
             .collect::<Result<Vec<_>>>()?;
         let n = mlp.layers().len();
         let mut keep: Vec<Option<Array2<bool>>> = vec![None; n];
@@ -259,7 +257,7 @@ impl DeepCompression {
                 if self.p.density[l] >= 1.0 {
                     continue;
                 }
-                let s = schedules[l](u + 1);
+                let s = schedules[l].sparsity_at((u + 1) as u64);
                 let mut m = Magnitude::params(s)
                     .check()?
                     .mask(mlp.layers()[l].weight())?;
