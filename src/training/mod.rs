@@ -34,7 +34,9 @@ mod ste;
 mod trainer;
 
 pub use activation::Activation;
-pub use codebook::{centroid_gradients, decode_with_centroids, finetune_centroids, with_centroids};
+// The matrix side of centroid fine-tuning is sharing's; kept here at its old path.
+pub use crate::compression::sharing::{centroid_gradients, decode_with_centroids, with_centroids};
+pub use codebook::finetune_centroids;
 pub use compressed::CompressedMlp;
 pub use dense::{Dense, DenseGrad};
 pub use error::TrainingError;

@@ -24,6 +24,7 @@ mod bounded;
 mod clustering;
 mod entropy;
 mod error;
+mod finetune;
 mod histogram;
 mod huffman;
 mod init;
@@ -35,6 +36,7 @@ mod optimal;
 pub use clustering::Clustering;
 pub use entropy::{HuffmanCodebook, HuffmanMatrix};
 pub use error::SharingError;
+pub use finetune::{centroid_gradients, decode_with_centroids, with_centroids};
 pub use histogram::Histogram;
 pub use huffman::{
     column_gaps, columns_from_gaps, entropy_bits, symbol_counts, BitStream, HuffmanCode,
