@@ -10,16 +10,17 @@
 //! and keep the other, so they chain in a [`Pipeline`](pipeline::Pipeline):
 //!
 //! ```
-//! use ndarray::Array2;
+//! use squish::ndarray::Array2;
 //! use squish::prelude::*;
 //!
 //! let w = Array2::from_shape_fn((256, 128), |(i, j)| ((i * 31 + j * 17) % 97) as f32 / 97.0 - 0.5);
 //! let out = Pipeline::new()
 //!     .prune(Magnitude::params(0.5).check()?)
 //!     .quantize(IntQuantizer::params(8).per_row().check()?)
-//!     .run(w.view())?;
+//!     .run(&w)?; // anything ndarray can view: &Array2, ArrayView2, ...
 //! let x = Array2::<f32>::ones((4, 128));
-//! let y = out.matrix.matmul(x.view())?; // sparse int8, never made dense
+//! // `matmul(x)` is x·Wᵀ (PyTorch's `Linear`, x is [batch, in]); sparse int8, never made dense.
+//! let y = out.matrix.matmul(&x)?;
 //! assert_eq!(y.dim(), (4, 256));
 //! assert!(out.report.stages.last().unwrap().storage.ratio() > 2.0);
 //! # Ok::<(), squish::SquishError>(())
