@@ -63,6 +63,6 @@ pub mod prelude {
     pub use crate::pass::CompressionPass;
     pub use crate::pipeline::{Pipeline, PipelineOutput};
     pub use crate::pruning::{Magnitude, NMPruner, Pruner};
-    pub use crate::quantization::{IntQuantizer, Quantizer};
+    pub use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
     pub use crate::recipe::Recipe;
 }
