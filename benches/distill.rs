@@ -25,10 +25,7 @@ fn kd(c: &mut Criterion) {
         bch.iter(|| kd.loss_and_grad(s.view(), t.view(), &y).unwrap())
     });
     g.bench_function("squish 2 threads", |bch| {
-        bch.iter(|| {
-            kd.loss_and_grad_with(s.view(), t.view(), &y, &pool)
-                .unwrap()
-        })
+        bch.iter(|| kd.loss_and_grad_on(s.view(), t.view(), &y, &pool).unwrap())
     });
     g.bench_function("plain reference (ndarray softmax)", |bch| {
         bch.iter(|| soft_target_reference(s.view(), t.view(), &y, 4.0, 0.9).unwrap())

@@ -13,10 +13,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use squish::matrix::LinOp;
 use squish::parallel::{
-    Activation, ColSplit, DataParallel, Forward, Layer, LayerPipeline, LayerStack,
-    ParallelExecutor, RowSplit, Sequential, TaskRunner, ThreadPool,
+    ColSplit, DataParallel, Forward, LayerPipeline, ParallelExecutor, RowSplit, Sequential,
+    TaskRunner, ThreadPool,
 };
 use squish::prelude::*;
+use squish::training::{Activation, Layer, LayerStack};
 
 fn rand_mat(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);

@@ -32,10 +32,10 @@ fn quantize_16m(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Bytes((N * N * 4) as u64));
     g.bench_function("1 thread", |b| {
-        b.iter(|| black_box(q.quantize_values_with(f, &Sequential).unwrap()))
+        b.iter(|| black_box(q.quantize_values_on(f, &Sequential).unwrap()))
     });
     g.bench_function("2 threads", |b| {
-        b.iter(|| black_box(q.quantize_values_with(f, &pool).unwrap()))
+        b.iter(|| black_box(q.quantize_values_on(f, &pool).unwrap()))
     });
     g.finish();
 }
@@ -84,7 +84,7 @@ fn gemv(c: &mut Criterion) {
     ];
     for (name, q) in &encodings {
         g.bench_function(BenchmarkId::new("squish", name), |b| {
-            b.iter(|| black_box(q.matmul_with(x.view(), &Sequential).unwrap()))
+            b.iter(|| black_box(q.matmul_on(x.view(), &Sequential).unwrap()))
         });
     }
     g.finish();
@@ -109,7 +109,7 @@ fn gemm_b64(c: &mut Criterion) {
         b.iter(|| black_box(dynamic.matmul(x.view(), &Sequential).unwrap()))
     });
     g.bench_function("int8 weight-only (decode blocks + GEMM)", |b| {
-        b.iter(|| black_box(m8.matmul_with(x.view(), &Sequential).unwrap()))
+        b.iter(|| black_box(m8.matmul_on(x.view(), &Sequential).unwrap()))
     });
     g.finish();
 }

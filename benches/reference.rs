@@ -6,6 +6,7 @@ use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use squish::prelude::*;
+use squish::quantization::{Binary, Ternary};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {

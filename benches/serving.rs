@@ -20,6 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use squish::compression::deep::DeepCompression;
 use squish::prelude::*;
+use squish::quantization::Binary;
 use squish::training::{CompressedMlp, Masks, Mlp};
 
 fn models() -> Vec<(&'static str, CompressedMlp)> {
@@ -79,7 +80,7 @@ fn serving(c: &mut Criterion) {
         }
         for (name, m) in &models {
             g.bench_with_input(BenchmarkId::from_parameter(name), &x, |b, x| {
-                b.iter(|| black_box(m.forward_with(x.view(), &Sequential).unwrap()))
+                b.iter(|| black_box(m.forward_on(x.view(), &Sequential).unwrap()))
             });
         }
         g.finish();

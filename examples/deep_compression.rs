@@ -36,6 +36,7 @@ use squish::compression::lowrank::{LowRank, RankSelection};
 use squish::data::{digits, fashion_mnist, Split};
 use squish::distillation::{distill, SoftTarget};
 use squish::prelude::*;
+use squish::quantization::Binary;
 use squish::training::{CompressedMlp, Mlp, Optimizer, StraightThrough, Trainer};
 
 /// Hyperparameters of one data set.
@@ -153,7 +154,7 @@ fn run_seed(data: &Split, s: &Setup, seed: u64, t0: Instant) -> squish::Result<S
         notes: Vec::new(),
     };
     let record = |r: &mut SeedResult, i: usize, m: CompressedMlp, b: usize| -> squish::Result<()> {
-        r.acc[i] = m.accuracy_with(tx, ty, &Sequential)?;
+        r.acc[i] = m.accuracy_on(tx, ty, &Sequential)?;
         r.bytes[i] = b;
         r.models[i] = Some(m);
         Ok(())
@@ -317,7 +318,7 @@ fn time_forward(m: &CompressedMlp, x: ArrayView2<f32>, batch: usize, limit: usiz
     let x = x.slice(s![..limit.min(x.nrows()), ..]);
     let pass = || {
         for chunk in x.axis_chunks_iter(ndarray::Axis(0), batch) {
-            std::hint::black_box(m.forward_with(chunk, &Sequential).expect("forward"));
+            std::hint::black_box(m.forward_on(chunk, &Sequential).expect("forward"));
         }
     };
     pass(); // warm-up

@@ -126,9 +126,7 @@ fn main() -> squish::Result<()> {
         tt.fit(&mut teacher, &data.train)?;
         rows[0].1.push(teacher.accuracy(tx, ty)?);
         let compressed = CompressedMlp::from_mlp(&teacher, &|_, m| int4.quantize(m))?;
-        rows[1]
-            .1
-            .push(compressed.accuracy_with(tx, ty, &Sequential)?);
+        rows[1].1.push(compressed.accuracy_on(tx, ty, &Sequential)?);
 
         let init = Mlp::params(&setup.student).seed(seed + 500).check()?;
         let mut alone = init.clone();

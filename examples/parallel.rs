@@ -4,11 +4,9 @@
 
 use ndarray::{Array2, ArrayView2};
 use squish::matrix::LinOp;
-use squish::parallel::{
-    Activation, DataParallel, Forward, Layer, LayerPipeline, LayerStack, ProgressEvent, RowSplit,
-    TaskRunner,
-};
+use squish::parallel::{DataParallel, Forward, LayerPipeline, ProgressEvent, RowSplit, TaskRunner};
 use squish::prelude::*;
+use squish::training::{Activation, Layer, LayerStack};
 
 fn weight(rows: usize, cols: usize, seed: usize) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |(i, j)| {

@@ -8,8 +8,10 @@ use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal, StudentT};
+use squish::metrics::ErrorMetrics;
 use squish::prelude::*;
 use squish::quantization::Calibration;
+use squish::quantization::{Binary, Ternary};
 
 fn main() -> Result<()> {
     let n = 1024;

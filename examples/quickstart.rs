@@ -8,7 +8,9 @@ use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal, StudentT};
+use squish::metrics::ErrorMetrics;
 use squish::prelude::*;
+use squish::quantization::Ternary;
 
 /// A 512×512 weight matrix shaped like a trained layer: a few strong
 /// directions plus heavy-tailed noise (Student-t, ν = 3).

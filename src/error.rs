@@ -48,6 +48,10 @@ pub enum SquishError {
         got: String,
     },
     /// A hyperparameter outside its valid range, rejected before any work.
+    ///
+    /// The families report their own parameters through their typed enums
+    /// ([`SquishError::Quantization`], [`SquishError::Pruning`], ...); this
+    /// variant is left for code outside them (see [`SquishError::invalid`]).
     #[error("invalid parameter `{name}` = {value}: {reason}")]
     InvalidParameter {
         /// Parameter name.
@@ -77,6 +81,27 @@ pub enum SquishError {
         /// What disagrees.
         detail: String,
     },
+    /// A structure or value encoding built from parts that do not fit its rules.
+    #[error(transparent)]
+    Matrix(#[from] crate::matrix::MatrixError),
+    /// An error of the quantization family.
+    #[error(transparent)]
+    Quantization(#[from] crate::quantization::QuantizationError),
+    /// An error of the weight-sharing family (k-means, Huffman coding).
+    #[error(transparent)]
+    Sharing(#[from] crate::compression::sharing::SharingError),
+    /// An error of the deep-compression family.
+    #[error(transparent)]
+    Deep(#[from] crate::compression::deep::DeepError),
+    /// An error of the distillation family.
+    #[error(transparent)]
+    Distillation(#[from] crate::distillation::DistillationError),
+    /// An error of the training engine.
+    #[error(transparent)]
+    Training(#[from] crate::training::TrainingError),
+    /// An operating-system I/O error (reading or writing a file).
+    #[error("I/O error: {0}; check the path and its permissions")]
+    Io(#[from] std::io::Error),
     /// A pruning-specific error.
     #[error(transparent)]
     Pruning(#[from] crate::pruning::PruningError),
@@ -98,7 +123,9 @@ pub enum SquishError {
 }
 
 impl SquishError {
-    /// Shorthand for [`SquishError::InvalidParameter`].
+    /// Shorthand for [`SquishError::InvalidParameter`], for code outside the
+    /// crate's families (a user's closure, the command line). The crate's own
+    /// functions return their family's typed error instead.
     pub fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
         SquishError::InvalidParameter {
             name,

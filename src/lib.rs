@@ -10,16 +10,17 @@
 //! and keep the other, so they chain in a [`Pipeline`](pipeline::Pipeline):
 //!
 //! ```
-//! use ndarray::Array2;
+//! use squish::ndarray::Array2;
 //! use squish::prelude::*;
 //!
 //! let w = Array2::from_shape_fn((256, 128), |(i, j)| ((i * 31 + j * 17) % 97) as f32 / 97.0 - 0.5);
 //! let out = Pipeline::new()
 //!     .prune(Magnitude::params(0.5).check()?)
 //!     .quantize(IntQuantizer::params(8).per_row().check()?)
-//!     .run(w.view())?;
+//!     .run(&w)?; // anything ndarray can view: &Array2, ArrayView2, ...
 //! let x = Array2::<f32>::ones((4, 128));
-//! let y = out.matrix.matmul(x.view())?; // sparse int8, never made dense
+//! // `matmul(x)` is x·Wᵀ (PyTorch's `Linear`, x is [batch, in]); sparse int8, never made dense.
+//! let y = out.matrix.matmul(&x)?;
 //! assert_eq!(y.dim(), (4, 256));
 //! assert!(out.report.stages.last().unwrap().storage.ratio() > 2.0);
 //! # Ok::<(), squish::SquishError>(())
@@ -45,26 +46,25 @@ pub mod recipe;
 pub mod training;
 
 pub use error::{Result, SquishError};
+/// The ndarray this crate is built against: use it to build inputs so the
+/// versions always match.
+pub use ndarray;
 
-/// The names most programs need.
+/// What the pipeline path needs: build passes, run a [`Pipeline`](pipeline::Pipeline)
+/// on a matrix or a model, multiply the result, save it.
+///
+/// Everything else stays at its module path (`squish::pruning::Global`,
+/// `squish::parallel::TaskRunner`, `squish::distillation::Distiller`, ...).
 pub mod prelude {
-    pub use crate::compression::lowrank::{LowRank, RandomizedSvd, RankSelection, SvdBackend};
+    pub use crate::compression::lowrank::{LowRank, RandomizedSvd, RankSelection};
     pub use crate::compression::sharing::KMeans;
-    pub use crate::distillation::Distiller;
     pub use crate::error::{Result, SquishError};
     pub use crate::io::{CompressedModel, Model};
-    pub use crate::matrix::{CompressedMatrix, LinOp, StorageReport};
-    pub use crate::metrics::ErrorMetrics;
-    pub use crate::parallel::{
-        DataParallel, Forward, ParallelExecutor, ProgressEvent, Sequential, TaskRunner, ThreadPool,
-    };
+    pub use crate::matrix::{CompressedMatrix, LinOp};
+    pub use crate::parallel::{ParallelExecutor, Sequential, ThreadPool};
     pub use crate::pass::CompressionPass;
-    pub use crate::pipeline::{Pipeline, PipelineOutput, PipelineReport};
-    pub use crate::pruning::{
-        Global, Importance, Magnitude, NMPruner, Prune, Pruner, Schedule, Structured, Wanda,
-    };
-    pub use crate::quantization::{
-        Binary, Calibration, DynamicInt8, IntQuantizer, Quantize, Quantizer, Ternary,
-    };
+    pub use crate::pipeline::{Pipeline, PipelineOutput};
+    pub use crate::pruning::{Magnitude, NMPruner, Prune, Pruner};
+    pub use crate::quantization::{Binary, IntQuantizer, Quantize, Quantizer, Ternary};
     pub use crate::recipe::Recipe;
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView2, AsArray, Ix2};
 
 use crate::error::Result;
 use crate::matrix::{CompressedMatrix, StorageReport};
@@ -19,7 +19,7 @@ use crate::pass::CompressionPass;
 /// let pipeline = Pipeline::new()
 ///     .prune(Magnitude::params(0.5).check().unwrap())
 ///     .quantize(IntQuantizer::params(8).per_row().check().unwrap());
-/// let out = pipeline.run(w.view()).unwrap();
+/// let out = pipeline.run(&w).unwrap();
 /// assert_eq!(out.matrix.structure().kind(), "csr");
 /// assert_eq!(out.matrix.encoding(), "int8");
 /// assert_eq!(out.report.stages.len(), 3); // input, prune, quantize
@@ -99,17 +99,30 @@ impl Pipeline {
         self.passes.is_empty()
     }
 
-    /// Runs every pass on `w`, on one thread.
-    pub fn run(&self, w: ArrayView2<f32>) -> Result<PipelineOutput> {
-        self.run_with(w, &Sequential)
+    /// Runs every pass on `w` (anything ndarray can view: `&Array2`,
+    /// `ArrayView2`, ...), on one thread.
+    pub fn run<'a>(&self, w: impl AsArray<'a, f32, Ix2>) -> Result<PipelineOutput> {
+        self.run_on(w, &Sequential)
     }
 
-    /// Runs every pass on `w`; passes may use `exec`.
+    /// Old name of [`run_on`](Self::run_on).
+    #[deprecated(since = "0.2.0", note = "renamed `run_on`: `_on` takes an executor")]
     pub fn run_with(
         &self,
         w: ArrayView2<f32>,
         exec: &dyn ParallelExecutor,
     ) -> Result<PipelineOutput> {
+        self.run_on(w, exec)
+    }
+
+    /// Runs every pass on `w`; passes may use `exec` (the result does not
+    /// depend on it).
+    pub fn run_on<'a>(
+        &self,
+        w: impl AsArray<'a, f32, Ix2>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<PipelineOutput> {
+        let w: ArrayView2<'a, f32> = w.into();
         let mut m = CompressedMatrix::from_dense(w)?;
         let mut report = PipelineReport::default();
         report
@@ -201,7 +214,7 @@ impl TaskRunner {
         self.run(
             exec,
             &specs,
-            |i| pipeline.run_with(layers[i].1, &Sequential),
+            |i| pipeline.run_on(layers[i].1, &Sequential),
             progress,
         )
     }

@@ -167,7 +167,7 @@ fn stages_sizes_round_trip_and_accuracy() {
     assert!(out.dense_bytes as f64 / out.coded_bytes() as f64 > 8.0);
 
     // Accuracy after compression (through the compressed kernels) stays near dense.
-    let acc = |m: &squish::training::CompressedMlp| m.accuracy_with(tx, ty, &Sequential).unwrap();
+    let acc = |m: &squish::training::CompressedMlp| m.accuracy_on(tx, ty, &Sequential).unwrap();
     let (a1, a2) = (acc(&out.pruned), acc(&out.shared));
     assert!(a1 > dense_acc - 0.05, "pruned {a1} vs dense {dense_acc}");
     assert!(a2 > dense_acc - 0.05, "shared {a2} vs dense {dense_acc}");

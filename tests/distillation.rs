@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use squish::data::digits;
 use squish::distillation::*;
 use squish::prelude::*;
+use squish::training::TrainingError;
 use squish::training::*;
 
 const H: f64 = 1e-5;
@@ -132,7 +133,7 @@ fn distiller_errors_are_typed() {
     ));
     assert!(matches!(
         kd.loss_and_grad(a.view(), a.view(), &[0, 3]),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Training(TrainingError::Label { label: 3, .. }))
     ));
     let mut bad = a.clone();
     bad[[1, 1]] = f32::INFINITY;

@@ -5,8 +5,11 @@ use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use squish::matrix::*;
-use squish::parallel::{Sequential, ThreadPool};
+use squish::parallel::{ParallelError, Sequential, ThreadPool};
 use squish::prelude::*;
+use squish::pruning::PruningError;
+use squish::quantization::QuantizationError;
+use squish::quantization::{Binary, Ternary};
 
 fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -157,7 +160,7 @@ fn reference_kernel_matches_naive_product_for_every_pair() {
                 assert_close(fast.view(), reference.view(), cols);
                 assert_eq!(
                     fast,
-                    m.matmul_with(x.view(), &pool).unwrap(),
+                    m.matmul_on(x.view(), &pool).unwrap(),
                     "{} {}",
                     st.structure().kind(),
                     m.encoding()
@@ -401,23 +404,28 @@ fn every_error_variant_is_reachable() {
     ));
     assert!(matches!(
         Magnitude::params(1.0).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Pruning(PruningError::Sparsity(_)))
     ));
     assert!(matches!(
         Magnitude::params(-0.1).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Pruning(PruningError::Sparsity(_)))
     ));
     assert!(matches!(
         IntQuantizer::params(3).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Quantization(
+            QuantizationError::UnsupportedBits(3)
+        ))
     ));
     assert!(matches!(
         IntQuantizer::params(8).per_group(0).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Quantization(QuantizationError::ZeroGroupSize))
     ));
     assert!(matches!(
         ThreadPool::new(0),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "threads",
+            ..
+        }))
     ));
     // Pruning a binary matrix, quantizing twice: incompatible compositions.
     let b = Binary.quantize(&m).unwrap();
@@ -467,7 +475,7 @@ fn every_error_variant_is_reachable() {
             vec![0.0],
             PackedBits::pack(1, &[0, 0]).unwrap()
         ),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Matrix(MatrixError::CodebookSize(1)))
     ));
     assert!(matches!(
         Values::codebook(

@@ -378,7 +378,7 @@ fn randomized_parameters_are_checked() {
         }
     ));
     let e = LowRank::params(RankSelection::Energy(0.9))
-        .randomized(RandomizedSvd::params(1).probes(0))
+        .randomized(RandomizedSvd::settings().probes(0))
         .check()
         .unwrap_err();
     assert_eq!(low_rank_error(e), LowRankError::ZeroProbes);
@@ -516,7 +516,7 @@ fn energy_and_error_rules_hold_for_exact_and_randomized() {
     let exact = factorize(w.view(), RankSelection::Energy(0.95)).unwrap();
     assert_eq!(exact.rank(), want);
     let rand = LowRank::params(RankSelection::Energy(0.95))
-        .randomized(RandomizedSvd::params(1).seed(5))
+        .randomized(RandomizedSvd::settings().seed(5))
         .check()
         .unwrap()
         .factorize(w.view(), &Sequential)
@@ -538,7 +538,7 @@ fn energy_and_error_rules_hold_for_exact_and_randomized() {
                 .check()
                 .unwrap(),
             LowRank::params(RankSelection::RelativeError(eps))
-                .randomized(RandomizedSvd::params(1))
+                .randomized(RandomizedSvd::settings())
                 .check()
                 .unwrap(),
         ] {
@@ -606,7 +606,7 @@ fn factored_matmul_equals_dense_matmul_of_reconstruction() {
         for (a, b) in y.iter().zip(reference.iter()) {
             assert!((a - b).abs() < 1e-4 * scale as f32);
         }
-        assert_eq!(y, lr.matmul_with(x.view(), &pool).unwrap());
+        assert_eq!(y, lr.matmul_on(x.view(), &pool).unwrap());
         match lr.structure() {
             Structure::LowRank(l) => {
                 assert!(kernel::supports(l));
@@ -703,13 +703,13 @@ fn pass_rejects_what_it_cannot_factor() {
     ));
     // Randomized pass in a pipeline on two threads equals the sequential run.
     let p = LowRank::params(RankSelection::CompressionRatio(3.0))
-        .randomized(RandomizedSvd::params(1).seed(1))
+        .randomized(RandomizedSvd::settings().seed(1))
         .check()
         .unwrap();
     let a = Pipeline::new().then(p).run(w.view()).unwrap();
     let b = Pipeline::new()
         .then(p)
-        .run_with(w.view(), &ThreadPool::new(2).unwrap())
+        .run_on(w.view(), &ThreadPool::new(2).unwrap())
         .unwrap();
     assert_eq!(a.matrix, b.matrix);
     assert!(a.report.stages[1].storage.ratio() >= 3.0);

@@ -9,12 +9,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use squish::matrix::{CompressedMatrix, LinOp};
 use squish::parallel::{
-    data_parallel_grad, dense_matmul, tree_reduce, Activation, ColSplit, DataParallel, Forward,
-    Layer, LayerPipeline, LayerStack, ParallelError, ParallelExecutor, ProgressEvent, RowSplit,
-    Sequential, TaskRunner, TaskSpec, ThreadPool,
+    data_parallel_grad, dense_matmul, tree_reduce, ColSplit, DataParallel, Forward, LayerPipeline,
+    ParallelError, ParallelExecutor, ProgressEvent, RowSplit, Sequential, TaskRunner, TaskSpec,
+    ThreadPool,
 };
 use squish::pipeline::{Pipeline, PipelineOutput};
 use squish::prelude::*;
+use squish::quantization::QuantizationError;
+use squish::training::{Activation, Layer, LayerStack, TrainingError};
 
 fn rand_mat(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -90,7 +92,7 @@ fn dense_row_split_kernel_equals_gemm_bit_for_bit() {
         let m = CompressedMatrix::from_dense(w.view()).unwrap();
         let reference = m.matmul_reference(x.view()).unwrap();
         for exec in executors() {
-            let y = m.matmul_with(x.view(), exec.as_ref()).unwrap();
+            let y = m.matmul_on(x.view(), exec.as_ref()).unwrap();
             assert_eq!(bits(&y), bits(&gemm), "{rows}x{cols} b{batch} {exec:?}");
             assert_eq!(
                 bits(&w.apply(x.view(), exec.as_ref()).unwrap()),
@@ -233,6 +235,7 @@ fn layer_forward_matches_f64_reference() {
         Activation::Relu,
         Activation::Tanh,
         Activation::Sigmoid,
+        Activation::Gelu,
     ] {
         let layer = Layer::new(w.clone())
             .with_bias(b.view())
@@ -250,6 +253,10 @@ fn layer_forward_matches_f64_reference() {
                     Activation::Relu => z.max(0.0),
                     Activation::Tanh => z.tanh(),
                     Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+                    Activation::Gelu => {
+                        let c = (2.0 / std::f64::consts::PI).sqrt();
+                        0.5 * z * (1.0 + (c * (z + 0.044715 * z.powi(3))).tanh())
+                    }
                 };
             }
         }
@@ -261,7 +268,10 @@ fn layer_forward_matches_f64_reference() {
 fn data_parallel_errors() {
     assert!(matches!(
         DataParallel::params().shard(0).check(),
-        Err(SquishError::InvalidParameter { name: "shard", .. })
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "shard",
+            ..
+        }))
     ));
     let dp = DataParallel::params().shard(4).check().unwrap();
     let m = int8(rand_mat(8, 6, 1).view());
@@ -284,10 +294,10 @@ fn data_parallel_errors() {
     }
     assert!(matches!(
         dp.grad(&Sequential, 0, |r| r.len(), |a, b| *a += b),
-        Err(SquishError::InvalidParameter {
-            name: "n_samples",
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "n_samples",
             ..
-        })
+        }))
     ));
     // try_grad: the first failing shard's error, in shard order.
     let err = dp
@@ -749,7 +759,7 @@ fn layer_pipeline_equals_plain_forward_bit_for_bit() {
 fn model_builders_reject_bad_input() {
     assert!(matches!(
         LayerStack::new(vec![]),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Training(TrainingError::NoLayers))
     ));
     let bad_chain = || vec![Layer::new(rand_mat(5, 3, 1)), Layer::new(rand_mat(2, 4, 2))];
     assert!(matches!(
@@ -766,16 +776,19 @@ fn model_builders_reject_bad_input() {
     ));
     assert!(matches!(
         LayerPipeline::params_stages(vec![]).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "stages",
+            ..
+        }))
     ));
     assert!(matches!(
         LayerPipeline::params(three_layer_model(1))
             .micro_batch(0)
             .check(),
-        Err(SquishError::InvalidParameter {
-            name: "micro_batch",
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "micro_batch",
             ..
-        })
+        }))
     ));
     assert!(matches!(
         Layer::new(rand_mat(5, 3, 1)).with_bias(Array1::zeros(4).view()),
@@ -964,10 +977,10 @@ fn budget_bounds_concurrency() {
     assert_eq!(running.lock().unwrap().1, 2);
     assert!(matches!(
         TaskRunner::params().budget_bytes(0).check(),
-        Err(SquishError::InvalidParameter {
-            name: "budget_bytes",
+        Err(SquishError::Parallel(ParallelError::Zero {
+            what: "budget_bytes",
             ..
-        })
+        }))
     ));
 }
 
@@ -1070,6 +1083,8 @@ fn sweep_over_bit_widths_runs_concurrently_with_per_job_outcomes() {
     assert!(par[0].result.as_ref().unwrap() < par[1].result.as_ref().unwrap());
     assert!(matches!(
         par[2].result,
-        Err(SquishError::InvalidParameter { name: "bits", .. })
+        Err(SquishError::Quantization(
+            QuantizationError::UnsupportedBits(3)
+        ))
     ));
 }

@@ -51,8 +51,21 @@ fn zeros(a: &Array2<bool>) -> usize {
     a.iter().filter(|&&k| !k).count()
 }
 
+/// Whether `e` rejects the parameter `name` (the pruning family's typed variant for it).
 fn is_invalid(e: SquishError, name: &str) -> bool {
-    matches!(e, SquishError::InvalidParameter { name: n, .. } if n == name)
+    let SquishError::Pruning(e) = e else {
+        return false;
+    };
+    match name {
+        "sparsity" => matches!(e, PruningError::Sparsity(_)),
+        "min_density" => matches!(e, PruningError::MinDensity(_)),
+        "n" => matches!(e, PruningError::NMRatio { .. }),
+        "p" => matches!(e, PruningError::NormOrder(_)),
+        "target" => matches!(e, PruningError::ScheduleTarget { .. }),
+        "steps" => matches!(e, PruningError::Zero(w) if w.contains("steps")),
+        "every" => matches!(e, PruningError::Zero(w) if w.contains("every")),
+        _ => false,
+    }
 }
 
 #[test]

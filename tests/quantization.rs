@@ -8,6 +8,7 @@ use squish::kernels::quant::{self as kernels, binary};
 use squish::kernels::Tier as Isa;
 use squish::matrix::{CompressedMatrix, Granularity, Values};
 use squish::parallel::{Sequential, ThreadPool};
+use squish::quantization::QuantizationError;
 use squish::quantization::{
     quantize_activations, Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
 };
@@ -299,9 +300,9 @@ fn staged_equals_one_call_for_any_executor() {
             let q = rebuild(&q, cal);
             let ranges = q.calibrate(f).unwrap();
             let params = q.compute_params(&layout, &ranges).unwrap();
-            let staged = q.quantize_with(f, &params).unwrap();
+            let staged = q.quantize_with_params(f, &params).unwrap();
             let one = q.quantize_values(f).unwrap();
-            let par = q.quantize_values_with(f, &pool).unwrap();
+            let par = q.quantize_values_on(f, &pool).unwrap();
             assert_eq!(staged, one, "{}", q.name());
             assert_eq!(one, par, "{}", q.name());
         }
@@ -382,12 +383,14 @@ fn typed_errors() {
     for bits in [0u8, 1, 2, 3, 5, 7, 16] {
         assert!(matches!(
             IntQuantizer::params(bits).check(),
-            Err(SquishError::InvalidParameter { name: "bits", .. })
+            Err(SquishError::Quantization(
+                QuantizationError::UnsupportedBits(_)
+            ))
         ));
     }
     assert!(matches!(
         IntQuantizer::params(8).per_group(0).check(),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Quantization(QuantizationError::ZeroGroupSize))
     ));
     for c in [
         Calibration::Percentile(50.0),
@@ -397,7 +400,9 @@ fn typed_errors() {
     ] {
         assert!(matches!(
             IntQuantizer::params(8).calibration(c).check(),
-            Err(SquishError::InvalidParameter { .. })
+            Err(SquishError::Quantization(
+                QuantizationError::PercentileOutOfRange(_) | QuantizationError::ZeroMseSteps
+            ))
         ));
     }
     // NaN / Inf weights and activations.
@@ -455,7 +460,7 @@ fn typed_errors() {
         .compute_params(d.values().unwrap().layout(), &a.calibrate(&f).unwrap())
         .unwrap();
     assert!(matches!(
-        b.quantize_with(&f, &pa),
+        b.quantize_with_params(&f, &pa),
         Err(SquishError::Inconsistent { .. })
     ));
 }
@@ -589,7 +594,7 @@ fn weight_only_kernels_match_the_reference() {
                     first.get_or_insert(y);
                 }
                 // The public entry point routes here.
-                let y = m.matmul_with(x.view(), &pool).unwrap();
+                let y = m.matmul_on(x.view(), &pool).unwrap();
                 assert_close(y.view(), w_hat.view(), x.view(), &name);
                 if batch == 1 {
                     // The reference's per-row f32 dot and the kernel agree closely.

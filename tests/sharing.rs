@@ -182,8 +182,8 @@ fn smawk_layer_matches_divide_and_conquer_layer() {
         let h = Histogram::new(&values).unwrap();
         for k in [2, 3, 7, 16, 40] {
             for mem in [0, DEFAULT_DP_MEMORY] {
-                let a = optimal_with(&h, k, mem, DpLayer::Smawk);
-                let b = optimal_with(&h, k, mem, DpLayer::DivideAndConquer);
+                let a = optimal_with_layer(&h, k, mem, DpLayer::Smawk);
+                let b = optimal_with_layer(&h, k, mem, DpLayer::DivideAndConquer);
                 assert!(
                     close(a.sse, b.sse, 1e-12),
                     "{name} k={k} mem={mem}: {} vs {}",
@@ -691,14 +691,17 @@ fn per_row_codebooks_and_fewer_distinct_values() {
     };
     let q = KMeans::params(4).per_row().check().unwrap();
     assert_eq!(
-        q.quantize_values_with(f, &Sequential).unwrap(),
-        q.quantize_values_with(f, &ThreadPool::new(2).unwrap())
+        q.quantize_values_on(f, &Sequential).unwrap(),
+        q.quantize_values_on(f, &ThreadPool::new(2).unwrap())
             .unwrap()
     );
     // fit itself rejects k above the number of distinct values.
     assert!(matches!(
         KMeans::params(3).check().unwrap().fit(&[1.0, 1.0, 2.0]),
-        Err(SquishError::InvalidParameter { name: "k", .. })
+        Err(SquishError::Sharing(SharingError::TooFewDistinct {
+            k: 3,
+            distinct: 2
+        }))
     ));
 }
 
@@ -707,16 +710,13 @@ fn typed_errors() {
     for k in [0, 1, 65537] {
         assert!(matches!(
             KMeans::params(k).check(),
-            Err(SquishError::InvalidParameter { name: "k", .. })
+            Err(SquishError::Sharing(SharingError::CodebookSize(_)))
         ));
     }
     assert!(KMeans::params(65536).check().is_ok());
     assert!(matches!(
         KMeans::params(4).max_iter(0).check(),
-        Err(SquishError::InvalidParameter {
-            name: "max_iter",
-            ..
-        })
+        Err(SquishError::Sharing(SharingError::ZeroIterations))
     ));
     let km = KMeans::params(2).check().unwrap();
     assert!(matches!(

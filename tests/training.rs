@@ -8,6 +8,8 @@ use rand::{Rng, SeedableRng};
 use squish::data::{digits, fashion_mnist, parse_idx};
 use squish::matrix::{CodebookScope, CompressedMatrix, PackedBits, RowLayout, Structure, Values};
 use squish::prelude::*;
+use squish::pruning::Schedule;
+use squish::quantization::{Binary, Ternary};
 use squish::training::*;
 use std::sync::Arc;
 
@@ -118,7 +120,10 @@ fn loss_errors_are_typed() {
     ));
     assert!(matches!(
         softmax_cross_entropy(z.view(), &[0, 3]),
-        Err(SquishError::InvalidParameter { .. })
+        Err(SquishError::Training(TrainingError::Label {
+            label: 3,
+            classes: 3
+        }))
     ));
     let bad = array![[f64::NAN, 0.0]];
     assert!(matches!(
@@ -288,10 +293,16 @@ fn builders_reject_bad_hyperparameters() {
     assert!(Regularizer::params(Penalty::L1(f64::INFINITY))
         .check()
         .is_err());
-    assert!(cubic_sparsity(0.0, 1.0, 0, 10).is_err());
-    assert!(cubic_sparsity(0.0, 0.5, 10, 10).is_err());
-    assert!(GradualPruning::new(cubic_sparsity(0.0, 0.5, 0, 10).unwrap(), 0, &[0]).is_err());
-    assert!(GradualPruning::new(cubic_sparsity(0.0, 0.5, 0, 10).unwrap(), 1, &[]).is_err());
+    // The deprecated closure form still rejects what it did.
+    #[allow(deprecated)]
+    {
+        assert!(cubic_sparsity(0.0, 1.0, 0, 10).is_err());
+        assert!(cubic_sparsity(0.0, 0.5, 10, 10).is_err());
+    }
+    assert!(Schedule::cubic(1.0, 10).check().is_err());
+    let cubic = || Schedule::cubic(0.5, 10).check().unwrap();
+    assert!(GradualPruning::new(cubic(), 0, &[0]).is_err());
+    assert!(GradualPruning::new(cubic(), 1, &[]).is_err());
     let mlp: Mlp = Mlp::params(&[64, 8, 10]).check().unwrap();
     assert!(mlp.forward(Array2::zeros((2, 63)).view()).is_err());
     assert!(mlp.hidden(Array2::zeros((2, 64)).view(), 1).is_err());
@@ -390,7 +401,7 @@ fn digits_teacher_reaches_92_percent_and_is_deterministic() {
     let q = IntQuantizer::params(8).check().unwrap();
     let cm = CompressedMlp::from_mlp(&a, &|_, m| q.quantize(m)).unwrap();
     let acc8 = cm
-        .accuracy_with(d.test.x(), d.test.y(), &ThreadPool::new(2).unwrap())
+        .accuracy_on(d.test.x(), d.test.y(), &ThreadPool::new(2).unwrap())
         .unwrap();
     assert!((acc - acc8).abs() <= 0.01, "{acc} vs int8 {acc8}");
     let dense = cm.to_mlp().unwrap().forward(d.test.x()).unwrap();
@@ -530,8 +541,8 @@ fn gradual_pruning_follows_the_cubic_schedule() {
     let d = digits().unwrap();
     let steps_per_epoch = 1437usize.div_ceil(64);
     let end = 6 * steps_per_epoch;
-    let sched = cubic_sparsity(0.0, 0.8, 0, end).unwrap();
-    assert!((sched(end / 2) - 0.7).abs() < 0.01);
+    let sched = Schedule::cubic(0.8, end as u64).check().unwrap();
+    assert!((sched.sparsity_at(end as u64 / 2) - 0.7).abs() < 0.01);
     let gp = GradualPruning::new(sched, 10, &[0]).unwrap();
     let t = Trainer::params()
         .epochs(15)
@@ -572,7 +583,7 @@ fn straight_through_training_recovers_ternary_accuracy() {
     ] {
         let ptq = CompressedMlp::from_mlp(&base, &|_, m| q.quantize(m)).unwrap();
         let before = ptq
-            .accuracy_with(d.test.x(), d.test.y(), &Sequential)
+            .accuracy_on(d.test.x(), d.test.y(), &Sequential)
             .unwrap();
         let ste = StraightThrough::new(q.clone());
         let t = Trainer::params()
@@ -586,7 +597,7 @@ fn straight_through_training_recovers_ternary_accuracy() {
         t.fit(&mut tuned, &d.train).unwrap();
         let qat = CompressedMlp::from_mlp(&tuned, &|_, m| q.quantize(m)).unwrap();
         let after = qat
-            .accuracy_with(d.test.x(), d.test.y(), &Sequential)
+            .accuracy_on(d.test.x(), d.test.y(), &Sequential)
             .unwrap();
         println!("{name}: post-training {before:.4} → straight-through fine-tuned {after:.4}");
         assert!(after >= before - 0.01, "{name}: {before} → {after}");
@@ -681,7 +692,7 @@ fn codebook_finetuning_recovers_accuracy_and_keeps_storage() {
         CompressedMlp::from_mlp(&base, &|_, m| Ok(uniform_codebook(m.to_dense().view(), 4)))
             .unwrap();
     let before = model
-        .accuracy_with(d.test.x(), d.test.y(), &Sequential)
+        .accuracy_on(d.test.x(), d.test.y(), &Sequential)
         .unwrap();
     let bytes = model.bytes();
     let idx_before: Vec<_> = model
@@ -700,7 +711,7 @@ fn codebook_finetuning_recovers_accuracy_and_keeps_storage() {
         .unwrap();
     finetune_centroids(&t, &mut model, &d.train).unwrap();
     let after = model
-        .accuracy_with(d.test.x(), d.test.y(), &Sequential)
+        .accuracy_on(d.test.x(), d.test.y(), &Sequential)
         .unwrap();
     println!("2-bit codebook: {full:.4} dense, {before:.4} quantized, {after:.4} after centroid fine-tuning");
     assert!(after > before, "{before} → {after}");

@@ -2,6 +2,7 @@
 
 use ndarray::{Array2, ArrayView2, Axis};
 
+use super::DataError;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 
 /// Feature rows `x` (`[n, features]`, f32) with a class label per row.
@@ -42,18 +43,14 @@ impl Dataset {
             ));
         }
         if classes < 2 {
-            return Err(SquishError::invalid(
-                "classes",
-                classes,
-                "a classification dataset needs at least 2 classes",
-            ));
+            return Err(DataError::TooFewClasses(classes).into());
         }
         if let Some(&bad) = y.iter().find(|&&l| l >= classes) {
-            return Err(SquishError::invalid(
-                "label",
-                bad,
-                format!("labels must lie in 0..{classes}"),
-            ));
+            return Err(DataError::Label {
+                label: bad,
+                classes,
+            }
+            .into());
         }
         check_finite("dataset features", x.iter())?;
         Ok(Dataset { x, y, classes })

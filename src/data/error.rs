@@ -24,6 +24,19 @@ pub enum DataError {
         /// What is wrong.
         detail: String,
     },
+    /// A classification dataset with fewer than 2 classes.
+    #[error("a classification dataset needs at least 2 classes, not {0}; pass the number of label values")]
+    TooFewClasses(usize),
+    /// A label outside `0..classes`.
+    #[error(
+        "label {label} is outside 0..{classes}; pass labels in that range or a larger class count"
+    )]
+    Label {
+        /// The label.
+        label: usize,
+        /// The number of classes.
+        classes: usize,
+    },
 }
 
 impl DataError {

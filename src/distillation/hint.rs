@@ -4,6 +4,7 @@ use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::DistillationError;
 use crate::error::{Result, SquishError};
 use crate::training::{half_squared_error, Dense, DenseGrad, Mlp, Scalar};
 
@@ -63,18 +64,14 @@ impl Hint {
     ) -> Result<Dense<f32>> {
         let hidden = student.layers().len() - 1;
         if self.student_layer >= hidden {
-            return Err(SquishError::invalid(
-                "student hint layer",
-                self.student_layer,
-                format!("the student has {hidden} hidden layers"),
-            ));
+            return Err(DistillationError::StudentLayer {
+                layer: self.student_layer,
+                hidden,
+            }
+            .into());
         }
         if teacher_width == 0 {
-            return Err(SquishError::invalid(
-                "teacher width",
-                0,
-                "must be at least 1",
-            ));
+            return Err(DistillationError::ZeroTeacherWidth.into());
         }
         let width = student.layers()[self.student_layer].outputs();
         Ok(Dense::he(
@@ -95,11 +92,7 @@ impl HintParams {
     /// Validates: weight ≥ 0 and finite.
     pub fn check(self) -> Result<Hint> {
         if !(self.weight >= 0.0 && self.weight.is_finite()) {
-            return Err(SquishError::invalid(
-                "hint weight",
-                self.weight,
-                "must be finite and ≥ 0",
-            ));
+            return Err(DistillationError::HintWeight(self.weight).into());
         }
         Ok(Hint {
             student_layer: self.student_layer,

@@ -11,6 +11,7 @@
 //!   function through [`FnTeacher`]).
 
 mod distiller;
+mod error;
 mod fast_exp;
 mod hint;
 mod soft_target;
@@ -18,6 +19,7 @@ mod teacher;
 mod train;
 
 pub use distiller::Distiller;
+pub use error::DistillationError;
 pub use hint::{hint_loss_and_grad, Hint, HintParams};
 pub use soft_target::{soft_target_reference, SoftTarget, SoftTargetParams};
 pub use teacher::{FnTeacher, Teacher};

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use ndarray::{Array2, ArrayView2};
 
 use super::fast_exp::{dot_diff, exp_shifted, max};
+use super::DistillationError;
 use super::Distiller;
 use crate::error::{Result, SquishError};
 use crate::kernels::multiversion;
@@ -62,9 +63,24 @@ impl SoftTarget {
         self.alpha
     }
 
+    /// Old name of [`loss_and_grad_on`](Self::loss_and_grad_on).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `loss_and_grad_on`: `_on` takes an executor"
+    )]
+    pub fn loss_and_grad_with(
+        &self,
+        student: ArrayView2<f32>,
+        teacher: ArrayView2<f32>,
+        labels: &[usize],
+        exec: &dyn ParallelExecutor,
+    ) -> Result<(f64, Array2<f32>)> {
+        self.loss_and_grad_on(student, teacher, labels, exec)
+    }
+
     /// [`loss_and_grad`](Distiller::loss_and_grad) with rows spread over
     /// `exec`; the result does not depend on the executor.
-    pub fn loss_and_grad_with(
+    pub fn loss_and_grad_on(
         &self,
         student: ArrayView2<f32>,
         teacher: ArrayView2<f32>,
@@ -116,18 +132,10 @@ impl SoftTargetParams {
     /// Validates: T > 0 and finite, α in [0, 1].
     pub fn check(self) -> Result<SoftTarget> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(SquishError::invalid(
-                "temperature",
-                self.temperature,
-                "must be positive and finite",
-            ));
+            return Err(DistillationError::Temperature(self.temperature).into());
         }
         if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(SquishError::invalid(
-                "alpha",
-                self.alpha,
-                "must lie in [0, 1]",
-            ));
+            return Err(DistillationError::Alpha(self.alpha).into());
         }
         Ok(SoftTarget {
             temperature: self.temperature,
@@ -147,7 +155,7 @@ impl Distiller for SoftTarget {
         teacher: ArrayView2<f32>,
         labels: &[usize],
     ) -> Result<(f64, Array2<f32>)> {
-        self.loss_and_grad_with(student, teacher, labels, &Sequential)
+        self.loss_and_grad_on(student, teacher, labels, &Sequential)
     }
 }
 
@@ -379,7 +387,7 @@ mod tests {
         let kd = SoftTarget::params(3.0).alpha(0.7).check().unwrap();
         let a = kd.loss_and_grad(s.view(), t.view(), &y).unwrap();
         let p = kd
-            .loss_and_grad_with(s.view(), t.view(), &y, &ThreadPool::new(2).unwrap())
+            .loss_and_grad_on(s.view(), t.view(), &y, &ThreadPool::new(2).unwrap())
             .unwrap();
         assert_eq!(a.0.to_bits(), p.0.to_bits());
         assert_eq!(a.1, p.1);

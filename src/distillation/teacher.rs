@@ -2,7 +2,8 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::error::{Result, SquishError};
+use super::DistillationError;
+use crate::error::Result;
 use crate::training::{CompressedMlp, Mlp};
 
 /// A teacher network: any forward function, so a compressed teacher works
@@ -15,11 +16,7 @@ pub trait Teacher: Sync {
     /// accessible features return an error.
     fn features(&self, x: ArrayView2<f32>, layer: usize) -> Result<Array2<f32>> {
         let _ = (x, layer);
-        Err(SquishError::invalid(
-            "hint layer",
-            layer,
-            "this teacher exposes no hidden features",
-        ))
+        Err(DistillationError::NoFeatures(layer).into())
     }
 }
 

@@ -2,6 +2,7 @@
 
 use ndarray::{concatenate, Array2, ArrayView2, Axis};
 
+use super::DistillationError;
 use super::{hint_loss_and_grad, Distiller, Hint, Teacher};
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
@@ -83,11 +84,7 @@ pub fn distill_with_hint(
     let sl = hint.student_layer();
     let hidden = student.layers().len() - 1;
     if sl >= hidden {
-        return Err(SquishError::invalid(
-            "student hint layer",
-            sl,
-            format!("the student has {hidden} hidden layers"),
-        ));
+        return Err(DistillationError::StudentLayer { layer: sl, hidden }.into());
     }
     if projection.inputs() != student.layers()[sl].outputs() {
         return Err(SquishError::shape(

@@ -119,16 +119,16 @@ pub(crate) fn encode(m: &CompressedMatrix, prefix: &str, out: &mut Vec<Named>) -
             }
             Values::Int8(x) => {
                 push(out, name, Dtype::I8, i8_bytes(x.codes()));
-                push_quant(out, prefix, x.params());
+                push_quant(out, prefix, x.quant_params());
                 ValuesDesc::Int8 {
-                    quant: quant_desc(x.params()),
+                    quant: quant_desc(x.quant_params()),
                 }
             }
             Values::Int4(x) => {
                 push(out, name, Dtype::U8, x.codes().bytes().to_vec());
-                push_quant(out, prefix, x.params());
+                push_quant(out, prefix, x.quant_params());
                 ValuesDesc::Int4 {
-                    quant: quant_desc(x.params()),
+                    quant: quant_desc(x.quant_params()),
                 }
             }
             Values::Binary(x) => {

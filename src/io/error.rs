@@ -104,6 +104,13 @@ pub enum FileError {
         /// What to do.
         hint: &'static str,
     },
+    /// `CompressedMatrix::load` on a container that does not hold exactly one
+    /// compressed matrix.
+    #[error("the container holds {count} compressed matrices, not one; load it with `CompressedModel::load` and pick one by name")]
+    NotOneMatrix {
+        /// Compressed matrices found.
+        count: usize,
+    },
     /// Two tensors would be written under the same name.
     #[error("tensor name `{name}` is used twice; rename one of the tensors")]
     DuplicateName {

@@ -17,6 +17,7 @@ mod codec;
 mod container;
 pub mod description;
 mod error;
+mod matrix_file;
 mod model;
 mod tensor;
 

@@ -160,8 +160,8 @@ mod tests {
             for batch in [1, 2, 7, 64, 65, 130] {
                 let x = random(batch, cols, 100 + seed as u64);
                 let want = m.matmul_reference(x.view()).unwrap();
-                let got = m.matmul_with(x.view(), &Sequential).unwrap();
-                let par = m.matmul_with(x.view(), &pool).unwrap();
+                let got = m.matmul_on(x.view(), &Sequential).unwrap();
+                let par = m.matmul_on(x.view(), &pool).unwrap();
                 assert_eq!(got, par, "executor changed the result");
                 for (a, b) in got.iter().zip(want.iter()) {
                     assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");

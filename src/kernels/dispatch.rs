@@ -6,7 +6,7 @@
 //! Every fast kernel added here must have a test comparing it with the
 //! reference on random shapes.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::Tier;
 use crate::error::Result;
@@ -14,20 +14,34 @@ use crate::matrix::{reference, CompressedMatrix, LinOp, Structure, Values};
 use crate::parallel::{ParallelExecutor, Sequential};
 
 impl CompressedMatrix {
-    /// `y = x · Wᵀ` on one thread; picks the fastest kernel for this pair of
-    /// structure and encoding (the reference kernel when none is faster).
-    pub fn matmul(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        self.matmul_with(x, &Sequential)
+    /// `y = x · Wᵀ` (PyTorch's `Linear`: `x` is `[batch, in]`, `y` is
+    /// `[batch, out]`; **not** ndarray's `W.dot(x)`) on one thread; picks the
+    /// fastest kernel for this pair of structure and encoding (the reference
+    /// kernel when none is faster). `x` is anything ndarray can view
+    /// (`&Array2`, `ArrayView2`, ...).
+    pub fn matmul<'a>(&self, x: impl AsArray<'a, f32, Ix2>) -> Result<Array2<f32>> {
+        self.matmul_on(x, &Sequential)
     }
 
     /// `y = x · Wᵀ` on `exec`. The result does not depend on the executor.
+    pub fn matmul_on<'a>(
+        &self,
+        x: impl AsArray<'a, f32, Ix2>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        let x = x.into();
+        self.check_input(x)?;
+        Ok(matmul(self, x, exec))
+    }
+
+    /// Old name of [`matmul_on`](Self::matmul_on).
+    #[deprecated(since = "0.2.0", note = "renamed to matmul_on (`_on` = on an executor)")]
     pub fn matmul_with(
         &self,
         x: ArrayView2<f32>,
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
-        self.check_input(x)?;
-        Ok(matmul(self, x, exec))
+        self.matmul_on(x, exec)
     }
 }
 
@@ -37,7 +51,7 @@ impl LinOp for CompressedMatrix {
     }
 
     fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
-        self.matmul_with(x, exec)
+        self.matmul_on(x, exec)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Fixed-width unsigned integers packed LSB-first into bytes.
 
 use crate::error::{Result, SquishError};
+use crate::matrix::MatrixError;
 
 /// `len` unsigned integers of `width` bits (1..=16), packed LSB-first.
 ///
@@ -26,21 +27,13 @@ impl PackedBits {
     /// Packs `values`, each of which must fit in `width` bits.
     pub fn pack(width: u8, values: &[u16]) -> Result<Self> {
         if !(1..=16).contains(&width) {
-            return Err(SquishError::invalid(
-                "width",
-                width,
-                "packed widths are 1..=16 bits",
-            ));
+            return Err(MatrixError::PackWidth(width).into());
         }
         let mut p = PackedBits::zeros(width, values.len());
         let limit = 1u32 << width;
         for (i, &v) in values.iter().enumerate() {
             if u32::from(v) >= limit {
-                return Err(SquishError::invalid(
-                    "packed value",
-                    v,
-                    format!("does not fit in {width} bits"),
-                ));
+                return Err(MatrixError::PackedValueTooWide { value: v, width }.into());
             }
             p.set(i, v);
         }
@@ -61,11 +54,7 @@ impl PackedBits {
     /// Rebuilds from raw bytes (e.g. read from a file), checking the length.
     pub fn from_bytes(width: u8, len: usize, bytes: Vec<u8>) -> Result<Self> {
         if !(1..=16).contains(&width) {
-            return Err(SquishError::invalid(
-                "width",
-                width,
-                "packed widths are 1..=16 bits",
-            ));
+            return Err(MatrixError::PackWidth(width).into());
         }
         let need = len
             .checked_mul(width as usize)

@@ -1,17 +1,34 @@
 //! [`CompressedMatrix`]: a structure and its encoded values.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::storage::{Component, StorageReport, METADATA_BYTES};
 use super::structure::{ColIndices, Csr, KeptRows, LowRank, Structure};
 use super::{RowLayout, Values};
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
+use crate::matrix::MatrixError;
 use crate::parallel::Sequential;
 
 /// A weight matrix of shape `[out, in]` (PyTorch's layout) in compressed form.
 ///
 /// It reports its exact storage, decodes back to dense, and multiplies a batch
 /// `x` of shape `[batch, in]` as `y = x · Wᵀ` without becoming dense.
+///
+/// # `matmul(x)` is `x · Wᵀ`, PyTorch's `Linear`, not ndarray's `dot`
+///
+/// [`matmul`](Self::matmul) takes activations `x` of shape `[batch, in]` and
+/// returns `[batch, out]`, as `torch.nn.functional.linear(x, W)` does. With
+/// ndarray the same product is `x.dot(&w.t())`, **not** `w.dot(&x)`:
+///
+/// ```
+/// use ndarray::array;
+/// use squish::matrix::CompressedMatrix;
+/// let w = array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]; // [out = 2, in = 3]
+/// let x = array![[1.0f32, 0.0, -1.0]]; // [batch = 1, in = 3]
+/// let m = CompressedMatrix::from_dense(&w)?; // anything ndarray can view
+/// assert_eq!(m.matmul(&x)?, x.dot(&w.t())); // [1, 2] = x · Wᵀ
+/// # Ok::<(), squish::SquishError>(())
+/// ```
 ///
 /// ```
 /// use ndarray::array;
@@ -32,8 +49,10 @@ pub struct CompressedMatrix {
 }
 
 impl CompressedMatrix {
-    /// A dense f32 matrix; rejects empty matrices and NaN/Inf.
-    pub fn from_dense(w: ArrayView2<f32>) -> Result<Self> {
+    /// A dense f32 matrix (an owned array, a reference to one, or a view);
+    /// rejects empty matrices and NaN/Inf.
+    pub fn from_dense<'a>(w: impl AsArray<'a, f32, Ix2>) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
         let (rows, cols) = w.dim();
         check_non_empty("weight matrix", rows, cols)?;
         let data: Vec<f32> = w.iter().copied().collect();
@@ -122,13 +141,10 @@ impl CompressedMatrix {
                     data.push(v);
                 }
             }
-            row_ptr.push(u32::try_from(data.len()).map_err(|_| {
-                SquishError::invalid(
-                    "nnz",
-                    data.len(),
-                    "CSR supports at most 2^32 - 1 stored values",
-                )
-            })?);
+            row_ptr.push(
+                u32::try_from(data.len())
+                    .map_err(|_| SquishError::from(MatrixError::CsrTooManyValues(data.len())))?,
+            );
         }
         check_finite("weight matrix", &data)?;
         let csr = Csr::new(rows, cols, row_ptr, ColIndices::for_cols(cols, cols_idx)?)?;
@@ -255,7 +271,8 @@ impl CompressedMatrix {
 
     /// `y = x · Wᵀ` through the plain reference kernel (decodes one row of W
     /// at a time). Every fast kernel is tested against this.
-    pub fn matmul_reference(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+    pub fn matmul_reference<'a>(&self, x: impl AsArray<'a, f32, Ix2>) -> Result<Array2<f32>> {
+        let x = x.into();
         self.check_input(x)?;
         Ok(super::reference::matmul(self, x, &Sequential))
     }

@@ -3,7 +3,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::Result;
-use crate::parallel::ParallelExecutor;
+use crate::parallel::{Forward, ParallelExecutor};
 
 /// A linear map given by its shape and how it multiplies, never by its
 /// entries (faer's `LinOp` is the model). A compressed matrix is a drop-in
@@ -30,3 +30,18 @@ pub trait LinOp: Send + Sync {
 
 // The impls for `CompressedMatrix` and the dense `Array2<f32>` sit with
 // their kernels, in `crate::kernels`.
+
+/// Every linear operator is a [`Forward`] model of one layer.
+impl<T: LinOp + ?Sized> Forward for T {
+    fn in_dim(&self) -> usize {
+        self.shape().1
+    }
+
+    fn out_dim(&self) -> usize {
+        self.shape().0
+    }
+
+    fn forward(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+        self.apply(x, exec)
+    }
+}

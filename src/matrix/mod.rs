@@ -9,6 +9,7 @@
 mod bitpack;
 mod check;
 mod compressed;
+mod error;
 mod layout;
 mod linop;
 pub mod reference;
@@ -22,6 +23,7 @@ pub use crate::kernels::dispatch as kernels;
 pub use bitpack::{index_bits, PackedBits};
 pub(crate) use check::check_matrix;
 pub use compressed::CompressedMatrix;
+pub use error::MatrixError;
 pub use layout::RowLayout;
 pub use linop::LinOp;
 pub use storage::{Component, StorageReport, METADATA_BYTES};

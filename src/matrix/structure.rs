@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::storage::{Component, StorageReport};
 use super::{CompressedMatrix, PackedBits, RowLayout};
 use crate::error::{Result, SquishError};
+use crate::matrix::MatrixError;
 
 /// Column indices of a CSR matrix, in the narrowest type that fits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,11 +24,7 @@ impl ColIndices {
         } else if cols <= 1 << 32 {
             Ok(ColIndices::U32(idx.into_iter().map(|j| j as u32).collect()))
         } else {
-            Err(SquishError::invalid(
-                "cols",
-                cols,
-                "CSR supports at most 2^32 columns",
-            ))
+            Err(MatrixError::CsrTooWide(cols).into())
         }
     }
 
@@ -147,18 +144,10 @@ impl NM {
         positions: PackedBits,
     ) -> Result<Self> {
         if n == 0 || n >= m {
-            return Err(SquishError::invalid(
-                "n",
-                n,
-                format!("N:M needs 0 < N < M (M = {m})"),
-            ));
+            return Err(MatrixError::NMRatio { n, m }.into());
         }
         if m > 1 << 16 || !cols.is_multiple_of(m) {
-            return Err(SquishError::invalid(
-                "m",
-                m,
-                format!("M must divide the row length {cols}"),
-            ));
+            return Err(MatrixError::NMGroupLength { m, cols }.into());
         }
         let expected = rows * cols / m * n;
         if positions.len() != expected || positions.width() != super::index_bits(m) {

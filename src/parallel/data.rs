@@ -10,7 +10,8 @@ use std::sync::Mutex;
 
 use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
 
-use super::model::{check_batch, Forward};
+use super::forward::{check_batch, Forward};
+use super::ParallelError;
 use super::{map, ParallelExecutor, Sequential};
 use crate::error::{Result, SquishError};
 
@@ -61,11 +62,10 @@ impl DataParallelParams {
     /// Validates: at least one sample per shard.
     pub fn check(self) -> Result<DataParallel> {
         if self.shard == 0 {
-            return Err(SquishError::invalid(
-                "shard",
-                0,
-                "a shard needs at least one sample",
-            ));
+            return Err(SquishError::from(ParallelError::Zero {
+                what: "shard",
+                why: "a shard needs at least one sample",
+            }));
         }
         Ok(DataParallel { shard: self.shard })
     }
@@ -151,11 +151,10 @@ impl DataParallel {
         A: Fn(&mut G, G) + Sync,
     {
         if n_samples == 0 {
-            return Err(SquishError::invalid(
-                "n_samples",
-                0,
-                "a gradient needs at least one sample",
-            ));
+            return Err(SquishError::from(ParallelError::Zero {
+                what: "n_samples",
+                why: "a gradient needs at least one sample",
+            }));
         }
         let shards = self.shards(n_samples);
         let grads = map(exec, shards.len(), |i| f(shards[i].clone()));

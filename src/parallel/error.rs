@@ -14,6 +14,22 @@ pub enum ParallelError {
         /// The panic payload, when it was a string.
         message: String,
     },
+    /// A count that must be at least 1 is 0.
+    #[error("{what} is 0: {why}; pass at least 1")]
+    Zero {
+        /// Which count.
+        what: &'static str,
+        /// Why it must be positive.
+        why: &'static str,
+    },
+    /// The thread pool could not be built.
+    #[error("cannot start a pool of {threads} threads: {detail}; try fewer threads")]
+    PoolBuild {
+        /// Threads asked for.
+        threads: usize,
+        /// The runtime's message.
+        detail: String,
+    },
 }
 
 /// The text of a caught panic payload.

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::ParallelError;
 use crate::error::{Result, SquishError};
 
 /// Runs independent tasks, possibly at once.
@@ -54,17 +55,19 @@ impl ThreadPool {
     /// A pool of `threads` workers (at least 1).
     pub fn new(threads: usize) -> Result<Self> {
         if threads == 0 {
-            return Err(SquishError::invalid(
-                "threads",
-                0,
-                "a pool needs at least one thread",
-            ));
+            return Err(SquishError::from(ParallelError::Zero {
+                what: "threads",
+                why: "a pool needs at least one thread",
+            }));
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("squish-{i}"))
             .build()
-            .map_err(|e| SquishError::invalid("threads", threads, e.to_string()))?;
+            .map_err(|e| ParallelError::PoolBuild {
+                threads,
+                detail: e.to_string(),
+            })?;
         Ok(ThreadPool {
             pool: Arc::new(pool),
         })

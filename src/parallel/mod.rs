@@ -23,7 +23,7 @@ mod blocks;
 mod data;
 mod error;
 mod executor;
-mod model;
+mod forward;
 mod ops;
 mod staged;
 mod tasks;
@@ -34,7 +34,19 @@ pub use data::{
 };
 pub use error::ParallelError;
 pub use executor::{ParallelExecutor, Sequential, ThreadPool};
-pub use model::{Activation, Forward, Layer, LayerStack};
+pub(crate) use forward::check_chain;
+pub use forward::Forward;
+
+/// Moved to [`training::Activation`](crate::training::Activation): one
+/// activation type for the whole crate.
+#[deprecated(since = "0.2.0", note = "moved to squish::training::Activation")]
+pub type Activation = crate::training::Activation;
+/// Moved to [`training::Layer`](crate::training::Layer) (`parallel` holds no model types).
+#[deprecated(since = "0.2.0", note = "moved to squish::training::Layer")]
+pub type Layer = crate::training::Layer;
+/// Moved to [`training::LayerStack`](crate::training::LayerStack) (`parallel` holds no model types).
+#[deprecated(since = "0.2.0", note = "moved to squish::training::LayerStack")]
+pub type LayerStack = crate::training::LayerStack;
 pub use ops::{even_ranges, for_each_chunk_mut, map, rows_per_task};
 pub use staged::{LayerPipeline, LayerPipelineParams};
 pub use tasks::{Progress, ProgressEvent, TaskOutcome, TaskRunner, TaskRunnerParams, TaskSpec};

@@ -9,20 +9,22 @@ use std::sync::Mutex;
 
 use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
 
-use super::model::{check_batch, check_chain, Forward, LayerStack};
+use super::forward::{check_batch, check_chain, Forward};
+use super::ParallelError;
 use super::{ParallelExecutor, Sequential};
 use crate::error::{Result, SquishError};
 
 /// Stages applied in order, each on its own worker, over micro-batches.
 ///
 /// Each micro-batch goes through the same stages with the same kernels as a
-/// plain forward pass, so the output equals [`LayerStack::forward`] bit for
+/// plain forward pass, so the output equals the model's own forward pass bit for
 /// bit (when the stages treat rows independently, as squish's kernels do),
 /// whatever the executor.
 ///
 /// ```
 /// use ndarray::Array2;
-/// use squish::parallel::{Activation, Forward, Layer, LayerPipeline, LayerStack, Sequential, ThreadPool};
+/// use squish::parallel::{Forward, LayerPipeline, Sequential, ThreadPool};
+/// use squish::training::{Activation, Layer, LayerStack};
 /// let w = |o: usize, i: usize| Array2::from_shape_fn((o, i), |(r, c)| ((r * 3 + c) % 5) as f32 - 2.0);
 /// let stack = || LayerStack::new(vec![
 ///     Layer::new(w(16, 8)).activation(Activation::Relu),
@@ -47,24 +49,20 @@ pub struct LayerPipelineParams {
 }
 
 impl LayerPipeline {
-    /// One stage per layer of `stack`; 32 samples per micro-batch.
-    pub fn params(stack: LayerStack) -> LayerPipelineParams {
-        Self::params_stages(
-            stack
-                .into_layers()
-                .into_iter()
-                .map(|l| Box::new(l) as Box<dyn Forward>)
-                .collect(),
-        )
-    }
-
-    /// Arbitrary stages (a stage may be several layers, e.g. a
-    /// [`LayerStack`]); 32 samples per micro-batch.
-    pub fn params_stages(stages: Vec<Box<dyn Forward>>) -> LayerPipelineParams {
+    /// One stage per element of `stages`: a `Vec<Box<dyn Forward>>` (a stage
+    /// may be several layers), or a model that converts into one, e.g. a
+    /// [`LayerStack`](crate::training::LayerStack) (one stage per layer).
+    /// 32 samples per micro-batch.
+    pub fn params(stages: impl Into<Vec<Box<dyn Forward>>>) -> LayerPipelineParams {
         LayerPipelineParams {
-            stages,
+            stages: stages.into(),
             micro_batch: 32,
         }
+    }
+
+    /// Arbitrary stages; the same as [`params`](Self::params).
+    pub fn params_stages(stages: Vec<Box<dyn Forward>>) -> LayerPipelineParams {
+        Self::params(stages)
     }
 
     /// Number of stages.
@@ -89,18 +87,16 @@ impl LayerPipelineParams {
     /// least one sample.
     pub fn check(self) -> Result<LayerPipeline> {
         if self.stages.is_empty() {
-            return Err(SquishError::invalid(
-                "stages",
-                0,
-                "a pipeline needs at least one stage",
-            ));
+            return Err(SquishError::from(ParallelError::Zero {
+                what: "stages",
+                why: "a pipeline needs at least one stage",
+            }));
         }
         if self.micro_batch == 0 {
-            return Err(SquishError::invalid(
-                "micro_batch",
-                0,
-                "a micro-batch needs at least one sample",
-            ));
+            return Err(SquishError::from(ParallelError::Zero {
+                what: "micro_batch",
+                why: "a micro-batch needs at least one sample",
+            }));
         }
         check_chain(self.stages.iter().map(|s| (s.in_dim(), s.out_dim())))?;
         Ok(LayerPipeline {

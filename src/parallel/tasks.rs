@@ -253,11 +253,10 @@ impl TaskRunnerParams {
     /// Validates: a budget of at least one byte.
     pub fn check(self) -> Result<TaskRunner> {
         if self.budget == 0 {
-            return Err(SquishError::invalid(
-                "budget_bytes",
-                0,
-                "a memory budget must allow at least one byte",
-            ));
+            return Err(SquishError::from(ParallelError::Zero {
+                what: "budget_bytes",
+                why: "a memory budget must allow at least one byte",
+            }));
         }
         Ok(TaskRunner {
             budget: self.budget,

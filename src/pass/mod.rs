@@ -20,6 +20,11 @@ use crate::parallel::ParallelExecutor;
 /// part, so they compose in a [`Pipeline`](crate::pipeline::Pipeline). A pass
 /// that cannot take its input (say, pruning a binary matrix) returns
 /// [`SquishError::Incompatible`](crate::SquishError::Incompatible).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `CompressionPass`; a `…Params` builder becomes one through `.check()?`",
+    label = "call `.check()?` on this builder first",
+    note = "builders are validated once, before any work: e.g. `LowRank::params(RankSelection::Fixed(32)).check()?`"
+)]
 pub trait CompressionPass: Send + Sync {
     /// Name shown in reports, with the main parameters (e.g. `"prune 50%"`).
     fn name(&self) -> String;

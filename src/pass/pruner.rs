@@ -12,6 +12,18 @@ use crate::matrix::{CompressedMatrix, Structure, Values};
 /// produces the compressed form (CSR by default; structured pruners override
 /// it). Wrap a pruner in [`Prune`](crate::pruning::Prune) (or use
 /// [`Pipeline::prune`](crate::pipeline::Pipeline::prune)) to put it in a pipeline.
+///
+/// Forgetting `.check()` on a builder points at the fix:
+///
+/// ```compile_fail
+/// use squish::prelude::*;
+/// let _ = Pipeline::new().prune(Magnitude::params(0.5)); // `.check()?` missing
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Pruner`; a `…Params` builder becomes one through `.check()?`",
+    label = "call `.check()?` on this builder first",
+    note = "builders are validated once, before any work: e.g. `Magnitude::params(0.5).check()?`"
+)]
 pub trait Pruner: Send + Sync {
     /// Name shown in reports (e.g. `"magnitude 50%"`).
     fn name(&self) -> String;

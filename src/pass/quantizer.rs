@@ -10,6 +10,18 @@ use crate::parallel::ParallelExecutor;
 /// so it works on every structure: dense, CSR, N:M, kept rows and each factor
 /// of a low-rank matrix. Wrap it in [`Quantize`](crate::quantization::Quantize) (or use
 /// [`Pipeline::quantize`](crate::pipeline::Pipeline::quantize)) to put it in a pipeline.
+///
+/// Forgetting `.check()` on a builder points at the fix:
+///
+/// ```compile_fail
+/// use squish::prelude::*;
+/// let _ = Pipeline::new().quantize(IntQuantizer::params(8)); // `.check()?` missing
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Quantizer`; a `…Params` builder becomes one through `.check()?`",
+    label = "call `.check()?` on this builder first",
+    note = "builders are validated once, before any work: e.g. `IntQuantizer::params(8).check()?`"
+)]
 pub trait Quantizer: Send + Sync {
     /// Name shown in reports (e.g. `"int8 sym per-row"`).
     fn name(&self) -> String;
@@ -20,6 +32,22 @@ pub trait Quantizer: Send + Sync {
     /// [`quantize_values`](Self::quantize_values) with the work spread over
     /// `exec`; the result must not depend on the executor. Defaults to the
     /// single-threaded version.
+    fn quantize_values_on(
+        &self,
+        values: &F32Values,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Values> {
+        // An implementation written against the old name keeps its override.
+        #[allow(deprecated)]
+        self.quantize_values_with(values, exec)
+    }
+
+    /// Old name of [`quantize_values_on`](Self::quantize_values_on); implement
+    /// that one instead.
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `quantize_values_on`: `_on` takes an executor"
+    )]
     fn quantize_values_with(
         &self,
         values: &F32Values,
@@ -42,7 +70,7 @@ pub trait Quantizer: Send + Sync {
         exec: &dyn ParallelExecutor,
     ) -> Result<CompressedMatrix> {
         m.map_values(&|v| match v {
-            Values::F32(f) => self.quantize_values_with(f, exec),
+            Values::F32(f) => self.quantize_values_on(f, exec),
             other => Err(SquishError::Incompatible {
                 pass: self.name(),
                 structure: m.structure().kind(),

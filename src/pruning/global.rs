@@ -7,7 +7,7 @@ use ndarray::{Array2, ArrayView2};
 use super::magnitude::{check_matrix, check_sparsity};
 use super::select::{prune_count, Selection};
 use super::PruningError;
-use crate::error::{Result, SquishError};
+use crate::error::Result;
 use crate::matrix::CompressedMatrix;
 
 /// Unchecked hyperparameters of a [`Global`] pruner.
@@ -199,11 +199,7 @@ impl GlobalParams {
     pub fn check(self) -> Result<Global> {
         check_sparsity(self.sparsity)?;
         if !(0.0..=1.0).contains(&self.min_density) {
-            return Err(SquishError::invalid(
-                "min_density",
-                self.min_density,
-                "must lie in [0, 1]: the fraction of each layer's weights kept at least",
-            ));
+            return Err(PruningError::MinDensity(self.min_density).into());
         }
         Ok(Global {
             sparsity: self.sparsity,

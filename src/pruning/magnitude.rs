@@ -4,7 +4,8 @@ use ndarray::{Array2, ArrayView2};
 
 use super::select::{keep_mask_per_row, keep_mask_smallest, prune_count};
 use super::Pruner;
-use crate::error::{Result, SquishError};
+use super::PruningError;
+use crate::error::Result;
 
 /// Unchecked hyperparameters of a [`Magnitude`] pruner.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,11 +74,7 @@ impl MagnitudeParams {
 /// Rejects sparsities outside [0, 1) (and NaN).
 pub(crate) fn check_sparsity(s: f64) -> Result<()> {
     if !(0.0..1.0).contains(&s) {
-        return Err(SquishError::invalid(
-            "sparsity",
-            s,
-            "must lie in [0, 1): the fraction of weights to zero",
-        ));
+        return Err(PruningError::Sparsity(s).into());
     }
     Ok(())
 }

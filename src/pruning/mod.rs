@@ -20,6 +20,7 @@ mod importance;
 pub(crate) mod magnitude;
 mod nm;
 mod prune;
+mod proximal;
 mod schedule;
 mod select;
 mod structured;
@@ -31,6 +32,7 @@ pub use importance::{wanda_scores, Importance, ImportanceParams, Scope, Wanda, W
 pub use magnitude::{Magnitude, MagnitudeParams};
 pub use nm::{NMPruner, NMPrunerParams};
 pub use prune::Prune;
+pub use proximal::{group_soft_threshold_rows, near_zero_mask, soft_threshold, surviving_rows};
 pub use schedule::{CubicParams, Schedule};
 pub use select::{prune_count, Selection};
 pub use structured::{dead_next_inputs, Slice, Structured, StructuredParams};

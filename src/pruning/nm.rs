@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::magnitude::check_matrix;
 use super::{Pruner, PruningError};
-use crate::error::{Result, SquishError};
+use crate::error::Result;
 use crate::matrix::{index_bits, CompressedMatrix, PackedBits, RowLayout, Structure, Values, NM};
 
 /// Unchecked hyperparameters of an [`NMPruner`].
@@ -89,14 +89,14 @@ impl NMPrunerParams {
     /// Validates: 0 < n < m ≤ 65 536.
     pub fn check(self) -> Result<NMPruner> {
         if self.n == 0 || self.n >= self.m {
-            return Err(SquishError::invalid(
-                "n",
-                self.n,
-                format!("N:M needs 0 < N < M (M = {})", self.m),
-            ));
+            return Err(PruningError::NMRatio {
+                n: self.n,
+                m: self.m,
+            }
+            .into());
         }
         if self.m > 1 << 16 {
-            return Err(SquishError::invalid("m", self.m, "M is at most 65 536"));
+            return Err(PruningError::NMGroupTooLong(self.m).into());
         }
         Ok(NMPruner {
             n: self.n,

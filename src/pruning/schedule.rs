@@ -1,7 +1,8 @@
 //! Sparsity schedules a training loop queries once per step.
 
 use super::magnitude::check_sparsity;
-use crate::error::{Result, SquishError};
+use super::PruningError;
+use crate::error::Result;
 
 /// Unchecked hyperparameters of the gradual cubic schedule.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,28 +38,17 @@ impl CubicParams {
         check_sparsity(self.initial)?;
         check_sparsity(self.target)?;
         if self.target < self.initial {
-            return Err(SquishError::invalid(
-                "target",
-                self.target,
-                format!(
-                    "the final sparsity must be at least the initial {}",
-                    self.initial
-                ),
-            ));
+            return Err(PruningError::ScheduleTarget {
+                target: self.target,
+                initial: self.initial,
+            }
+            .into());
         }
         if self.steps == 0 {
-            return Err(SquishError::invalid(
-                "steps",
-                0,
-                "the cubic schedule needs n ≥ 1 pruning steps",
-            ));
+            return Err(PruningError::Zero("the cubic schedule's pruning steps n").into());
         }
         if self.every == 0 {
-            return Err(SquishError::invalid(
-                "every",
-                0,
-                "the pruning interval Δt must be at least 1 step",
-            ));
+            return Err(PruningError::Zero("the pruning interval Δt (every)").into());
         }
         if self
             .steps
@@ -66,11 +56,7 @@ impl CubicParams {
             .and_then(|d| d.checked_add(self.start))
             .is_none()
         {
-            return Err(SquishError::invalid(
-                "steps",
-                self.steps,
-                "t0 + n·Δt overflows u64",
-            ));
+            return Err(PruningError::ScheduleOverflow { steps: self.steps }.into());
         }
         Ok(Schedule(Kind::Cubic(self)))
     }

@@ -5,7 +5,8 @@ use ndarray::{Array2, ArrayView2, Axis};
 use super::magnitude::{check_matrix, check_sparsity};
 use super::select::prune_count;
 use super::Pruner;
-use crate::error::{Result, SquishError};
+use super::PruningError;
+use crate::error::Result;
 use crate::matrix::CompressedMatrix;
 
 /// Which slices of W `[out, in]` are removed.
@@ -135,11 +136,7 @@ impl StructuredParams {
     pub fn check(self) -> Result<Structured> {
         check_sparsity(self.sparsity)?;
         if self.p.is_nan() || self.p <= 0.0 {
-            return Err(SquishError::invalid(
-                "p",
-                self.p,
-                "the Ln norm needs p > 0 (1 = L1, 2 = L2, inf = max)",
-            ));
+            return Err(PruningError::NormOrder(self.p).into());
         }
         Ok(Structured {
             sparsity: self.sparsity,

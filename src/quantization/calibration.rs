@@ -1,7 +1,8 @@
 //! Range calibration: how the clip range of each parameter set is chosen.
 
 use super::slice_ops::{min_max, sq_error, Grid};
-use crate::error::{Result, SquishError};
+use super::QuantizationError;
+use crate::error::Result;
 
 /// Smallest clip ratio [`Calibration::Mse`] tries.
 pub const MSE_MIN_RATIO: f32 = 0.2;
@@ -39,16 +40,8 @@ impl Calibration {
         match *self {
             Calibration::MinMax => Ok(()),
             Calibration::Percentile(p) if p.is_finite() && p > 50.0 && p <= 100.0 => Ok(()),
-            Calibration::Percentile(p) => Err(SquishError::invalid(
-                "percentile",
-                p,
-                "must lie in (50, 100]",
-            )),
-            Calibration::Mse { steps: 0 } => Err(SquishError::invalid(
-                "mse steps",
-                0,
-                "at least one ratio below 1 must be tried",
-            )),
+            Calibration::Percentile(p) => Err(QuantizationError::PercentileOutOfRange(p).into()),
+            Calibration::Mse { steps: 0 } => Err(QuantizationError::ZeroMseSteps.into()),
             Calibration::Mse { .. } => Ok(()),
         }
     }
@@ -89,7 +82,7 @@ fn mse_range(x: &[f32], grid: Grid, steps: usize) -> (f32, f32) {
     for k in 0..=steps {
         let r = 1.0 - (1.0 - MSE_MIN_RATIO) * k as f32 / steps as f32;
         let cand = (lo * r, hi * r);
-        let (s, z) = grid.params(cand.0, cand.1);
+        let (s, z) = grid.scale_zero_point(cand.0, cand.1);
         let e = sq_error(x, s, z as i32, grid);
         // Strict: ties keep the wider range (min-max first).
         if e < best.0 {

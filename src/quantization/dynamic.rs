@@ -31,7 +31,7 @@ pub fn quantize_activations(x: ArrayView2<f32>) -> Result<QuantizedActivations> 
     let mut scales = Vec::with_capacity(rows);
     for (src, out) in data.chunks_exact(cols).zip(codes.chunks_exact_mut(cols)) {
         let (lo, hi) = slice_ops::min_max(src);
-        let (s, _) = grid.params(lo, hi);
+        let (s, _) = grid.scale_zero_point(lo, hi);
         slice_ops::quantize(src, s, 0, grid, out);
         scales.push(s);
     }

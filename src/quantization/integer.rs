@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use super::slice_ops::{self, Grid};
-use super::{Calibration, Quantizer};
+use super::{Calibration, QuantizationError, Quantizer};
 use crate::error::{Result, SquishError};
 use crate::matrix::{F32Values, Granularity, PackedBits, QuantParams, RowLayout, Values};
 use crate::parallel::{map, ParallelExecutor, Sequential};
@@ -79,15 +79,26 @@ impl IntQuantizer {
     /// is first widened to contain 0).
     pub fn compute_params(&self, layout: &RowLayout, ranges: &[(f32, f32)]) -> Result<QuantParams> {
         let grid = self.grid();
-        let (scales, zps): (Vec<f32>, Vec<i8>) =
-            ranges.iter().map(|&(lo, hi)| grid.params(lo, hi)).unzip();
+        let (scales, zps): (Vec<f32>, Vec<i8>) = ranges
+            .iter()
+            .map(|&(lo, hi)| grid.scale_zero_point(lo, hi))
+            .unzip();
         let zero_points = (!self.params.symmetric).then_some(zps);
         QuantParams::new(layout, self.params.granularity, scales, zero_points)
     }
 
+    /// Old name of [`quantize_with_params`](Self::quantize_with_params).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `quantize_with_params`: `_on` takes an executor, `_with_<what>` an explicit input"
+    )]
+    pub fn quantize_with(&self, values: &F32Values, params: &QuantParams) -> Result<Values> {
+        self.quantize_with_params(values, params)
+    }
+
     /// Stage 3: integer codes of every value under `params` (built for this
     /// layout and granularity).
-    pub fn quantize_with(&self, values: &F32Values, params: &QuantParams) -> Result<Values> {
+    pub fn quantize_with_params(&self, values: &F32Values, params: &QuantParams) -> Result<Values> {
         let layout = &values.layout;
         if params.granularity() != self.params.granularity
             || params.zero_points().is_some() == self.params.symmetric
@@ -131,7 +142,7 @@ impl IntQuantizer {
         let sets = param_sets(layout, self.params.granularity)?;
         let params: Vec<(f32, i8)> = if self.params.granularity == Granularity::PerTensor {
             let (lo, hi) = cal.range(data, grid);
-            let (s, z) = grid.params(lo, hi);
+            let (s, z) = grid.scale_zero_point(lo, hi);
             let chunks: Vec<Mutex<&mut [i8]>> =
                 codes.chunks_mut(TASK_ELEMS).map(Mutex::new).collect();
             exec.run(chunks.len(), &|t| {
@@ -171,7 +182,7 @@ impl IntQuantizer {
                     .map(|r| {
                         let x = &data[r.clone()];
                         let (lo, hi) = cal.range(x, grid);
-                        let (s, z) = grid.params(lo, hi);
+                        let (s, z) = grid.scale_zero_point(lo, hi);
                         let o = &mut out[r.start - base..r.end - base];
                         slice_ops::quantize(x, s, z as i32, grid, o);
                         (s, z)
@@ -250,14 +261,10 @@ impl IntQuantizerParams {
     pub fn check(self) -> Result<IntQuantizer> {
         self.calibration.check()?;
         if !matches!(self.bits, 4 | 8) {
-            return Err(SquishError::invalid(
-                "bits",
-                self.bits,
-                "integer quantization supports 4 and 8 bits",
-            ));
+            return Err(QuantizationError::UnsupportedBits(self.bits).into());
         }
         if self.granularity == Granularity::PerGroup(0) {
-            return Err(SquishError::invalid("group size", 0, "must be at least 1"));
+            return Err(QuantizationError::ZeroGroupSize.into());
         }
         Ok(IntQuantizer { params: self })
     }
@@ -282,12 +289,12 @@ impl Quantizer for IntQuantizer {
         self.quantize_values_on(values, &Sequential)
     }
 
-    fn quantize_values_with(
+    fn quantize_values_on(
         &self,
         values: &F32Values,
         exec: &dyn ParallelExecutor,
     ) -> Result<Values> {
-        self.quantize_values_on(values, exec)
+        IntQuantizer::quantize_values_on(self, values, exec)
     }
 }
 
@@ -296,9 +303,7 @@ pub(crate) fn param_sets(layout: &RowLayout, g: Granularity) -> Result<Vec<Range
     Ok(match g {
         Granularity::PerTensor => std::iter::once(0..layout.total()).collect(),
         Granularity::PerRow => (0..layout.rows()).map(|i| layout.range(i)).collect(),
-        Granularity::PerGroup(0) => {
-            return Err(SquishError::invalid("group size", 0, "must be at least 1"))
-        }
+        Granularity::PerGroup(0) => return Err(QuantizationError::ZeroGroupSize.into()),
         Granularity::PerGroup(g) => (0..layout.rows())
             .flat_map(|i| {
                 let r = layout.range(i);

@@ -4,14 +4,17 @@
 
 mod calibration;
 mod dynamic;
+mod error;
 mod integer;
 mod quantize;
 mod sign;
 mod slice_ops;
+mod ste;
 
 pub use crate::pass::Quantizer;
 pub use calibration::{Calibration, MSE_MIN_RATIO};
 pub use dynamic::{quantize_activations, DynamicInt8, QuantizedActivations};
+pub use error::QuantizationError;
 pub use integer::{IntQuantizer, IntQuantizerParams};
 pub use quantize::Quantize;
 pub use sign::{Binary, Ternary};
@@ -25,3 +28,4 @@ pub mod kernels {
     #[deprecated(note = "use squish::kernels::Tier")]
     pub type Isa = crate::kernels::Tier;
 }
+pub use ste::fake_quantize;

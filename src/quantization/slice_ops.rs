@@ -31,7 +31,7 @@ impl Grid {
     /// Scale and zero-point covering `[lo, hi]` (widened to contain 0).
     /// A zero range gives scale 0, which decodes to exact zeros.
     #[inline]
-    pub fn params(&self, lo: f32, hi: f32) -> (f32, i8) {
+    pub fn scale_zero_point(&self, lo: f32, hi: f32) -> (f32, i8) {
         let (lo, hi) = (lo.min(0.0), hi.max(0.0));
         if self.symmetric {
             (lo.abs().max(hi) / self.qmax as f32, 0)
@@ -216,7 +216,7 @@ mod tests {
             .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0)
             .collect();
         let g = Grid::new(8, false);
-        let (s, z) = g.params(-13.0, 14.0);
+        let (s, z) = g.scale_zero_point(-13.0, 14.0);
         let mut a = vec![0i8; x.len()];
         let mut b = vec![0i8; x.len()];
         quantize(&x, s, z as i32, g, &mut a);

@@ -98,7 +98,7 @@ pub fn compress_model(
         let (name, w) = matrices[i];
         let out = match pipeline_of(choices[i]) {
             Some(p) if !p.is_empty() && choices[i] != Choice::Keep => {
-                Some(p.run_with(w, &Sequential))
+                Some(p.run_on(w, &Sequential))
             }
             _ => None,
         };

@@ -54,4 +54,14 @@ pub enum RecipeError {
         /// Why (matches nothing, or only what earlier rules took).
         detail: String,
     },
+    /// A method key that is missing, conflicts with another, or is out of range.
+    #[error("recipe key `{key}` ({value}): {rule}")]
+    Key {
+        /// The key.
+        key: &'static str,
+        /// The value given, or "missing" / "given".
+        value: String,
+        /// The rule it breaks, and what to write instead.
+        rule: &'static str,
+    },
 }

@@ -11,6 +11,7 @@ use crate::compression::sharing::{Init, KMeans};
 use crate::error::{Result, SquishError};
 use crate::pruning::Structured;
 use crate::quantization::{Calibration, IntQuantizer};
+use crate::recipe::RecipeError;
 
 /// Which values share one quantization scale.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -73,18 +74,18 @@ impl IntSpec {
             (GranularitySpec::PerRow, None) => p.per_row(),
             (GranularitySpec::PerGroup, Some(g)) => p.per_group(g),
             (GranularitySpec::PerGroup, None) => {
-                return Err(SquishError::invalid(
-                    "group_size",
-                    "missing",
-                    "granularity = \"per-group\" needs group_size = N",
-                ))
+                return Err(SquishError::from(RecipeError::Key {
+                    key: "group_size",
+                    value: "missing".to_string(),
+                    rule: "granularity = \"per-group\" needs group_size = N",
+                }))
             }
             (_, Some(g)) => {
-                return Err(SquishError::invalid(
-                    "group_size",
-                    g,
-                    "only allowed with granularity = \"per-group\"",
-                ))
+                return Err(SquishError::from(RecipeError::Key {
+                    key: "group_size",
+                    value: g.to_string(),
+                    rule: "only allowed with granularity = \"per-group\"",
+                }))
             }
         };
         if let Some(c) = self.calibration {
@@ -133,16 +134,16 @@ impl LowRankSpec {
         let mut given = rules.into_iter().flatten();
         match (given.next(), given.next()) {
             (Some(s), None) => Ok(s),
-            (None, _) => Err(SquishError::invalid(
-                "rank rule",
-                "missing",
-                "low rank needs one of rank, energy, rel_error, ratio or bytes",
-            )),
-            (Some(_), Some(_)) => Err(SquishError::invalid(
-                "rank rule",
-                "several",
-                "give exactly one of rank, energy, rel_error, ratio or bytes",
-            )),
+            (None, _) => Err(SquishError::from(RecipeError::Key {
+                key: "rank rule",
+                value: "missing".to_string(),
+                rule: "low rank needs one of rank, energy, rel_error, ratio or bytes",
+            })),
+            (Some(_), Some(_)) => Err(SquishError::from(RecipeError::Key {
+                key: "rank rule",
+                value: "several".to_string(),
+                rule: "give exactly one of rank, energy, rel_error, ratio or bytes",
+            })),
         }
     }
 
@@ -150,8 +151,8 @@ impl LowRankSpec {
     pub fn build(&self) -> Result<LowRank> {
         let params = LowRank::params(self.selection()?);
         if self.randomized.unwrap_or(false) {
-            // The rank given here is a placeholder: the rank rule decides.
-            let mut r = RandomizedSvd::params(1);
+            // The rank rule decides the rank.
+            let mut r = RandomizedSvd::settings();
             if let Some(p) = self.oversampling {
                 r = r.oversampling(p);
             }
@@ -169,11 +170,11 @@ impl LowRankSpec {
             ("seed", self.seed.is_some()),
         ] {
             if given {
-                return Err(SquishError::invalid(
-                    name,
-                    "given",
-                    "only allowed with randomized = true",
-                ));
+                return Err(SquishError::from(RecipeError::Key {
+                    key: name,
+                    value: "given".to_string(),
+                    rule: "only allowed with randomized = true",
+                }));
             }
         }
         params.check()
@@ -224,21 +225,21 @@ impl KMeansSpec {
         match (self.k, self.bits) {
             (Some(k), None) => Ok(k),
             (None, Some(b)) if (1..=16).contains(&b) => Ok(1 << b),
-            (None, Some(b)) => Err(SquishError::invalid(
-                "bits",
-                b,
-                "k-means indices have 1..=16 bits",
-            )),
-            (None, None) => Err(SquishError::invalid(
-                "k",
-                "missing",
-                "k-means needs k = N or bits = B",
-            )),
-            (Some(_), Some(_)) => Err(SquishError::invalid(
-                "bits",
-                "with k",
-                "give k or bits, not both",
-            )),
+            (None, Some(b)) => Err(SquishError::from(RecipeError::Key {
+                key: "bits",
+                value: b.to_string(),
+                rule: "k-means indices have 1..=16 bits",
+            })),
+            (None, None) => Err(SquishError::from(RecipeError::Key {
+                key: "k",
+                value: "missing".to_string(),
+                rule: "k-means needs k = N or bits = B",
+            })),
+            (Some(_), Some(_)) => Err(SquishError::from(RecipeError::Key {
+                key: "bits",
+                value: "with k".to_string(),
+                rule: "give k or bits, not both",
+            })),
         }
     }
 
@@ -252,11 +253,11 @@ impl KMeansSpec {
                 ("seed", self.seed.is_some()),
             ] {
                 if given {
-                    return Err(SquishError::invalid(
-                        name,
-                        "given",
-                        "Lloyd's setting; not allowed with optimal = true",
-                    ));
+                    return Err(SquishError::from(RecipeError::Key {
+                        key: name,
+                        value: "given".to_string(),
+                        rule: "Lloyd's setting; not allowed with optimal = true",
+                    }));
                 }
             }
             p = p.optimal();
@@ -266,11 +267,11 @@ impl KMeansSpec {
                     seed: seed.unwrap_or(0),
                 },
                 (_, Some(_)) => {
-                    return Err(SquishError::invalid(
-                        "seed",
-                        "given",
-                        "only allowed with init = \"kmeans++\"",
-                    ))
+                    return Err(SquishError::from(RecipeError::Key {
+                        key: "seed",
+                        value: "given".to_string(),
+                        rule: "only allowed with init = \"kmeans++\"",
+                    }))
                 }
                 (InitSpec::Linear, None) => Init::Linear,
                 (InitSpec::Density, None) => Init::Density,

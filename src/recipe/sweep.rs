@@ -153,7 +153,7 @@ pub fn sweep(
     // (bits, weights, noise energy) per (setting, layer).
     let cells = map(exec, settings.len() * n, |t| -> Result<(f64, f64, f64)> {
         let (s, l) = (t / n, t % n);
-        let out = MethodSpec::pipeline(settings[s].2)?.run_with(layers[l].1, &Sequential)?;
+        let out = MethodSpec::pipeline(settings[s].2)?.run_on(layers[l].1, &Sequential)?;
         let last = out.report.stages.last().expect("the input stage");
         Ok((
             last.storage.total() as f64 * 8.0,

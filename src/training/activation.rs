@@ -4,7 +4,9 @@ use ndarray::{Array2, ArrayView2, Zip};
 
 use super::Scalar;
 
-/// The hidden-layer nonlinearity of an [`Mlp`](super::Mlp).
+/// The one element-wise nonlinearity of the crate: the hidden layers of an
+/// [`Mlp`](super::Mlp) or a [`CompressedMlp`](super::CompressedMlp), and a
+/// [`Layer`](super::Layer) of a [`LayerStack`](super::LayerStack).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Activation {
     /// `max(z, 0)`; its derivative at 0 is taken as 0.
@@ -15,6 +17,10 @@ pub enum Activation {
     Gelu,
     /// `z` (a linear network).
     Identity,
+    /// `tanh(z)`.
+    Tanh,
+    /// The logistic sigmoid `1 / (1 + e^(−z))`.
+    Sigmoid,
 }
 
 const GELU_C: f64 = 0.797_884_560_802_865_4; // √(2/π)
@@ -26,10 +32,29 @@ impl Activation {
         match self {
             Activation::Relu => z.mapv(|v| v.max(F::zero())),
             Activation::Identity => z.to_owned(),
+            Activation::Gelu | Activation::Tanh | Activation::Sigmoid => {
+                z.mapv(|v| self.apply_scalar(v))
+            }
+        }
+    }
+
+    /// `f(x)` of one value (what a [`Layer`](super::Layer) applies after its bias).
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        self.apply_scalar(x)
+    }
+
+    #[inline]
+    fn apply_scalar<F: Scalar>(self, v: F) -> F {
+        match self {
+            Activation::Relu => v.max(F::zero()),
+            Activation::Identity => v,
             Activation::Gelu => {
                 let (c, a, half) = (F::of(GELU_C), F::of(GELU_A), F::of(0.5));
-                z.mapv(|v| half * v * (F::one() + (c * (v + a * v * v * v)).tanh()))
+                half * v * (F::one() + (c * (v + a * v * v * v)).tanh())
             }
+            Activation::Tanh => v.tanh(),
+            Activation::Sigmoid => F::one() / (F::one() + (-v).exp()),
         }
     }
 
@@ -42,6 +67,14 @@ impl Activation {
                     .and(grad)
                     .map_collect(|&v, &g| if v > F::zero() { g } else { F::zero() })
             }
+            Activation::Tanh => Zip::from(z).and(grad).map_collect(|&v, &g| {
+                let t = v.tanh();
+                (F::one() - t * t) * g
+            }),
+            Activation::Sigmoid => Zip::from(z).and(grad).map_collect(|&v, &g| {
+                let s = F::one() / (F::one() + (-v).exp());
+                s * (F::one() - s) * g
+            }),
             Activation::Gelu => {
                 let (c, a, half) = (F::of(GELU_C), F::of(GELU_A), F::of(0.5));
                 let three = F::of(3.0);

@@ -1,110 +1,16 @@
 //! Fine-tuning shared weights: codebook centroids trained by the sum of
 //! their members' gradients (Deep Compression, Han et al. 2016, §3.1).
 
-use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::trainer::check_data;
-use super::{CompressedMlp, Scalar, TrainReport, Trainer};
+use super::{CompressedMlp, TrainReport, Trainer};
+use crate::compression::sharing::{centroid_gradients, with_centroids};
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
-use crate::matrix::{CodebookScope, CompressedMatrix, Structure, Values};
-
-/// Calls `f(stored row, flat value index, logical row, column)` for every
-/// stored value of a non-low-rank matrix.
-fn for_each_position(
-    m: &CompressedMatrix,
-    mut f: impl FnMut(usize, usize, usize, usize),
-) -> Result<()> {
-    let values = m.values().ok_or_else(|| SquishError::Incompatible {
-        pass: "codebook fine-tuning".into(),
-        structure: m.structure().kind(),
-        encoding: m.encoding(),
-        hint: "fine-tune the codebooks of each low-rank factor instead",
-    })?;
-    let layout = values.layout();
-    for i in 0..layout.rows() {
-        for (pos, k) in layout.range(i).enumerate() {
-            let (row, col) = match m.structure() {
-                Structure::Dense => (i, pos),
-                Structure::Csr(c) => (i, c.col_idx().get(k)),
-                Structure::NM(s) => (i, (pos / s.n()) * s.m() + s.positions().get(k) as usize),
-                Structure::KeptRows(kr) => (kr.rows()[i] as usize, pos),
-                Structure::LowRank(_) => unreachable!("low rank holds no values"),
-            };
-            f(i, k, row, col);
-        }
-    }
-    Ok(())
-}
-
-/// `∂L/∂c` for every centroid of a codebook-encoded matrix, given the dense
-/// gradient `∂L/∂W` (`[rows, cols]`): each centroid's gradient is the sum of
-/// the gradients of the weights that share it. Centroids are in the order
-/// of [`CodebookValues::centroids`](crate::matrix::CodebookValues::centroids).
-///
-/// ```
-/// use ndarray::array;
-/// use squish::matrix::{CodebookScope, CompressedMatrix, PackedBits, RowLayout, Structure, Values};
-/// use squish::training::centroid_gradients;
-/// let layout = RowLayout::Uniform { rows: 1, len: 3 };
-/// let idx = PackedBits::pack(1, &[0, 1, 0]).unwrap();
-/// let v = Values::codebook(layout, 2, CodebookScope::PerTensor, vec![-1.0, 1.0], idx).unwrap();
-/// let m = CompressedMatrix::from_parts(1, 3, Structure::Dense, v).unwrap();
-/// let g = centroid_gradients(&m, array![[0.5f64, 2.0, 0.25]].view()).unwrap();
-/// assert_eq!(g, vec![0.75, 2.0]);
-/// ```
-pub fn centroid_gradients<F: Scalar>(m: &CompressedMatrix, dw: ArrayView2<F>) -> Result<Vec<F>> {
-    if dw.dim() != m.shape() {
-        return Err(SquishError::shape(
-            "weight gradient",
-            format!("{:?}", m.shape()),
-            format!("{:?}", dw.dim()),
-        ));
-    }
-    let cb = match m.values() {
-        Some(Values::Codebook(cb)) => cb,
-        _ => {
-            return Err(SquishError::Incompatible {
-                pass: "codebook fine-tuning".into(),
-                structure: m.structure().kind(),
-                encoding: m.encoding(),
-                hint: "only codebook-encoded values have centroids to fine-tune",
-            })
-        }
-    };
-    let mut g = vec![F::zero(); cb.centroids().len()];
-    let k = cb.k();
-    for_each_position(m, |i, flat, row, col| {
-        let book = match cb.scope() {
-            CodebookScope::PerTensor => 0,
-            CodebookScope::PerRow => i,
-        };
-        g[book * k + cb.indices().get(flat) as usize] += dw[[row, col]];
-    })?;
-    Ok(g)
-}
-
-/// `m` with its codebook centroids replaced (same count), indices kept.
-pub fn with_centroids(m: &CompressedMatrix, centroids: Vec<f32>) -> Result<CompressedMatrix> {
-    m.map_values(&|v| match v {
-        Values::Codebook(cb) => Values::codebook(
-            cb.layout.clone(),
-            cb.k(),
-            cb.scope(),
-            centroids.clone(),
-            cb.indices().clone(),
-        ),
-        other => Err(SquishError::Incompatible {
-            pass: "codebook fine-tuning".into(),
-            structure: m.structure().kind(),
-            encoding: other.kind(),
-            hint: "only codebook-encoded values have centroids to fine-tune",
-        }),
-    })
-}
+use crate::matrix::Values;
 
 /// Fine-tunes the centroids of every codebook-encoded layer of `model`, and
 /// all biases, on softmax cross-entropy, with the trainer's epochs, batch
@@ -188,31 +94,4 @@ pub fn finetune_centroids(
         steps,
         masks: super::Masks::none(n),
     })
-}
-
-/// Test helper shape: a dense matrix from a codebook matrix's centroids,
-/// in any float type (used by f64 gradient checks).
-pub fn decode_with_centroids<F: Scalar>(
-    m: &CompressedMatrix,
-    centroids: &[F],
-) -> Result<Array2<F>> {
-    let cb = match m.values() {
-        Some(Values::Codebook(cb)) if cb.centroids().len() == centroids.len() => cb,
-        _ => {
-            return Err(SquishError::inconsistent(
-                "codebook decode",
-                "the matrix must hold codebook values with as many centroids as given",
-            ))
-        }
-    };
-    let mut w = Array2::zeros(m.shape());
-    let k = cb.k();
-    for_each_position(m, |i, flat, row, col| {
-        let book = match cb.scope() {
-            CodebookScope::PerTensor => 0,
-            CodebookScope::PerRow => i,
-        };
-        w[[row, col]] = centroids[book * k + cb.indices().get(flat) as usize];
-    })?;
-    Ok(w)
 }

@@ -3,6 +3,7 @@
 use ndarray::{Array1, Array2, ArrayView2};
 
 use super::loss::accuracy;
+use super::TrainingError;
 use super::{Activation, Dense, Mlp};
 use crate::error::{Result, SquishError};
 use crate::matrix::CompressedMatrix;
@@ -93,10 +94,11 @@ impl CompressedMlp {
 
     /// Replaces the weight and bias of layer `i` (same shapes).
     pub fn set_layer(&mut self, i: usize, w: CompressedMatrix, b: Array1<f32>) -> Result<()> {
-        let old = self
-            .layers
-            .get(i)
-            .ok_or_else(|| SquishError::invalid("layer", i, "no such layer"))?;
+        let old = self.layers.get(i).ok_or(TrainingError::NoSuchLayer {
+            what: "layer",
+            layer: i,
+            count: self.layers.len(),
+        })?;
         if old.shape() != w.shape() || b.len() != w.rows() {
             return Err(SquishError::shape(
                 "set_layer",
@@ -125,11 +127,11 @@ impl CompressedMlp {
 
     /// Logits on one thread.
     pub fn forward(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        self.forward_with(x, &Sequential)
+        self.forward_on(x, &Sequential)
     }
 
-    /// Logits, each layer's product on `exec` (`CompressedMatrix::matmul_with`).
-    pub fn forward_with(
+    /// Logits, each layer's product on `exec` (`CompressedMatrix::matmul_on`).
+    pub fn forward_on(
         &self,
         x: ArrayView2<f32>,
         exec: &dyn ParallelExecutor,
@@ -137,14 +139,28 @@ impl CompressedMlp {
         self.hidden_or_logits(x, self.layers.len(), exec)
     }
 
+    /// Old name of [`forward_on`](Self::forward_on).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `forward_on`: `_on` takes an executor"
+    )]
+    pub fn forward_with(
+        &self,
+        x: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        self.forward_on(x, exec)
+    }
+
     /// Activation output of hidden layer `layer` (as [`Mlp::hidden`]).
     pub fn hidden(&self, x: ArrayView2<f32>, layer: usize) -> Result<Array2<f32>> {
         if layer + 1 >= self.layers.len() {
-            return Err(SquishError::invalid(
-                "hidden layer",
+            return Err(TrainingError::NoSuchLayer {
+                what: "hidden layer",
                 layer,
-                format!("this network has {} hidden layers", self.layers.len() - 1),
-            ));
+                count: self.layers.len() - 1,
+            }
+            .into());
         }
         self.hidden_or_logits(x, layer + 1, &Sequential)
     }
@@ -157,10 +173,10 @@ impl CompressedMlp {
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
         let n = self.layers.len();
-        let mut h = self.layers[0].matmul_with(x, exec)? + &self.biases[0];
+        let mut h = self.layers[0].matmul_on(x, exec)? + &self.biases[0];
         for i in 1..upto {
             h = self.activation.forward(h.view());
-            h = self.layers[i].matmul_with(h.view(), exec)? + &self.biases[i];
+            h = self.layers[i].matmul_on(h.view(), exec)? + &self.biases[i];
         }
         if upto < n {
             h = self.activation.forward(h.view());
@@ -168,14 +184,28 @@ impl CompressedMlp {
         Ok(h)
     }
 
-    /// Classification accuracy.
+    /// Old name of [`accuracy_on`](Self::accuracy_on).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `accuracy_on`: `_on` takes an executor"
+    )]
     pub fn accuracy_with(
         &self,
         x: ArrayView2<f32>,
         labels: &[usize],
         exec: &dyn ParallelExecutor,
     ) -> Result<f64> {
-        let logits = self.forward_with(x, exec)?;
+        self.accuracy_on(x, labels, exec)
+    }
+
+    /// Classification accuracy, each layer's product on `exec`.
+    pub fn accuracy_on(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[usize],
+        exec: &dyn ParallelExecutor,
+    ) -> Result<f64> {
+        let logits = self.forward_on(x, exec)?;
         if labels.len() != logits.nrows() {
             return Err(SquishError::shape(
                 "labels",
@@ -195,5 +225,22 @@ impl CompressedMlp {
             .map(|(w, b)| Dense::new(w.to_dense(), b.clone()))
             .collect::<Result<Vec<_>>>()?;
         Mlp::from_layers(layers, self.activation)
+    }
+}
+
+/// The model-parallel runners ([`DataParallel`](crate::parallel::DataParallel),
+/// [`LayerPipeline`](crate::parallel::LayerPipeline)) drive a compressed
+/// network like any other model.
+impl crate::parallel::Forward for CompressedMlp {
+    fn in_dim(&self) -> usize {
+        self.layers[0].cols()
+    }
+
+    fn out_dim(&self) -> usize {
+        self.layers[self.layers.len() - 1].rows()
+    }
+
+    fn forward(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+        self.forward_on(x, exec)
     }
 }

@@ -3,6 +3,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 
 use super::Scalar;
+use super::TrainingError;
 use crate::error::{check_non_empty, Result, SquishError};
 
 /// Row-wise softmax of `z / temperature`, computed stably (max subtracted).
@@ -39,11 +40,11 @@ pub(crate) fn check_labels<F: Scalar>(logits: ArrayView2<F>, labels: &[usize]) -
         ));
     }
     if let Some(&l) = labels.iter().find(|&&l| l >= logits.ncols()) {
-        return Err(SquishError::invalid(
-            "label",
-            l,
-            format!("labels must lie in 0..{}", logits.ncols()),
-        ));
+        return Err(TrainingError::Label {
+            label: l,
+            classes: logits.ncols(),
+        }
+        .into());
     }
     if let Some((index, v)) = logits.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(SquishError::NonFinite {

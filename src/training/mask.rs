@@ -2,9 +2,10 @@
 
 use ndarray::Array2;
 
-use super::regularization::near_zero_mask;
+use super::TrainingError;
 use super::{Gradients, Mlp};
 use crate::error::{Result, SquishError};
+use crate::pruning::near_zero_mask;
 
 /// One optional keep-mask (`true` = trainable) per layer's weight.
 ///
@@ -35,12 +36,10 @@ impl Masks {
     pub fn near_zero(mlp: &Mlp<f32>, tol: f32, layers: &[usize]) -> Result<Self> {
         let mut m = Masks::none(mlp.layers.len());
         for &l in layers {
-            let d = mlp.layers.get(l).ok_or_else(|| {
-                SquishError::invalid(
-                    "layer",
-                    l,
-                    format!("the network has {} layers", mlp.layers.len()),
-                )
+            let d = mlp.layers.get(l).ok_or(TrainingError::NoSuchLayer {
+                what: "layer",
+                layer: l,
+                count: mlp.layers.len(),
             })?;
             m.layers[l] = Some(near_zero_mask(d.w.view(), tol));
         }

@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::loss::{accuracy, softmax_cross_entropy};
+use super::TrainingError;
 use super::{Activation, Dense, Gradients, Scalar};
 use crate::error::{Result, SquishError};
 
@@ -62,18 +63,18 @@ impl MlpParams {
     /// initialises with [`Dense::he`] from a seeded `StdRng`.
     pub fn check<F: Scalar>(self) -> Result<Mlp<F>> {
         if self.sizes.len() < 2 {
-            return Err(SquishError::invalid(
-                "sizes",
-                format!("{:?}", self.sizes),
-                "give at least the input and output sizes",
-            ));
+            return Err(TrainingError::Sizes {
+                sizes: self.sizes,
+                reason: "give at least the input and output sizes",
+            }
+            .into());
         }
         if self.sizes.contains(&0) {
-            return Err(SquishError::invalid(
-                "sizes",
-                format!("{:?}", self.sizes),
-                "every layer needs at least one unit",
-            ));
+            return Err(TrainingError::Sizes {
+                sizes: self.sizes,
+                reason: "every layer needs at least one unit",
+            }
+            .into());
         }
         let mut rng = StdRng::seed_from_u64(self.seed);
         let layers = self
@@ -104,7 +105,7 @@ impl<F: Scalar> Mlp<F> {
     /// A network from its layers; consecutive layers must fit.
     pub fn from_layers(layers: Vec<Dense<F>>, activation: Activation) -> Result<Self> {
         if layers.is_empty() {
-            return Err(SquishError::invalid("layers", 0, "an MLP needs a layer"));
+            return Err(TrainingError::NoLayers.into());
         }
         for (i, w) in layers.windows(2).enumerate() {
             if w[0].outputs() != w[1].inputs() {
@@ -176,11 +177,12 @@ impl<F: Scalar> Mlp<F> {
     pub fn hidden(&self, x: ArrayView2<F>, layer: usize) -> Result<Array2<F>> {
         self.check_input(x)?;
         if layer + 1 >= self.layers.len() {
-            return Err(SquishError::invalid(
-                "hidden layer",
+            return Err(TrainingError::NoSuchLayer {
+                what: "hidden layer",
                 layer,
-                format!("this network has {} hidden layers", self.layers.len() - 1),
-            ));
+                count: self.layers.len() - 1,
+            }
+            .into());
         }
         let mut h = self.activation.forward(self.layers[0].forward(x).view());
         for l in &self.layers[1..=layer] {
@@ -227,11 +229,11 @@ impl<F: Scalar> Mlp<F> {
             ));
         }
         if hidden_grads.len() > n - 1 {
-            return Err(SquishError::invalid(
-                "hidden gradients",
-                hidden_grads.len(),
-                format!("this network has {} hidden layers", n - 1),
-            ));
+            return Err(TrainingError::HiddenGradients {
+                given: hidden_grads.len(),
+                hidden: n - 1,
+            }
+            .into());
         }
         for (l, g) in hidden_grads.iter().enumerate() {
             if let Some(g) = g {

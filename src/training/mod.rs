@@ -8,7 +8,7 @@
 //!   after compression is measured;
 //! - regularization-driven pruning ([`Regularizer`]: L1, L2, group lasso),
 //!   mask-aware fine-tuning ([`Masks`]) and gradual pruning on Zhu & Gupta's
-//!   schedule ([`GradualPruning`], [`cubic_sparsity`]);
+//!   schedule ([`GradualPruning`] over a [`pruning::Schedule`](crate::pruning::Schedule));
 //! - compression-aware fine-tuning: the straight-through estimator through any
 //!   quantizer ([`StraightThrough`]) and codebook centroid fine-tuning
 //!   ([`finetune_centroids`]).
@@ -20,6 +20,7 @@ mod activation;
 mod codebook;
 mod compressed;
 mod dense;
+mod error;
 mod gradients;
 pub(crate) mod loss;
 mod mask;
@@ -28,13 +29,17 @@ mod optimizer;
 mod regularization;
 mod scalar;
 mod schedule;
+mod stack;
 mod ste;
 mod trainer;
 
 pub use activation::Activation;
-pub use codebook::{centroid_gradients, decode_with_centroids, finetune_centroids, with_centroids};
+// The matrix side of centroid fine-tuning is sharing's; kept here at its old path.
+pub use crate::compression::sharing::{centroid_gradients, decode_with_centroids, with_centroids};
+pub use codebook::finetune_centroids;
 pub use compressed::CompressedMlp;
 pub use dense::{Dense, DenseGrad};
+pub use error::TrainingError;
 pub use gradients::Gradients;
 pub(crate) use loss::check_labels as loss_check_labels;
 pub use loss::{
@@ -43,11 +48,14 @@ pub use loss::{
 pub use mask::Masks;
 pub use mlp::{Mlp, MlpParams, Trace};
 pub use optimizer::{Optimizer, OptimizerParams, OptimizerState};
-pub use regularization::{
-    group_soft_threshold_rows, near_zero_mask, soft_threshold, surviving_rows, Penalty,
-    Regularizer, RegularizerParams,
+// The proximal operators and masks are pruning's; kept here at their old path.
+pub use crate::pruning::{
+    group_soft_threshold_rows, near_zero_mask, soft_threshold, surviving_rows,
 };
+pub use regularization::{Penalty, Regularizer, RegularizerParams};
 pub use scalar::Scalar;
+#[allow(deprecated)]
 pub use schedule::{cubic_sparsity, from_schedule, GradualPruning, SparsitySchedule};
+pub use stack::{Layer, LayerStack};
 pub use ste::StraightThrough;
 pub use trainer::{Objective, TrainReport, Trainer, TrainerParams};

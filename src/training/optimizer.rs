@@ -1,5 +1,6 @@
 //! SGD with momentum and Adam.
 
+use super::TrainingError;
 use super::{Dense, Gradients, Scalar};
 use crate::error::{Result, SquishError};
 
@@ -96,16 +97,21 @@ impl OptimizerParams {
             if (0.0..1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(SquishError::invalid(name, v, "must lie in [0, 1)"))
+                Err(TrainingError::Hyperparameter {
+                    name,
+                    value: v,
+                    rule: "must lie in [0, 1); pass e.g. 0.9",
+                })
             }
         };
         let lr = self.0.learning_rate();
         if !(lr > 0.0 && lr.is_finite()) {
-            return Err(SquishError::invalid(
-                "learning rate",
-                lr,
-                "must be positive and finite",
-            ));
+            return Err(TrainingError::Hyperparameter {
+                name: "learning rate",
+                value: lr,
+                rule: "must be finite and positive; pass e.g. 0.01",
+            }
+            .into());
         }
         match self.0 {
             Optimizer::Sgd { momentum, .. } => unit("momentum", momentum)?,
@@ -115,11 +121,12 @@ impl OptimizerParams {
                 unit("beta1", beta1)?;
                 unit("beta2", beta2)?;
                 if !(eps > 0.0 && eps.is_finite()) {
-                    return Err(SquishError::invalid(
-                        "eps",
-                        eps,
-                        "must be positive and finite",
-                    ));
+                    return Err(TrainingError::Hyperparameter {
+                        name: "eps",
+                        value: eps,
+                        rule: "must be finite and positive; pass e.g. 1e-8",
+                    }
+                    .into());
                 }
             }
         }

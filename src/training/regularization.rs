@@ -1,10 +1,10 @@
 //! Regularization-driven pruning: L1, L2 and group lasso, and pruning what
 //! they drove to zero.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
-
+use super::TrainingError;
 use super::{Gradients, Mlp};
-use crate::error::{Result, SquishError};
+use crate::error::Result;
+use crate::pruning::{group_soft_threshold_rows, soft_threshold};
 
 /// The penalty on the weights (biases are never penalised).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,11 +63,12 @@ impl Regularizer {
 
     pub(crate) fn check_layers(&self, n: usize) -> Result<()> {
         if let Some(&l) = self.layers.iter().flatten().find(|&&l| l >= n) {
-            return Err(SquishError::invalid(
-                "regularized layer",
-                l,
-                format!("the network has {n} layers"),
-            ));
+            return Err(TrainingError::NoSuchLayer {
+                what: "regularized layer",
+                layer: l,
+                count: n,
+            }
+            .into());
         }
         Ok(())
     }
@@ -138,59 +139,13 @@ impl RegularizerParams {
             Penalty::L2(l) | Penalty::L1(l) | Penalty::GroupLasso(l) => l,
         };
         if !(lam >= 0.0 && lam.is_finite()) {
-            return Err(SquishError::invalid(
-                "lambda",
-                lam,
-                "must be finite and ≥ 0",
-            ));
+            return Err(TrainingError::Hyperparameter {
+                name: "lambda",
+                value: lam,
+                rule: "must be finite and >= 0; pass e.g. 1e-4",
+            }
+            .into());
         }
         Ok(self.0)
     }
-}
-
-/// `w ← sign(w)·max(|w| − τ, 0)`: the proximal operator of `τ‖w‖₁`.
-///
-/// ```
-/// use ndarray::array;
-/// use squish::training::soft_threshold;
-/// let mut w = array![[0.5f32, -0.05, -2.0]];
-/// soft_threshold(w.view_mut(), 0.1);
-/// assert_eq!(w, array![[0.4f32, 0.0, -1.9]]);
-/// ```
-pub fn soft_threshold(mut w: ArrayViewMut2<f32>, tau: f32) {
-    w.mapv_inplace(|v| {
-        let m = v.abs() - tau;
-        if m > 0.0 {
-            m.copysign(v)
-        } else {
-            0.0
-        }
-    });
-}
-
-/// `W_r ← W_r·max(0, 1 − τ/‖W_r‖₂)` for every row: the proximal operator of
-/// `τ·Σ_r ‖W_r‖₂`. Rows with norm ≤ τ become exactly zero.
-pub fn group_soft_threshold_rows(mut w: ArrayViewMut2<f32>, tau: f64) {
-    for mut r in w.outer_iter_mut() {
-        let norm = r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-        let s = if norm > tau { 1.0 - tau / norm } else { 0.0 };
-        r.mapv_inplace(|v| (v as f64 * s) as f32);
-    }
-}
-
-/// Keep-mask of the weights with `|w| > tol` (what a regularizer did not
-/// drive to zero).
-pub fn near_zero_mask(w: ArrayView2<f32>, tol: f32) -> Array2<bool> {
-    w.mapv(|v| v.abs() > tol)
-}
-
-/// The rows whose largest `|w|` exceeds `tol`, increasing (the rows to keep
-/// after group lasso, ready for
-/// [`CompressedMatrix::kept_rows`](crate::matrix::CompressedMatrix::kept_rows)).
-pub fn surviving_rows(w: ArrayView2<f32>, tol: f32) -> Vec<u32> {
-    w.outer_iter()
-        .enumerate()
-        .filter(|(_, r)| r.iter().any(|v| v.abs() > tol))
-        .map(|(i, _)| i as u32)
-        .collect()
 }

@@ -3,25 +3,29 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::{Result, SquishError};
+use super::TrainingError;
+use crate::error::Result;
 use crate::pruning::Schedule;
 
-/// A sparsity target as a function of the optimizer step.
+/// A sparsity target as a function of the optimizer step: any closure, or a
+/// pruning [`Schedule`] (the crate's one schedule type) through `.into()`.
 pub type SparsitySchedule = Arc<dyn Fn(usize) -> f64 + Send + Sync>;
 
-/// Zhu & Gupta's cubic schedule: `s_t = s_f + (s_i − s_f)(1 − (t − t₀)/(t₁ − t₀))³`
-/// for `t₀ ≤ t ≤ t₁`, 0 before and `s_f` after: prune fast while many
-/// redundant weights remain, slowly near the target. A closure over
-/// [`pruning::Schedule`](crate::pruning::Schedule) updated every step; any
-/// other `Schedule` works too through [`from_schedule`].
-///
-/// ```
-/// use squish::training::cubic_sparsity;
-/// let s = cubic_sparsity(0.0, 0.8, 100, 1100).unwrap();
-/// assert_eq!(s(0), 0.0);
-/// assert!((s(600) - 0.7).abs() < 1e-12); // 0.8·(1 − 0.5³)
-/// assert_eq!(s(5000), 0.8);
-/// ```
+/// The trainer queries a pruning [`Schedule`] at each optimizer step.
+impl From<Schedule> for SparsitySchedule {
+    fn from(schedule: Schedule) -> Self {
+        Arc::new(move |t: usize| schedule.sparsity_at(t as u64))
+    }
+}
+
+/// Zhu & Gupta's cubic schedule from step `start` to `end`, as a closure.
+/// Use [`Schedule::cubic`] directly: `Schedule::cubic(target, end - start)
+/// .initial(initial).start(start).check()?` is the same schedule, and
+/// [`GradualPruning::new`] takes it as it is.
+#[deprecated(
+    since = "0.2.0",
+    note = "use squish::pruning::Schedule::cubic(..).check()? (the one schedule type); GradualPruning::new takes it directly"
+)]
 pub fn cubic_sparsity(
     initial: f64,
     target: f64,
@@ -29,22 +33,22 @@ pub fn cubic_sparsity(
     end: usize,
 ) -> Result<SparsitySchedule> {
     if end <= start {
-        return Err(SquishError::invalid(
-            "end step",
-            end,
-            format!("must be after the start step {start}"),
-        ));
+        return Err(TrainingError::ScheduleEnd { start, end }.into());
     }
     let schedule = Schedule::cubic(target, (end - start) as u64)
         .initial(initial)
         .start(start as u64)
         .check()?;
-    Ok(from_schedule(schedule))
+    Ok(schedule.into())
 }
 
 /// A pruning [`Schedule`] as the per-step function the trainer queries.
+#[deprecated(
+    since = "0.2.0",
+    note = "use `schedule.into()` (From<Schedule> for SparsitySchedule)"
+)]
 pub fn from_schedule(schedule: Schedule) -> SparsitySchedule {
-    Arc::new(move |t: usize| schedule.sparsity_at(t as u64))
+    schedule.into()
 }
 
 /// Magnitude pruning of some layers to `schedule(step)` every `every` steps
@@ -68,23 +72,19 @@ impl fmt::Debug for GradualPruning {
 impl GradualPruning {
     /// Prunes `layers` following `schedule` (any `Fn(step) -> sparsity`)
     /// every `every` steps; `every` must be ≥ 1 and `layers` non-empty.
-    pub fn new(schedule: SparsitySchedule, every: usize, layers: &[usize]) -> Result<Self> {
+    pub fn new(
+        schedule: impl Into<SparsitySchedule>,
+        every: usize,
+        layers: &[usize],
+    ) -> Result<Self> {
         if every == 0 {
-            return Err(SquishError::invalid(
-                "every",
-                0,
-                "prune at least every step",
-            ));
+            return Err(TrainingError::Zero("pruning interval `every`").into());
         }
         if layers.is_empty() {
-            return Err(SquishError::invalid(
-                "layers",
-                "[]",
-                "name at least one layer to prune",
-            ));
+            return Err(TrainingError::NoPrunedLayers.into());
         }
         Ok(GradualPruning {
-            schedule,
+            schedule: schedule.into(),
             every,
             layers: layers.to_vec(),
         })

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use super::Mlp;
 use crate::error::Result;
-use crate::matrix::CompressedMatrix;
-use crate::quantization::Quantizer;
+use crate::quantization::{fake_quantize, Quantizer};
 
 /// Trains through a quantizer: each step runs forward and backward on the
 /// quantized weights `Q(W)` and applies the gradient to the latent f32 `W`
@@ -59,10 +58,7 @@ impl StraightThrough {
         let mut q = mlp.clone();
         for (l, d) in q.layers.iter_mut().enumerate() {
             if self.applies_to(l) {
-                let m = self
-                    .quantizer
-                    .quantize(&CompressedMatrix::from_dense(d.w.view())?)?;
-                d.w = m.to_dense();
+                d.w = fake_quantize(d.w.view(), self.quantizer.as_ref())?;
             }
         }
         Ok(q)

@@ -6,6 +6,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::TrainingError;
 use super::{Gradients, GradualPruning, Masks, Mlp, Optimizer, Regularizer, StraightThrough};
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
@@ -106,18 +107,10 @@ impl TrainerParams {
     /// Validates: epochs ≥ 1, batch size ≥ 1.
     pub fn check(self) -> Result<Trainer> {
         if self.epochs == 0 {
-            return Err(SquishError::invalid(
-                "epochs",
-                0,
-                "train at least one epoch",
-            ));
+            return Err(TrainingError::Zero("epochs").into());
         }
         if self.batch_size == 0 {
-            return Err(SquishError::invalid(
-                "batch size",
-                0,
-                "a batch needs at least one row",
-            ));
+            return Err(TrainingError::Zero("batch size").into());
         }
         Ok(Trainer { p: self })
     }
@@ -206,11 +199,12 @@ impl Trainer {
         }
         if let Some(g) = &self.p.gradual {
             if let Some(&l) = g.layers.iter().find(|&&l| l >= n_layers) {
-                return Err(SquishError::invalid(
-                    "pruned layer",
-                    l,
-                    format!("the network has {n_layers} layers"),
-                ));
+                return Err(TrainingError::NoSuchLayer {
+                    what: "pruned layer",
+                    layer: l,
+                    count: n_layers,
+                }
+                .into());
             }
         }
         masks.apply(mlp);

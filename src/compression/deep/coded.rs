@@ -1,6 +1,7 @@
 //! [`HuffmanCsr`]: Deep Compression's stored form of a pruned, shared matrix:
 //! Huffman-coded relative positions and Huffman-coded codebook indices.
 
+use super::DeepError;
 use crate::compression::sharing::{BitStream, HuffmanCode, HuffmanCodebook};
 use crate::error::{Result, SquishError};
 use crate::matrix::{
@@ -107,11 +108,7 @@ impl HuffmanCsr {
     /// table stays small).
     pub fn encode_with_span(m: &CompressedMatrix, span: u32) -> Result<Self> {
         if !(1..=65_535).contains(&span) {
-            return Err(SquishError::invalid(
-                "span",
-                span,
-                "relative indices need a span in 1..=65535",
-            ));
+            return Err(DeepError::Span(span).into());
         }
         let (csr, cb) = parts(m)?;
         let pos = positions(m.cols(), csr);

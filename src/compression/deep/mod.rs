@@ -15,7 +15,9 @@
 //! experiment on Fashion-MNIST; docs/results.md holds the numbers.
 
 mod coded;
+mod error;
 mod pipeline;
 
 pub use coded::{HuffmanCsr, CODED_HEADER_BYTES};
+pub use error::DeepError;
 pub use pipeline::{dense_bytes, DeepCompression, DeepCompressionOutput, DeepCompressionParams};

@@ -5,16 +5,15 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::DeepError;
 use super::HuffmanCsr;
 use crate::compression::sharing::KMeans;
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
 use crate::matrix::CompressedMatrix;
+use crate::pruning::{Magnitude, Pruner, Schedule};
 use crate::pass::Quantizer;
-use crate::pruning::{Magnitude, Pruner};
-use crate::training::{
-    cubic_sparsity, finetune_centroids, CompressedMlp, Masks, Mlp, Optimizer, Trainer,
-};
+use crate::training::{finetune_centroids, CompressedMlp, Masks, Mlp, Optimizer, Trainer};
 
 /// Unchecked hyperparameters of [`DeepCompression`].
 #[derive(Clone, Debug, PartialEq)]
@@ -56,7 +55,7 @@ pub struct DeepCompressionParams {
 /// let dc = DeepCompression::params(&[0.3, 0.5], &[4, 4]).prune_epochs(2).check()?;
 /// let out = dc.run(&mlp, &d.train)?;
 /// assert!(out.coded_bytes() * 6 < out.dense_bytes);
-/// assert!(out.shared.accuracy_with(d.test.x(), d.test.y(), &squish::prelude::Sequential)? > 0.7);
+/// assert!(out.shared.accuracy_on(d.test.x(), d.test.y(), &squish::prelude::Sequential)? > 0.7);
 /// # Ok::<(), squish::SquishError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -174,17 +173,17 @@ impl DeepCompressionParams {
     /// may be 0), learning rates finite and positive.
     pub fn check(self) -> Result<DeepCompression> {
         if self.density.is_empty() || self.density.len() != self.bits.len() {
-            return Err(SquishError::invalid(
-                "density / bits",
-                format!("{} / {}", self.density.len(), self.bits.len()),
-                "give one density and one bit width per layer",
-            ));
+            return Err(DeepError::LayerCount {
+                densities: self.density.len(),
+                bits: self.bits.len(),
+            }
+            .into());
         }
         if let Some(&d) = self.density.iter().find(|&&d| !(d > 0.0 && d <= 1.0)) {
-            return Err(SquishError::invalid("density", d, "must lie in (0, 1]"));
+            return Err(DeepError::Density(d).into());
         }
         if let Some(&b) = self.bits.iter().find(|&&b| !(1..=16).contains(&b)) {
-            return Err(SquishError::invalid("bits", b, "index widths are 1..=16"));
+            return Err(DeepError::IndexBits(b).into());
         }
         for (name, v) in [
             ("prune epochs", self.prune_epochs),
@@ -192,7 +191,7 @@ impl DeepCompressionParams {
             ("batch size", self.batch_size),
         ] {
             if v == 0 {
-                return Err(SquishError::invalid(name, 0, "must be at least 1"));
+                return Err(DeepError::Zero(name).into());
             }
         }
         for (name, v) in [
@@ -201,7 +200,7 @@ impl DeepCompressionParams {
             ("centroid learning rate", self.centroid_lr),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(SquishError::invalid(name, v, "must be finite and positive"));
+                return Err(DeepError::LearningRate { name, value: v }.into());
             }
         }
         Ok(DeepCompression { p: self })
@@ -249,7 +248,7 @@ impl DeepCompression {
             .p
             .density
             .iter()
-            .map(|&d| cubic_sparsity(0.0, 1.0 - d, 0, updates))
+            .map(|&d| Schedule::cubic(1.0 - d, updates as u64).check())
             .collect::<Result<Vec<_>>>()?;
         let n = mlp.layers().len();
         let mut keep: Vec<Option<Array2<bool>>> = vec![None; n];
@@ -258,7 +257,7 @@ impl DeepCompression {
                 if self.p.density[l] >= 1.0 {
                     continue;
                 }
-                let s = schedules[l](u + 1);
+                let s = schedules[l].sparsity_at((u + 1) as u64);
                 let mut m = Magnitude::params(s)
                     .check()?
                     .mask(mlp.layers()[l].weight())?;

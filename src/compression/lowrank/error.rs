@@ -51,6 +51,14 @@ pub enum LowRankError {
         /// Bytes of a rank-1 factorization.
         min_bytes: usize,
     },
+    /// Randomized settings carrying a rank that the rank rule does not pick.
+    #[error("the randomized settings ask for rank {given} but the rank rule is {rule}; pass RandomizedSvd::settings() (no rank) or the rule RankSelection::Fixed({given})")]
+    RankConflict {
+        /// The rank in the settings.
+        given: usize,
+        /// The rank rule.
+        rule: String,
+    },
     /// Randomized SVD needs at least one error probe.
     #[error("the a-posteriori error estimate needs at least one probe vector")]
     ZeroProbes,

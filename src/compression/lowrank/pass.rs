@@ -3,7 +3,7 @@
 use ndarray::{Array1, Array2, ArrayView2};
 
 use super::randomized::{check_input, RandomizedSvdParams};
-use super::{ErrorEstimate, RandomizedSvd, RankSelection, Svd, SvdBackend};
+use super::{ErrorEstimate, LowRankError, RandomizedSvd, RankSelection, Svd, SvdBackend};
 use crate::error::{Result, SquishError};
 use crate::matrix::{CompressedMatrix, Structure, Values};
 use crate::parallel::{ParallelExecutor, Sequential};
@@ -181,8 +181,11 @@ impl LowRankParams {
         self
     }
 
-    /// Randomized SVD with these settings (their rank is ignored: the rank
-    /// rule decides). See [`RandomizedSvd`].
+    /// Randomized SVD with these settings; the rank rule decides the rank.
+    /// Pass [`RandomizedSvd::settings()`] (no rank); a rank set with
+    /// [`RandomizedSvd::params(r)`](RandomizedSvd::params) must equal the
+    /// rule's `Fixed(r)`, or [`check`](Self::check) returns
+    /// [`LowRankError::RankConflict`].
     pub fn randomized(mut self, settings: RandomizedSvdParams) -> Self {
         self.randomized = Some(settings);
         self
@@ -192,7 +195,17 @@ impl LowRankParams {
     pub fn check(self) -> Result<LowRank> {
         self.selection.check()?;
         let method = match self.randomized {
-            Some(p) => SvdMethod::Randomized(p.check_without_rank()?),
+            Some(p) => {
+                let given = p.rank();
+                if given != 0 && self.selection != RankSelection::Fixed(given) {
+                    return Err(LowRankError::RankConflict {
+                        given,
+                        rule: format!("{:?}", self.selection),
+                    }
+                    .into());
+                }
+                SvdMethod::Randomized(p.check_without_rank()?)
+            }
             None => SvdMethod::Exact(self.backend.check()?),
         };
         Ok(LowRank {

@@ -85,6 +85,30 @@ impl RandomizedSvd {
         })
     }
 
+    /// Settings without a rank, for [`LowRankParams::randomized`](super::LowRankParams::randomized),
+    /// where the rank rule picks the rank; same defaults as [`params`](Self::params).
+    /// (On its own, [`check`](RandomizedSvdParams::check) rejects it: rank 0.)
+    ///
+    /// ```
+    /// use squish::compression::lowrank::{LowRank, RandomizedSvd, RankSelection};
+    /// let pass = LowRank::params(RankSelection::Energy(0.9))
+    ///     .randomized(RandomizedSvd::settings().seed(7))
+    ///     .check()?;
+    /// // A rank in the settings must agree with the rule: it is never ignored.
+    /// assert!(LowRank::params(RankSelection::Energy(0.9))
+    ///     .randomized(RandomizedSvd::params(64))
+    ///     .check()
+    ///     .is_err());
+    /// assert!(LowRank::params(RankSelection::Fixed(64))
+    ///     .randomized(RandomizedSvd::params(64))
+    ///     .check()
+    ///     .is_ok());
+    /// # Ok::<(), squish::SquishError>(())
+    /// ```
+    pub fn settings() -> RandomizedSvdParams {
+        Self::params(0)
+    }
+
     /// Target rank.
     pub fn rank(&self) -> usize {
         self.rank
@@ -223,6 +247,11 @@ impl RandomizedSvdParams {
     /// Checks everything but the rank (the rank comes from a rule later).
     pub(crate) fn check_without_rank(self) -> Result<RandomizedSvd> {
         self.with_rank_one().check()
+    }
+
+    /// The rank set in these settings (0 for [`RandomizedSvd::settings`]).
+    pub(crate) fn rank(&self) -> usize {
+        self.0.rank
     }
 
     fn with_rank_one(mut self) -> Self {

@@ -318,7 +318,7 @@ fn solve_windows_portable(c: &Prefix, win: &[(usize, usize)]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::optimal_with;
+    use super::super::optimal_with_layer;
     use super::super::DpLayer;
     use super::*;
     use rand::rngs::StdRng;
@@ -406,7 +406,7 @@ mod tests {
                 if k > m {
                     continue;
                 }
-                let full = optimal_with(&h, k, usize::MAX, DpLayer::DivideAndConquer);
+                let full = optimal_with_layer(&h, k, usize::MAX, DpLayer::DivideAndConquer);
                 for levels in [&[16usize, 4][..], &[8], &[32, 8, 2]] {
                     let (sse, bounds, win) = bounded(&h, k, levels);
                     assert!(
@@ -439,7 +439,7 @@ mod tests {
             let cells: usize = win.iter().map(|&(a, b)| b + 1 - a).sum();
             assert!(4 * cells < h.len() * (k - 1), "{cells} cells");
             let got = super::super::optimal(&h, k, usize::MAX);
-            let full = optimal_with(&h, k, usize::MAX, DpLayer::DivideAndConquer);
+            let full = optimal_with_layer(&h, k, usize::MAX, DpLayer::DivideAndConquer);
             assert!((got.sse - full.sse).abs() <= 1e-12 * full.sse);
         }
     }

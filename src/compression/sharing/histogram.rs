@@ -4,6 +4,7 @@
 //! Sorting once turns 1-D k-means into arithmetic on prefix sums: the cost of
 //! any run of consecutive values, or its mean, is O(1).
 
+use super::SharingError;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 
 /// The distinct values of a tensor in increasing order, each with its total
@@ -117,11 +118,7 @@ impl Histogram {
         }
         check_finite("importance", importance)?;
         if let Some(&bad) = importance.iter().find(|&&w| w < 0.0) {
-            return Err(SquishError::invalid(
-                "importance",
-                bad,
-                "importances must be non-negative",
-            ));
+            return Err(SharingError::NegativeImportance(bad).into());
         }
         let mut pairs: Vec<(u32, f32)> = values
             .iter()
@@ -130,11 +127,7 @@ impl Histogram {
             .map(|(&x, &w)| (key(x + 0.0), w))
             .collect();
         if pairs.is_empty() {
-            return Err(SquishError::invalid(
-                "importance",
-                0,
-                "at least one value needs a positive importance",
-            ));
+            return Err(SharingError::ZeroImportance.into());
         }
         radix_sort_by_key(&mut pairs, |p| p.0);
         let (sw, swx) = pairs.iter().fold((0.0f64, 0.0f64), |(a, b), &(k, w)| {

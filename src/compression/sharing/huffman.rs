@@ -8,6 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::SharingError;
 use crate::error::{Result, SquishError};
 
 /// Longest code supported (a Huffman code is longer only for total counts
@@ -82,11 +83,7 @@ impl HuffmanCode {
     pub fn from_counts(counts: &[u64]) -> Result<Self> {
         let used: Vec<usize> = (0..counts.len()).filter(|&s| counts[s] > 0).collect();
         if used.is_empty() {
-            return Err(SquishError::invalid(
-                "counts",
-                0,
-                "a code needs at least one symbol with a positive count",
-            ));
+            return Err(SharingError::EmptyAlphabet.into());
         }
         let mut lengths = vec![0u8; counts.len()];
         if used.len() == 1 {
@@ -116,11 +113,11 @@ impl HuffmanCode {
         }
         for (n, &s) in used.iter().enumerate() {
             if depth[n] > MAX_CODE_LEN as u32 {
-                return Err(SquishError::invalid(
-                    "counts",
-                    depth[n],
-                    format!("Huffman code longer than {MAX_CODE_LEN} bits"),
-                ));
+                return Err(SharingError::CodeTooLong {
+                    len: depth[n],
+                    max: MAX_CODE_LEN,
+                }
+                .into());
             }
             lengths[s] = depth[n] as u8;
         }
@@ -132,7 +129,10 @@ impl HuffmanCode {
         let mut counts = vec![0u64; alphabet];
         for &s in symbols {
             let c = counts.get_mut(s as usize).ok_or_else(|| {
-                SquishError::invalid("symbol", s, format!("alphabet is 0..{alphabet}"))
+                SquishError::from(SharingError::SymbolOutOfRange {
+                    symbol: s,
+                    alphabet,
+                })
             })?;
             *c += 1;
         }
@@ -143,11 +143,11 @@ impl HuffmanCode {
     /// lengths are at most [`MAX_CODE_LEN`] and satisfy Kraft's inequality.
     pub fn from_lengths(lengths: Vec<u8>) -> Result<Self> {
         if let Some(&l) = lengths.iter().find(|&&l| l > MAX_CODE_LEN) {
-            return Err(SquishError::invalid(
-                "code length",
-                l,
-                format!("at most {MAX_CODE_LEN} bits"),
-            ));
+            return Err(SharingError::CodeTooLong {
+                len: l.into(),
+                max: MAX_CODE_LEN,
+            }
+            .into());
         }
         let kraft: f64 = lengths
             .iter()
@@ -238,7 +238,7 @@ impl HuffmanCode {
         for &s in symbols {
             let l = *self.lengths.get(s as usize).unwrap_or(&0) as u32;
             if l == 0 {
-                return Err(SquishError::invalid("symbol", s, "has no code"));
+                return Err(SharingError::NoCodeword(s).into());
             }
             // acc holds n < 8 pending bits, left-aligned at bit 63.
             acc |= self.codes[s as usize] << (64 - n - l);

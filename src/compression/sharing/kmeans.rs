@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use super::optimal::optimal_bounded;
-use super::{lloyd, optimal_with, Clustering, DpLayer, Histogram, Init};
+use super::SharingError;
+use super::{lloyd, optimal_with_layer, Clustering, DpLayer, Histogram, Init};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::{index_bits, CodebookScope, F32Values, PackedBits, Values};
 use crate::parallel::{map, ParallelExecutor, Sequential};
@@ -43,7 +44,7 @@ pub struct KMeansParams {
 /// are clustered — Deep Compression's prune → share.
 ///
 /// **Fewer distinct values than `k`.** [`fit`](Self::fit) rejects it
-/// ([`SquishError::InvalidParameter`] on `k`). The quantizer instead stores
+/// ([`SharingError::TooFewDistinct`](super::SharingError::TooFewDistinct)). The quantizer instead stores
 /// the distinct values exactly (zero error) and pads the codebook to `k` by
 /// repeating the largest one; a codebook with no values at all (an empty CSR
 /// row under [`per_row`](KMeansParams::per_row)) is all zeros.
@@ -117,28 +118,37 @@ impl KMeans {
     pub fn fit_histogram(&self, hist: &Histogram) -> Result<Clustering> {
         let k = self.p.k;
         if hist.len() < k {
-            return Err(SquishError::invalid(
-                "k",
+            return Err(SharingError::TooFewDistinct {
                 k,
-                format!(
-                    "the values hold only {} distinct (weighted) values; use k ≤ {}",
-                    hist.len(),
-                    hist.len()
-                ),
-            ));
+                distinct: hist.len(),
+            }
+            .into());
         }
         Ok(match self.p.method {
             Method::Lloyd { init, max_iter } => lloyd(hist, init.centroids(hist, k), max_iter),
             Method::Optimal if self.p.dp_bound => {
                 optimal_bounded(hist, k, self.p.dp_memory, self.p.dp_layer)
             }
-            Method::Optimal => optimal_with(hist, k, self.p.dp_memory, self.p.dp_layer),
+            Method::Optimal => optimal_with_layer(hist, k, self.p.dp_memory, self.p.dp_layer),
         })
+    }
+
+    /// Old name of [`quantize_values_on`](Self::quantize_values_on).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `quantize_values_on`: `_on` takes an executor"
+    )]
+    pub fn quantize_values_with(
+        &self,
+        values: &F32Values,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Values> {
+        self.quantize_values_on(values, exec)
     }
 
     /// Encodes f32 values as a codebook, spreading per-row codebooks over `exec`.
     /// The result does not depend on the executor.
-    pub fn quantize_values_with(
+    pub fn quantize_values_on(
         &self,
         values: &F32Values,
         exec: &dyn ParallelExecutor,
@@ -305,27 +315,15 @@ impl KMeansParams {
     /// Validates: `2 ≤ k ≤ 65536`, `max_iter ≥ 1`, importances finite and ≥ 0.
     pub fn check(self) -> Result<KMeans> {
         if !(2..=65536).contains(&self.k) {
-            return Err(SquishError::invalid(
-                "k",
-                self.k,
-                "codebooks hold 2..=65536 centroids",
-            ));
+            return Err(SharingError::CodebookSize(self.k).into());
         }
         if let Method::Lloyd { max_iter: 0, .. } = self.method {
-            return Err(SquishError::invalid(
-                "max_iter",
-                0,
-                "Lloyd needs at least one iteration",
-            ));
+            return Err(SharingError::ZeroIterations.into());
         }
         if let Some(w) = &self.importance {
             check_finite("importance", w.iter())?;
             if let Some(&bad) = w.iter().find(|&&w| w < 0.0) {
-                return Err(SquishError::invalid(
-                    "importance",
-                    bad,
-                    "importances must be non-negative",
-                ));
+                return Err(SharingError::NegativeImportance(bad).into());
             }
         }
         Ok(KMeans { p: self })
@@ -346,6 +344,14 @@ impl Quantizer for KMeans {
     }
 
     fn quantize_values(&self, values: &F32Values) -> Result<Values> {
-        self.quantize_values_with(values, &Sequential)
+        KMeans::quantize_values_on(self, values, &Sequential)
+    }
+
+    fn quantize_values_on(
+        &self,
+        values: &F32Values,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Values> {
+        KMeans::quantize_values_on(self, values, exec)
     }
 }

@@ -23,6 +23,8 @@
 mod bounded;
 mod clustering;
 mod entropy;
+mod error;
+mod finetune;
 mod histogram;
 mod huffman;
 mod init;
@@ -33,6 +35,8 @@ mod optimal;
 pub use crate::kernels::codebook::{codebook_matmul, CodebookKernel};
 pub use clustering::Clustering;
 pub use entropy::{HuffmanCodebook, HuffmanMatrix};
+pub use error::SharingError;
+pub use finetune::{centroid_gradients, decode_with_centroids, with_centroids};
 pub use histogram::Histogram;
 pub use huffman::{
     column_gaps, columns_from_gaps, entropy_bits, symbol_counts, BitStream, HuffmanCode,
@@ -41,4 +45,5 @@ pub use huffman::{
 pub use init::Init;
 pub use kmeans::{KMeans, KMeansParams, Method, DEFAULT_DP_MEMORY};
 pub use lloyd::lloyd;
-pub use optimal::{optimal, optimal_with, DpLayer};
+#[allow(deprecated)]
+pub use optimal::{optimal, optimal_with, optimal_with_layer, DpLayer};

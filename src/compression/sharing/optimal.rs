@@ -19,7 +19,7 @@
 //!
 //! [`optimal()`] first bounds where the optimal splits can lie and fills only
 //! those cells (the `bounded` module: exact, 2.3% of the cells on 1M
-//! Gaussian weights at k = 16); [`optimal_with`] always fills every cell.
+//! Gaussian weights at k = 16); [`optimal_with_layer`] always fills every cell.
 //!
 //! **What is exact.** The DP runs over the distinct values with their total
 //! weights, which is lossless: equal values always share a cluster in some
@@ -413,7 +413,7 @@ fn last_layer(c: &Prefix, q: usize, how: DpLayer) -> Vec<f64> {
 /// On large inputs the DP runs only where a coarse lower bound says an
 /// optimal split can lie (see the `bounded` module docs: exact, typically a
 /// few percent of the cells); otherwise, or when the bound prunes too
-/// little, it is [`optimal_with`] and the default [`DpLayer`].
+/// little, it is [`optimal_with_layer`] and the default [`DpLayer`].
 ///
 /// ```
 /// use squish::compression::sharing::{optimal, Histogram};
@@ -441,12 +441,21 @@ pub(crate) fn optimal_bounded(
         bounds.push(hist.len());
         return Clustering::from_bounds(hist, bounds);
     }
-    optimal_with(hist, k, memory, how)
+    optimal_with_layer(hist, k, memory, how)
+}
+
+/// Old name of [`optimal_with_layer`].
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed `optimal_with_layer`: `_on` takes an executor, `_with_<what>` an explicit input"
+)]
+pub fn optimal_with(hist: &Histogram, k: usize, memory: usize, how: DpLayer) -> Clustering {
+    optimal_with_layer(hist, k, memory, how)
 }
 
 /// The full DP over every cell with a chosen layer algorithm (both give the
 /// optimum and check each other, and the bounded DP, in the tests).
-pub fn optimal_with(hist: &Histogram, k: usize, memory: usize, how: DpLayer) -> Clustering {
+pub fn optimal_with_layer(hist: &Histogram, k: usize, memory: usize, how: DpLayer) -> Clustering {
     let mut bounds = vec![0];
     solve(hist, 0, hist.len(), k, memory, how, &mut bounds);
     bounds.push(hist.len());

@@ -18,6 +18,13 @@ impl Int8Values {
     }
 
     /// Scales and zero-points.
+    pub fn quant_params(&self) -> &QuantParams {
+        &self.params
+    }
+
+    /// Old name of [`quant_params`](Self::quant_params) (`params()` is a
+    /// builder everywhere else in the crate). To be marked `#[deprecated]`
+    /// once the kernels call `quant_params`.
     pub fn params(&self) -> &QuantParams {
         &self.params
     }
@@ -51,6 +58,13 @@ impl Int4Values {
     }
 
     /// Scales and zero-points.
+    pub fn quant_params(&self) -> &QuantParams {
+        &self.params
+    }
+
+    /// Old name of [`quant_params`](Self::quant_params) (`params()` is a
+    /// builder everywhere else in the crate). To be marked `#[deprecated]`
+    /// once the kernels call `quant_params`.
     pub fn params(&self) -> &QuantParams {
         &self.params
     }

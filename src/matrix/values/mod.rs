@@ -19,6 +19,7 @@ pub use params::{Granularity, QuantParams};
 use super::storage::{Component, StorageReport};
 use super::{index_bits, PackedBits, RowLayout};
 use crate::error::{check_finite, Result, SquishError};
+use crate::matrix::MatrixError;
 
 /// The stored values of a compressed matrix, in one of the supported encodings.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,11 +165,7 @@ impl Values {
         indices: PackedBits,
     ) -> Result<Self> {
         if !(2..=65536).contains(&k) {
-            return Err(SquishError::invalid(
-                "k",
-                k,
-                "codebooks hold 2..=65536 centroids",
-            ));
+            return Err(MatrixError::CodebookSize(k).into());
         }
         check_len("codebook values", &layout, indices.len())?;
         let books = match scope {

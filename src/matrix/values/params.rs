@@ -1,6 +1,7 @@
 //! Scales and zero-points of integer encodings, and their granularity.
 
 use crate::error::{Result, SquishError};
+use crate::matrix::MatrixError;
 use crate::matrix::RowLayout;
 
 /// Which values share one scale (and zero-point).
@@ -22,18 +23,17 @@ impl Granularity {
         match *self {
             Granularity::PerTensor => Ok((1, Vec::new())),
             Granularity::PerRow => Ok((layout.rows(), Vec::new())),
-            Granularity::PerGroup(0) => {
-                Err(SquishError::invalid("group size", 0, "must be at least 1"))
-            }
+            Granularity::PerGroup(0) => Err(MatrixError::ZeroGroupSize.into()),
             Granularity::PerGroup(g) => {
                 let mut first = Vec::with_capacity(layout.rows() + 1);
                 let mut acc = 0usize;
                 first.push(0);
                 for i in 0..layout.rows() {
                     acc += layout.row_len(i).div_ceil(g);
-                    first.push(u32::try_from(acc).map_err(|_| {
-                        SquishError::invalid("group size", g, "too many groups for u32 indexing")
-                    })?);
+                    first.push(
+                        u32::try_from(acc)
+                            .map_err(|_| SquishError::from(MatrixError::TooManyGroups(g)))?,
+                    );
                 }
                 Ok((acc, first))
             }

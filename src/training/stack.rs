@@ -1,76 +1,19 @@
-//! A minimal model abstraction for parallel inference: [`Forward`], and a
-//! stack of [`Layer`]s (a [`LinOp`] weight, an optional bias, an activation).
+//! A stack of [`Layer`]s (a [`LinOp`] weight, an optional bias, an
+//! [`Activation`]) that the parallel runners drive through [`Forward`].
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
+use super::{Activation, TrainingError};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::LinOp;
-use crate::parallel::ParallelExecutor;
-
-/// Anything that maps a batch `[batch, in_dim]` to `[batch, out_dim]`, row by
-/// row: a weight matrix, a layer, a whole model.
-///
-/// Implementations must treat batch rows independently (row `b` of the output
-/// depends only on row `b` of the input); the data-parallel and pipelined
-/// runners rely on it to split batches. Every [`LinOp`] is a `Forward`.
-pub trait Forward: Send + Sync {
-    /// Input features.
-    fn in_dim(&self) -> usize;
-
-    /// Output features.
-    fn out_dim(&self) -> usize;
-
-    /// The output for batch `x`; work may be spread over `exec`, the result
-    /// must not depend on it.
-    fn forward(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>>;
-}
-
-impl<T: LinOp + ?Sized> Forward for T {
-    fn in_dim(&self) -> usize {
-        self.shape().1
-    }
-
-    fn out_dim(&self) -> usize {
-        self.shape().0
-    }
-
-    fn forward(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
-        self.apply(x, exec)
-    }
-}
-
-/// An elementwise activation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Activation {
-    /// `x`.
-    #[default]
-    Identity,
-    /// `max(x, 0)`.
-    Relu,
-    /// `tanh(x)`.
-    Tanh,
-    /// `1 / (1 + e^(−x))`.
-    Sigmoid,
-}
-
-impl Activation {
-    /// Applies the activation to one value.
-    #[inline]
-    pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::Identity => x,
-            Activation::Relu => x.max(0.0),
-            Activation::Tanh => x.tanh(),
-            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        }
-    }
-}
+use crate::parallel::{check_chain, Forward, ParallelExecutor};
 
 /// One layer: `act(x · Wᵀ + b)` with any [`LinOp`] as `W` (dense or compressed).
 ///
 /// ```
 /// use ndarray::array;
-/// use squish::parallel::{Activation, Forward, Layer, Sequential};
+/// use squish::parallel::{Forward, Sequential};
+/// use squish::training::{Activation, Layer};
 /// let layer = Layer::new(array![[1.0f32, -1.0], [2.0, 0.0]])
 ///     .with_bias(array![0.5f32, -5.0].view())?
 ///     .activation(Activation::Relu);
@@ -155,7 +98,8 @@ impl Forward for Layer {
 ///
 /// ```
 /// use ndarray::{array, Array2};
-/// use squish::parallel::{Activation, Forward, Layer, LayerStack, Sequential};
+/// use squish::parallel::{Forward, Sequential};
+/// use squish::training::{Activation, Layer, LayerStack};
 /// let model = LayerStack::new(vec![
 ///     Layer::new(Array2::<f32>::eye(3)).activation(Activation::Relu),
 ///     Layer::new(array![[1.0f32, 1.0, 1.0]]),
@@ -173,11 +117,7 @@ impl LayerStack {
     /// Checks that there is at least one layer and that the widths chain.
     pub fn new(layers: Vec<Layer>) -> Result<Self> {
         if layers.is_empty() {
-            return Err(SquishError::invalid(
-                "layers",
-                0,
-                "a model needs at least one layer",
-            ));
+            return Err(TrainingError::NoLayers.into());
         }
         check_chain(layers.iter().map(|l| (l.in_dim(), l.out_dim())))?;
         Ok(LayerStack { layers })
@@ -212,32 +152,14 @@ impl Forward for LayerStack {
     }
 }
 
-/// Checks that each `(in, out)` pair's `out` is the next pair's `in`.
-pub(crate) fn check_chain(dims: impl Iterator<Item = (usize, usize)>) -> Result<()> {
-    let mut prev: Option<(usize, usize)> = None;
-    for (i, (d_in, d_out)) in dims.enumerate() {
-        if let Some((_, p_out)) = prev {
-            if p_out != d_in {
-                return Err(SquishError::shape(
-                    "layer chain",
-                    format!("layer {i} with {p_out} inputs (layer {} outputs)", i - 1),
-                    format!("layer {i} with {d_in} inputs"),
-                ));
-            }
-        }
-        prev = Some((d_in, d_out));
+/// A stack's layers as pipeline stages, for
+/// [`LayerPipeline::params`](crate::parallel::LayerPipeline::params).
+impl From<LayerStack> for Vec<Box<dyn Forward>> {
+    fn from(stack: LayerStack) -> Self {
+        stack
+            .into_layers()
+            .into_iter()
+            .map(|l| Box::new(l) as Box<dyn Forward>)
+            .collect()
     }
-    Ok(())
-}
-
-/// Checks a batch for a model with `in_dim` inputs: non-empty, right width.
-pub(crate) fn check_batch(x: ArrayView2<f32>, in_dim: usize) -> Result<()> {
-    if x.ncols() != in_dim {
-        return Err(SquishError::shape(
-            "forward",
-            format!("x with {in_dim} columns"),
-            format!("x of shape {}x{}", x.nrows(), x.ncols()),
-        ));
-    }
-    crate::error::check_non_empty("batch", x.nrows(), x.ncols())
 }
