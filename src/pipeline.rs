@@ -108,6 +108,12 @@ impl Pipeline {
         self.passes.is_empty()
     }
 
+    /// The pass names joined by " → ", as reports print them.
+    pub fn pass_names(&self) -> String {
+        let names: Vec<String> = self.passes.iter().map(|p| p.name()).collect();
+        names.join(" → ")
+    }
+
     /// Runs every pass on `w`, on one thread.
     pub fn run(&self, w: ArrayView2<f32>) -> Result<PipelineOutput> {
         self.run_with(w, &Sequential)
@@ -119,16 +125,27 @@ impl Pipeline {
         w: ArrayView2<f32>,
         exec: &dyn ParallelExecutor,
     ) -> Result<PipelineOutput> {
-        let mut m = CompressedMatrix::from_dense(w)?;
+        self.run_staged(w, exec).map_err(|(_, e)| e)
+    }
+
+    /// [`run_with`](Self::run_with), and on failure the stage that failed:
+    /// `None` for the input check, else the pass's name.
+    pub(crate) fn run_staged(
+        &self,
+        w: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> std::result::Result<PipelineOutput, (Option<String>, crate::SquishError)> {
+        let mut m = CompressedMatrix::from_dense(w).map_err(|e| (None, e))?;
         let mut report = PipelineReport::default();
-        report
-            .stages
-            .push(StageReport::measure("dense f32".into(), w, &m)?);
+        report.stages.push(
+            StageReport::measure("dense f32".into(), w, &m).map_err(|e| (None, e))?,
+        );
         for pass in &self.passes {
-            m = pass.apply(&m, exec)?;
+            let staged = |e| (Some(pass.name()), e);
+            m = pass.apply(&m, exec).map_err(staged)?;
             report
                 .stages
-                .push(StageReport::measure(pass.name(), w, &m)?);
+                .push(StageReport::measure(pass.name(), w, &m).map_err(staged)?);
         }
         Ok(PipelineOutput { matrix: m, report })
     }

@@ -2,7 +2,7 @@
 
 use ndarray::ArrayView2;
 
-use super::{Choice, Recipe};
+use super::{Choice, Recipe, RecipeError};
 use crate::error::Result;
 use crate::io::{CompressedModel, CompressedTensor, Model};
 use crate::metrics::ErrorMetrics;
@@ -98,7 +98,17 @@ pub fn compress_model(
         let (name, w) = matrices[i];
         let out = match pipeline_of(choices[i]) {
             Some(p) if !p.is_empty() && choices[i] != Choice::Keep => {
-                Some(p.run_with(w, &Sequential))
+                Some(p.run_staged(w, &Sequential).map_err(|(pass, e)| {
+                    let stage = match pass {
+                        Some(pass) => format!("pass `{pass}`"),
+                        None => format!("checking the weights before `{}`", p.pass_names()),
+                    };
+                    RecipeError::Layer {
+                        layer: name.to_string(),
+                        stage,
+                        source: Box::new(e),
+                    }
+                }))
             }
             _ => None,
         };
@@ -120,7 +130,7 @@ pub fn compress_model(
             result.model.insert_plain(name, t.clone())?;
             continue;
         };
-        let out = out?;
+        let out = out.map_err(crate::SquishError::from)?;
         let method = out.report.stages[1..]
             .iter()
             .map(|s| s.method.as_str())

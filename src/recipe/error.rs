@@ -44,6 +44,17 @@ pub enum RecipeError {
         /// The compiler's message.
         message: String,
     },
+    /// Compressing one layer failed; names the layer and the pass.
+    #[error("layer `{layer}`, {stage}: {source}")]
+    Layer {
+        /// The tensor name.
+        layer: String,
+        /// `pass `name`` or, for a bad weight matrix, the input check.
+        stage: String,
+        /// What went wrong.
+        #[source]
+        source: Box<crate::SquishError>,
+    },
     /// A pattern that selects no weight matrix of the model.
     #[error("recipe line {line}: pattern `{pattern}` {detail}")]
     Unmatched {
