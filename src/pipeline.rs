@@ -69,10 +69,27 @@ impl StageReport {
         Ok(StageReport {
             method,
             structure: m.structure().kind(),
-            encoding: m.encoding(),
+            encoding: report_encoding(m),
             storage: m.storage(),
             error: ErrorMetrics::between(w, m.to_dense().view())?,
         })
+    }
+}
+
+/// The encoding a report shows: a low-rank matrix's is its factors' (the
+/// matrix itself says "factored").
+fn report_encoding(m: &CompressedMatrix) -> &'static str {
+    let crate::matrix::Structure::LowRank(lr) = m.structure() else {
+        return m.encoding();
+    };
+    match (lr.a().encoding(), lr.b().encoding()) {
+        ("f32", "f32") => "f32 A·B",
+        ("int8", "int8") => "int8 A·B",
+        ("int4", "int4") => "int4 A·B",
+        ("binary", "binary") => "binary A·B",
+        ("ternary", "ternary") => "ternary A·B",
+        ("codebook", "codebook") => "codebook A·B",
+        _ => "mixed A·B",
     }
 }
 
@@ -171,7 +188,7 @@ impl fmt::Display for PipelineReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<28} {:<10} {:<9} {:>12} {:>8} {:>7} {:>10} {:>10} {:>9}",
+            "{:<28} {:<10} {:<13} {:>12} {:>8} {:>7} {:>10} {:>10} {:>9}",
             "stage",
             "structure",
             "encoding",
@@ -185,7 +202,7 @@ impl fmt::Display for PipelineReport {
         for s in &self.stages {
             writeln!(
                 f,
-                "{:<28} {:<10} {:<9} {:>12} {:>8.3} {:>6.2}x {:>10.3e} {:>10.3e} {:>9.1}",
+                "{:<28} {:<10} {:<13} {:>12} {:>8.3} {:>6.2}x {:>10.3e} {:>10.3e} {:>9.1}",
                 s.method,
                 s.structure,
                 s.encoding,

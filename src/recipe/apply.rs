@@ -18,8 +18,11 @@ pub struct LayerReport {
     pub shape: Vec<usize>,
     /// Pass names joined by " → " ("kept" when untouched).
     pub method: String,
-    /// Bytes as dense f32.
+    /// Bytes of the tensor in the input file, in its own dtype (an f16
+    /// matrix counts 2 bytes a weight).
     pub bytes_before: usize,
+    /// Bytes of the same matrix as dense f32 (what the kernels compare with).
+    pub bytes_f32: usize,
     /// Bytes compressed (exact storage of every component).
     pub bytes_after: usize,
     /// Error against the original weights.
@@ -27,9 +30,14 @@ pub struct LayerReport {
 }
 
 impl LayerReport {
-    /// `bytes_before / bytes_after`.
+    /// `bytes_before / bytes_after`: how much smaller than in the input file.
     pub fn ratio(&self) -> f64 {
         self.bytes_before as f64 / self.bytes_after as f64
+    }
+
+    /// `bytes_f32 / bytes_after`: how much smaller than dense f32.
+    pub fn ratio_vs_f32(&self) -> f64 {
+        self.bytes_f32 as f64 / self.bytes_after as f64
     }
 }
 
@@ -43,8 +51,8 @@ pub struct Compressed {
 }
 
 impl Compressed {
-    /// Totals over all layers: (bytes before, bytes after, relative error of
-    /// the concatenated weights).
+    /// Totals over all layers: (bytes before as in the input file, bytes
+    /// after, relative error of the concatenated weights).
     pub fn totals(&self, original: &Model) -> (usize, usize, f64) {
         let (mut before, mut after, mut signal, mut noise) = (0, 0, 0.0f64, 0.0f64);
         for l in &self.layers {
@@ -77,6 +85,12 @@ pub fn compress_model(
     exec: &dyn ParallelExecutor,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Compressed> {
+    if model.is_container() {
+        return Err(crate::io::FileError::IsAContainer {
+            what: "the model to compress".into(),
+        }
+        .into());
+    }
     let mut matrices: Vec<(&str, ArrayView2<f32>)> = Vec::new();
     let mut others = Vec::new();
     for (name, t) in model.iter() {
@@ -141,7 +155,8 @@ pub fn compress_model(
             name: name.to_string(),
             shape: t.shape().to_vec(),
             method: method.clone(),
-            bytes_before: last.storage.dense_bytes(),
+            bytes_before: t.shape().iter().product::<usize>() * t.dtype().bitsize() / 8,
+            bytes_f32: last.storage.dense_bytes(),
             bytes_after: last.storage.total(),
             error: last.error,
         });

@@ -44,6 +44,16 @@ pub enum RecipeError {
         /// The compiler's message.
         message: String,
     },
+    /// An `--include`/`--exclude` pattern that selects no weight matrix.
+    #[error("{flag} `{pattern}` {detail}; `squish inspect MODEL` lists the matrices")]
+    UnmatchedFlag {
+        /// The flag.
+        flag: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        detail: String,
+    },
     /// Compressing one layer failed; names the layer and the pass.
     #[error("layer `{layer}`, {stage}: {source}")]
     Layer {

@@ -6,14 +6,10 @@ use squish::io::{shape_string, CompressedModel, Entry, Model};
 use squish::matrix::{Component, CompressedMatrix, StorageReport, Structure};
 use squish::recipe::{Compressed, SweepPoint};
 
+use crate::grid::{self, Align, Grid};
+
 fn human(bytes: usize) -> String {
-    if bytes >= 10 << 20 {
-        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-    } else if bytes >= 10 << 10 {
-        format!("{:.1} KiB", bytes as f64 / 1024.0)
-    } else {
-        format!("{bytes} B")
-    }
+    grid::human(bytes as u64)
 }
 
 fn db(x: f64) -> String {
@@ -24,71 +20,91 @@ fn db(x: f64) -> String {
     }
 }
 
-/// The per-layer table `squish compress` prints, with a total.
-pub fn layers(c: &Compressed, original: &Model) -> String {
-    let w = c
-        .layers
-        .iter()
-        .map(|l| l.name.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let m = c
-        .layers
-        .iter()
-        .map(|l| l.method.chars().count())
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<w$}  {:<12}  {:<m$}  {:>10}  {:>10}  {:>7}  {:>9}  {:>8}",
-        "layer", "shape", "method", "before", "after", "ratio", "rel.err", "SQNR dB"
-    );
+/// Sizes of the input file and of the container written, for the
+/// file-level ratio under the table.
+pub struct Files {
+    pub input: u64,
+    pub output: u64,
+}
+
+/// The per-layer table `squish compress` prints, with a total, then the
+/// whole files compared.
+pub fn layers(c: &Compressed, original: &Model, files: &Files) -> String {
+    let mut g = Grid::new(&[
+        ("layer", Align::Left),
+        ("shape", Align::Left),
+        ("dtype", Align::Left),
+        ("method", Align::Left),
+        ("before", Align::Right),
+        ("after", Align::Right),
+        ("ratio", Align::Right),
+        ("rel.err", Align::Right),
+        ("SQNR dB", Align::Right),
+    ]);
     for l in &c.layers {
-        let _ = writeln!(
-            s,
-            "{:<w$}  {:<12}  {:<m$}  {:>10}  {:>10}  {:>6.2}x  {:>9.3e}  {:>8}",
-            l.name,
+        let dtype = original
+            .get(&l.name)
+            .map_or(String::new(), |t| t.dtype().to_string());
+        g.row(vec![
+            l.name.clone(),
             shape_string(&l.shape),
-            l.method,
+            dtype,
+            l.method.clone(),
             human(l.bytes_before),
             human(l.bytes_after),
-            l.ratio(),
-            l.error.rel_frobenius,
-            db(l.error.sqnr_db)
-        );
+            format!("{:.2}x", l.ratio()),
+            format!("{:.3e}", l.error.rel_frobenius),
+            db(l.error.sqnr_db),
+        ]);
     }
     let (before, after, rel) = c.totals(original);
     let kept = c.model.len() - c.layers.len();
-    let _ = writeln!(
-        s,
-        "{:<w$}  {:<12}  {:<m$}  {:>10}  {:>10}  {:>6.2}x  {:>9.3e}  {:>8}",
+    g.total(vec![
         format!("total ({} matrices)", c.layers.len()),
-        "",
-        format!("+{kept} tensors kept as they were"),
+        String::new(),
+        String::new(),
+        String::new(),
         human(before),
         human(after),
-        before as f64 / after.max(1) as f64,
-        rel,
+        format!("{:.2}x", before as f64 / after.max(1) as f64),
+        format!("{rel:.3e}"),
         db(if rel > 0.0 {
             -20.0 * rel.log10()
         } else {
             f64::INFINITY
-        })
+        }),
+    ]);
+    let mut s = g.render();
+    let f32_bytes: usize = c.layers.iter().map(|l| l.bytes_f32).sum();
+    let _ = writeln!(
+        s,
+        "matrices: {} in the input file ({} as f32) -> {} compressed: {:.2}x smaller than the file, {:.2}x than f32",
+        human(before),
+        human(f32_bytes),
+        human(after),
+        before as f64 / after.max(1) as f64,
+        f32_bytes as f64 / after.max(1) as f64,
+    );
+    let _ = writeln!(
+        s,
+        "files: input {} -> container {}: {:.2}x smaller (with {kept} tensors kept as they were and the header)",
+        human(files.input as usize),
+        human(files.output as usize),
+        files.input as f64 / files.output.max(1) as f64,
     );
     s
 }
 
 fn describe(m: &CompressedMatrix) -> String {
     match m.structure() {
-        Structure::LowRank(lr) => format!(
-            "low-rank r={} [A: {}, B: {}]",
-            lr.rank(),
-            describe(lr.a()),
-            describe(lr.b())
-        ),
+        Structure::LowRank(lr) => {
+            let (a, b) = (describe(lr.a()), describe(lr.b()));
+            if a == b {
+                format!("low-rank r={}, factors {a}", lr.rank())
+            } else {
+                format!("low-rank r={}, A {a}, B {b}", lr.rank())
+            }
+        }
         Structure::NM(s) => format!("{}:{} {}", s.n(), s.m(), m.encoding()),
         Structure::Csr(c) => format!(
             "csr {:.0}% {}",
@@ -101,56 +117,60 @@ fn describe(m: &CompressedMatrix) -> String {
 
 /// What `squish inspect` prints for a container.
 pub fn container(m: &CompressedModel) -> String {
-    let w = m.iter().map(|(n, _)| n.len()).max().unwrap_or(6).max(6);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<w$}  {:<5}  {:<12}  {:<28}  {:>10}  {:>7}  {:>7}  method",
-        "tensor", "dtype", "shape", "stored as", "bytes", "bits/w", "ratio"
-    );
+    let mut g = Grid::new(&[
+        ("tensor", Align::Left),
+        ("dtype", Align::Left),
+        ("shape", Align::Left),
+        ("stored as", Align::Left),
+        ("bytes", Align::Right),
+        ("bits/w", Align::Right),
+        ("vs dtype", Align::Right),
+        ("method", Align::Left),
+    ]);
     let mut total = StorageReport::new(0);
-    let (mut dense, mut plain) = (0usize, 0usize);
+    let (mut original, mut plain) = (0usize, 0usize);
     for (name, e) in m.iter() {
         let r = e.storage();
         match e {
             Entry::Compressed(c) => {
                 total.absorb(&r);
-                dense += r.dense_bytes();
-                let _ = writeln!(
-                    s,
-                    "{:<w$}  {:<5}  {:<12}  {:<28}  {:>10}  {:>7.3}  {:>6.2}x  {}",
-                    name,
+                // The matrix in its original dtype, as the input file held it.
+                let before = r.elements() * c.dtype().bitsize() / 8;
+                original += before;
+                g.row(vec![
+                    name.to_string(),
                     c.dtype().to_string(),
                     shape_string(c.shape()),
                     describe(c.matrix()),
                     human(r.total()),
-                    r.bits_per_weight(),
-                    r.ratio(),
-                    c.method()
-                );
+                    format!("{:.3}", r.bits_per_weight()),
+                    format!("{:.2}x", before as f64 / r.total().max(1) as f64),
+                    c.method().to_string(),
+                ]);
             }
             Entry::Plain(t) => {
                 plain += r.total();
-                let _ = writeln!(
-                    s,
-                    "{:<w$}  {:<5}  {:<12}  {:<28}  {:>10}  {:>7}  {:>7}  -",
-                    name,
+                g.row(vec![
+                    name.to_string(),
                     t.dtype().to_string(),
                     shape_string(t.shape()),
-                    "as is",
+                    "as is".into(),
                     human(r.total()),
-                    "",
-                    ""
-                );
+                    String::new(),
+                    String::new(),
+                    "-".into(),
+                ]);
             }
         }
     }
+    let mut s = g.render();
     let _ = writeln!(
         s,
-        "\ncompressed matrices: {} -> {} ({:.2}x); tensors kept as is: {}",
-        human(dense),
+        "\ncompressed matrices: {} in their original dtypes -> {} ({:.2}x smaller; {:.2}x vs f32); tensors kept as is: {}",
+        human(original),
         human(total.total()),
-        dense as f64 / total.total().max(1) as f64,
+        original as f64 / total.total().max(1) as f64,
+        total.dense_bytes() as f64 / total.total().max(1) as f64,
         human(plain)
     );
     let _ = write!(s, "storage by component:");
@@ -171,57 +191,47 @@ pub fn container(m: &CompressedModel) -> String {
 
 /// What `squish inspect` prints for a plain safetensors model.
 pub fn model(m: &Model) -> String {
-    let w = m.iter().map(|(n, _)| n.len()).max().unwrap_or(6).max(6);
     let mut s = format!("plain safetensors model, {} tensors\n", m.len());
-    let _ = writeln!(
-        s,
-        "{:<w$}  {:<5}  {:<14}  {:>10}  matrix",
-        "tensor", "dtype", "shape", "bytes"
-    );
+    let mut g = Grid::new(&[
+        ("tensor", Align::Left),
+        ("dtype", Align::Left),
+        ("shape", Align::Left),
+        ("bytes", Align::Right),
+        ("matrix", Align::Left),
+    ]);
     for (name, t) in m.iter() {
-        let _ = writeln!(
-            s,
-            "{:<w$}  {:<5}  {:<14}  {:>10}  {}",
-            name,
+        g.row(vec![
+            name.to_string(),
             t.dtype().to_string(),
             shape_string(t.shape()),
-            human(t.to_bytes().len()),
+            human(t.shape().iter().product::<usize>() * t.dtype().bitsize() / 8),
             t.matrix()
-                .map_or("-".to_string(), |v| format!("{}×{}", v.nrows(), v.ncols()))
-        );
+                .map_or("-".to_string(), |v| format!("{}×{}", v.nrows(), v.ncols())),
+        ]);
     }
+    s.push_str(&g.render());
     s
 }
 
 /// The sweep table.
 pub fn sweep(layers: &[&str], points: &[SweepPoint]) -> String {
     let mut s = format!("layers: {}\n", layers.join(", "));
-    // Columns as wide as their longest entry.
-    let width = |f: &dyn Fn(&SweepPoint) -> &str, title: &str| {
-        points
-            .iter()
-            .map(|p| f(p).chars().count())
-            .chain([title.len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let wf = width(&|p| p.family, "family");
-    let ws = width(&|p| p.setting.as_str(), "setting");
-    let _ = writeln!(
-        s,
-        "{:<wf$}  {:<ws$}  {:>7}  {:>9}  {:>8}",
-        "family", "setting", "bits/w", "rel.err", "SQNR dB"
-    );
+    let mut g = Grid::new(&[
+        ("family", Align::Left),
+        ("setting", Align::Left),
+        ("bits/w", Align::Right),
+        ("rel.err", Align::Right),
+        ("SQNR dB", Align::Right),
+    ]);
     for p in points {
-        let _ = writeln!(
-            s,
-            "{:<wf$}  {:<ws$}  {:>7.3}  {:>9.3e}  {:>8}",
-            p.family,
-            p.setting,
-            p.bits_per_weight,
-            p.rel_error,
-            db(p.sqnr_db)
-        );
+        g.row(vec![
+            p.family.to_string(),
+            p.setting.clone(),
+            format!("{:.3}", p.bits_per_weight),
+            format!("{:.3e}", p.rel_error),
+            db(p.sqnr_db),
+        ]);
     }
+    s.push_str(&g.render());
     s
 }
