@@ -127,24 +127,6 @@ unsafe fn masked_sums_avx512<const R: usize>(bits: [&[u8]; R], x: &[f32]) -> [f3
     std::array::from_fn(|r| _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])))
 }
 
-multiversion! {
-    /// Decodes rows `row0..` of W into `out` (whole rows of `cols`).
-    pub(crate) fn decode_rows(v: &BinaryValues, row0: usize, out: &mut [f32]) => decode_rows_generic;
-}
-
-#[inline(always)]
-fn decode_rows_generic(v: &BinaryValues, row0: usize, out: &mut [f32]) {
-    let cols = v.layout.max_row_len();
-    let bytes = v.signs().bytes();
-    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        let i = row0 + r;
-        let a = v.scales()[i];
-        for (k, o) in o.iter_mut().enumerate() {
-            *o = if bit(bytes, i * cols + k) { a } else { -a };
-        }
-    }
-}
-
 /// `n ≤ 64` bits starting at bit `off` of an LSB-first stream.
 #[inline]
 fn load_bits(bytes: &[u8], off: usize, n: usize) -> u64 {

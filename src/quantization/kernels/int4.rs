@@ -171,22 +171,3 @@ unsafe fn dot_split_avx512(b: &[u8], xe: &[f32], xo: &[f32], z: i32) -> f32 {
     _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)))
 }
 
-multiversion! {
-    /// Decodes rows `row0..` of W into `out` (whole rows of `cols`).
-    pub(crate) fn decode_rows(v: &Int4Values, row0: usize, out: &mut [f32]) => decode_rows_generic;
-}
-
-#[inline(always)]
-fn decode_rows_generic(v: &Int4Values, row0: usize, out: &mut [f32]) {
-    let cols = v.layout.max_row_len();
-    let bytes = v.codes().bytes();
-    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        let i = row0 + r;
-        for (a, b, pi) in segments(v.params(), i, cols) {
-            let (s, z) = v.params().get(pi);
-            for (k, o) in o[a..b].iter_mut().enumerate() {
-                *o = (nibble(bytes, i * cols + a + k) as i32 - z) as f32 * s;
-            }
-        }
-    }
-}

@@ -15,6 +15,7 @@ use crate::matrix::{CompressedMatrix, Granularity, QuantParams, Structure, Value
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 
 pub mod binary;
+mod fused;
 mod int4;
 mod int8;
 pub mod int8_gemm;
@@ -124,31 +125,38 @@ pub fn matmul_block(
         }
         return Some(Array2::from_shape_vec((1, rows), yt).expect("sizes match"));
     }
+    // Small batches: decode each row once, dot it with every input row
+    // (decode + GEMM would cost a dense GEMM plus the decode).
+    if batch <= fused::FUSED_MAX_BATCH {
+        let xs = x.as_slice().expect("standard layout");
+        let per = rows_per_task(cols * batch, GEMV_TASK_ELEMS);
+        for_each_chunk_mut(exec, &mut yt, per * batch, |t, out| {
+            fused::rows_times_batch(values, xs, batch, t * per, out)
+        });
+        return Some(to_batch_major(yt, rows, batch));
+    }
     // Batched: decode a block of rows into f32 and multiply it with GEMM.
     let per = rows_per_task(cols, BLOCK_TASK_ELEMS);
     for_each_chunk_mut(exec, &mut yt, per * batch, |t, out| {
         let r0 = t * per;
         let nr = out.len() / batch;
         let mut tile = vec![0.0f32; nr * cols];
-        match values {
-            Values::Int8(v) => int8::decode_rows(v, r0, &mut tile),
-            Values::Int4(v) => int4::decode_rows(v, r0, &mut tile),
-            Values::Binary(v) => binary::decode_rows(v, r0, &mut tile),
-            Values::Ternary(v) => ternary::decode_rows(v, r0, &mut tile),
-            _ => unreachable!("checked above"),
-        }
+        fused::decode_rows(values, r0, &mut tile);
         let tile = ArrayView2::from_shape((nr, cols), &tile).expect("sizes match");
         // out is [nr, batch]: (W_block · xᵀ).
         let mut o = ndarray::ArrayViewMut2::from_shape((nr, batch), out).expect("sizes match");
         ndarray::linalg::general_mat_mul(1.0, &tile, &x.t(), 0.0, &mut o);
     });
-    Some(
-        Array2::from_shape_vec((rows, batch), yt)
-            .expect("sizes match")
-            .reversed_axes()
-            .as_standard_layout()
-            .into_owned(),
-    )
+    Some(to_batch_major(yt, rows, batch))
+}
+
+/// `yᵀ` `[rows, batch]` to `y` `[batch, rows]`.
+fn to_batch_major(yt: Vec<f32>, rows: usize, batch: usize) -> Array2<f32> {
+    Array2::from_shape_vec((rows, batch), yt)
+        .expect("sizes match")
+        .reversed_axes()
+        .as_standard_layout()
+        .into_owned()
 }
 
 /// Spreads the `[batch, stored rows]` product of a kept-rows matrix into

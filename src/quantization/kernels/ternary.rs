@@ -99,24 +99,3 @@ unsafe fn plus_minus_avx512(codes: &[u8], x: &[f32]) -> f32 {
     _mm512_reduce_add_ps(_mm512_add_ps(p0, p1)) - _mm512_reduce_add_ps(_mm512_add_ps(m0, m1))
 }
 
-multiversion! {
-    /// Decodes rows `row0..` of W into `out` (whole rows of `cols`).
-    pub(crate) fn decode_rows(v: &TernaryValues, row0: usize, out: &mut [f32]) => decode_rows_generic;
-}
-
-#[inline(always)]
-fn decode_rows_generic(v: &TernaryValues, row0: usize, out: &mut [f32]) {
-    let cols = v.layout.max_row_len();
-    let bytes = v.codes().bytes();
-    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        let i = row0 + r;
-        let a = v.scales()[i];
-        for (k, o) in o.iter_mut().enumerate() {
-            *o = match code(bytes, i * cols + k) {
-                TERNARY_PLUS => a,
-                TERNARY_MINUS => -a,
-                _ => 0.0,
-            };
-        }
-    }
-}
