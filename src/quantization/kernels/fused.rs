@@ -10,7 +10,7 @@
 //! codes start on a byte decode without per-code bit arithmetic) and the
 //! dot products run on 16 lanes, vectorized by `multiversion!`.
 
-use crate::matrix::{BinaryValues, Int4Values, TernaryValues, Values};
+use crate::matrix::{BinaryValues, Int4Values, Int8Values, TernaryValues, Values};
 use crate::matrix::{TERNARY_MINUS, TERNARY_PLUS};
 
 use super::segments;
@@ -39,20 +39,24 @@ fn rows_times_batch_generic(
 ) {
     let cols = values.layout().max_row_len();
     debug_assert_eq!(x.len(), batch * cols);
+    let row = |b: usize| &x[b * cols..(b + 1) * cols];
     let mut w = vec![0.0f32; cols];
     for (r, y) in out.chunks_exact_mut(batch).enumerate() {
         decode_row(values, r0 + r, &mut w);
-        for (b, y) in y.iter_mut().enumerate() {
-            *y = dot(&w, &x[b * cols..(b + 1) * cols]);
+        // Four input rows per pass: each loaded weight feeds four sums.
+        let mut b = 0;
+        while b < batch {
+            let k = (batch - b).min(4);
+            // A short group repeats its last row; the extra sums are dropped.
+            let xs = [0, 1, 2, 3].map(|j| row(b + j.min(k - 1)));
+            y[b..b + k].copy_from_slice(&dot4(&w, xs)[..k]);
+            b += k;
         }
     }
 }
 
 #[inline(always)]
 fn decode_rows_generic(values: &Values, row0: usize, out: &mut [f32]) {
-    if let Values::Int8(v) = values {
-        return super::int8::decode_rows(v, row0, out);
-    }
     let cols = values.layout().max_row_len();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
         decode_row(values, row0 + r, o);
@@ -61,32 +65,48 @@ fn decode_rows_generic(values: &Values, row0: usize, out: &mut [f32]) {
 
 const LANES: usize = 16;
 
-/// Σ a·b on 16 lanes, then a fixed pairwise reduction (the same order on
-/// every call, whatever the executor).
+/// `[Σ w·x₀, Σ w·x₁, Σ w·x₂, Σ w·x₃]` on 16 lanes each, then a fixed
+/// pairwise reduction (the same order on every call, whatever the
+/// executor; a sum does not depend on which four rows it is computed with).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
+fn dot4(w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+    // Four separate accumulator arrays: LLVM keeps each in one vector
+    // register (a 2-D array defeated its vectorizer).
+    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    let wc = w.chunks_exact(LANES);
+    let n = w.len() - wc.remainder().len();
+    let chunks = wc
+        .zip(x[0].chunks_exact(LANES))
+        .zip(x[1].chunks_exact(LANES))
+        .zip(x[2].chunks_exact(LANES))
+        .zip(x[3].chunks_exact(LANES));
+    for ((((w, x0), x1), x2), x3) in chunks {
         for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+            a0[l] += w[l] * x0[l];
+            a1[l] += w[l] * x1[l];
+            a2[l] += w[l] * x2[l];
+            a3[l] += w[l] * x3[l];
         }
     }
-    let mut n = LANES;
-    while n > 1 {
-        n /= 2;
-        for l in 0..n {
-            acc[l] += acc[l + n];
+    let mut out = [0.0f32; 4];
+    for ((o, a), xk) in out.iter_mut().zip([a0, a1, a2, a3]).zip(x) {
+        let tail: f32 = w[n..].iter().zip(&xk[n..]).map(|(p, q)| p * q).sum();
+        *o = fold(a) + tail;
+    }
+    out
+}
+
+/// Pairwise sum of the lanes, in a fixed order.
+#[inline(always)]
+fn fold(mut a: [f32; LANES]) -> f32 {
+    let mut m = LANES;
+    while m > 1 {
+        m /= 2;
+        for l in 0..m {
+            a[l] += a[l + m];
         }
     }
-    acc[0] + tail
+    a[0]
 }
 
 /// Row `i` of W into `o` (`cols` values).
@@ -96,9 +116,21 @@ fn decode_row(values: &Values, i: usize, o: &mut [f32]) {
         Values::Int4(v) => int4_row(v, i, o),
         Values::Binary(v) => binary_row(v, i, o),
         Values::Ternary(v) => ternary_row(v, i, o),
-        // int8 decodes one byte per value already; f32 and codebooks do not
-        // come here.
+        Values::Int8(v) => int8_row(v, i, o),
+        // f32 and codebooks do not come here.
         v => v.decode_row(i, o),
+    }
+}
+
+#[inline(always)]
+fn int8_row(v: &Int8Values, i: usize, o: &mut [f32]) {
+    let cols = o.len();
+    let q = &v.codes()[i * cols..(i + 1) * cols];
+    for (a, b, pi) in segments(v.params(), i, cols) {
+        let (s, z) = v.params().get(pi);
+        for (o, &c) in o[a..b].iter_mut().zip(&q[a..b]) {
+            *o = (c as i32 - z) as f32 * s;
+        }
     }
 }
 
@@ -119,14 +151,13 @@ fn int4_row(v: &Int4Values, i: usize, o: &mut [f32]) {
     }
     for (a, b, pi) in segments(p, i, cols) {
         let (s, z) = p.get(pi);
-        let src = &bytes[(i * cols + a) / 2..(i * cols + b).div_ceil(2)];
-        for (pair, &byte) in o[a..b].chunks_mut(2).zip(src) {
+        // Runs start and end on even positions (checked above).
+        let src = &bytes[(i * cols + a) / 2..(i * cols + b) / 2];
+        for (pair, &byte) in o[a..b].chunks_exact_mut(2).zip(src) {
             let lo = ((byte << 4) as i8 >> 4) as i32;
             let hi = (byte as i8 >> 4) as i32;
             pair[0] = (lo - z) as f32 * s;
-            if let Some(h) = pair.get_mut(1) {
-                *h = (hi - z) as f32 * s;
-            }
+            pair[1] = (hi - z) as f32 * s;
         }
     }
 }
