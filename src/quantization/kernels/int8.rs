@@ -114,22 +114,3 @@ unsafe fn dot_avx512(q: &[i8], z: i32, x: &[f32]) -> f32 {
     _mm512_reduce_add_ps(s)
 }
 
-multiversion! {
-    /// Decodes rows `row0..` of W into `out` (whole rows of `cols`).
-    pub(crate) fn decode_rows(v: &Int8Values, row0: usize, out: &mut [f32]) => decode_rows_generic;
-}
-
-#[inline(always)]
-fn decode_rows_generic(v: &Int8Values, row0: usize, out: &mut [f32]) {
-    let cols = v.layout.max_row_len();
-    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        let i = row0 + r;
-        let q = &v.codes()[i * cols..(i + 1) * cols];
-        for (a, b, pi) in segments(v.params(), i, cols) {
-            let (s, z) = v.params().get(pi);
-            for (o, &c) in o[a..b].iter_mut().zip(&q[a..b]) {
-                *o = (c as i32 - z) as f32 * s;
-            }
-        }
-    }
-}
