@@ -10,7 +10,7 @@ use squish::io::{Dtype, Model, Tensor};
 
 const MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/silero_vad_16k.safetensors"
+    "/../tests/data/silero_vad_16k.safetensors"
 );
 
 fn squish(args: &[&str]) -> Output {
