@@ -128,7 +128,7 @@ pub fn container(m: &CompressedModel) -> String {
         ("method", Align::Left),
     ]);
     let mut total = StorageReport::new(0);
-    let (mut original, mut plain) = (0usize, 0usize);
+    let (mut original, mut f32_bytes, mut plain) = (0usize, 0usize, 0usize);
     for (name, e) in m.iter() {
         let r = e.storage();
         match e {
@@ -137,6 +137,7 @@ pub fn container(m: &CompressedModel) -> String {
                 // The matrix in its original dtype, as the input file held it.
                 let before = r.elements() * c.dtype().bitsize() / 8;
                 original += before;
+                f32_bytes += r.dense_bytes();
                 g.row(vec![
                     name.to_string(),
                     c.dtype().to_string(),
@@ -170,7 +171,7 @@ pub fn container(m: &CompressedModel) -> String {
         human(original),
         human(total.total()),
         original as f64 / total.total().max(1) as f64,
-        total.dense_bytes() as f64 / total.total().max(1) as f64,
+        f32_bytes as f64 / total.total().max(1) as f64,
         human(plain)
     );
     let _ = write!(s, "storage by component:");
