@@ -35,10 +35,7 @@ fn encodings(w: &Array2<f32>) -> Vec<(&'static str, CompressedMatrix)> {
         ),
         ("binary", q(&Binary)),
         ("ternary", q(&Ternary)),
-        (
-            "codebook k=16",
-            q(&KMeans::params(16).check().unwrap()),
-        ),
+        ("codebook k=16", q(&KMeans::params(16).check().unwrap())),
     ]
 }
 

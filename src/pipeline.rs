@@ -154,9 +154,9 @@ impl Pipeline {
     ) -> std::result::Result<PipelineOutput, (Option<String>, crate::SquishError)> {
         let mut m = CompressedMatrix::from_dense(w).map_err(|e| (None, e))?;
         let mut report = PipelineReport::default();
-        report.stages.push(
-            StageReport::measure("dense f32".into(), w, &m).map_err(|e| (None, e))?,
-        );
+        report
+            .stages
+            .push(StageReport::measure("dense f32".into(), w, &m).map_err(|e| (None, e))?);
         for pass in &self.passes {
             let staged = |e| (Some(pass.name()), e);
             m = pass.apply(&m, exec).map_err(staged)?;

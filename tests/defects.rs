@@ -180,7 +180,13 @@ fn int8_values_whose_decoding_overflows_are_refused() {
     let err = Values::int8(layout.clone(), vec![127, -127], p).unwrap_err();
     assert!(err.to_string().contains("scale"), "{err}");
     // A scale that keeps every code finite is fine.
-    let p = QuantParams::new(&layout, Granularity::PerTensor, vec![f32::MAX / 128.0], None).unwrap();
+    let p = QuantParams::new(
+        &layout,
+        Granularity::PerTensor,
+        vec![f32::MAX / 128.0],
+        None,
+    )
+    .unwrap();
     Values::int8(layout, vec![127, -128], p).unwrap();
 }
 

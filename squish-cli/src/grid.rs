@@ -115,7 +115,10 @@ mod tests {
         let mut g = Grid::new(&[("name", Align::Left), ("bytes", Align::Right)]);
         g.row(vec!["a".into(), "1 B".into()]);
         g.row(vec!["a-much-longer-name".into(), "10.0 KiB".into()]);
-        g.total(vec!["total (2 matrices, 3 tensors)".into(), "10.0 KiB".into()]);
+        g.total(vec![
+            "total (2 matrices, 3 tensors)".into(),
+            "10.0 KiB".into(),
+        ]);
         let s = g.render();
         let lines: Vec<&str> = s.lines().collect();
         // Right-aligned cells end in the same column on every row.

@@ -62,8 +62,15 @@ fn output_resolving_to_the_input_is_refused() {
     std::fs::hard_link(&m, &hard).unwrap();
     for out in [&m, &link, &hard] {
         let err = fails(&["compress", s(&m), "--int8", "-o", s(out), "--quiet"]);
-        assert!(err.contains("is the input") && err.contains("--force"), "{err}");
-        assert_eq!(std::fs::read(&m).unwrap(), original, "{out:?} clobbered the model");
+        assert!(
+            err.contains("is the input") && err.contains("--force"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&m).unwrap(),
+            original,
+            "{out:?} clobbered the model"
+        );
     }
     // decompress c -o c likewise.
     let c = dir.path().join("c.squish");
@@ -73,7 +80,15 @@ fn output_resolving_to_the_input_is_refused() {
     assert!(err.contains("is the input"), "{err}");
     assert_eq!(std::fs::read(&c).unwrap(), container);
     // An explicit --force replaces the input, as asked.
-    ok(&["compress", s(&m), "--int8", "-o", s(&m), "--quiet", "--force"]);
+    ok(&[
+        "compress",
+        s(&m),
+        "--int8",
+        "-o",
+        s(&m),
+        "--quiet",
+        "--force",
+    ]);
     assert_ne!(std::fs::read(&m).unwrap(), original);
 }
 
@@ -85,7 +100,14 @@ fn existing_files_that_squish_did_not_write_are_kept() {
     std::fs::write(&notes, "my notes").unwrap();
     for args in [
         vec!["compress", s(&m), "--int8", "-o", s(&notes), "--quiet"],
-        vec!["sweep", s(&m), "--layer", "final_conv*", "--plot", s(&notes)],
+        vec![
+            "sweep",
+            s(&m),
+            "--layer",
+            "final_conv*",
+            "--plot",
+            s(&notes),
+        ],
     ] {
         let err = fails(&args);
         assert!(err.contains("exists") && err.contains("--force"), "{err}");
@@ -147,7 +169,9 @@ fn f16_sizes_are_the_files_own_bytes_and_ratios_are_labelled() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("half.safetensors");
     let mut m = Model::new();
-    let w: Vec<f32> = (0..64 * 64).map(|i| ((i % 37) as f32 - 18.0) / 32.0).collect();
+    let w: Vec<f32> = (0..64 * 64)
+        .map(|i| ((i % 37) as f32 - 18.0) / 32.0)
+        .collect();
     m.insert(
         "a.very.long.layer.name.for.the.table.weight",
         Tensor::float(Dtype::F16, vec![64, 64], w).unwrap(),
@@ -193,7 +217,9 @@ fn sizes_of_a_few_mib_print_in_mib() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("big.safetensors");
     let mut m = Model::new();
-    let w: Vec<f32> = (0..1200 * 1100).map(|i| ((i % 97) as f32 - 48.0) / 64.0).collect();
+    let w: Vec<f32> = (0..1200 * 1100)
+        .map(|i| ((i % 97) as f32 - 48.0) / 64.0)
+        .collect();
     m.insert("w", Tensor::float(Dtype::F32, vec![1200, 1100], w).unwrap())
         .unwrap();
     m.save(&p).unwrap();
@@ -217,11 +243,23 @@ fn quick_flags_take_include_and_exclude_patterns_and_kmeans() {
     let out = dir.path().join("q.squish");
     let o = s(&out);
     let table = ok(&[
-        "compress", MODEL, "--int8", "--exclude", "stft*", "--exclude", "conv*", "-o", o,
-        "--quiet", "--force",
+        "compress",
+        MODEL,
+        "--int8",
+        "--exclude",
+        "stft*",
+        "--exclude",
+        "conv*",
+        "-o",
+        o,
+        "--quiet",
+        "--force",
     ]);
     assert!(table.contains("total (3 matrices)"), "{table}");
-    assert!(!table.contains("stft_conv") && !table.contains("conv1"), "{table}");
+    assert!(
+        !table.contains("stft_conv") && !table.contains("conv1"),
+        "{table}"
+    );
     let table = ok(&[
         "compress",
         MODEL,
@@ -236,8 +274,19 @@ fn quick_flags_take_include_and_exclude_patterns_and_kmeans() {
     ]);
     assert!(table.contains("total (1 matrices)"), "{table}");
     assert!(table.contains("lstm_cell.weight_ih"), "{table}");
-    let err = fails(&["compress", MODEL, "--int8", "--exclude", "nothing*", "-o", o]);
-    assert!(err.contains("--exclude") && err.contains("nothing*"), "{err}");
+    let err = fails(&[
+        "compress",
+        MODEL,
+        "--int8",
+        "--exclude",
+        "nothing*",
+        "-o",
+        o,
+    ]);
+    assert!(
+        err.contains("--exclude") && err.contains("nothing*"),
+        "{err}"
+    );
     let table = ok(&[
         "compress",
         MODEL,
@@ -263,14 +312,7 @@ fn sweep_plot_gets_the_permissions_of_an_output_file() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("plot.svg");
     for _ in 0..2 {
-        ok(&[
-            "sweep",
-            MODEL,
-            "--layer",
-            "final_conv*",
-            "--plot",
-            s(&svg),
-        ]);
+        ok(&["sweep", MODEL, "--layer", "final_conv*", "--plot", s(&svg)]);
     }
     let mode = std::fs::metadata(&svg).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o644, "{mode:o}");

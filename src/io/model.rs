@@ -132,8 +132,7 @@ impl Model {
     /// the container version key): its tensors are encoded components, not
     /// weights; load it with [`CompressedModel::load`](super::CompressedModel::load).
     pub fn is_container(&self) -> bool {
-        self.metadata
-            .contains_key(super::description::VERSION_KEY)
+        self.metadata.contains_key(super::description::VERSION_KEY)
     }
 
     /// Sets a free-form metadata entry.

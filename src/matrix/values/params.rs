@@ -122,7 +122,11 @@ impl QuantParams {
     pub(crate) fn check_decodable(&self, lo: i32, hi: i32) -> Result<()> {
         for p in 0..self.scales.len() {
             let (s, z) = self.get(p);
-            let q = if (hi - z).abs() >= (lo - z).abs() { hi } else { lo };
+            let q = if (hi - z).abs() >= (lo - z).abs() {
+                hi
+            } else {
+                lo
+            };
             if !((q - z) as f32 * s).is_finite() {
                 return Err(SquishError::inconsistent(
                     "quantization parameters",

@@ -414,8 +414,8 @@ fn dense_rows(
                 .expect("block shape");
             // Written straight into `out` [rows, batch]: a product's own
             // layout is ndarray's choice (column-major for one column).
-            let mut yb = ndarray::ArrayViewMut2::from_shape((r.len(), batch), out)
-                .expect("block shape");
+            let mut yb =
+                ndarray::ArrayViewMut2::from_shape((r.len(), batch), out).expect("block shape");
             ndarray::linalg::general_mat_mul(1.0, &wb, &x.t(), 0.0, &mut yb);
         },
     )

@@ -30,13 +30,7 @@ multiversion! {
 }
 
 #[inline(always)]
-fn rows_times_batch_generic(
-    values: &Values,
-    x: &[f32],
-    batch: usize,
-    r0: usize,
-    out: &mut [f32],
-) {
+fn rows_times_batch_generic(values: &Values, x: &[f32], batch: usize, r0: usize, out: &mut [f32]) {
     let cols = values.layout().max_row_len();
     debug_assert_eq!(x.len(), batch * cols);
     let row = |b: usize| &x[b * cols..(b + 1) * cols];
@@ -72,7 +66,8 @@ const LANES: usize = 16;
 fn dot4(w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
     // Four separate accumulator arrays: LLVM keeps each in one vector
     // register (a 2-D array defeated its vectorizer).
-    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+    let (mut a0, mut a1, mut a2, mut a3) =
+        ([0.0f32; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
     let wc = w.chunks_exact(LANES);
     let n = w.len() - wc.remainder().len();
     let chunks = wc
@@ -212,10 +207,31 @@ mod tests {
         });
         let d = CompressedMatrix::from_dense(w.view()).unwrap();
         vec![
-            IntQuantizer::params(8).per_row().check().unwrap().quantize(&d).unwrap(),
-            IntQuantizer::params(4).per_group(6).symmetric(false).check().unwrap().quantize(&d).unwrap(),
-            IntQuantizer::params(4).per_group(5).check().unwrap().quantize(&d).unwrap(),
-            IntQuantizer::params(4).per_row().check().unwrap().quantize(&d).unwrap(),
+            IntQuantizer::params(8)
+                .per_row()
+                .check()
+                .unwrap()
+                .quantize(&d)
+                .unwrap(),
+            IntQuantizer::params(4)
+                .per_group(6)
+                .symmetric(false)
+                .check()
+                .unwrap()
+                .quantize(&d)
+                .unwrap(),
+            IntQuantizer::params(4)
+                .per_group(5)
+                .check()
+                .unwrap()
+                .quantize(&d)
+                .unwrap(),
+            IntQuantizer::params(4)
+                .per_row()
+                .check()
+                .unwrap()
+                .quantize(&d)
+                .unwrap(),
             Binary.quantize(&d).unwrap(),
             Ternary.quantize(&d).unwrap(),
         ]
@@ -241,7 +257,9 @@ mod tests {
     #[test]
     fn fused_product_equals_a_naive_f64_product() {
         let (rows, cols, batch) = (9, 40, 5);
-        let x: Vec<f32> = (0..batch * cols).map(|k| ((k * 7) % 11) as f32 - 5.0).collect();
+        let x: Vec<f32> = (0..batch * cols)
+            .map(|k| ((k * 7) % 11) as f32 - 5.0)
+            .collect();
         for m in encodings(rows, cols) {
             let w = m.to_dense();
             let mut out = vec![0.0f32; rows * batch];
@@ -252,7 +270,10 @@ mod tests {
                         .map(|k| w[[i, k]] as f64 * x[b * cols + k] as f64)
                         .sum();
                     let got = out[i * batch + b] as f64;
-                    assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{got} vs {want}"
+                    );
                 }
             }
         }

@@ -113,4 +113,3 @@ unsafe fn dot_avx512(q: &[i8], z: i32, x: &[f32]) -> f32 {
     let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
     _mm512_reduce_add_ps(s)
 }
-

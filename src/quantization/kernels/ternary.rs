@@ -98,4 +98,3 @@ unsafe fn plus_minus_avx512(codes: &[u8], x: &[f32]) -> f32 {
     }
     _mm512_reduce_add_ps(_mm512_add_ps(p0, p1)) - _mm512_reduce_add_ps(_mm512_add_ps(m0, m1))
 }
-
