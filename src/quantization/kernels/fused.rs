@@ -136,9 +136,9 @@ fn int4_row(v: &Int4Values, i: usize, o: &mut [f32]) {
     let p = v.params();
     // Byte-wise when every parameter run starts on a byte: even row length
     // and group size.
-    let even = cols % 2 == 0
+    let even = cols.is_multiple_of(2)
         && match p.granularity() {
-            crate::matrix::Granularity::PerGroup(g) => g % 2 == 0,
+            crate::matrix::Granularity::PerGroup(g) => g.is_multiple_of(2),
             _ => true,
         };
     if !even {
@@ -160,7 +160,7 @@ fn int4_row(v: &Int4Values, i: usize, o: &mut [f32]) {
 #[inline(always)]
 fn binary_row(v: &BinaryValues, i: usize, o: &mut [f32]) {
     let cols = o.len();
-    if cols % 8 != 0 {
+    if !cols.is_multiple_of(8) {
         return v.decode_row(i, o);
     }
     let a = v.scales()[i];
@@ -175,7 +175,7 @@ fn binary_row(v: &BinaryValues, i: usize, o: &mut [f32]) {
 #[inline(always)]
 fn ternary_row(v: &TernaryValues, i: usize, o: &mut [f32]) {
     let cols = o.len();
-    if cols % 4 != 0 {
+    if !cols.is_multiple_of(4) {
         return v.decode_row(i, o);
     }
     let a = v.scales()[i];
