@@ -67,10 +67,27 @@ impl StageReport {
         Ok(StageReport {
             method,
             structure: m.structure().kind(),
-            encoding: m.encoding(),
+            encoding: report_encoding(m),
             storage: m.storage(),
             error: ErrorMetrics::between(w, m.to_dense().view())?,
         })
+    }
+}
+
+/// The encoding a report shows: a low-rank matrix's is its factors' (the
+/// matrix itself says "factored").
+fn report_encoding(m: &CompressedMatrix) -> &'static str {
+    let crate::matrix::Structure::LowRank(lr) = m.structure() else {
+        return m.encoding();
+    };
+    match (lr.a().encoding(), lr.b().encoding()) {
+        ("f32", "f32") => "f32 A·B",
+        ("int8", "int8") => "int8 A·B",
+        ("int4", "int4") => "int4 A·B",
+        ("binary", "binary") => "binary A·B",
+        ("ternary", "ternary") => "ternary A·B",
+        ("codebook", "codebook") => "codebook A·B",
+        _ => "mixed A·B",
     }
 }
 
@@ -99,6 +116,12 @@ impl Pipeline {
         self.passes.is_empty()
     }
 
+    /// The pass names joined by " → ", as reports print them.
+    pub fn pass_names(&self) -> String {
+        let names: Vec<String> = self.passes.iter().map(|p| p.name()).collect();
+        names.join(" → ")
+    }
+
     /// Runs every pass on `w` (anything ndarray can view: `&Array2`,
     /// `ArrayView2`, ...), on one thread.
     pub fn run<'a>(&self, w: impl AsArray<'a, f32, Ix2>) -> Result<PipelineOutput> {
@@ -122,17 +145,27 @@ impl Pipeline {
         w: impl AsArray<'a, f32, Ix2>,
         exec: &dyn ParallelExecutor,
     ) -> Result<PipelineOutput> {
-        let w: ArrayView2<'a, f32> = w.into();
-        let mut m = CompressedMatrix::from_dense(w)?;
+        self.run_staged(w.into(), exec).map_err(|(_, e)| e)
+    }
+
+    /// [`run_on`](Self::run_on), and on failure the stage that failed:
+    /// `None` for the input check, else the pass's name.
+    pub(crate) fn run_staged(
+        &self,
+        w: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> std::result::Result<PipelineOutput, (Option<String>, crate::SquishError)> {
+        let mut m = CompressedMatrix::from_dense(w).map_err(|e| (None, e))?;
         let mut report = PipelineReport::default();
         report
             .stages
-            .push(StageReport::measure("dense f32".into(), w, &m)?);
+            .push(StageReport::measure("dense f32".into(), w, &m).map_err(|e| (None, e))?);
         for pass in &self.passes {
-            m = pass.apply(&m, exec)?;
+            let staged = |e| (Some(pass.name()), e);
+            m = pass.apply(&m, exec).map_err(staged)?;
             report
                 .stages
-                .push(StageReport::measure(pass.name(), w, &m)?);
+                .push(StageReport::measure(pass.name(), w, &m).map_err(staged)?);
         }
         Ok(PipelineOutput { matrix: m, report })
     }
@@ -158,7 +191,7 @@ impl fmt::Display for PipelineReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<28} {:<10} {:<9} {:>12} {:>8} {:>7} {:>10} {:>10} {:>9}",
+            "{:<28} {:<10} {:<13} {:>12} {:>8} {:>7} {:>10} {:>10} {:>9}",
             "stage",
             "structure",
             "encoding",
@@ -172,7 +205,7 @@ impl fmt::Display for PipelineReport {
         for s in &self.stages {
             writeln!(
                 f,
-                "{:<28} {:<10} {:<9} {:>12} {:>8.3} {:>6.2}x {:>10.3e} {:>10.3e} {:>9.1}",
+                "{:<28} {:<10} {:<13} {:>12} {:>8.3} {:>6.2}x {:>10.3e} {:>10.3e} {:>9.1}",
                 s.method,
                 s.structure,
                 s.encoding,

@@ -1,5 +1,7 @@
 //! Any bytes given to the container loader: a typed error or a model, never
-//! a panic; a model that loads must save and load back equal.
+//! a panic; a model that loads must save and load back equal. Equality is
+//! bitwise for stored tensors (`Tensor`'s `PartialEq`), so a kept tensor
+//! holding NaN still equals its reloaded self.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -58,16 +58,41 @@ fn canonical_header(bytes: &mut [u8]) {
     bytes[8 + sorted.len()..8 + n].fill(b' ');
 }
 
-/// Writes `tensors` to `path` so that `path` holds either its old content or
-/// the complete new file, never a partial one: the data goes to a temporary
-/// file in the same directory, is synced to disk, and is renamed over `path`
-/// (rename is atomic within a file system); then the directory is synced so
-/// the rename itself survives a crash.
+/// Writes `tensors` to `path` atomically (see [`write_bytes`]).
 pub(crate) fn write(
     path: &Path,
     tensors: &[Named],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<(), FileError> {
+    let bytes = to_bytes(tensors, metadata)?;
+    write_bytes(path, &bytes)
+}
+
+/// Writes `bytes` to `path` so that `path` holds either its old content or
+/// the complete new file, never a partial one: the data goes to a temporary
+/// file in the same directory, is synced to disk, and is renamed over `path`
+/// (rename is atomic within a file system); then the directory is synced so
+/// the rename itself survives a crash. The file keeps the permissions of the
+/// one it replaces; a new file gets `rw-r--r--` like any other output, not
+/// the owner-only mode of temporary files.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let p = dir.path().join("plot.svg");
+/// squish::io::write_atomic(&p, b"<svg/>")?;
+/// assert_eq!(std::fs::read(&p)?, b"<svg/>");
+/// # #[cfg(unix)]
+/// # {
+/// use std::os::unix::fs::PermissionsExt;
+/// assert_eq!(std::fs::metadata(&p)?.permissions().mode() & 0o777, 0o644);
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
+    Ok(write_bytes(path, bytes)?)
+}
+
+pub(crate) fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -85,11 +110,10 @@ pub(crate) fn write(
         .tempfile_in(dir)
         .map_err(|e| FileError::io("create a temporary file in", dir, e))?;
     // `tmp` owns the name and removes the file if anything below fails.
-    let bytes = to_bytes(tensors, metadata)?;
     {
         use std::io::Write;
         let mut f = tmp.as_file();
-        f.write_all(&bytes)
+        f.write_all(bytes)
             .and_then(|_| f.sync_all())
             .map_err(|e| FileError::io("write", tmp.path(), e))?;
     }

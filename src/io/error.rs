@@ -111,6 +111,28 @@ pub enum FileError {
         /// Compressed matrices found.
         count: usize,
     },
+    /// The output path is one of the inputs (itself, or a link to it).
+    #[error("output {output} is the input {input} (the same file, maybe through a link); write to another path, or pass --force to replace the input")]
+    OutputIsInput {
+        /// The output path as given.
+        output: PathBuf,
+        /// The input it resolves to.
+        input: PathBuf,
+    },
+    /// The output path holds a file squish did not write.
+    #[error("{path} exists and is not {expected}; choose another output path, or pass --force to overwrite it")]
+    OutputExists {
+        /// The output path.
+        path: PathBuf,
+        /// What squish would replace without asking.
+        expected: &'static str,
+    },
+    /// A squish container where a plain safetensors model is needed.
+    #[error("{what} is a squish container, not a model: `squish inspect` shows it, `squish decompress` turns it back into a model (or `CompressedModel::load`)")]
+    IsAContainer {
+        /// The file or model.
+        what: String,
+    },
     /// Two tensors would be written under the same name.
     #[error("tensor name `{name}` is used twice; rename one of the tensors")]
     DuplicateName {

@@ -19,9 +19,12 @@ pub mod description;
 mod error;
 mod matrix_file;
 mod model;
+mod output;
 mod tensor;
 
+pub use atomic::write_atomic;
 pub use container::{CompressedModel, CompressedTensor, Entry, COMPONENT_SEPARATOR};
 pub use error::FileError;
 pub use model::Model;
+pub use output::{check_output, OutputKind, DECOMPRESSED_KEY, SVG_MARKER};
 pub use tensor::{is_float, shape_string, Dtype, Tensor, TensorData};

@@ -128,6 +128,13 @@ impl Model {
         &self.metadata
     }
 
+    /// True when the file was a squish container (its header metadata has
+    /// the container version key): its tensors are encoded components, not
+    /// weights; load it with [`CompressedModel::load`](super::CompressedModel::load).
+    pub fn is_container(&self) -> bool {
+        self.metadata.contains_key(super::description::VERSION_KEY)
+    }
+
     /// Sets a free-form metadata entry.
     pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.metadata.insert(key.into(), value.into());

@@ -7,13 +7,30 @@ pub use safetensors::Dtype;
 use super::FileError;
 
 /// The elements of a tensor.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Equality is bitwise, as the stored bytes: a NaN equals the same NaN (so a
+/// model round-trips equal to itself), and `0.0 != -0.0`.
+#[derive(Clone, Debug)]
 pub enum TensorData {
     /// A float tensor (f32, f16, bf16 or f64 on disk), widened or narrowed to f32.
     Float(Vec<f32>),
     /// Any other dtype (integers, bools, 8-bit floats), carried byte for byte.
     Raw(Vec<u8>),
 }
+
+impl PartialEq for TensorData {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (TensorData::Float(a), TensorData::Float(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            }
+            (TensorData::Raw(a), TensorData::Raw(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for TensorData {}
 
 /// One tensor of a model: its dtype and shape on disk, and its elements.
 ///
@@ -28,11 +45,23 @@ pub enum TensorData {
 /// assert_eq!(t.matrix().unwrap().dim(), (8, 12));
 /// assert!(Tensor::float(Dtype::F32, vec![4], vec![1.0; 4]).unwrap().matrix().is_none());
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Tensors compare equal when dtype, shape and the bytes they store agree
+/// (each element as written in its own dtype): a tensor holding NaN equals
+/// itself, and an F16 tensor equals its reloaded self.
+#[derive(Clone, Debug)]
 pub struct Tensor {
     dtype: Dtype,
     shape: Vec<usize>,
     data: TensorData,
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.dtype == other.dtype
+            && self.shape == other.shape
+            && (self.data == other.data || self.to_bytes() == other.to_bytes())
+    }
 }
 
 /// True for the dtypes that load as f32.

@@ -30,13 +30,19 @@ impl Grid {
 
     /// Scale and zero-point covering `[lo, hi]` (widened to contain 0).
     /// A zero range gives scale 0, which decodes to exact zeros.
+    ///
+    /// Every code of the grid decodes to a finite value: near `f32::MAX`
+    /// the scale is lowered until `(q − z)·s` fits in f32 for all q (the
+    /// extreme weights then clip by at most one code step).
     #[inline]
     pub fn scale_zero_point(&self, lo: f32, hi: f32) -> (f32, i8) {
         let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-        if self.symmetric {
+        let (s, z) = if self.symmetric {
             (lo.abs().max(hi) / self.qmax as f32, 0)
         } else {
-            let s = (hi - lo) / (self.qmax - self.qmin) as f32;
+            // Each bound divided first: `hi − lo` overflows for ±f32::MAX.
+            let span = (self.qmax - self.qmin) as f32;
+            let s = hi / span - lo / span;
             let z = if s > 0.0 {
                 (self.qmin as f32 - lo / s)
                     .round()
@@ -45,7 +51,23 @@ impl Grid {
                 0.0
             };
             (s, z as i8)
+        };
+        (self.decodable(s, z as i32), z)
+    }
+
+    /// `s`, lowered when a code of this grid would decode to ±Inf under
+    /// zero-point `z`.
+    #[inline]
+    fn decodable(&self, s: f32, z: i32) -> f32 {
+        let reach = (self.qmax - z).max(z - self.qmin) as f32;
+        if (reach * s).is_finite() {
+            return s;
         }
+        let mut s = f32::MAX / reach;
+        while !(reach * s).is_finite() {
+            s = s.next_down();
+        }
+        s
     }
 }
 

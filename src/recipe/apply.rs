@@ -2,7 +2,7 @@
 
 use ndarray::ArrayView2;
 
-use super::{Choice, Recipe};
+use super::{Choice, Recipe, RecipeError};
 use crate::error::Result;
 use crate::io::{CompressedModel, CompressedTensor, Model};
 use crate::metrics::ErrorMetrics;
@@ -18,8 +18,11 @@ pub struct LayerReport {
     pub shape: Vec<usize>,
     /// Pass names joined by " → " ("kept" when untouched).
     pub method: String,
-    /// Bytes as dense f32.
+    /// Bytes of the tensor in the input file, in its own dtype (an f16
+    /// matrix counts 2 bytes a weight).
     pub bytes_before: usize,
+    /// Bytes of the same matrix as dense f32 (what the kernels compare with).
+    pub bytes_f32: usize,
     /// Bytes compressed (exact storage of every component).
     pub bytes_after: usize,
     /// Error against the original weights.
@@ -27,9 +30,14 @@ pub struct LayerReport {
 }
 
 impl LayerReport {
-    /// `bytes_before / bytes_after`.
+    /// `bytes_before / bytes_after`: how much smaller than in the input file.
     pub fn ratio(&self) -> f64 {
         self.bytes_before as f64 / self.bytes_after as f64
+    }
+
+    /// `bytes_f32 / bytes_after`: how much smaller than dense f32.
+    pub fn ratio_vs_f32(&self) -> f64 {
+        self.bytes_f32 as f64 / self.bytes_after as f64
     }
 }
 
@@ -43,8 +51,8 @@ pub struct Compressed {
 }
 
 impl Compressed {
-    /// Totals over all layers: (bytes before, bytes after, relative error of
-    /// the concatenated weights).
+    /// Totals over all layers: (bytes before as in the input file, bytes
+    /// after, relative error of the concatenated weights).
     pub fn totals(&self, original: &Model) -> (usize, usize, f64) {
         let (mut before, mut after, mut signal, mut noise) = (0, 0, 0.0f64, 0.0f64);
         for l in &self.layers {
@@ -77,6 +85,12 @@ pub fn compress_model(
     exec: &dyn ParallelExecutor,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Compressed> {
+    if model.is_container() {
+        return Err(crate::io::FileError::IsAContainer {
+            what: "the model to compress".into(),
+        }
+        .into());
+    }
     let mut matrices: Vec<(&str, ArrayView2<f32>)> = Vec::new();
     let mut others = Vec::new();
     for (name, t) in model.iter() {
@@ -98,7 +112,17 @@ pub fn compress_model(
         let (name, w) = matrices[i];
         let out = match pipeline_of(choices[i]) {
             Some(p) if !p.is_empty() && choices[i] != Choice::Keep => {
-                Some(p.run_on(w, &Sequential))
+                Some(p.run_staged(w, &Sequential).map_err(|(pass, e)| {
+                    let stage = match pass {
+                        Some(pass) => format!("pass `{pass}`"),
+                        None => format!("checking the weights before `{}`", p.pass_names()),
+                    };
+                    RecipeError::Layer {
+                        layer: name.to_string(),
+                        stage,
+                        source: Box::new(e),
+                    }
+                }))
             }
             _ => None,
         };
@@ -120,7 +144,7 @@ pub fn compress_model(
             result.model.insert_plain(name, t.clone())?;
             continue;
         };
-        let out = out?;
+        let out = out.map_err(crate::SquishError::from)?;
         let method = out.report.stages[1..]
             .iter()
             .map(|s| s.method.as_str())
@@ -131,7 +155,8 @@ pub fn compress_model(
             name: name.to_string(),
             shape: t.shape().to_vec(),
             method: method.clone(),
-            bytes_before: last.storage.dense_bytes(),
+            bytes_before: t.shape().iter().product::<usize>() * t.dtype().bitsize() / 8,
+            bytes_f32: last.storage.dense_bytes(),
             bytes_after: last.storage.total(),
             error: last.error,
         });

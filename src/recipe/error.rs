@@ -44,6 +44,27 @@ pub enum RecipeError {
         /// The compiler's message.
         message: String,
     },
+    /// An `--include`/`--exclude` pattern that selects no weight matrix.
+    #[error("{flag} `{pattern}` {detail}; `squish inspect MODEL` lists the matrices")]
+    UnmatchedFlag {
+        /// The flag.
+        flag: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        detail: String,
+    },
+    /// Compressing one layer failed; names the layer and the pass.
+    #[error("layer `{layer}`, {stage}: {source}")]
+    Layer {
+        /// The tensor name.
+        layer: String,
+        /// `pass `name`` or, for a bad weight matrix, the input check.
+        stage: String,
+        /// What went wrong.
+        #[source]
+        source: Box<crate::SquishError>,
+    },
     /// A pattern that selects no weight matrix of the model.
     #[error("recipe line {line}: pattern `{pattern}` {detail}")]
     Unmatched {

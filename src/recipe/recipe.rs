@@ -44,6 +44,8 @@ pub struct Rule {
     pattern: String,
     matcher: Matcher,
     line: usize,
+    /// The command-line flag the rule comes from, for rules not read from a file.
+    flag: Option<&'static str>,
     methods: Vec<MethodSpec>,
 }
 
@@ -175,6 +177,49 @@ impl Recipe {
         })
     }
 
+    /// `methods` for the weight matrices whose names match a glob of
+    /// `include` (all of them when it is empty) and no glob of `exclude`;
+    /// the others are kept as they are. What the CLI's quick flags with
+    /// `--include`/`--exclude` build. Every pattern must select a matrix.
+    ///
+    /// ```
+    /// use squish::recipe::{Choice, MethodSpec, Recipe};
+    /// let r = Recipe::selected(vec![MethodSpec::Binary {}], &["enc.*"], &["*.embed*"])?;
+    /// assert_eq!(r.choose("enc.0.weight"), Choice::Rule(1));
+    /// assert!(r.methods(r.choose("enc.embed.weight")).is_empty()); // excluded
+    /// assert_eq!(r.choose("pooler.weight"), Choice::Keep); // not included
+    /// # Ok::<(), squish::SquishError>(())
+    /// ```
+    pub fn selected(methods: Vec<MethodSpec>, include: &[&str], exclude: &[&str]) -> Result<Self> {
+        for m in &methods {
+            m.check()?;
+        }
+        let rule = |flag: &'static str, p: &str, methods: Vec<MethodSpec>| {
+            let g = Glob::new(p).map_err(|e| {
+                crate::SquishError::invalid(flag, p, format!("not a valid glob: {}", e.kind()))
+            })?;
+            Ok::<_, crate::SquishError>(Rule {
+                pattern: p.to_string(),
+                matcher: Matcher::Glob(g.compile_matcher()),
+                line: 0,
+                flag: Some(flag),
+                methods,
+            })
+        };
+        // Exclusions first: the first matching rule wins.
+        let mut rules = Vec::with_capacity(include.len() + exclude.len());
+        for p in exclude {
+            rules.push(rule("--exclude", p, Vec::new())?);
+        }
+        for p in include {
+            rules.push(rule("--include", p, methods.clone())?);
+        }
+        Ok(Recipe {
+            rules,
+            default: include.is_empty().then_some(methods),
+        })
+    }
+
     /// Parses and checks a TOML recipe.
     pub fn from_toml(src: &str) -> Result<Self> {
         Ok(Self::parse(src)?)
@@ -233,6 +278,7 @@ impl Recipe {
                 pattern: pattern.into_inner(),
                 matcher,
                 line,
+                flag: None,
                 methods: methods(src, r.pipeline)?,
             });
         }
@@ -289,10 +335,16 @@ impl Recipe {
                 let Choice::Rule(j) = self.choose(first) else {
                     unreachable!("a matching rule exists")
                 };
-                format!(
-                    "selects only layers that the earlier rule at line {} already takes (e.g. `{first}`)",
-                    self.rules[j].line
-                )
+                match self.rules[j].flag {
+                    Some(flag) => format!(
+                        "selects only layers that `{flag} {}` already takes (e.g. `{first}`)",
+                        self.rules[j].pattern
+                    ),
+                    None => format!(
+                        "selects only layers that the earlier rule at line {} already takes (e.g. `{first}`)",
+                        self.rules[j].line
+                    ),
+                }
             } else if let Some(o) = others.iter().find(|n| r.matches(n)) {
                 format!(
                     "matches no weight matrix, only tensors that are never compressed (e.g. `{o}`)"
@@ -304,6 +356,14 @@ impl Recipe {
                     matrices.first().copied().unwrap_or("none")
                 )
             };
+            if let Some(flag) = r.flag {
+                return Err(RecipeError::UnmatchedFlag {
+                    flag,
+                    pattern: r.pattern.clone(),
+                    detail,
+                }
+                .into());
+            }
             return Err(RecipeError::Unmatched {
                 line: r.line,
                 pattern: r.pattern.clone(),

@@ -156,13 +156,13 @@ impl LowRank {
         let (m, n) = w.dim();
         let max = m.min(n);
         if let Some(r) = self.selection.rank_for_shape(m, n)? {
-            let sk = rsvd.sketch(w, r, exec);
+            let sk = rsvd.sketch(w, r, exec)?;
             return Ok((sk.truncate(r)?, sk.s().clone()));
         }
         let total: f64 = w.iter().map(|&x| (x as f64).powi(2)).sum();
         let mut guess = max.min(16);
         loop {
-            let sk = rsvd.sketch(w, guess, exec);
+            let sk = rsvd.sketch(w, guess, exec)?;
             let complete = sk.rank() == max;
             let sigma = sk.s().as_slice().expect("owned");
             if let Some(r) = self.selection.select(m, n, sigma, total, complete)? {

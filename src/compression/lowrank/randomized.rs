@@ -153,14 +153,52 @@ impl RandomizedSvd {
             }
             .into());
         }
-        let svd = self.sketch(w, self.rank, exec).truncate(self.rank)?;
+        let svd = self.sketch(w, self.rank, exec)?.truncate(self.rank)?;
         let estimate = self.estimate(w, &svd, exec);
         Ok(RandomizedOutput { svd, estimate })
     }
 
     /// The `min(r + p, min(m, n))` triplets of the sketch of W for target
     /// rank `r` (input already checked).
-    pub(crate) fn sketch(&self, w: ArrayView2<f32>, r: usize, exec: &dyn ParallelExecutor) -> Svd {
+    ///
+    /// A matrix with huge (or tiny) weights is sketched as `W / 2^e`, with
+    /// `2^e` near its largest magnitude, and σ is scaled back: the products
+    /// and QR norms of the sketch square their inputs, which overflows f32
+    /// from about 1e19 on. Scaling by a power of two is exact, and matrices
+    /// within `2^±40` are not scaled at all. A σ that itself exceeds f32 is
+    /// a typed error, as from the exact SVD.
+    pub(crate) fn sketch(
+        &self,
+        w: ArrayView2<f32>,
+        r: usize,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Svd> {
+        let Some(k) = scale_exponent(w) else {
+            return self.sketch_unscaled(w, r, exec);
+        };
+        let scaled = w.mapv(|x| x * 2f32.powi(-k));
+        let svd = self.sketch_unscaled(scaled.view(), r, exec)?;
+        let (u, s, vt) = svd.into_parts();
+        let up = 2f64.powi(k);
+        let s = s.mapv(|v| (v as f64 * up) as f32);
+        if let Some(v) = s.iter().find(|v| !v.is_finite()) {
+            return Err(LowRankError::Backend {
+                backend: "randomized",
+                detail: format!(
+                    "a singular value ({v}) exceeds the f32 range; scale the matrix down first"
+                ),
+            }
+            .into());
+        }
+        Ok(Svd::from_parts(u, s, vt))
+    }
+
+    fn sketch_unscaled(
+        &self,
+        w: ArrayView2<f32>,
+        r: usize,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Svd> {
         let (m, n) = w.dim();
         let k = (r + self.oversampling).min(m.min(n));
         let omega = gaussian(n, k, self.seed, 0);
@@ -171,14 +209,38 @@ impl RandomizedSvd {
         }
         // Bᵀ = Wᵀ·Q is n × k; its SVD Bᵀ = Û'·Σ·V'ᵀ gives B = V'·Σ·Û'ᵀ.
         let bt = mul_tn(exec, w, q.view());
-        let small = faer_backend::thin_svd(bt.view()).expect("finite input: the SVD converges");
+        let small = faer_backend::thin_svd(bt.view())?;
         let u = q.dot(&small.vt().t());
         let vt = small.u().t().as_standard_layout().into_owned();
-        Svd::from_parts(u, small.s().clone(), vt)
+        Ok(Svd::from_parts(u, small.s().clone(), vt))
     }
 
     /// The probe estimate of ‖W − U·Σ·Vᵀ‖.
     pub(crate) fn estimate(
+        &self,
+        w: ArrayView2<f32>,
+        svd: &Svd,
+        exec: &dyn ParallelExecutor,
+    ) -> ErrorEstimate {
+        // Huge weights: estimate on W / 2^k and scale the norms back (see
+        // `sketch`).
+        if let Some(k) = scale_exponent(w) {
+            let down = 2f32.powi(-k);
+            let ws = w.mapv(|x| x * down);
+            let (u, s, vt) = svd.clone().into_parts();
+            let ss = Svd::from_parts(u, s.mapv(|v| v * down), vt);
+            let e = self.estimate_unscaled(ws.view(), &ss, exec);
+            let up = 2f64.powi(k);
+            return ErrorEstimate {
+                frobenius: e.frobenius * up,
+                spectral_bound: e.spectral_bound * up,
+                ..e
+            };
+        }
+        self.estimate_unscaled(w, svd, exec)
+    }
+
+    fn estimate_unscaled(
         &self,
         w: ArrayView2<f32>,
         svd: &Svd,
@@ -258,6 +320,18 @@ impl RandomizedSvdParams {
         self.0.rank = 1;
         self
     }
+}
+
+/// `Some(k)` when W's largest magnitude is outside `2^±40` (where the
+/// sketch's squared norms could leave f32): W is then handled as `W / 2^k`,
+/// with `2^k` near that magnitude, k within f32's normal exponents.
+fn scale_exponent(w: ArrayView2<f32>) -> Option<i32> {
+    let max = w.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
+    if max == 0.0 {
+        return None;
+    }
+    let e = max.log2().floor() as i32;
+    (!(-40..=40).contains(&e)).then_some(e.clamp(-126, 127))
 }
 
 /// Rejects empty and non-finite matrices.

@@ -66,6 +66,11 @@ impl Svd {
         Svd { u, s, vt }
     }
 
+    /// U, σ and Vᵀ, by value.
+    pub(crate) fn into_parts(self) -> (Array2<f32>, Array1<f32>, Array2<f32>) {
+        (self.u, self.s, self.vt)
+    }
+
     /// The exact thin SVD of `w` (`min(m, n)` triplets) on one thread.
     ///
     /// Rejects empty and non-finite matrices.

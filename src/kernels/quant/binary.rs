@@ -143,14 +143,10 @@ impl DecodeRows for BinaryValues {
 
 #[inline(always)]
 fn decode_rows_generic(v: &BinaryValues, row0: usize, out: &mut [f32]) {
+    // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
     let cols = v.layout.max_row_len();
-    let bytes = v.signs().bytes();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        let i = row0 + r;
-        let a = v.scales()[i];
-        for (k, o) in o.iter_mut().enumerate() {
-            *o = if bit(bytes, i * cols + k) { a } else { -a };
-        }
+        super::fused::binary_row(v, row0 + r, o);
     }
 }
 

@@ -187,15 +187,9 @@ impl DecodeRows for Int4Values {
 
 #[inline(always)]
 fn decode_rows_generic(v: &Int4Values, row0: usize, out: &mut [f32]) {
+    // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
     let cols = v.layout.max_row_len();
-    let bytes = v.codes().bytes();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        let i = row0 + r;
-        for (a, b, pi) in segments(v.params(), i, cols) {
-            let (s, z) = v.params().get(pi);
-            for (k, o) in o[a..b].iter_mut().enumerate() {
-                *o = (nibble(bytes, i * cols + a + k) as i32 - z) as f32 * s;
-            }
-        }
+        super::fused::int4_row(v, row0 + r, o);
     }
 }

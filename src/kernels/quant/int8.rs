@@ -131,15 +131,9 @@ impl DecodeRows for Int8Values {
 
 #[inline(always)]
 fn decode_rows_generic(v: &Int8Values, row0: usize, out: &mut [f32]) {
+    // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
     let cols = v.layout.max_row_len();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        let i = row0 + r;
-        let q = &v.codes()[i * cols..(i + 1) * cols];
-        for (a, b, pi) in segments(v.params(), i, cols) {
-            let (s, z) = v.params().get(pi);
-            for (o, &c) in o[a..b].iter_mut().zip(&q[a..b]) {
-                *o = (c as i32 - z) as f32 * s;
-            }
-        }
+        super::fused::int8_row(v, row0 + r, o);
     }
 }

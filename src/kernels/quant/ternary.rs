@@ -116,17 +116,9 @@ impl DecodeRows for TernaryValues {
 
 #[inline(always)]
 fn decode_rows_generic(v: &TernaryValues, row0: usize, out: &mut [f32]) {
+    // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
     let cols = v.layout.max_row_len();
-    let bytes = v.codes().bytes();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        let i = row0 + r;
-        let a = v.scales()[i];
-        for (k, o) in o.iter_mut().enumerate() {
-            *o = match code(bytes, i * cols + k) {
-                TERNARY_PLUS => a,
-                TERNARY_MINUS => -a,
-                _ => 0.0,
-            };
-        }
+        super::fused::ternary_row(v, row0 + r, o);
     }
 }

@@ -404,8 +404,11 @@ fn dense_rows(
         &|r, out| {
             let wb = ArrayView2::from_shape((r.len(), cols), &v[r.start * cols..r.end * cols])
                 .expect("block shape");
-            let yb = wb.dot(&x.t()); // [rows, batch]
-            out.copy_from_slice(yb.as_slice().expect("fresh arrays are contiguous"));
+            // Written straight into `out` [rows, batch]: a product's own
+            // layout is ndarray's choice (column-major for one column).
+            let mut yb =
+                ndarray::ArrayViewMut2::from_shape((r.len(), batch), out).expect("block shape");
+            ndarray::linalg::general_mat_mul(1.0, &wb, &x.t(), 0.0, &mut yb);
         },
     )
 }

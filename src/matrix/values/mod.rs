@@ -79,6 +79,10 @@ impl Values {
             params.scales().to_vec(),
             params.zero_points().map(<[i8]>::to_vec),
         )?;
+        let (lo, hi) = codes
+            .iter()
+            .fold((0i8, 0i8), |(l, h), &q| (l.min(q), h.max(q)));
+        params.check_decodable(lo as i32, hi as i32)?;
         Ok(Values::Int8(Int8Values {
             layout,
             codes,
@@ -109,6 +113,12 @@ impl Values {
             params.scales().to_vec(),
             params.zero_points().map(<[i8]>::to_vec),
         )?;
+        // Both nibbles of every byte (a padding nibble is 0).
+        let (lo, hi) = codes.bytes().iter().fold((0i8, 0i8), |(l, h), &b| {
+            let (a, c) = ((b << 4) as i8 >> 4, b as i8 >> 4);
+            (l.min(a).min(c), h.max(a).max(c))
+        });
+        params.check_decodable(lo as i32, hi as i32)?;
         Ok(Values::Int4(Int4Values {
             layout,
             codes,

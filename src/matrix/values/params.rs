@@ -116,6 +116,30 @@ impl QuantParams {
         (self.scales[p], z)
     }
 
+    /// Checks that codes in `lo..=hi` decode to finite values under every
+    /// parameter set: a finite but huge scale (a damaged or hostile file)
+    /// would otherwise turn `(q − z)·s` into ±Inf.
+    pub(crate) fn check_decodable(&self, lo: i32, hi: i32) -> Result<()> {
+        for p in 0..self.scales.len() {
+            let (s, z) = self.get(p);
+            let q = if (hi - z).abs() >= (lo - z).abs() {
+                hi
+            } else {
+                lo
+            };
+            if !((q - z) as f32 * s).is_finite() {
+                return Err(SquishError::inconsistent(
+                    "quantization parameters",
+                    format!(
+                        "scale {s:e} of parameter set {p} decodes code {q} (zero-point {z}) to \
+                         infinity; (code − zero-point)·scale must stay within f32"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes of scales (f32) and zero-points (one byte each).
     pub(crate) fn bytes(&self) -> (usize, usize) {
         (

@@ -1,5 +1,6 @@
 //! `squish`: compress, inspect, decompress and sweep safetensors models.
 
+mod grid;
 mod plot;
 mod table;
 
@@ -8,9 +9,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use squish::io::{CompressedModel, FileError, Model};
+use squish::io::{check_output, CompressedModel, FileError, Model, OutputKind, DECOMPRESSED_KEY};
 use squish::parallel::{ParallelExecutor, ThreadPool};
-use squish::recipe::{compress_model, families, sweep, IntSpec, LowRankSpec, MethodSpec, Recipe};
+use squish::recipe::{
+    compress_model, families, sweep, IntSpec, KMeansSpec, LowRankSpec, MethodSpec, Recipe,
+};
 use squish::{Result, SquishError};
 
 /// Compress neural-network weights and multiply them without decompressing.
@@ -40,6 +43,9 @@ enum Command {
         /// Output safetensors file.
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace the output even when it is the input or a file squish did not write.
+        #[arg(long, alias = "overwrite")]
+        force: bool,
     },
     /// Error against bits per weight for each method family, as a table and an SVG plot.
     Sweep {
@@ -51,6 +57,9 @@ enum Command {
         /// Where to write the rate–distortion plot.
         #[arg(long, default_value = "sweep.svg")]
         plot: PathBuf,
+        /// Replace the plot file even when squish did not write it.
+        #[arg(long, alias = "overwrite")]
+        force: bool,
     },
 }
 
@@ -59,11 +68,23 @@ struct CompressArgs {
     /// A safetensors model.
     model: PathBuf,
     /// TOML recipe: layer patterns mapped to pipelines.
-    #[arg(long, conflicts_with_all = ["int8", "int4", "binary", "ternary", "prune", "rank_energy"])]
+    #[arg(long, conflicts_with_all = ["int8", "int4", "binary", "ternary", "kmeans", "prune", "rank_energy", "include", "exclude"])]
     recipe: Option<PathBuf>,
     /// Output container.
     #[arg(short, long)]
     output: PathBuf,
+    /// Replace the output even when it is the input (or a link to it) or a
+    /// file that is not a squish container.
+    #[arg(long, alias = "overwrite")]
+    force: bool,
+    /// Quick recipe: compress only the matrices whose name matches this glob
+    /// (repeatable; `*` matches any characters, dots included).
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Quick recipe: keep the matrices whose name matches this glob as they
+    /// are (repeatable; wins over --include), e.g. `--exclude '*embeddings*'`.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
     /// Quick recipe: magnitude-prune every matrix to this sparsity first.
     #[arg(long, value_name = "SPARSITY")]
     prune: Option<f64>,
@@ -83,6 +104,9 @@ struct CompressArgs {
     /// Quick recipe: ternary.
     #[arg(long, group = "quant")]
     ternary: bool,
+    /// Quick recipe: k-means weight sharing with K shared values per matrix.
+    #[arg(long, group = "quant", value_name = "K")]
+    kmeans: Option<usize>,
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -114,15 +138,22 @@ fn quick_recipe(a: &CompressArgs) -> Result<Recipe> {
         methods.push(MethodSpec::Binary {});
     } else if a.ternary {
         methods.push(MethodSpec::Ternary {});
+    } else if let Some(k) = a.kmeans {
+        methods.push(MethodSpec::KMeans(KMeansSpec {
+            k: Some(k),
+            ..KMeansSpec::default()
+        }));
     }
     if methods.is_empty() {
         return Err(SquishError::invalid(
             "recipe",
             "none",
-            "pass --recipe FILE or quick flags (--int8, --int4, --binary, --ternary, --prune S, --rank-energy E)",
+            "pass --recipe FILE or quick flags (--int8, --int4, --binary, --ternary, --kmeans K, --prune S, --rank-energy E)",
         ));
     }
-    Recipe::uniform(methods)
+    let include: Vec<&str> = a.include.iter().map(String::as_str).collect();
+    let exclude: Vec<&str> = a.exclude.iter().map(String::as_str).collect();
+    Recipe::selected(methods, &include, &exclude)
 }
 
 fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
@@ -130,7 +161,16 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         Some(p) => Recipe::load(p)?,
         None => quick_recipe(a)?,
     };
+    let mut inputs = vec![a.model.as_path()];
+    inputs.extend(a.recipe.as_deref());
+    check_output(&a.output, &inputs, OutputKind::Container, a.force)?;
     let model = Model::load(&a.model)?;
+    if model.is_container() {
+        return Err(FileError::IsAContainer {
+            what: a.model.display().to_string(),
+        }
+        .into());
+    }
     let n = model.iter().filter(|(_, t)| t.matrix().is_some()).count();
     let bar = if a.quiet {
         ProgressBar::hidden()
@@ -147,7 +187,12 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
     })?;
     bar.finish_and_clear();
     out.model.save(&a.output)?;
-    print!("{}", table::layers(&out, &model));
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let files = table::Files {
+        input: size(&a.model),
+        output: size(&a.output),
+    };
+    print!("{}", table::layers(&out, &model, &files));
     println!("wrote {}", a.output.display());
     Ok(())
 }
@@ -170,9 +215,17 @@ fn run_sweep(
     model: &Path,
     layer: &str,
     plot_path: &Path,
+    force: bool,
     exec: &dyn ParallelExecutor,
 ) -> Result<()> {
+    check_output(plot_path, &[model], OutputKind::Plot, force)?;
     let m = Model::load(model)?;
+    if m.is_container() {
+        return Err(FileError::IsAContainer {
+            what: model.display().to_string(),
+        }
+        .into());
+    }
     let glob = globset::Glob::new(layer)
         .map_err(|e| SquishError::invalid("--layer", layer, e.kind().to_string()))?
         .compile_matcher();
@@ -197,15 +250,32 @@ fn run_sweep(
     Ok(())
 }
 
+fn decompress(file: &Path, output: &Path, force: bool) -> Result<()> {
+    check_output(output, &[file], OutputKind::Decompressed, force)?;
+    let mut m = CompressedModel::load(file)?.decompress();
+    // Marks the file as ours, so a rerun may replace it.
+    m.set_metadata(DECOMPRESSED_KEY, "1");
+    m.save(output)?;
+    println!("wrote {}", output.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = pool(cli.threads).and_then(|exec| match &cli.command {
         Command::Compress(a) => compress(a, &exec),
         Command::Inspect { file } => inspect(file),
-        Command::Decompress { file, output } => CompressedModel::load(file)
-            .and_then(|m| m.decompress().save(output))
-            .map(|()| println!("wrote {}", output.display())),
-        Command::Sweep { model, layer, plot } => run_sweep(model, layer, plot, &exec),
+        Command::Decompress {
+            file,
+            output,
+            force,
+        } => decompress(file, output, *force),
+        Command::Sweep {
+            model,
+            layer,
+            plot,
+            force,
+        } => run_sweep(model, layer, plot, *force, &exec),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

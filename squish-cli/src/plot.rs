@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use squish::io::{write_atomic, SVG_MARKER};
 use squish::recipe::SweepPoint;
 use squish::{Result, SquishError};
 
@@ -20,7 +21,8 @@ fn plot_error(e: impl std::fmt::Display) -> SquishError {
 }
 
 /// Relative error (log scale) against bits per weight, one line per family.
-/// The SVG is drawn in memory and written atomically.
+/// The SVG is drawn in memory and written atomically, with the usual
+/// permissions of an output file.
 pub fn rate_distortion(path: &Path, points: &[SweepPoint]) -> Result<()> {
     let mut svg = String::new();
     {
@@ -80,17 +82,10 @@ pub fn rate_distortion(path: &Path, points: &[SweepPoint]) -> Result<()> {
             .map_err(plot_error)?;
         root.present().map_err(plot_error)?;
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(path, e))?;
-    std::io::Write::write_all(&mut tmp, svg.as_bytes()).map_err(|e| io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| io(path, e))?;
-    tmp.persist(path).map_err(|e| io(path, e.error))?;
-    Ok(())
-}
-
-fn io(path: &Path, e: std::io::Error) -> SquishError {
-    SquishError::invalid("plot path", path.display(), e.to_string())
+    // Marks the plot as ours (right after the root tag, so the file still
+    // starts with `<svg`): a rerun may replace it without --force.
+    if let Some(end) = svg.find('>') {
+        svg.insert_str(end + 1, &format!("\n{SVG_MARKER}"));
+    }
+    write_atomic(path, svg.as_bytes())
 }

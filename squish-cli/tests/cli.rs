@@ -8,9 +8,9 @@ use squish::io::{CompressedModel, Entry, Model};
 
 const MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/silero_vad_16k.safetensors"
+    "/../tests/data/silero_vad_16k.safetensors"
 );
-const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/silero_vad.toml");
+const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/silero_vad.toml");
 
 fn squish(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_squish"))

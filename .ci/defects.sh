@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Fuzzing (issue #20): fetch cargo-fuzz and libfuzzer-sys (stable toolchain
+# with RUSTC_BOOTSTRAP), seed the corpora, then fuzz every target for a
+# fixed time: container 50 s, safetensors 35 s, recipe 35 s (~2 min).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
+# Fetch libfuzzer-sys and the other fuzz dependencies up front, so a network
+# hiccup fails here, clearly, and not in the middle of a run.
+(cd fuzz && cargo fetch)
+./fuzz/seed.sh
+mkdir -p fuzz/corpus/safetensors fuzz/corpus/recipe
+cp tests/data/silero_vad_16k.safetensors fuzz/corpus/safetensors/
+cp tests/data/*.toml fuzz/corpus/recipe/
+
+fuzz() {
+  local target=$1 secs=$2
+  echo "-- fuzz $target (${secs} s)"
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none -O "$target" "corpus/$target" \
+    -- -max_total_time="$secs" -rss_limit_mb=2048)
+}
+fuzz container 50
+fuzz safetensors 35
+fuzz recipe 35

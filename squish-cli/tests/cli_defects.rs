@@ -1,0 +1,319 @@
+//! Regression tests for the command-line defects of issue #20: outputs that
+//! overwrite inputs or foreign files, misleading sizes and ratios, layer
+//! selection for the quick flags, containers given as models, table layout
+//! and plot permissions. Each one failed before its fix.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use squish::io::{Dtype, Model, Tensor};
+
+const MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/data/silero_vad_16k.safetensors"
+);
+
+fn squish(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_squish"))
+        .args(["--threads", "2"])
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = squish(args);
+    assert!(
+        out.status.success(),
+        "squish {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let out = squish(args);
+    assert!(!out.status.success(), "squish {args:?} succeeded");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn copy_model(dir: &Path) -> PathBuf {
+    let m = dir.join("m.safetensors");
+    std::fs::copy(MODEL, &m).unwrap();
+    m
+}
+
+#[test]
+fn output_resolving_to_the_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = copy_model(dir.path());
+    let original = std::fs::read(&m).unwrap();
+    let link = dir.path().join("link.safetensors");
+    let hard = dir.path().join("hard.safetensors");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&m, &link).unwrap();
+    #[cfg(not(unix))]
+    std::fs::copy(&m, &link).unwrap();
+    std::fs::hard_link(&m, &hard).unwrap();
+    for out in [&m, &link, &hard] {
+        let err = fails(&["compress", s(&m), "--int8", "-o", s(out), "--quiet"]);
+        assert!(
+            err.contains("is the input") && err.contains("--force"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&m).unwrap(),
+            original,
+            "{out:?} clobbered the model"
+        );
+    }
+    // decompress c -o c likewise.
+    let c = dir.path().join("c.squish");
+    ok(&["compress", s(&m), "--int8", "-o", s(&c), "--quiet"]);
+    let container = std::fs::read(&c).unwrap();
+    let err = fails(&["decompress", s(&c), "-o", s(&c)]);
+    assert!(err.contains("is the input"), "{err}");
+    assert_eq!(std::fs::read(&c).unwrap(), container);
+    // An explicit --force replaces the input, as asked.
+    ok(&[
+        "compress",
+        s(&m),
+        "--int8",
+        "-o",
+        s(&m),
+        "--quiet",
+        "--force",
+    ]);
+    assert_ne!(std::fs::read(&m).unwrap(), original);
+}
+
+#[test]
+fn existing_files_that_squish_did_not_write_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = copy_model(dir.path());
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes").unwrap();
+    for args in [
+        vec!["compress", s(&m), "--int8", "-o", s(&notes), "--quiet"],
+        vec![
+            "sweep",
+            s(&m),
+            "--layer",
+            "final_conv*",
+            "--plot",
+            s(&notes),
+        ],
+    ] {
+        let err = fails(&args);
+        assert!(err.contains("exists") && err.contains("--force"), "{err}");
+        assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes");
+    }
+    // Our own outputs are replaced on a rerun without --force.
+    let c = dir.path().join("c.squish");
+    let d = dir.path().join("d.safetensors");
+    for _ in 0..2 {
+        ok(&["compress", s(&m), "--int4", "-o", s(&c), "--quiet"]);
+        ok(&["decompress", s(&c), "-o", s(&d)]);
+    }
+    // A model that is not ours is not replaced by decompress.
+    let err = fails(&["decompress", s(&c), "-o", s(&m)]);
+    assert!(err.contains("exists"), "{err}");
+    ok(&["decompress", s(&c), "-o", s(&notes), "--force"]);
+}
+
+#[test]
+fn a_container_given_to_compress_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c.squish");
+    ok(&["compress", MODEL, "--int8", "-o", s(&c), "--quiet"]);
+    let err = fails(&[
+        "compress",
+        s(&c),
+        "--int8",
+        "-o",
+        s(&dir.path().join("again.squish")),
+    ]);
+    assert!(err.contains("is a squish container"), "{err}");
+    let err = fails(&["sweep", s(&c), "--plot", s(&dir.path().join("p.svg"))]);
+    assert!(err.contains("is a squish container"), "{err}");
+}
+
+/// The table part of `text` (up to the first blank or prose line) has its
+/// right-aligned column `title` ending in the same place on every row, the
+/// total included.
+fn assert_aligned(text: &str, title: &str) {
+    let lines: Vec<Vec<char>> = text
+        .lines()
+        .take_while(|l| !l.is_empty() && !l.contains(": "))
+        .filter(|l| !l.starts_with("---"))
+        .map(|l| l.chars().collect())
+        .collect();
+    let header: String = lines[0].iter().collect();
+    let end = header[..header.find(title).unwrap()].chars().count() + title.chars().count();
+    for l in &lines {
+        let row: String = l.iter().collect();
+        assert!(
+            l.len() >= end && l[end - 1] != ' ' && l.get(end).is_none_or(|c| *c == ' '),
+            "column `{title}` misaligned in {row:?}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn f16_sizes_are_the_files_own_bytes_and_ratios_are_labelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("half.safetensors");
+    let mut m = Model::new();
+    let w: Vec<f32> = (0..64 * 64)
+        .map(|i| ((i % 37) as f32 - 18.0) / 32.0)
+        .collect();
+    m.insert(
+        "a.very.long.layer.name.for.the.table.weight",
+        Tensor::float(Dtype::F16, vec![64, 64], w).unwrap(),
+    )
+    .unwrap();
+    m.insert(
+        "a.bias",
+        Tensor::float(Dtype::F16, vec![64], vec![0.5; 64]).unwrap(),
+    )
+    .unwrap();
+    m.save(&p).unwrap();
+    let out = dir.path().join("half.squish");
+    let table = ok(&["compress", s(&p), "--int8", "-o", s(&out), "--quiet"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("a.very.long"))
+        .unwrap_or_else(|| panic!("{table}"));
+    // 64·64 f16 weights are 8 KiB in the file; int8 per row is 4096 + 256 B.
+    assert!(row.contains("F16"), "{row}");
+    assert!(row.contains("8.0 KiB") && row.contains("4.3 KiB"), "{row}");
+    assert!(row.contains("1.88x"), "{row}");
+    assert!(!table.contains("3.76x smaller than the file"), "{table}");
+    // Both ratios, labelled: the matrices and the whole files.
+    let input = std::fs::metadata(&p).unwrap().len() as f64;
+    let output = std::fs::metadata(&out).unwrap().len() as f64;
+    assert!(table.contains("smaller than the file"), "{table}");
+    assert!(table.contains("than f32"), "{table}");
+    let files = table.lines().find(|l| l.starts_with("files:")).unwrap();
+    assert!(
+        files.contains(&format!("{:.2}x smaller", input / output)),
+        "{files} vs {input} / {output}"
+    );
+    for col in ["before", "after", "ratio", "SQNR dB"] {
+        assert_aligned(&table, col);
+    }
+    let inspect = ok(&["inspect", s(&out)]);
+    assert_aligned(&inspect, "bytes");
+    assert!(inspect.contains("1.88x smaller; 3.75x vs f32"), "{inspect}");
+}
+
+#[test]
+fn sizes_of_a_few_mib_print_in_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("big.safetensors");
+    let mut m = Model::new();
+    let w: Vec<f32> = (0..1200 * 1100)
+        .map(|i| ((i % 97) as f32 - 48.0) / 64.0)
+        .collect();
+    m.insert("w", Tensor::float(Dtype::F32, vec![1200, 1100], w).unwrap())
+        .unwrap();
+    m.save(&p).unwrap();
+    let table = ok(&[
+        "compress",
+        s(&p),
+        "--int8",
+        "-o",
+        s(&dir.path().join("b.squish")),
+        "--quiet",
+    ]);
+    // 5.28e6 bytes: 5.0 MiB, not "5156.3 KiB".
+    assert!(table.contains("5.0 MiB"), "{table}");
+    assert!(!table.contains("5156"), "{table}");
+    assert_aligned(&table, "after");
+}
+
+#[test]
+fn quick_flags_take_include_and_exclude_patterns_and_kmeans() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.squish");
+    let o = s(&out);
+    let table = ok(&[
+        "compress",
+        MODEL,
+        "--int8",
+        "--exclude",
+        "stft*",
+        "--exclude",
+        "conv*",
+        "-o",
+        o,
+        "--quiet",
+        "--force",
+    ]);
+    assert!(table.contains("total (3 matrices)"), "{table}");
+    assert!(
+        !table.contains("stft_conv") && !table.contains("conv1"),
+        "{table}"
+    );
+    let table = ok(&[
+        "compress",
+        MODEL,
+        "--int4",
+        "--include",
+        "lstm*",
+        "--exclude",
+        "*weight_hh",
+        "-o",
+        o,
+        "--quiet",
+    ]);
+    assert!(table.contains("total (1 matrices)"), "{table}");
+    assert!(table.contains("lstm_cell.weight_ih"), "{table}");
+    let err = fails(&[
+        "compress",
+        MODEL,
+        "--int8",
+        "--exclude",
+        "nothing*",
+        "-o",
+        o,
+    ]);
+    assert!(
+        err.contains("--exclude") && err.contains("nothing*"),
+        "{err}"
+    );
+    let table = ok(&[
+        "compress",
+        MODEL,
+        "--kmeans",
+        "16",
+        "--include",
+        "final_conv*",
+        "-o",
+        o,
+        "--quiet",
+    ]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("final_conv.weight"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("k-means"), "{row}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sweep_plot_gets_the_permissions_of_an_output_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("plot.svg");
+    for _ in 0..2 {
+        ok(&["sweep", MODEL, "--layer", "final_conv*", "--plot", s(&svg)]);
+    }
+    let mode = std::fs::metadata(&svg).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "{mode:o}");
+}

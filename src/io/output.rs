@@ -1,0 +1,150 @@
+//! Guarding output paths: never replace an input, never overwrite a file
+//! that squish did not write, unless asked to.
+//!
+//! Writes are atomic (a temporary file renamed over the target), so the
+//! danger is not a torn file but the *right* file replaced: `-o` naming the
+//! model being compressed, or an unrelated file of the user's.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::description::VERSION_KEY;
+use super::FileError;
+
+/// Metadata key `squish decompress` writes into its safetensors output, so a
+/// later run knows the file is its own to replace.
+pub const DECOMPRESSED_KEY: &str = "squish.decompressed";
+
+/// Marker comment near the top of the SVG plots squish writes.
+pub const SVG_MARKER: &str = "<!-- written by squish -->";
+
+/// What squish may replace at an output path without being forced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// A squish container (header metadata holds `squish.version`).
+    Container,
+    /// A safetensors file written by `squish decompress`.
+    Decompressed,
+    /// An SVG plot holding [`SVG_MARKER`] in its first KiB.
+    Plot,
+}
+
+impl OutputKind {
+    /// True when `path` holds a file of this kind (read from its first bytes
+    /// or header only).
+    pub fn matches(self, path: &Path) -> bool {
+        match self {
+            OutputKind::Container => header_has_key(path, VERSION_KEY),
+            OutputKind::Decompressed => header_has_key(path, DECOMPRESSED_KEY),
+            OutputKind::Plot => head_contains(path, SVG_MARKER.as_bytes()),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            OutputKind::Container => "a squish container",
+            OutputKind::Decompressed => "a model written by `squish decompress`",
+            OutputKind::Plot => "a plot written by squish",
+        }
+    }
+}
+
+/// Checks that writing `output` loses nothing, unless `force` (pass it only
+/// for an explicit overwrite flag such as the CLI's `--force`):
+///
+/// - `output` must not be any of `inputs` — compared by device and inode on
+///   Unix, so symlinks and hard links to an input are caught too
+///   ([`FileError::OutputIsInput`]);
+/// - an existing `output` must be a file of kind `kind`, one squish wrote
+///   ([`FileError::OutputExists`]).
+///
+/// ```
+/// use squish::io::{check_output, FileError, OutputKind};
+/// use squish::SquishError;
+/// let dir = tempfile::tempdir()?;
+/// let model = dir.path().join("m.safetensors");
+/// std::fs::write(&model, b"weights")?;
+/// let err = check_output(&model, &[&model], OutputKind::Container, false).unwrap_err();
+/// assert!(matches!(err, SquishError::File(FileError::OutputIsInput { .. })));
+/// check_output(&dir.path().join("m.squish"), &[&model], OutputKind::Container, false)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_output(
+    output: &Path,
+    inputs: &[&Path],
+    kind: OutputKind,
+    force: bool,
+) -> crate::Result<()> {
+    if force {
+        return Ok(());
+    }
+    let Ok(out_meta) = std::fs::metadata(output) else {
+        // Nothing there (or a dangling link): nothing to lose.
+        return Ok(());
+    };
+    for input in inputs {
+        if let Ok(in_meta) = std::fs::metadata(input) {
+            if same_file(output, &out_meta, input, &in_meta) {
+                return Err(FileError::OutputIsInput {
+                    output: output.to_path_buf(),
+                    input: input.to_path_buf(),
+                }
+                .into());
+            }
+        }
+    }
+    if out_meta.is_file() && kind.matches(output) {
+        return Ok(());
+    }
+    Err(FileError::OutputExists {
+        path: output.to_path_buf(),
+        expected: kind.describe(),
+    }
+    .into())
+}
+
+#[cfg(unix)]
+fn same_file(_: &Path, a: &std::fs::Metadata, _: &Path, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &Path, _: &std::fs::Metadata, b: &Path, _: &std::fs::Metadata) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn head_contains(path: &Path, needle: &[u8]) -> bool {
+    let mut head = Vec::with_capacity(1024);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1024).read_to_end(&mut head))
+        .is_ok()
+        && head.windows(needle.len()).any(|w| w == needle)
+}
+
+/// True when `path` is a safetensors file whose header metadata has `key`.
+/// Reads only the header (at most 100 MB, safetensors' own limit).
+fn header_has_key(path: &Path, key: &str) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut len = [0u8; 8];
+    if f.read_exact(&mut len).is_err() {
+        return false;
+    }
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 {
+        return false;
+    }
+    let mut header = vec![0u8; n as usize];
+    if f.read_exact(&mut header).is_err() {
+        return false;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&header) else {
+        return false;
+    };
+    v.get("__metadata__").and_then(|m| m.get(key)).is_some()
+}
