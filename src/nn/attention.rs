@@ -73,16 +73,14 @@ pub fn attend(
     let parts = map(exec, segments.len() * heads, |t| {
         let (seg, h) = (&segments[t / heads], t % heads);
         let n = seg.len();
-        let head = |s: &'_ [f32], i: usize| -> &'_ [f32] {
-            let o = (seg.start + i) * hidden + h * d;
-            &s[o..o + d]
-        };
+        // Head h of token i of this segment.
+        let at = |i: usize| (seg.start + i) * hidden + h * d;
         // Keys of this head, contiguous, so each score is one short dot.
-        let keys: Vec<&[f32]> = (0..n).map(|j| head(ks, j)).collect();
+        let keys: Vec<&[f32]> = (0..n).map(|j| &ks[at(j)..at(j) + d]).collect();
         let mut out = vec![0.0f32; n * d];
         let mut p = vec![0.0f32; n];
         for i in 0..n {
-            let qi = head(qs, i);
+            let qi = &qs[at(i)..at(i) + d];
             p.iter_mut().zip(&keys).for_each(|(s, kj)| *s = dot(qi, kj) * scale);
             let m = max(&p);
             p.iter_mut().for_each(|s| *s = exp_neg(*s - m));
@@ -90,7 +88,7 @@ pub fn attend(
             let o = &mut out[i * d..(i + 1) * d];
             for (j, &pj) in p.iter().enumerate() {
                 let w = pj * inv;
-                o.iter_mut().zip(head(vs, j)).for_each(|(a, &b)| *a += w * b);
+                o.iter_mut().zip(&vs[at(j)..at(j) + d]).for_each(|(a, &b)| *a += w * b);
             }
         }
         out

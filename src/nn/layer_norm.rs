@@ -97,7 +97,8 @@ impl LayerNorm {
         let rows = rows_per_task(w, 16 * 1024);
         for_each_chunk_mut(exec, data, rows * w, |i, c| {
             let r0 = i * rows * w;
-            c.iter_mut().zip(&res[r0..r0 + c.len()]).for_each(|(v, &r)| *v += r);
+            let len = c.len();
+            c.iter_mut().zip(&res[r0..r0 + len]).for_each(|(v, &r)| *v += r);
             c.chunks_exact_mut(w).for_each(|r| self.row(r));
         });
     }

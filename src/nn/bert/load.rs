@@ -92,7 +92,7 @@ impl<'a> Weights<'a> {
         Ok(())
     }
 
-    fn dense_matrix(name: &str, t: &Tensor, rows: usize, cols: usize) -> Result<Array2<f32>> {
+    fn dense_matrix(name: &str, t: &'a Tensor, rows: usize, cols: usize) -> Result<Array2<f32>> {
         Self::check_matrix(name, t.shape(), rows, cols)?;
         Ok(Array2::from_shape_vec((rows, cols), Self::floats(name, t)?.to_vec())
             .expect("shape checked"))
