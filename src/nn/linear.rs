@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::gemm::linear_f32;
+use super::gemm::{linear_f32, linear_tiled, TILE_MIN_ROWS};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::{CompressedMatrix, LinOp, Structure, Values};
 use crate::parallel::ParallelExecutor;
@@ -49,6 +49,8 @@ pub enum Activations {
 pub struct Linear {
     weight: Weight,
     bias: Option<Array1<f32>>,
+    /// Compressed weights at GEMM shapes run as decoded tiles (default).
+    tiled: bool,
 }
 
 impl Linear {
@@ -86,7 +88,11 @@ impl Linear {
     }
 
     fn with(weight: Weight, bias: Option<Array1<f32>>) -> Result<Self> {
-        let l = Linear { weight, bias };
+        let l = Linear {
+            weight,
+            bias,
+            tiled: true,
+        };
         if let Some(b) = &l.bias {
             if b.len() != l.out_features() {
                 return Err(SquishError::shape(
@@ -98,6 +104,15 @@ impl Linear {
             check_finite("linear bias", b.iter())?;
         }
         Ok(l)
+    }
+
+    /// Whether a compressed weight multiplies batches of at least
+    /// [`TILE_MIN_ROWS`] rows by decoding one block of rows at a time into
+    /// the packed f32 GEMM (`true`, the default: faster at GEMM shapes), or
+    /// always with its own kernel (`false`). Results agree to kernel
+    /// tolerance; both are deterministic.
+    pub fn set_tiled(&mut self, tiled: bool) {
+        self.tiled = tiled;
     }
 
     /// `(out, in)`.
@@ -172,6 +187,12 @@ impl Linear {
         let bias = self.bias.as_ref().map(|b| b.as_slice().expect("owned arrays are contiguous"));
         let mut y = match &self.weight {
             Weight::Dense(w) => return Ok(linear_f32(x, w.view(), bias, exec)),
+            // At GEMM shapes a decoded tile feeds the packed f32 GEMM (faster
+            // than the per-encoding kernels there); small batches keep those.
+            Weight::Compressed(m) if x.nrows() >= TILE_MIN_ROWS && self.tiled => {
+                m.check_input(x)?;
+                return Ok(linear_tiled(x, m, bias, exec));
+            }
             Weight::Compressed(m) => m.apply(x, exec)?,
             Weight::DynamicInt8(d) => d.apply(x, exec)?,
         };

@@ -129,6 +129,10 @@ pub struct ServeBenchArgs {
     /// Timed passes over all sentences per batch size (the best is reported).
     #[arg(long, default_value_t = 3)]
     passes: usize,
+    /// Multiply compressed weights with their own kernels at every batch
+    /// size (default: decoded tiles into the packed GEMM from 16 rows up).
+    #[arg(long)]
+    native_kernels: bool,
     /// Also report fidelity to dense (mean/min cosine, recall@10) per form.
     #[arg(long)]
     fidelity: bool,
@@ -181,7 +185,8 @@ pub fn serve_bench(a: &ServeBenchArgs, exec: &dyn ParallelExecutor) -> Result<()
     let mut dense_emb = None;
     let mut fid = Vec::new();
     for form in &forms {
-        let enc: BertEncoder = form.build(&config, &model, exec)?;
+        let mut enc: BertEncoder = form.build(&config, &model, exec)?;
+        enc.set_tiled(!a.native_kernels);
         let mb = enc.bytes() as f64 / 1e6;
         for (bi, &bs) in a.batch_sizes.iter().enumerate() {
             let server = SentenceEncoder::new(tok.clone(), enc.clone(), bs)?;

@@ -164,6 +164,16 @@ impl BertEncoder {
         self.layers.iter().flat_map(|l| l.linears())
     }
 
+    /// Sets [`Linear::set_tiled`] on every linear layer.
+    pub fn set_tiled(&mut self, tiled: bool) {
+        for l in &mut self.layers {
+            let a = &mut l.attention;
+            for lin in [&mut a.query, &mut a.key, &mut a.value, &mut a.output, &mut l.intermediate, &mut l.output] {
+                lin.set_tiled(tiled);
+            }
+        }
+    }
+
     /// Bytes of all weights (exact storage of compressed ones).
     pub fn bytes(&self) -> usize {
         let norms = (2 * self.layers.len() + 1) * 2 * self.config.hidden_size * 4;
