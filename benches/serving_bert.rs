@@ -40,9 +40,11 @@ fn bench(c: &mut Criterion) {
         let enc = form.build(&config, &model, &pool).unwrap();
         for batch in [1usize, 32] {
             let server = SentenceEncoder::new(tok.clone(), enc.clone(), batch).unwrap();
-            g.bench_with_input(BenchmarkId::new(name, format!("batch{batch}")), &ids, |b, ids| {
-                b.iter(|| black_box(server.embed_ids(ids, &pool).unwrap()))
-            });
+            g.bench_with_input(
+                BenchmarkId::new(name, format!("batch{batch}")),
+                &ids,
+                |b, ids| b.iter(|| black_box(server.embed_ids(ids, &pool).unwrap())),
+            );
         }
     }
     g.finish();

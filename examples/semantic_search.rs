@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayView1};
 use squish::io::Model;
-use squish::nn::{fidelity, Activations, BertConfig, BertEncoder, SentenceEncoder, SentenceTokenizer, Weights};
+use squish::nn::{
+    fidelity, Activations, BertConfig, BertEncoder, SentenceEncoder, SentenceTokenizer, Weights,
+};
 use squish::parallel::ThreadPool;
 use squish::recipe::{compress_model, Recipe};
 
@@ -26,7 +28,12 @@ pipeline = [{ method = "int8" }]
 "#;
 
 fn top(e: &Array2<f32>, q: ArrayView1<f32>, k: usize) -> Vec<(usize, f32)> {
-    let mut s: Vec<(usize, f32)> = e.rows().into_iter().map(|r| r.dot(&q)).enumerate().collect();
+    let mut s: Vec<(usize, f32)> = e
+        .rows()
+        .into_iter()
+        .map(|r| r.dot(&q))
+        .enumerate()
+        .collect();
     s.sort_by(|a, b| b.1.total_cmp(&a.1));
     s.truncate(k);
     s
@@ -37,7 +44,9 @@ fn main() -> squish::Result<()> {
         if std::env::var_os("CI").is_some() {
             panic!("SQUISH_MINILM_DIR must point to all-MiniLM-L6-v2 in CI (.ci/minilm.sh)");
         }
-        eprintln!("set SQUISH_MINILM_DIR to the all-MiniLM-L6-v2 model directory (see .ci/minilm.sh)");
+        eprintln!(
+            "set SQUISH_MINILM_DIR to the all-MiniLM-L6-v2 model directory (see .ci/minilm.sh)"
+        );
         return Ok(());
     };
     let pool = ThreadPool::new(2)?;
@@ -50,7 +59,11 @@ fn main() -> squish::Result<()> {
     let dense = SentenceEncoder::from_model(tok.clone(), config.clone(), &model)?;
     let int8 = SentenceEncoder::new(
         tok,
-        BertEncoder::from_weights(config, Weights::Container(&packed.model), Activations::DynamicInt8)?,
+        BertEncoder::from_weights(
+            config,
+            Weights::Container(&packed.model),
+            Activations::DynamicInt8,
+        )?,
         32,
     )?;
 
@@ -64,13 +77,19 @@ fn main() -> squish::Result<()> {
         "A doctor who cannot cure his patients.",
         "Marriage is a form of slavery.",
     ];
-    println!("{:<24} {:>10} {:>12}", "encoder", "weights MB", "sentences/s");
+    println!(
+        "{:<24} {:>10} {:>12}",
+        "encoder", "weights MB", "sentences/s"
+    );
     let mut embs = Vec::new();
     for (name, enc) in [("dense f32", &dense), ("int8 × int8 dynamic", &int8)] {
         let t = Instant::now();
         let e = enc.embed(&corpus, &pool)?;
         let rate = corpus.len() as f64 / t.elapsed().as_secs_f64();
-        println!("{name:<24} {:>10.1} {rate:>12.1}", enc.encoder().bytes() as f64 / 1e6);
+        println!(
+            "{name:<24} {:>10.1} {rate:>12.1}",
+            enc.encoder().bytes() as f64 / 1e6
+        );
         embs.push(e);
     }
     let f = fidelity(embs[0].view(), embs[1].view(), 10);
