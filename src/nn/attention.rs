@@ -44,7 +44,7 @@ pub fn attend(
             format!("q {:?}, k {:?}, v {:?}", q.dim(), k.dim(), v.dim()),
         ));
     }
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(SquishError::invalid(
             "heads",
             heads,
@@ -149,7 +149,7 @@ impl SelfAttention {
                 ));
             }
         }
-        if heads == 0 || hidden % heads != 0 {
+        if heads == 0 || !hidden.is_multiple_of(heads) {
             return Err(SquishError::invalid(
                 "heads",
                 heads,

@@ -22,6 +22,13 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// Taking `self` makes closures capture the whole (Sync) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `y = x·Wᵀ (+ bias)` for `x: [m, k]`, `W: [n, k]` (PyTorch's layout),
 /// `bias: [n]`. The caller checks that the shapes agree (panics otherwise).
 ///
@@ -107,7 +114,6 @@ fn gemm_decoded(
     let yp = SendPtr(y.as_mut_ptr());
     let read_dst = bias.is_some();
     exec.run(n.div_ceil(COL_BLOCK), &|cb| {
-        let yp = yp;
         let c0 = cb * COL_BLOCK;
         let cols = COL_BLOCK.min(n - c0);
         let mut buf = Vec::new();
@@ -118,7 +124,7 @@ fn gemm_decoded(
             unsafe {
                 block(
                     (rows, cols, k),
-                    yp.0.add(r0 * n + c0),
+                    yp.get().add(r0 * n + c0),
                     n,
                     read_dst,
                     (xp as *const f32).add(r0 * k),
@@ -193,7 +199,6 @@ fn gemm_blocks(
     let col_blocks = n.div_ceil(COL_BLOCK);
     let read_dst = bias.is_some();
     exec.run(row_blocks * col_blocks, &|t| {
-        let yp = yp;
         let (rb, cb) = (t / col_blocks, t % col_blocks);
         let r0 = rb * ROW_BLOCK;
         let c0 = cb * COL_BLOCK;
@@ -205,7 +210,7 @@ fn gemm_blocks(
         unsafe {
             block(
                 (rows, cols, k),
-                yp.0.add(r0 * n + c0),
+                yp.get().add(r0 * n + c0),
                 n,
                 read_dst,
                 (xp as *const f32).add(r0 * k),

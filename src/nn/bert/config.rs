@@ -103,7 +103,7 @@ impl BertConfig {
             }
             .into());
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(NnError::Config {
                 field: "num_attention_heads",
                 detail: format!(
