@@ -120,6 +120,9 @@ pub enum SquishError {
     /// An error of the low-rank family (rank selection, SVD backends).
     #[error(transparent)]
     LowRank(#[from] crate::compression::lowrank::LowRankError),
+    /// Building or running a network (encoder weights, tokenizer, input).
+    #[error(transparent)]
+    Nn(#[from] crate::nn::NnError),
 }
 
 impl SquishError {

@@ -37,6 +37,7 @@ pub mod io;
 pub mod kernels;
 pub mod matrix;
 pub mod metrics;
+pub mod nn;
 pub mod parallel;
 pub mod pass;
 pub mod pipeline;

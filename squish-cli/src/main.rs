@@ -2,6 +2,7 @@
 
 mod grid;
 mod plot;
+mod serving;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -61,6 +62,10 @@ enum Command {
         #[arg(long, alias = "overwrite")]
         force: bool,
     },
+    /// Embed sentences with a sentence encoder (model directory or container).
+    Embed(serving::EmbedArgs),
+    /// Throughput and latency of a sentence encoder, dense against compressed.
+    ServeBench(serving::ServeBenchArgs),
 }
 
 #[derive(Args)]
@@ -276,6 +281,8 @@ fn main() -> ExitCode {
             plot,
             force,
         } => run_sweep(model, layer, plot, *force, &exec),
+        Command::Embed(a) => serving::embed(a, &exec),
+        Command::ServeBench(a) => serving::serve_bench(a, &exec),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,7 +35,10 @@ impl CompressedMatrix {
     }
 
     /// Old name of [`matmul_on`](Self::matmul_on).
-    #[deprecated(since = "0.2.0", note = "renamed to matmul_on (`_on` = on an executor)")]
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed to matmul_on (`_on` = on an executor)"
+    )]
     pub fn matmul_with(
         &self,
         x: ArrayView2<f32>,

@@ -11,8 +11,8 @@ use crate::compression::sharing::KMeans;
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
 use crate::matrix::CompressedMatrix;
-use crate::pruning::{Magnitude, Pruner, Schedule};
 use crate::pass::Quantizer;
+use crate::pruning::{Magnitude, Pruner, Schedule};
 use crate::training::{finetune_centroids, CompressedMlp, Masks, Mlp, Optimizer, Trainer};
 
 /// Unchecked hyperparameters of [`DeepCompression`].
