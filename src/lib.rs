@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod calibration;
 pub mod compression;
 pub mod data;
 pub mod distillation;

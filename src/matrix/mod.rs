@@ -8,6 +8,7 @@
 
 mod bitpack;
 mod compressed;
+mod hessian;
 pub mod kernels;
 mod layout;
 mod linop;
@@ -18,6 +19,7 @@ mod values;
 
 pub use bitpack::{index_bits, PackedBits};
 pub use compressed::CompressedMatrix;
+pub use hessian::{HessianError, InverseHessian};
 pub use layout::RowLayout;
 pub use linop::LinOp;
 pub use storage::{Component, StorageReport, METADATA_BYTES};

@@ -23,6 +23,7 @@ mod nm;
 mod pruner;
 mod schedule;
 mod select;
+mod sparsegpt;
 mod structured;
 
 pub use error::PruningError;
@@ -33,4 +34,5 @@ pub use nm::{NMPruner, NMPrunerParams};
 pub use pruner::Pruner;
 pub use schedule::{CubicParams, Schedule};
 pub use select::{prune_count, Selection};
+pub use sparsegpt::{nm_from_mask, Rounder, SparseGpt, SparseGptOutput, SparseGptParams, SparsityPattern};
 pub use structured::{dead_next_inputs, Slice, Structured, StructuredParams};

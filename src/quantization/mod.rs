@@ -28,16 +28,20 @@ macro_rules! multiversion {
     };
 }
 
+mod awq;
 mod calibration;
 mod dynamic;
+mod gptq;
 mod integer;
 pub mod kernels;
 mod quantizer;
 mod sign;
 mod slice_ops;
 
+pub use awq::{fold_input_scales, scale_inputs, Awq, AwqOutput, AwqParams};
 pub use calibration::{Calibration, MSE_MIN_RATIO};
 pub use dynamic::{quantize_activations, DynamicInt8, QuantizedActivations};
+pub use gptq::{Gptq, GptqOutput, GptqParams};
 pub use integer::{IntQuantizer, IntQuantizerParams};
 pub use quantizer::Quantizer;
 pub use sign::{Binary, Ternary};
