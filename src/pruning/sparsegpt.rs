@@ -439,19 +439,25 @@ mod tests {
             let w = random(20, n, 10 + seed);
             let h = correlated_h(150, n, 30 + seed);
             for p in [SparseGpt::unstructured(0.5), SparseGpt::nm(2, 4)] {
-                let out = p.check().unwrap().prune(w.view(), h.view(), &Sequential).unwrap();
+                let out = p.clone().check().unwrap().prune(w.view(), h.view(), &Sequential).unwrap();
                 let d = out.matrix.to_dense();
                 // The same mask without reconstruction.
                 let masked = Array2::from_shape_fn(w.dim(), |(i, j)| if d[[i, j]] != 0.0 { w[[i, j]] } else { 0.0 });
                 let (a, b) = (objective(&w, &d, &h), objective(&w, &masked, &h));
                 assert!(a < b, "seed {seed}: {a} vs mask only {b}");
-                // Magnitude per row at the same sparsity.
-                let mag = Array2::from_shape_fn(w.dim(), |(i, j)| {
-                    let row = w.row(i);
-                    let mut v: Vec<f32> = row.iter().map(|x| x.abs()).collect();
-                    v.sort_by(f32::total_cmp);
-                    if w[[i, j]].abs() >= v[n / 2] { w[[i, j]] } else { 0.0 }
-                });
+                // Magnitude with the same pattern (per row, or N:M).
+                let mag = match p.clone().check().unwrap().pattern() {
+                    SparsityPattern::NM { n: kn, m } => {
+                        let keep = crate::pruning::NMPruner::params(kn, m).check().unwrap();
+                        let keep = crate::pruning::Pruner::mask(&keep, w.view()).unwrap();
+                        Array2::from_shape_fn(w.dim(), |(i, j)| if keep[[i, j]] { w[[i, j]] } else { 0.0 })
+                    }
+                    SparsityPattern::Unstructured(_) => Array2::from_shape_fn(w.dim(), |(i, j)| {
+                        let mut v: Vec<f32> = w.row(i).iter().map(|x| x.abs()).collect();
+                        v.sort_by(f32::total_cmp);
+                        if w[[i, j]].abs() >= v[n / 2] { w[[i, j]] } else { 0.0 }
+                    }),
+                };
                 assert!(a < objective(&w, &mag, &h), "seed {seed}");
             }
         }
