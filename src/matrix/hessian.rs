@@ -70,7 +70,7 @@ pub struct InverseHessian {
 }
 
 impl InverseHessian {
-    /// Factors `H` (symmetric `[n, n]`, only its lower triangle is read)
+    /// Factors `H` (symmetric `[n, n]`, as `XᵀX` is)
     /// with dampening fraction `damp_frac ≥ 0`, in the column order `perm`
     /// (`perm[k]` is the original column at position `k`; `None` keeps the
     /// order). Errors: non-square or mis-sized `perm` (shape), non-finite
@@ -120,12 +120,15 @@ impl InverseHessian {
         let q: Vec<usize> = (0..n)
             .map(|i| perm.map_or(n - 1 - i, |p| p[n - 1 - i]))
             .collect();
+        // Column j of the (column-major) matrix reads row q[j] of H, which
+        // is contiguous in a standard-layout H. Dead inputs' couplings are
+        // zero already (a zero column of X).
+        let h = h.as_standard_layout();
         let a = Mat::<f64>::from_fn(n, n, |i, j| {
             if i == j {
                 diag[q[i]] + damp
             } else {
-                // Dead inputs' couplings are all zero already (a zero column of X).
-                h[[q[i].max(q[j]), q[i].min(q[j])]]
+                h[[q[j], q[i]]]
             }
         });
         let llt = a.llt(Side::Lower).map_err(|e| match e {
@@ -139,13 +142,20 @@ impl InverseHessian {
             llt.L(),
             faer::Par::Seq,
         );
-        let upper = Array2::from_shape_fn((n, n), |(i, j)| {
-            if i <= j {
-                inv[(n - 1 - i, n - 1 - j)] as f32
-            } else {
-                0.0
+        // U[i, j] = inv[n−1−i, n−1−j]: a reversed transpose of a
+        // column-major matrix, copied in tiles so both sides stay in cache.
+        let mut upper = Array2::<f32>::zeros((n, n));
+        const T: usize = 64;
+        for i0 in (0..n).step_by(T) {
+            for j0 in (i0 / T * T..n).step_by(T) {
+                for j in j0..(j0 + T).min(n) {
+                    let col = inv.col(n - 1 - j);
+                    for i in i0..(i0 + T).min(n).min(j + 1) {
+                        upper[[i, j]] = col[n - 1 - i] as f32;
+                    }
+                }
             }
-        });
+        }
         if let Some(index) = upper.iter().position(|v| !v.is_finite()) {
             return Err(HessianError::NotPositiveDefinite {
                 damp,
