@@ -101,6 +101,9 @@ pub enum SquishError {
     /// Calibration data or statistics are missing or unusable.
     #[error(transparent)]
     Calibration(#[from] crate::calibration::CalibrationError),
+    /// Building or running a network (encoder weights, tokenizer, input).
+    #[error(transparent)]
+    Nn(#[from] crate::nn::NnError),
 }
 
 impl SquishError {
