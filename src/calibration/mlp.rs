@@ -7,6 +7,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::Calibratable;
 use crate::error::{Result, SquishError};
+use crate::parallel::ParallelExecutor;
 use crate::training::{Dense, Mlp};
 
 fn index(mlp: &Mlp<f32>, name: &str) -> Result<usize> {
@@ -47,6 +48,7 @@ impl Calibratable for Mlp<f32> {
         input: &Array2<f32>,
         wanted: &BTreeSet<String>,
         capture: &mut dyn FnMut(&str, ArrayView2<f32>) -> Result<()>,
+        _exec: &dyn ParallelExecutor,
     ) -> Result<()> {
         let layers = self.layers();
         let last = (0..layers.len())

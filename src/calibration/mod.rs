@@ -34,6 +34,7 @@
 //! # Ok::<(), squish::SquishError>(())
 //! ```
 
+mod bert;
 mod mlp;
 mod model;
 mod passes;
@@ -43,6 +44,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+pub use bert::{set_compressed, BERT_LINEARS};
 pub use model::{collect, compress, Calibratable, CalibratedModel, Mode};
 pub use passes::{
     CalibratedPass, CalibratedPipeline, DataFree, GptqPass, SparseGptPass, SparseGptQuantPass,

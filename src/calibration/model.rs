@@ -41,6 +41,7 @@ pub trait Calibratable {
         input: &Self::Input,
         wanted: &BTreeSet<String>,
         capture: &mut dyn FnMut(&str, ArrayView2<f32>) -> Result<()>,
+        exec: &dyn ParallelExecutor,
     ) -> Result<()>;
 }
 
@@ -50,6 +51,7 @@ pub fn collect<M: Calibratable>(
     model: &M,
     inputs: &[M::Input],
     wanted: Option<&BTreeSet<String>>,
+    exec: &dyn ParallelExecutor,
 ) -> Result<CalibrationContext> {
     let all: BTreeSet<String> = model.stages().into_iter().flatten().collect();
     let wanted = wanted.unwrap_or(&all);
@@ -60,7 +62,7 @@ pub fn collect<M: Calibratable>(
                 return Ok(());
             }
             ctx.entry(name, a.ncols()).accumulate(a)
-        })?;
+        }, exec)?;
     }
     Ok(ctx)
 }
@@ -100,7 +102,7 @@ pub fn compress<M: Calibratable>(
     let stages = model.stages();
     let mut out = CalibratedModel::default();
     let one_shot = match mode {
-        Mode::OneShot => Some(collect(model, inputs, None)?),
+        Mode::OneShot => Some(collect(model, inputs, None, exec)?),
         Mode::Sequential => None,
     };
     let mut pending = Vec::new();
@@ -117,7 +119,7 @@ pub fn compress<M: Calibratable>(
         let ctx = match &one_shot {
             Some(c) => c,
             None => {
-                fresh = collect(model, inputs, Some(&wanted))?;
+                fresh = collect(model, inputs, Some(&wanted), exec)?;
                 &fresh
             }
         };

@@ -159,6 +159,11 @@ impl BertEncoder {
         &self.layers
     }
 
+    /// The encoder layers, mutable (calibration swaps in compressed weights).
+    pub(crate) fn layers_mut(&mut self) -> &mut [BertLayer] {
+        &mut self.layers
+    }
+
     /// Every linear layer, layer by layer in Hugging Face order.
     pub fn linears(&self) -> impl Iterator<Item = &Linear> {
         self.layers.iter().flat_map(|l| l.linears())
@@ -174,7 +179,9 @@ impl BertEncoder {
             + self.linears().map(Linear::bytes).sum::<usize>()
     }
 
-    fn embed_tokens(&self, batch: &TokenBatch, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+    /// Token + position + type embeddings after their LayerNorm: the input
+    /// of the first layer (calibration captures from here).
+    pub(crate) fn embed_tokens(&self, batch: &TokenBatch, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
         let (max, vocab) = (self.config.max_position_embeddings, self.config.vocab_size);
         for (s, seg) in batch.segments().iter().enumerate() {
             if seg.len() > max {
