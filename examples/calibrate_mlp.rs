@@ -36,7 +36,10 @@ fn accuracy(m: &CompressedMlp, x: ArrayView2<f32>, y: &[usize]) -> squish::Resul
             let best = row
                 .iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                );
             best.0 == label
         })
         .count();
@@ -60,7 +63,10 @@ fn rel_output_error(w: ArrayView2<f32>, wq: &CompressedMatrix, x: &Array2<f32>) 
     (num / den).sqrt()
 }
 
-type Method = (&'static str, Box<dyn Fn() -> squish::Result<CalibratedPipeline>>);
+type Method = (
+    &'static str,
+    Box<dyn Fn() -> squish::Result<CalibratedPipeline>>,
+);
 
 fn methods() -> Vec<Method> {
     let gptq = |bits: u8, act: bool| -> squish::Result<CalibratedPipeline> {
@@ -72,38 +78,83 @@ fn methods() -> Vec<Method> {
     };
     vec![
         ("dense f32", Box::new(|| Ok(CalibratedPipeline::new()))),
-        ("RTN int4 g128", Box::new(|| {
-            Ok(CalibratedPipeline::new().data_free(Quantize(IntQuantizer::params(4).per_group(128).check()?)))
-        })),
+        (
+            "RTN int4 g128",
+            Box::new(|| {
+                Ok(CalibratedPipeline::new()
+                    .data_free(Quantize(IntQuantizer::params(4).per_group(128).check()?)))
+            }),
+        ),
         ("GPTQ int4 g128", Box::new(move || gptq(4, false))),
-        ("GPTQ int4 g128 act-order+mse", Box::new(move || gptq(4, true))),
-        ("RTN int3 g128", Box::new(|| {
-            // Round-to-nearest at 3 bits = GPTQ with H = I; data-free.
-            Ok(CalibratedPipeline::new().data_free(Rtn3))
-        })),
+        (
+            "GPTQ int4 g128 act-order+mse",
+            Box::new(move || gptq(4, true)),
+        ),
+        (
+            "RTN int3 g128",
+            Box::new(|| {
+                // Round-to-nearest at 3 bits = GPTQ with H = I; data-free.
+                Ok(CalibratedPipeline::new().data_free(Rtn3))
+            }),
+        ),
         ("GPTQ int3 g128", Box::new(move || gptq(3, false))),
-        ("GPTQ int3 g128 act-order+mse", Box::new(move || gptq(3, true))),
-        ("magnitude 50%", Box::new(|| {
-            Ok(CalibratedPipeline::new().data_free(Prune(Magnitude::params(0.5).check()?)))
-        })),
-        ("Wanda 50%", Box::new(|| Ok(CalibratedPipeline::new().then(WandaPass { sparsity: 0.5, nm: None })))),
-        ("SparseGPT 50%", Box::new(|| {
-            Ok(CalibratedPipeline::new().then(SparseGptPass(SparseGpt::unstructured(0.5).check()?)))
-        })),
-        ("magnitude 2:4", Box::new(|| {
-            Ok(CalibratedPipeline::new().data_free(Prune(NMPruner::params(2, 4).check()?)))
-        })),
-        ("Wanda 2:4", Box::new(|| Ok(CalibratedPipeline::new().then(WandaPass { sparsity: 0.0, nm: Some((2, 4)) })))),
-        ("SparseGPT 2:4", Box::new(|| {
-            Ok(CalibratedPipeline::new().then(SparseGptPass(SparseGpt::nm(2, 4).check()?)))
-        })),
-        ("SparseGPT 2:4 + int4 g64 (joint)", Box::new(|| {
-            Ok(CalibratedPipeline::new().then(SparseGptQuantPass {
-                sparsegpt: SparseGpt::nm(2, 4).check()?,
-                bits: 4,
-                group: Some(64),
-            }))
-        })),
+        (
+            "GPTQ int3 g128 act-order+mse",
+            Box::new(move || gptq(3, true)),
+        ),
+        (
+            "magnitude 50%",
+            Box::new(|| {
+                Ok(CalibratedPipeline::new().data_free(Prune(Magnitude::params(0.5).check()?)))
+            }),
+        ),
+        (
+            "Wanda 50%",
+            Box::new(|| {
+                Ok(CalibratedPipeline::new().then(WandaPass {
+                    sparsity: 0.5,
+                    nm: None,
+                }))
+            }),
+        ),
+        (
+            "SparseGPT 50%",
+            Box::new(|| {
+                Ok(CalibratedPipeline::new()
+                    .then(SparseGptPass(SparseGpt::unstructured(0.5).check()?)))
+            }),
+        ),
+        (
+            "magnitude 2:4",
+            Box::new(|| {
+                Ok(CalibratedPipeline::new().data_free(Prune(NMPruner::params(2, 4).check()?)))
+            }),
+        ),
+        (
+            "Wanda 2:4",
+            Box::new(|| {
+                Ok(CalibratedPipeline::new().then(WandaPass {
+                    sparsity: 0.0,
+                    nm: Some((2, 4)),
+                }))
+            }),
+        ),
+        (
+            "SparseGPT 2:4",
+            Box::new(|| {
+                Ok(CalibratedPipeline::new().then(SparseGptPass(SparseGpt::nm(2, 4).check()?)))
+            }),
+        ),
+        (
+            "SparseGPT 2:4 + int4 g64 (joint)",
+            Box::new(|| {
+                Ok(CalibratedPipeline::new().then(SparseGptQuantPass {
+                    sparsegpt: SparseGpt::nm(2, 4).check()?,
+                    bits: 4,
+                    group: Some(64),
+                }))
+            }),
+        ),
     ]
 }
 
@@ -115,24 +166,39 @@ impl CompressionPass for Rtn3 {
     fn name(&self) -> String {
         "rtn int3 g128".into()
     }
-    fn apply(&self, m: &CompressedMatrix, exec: &dyn ParallelExecutor) -> squish::Result<CompressedMatrix> {
+    fn apply(
+        &self,
+        m: &CompressedMatrix,
+        exec: &dyn ParallelExecutor,
+    ) -> squish::Result<CompressedMatrix> {
         let w = m.to_dense();
         let eye = Array2::<f64>::eye(w.ncols());
-        Ok(Gptq::params(3).per_group(128).check()?.quantize(w.view(), eye.view(), exec)?.matrix)
+        Ok(Gptq::params(3)
+            .per_group(128)
+            .check()?
+            .quantize(w.view(), eye.view(), exec)?
+            .matrix)
     }
 }
 
 fn main() -> squish::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
-    let (data, sizes, default_epochs) = match (args.iter().any(|a| a == "--digits"), fashion_mnist()?) {
-        (false, Some(d)) => (d, vec![784, 300, 100, 10], 8),
-        _ => {
-            println!("Fashion-MNIST not used (absent or --digits): UCI digits, 64-100-10.");
-            (digits()?, vec![64, 100, 10], 40)
-        }
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
     };
-    let epochs: usize = flag("--epochs").and_then(|e| e.parse().ok()).unwrap_or(default_epochs);
+    let (data, sizes, default_epochs) =
+        match (args.iter().any(|a| a == "--digits"), fashion_mnist()?) {
+            (false, Some(d)) => (d, vec![784, 300, 100, 10], 8),
+            _ => {
+                println!("Fashion-MNIST not used (absent or --digits): UCI digits, 64-100-10.");
+                (digits()?, vec![64, 100, 10], 40)
+            }
+        };
+    let epochs: usize = flag("--epochs")
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(default_epochs);
     let t0 = Instant::now();
     let mut mlp = Mlp::params(&sizes).seed(0).check::<f32>()?;
     Trainer::params()
@@ -142,11 +208,19 @@ fn main() -> squish::Result<()> {
         .optimizer(Optimizer::adam(1e-3).check()?)
         .check()?
         .fit(&mut mlp, &data.train)?;
-    println!("dense training: {epochs} epochs, {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "dense training: {epochs} epochs, {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let n_cal = 1024.min(data.train.len());
     let cal: Vec<Array2<f32>> = (0..n_cal)
         .step_by(256)
-        .map(|i| data.train.x().slice(s![i..(i + 256).min(n_cal), ..]).to_owned())
+        .map(|i| {
+            data.train
+                .x()
+                .slice(s![i..(i + 256).min(n_cal), ..])
+                .to_owned()
+        })
         .collect();
     let test_x = data.test.x();
     let eval_inputs = layer_inputs(&mlp, test_x.slice(s![..2000.min(test_x.nrows()), ..]))?;
@@ -171,7 +245,10 @@ fn main() -> squish::Result<()> {
             .sum::<f64>()
             / layers.len() as f64;
         let bytes: usize = layers.iter().map(|m| m.storage().total()).sum();
-        println!("| {name} | {:.2} % | {err:.4} | {bytes} | {secs:.2} s |", acc * 100.0);
+        println!(
+            "| {name} | {:.2} % | {err:.4} | {bytes} | {secs:.2} s |",
+            acc * 100.0
+        );
     }
     Ok(())
 }

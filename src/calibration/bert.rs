@@ -46,7 +46,10 @@ fn parse(enc: &BertEncoder, full: &str) -> Result<(usize, usize)> {
     let rest = full.strip_prefix("encoder.layer.").ok_or_else(bad)?;
     let (i, suffix) = rest.split_once('.').ok_or_else(bad)?;
     let i: usize = i.parse().map_err(|_| bad())?;
-    let k = BERT_LINEARS.iter().position(|s| *s == suffix).ok_or_else(bad)?;
+    let k = BERT_LINEARS
+        .iter()
+        .position(|s| *s == suffix)
+        .ok_or_else(bad)?;
     if i >= enc.layers().len() {
         return Err(bad());
     }
@@ -126,16 +129,27 @@ impl Calibratable for BertEncoder {
             let q = att.query.forward(x.view(), exec)?;
             let kk = att.key.forward(x.view(), exec)?;
             let v = att.value.forward(x.view(), exec)?;
-            let ctx = attend(q.view(), kk.view(), v.view(), batch.segments(), att.heads(), exec)?;
+            let ctx = attend(
+                q.view(),
+                kk.view(),
+                v.view(),
+                batch.segments(),
+                att.heads(),
+                exec,
+            )?;
             capture(&name(i, 3), ctx.view())?;
             let mut a = att.output.forward(ctx.view(), exec)?;
-            layer.attention_norm.add_forward_in_place(&mut a, x.view(), exec);
+            layer
+                .attention_norm
+                .add_forward_in_place(&mut a, x.view(), exec);
             capture(&name(i, 4), a.view())?;
             let mut h = layer.intermediate.forward(a.view(), exec)?;
             gelu_in_place(h.as_slice_mut().expect("owned"));
             capture(&name(i, 5), h.view())?;
             let mut o = layer.output.forward(h.view(), exec)?;
-            layer.output_norm.add_forward_in_place(&mut o, a.view(), exec);
+            layer
+                .output_norm
+                .add_forward_in_place(&mut o, a.view(), exec);
             x = o;
         }
         Ok(())

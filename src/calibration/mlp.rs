@@ -18,7 +18,10 @@ fn index(mlp: &Mlp<f32>, name: &str) -> Result<usize> {
             SquishError::invalid(
                 "layer name",
                 name,
-                format!("an MLP names its layers layers.0 .. layers.{}", mlp.layers().len() - 1),
+                format!(
+                    "an MLP names its layers layers.0 .. layers.{}",
+                    mlp.layers().len() - 1
+                ),
             )
         })
 }

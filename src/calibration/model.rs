@@ -57,12 +57,17 @@ pub fn collect<M: Calibratable>(
     let wanted = wanted.unwrap_or(&all);
     let mut ctx = CalibrationContext::new();
     for x in inputs {
-        model.forward_capturing(x, wanted, &mut |name, a| {
-            if !wanted.contains(name) {
-                return Ok(());
-            }
-            ctx.entry(name, a.ncols()).accumulate(a)
-        }, exec)?;
+        model.forward_capturing(
+            x,
+            wanted,
+            &mut |name, a| {
+                if !wanted.contains(name) {
+                    return Ok(());
+                }
+                ctx.entry(name, a.ncols()).accumulate(a)
+            },
+            exec,
+        )?;
     }
     Ok(ctx)
 }

@@ -28,7 +28,11 @@ pub trait CalibratedPass: Send + Sync {
     ) -> Result<CompressedMatrix>;
 }
 
-fn need<'a>(pass: &dyn CalibratedPass, layer: &str, s: Option<&'a LayerStats>) -> Result<&'a LayerStats> {
+fn need<'a>(
+    pass: &dyn CalibratedPass,
+    layer: &str,
+    s: Option<&'a LayerStats>,
+) -> Result<&'a LayerStats> {
     s.ok_or_else(|| {
         CalibrationError::MissingStats {
             pass: pass.name(),
@@ -134,7 +138,9 @@ pub struct SparseGptQuantPass {
 
 impl CalibratedPass for SparseGptQuantPass {
     fn name(&self) -> String {
-        let g = self.group.map_or("per-row".into(), |g| format!("group-{g}"));
+        let g = self
+            .group
+            .map_or("per-row".into(), |g| format!("group-{g}"));
         format!("{} + int{} {g}", self.sparsegpt.name(), self.bits)
     }
 
@@ -186,14 +192,18 @@ impl CalibratedPass for SparseGptQuantPass {
             .sparsegpt
             .prune_rounded(w.view(), s.hessian(), exec, &round)?
             .matrix;
-        if matches!(self.sparsegpt.pattern(), SparsityPattern::Unstructured(_)) && self.group.is_some() {
+        if matches!(self.sparsegpt.pattern(), SparsityPattern::Unstructured(_))
+            && self.group.is_some()
+        {
             // CSR groups run over stored values, not inputs: re-derive
             // scales from the (already on-grid) kept values.
             return quantizer.quantize_on(&pruned, exec);
         }
         // Values lie on the grid of these scales: encode with exactly them.
         pruned.map_values(&|v| {
-            let Values::F32(f) = v else { unreachable!("SparseGPT returns f32 values") };
+            let Values::F32(f) = v else {
+                unreachable!("SparseGPT returns f32 values")
+            };
             let layout = f.layout.clone();
             let g = match self.group {
                 Some(g) => crate::matrix::Granularity::PerGroup(g),
@@ -260,7 +270,9 @@ pub struct CalibratedPipeline {
 
 impl std::fmt::Debug for CalibratedPipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.passes.iter().map(|p| p.name())).finish()
+        f.debug_list()
+            .entries(self.passes.iter().map(|p| p.name()))
+            .finish()
     }
 }
 
@@ -283,7 +295,11 @@ impl CalibratedPipeline {
 
     /// Pass names joined by " → ".
     pub fn name(&self) -> String {
-        self.passes.iter().map(|p| p.name()).collect::<Vec<_>>().join(" → ")
+        self.passes
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(" → ")
     }
 
     /// Runs every pass on weight `w` of layer `layer`.

@@ -93,7 +93,9 @@ impl InverseHessian {
         }
         if let Some(p) = perm {
             let mut seen = vec![false; n];
-            if p.len() != n || p.iter().any(|&j| j >= n || std::mem::replace(&mut seen[j], true))
+            if p.len() != n
+                || p.iter()
+                    .any(|&j| j >= n || std::mem::replace(&mut seen[j], true))
             {
                 return Err(SquishError::invalid(
                     "column order",
@@ -112,7 +114,9 @@ impl InverseHessian {
             return Err(HessianError::NegativeDiagonal { index, value }.into());
         }
         let dead: Vec<bool> = diag.iter().map(|&d| d == 0.0).collect();
-        diag.iter_mut().filter(|d| **d == 0.0).for_each(|d| *d = 1.0);
+        diag.iter_mut()
+            .filter(|d| **d == 0.0)
+            .for_each(|d| *d = 1.0);
         let damp = damp_frac * diag.iter().sum::<f64>() / n as f64;
         // Reversed order: if P·H·P = L·Lᵀ (P the reversal), then
         // U = P·L⁻¹·P is upper triangular with UᵀU = H⁻¹, so one Cholesky

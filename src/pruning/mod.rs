@@ -34,5 +34,7 @@ pub use nm::{NMPruner, NMPrunerParams};
 pub use pruner::Pruner;
 pub use schedule::{CubicParams, Schedule};
 pub use select::{prune_count, Selection};
-pub use sparsegpt::{nm_from_mask, Rounder, SparseGpt, SparseGptOutput, SparseGptParams, SparsityPattern};
+pub use sparsegpt::{
+    nm_from_mask, Rounder, SparseGpt, SparseGptOutput, SparseGptParams, SparsityPattern,
+};
 pub use structured::{dead_next_inputs, Slice, Structured, StructuredParams};

@@ -160,7 +160,14 @@ impl SparseGpt {
         let parts = map(exec, tasks, |t| {
             let r0 = t * ROWS_PER_TASK;
             let r1 = (r0 + ROWS_PER_TASK).min(rows);
-            self.run(w.slice(s![r0..r1, ..]), r0, upper.view(), dead, block, round)
+            self.run(
+                w.slice(s![r0..r1, ..]),
+                r0,
+                upper.view(),
+                dead,
+                block,
+                round,
+            )
         });
         let mut q = Array2::<f32>::zeros((rows, n));
         let mut keep = Array2::<bool>::from_elem((rows, n), false);
@@ -173,7 +180,9 @@ impl SparseGpt {
             loss += l;
         }
         let matrix = match self.params.pattern {
-            SparsityPattern::Unstructured(_) => CompressedMatrix::csr_from_mask(q.view(), keep.view())?,
+            SparsityPattern::Unstructured(_) => {
+                CompressedMatrix::csr_from_mask(q.view(), keep.view())?
+            }
             SparsityPattern::NM { n: keep_n, m } => nm_from_mask(q.view(), keep.view(), keep_n, m)?,
         };
         Ok(SparseGptOutput {
@@ -241,7 +250,11 @@ impl SparseGpt {
                     let mut row = wp.row_mut(r);
                     let row = row.as_slice_mut().expect("owned rows are contiguous");
                     let x = row[k];
-                    let q = if keep[[r, k]] { round(r0 + r, k, x) } else { 0.0 };
+                    let q = if keep[[r, k]] {
+                        round(r0 + r, k, x)
+                    } else {
+                        0.0
+                    };
                     row[k] = q;
                     let e_k = (x - q) / d;
                     loss += (e_k as f64) * (e_k as f64);
@@ -402,7 +415,11 @@ mod tests {
     fn zero_sparsity_returns_w() {
         let w = random(70, 40, 1);
         let h = correlated_h(80, 40, 2);
-        let out = SparseGpt::unstructured(0.0).check().unwrap().prune(w.view(), h.view(), &Sequential).unwrap();
+        let out = SparseGpt::unstructured(0.0)
+            .check()
+            .unwrap()
+            .prune(w.view(), h.view(), &Sequential)
+            .unwrap();
         assert_eq!(out.matrix.to_dense(), w);
         assert_eq!(out.loss, 0.0);
     }
@@ -413,13 +430,28 @@ mod tests {
         let w = random(rows, n, 3);
         let h = correlated_h(200, n, 4);
         for s in [0.3, 0.5, 0.77] {
-            let out = SparseGpt::unstructured(s).block(40).check().unwrap().prune(w.view(), h.view(), &Sequential).unwrap();
-            let Structure::Csr(c) = out.matrix.structure() else { panic!("CSR expected") };
+            let out = SparseGpt::unstructured(s)
+                .block(40)
+                .check()
+                .unwrap()
+                .prune(w.view(), h.view(), &Sequential)
+                .unwrap();
+            let Structure::Csr(c) = out.matrix.structure() else {
+                panic!("CSR expected")
+            };
             let per_row = n - (s * n as f64).floor() as usize;
             assert_eq!(c.nnz(), rows * per_row);
-            assert!(c.row_ptr().windows(2).all(|p| (p[1] - p[0]) as usize == per_row));
+            assert!(c
+                .row_ptr()
+                .windows(2)
+                .all(|p| (p[1] - p[0]) as usize == per_row));
         }
-        let out = SparseGpt::nm(2, 4).block(30).check().unwrap().prune(w.view(), h.view(), &Sequential).unwrap();
+        let out = SparseGpt::nm(2, 4)
+            .block(30)
+            .check()
+            .unwrap()
+            .prune(w.view(), h.view(), &Sequential)
+            .unwrap();
         assert_eq!(out.matrix.structure().kind(), "n:m");
         let d = out.matrix.to_dense();
         for row in d.outer_iter() {
@@ -427,7 +459,11 @@ mod tests {
                 assert!(g.iter().filter(|&&v| v != 0.0).count() <= 2);
             }
         }
-        assert!(SparseGpt::nm(2, 4).check().unwrap().prune(w.slice(s![.., ..94]), h.slice(s![..94, ..94]), &Sequential).is_err());
+        assert!(SparseGpt::nm(2, 4)
+            .check()
+            .unwrap()
+            .prune(w.slice(s![.., ..94]), h.slice(s![..94, ..94]), &Sequential)
+            .is_err());
         assert!(SparseGpt::nm(4, 4).check().is_err());
         assert!(SparseGpt::unstructured(1.0).check().is_err());
     }
@@ -439,10 +475,19 @@ mod tests {
             let w = random(20, n, 10 + seed);
             let h = correlated_h(150, n, 30 + seed);
             for p in [SparseGpt::unstructured(0.5), SparseGpt::nm(2, 4)] {
-                let out = p.clone().check().unwrap().prune(w.view(), h.view(), &Sequential).unwrap();
+                let out = p
+                    .clone()
+                    .check()
+                    .unwrap()
+                    .prune(w.view(), h.view(), &Sequential)
+                    .unwrap();
                 let d = out.matrix.to_dense();
                 // The same mask without reconstruction.
-                let masked = Array2::from_shape_fn(w.dim(), |(i, j)| if d[[i, j]] != 0.0 { w[[i, j]] } else { 0.0 });
+                let masked =
+                    Array2::from_shape_fn(
+                        w.dim(),
+                        |(i, j)| if d[[i, j]] != 0.0 { w[[i, j]] } else { 0.0 },
+                    );
                 let (a, b) = (objective(&w, &d, &h), objective(&w, &masked, &h));
                 assert!(a < b, "seed {seed}: {a} vs mask only {b}");
                 // Magnitude with the same pattern (per row, or N:M).
@@ -450,12 +495,19 @@ mod tests {
                     SparsityPattern::NM { n: kn, m } => {
                         let keep = crate::pruning::NMPruner::params(kn, m).check().unwrap();
                         let keep = crate::pruning::Pruner::mask(&keep, w.view()).unwrap();
-                        Array2::from_shape_fn(w.dim(), |(i, j)| if keep[[i, j]] { w[[i, j]] } else { 0.0 })
+                        Array2::from_shape_fn(
+                            w.dim(),
+                            |(i, j)| if keep[[i, j]] { w[[i, j]] } else { 0.0 },
+                        )
                     }
                     SparsityPattern::Unstructured(_) => Array2::from_shape_fn(w.dim(), |(i, j)| {
                         let mut v: Vec<f32> = w.row(i).iter().map(|x| x.abs()).collect();
                         v.sort_by(f32::total_cmp);
-                        if w[[i, j]].abs() >= v[n / 2] { w[[i, j]] } else { 0.0 }
+                        if w[[i, j]].abs() >= v[n / 2] {
+                            w[[i, j]]
+                        } else {
+                            0.0
+                        }
                     }),
                 };
                 assert!(a < objective(&w, &mag, &h), "seed {seed}");
@@ -471,7 +523,12 @@ mod tests {
         let (rows, n) = (12, 20);
         let w = random(rows, n, 5);
         let h = correlated_h(60, n, 6);
-        let out = SparseGpt::unstructured(0.5).block(n).check().unwrap().prune(w.view(), h.view(), &Sequential).unwrap();
+        let out = SparseGpt::unstructured(0.5)
+            .block(n)
+            .check()
+            .unwrap()
+            .prune(w.view(), h.view(), &Sequential)
+            .unwrap();
         let got = out.matrix.to_dense();
         let mean = (0..n).map(|j| h[[j, j]]).sum::<f64>() / n as f64;
         let hd = &h + &(Array2::<f64>::eye(n) * (0.01 * mean));
@@ -519,11 +576,16 @@ mod tests {
         let h = correlated_h(10, n, 8); // singular: dampening makes it usable
         let p = SparseGpt::nm(2, 4).check().unwrap();
         let a = p.prune(w.view(), h.view(), &Sequential).unwrap();
-        let b = p.prune(w.view(), h.view(), &ThreadPool::new(3).unwrap()).unwrap();
+        let b = p
+            .prune(w.view(), h.view(), &ThreadPool::new(3).unwrap())
+            .unwrap();
         assert_eq!(a.matrix, b.matrix);
         assert!(a.matrix.to_dense().iter().all(|v| v.is_finite()));
         let mut bad = h.clone();
         bad[[0, 1]] = f64::NAN;
-        assert!(matches!(p.prune(w.view(), bad.view(), &Sequential), Err(SquishError::Hessian(_))));
+        assert!(matches!(
+            p.prune(w.view(), bad.view(), &Sequential),
+            Err(SquishError::Hessian(_))
+        ));
     }
 }

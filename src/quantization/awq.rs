@@ -67,7 +67,10 @@ impl Awq {
     /// Starts a builder around `quantizer`, with a grid of 20 exponents
     /// `α = 0, 0.05, …, 0.95` as in the reference code.
     pub fn params(quantizer: IntQuantizer) -> AwqParams {
-        AwqParams { quantizer, grid: 20 }
+        AwqParams {
+            quantizer,
+            grid: 20,
+        }
     }
 
     /// Short description.
@@ -116,30 +119,34 @@ impl Awq {
         }
         let hf = h.mapv(|v| v as f32);
         let grid = self.params.grid;
-        let results = map(exec, grid, |k| -> Result<(f64, Vec<f32>, CompressedMatrix)> {
-            let alpha = k as f32 / grid as f32;
-            let s = if k == 0 {
-                vec![1.0; n]
-            } else {
-                Self::scales(mean_abs, alpha)
-            };
-            let mut ws = w.to_owned();
-            for (mut col, &sj) in ws.axis_iter_mut(Axis(1)).zip(&s) {
-                col.mapv_inplace(|v| v * sj);
-            }
-            let m = self
-                .params
-                .quantizer
-                .quantize(&CompressedMatrix::from_dense(ws.view())?)?;
-            let mut d = m.to_dense();
-            for (mut col, &sj) in d.axis_iter_mut(Axis(1)).zip(&s) {
-                col.mapv_inplace(|v| v / sj);
-            }
-            d -= &w;
-            let dh = d.dot(&hf);
-            let loss = (&dh * &d).iter().map(|&v| v as f64).sum::<f64>();
-            Ok((loss, s, m))
-        });
+        let results = map(
+            exec,
+            grid,
+            |k| -> Result<(f64, Vec<f32>, CompressedMatrix)> {
+                let alpha = k as f32 / grid as f32;
+                let s = if k == 0 {
+                    vec![1.0; n]
+                } else {
+                    Self::scales(mean_abs, alpha)
+                };
+                let mut ws = w.to_owned();
+                for (mut col, &sj) in ws.axis_iter_mut(Axis(1)).zip(&s) {
+                    col.mapv_inplace(|v| v * sj);
+                }
+                let m = self
+                    .params
+                    .quantizer
+                    .quantize(&CompressedMatrix::from_dense(ws.view())?)?;
+                let mut d = m.to_dense();
+                for (mut col, &sj) in d.axis_iter_mut(Axis(1)).zip(&s) {
+                    col.mapv_inplace(|v| v / sj);
+                }
+                d -= &w;
+                let dh = d.dot(&hf);
+                let loss = (&dh * &d).iter().map(|&v| v as f64).sum::<f64>();
+                Ok((loss, s, m))
+            },
+        );
         let mut best: Option<(usize, f64, Vec<f32>, CompressedMatrix)> = None;
         let mut loss_unscaled = f64::NAN;
         for (k, r) in results.into_iter().enumerate() {
@@ -173,7 +180,11 @@ impl AwqParams {
     /// Validates: grid ≥ 1.
     pub fn check(self) -> Result<Awq> {
         if self.grid == 0 {
-            return Err(SquishError::invalid("grid", 0, "at least one exponent (α = 0)"));
+            return Err(SquishError::invalid(
+                "grid",
+                0,
+                "at least one exponent (α = 0)",
+            ));
         }
         Ok(Awq { params: self })
     }
@@ -220,4 +231,56 @@ pub fn scale_inputs(w: ArrayView2<f32>, s: &[f32]) -> Array2<f32> {
         col.mapv_inplace(|v| v * sj);
     }
     ws
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::{Sequential, ThreadPool};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn search_never_loses_to_rtn_and_equal_activations_give_rtn() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (rows, n) = (16, 32);
+        let w = Array2::from_shape_fn((rows, n), |_| rng.random_range(-1.0..1.0f32));
+        // A few inputs with much larger activations, as in real layers.
+        let x = Array2::from_shape_fn((200, n), |(_, j)| {
+            rng.random_range(-1.0..1.0f64) * if j % 8 == 0 { 20.0 } else { 1.0 }
+        });
+        let h = x.t().dot(&x);
+        let mean_abs: Vec<f32> = (0..n)
+            .map(|j| (x.column(j).iter().map(|v| v.abs()).sum::<f64>() / 200.0) as f32)
+            .collect();
+        let q = IntQuantizer::params(4).per_group(16).check().unwrap();
+        let awq = Awq::params(q.clone()).check().unwrap();
+        let out = awq
+            .search(w.view(), &mean_abs, h.view(), &Sequential)
+            .unwrap();
+        assert!(out.loss <= out.loss_unscaled);
+        assert!(out.alpha > 0.0, "outlier inputs should be scaled");
+        // Independent check of the loss at the chosen scales.
+        let mut d = out.matrix.to_dense();
+        for (mut col, &s) in d.axis_iter_mut(Axis(1)).zip(&out.scales) {
+            col.mapv_inplace(|v| v / s);
+        }
+        let d = (d - &w).mapv(f64::from);
+        let want = (d.dot(&h) * &d).sum();
+        assert!((want - out.loss).abs() <= 1e-3 * want);
+        let par = awq
+            .search(w.view(), &mean_abs, h.view(), &ThreadPool::new(2).unwrap())
+            .unwrap();
+        assert_eq!(par.matrix, out.matrix);
+        // Equal activations: every α gives s = 1, so the result is RTN.
+        let flat = vec![0.5f32; n];
+        let out = awq.search(w.view(), &flat, h.view(), &Sequential).unwrap();
+        let rtn = q
+            .quantize(&CompressedMatrix::from_dense(w.view()).unwrap())
+            .unwrap();
+        assert_eq!(out.matrix.to_dense(), rtn.to_dense());
+        assert!(awq
+            .search(w.view(), &flat[..3], h.view(), &Sequential)
+            .is_err());
+    }
 }

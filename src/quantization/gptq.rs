@@ -304,7 +304,10 @@ impl Chunk<'_> {
         }
         ChunkOut {
             codes,
-            params: params.into_iter().map(|p| p.expect("every group ran")).collect(),
+            params: params
+                .into_iter()
+                .map(|p| p.expect("every group ran"))
+                .collect(),
             loss,
         }
     }
@@ -428,7 +431,13 @@ mod tests {
         (d.dot(h) * &d).sum()
     }
 
-    fn rtn(w: &Array2<f32>, bits: u8, sym: bool, group: Option<usize>, cal: Calibration) -> Array2<f32> {
+    fn rtn(
+        w: &Array2<f32>,
+        bits: u8,
+        sym: bool,
+        group: Option<usize>,
+        cal: Calibration,
+    ) -> Array2<f32> {
         let p = IntQuantizer::params(bits).symmetric(sym).calibration(cal);
         let p = match group {
             Some(g) => p.per_group(g),
@@ -451,8 +460,16 @@ mod tests {
                             Some(g) => p.per_group(g),
                             None => p,
                         };
-                        let out = p.check().unwrap().quantize(w.view(), h.view(), &Sequential).unwrap();
-                        assert_eq!(out.matrix.to_dense(), rtn(&w, bits, sym, group, cal), "{bits} {sym} {group:?} {cal:?}");
+                        let out = p
+                            .check()
+                            .unwrap()
+                            .quantize(w.view(), h.view(), &Sequential)
+                            .unwrap();
+                        assert_eq!(
+                            out.matrix.to_dense(),
+                            rtn(&w, bits, sym, group, cal),
+                            "{bits} {sym} {group:?} {cal:?}"
+                        );
                     }
                 }
             }
@@ -463,7 +480,12 @@ mod tests {
     fn int3_identity_is_naive_rounding() {
         let w = random(5, 32, 2);
         let h = Array2::<f64>::eye(32);
-        let out = Gptq::params(3).per_group(8).check().unwrap().quantize(w.view(), h.view(), &Sequential).unwrap();
+        let out = Gptq::params(3)
+            .per_group(8)
+            .check()
+            .unwrap()
+            .quantize(w.view(), h.view(), &Sequential)
+            .unwrap();
         assert_eq!(out.matrix.encoding(), "int4");
         let got = out.matrix.to_dense();
         for r in 0..5 {
@@ -483,7 +505,9 @@ mod tests {
     fn diagonal_hessian_updates_vanish() {
         let w = random(9, 40, 3);
         let mut rng = ChaCha8Rng::seed_from_u64(4);
-        let h = Array2::from_diag(&ndarray::Array1::from_shape_fn(40, |_| rng.random_range(0.1..5.0f64)));
+        let h = Array2::from_diag(&ndarray::Array1::from_shape_fn(40, |_| {
+            rng.random_range(0.1..5.0f64)
+        }));
         for act in [false, true] {
             for stat in [false, true] {
                 let out = Gptq::params(4)
@@ -494,7 +518,10 @@ mod tests {
                     .unwrap()
                     .quantize(w.view(), h.view(), &Sequential)
                     .unwrap();
-                assert_eq!(out.matrix.to_dense(), rtn(&w, 4, true, Some(8), Calibration::MinMax));
+                assert_eq!(
+                    out.matrix.to_dense(),
+                    rtn(&w, 4, true, Some(8), Calibration::MinMax)
+                );
             }
         }
     }
@@ -512,17 +539,30 @@ mod tests {
                     Some(g) => p.per_group(g),
                     None => p,
                 };
-                let out = p.clone().check().unwrap().quantize(w.view(), h.view(), &Sequential).unwrap();
+                let out = p
+                    .clone()
+                    .check()
+                    .unwrap()
+                    .quantize(w.view(), h.view(), &Sequential)
+                    .unwrap();
                 let g = objective(&w, &out.matrix.to_dense(), &h);
                 let reference = if bits == 3 {
                     // RTN at 3 bits = GPTQ with H = I.
                     let eye = Array2::<f64>::eye(n);
-                    p.check().unwrap().quantize(w.view(), eye.view(), &Sequential).unwrap().matrix.to_dense()
+                    p.check()
+                        .unwrap()
+                        .quantize(w.view(), eye.view(), &Sequential)
+                        .unwrap()
+                        .matrix
+                        .to_dense()
                 } else {
                     rtn(&w, bits, true, group, Calibration::MinMax)
                 };
                 let r = objective(&w, &reference, &h);
-                assert!(g <= r, "seed {seed} bits {bits} group {group:?}: gptq {g} > rtn {r}");
+                assert!(
+                    g <= r,
+                    "seed {seed} bits {bits} group {group:?}: gptq {g} > rtn {r}"
+                );
             }
         }
     }
@@ -586,11 +626,20 @@ mod tests {
         let w = random(16, n, 7);
         let x = correlated_x(100, n, 8);
         let h = x.t().dot(&x);
-        let got = Gptq::params(4).block(5).check().unwrap().quantize(w.view(), h.view(), &Sequential).unwrap();
+        let got = Gptq::params(4)
+            .block(5)
+            .check()
+            .unwrap()
+            .quantize(w.view(), h.view(), &Sequential)
+            .unwrap();
         let got = got.matrix.to_dense();
         let want = obq_reference(&w, &h, 0.01);
         let same = got.iter().zip(want.iter()).filter(|(a, b)| a == b).count();
-        assert!(same as f64 >= 0.98 * got.len() as f64, "{same} of {}", got.len());
+        assert!(
+            same as f64 >= 0.98 * got.len() as f64,
+            "{same} of {}",
+            got.len()
+        );
         let (og, ow) = (objective(&w, &got, &h), objective(&w, &want, &h));
         assert!((og - ow).abs() <= 0.02 * ow, "{og} vs {ow}");
     }
@@ -605,9 +654,16 @@ mod tests {
             h[[5, k]] = 0.0; // a dead input
             h[[k, 5]] = 0.0;
         }
-        let q = Gptq::params(4).per_group(32).symmetric(false).act_order(true).check().unwrap();
+        let q = Gptq::params(4)
+            .per_group(32)
+            .symmetric(false)
+            .act_order(true)
+            .check()
+            .unwrap();
         let a = q.quantize(w.view(), h.view(), &Sequential).unwrap();
-        let b = q.quantize(w.view(), h.view(), &ThreadPool::new(3).unwrap()).unwrap();
+        let b = q
+            .quantize(w.view(), h.view(), &ThreadPool::new(3).unwrap())
+            .unwrap();
         assert_eq!(a.matrix, b.matrix);
         assert_eq!(a.loss.to_bits(), b.loss.to_bits());
         let d = a.matrix.to_dense();
@@ -619,9 +675,16 @@ mod tests {
             q.quantize(w.view(), bad.view(), &Sequential).unwrap_err(),
             SquishError::Hessian(_)
         ));
-        assert!(Gptq::params(4).damp(0.0).check().unwrap().quantize(w.view(), h.view(), &Sequential).is_err());
+        assert!(Gptq::params(4)
+            .damp(0.0)
+            .check()
+            .unwrap()
+            .quantize(w.view(), h.view(), &Sequential)
+            .is_err());
         assert!(Gptq::params(5).check().is_err());
         assert!(Gptq::params(4).per_group(0).check().is_err());
-        assert!(q.quantize(w.view(), Array2::<f64>::eye(3).view(), &Sequential).is_err());
+        assert!(q
+            .quantize(w.view(), Array2::<f64>::eye(3).view(), &Sequential)
+            .is_err());
     }
 }
