@@ -39,18 +39,8 @@ fn fixture() -> Vec<(String, Vec<u32>, Vec<f32>)> {
         .unwrap()
         .iter()
         .map(|s| {
-            let ids = s["ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i.as_u64().unwrap() as u32)
-                .collect();
-            let e = s["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect();
+            let ids = s["ids"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect();
+            let e = s["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
             (s["text"].as_str().unwrap().to_string(), ids, e)
         })
         .collect()
@@ -66,18 +56,10 @@ fn tokenizer_and_embeddings_match_sentence_transformers() {
     for (got, f) in ids.iter().zip(&fx) {
         assert_eq!(got, &f.1, "token ids of {:?}", f.0);
     }
-    assert!(
-        ids.iter().any(|i| i.len() == 256),
-        "the fixture checks truncation at 256"
-    );
+    assert!(ids.iter().any(|i| i.len() == 256), "the fixture checks truncation at 256");
     let pool = ThreadPool::new(2).unwrap();
     for batch in [1, 4, 32] {
-        let e = enc
-            .clone()
-            .with_batch_size(batch)
-            .unwrap()
-            .embed(&texts, &pool)
-            .unwrap();
+        let e = enc.clone().with_batch_size(batch).unwrap().embed(&texts, &pool).unwrap();
         let mut worst = 0.0f32;
         for (row, f) in e.rows().into_iter().zip(&fx) {
             for (a, b) in row.iter().zip(&f.2) {
@@ -96,19 +78,12 @@ fn embeddings_are_bit_identical_across_thread_counts() {
     let sents: Vec<&str> = corpus.lines().take(40).collect();
     let base = enc.embed(&sents, &Sequential).unwrap();
     for t in [2, 3] {
-        assert_eq!(
-            enc.embed(&sents, &ThreadPool::new(t).unwrap()).unwrap(),
-            base,
-            "{t} threads"
-        );
+        assert_eq!(enc.embed(&sents, &ThreadPool::new(t).unwrap()).unwrap(), base, "{t} threads");
     }
 }
 
 fn max_abs(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
-    a.iter()
-        .zip(b.iter())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -134,32 +109,14 @@ pipeline = [{ method = "nm", n = 2, m = 4 }]"#,
     ] {
         let recipe = Recipe::from_toml(recipe).unwrap();
         let c = compress_model(&model, &recipe, &pool, &|_| {}).unwrap();
-        assert_eq!(
-            c.layers.len(),
-            36,
-            "all 36 encoder linear weights compressed"
-        );
-        let compressed = BertEncoder::from_weights(
-            config.clone(),
-            Weights::Container(&c.model),
-            Activations::Float,
-        )
-        .unwrap();
-        assert!(compressed
-            .linears()
-            .all(|l| !l.form().starts_with("dense f32")));
+        assert_eq!(c.layers.len(), 36, "all 36 encoder linear weights compressed");
+        let compressed =
+            BertEncoder::from_weights(config.clone(), Weights::Container(&c.model), Activations::Float).unwrap();
+        assert!(compressed.linears().all(|l| !l.form().starts_with("dense f32")));
         let decoded = c.model.decompress();
-        let dense =
-            BertEncoder::from_weights(config.clone(), Weights::Dense(&decoded), Activations::Float)
-                .unwrap();
-        let a = SentenceEncoder::new(tok.clone(), compressed, 8)
-            .unwrap()
-            .embed_ids(&ids, &pool)
-            .unwrap();
-        let b = SentenceEncoder::new(tok.clone(), dense, 8)
-            .unwrap()
-            .embed_ids(&ids, &pool)
-            .unwrap();
+        let dense = BertEncoder::from_weights(config.clone(), Weights::Dense(&decoded), Activations::Float).unwrap();
+        let a = SentenceEncoder::new(tok.clone(), compressed, 8).unwrap().embed_ids(&ids, &pool).unwrap();
+        let b = SentenceEncoder::new(tok.clone(), dense, 8).unwrap().embed_ids(&ids, &pool).unwrap();
         let d = max_abs(&a, &b);
         assert!(d < 1e-4, "compressed vs decoded: max abs {d}");
     }
@@ -180,57 +137,35 @@ fn bad_input_gets_typed_errors() {
 
     // A missing tensor.
     let mut partial = Model::new();
-    for (n, t) in model
-        .iter()
-        .filter(|(n, _)| !n.contains("layer.3.intermediate.dense.weight"))
-    {
+    for (n, t) in model.iter().filter(|(n, _)| !n.contains("layer.3.intermediate.dense.weight")) {
         partial.insert(n, t.clone()).unwrap();
     }
-    let e = BertEncoder::from_weights(config.clone(), Weights::Dense(&partial), Activations::Float)
-        .unwrap_err();
-    assert!(
-        matches!(nn_err(e), NnError::MissingTensor { ref name } if name == "encoder.layer.3.intermediate.dense.weight")
-    );
+    let e = BertEncoder::from_weights(config.clone(), Weights::Dense(&partial), Activations::Float).unwrap_err();
+    assert!(matches!(nn_err(e), NnError::MissingTensor { ref name } if name == "encoder.layer.3.intermediate.dense.weight"));
 
     // A config that does not match the weights' shapes.
     let mut wrong = config.clone();
     wrong.intermediate_size = 1024;
-    let e =
-        BertEncoder::from_weights(wrong, Weights::Dense(&model), Activations::Float).unwrap_err();
+    let e = BertEncoder::from_weights(wrong, Weights::Dense(&model), Activations::Float).unwrap_err();
     assert!(matches!(nn_err(e), NnError::TensorShape { .. }));
 
     // A non-float tensor where a matrix belongs.
     let mut raw = Model::new();
     for (n, t) in model.iter() {
         let t = if n == "embeddings.token_type_embeddings.weight" {
-            Tensor::raw(
-                squish::io::Dtype::I32,
-                t.shape().to_vec(),
-                vec![0; t.shape().iter().product::<usize>() * 4],
-            )
-            .unwrap()
+            Tensor::raw(squish::io::Dtype::I32, t.shape().to_vec(), vec![0; t.shape().iter().product::<usize>() * 4]).unwrap()
         } else {
             t.clone()
         };
         raw.insert(n, t).unwrap();
     }
-    let e = BertEncoder::from_weights(config.clone(), Weights::Dense(&raw), Activations::Float)
-        .unwrap_err();
+    let e = BertEncoder::from_weights(config.clone(), Weights::Dense(&raw), Activations::Float).unwrap_err();
     assert!(matches!(nn_err(e), NnError::TensorForm { .. }));
 
     // Heads that do not divide the hidden size.
     let src = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    let e = BertConfig::from_json(
-        &src.replace("\"num_attention_heads\": 12", "\"num_attention_heads\": 7"),
-    )
-    .unwrap_err();
-    assert!(matches!(
-        nn_err(e),
-        NnError::Config {
-            field: "num_attention_heads",
-            ..
-        }
-    ));
+    let e = BertConfig::from_json(&src.replace("\"num_attention_heads\": 12", "\"num_attention_heads\": 7")).unwrap_err();
+    assert!(matches!(nn_err(e), NnError::Config { field: "num_attention_heads", .. }));
 
     // Missing and malformed tokenizer.json.
     let e = SentenceTokenizer::from_file(dir.join("no-such-tokenizer.json"), 256).unwrap_err();
@@ -238,28 +173,13 @@ fn bad_input_gets_typed_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("tokenizer.json");
     std::fs::write(&bad, "{\"model\": 3").unwrap();
-    assert!(matches!(
-        nn_err(SentenceTokenizer::from_file(&bad, 256).unwrap_err()),
-        NnError::Tokenizer { .. }
-    ));
+    assert!(matches!(nn_err(SentenceTokenizer::from_file(&bad, 256).unwrap_err()), NnError::Tokenizer { .. }));
 
     // Empty batch, empty sentence, non-UTF-8 input.
     let enc = SentenceEncoder::load_dir(&dir).unwrap();
     let none: [&str; 0] = [];
-    assert!(matches!(
-        nn_err(enc.embed(&none, &Sequential).unwrap_err()),
-        NnError::EmptyBatch
-    ));
-    assert!(matches!(
-        nn_err(enc.embed(&["fine", "  "], &Sequential).unwrap_err()),
-        NnError::EmptySentence { index: 1 }
-    ));
+    assert!(matches!(nn_err(enc.embed(&none, &Sequential).unwrap_err()), NnError::EmptyBatch));
+    assert!(matches!(nn_err(enc.embed(&["fine", "  "], &Sequential).unwrap_err()), NnError::EmptySentence { index: 1 }));
     let e = sentences_from_bytes(b"good line\nbad \xc3\x28 line\n").unwrap_err();
-    assert!(matches!(
-        nn_err(e),
-        NnError::NotUtf8 {
-            index: 1,
-            offset: 4
-        }
-    ));
+    assert!(matches!(nn_err(e), NnError::NotUtf8 { index: 1, offset: 4 }));
 }

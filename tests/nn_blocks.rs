@@ -69,9 +69,7 @@ fn masked_attention_f64(
                         if j >= n {
                             return f64::NEG_INFINITY;
                         }
-                        cols.clone()
-                            .map(|c| q[[qi, c]] * k[[b * len + j, c]])
-                            .sum::<f64>()
+                        cols.clone().map(|c| q[[qi, c]] * k[[b * len + j, c]]).sum::<f64>()
                             / (d as f64).sqrt()
                     })
                     .collect();
@@ -136,9 +134,7 @@ fn linear_dense_and_compressed_match_f64() {
 #[test]
 fn layer_norm_with_residual_matches_f64() {
     let (x, res) = (random(20, 384, 3), random(20, 384, 4));
-    let g: Vec<f32> = (0..384)
-        .map(|j| 1.0 + (j as f32 * 0.1).sin() * 0.2)
-        .collect();
+    let g: Vec<f32> = (0..384).map(|j| 1.0 + (j as f32 * 0.1).sin() * 0.2).collect();
     let b: Vec<f32> = (0..384).map(|j| (j as f32 * 0.3).cos() * 0.1).collect();
     let ln = LayerNorm::new(Array1::from(g.clone()), Array1::from(b.clone()), 1e-12).unwrap();
     let mut y = x.clone();
@@ -153,25 +149,10 @@ fn layer_norm_with_residual_matches_f64() {
 fn packed_attention_equals_padding_mask_attention_in_f64() {
     let (len, lens, hidden, heads) = (9, [9usize, 4, 1, 7], 48, 4);
     let rows = len * lens.len();
-    let (q, k, v) = (
-        random(rows, hidden, 5),
-        random(rows, hidden, 6),
-        random(rows, hidden, 7),
-    );
-    let segments: Vec<_> = lens
-        .iter()
-        .enumerate()
-        .map(|(b, &n)| b * len..b * len + n)
-        .collect();
-    let y = attend(
-        q.view(),
-        k.view(),
-        v.view(),
-        &segments,
-        heads,
-        &ThreadPool::new(2).unwrap(),
-    )
-    .unwrap();
+    let (q, k, v) = (random(rows, hidden, 5), random(rows, hidden, 6), random(rows, hidden, 7));
+    let segments: Vec<_> = lens.iter().enumerate().map(|(b, &n)| b * len..b * len + n).collect();
+    let y = attend(q.view(), k.view(), v.view(), &segments, heads, &ThreadPool::new(2).unwrap())
+        .unwrap();
     let f = |a: &Array2<f32>| a.mapv(|x| x as f64);
     let r = masked_attention_f64(&f(&q), &f(&k), &f(&v), len, &lens, heads);
     for (b, &n) in lens.iter().enumerate() {
@@ -179,10 +160,7 @@ fn packed_attention_equals_padding_mask_attention_in_f64() {
             for c in 0..hidden {
                 let got = y[[b * len + i, c]] as f64;
                 let want = if i < n { r[[b * len + i, c]] } else { 0.0 };
-                assert!(
-                    (got - want).abs() < 1e-5,
-                    "row {b},{i} col {c}: {got} vs {want}"
-                );
+                assert!((got - want).abs() < 1e-5, "row {b},{i} col {c}: {got} vs {want}");
             }
         }
     }
@@ -218,50 +196,21 @@ pub fn tiny_bert(config: &BertConfig, seed: u64) -> Model {
     let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
         s += 1;
         let n: usize = shape.iter().product();
-        let data = random(1, n, s)
-            .mapv(|v| v * scale + offset)
-            .into_raw_vec_and_offset()
-            .0;
-        m.insert(name, Tensor::float(Dtype::F32, shape, data).unwrap())
-            .unwrap();
+        let data = random(1, n, s).mapv(|v| v * scale + offset).into_raw_vec_and_offset().0;
+        m.insert(name, Tensor::float(Dtype::F32, shape, data).unwrap()).unwrap();
     };
-    put(
-        "embeddings.word_embeddings.weight".into(),
-        vec![config.vocab_size, h],
-        1.0,
-        0.0,
-    );
-    put(
-        "embeddings.position_embeddings.weight".into(),
-        vec![config.max_position_embeddings, h],
-        0.5,
-        0.0,
-    );
-    put(
-        "embeddings.token_type_embeddings.weight".into(),
-        vec![config.type_vocab_size, h],
-        0.5,
-        0.0,
-    );
+    put("embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h], 1.0, 0.0);
+    put("embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h], 0.5, 0.0);
+    put("embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, h], 0.5, 0.0);
     put("embeddings.LayerNorm.weight".into(), vec![h], 0.1, 1.0);
     put("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
     for l in 0..config.num_hidden_layers {
         let p = format!("encoder.layer.{l}");
-        for n in [
-            "attention.self.query",
-            "attention.self.key",
-            "attention.self.value",
-            "attention.output.dense",
-        ] {
+        for n in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
             put(format!("{p}.{n}.weight"), vec![h, h], 0.4, 0.0);
             put(format!("{p}.{n}.bias"), vec![h], 0.1, 0.0);
         }
-        put(
-            format!("{p}.intermediate.dense.weight"),
-            vec![i, h],
-            0.4,
-            0.0,
-        );
+        put(format!("{p}.intermediate.dense.weight"), vec![i, h], 0.4, 0.0);
         put(format!("{p}.intermediate.dense.bias"), vec![i], 0.1, 0.0);
         put(format!("{p}.output.dense.weight"), vec![h, i], 0.3, 0.0);
         put(format!("{p}.output.dense.bias"), vec![h], 0.1, 0.0);
@@ -285,15 +234,7 @@ fn tiny_config() -> BertConfig {
 /// BERT's forward pass in f64, one sequence at a time, written from the
 /// Hugging Face definitions.
 fn bert_f64(m: &Model, c: &BertConfig, ids: &[u32]) -> Vec<f64> {
-    let t = |n: &str| {
-        m.get(n)
-            .unwrap()
-            .as_f32()
-            .unwrap()
-            .iter()
-            .map(|&v| v as f64)
-            .collect::<Vec<f64>>()
-    };
+    let t = |n: &str| m.get(n).unwrap().as_f32().unwrap().iter().map(|&v| v as f64).collect::<Vec<f64>>();
     let h = c.hidden_size;
     let n = ids.len();
     let (word, pos, typ) = (
@@ -301,20 +242,12 @@ fn bert_f64(m: &Model, c: &BertConfig, ids: &[u32]) -> Vec<f64> {
         t("embeddings.position_embeddings.weight"),
         t("embeddings.token_type_embeddings.weight"),
     );
-    let ln = |x: &Array2<f64>, p: &str| {
-        layer_norm_f64(
-            x,
-            &t(&format!("{p}.weight"))
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>(),
-            &t(&format!("{p}.bias"))
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>(),
-            c.layer_norm_eps,
-        )
-    };
+    let ln = |x: &Array2<f64>, p: &str| layer_norm_f64(
+        x,
+        &t(&format!("{p}.weight")).iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &t(&format!("{p}.bias")).iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        c.layer_norm_eps,
+    );
     let lin = |x: &Array2<f64>, p: &str, out: usize| {
         let (w, b) = (t(&format!("{p}.weight")), t(&format!("{p}.bias")));
         let k = x.ncols();
@@ -332,16 +265,10 @@ fn bert_f64(m: &Model, c: &BertConfig, ids: &[u32]) -> Vec<f64> {
         let k = lin(&x, &format!("{p}.attention.self.key"), h);
         let v = lin(&x, &format!("{p}.attention.self.value"), h);
         let ctx = masked_attention_f64(&q, &k, &v, n, &[n], c.num_attention_heads);
-        let a = ln(
-            &(lin(&ctx, &format!("{p}.attention.output.dense"), h) + &x),
-            &format!("{p}.attention.output.LayerNorm"),
-        );
+        let a = ln(&(lin(&ctx, &format!("{p}.attention.output.dense"), h) + &x), &format!("{p}.attention.output.LayerNorm"));
         let mut inter = lin(&a, &format!("{p}.intermediate.dense"), c.intermediate_size);
         inter.mapv_inplace(|v| 0.5 * v * (1.0 + erf_f64(v / 2f64.sqrt())));
-        x = ln(
-            &(lin(&inter, &format!("{p}.output.dense"), h) + &a),
-            &format!("{p}.output.LayerNorm"),
-        );
+        x = ln(&(lin(&inter, &format!("{p}.output.dense"), h) + &a), &format!("{p}.output.LayerNorm"));
     }
     let mean: Vec<f64> = (0..h).map(|j| x.column(j).sum() / n as f64).collect();
     let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -353,22 +280,13 @@ fn tiny_bert_matches_f64_bert_and_is_deterministic() {
     let c = tiny_config();
     let m = tiny_bert(&c, 10);
     let enc = BertEncoder::from_weights(c.clone(), Weights::Dense(&m), Activations::Float).unwrap();
-    let seqs = vec![
-        vec![1u32, 5, 9, 2],
-        vec![1, 7, 2],
-        vec![1, 49, 48, 47, 46, 45, 44, 43, 2],
-        vec![3],
-    ];
+    let seqs = vec![vec![1u32, 5, 9, 2], vec![1, 7, 2], vec![1, 49, 48, 47, 46, 45, 44, 43, 2], vec![3]];
     let batch = TokenBatch::new(&seqs).unwrap();
     let e = enc.embed(&batch, &Sequential).unwrap();
     for (s, ids) in seqs.iter().enumerate() {
         let want = bert_f64(&m, &c, ids);
         for (j, w) in want.iter().enumerate() {
-            assert!(
-                (e[[s, j]] as f64 - w).abs() < 2e-5,
-                "seq {s} dim {j}: {} vs {w}",
-                e[[s, j]]
-            );
+            assert!((e[[s, j]] as f64 - w).abs() < 2e-5, "seq {s} dim {j}: {} vs {w}", e[[s, j]]);
         }
     }
     for threads in [2, 3] {
@@ -376,12 +294,8 @@ fn tiny_bert_matches_f64_bert_and_is_deterministic() {
         assert_eq!(enc.embed(&batch, &p).unwrap(), e, "{threads} threads");
     }
     // Out-of-vocabulary ids and over-long sequences are typed errors.
-    assert!(enc
-        .embed(&TokenBatch::new(&[vec![50u32]]).unwrap(), &Sequential)
-        .is_err());
-    assert!(enc
-        .embed(&TokenBatch::new(&[vec![1u32; 17]]).unwrap(), &Sequential)
-        .is_err());
+    assert!(enc.embed(&TokenBatch::new(&[vec![50u32]]).unwrap(), &Sequential).is_err());
+    assert!(enc.embed(&TokenBatch::new(&[vec![1u32; 17]]).unwrap(), &Sequential).is_err());
     assert!(TokenBatch::new::<Vec<u32>>(&[]).is_err());
     assert!(TokenBatch::new(&[vec![1u32], vec![]]).is_err());
 }

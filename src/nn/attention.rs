@@ -81,18 +81,14 @@ pub fn attend(
         let mut p = vec![0.0f32; n];
         for i in 0..n {
             let qi = &qs[at(i)..at(i) + d];
-            p.iter_mut()
-                .zip(&keys)
-                .for_each(|(s, kj)| *s = dot(qi, kj) * scale);
+            p.iter_mut().zip(&keys).for_each(|(s, kj)| *s = dot(qi, kj) * scale);
             let m = max(&p);
             p.iter_mut().for_each(|s| *s = exp_neg(*s - m));
             let inv = 1.0 / p.iter().sum::<f32>();
             let o = &mut out[i * d..(i + 1) * d];
             for (j, &pj) in p.iter().enumerate() {
                 let w = pj * inv;
-                o.iter_mut()
-                    .zip(&vs[at(j)..at(j) + d])
-                    .for_each(|(a, &b)| *a += w * b);
+                o.iter_mut().zip(&vs[at(j)..at(j) + d]).for_each(|(a, &b)| *a += w * b);
             }
         }
         out
@@ -101,7 +97,9 @@ pub fn attend(
     for (t, part) in parts.into_iter().enumerate() {
         let (seg, h) = (&segments[t / heads], t % heads);
         for (i, row) in part.chunks_exact(d).enumerate() {
-            y.row_mut(seg.start + i).as_slice_mut().expect("owned")[h * d..(h + 1) * d]
+            y.row_mut(seg.start + i)
+                .as_slice_mut()
+                .expect("owned")[h * d..(h + 1) * d]
                 .copy_from_slice(row);
         }
     }
@@ -127,20 +125,9 @@ pub struct SelfAttention {
 impl SelfAttention {
     /// Checks that the four projections are `[hidden, hidden]` and that
     /// `heads` divides `hidden`.
-    pub fn new(
-        query: Linear,
-        key: Linear,
-        value: Linear,
-        output: Linear,
-        heads: usize,
-    ) -> Result<Self> {
+    pub fn new(query: Linear, key: Linear, value: Linear, output: Linear, heads: usize) -> Result<Self> {
         let hidden = query.in_features();
-        for (name, l) in [
-            ("query", &query),
-            ("key", &key),
-            ("value", &value),
-            ("output", &output),
-        ] {
+        for (name, l) in [("query", &query), ("key", &key), ("value", &value), ("output", &output)] {
             if l.shape() != (hidden, hidden) {
                 return Err(SquishError::shape(
                     "self-attention projection",
@@ -156,13 +143,7 @@ impl SelfAttention {
                 format!("must divide the hidden size {hidden}"),
             ));
         }
-        Ok(SelfAttention {
-            query,
-            key,
-            value,
-            output,
-            heads,
-        })
+        Ok(SelfAttention { query, key, value, output, heads })
     }
 
     /// Number of heads.

@@ -49,7 +49,10 @@ impl Embedding {
     /// (callers check ids first).
     pub fn add_row(&self, i: usize, out: &mut [f32]) {
         match self {
-            Embedding::Dense(t) => out.iter_mut().zip(t.row(i)).for_each(|(o, &v)| *o += v),
+            Embedding::Dense(t) => out
+                .iter_mut()
+                .zip(t.row(i))
+                .for_each(|(o, &v)| *o += v),
             Embedding::Compressed(m) => {
                 let mut buf = vec![0.0f32; out.len()];
                 m.decode_row(i, &mut buf);

@@ -51,9 +51,7 @@ pub enum NnError {
         message: String,
     },
     /// tokenizer.json is missing or malformed.
-    #[error(
-        "cannot load tokenizer {path}: {message}; pass the tokenizer.json that came with the model"
-    )]
+    #[error("cannot load tokenizer {path}: {message}; pass the tokenizer.json that came with the model")]
     Tokenizer {
         /// The file.
         path: PathBuf,

@@ -47,10 +47,7 @@ fn top_k(e: &[Vec<f64>], i: usize, k: usize) -> Vec<usize> {
 pub fn fidelity(reference: ArrayView2<f32>, test: ArrayView2<f32>, k: usize) -> Fidelity {
     assert_eq!(reference.dim(), test.dim(), "paired embeddings");
     let rows = |a: ArrayView2<f32>| -> Vec<Vec<f64>> {
-        a.rows()
-            .into_iter()
-            .map(|r| r.iter().map(|&v| v as f64).collect())
-            .collect()
+        a.rows().into_iter().map(|r| r.iter().map(|&v| v as f64).collect()).collect()
     };
     let (r, t) = (rows(reference), rows(test));
     let n = r.len();

@@ -112,19 +112,13 @@ mod tests {
     #[test]
     fn matches_f64_and_is_deterministic() {
         for &(m, n, k) in &[(1, 5, 3), (7, 384, 384), (300, 200, 65), (513, 1536, 40)] {
-            let x = Array2::from_shape_fn((m, k), |(i, j)| {
-                ((i * 31 + j * 17) % 23) as f32 / 11.0 - 1.0
-            });
-            let w =
-                Array2::from_shape_fn((n, k), |(i, j)| ((i * 7 + j * 13) % 19) as f32 / 9.0 - 1.0);
+            let x = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 23) as f32 / 11.0 - 1.0);
+            let w = Array2::from_shape_fn((n, k), |(i, j)| ((i * 7 + j * 13) % 19) as f32 / 9.0 - 1.0);
             let b: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
             let y = linear_f32(x.view(), w.view(), Some(&b), &Sequential);
             let r = naive(&x, &w, &b);
             for (a, e) in y.iter().zip(r.iter()) {
-                assert!(
-                    (*a as f64 - e).abs() < 1e-4 * (1.0 + e.abs()),
-                    "{m}x{n}x{k}: {a} vs {e}"
-                );
+                assert!((*a as f64 - e).abs() < 1e-4 * (1.0 + e.abs()), "{m}x{n}x{k}: {a} vs {e}");
             }
             let y2 = linear_f32(x.view(), w.view(), Some(&b), &ThreadPool::new(3).unwrap());
             assert_eq!(y, y2);

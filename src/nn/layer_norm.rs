@@ -36,11 +36,7 @@ impl LayerNorm {
             ));
         }
         if !(eps > 0.0 && eps.is_finite()) {
-            return Err(SquishError::invalid(
-                "layer_norm_eps",
-                eps,
-                "must be finite and > 0",
-            ));
+            return Err(SquishError::invalid("layer_norm_eps", eps, "must be finite and > 0"));
         }
         check_finite("layer norm γ", gamma.iter())?;
         check_finite("layer norm β", beta.iter())?;
@@ -83,9 +79,7 @@ impl LayerNorm {
         assert_eq!(x.ncols(), w, "layer norm width");
         let data = x.as_slice_mut().expect("owned arrays are contiguous");
         let per = rows_per_task(w, 16 * 1024) * w;
-        for_each_chunk_mut(exec, data, per, |_, c| {
-            c.chunks_exact_mut(w).for_each(|r| self.row(r))
-        });
+        for_each_chunk_mut(exec, data, per, |_, c| c.chunks_exact_mut(w).for_each(|r| self.row(r)));
     }
 
     /// `x ← LayerNorm(x + residual)`: the post-norm residual block of BERT.
@@ -104,9 +98,7 @@ impl LayerNorm {
         for_each_chunk_mut(exec, data, rows * w, |i, c| {
             let r0 = i * rows * w;
             let len = c.len();
-            c.iter_mut()
-                .zip(&res[r0..r0 + len])
-                .for_each(|(v, &r)| *v += r);
+            c.iter_mut().zip(&res[r0..r0 + len]).for_each(|(v, &r)| *v += r);
             c.chunks_exact_mut(w).for_each(|r| self.row(r));
         });
     }

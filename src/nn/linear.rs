@@ -169,10 +169,7 @@ impl Linear {
                 format!("x of shape {}x{}", x.nrows(), x.ncols()),
             ));
         }
-        let bias = self
-            .bias
-            .as_ref()
-            .map(|b| b.as_slice().expect("owned arrays are contiguous"));
+        let bias = self.bias.as_ref().map(|b| b.as_slice().expect("owned arrays are contiguous"));
         let mut y = match &self.weight {
             Weight::Dense(w) => return Ok(linear_f32(x, w.view(), bias, exec)),
             Weight::Compressed(m) => m.apply(x, exec)?,

@@ -85,12 +85,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
             *s += u * v;
         }
     }
-    let rest: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(u, v)| u * v)
-        .sum();
+    let rest: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(u, v)| u * v).sum();
     acc.iter().sum::<f32>() + rest
 }
 
@@ -136,10 +131,7 @@ mod tests {
             let e = erf_f64(x);
             assert!((erf(x as f32) as f64 - e).abs() < 4e-7, "erf({x})");
             let g = 0.5 * x * (1.0 + erf_f64(x / 2f64.sqrt()));
-            assert!(
-                (gelu(x as f32) as f64 - g).abs() < 1e-6 * (1.0 + x.abs()),
-                "gelu({x})"
-            );
+            assert!((gelu(x as f32) as f64 - g).abs() < 1e-6 * (1.0 + x.abs()), "gelu({x})");
         }
     }
 

@@ -21,16 +21,12 @@ pub fn mean_pool_normalize(hidden: ArrayView2<f32>, segments: &[Range<usize>]) -
     for (seg, mut row) in segments.iter().zip(out.rows_mut()) {
         let mut acc = vec![0.0f64; dim];
         for t in seg.clone() {
-            acc.iter_mut()
-                .zip(hidden.row(t))
-                .for_each(|(a, &v)| *a += v as f64);
+            acc.iter_mut().zip(hidden.row(t)).for_each(|(a, &v)| *a += v as f64);
         }
         let n = seg.len().max(1) as f64;
         acc.iter_mut().for_each(|a| *a /= n);
         let norm = acc.iter().map(|a| a * a).sum::<f64>().sqrt().max(1e-12);
-        row.iter_mut()
-            .zip(&acc)
-            .for_each(|(r, &a)| *r = (a / norm) as f32);
+        row.iter_mut().zip(&acc).for_each(|(r, &a)| *r = (a / norm) as f32);
     }
     out
 }

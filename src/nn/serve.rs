@@ -26,11 +26,7 @@ pub struct SentenceEncoder {
 
 impl SentenceEncoder {
     /// Serves `encoder` with `tokenizer`, `batch_size` sentences per batch (≥ 1).
-    pub fn new(
-        tokenizer: SentenceTokenizer,
-        encoder: BertEncoder,
-        batch_size: usize,
-    ) -> Result<Self> {
+    pub fn new(tokenizer: SentenceTokenizer, encoder: BertEncoder, batch_size: usize) -> Result<Self> {
         if batch_size == 0 {
             return Err(SquishError::invalid("batch_size", 0, "must be at least 1"));
         }
@@ -45,8 +41,7 @@ impl SentenceEncoder {
     /// `tokenizer.json`), dense f32, truncation at 256 tokens, batches of 32.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let tokenizer =
-            SentenceTokenizer::from_file(dir.join("tokenizer.json"), super::DEFAULT_MAX_TOKENS)?;
+        let tokenizer = SentenceTokenizer::from_file(dir.join("tokenizer.json"), super::DEFAULT_MAX_TOKENS)?;
         Self::new(tokenizer, BertEncoder::load_dir(dir)?, 32)
     }
 
@@ -66,11 +61,7 @@ impl SentenceEncoder {
     }
 
     /// A dense model already in memory.
-    pub fn from_model(
-        tokenizer: SentenceTokenizer,
-        config: BertConfig,
-        model: &Model,
-    ) -> Result<Self> {
+    pub fn from_model(tokenizer: SentenceTokenizer, config: BertConfig, model: &Model) -> Result<Self> {
         let encoder = BertEncoder::from_weights(config, Weights::Dense(model), Activations::Float)?;
         Self::new(tokenizer, encoder, 32)
     }

@@ -38,10 +38,7 @@ impl SentenceTokenizer {
             message,
         };
         if max_tokens < 2 {
-            return Err(err(format!(
-                "max_tokens = {max_tokens} leaves no room for [CLS] and [SEP]"
-            ))
-            .into());
+            return Err(err(format!("max_tokens = {max_tokens} leaves no room for [CLS] and [SEP]")).into());
         }
         let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
         inner.with_padding(None);
@@ -65,13 +62,10 @@ impl SentenceTokenizer {
         if sentence.trim().is_empty() {
             return Err(NnError::EmptySentence { index }.into());
         }
-        let enc = self
-            .inner
-            .encode(sentence, true)
-            .map_err(|e| NnError::Encode {
-                index,
-                message: e.to_string(),
-            })?;
+        let enc = self.inner.encode(sentence, true).map_err(|e| NnError::Encode {
+            index,
+            message: e.to_string(),
+        })?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -85,11 +79,9 @@ impl SentenceTokenizer {
         if sentences.is_empty() {
             return Err(NnError::EmptyBatch.into());
         }
-        map(exec, sentences.len(), |i| {
-            self.encode(i, sentences[i].as_ref())
-        })
-        .into_iter()
-        .collect()
+        map(exec, sentences.len(), |i| self.encode(i, sentences[i].as_ref()))
+            .into_iter()
+            .collect()
     }
 }
 

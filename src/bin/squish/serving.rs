@@ -124,11 +124,7 @@ pub struct ServeBenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     batch_sizes: Vec<usize>,
     /// Forms to compare, comma-separated (dense always runs first).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "int8,int8-dynamic,int4-g32"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "int8,int8-dynamic,int4-g32")]
     forms: Vec<String>,
     /// Timed passes over all sentences per batch size (the best is reported).
     #[arg(long, default_value_t = 3)]
@@ -146,11 +142,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// `squish serve-bench`.
 pub fn serve_bench(a: &ServeBenchArgs, exec: &dyn ParallelExecutor) -> Result<()> {
     let bytes = std::fs::read(&a.sentences).map_err(|e| {
-        SquishError::invalid(
-            "--sentences",
-            a.sentences.display(),
-            format!("cannot read it: {e}"),
-        )
+        SquishError::invalid("--sentences", a.sentences.display(), format!("cannot read it: {e}"))
     })?;
     let all = sentences_from_bytes(&bytes)?;
     let sents: Vec<String> = all.into_iter().skip(a.skip).take(a.count).collect();
@@ -239,10 +231,7 @@ pub fn serve_bench(a: &ServeBenchArgs, exec: &dyn ParallelExecutor) -> Result<()
     }
     if a.fidelity {
         println!("\nfidelity to dense f32 ({} sentences)", sents.len());
-        println!(
-            "{:<14} {:>12} {:>12} {:>10}",
-            "form", "mean cosine", "min cosine", "recall@10"
-        );
+        println!("{:<14} {:>12} {:>12} {:>10}", "form", "mean cosine", "min cosine", "recall@10");
         for (name, f) in fid {
             println!(
                 "{:<14} {:>12.6} {:>12.6} {:>10.4}",

@@ -123,10 +123,7 @@ impl BertConfig {
         if self.hidden_act != "gelu" {
             return Err(NnError::Config {
                 field: "hidden_act",
-                detail: format!(
-                    "= {:?}: only \"gelu\" (the erf form) is supported",
-                    self.hidden_act
-                ),
+                detail: format!("= {:?}: only \"gelu\" (the erf form) is supported", self.hidden_act),
             }
             .into());
         }

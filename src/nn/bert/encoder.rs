@@ -34,14 +34,7 @@ impl BertLayer {
     /// attention output, intermediate, output).
     pub fn linears(&self) -> [&Linear; 6] {
         let a = &self.attention;
-        [
-            &a.query,
-            &a.key,
-            &a.value,
-            &a.output,
-            &self.intermediate,
-            &self.output,
-        ]
+        [&a.query, &a.key, &a.value, &a.output, &self.intermediate, &self.output]
     }
 
     /// The layer on packed `x: [tokens, hidden]`.
@@ -52,17 +45,13 @@ impl BertLayer {
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
         let mut a = self.attention.forward(x.view(), batch.segments(), exec)?;
-        self.attention_norm
-            .add_forward_in_place(&mut a, x.view(), exec);
+        self.attention_norm.add_forward_in_place(&mut a, x.view(), exec);
         let mut h = self.intermediate.forward(a.view(), exec)?;
         let w = h.ncols();
         let data = h.as_slice_mut().expect("owned");
-        for_each_chunk_mut(exec, data, rows_per_task(w, 32 * 1024) * w, |_, c| {
-            gelu_in_place(c)
-        });
+        for_each_chunk_mut(exec, data, rows_per_task(w, 32 * 1024) * w, |_, c| gelu_in_place(c));
         let mut o = self.output.forward(h.view(), exec)?;
-        self.output_norm
-            .add_forward_in_place(&mut o, a.view(), exec);
+        self.output_norm.add_forward_in_place(&mut o, a.view(), exec);
         Ok(o)
     }
 }
@@ -98,11 +87,7 @@ impl BertEncoder {
             ""
         };
         let (h, eps) = (config.hidden_size, config.layer_norm_eps as f32);
-        let word = weights.embedding(
-            &format!("{p}embeddings.word_embeddings.weight"),
-            config.vocab_size,
-            h,
-        )?;
+        let word = weights.embedding(&format!("{p}embeddings.word_embeddings.weight"), config.vocab_size, h)?;
         let position = weights.embedding(
             &format!("{p}embeddings.position_embeddings.weight"),
             config.max_position_embeddings,
@@ -126,11 +111,7 @@ impl BertEncoder {
                         lin("attention.output.dense", h, h)?,
                         config.num_attention_heads,
                     )?,
-                    attention_norm: weights.layer_norm(
-                        &format!("{l}.attention.output.LayerNorm"),
-                        h,
-                        eps,
-                    )?,
+                    attention_norm: weights.layer_norm(&format!("{l}.attention.output.LayerNorm"), h, eps)?,
                     intermediate: lin("intermediate.dense", config.intermediate_size, h)?,
                     output: lin("output.dense", h, config.intermediate_size)?,
                     output_norm: weights.layer_norm(&format!("{l}.output.LayerNorm"), h, eps)?,
@@ -200,31 +181,14 @@ impl BertEncoder {
 
     /// Token + position + type embeddings after their LayerNorm: the input
     /// of the first layer (calibration captures from here).
-    pub(crate) fn embed_tokens(
-        &self,
-        batch: &TokenBatch,
-        exec: &dyn ParallelExecutor,
-    ) -> Result<Array2<f32>> {
+    pub(crate) fn embed_tokens(&self, batch: &TokenBatch, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
         let (max, vocab) = (self.config.max_position_embeddings, self.config.vocab_size);
         for (s, seg) in batch.segments().iter().enumerate() {
             if seg.len() > max {
-                return Err(NnError::SequenceLength {
-                    sequence: s,
-                    len: seg.len(),
-                    max,
-                }
-                .into());
+                return Err(NnError::SequenceLength { sequence: s, len: seg.len(), max }.into());
             }
-            if let Some(&id) = batch.ids()[seg.clone()]
-                .iter()
-                .find(|&&id| id as usize >= vocab)
-            {
-                return Err(NnError::TokenId {
-                    sequence: s,
-                    id,
-                    vocab,
-                }
-                .into());
+            if let Some(&id) = batch.ids()[seg.clone()].iter().find(|&&id| id as usize >= vocab) {
+                return Err(NnError::TokenId { sequence: s, id, vocab }.into());
             }
         }
         let h = self.config.hidden_size;
@@ -244,11 +208,7 @@ impl BertEncoder {
     }
 
     /// Last hidden states `[tokens, hidden]` of a packed batch (token type 0).
-    pub fn hidden_states(
-        &self,
-        batch: &TokenBatch,
-        exec: &dyn ParallelExecutor,
-    ) -> Result<Array2<f32>> {
+    pub fn hidden_states(&self, batch: &TokenBatch, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
         let mut x = self.embed_tokens(batch, exec)?;
         for l in &self.layers {
             x = l.forward(&x, batch, exec)?;

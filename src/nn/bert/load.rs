@@ -65,9 +65,7 @@ impl<'a> Weights<'a> {
     /// A 1-D f32 tensor of `len` values.
     pub fn vector(&self, name: &str, len: usize) -> Result<Array1<f32>> {
         match self.get(name)? {
-            Found::Plain(t) if t.shape() == [len] => {
-                Ok(Array1::from(Self::floats(name, t)?.to_vec()))
-            }
+            Found::Plain(t) if t.shape() == [len] => Ok(Array1::from(Self::floats(name, t)?.to_vec())),
             Found::Plain(t) => Err(NnError::TensorShape {
                 name: name.into(),
                 expected: shape_str(&[len]),
@@ -96,20 +94,12 @@ impl<'a> Weights<'a> {
 
     fn dense_matrix(name: &str, t: &'a Tensor, rows: usize, cols: usize) -> Result<Array2<f32>> {
         Self::check_matrix(name, t.shape(), rows, cols)?;
-        Ok(
-            Array2::from_shape_vec((rows, cols), Self::floats(name, t)?.to_vec())
-                .expect("shape checked"),
-        )
+        Ok(Array2::from_shape_vec((rows, cols), Self::floats(name, t)?.to_vec())
+            .expect("shape checked"))
     }
 
     /// `prefix.weight` `[out, in]` and `prefix.bias` `[out]` as a layer.
-    pub fn linear(
-        &self,
-        prefix: &str,
-        out: usize,
-        inp: usize,
-        mode: Activations,
-    ) -> Result<Linear> {
+    pub fn linear(&self, prefix: &str, out: usize, inp: usize, mode: Activations) -> Result<Linear> {
         let wname = format!("{prefix}.weight");
         let bias = Some(self.vector(&format!("{prefix}.bias"), out)?);
         match self.get(&wname)? {
