@@ -119,10 +119,19 @@ pub fn compress<M: Calibratable>(
         if todo.is_empty() {
             continue;
         }
-        let wanted: BTreeSet<String> = todo.iter().map(|(n, _)| n.clone()).collect();
+        // Layers whose pipelines are all data-free need no statistics.
+        let wanted: BTreeSet<String> = todo
+            .iter()
+            .filter(|(_, p)| p.needs_data())
+            .map(|(n, _)| n.clone())
+            .collect();
         let fresh;
         let ctx = match &one_shot {
             Some(c) => c,
+            None if wanted.is_empty() => {
+                fresh = CalibrationContext::new();
+                &fresh
+            }
             None => {
                 fresh = collect(model, inputs, Some(&wanted), exec)?;
                 &fresh
@@ -143,4 +152,106 @@ pub fn compress<M: Calibratable>(
         model.set_weight(&name, w.view())?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibration::{GptqPass, SparseGptPass};
+    use crate::parallel::Sequential;
+    use crate::pruning::SparseGpt;
+    use crate::quantization::Gptq;
+    use crate::training::Mlp;
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn setup() -> (Mlp<f32>, Vec<Array2<f32>>) {
+        let mlp = Mlp::params(&[12, 16, 8, 4]).seed(3).check::<f32>().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let inputs = (0..3)
+            .map(|_| Array2::from_shape_fn((20, 12), |_| rng.random_range(-1.0..1.0f32)))
+            .collect();
+        (mlp, inputs)
+    }
+
+    fn gptq() -> CalibratedPipeline {
+        CalibratedPipeline::new().then(GptqPass(Gptq::params(4).check().unwrap()))
+    }
+
+    #[test]
+    fn sequential_mode_calibrates_on_compressed_outputs() {
+        let (mlp, inputs) = setup();
+        let mut seq = mlp.clone();
+        let out = compress(
+            &mut seq,
+            &inputs,
+            &|_| Some(gptq()),
+            Mode::Sequential,
+            &Sequential,
+        )
+        .unwrap();
+        assert_eq!(out.layers.len(), 3);
+        // Layer 1 by hand: statistics from the model whose layer 0 is
+        // already compressed, GPTQ of the original weight.
+        let mut half = mlp.clone();
+        half.set_weight("layers.0", out.layers["layers.0"].to_dense().view())
+            .unwrap();
+        let wanted: BTreeSet<String> = ["layers.1".to_string()].into();
+        let ctx = collect(&half, &inputs, Some(&wanted), &Sequential).unwrap();
+        let w1 = mlp.weight("layers.1").unwrap();
+        let want = gptq()
+            .run("layers.1", w1.view(), ctx.get("layers.1"), &Sequential)
+            .unwrap();
+        assert_eq!(out.layers["layers.1"], want);
+        // One-shot uses the original model's inputs instead.
+        let mut one = mlp.clone();
+        let o = compress(
+            &mut one,
+            &inputs,
+            &|_| Some(gptq()),
+            Mode::OneShot,
+            &Sequential,
+        )
+        .unwrap();
+        let ctx = collect(&mlp, &inputs, None, &Sequential).unwrap();
+        let want = gptq()
+            .run(
+                "layers.2",
+                mlp.weight("layers.2").unwrap().view(),
+                ctx.get("layers.2"),
+                &Sequential,
+            )
+            .unwrap();
+        assert_eq!(o.layers["layers.2"], want);
+        assert_eq!(
+            seq.weight("layers.2").unwrap(),
+            out.layers["layers.2"].to_dense()
+        );
+    }
+
+    #[test]
+    fn missing_statistics_and_data_are_typed_errors() {
+        let (mut mlp, inputs) = setup();
+        let w = mlp.weight("layers.0").unwrap();
+        let p = CalibratedPipeline::new()
+            .then(SparseGptPass(SparseGpt::unstructured(0.5).check().unwrap()));
+        assert!(matches!(
+            p.run("layers.0", w.view(), None, &Sequential),
+            Err(crate::SquishError::Calibration(
+                CalibrationError::MissingStats { .. }
+            ))
+        ));
+        assert!(matches!(
+            compress(
+                &mut mlp,
+                &inputs[..0],
+                &|_| Some(gptq()),
+                Mode::Sequential,
+                &Sequential
+            ),
+            Err(crate::SquishError::Calibration(CalibrationError::NoSamples))
+        ));
+        assert!(mlp.weight("layers.9").is_err());
+    }
 }

@@ -17,6 +17,12 @@ pub trait CalibratedPass: Send + Sync {
     /// Name shown in reports.
     fn name(&self) -> String;
 
+    /// Whether the pass reads calibration statistics (data-free passes
+    /// answer false, so a pipeline of only those skips calibration).
+    fn needs_data(&self) -> bool {
+        true
+    }
+
     /// Applies the pass to layer `layer` (for error messages); data-aware
     /// passes fail with [`CalibrationError::MissingStats`] when `stats` is `None`.
     fn apply(
@@ -62,6 +68,10 @@ pub struct DataFree<P>(pub P);
 impl<P: CompressionPass> CalibratedPass for DataFree<P> {
     fn name(&self) -> String {
         self.0.name()
+    }
+
+    fn needs_data(&self) -> bool {
+        false
     }
 
     fn apply(
@@ -291,6 +301,11 @@ impl CalibratedPipeline {
     /// Appends a data-free pass.
     pub fn data_free(self, p: impl CompressionPass + 'static) -> Self {
         self.then(DataFree(p))
+    }
+
+    /// Whether any pass reads calibration statistics.
+    pub fn needs_data(&self) -> bool {
+        self.passes.iter().any(|p| p.needs_data())
     }
 
     /// Pass names joined by " → ".
