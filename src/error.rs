@@ -120,6 +120,12 @@ pub enum SquishError {
     /// An error of the low-rank family (rank selection, SVD backends).
     #[error(transparent)]
     LowRank(#[from] crate::compression::lowrank::LowRankError),
+    /// The calibration Hessian of a data-aware method is unusable.
+    #[error(transparent)]
+    Hessian(#[from] crate::matrix::HessianError),
+    /// Calibration data or statistics are missing or unusable.
+    #[error(transparent)]
+    Calibration(#[from] crate::calibration::CalibrationError),
     /// Building or running a network (encoder weights, tokenizer, input).
     #[error(transparent)]
     Nn(#[from] crate::nn::NnError),

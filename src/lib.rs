@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod calibration;
 pub mod compression;
 pub mod data;
 pub mod distillation;

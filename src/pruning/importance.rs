@@ -195,6 +195,27 @@ impl Wanda {
         }
     }
 
+    /// Wanda from input-feature norms `‖X_j‖₂` already collected (e.g. by
+    /// calibration statistics over many batches), per output row: sparsity
+    /// in [0, 1), norms finite and non-negative.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use squish::pruning::{Pruner, Wanda};
+    /// let p = Wanda::from_norms(0.5, vec![0.1, 10.0]).unwrap();
+    /// assert_eq!(p.mask(array![[1.0f32, 0.5]].view()).unwrap(), array![[false, true]]);
+    /// ```
+    pub fn from_norms(sparsity: f64, norms: Vec<f32>) -> Result<Wanda> {
+        check_sparsity(sparsity)?;
+        check_finite("feature norms", &norms)?;
+        check_non_negative(&norms)?;
+        Ok(Wanda {
+            sparsity,
+            norms,
+            scope: Scope::Row,
+        })
+    }
+
     /// The input-feature norms `‖X_j‖₂` from calibration.
     pub fn feature_norms(&self) -> &[f32] {
         &self.norms

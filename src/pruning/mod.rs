@@ -23,6 +23,7 @@ mod proximal;
 mod prune;
 mod schedule;
 mod select;
+mod sparsegpt;
 mod structured;
 
 pub use crate::pass::Pruner;
@@ -35,6 +36,9 @@ pub use proximal::{group_soft_threshold_rows, near_zero_mask, soft_threshold, su
 pub use prune::Prune;
 pub use schedule::{CubicParams, Schedule};
 pub use select::{prune_count, Selection};
+pub use sparsegpt::{
+    nm_from_mask, Rounder, SparseGpt, SparseGptOutput, SparseGptParams, SparsityPattern,
+};
 pub use structured::{dead_next_inputs, Slice, Structured, StructuredParams};
 
 /// Moved to [`crate::kernels::sparse`] (all kernels sit in one place).

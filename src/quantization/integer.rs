@@ -217,7 +217,7 @@ impl IntQuantizer {
 const TASK_ELEMS: usize = 1 << 16;
 
 /// Two's complement nibbles, even element in the low nibble.
-fn pack_nibbles(codes: &[i8]) -> Vec<u8> {
+pub(crate) fn pack_nibbles(codes: &[i8]) -> Vec<u8> {
     let pairs = codes.chunks_exact(2);
     let last = pairs.remainder().first().map(|&c| c as u8 & 0x0F);
     pairs

@@ -2,9 +2,11 @@
 //! and ternary weights, dynamic int8 activations. The kernels that multiply
 //! quantized weights without decoding them live in [`crate::kernels::quant`].
 
+mod awq;
 mod calibration;
 mod dynamic;
 mod error;
+mod gptq;
 mod integer;
 mod quantize;
 mod sign;
@@ -12,9 +14,11 @@ mod slice_ops;
 mod ste;
 
 pub use crate::pass::Quantizer;
+pub use awq::{fold_input_scales, scale_inputs, Awq, AwqOutput, AwqParams};
 pub use calibration::{Calibration, MSE_MIN_RATIO};
 pub use dynamic::{quantize_activations, DynamicInt8, QuantizedActivations};
 pub use error::QuantizationError;
+pub use gptq::{Gptq, GptqOutput, GptqParams};
 pub use integer::{IntQuantizer, IntQuantizerParams};
 pub use quantize::Quantize;
 pub use sign::{Binary, Ternary};

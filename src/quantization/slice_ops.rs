@@ -160,6 +160,17 @@ pub(crate) fn round_half_away(v: f32) -> i32 {
     unsafe { (v + BELOW_HALF.copysign(v)).to_int_unchecked::<i32>() }
 }
 
+/// The code of one value, with the same arithmetic as [`quantize`] (GPTQ
+/// rounds one column at a time, each row under its own parameters).
+#[inline]
+pub(crate) fn quantize_scalar(w: f32, s: f32, z: i32, g: Grid) -> i32 {
+    if s > 0.0 {
+        code(scaled(w, s, reciprocal(s)), z, g)
+    } else {
+        z
+    }
+}
+
 #[inline(always)]
 fn quantize_generic(x: &[f32], s: f32, z: i32, g: Grid, out: &mut [i8]) {
     debug_assert_eq!(x.len(), out.len());

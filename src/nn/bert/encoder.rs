@@ -215,7 +215,13 @@ impl BertEncoder {
             + self.linears().map(Linear::bytes).sum::<usize>()
     }
 
-    fn embed_tokens(&self, batch: &TokenBatch, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+    /// Token + position + type embeddings after their LayerNorm: the input
+    /// of the first layer (calibration captures from here).
+    pub(crate) fn embed_tokens(
+        &self,
+        batch: &TokenBatch,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
         let (max, vocab) = (self.config.max_position_embeddings, self.config.vocab_size);
         for (s, seg) in batch.segments().iter().enumerate() {
             if seg.len() > max {

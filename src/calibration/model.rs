@@ -1,0 +1,257 @@
+//! The model side of calibration: a trait a model implements so its linear
+//! layers can be calibrated, and the two ways of running it (all layers
+//! from one pass of the original model, or sequentially as GPTQ does).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ndarray::{Array2, ArrayView2};
+
+use super::{CalibratedPipeline, CalibrationContext, CalibrationError};
+use crate::error::Result;
+use crate::matrix::CompressedMatrix;
+use crate::parallel::ParallelExecutor;
+
+/// A model whose linear layers (`y = x·Wᵀ (+ b)`, `W` of shape `[out, in]`)
+/// can be calibrated: it names them and reports the input each one sees.
+///
+/// A model adapter is small: the forward pass it already has, plus a call
+/// of `capture` with each linear layer's input matrix (`[tokens, in]`).
+pub trait Calibratable {
+    /// One calibration example (a sentence, an image batch, ...).
+    type Input;
+
+    /// The linear layers in forward order, in stages: the layers of one
+    /// stage take inputs that do not depend on each other's outputs (say
+    /// the query, key and value projections), so sequential calibration
+    /// compresses a whole stage from one forward pass.
+    fn stages(&self) -> Vec<Vec<String>>;
+
+    /// The current weight of a layer.
+    fn weight(&self, name: &str) -> Result<Array2<f32>>;
+
+    /// Replaces a layer's weight (with the decoded compressed weight in
+    /// sequential mode).
+    fn set_weight(&mut self, name: &str, w: ArrayView2<f32>) -> Result<()>;
+
+    /// Runs one example forward, calling `capture(name, x)` with the input
+    /// `x` of every linear layer. Layers outside `wanted` need not be
+    /// captured (the model may stop early once all were seen).
+    fn forward_capturing(
+        &self,
+        input: &Self::Input,
+        wanted: &BTreeSet<String>,
+        capture: &mut dyn FnMut(&str, ArrayView2<f32>) -> Result<()>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<()>;
+}
+
+/// Runs `inputs` through `model` once and collects the statistics of the
+/// `wanted` layers (all layers when `None`).
+pub fn collect<M: Calibratable>(
+    model: &M,
+    inputs: &[M::Input],
+    wanted: Option<&BTreeSet<String>>,
+    exec: &dyn ParallelExecutor,
+) -> Result<CalibrationContext> {
+    let all: BTreeSet<String> = model.stages().into_iter().flatten().collect();
+    let wanted = wanted.unwrap_or(&all);
+    let mut ctx = CalibrationContext::new();
+    for x in inputs {
+        model.forward_capturing(
+            x,
+            wanted,
+            &mut |name, a| {
+                if !wanted.contains(name) {
+                    return Ok(());
+                }
+                ctx.entry(name, a.ncols()).accumulate(a)
+            },
+            exec,
+        )?;
+    }
+    Ok(ctx)
+}
+
+/// How layers are calibrated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Statistics of every layer from the original model (one pass).
+    OneShot,
+    /// GPTQ's order: compress a stage, then feed the compressed stage's
+    /// outputs forward to calibrate the next one (one pass per stage).
+    Sequential,
+}
+
+/// The compressed layers of a model, by name.
+#[derive(Clone, Debug, Default)]
+pub struct CalibratedModel {
+    /// Each compressed layer.
+    pub layers: BTreeMap<String, CompressedMatrix>,
+}
+
+/// Compresses every layer `plan` gives a pipeline for (others are kept),
+/// with statistics collected on `inputs` in `mode`. In sequential mode the
+/// model's weights are replaced by the decoded compressed ones as it goes
+/// (so `model` ends up holding the compressed model); in one-shot mode they
+/// are replaced at the end.
+pub fn compress<M: Calibratable>(
+    model: &mut M,
+    inputs: &[M::Input],
+    plan: &dyn Fn(&str) -> Option<CalibratedPipeline>,
+    mode: Mode,
+    exec: &dyn ParallelExecutor,
+) -> Result<CalibratedModel> {
+    if inputs.is_empty() {
+        return Err(CalibrationError::NoSamples.into());
+    }
+    let stages = model.stages();
+    let mut out = CalibratedModel::default();
+    let one_shot = match mode {
+        Mode::OneShot => Some(collect(model, inputs, None, exec)?),
+        Mode::Sequential => None,
+    };
+    let mut pending = Vec::new();
+    for stage in stages {
+        let todo: Vec<(String, CalibratedPipeline)> = stage
+            .iter()
+            .filter_map(|n| plan(n).map(|p| (n.clone(), p)))
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        // Layers whose pipelines are all data-free need no statistics.
+        let wanted: BTreeSet<String> = todo
+            .iter()
+            .filter(|(_, p)| p.needs_data())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let fresh;
+        let ctx = match &one_shot {
+            Some(c) => c,
+            None if wanted.is_empty() => {
+                fresh = CalibrationContext::new();
+                &fresh
+            }
+            None => {
+                fresh = collect(model, inputs, Some(&wanted), exec)?;
+                &fresh
+            }
+        };
+        for (name, pipeline) in todo {
+            let w = model.weight(&name)?;
+            let m = pipeline.run(&name, w.view(), ctx.get(&name), exec)?;
+            let dense = m.to_dense();
+            match mode {
+                Mode::Sequential => model.set_weight(&name, dense.view())?,
+                Mode::OneShot => pending.push((name.clone(), dense)),
+            }
+            out.layers.insert(name, m);
+        }
+    }
+    for (name, w) in pending {
+        model.set_weight(&name, w.view())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibration::{GptqPass, SparseGptPass};
+    use crate::parallel::Sequential;
+    use crate::pruning::SparseGpt;
+    use crate::quantization::Gptq;
+    use crate::training::Mlp;
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn setup() -> (Mlp<f32>, Vec<Array2<f32>>) {
+        let mlp = Mlp::params(&[12, 16, 8, 4]).seed(3).check::<f32>().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let inputs = (0..3)
+            .map(|_| Array2::from_shape_fn((20, 12), |_| rng.random_range(-1.0..1.0f32)))
+            .collect();
+        (mlp, inputs)
+    }
+
+    fn gptq() -> CalibratedPipeline {
+        CalibratedPipeline::new().then(GptqPass(Gptq::params(4).check().unwrap()))
+    }
+
+    #[test]
+    fn sequential_mode_calibrates_on_compressed_outputs() {
+        let (mlp, inputs) = setup();
+        let mut seq = mlp.clone();
+        let out = compress(
+            &mut seq,
+            &inputs,
+            &|_| Some(gptq()),
+            Mode::Sequential,
+            &Sequential,
+        )
+        .unwrap();
+        assert_eq!(out.layers.len(), 3);
+        // Layer 1 by hand: statistics from the model whose layer 0 is
+        // already compressed, GPTQ of the original weight.
+        let mut half = mlp.clone();
+        half.set_weight("layers.0", out.layers["layers.0"].to_dense().view())
+            .unwrap();
+        let wanted: BTreeSet<String> = ["layers.1".to_string()].into();
+        let ctx = collect(&half, &inputs, Some(&wanted), &Sequential).unwrap();
+        let w1 = mlp.weight("layers.1").unwrap();
+        let want = gptq()
+            .run("layers.1", w1.view(), ctx.get("layers.1"), &Sequential)
+            .unwrap();
+        assert_eq!(out.layers["layers.1"], want);
+        // One-shot uses the original model's inputs instead.
+        let mut one = mlp.clone();
+        let o = compress(
+            &mut one,
+            &inputs,
+            &|_| Some(gptq()),
+            Mode::OneShot,
+            &Sequential,
+        )
+        .unwrap();
+        let ctx = collect(&mlp, &inputs, None, &Sequential).unwrap();
+        let want = gptq()
+            .run(
+                "layers.2",
+                mlp.weight("layers.2").unwrap().view(),
+                ctx.get("layers.2"),
+                &Sequential,
+            )
+            .unwrap();
+        assert_eq!(o.layers["layers.2"], want);
+        assert_eq!(
+            seq.weight("layers.2").unwrap(),
+            out.layers["layers.2"].to_dense()
+        );
+    }
+
+    #[test]
+    fn missing_statistics_and_data_are_typed_errors() {
+        let (mut mlp, inputs) = setup();
+        let w = mlp.weight("layers.0").unwrap();
+        let p = CalibratedPipeline::new()
+            .then(SparseGptPass(SparseGpt::unstructured(0.5).check().unwrap()));
+        assert!(matches!(
+            p.run("layers.0", w.view(), None, &Sequential),
+            Err(crate::SquishError::Calibration(
+                CalibrationError::MissingStats { .. }
+            ))
+        ));
+        assert!(matches!(
+            compress(
+                &mut mlp,
+                &inputs[..0],
+                &|_| Some(gptq()),
+                Mode::Sequential,
+                &Sequential
+            ),
+            Err(crate::SquishError::Calibration(CalibrationError::NoSamples))
+        ));
+        assert!(mlp.weight("layers.9").is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! Per-layer calibration statistics: `H = XᵀX`, per-input sums of squares
+//! and absolute maxima, and the number of samples seen.
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::error::{check_finite, Result, SquishError};
+
+/// What the data-aware methods need to know about the inputs `X` of one
+/// linear layer (`[samples, in]`, accumulated over any number of batches).
+///
+/// `H = XᵀX` is summed in f64 (memory `in²` whatever the number of
+/// samples), so millions of tokens accumulate without losing the small
+/// entries; GPTQ, SparseGPT and AWQ take it as a plain `ArrayView2<f64>`.
+///
+/// ```
+/// use ndarray::array;
+/// use squish::calibration::LayerStats;
+/// let mut s = LayerStats::new(2);
+/// s.accumulate(array![[1.0f32, 2.0]].view()).unwrap();
+/// s.accumulate(array![[3.0f32, -1.0]].view()).unwrap();
+/// assert_eq!(s.samples(), 2);
+/// assert_eq!(s.hessian(), array![[10.0, -1.0], [-1.0, 5.0]]);
+/// assert_eq!(s.feature_norms(), vec![10f32.sqrt(), 5f32.sqrt()]);
+/// assert_eq!(s.abs_max(), &[3.0, 2.0]);
+/// assert_eq!(s.mean_abs(), vec![2.0, 1.5]);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerStats {
+    h: Array2<f64>,
+    abs_sum: Vec<f64>,
+    abs_max: Vec<f32>,
+    samples: usize,
+}
+
+impl LayerStats {
+    /// Empty statistics for a layer with `inputs` input features.
+    pub fn new(inputs: usize) -> Self {
+        LayerStats {
+            h: Array2::zeros((inputs, inputs)),
+            abs_sum: vec![0.0; inputs],
+            abs_max: vec![0.0; inputs],
+            samples: 0,
+        }
+    }
+
+    /// Adds a batch of layer inputs `x` (`[batch, in]`, finite).
+    pub fn accumulate(&mut self, x: ArrayView2<f32>) -> Result<()> {
+        let n = self.h.nrows();
+        if x.ncols() != n {
+            return Err(SquishError::shape(
+                "calibration statistics",
+                format!("inputs with {n} features"),
+                format!("{} features", x.ncols()),
+            ));
+        }
+        if x.nrows() == 0 {
+            return Ok(());
+        }
+        check_finite("calibration activations", x.iter())?;
+        let xd = x.mapv(f64::from);
+        ndarray::linalg::general_mat_mul(1.0, &xd.t(), &xd, 1.0, &mut self.h);
+        for row in x.outer_iter() {
+            for (j, &v) in row.iter().enumerate() {
+                self.abs_sum[j] += v.abs() as f64;
+                self.abs_max[j] = self.abs_max[j].max(v.abs());
+            }
+        }
+        self.samples += x.nrows();
+        Ok(())
+    }
+
+    /// Merges statistics gathered separately (e.g. on other threads) on
+    /// the same layer.
+    pub fn merge(&mut self, other: &LayerStats) -> Result<()> {
+        if other.h.dim() != self.h.dim() {
+            return Err(SquishError::shape(
+                "calibration statistics",
+                format!("{} features", self.h.nrows()),
+                format!("{} features", other.h.nrows()),
+            ));
+        }
+        self.h += &other.h;
+        for j in 0..self.abs_sum.len() {
+            self.abs_sum[j] += other.abs_sum[j];
+            self.abs_max[j] = self.abs_max[j].max(other.abs_max[j]);
+        }
+        self.samples += other.samples;
+        Ok(())
+    }
+
+    /// Number of input features.
+    pub fn inputs(&self) -> usize {
+        self.h.nrows()
+    }
+
+    /// Number of samples (rows of `X`) seen.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// `H = XᵀX` (`[in, in]`, f64).
+    pub fn hessian(&self) -> ArrayView2<'_, f64> {
+        self.h.view()
+    }
+
+    /// `‖X_j‖₂` per input feature (the Wanda norms).
+    pub fn feature_norms(&self) -> Vec<f32> {
+        (0..self.inputs())
+            .map(|j| self.h[[j, j]].sqrt() as f32)
+            .collect()
+    }
+
+    /// `max |X_j|` per input feature.
+    pub fn abs_max(&self) -> &[f32] {
+        &self.abs_max
+    }
+
+    /// `mean |X_j|` per input feature (the AWQ activation scale); zeros
+    /// before any sample.
+    pub fn mean_abs(&self) -> Vec<f32> {
+        let n = self.samples.max(1) as f64;
+        self.abs_sum.iter().map(|&s| (s / n) as f32).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn batches_sum_to_the_whole() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let x = Array2::from_shape_fn((50, 7), |_| rng.random_range(-3.0..3.0f32));
+        let mut whole = LayerStats::new(7);
+        whole.accumulate(x.view()).unwrap();
+        let mut a = LayerStats::new(7);
+        let mut b = LayerStats::new(7);
+        a.accumulate(x.slice(ndarray::s![..20, ..])).unwrap();
+        b.accumulate(x.slice(ndarray::s![20.., ..])).unwrap();
+        a.merge(&b).unwrap();
+        assert_eq!(a.samples(), 50);
+        // Naive f64 reference.
+        for i in 0..7 {
+            for j in 0..7 {
+                let want: f64 = (0..50).map(|r| x[[r, i]] as f64 * x[[r, j]] as f64).sum();
+                assert!((whole.hessian()[[i, j]] - want).abs() < 1e-9 * want.abs().max(1.0));
+                assert!((a.hessian()[[i, j]] - want).abs() < 1e-9 * want.abs().max(1.0));
+            }
+        }
+        assert_eq!(a.abs_max(), whole.abs_max());
+        assert!(LayerStats::new(3).accumulate(x.view()).is_err());
+        let mut bad = x.clone();
+        bad[[3, 3]] = f32::NAN;
+        assert!(LayerStats::new(7).accumulate(bad.view()).is_err());
+    }
+}
