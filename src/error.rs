@@ -95,6 +95,9 @@ pub enum SquishError {
     /// An error of the low-rank family (rank selection, SVD backends).
     #[error(transparent)]
     LowRank(#[from] crate::compression::lowrank::LowRankError),
+    /// Sensitivity measurement or budget planning failed.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
 }
 
 impl SquishError {

@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod parallel;
 pub mod pass;
 pub mod pipeline;
+pub mod plan;
 pub mod pruning;
 pub mod quantization;
 pub mod recipe;
