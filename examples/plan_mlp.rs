@@ -98,7 +98,7 @@ fn main() -> squish::Result<()> {
         x: cx,
         logp,
     };
-    let weights: Vec<Array2<f32>> = mlp.layers().iter().map(|d| d.w.clone()).collect();
+    let weights: Vec<Array2<f32>> = mlp.layers().iter().map(|d| d.weight().to_owned()).collect();
     let inputs: Vec<Array2<f32>> = (0..weights.len())
         .map(|l| {
             if l == 0 {
