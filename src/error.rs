@@ -98,6 +98,9 @@ pub enum SquishError {
     /// Sensitivity measurement or budget planning failed.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
+    /// Building or running a network (encoder weights, tokenizer, input).
+    #[error(transparent)]
+    Nn(#[from] crate::nn::NnError),
 }
 
 impl SquishError {

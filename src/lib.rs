@@ -34,6 +34,7 @@ pub mod error;
 pub mod io;
 pub mod matrix;
 pub mod metrics;
+pub mod nn;
 pub mod parallel;
 pub mod pass;
 pub mod pipeline;

@@ -1,6 +1,7 @@
 //! `squish`: compress, inspect, decompress and sweep safetensors models.
 
 mod plot;
+mod serving;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +53,10 @@ enum Command {
         #[arg(long, default_value = "sweep.svg")]
         plot: PathBuf,
     },
+    /// Embed sentences with a sentence encoder (model directory or container).
+    Embed(serving::EmbedArgs),
+    /// Throughput and latency of a sentence encoder, dense against compressed.
+    ServeBench(serving::ServeBenchArgs),
 }
 
 #[derive(Args)]
@@ -206,6 +211,8 @@ fn main() -> ExitCode {
             .and_then(|m| m.decompress().save(output))
             .map(|()| println!("wrote {}", output.display())),
         Command::Sweep { model, layer, plot } => run_sweep(model, layer, plot, &exec),
+        Command::Embed(a) => serving::embed(a, &exec),
+        Command::ServeBench(a) => serving::serve_bench(a, &exec),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

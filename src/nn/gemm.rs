@@ -1,0 +1,271 @@
+//! Dense f32 `y = x·Wᵀ + b` at GEMM shapes: the `gemm` crate's packed,
+//! runtime-dispatched (AVX-512 / AVX2 / portable) kernels, on a task grid
+//! fixed by the shapes alone.
+//!
+//! Each task multiplies one block of rows of `x` by one block of rows of `W`
+//! with a single-threaded GEMM; blocks never share an output element, so the
+//! result is bit-identical on every executor.
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::matrix::{CompressedMatrix, Structure};
+use crate::parallel::ParallelExecutor;
+
+/// Rows of `x` (tokens) per task.
+const ROW_BLOCK: usize = 256;
+/// Rows of `W` (outputs) per task.
+const COL_BLOCK: usize = 192;
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: tasks write disjoint blocks of the output through this pointer.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `y = x·Wᵀ (+ bias)` for `x: [m, k]`, `W: [n, k]` (PyTorch's layout),
+/// `bias: [n]`. The caller checks that the shapes agree (panics otherwise).
+///
+/// ```
+/// use ndarray::array;
+/// use squish::nn::gemm::linear_f32;
+/// use squish::parallel::Sequential;
+/// let w = array![[1.0f32, 2.0], [0.0, -1.0], [3.0, 0.5]];
+/// let x = array![[1.0f32, 1.0], [2.0, 0.0]];
+/// let y = linear_f32(x.view(), w.view(), Some(&[0.5, 0.0, -1.0]), &Sequential);
+/// assert_eq!(y, array![[3.5f32, -1.0, 2.5], [2.5, 0.0, 5.0]]);
+/// ```
+pub fn linear_f32(
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    bias: Option<&[f32]>,
+    exec: &dyn ParallelExecutor,
+) -> Array2<f32> {
+    let (n, kw) = w.dim();
+    let w = w.as_standard_layout();
+    let wp = w.as_ptr() as usize;
+    gemm_blocks(x, (n, kw), bias, exec, &|c0, _cols| (wp as *const f32).wrapping_add(c0 * kw))
+}
+
+/// Batches with at least this many rows multiply compressed weights by
+/// decoding one block of `W` rows at a time into f32 and running the packed
+/// GEMM on it; smaller batches use the matrix's own kernel (GEMV-like).
+pub const TILE_MIN_ROWS: usize = 16;
+
+/// `y = x·Wᵀ (+ bias)` for a compressed `W` at GEMM shapes: each task decodes
+/// one block of [`COL_BLOCK`] rows of `W` into a scratch buffer (the matrix
+/// itself stays compressed) and multiplies it with the same packed GEMM as
+/// the dense path, so the result equals [`linear_f32`] on the decoded
+/// weights bit for bit. Low rank runs as two such products
+/// (`(x·Bᵀ)·Aᵀ`), never forming `A·B`.
+pub fn linear_tiled(
+    x: ArrayView2<f32>,
+    w: &CompressedMatrix,
+    bias: Option<&[f32]>,
+    exec: &dyn ParallelExecutor,
+) -> Array2<f32> {
+    if let Structure::LowRank(lr) = w.structure() {
+        let t = linear_tiled(x, lr.b(), None, exec);
+        return linear_tiled(t.view(), lr.a(), bias, exec);
+    }
+    let (n, k) = w.shape();
+    let decode = |c0: usize, cols: usize, buf: &mut Vec<f32>| {
+        buf.resize(cols * k, 0.0);
+        for (r, out) in buf.chunks_exact_mut(k).enumerate() {
+            w.decode_row(c0 + r, out);
+        }
+    };
+    gemm_decoded(x, (n, k), bias, exec, &decode)
+}
+
+type Decode<'a> = dyn Fn(usize, usize, &mut Vec<f32>) + Sync + 'a;
+
+/// One task per block of `W` rows: decode it, then multiply every row block
+/// of `x` by it.
+fn gemm_decoded(
+    x: ArrayView2<f32>,
+    (n, kw): (usize, usize),
+    bias: Option<&[f32]>,
+    exec: &dyn ParallelExecutor,
+    decode: &Decode,
+) -> Array2<f32> {
+    let (m, k) = x.dim();
+    assert_eq!(k, kw, "x·Wᵀ: x has {k} columns, W has {kw}");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias length");
+    }
+    let x = x.as_standard_layout();
+    let mut y = match bias {
+        Some(b) => Array2::from_shape_fn((m, n), |(_, j)| b[j]),
+        None => Array2::zeros((m, n)),
+    };
+    if m == 0 || n == 0 {
+        return y;
+    }
+    let xp = x.as_ptr() as usize;
+    let yp = SendPtr(y.as_mut_ptr());
+    let read_dst = bias.is_some();
+    exec.run(n.div_ceil(COL_BLOCK), &|cb| {
+        let yp = yp;
+        let c0 = cb * COL_BLOCK;
+        let cols = COL_BLOCK.min(n - c0);
+        let mut buf = Vec::new();
+        decode(c0, cols, &mut buf);
+        for r0 in (0..m).step_by(ROW_BLOCK) {
+            let rows = ROW_BLOCK.min(m - r0);
+            // SAFETY: as in `gemm_blocks`; `buf` holds `cols` rows of length k.
+            unsafe {
+                block(
+                    (rows, cols, k),
+                    yp.0.add(r0 * n + c0),
+                    n,
+                    read_dst,
+                    (xp as *const f32).add(r0 * k),
+                    buf.as_ptr(),
+                );
+            }
+        }
+    });
+    y
+}
+
+/// `dst[rows, cols] (+)= lhs[rows, k] · rhs[cols, k]ᵀ`, single-threaded.
+///
+/// # Safety
+/// `dst` has row stride `dst_rs` and room for the block; `lhs` and `rhs`
+/// are row-major with row length `k`.
+unsafe fn block(
+    (rows, cols, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    read_dst: bool,
+    lhs: *const f32,
+    rhs: *const f32,
+) {
+    gemm::gemm(
+        rows,
+        cols,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        read_dst,
+        lhs,
+        1,
+        k as isize,
+        rhs,
+        k as isize,
+        1,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+}
+
+/// Dense `W` given by a pointer to the start of each block of its rows.
+fn gemm_blocks(
+    x: ArrayView2<f32>,
+    (n, kw): (usize, usize),
+    bias: Option<&[f32]>,
+    exec: &dyn ParallelExecutor,
+    rows_of: &(dyn Fn(usize, usize) -> *const f32 + Sync),
+) -> Array2<f32> {
+    let (m, k) = x.dim();
+    assert_eq!(k, kw, "x·Wᵀ: x has {k} columns, W has {kw}");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias length");
+    }
+    let x = x.as_standard_layout();
+    let mut y = match bias {
+        Some(b) => Array2::from_shape_fn((m, n), |(_, j)| b[j]),
+        None => Array2::zeros((m, n)),
+    };
+    if m == 0 || n == 0 {
+        return y;
+    }
+    let xp = x.as_ptr() as usize;
+    let yp = SendPtr(y.as_mut_ptr());
+    let row_blocks = m.div_ceil(ROW_BLOCK);
+    let col_blocks = n.div_ceil(COL_BLOCK);
+    let read_dst = bias.is_some();
+    exec.run(row_blocks * col_blocks, &|t| {
+        let yp = yp;
+        let (rb, cb) = (t / col_blocks, t % col_blocks);
+        let r0 = rb * ROW_BLOCK;
+        let c0 = cb * COL_BLOCK;
+        let rows = ROW_BLOCK.min(m - r0);
+        let cols = COL_BLOCK.min(n - c0);
+        // SAFETY: x is [m, k] standard, `rows_of` points at `cols` rows of
+        // W of length k, y is [m, n] standard; the block [r0.., c0..] of y is
+        // written by this task only.
+        unsafe {
+            block(
+                (rows, cols, k),
+                yp.0.add(r0 * n + c0),
+                n,
+                read_dst,
+                (xp as *const f32).add(r0 * k),
+                rows_of(c0, cols),
+            );
+        }
+    });
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::{Sequential, ThreadPool};
+
+    fn naive(x: &Array2<f32>, w: &Array2<f32>, b: &[f32]) -> Array2<f64> {
+        Array2::from_shape_fn((x.nrows(), w.nrows()), |(i, j)| {
+            b[j] as f64
+                + (0..x.ncols())
+                    .map(|t| x[[i, t]] as f64 * w[[j, t]] as f64)
+                    .sum::<f64>()
+        })
+    }
+
+    #[test]
+    fn matches_f64_and_is_deterministic() {
+        for &(m, n, k) in &[(1, 5, 3), (7, 384, 384), (300, 200, 65), (513, 1536, 40)] {
+            let x = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 23) as f32 / 11.0 - 1.0);
+            let w = Array2::from_shape_fn((n, k), |(i, j)| ((i * 7 + j * 13) % 19) as f32 / 9.0 - 1.0);
+            let b: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
+            let y = linear_f32(x.view(), w.view(), Some(&b), &Sequential);
+            let r = naive(&x, &w, &b);
+            for (a, e) in y.iter().zip(r.iter()) {
+                assert!((*a as f64 - e).abs() < 1e-4 * (1.0 + e.abs()), "{m}x{n}x{k}: {a} vs {e}");
+            }
+            let y2 = linear_f32(x.view(), w.view(), Some(&b), &ThreadPool::new(3).unwrap());
+            assert_eq!(y, y2);
+            let t = w.t().to_owned();
+            let y3 = linear_f32(x.view(), t.t(), Some(&b), &Sequential);
+            assert_eq!(y, y3, "strided W gives the same bits");
+        }
+    }
+
+    #[test]
+    fn tiled_compressed_equals_dense_gemm_on_decoded_weights() {
+        use crate::matrix::CompressedMatrix;
+        use crate::quantization::{IntQuantizer, Quantizer};
+        let (m, n, k) = (300, 400, 96);
+        let x = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 23) as f32 / 11.0 - 1.0);
+        let w = Array2::from_shape_fn((n, k), |(i, j)| ((i * 7 + j * 13) % 19) as f32 / 9.0 - 1.0);
+        let q = IntQuantizer::params(4)
+            .check()
+            .unwrap()
+            .quantize(&CompressedMatrix::from_dense(w.view()).unwrap())
+            .unwrap();
+        let b: Vec<f32> = (0..n).map(|j| j as f32 * 0.01).collect();
+        let pool = ThreadPool::new(2).unwrap();
+        let y = linear_tiled(x.view(), &q, Some(&b), &pool);
+        assert_eq!(y, linear_f32(x.view(), q.to_dense().view(), Some(&b), &Sequential));
+        let r = q.matmul_reference(x.view()).unwrap();
+        for (a, (e, c)) in y.iter().zip(r.iter().zip(b.iter().cycle())) {
+            assert!((a - (e + c)).abs() < 1e-4);
+        }
+    }
+}

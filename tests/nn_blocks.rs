@@ -1,0 +1,301 @@
+//! The encoder's building blocks against direct f64 computations, and a
+//! small random BERT against an f64 implementation written here.
+
+use ndarray::{Array1, Array2};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use squish::io::{Dtype, Model, Tensor};
+use squish::matrix::CompressedMatrix;
+use squish::nn::{
+    attend, gelu, mean_pool_normalize, Activations, BertConfig, BertEncoder, LayerNorm, Linear,
+    TokenBatch, Weights,
+};
+use squish::parallel::{Sequential, ThreadPool};
+use squish::prelude::*;
+
+fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0f32..1.0))
+}
+
+fn max_abs_diff(a: &Array2<f32>, b: &Array2<f64>) -> f64 {
+    a.iter()
+        .zip(b.iter())
+        .map(|(&x, &y)| (x as f64 - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn linear_f64(x: &Array2<f32>, w: &Array2<f32>, b: &[f32]) -> Array2<f64> {
+    Array2::from_shape_fn((x.nrows(), w.nrows()), |(i, j)| {
+        b[j] as f64
+            + (0..x.ncols())
+                .map(|t| x[[i, t]] as f64 * w[[j, t]] as f64)
+                .sum::<f64>()
+    })
+}
+
+fn layer_norm_f64(x: &Array2<f64>, g: &[f32], b: &[f32], eps: f64) -> Array2<f64> {
+    let mut y = x.clone();
+    for mut r in y.rows_mut() {
+        let n = r.len() as f64;
+        let mean = r.sum() / n;
+        let var = r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        for (j, v) in r.iter_mut().enumerate() {
+            *v = (*v - mean) / (var + eps).sqrt() * g[j] as f64 + b[j] as f64;
+        }
+    }
+    y
+}
+
+/// Attention on a padded `[batch·len, hidden]` layout with a padding mask:
+/// key `j` of row `b` is visible when `j < lens[b]`.
+fn masked_attention_f64(
+    q: &Array2<f64>,
+    k: &Array2<f64>,
+    v: &Array2<f64>,
+    len: usize,
+    lens: &[usize],
+    heads: usize,
+) -> Array2<f64> {
+    let hidden = q.ncols();
+    let d = hidden / heads;
+    let mut y = Array2::zeros(q.dim());
+    for (b, &n) in lens.iter().enumerate() {
+        for h in 0..heads {
+            let cols = h * d..(h + 1) * d;
+            for i in 0..n {
+                let qi = b * len + i;
+                let s: Vec<f64> = (0..len)
+                    .map(|j| {
+                        if j >= n {
+                            return f64::NEG_INFINITY;
+                        }
+                        cols.clone().map(|c| q[[qi, c]] * k[[b * len + j, c]]).sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for c in cols.clone() {
+                    y[[qi, c]] = (0..len).map(|j| e[j] / z * v[[b * len + j, c]]).sum();
+                }
+            }
+        }
+    }
+    y
+}
+
+fn erf_f64(x: f64) -> f64 {
+    if x.abs() > 5.0 {
+        return x.signum();
+    }
+    let (mut term, mut s) = (x, x);
+    for n in 1..200 {
+        term *= -x * x / n as f64;
+        s += term / (2 * n + 1) as f64;
+    }
+    s * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+#[test]
+fn linear_dense_and_compressed_match_f64() {
+    let (x, w) = (random(37, 96, 1), random(70, 96, 2));
+    let b: Vec<f32> = (0..70).map(|j| j as f32 * 0.01 - 0.3).collect();
+    let dense = Linear::dense(w.clone(), Some(Array1::from(b.clone()))).unwrap();
+    let y = dense.forward(x.view(), &Sequential).unwrap();
+    assert!(max_abs_diff(&y, &linear_f64(&x, &w, &b)) < 1e-4);
+
+    let q = IntQuantizer::params(8)
+        .check()
+        .unwrap()
+        .quantize(&CompressedMatrix::from_dense(w.view()).unwrap())
+        .unwrap();
+    let wq = q.to_dense();
+    let lin = Linear::compressed(q.clone(), Some(Array1::from(b.clone()))).unwrap();
+    let y = lin.forward(x.view(), &ThreadPool::new(2).unwrap()).unwrap();
+    assert!(max_abs_diff(&y, &linear_f64(&x, &wq, &b)) < 1e-4);
+
+    // int8 × int8: activations rounded too, within |Δy| ≤ Σ|ŵ|·scale_x/2.
+    let lin = Linear::with_activations(q, Some(Array1::from(b.clone())), Activations::DynamicInt8)
+        .unwrap();
+    assert_eq!(lin.form(), "int8 × int8 dynamic");
+    let y = lin.forward(x.view(), &Sequential).unwrap();
+    let r = linear_f64(&x, &wq, &b);
+    for i in 0..x.nrows() {
+        let sx = x.row(i).iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64 / 127.0;
+        for j in 0..w.nrows() {
+            let bound = wq.row(j).iter().map(|v| v.abs() as f64).sum::<f64>() * sx / 2.0;
+            assert!((y[[i, j]] as f64 - r[[i, j]]).abs() <= bound + 1e-4);
+        }
+    }
+    assert!(Linear::dense(w, Some(Array1::zeros(3))).is_err());
+}
+
+#[test]
+fn layer_norm_with_residual_matches_f64() {
+    let (x, res) = (random(20, 384, 3), random(20, 384, 4));
+    let g: Vec<f32> = (0..384).map(|j| 1.0 + (j as f32 * 0.1).sin() * 0.2).collect();
+    let b: Vec<f32> = (0..384).map(|j| (j as f32 * 0.3).cos() * 0.1).collect();
+    let ln = LayerNorm::new(Array1::from(g.clone()), Array1::from(b.clone()), 1e-12).unwrap();
+    let mut y = x.clone();
+    ln.add_forward_in_place(&mut y, res.view(), &Sequential);
+    let sum = (&x + &res).mapv(|v| v as f64);
+    assert!(max_abs_diff(&y, &layer_norm_f64(&sum, &g, &b, 1e-12)) < 2e-5);
+    assert!(LayerNorm::new(Array1::ones(3), Array1::ones(4), 1e-5).is_err());
+    assert!(LayerNorm::new(Array1::ones(3), Array1::ones(3), 0.0).is_err());
+}
+
+#[test]
+fn packed_attention_equals_padding_mask_attention_in_f64() {
+    let (len, lens, hidden, heads) = (9, [9usize, 4, 1, 7], 48, 4);
+    let rows = len * lens.len();
+    let (q, k, v) = (random(rows, hidden, 5), random(rows, hidden, 6), random(rows, hidden, 7));
+    let segments: Vec<_> = lens.iter().enumerate().map(|(b, &n)| b * len..b * len + n).collect();
+    let y = attend(q.view(), k.view(), v.view(), &segments, heads, &ThreadPool::new(2).unwrap())
+        .unwrap();
+    let f = |a: &Array2<f32>| a.mapv(|x| x as f64);
+    let r = masked_attention_f64(&f(&q), &f(&k), &f(&v), len, &lens, heads);
+    for (b, &n) in lens.iter().enumerate() {
+        for i in 0..len {
+            for c in 0..hidden {
+                let got = y[[b * len + i, c]] as f64;
+                let want = if i < n { r[[b * len + i, c]] } else { 0.0 };
+                assert!((got - want).abs() < 1e-5, "row {b},{i} col {c}: {got} vs {want}");
+            }
+        }
+    }
+    assert!(attend(q.view(), k.view(), v.view(), &segments, 5, &Sequential).is_err());
+}
+
+#[test]
+fn gelu_and_pooling_match_f64() {
+    for i in -300..=300 {
+        let x = i as f64 / 50.0;
+        let want = 0.5 * x * (1.0 + erf_f64(x / 2f64.sqrt()));
+        assert!((gelu(x as f32) as f64 - want).abs() < 1e-6 * (1.0 + x.abs()));
+    }
+    let h = random(10, 16, 8);
+    let segs = [0..3, 3..4, 4..10];
+    let e = mean_pool_normalize(h.view(), &segs);
+    for (s, seg) in segs.iter().enumerate() {
+        let mean: Vec<f64> = (0..16)
+            .map(|c| seg.clone().map(|t| h[[t, c]] as f64).sum::<f64>() / seg.len() as f64)
+            .collect();
+        let norm = mean.iter().map(|m| m * m).sum::<f64>().sqrt();
+        for c in 0..16 {
+            assert!((e[[s, c]] as f64 - mean[c] / norm).abs() < 1e-6);
+        }
+    }
+}
+
+/// A random BERT of the given shape, as a safetensors-style model.
+pub fn tiny_bert(config: &BertConfig, seed: u64) -> Model {
+    let (h, i) = (config.hidden_size, config.intermediate_size);
+    let mut m = Model::new();
+    let mut s = seed;
+    let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
+        s += 1;
+        let n: usize = shape.iter().product();
+        let data = random(1, n, s).mapv(|v| v * scale + offset).into_raw_vec_and_offset().0;
+        m.insert(name, Tensor::float(Dtype::F32, shape, data).unwrap()).unwrap();
+    };
+    put("embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h], 1.0, 0.0);
+    put("embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h], 0.5, 0.0);
+    put("embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, h], 0.5, 0.0);
+    put("embeddings.LayerNorm.weight".into(), vec![h], 0.1, 1.0);
+    put("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
+    for l in 0..config.num_hidden_layers {
+        let p = format!("encoder.layer.{l}");
+        for n in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+            put(format!("{p}.{n}.weight"), vec![h, h], 0.4, 0.0);
+            put(format!("{p}.{n}.bias"), vec![h], 0.1, 0.0);
+        }
+        put(format!("{p}.intermediate.dense.weight"), vec![i, h], 0.4, 0.0);
+        put(format!("{p}.intermediate.dense.bias"), vec![i], 0.1, 0.0);
+        put(format!("{p}.output.dense.weight"), vec![h, i], 0.3, 0.0);
+        put(format!("{p}.output.dense.bias"), vec![h], 0.1, 0.0);
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            put(format!("{p}.{n}.weight"), vec![h], 0.1, 1.0);
+            put(format!("{p}.{n}.bias"), vec![h], 0.1, 0.0);
+        }
+    }
+    m
+}
+
+fn tiny_config() -> BertConfig {
+    BertConfig::from_json(
+        r#"{"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "intermediate_size": 64, "layer_norm_eps": 1e-12, "max_position_embeddings": 16,
+        "vocab_size": 50, "type_vocab_size": 2, "hidden_act": "gelu"}"#,
+    )
+    .unwrap()
+}
+
+/// BERT's forward pass in f64, one sequence at a time, written from the
+/// Hugging Face definitions.
+fn bert_f64(m: &Model, c: &BertConfig, ids: &[u32]) -> Vec<f64> {
+    let t = |n: &str| m.get(n).unwrap().as_f32().unwrap().iter().map(|&v| v as f64).collect::<Vec<f64>>();
+    let h = c.hidden_size;
+    let n = ids.len();
+    let (word, pos, typ) = (
+        t("embeddings.word_embeddings.weight"),
+        t("embeddings.position_embeddings.weight"),
+        t("embeddings.token_type_embeddings.weight"),
+    );
+    let ln = |x: &Array2<f64>, p: &str| layer_norm_f64(
+        x,
+        &t(&format!("{p}.weight")).iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &t(&format!("{p}.bias")).iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        c.layer_norm_eps,
+    );
+    let lin = |x: &Array2<f64>, p: &str, out: usize| {
+        let (w, b) = (t(&format!("{p}.weight")), t(&format!("{p}.bias")));
+        let k = x.ncols();
+        Array2::from_shape_fn((x.nrows(), out), |(i, j)| {
+            b[j] + (0..k).map(|q| x[[i, q]] * w[j * k + q]).sum::<f64>()
+        })
+    };
+    let mut x = Array2::from_shape_fn((n, h), |(i, j)| {
+        word[ids[i] as usize * h + j] + pos[i * h + j] + typ[j]
+    });
+    x = ln(&x, "embeddings.LayerNorm");
+    for l in 0..c.num_hidden_layers {
+        let p = format!("encoder.layer.{l}");
+        let q = lin(&x, &format!("{p}.attention.self.query"), h);
+        let k = lin(&x, &format!("{p}.attention.self.key"), h);
+        let v = lin(&x, &format!("{p}.attention.self.value"), h);
+        let ctx = masked_attention_f64(&q, &k, &v, n, &[n], c.num_attention_heads);
+        let a = ln(&(lin(&ctx, &format!("{p}.attention.output.dense"), h) + &x), &format!("{p}.attention.output.LayerNorm"));
+        let mut inter = lin(&a, &format!("{p}.intermediate.dense"), c.intermediate_size);
+        inter.mapv_inplace(|v| 0.5 * v * (1.0 + erf_f64(v / 2f64.sqrt())));
+        x = ln(&(lin(&inter, &format!("{p}.output.dense"), h) + &a), &format!("{p}.output.LayerNorm"));
+    }
+    let mean: Vec<f64> = (0..h).map(|j| x.column(j).sum() / n as f64).collect();
+    let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+    mean.iter().map(|v| v / norm).collect()
+}
+
+#[test]
+fn tiny_bert_matches_f64_bert_and_is_deterministic() {
+    let c = tiny_config();
+    let m = tiny_bert(&c, 10);
+    let enc = BertEncoder::from_weights(c.clone(), Weights::Dense(&m), Activations::Float).unwrap();
+    let seqs = vec![vec![1u32, 5, 9, 2], vec![1, 7, 2], vec![1, 49, 48, 47, 46, 45, 44, 43, 2], vec![3]];
+    let batch = TokenBatch::new(&seqs).unwrap();
+    let e = enc.embed(&batch, &Sequential).unwrap();
+    for (s, ids) in seqs.iter().enumerate() {
+        let want = bert_f64(&m, &c, ids);
+        for (j, w) in want.iter().enumerate() {
+            assert!((e[[s, j]] as f64 - w).abs() < 2e-5, "seq {s} dim {j}: {} vs {w}", e[[s, j]]);
+        }
+    }
+    for threads in [2, 3] {
+        let p = ThreadPool::new(threads).unwrap();
+        assert_eq!(enc.embed(&batch, &p).unwrap(), e, "{threads} threads");
+    }
+    // Out-of-vocabulary ids and over-long sequences are typed errors.
+    assert!(enc.embed(&TokenBatch::new(&[vec![50u32]]).unwrap(), &Sequential).is_err());
+    assert!(enc.embed(&TokenBatch::new(&[vec![1u32; 17]]).unwrap(), &Sequential).is_err());
+    assert!(TokenBatch::new::<Vec<u32>>(&[]).is_err());
+    assert!(TokenBatch::new(&[vec![1u32], vec![]]).is_err());
+}
