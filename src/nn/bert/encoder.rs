@@ -159,6 +159,12 @@ impl BertEncoder {
         &self.layers
     }
 
+    /// The encoder layers, to swap a linear map for another form (what
+    /// per-layer sensitivity measurement does).
+    pub fn layers_mut(&mut self) -> &mut [BertLayer] {
+        &mut self.layers
+    }
+
     /// Every linear layer, layer by layer in Hugging Face order.
     pub fn linears(&self) -> impl Iterator<Item = &Linear> {
         self.layers.iter().flat_map(|l| l.linears())
