@@ -16,65 +16,17 @@
 
 use std::path::PathBuf;
 
-use ndarray::{Array2, ArrayView2};
 use plotters::prelude::*;
 use squish::io::Model;
-use squish::matrix::CompressedMatrix;
 use squish::nn::{
-    fidelity, Activations, BertConfig, BertEncoder, Linear, SentenceEncoder, SentenceTokenizer,
-    Weights, DEFAULT_MAX_TOKENS,
+    fidelity, Activations, BertConfig, BertEncoder, SentenceEncoder, SentenceTokenizer, Weights,
+    DEFAULT_MAX_TOKENS,
 };
-use squish::parallel::{ParallelExecutor, Sequential, ThreadPool};
-use squish::plan::{default_candidates, measure, Budget, Evaluator, Layer, Planner};
+use squish::parallel::{ParallelExecutor, ThreadPool};
+use squish::plan::{
+    bert_linear_weights, default_candidates, measure, Budget, EncoderCosine, Layer, Planner,
+};
 use squish::recipe::{compress_model, Recipe};
-
-const SUFFIXES: [&str; 6] = [
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-];
-
-fn linear_mut(enc: &mut BertEncoder, index: usize) -> &mut Linear {
-    let layer = &mut enc.layers_mut()[index / 6];
-    match index % 6 {
-        0 => &mut layer.attention.query,
-        1 => &mut layer.attention.key,
-        2 => &mut layer.attention.value,
-        3 => &mut layer.attention.output,
-        4 => &mut layer.intermediate,
-        _ => &mut layer.output,
-    }
-}
-
-fn mean_cosine(a: ArrayView2<f32>, b: ArrayView2<f32>) -> f64 {
-    a.rows()
-        .into_iter()
-        .zip(b.rows())
-        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum::<f64>())
-        .sum::<f64>()
-        / a.nrows() as f64
-}
-
-/// 1 − mean cosine to the dense embeddings, one linear layer swapped.
-struct CosineDrop<'a> {
-    tokenizer: &'a SentenceTokenizer,
-    dense: &'a BertEncoder,
-    ids: &'a [Vec<u32>],
-    reference: &'a Array2<f32>,
-}
-
-impl Evaluator for CosineDrop<'_> {
-    fn distortion(&self, layer: usize, m: &CompressedMatrix) -> squish::Result<f64> {
-        let mut enc = self.dense.clone();
-        let bias = linear_mut(&mut enc, layer).bias().cloned();
-        *linear_mut(&mut enc, layer) = Linear::compressed(m.clone(), bias)?;
-        let e = SentenceEncoder::new(self.tokenizer.clone(), enc, 32)?.embed_ids(self.ids, &Sequential)?;
-        Ok(1.0 - mean_cosine(e.view(), self.reference.view()))
-    }
-}
 
 struct Point {
     name: String,
@@ -112,19 +64,11 @@ fn main() -> squish::Result<()> {
     let tokenizer = SentenceTokenizer::from_file(dir.join("tokenizer.json"), DEFAULT_MAX_TOKENS)?;
     let dense = BertEncoder::from_weights(config.clone(), Weights::Dense(&model), Activations::Float)?;
     let serve = |enc: BertEncoder| SentenceEncoder::new(tokenizer.clone(), enc, 32);
-    let cal_ids = tokenizer.encode_all(cal, exec)?;
-    let ref_cal = serve(dense.clone())?.embed_ids(&cal_ids, exec)?;
     let ref_eval = serve(dense.clone())?.embed(eval, exec)?;
 
-    let mut names = Vec::new();
-    let mut weights = Vec::new();
-    for i in 0..36 {
-        names.push(format!("encoder.layer.{}.{}.weight", i / 6, SUFFIXES[i % 6]));
-        weights.push(linear_mut(&mut dense.clone(), i).dense_weight());
-    }
-    let layers: Vec<Layer> = names
+    let named = bert_linear_weights(&dense);
+    let layers: Vec<Layer> = named
         .iter()
-        .zip(&weights)
         .map(|(n, w)| Layer {
             name: n.clone(),
             weight: w.view(),
@@ -132,12 +76,7 @@ fn main() -> squish::Result<()> {
         })
         .collect();
     let candidates = default_candidates();
-    let eval_fn = CosineDrop {
-        tokenizer: &tokenizer,
-        dense: &dense,
-        ids: &cal_ids,
-        reference: &ref_cal,
-    };
+    let eval_fn = EncoderCosine::new(&tokenizer, &dense, cal, exec)?;
     let t0 = std::time::Instant::now();
     let table = measure(&layers, &candidates, &eval_fn, exec, &|done, total| {
         if done % 36 == 0 {
@@ -152,7 +91,7 @@ fn main() -> squish::Result<()> {
         rho.iter().cloned().fold(f64::INFINITY, f64::min)
     );
 
-    let n_weights: usize = weights.iter().map(|w| w.len()).sum();
+    let n_weights: usize = named.iter().map(|(_, w)| w.len()).sum();
     let evaluate = |name: String, recipe: &Recipe| -> squish::Result<Point> {
         let c = compress_model(&model, recipe, exec, &|_| {})?;
         let bytes: usize = c.layers.iter().map(|l| l.bytes_after).sum();
@@ -177,6 +116,7 @@ fn main() -> squish::Result<()> {
     }
     let g32 = uniform.iter().find(|p| p.name == "int4 g32").map_or(0, |p| p.bytes);
     let mut budgets: Vec<(String, Budget)> = vec![
+        ("2.5 bpw".into(), Budget::BitsPerWeight(2.5)),
         ("3.0 bpw".into(), Budget::BitsPerWeight(3.0)),
         ("4.0 bpw".into(), Budget::BitsPerWeight(4.0)),
         (format!("= int4 g32 ({:.2} bpw)", 8.0 * g32 as f64 / n_weights as f64), Budget::Bytes(g32 as u64)),
@@ -186,7 +126,13 @@ fn main() -> squish::Result<()> {
     budgets.retain(|(_, b)| b.bytes(n_weights) > 0);
     let mut planned = Vec::new();
     for (label, b) in &budgets {
-        let plan = Planner::params(*b).check()?.plan(&table)?;
+        let plan = match Planner::params(*b).check()?.plan(&table) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("budget {label}: {e}");
+                continue;
+            }
+        };
         let mut p = evaluate(format!("planned {label}"), &plan.recipe()?)?;
         p.name = format!("{} [predicted drop {:.5}]", p.name, plan.predicted);
         planned.push(p);

@@ -74,11 +74,11 @@ impl Candidate {
 }
 
 /// The default candidate set: keep f32, int8 per row, int4 per group of 32
-/// and 128, 2:4 + int8, 50 % magnitude + int8, k-means with 16 and 32
-/// centroids, and low rank keeping 95 % / 80 % of the energy with int8
-/// factors. Calibration-aware methods join when calibration data is given.
+/// and 128, 2:4 + int8, 50 % magnitude + int8, ternary, k-means with 8, 16,
+/// 32 and 64 centroids, and low rank keeping 95 % / 80 % of the energy with
+/// int8 factors. Calibration-aware methods join when calibration data is given.
 pub fn default_candidates() -> Vec<Candidate> {
-    const SET: [(&str, &str); 10] = [
+    const SET: [(&str, &str); 13] = [
         ("keep f32", "[]"),
         ("int8 per-row", r#"[{ method = "int8", granularity = "per-row" }]"#),
         (
@@ -97,8 +97,11 @@ pub fn default_candidates() -> Vec<Candidate> {
             "50% + int8",
             r#"[{ method = "magnitude", sparsity = 0.5 }, { method = "int8", granularity = "per-row" }]"#,
         ),
+        ("ternary", r#"[{ method = "ternary" }]"#),
+        ("kmeans 8", r#"[{ method = "kmeans", k = 8 }]"#),
         ("kmeans 16", r#"[{ method = "kmeans", k = 16 }]"#),
         ("kmeans 32", r#"[{ method = "kmeans", k = 32 }]"#),
+        ("kmeans 64", r#"[{ method = "kmeans", k = 64 }]"#),
         (
             "rank e.95 + int8",
             r#"[{ method = "lowrank", energy = 0.95 }, { method = "int8", granularity = "per-row" }]"#,

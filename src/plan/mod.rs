@@ -51,6 +51,7 @@
 mod budget;
 mod candidate;
 mod error;
+mod evaluators;
 pub mod knapsack;
 mod planner;
 mod sensitivity;
@@ -58,5 +59,8 @@ mod sensitivity;
 pub use budget::Budget;
 pub use candidate::{default_candidates, Candidate};
 pub use error::PlanError;
+pub use evaluators::{
+    bert_linear_mut, bert_linear_weights, mean_cosine, EncoderCosine, WeightError, BERT_LINEARS,
+};
 pub use planner::{Objective, Plan, Planner, PlannerParams};
 pub use sensitivity::{measure, spearman, Evaluator, Layer, Measurement, SensitivityTable};
