@@ -126,6 +126,9 @@ pub enum SquishError {
     /// Calibration data or statistics are missing or unusable.
     #[error(transparent)]
     Calibration(#[from] crate::calibration::CalibrationError),
+    /// Sensitivity measurement or budget planning failed.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
     /// Building or running a network (encoder weights, tokenizer, input).
     #[error(transparent)]
     Nn(#[from] crate::nn::NnError),

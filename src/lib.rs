@@ -42,6 +42,7 @@ pub mod nn;
 pub mod parallel;
 pub mod pass;
 pub mod pipeline;
+pub mod plan;
 pub mod pruning;
 pub mod quantization;
 pub mod recipe;

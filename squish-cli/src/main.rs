@@ -1,6 +1,7 @@
 //! `squish`: compress, inspect, decompress and sweep safetensors models.
 
 mod grid;
+mod plan;
 mod plot;
 mod serving;
 mod table;
@@ -66,6 +67,9 @@ enum Command {
     Embed(serving::EmbedArgs),
     /// Throughput and latency of a sentence encoder, dense against compressed.
     ServeBench(serving::ServeBenchArgs),
+    /// Per-layer sensitivity and the candidate per layer that fits a byte
+    /// budget best, written as a TOML recipe for `squish compress --recipe`.
+    Plan(plan::PlanArgs),
 }
 
 #[derive(Args)]
@@ -283,6 +287,7 @@ fn main() -> ExitCode {
         } => run_sweep(model, layer, plot, *force, &exec),
         Command::Embed(a) => serving::embed(a, &exec),
         Command::ServeBench(a) => serving::serve_bench(a, &exec),
+        Command::Plan(a) => plan::plan(a, &exec),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,138 @@
+//! Ready-made [`Evaluator`]s: data-free weight error, and the embedding
+//! cosine of a BERT-family sentence encoder on calibration sentences.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::Evaluator;
+use crate::error::Result;
+use crate::matrix::CompressedMatrix;
+use crate::nn::{BertEncoder, Linear, SentenceEncoder, SentenceTokenizer};
+use crate::parallel::{ParallelExecutor, Sequential};
+
+/// Data-free distortion: the layer's squared weight error as a fraction of
+/// the energy of all planned weights, ‖W − Ŵ‖²_F / Σ‖W_l‖²_F (additive over
+/// layers by construction).
+#[derive(Clone, Debug)]
+pub struct WeightError<'a> {
+    weights: Vec<ArrayView2<'a, f32>>,
+    total: f64,
+}
+
+impl<'a> WeightError<'a> {
+    /// Over the planned layers' weights, in plan order.
+    pub fn new(weights: Vec<ArrayView2<'a, f32>>) -> Self {
+        let total = weights
+            .iter()
+            .flat_map(|w| w.iter())
+            .map(|&v| (v as f64).powi(2))
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
+        WeightError { weights, total }
+    }
+}
+
+impl Evaluator for WeightError<'_> {
+    fn distortion(&self, layer: usize, m: &CompressedMatrix) -> Result<f64> {
+        let d = m.to_dense();
+        let err: f64 = self.weights[layer]
+            .iter()
+            .zip(d.iter())
+            .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+            .sum();
+        Ok(err / self.total)
+    }
+}
+
+/// Hugging Face names of a BERT layer's six linear weights, in
+/// [`BertLayer::linears`](crate::nn::BertLayer::linears) order.
+pub const BERT_LINEARS: [&str; 6] = [
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+];
+
+/// The linear map `index` of `enc` (`6 · layer + position` in [`BERT_LINEARS`] order).
+pub fn bert_linear_mut(enc: &mut BertEncoder, index: usize) -> &mut Linear {
+    let layer = &mut enc.layers_mut()[index / 6];
+    match index % 6 {
+        0 => &mut layer.attention.query,
+        1 => &mut layer.attention.key,
+        2 => &mut layer.attention.value,
+        3 => &mut layer.attention.output,
+        4 => &mut layer.intermediate,
+        _ => &mut layer.output,
+    }
+}
+
+/// `(name, dense weight)` of every encoder linear layer, in plan order.
+pub fn bert_linear_weights(enc: &BertEncoder) -> Vec<(String, Array2<f32>)> {
+    let mut enc = enc.clone();
+    (0..6 * enc.layers().len())
+        .map(|i| {
+            (
+                format!("encoder.layer.{}.{}.weight", i / 6, BERT_LINEARS[i % 6]),
+                bert_linear_mut(&mut enc, i).dense_weight(),
+            )
+        })
+        .collect()
+}
+
+/// Mean cosine of paired rows of unit-norm embeddings.
+pub fn mean_cosine(a: ArrayView2<f32>, b: ArrayView2<f32>) -> f64 {
+    a.rows()
+        .into_iter()
+        .zip(b.rows())
+        .map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| *p as f64 * *q as f64)
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / a.nrows().max(1) as f64
+}
+
+/// 1 − mean cosine of a sentence encoder's embeddings of calibration
+/// sentences to the uncompressed encoder's, with one linear layer swapped
+/// for its compressed form (multiplied by its own kernel).
+pub struct EncoderCosine<'a> {
+    tokenizer: &'a SentenceTokenizer,
+    dense: &'a BertEncoder,
+    ids: Vec<Vec<u32>>,
+    reference: Array2<f32>,
+}
+
+impl<'a> EncoderCosine<'a> {
+    /// Tokenizes `sentences` and embeds them with the dense encoder.
+    pub fn new<S: AsRef<str> + Sync>(
+        tokenizer: &'a SentenceTokenizer,
+        dense: &'a BertEncoder,
+        sentences: &[S],
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Self> {
+        let ids = tokenizer.encode_all(sentences, exec)?;
+        let reference =
+            SentenceEncoder::new(tokenizer.clone(), dense.clone(), 32)?.embed_ids(&ids, exec)?;
+        Ok(EncoderCosine {
+            tokenizer,
+            dense,
+            ids,
+            reference,
+        })
+    }
+}
+
+impl Evaluator for EncoderCosine<'_> {
+    fn distortion(&self, layer: usize, m: &CompressedMatrix) -> Result<f64> {
+        let mut enc = self.dense.clone();
+        let slot = bert_linear_mut(&mut enc, layer);
+        let bias = slot.bias().cloned();
+        *slot = Linear::compressed(m.clone(), bias)?;
+        let e = SentenceEncoder::new(self.tokenizer.clone(), enc, 32)?
+            .embed_ids(&self.ids, &Sequential)?;
+        Ok(1.0 - mean_cosine(e.view(), self.reference.view()))
+    }
+}
