@@ -104,6 +104,9 @@ pub enum FileError {
         /// What to do.
         hint: &'static str,
     },
+    /// A sharded checkpoint is inconsistent (see [`ShardError`](super::ShardError)).
+    #[error(transparent)]
+    Shard(#[from] super::ShardError),
     /// Two tensors would be written under the same name.
     #[error("tensor name `{name}` is used twice; rename one of the tensors")]
     DuplicateName {
