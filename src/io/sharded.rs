@@ -2,7 +2,7 @@
 //! (Hugging Face's `model-00001-of-00003.safetensors` … with a
 //! `model.safetensors.index.json`), read as one model, a tensor at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -309,68 +309,67 @@ impl ShardedModel {
         Ok(model)
     }
 
-    /// Reads every header; with an index, checks each shard holds exactly
-    /// the tensors the index places in it.
+    /// Reads every header, then checks that no tensor is in two shards and,
+    /// with an index, that each shard holds exactly the tensors the index
+    /// places in it.
     fn from_shards(
         shards: Vec<PathBuf>,
         placed: Option<&BTreeMap<&str, Vec<&str>>>,
     ) -> Result<Self, FileError> {
-        let mut tensors: Vec<TensorMeta> = Vec::new();
-        let mut metadata = BTreeMap::new();
-        let mut seen: HashMap<String, usize> = HashMap::new();
         let expected: Vec<Option<&Vec<&str>>> = match placed {
             Some(p) => p.values().map(Some).collect(),
             None => vec![None; shards.len()],
         };
+        let mut headers = Vec::with_capacity(shards.len());
         for (s, path) in shards.iter().enumerate() {
             let first = expected[s].and_then(|v| v.first()).copied().unwrap_or("");
-            let h = read_header(path, s, first)?;
-            if let Some(want) = expected[s] {
-                let have: HashMap<&str, &TensorMeta> =
-                    h.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
-                for &t in want {
-                    if !have.contains_key(t) {
-                        return Err(ShardError::HeaderMismatch {
-                            shard: path.clone(),
-                            tensor: t.to_string(),
-                            detail: "the index places it in this shard but its header has no such tensor".into(),
-                        }
-                        .into());
-                    }
-                }
-                if let Some(extra) = h.tensors.iter().find(|t| !want.contains(&t.name.as_str())) {
-                    // In the index under another shard: the tensor is in two shards.
-                    let other = placed
-                        .expect("with an index")
-                        .iter()
-                        .find(|(_, ts)| ts.contains(&extra.name.as_str()));
-                    return Err(match other {
-                        Some((o, _)) => ShardError::DuplicateTensor {
-                            tensor: extra.name.clone(),
-                            first: path.parent().unwrap_or(Path::new(".")).join(o),
-                            second: path.clone(),
-                        },
-                        None => ShardError::HeaderMismatch {
-                            shard: path.clone(),
-                            tensor: extra.name.clone(),
-                            detail: "the shard holds it but the index does not list it".into(),
-                        },
-                    }
-                    .into());
-                }
-            }
-            for t in h.tensors {
-                if let Some(&prev) = seen.get(&t.name) {
+            headers.push(read_header(path, s, first)?);
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (s, h) in headers.iter().enumerate() {
+            for t in &h.tensors {
+                if let Some(&prev) = seen.get(t.name.as_str()) {
                     return Err(ShardError::DuplicateTensor {
-                        tensor: t.name,
+                        tensor: t.name.clone(),
                         first: shards[prev].clone(),
-                        second: path.clone(),
+                        second: shards[s].clone(),
                     }
                     .into());
                 }
-                seen.insert(t.name.clone(), s);
-                tensors.push(t);
+                seen.insert(&t.name, s);
             }
+        }
+        // Tensors the index promises but a header lacks, then the reverse.
+        for (s, h) in headers.iter().enumerate() {
+            let Some(want) = expected[s] else { continue };
+            let have: HashSet<&str> =
+                h.tensors.iter().map(|m| m.name.as_str()).collect();
+            if let Some(t) = want.iter().find(|&&t| !have.contains(t)) {
+                return Err(ShardError::HeaderMismatch {
+                    shard: shards[s].clone(),
+                    tensor: t.to_string(),
+                    detail: "the index places it in this shard but its header has no such tensor"
+                        .into(),
+                }
+                .into());
+            }
+        }
+        for (s, h) in headers.iter().enumerate() {
+            let Some(want) = expected[s] else { continue };
+            let want: HashSet<&str> = want.iter().copied().collect();
+            if let Some(extra) = h.tensors.iter().find(|t| !want.contains(t.name.as_str())) {
+                return Err(ShardError::HeaderMismatch {
+                    shard: shards[s].clone(),
+                    tensor: extra.name.clone(),
+                    detail: "the shard holds it but the index does not place it here".into(),
+                }
+                .into());
+            }
+        }
+        let mut tensors = Vec::new();
+        let mut metadata = BTreeMap::new();
+        for h in headers {
+            tensors.extend(h.tensors);
             for (k, v) in h.metadata {
                 metadata.entry(k).or_insert(v);
             }
