@@ -57,7 +57,8 @@ fn small_model() -> Model {
     let ids: Vec<u8> = (0..16i64).flat_map(|i| i.to_le_bytes()).collect();
     m.insert("position_ids", Tensor::raw(Dtype::I64, vec![16], ids).unwrap())
         .unwrap();
-    m
+    // As a file holds it: values rounded to each tensor's dtype.
+    Model::from_bytes(&m.to_bytes().unwrap()).unwrap()
 }
 
 const MIXED: &str = r#"
@@ -164,7 +165,7 @@ fn sharded_input_reads_as_one_model_and_sharded_output_loads_back() {
     let back = src.to_model().unwrap();
     assert_eq!(back.len(), model.len());
     for (n, t) in model.iter() {
-        assert_eq!(back.get(n), Some(t), "{n}");
+        assert!(back.get(n) == Some(t), "{n}");
     }
     // Via the index file too.
     assert_eq!(
@@ -187,7 +188,7 @@ fn sharded_input_reads_as_one_model_and_sharded_output_loads_back() {
         )
         .unwrap();
     assert!(summary.written.files.len() > 1, "{:?}", summary.written);
-    assert_eq!(CompressedModel::open(&out_dir).unwrap(), whole.model);
+    assert!(CompressedModel::open(&out_dir).unwrap() == whole.model);
     assert_eq!(summary.totals(), whole.totals(&back));
     assert_eq!(summary.layers.len(), whole.layers.len());
 
@@ -208,9 +209,9 @@ fn sharded_input_reads_as_one_model_and_sharded_output_loads_back() {
         if let Some(v) = t.as_f32() {
             assert_eq!(e.dtype(), Dtype::BF16, "{n}");
             let want: Vec<f32> = v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
-            assert_eq!(e.as_f32().unwrap(), &want[..], "{n}");
+            assert!(e.as_f32().unwrap() == &want[..], "{n}");
         } else {
-            assert_eq!(e, t, "{n}");
+            assert!(e == t, "{n}");
         }
     }
 }
