@@ -1,16 +1,16 @@
 //! `squish`: compress, inspect, decompress and sweep safetensors models.
 
 mod plot;
+mod stream;
 mod table;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use squish::io::{CompressedModel, FileError, Model};
 use squish::parallel::{ParallelExecutor, ThreadPool};
-use squish::recipe::{compress_model, families, sweep, IntSpec, LowRankSpec, MethodSpec, Recipe};
+use squish::recipe::{families, sweep, IntSpec, LowRankSpec, MethodSpec, Recipe};
 use squish::{Result, SquishError};
 
 /// Compress neural-network weights and multiply them without decompressing.
@@ -30,16 +30,22 @@ enum Command {
     Compress(CompressArgs),
     /// Show what a container (or a plain safetensors file) holds.
     Inspect {
-        /// A squish container or a safetensors model.
+        /// A squish container or a safetensors model: a file, an index or a directory of shards.
         file: PathBuf,
     },
     /// Write the dequantized model as plain safetensors (original names, shapes, dtypes).
     Decompress {
-        /// A squish container.
+        /// A squish container: a file, an index or a directory of shards.
         file: PathBuf,
-        /// Output safetensors file.
+        /// Output safetensors file (a directory with --shard-size).
         #[arg(short, long)]
         output: PathBuf,
+        /// Dtype of the float tensors: original, f32, f16 or bf16.
+        #[arg(long, default_value = "original")]
+        dtype: String,
+        /// Write Hugging Face shards of at most this size (e.g. 2GB) and an index.
+        #[arg(long, value_name = "SIZE", value_parser = stream::parse_size)]
+        shard_size: Option<u64>,
     },
     /// Error against bits per weight for each method family, as a table and an SVG plot.
     Sweep {
@@ -56,14 +62,20 @@ enum Command {
 
 #[derive(Args)]
 struct CompressArgs {
-    /// A safetensors model.
+    /// A safetensors model: a file, an index (`model.safetensors.index.json`) or a directory of shards.
     model: PathBuf,
     /// TOML recipe: layer patterns mapped to pipelines.
     #[arg(long, conflicts_with_all = ["int8", "int4", "binary", "ternary", "prune", "rank_energy"])]
     recipe: Option<PathBuf>,
-    /// Output container.
+    /// Output container (a directory with --shard-size).
     #[arg(short, long)]
     output: PathBuf,
+    /// Memory budget in MiB for tensors in flight (read, widened to f32, being compressed).
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    memory_budget: usize,
+    /// Write container shards of at most this size (e.g. 2GB) and an index.
+    #[arg(long, value_name = "SIZE", value_parser = stream::parse_size)]
+    shard_size: Option<u64>,
     /// Quick recipe: magnitude-prune every matrix to this sparsity first.
     #[arg(long, value_name = "SPARSITY")]
     prune: Option<f64>,
@@ -130,33 +142,25 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         Some(p) => Recipe::load(p)?,
         None => quick_recipe(a)?,
     };
-    let model = Model::load(&a.model)?;
-    let n = model.iter().filter(|(_, t)| t.matrix().is_some()).count();
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(n as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} layers {msg}")
-            .expect("a valid template"),
-    );
-    let out = compress_model(&model, &recipe, exec, &|name| {
-        bar.set_message(name.to_string());
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
-    out.model.save(&a.output)?;
-    print!("{}", table::layers(&out, &model));
-    println!("wrote {}", a.output.display());
-    Ok(())
+    stream::compress(
+        &a.model,
+        &recipe,
+        &a.output,
+        stream::budget_bytes(a.memory_budget)?,
+        a.shard_size,
+        a.quiet,
+        exec,
+    )
 }
 
 fn inspect(file: &Path) -> Result<()> {
-    match CompressedModel::load(file) {
+    match CompressedModel::open(file) {
         Ok(m) => {
             print!("{}", table::container(&m));
             Ok(())
+        }
+        Err(SquishError::File(FileError::NotAContainer { .. })) if stream::is_sharded(file) => {
+            stream::inspect_sharded(file)
         }
         Err(SquishError::File(FileError::NotAContainer { .. })) => {
             print!("{}", table::model(&Model::load(file)?));
@@ -202,9 +206,12 @@ fn main() -> ExitCode {
     let result = pool(cli.threads).and_then(|exec| match &cli.command {
         Command::Compress(a) => compress(a, &exec),
         Command::Inspect { file } => inspect(file),
-        Command::Decompress { file, output } => CompressedModel::load(file)
-            .and_then(|m| m.decompress().save(output))
-            .map(|()| println!("wrote {}", output.display())),
+        Command::Decompress {
+            file,
+            output,
+            dtype,
+            shard_size,
+        } => stream::decompress(file, output, dtype, *shard_size),
         Command::Sweep { model, layer, plot } => run_sweep(model, layer, plot, &exec),
     });
     match result {

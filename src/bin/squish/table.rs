@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use squish::io::{shape_string, CompressedModel, Entry, Model};
 use squish::matrix::{Component, CompressedMatrix, StorageReport, Structure};
-use squish::recipe::{Compressed, SweepPoint};
+use squish::recipe::{Compressed, LayerReport, SweepPoint};
 
 fn human(bytes: usize) -> String {
     if bytes >= 10 << 20 {
@@ -25,16 +25,25 @@ fn db(x: f64) -> String {
 }
 
 /// The per-layer table `squish compress` prints, with a total.
+#[allow(dead_code)]
 pub fn layers(c: &Compressed, original: &Model) -> String {
-    let w = c
-        .layers
+    layer_table(
+        &c.layers,
+        c.model.len() - c.layers.len(),
+        c.totals(original),
+    )
+}
+
+/// The per-layer table from reports, the number of tensors kept and the
+/// totals (bytes before, bytes after, relative error).
+pub fn layer_table(layers: &[LayerReport], kept: usize, totals: (usize, usize, f64)) -> String {
+    let w = layers
         .iter()
         .map(|l| l.name.len())
         .max()
         .unwrap_or(5)
         .max(5);
-    let m = c
-        .layers
+    let m = layers
         .iter()
         .map(|l| l.method.chars().count())
         .max()
@@ -46,7 +55,7 @@ pub fn layers(c: &Compressed, original: &Model) -> String {
         "{:<w$}  {:<12}  {:<m$}  {:>10}  {:>10}  {:>7}  {:>9}  {:>8}",
         "layer", "shape", "method", "before", "after", "ratio", "rel.err", "SQNR dB"
     );
-    for l in &c.layers {
+    for l in layers {
         let _ = writeln!(
             s,
             "{:<w$}  {:<12}  {:<m$}  {:>10}  {:>10}  {:>6.2}x  {:>9.3e}  {:>8}",
@@ -60,12 +69,11 @@ pub fn layers(c: &Compressed, original: &Model) -> String {
             db(l.error.sqnr_db)
         );
     }
-    let (before, after, rel) = c.totals(original);
-    let kept = c.model.len() - c.layers.len();
+    let (before, after, rel) = totals;
     let _ = writeln!(
         s,
         "{:<w$}  {:<12}  {:<m$}  {:>10}  {:>10}  {:>6.2}x  {:>9.3e}  {:>8}",
-        format!("total ({} matrices)", c.layers.len()),
+        format!("total ({} matrices)", layers.len()),
         "",
         format!("+{kept} tensors kept as they were"),
         human(before),
