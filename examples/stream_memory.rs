@@ -98,6 +98,15 @@ fn vmhwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU seconds of this process so far.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
 /// The child: compress, then report time and peak memory.
 fn child(model: &Path, out: &Path, budget_mib: usize) -> squish::Result<()> {
     let recipe = Recipe::from_toml("[default]\npipeline = [{ method = \"int8\" }]")?;
@@ -107,19 +116,28 @@ fn child(model: &Path, out: &Path, budget_mib: usize) -> squish::Result<()> {
         .check()?;
     let t0 = Instant::now();
     let src = ShardedModel::open(model)?;
-    let s = stream.compress_to(
-        &src,
-        &recipe,
-        &exec,
-        ContainerWriter::create(out)?,
-        &mut |_| {},
-    )?;
+    // The library's compress_to, unrolled to time its parts.
+    let mut w = ContainerWriter::create(out)?;
+    let (mut t_stream, mut t_push, mut bytes_read) = (0.0, 0.0, 0u64);
+    let mut t = Instant::now();
+    for item in stream.stream(&src, &recipe, &exec)? {
+        let item = item?;
+        t_stream += t.elapsed().as_secs_f64();
+        t = Instant::now();
+        w.push(&item.name, &item.entry)?;
+        bytes_read += item.bytes_read;
+        t_push += t.elapsed().as_secs_f64();
+        t = Instant::now();
+    }
+    let t = Instant::now();
+    let written = w.finish()?;
+    let t_finish = t.elapsed().as_secs_f64();
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "child bytes_read {} written {} secs {secs:.3} vmhwm_kib {}",
-        s.bytes_read,
-        s.written.data_bytes,
-        vmhwm_kib()
+        "child bytes_read {bytes_read} written {} secs {secs:.3} vmhwm_kib {} cpu {:.2} read_compress {t_stream:.2} push {t_push:.2} finish {t_finish:.2}",
+        written.data_bytes,
+        vmhwm_kib(),
+        cpu_secs()
     );
     Ok(())
 }
@@ -185,6 +203,7 @@ fn main() -> squish::Result<()> {
             field("secs"),
             field("vmhwm_kib"),
         );
+        println!("{label}: {}", line.trim());
         println!(
             "{label}: int8 compress {:.2} GB in {secs:.2} s = {:.2} GB/s, output {:.2} GB, VmHWM {:.0} MiB (budget {budget_mib} MiB)",
             read / 1e9,
