@@ -160,7 +160,7 @@ fn main() -> squish::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let budget_mib: usize = args.get(3).map_or(512, |s| s.parse().expect("MiB"));
+    let budget_mib: usize = args.get(3).map_or(squish::recipe::DEFAULT_BUDGET >> 20, |s| s.parse().expect("MiB"));
     let model = dir.join(format!("model-{gb}gb"));
     let out = dir.join(format!("model-{gb}gb.squish"));
     let t0 = Instant::now();
@@ -219,7 +219,10 @@ fn main() -> squish::Result<()> {
     }
     let (n, secs) = read_all(&shards);
     let cold_read = n as f64 / 1e9 / secs;
-    println!("cold: read {:.2} GB in {secs:.2} s = {cold_read:.2} GB/s", n as f64 / 1e9);
+    println!(
+        "cold: read {:.2} GB in {secs:.2} s = {cold_read:.2} GB/s",
+        n as f64 / 1e9
+    );
     for p in &shards {
         drop_cache(p);
     }
@@ -230,7 +233,10 @@ fn main() -> squish::Result<()> {
     let _ = read_all(&shards);
     let (n, secs) = read_all(&shards);
     let warm_read = n as f64 / 1e9 / secs;
-    println!("warm: read {:.2} GB in {secs:.2} s = {warm_read:.2} GB/s", n as f64 / 1e9);
+    println!(
+        "warm: read {:.2} GB in {secs:.2} s = {warm_read:.2} GB/s",
+        n as f64 / 1e9
+    );
     let warm = run_child("warm");
     std::fs::remove_file(&out).ok();
     println!("warm: compress / read = {:.0}%", 100.0 * warm / warm_read);

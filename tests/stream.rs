@@ -55,8 +55,11 @@ fn small_model() -> Model {
     m.insert("conv.weight", float(Dtype::F32, &[8, 4, 3, 3], 40))
         .unwrap();
     let ids: Vec<u8> = (0..16i64).flat_map(|i| i.to_le_bytes()).collect();
-    m.insert("position_ids", Tensor::raw(Dtype::I64, vec![16], ids).unwrap())
-        .unwrap();
+    m.insert(
+        "position_ids",
+        Tensor::raw(Dtype::I64, vec![16], ids).unwrap(),
+    )
+    .unwrap();
     // As a file holds it: values rounded to each tensor's dtype.
     Model::from_bytes(&m.to_bytes().unwrap()).unwrap()
 }
@@ -131,7 +134,10 @@ fn streamed_container_is_byte_identical_to_the_in_memory_one() {
         let src = ShardedModel::open(&path).unwrap();
         // Budgets from one tensor per batch to all at once, on 1 and 2 threads.
         for budget in [1 << 20, 64 << 20] {
-            for exec in [&Sequential as &dyn squish::parallel::ParallelExecutor, &pool] {
+            for exec in [
+                &Sequential as &dyn squish::parallel::ParallelExecutor,
+                &pool,
+            ] {
                 let out = dir.path().join("out.squish");
                 let s = StreamCompression::params()
                     .budget_bytes(budget)
@@ -338,11 +344,16 @@ fn hostile_shard_sets_give_typed_errors_and_leave_no_output() {
     );
     let e = r.expect_err("the shard is gone");
     assert!(
-        matches!(e, SquishError::File(FileError::Shard(ShardError::Read { .. }))),
+        matches!(
+            e,
+            SquishError::File(FileError::Shard(ShardError::Read { .. }))
+        ),
         "{e:?}"
     );
     assert!(e.to_string().contains("model-00003-of-00003.safetensors"));
-    assert!(!listing(dir.path()).iter().any(|n| n.starts_with('.') || n == "out.squish"));
+    assert!(!listing(dir.path())
+        .iter()
+        .any(|n| n.starts_with('.') || n == "out.squish"));
 }
 
 /// Writes a synthetic bf16 model of about `bytes` bytes as `shards` shards
@@ -353,8 +364,11 @@ fn synthetic_bf16(dir: &Path, bytes: u64, shard_bytes: u64) -> u64 {
     let per = (rows * cols * 2) as u64;
     let layers = bytes.div_ceil(2 * per);
     let ids: Vec<u8> = (0..512i64).flat_map(|i| i.to_le_bytes()).collect();
-    w.push("position_ids", &Tensor::raw(Dtype::I64, vec![512], ids).unwrap())
-        .unwrap();
+    w.push(
+        "position_ids",
+        &Tensor::raw(Dtype::I64, vec![512], ids).unwrap(),
+    )
+    .unwrap();
     for l in 0..layers {
         for (k, part) in ["attn.qkv", "mlp.up"].iter().enumerate() {
             let t = Tensor::float(
@@ -421,7 +435,11 @@ pipeline = [{ method = "int8", granularity = "per-row" }]
             let pipeline = recipe.pipeline(choice).unwrap();
             match got {
                 Entry::Compressed(ct) => {
-                    assert!(t.is_matrix() && !pipeline.is_empty(), "{label} {}", t.name());
+                    assert!(
+                        t.is_matrix() && !pipeline.is_empty(),
+                        "{label} {}",
+                        t.name()
+                    );
                     let data = src.read_f32(t).unwrap();
                     let w = ndarray::ArrayView2::from_shape((t.shape()[0], t.shape()[1]), &data)
                         .unwrap();
@@ -431,10 +449,18 @@ pipeline = [{ method = "int8", granularity = "per-row" }]
                     assert_eq!(ct.shape(), t.shape());
                 }
                 Entry::Plain(p) => {
-                    assert!(!t.is_matrix() || pipeline.is_empty(), "{label} {}", t.name());
+                    assert!(
+                        !t.is_matrix() || pipeline.is_empty(),
+                        "{label} {}",
+                        t.name()
+                    );
                     // Kept as it was: the very bytes, in the original dtype.
                     assert_eq!(p.dtype(), t.dtype());
-                    assert!(p.to_bytes() == src.read_bytes(t).unwrap(), "{label} {}", t.name());
+                    assert!(
+                        p.to_bytes() == src.read_bytes(t).unwrap(),
+                        "{label} {}",
+                        t.name()
+                    );
                 }
             }
         }

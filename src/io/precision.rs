@@ -136,8 +136,8 @@ mod tests {
 
     #[test]
     fn export_dtype_rounds_to_nearest() {
-        let t = super::super::Tensor::float(Dtype::F32, vec![3], vec![1.0, 1.0 + 1e-3, -3.3])
-            .unwrap();
+        let t =
+            super::super::Tensor::float(Dtype::F32, vec![3], vec![1.0, 1.0 + 1e-3, -3.3]).unwrap();
         let b = ExportDtype::BF16.apply(t.clone());
         assert_eq!(b.dtype(), Dtype::BF16);
         let want: Vec<f32> = [1.0f32, 1.0 + 1e-3, -3.3]

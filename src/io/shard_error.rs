@@ -44,7 +44,9 @@ pub enum ShardError {
         tensor: String,
     },
     /// A shard the index names cannot be opened.
-    #[error("{shard}: cannot open this shard (the index places tensor `{tensor}` in it): {source}")]
+    #[error(
+        "{shard}: cannot open this shard (the index places tensor `{tensor}` in it): {source}"
+    )]
     MissingShard {
         /// The shard file.
         shard: PathBuf,

@@ -10,8 +10,8 @@ use std::path::{Component, Path, PathBuf};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use serde::Deserialize;
 
-use super::precision::widen_into;
 use super::model::open;
+use super::precision::widen_into;
 use super::tensor::is_float;
 use super::{FileError, Model, ShardError, Tensor};
 use crate::error::Result;
@@ -166,9 +166,8 @@ fn read_header(path: &Path, shard: usize, first_tensor: &str) -> Result<Header, 
     let (n, meta) = match SafeTensors::read_metadata(&bytes) {
         Ok(x) => x,
         Err(SafeTensorError::MetadataIncompleteBuffer) => {
-            return Err(truncation(path, &bytes).unwrap_or_else(|| {
-                bad(SafeTensorError::MetadataIncompleteBuffer).into()
-            }))
+            return Err(truncation(path, &bytes)
+                .unwrap_or_else(|| bad(SafeTensorError::MetadataIncompleteBuffer).into()))
         }
         Err(e) => return Err(bad(e).into()),
     };
@@ -342,8 +341,7 @@ impl ShardedModel {
         // Tensors the index promises but a header lacks, then the reverse.
         for (s, h) in headers.iter().enumerate() {
             let Some(want) = expected[s] else { continue };
-            let have: HashSet<&str> =
-                h.tensors.iter().map(|m| m.name.as_str()).collect();
+            let have: HashSet<&str> = h.tensors.iter().map(|m| m.name.as_str()).collect();
             if let Some(t) = want.iter().find(|&&t| !have.contains(t)) {
                 return Err(ShardError::HeaderMismatch {
                     shard: shards[s].clone(),

@@ -12,8 +12,10 @@ use crate::io::{
 use crate::parallel::{map, pipeline_working_set, ParallelExecutor, Sequential};
 use crate::pipeline::Pipeline;
 
-/// The memory budget when none is set: 512 MiB of estimated working set.
-pub const DEFAULT_BUDGET: usize = 512 << 20;
+/// The memory budget when none is set: 1 GiB of estimated working set
+/// ([`pipeline_working_set`], which overestimates: int8 of a model of
+/// 4096² matrices peaks near 60 % of it).
+pub const DEFAULT_BUDGET: usize = 1 << 30;
 
 /// Unchecked settings of a [`StreamCompression`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,9 +51,10 @@ impl StreamParams {
 ///
 /// Tensors are read in model order (see [`ShardedModel`]) into batches whose
 /// estimated working set ([`pipeline_working_set`] for a matrix, twice its
-/// f32 size for a tensor kept as it is) fits the budget; a batch's matrices
-/// are compressed in parallel on the executor, one task each, and the
-/// results come out in model order. Peak memory is set by the budget and the
+/// f32 size for a tensor kept as it is) fits two thirds of the budget; a
+/// batch's matrices are compressed in parallel on the executor, one task
+/// each, while one more task reads the next batch, and the results come out
+/// in model order. Peak memory is set by the budget and the
 /// largest tensor, not by the size of the model. Every matrix gets exactly
 /// what [`compress_model`](super::compress_model) gives it, whatever the
 /// budget or the executor, and [`compress_to`](Self::compress_to) writes the
@@ -204,6 +207,7 @@ impl StreamCompression {
             pipelines,
             choices,
             next: 0,
+            prefetched: None,
             ready: VecDeque::new(),
             failed: false,
         })
@@ -252,6 +256,8 @@ pub struct CompressStream<'a> {
     /// Per tensor: the pipeline that compresses it, `None` to keep it.
     choices: Vec<Option<usize>>,
     next: usize,
+    /// The next batch (start, end, tensors), read while the last one was compressed.
+    prefetched: Option<(usize, usize, Vec<Loaded>)>,
     ready: VecDeque<Result<StreamedTensor>>,
     failed: bool,
 }
@@ -274,27 +280,53 @@ impl CompressStream<'_> {
         }
     }
 
-    /// Reads the next batch that fits the budget and compresses it.
-    fn fill(&mut self) -> Result<()> {
+    /// End of the batch starting at `start`: tensors whose estimates sum to
+    /// at most two thirds of the budget (at least one tensor). The rest of
+    /// the budget covers the next batch, read (as f32, a quarter of its
+    /// estimate or less) while this one is compressed.
+    fn batch_end(&self, start: usize) -> usize {
         let n = self.src.tensors().len();
-        let (start, mut end, mut sum) = (self.next, self.next, 0usize);
+        let limit = self.budget / 3 * 2;
+        let (mut end, mut sum) = (start, 0usize);
         while end < n {
             let c = self.cost(end);
-            if end > start && sum.saturating_add(c) > self.budget {
+            if end > start && sum.saturating_add(c) > limit {
                 break;
             }
             sum = sum.saturating_add(c);
             end += 1;
         }
-        self.next = end;
+        end
+    }
+
+    /// Reads tensors `start..end` (matrices widened to f32).
+    fn load(&self, start: usize, end: usize) -> Result<Vec<Loaded>> {
         let metas = &self.src.tensors()[start..end];
-        let mut loaded = Vec::with_capacity(metas.len());
-        for (i, t) in (start..end).zip(metas) {
-            loaded.push(match self.choices[i] {
-                Some(p) => Loaded::Matrix(self.src.read_f32(t)?, p),
-                None => Loaded::Plain(self.src.read(t)?),
-            });
-        }
+        (start..end)
+            .zip(metas)
+            .map(|(i, t)| {
+                Ok(match self.choices[i] {
+                    Some(p) => Loaded::Matrix(self.src.read_f32(t)?, p),
+                    None => Loaded::Plain(self.src.read(t)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Compresses the current batch while the next one is read, one task
+    /// each on the executor; queues the batch's results in model order.
+    fn fill(&mut self) -> Result<()> {
+        let n = self.src.tensors().len();
+        let (start, end, loaded) = match self.prefetched.take() {
+            Some(b) => b,
+            None => {
+                let end = self.batch_end(self.next);
+                (self.next, end, self.load(self.next, end)?)
+            }
+        };
+        self.next = end;
+        let next_end = if end < n { self.batch_end(end) } else { end };
+        let metas = &self.src.tensors()[start..end];
         let matrices = loaded
             .iter()
             .filter(|l| matches!(l, Loaded::Matrix(..)))
@@ -305,11 +337,22 @@ impl CompressStream<'_> {
         } else {
             &Sequential
         };
-        let pipelines = &self.pipelines;
-        let out = map(self.exec, loaded.len(), |j| match &loaded[j] {
-            Loaded::Matrix(data, p) => Some(compress_one(&metas[j], data, &pipelines[*p].1, inner)),
-            Loaded::Plain(_) => None,
+        let this = &*self;
+        let pipelines = &this.pipelines;
+        let k = loaded.len();
+        let tasks = k + usize::from(next_end > end);
+        let mut out = map(self.exec, tasks, |j| {
+            if j == k {
+                return Task::Read(this.load(end, next_end));
+            }
+            match &loaded[j] {
+                Loaded::Matrix(data, p) => {
+                    Task::Done(Some(compress_one(&metas[j], data, &pipelines[*p].1, inner)))
+                }
+                Loaded::Plain(_) => Task::Done(None),
+            }
         });
+        let read = (out.len() > k).then(|| out.pop().expect("the read task"));
         for ((t, l), o) in metas.iter().zip(loaded).zip(out) {
             let item = match (l, o) {
                 (Loaded::Plain(tensor), _) => Ok(StreamedTensor {
@@ -319,13 +362,25 @@ impl CompressStream<'_> {
                     bytes_read: t.bytes(),
                     signal: 0.0,
                 }),
-                (Loaded::Matrix(..), Some(r)) => r,
-                (Loaded::Matrix(..), None) => unreachable!("matrices are compressed"),
+                (Loaded::Matrix(..), Task::Done(Some(r))) => r,
+                _ => unreachable!("one compression per matrix"),
             };
             self.ready.push_back(item);
         }
+        match read {
+            Some(Task::Read(Ok(next))) => self.prefetched = Some((end, next_end, next)),
+            // A read error comes after the tensors before it.
+            Some(Task::Read(Err(e))) => self.ready.push_back(Err(e)),
+            _ => {}
+        }
         Ok(())
     }
+}
+
+/// What a task of [`CompressStream::fill`] returns.
+enum Task {
+    Done(Option<Result<StreamedTensor>>),
+    Read(Result<Vec<Loaded>>),
 }
 
 /// Compresses one matrix as [`compress_model`](super::compress_model) does.
@@ -371,7 +426,9 @@ impl Iterator for CompressStream<'_> {
         if self.failed {
             return None;
         }
-        if self.ready.is_empty() && self.next < self.src.tensors().len() {
+        if self.ready.is_empty()
+            && (self.prefetched.is_some() || self.next < self.src.tensors().len())
+        {
             if let Err(e) = self.fill() {
                 self.failed = true;
                 return Some(Err(e));

@@ -30,7 +30,11 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
         "kib" => 1024.0,
         "mib" => (1u64 << 20) as f64,
         "gib" => (1u64 << 30) as f64,
-        u => return Err(format!("unknown size unit `{u}` (B, KB, MB, GB, KiB, MiB, GiB)")),
+        u => {
+            return Err(format!(
+                "unknown size unit `{u}` (B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
     };
     let bytes = n * mult;
     if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
@@ -135,12 +139,7 @@ pub fn inspect_sharded(path: &Path) -> Result<()> {
 
 /// `squish decompress`: the dequantized model in `dtype`, one container
 /// shard in memory at a time, to one file or (with `shard`) to shards.
-pub fn decompress(
-    file: &Path,
-    output: &PathBuf,
-    dtype: &str,
-    shard: Option<u64>,
-) -> Result<()> {
+pub fn decompress(file: &Path, output: &PathBuf, dtype: &str, shard: Option<u64>) -> Result<()> {
     let dtype: ExportDtype = dtype.parse()?;
     let out = match shard {
         Some(max) => ModelWriter::sharded(output, max)?,
@@ -166,6 +165,10 @@ pub fn is_sharded(path: &Path) -> bool {
 /// A budget in MiB as bytes, checked.
 pub fn budget_bytes(mib: usize) -> Result<usize> {
     mib.checked_mul(1 << 20).ok_or_else(|| {
-        SquishError::invalid("--memory-budget", mib, "a budget in MiB that fits in memory")
+        SquishError::invalid(
+            "--memory-budget",
+            mib,
+            "a budget in MiB that fits in memory",
+        )
     })
 }
