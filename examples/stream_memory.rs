@@ -160,7 +160,11 @@ fn main() -> squish::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let budget_mib: usize = args.get(3).map_or(squish::recipe::DEFAULT_BUDGET >> 20, |s| s.parse().expect("MiB"));
+    let budget_mib: usize = args
+        .get(3)
+        .map_or(squish::recipe::DEFAULT_BUDGET >> 20, |s| {
+            s.parse().expect("MiB")
+        });
     let model = dir.join(format!("model-{gb}gb"));
     let out = dir.join(format!("model-{gb}gb.squish"));
     let t0 = Instant::now();
