@@ -333,7 +333,7 @@ fn plain_view(t: &Tensor) -> OwnedView {
 /// use squish::io::{CompressedModel, CompressedTensor, ContainerWriter, Dtype, Tensor};
 /// use squish::prelude::*;
 /// let w = Array2::from_shape_fn((16, 8), |(i, j)| (i as f32 - j as f32) / 8.0);
-/// let q = IntQuantizer::params(8).per_row().check()?.quantize(w.view())?;
+/// let q = Pipeline::new().quantize(IntQuantizer::params(8).per_row().check()?).run(w.view())?.matrix;
 /// let t = CompressedTensor::new(q, Dtype::BF16, vec![16, 8], "int8")?;
 /// let bias = Tensor::float(Dtype::BF16, vec![16], vec![0.5; 16])?;
 ///
