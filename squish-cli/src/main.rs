@@ -4,6 +4,7 @@ mod grid;
 mod plan;
 mod plot;
 mod serving;
+mod stream;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -35,14 +36,14 @@ enum Command {
     Compress(CompressArgs),
     /// Show what a container (or a plain safetensors file) holds.
     Inspect {
-        /// A squish container or a safetensors model.
+        /// A squish container or a safetensors model: a file, an index or a directory of shards.
         file: PathBuf,
     },
     /// Write the dequantized model as plain safetensors (original names, shapes, dtypes).
     Decompress {
-        /// A squish container.
+        /// A squish container: a file, an index or a directory of shards.
         file: PathBuf,
-        /// Output safetensors file.
+        /// Output safetensors file (a directory with --shard-size).
         #[arg(short, long)]
         output: PathBuf,
         /// Replace the output even when it is the input or a file squish did not write.
@@ -74,12 +75,12 @@ enum Command {
 
 #[derive(Args)]
 struct CompressArgs {
-    /// A safetensors model.
+    /// A safetensors model: a file, an index (`model.safetensors.index.json`) or a directory of shards.
     model: PathBuf,
     /// TOML recipe: layer patterns mapped to pipelines.
     #[arg(long, conflicts_with_all = ["int8", "int4", "binary", "ternary", "kmeans", "prune", "rank_energy", "include", "exclude"])]
     recipe: Option<PathBuf>,
-    /// Output container.
+    /// Output container (a directory with --shard-size).
     #[arg(short, long)]
     output: PathBuf,
     /// Replace the output even when it is the input (or a link to it) or a
@@ -207,10 +208,13 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
 }
 
 fn inspect(file: &Path) -> Result<()> {
-    match CompressedModel::load(file) {
+    match CompressedModel::open(file) {
         Ok(m) => {
             print!("{}", table::container(&m));
             Ok(())
+        }
+        Err(SquishError::File(FileError::NotAContainer { .. })) if stream::is_sharded(file) => {
+            stream::inspect_sharded(file)
         }
         Err(SquishError::File(FileError::NotAContainer { .. })) => {
             print!("{}", table::model(&Model::load(file)?));

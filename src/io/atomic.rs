@@ -47,7 +47,7 @@ pub(crate) fn to_bytes(
 /// Rewrites the JSON header with its keys sorted, so the same model always
 /// gives the same bytes (safetensors writes its metadata map in hash order).
 /// The entries and their offsets are unchanged, so the header keeps its length.
-fn canonical_header(bytes: &mut [u8]) {
+pub(crate) fn canonical_header(bytes: &mut [u8]) {
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors wrote valid JSON");

@@ -133,6 +133,9 @@ pub enum FileError {
         /// The file or model.
         what: String,
     },
+    /// A sharded checkpoint is inconsistent (see [`ShardError`](super::ShardError)).
+    #[error(transparent)]
+    Shard(#[from] super::ShardError),
     /// Two tensors would be written under the same name.
     #[error("tensor name `{name}` is used twice; rename one of the tensors")]
     DuplicateName {

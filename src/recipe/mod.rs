@@ -12,6 +12,7 @@ mod method;
 #[allow(clippy::module_inception)]
 mod recipe;
 mod spec;
+mod stream;
 mod sweep;
 
 pub use apply::{compress_model, Compressed, LayerReport};
@@ -21,5 +22,8 @@ pub use recipe::{Choice, Recipe, Rule};
 pub use spec::{
     AxisSpec, CalibrationSpec, GranularitySpec, InitSpec, IntSpec, KMeansSpec, LowRankSpec,
     StructuredSpec,
+};
+pub use stream::{
+    CompressStream, StreamCompression, StreamParams, StreamSummary, StreamedTensor, DEFAULT_BUDGET,
 };
 pub use sweep::{families, sweep, Family, SweepPoint};

@@ -1,0 +1,445 @@
+//! Streaming model compression: a recipe applied to a model larger than
+//! memory, a few tensors at a time under a memory budget, as an iterator a
+//! program drives or straight into a container file.
+
+use std::collections::VecDeque;
+
+use super::{Choice, LayerReport, Recipe};
+use crate::error::{Result, SquishError};
+use crate::io::{
+    CompressedTensor, ContainerWriter, Entry, ShardedModel, Tensor, TensorMeta, Written,
+};
+use crate::parallel::{map, pipeline_working_set, ParallelExecutor, Sequential};
+use crate::pipeline::Pipeline;
+
+/// The memory budget when none is set: 1 GiB of estimated working set
+/// ([`pipeline_working_set`], which overestimates: int8 of a model of
+/// 4096² matrices peaks near 60 % of it).
+pub const DEFAULT_BUDGET: usize = 1 << 30;
+
+/// Unchecked settings of a [`StreamCompression`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamParams {
+    budget: usize,
+}
+
+impl StreamParams {
+    /// Bytes of estimated working set in flight at once (tensors read,
+    /// widened to f32 and being compressed): at least 1 MiB. A single
+    /// tensor whose estimate exceeds the budget is still compressed, alone.
+    pub fn budget_bytes(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    /// Checks the settings.
+    pub fn check(self) -> Result<StreamCompression> {
+        if self.budget < 1 << 20 {
+            return Err(SquishError::invalid(
+                "budget_bytes",
+                self.budget,
+                "the memory budget must be at least 1 MiB (1048576 bytes)",
+            ));
+        }
+        Ok(StreamCompression {
+            budget: self.budget,
+        })
+    }
+}
+
+/// Compression of a model tensor by tensor, in bounded memory.
+///
+/// Tensors are read in model order (see [`ShardedModel`]) into batches whose
+/// estimated working set ([`pipeline_working_set`] for a matrix, twice its
+/// f32 size for a tensor kept as it is) fits two thirds of the budget; a
+/// batch's matrices are compressed in parallel on the executor, one task
+/// each, while one more task reads the next batch, and the results come out
+/// in model order. Peak memory is set by the budget and the
+/// largest tensor, not by the size of the model. Every matrix gets exactly
+/// what [`compress_model`](super::compress_model) gives it, whatever the
+/// budget or the executor, and [`compress_to`](Self::compress_to) writes the
+/// same container bytes as compressing in memory and saving.
+///
+/// ```
+/// use squish::io::{CompressedModel, ContainerWriter, Dtype, Model, ShardedModel, Tensor};
+/// use squish::parallel::Sequential;
+/// use squish::recipe::{compress_model, Recipe, StreamCompression};
+/// let dir = tempfile::tempdir()?;
+/// let mut m = Model::new();
+/// let w: Vec<f32> = (0..64 * 32).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+/// m.insert("fc.weight", Tensor::float(Dtype::BF16, vec![64, 32], w)?)?;
+/// m.insert("fc.bias", Tensor::float(Dtype::BF16, vec![64], vec![0.25; 64])?)?;
+/// m.save(dir.path().join("model.safetensors"))?;
+///
+/// let recipe = Recipe::from_toml("[default]\npipeline = [{ method = \"int8\" }]")?;
+/// let src = ShardedModel::open(dir.path())?;
+/// let stream = StreamCompression::params().budget_bytes(8 << 20).check()?;
+/// // As an iterator: one result per tensor, in model order.
+/// for t in stream.stream(&src, &recipe, &Sequential)? {
+///     let t = t?;
+///     println!("{} {:?}", t.name, t.layer.map(|l| l.ratio()));
+/// }
+/// // Or straight into a container: the same bytes as the in-memory path.
+/// let out = dir.path().join("model.squish");
+/// stream.compress_to(&src, &recipe, &Sequential, ContainerWriter::create(&out)?, &mut |_| {})?;
+/// let whole = compress_model(&Model::load(dir.path().join("model.safetensors"))?, &recipe, &Sequential, &|_| {})?;
+/// assert_eq!(std::fs::read(&out)?, whole.model.to_bytes()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamCompression {
+    budget: usize,
+}
+
+impl Default for StreamCompression {
+    fn default() -> Self {
+        StreamCompression {
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+/// One tensor out of a [`CompressStream`].
+#[derive(Clone, Debug)]
+pub struct StreamedTensor {
+    /// The tensor's name.
+    pub name: String,
+    /// Compressed, or kept as it was (in its own dtype).
+    pub entry: Entry,
+    /// What compression did, for a compressed matrix.
+    pub layer: Option<LayerReport>,
+    /// Bytes read from the model file for this tensor.
+    pub bytes_read: u64,
+    /// Σw² of the original values (for a compressed matrix), so totals can
+    /// be formed without the original model.
+    pub signal: f64,
+}
+
+/// What [`StreamCompression::compress_to`] did.
+#[derive(Clone, Debug)]
+pub struct StreamSummary {
+    /// One report per compressed matrix, in model order.
+    pub layers: Vec<LayerReport>,
+    /// Tensors stored as they were.
+    pub kept: usize,
+    /// Bytes of tensor data read.
+    pub bytes_read: u64,
+    /// The files written.
+    pub written: Written,
+    signal: Vec<f64>,
+}
+
+impl StreamSummary {
+    /// Totals over all compressed matrices: (bytes before, bytes after,
+    /// relative error of the concatenated weights), as
+    /// [`Compressed::totals`](super::Compressed::totals) gives.
+    pub fn totals(&self) -> (usize, usize, f64) {
+        let (mut before, mut after, mut signal, mut noise) = (0, 0, 0.0f64, 0.0f64);
+        for (l, &s) in self.layers.iter().zip(&self.signal) {
+            before += l.bytes_before;
+            after += l.bytes_after;
+            signal += s;
+            noise += l.error.rel_frobenius.powi(2) * s;
+        }
+        let rel = if signal > 0.0 {
+            (noise / signal).sqrt()
+        } else {
+            0.0
+        };
+        (before, after, rel)
+    }
+}
+
+impl StreamCompression {
+    /// Starts a builder with the default budget ([`DEFAULT_BUDGET`]).
+    pub fn params() -> StreamParams {
+        StreamParams {
+            budget: DEFAULT_BUDGET,
+        }
+    }
+
+    /// The memory budget in bytes.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// The tensors of `src` compressed as `recipe` says, as an iterator in
+    /// model order. The recipe is checked against the model's names first
+    /// (nothing is read when it does not fit); after an error the iterator
+    /// ends.
+    pub fn stream<'a>(
+        &self,
+        src: &'a ShardedModel,
+        recipe: &Recipe,
+        exec: &'a dyn ParallelExecutor,
+    ) -> Result<CompressStream<'a>> {
+        let (mut matrices, mut others) = (Vec::new(), Vec::new());
+        for t in src.tensors() {
+            if t.is_matrix() {
+                matrices.push(t.name());
+            } else {
+                others.push(t.name());
+            }
+        }
+        let planned = recipe.plan(&matrices, &others)?;
+        let pipelines: Vec<(Choice, Pipeline)> = [Choice::Default]
+            .into_iter()
+            .chain((0..recipe.rules().len()).map(Choice::Rule))
+            .map(|c| Ok((c, recipe.pipeline(c)?)))
+            .collect::<Result<_>>()?;
+        let mut planned = planned.into_iter();
+        let choices = src
+            .tensors()
+            .iter()
+            .map(|t| {
+                if !t.is_matrix() {
+                    return None;
+                }
+                let c = planned.next().expect("one choice per matrix");
+                let p = pipelines.iter().position(|(d, _)| *d == c)?;
+                (!pipelines[p].1.is_empty()).then_some(p)
+            })
+            .collect();
+        Ok(CompressStream {
+            src,
+            exec,
+            budget: self.budget,
+            pipelines,
+            choices,
+            next: 0,
+            prefetched: None,
+            ready: VecDeque::new(),
+            failed: false,
+        })
+    }
+
+    /// Compresses `src` into `out`, a tensor at a time; `progress` sees each
+    /// tensor as it is written. On an error nothing is left on disk.
+    pub fn compress_to(
+        &self,
+        src: &ShardedModel,
+        recipe: &Recipe,
+        exec: &dyn ParallelExecutor,
+        mut out: ContainerWriter,
+        progress: &mut dyn FnMut(&StreamedTensor),
+    ) -> Result<StreamSummary> {
+        let (mut layers, mut signal, mut kept, mut bytes_read) = (Vec::new(), Vec::new(), 0, 0);
+        for t in self.stream(src, recipe, exec)? {
+            let t = t?;
+            out.push(&t.name, &t.entry)?;
+            progress(&t);
+            bytes_read += t.bytes_read;
+            match t.layer {
+                Some(l) => {
+                    layers.push(l);
+                    signal.push(t.signal);
+                }
+                None => kept += 1,
+            }
+        }
+        Ok(StreamSummary {
+            layers,
+            kept,
+            bytes_read,
+            written: out.finish()?,
+            signal,
+        })
+    }
+}
+
+/// The iterator of [`StreamCompression::stream`].
+pub struct CompressStream<'a> {
+    src: &'a ShardedModel,
+    exec: &'a dyn ParallelExecutor,
+    budget: usize,
+    pipelines: Vec<(Choice, Pipeline)>,
+    /// Per tensor: the pipeline that compresses it, `None` to keep it.
+    choices: Vec<Option<usize>>,
+    next: usize,
+    /// The next batch (start, end, tensors), read while the last one was compressed.
+    prefetched: Option<(usize, usize, Vec<Loaded>)>,
+    ready: VecDeque<Result<StreamedTensor>>,
+    failed: bool,
+}
+
+/// A tensor read for a batch.
+enum Loaded {
+    Matrix(Vec<f32>, usize),
+    Plain(Tensor),
+}
+
+impl CompressStream<'_> {
+    fn cost(&self, i: usize) -> usize {
+        let t = &self.src.tensors()[i];
+        match self.choices[i] {
+            Some(p) => {
+                let rows = t.shape()[0];
+                pipeline_working_set(rows, t.numel() / rows, self.pipelines[p].1.len())
+            }
+            None => t.numel().saturating_mul(4).saturating_mul(2),
+        }
+    }
+
+    /// End of the batch starting at `start`: tensors whose estimates sum to
+    /// at most two thirds of the budget (at least one tensor). The rest of
+    /// the budget covers the next batch, read (as f32, a quarter of its
+    /// estimate or less) while this one is compressed.
+    fn batch_end(&self, start: usize) -> usize {
+        let n = self.src.tensors().len();
+        let limit = self.budget / 3 * 2;
+        let (mut end, mut sum) = (start, 0usize);
+        while end < n {
+            let c = self.cost(end);
+            if end > start && sum.saturating_add(c) > limit {
+                break;
+            }
+            sum = sum.saturating_add(c);
+            end += 1;
+        }
+        end
+    }
+
+    /// Reads tensors `start..end` (matrices widened to f32).
+    fn load(&self, start: usize, end: usize) -> Result<Vec<Loaded>> {
+        let metas = &self.src.tensors()[start..end];
+        (start..end)
+            .zip(metas)
+            .map(|(i, t)| {
+                Ok(match self.choices[i] {
+                    Some(p) => Loaded::Matrix(self.src.read_f32(t)?, p),
+                    None => Loaded::Plain(self.src.read(t)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Compresses the current batch while the next one is read, one task
+    /// each on the executor; queues the batch's results in model order.
+    fn fill(&mut self) -> Result<()> {
+        let n = self.src.tensors().len();
+        let (start, end, loaded) = match self.prefetched.take() {
+            Some(b) => b,
+            None => {
+                let end = self.batch_end(self.next);
+                (self.next, end, self.load(self.next, end)?)
+            }
+        };
+        self.next = end;
+        let next_end = if end < n { self.batch_end(end) } else { end };
+        let metas = &self.src.tensors()[start..end];
+        let matrices = loaded
+            .iter()
+            .filter(|l| matches!(l, Loaded::Matrix(..)))
+            .count();
+        // One matrix alone may use every worker; several run one per worker.
+        let inner: &dyn ParallelExecutor = if matrices == 1 {
+            self.exec
+        } else {
+            &Sequential
+        };
+        let this = &*self;
+        let pipelines = &this.pipelines;
+        let k = loaded.len();
+        let tasks = k + usize::from(next_end > end);
+        let mut out = map(self.exec, tasks, |j| {
+            if j == k {
+                return Task::Read(this.load(end, next_end));
+            }
+            match &loaded[j] {
+                Loaded::Matrix(data, p) => {
+                    Task::Done(Some(compress_one(&metas[j], data, &pipelines[*p].1, inner)))
+                }
+                Loaded::Plain(_) => Task::Done(None),
+            }
+        });
+        let read = (out.len() > k).then(|| out.pop().expect("the read task"));
+        for ((t, l), o) in metas.iter().zip(loaded).zip(out) {
+            let item = match (l, o) {
+                (Loaded::Plain(tensor), _) => Ok(StreamedTensor {
+                    name: t.name().to_string(),
+                    entry: Entry::Plain(tensor),
+                    layer: None,
+                    bytes_read: t.bytes(),
+                    signal: 0.0,
+                }),
+                (Loaded::Matrix(..), Task::Done(Some(r))) => r,
+                _ => unreachable!("one compression per matrix"),
+            };
+            self.ready.push_back(item);
+        }
+        match read {
+            Some(Task::Read(Ok(next))) => self.prefetched = Some((end, next_end, next)),
+            // A read error comes after the tensors before it.
+            Some(Task::Read(Err(e))) => self.ready.push_back(Err(e)),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// What a task of [`CompressStream::fill`] returns.
+enum Task {
+    Done(Option<Result<StreamedTensor>>),
+    Read(Result<Vec<Loaded>>),
+}
+
+/// Compresses one matrix as [`compress_model`](super::compress_model) does.
+fn compress_one(
+    t: &TensorMeta,
+    data: &[f32],
+    pipeline: &Pipeline,
+    exec: &dyn ParallelExecutor,
+) -> Result<StreamedTensor> {
+    let rows = t.shape()[0];
+    let w = ndarray::ArrayView2::from_shape((rows, data.len() / rows), data)
+        .expect("the shape flattens to rows × rest");
+    let out = pipeline.run_on(w, exec)?;
+    let method = out.report.stages[1..]
+        .iter()
+        .map(|s| s.method.as_str())
+        .collect::<Vec<_>>()
+        .join(" → ");
+    let last = out.report.stages.last().expect("the input stage");
+    let layer = LayerReport {
+        name: t.name().to_string(),
+        shape: t.shape().to_vec(),
+        method: method.clone(),
+        bytes_before: t.bytes() as usize,
+        bytes_f32: last.storage.dense_bytes(),
+        bytes_after: last.storage.total(),
+        error: last.error,
+    };
+    let signal = data.iter().map(|&x| (x as f64) * (x as f64)).sum();
+    let ct = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
+    Ok(StreamedTensor {
+        name: t.name().to_string(),
+        entry: Entry::Compressed(Box::new(ct)),
+        layer: Some(layer),
+        bytes_read: t.bytes(),
+        signal,
+    })
+}
+
+impl Iterator for CompressStream<'_> {
+    type Item = Result<StreamedTensor>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.ready.is_empty()
+            && (self.prefetched.is_some() || self.next < self.src.tensors().len())
+        {
+            if let Err(e) = self.fill() {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        }
+        let item = self.ready.pop_front()?;
+        if item.is_err() {
+            self.failed = true;
+            self.ready.clear();
+        }
+        Some(item)
+    }
+}
