@@ -95,6 +95,9 @@ pub enum SquishError {
     /// An error of the low-rank family (rank selection, SVD backends).
     #[error(transparent)]
     LowRank(#[from] crate::compression::lowrank::LowRankError),
+    /// A run over several ranks failed (on this rank or another).
+    #[error(transparent)]
+    Distributed(#[from] crate::distributed::DistributedError),
 }
 
 impl SquishError {

@@ -30,6 +30,7 @@
 pub mod compression;
 pub mod data;
 pub mod distillation;
+pub mod distributed;
 pub mod error;
 pub mod io;
 pub mod matrix;
