@@ -1,5 +1,7 @@
 //! `squish`: compress, inspect, decompress and sweep safetensors models.
 
+#[cfg(feature = "mpi")]
+mod mpi;
 mod plot;
 mod table;
 
@@ -131,6 +133,11 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         None => quick_recipe(a)?,
     };
     let model = Model::load(&a.model)?;
+    // Started by mpirun: the ranks share the layers (feature `mpi`).
+    #[cfg(feature = "mpi")]
+    if squish::distributed::MpiComm::launched() {
+        return mpi::compress(&model, &recipe, &a.output, exec);
+    }
     let n = model.iter().filter(|(_, t)| t.matrix().is_some()).count();
     let bar = if a.quiet {
         ProgressBar::hidden()
