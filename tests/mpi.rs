@@ -18,13 +18,11 @@ fn main() -> ExitCode {
     // in layer1.weight) for the CLI checks of .ci/mpi.sh, without MPI.
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--write-model") {
-        let mut m = distributed_cases::test_model();
-        if args.iter().any(|a| a == "--nan") {
-            let mut w = distributed_cases::random(64, 64, 1);
-            w[[3, 5]] = f32::NAN;
-            let t = squish::io::Tensor::float(squish::io::Dtype::F32, vec![64, 64], w.into_raw_vec_and_offset().0);
-            m.insert("layer1.weight", t.expect("a tensor")).expect("insert");
-        }
+        let m = if args.iter().any(|a| a == "--nan") {
+            distributed_cases::nan_model()
+        } else {
+            distributed_cases::test_model()
+        };
         m.save(&args[i + 1]).expect("write the model");
         return ExitCode::SUCCESS;
     }
