@@ -20,7 +20,7 @@ use std::time::Instant;
 use ndarray::Array2;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use squish::data::Dataset;
-use squish::distributed::{self, Cluster, Communicator, Metered};
+use squish::distributed::{self, Cluster, Communicator, Metered, Wire};
 use squish::io::{Dtype, Model, Tensor};
 use squish::parallel::{DataParallel, Sequential};
 use squish::recipe::Recipe;
@@ -35,11 +35,18 @@ pipeline = [{ method = "int8" }]
 pipeline = [{ method = "magnitude", sparsity = 0.5 }, { method = "kmeans", k = 16 }]
 "#;
 
-fn model() -> squish::Result<(Model, String)> {
+/// The synthetic 36-layer model, and all-MiniLM-L6-v2 when
+/// `SQUISH_MINILM_DIR` is set.
+fn models() -> squish::Result<Vec<(Model, String)>> {
+    let mut out = vec![synthetic()?];
     if let Some(dir) = std::env::var_os("SQUISH_MINILM_DIR") {
         let p = std::path::Path::new(&dir).join("model.safetensors");
-        return Ok((Model::load(&p)?, "all-MiniLM-L6-v2".into()));
+        out.push((Model::load(&p)?, "all-MiniLM-L6-v2".into()));
     }
+    Ok(out)
+}
+
+fn synthetic() -> squish::Result<(Model, String)> {
     // MiniLM's linear shapes, 6 blocks: q, k, v, o, up, down.
     let mut rng = StdRng::seed_from_u64(1);
     let mut m = Model::new();
@@ -59,7 +66,7 @@ fn model() -> squish::Result<(Model, String)> {
             )?;
         }
     }
-    Ok((m, "synthetic 36 × MiniLM-shaped layers".into()))
+    Ok((m, "synthetic: MiniLM's 36 linear layers".into()))
 }
 
 fn data() -> squish::Result<Dataset> {
@@ -71,30 +78,46 @@ fn data() -> squish::Result<Dataset> {
     Dataset::new(x, y, k)
 }
 
-struct Times {
-    compress: f64,
-    compress_comm: f64,
-    compress_bytes: u64,
-    train: f64,
-    train_comm: f64,
-    train_bytes: u64,
-    crc: u32,
-    loss: f64,
+/// One rank's times (seconds) and bytes sent.
+#[derive(Clone, Copy, Default)]
+struct Phase {
+    wall: f64,
+    comm: f64,
+    bytes: u64,
 }
 
-fn run<C: Communicator>(comm: &Metered<C>, model: &Model, data: &Dataset) -> squish::Result<Times> {
+impl Wire for Phase {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.wall, (self.comm, self.bytes)).encode(out);
+    }
+    fn decode(input: &mut squish::distributed::Reader<'_>) -> squish::Result<Self> {
+        let (wall, (comm, bytes)) = <(f64, (f64, u64))>::decode(input)?;
+        Ok(Phase { wall, comm, bytes })
+    }
+}
+
+/// Compresses `model` and writes the container (rank 0), timed.
+fn compress<C: Communicator>(comm: &Metered<C>, model: &Model) -> squish::Result<(Phase, u32)> {
     let cluster = Cluster::new(comm, &Sequential);
     let recipe = Recipe::from_toml(RECIPE)?;
+    let path = std::env::temp_dir().join(format!("squish-bench-{}.squish", std::process::id()));
     comm.reset();
     let t0 = Instant::now();
-    let out = distributed::compress_model(&cluster, model, &recipe)?;
-    let crc = match out {
-        Some(c) => crc32fast::hash(&c.model.to_bytes()?),
-        None => 0,
+    distributed::compress_to_file(&cluster, model, &recipe, &path)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let crc = if cluster.is_root() {
+        let c = crc32fast::hash(&std::fs::read(&path).expect("rank 0 wrote it"));
+        std::fs::remove_file(&path).ok();
+        c
+    } else {
+        0
     };
-    let compress = t0.elapsed().as_secs_f64();
-    let (compress_comm, compress_bytes) = (comm.seconds(), comm.bytes_sent());
+    Ok((Phase { wall, comm: comm.seconds(), bytes: comm.bytes_sent() }, crc))
+}
 
+/// One epoch of data-parallel training, timed.
+fn train<C: Communicator>(comm: &Metered<C>, data: &Dataset) -> squish::Result<(Phase, f64)> {
+    let cluster = Cluster::new(comm, &Sequential);
     let trainer = Trainer::params()
         .epochs(1)
         .batch_size(512)
@@ -106,39 +129,49 @@ fn run<C: Communicator>(comm: &Metered<C>, model: &Model, data: &Dataset) -> squ
     comm.reset();
     let t0 = Instant::now();
     let report = distributed::fit(&cluster, &trainer, &dp, &mut mlp, data)?;
-    let train = t0.elapsed().as_secs_f64();
-    Ok(Times {
-        compress,
-        compress_comm,
-        compress_bytes,
-        train,
-        train_comm: comm.seconds(),
-        train_bytes: comm.bytes_sent(),
-        crc,
-        loss: report.epoch_loss[0],
-    })
+    let wall = t0.elapsed().as_secs_f64();
+    Ok((Phase { wall, comm: comm.seconds(), bytes: comm.bytes_sent() }, report.epoch_loss[0]))
 }
 
-fn report(ranks: usize, rank: usize, t: &Times, slowest_comm: (f64, f64)) {
-    if rank != 0 {
-        return;
+/// Prints a phase from every rank's numbers: wall time of the slowest rank,
+/// and its share spent communicating (waiting for peers included).
+fn print_phase(ranks: usize, what: &str, all: &[Phase], result: &str) {
+    let slowest = all.iter().copied().fold(Phase::default(), |a, p| if p.wall > a.wall { p } else { a });
+    let max_comm = all.iter().map(|p| p.comm).fold(0.0, f64::max);
+    let bytes: u64 = all.iter().map(|p| p.bytes).sum();
+    println!(
+        "ranks {ranks}: {what:45} {:7.3} s   communicating ≤ {:6.3} s ({:4.1} % of the slowest rank)   {:>10} B sent   {result}",
+        slowest.wall,
+        max_comm,
+        100.0 * max_comm / slowest.wall,
+        bytes,
+    );
+}
+
+/// `SQUISH_LAYER_TIMES=1`: each layer's compression time next to its
+/// estimated cost (to check the cost model), on one thread.
+fn layer_times(model: &Model) -> squish::Result<()> {
+    let recipe = Recipe::from_toml(RECIPE)?;
+    for (name, t) in model.iter() {
+        let Some(w) = t.matrix() else { continue };
+        let c = recipe.choose(name);
+        if c == squish::recipe::Choice::Keep {
+            continue;
+        }
+        let p = recipe.pipeline(c)?;
+        let t0 = Instant::now();
+        p.run_with(w, &Sequential)?;
+        let cost = distributed::layer_cost(recipe.methods(c), w.nrows(), w.ncols());
+        println!(
+            "{name:50} {:>5}x{:<5} {:8.1} ms  cost {:>11}  ns/cost {:.2}",
+            w.nrows(),
+            w.ncols(),
+            t0.elapsed().as_secs_f64() * 1e3,
+            cost,
+            t0.elapsed().as_secs_f64() * 1e9 / cost as f64
+        );
     }
-    println!(
-        "ranks {ranks}: compress {:.3} s (communicating {:.3} s = {:.0} %, rank 0 sent {} B), container crc {:08x}",
-        t.compress,
-        slowest_comm.0,
-        100.0 * slowest_comm.0 / t.compress,
-        t.compress_bytes,
-        t.crc
-    );
-    println!(
-        "ranks {ranks}: train 1 epoch {:.3} s (communicating {:.3} s = {:.0} %, rank 0 sent {} B), loss {:.17}",
-        t.train,
-        slowest_comm.1,
-        100.0 * slowest_comm.1 / t.train,
-        t.train_bytes,
-        t.loss
-    );
+    Ok(())
 }
 
 #[cfg(feature = "mpi")]
@@ -146,45 +179,72 @@ fn main() -> squish::Result<()> {
     use squish::distributed::{from_bytes, to_bytes, MpiComm};
     let world = MpiComm::world()?;
     let comm = Metered::new(world.clone());
-    let (model, what) = model()?;
+    let models = models()?;
+    if std::env::var_os("SQUISH_LAYER_TIMES").is_some() {
+        return models.iter().try_for_each(|(m, _)| layer_times(m));
+    }
+    let (n, root) = (world.size(), world.rank() == 0);
+    let gather = |p: Phase| -> squish::Result<Vec<Phase>> {
+        world.all_gather(&to_bytes(&p))?.iter().map(|b| from_bytes(b)).collect()
+    };
+    for (model, what) in &models {
+        let (p, crc) = compress(&comm, model)?;
+        let all = gather(p)?;
+        if root {
+            print_phase(n, &format!("compress + write {what}"), &all, &format!("crc {crc:08x}"));
+        }
+    }
     let data = data()?;
-    if world.rank() == 0 {
-        println!("model: {what}, {} tensors; 1 thread per rank", model.len());
+    let (p, loss) = train(&comm, &data)?;
+    let all = gather(p)?;
+    if root {
+        print_phase(n, "train 1 epoch (MLP 256-512-256-10, 8192 rows)", &all, &format!("loss {loss:.17}"));
     }
-    let t = run(&comm, &model, &data)?;
-    // The slowest rank's communication time.
-    let all = world.all_gather(&to_bytes(&(t.compress_comm, t.train_comm)))?;
-    let mut worst = (0.0f64, 0.0f64);
-    for b in all {
-        let (a, c): (f64, f64) = from_bytes(&b)?;
-        worst = (worst.0.max(a), worst.1.max(c));
-    }
-    report(world.size(), world.rank(), &t, worst);
     Ok(())
 }
 
 #[cfg(not(feature = "mpi"))]
 fn main() -> squish::Result<()> {
     use std::sync::Arc;
-    let (model, what) = model()?;
+    let models = models()?;
+    if std::env::var_os("SQUISH_LAYER_TIMES").is_some() {
+        return models.iter().try_for_each(|(m, _)| layer_times(m));
+    }
     let data = data()?;
-    println!("model: {what}, {} tensors; threads standing in for ranks (build with --features mpi and run under mpirun for processes)", model.len());
+    println!("threads standing in for ranks (build with --features mpi and run under mpirun for processes)");
     for ranks in [1, 2] {
         let comms = distributed::LocalComm::group(ranks)?;
-        let model = Arc::new(model.clone());
-        let outs: Vec<squish::Result<Times>> = std::thread::scope(|s| {
+        let models = Arc::new(&models);
+        let outs: Vec<squish::Result<Vec<(Phase, String)>>> = std::thread::scope(|s| {
             let hs: Vec<_> = comms
                 .into_iter()
                 .map(|c| {
-                    let (model, data) = (Arc::clone(&model), &data);
-                    s.spawn(move || run(&Metered::new(c), &model, data))
+                    let (models, data) = (Arc::clone(&models), &data);
+                    s.spawn(move || {
+                        let m = Metered::new(c);
+                        let mut out = Vec::new();
+                        for (model, _) in models.iter() {
+                            let (p, crc) = compress(&m, model)?;
+                            out.push((p, format!("crc {crc:08x}")));
+                        }
+                        let (p, loss) = train(&m, data)?;
+                        out.push((p, format!("loss {loss:.17}")));
+                        Ok(out)
+                    })
                 })
                 .collect();
             hs.into_iter().map(|h| h.join().expect("rank panicked")).collect()
         });
         let outs = outs.into_iter().collect::<squish::Result<Vec<_>>>()?;
-        let worst = outs.iter().fold((0.0f64, 0.0f64), |w, t| (w.0.max(t.compress_comm), w.1.max(t.train_comm)));
-        report(ranks, 0, &outs[0], worst);
+        let names: Vec<String> = models
+            .iter()
+            .map(|(_, w)| format!("compress + write {w}"))
+            .chain(["train 1 epoch (MLP 256-512-256-10, 8192 rows)".to_string()])
+            .collect();
+        for (k, name) in names.iter().enumerate() {
+            let all: Vec<Phase> = outs.iter().map(|o| o[k].0).collect();
+            print_phase(ranks, name, &all, &outs[0][k].1);
+        }
     }
     Ok(())
 }
