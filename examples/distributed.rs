@@ -8,9 +8,11 @@
 //!     target/release/examples/distributed; done
 //! ```
 //!
-//! Compresses all-MiniLM-L6-v2 (`SQUISH_MINILM_DIR`; 36 linear layers plus
-//! embeddings) or, without it, a synthetic 36-layer model of the same shapes,
-//! then trains an MLP for one epoch data-parallel. Rank 0 prints the wall
+//! Compresses two synthetic encoders (MiniLM's 36 linear layers of width 384,
+//! BERT-base's 72 of width 768) and all-MiniLM-L6-v2 itself when
+//! `SQUISH_MINILM_DIR` is set (36 linear layers plus embeddings, the word
+//! embeddings half of all weights), writing the container; then trains an
+//! MLP for one epoch data-parallel. Rank 0 prints the wall
 //! time, the time spent communicating (slowest rank; waiting for peers
 //! included) and the bytes sent. Without the feature (or without
 //! `mpirun`), the same code runs with threads standing in for 1 and 2 ranks.
@@ -26,7 +28,14 @@ use squish::parallel::{DataParallel, Sequential};
 use squish::recipe::Recipe;
 use squish::training::{Mlp, Optimizer, Trainer};
 
+/// Every linear layer pruned to half and shared over 16 values.
 const RECIPE: &str = r#"
+[default]
+pipeline = [{ method = "magnitude", sparsity = 0.5 }, { method = "kmeans", k = 16 }]
+"#;
+
+/// MiniLM: the same, and int8 embeddings.
+const MINILM_RECIPE: &str = r#"
 [[rule]]
 pattern = "*embeddings*"
 pipeline = [{ method = "int8" }]
@@ -37,27 +46,32 @@ pipeline = [{ method = "magnitude", sparsity = 0.5 }, { method = "kmeans", k = 1
 
 /// The synthetic 36-layer model, and all-MiniLM-L6-v2 when
 /// `SQUISH_MINILM_DIR` is set.
-fn models() -> squish::Result<Vec<(Model, String)>> {
-    let mut out = vec![synthetic()?];
+fn models() -> squish::Result<Vec<(Model, String, &'static str)>> {
+    let mut out = Vec::new();
+    for (blocks, d) in [(6, 384), (12, 768)] {
+        let (m, what) = synthetic(blocks, d)?;
+        out.push((m, what, RECIPE));
+    }
     if let Some(dir) = std::env::var_os("SQUISH_MINILM_DIR") {
         let p = std::path::Path::new(&dir).join("model.safetensors");
-        out.push((Model::load(&p)?, "all-MiniLM-L6-v2".into()));
+        out.push((Model::load(&p)?, "all-MiniLM-L6-v2".into(), MINILM_RECIPE));
     }
     Ok(out)
 }
 
-fn synthetic() -> squish::Result<(Model, String)> {
-    // MiniLM's linear shapes, 6 blocks: q, k, v, o, up, down.
+/// An encoder's linear layers: `blocks` × (q, k, v, o, up, down), width
+/// `d` (MiniLM: 6 × 384; BERT-base: 12 × 768).
+fn synthetic(blocks: usize, d: usize) -> squish::Result<(Model, String)> {
     let mut rng = StdRng::seed_from_u64(1);
     let mut m = Model::new();
-    for b in 0..6 {
+    for b in 0..blocks {
         for (name, r, c) in [
-            ("q", 384, 384),
-            ("k", 384, 384),
-            ("v", 384, 384),
-            ("o", 384, 384),
-            ("up", 1536, 384),
-            ("down", 384, 1536),
+            ("q", d, d),
+            ("k", d, d),
+            ("v", d, d),
+            ("o", d, d),
+            ("up", 4 * d, d),
+            ("down", d, 4 * d),
         ] {
             let w: Vec<f32> = (0..r * c).map(|_| rng.random_range(-0.1f32..0.1)).collect();
             m.insert(
@@ -66,7 +80,7 @@ fn synthetic() -> squish::Result<(Model, String)> {
             )?;
         }
     }
-    Ok((m, "synthetic: MiniLM's 36 linear layers".into()))
+    Ok((m, format!("synthetic {} layers, width {d}", 6 * blocks)))
 }
 
 fn data() -> squish::Result<Dataset> {
@@ -84,25 +98,41 @@ struct Phase {
     wall: f64,
     comm: f64,
     bytes: u64,
+    cpu: f64,
+}
+
+/// This process's CPU time in seconds (Linux; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 (clock ticks of 1/100 s); the
+    // state, field 3, comes first after the name.
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
 }
 
 impl Wire for Phase {
     fn encode(&self, out: &mut Vec<u8>) {
-        (self.wall, (self.comm, self.bytes)).encode(out);
+        ((self.wall, self.cpu), (self.comm, self.bytes)).encode(out);
     }
     fn decode(input: &mut squish::distributed::Reader<'_>) -> squish::Result<Self> {
-        let (wall, (comm, bytes)) = <(f64, (f64, u64))>::decode(input)?;
-        Ok(Phase { wall, comm, bytes })
+        let ((wall, cpu), (comm, bytes)) = <((f64, f64), (f64, u64))>::decode(input)?;
+        Ok(Phase { wall, comm, bytes, cpu })
     }
 }
 
 /// Compresses `model` and writes the container (rank 0), timed.
-fn compress<C: Communicator>(comm: &Metered<C>, model: &Model) -> squish::Result<(Phase, u32)> {
+fn compress<C: Communicator>(
+    comm: &Metered<C>,
+    model: &Model,
+    recipe: &str,
+) -> squish::Result<(Phase, u32)> {
     let cluster = Cluster::new(comm, &Sequential);
-    let recipe = Recipe::from_toml(RECIPE)?;
+    let recipe = Recipe::from_toml(recipe)?;
     let path = std::env::temp_dir().join(format!("squish-bench-{}.squish", std::process::id()));
     comm.reset();
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
     distributed::compress_to_file(&cluster, model, &recipe, &path)?;
     let wall = t0.elapsed().as_secs_f64();
     let crc = if cluster.is_root() {
@@ -112,7 +142,8 @@ fn compress<C: Communicator>(comm: &Metered<C>, model: &Model) -> squish::Result
     } else {
         0
     };
-    Ok((Phase { wall, comm: comm.seconds(), bytes: comm.bytes_sent() }, crc))
+    let cpu = cpu_seconds() - c0;
+    Ok((Phase { wall, comm: comm.seconds(), bytes: comm.bytes_sent(), cpu }, crc))
 }
 
 /// One epoch of data-parallel training, timed.
@@ -127,10 +158,11 @@ fn train<C: Communicator>(comm: &Metered<C>, data: &Dataset) -> squish::Result<(
     let dp = DataParallel::params().shard(64).check()?;
     let mut mlp = Mlp::params(&[256, 512, 256, 10]).seed(4).check()?;
     comm.reset();
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
     let report = distributed::fit(&cluster, &trainer, &dp, &mut mlp, data)?;
     let wall = t0.elapsed().as_secs_f64();
-    Ok((Phase { wall, comm: comm.seconds(), bytes: comm.bytes_sent() }, report.epoch_loss[0]))
+    let cpu = cpu_seconds() - c0;
+    Ok((Phase { wall, comm: comm.seconds(), bytes: comm.bytes_sent(), cpu }, report.epoch_loss[0]))
 }
 
 /// Prints a phase from every rank's numbers: wall time of the slowest rank,
@@ -139,9 +171,11 @@ fn print_phase(ranks: usize, what: &str, all: &[Phase], result: &str) {
     let slowest = all.iter().copied().fold(Phase::default(), |a, p| if p.wall > a.wall { p } else { a });
     let max_comm = all.iter().map(|p| p.comm).fold(0.0, f64::max);
     let bytes: u64 = all.iter().map(|p| p.bytes).sum();
+    let cpus: Vec<String> = all.iter().map(|p| format!("{:.2}", p.cpu)).collect();
     println!(
-        "ranks {ranks}: {what:45} {:7.3} s   communicating ≤ {:6.3} s ({:4.1} % of the slowest rank)   {:>10} B sent   {result}",
+        "ranks {ranks}: {what:45} {:7.3} s (CPU s per rank: {})   communicating ≤ {:6.3} s ({:4.1} % of the slowest rank)   {:>10} B sent   {result}",
         slowest.wall,
+        cpus.join(" "),
         max_comm,
         100.0 * max_comm / slowest.wall,
         bytes,
@@ -150,8 +184,8 @@ fn print_phase(ranks: usize, what: &str, all: &[Phase], result: &str) {
 
 /// `SQUISH_LAYER_TIMES=1`: each layer's compression time next to its
 /// estimated cost (to check the cost model), on one thread.
-fn layer_times(model: &Model) -> squish::Result<()> {
-    let recipe = Recipe::from_toml(RECIPE)?;
+fn layer_times(model: &Model, recipe: &str) -> squish::Result<()> {
+    let recipe = Recipe::from_toml(recipe)?;
     for (name, t) in model.iter() {
         let Some(w) = t.matrix() else { continue };
         let c = recipe.choose(name);
@@ -181,14 +215,14 @@ fn main() -> squish::Result<()> {
     let comm = Metered::new(world.clone());
     let models = models()?;
     if std::env::var_os("SQUISH_LAYER_TIMES").is_some() {
-        return models.iter().try_for_each(|(m, _)| layer_times(m));
+        return models.iter().try_for_each(|(m, _, r)| layer_times(m, r));
     }
     let (n, root) = (world.size(), world.rank() == 0);
     let gather = |p: Phase| -> squish::Result<Vec<Phase>> {
         world.all_gather(&to_bytes(&p))?.iter().map(|b| from_bytes(b)).collect()
     };
-    for (model, what) in &models {
-        let (p, crc) = compress(&comm, model)?;
+    for (model, what, recipe) in &models {
+        let (p, crc) = compress(&comm, model, recipe)?;
         let all = gather(p)?;
         if root {
             print_phase(n, &format!("compress + write {what}"), &all, &format!("crc {crc:08x}"));
@@ -208,7 +242,7 @@ fn main() -> squish::Result<()> {
     use std::sync::Arc;
     let models = models()?;
     if std::env::var_os("SQUISH_LAYER_TIMES").is_some() {
-        return models.iter().try_for_each(|(m, _)| layer_times(m));
+        return models.iter().try_for_each(|(m, _, r)| layer_times(m, r));
     }
     let data = data()?;
     println!("threads standing in for ranks (build with --features mpi and run under mpirun for processes)");
@@ -223,8 +257,8 @@ fn main() -> squish::Result<()> {
                     s.spawn(move || {
                         let m = Metered::new(c);
                         let mut out = Vec::new();
-                        for (model, _) in models.iter() {
-                            let (p, crc) = compress(&m, model)?;
+                        for (model, _, recipe) in models.iter() {
+                            let (p, crc) = compress(&m, model, recipe)?;
                             out.push((p, format!("crc {crc:08x}")));
                         }
                         let (p, loss) = train(&m, data)?;
@@ -238,7 +272,7 @@ fn main() -> squish::Result<()> {
         let outs = outs.into_iter().collect::<squish::Result<Vec<_>>>()?;
         let names: Vec<String> = models
             .iter()
-            .map(|(_, w)| format!("compress + write {w}"))
+            .map(|(_, w, _)| format!("compress + write {w}"))
             .chain(["train 1 epoch (MLP 256-512-256-10, 8192 rows)".to_string()])
             .collect();
         for (k, name) in names.iter().enumerate() {
