@@ -44,7 +44,7 @@ pipeline = [{ method = "int8" }]
 pipeline = [{ method = "magnitude", sparsity = 0.5 }, { method = "kmeans", k = 16 }]
 "#;
 
-/// The synthetic 36-layer model, and all-MiniLM-L6-v2 when
+/// The synthetic encoders, and all-MiniLM-L6-v2 when
 /// `SQUISH_MINILM_DIR` is set.
 fn models() -> squish::Result<Vec<(Model, String, &'static str)>> {
     let mut out = Vec::new();
@@ -88,7 +88,9 @@ fn data() -> squish::Result<Dataset> {
     let (n, d, k) = (8192, 256, 10);
     let centers = Array2::from_shape_fn((k, d), |_| rng.random_range(-1.0f32..1.0));
     let y: Vec<usize> = (0..n).map(|i| i % k).collect();
-    let x = Array2::from_shape_fn((n, d), |(i, j)| centers[[i % k, j]] + rng.random_range(-1.0f32..1.0));
+    let x = Array2::from_shape_fn((n, d), |(i, j)| {
+        centers[[i % k, j]] + rng.random_range(-1.0f32..1.0)
+    });
     Dataset::new(x, y, k)
 }
 
@@ -118,7 +120,12 @@ impl Wire for Phase {
     }
     fn decode(input: &mut squish::distributed::Reader<'_>) -> squish::Result<Self> {
         let ((wall, cpu), (comm, bytes)) = <((f64, f64), (f64, u64))>::decode(input)?;
-        Ok(Phase { wall, comm, bytes, cpu })
+        Ok(Phase {
+            wall,
+            comm,
+            bytes,
+            cpu,
+        })
     }
 }
 
@@ -143,7 +150,15 @@ fn compress<C: Communicator>(
         0
     };
     let cpu = cpu_seconds() - c0;
-    Ok((Phase { wall, comm: comm.seconds(), bytes: comm.bytes_sent(), cpu }, crc))
+    Ok((
+        Phase {
+            wall,
+            comm: comm.seconds(),
+            bytes: comm.bytes_sent(),
+            cpu,
+        },
+        crc,
+    ))
 }
 
 /// One epoch of data-parallel training, timed.
@@ -162,13 +177,24 @@ fn train<C: Communicator>(comm: &Metered<C>, data: &Dataset) -> squish::Result<(
     let report = distributed::fit(&cluster, &trainer, &dp, &mut mlp, data)?;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - c0;
-    Ok((Phase { wall, comm: comm.seconds(), bytes: comm.bytes_sent(), cpu }, report.epoch_loss[0]))
+    Ok((
+        Phase {
+            wall,
+            comm: comm.seconds(),
+            bytes: comm.bytes_sent(),
+            cpu,
+        },
+        report.epoch_loss[0],
+    ))
 }
 
 /// Prints a phase from every rank's numbers: wall time of the slowest rank,
 /// and its share spent communicating (waiting for peers included).
 fn print_phase(ranks: usize, what: &str, all: &[Phase], result: &str) {
-    let slowest = all.iter().copied().fold(Phase::default(), |a, p| if p.wall > a.wall { p } else { a });
+    let slowest = all
+        .iter()
+        .copied()
+        .fold(Phase::default(), |a, p| if p.wall > a.wall { p } else { a });
     let max_comm = all.iter().map(|p| p.comm).fold(0.0, f64::max);
     let bytes: u64 = all.iter().map(|p| p.bytes).sum();
     let cpus: Vec<String> = all.iter().map(|p| format!("{:.2}", p.cpu)).collect();
@@ -219,20 +245,34 @@ fn main() -> squish::Result<()> {
     }
     let (n, root) = (world.size(), world.rank() == 0);
     let gather = |p: Phase| -> squish::Result<Vec<Phase>> {
-        world.all_gather(&to_bytes(&p))?.iter().map(|b| from_bytes(b)).collect()
+        world
+            .all_gather(&to_bytes(&p))?
+            .iter()
+            .map(|b| from_bytes(b))
+            .collect()
     };
     for (model, what, recipe) in &models {
         let (p, crc) = compress(&comm, model, recipe)?;
         let all = gather(p)?;
         if root {
-            print_phase(n, &format!("compress + write {what}"), &all, &format!("crc {crc:08x}"));
+            print_phase(
+                n,
+                &format!("compress + write {what}"),
+                &all,
+                &format!("crc {crc:08x}"),
+            );
         }
     }
     let data = data()?;
     let (p, loss) = train(&comm, &data)?;
     let all = gather(p)?;
     if root {
-        print_phase(n, "train 1 epoch (MLP 256-512-256-10, 8192 rows)", &all, &format!("loss {loss:.17}"));
+        print_phase(
+            n,
+            "train 1 epoch (MLP 256-512-256-10, 8192 rows)",
+            &all,
+            &format!("loss {loss:.17}"),
+        );
     }
     Ok(())
 }
@@ -267,7 +307,9 @@ fn main() -> squish::Result<()> {
                     })
                 })
                 .collect();
-            hs.into_iter().map(|h| h.join().expect("rank panicked")).collect()
+            hs.into_iter()
+                .map(|h| h.join().expect("rank panicked"))
+                .collect()
         });
         let outs = outs.into_iter().collect::<squish::Result<Vec<_>>>()?;
         let names: Vec<String> = models

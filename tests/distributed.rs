@@ -26,24 +26,35 @@ fn on_ranks<T: Send>(
                 let f = &f;
                 s.spawn(move || {
                     let pool = ThreadPool::new(2).unwrap();
-                    let exec: &dyn squish::parallel::ParallelExecutor =
-                        if c.rank() % 2 == 0 { &Sequential } else { &pool };
+                    let exec: &dyn squish::parallel::ParallelExecutor = if c.rank() % 2 == 0 {
+                        &Sequential
+                    } else {
+                        &pool
+                    };
                     f(&Cluster::new(c.as_ref(), exec), Arc::clone(c))
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().expect("rank panicked")).collect()
+        hs.into_iter()
+            .map(|h| h.join().expect("rank panicked"))
+            .collect()
     })
 }
 
-fn same_everywhere(name: &str, f: impl Fn(&Cluster<'_>, Arc<dyn Communicator>) -> squish::Result<u32> + Sync) {
+fn same_everywhere(
+    name: &str,
+    f: impl Fn(&Cluster<'_>, Arc<dyn Communicator>) -> squish::Result<u32> + Sync,
+) {
     let mut first = None;
     for ranks in 1..=4 {
         let out: Vec<u32> = on_ranks(ranks, &f)
             .into_iter()
             .map(|r| r.unwrap_or_else(|e| panic!("{name} at {ranks} ranks: {e}")))
             .collect();
-        assert!(out.iter().all(|&d| d == out[0]), "{name}: ranks disagree at {ranks}: {out:?}");
+        assert!(
+            out.iter().all(|&d| d == out[0]),
+            "{name}: ranks disagree at {ranks}: {out:?}"
+        );
         let d = *first.get_or_insert(out[0]);
         assert_eq!(out[0], d, "{name}: {ranks} ranks differ from 1 rank");
     }
@@ -57,7 +68,9 @@ fn reduction_tree_is_the_one_process_tree() {
 #[test]
 fn compressed_container_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
-    same_everywhere("compress", |c, _| distributed_cases::compress(c, dir.path()));
+    same_everywhere("compress", |c, _| {
+        distributed_cases::compress(c, dir.path())
+    });
 }
 
 #[test]
@@ -100,7 +113,14 @@ fn layers_are_balanced_by_cost() {
     let mut costs = vec![100u64];
     costs.extend(std::iter::repeat_n(10, 10));
     let owner = assign_by_cost(&costs, 2);
-    let load = |r| costs.iter().zip(&owner).filter(|(_, &o)| o == r).map(|(c, _)| c).sum::<u64>();
+    let load = |r| {
+        costs
+            .iter()
+            .zip(&owner)
+            .filter(|(_, &o)| o == r)
+            .map(|(c, _)| c)
+            .sum::<u64>()
+    };
     assert_eq!((load(0), load(1)), (100, 100));
     assert_eq!(owner[0], 0);
     // Against brute force on small cases: LPT is within 4/3 of optimal.
@@ -109,12 +129,24 @@ fn layers_are_balanced_by_cost() {
         let n = 1 + (rng % 8) as usize;
         let costs: Vec<u64> = (0..n)
             .map(|_| {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 1 + (rng >> 33) % 50
             })
             .collect();
         let owner = assign_by_cost(&costs, 3);
-        let span = (0..3).map(|r| costs.iter().zip(&owner).filter(|(_, &o)| o == r).map(|(c, _)| c).sum::<u64>()).max().unwrap();
+        let span = (0..3)
+            .map(|r| {
+                costs
+                    .iter()
+                    .zip(&owner)
+                    .filter(|(_, &o)| o == r)
+                    .map(|(c, _)| c)
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap();
         let best = (0..3usize.pow(n as u32))
             .map(|mut code| {
                 let mut l = [0u64; 3];

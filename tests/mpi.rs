@@ -50,11 +50,19 @@ fn main() -> ExitCode {
         };
         // Compare every rank's digest.
         let all = world.all_gather(&to_bytes(&line)).expect("all_gather");
-        let all: Vec<String> = all.iter().map(|b| from_bytes(b).expect("a string")).collect();
+        let all: Vec<String> = all
+            .iter()
+            .map(|b| from_bytes(b).expect("a string"))
+            .collect();
         let agree = all.iter().all(|l| *l == all[0]) && mine.is_ok();
         failed |= !agree || all.iter().any(|l| l.starts_with("FAILED"));
         if world.rank() == 0 {
-            println!("{name} np={} {} {}", world.size(), all[0], if agree { "agree" } else { "DISAGREE" });
+            println!(
+                "{name} np={} {} {}",
+                world.size(),
+                all[0],
+                if agree { "agree" } else { "DISAGREE" }
+            );
             if !agree {
                 for (r, l) in all.iter().enumerate() {
                     println!("  rank {r}: {l}");
@@ -89,12 +97,24 @@ fn run(
     };
     vec![
         ("reduce", guard(&|| distributed_cases::reduce(cluster))),
-        ("compress", guard(&|| distributed_cases::compress(cluster, dir))),
-        ("compress_failure", guard(&|| distributed_cases::compress_failure(cluster, dir))),
+        (
+            "compress",
+            guard(&|| distributed_cases::compress(cluster, dir)),
+        ),
+        (
+            "compress_failure",
+            guard(&|| distributed_cases::compress_failure(cluster, dir)),
+        ),
         ("train", guard(&|| distributed_cases::train(cluster))),
         ("distill", guard(&|| distributed_cases::distill(cluster))),
-        ("calibration", guard(&|| distributed_cases::calibration(cluster))),
-        ("serve", guard(&|| distributed_cases::serve(cluster, comm.clone()))),
+        (
+            "calibration",
+            guard(&|| distributed_cases::calibration(cluster)),
+        ),
+        (
+            "serve",
+            guard(&|| distributed_cases::serve(cluster, comm.clone())),
+        ),
         ("split", guard(&|| distributed_cases::split(cluster))),
     ]
 }

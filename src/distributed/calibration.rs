@@ -92,4 +92,3 @@ where
 pub fn column_norms(gram: &Array2<f64>) -> ndarray::Array1<f64> {
     gram.diag().mapv(f64::sqrt)
 }
-

@@ -124,7 +124,12 @@ impl Wire for LayerOut {
     }
 }
 
-fn compress_one(name: &str, t: &crate::io::Tensor, w: ArrayView2<f32>, p: &Pipeline) -> Result<LayerOut> {
+fn compress_one(
+    name: &str,
+    t: &crate::io::Tensor,
+    w: ArrayView2<f32>,
+    p: &Pipeline,
+) -> Result<LayerOut> {
     let out = p.run_with(w, &Sequential)?;
     let method = out.report.stages[1..]
         .iter()
@@ -319,9 +324,8 @@ fn assemble(
 ) -> Status<Compressed> {
     let mut by_matrix: Vec<Option<Status<LayerOut>>> = (0..matrices.len()).map(|_| None).collect();
     for (j, s) in slots.into_iter().enumerate() {
-        let s = s.ok_or_else(|| {
-            Failure::new(0, matrices[jobs[j]].0, &"no rank sent this layer")
-        })?;
+        let s =
+            s.ok_or_else(|| Failure::new(0, matrices[jobs[j]].0, &"no rank sent this layer"))?;
         by_matrix[jobs[j]] = Some(s);
     }
     let mut result = Compressed {

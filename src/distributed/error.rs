@@ -38,7 +38,9 @@ pub enum DistributedError {
         detail: String,
     },
     /// The ranks were given different inputs.
-    #[error("ranks disagree on {what}: {detail}; give every rank the same model, recipe and settings")]
+    #[error(
+        "ranks disagree on {what}: {detail}; give every rank the same model, recipe and settings"
+    )]
     Mismatch {
         /// What differs.
         what: &'static str,

@@ -89,7 +89,12 @@ impl RankRowSplit {
         let part = guarded(comm.rank(), "building its row slice", || {
             build(mine.clone(), w.slice(s![mine.clone(), ..]))
         });
-        Self::from_part(comm, part.map(|b| Box::new(b) as Box<dyn LinOp>), rows, cols)
+        Self::from_part(
+            comm,
+            part.map(|b| Box::new(b) as Box<dyn LinOp>),
+            rows,
+            cols,
+        )
     }
 
     /// This rank's slice (rows `even_ranges(rows, size)[rank]`, all `cols`

@@ -74,7 +74,12 @@ fn build_model(nan: bool) -> Model {
     let conv = random(16, 3 * 3 * 3, 7);
     m.insert(
         "conv.weight",
-        Tensor::float(Dtype::F32, vec![16, 3, 3, 3], conv.into_raw_vec_and_offset().0).unwrap(),
+        Tensor::float(
+            Dtype::F32,
+            vec![16, 3, 3, 3],
+            conv.into_raw_vec_and_offset().0,
+        )
+        .unwrap(),
     )
     .unwrap();
     let h = random(40, 24, 8);
@@ -84,8 +89,11 @@ fn build_model(nan: bool) -> Model {
     )
     .unwrap();
     let ids: Vec<u8> = (0..16i64).flat_map(|i| i.to_le_bytes()).collect();
-    m.insert("position_ids", Tensor::raw(Dtype::I64, vec![16], ids).unwrap())
-        .unwrap();
+    m.insert(
+        "position_ids",
+        Tensor::raw(Dtype::I64, vec![16], ids).unwrap(),
+    )
+    .unwrap();
     m
 }
 
@@ -123,7 +131,10 @@ pub fn compress(cluster: &Cluster<'_>, dir: &Path) -> squish::Result<u32> {
         let out = out.expect("rank 0 gets the result");
         assert_eq!(out.layers.len(), one.layers.len());
         for (a, b) in out.layers.iter().zip(&one.layers) {
-            assert_eq!((&a.name, &a.method, a.bytes_after), (&b.name, &b.method, b.bytes_after));
+            assert_eq!(
+                (&a.name, &a.method, a.bytes_after),
+                (&b.name, &b.method, b.bytes_after)
+            );
             assert_eq!(a.error, b.error);
         }
         let file = std::fs::read(&path).expect("rank 0 wrote the file");
@@ -259,11 +270,7 @@ pub fn distill(cluster: &Cluster<'_>) -> squish::Result<u32> {
     let data = blobs(200, 10, 3, 11);
     let teacher = Mlp::params(&[10, 32, 3]).seed(4).check()?;
     let mut student = Mlp::params(&[10, 8, 3]).seed(6).check()?;
-    let trainer = Trainer::params()
-        .epochs(2)
-        .batch_size(40)
-        .seed(2)
-        .check()?;
+    let trainer = Trainer::params().epochs(2).batch_size(40).seed(2).check()?;
     let dp = DataParallel::params().shard(6).check()?;
     let kd = SoftTarget::params(2.0).alpha(0.5).check()?;
     let report = distributed::distill(cluster, &trainer, &dp, &mut student, &teacher, &kd, &data)?;
@@ -286,9 +293,12 @@ pub fn distill(cluster: &Cluster<'_>) -> squish::Result<u32> {
 pub fn calibration(cluster: &Cluster<'_>) -> squish::Result<u32> {
     let x = random(1000, 24, 21);
     let g = distributed::gram(cluster, 1000, 64, |r| Ok(x.slice(s![r, ..]).to_owned()))?;
-    let one = distributed::gram(&Cluster::new(&distributed::SingleProcess, &Sequential), 1000, 64, |r| {
-        Ok(x.slice(s![r, ..]).to_owned())
-    })?;
+    let one = distributed::gram(
+        &Cluster::new(&distributed::SingleProcess, &Sequential),
+        1000,
+        64,
+        |r| Ok(x.slice(s![r, ..]).to_owned()),
+    )?;
     assert_eq!(g, one);
     for i in 0..24 {
         for j in 0..24 {
@@ -297,7 +307,12 @@ pub fn calibration(cluster: &Cluster<'_>) -> squish::Result<u32> {
         }
     }
     let norms = distributed::column_norms(&g);
-    let naive0 = x.column(0).iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+    let naive0 = x
+        .column(0)
+        .iter()
+        .map(|&v| (v as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
     assert!((norms[0] - naive0).abs() < 1e-10);
     Ok(crc32fast::hash(
         &g.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
@@ -307,15 +322,24 @@ pub fn calibration(cluster: &Cluster<'_>) -> squish::Result<u32> {
 /// Model parallel: an MLP whose layers are split by rows over the ranks,
 /// each rank holding only its int8 slice, serves the same outputs as the
 /// whole compressed MLP in one process.
-pub fn serve(cluster: &Cluster<'_>, comm: std::sync::Arc<dyn distributed::Communicator>) -> squish::Result<u32> {
+pub fn serve(
+    cluster: &Cluster<'_>,
+    comm: std::sync::Arc<dyn distributed::Communicator>,
+) -> squish::Result<u32> {
     let sizes = [(96, 40), (64, 96), (10, 64)];
     let q = IntQuantizer::params(8).per_row().check()?;
     let mut split_layers = Vec::new();
     let mut whole_layers = Vec::new();
     for (i, &(r, c)) in sizes.iter().enumerate() {
         let w = random(r, c, 300 + i as u64);
-        let b: Array1<f32> = random(1, r, 400 + i as u64).index_axis(Axis(0), 0).to_owned();
-        let act = if i + 1 < sizes.len() { Activation::Relu } else { Activation::Identity };
+        let b: Array1<f32> = random(1, r, 400 + i as u64)
+            .index_axis(Axis(0), 0)
+            .to_owned();
+        let act = if i + 1 < sizes.len() {
+            Activation::Relu
+        } else {
+            Activation::Identity
+        };
         let split = RankRowSplit::from_dense(comm.clone(), w.view(), &|_rows, block| {
             q.quantize(&CompressedMatrix::from_dense(block)?)
         })?;
@@ -334,14 +358,24 @@ pub fn serve(cluster: &Cluster<'_>, comm: std::sync::Arc<dyn distributed::Commun
 
 /// A split of the world (even / odd ranks) reduces within each half.
 pub fn split(cluster: &Cluster<'_>) -> squish::Result<u32> {
-    let half = cluster.comm().split((cluster.rank() % 2) as u32, cluster.rank() as u32)?;
+    let half = cluster
+        .comm()
+        .split((cluster.rank() % 2) as u32, cluster.rank() as u32)?;
     let sub = Cluster::new(half.as_ref(), cluster.exec());
-    let members: Vec<usize> = (0..cluster.size()).filter(|r| r % 2 == cluster.rank() % 2).collect();
+    let members: Vec<usize> = (0..cluster.size())
+        .filter(|r| r % 2 == cluster.rank() % 2)
+        .collect();
     assert_eq!(sub.size(), members.len());
-    let s = distributed::allreduce_items(&sub, 5, "item", |i| Ok((i * 10 + sub.size()) as u64), |a, b| {
-        *a += b;
-        Ok(())
-    })?;
+    let s = distributed::allreduce_items(
+        &sub,
+        5,
+        "item",
+        |i| Ok((i * 10 + sub.size()) as u64),
+        |a, b| {
+            *a += b;
+            Ok(())
+        },
+    )?;
     assert_eq!(s, 100 + 5 * members.len() as u64);
     Ok(0)
 }
@@ -350,11 +384,19 @@ pub fn split(cluster: &Cluster<'_>) -> squish::Result<u32> {
 pub fn reduce(cluster: &Cluster<'_>) -> squish::Result<u32> {
     let mut h = crc32fast::Hasher::new();
     for n in 1..=19 {
-        let v: Vec<f32> = (0..n).map(|i| 1.0 / (i as f32 + 0.3) * if i % 3 == 0 { -1e3 } else { 1.0 }).collect();
-        let s = distributed::allreduce_items(cluster, n, "term", |i| Ok(v[i]), |a, b| {
-            *a += b;
-            Ok(())
-        })?;
+        let v: Vec<f32> = (0..n)
+            .map(|i| 1.0 / (i as f32 + 0.3) * if i % 3 == 0 { -1e3 } else { 1.0 })
+            .collect();
+        let s = distributed::allreduce_items(
+            cluster,
+            n,
+            "term",
+            |i| Ok(v[i]),
+            |a, b| {
+                *a += b;
+                Ok(())
+            },
+        )?;
         let want = squish::parallel::tree_reduce(&Sequential, v.clone(), &|a: &mut f32, b| *a += b);
         assert_eq!(s.to_bits(), want.to_bits(), "n = {n}");
         h.update(&s.to_le_bytes());

@@ -20,11 +20,7 @@ pub fn compress(
     let cluster = Cluster::new(world.as_ref(), exec);
     if let Some(out) = compress_to_file(&cluster, model, recipe, output)? {
         print!("{}", table::layers(&out, model));
-        println!(
-            "wrote {} ({} ranks)",
-            output.display(),
-            cluster.size()
-        );
+        println!("wrote {} ({} ranks)", output.display(), cluster.size());
     }
     Ok(())
 }
