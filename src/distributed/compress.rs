@@ -108,7 +108,7 @@ impl Wire for LayerOut {
             },
             name,
         };
-        let n = input.len()?;
+        let n = input.count()?;
         let m = CompressedModel::from_bytes(input.take(n)?)?;
         let tensor = match m.get(&report.name) {
             Some(Entry::Compressed(t)) => (**t).clone(),

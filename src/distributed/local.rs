@@ -11,11 +11,13 @@ use crate::error::{Result, SquishError};
 /// How long a receive waits before reporting a lost peer.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Messages in flight, keyed by (from, to, tag), oldest first.
+type Mailboxes = HashMap<(usize, usize, u16), VecDeque<Vec<u8>>>;
+
 #[derive(Debug, Default)]
 struct Shared {
     size: usize,
-    /// Messages in flight, keyed by (from, to, tag), oldest first.
-    boxes: Mutex<HashMap<(usize, usize, u16), VecDeque<Vec<u8>>>>,
+    boxes: Mutex<Mailboxes>,
     arrived: Condvar,
     /// Groups made by `split`, keyed by (split number, color).
     groups: Mutex<HashMap<(u64, u32), Arc<Shared>>>,

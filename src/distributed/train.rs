@@ -23,7 +23,7 @@ impl Wire for Gradients<f32> {
         }
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self> {
-        let n = input.len()?;
+        let n = input.count()?;
         let mut layers = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
             layers.push(DenseGrad {

@@ -73,7 +73,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length or count (a `u64` that must fit in `usize`).
-    pub fn len(&mut self) -> Result<usize> {
+    pub fn count(&mut self) -> Result<usize> {
         let v = u64::decode(self)?;
         usize::try_from(v).map_err(|_| {
             DistributedError::Malformed {
@@ -116,7 +116,7 @@ macro_rules! wire_num {
                 self.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
             }
             fn decode(input: &mut Reader<'_>) -> Result<Self> {
-                let n = input.len()?;
+                let n = input.count()?;
                 let b = input.take(n.checked_mul(std::mem::size_of::<$t>()).unwrap_or(usize::MAX))?;
                 Ok(b.chunks_exact(std::mem::size_of::<$t>())
                     .map(|c| <$t>::from_le_bytes(c.try_into().expect("exact size")))
@@ -132,7 +132,7 @@ macro_rules! wire_num {
                 self.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
             }
             fn decode(input: &mut Reader<'_>) -> Result<Self> {
-                let (r, c) = (input.len()?, input.len()?);
+                let (r, c) = (input.count()?, input.count()?);
                 let n = r.checked_mul(c).and_then(|n| n.checked_mul(std::mem::size_of::<$t>()));
                 let b = input.take(n.unwrap_or(usize::MAX))?;
                 let v: Vec<$t> = b.chunks_exact(std::mem::size_of::<$t>())
@@ -151,7 +151,7 @@ impl Wire for usize {
         (*self as u64).encode(out);
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self> {
-        input.len()
+        input.count()
     }
 }
 
@@ -161,7 +161,7 @@ impl Wire for String {
         out.extend_from_slice(self.as_bytes());
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self> {
-        let n = input.len()?;
+        let n = input.count()?;
         String::from_utf8(input.take(n)?.to_vec()).map_err(|e| {
             DistributedError::Malformed {
                 what: "string",
@@ -178,7 +178,7 @@ impl<T: Wire> Wire for Vec<T> {
         self.iter().for_each(|v| v.encode(out));
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self> {
-        let n = input.len()?;
+        let n = input.count()?;
         // Every element takes at least one byte: bound the reservation.
         let mut v = Vec::with_capacity(n.min(input.bytes.len()));
         for _ in 0..n {
