@@ -49,7 +49,8 @@ pub fn layer_cost(methods: &[MethodSpec], rows: usize, cols: usize) -> u64 {
 ///
 /// ```
 /// use squish::distributed::assign_by_cost;
-/// assert_eq!(assign_by_cost(&[5, 1, 4, 4], 2), vec![0, 1, 1, 0]);
+/// // 5 → rank 0; 4, 4 → rank 1 (load 4, then 8); 1 → rank 0 (load 5 < 8).
+/// assert_eq!(assign_by_cost(&[5, 1, 4, 4], 2), vec![0, 0, 1, 1]);
 /// ```
 pub fn assign_by_cost(costs: &[u64], ranks: usize) -> Vec<usize> {
     let ranks = ranks.max(1);
