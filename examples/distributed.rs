@@ -285,7 +285,7 @@ fn main() -> squish::Result<()> {
         return models.iter().try_for_each(|(m, _, r)| layer_times(m, r));
     }
     let data = data()?;
-    println!("threads standing in for ranks (build with --features mpi and run under mpirun for processes)");
+    println!("threads standing in for ranks; CPU seconds are the whole process's (build with --features mpi and run under mpirun for processes)");
     for ranks in [1, 2] {
         let comms = distributed::LocalComm::group(ranks)?;
         let models = Arc::new(&models);
