@@ -132,6 +132,9 @@ pub enum SquishError {
     /// Building or running a network (encoder weights, tokenizer, input).
     #[error(transparent)]
     Nn(#[from] crate::nn::NnError),
+    /// A run over several ranks failed (on this rank or another).
+    #[error(transparent)]
+    Distributed(#[from] crate::distributed::DistributedError),
 }
 
 impl SquishError {

@@ -33,6 +33,7 @@ pub mod calibration;
 pub mod compression;
 pub mod data;
 pub mod distillation;
+pub mod distributed;
 pub mod error;
 pub mod io;
 pub mod kernels;

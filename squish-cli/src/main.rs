@@ -1,6 +1,8 @@
 //! `squish`: compress, inspect, decompress and sweep safetensors models.
 
 mod grid;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod plan;
 mod plot;
 mod serving;
@@ -180,6 +182,11 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
             what: a.model.display().to_string(),
         }
         .into());
+    }
+    // Started by mpirun: the ranks share the layers (feature `mpi`).
+    #[cfg(feature = "mpi")]
+    if squish::distributed::MpiComm::launched() {
+        return mpi::compress(&model, &recipe, &a.output, exec);
     }
     let n = model.iter().filter(|(_, t)| t.matrix().is_some()).count();
     let bar = if a.quiet {

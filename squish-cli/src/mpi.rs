@@ -1,0 +1,26 @@
+//! `squish compress` under `mpirun`: the layers are shared over the ranks
+//! and rank 0 writes the container (feature `mpi`).
+
+use squish::distributed::{compress_to_file, Cluster, MpiComm};
+use squish::io::Model;
+use squish::parallel::ParallelExecutor;
+use squish::recipe::Recipe;
+use squish::Result;
+
+use crate::table;
+
+/// Compresses over the MPI world; only rank 0 prints.
+pub fn compress(
+    model: &Model,
+    recipe: &Recipe,
+    output: &std::path::Path,
+    exec: &dyn ParallelExecutor,
+) -> Result<()> {
+    let world = MpiComm::world()?;
+    let cluster = Cluster::new(world.as_ref(), exec);
+    if let Some(out) = compress_to_file(&cluster, model, recipe, output)? {
+        print!("{}", table::layers(&out, model));
+        println!("wrote {} ({} ranks)", output.display(), cluster.size());
+    }
+    Ok(())
+}
