@@ -27,7 +27,7 @@ use squish::distillation::{
     SoftTarget,
 };
 use squish::prelude::*;
-use squish::training::{CompressedMlp, Mlp, Optimizer, Trainer};
+use squish::training::{CompressedMlp, Dense, Mlp, Optimizer, Trainer};
 
 struct Setup {
     name: &'static str,
@@ -167,8 +167,7 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
     let log = |msg: String| println!("[{:7.1}s seed {seed}] {msg}", t0.elapsed().as_secs_f64());
     let mut r = Rows::default();
     let (train, test) = (&data.train, &data.test);
-    let mut teacher: Mlp = Mlp::params(&s.teacher).seed(seed).check()?;
-    trainer(s.dense_epochs, s.batch, s.lr, seed)?.fit(&mut teacher, train)?;
+    let teacher = dense_teacher(train, s, seed)?;
     let dense_acc = teacher.accuracy(test.x(), test.y())?;
     r.push("dense f32", dense_acc);
     log(format!("dense {dense_acc:.4}"));
@@ -252,7 +251,7 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
     }
 
     if o.features {
-        let h = s.widths[0] / 4;
+        let h = (s.widths[0] / 4).max(4);
         let fst = trainer(s.student_epochs, s.batch, s.student_lr, seed + 2000)?;
         let mut alone: Mlp = Mlp::params(&[s.teacher[0], h, *s.teacher.last().unwrap()])
             .seed(seed + 700)
@@ -279,6 +278,54 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
         }
     }
     Ok(r)
+}
+
+/// The dense teacher of a seed, trained once and cached under
+/// `target/distill_pays/` (raw little-endian f32 weights and biases), so the
+/// parts of the example can run apart and be rerun.
+fn dense_teacher(train: &Dataset, s: &Setup, seed: u64) -> squish::Result<Mlp> {
+    let sizes: Vec<String> = s.teacher.iter().map(|v| v.to_string()).collect();
+    let dir = std::path::Path::new("target/distill_pays");
+    let path = dir.join(format!(
+        "teacher-{}-e{}-b{}-s{seed}.f32",
+        sizes.join("-"),
+        s.dense_epochs,
+        s.batch
+    ));
+    let mut mlp: Mlp = Mlp::params(&s.teacher).seed(seed).check()?;
+    let count = mlp.parameter_count();
+    if let Ok(bytes) = std::fs::read(&path) {
+        if bytes.len() == 4 * count {
+            let mut v = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            let layers = s
+                .teacher
+                .windows(2)
+                .map(|io| {
+                    let w = ndarray::Array2::from_shape_simple_fn((io[1], io[0]), || {
+                        v.next().expect("sized")
+                    });
+                    let b = ndarray::Array1::from_shape_simple_fn(io[1], || v.next().expect("sized"));
+                    Dense::new(w, b)
+                })
+                .collect::<squish::Result<Vec<_>>>()?;
+            return Mlp::from_layers(layers, mlp.activation());
+        }
+    }
+    trainer(s.dense_epochs, s.batch, s.lr, seed)?.fit(&mut mlp, train)?;
+    let mut bytes = Vec::with_capacity(4 * count);
+    for l in mlp.layers() {
+        for v in l.weight().iter().chain(l.bias().iter()) {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    // Written to a temporary name first: a reader never sees half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&tmp, &bytes).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+    Ok(mlp)
 }
 
 /// `n` rows drawn without replacement (seeded).
