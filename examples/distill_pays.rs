@@ -10,6 +10,7 @@
 //!
 //! Options: `--part recovery|sweep|features|all` (default all), `--all` (every
 //! compressed form in the recovery table, not only the three of issue 22),
+//! `--only NAME` (only the recovery forms whose name contains NAME),
 //! `--dense-epochs N`, `--rec-epochs N`, `--student-epochs N`, `--threads N`.
 //!
 //! The teacher is LeNet-300-100 (784-300-100-10, ReLU, Adam) on Fashion-MNIST
@@ -54,7 +55,7 @@ fn fashion() -> Setup {
         batch: 128,
         lr: 1e-3,
         rec_epochs: 3,
-        student_epochs: 10,
+        student_epochs: 5,
         student_lr: 1e-3,
         widths: vec![32, 128],
         subset: 1200,
@@ -105,8 +106,9 @@ fn acc_c(m: &CompressedMlp, d: &Dataset) -> squish::Result<f64> {
 }
 
 /// The compressed forms of the recovery table, each with its fine-tuning
-/// learning rate.
-type Form = (&'static str, CompressedMlp, f64);
+/// learning rate and whether quantized layers keep the dense weights as
+/// their latent (straight-through) copies.
+type Form = (&'static str, CompressedMlp, f64, bool);
 
 fn forms(mlp: &Mlp, all: bool) -> squish::Result<Vec<Form>> {
     let lr = LowRank::params(RankSelection::Energy(0.9)).check()?;
@@ -116,16 +118,25 @@ fn forms(mlp: &Mlp, all: bool) -> squish::Result<Vec<Form>> {
             "low-rank energy 0.9",
             CompressedMlp::from_mlp(mlp, &|_, m| lr.apply(m, &Sequential))?,
             1e-3,
+            false,
         ),
         (
             "binary",
             CompressedMlp::from_mlp(mlp, &|_, m| Binary.quantize(m))?,
             3e-4,
+            false,
+        ),
+        (
+            "binary (dense latent)",
+            CompressedMlp::from_mlp(mlp, &|_, m| Binary.quantize(m))?,
+            3e-4,
+            true,
         ),
         (
             "int4 group-64",
             CompressedMlp::from_mlp(mlp, &|_, m| int4.quantize(m))?,
             1e-4,
+            false,
         ),
     ];
     if all {
@@ -136,27 +147,32 @@ fn forms(mlp: &Mlp, all: bool) -> squish::Result<Vec<Form>> {
             "int8 per-row",
             CompressedMlp::from_mlp(mlp, &|_, m| int8.quantize(m))?,
             1e-4,
+            false,
         ));
         f.push((
             "ternary",
             CompressedMlp::from_mlp(mlp, &|_, m| Ternary.quantize(m))?,
             3e-4,
+            false,
         ));
         f.push((
             "magnitude-pruned 90 % (CSR f32)",
             CompressedMlp::from_mlp(mlp, &|_, m| prune.prune(m))?,
             3e-4,
+            false,
         ));
         f.push((
             "codebook k = 16 (4-bit)",
             CompressedMlp::from_mlp(mlp, &|_, m| km.quantize(m))?,
             1e-4,
+            false,
         ));
     }
     Ok(f)
 }
 
 struct Opts {
+    only: Option<String>,
     recovery: bool,
     sweep: bool,
     features: bool,
@@ -174,7 +190,10 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
     let kd = SoftTarget::params(s.kd_t).alpha(s.kd_alpha).check()?;
 
     if o.recovery {
-        for (name, m, lr) in forms(&teacher, o.all)? {
+        for (name, m, lr, latent) in forms(&teacher, o.all)? {
+            if o.only.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+                continue;
+            }
             let base = acc_c(&m, test)?;
             let rec = |with: Option<SoftTarget>| -> squish::Result<f64> {
                 let mut p = Recovery::params()
@@ -185,7 +204,12 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
                 if let Some(k) = with {
                     p = p.soft_targets(k);
                 }
-                let out = p.check()?.recover(&m, Some(&teacher), train)?;
+                let p = p.check()?;
+                let out = if latent {
+                    p.recover_from_latent(&m, &teacher, Some(&teacher), train)?
+                } else {
+                    p.recover(&m, Some(&teacher), train)?
+                };
                 assert!(out.report.same_storage(), "recovery changed the storage");
                 acc_c(&out.model, test)
             };
@@ -217,18 +241,19 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
             ),
         ];
         let wide = *s.widths.last().unwrap();
-        // (width, transfer set, T, α); α = 0 is the student alone.
+        // (width, transfer set, T, α); α = 0 is the student alone. Widths on
+        // the training set; the transfer sets at the widest student; T and α
+        // on the labelled subset, where each run is cheap.
         let mut grid: Vec<(usize, usize, f64, f64)> = Vec::new();
         for &h in &s.widths {
             grid.push((h, 0, 1.0, 0.0));
             grid.push((h, 0, s.kd_t, s.kd_alpha));
         }
-        for &(t, a) in &[(2.0, 0.5), (8.0, 0.9), (4.0, 0.5)] {
-            grid.push((wide, 0, t, a));
-        }
-        for set in 1..sets.len() {
-            grid.push((wide, set, 1.0, 0.0));
-            grid.push((wide, set, s.kd_t, s.kd_alpha));
+        grid.push((wide, 1, 1.0, 0.0));
+        grid.push((wide, 1, s.kd_t, s.kd_alpha));
+        grid.push((wide, 2, 1.0, 0.0));
+        for &(t, a) in &[(s.kd_t, s.kd_alpha), (2.0, 0.5), (8.0, 0.9), (s.kd_t, 0.5)] {
+            grid.push((wide, 2, t, a));
         }
         for (h, set, t, a) in grid {
             let (sname, d, epochs) = sets[set];
@@ -251,30 +276,34 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
     }
 
     if o.features {
-        let h = (s.widths[0] / 4).max(4);
         let fst = trainer(s.student_epochs, s.batch, s.student_lr, seed + 2000)?;
-        let mut alone: Mlp = Mlp::params(&[s.teacher[0], h, *s.teacher.last().unwrap()])
-            .seed(seed + 700)
-            .check()?;
-        fst.fit(&mut alone, train)?;
-        r.push(format!("feat|{h}|none"), alone.accuracy(test.x(), test.y())?);
         // A stale cache: teacher outputs of shifted copies of the test images.
         let stale = jittered(test, s.side.0, s.side.1, 2.min(s.side.0 / 4), 1, seed + 9)?;
         let n = test.len();
         let stale_x = stale.x().slice(ndarray::s![n.., ..]).to_owned();
-        let hidden = s.teacher.len() - 3;
-        for (name, src) in [
-            ("logits", FeatureSource::Logits),
-            ("last hidden", FeatureSource::Hidden(hidden)),
-        ] {
-            let (fs, _) = FeatureStudent::fit(&fst, &[h], seed + 700, &teacher, src, train)?;
-            let cached = src.compute(&teacher, test.x())?;
-            let fresh = fs.accuracy(test.x(), cached.view(), test.y())?;
-            let stale_f = src.compute(&teacher, stale_x.view())?;
-            let old = fs.accuracy(test.x(), stale_f.view(), test.y())?;
-            r.push(format!("feat|{h}|{name}"), fresh);
-            r.push(format!("feat|{h}|{name}, stale cache"), old);
-            log(format!("feature student {h} + {name}: {fresh:.4} (stale {old:.4})"));
+        let last_hidden = s.teacher.len() - 3;
+        for hidden in [vec![], vec![8]] {
+            let arch = hidden.first().map_or("linear".to_string(), |h| h.to_string());
+            let mut sizes = vec![s.teacher[0]];
+            sizes.extend(&hidden);
+            sizes.push(*s.teacher.last().unwrap());
+            let mut alone: Mlp = Mlp::params(&sizes).seed(seed + 700).check()?;
+            fst.fit(&mut alone, train)?;
+            r.push(format!("feat|{arch}|none"), alone.accuracy(test.x(), test.y())?);
+            for (name, src) in [
+                ("logits", FeatureSource::Logits),
+                ("last hidden", FeatureSource::Hidden(last_hidden)),
+            ] {
+                let (fs, _) =
+                    FeatureStudent::fit(&fst, &hidden, seed + 700, &teacher, src, train)?;
+                let cached = src.compute(&teacher, test.x())?;
+                let fresh = fs.accuracy(test.x(), cached.view(), test.y())?;
+                let stale_f = src.compute(&teacher, stale_x.view())?;
+                let old = fs.accuracy(test.x(), stale_f.view(), test.y())?;
+                r.push(format!("feat|{arch}|{name}"), fresh);
+                r.push(format!("feat|{arch}|{name}, stale cache"), old);
+                log(format!("feature student {arch} + {name}: {fresh:.4} (stale {old:.4})"));
+            }
         }
     }
     Ok(r)
@@ -407,6 +436,7 @@ fn main() -> squish::Result<()> {
     }
     let part = flag("--part").map_or("all", |s| s.as_str());
     let o = Opts {
+        only: flag("--only").cloned(),
         recovery: matches!(part, "all" | "recovery"),
         sweep: matches!(part, "all" | "sweep"),
         features: matches!(part, "all" | "features"),
@@ -507,20 +537,41 @@ fn main() -> squish::Result<()> {
 
     if o.features {
         println!("\n## Student with cached teacher outputs as extra input\n");
-        println!("| student | extra input | accuracy | vs alone (paired) |");
-        println!("|---|---|---|---|");
+        let t = &setup.teacher;
+        let c = *t.last().unwrap();
+        let teacher_macs: usize = t.windows(2).map(|w| w[0] * w[1]).sum();
+        let extra = |k: &str| match k {
+            "logits" => (c, teacher_macs),
+            "last hidden" => (t[t.len() - 2], teacher_macs - t[t.len() - 2] * c),
+            _ => (0, 0),
+        };
+        println!("teacher: {} % at {teacher_macs} MACs per image\n", pm(&col(&results, "dense f32")));
+        println!("| student | extra input | accuracy | vs alone (paired) | MACs, cache at hand | MACs, recomputed |");
+        println!("|---|---|---|---|---|---|");
         let keys: Vec<String> = results[0]
             .0
             .iter()
             .map(|(k, _)| k.clone())
             .filter(|k| k.starts_with("feat|"))
             .collect();
-        let h = keys[0].split('|').nth(1).unwrap_or("?").to_string();
-        let alone = col(&results, &format!("feat|{h}|none"));
         for k in keys {
+            let parts: Vec<&str> = k.split('|').collect();
+            let (arch, input) = (parts[1], parts[2]);
+            let alone = col(&results, &format!("feat|{arch}|none"));
             let v = col(&results, &k);
-            let extra = k.split('|').nth(2).unwrap_or("");
-            println!("| hidden {h} | {extra} | {} | {} |", pm(&v), test_txt(&v, &alone));
+            let (e, cost) = extra(input.trim_end_matches(", stale cache"));
+            let inputs = t[0] + e;
+            let macs = match arch.parse::<usize>() {
+                Ok(h) => inputs * h + h * c,
+                Err(_) => inputs * c,
+            };
+            let name = if arch == "linear" { "linear".to_string() } else { format!("hidden {arch}") };
+            println!(
+                "| {name} | {input} | {} | {} | {macs} | {} |",
+                pm(&v),
+                test_txt(&v, &alone),
+                macs + cost
+            );
         }
     }
     println!("\nwall time {:.1}s", t0.elapsed().as_secs_f64());

@@ -130,6 +130,31 @@ fn recovery_keeps_structure_and_encoding_and_recovers_accuracy() {
     }
 }
 
+/// Quantization-aware recovery keeps the dense weights as latent copies,
+/// but only if they encode to exactly the compressed model.
+#[test]
+fn latent_weights_must_encode_to_the_compressed_model() {
+    let d = digits().unwrap();
+    let t = trained_teacher(&d);
+    let int4 = IntQuantizer::params(4).per_group(16).check().unwrap();
+    let tiny = Recovery::params()
+        .epochs(1)
+        .optimizer(Optimizer::sgd(1e-12).check().unwrap())
+        .check()
+        .unwrap();
+    let small = d.train.head(64).unwrap();
+    for m in [
+        CompressedMlp::from_mlp(&t, &|_, m| Binary.quantize(m)).unwrap(),
+        CompressedMlp::from_mlp(&t, &|_, m| int4.quantize(m)).unwrap(),
+    ] {
+        let out = tiny.recover_from_latent(&m, &t, None, &small).unwrap();
+        assert_eq!(out.model, m);
+        let other: Mlp = Mlp::params(&[64, 32, 16, 10]).seed(99).check().unwrap();
+        let e = tiny.recover_from_latent(&m, &other, None, &small).unwrap_err();
+        assert!(e.to_string().contains("latent"), "{e}");
+    }
+}
+
 #[test]
 fn recovery_is_deterministic_and_alpha_zero_is_no_teacher() {
     let d = digits().unwrap();

@@ -154,6 +154,39 @@ impl Recovery {
         teacher: Option<&dyn Teacher>,
         data: &Dataset,
     ) -> Result<Recovered> {
+        self.run(model, None, teacher, data)
+    }
+
+    /// As [`recover`](Self::recover), for quantized layers keeping `latent`'s
+    /// weights (the dense network `model` was quantized from) as the latent
+    /// copies the straight-through estimator updates: quantization-aware
+    /// fine-tuning, teacher-guided. Each quantized layer's latent weights must
+    /// encode to exactly that layer (so the first step still sees the
+    /// compressed network); f32, codebook and low-rank layers ignore `latent`.
+    pub fn recover_from_latent(
+        &self,
+        model: &CompressedMlp,
+        latent: &Mlp<f32>,
+        teacher: Option<&dyn Teacher>,
+        data: &Dataset,
+    ) -> Result<Recovered> {
+        if latent.layers().len() != model.layers().len() {
+            return Err(SquishError::shape(
+                "latent network",
+                format!("{} layers", model.layers().len()),
+                format!("{}", latent.layers().len()),
+            ));
+        }
+        self.run(model, Some(latent), teacher, data)
+    }
+
+    fn run(
+        &self,
+        model: &CompressedMlp,
+        latent: Option<&Mlp<f32>>,
+        teacher: Option<&dyn Teacher>,
+        data: &Dataset,
+    ) -> Result<Recovered> {
         let n = model.layers().len();
         let (inputs, outputs) = (model.layers()[0].cols(), model.layers()[n - 1].rows());
         if data.features() != inputs || data.classes() != outputs {
@@ -206,7 +239,11 @@ impl Recovery {
         let mut layers = model
             .layers()
             .iter()
-            .map(Trainable::from_matrix)
+            .enumerate()
+            .map(|(l, m)| match latent {
+                Some(d) => Trainable::from_matrix_with_latent(m, d.layers()[l].weight()),
+                None => Trainable::from_matrix(m),
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut biases: Vec<Vec<f32>> = model.biases().iter().map(|b| b.to_vec()).collect();
         let mut opt = self.p.optimizer.state::<f32>();

@@ -145,6 +145,49 @@ impl Trainable {
         })
     }
 
+    /// As [`from_matrix`](Self::from_matrix), with the latent copies of
+    /// quantized values taken from `latent` (`[rows, cols]`, e.g. the dense
+    /// weights `m` was quantized from) instead of the decoded values. Checked:
+    /// `latent` must encode to exactly `m`, so training still starts from the
+    /// compressed weights; it only keeps the finer latent state. Other
+    /// encodings ignore `latent`.
+    pub(crate) fn from_matrix_with_latent(
+        m: &CompressedMatrix,
+        latent: ArrayView2<f32>,
+    ) -> Result<Self> {
+        let mut t = Self::from_matrix(m)?;
+        if latent.dim() != m.shape() {
+            return Err(SquishError::shape(
+                "latent weights",
+                format!("{:?}", m.shape()),
+                format!("{:?}", latent.dim()),
+            ));
+        }
+        if let Trainable::Stored {
+            pos,
+            kind: Kind::Ste(_),
+            theta,
+            ..
+        } = &mut t
+        {
+            let l = latent.as_standard_layout();
+            let l = l.as_slice().expect("standard layout");
+            for (k, v) in theta.iter_mut().enumerate() {
+                *v = match pos {
+                    None => l[k],
+                    Some(p) => l[p[k] as usize],
+                };
+            }
+            if t.to_matrix()? != *m {
+                return Err(SquishError::inconsistent(
+                    "latent weights",
+                    "they do not encode to this compressed layer; pass the weights it was quantized from",
+                ));
+            }
+        }
+        Ok(t)
+    }
+
     /// The decoded weight the forward pass uses (`Q(θ)` for quantized values).
     pub(crate) fn weight(&self) -> Result<Array2<f32>> {
         match self {
