@@ -10,8 +10,11 @@
 //!
 //! Options: `--part recovery|sweep|features|all` (default all), `--all` (every
 //! compressed form in the recovery table, not only the three of issue 22),
-//! `--only NAME` (only the recovery forms whose name contains NAME),
-//! `--dense-epochs N`, `--rec-epochs N`, `--student-epochs N`, `--threads N`.
+//! `--only A|B` (only the recovery forms whose name contains A or B),
+//! `--kd-t T`, `--kd-alpha A` (the soft-target loss of recovery and of the
+//! main sweep rows),
+//! `--dense-epochs N`, `--anneal-epochs N` (the teacher, and the dense
+//! reference, get N more epochs at η = 1e-4 before anything else), `--rec-epochs N`, `--student-epochs N`, `--threads N`.
 //!
 //! The teacher is LeNet-300-100 (784-300-100-10, ReLU, Adam) on Fashion-MNIST
 //! (64-100-10 on the digits). Per seed, each row below starts from the same
@@ -32,6 +35,7 @@ use squish::training::{CompressedMlp, Dense, Mlp, Optimizer, Trainer};
 
 struct Setup {
     name: &'static str,
+    anneal_epochs: usize,
     teacher: Vec<usize>,
     side: (usize, usize),
     dense_epochs: usize,
@@ -49,6 +53,7 @@ struct Setup {
 fn fashion() -> Setup {
     Setup {
         name: "Fashion-MNIST, LeNet-300-100",
+        anneal_epochs: 0,
         teacher: vec![784, 300, 100, 10],
         side: (28, 28),
         dense_epochs: 20,
@@ -67,6 +72,7 @@ fn fashion() -> Setup {
 fn small() -> Setup {
     Setup {
         name: "UCI digits, 64-100-10",
+        anneal_epochs: 0,
         teacher: vec![64, 100, 10],
         side: (8, 8),
         dense_epochs: 40,
@@ -114,6 +120,12 @@ fn forms(mlp: &Mlp, all: bool) -> squish::Result<Vec<Form>> {
     let lr = LowRank::params(RankSelection::Energy(0.9)).check()?;
     let int4 = IntQuantizer::params(4).per_group(64).check()?;
     let mut f: Vec<Form> = vec![
+        (
+            "dense f32 (the same fine-tuning)",
+            CompressedMlp::from_mlp(mlp, &|_, m| Ok(m.clone()))?,
+            1e-4,
+            false,
+        ),
         (
             "low-rank energy 0.9",
             CompressedMlp::from_mlp(mlp, &|_, m| lr.apply(m, &Sequential))?,
@@ -183,7 +195,12 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
     let log = |msg: String| println!("[{:7.1}s seed {seed}] {msg}", t0.elapsed().as_secs_f64());
     let mut r = Rows::default();
     let (train, test) = (&data.train, &data.test);
-    let teacher = dense_teacher(train, s, seed)?;
+    let mut teacher = dense_teacher(train, s, seed)?;
+    if s.anneal_epochs > 0 {
+        // The dense model's own low-rate fine-tuning: a stronger teacher and
+        // the fair reference for fine-tuned compressed models.
+        trainer(s.anneal_epochs, s.batch, 1e-4, seed + 3000)?.fit(&mut teacher, train)?;
+    }
     let dense_acc = teacher.accuracy(test.x(), test.y())?;
     r.push("dense f32", dense_acc);
     log(format!("dense {dense_acc:.4}"));
@@ -191,7 +208,11 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
 
     if o.recovery {
         for (name, m, lr, latent) in forms(&teacher, o.all)? {
-            if o.only.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            if o
+                .only
+                .as_ref()
+                .is_some_and(|f| !f.split('|').any(|f| name.contains(f)))
+            {
                 continue;
             }
             let base = acc_c(&m, test)?;
@@ -248,6 +269,7 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
         for &h in &s.widths {
             grid.push((h, 0, 1.0, 0.0));
             grid.push((h, 0, s.kd_t, s.kd_alpha));
+            grid.push((h, 0, 2.0, 0.5));
         }
         grid.push((wide, 1, 1.0, 0.0));
         grid.push((wide, 1, s.kd_t, s.kd_alpha));
@@ -428,8 +450,18 @@ fn main() -> squish::Result<()> {
     if let Some(n) = num("--dense-epochs") {
         setup.dense_epochs = n;
     }
+    if let Some(n) = num("--anneal-epochs") {
+        setup.anneal_epochs = n;
+    }
     if let Some(n) = num("--rec-epochs") {
         setup.rec_epochs = n;
+    }
+    let real = |name: &str| flag(name).and_then(|s| s.parse::<f64>().ok());
+    if let Some(a) = real("--kd-alpha") {
+        setup.kd_alpha = a;
+    }
+    if let Some(t) = real("--kd-t") {
+        setup.kd_t = t;
     }
     if let Some(n) = num("--student-epochs") {
         setup.student_epochs = n;
@@ -445,11 +477,12 @@ fn main() -> squish::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = num("--threads").unwrap_or(cores).min(seeds).max(1);
     println!(
-        "{}: {} train / {} test rows, {seeds} seeds on {threads} thread(s); dense {} epochs, recovery {} epochs, students {} epochs, KD T = {} α = {}",
+        "{}: {} train / {} test rows, {seeds} seeds on {threads} thread(s); dense {} epochs (+ {} at η = 1e-4), recovery {} epochs, students {} epochs, KD T = {} α = {}",
         setup.name,
         data.train.len(),
         data.test.len(),
         setup.dense_epochs,
+        setup.anneal_epochs,
         setup.rec_epochs,
         setup.student_epochs,
         setup.kd_t,
@@ -524,7 +557,8 @@ fn main() -> squish::Result<()> {
             let alone = col(&results, &format!("sweep|{}|{}|alone", parts[1], parts[2]));
             let kd = col(&results, &k);
             println!(
-                "| 784-{}-10 | {} | {} | {} | {} | {} |",
+                "| {}-{}-10 | {} | {} | {} | {} | {} |",
+                setup.teacher[0],
                 parts[1],
                 parts[2],
                 parts[3],
