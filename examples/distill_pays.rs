@@ -208,8 +208,7 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
 
     if o.recovery {
         for (name, m, lr, latent) in forms(&teacher, o.all)? {
-            if o
-                .only
+            if o.only
                 .as_ref()
                 .is_some_and(|f| !f.split('|').any(|f| name.contains(f)))
             {
@@ -305,26 +304,32 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
         let stale_x = stale.x().slice(ndarray::s![n.., ..]).to_owned();
         let last_hidden = s.teacher.len() - 3;
         for hidden in [vec![], vec![8]] {
-            let arch = hidden.first().map_or("linear".to_string(), |h| h.to_string());
+            let arch = hidden
+                .first()
+                .map_or("linear".to_string(), |h| h.to_string());
             let mut sizes = vec![s.teacher[0]];
             sizes.extend(&hidden);
             sizes.push(*s.teacher.last().unwrap());
             let mut alone: Mlp = Mlp::params(&sizes).seed(seed + 700).check()?;
             fst.fit(&mut alone, train)?;
-            r.push(format!("feat|{arch}|none"), alone.accuracy(test.x(), test.y())?);
+            r.push(
+                format!("feat|{arch}|none"),
+                alone.accuracy(test.x(), test.y())?,
+            );
             for (name, src) in [
                 ("logits", FeatureSource::Logits),
                 ("last hidden", FeatureSource::Hidden(last_hidden)),
             ] {
-                let (fs, _) =
-                    FeatureStudent::fit(&fst, &hidden, seed + 700, &teacher, src, train)?;
+                let (fs, _) = FeatureStudent::fit(&fst, &hidden, seed + 700, &teacher, src, train)?;
                 let cached = src.compute(&teacher, test.x())?;
                 let fresh = fs.accuracy(test.x(), cached.view(), test.y())?;
                 let stale_f = src.compute(&teacher, stale_x.view())?;
                 let old = fs.accuracy(test.x(), stale_f.view(), test.y())?;
                 r.push(format!("feat|{arch}|{name}"), fresh);
                 r.push(format!("feat|{arch}|{name}, stale cache"), old);
-                log(format!("feature student {arch} + {name}: {fresh:.4} (stale {old:.4})"));
+                log(format!(
+                    "feature student {arch} + {name}: {fresh:.4} (stale {old:.4})"
+                ));
             }
         }
     }
@@ -357,7 +362,8 @@ fn dense_teacher(train: &Dataset, s: &Setup, seed: u64) -> squish::Result<Mlp> {
                     let w = ndarray::Array2::from_shape_simple_fn((io[1], io[0]), || {
                         v.next().expect("sized")
                     });
-                    let b = ndarray::Array1::from_shape_simple_fn(io[1], || v.next().expect("sized"));
+                    let b =
+                        ndarray::Array1::from_shape_simple_fn(io[1], || v.next().expect("sized"));
                     Dense::new(w, b)
                 })
                 .collect::<squish::Result<Vec<_>>>()?;
@@ -421,7 +427,10 @@ fn diff(a: &[f64], b: &[f64]) -> Vec<f64> {
 
 fn test_txt(a: &[f64], b: &[f64]) -> String {
     match (paired_t_test(a, b), sign_test(a, b)) {
-        (Ok(t), Ok(s)) => format!("{:+.2} (t p = {:.3}, sign p = {:.3})", t.mean_diff, t.p_value, s),
+        (Ok(t), Ok(s)) => format!(
+            "{:+.2} (t p = {:.3}, sign p = {:.3})",
+            t.mean_diff, t.p_value, s
+        ),
         _ => "n/a (one seed)".into(),
     }
 }
@@ -443,7 +452,9 @@ fn main() -> squish::Result<()> {
                 data = d;
                 setup = fashion();
             }
-            None => println!("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist): UCI digits."),
+            None => println!(
+                "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist): UCI digits."
+            ),
         }
     }
     let seeds = num("--seeds").unwrap_or(2);
@@ -500,10 +511,16 @@ fn main() -> squish::Result<()> {
         .map(|m| m.into_inner().expect("slot").expect("seed ran"))
         .collect::<squish::Result<Vec<_>>>()?;
     let dense = col(&results, "dense f32");
-    println!("\ndense f32: {} % over {seeds} seeds (mean ± sd)", pm(&dense));
+    println!(
+        "\ndense f32: {} % over {seeds} seeds (mean ± sd)",
+        pm(&dense)
+    );
 
     if o.recovery {
-        println!("\n## Teacher-guided recovery ({} epochs)\n", setup.rec_epochs);
+        println!(
+            "\n## Teacher-guided recovery ({} epochs)\n",
+            setup.rec_epochs
+        );
         println!("| form | no fine-tuning | CE fine-tuning | KD fine-tuning | Δ KD vs dense | teacher's share: KD − CE |");
         println!("|---|---|---|---|---|---|");
         let names: Vec<String> = results[0]
@@ -579,7 +596,10 @@ fn main() -> squish::Result<()> {
             "last hidden" => (t[t.len() - 2], teacher_macs - t[t.len() - 2] * c),
             _ => (0, 0),
         };
-        println!("teacher: {} % at {teacher_macs} MACs per image\n", pm(&col(&results, "dense f32")));
+        println!(
+            "teacher: {} % at {teacher_macs} MACs per image\n",
+            pm(&col(&results, "dense f32"))
+        );
         println!("| student | extra input | accuracy | vs alone (paired) | MACs, cache at hand | MACs, recomputed |");
         println!("|---|---|---|---|---|---|");
         let keys: Vec<String> = results[0]
@@ -599,7 +619,11 @@ fn main() -> squish::Result<()> {
                 Ok(h) => inputs * h + h * c,
                 Err(_) => inputs * c,
             };
-            let name = if arch == "linear" { "linear".to_string() } else { format!("hidden {arch}") };
+            let name = if arch == "linear" {
+                "linear".to_string()
+            } else {
+                format!("hidden {arch}")
+            };
             println!(
                 "| {name} | {input} | {} | {} | {macs} | {} |",
                 pm(&v),

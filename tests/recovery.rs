@@ -2,7 +2,6 @@
 //! and keeps every form's structure and encoding; KD at α = 0 is plain
 //! training bit for bit; jittered transfer sets and feature-input students.
 
-
 use squish::compression::lowrank::{LowRank, RankSelection};
 use squish::data::{digits, Dataset, Split};
 use squish::distillation::*;
@@ -51,7 +50,10 @@ fn forms(t: &Mlp) -> Vec<(&'static str, CompressedMlp)> {
         ("csr int8", c(&|m| int8.quantize(&prune.prune(m)?))),
         ("csr codebook", c(&|m| km.quantize(&prune.prune(m)?))),
         ("low rank f32", c(&|m| lr.apply(m, &Sequential))),
-        ("low rank int8", c(&|m| int8.quantize(&lr.apply(m, &Sequential)?))),
+        (
+            "low rank int8",
+            c(&|m| int8.quantize(&lr.apply(m, &Sequential)?)),
+        ),
     ]
 }
 
@@ -76,7 +78,10 @@ fn recovery_starts_from_the_compressed_weights() {
         let logits = m.forward(small.x()).unwrap();
         let (ce, _) = softmax_cross_entropy(logits.view(), small.y()).unwrap();
         let l0 = out.report.epoch_loss[0];
-        assert!((l0 - ce).abs() < 1e-5 * ce, "{name}: first loss {l0} vs {ce}");
+        assert!(
+            (l0 - ce).abs() < 1e-5 * ce,
+            "{name}: first loss {l0} vs {ce}"
+        );
     }
 }
 
@@ -107,17 +112,17 @@ fn recovery_keeps_structure_and_encoding_and_recovers_accuracy() {
             assert_eq!(a.structure().kind(), b.structure().kind(), "{name}");
             assert_eq!(a.encoding(), b.encoding(), "{name}");
             assert_eq!(a.storage(), b.storage(), "{name}");
-            if let (
-                squish::matrix::Structure::LowRank(x),
-                squish::matrix::Structure::LowRank(y),
-            ) = (a.structure(), b.structure())
+            if let (squish::matrix::Structure::LowRank(x), squish::matrix::Structure::LowRank(y)) =
+                (a.structure(), b.structure())
             {
                 assert_eq!(x.rank(), y.rank());
             } else {
                 assert_eq!(a.structure(), b.structure(), "{name}: positions moved");
             }
         }
-        let before = m.accuracy_with(d.test.x(), d.test.y(), &Sequential).unwrap();
+        let before = m
+            .accuracy_with(d.test.x(), d.test.y(), &Sequential)
+            .unwrap();
         let after = rec
             .model
             .accuracy_with(d.test.x(), d.test.y(), &Sequential)
@@ -150,7 +155,9 @@ fn latent_weights_must_encode_to_the_compressed_model() {
         let out = tiny.recover_from_latent(&m, &t, None, &small).unwrap();
         assert_eq!(out.model, m);
         let other: Mlp = Mlp::params(&[64, 32, 16, 10]).seed(99).check().unwrap();
-        let e = tiny.recover_from_latent(&m, &other, None, &small).unwrap_err();
+        let e = tiny
+            .recover_from_latent(&m, &other, None, &small)
+            .unwrap_err();
         assert!(e.to_string().contains("latent"), "{e}");
     }
 }
@@ -310,8 +317,7 @@ fn feature_input_student_helps_with_a_fresh_cache_only() {
     let mut alone: Mlp = Mlp::params(&[64, 10]).seed(1).check().unwrap();
     tr.fit(&mut alone, &d.train).unwrap();
     let a = alone.accuracy(d.test.x(), d.test.y()).unwrap();
-    let (s, _) =
-        FeatureStudent::fit(&tr, &[], 1, &t, FeatureSource::Logits, &d.train).unwrap();
+    let (s, _) = FeatureStudent::fit(&tr, &[], 1, &t, FeatureSource::Logits, &d.train).unwrap();
     let cached = FeatureSource::Logits.compute(&t, d.test.x()).unwrap();
     let fresh = s.accuracy(d.test.x(), cached.view(), d.test.y()).unwrap();
     let teacher = t.accuracy(d.test.x(), d.test.y()).unwrap();
@@ -319,11 +325,16 @@ fn feature_input_student_helps_with_a_fresh_cache_only() {
     // On the digits a linear model is nearly as good as the teacher, so the
     // cache can only add the last point: it reaches the teacher.
     assert!(fresh > a, "fresh cache {fresh} vs alone {a}");
-    assert!(fresh >= teacher - 0.01, "fresh cache {fresh} vs teacher {teacher}");
+    assert!(
+        fresh >= teacher - 0.01,
+        "fresh cache {fresh} vs teacher {teacher}"
+    );
     // Stale: every row reads the cached logits of another image.
     let n = cached.nrows();
     let stale = ndarray::Array2::from_shape_fn(cached.dim(), |(i, j)| cached[[(i + 7) % n, j]]);
     let old = s.accuracy(d.test.x(), stale.view(), d.test.y()).unwrap();
     assert!(old < a - 0.1, "stale cache {old} vs alone {a}");
-    assert!(s.forward(d.test.x(), cached.slice(ndarray::s![.., ..3])).is_err());
+    assert!(s
+        .forward(d.test.x(), cached.slice(ndarray::s![.., ..3]))
+        .is_err());
 }

@@ -103,12 +103,7 @@ fn diffs(a: &[f64], b: &[f64]) -> Result<Vec<f64>> {
             format!("{}", b.len()),
         ));
     }
-    if let Some((index, &v)) = a
-        .iter()
-        .chain(b)
-        .enumerate()
-        .find(|(_, v)| !v.is_finite())
-    {
+    if let Some((index, &v)) = a.iter().chain(b).enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(SquishError::NonFinite {
             what: "paired samples",
             index,
@@ -229,8 +224,15 @@ mod tests {
         }
         // Table critical values (two-sided): t(0.05, 4) = 2.776445,
         // t(0.01, 4) = 4.604095, t(0.05, 9) = 2.262157.
-        for (t, df, p) in [(2.776445, 4.0, 0.05), (4.604095, 4.0, 0.01), (2.262157, 9.0, 0.05)] {
-            assert!((2.0 * student_t_sf(t, df) - p).abs() < 1e-6, "t {t} df {df}");
+        for (t, df, p) in [
+            (2.776445, 4.0, 0.05),
+            (4.604095, 4.0, 0.01),
+            (2.262157, 9.0, 0.05),
+        ] {
+            assert!(
+                (2.0 * student_t_sf(t, df) - p).abs() < 1e-6,
+                "t {t} df {df}"
+            );
         }
         assert!((student_t_sf(-1.0, 1.0) - 0.75).abs() < 1e-12);
     }

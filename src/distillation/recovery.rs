@@ -218,11 +218,9 @@ impl Recovery {
         }
         let before = storage_of(model);
         let logits = match (teacher, &self.p.soft_targets) {
-            (Some(t), Some(kd)) if kd.alpha() > 0.0 => Some(teacher_outputs(
-                data.x(),
-                Some(outputs),
-                &|x| t.logits(x),
-            )?),
+            (Some(t), Some(kd)) if kd.alpha() > 0.0 => {
+                Some(teacher_outputs(data.x(), Some(outputs), &|x| t.logits(x))?)
+            }
             _ => None,
         };
         let mut feats = Vec::with_capacity(self.p.hints.len());
@@ -230,9 +228,7 @@ impl Recovery {
             let t = teacher.expect("checked above");
             let width = model.layers()[h.student_layer()].rows();
             // Recovery hints compare layers of the same width directly.
-            let f = teacher_outputs(data.x(), Some(width), &|x| {
-                t.features(x, h.teacher_layer())
-            })?;
+            let f = teacher_outputs(data.x(), Some(width), &|x| t.features(x, h.teacher_layer()))?;
             feats.push(f);
         }
 

@@ -284,7 +284,9 @@ impl Trainable {
     /// encoding and storage as the matrix they started from.
     pub(crate) fn to_matrix(&self) -> Result<CompressedMatrix> {
         match self {
-            Trainable::LowRank { a, b } => CompressedMatrix::low_rank(a.to_matrix()?, b.to_matrix()?),
+            Trainable::LowRank { a, b } => {
+                CompressedMatrix::low_rank(a.to_matrix()?, b.to_matrix()?)
+            }
             Trainable::Stored {
                 shape,
                 structure,
@@ -352,7 +354,12 @@ mod tests {
         let forms = vec![
             dense.clone(),
             CompressedMatrix::csr_from_mask(w(6, 10).view(), keep.view()).unwrap(),
-            IntQuantizer::params(8).per_row().check().unwrap().quantize(&dense).unwrap(),
+            IntQuantizer::params(8)
+                .per_row()
+                .check()
+                .unwrap()
+                .quantize(&dense)
+                .unwrap(),
             IntQuantizer::params(4)
                 .per_group(4)
                 .check()
@@ -392,7 +399,10 @@ mod tests {
         let g = Array2::from_shape_fn((5, 7), |(i, j)| ((i + 2 * j) % 5) as f32 - 2.0);
         let loss = |t: &Trainable| -> f64 {
             let wt = t.weight().unwrap();
-            wt.iter().zip(g.iter()).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+            wt.iter()
+                .zip(g.iter())
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum()
         };
         let t = Trainable::from_matrix(&m).unwrap();
         let grads = t.grads(g.view()).unwrap();
@@ -405,7 +415,10 @@ mod tests {
                 let mut dn = t.clone();
                 dn.slices_mut()[s][k] -= h;
                 let num = (loss(&up) - loss(&dn)) / (2.0 * h as f64);
-                assert!((num - gk as f64).abs() < 1e-3, "slice {s} [{k}]: {num} vs {gk}");
+                assert!(
+                    (num - gk as f64).abs() < 1e-3,
+                    "slice {s} [{k}]: {num} vs {gk}"
+                );
             }
         }
     }
@@ -415,8 +428,8 @@ mod tests {
         use crate::matrix::PackedBits;
         let layout = RowLayout::Uniform { rows: 2, len: 2 };
         let idx = PackedBits::pack(1, &[0, 1, 1, 1]).unwrap();
-        let v = Values::codebook(layout, 2, CodebookScope::PerTensor, vec![-1.0, 1.0], idx)
-            .unwrap();
+        let v =
+            Values::codebook(layout, 2, CodebookScope::PerTensor, vec![-1.0, 1.0], idx).unwrap();
         let m = CompressedMatrix::from_parts(2, 2, Structure::Dense, v).unwrap();
         let t = Trainable::from_matrix(&m).unwrap();
         let g = t
