@@ -73,12 +73,7 @@ impl FeatureStudent {
         let f = source.compute(teacher, data.x())?;
         let n = f.nrows() as f32;
         let mean = f.sum_axis(Axis(0)) / n;
-        let var = f.map_axis(Axis(0), |c| {
-            c.iter()
-                .map(|&v| (v - c.mean().unwrap_or(0.0)).powi(2))
-                .sum::<f32>()
-                / n
-        });
+        let var = (&f - &mean).mapv(|v| v * v).sum_axis(Axis(0)) / n;
         // Constant features (e.g. dead ReLUs) are left unscaled.
         let inv_std = var.mapv(|v| if v > 1e-12 { 1.0 / v.sqrt() } else { 1.0 });
         let mut sizes = vec![data.features() + f.ncols()];

@@ -213,12 +213,12 @@ mod tests {
     #[test]
     fn t_tail_matches_closed_forms_and_tables() {
         // df = 1 (Cauchy): P(T > t) = ½ − atan(t)/π.
-        for t in [0.0, 0.3, 1.0, 2.5, 10.0] {
+        for t in [0.0f64, 0.3, 1.0, 2.5, 10.0] {
             let want = 0.5 - f64::atan(t) / std::f64::consts::PI;
             assert!((student_t_sf(t, 1.0) - want).abs() < 1e-12, "df 1, t {t}");
         }
         // df = 2: P(T > t) = ½ − t / (2·√(2 + t²)).
-        for t in [0.1, 1.0, 4.0] {
+        for t in [0.1f64, 1.0, 4.0] {
             let want = 0.5 - t / (2.0 * (2.0 + t * t).sqrt());
             assert!((student_t_sf(t, 2.0) - want).abs() < 1e-12, "df 2, t {t}");
         }

@@ -337,6 +337,7 @@ mod tests {
     use super::*;
     use crate::compression::lowrank::{LowRank, RankSelection};
     use crate::parallel::Sequential;
+    use crate::pass::CompressionPass;
     use ndarray::Array2;
 
     fn w(r: usize, c: usize) -> Array2<f32> {
