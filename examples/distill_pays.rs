@@ -268,7 +268,6 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
         for &h in &s.widths {
             grid.push((h, 0, 1.0, 0.0));
             grid.push((h, 0, s.kd_t, s.kd_alpha));
-            grid.push((h, 0, 2.0, 0.5));
         }
         grid.push((wide, 1, 1.0, 0.0));
         grid.push((wide, 1, s.kd_t, s.kd_alpha));

@@ -45,7 +45,7 @@ impl FeatureSource {
 /// let t = Trainer::params().epochs(10).optimizer(Optimizer::adam(3e-3).check()?).check()?;
 /// let mut teacher = Mlp::params(&[64, 64, 10]).seed(1).check()?;
 /// t.fit(&mut teacher, &d.train)?;
-/// let (s, _) = FeatureStudent::fit(&t, &[4], 2, &teacher, FeatureSource::Logits, &d.train)?;
+/// let (s, _) = FeatureStudent::fit(&t, &[], 2, &teacher, FeatureSource::Logits, &d.train)?;
 /// let cached = FeatureSource::Logits.compute(&teacher, d.test.x())?;
 /// assert!(s.accuracy(d.test.x(), cached.view(), d.test.y())? > 0.8);
 /// # Ok::<(), squish::SquishError>(())
