@@ -116,7 +116,7 @@ fn diffs(a: &[f64], b: &[f64]) -> Result<Vec<f64>> {
 /// `P(T > t)` for Student's t with `df` degrees of freedom, from the
 /// regularized incomplete beta function: `½·I_{df/(df+t²)}(df/2, ½)` for t ≥ 0.
 pub fn student_t_sf(t: f64, df: f64) -> f64 {
-    if t.is_nan() || !(df > 0.0) {
+    if t.is_nan() || df.is_nan() || df <= 0.0 {
         return f64::NAN;
     }
     let tail = 0.5 * incomplete_beta(df / (df + t * t), df / 2.0, 0.5);

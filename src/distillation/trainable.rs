@@ -34,6 +34,8 @@ impl Requant {
 }
 
 /// The parameters of one stored (non-low-rank) matrix.
+// One per layer: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
     /// f32 values trained as they are.
@@ -53,6 +55,7 @@ pub(crate) enum Kind {
 /// (f32 values, latent copies of quantized values, centroids, low-rank
 /// factors), never positions, codes layout, ranks or encodings, so
 /// [`to_matrix`](Self::to_matrix) gives back the same structure and storage.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(crate) enum Trainable {
     Stored {
