@@ -19,7 +19,12 @@
 //! 3. the dense model under int8 per-row, int4 group-64, binary (with
 //!    straight-through fine-tuning) and low-rank (energy 0.9);
 //! 4. a small student (784-h-10, about 1/40 of the dense bytes) trained with
-//!    soft targets from the dense model.
+//!    soft targets from the dense model;
+//! 5. teacher-guided recovery (`distillation::Recovery`) of the low-rank,
+//!    int4 and binary forms: each fine-tuned in its compressed form with the
+//!    dense model's soft targets (T = 4, α = 0.9); binary keeps the dense
+//!    weights as its straight-through latent copies. `examples/distill_pays.rs`
+//!    has the full comparison (5 seeds, with and without the teacher).
 //!
 //! Every size is an exact storage report of the crate (weights, headers and
 //! f32 biases); every accuracy is measured through the compressed kernels.
@@ -34,7 +39,7 @@ use plotters::prelude::*;
 use squish::compression::deep::{dense_bytes, DeepCompression};
 use squish::compression::lowrank::{LowRank, RankSelection};
 use squish::data::{digits, fashion_mnist, Split};
-use squish::distillation::{distill, SoftTarget};
+use squish::distillation::{distill, Recovery, SoftTarget};
 use squish::prelude::*;
 use squish::quantization::Binary;
 use squish::training::{CompressedMlp, Mlp, Optimizer, StraightThrough, Trainer};
@@ -55,6 +60,7 @@ struct Setup {
     binary_lr: f64,
     student_epochs: usize,
     student_lr: f64,
+    recover_epochs: usize,
 }
 
 fn fashion_setup() -> Setup {
@@ -73,6 +79,7 @@ fn fashion_setup() -> Setup {
         binary_lr: 3e-4,
         student_epochs: 20,
         student_lr: 3e-3,
+        recover_epochs: 2,
     }
 }
 
@@ -92,11 +99,12 @@ fn digits_setup() -> Setup {
         binary_lr: 3e-4,
         student_epochs: 100,
         student_lr: 3e-3,
+        recover_epochs: 5,
     }
 }
 
 /// Row names, in table order.
-const ROWS: [&str; 11] = [
+const ROWS: [&str; 14] = [
     "dense f32",
     "DC 1: pruned (CSR f32)",
     "DC 2: + shared (k-means)",
@@ -108,6 +116,9 @@ const ROWS: [&str; 11] = [
     "low-rank energy 0.9",
     "student alone",
     "student + KD",
+    "low-rank 0.9 + KD recovery",
+    "int4 group-64 + KD recovery",
+    "binary + KD recovery (dense latent)",
 ];
 
 /// One seed's results: accuracy and bytes per row, and the models to serve.
@@ -278,6 +289,45 @@ fn run_seed(data: &Split, s: &Setup, seed: u64, t0: Instant) -> squish::Result<S
         &format!(
             "int8 {:.4}, int4 {:.4}, binary {:.4}, low-rank {:.4} (ranks {})",
             r.acc[5], r.acc[6], r.acc[7], r.acc[8], ranks
+        ),
+    );
+
+    // Teacher-guided recovery: each compressed form fine-tuned in its own
+    // form, the dense model's soft targets mixed into the loss.
+    let kd = SoftTarget::params(4.0).alpha(0.9).check()?;
+    let recover = |epochs: usize, lr: f64| -> squish::Result<Recovery> {
+        Recovery::params()
+            .epochs(epochs)
+            .batch_size(s.batch)
+            .seed(seed)
+            .optimizer(Optimizer::adam(lr).check()?)
+            .soft_targets(kd)
+            .check()
+    };
+    let lowrank = r.models[8].clone().expect("low-rank row");
+    let m = recover(s.recover_epochs, 1e-3)?
+        .recover(&lowrank, Some(&mlp), &data.train)?
+        .model;
+    let b = m.bytes();
+    record(&mut r, 11, m, b)?;
+    let int4_m = r.models[6].clone().expect("int4 row");
+    let m = recover(s.recover_epochs, 1e-4)?
+        .recover(&int4_m, Some(&mlp), &data.train)?
+        .model;
+    let b = m.bytes();
+    record(&mut r, 12, m, b)?;
+    let bin_m = CompressedMlp::from_mlp(&mlp, &|_, m| Binary.quantize(m))?;
+    let m = recover(s.binary_epochs, s.binary_lr)?
+        .recover_from_latent(&bin_m, &mlp, Some(&mlp), &data.train)?
+        .model;
+    let b = m.bytes();
+    record(&mut r, 13, m, b)?;
+    log(
+        seed,
+        t0,
+        &format!(
+            "KD recovery: low-rank {:.4}, int4 {:.4}, binary {:.4}",
+            r.acc[11], r.acc[12], r.acc[13]
         ),
     );
 

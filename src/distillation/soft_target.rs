@@ -10,7 +10,7 @@ use super::Distiller;
 use crate::error::{Result, SquishError};
 use crate::kernels::multiversion;
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor, Sequential};
-use crate::training::{log_softmax, softmax, Scalar};
+use crate::training::{log_softmax, softmax, softmax_cross_entropy, Scalar};
 
 /// Unchecked [`SoftTarget`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -88,6 +88,11 @@ impl SoftTarget {
         exec: &dyn ParallelExecutor,
     ) -> Result<(f64, Array2<f32>)> {
         check_inputs(student, teacher, labels)?;
+        if self.alpha == 0.0 {
+            // Only the hard labels remain: the very code plain training runs,
+            // so KD at α = 0 is plain training bit for bit.
+            return softmax_cross_entropy(student, labels);
+        }
         let (b, c) = student.dim();
         let s = student.as_standard_layout();
         let t = teacher.as_standard_layout();

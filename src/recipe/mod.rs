@@ -11,6 +11,7 @@ mod error;
 mod method;
 #[allow(clippy::module_inception)]
 mod recipe;
+mod recover;
 mod spec;
 mod stream;
 mod sweep;
@@ -19,6 +20,7 @@ pub use apply::{compress_model, Compressed, LayerReport};
 pub use error::RecipeError;
 pub use method::MethodSpec;
 pub use recipe::{Choice, Recipe, Rule};
+pub use recover::RecoverSpec;
 pub use spec::{
     AxisSpec, CalibrationSpec, GranularitySpec, InitSpec, IntSpec, KMeansSpec, LowRankSpec,
     StructuredSpec,

@@ -16,6 +16,7 @@ struct RecipeFile {
     #[serde(default)]
     rule: Vec<RuleFile>,
     default: Option<DefaultFile>,
+    recover: Option<Spanned<super::RecoverSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +131,7 @@ pub enum Choice {
 pub struct Recipe {
     rules: Vec<Rule>,
     default: Option<Vec<MethodSpec>>,
+    recover: Option<super::RecoverSpec>,
 }
 
 /// 1-based line of byte `offset` in `src`.
@@ -174,6 +176,7 @@ impl Recipe {
         Ok(Recipe {
             rules: Vec::new(),
             default: Some(methods),
+            recover: None,
         })
     }
 
@@ -217,6 +220,7 @@ impl Recipe {
         Ok(Recipe {
             rules,
             default: include.is_empty().then_some(methods),
+            recover: None,
         })
     }
 
@@ -283,7 +287,29 @@ impl Recipe {
             });
         }
         let default = file.default.map(|d| methods(src, d.pipeline)).transpose()?;
-        Ok(Recipe { rules, default })
+        let recover = match file.recover {
+            Some(r) => {
+                let line = line_of(src, r.span().start);
+                let r = r.into_inner();
+                r.build().map_err(|e| RecipeError::BadValue {
+                    line,
+                    message: e.to_string(),
+                })?;
+                Some(r)
+            }
+            None => None,
+        };
+        Ok(Recipe {
+            rules,
+            default,
+            recover,
+        })
+    }
+
+    /// The `[recover]` section: teacher-guided fine-tuning after compression,
+    /// for callers that hold the data and the dense model.
+    pub fn recover(&self) -> Option<&super::RecoverSpec> {
+        self.recover.as_ref()
     }
 
     /// The rules, in file order.
