@@ -79,7 +79,7 @@ fn randomized_svd_on_huge_weights_never_panics() {
         // The pass's randomized paths (fixed rank and a spectrum rule).
         for sel in [RankSelection::Fixed(2), RankSelection::Energy(0.9)] {
             let pass = LowRank::params(sel)
-                .randomized(RandomizedSvd::params(2))
+                .randomized(RandomizedSvd::settings())
                 .check()
                 .unwrap();
             let m = CompressedMatrix::from_dense(w.view()).unwrap();

@@ -99,6 +99,11 @@ fn serve_bench_reports_throughput_and_fidelity() {
     let out = squish(
         &[
             "serve-bench",
+            "--sentences",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../data/english/devils_dictionary.txt"
+            ),
             "--model",
             dir.to_str().unwrap(),
             "--count",

@@ -40,7 +40,7 @@
 //! ];
 //! let eval = Weighted(ws.clone(), vec![100.0, 1.0]); // layer 0 is 100× as sensitive
 //! let table = measure(&layers, &candidates, &eval, &Sequential, &|_, _| {})?;
-//! let plan = Planner::params(Budget::BitsPerWeight(6.0)).check()?.plan(&table)?;
+//! let plan = Planner::params(Budget::BitsPerWeight(7.0)).check()?.plan(&table)?;
 //! assert_eq!(plan.choices[0].2, "int8"); // the sensitive layer keeps more bits
 //! assert_eq!(plan.choices[1].2, "int4");
 //! let recipe = plan.recipe()?;           // an explicit recipe, one rule per layer

@@ -1,108 +1,18 @@
-//! Small batches (2 ..= [`FUSED_MAX_BATCH`]) of weight-only products: each
-//! stored row is decoded once into an L1-resident buffer and dotted with
-//! every input row, so the weights are read and decoded once per call and
-//! no f32 copy of the matrix is formed.
+//! Byte-wise row decoders of the weight-only encodings, behind each
+//! encoding's [`DecodeRows`](super::DecodeRows): a byte holds 2, 4 or 8
+//! codes, so rows whose codes start on a byte decode without per-code bit
+//! arithmetic. Decoding code by code made a decode + GEMM at batch 8 on
+//! 1536 × 384 slower than dense f32 (issue #20).
 //!
-//! Decoding a whole block to f32 and calling a GEMM (the path above this
-//! batch size) costs a full dense GEMM *plus* the decode: at batch 8 on
-//! 1536 × 384 it made ternary 11× slower than dense f32 (issue #20). Here
-//! the decode is byte-wise (a byte holds 2, 4 or 8 codes, so rows whose
-//! codes start on a byte decode without per-code bit arithmetic) and the
-//! dot products run on 16 lanes, vectorized by `multiversion!`.
+//! (A fused small-batch product — decode a row once, dot it with every
+//! input row — was faster still at batch 2–16 but summed in another order
+//! than the GEMM path, so a row's result depended on the batch size and
+//! data-parallel / micro-batched inference lost bit-identity; it is not used.)
 
-use crate::matrix::{BinaryValues, Int4Values, Int8Values, TernaryValues, Values};
+use crate::matrix::{BinaryValues, Int4Values, Int8Values, TernaryValues};
 use crate::matrix::{TERNARY_MINUS, TERNARY_PLUS};
 
 use super::segments;
-
-/// Largest batch served here; larger batches decode blocks and use GEMM.
-pub(crate) const FUSED_MAX_BATCH: usize = 16;
-
-multiversion! {
-    /// `out` `[nr, batch]` (row-major) = rows `r0..r0 + nr` of W times every
-    /// row of `x` (`[batch, cols]`, row-major).
-    pub(crate) fn rows_times_batch(values: &Values, x: &[f32], batch: usize, r0: usize, out: &mut [f32]) => rows_times_batch_generic;
-}
-
-#[inline(always)]
-fn rows_times_batch_generic(values: &Values, x: &[f32], batch: usize, r0: usize, out: &mut [f32]) {
-    let cols = values.layout().max_row_len();
-    debug_assert_eq!(x.len(), batch * cols);
-    let row = |b: usize| &x[b * cols..(b + 1) * cols];
-    let mut w = vec![0.0f32; cols];
-    for (r, y) in out.chunks_exact_mut(batch).enumerate() {
-        decode_row(values, r0 + r, &mut w);
-        // Four input rows per pass: each loaded weight feeds four sums.
-        let mut b = 0;
-        while b < batch {
-            let k = (batch - b).min(4);
-            // A short group repeats its last row; the extra sums are dropped.
-            let xs = [0, 1, 2, 3].map(|j| row(b + j.min(k - 1)));
-            y[b..b + k].copy_from_slice(&dot4(&w, xs)[..k]);
-            b += k;
-        }
-    }
-}
-
-const LANES: usize = 16;
-
-/// `[Σ w·x₀, Σ w·x₁, Σ w·x₂, Σ w·x₃]` on 16 lanes each, then a fixed
-/// pairwise reduction (the same order on every call, whatever the
-/// executor; a sum does not depend on which four rows it is computed with).
-#[inline(always)]
-fn dot4(w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
-    // Four separate accumulator arrays: LLVM keeps each in one vector
-    // register (a 2-D array defeated its vectorizer).
-    let (mut a0, mut a1, mut a2, mut a3) =
-        ([0.0f32; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
-    let wc = w.chunks_exact(LANES);
-    let n = w.len() - wc.remainder().len();
-    let chunks = wc
-        .zip(x[0].chunks_exact(LANES))
-        .zip(x[1].chunks_exact(LANES))
-        .zip(x[2].chunks_exact(LANES))
-        .zip(x[3].chunks_exact(LANES));
-    for ((((w, x0), x1), x2), x3) in chunks {
-        for l in 0..LANES {
-            a0[l] += w[l] * x0[l];
-            a1[l] += w[l] * x1[l];
-            a2[l] += w[l] * x2[l];
-            a3[l] += w[l] * x3[l];
-        }
-    }
-    let mut out = [0.0f32; 4];
-    for ((o, a), xk) in out.iter_mut().zip([a0, a1, a2, a3]).zip(x) {
-        let tail: f32 = w[n..].iter().zip(&xk[n..]).map(|(p, q)| p * q).sum();
-        *o = fold(a) + tail;
-    }
-    out
-}
-
-/// Pairwise sum of the lanes, in a fixed order.
-#[inline(always)]
-fn fold(mut a: [f32; LANES]) -> f32 {
-    let mut m = LANES;
-    while m > 1 {
-        m /= 2;
-        for l in 0..m {
-            a[l] += a[l + m];
-        }
-    }
-    a[0]
-}
-
-/// Row `i` of W into `o` (`cols` values).
-#[inline(always)]
-fn decode_row(values: &Values, i: usize, o: &mut [f32]) {
-    match values {
-        Values::Int4(v) => int4_row(v, i, o),
-        Values::Binary(v) => binary_row(v, i, o),
-        Values::Ternary(v) => ternary_row(v, i, o),
-        Values::Int8(v) => int8_row(v, i, o),
-        // f32 and codebooks do not come here.
-        v => v.decode_row(i, o),
-    }
-}
 
 #[inline(always)]
 pub(super) fn int8_row(v: &Int8Values, i: usize, o: &mut [f32]) {
@@ -184,6 +94,20 @@ pub(super) fn ternary_row(v: &TernaryValues, i: usize, o: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matrix::Values;
+
+    /// Row `i` of W into `o` (`cols` values).
+    fn decode_row(values: &Values, i: usize, o: &mut [f32]) {
+        match values {
+            Values::Int4(v) => int4_row(v, i, o),
+            Values::Binary(v) => binary_row(v, i, o),
+            Values::Ternary(v) => ternary_row(v, i, o),
+            Values::Int8(v) => int8_row(v, i, o),
+            // f32 and codebooks do not come here.
+            v => v.decode_row(i, o),
+        }
+    }
+
     use crate::matrix::CompressedMatrix;
     use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
     use ndarray::Array2;
@@ -239,31 +163,6 @@ mod tests {
                     "{} {rows}x{cols}",
                     m.encoding()
                 );
-            }
-        }
-    }
-
-    #[test]
-    fn fused_product_equals_a_naive_f64_product() {
-        let (rows, cols, batch) = (9, 40, 5);
-        let x: Vec<f32> = (0..batch * cols)
-            .map(|k| ((k * 7) % 11) as f32 - 5.0)
-            .collect();
-        for m in encodings(rows, cols) {
-            let w = m.to_dense();
-            let mut out = vec![0.0f32; rows * batch];
-            rows_times_batch(m.values().unwrap(), &x, batch, 0, &mut out);
-            for i in 0..rows {
-                for b in 0..batch {
-                    let want: f64 = (0..cols)
-                        .map(|k| w[[i, k]] as f64 * x[b * cols + k] as f64)
-                        .sum();
-                    let got = out[i * batch + b] as f64;
-                    assert!(
-                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                        "{got} vs {want}"
-                    );
-                }
             }
         }
     }

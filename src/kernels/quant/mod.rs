@@ -105,15 +105,6 @@ pub fn matmul_block(
         }
         return Some(Array2::from_shape_vec((1, rows), yt).expect("sizes match"));
     }
-    // Small batches: decode each row once, dot it with every input row
-    // (decode + GEMM would cost a dense GEMM plus the decode).
-    if batch <= fused::FUSED_MAX_BATCH {
-        let xs = x.as_slice().expect("standard layout");
-        let per = rows_per_task(cols * batch, GEMV_TASK_ELEMS);
-        return Some(row_blocks(rows, batch, per, exec, |t, out| {
-            fused::rows_times_batch(values, xs, batch, t * per, out)
-        }));
-    }
     // Batched: decode a block of rows into f32 and multiply it with GEMM.
     let per = rows_per_task(cols, BLOCK_TASK_ELEMS);
     let y = row_blocks(rows, batch, per, exec, |t, out| {
