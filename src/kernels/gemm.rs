@@ -1,6 +1,6 @@
 //! Dense GEMMs spread over a [`ParallelExecutor`].
 //!
-//! Each task owns a fixed block of output rows ([`BLOCK_ROWS`], whatever the
+//! Each task owns a fixed block of output rows (`BLOCK_ROWS`, whatever the
 //! thread count) and computes it with ndarray's GEMM, so every output
 //! element is the same sum in the same order on any executor.
 

@@ -2,7 +2,7 @@
 //!
 //! The core ([`matrix`](crate::matrix)) holds the structure × encoding
 //! representation and the plain [reference kernel](crate::matrix::reference);
-//! this module holds everything faster, and the one [dispatch](dispatch) that
+//! this module holds everything faster, and the one [dispatch] that
 //! picks the fastest kernel for each structure × encoding pair
 //! ([`CompressedMatrix::matmul`](crate::matrix::CompressedMatrix::matmul) is
 //! defined there). Families build on these kernels; the kernels use only the

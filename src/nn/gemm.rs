@@ -61,7 +61,7 @@ pub fn linear_f32(
 pub const TILE_MIN_ROWS: usize = 16;
 
 /// `y = x·Wᵀ (+ bias)` for a compressed `W` at GEMM shapes: each task decodes
-/// one block of [`COL_BLOCK`] rows of `W` into a scratch buffer (the matrix
+/// one block of `COL_BLOCK` rows of `W` into a scratch buffer (the matrix
 /// itself stays compressed) and multiplies it with the same packed GEMM as
 /// the dense path, so the result equals [`linear_f32`] on the decoded
 /// weights bit for bit. Low rank runs as two such products

@@ -1,6 +1,6 @@
 //! The pass traits of the core: [`CompressionPass`] (one step of a
 //! pipeline), [`Pruner`] and [`Quantizer`]. The families implement them; the
-//! [`Prune`](crate::pruning::Prune) and [`Quantize`](crate::quantization::Quantize)
+//! [`Prune`] and [`Quantize`]
 //! adapters that turn a pruner or quantizer into a pass live in the families.
 
 mod pruner;

@@ -46,7 +46,7 @@ pub use structured::{dead_next_inputs, Slice, Structured, StructuredParams};
 pub mod kernels {
     pub use crate::kernels::sparse::*;
 
-    /// Renamed [`dense_rows_matmul`](crate::kernels::sparse::dense_rows_matmul)
+    /// Renamed [`dense_rows_matmul`]
     /// (one `dense_matmul` is left, in [`crate::kernels`]).
     #[deprecated(note = "use squish::kernels::sparse::dense_rows_matmul")]
     pub use crate::kernels::sparse::dense_rows_matmul as dense_matmul;

@@ -6,7 +6,7 @@
 //! integers, so every path (VNNI, portable, reference) gives bit-identical
 //! results. The VNNI paths compute `(x + 128)·w` with `vpdpbusd` (unsigned ×
 //! signed bytes) and subtract `128·Σw`, with `Σw` per row and segment
-//! computed once in [`Prepared`].
+//! computed once in `Prepared`.
 //!
 //! The fast path (VNNI, segments of whole 64-byte blocks) packs the batch
 //! once per call into `[batch tile][block][TB rows][64]` (`x + 128`, rows
