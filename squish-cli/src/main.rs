@@ -186,7 +186,7 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
     // Started by mpirun: the ranks share the layers (feature `mpi`).
     #[cfg(feature = "mpi")]
     if squish::distributed::MpiComm::launched() {
-        return mpi::compress(&model, &recipe, &a.output, exec);
+        return mpi::compress(&model, &a.model, &recipe, &a.output, exec);
     }
     let n = model.iter().filter(|(_, t)| t.matrix().is_some()).count();
     let bar = if a.quiet {

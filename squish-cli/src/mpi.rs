@@ -12,6 +12,7 @@ use crate::table;
 /// Compresses over the MPI world; only rank 0 prints.
 pub fn compress(
     model: &Model,
+    input: &std::path::Path,
     recipe: &Recipe,
     output: &std::path::Path,
     exec: &dyn ParallelExecutor,
@@ -19,7 +20,12 @@ pub fn compress(
     let world = MpiComm::world()?;
     let cluster = Cluster::new(world.as_ref(), exec);
     if let Some(out) = compress_to_file(&cluster, model, recipe, output)? {
-        print!("{}", table::layers(&out, model));
+        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let files = table::Files {
+            input: size(input),
+            output: size(output),
+        };
+        print!("{}", table::layers(&out, model, &files));
         println!("wrote {} ({} ranks)", output.display(), cluster.size());
     }
     Ok(())
