@@ -98,15 +98,8 @@ fn gemm_decoded(
     decode: &Decode,
 ) -> Array2<f32> {
     let (m, k) = x.dim();
-    assert_eq!(k, kw, "x·Wᵀ: x has {k} columns, W has {kw}");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), n, "bias length");
-    }
+    let mut y = biased_output((m, k), (n, kw), bias);
     let x = x.as_standard_layout();
-    let mut y = match bias {
-        Some(b) => Array2::from_shape_fn((m, n), |(_, j)| b[j]),
-        None => Array2::zeros((m, n)),
-    };
     if m == 0 || n == 0 {
         return y;
     }
@@ -134,6 +127,23 @@ fn gemm_decoded(
         }
     });
     y
+}
+
+/// The `[m, n]` output of `x·Wᵀ (+ b)`, holding the bias rows (or zeros),
+/// after checking the shapes.
+fn biased_output(
+    (m, k): (usize, usize),
+    (n, kw): (usize, usize),
+    bias: Option<&[f32]>,
+) -> Array2<f32> {
+    assert_eq!(k, kw, "x·Wᵀ: x has {k} columns, W has {kw}");
+    match bias {
+        Some(b) => {
+            assert_eq!(b.len(), n, "bias length");
+            Array2::from_shape_fn((m, n), |(_, j)| b[j])
+        }
+        None => Array2::zeros((m, n)),
+    }
 }
 
 /// `dst[rows, cols] (+)= lhs[rows, k] · rhs[cols, k]ᵀ`, single-threaded.
@@ -185,15 +195,8 @@ fn gemm_blocks(
     rows_of: &(dyn Fn(usize, usize) -> *const f32 + Sync),
 ) -> Array2<f32> {
     let (m, k) = x.dim();
-    assert_eq!(k, kw, "x·Wᵀ: x has {k} columns, W has {kw}");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), n, "bias length");
-    }
+    let mut y = biased_output((m, k), (n, kw), bias);
     let x = x.as_standard_layout();
-    let mut y = match bias {
-        Some(b) => Array2::from_shape_fn((m, n), |(_, j)| b[j]),
-        None => Array2::zeros((m, n)),
-    };
     if m == 0 || n == 0 {
         return y;
     }
