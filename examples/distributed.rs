@@ -34,6 +34,13 @@ const RECIPE: &str = r#"
 pipeline = [{ method = "magnitude", sparsity = 0.5 }, { method = "kmeans", k = 16 }]
 "#;
 
+/// Every linear layer shared over 16 values (4-bit codes): compute-bound,
+/// a quarter of the output bytes of the recipe above.
+const KMEANS_RECIPE: &str = r#"
+[default]
+pipeline = [{ method = "kmeans", k = 16 }]
+"#;
+
 /// MiniLM: the same, and int8 embeddings.
 const MINILM_RECIPE: &str = r#"
 [[rule]]
@@ -52,6 +59,8 @@ fn models() -> squish::Result<Vec<(Model, String, &'static str)>> {
         let (m, what) = synthetic(blocks, d)?;
         out.push((m, what, RECIPE));
     }
+    let (m, what) = synthetic(12, 768)?;
+    out.push((m, format!("{what}, k-means only"), KMEANS_RECIPE));
     if let Some(dir) = std::env::var_os("SQUISH_MINILM_DIR") {
         let p = std::path::Path::new(&dir).join("model.safetensors");
         out.push((Model::load(&p)?, "all-MiniLM-L6-v2".into(), MINILM_RECIPE));
