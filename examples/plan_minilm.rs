@@ -26,6 +26,7 @@ use squish::nn::{
 use squish::parallel::{ParallelExecutor, ThreadPool};
 use squish::plan::{
     bert_linear_weights, default_candidates, measure, Budget, EncoderCosine, Layer, Planner,
+    RefineParams,
 };
 use squish::recipe::{compress_model, Recipe};
 
@@ -153,24 +154,36 @@ fn main() -> squish::Result<()> {
         ("8.0 bpw".into(), Budget::BitsPerWeight(8.0)),
     ];
     budgets.retain(|(_, b)| b.bytes(n_weights) > 0);
+    let mut first_order = Vec::new();
     let mut planned = Vec::new();
+    let refine = RefineParams {
+        max_evaluations: if quick { 8 } else { 64 },
+        moves_per_round: 4,
+    };
     for (label, b) in &budgets {
-        let plan = match Planner::params(*b).check()?.plan(&table) {
+        let planner = Planner::params(*b).check()?;
+        let plan = match planner.plan(&table) {
             Ok(p) => p,
             Err(e) => {
                 println!("budget {label}: {e}");
                 continue;
             }
         };
-        let mut p = evaluate(format!("planned {label}"), &plan.recipe()?)?;
-        p.name = format!("{} [predicted drop {:.5}]", p.name, plan.predicted);
-        planned.push(p);
+        let mut p = evaluate(format!("planner's sum {label}"), &plan.recipe()?)?;
+        p.name = format!("{} [pred. drop {:.4}]", p.name, plan.predicted);
+        first_order.push(p);
+        let r = planner.refine(&table, &layers, &plan, &eval_fn, refine, exec)?;
+        println!(
+            "budget {label}: calibration drop {:.5} (planner's sum) → {:.5} (refined from {}, {} moves accepted, {} mix evaluations)",
+            r.planner_measured, r.measured, r.start, r.accepted, r.evaluations
+        );
+        planned.push(evaluate(format!("planned {label}"), &r.plan.recipe()?)?);
     }
     println!(
         "\n{:<44} {:>10} {:>7} {:>10} {:>10} {:>10}",
         "recipe (evaluation: 256 sentences)", "bytes", "bpw", "mean cos", "min cos", "recall@10"
     );
-    for p in uniform.iter().chain(&planned) {
+    for p in uniform.iter().chain(&first_order).chain(&planned) {
         println!(
             "{:<44} {:>10} {:>7.3} {:>10.5} {:>10.5} {:>10.4}",
             p.name,
@@ -230,8 +243,17 @@ fn main() -> squish::Result<()> {
                 RED.stroke_width(2),
             ))
             .map_err(plot_err)?
-            .label("planned mix")
+            .label("planned mix (refined on the measured mix)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+        chart
+            .draw_series(
+                first_order
+                    .iter()
+                    .map(|p| TriangleMarker::new((bpw(p.bytes), p.cosine), 5, GREEN.filled())),
+            )
+            .map_err(plot_err)?
+            .label("planner's first-order solution")
+            .legend(|(x, y)| TriangleMarker::new((x, y), 5, GREEN.filled()));
         chart
             .configure_series_labels()
             .border_style(BLACK)

@@ -16,7 +16,9 @@
 use ndarray::{Array2, ArrayView2};
 use squish::data::{digits, fashion_mnist};
 use squish::parallel::{ParallelExecutor, Sequential, ThreadPool};
-use squish::plan::{default_candidates, measure, Budget, Evaluator, Layer, Planner};
+use squish::plan::{
+    default_candidates, measure, Budget, Evaluator, Layer, MixEvaluator, Planner, RefineParams,
+};
 use squish::prelude::*;
 use squish::recipe::MethodSpec;
 use squish::training::{log_softmax, CompressedMlp, Mlp, Optimizer, Trainer};
@@ -41,6 +43,21 @@ impl Evaluator for Kl<'_> {
     fn distortion(&self, layer: usize, m: &CompressedMatrix) -> squish::Result<f64> {
         let mut net = self.dense.clone();
         net.set_layer(layer, m.clone(), self.dense.biases()[layer].clone())?;
+        Ok(mean_kl(
+            &self.logp,
+            net.forward_on(self.x, &Sequential)?.view(),
+        ))
+    }
+}
+
+impl MixEvaluator for Kl<'_> {
+    fn mix_distortion(&self, mix: &[Option<&CompressedMatrix>]) -> squish::Result<f64> {
+        let mut net = self.dense.clone();
+        for (layer, m) in mix.iter().enumerate() {
+            if let Some(m) = m {
+                net.set_layer(layer, (*m).clone(), self.dense.biases()[layer].clone())?;
+            }
+        }
         Ok(mean_kl(
             &self.logp,
             net.forward_on(self.x, &Sequential)?.view(),
@@ -137,12 +154,14 @@ fn main() -> squish::Result<()> {
     );
 
     println!(
-        "\n{:<22} {:>12} {:>8} {:>10} {:>10} {:>12}",
-        "uniform recipe", "bytes", "bpw", "uniform %", "planned %", "planned bytes"
+        "\n{:<22} {:>12} {:>8} {:>10} {:>10} {:>12} {:>10} {:>12}",
+        "uniform recipe", "bytes", "bpw", "uniform %", "sum-plan %", "bytes", "planned %", "bytes"
     );
     println!("dense f32: {:.2} %", 100.0 * dense_acc);
     let n_weights: usize = weights.iter().map(|w| w.len()).sum();
     for uniform in [
+        "ternary",
+        "kmeans 8",
         "kmeans 16",
         "int4 g32",
         "2:4 + int8",
@@ -154,18 +173,29 @@ fn main() -> squish::Result<()> {
         };
         let u = apply(&dense, &|_| c.methods().to_vec())?;
         let bytes = weight_bytes(&u);
-        let plan = Planner::params(Budget::Bytes(bytes as u64))
-            .check()?
-            .plan(&table)?;
-        let p = apply(&dense, &|l| {
-            candidates[plan.choices[l].1].methods().to_vec()
-        })?;
+        let planner = Planner::params(Budget::Bytes(bytes as u64)).check()?;
+        let first = planner.plan(&table)?;
+        let refine = RefineParams {
+            max_evaluations: 48,
+            moves_per_round: 4,
+        };
+        let plan = planner
+            .refine(&table, &layers, &first, &eval, refine, exec)?
+            .plan;
+        let net = |plan: &squish::plan::Plan| {
+            apply(&dense, &|l| {
+                candidates[plan.choices[l].1].methods().to_vec()
+            })
+        };
+        let (f, p) = (net(&first)?, net(&plan)?);
         println!(
-            "{:<22} {:>12} {:>8.3} {:>10.2} {:>10.2} {:>12}   [{}]",
+            "{:<22} {:>12} {:>8.3} {:>10.2} {:>10.2} {:>12} {:>10.2} {:>12}   [{}]",
             uniform,
             bytes,
             8.0 * bytes as f64 / n_weights as f64,
             100.0 * u.accuracy_on(tx, ty, exec)?,
+            100.0 * f.accuracy_on(tx, ty, exec)?,
+            weight_bytes(&f),
             100.0 * p.accuracy_on(tx, ty, exec)?,
             weight_bytes(&p),
             plan.choices

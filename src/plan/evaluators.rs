@@ -3,7 +3,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::Evaluator;
+use super::{Evaluator, MixEvaluator, PlanError};
 use crate::error::Result;
 use crate::matrix::CompressedMatrix;
 use crate::nn::{BertEncoder, Linear, SentenceEncoder, SentenceTokenizer};
@@ -40,6 +40,15 @@ impl Evaluator for WeightError<'_> {
             .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
             .sum();
         Ok(err / self.total)
+    }
+}
+
+impl MixEvaluator for WeightError<'_> {
+    fn mix_distortion(&self, mix: &[Option<&CompressedMatrix>]) -> Result<f64> {
+        mix.iter()
+            .enumerate()
+            .map(|(l, m)| m.map_or(Ok(0.0), |m| self.distortion(l, m)))
+            .sum()
     }
 }
 
@@ -127,10 +136,24 @@ impl<'a> EncoderCosine<'a> {
 
 impl Evaluator for EncoderCosine<'_> {
     fn distortion(&self, layer: usize, m: &CompressedMatrix) -> Result<f64> {
+        let mut mix = vec![None; 6 * self.dense.layers().len()];
+        *mix.get_mut(layer).ok_or(PlanError::NoCandidates {
+            what: format!("layer {layer} beyond the encoder's linear layers"),
+        })? = Some(m);
+        self.mix_distortion(&mix)
+    }
+}
+
+impl MixEvaluator for EncoderCosine<'_> {
+    fn mix_distortion(&self, mix: &[Option<&CompressedMatrix>]) -> Result<f64> {
         let mut enc = self.dense.clone();
-        let slot = bert_linear_mut(&mut enc, layer);
-        let bias = slot.bias().cloned();
-        *slot = Linear::compressed(m.clone(), bias)?;
+        for (layer, m) in mix.iter().enumerate() {
+            if let Some(m) = m {
+                let slot = bert_linear_mut(&mut enc, layer);
+                let bias = slot.bias().cloned();
+                *slot = Linear::compressed((*m).clone(), bias)?;
+            }
+        }
         let e = SentenceEncoder::new(self.tokenizer.clone(), enc, 32)?
             .embed_ids(&self.ids, &Sequential)?;
         Ok(1.0 - mean_cosine(e.view(), self.reference.view()))

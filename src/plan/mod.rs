@@ -9,7 +9,10 @@
 //!    distortion within a [`Budget`]: a multiple-choice knapsack solved
 //!    exactly by DP over a byte grid ([`knapsack`]), with a Lagrangian lower
 //!    bound that reports any gap the grid leaves.
-//! 3. The [`Plan`] becomes an explicit TOML [`Recipe`](crate::recipe::Recipe)
+//! 3. Where the per-layer distortions are too large to add up,
+//!    [`Planner::refine`] improves the plan by local search on the measured
+//!    distortion of the whole mix ([`MixEvaluator`]).
+//! 4. The [`Plan`] becomes an explicit TOML [`Recipe`](crate::recipe::Recipe)
 //!    that `squish compress` runs like any other.
 //!
 //! ```
@@ -54,6 +57,7 @@ mod error;
 mod evaluators;
 pub mod knapsack;
 mod planner;
+mod refine;
 mod sensitivity;
 
 pub use budget::Budget;
@@ -63,4 +67,5 @@ pub use evaluators::{
     bert_linear_mut, bert_linear_weights, mean_cosine, EncoderCosine, WeightError, BERT_LINEARS,
 };
 pub use planner::{Objective, Plan, Planner, PlannerParams};
+pub use refine::{MixEvaluator, RefineParams, Refined};
 pub use sensitivity::{measure, spearman, Evaluator, Layer, Measurement, SensitivityTable};

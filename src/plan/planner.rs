@@ -148,12 +148,40 @@ impl Planner {
             return Err(PlanError::BudgetAboveDense { budget, dense, min }.into());
         }
         let s = knapsack::solve(&items, budget, self.params.grid)?;
-        let choices: Vec<(String, usize, String)> = s
+        let choice: Vec<usize> = s
             .choice
             .iter()
             .enumerate()
-            .map(|(l, &i)| {
-                let c = index[l][i];
+            .map(|(l, &i)| index[l][i])
+            .collect();
+        Ok(Plan::from_choice(
+            table,
+            budget,
+            &choice,
+            s.distortion,
+            s.lower_bound,
+        ))
+    }
+}
+
+impl Plan {
+    /// The plan that takes candidate `choice[l]` for layer `l` of `table`.
+    pub(crate) fn from_choice(
+        table: &SensitivityTable,
+        budget: u64,
+        choice: &[usize],
+        predicted: f64,
+        lower_bound: f64,
+    ) -> Plan {
+        let bytes = choice
+            .iter()
+            .enumerate()
+            .map(|(l, &c)| table.cells[l][c].as_ref().map_or(0, |m| m.bytes))
+            .sum();
+        let choices: Vec<(String, usize, String)> = choice
+            .iter()
+            .enumerate()
+            .map(|(l, &c)| {
                 (
                     table.layers[l].clone(),
                     c,
@@ -170,16 +198,21 @@ impl Planner {
                 )
             })
             .collect();
-        Ok(Plan {
+        Plan {
             budget,
             choices,
-            bytes: s.bytes,
-            dense_bytes: dense,
-            weights,
-            predicted: s.distortion,
-            lower_bound: s.lower_bound,
+            bytes,
+            dense_bytes: table.dense_bytes(),
+            weights: table.weights.iter().sum(),
+            predicted,
+            lower_bound,
             recipe_rules,
-        })
+        }
+    }
+
+    /// The candidate index chosen for each layer.
+    pub fn choice(&self) -> Vec<usize> {
+        self.choices.iter().map(|(_, c, _)| *c).collect()
     }
 }
 
