@@ -12,8 +12,8 @@ use squish::nn::{
 };
 use squish::parallel::ParallelExecutor;
 use squish::plan::{
-    bert_linear_weights, default_candidates, measure, Budget, EncoderCosine, Evaluator, Layer,
-    Planner, SensitivityTable, WeightError,
+    bert_linear_weights, default_candidates, measure, Budget, Candidate, EncoderCosine, Evaluator,
+    Layer, MixEvaluator, Plan, Planner, RefineParams, SensitivityTable, WeightError,
 };
 use squish::{Result, SquishError};
 
@@ -44,6 +44,10 @@ pub struct PlanArgs {
     /// Also write the per-layer sensitivity plot (distortion against bytes).
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// After the summed plan, evaluate up to N whole mixes to refine it
+    /// (local search on the measured distortion; 0 = the summed plan).
+    #[arg(long, default_value_t = 0)]
+    refine: usize,
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -66,8 +70,38 @@ fn bar(total: usize, quiet: bool) -> ProgressBar {
     b
 }
 
+/// Measures the table, plans, and refines the plan when asked.
+fn measure_and_plan(
+    a: &PlanArgs,
+    planner: &Planner,
+    layers: &[Layer],
+    candidates: &[Candidate],
+    eval: &(impl Evaluator + MixEvaluator),
+    exec: &dyn ParallelExecutor,
+) -> Result<(SensitivityTable, Plan)> {
+    let b = bar(layers.len() * candidates.len(), a.quiet);
+    let table = measure(layers, candidates, eval, exec, &|d, _| {
+        b.set_position(d as u64)
+    })?;
+    b.finish_and_clear();
+    let plan = planner.plan(&table)?;
+    if a.refine == 0 {
+        return Ok((table, plan));
+    }
+    let params = RefineParams {
+        max_evaluations: a.refine,
+        ..RefineParams::default()
+    };
+    let r = planner.refine(&table, layers, &plan, eval, params, exec)?;
+    println!(
+        "refined: measured distortion {:.6} (summed plan) → {:.6} (from {}, {} moves in {} mix evaluations)",
+        r.planner_measured, r.measured, r.start, r.accepted, r.evaluations
+    );
+    Ok((table, r.plan))
+}
+
 pub fn plan(a: &PlanArgs, exec: &dyn ParallelExecutor) -> Result<()> {
-    let budget: Budget = a.budget.parse()?;
+    let planner = Planner::params(a.budget.parse::<Budget>()?).check()?;
     let candidates = default_candidates();
     let is_dir = a.model.is_dir();
     let model_file = if is_dir {
@@ -87,7 +121,7 @@ pub fn plan(a: &PlanArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         .transpose()?;
     let selected = |n: &str| glob.as_ref().is_none_or(|g| g.is_match(n));
 
-    let table: SensitivityTable = match (&a.calibration, is_dir) {
+    let (table, plan) = match (&a.calibration, is_dir) {
         (Some(cal), true) => {
             let text = std::fs::read(cal).map_err(|e| io_err(cal, e))?;
             let mut sentences = sentences_from_bytes(&text)?;
@@ -118,6 +152,18 @@ pub fn plan(a: &PlanArgs, exec: &dyn ParallelExecutor) -> Result<()> {
                     self.0.distortion(self.1[layer], m)
                 }
             }
+            impl MixEvaluator for Subset<'_> {
+                fn mix_distortion(
+                    &self,
+                    mix: &[Option<&squish::matrix::CompressedMatrix>],
+                ) -> Result<f64> {
+                    let mut all = vec![None; self.1.iter().max().map_or(0, |m| m + 1)];
+                    for (m, &i) in mix.iter().zip(&self.1) {
+                        all[i] = *m;
+                    }
+                    self.0.mix_distortion(&all)
+                }
+            }
             let subset = Subset(&eval, named.iter().map(|(i, _, _)| *i).collect());
             let layers: Vec<Layer> = named
                 .iter()
@@ -127,12 +173,7 @@ pub fn plan(a: &PlanArgs, exec: &dyn ParallelExecutor) -> Result<()> {
                     inputs: None,
                 })
                 .collect();
-            let b = bar(layers.len() * candidates.len(), a.quiet);
-            let t = measure(&layers, &candidates, &subset, exec, &|d, _| {
-                b.set_position(d as u64)
-            })?;
-            b.finish_and_clear();
-            t
+            measure_and_plan(a, &planner, &layers, &candidates, &subset, exec)?
         }
         _ => {
             let mats: Vec<(String, ArrayView2<f32>)> = model
@@ -156,15 +197,9 @@ pub fn plan(a: &PlanArgs, exec: &dyn ParallelExecutor) -> Result<()> {
                     inputs: None,
                 })
                 .collect();
-            let b = bar(layers.len() * candidates.len(), a.quiet);
-            let t = measure(&layers, &candidates, &eval, exec, &|d, _| {
-                b.set_position(d as u64)
-            })?;
-            b.finish_and_clear();
-            t
+            measure_and_plan(a, &planner, &layers, &candidates, &eval, exec)?
         }
     };
-    let plan = Planner::params(budget).check()?.plan(&table)?;
     plan.recipe()?; // the written recipe parses and checks
     squish::io::write_atomic(&a.output, plan.to_toml().as_bytes())?;
     println!("{plan}");

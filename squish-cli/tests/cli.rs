@@ -291,3 +291,37 @@ fn rank_energy_quick_flag_factors_every_matrix() {
     ]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn plan_writes_a_recipe_that_compress_runs_and_refine_never_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("planned.toml");
+    let r = recipe.to_str().unwrap();
+    let measured = |out: &str| -> (f64, f64) {
+        let l = out.lines().find(|l| l.starts_with("refined:")).unwrap();
+        let nums: Vec<f64> = l
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (nums[0], nums[1])
+    };
+    let out = ok(&[
+        "plan", MODEL, "--budget", "4bpw", "--quiet", "--refine", "12", "-o", r,
+    ]);
+    let (summed, refined) = measured(&out);
+    assert!(refined <= summed, "{out}");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    assert!(text.contains("[[rule]]"), "{text}");
+    // The planned recipe compresses the model within the budget.
+    let c = dir.path().join("m.squish");
+    ok(&["compress", MODEL, "--recipe", r, "-o", c.to_str().unwrap()]);
+    assert!(CompressedModel::load(&c).is_ok());
+    // A budget that cannot be met says what can.
+    let o = squish(&["plan", MODEL, "--budget", "0.01bpw", "--quiet", "-o", r]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("smallest reachable mix"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

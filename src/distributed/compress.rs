@@ -15,7 +15,7 @@ use crate::io::{CompressedModel, CompressedTensor, Entry, Model};
 use crate::metrics::ErrorMetrics;
 use crate::parallel::{Sequential, TaskRunner, TaskSpec};
 use crate::pipeline::Pipeline;
-use crate::recipe::{Choice, Compressed, LayerReport, MethodSpec, Recipe};
+use crate::recipe::{file_bytes, Choice, Compressed, LayerReport, MethodSpec, Recipe};
 
 /// Estimated cost of compressing a `rows × cols` matrix with `methods`, in
 /// units of about 5 ns on one core (measured on all-MiniLM-L6-v2): every
@@ -134,21 +134,8 @@ fn compress_one(
     p: &Pipeline,
 ) -> Result<LayerOut> {
     let out = p.run_on(w, &Sequential)?;
-    let method = out.report.stages[1..]
-        .iter()
-        .map(|s| s.method.as_str())
-        .collect::<Vec<_>>()
-        .join(" → ");
-    let last = out.report.stages.last().expect("the input stage");
-    let report = LayerReport {
-        name: name.to_string(),
-        shape: t.shape().to_vec(),
-        method: method.clone(),
-        bytes_before: t.shape().iter().product::<usize>() * t.dtype().bitsize() / 8,
-        bytes_f32: last.storage.dense_bytes(),
-        bytes_after: last.storage.total(),
-        error: last.error,
-    };
+    let report = LayerReport::of_run(name, t.shape(), file_bytes(t), &out);
+    let method = report.method.clone();
     let tensor = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
     Ok(LayerOut { report, tensor })
 }

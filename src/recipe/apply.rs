@@ -9,6 +9,11 @@ use crate::metrics::ErrorMetrics;
 use crate::parallel::{map, ParallelExecutor, Sequential};
 use crate::pipeline::Pipeline;
 
+/// Bytes of a tensor in its own dtype.
+pub(crate) fn file_bytes(t: &crate::io::Tensor) -> usize {
+    t.shape().iter().product::<usize>() * t.dtype().bitsize() / 8
+}
+
 /// What compression did to one weight matrix.
 #[derive(Clone, Debug)]
 pub struct LayerReport {
@@ -30,6 +35,32 @@ pub struct LayerReport {
 }
 
 impl LayerReport {
+    /// The report of a pipeline's run on the tensor `name` of `shape`
+    /// (`bytes_before` of it in the input file), and the pass names it
+    /// records as the method.
+    pub(crate) fn of_run(
+        name: &str,
+        shape: &[usize],
+        bytes_before: usize,
+        out: &crate::pipeline::PipelineOutput,
+    ) -> LayerReport {
+        let method = out.report.stages[1..]
+            .iter()
+            .map(|s| s.method.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ");
+        let last = out.report.stages.last().expect("the input stage");
+        LayerReport {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            method,
+            bytes_before,
+            bytes_f32: last.storage.dense_bytes(),
+            bytes_after: last.storage.total(),
+            error: last.error,
+        }
+    }
+
     /// `bytes_before / bytes_after`: how much smaller than in the input file.
     pub fn ratio(&self) -> f64 {
         self.bytes_before as f64 / self.bytes_after as f64
@@ -145,21 +176,9 @@ pub fn compress_model(
             continue;
         };
         let out = out.map_err(crate::SquishError::from)?;
-        let method = out.report.stages[1..]
-            .iter()
-            .map(|s| s.method.as_str())
-            .collect::<Vec<_>>()
-            .join(" → ");
-        let last = out.report.stages.last().expect("the input stage");
-        result.layers.push(LayerReport {
-            name: name.to_string(),
-            shape: t.shape().to_vec(),
-            method: method.clone(),
-            bytes_before: t.shape().iter().product::<usize>() * t.dtype().bitsize() / 8,
-            bytes_f32: last.storage.dense_bytes(),
-            bytes_after: last.storage.total(),
-            error: last.error,
-        });
+        let report = LayerReport::of_run(name, t.shape(), file_bytes(t), &out);
+        let method = report.method.clone();
+        result.layers.push(report);
         let ct = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
         result.model.insert_compressed(name, ct)?;
     }

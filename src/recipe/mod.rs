@@ -16,6 +16,7 @@ mod spec;
 mod stream;
 mod sweep;
 
+pub(crate) use apply::file_bytes;
 pub use apply::{compress_model, Compressed, LayerReport};
 pub use error::RecipeError;
 pub use method::MethodSpec;

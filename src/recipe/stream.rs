@@ -394,21 +394,8 @@ fn compress_one(
     let w = ndarray::ArrayView2::from_shape((rows, data.len() / rows), data)
         .expect("the shape flattens to rows × rest");
     let out = pipeline.run_on(w, exec)?;
-    let method = out.report.stages[1..]
-        .iter()
-        .map(|s| s.method.as_str())
-        .collect::<Vec<_>>()
-        .join(" → ");
-    let last = out.report.stages.last().expect("the input stage");
-    let layer = LayerReport {
-        name: t.name().to_string(),
-        shape: t.shape().to_vec(),
-        method: method.clone(),
-        bytes_before: t.bytes() as usize,
-        bytes_f32: last.storage.dense_bytes(),
-        bytes_after: last.storage.total(),
-        error: last.error,
-    };
+    let layer = LayerReport::of_run(t.name(), t.shape(), t.bytes() as usize, &out);
+    let method = layer.method.clone();
     let signal = data.iter().map(|&x| (x as f64) * (x as f64)).sum();
     let ct = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
     Ok(StreamedTensor {
