@@ -14,18 +14,11 @@ use ndarray::{Array2, ArrayView2};
 use super::Calibratable;
 use crate::error::{Result, SquishError};
 use crate::nn::math::gelu_in_place;
-use crate::nn::{attend, BertEncoder, Linear, TokenBatch};
+use crate::nn::{attend, BertEncoder, BertLayer, Linear, TokenBatch};
 use crate::parallel::ParallelExecutor;
 
 /// The six linear-layer suffixes, in forward order.
-pub const BERT_LINEARS: [&str; 6] = [
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-];
+pub const BERT_LINEARS: [&str; 6] = BertLayer::LINEAR_NAMES;
 
 fn name(layer: usize, k: usize) -> String {
     format!("encoder.layer.{layer}.{}", BERT_LINEARS[k])

@@ -6,7 +6,7 @@ use ndarray::{Array2, ArrayView2};
 use super::{Evaluator, MixEvaluator, PlanError};
 use crate::error::Result;
 use crate::matrix::CompressedMatrix;
-use crate::nn::{BertEncoder, Linear, SentenceEncoder, SentenceTokenizer};
+use crate::nn::{BertEncoder, BertLayer, Linear, SentenceEncoder, SentenceTokenizer};
 use crate::parallel::{ParallelExecutor, Sequential};
 
 /// Data-free distortion: the layer's squared weight error as a fraction of
@@ -54,25 +54,18 @@ impl MixEvaluator for WeightError<'_> {
 
 /// Hugging Face names of a BERT layer's six linear weights, in
 /// [`BertLayer::linears`](crate::nn::BertLayer::linears) order.
-pub const BERT_LINEARS: [&str; 6] = [
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-];
+pub const BERT_LINEARS: [&str; 6] = BertLayer::LINEAR_NAMES;
 
 /// The linear map `index` of `enc` (`6 · layer + position` in [`BERT_LINEARS`] order).
 pub fn bert_linear_mut(enc: &mut BertEncoder, index: usize) -> &mut Linear {
-    let layer = &mut enc.layers_mut()[index / 6];
+    let [q, k, v, o, up, down] = enc.layers_mut()[index / 6].linears_mut();
     match index % 6 {
-        0 => &mut layer.attention.query,
-        1 => &mut layer.attention.key,
-        2 => &mut layer.attention.value,
-        3 => &mut layer.attention.output,
-        4 => &mut layer.intermediate,
-        _ => &mut layer.output,
+        0 => q,
+        1 => k,
+        2 => v,
+        3 => o,
+        4 => up,
+        _ => down,
     }
 }
 

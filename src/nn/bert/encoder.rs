@@ -30,6 +30,30 @@ pub struct BertLayer {
 }
 
 impl BertLayer {
+    /// Hugging Face names of the six linear maps, in [`linears`](Self::linears)
+    /// order (after `encoder.layer.{i}.`, before `.weight` / `.bias`).
+    pub const LINEAR_NAMES: [&'static str; 6] = [
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    ];
+
+    /// The six linear maps, mutable, in [`linears`](Self::linears) order.
+    pub fn linears_mut(&mut self) -> [&mut Linear; 6] {
+        let a = &mut self.attention;
+        [
+            &mut a.query,
+            &mut a.key,
+            &mut a.value,
+            &mut a.output,
+            &mut self.intermediate,
+            &mut self.output,
+        ]
+    }
+
     /// The layer's six linear maps in Hugging Face order (query, key, value,
     /// attention output, intermediate, output).
     pub fn linears(&self) -> [&Linear; 6] {
@@ -191,15 +215,7 @@ impl BertEncoder {
     /// Sets [`Linear::set_tiled`] on every linear layer.
     pub fn set_tiled(&mut self, tiled: bool) {
         for l in &mut self.layers {
-            let a = &mut l.attention;
-            for lin in [
-                &mut a.query,
-                &mut a.key,
-                &mut a.value,
-                &mut a.output,
-                &mut l.intermediate,
-                &mut l.output,
-            ] {
+            for lin in l.linears_mut() {
                 lin.set_tiled(tiled);
             }
         }
