@@ -16,6 +16,13 @@
 //! `--dense-epochs N`, `--anneal-epochs N` (the teacher, and the dense
 //! reference, get N more epochs at η = 1e-4 before anything else), `--rec-epochs N`, `--student-epochs N`, `--threads N`.
 //!
+//! Binary forms only (issue 22's binary target): `--bin-epochs N`,
+//! `--bin-lr η`, `--cosine` (cosine LR decay to 0), `--learn-scales C`
+//! (trained per-row scales, straight-through window `|θ| ≤ C·α`; `inf` for
+//! none), `--bin-kd-t T`, `--bin-kd-alpha A`, `--bin-hint W` (hints on every
+//! hidden layer), `--mixed` (an extra, mixed row: binary hidden layer, int8
+//! first and last layers).
+//!
 //! The teacher is LeNet-300-100 (784-300-100-10, ReLU, Adam) on Fashion-MNIST
 //! (64-100-10 on the digits). Per seed, each row below starts from the same
 //! weights and sees the same batches; "CE" is recovery on the hard labels

@@ -416,7 +416,11 @@ impl Trainable {
                         shape.0,
                         shape.1,
                         structure.clone(),
-                        Values::binary(layout.clone(), PackedBits::pack(1, &signs)?, scales.clone())?,
+                        Values::binary(
+                            layout.clone(),
+                            PackedBits::pack(1, &signs)?,
+                            scales.clone(),
+                        )?,
                     )
                 }
             },
@@ -582,7 +586,10 @@ mod tests {
                 outside += 1;
             }
         }
-        assert!(outside > 0, "the test matrix has weights outside the window");
+        assert!(
+            outside > 0,
+            "the test matrix has weights outside the window"
+        );
         let mut p = t.clone();
         p.slices_mut()[1][0] = -1.0;
         p.project();
