@@ -16,6 +16,13 @@
 //! `--dense-epochs N`, `--anneal-epochs N` (the teacher, and the dense
 //! reference, get N more epochs at η = 1e-4 before anything else), `--rec-epochs N`, `--student-epochs N`, `--threads N`.
 //!
+//! Binary forms only (issue 22's binary target): `--bin-epochs N`,
+//! `--bin-lr η`, `--cosine` (cosine LR decay to 0), `--learn-scales C`
+//! (trained per-row scales, straight-through window `|θ| ≤ C·α`; `inf` for
+//! none), `--bin-kd-t T`, `--bin-kd-alpha A`, `--bin-hint W` (hints on every
+//! hidden layer), `--mixed` (an extra, mixed row: binary hidden layer, int8
+//! first and last layers).
+//!
 //! The teacher is LeNet-300-100 (784-300-100-10, ReLU, Adam) on Fashion-MNIST
 //! (64-100-10 on the digits). Per seed, each row below starts from the same
 //! weights and sees the same batches; "CE" is recovery on the hard labels
@@ -27,8 +34,8 @@ use std::time::Instant;
 
 use squish::data::{digits, fashion_mnist, Dataset, Split};
 use squish::distillation::{
-    distill, jittered, paired_t_test, sign_test, FeatureSource, FeatureStudent, Recovery,
-    SoftTarget,
+    distill, jittered, paired_t_test, sign_test, FeatureSource, FeatureStudent, Hint, LrDecay,
+    Recovery, SoftTarget,
 };
 use squish::prelude::*;
 use squish::training::{CompressedMlp, Dense, Mlp, Optimizer, Trainer};
@@ -48,6 +55,23 @@ struct Setup {
     subset: usize,
     kd_t: f64,
     kd_alpha: f64,
+    bin: BinarySetup,
+}
+
+/// Recovery settings of the binary forms only (issue 22's binary target).
+#[derive(Clone, Default)]
+struct BinarySetup {
+    /// Epochs and Adam rate (`None`: the table's common ones).
+    epochs: Option<usize>,
+    lr: Option<f64>,
+    /// Trained per-row scales with this straight-through clip.
+    learned_scales: Option<f32>,
+    cosine: bool,
+    /// Hint weight on both hidden layers (0: none).
+    hint: f64,
+    /// Soft-target T and α (`None`: the common ones).
+    kd_t: Option<f64>,
+    kd_alpha: Option<f64>,
 }
 
 fn fashion() -> Setup {
@@ -66,6 +90,7 @@ fn fashion() -> Setup {
         subset: 1200,
         kd_t: 4.0,
         kd_alpha: 0.9,
+        bin: BinarySetup::default(),
     }
 }
 
@@ -85,6 +110,7 @@ fn small() -> Setup {
         subset: 300,
         kd_t: 4.0,
         kd_alpha: 0.9,
+        bin: BinarySetup::default(),
     }
 }
 
@@ -116,7 +142,7 @@ fn acc_c(m: &CompressedMlp, d: &Dataset) -> squish::Result<f64> {
 /// their latent (straight-through) copies.
 type Form = (&'static str, CompressedMlp, f64, bool);
 
-fn forms(mlp: &Mlp, all: bool) -> squish::Result<Vec<Form>> {
+fn forms(mlp: &Mlp, all: bool, mixed: bool) -> squish::Result<Vec<Form>> {
     let lr = LowRank::params(RankSelection::Energy(0.9)).check()?;
     let int4 = IntQuantizer::params(4).per_group(64).check()?;
     let mut f: Vec<Form> = vec![
@@ -151,6 +177,23 @@ fn forms(mlp: &Mlp, all: bool) -> squish::Result<Vec<Form>> {
             false,
         ),
     ];
+    if mixed {
+        // A mixed recipe, reported as such: first and last layers int8.
+        let int8 = IntQuantizer::params(8).per_row().check()?;
+        let last = mlp.layers().len() - 1;
+        f.push((
+            "binary hidden, int8 first + last (mixed, dense latent)",
+            CompressedMlp::from_mlp(mlp, &|l, m| {
+                if l == 0 || l == last {
+                    int8.quantize(m)
+                } else {
+                    Binary.quantize(m)
+                }
+            })?,
+            3e-4,
+            true,
+        ));
+    }
     if all {
         let int8 = IntQuantizer::params(8).per_row().check()?;
         let prune = Magnitude::params(0.9).check()?;
@@ -189,6 +232,7 @@ struct Opts {
     sweep: bool,
     features: bool,
     all: bool,
+    mixed: bool,
 }
 
 fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish::Result<Rows> {
@@ -204,10 +248,9 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
     let dense_acc = teacher.accuracy(test.x(), test.y())?;
     r.push("dense f32", dense_acc);
     log(format!("dense {dense_acc:.4}"));
-    let kd = SoftTarget::params(s.kd_t).alpha(s.kd_alpha).check()?;
 
     if o.recovery {
-        for (name, m, lr, latent) in forms(&teacher, o.all)? {
+        for (name, m, lr, latent) in forms(&teacher, o.all, o.mixed)? {
             if o.only
                 .as_ref()
                 .is_some_and(|f| !f.split('|').any(|f| name.contains(f)))
@@ -215,14 +258,33 @@ fn run_seed(data: &Split, s: &Setup, o: &Opts, seed: u64, t0: Instant) -> squish
                 continue;
             }
             let base = acc_c(&m, test)?;
+            let b = if name.starts_with("binary") {
+                s.bin.clone()
+            } else {
+                BinarySetup::default()
+            };
+            let kd = SoftTarget::params(b.kd_t.unwrap_or(s.kd_t))
+                .alpha(b.kd_alpha.unwrap_or(s.kd_alpha))
+                .check()?;
             let rec = |with: Option<SoftTarget>| -> squish::Result<f64> {
                 let mut p = Recovery::params()
-                    .epochs(s.rec_epochs)
+                    .epochs(b.epochs.unwrap_or(s.rec_epochs))
                     .batch_size(s.batch)
                     .seed(seed)
-                    .optimizer(Optimizer::adam(lr).check()?);
+                    .optimizer(Optimizer::adam(b.lr.unwrap_or(lr)).check()?);
+                if let Some(c) = b.learned_scales {
+                    p = p.learned_scales(c);
+                }
+                if b.cosine {
+                    p = p.lr_decay(LrDecay::Cosine);
+                }
                 if let Some(k) = with {
                     p = p.soft_targets(k);
+                    if b.hint > 0.0 {
+                        for l in 0..s.teacher.len() - 2 {
+                            p = p.hint(Hint::params(l, l).weight(b.hint).check()?);
+                        }
+                    }
                 }
                 let p = p.check()?;
                 let out = if latent {
@@ -473,6 +535,15 @@ fn main() -> squish::Result<()> {
     if let Some(t) = real("--kd-t") {
         setup.kd_t = t;
     }
+    if let Some(n) = num("--bin-epochs") {
+        setup.bin.epochs = Some(n);
+    }
+    setup.bin.lr = real("--bin-lr");
+    setup.bin.kd_t = real("--bin-kd-t");
+    setup.bin.kd_alpha = real("--bin-kd-alpha");
+    setup.bin.hint = real("--bin-hint").unwrap_or(0.0);
+    setup.bin.learned_scales = real("--learn-scales").map(|c| c as f32);
+    setup.bin.cosine = args.iter().any(|a| a == "--cosine");
     if let Some(n) = num("--student-epochs") {
         setup.student_epochs = n;
     }
@@ -483,6 +554,7 @@ fn main() -> squish::Result<()> {
         sweep: matches!(part, "all" | "sweep"),
         features: matches!(part, "all" | "features"),
         all: args.iter().any(|a| a == "--all"),
+        mixed: args.iter().any(|a| a == "--mixed"),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = num("--threads").unwrap_or(cores).min(seeds).max(1);
@@ -497,6 +569,20 @@ fn main() -> squish::Result<()> {
         setup.student_epochs,
         setup.kd_t,
         setup.kd_alpha
+    );
+    let b = &setup.bin;
+    println!(
+        "binary forms: {} epochs, Adam {}, {}, {}, hints {}, KD T = {} α = {}",
+        b.epochs.unwrap_or(setup.rec_epochs),
+        b.lr.map_or("3e-4".to_string(), |v| v.to_string()),
+        b.learned_scales
+            .map_or("scales mean|θ|".to_string(), |c| format!(
+                "learned scales, clip {c}"
+            )),
+        if b.cosine { "cosine LR" } else { "constant LR" },
+        b.hint,
+        b.kd_t.unwrap_or(setup.kd_t),
+        b.kd_alpha.unwrap_or(setup.kd_alpha)
     );
     let pool = ThreadPool::new(threads)?;
     let slots: Vec<Mutex<Option<squish::Result<Rows>>>> =
@@ -546,6 +632,7 @@ fn main() -> squish::Result<()> {
         for (name, within) in [
             ("low-rank energy 0.9", 1.0),
             ("binary", 0.3),
+            ("binary (dense latent)", 0.3),
             ("int4 group-64", 0.1),
         ] {
             if names.iter().any(|n| n == name) {

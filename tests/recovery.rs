@@ -160,6 +160,70 @@ fn latent_weights_must_encode_to_the_compressed_model() {
     }
 }
 
+/// Binary recovery with learned per-row scales and a cosine rate starts from
+/// the compressed model (a vanishing step hands it back unchanged, from the
+/// ±α codes and from the dense latent), keeps one sign bit per weight and
+/// one scale per row after real training (the scales move from the stored
+/// ones), and improves on the compressed start.
+#[test]
+fn learned_binary_scales_keep_the_binary_storage() {
+    let d = digits().unwrap();
+    let t = trained_teacher(&d);
+    let m = CompressedMlp::from_mlp(&t, &|_, m| Binary.quantize(m)).unwrap();
+    let small = d.train.head(96).unwrap();
+    let tiny = Recovery::params()
+        .epochs(1)
+        .batch_size(96)
+        .optimizer(Optimizer::sgd(1e-12).check().unwrap())
+        .learned_scales(1.5)
+        .lr_decay(LrDecay::Cosine)
+        .check()
+        .unwrap();
+    assert_eq!(tiny.recover(&m, None, &small).unwrap().model, m);
+    assert_eq!(
+        tiny.recover_from_latent(&m, &t, None, &small)
+            .unwrap()
+            .model,
+        m
+    );
+    let kd = SoftTarget::params(4.0).alpha(0.9).check().unwrap();
+    let rec = Recovery::params()
+        .epochs(3)
+        .batch_size(32)
+        .seed(2)
+        .optimizer(Optimizer::adam(1e-3).check().unwrap())
+        .soft_targets(kd)
+        .learned_scales(1.5)
+        .lr_decay(LrDecay::Cosine)
+        .check()
+        .unwrap()
+        .recover_from_latent(&m, &t, Some(&t), &d.train)
+        .unwrap();
+    assert!(rec.report.same_storage());
+    let mut moved = false;
+    for (a, b) in rec.model.layers().iter().zip(m.layers()) {
+        assert_eq!(a.encoding(), "binary");
+        assert_eq!(a.storage(), b.storage());
+        let w = a.to_dense();
+        for (i, row) in w.rows().into_iter().enumerate() {
+            let alpha = row[0].abs();
+            assert!(row.iter().all(|v| v.abs() == alpha), "row {i}: one scale");
+            let recomputed = b.to_dense().row(i)[0].abs();
+            moved |= (alpha - recomputed).abs() > 1e-4 * recomputed;
+        }
+    }
+    assert!(moved, "the scales were not trained");
+    let acc = rec
+        .model
+        .accuracy_on(d.test.x(), d.test.y(), &Sequential)
+        .unwrap();
+    let start = m.accuracy_on(d.test.x(), d.test.y(), &Sequential).unwrap();
+    assert!(acc > start, "{start} -> {acc}");
+    for bad in [0.0, -1.0, f32::NAN] {
+        assert!(Recovery::params().learned_scales(bad).check().is_err());
+    }
+}
+
 #[test]
 fn recovery_is_deterministic_and_alpha_zero_is_no_teacher() {
     let d = digits().unwrap();

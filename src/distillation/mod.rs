@@ -28,7 +28,7 @@ pub use error::DistillationError;
 pub use feature_input::{FeatureSource, FeatureStudent};
 pub use hint::{hint_loss_and_grad, Hint, HintParams};
 pub use paired::{paired_t_test, sign_test, student_t_sf, PairedTest};
-pub use recovery::{LayerStorage, Recovered, Recovery, RecoveryParams, RecoveryReport};
+pub use recovery::{LayerStorage, LrDecay, Recovered, Recovery, RecoveryParams, RecoveryReport};
 pub use soft_target::{soft_target_reference, SoftTarget, SoftTargetParams};
 pub use teacher::{FnTeacher, Teacher};
 pub use train::{distill, distill_with_hint, teacher_outputs};

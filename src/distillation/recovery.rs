@@ -24,6 +24,38 @@ pub struct RecoveryParams {
     optimizer: Optimizer,
     soft_targets: Option<SoftTarget>,
     hints: Vec<Hint>,
+    learned_scales: Option<f32>,
+    decay: LrDecay,
+}
+
+/// How the learning rate of a [`Recovery`] run moves over its steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum LrDecay {
+    /// The optimizer's rate at every step.
+    #[default]
+    Constant,
+    /// Cosine annealing to zero (Loshchilov & Hutter, SGDR, one cycle): step
+    /// `t` of `T` uses `η·½(1 + cos(π·t/T))`.
+    Cosine,
+}
+
+impl LrDecay {
+    /// The factor on the base rate at step `t` (0-based) of `total`.
+    ///
+    /// ```
+    /// use squish::distillation::LrDecay;
+    /// assert_eq!(LrDecay::Constant.factor(7, 10), 1.0);
+    /// assert_eq!(LrDecay::Cosine.factor(0, 10), 1.0);
+    /// assert!((LrDecay::Cosine.factor(5, 10) - 0.5).abs() < 1e-12);
+    /// ```
+    pub fn factor(self, t: usize, total: usize) -> f64 {
+        match self {
+            LrDecay::Constant => 1.0,
+            LrDecay::Cosine => {
+                0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total.max(1) as f64).cos())
+            }
+        }
+    }
 }
 
 /// Fine-tunes a [`CompressedMlp`] without leaving its compressed form, on a
@@ -126,6 +158,8 @@ impl Recovery {
             },
             soft_targets: None,
             hints: Vec::new(),
+            learned_scales: None,
+            decay: LrDecay::Constant,
         }
     }
 
@@ -241,12 +275,19 @@ impl Recovery {
                 None => Trainable::from_matrix(m),
             })
             .collect::<Result<Vec<_>>>()?;
+        if let Some(clip) = self.p.learned_scales {
+            for (t, m) in layers.iter_mut().zip(model.layers()) {
+                t.learn_binary_scales(m, clip)?;
+            }
+        }
         let mut biases: Vec<Vec<f32>> = model.biases().iter().map(|b| b.to_vec()).collect();
         let mut opt = self.p.optimizer.state::<f32>();
         let mut rng = StdRng::seed_from_u64(self.p.seed);
         let mut order: Vec<usize> = (0..data.len()).collect();
         let mut epoch_loss = Vec::with_capacity(self.p.epochs);
         let mut steps = 0;
+        let total = self.p.epochs * data.len().div_ceil(self.p.batch_size);
+        let base_lr = self.p.optimizer.learning_rate();
         for _ in 0..self.p.epochs {
             order.shuffle(&mut rng);
             let (mut sum, mut seen) = (0.0f64, 0usize);
@@ -295,7 +336,11 @@ impl Recovery {
                     layers.iter_mut().flat_map(|t| t.slices_mut()).collect();
                 params.extend(biases.iter_mut().map(|b| b.as_mut_slice()));
                 let gref: Vec<&[f32]> = gs.iter().map(|g| g.as_slice()).collect();
+                if self.p.decay != LrDecay::Constant {
+                    opt.set_learning_rate(base_lr * self.p.decay.factor(steps, total));
+                }
                 opt.step_slices(&mut params, &gref)?;
+                layers.iter_mut().for_each(Trainable::project);
                 sum += loss * batch.len() as f64;
                 seen += batch.len();
                 steps += 1;
@@ -373,7 +418,25 @@ impl RecoveryParams {
         self
     }
 
-    /// Validates: epochs ≥ 1, batch size ≥ 1.
+    /// Binary layers train their per-row scales `α` as parameters instead
+    /// of recomputing `mean|θ|` after each update (XNOR-Net's scale, learned
+    /// as LSQ learns step sizes), with the straight-through gradient passed
+    /// only where `|θ| ≤ clip·α` and `θ` clamped into that window after each
+    /// update (BinaryConnect's clipping, relative to the row's scale; pass
+    /// `f32::INFINITY` for no window). The stored form is unchanged: one
+    /// sign bit per weight and one scale per row. Other encodings ignore it.
+    pub fn learned_scales(mut self, clip: f32) -> Self {
+        self.learned_scales = Some(clip);
+        self
+    }
+
+    /// How the learning rate moves over the run (default constant).
+    pub fn lr_decay(mut self, d: LrDecay) -> Self {
+        self.decay = d;
+        self
+    }
+
+    /// Validates: epochs ≥ 1, batch size ≥ 1, a learned-scale clip > 0.
     pub fn check(self) -> Result<Recovery> {
         if self.epochs == 0 {
             return Err(SquishError::invalid(
@@ -388,6 +451,15 @@ impl RecoveryParams {
                 0,
                 "a batch needs at least one row",
             ));
+        }
+        if let Some(c) = self.learned_scales {
+            if c.is_nan() || c <= 0.0 {
+                return Err(SquishError::invalid(
+                    "binary clip",
+                    c,
+                    "the straight-through window |θ| ≤ clip·α needs clip > 0 (f32::INFINITY: none)",
+                ));
+            }
         }
         Ok(Recovery { p: self })
     }

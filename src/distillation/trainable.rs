@@ -5,7 +5,8 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Result, SquishError};
 use crate::matrix::{
-    CodebookScope, CompressedMatrix, F32Values, QuantParams, RowLayout, Structure, Values,
+    CodebookScope, CompressedMatrix, F32Values, PackedBits, QuantParams, RowLayout, Structure,
+    Values,
 };
 use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
 use crate::training::with_centroids;
@@ -49,6 +50,14 @@ pub(crate) enum Kind {
         template: CompressedMatrix,
         member: Vec<u32>,
     },
+    /// Binary values with trained per-row scales (XNOR-Net's α made a
+    /// parameter, as LSQ does for step sizes): forward `α_i·sign(θ)`,
+    /// `∂L/∂α_i = Σ_j ∂L/∂W_ij·sign(θ_ij)` (exact), and the straight-through
+    /// `∂L/∂θ = ∂L/∂W` where `|θ| ≤ clip·α_i`, 0 outside (BinaryConnect's
+    /// hard-tanh window, relative to the row's scale); after each update `θ`
+    /// is clamped into that window and `α` to `≥ 0`. The scales are a second
+    /// parameter slice.
+    SignScale { scales: Vec<f32>, clip: f32 },
 }
 
 /// A compressed matrix as trainable parameters. Training changes values
@@ -191,6 +200,62 @@ impl Trainable {
         Ok(t)
     }
 
+    /// Binary layers (also as low-rank factors) switch to trained per-row
+    /// scales ([`Kind::SignScale`]), starting at the scales `m` stores, so
+    /// the network is unchanged until the first update; other layers are
+    /// left as they are. `m` must be the matrix `self` was built from.
+    pub(crate) fn learn_binary_scales(&mut self, m: &CompressedMatrix, clip: f32) -> Result<()> {
+        match (self, m.structure()) {
+            (Trainable::LowRank { a, b }, Structure::LowRank(lr)) => {
+                a.learn_binary_scales(lr.a(), clip)?;
+                b.learn_binary_scales(lr.b(), clip)
+            }
+            (Trainable::Stored { kind, .. }, s) if !matches!(s, Structure::LowRank(_)) => {
+                if let (Kind::Ste(Requant::Binary), Some(Values::Binary(v))) = (&*kind, m.values())
+                {
+                    *kind = Kind::SignScale {
+                        scales: v.scales().to_vec(),
+                        clip,
+                    };
+                }
+                Ok(())
+            }
+            _ => Err(SquishError::inconsistent(
+                "binary scales",
+                "the matrix is not the one these parameters were built from",
+            )),
+        }
+    }
+
+    /// Keeps the parameters in their valid region after an update: for
+    /// [`Kind::SignScale`], `α ≥ 0` and `|θ| ≤ clip·α` per row. Other kinds
+    /// have no constraint.
+    pub(crate) fn project(&mut self) {
+        match self {
+            Trainable::LowRank { a, b } => {
+                a.project();
+                b.project();
+            }
+            Trainable::Stored {
+                layout,
+                kind: Kind::SignScale { scales, clip },
+                theta,
+                ..
+            } => {
+                for (i, a) in scales.iter_mut().enumerate() {
+                    *a = a.max(0.0);
+                    if clip.is_finite() {
+                        let lim = *clip * *a;
+                        for t in &mut theta[layout.range(i)] {
+                            *t = t.clamp(-lim, lim);
+                        }
+                    }
+                }
+            }
+            Trainable::Stored { .. } => {}
+        }
+    }
+
     /// The decoded weight the forward pass uses (`Q(θ)` for quantized values).
     pub(crate) fn weight(&self) -> Result<Array2<f32>> {
         match self {
@@ -208,6 +273,15 @@ impl Trainable {
                     Kind::Ste(q) => q.apply(&f32_values(layout, theta)?)?.decode(),
                     Kind::Codebook { member, .. } => {
                         member.iter().map(|&c| theta[c as usize]).collect()
+                    }
+                    Kind::SignScale { scales, .. } => {
+                        let mut v = vec![0.0f32; theta.len()];
+                        for (i, &a) in scales.iter().enumerate() {
+                            for k in layout.range(i) {
+                                v[k] = if theta[k] >= 0.0 { a } else { -a };
+                            }
+                        }
+                        v
                     }
                 };
                 let mut w = Array2::zeros(*shape);
@@ -238,6 +312,7 @@ impl Trainable {
             }
             Trainable::Stored {
                 shape,
+                layout,
                 pos,
                 kind,
                 theta,
@@ -266,6 +341,25 @@ impl Trainable {
                         }
                         g
                     }
+                    Kind::SignScale { scales, clip } => {
+                        let mut gt = vec![0.0f32; theta.len()];
+                        let mut ga = vec![0.0f32; scales.len()];
+                        for (i, &a) in scales.iter().enumerate() {
+                            let lim = *clip * a;
+                            // Summed in f64: rows are up to a few thousand long.
+                            let mut sum = 0.0f64;
+                            for k in layout.range(i) {
+                                let g = gather(k);
+                                let t = theta[k];
+                                sum += if t >= 0.0 { g as f64 } else { -(g as f64) };
+                                if !clip.is_finite() || t.abs() <= lim {
+                                    gt[k] = g;
+                                }
+                            }
+                            ga[i] = sum as f32;
+                        }
+                        return Ok(vec![gt, ga]);
+                    }
                 }])
             }
         }
@@ -279,6 +373,11 @@ impl Trainable {
                 s.extend(b.slices_mut());
                 s
             }
+            Trainable::Stored {
+                theta,
+                kind: Kind::SignScale { scales, .. },
+                ..
+            } => vec![theta.as_mut_slice(), scales.as_mut_slice()],
             Trainable::Stored { theta, .. } => vec![theta.as_mut_slice()],
         }
     }
@@ -311,6 +410,19 @@ impl Trainable {
                     q.apply(&f32_values(layout, theta)?)?,
                 ),
                 Kind::Codebook { template, .. } => with_centroids(template, theta.clone()),
+                Kind::SignScale { scales, .. } => {
+                    let signs: Vec<u16> = theta.iter().map(|&t| u16::from(t >= 0.0)).collect();
+                    CompressedMatrix::from_parts(
+                        shape.0,
+                        shape.1,
+                        structure.clone(),
+                        Values::binary(
+                            layout.clone(),
+                            PackedBits::pack(1, &signs)?,
+                            scales.clone(),
+                        )?,
+                    )
+                }
             },
         }
     }
@@ -424,6 +536,68 @@ mod tests {
                     "slice {s} [{k}]: {num} vs {gk}"
                 );
             }
+        }
+    }
+
+    /// Learned binary scales: the parameters start at the stored signs and
+    /// scales (the matrix round-trips exactly); `∂L/∂α` matches finite
+    /// differences of `L = Σ G ⊙ W` (exact: `W` is linear in `α` while no
+    /// sign flips); `∂L/∂θ` is `G` inside the window `|θ| ≤ clip·α` and 0
+    /// outside; `project` clamps `θ` into the window and `α` to ≥ 0.
+    #[test]
+    fn learned_binary_scales_gradients_and_window() {
+        let dense = CompressedMatrix::from_dense(w(4, 9).view()).unwrap();
+        let m = Binary.quantize(&dense).unwrap();
+        let mut t = Trainable::from_matrix_with_latent(&m, w(4, 9).view()).unwrap();
+        t.learn_binary_scales(&m, 1.5).unwrap();
+        assert_eq!(t.to_matrix().unwrap(), m);
+        assert_eq!(t.weight().unwrap(), m.to_dense());
+        let g = Array2::from_shape_fn((4, 9), |(i, j)| ((3 * i + j) % 7) as f32 - 3.0);
+        let loss = |t: &Trainable| -> f64 {
+            let wt = t.weight().unwrap();
+            wt.iter()
+                .zip(g.iter())
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum()
+        };
+        let grads = t.grads(g.view()).unwrap();
+        assert_eq!(grads.len(), 2);
+        let alpha = match t.to_matrix().unwrap().values().unwrap() {
+            Values::Binary(v) => v.scales().to_vec(),
+            _ => unreachable!(),
+        };
+        let h = 1e-2f32;
+        for (i, &gi) in grads[1].iter().enumerate() {
+            let mut up = t.clone();
+            up.slices_mut()[1][i] += h;
+            let mut dn = t.clone();
+            dn.slices_mut()[1][i] -= h;
+            let num = (loss(&up) - loss(&dn)) / (2.0 * h as f64);
+            assert!((num - gi as f64).abs() < 1e-3, "α[{i}]: {num} vs {gi}");
+        }
+        let lat = w(4, 9);
+        let mut outside = 0;
+        for ((k, &gt), (&l, &gk)) in grads[0].iter().enumerate().zip(lat.iter().zip(g.iter())) {
+            let a = alpha[k / 9];
+            if l.abs() <= 1.5 * a {
+                assert_eq!(gt, gk, "θ[{k}] inside the window");
+            } else {
+                assert_eq!(gt, 0.0, "θ[{k}] outside the window");
+                outside += 1;
+            }
+        }
+        assert!(
+            outside > 0,
+            "the test matrix has weights outside the window"
+        );
+        let mut p = t.clone();
+        p.slices_mut()[1][0] = -1.0;
+        p.project();
+        let s = p.slices_mut();
+        assert_eq!(s[1][0], 0.0);
+        assert!(s[0][..9].iter().all(|&v| v == 0.0));
+        for (k, &v) in s[0].iter().enumerate().skip(9) {
+            assert!(v.abs() <= 1.5 * alpha[k / 9], "θ[{k}] clamped");
         }
     }
 

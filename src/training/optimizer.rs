@@ -149,6 +149,14 @@ impl<F: Scalar> OptimizerState<F> {
         self.config
     }
 
+    /// Sets the learning rate of the next steps (a schedule's hook); the
+    /// moments and the step count are kept.
+    pub fn set_learning_rate(&mut self, rate: f64) {
+        match &mut self.config {
+            Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr = rate,
+        }
+    }
+
     /// One update of flat parameter tensors with their gradients; the list
     /// of tensors (and their lengths) must be the same on every call.
     pub fn step_slices(&mut self, params: &mut [&mut [F]], grads: &[&[F]]) -> Result<()> {
