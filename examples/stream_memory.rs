@@ -168,7 +168,13 @@ fn main() -> squish::Result<()> {
     let model = dir.join(format!("model-{gb}gb"));
     let out = dir.join(format!("model-{gb}gb.squish"));
     let t0 = Instant::now();
-    let bytes = generate(&model, gb)?;
+    // SQUISH_KEEP=1: reuse a model left by an earlier run and leave it behind.
+    let keep = std::env::var_os("SQUISH_KEEP").is_some();
+    let bytes = if keep && model.join(squish::io::INDEX_NAME).is_file() {
+        ShardedModel::open(&model)?.data_bytes()
+    } else {
+        generate(&model, gb)?
+    };
     println!(
         "generated {:.2} GB of bf16 in {:.1} s",
         bytes as f64 / 1e9,
@@ -245,6 +251,8 @@ fn main() -> squish::Result<()> {
     std::fs::remove_file(&out).ok();
     println!("warm: compress / read = {:.0}%", 100.0 * warm / warm_read);
 
-    std::fs::remove_dir_all(&model).ok();
+    if !keep {
+        std::fs::remove_dir_all(&model).ok();
+    }
     Ok(())
 }

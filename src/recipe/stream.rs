@@ -3,6 +3,7 @@
 //! program drives or straight into a container file.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 
 use super::{Choice, LayerReport, Recipe};
 use crate::error::{Result, SquishError};
@@ -10,6 +11,7 @@ use crate::io::{
     CompressedTensor, ContainerWriter, Entry, ShardedModel, Tensor, TensorMeta, Written,
 };
 use crate::parallel::{map, pipeline_working_set, ParallelExecutor, Sequential};
+use crate::metrics::sum_squares;
 use crate::pipeline::Pipeline;
 
 /// The memory budget when none is set: 1 GiB of estimated working set
@@ -210,6 +212,7 @@ impl StreamCompression {
             prefetched: None,
             ready: VecDeque::new(),
             failed: false,
+            pool: Mutex::new(Vec::new()),
         })
     }
 
@@ -260,11 +263,16 @@ pub struct CompressStream<'a> {
     prefetched: Option<(usize, usize, Vec<Loaded>)>,
     ready: VecDeque<Result<StreamedTensor>>,
     failed: bool,
+    /// f32 buffers of compressed matrices, reused by later reads (fresh
+    /// allocations of tens of MiB cost more in page faults than the
+    /// quantization itself).
+    pool: Mutex<Vec<Vec<f32>>>,
 }
 
-/// A tensor read for a batch.
+/// A tensor read for a batch: a matrix's f32 values (taken by the task
+/// that compresses it) and its pipeline, or a tensor kept as it is.
 enum Loaded {
-    Matrix(Vec<f32>, usize),
+    Matrix(Mutex<Option<Vec<f32>>>, usize),
     Plain(Tensor),
 }
 
@@ -306,11 +314,36 @@ impl CompressStream<'_> {
             .zip(metas)
             .map(|(i, t)| {
                 Ok(match self.choices[i] {
-                    Some(p) => Loaded::Matrix(self.src.read_f32(t)?, p),
+                    Some(p) => {
+                        let mut buf = self.buffer(t.numel());
+                        self.src.read_f32_into(t, &mut buf)?;
+                        Loaded::Matrix(Mutex::new(Some(buf)), p)
+                    }
                     None => Loaded::Plain(self.src.read(t)?),
                 })
             })
             .collect()
+    }
+
+    /// A buffer from the pool (the smallest that holds `n` values, else the
+    /// largest), or a new one.
+    fn buffer(&self, n: usize) -> Vec<f32> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let fits = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= n)
+            .min_by_key(|&i| pool[i].capacity());
+        let pick = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()));
+        pick.map(|i| pool.swap_remove(i)).unwrap_or_default()
+    }
+
+    /// Returns a buffer to the pool, which holds at most a third of the
+    /// budget (the share the next batch's reads may use).
+    fn give_back(&self, buf: Vec<f32>) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = pool.iter().map(|b| b.capacity() * 4).sum();
+        if held + buf.capacity() * 4 <= self.budget / 3 {
+            pool.push(buf);
+        }
     }
 
     /// Compresses the current batch while the next one is read, one task
@@ -347,7 +380,16 @@ impl CompressStream<'_> {
             }
             match &loaded[j] {
                 Loaded::Matrix(data, p) => {
-                    Task::Done(Some(compress_one(&metas[j], data, &pipelines[*p].1, inner)))
+                    let data = data
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                        .expect("one task per matrix");
+                    let (r, buf) = compress_one(&metas[j], data, &pipelines[*p].1, inner);
+                    if let Some(buf) = buf {
+                        this.give_back(buf);
+                    }
+                    Task::Done(Some(r))
                 }
                 Loaded::Plain(_) => Task::Done(None),
             }
@@ -383,41 +425,44 @@ enum Task {
     Read(Result<Vec<Loaded>>),
 }
 
-/// Compresses one matrix as [`compress_model`](super::compress_model) does.
+/// Compresses one matrix as [`compress_model`](super::compress_model) does;
+/// gives its f32 values back for reuse.
 fn compress_one(
     t: &TensorMeta,
-    data: &[f32],
+    data: Vec<f32>,
     pipeline: &Pipeline,
     exec: &dyn ParallelExecutor,
-) -> Result<StreamedTensor> {
+) -> (Result<StreamedTensor>, Option<Vec<f32>>) {
     let rows = t.shape()[0];
-    let w = ndarray::ArrayView2::from_shape((rows, data.len() / rows), data)
-        .expect("the shape flattens to rows × rest");
-    let out = pipeline.run_on(w, exec)?;
-    let method = out.report.stages[1..]
-        .iter()
-        .map(|s| s.method.as_str())
-        .collect::<Vec<_>>()
-        .join(" → ");
-    let last = out.report.stages.last().expect("the input stage");
-    let layer = LayerReport {
-        name: t.name().to_string(),
-        shape: t.shape().to_vec(),
-        method: method.clone(),
-        bytes_before: t.bytes() as usize,
-        bytes_f32: last.storage.dense_bytes(),
-        bytes_after: last.storage.total(),
-        error: last.error,
-    };
-    let signal = data.iter().map(|&x| (x as f64) * (x as f64)).sum();
-    let ct = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
-    Ok(StreamedTensor {
-        name: t.name().to_string(),
-        entry: Entry::Compressed(Box::new(ct)),
-        layer: Some(layer),
-        bytes_read: t.bytes(),
-        signal,
-    })
+    let cols = data.len() / rows;
+    let signal = sum_squares(&data);
+    let (out, buf) = pipeline.run_vec(rows, cols, data, exec);
+    let result = out.and_then(|out| {
+        let method = out.report.stages[1..]
+            .iter()
+            .map(|s| s.method.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ");
+        let last = out.report.stages.last().expect("the input stage");
+        let layer = LayerReport {
+            name: t.name().to_string(),
+            shape: t.shape().to_vec(),
+            method: method.clone(),
+            bytes_before: t.bytes() as usize,
+            bytes_f32: last.storage.dense_bytes(),
+            bytes_after: last.storage.total(),
+            error: last.error,
+        };
+        let ct = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
+        Ok(StreamedTensor {
+            name: t.name().to_string(),
+            entry: Entry::Compressed(Box::new(ct)),
+            layer: Some(layer),
+            bytes_read: t.bytes(),
+            signal,
+        })
+    });
+    (result, buf)
 }
 
 impl Iterator for CompressStream<'_> {
