@@ -106,7 +106,8 @@ impl ErrorSums {
                 let (x, d) = (a[k] as f64, a[k] as f64 - b[k] as f64);
                 s[k] += x * x;
                 e[k] += d * d;
-                m[k] = m[k].max(d.abs());
+                // A select, not f64::max (its NaN rule keeps it scalar); inputs are finite.
+                m[k] = if d.abs() > m[k] { d.abs() } else { m[k] };
             }
         }
         for (&a, &b) in wr.iter().zip(hr) {

@@ -474,7 +474,8 @@ impl ShardedModel {
             .into());
         }
         let width = t.dtype.bitsize() / 8;
-        out.clear();
+        // Every element is overwritten below: only new ones need a value.
+        out.truncate(t.numel());
         out.resize(t.numel(), 0.0);
         // BLOCK is a multiple of every float width, so no element straddles blocks.
         self.read_blocks(t, |at, b| {

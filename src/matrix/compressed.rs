@@ -70,8 +70,19 @@ impl CompressedMatrix {
     /// without copying them.
     pub(crate) fn from_dense_vec(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self> {
         check_non_empty("weight matrix", rows, cols)?;
+        if data.len() != rows * cols {
+            return Err(SquishError::shape(
+                "weight matrix",
+                format!("{rows}×{cols} = {} values", rows * cols),
+                format!("{} values", data.len()),
+            ));
+        }
         check_finite("weight matrix", &data)?;
-        let values = Values::f32(RowLayout::Uniform { rows, len: cols }, data)?;
+        // Checked above: the length fits the layout and every value is finite.
+        let values = Values::F32(super::values::F32Values {
+            layout: RowLayout::Uniform { rows, len: cols },
+            data,
+        });
         Ok(CompressedMatrix {
             rows,
             cols,

@@ -217,7 +217,10 @@ impl StreamCompression {
     }
 
     /// Compresses `src` into `out`, a tensor at a time; `progress` sees each
-    /// tensor as it is written. On an error nothing is left on disk.
+    /// tensor as it is handed to the writer. With more than one thread in
+    /// `exec` the writer runs on a thread of its own, so writing overlaps the
+    /// compression of the next tensors (at most two compressed tensors wait
+    /// for it). On an error nothing is left on disk.
     pub fn compress_to(
         &self,
         src: &ShardedModel,
@@ -226,28 +229,89 @@ impl StreamCompression {
         mut out: ContainerWriter,
         progress: &mut dyn FnMut(&StreamedTensor),
     ) -> Result<StreamSummary> {
-        let (mut layers, mut signal, mut kept, mut bytes_read) = (Vec::new(), Vec::new(), 0, 0);
-        for t in self.stream(src, recipe, exec)? {
-            let t = t?;
-            out.push(&t.name, &t.entry)?;
-            progress(&t);
-            bytes_read += t.bytes_read;
-            match t.layer {
-                Some(l) => {
-                    layers.push(l);
-                    signal.push(t.signal);
+        let stream = self.stream(src, recipe, exec)?;
+        if exec.threads() <= 1 {
+            let mut failed = None;
+            let tally = drive(stream, progress, &mut |name, entry| match out.push(&name, &entry) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
                 }
-                None => kept += 1,
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
             }
+            return Ok(tally.finish(out)?);
         }
-        Ok(StreamSummary {
-            layers,
-            kept,
-            bytes_read,
-            written: out.finish()?,
-            signal,
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Entry)>(1);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<ContainerWriter> {
+                for (name, entry) in rx {
+                    out.push(&name, &entry)?;
+                }
+                Ok(out)
+            });
+            // A send fails only when the writer stopped on an error, returned by join.
+            let tally = drive(stream, progress, &mut |name, entry| {
+                tx.send((name, entry)).is_ok()
+            });
+            drop(tx);
+            let written = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            // On an error the unfinished writer is dropped, and its temporary files with it.
+            let tally = tally?;
+            tally.finish(written?)
         })
     }
+}
+
+/// What [`StreamCompression::compress_to`] counts while it writes.
+#[derive(Default)]
+struct Tally {
+    layers: Vec<LayerReport>,
+    signal: Vec<f64>,
+    kept: usize,
+    bytes_read: u64,
+}
+
+impl Tally {
+    fn finish(self, out: ContainerWriter) -> Result<StreamSummary> {
+        Ok(StreamSummary {
+            layers: self.layers,
+            kept: self.kept,
+            bytes_read: self.bytes_read,
+            written: out.finish()?,
+            signal: self.signal,
+        })
+    }
+}
+
+/// Pulls `stream` dry, handing each tensor to `progress` then to `sink`
+/// (which returns false to stop early).
+fn drive(
+    stream: CompressStream<'_>,
+    progress: &mut dyn FnMut(&StreamedTensor),
+    sink: &mut dyn FnMut(String, Entry) -> bool,
+) -> Result<Tally> {
+    let mut tally = Tally::default();
+    for t in stream {
+        let t = t?;
+        progress(&t);
+        tally.bytes_read += t.bytes_read;
+        match t.layer {
+            Some(l) => {
+                tally.layers.push(l);
+                tally.signal.push(t.signal);
+            }
+            None => tally.kept += 1,
+        }
+        if !sink(t.name, t.entry) {
+            break;
+        }
+    }
+    Ok(tally)
 }
 
 /// The iterator of [`StreamCompression::stream`].
