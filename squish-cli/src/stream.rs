@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use squish::io::description::VERSION_KEY;
 use squish::io::{
-    check_output, check_output_dir, export_dequantized, shape_string, ContainerWriter,
-    ExportDtype, FileError, ModelWriter, OutputKind, ShardedModel, Written, DECOMPRESSED_KEY,
+    check_output, check_output_dir, export_dequantized, shape_string, ContainerWriter, ExportDtype,
+    FileError, ModelWriter, OutputKind, ShardedModel, Written, DECOMPRESSED_KEY,
 };
 use squish::parallel::ParallelExecutor;
 use squish::recipe::{Recipe, StreamCompression};
@@ -155,7 +155,10 @@ pub fn compress(
         bar.inc(t.bytes_read);
     })?;
     bar.finish_and_clear();
-    let dtype = |name: &str| src.get(name).map_or(String::new(), |t| t.dtype().to_string());
+    let dtype = |name: &str| {
+        src.get(name)
+            .map_or(String::new(), |t| t.dtype().to_string())
+    };
     let sizes = table::Files {
         input: src.shards().iter().map(|p| file_size(p)).sum(),
         output: summary

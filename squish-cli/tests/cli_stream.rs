@@ -133,12 +133,7 @@ fn sharded_models_compress_and_decompress_in_shards() {
     for (name, t) in whole.model.decompress().iter() {
         let e = exported.get(name).unwrap();
         assert_eq!((e.dtype(), e.shape()), (Dtype::BF16, t.shape()), "{name}");
-        let want: Vec<f32> = t
-            .as_f32()
-            .unwrap()
-            .iter()
-            .map(|&x| round_bf16(x))
-            .collect();
+        let want: Vec<f32> = t.as_f32().unwrap().iter().map(|&x| round_bf16(x)).collect();
         assert_eq!(e.as_f32().unwrap(), &want[..], "{name}");
     }
     // A rerun replaces squish's own shards; f32 and f16 work too.
@@ -203,7 +198,14 @@ fn sharded_outputs_never_replace_inputs_or_foreign_shards() {
     assert!(err.contains("model-00001-of-"), "{err}");
     // One file over a shard of the input.
     let shard = ShardedModel::open(&model_dir).unwrap().shards()[0].clone();
-    let err = fails(&["compress", s(&model_dir), "--int8", "-o", s(&shard), "--quiet"]);
+    let err = fails(&[
+        "compress",
+        s(&model_dir),
+        "--int8",
+        "-o",
+        s(&shard),
+        "--quiet",
+    ]);
     assert!(err.contains("input"), "{err}");
     let after: Vec<_> = ShardedModel::open(&model_dir)
         .unwrap()

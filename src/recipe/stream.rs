@@ -10,8 +10,8 @@ use crate::error::{Result, SquishError};
 use crate::io::{
     CompressedTensor, ContainerWriter, Entry, ShardedModel, Tensor, TensorMeta, Written,
 };
-use crate::parallel::{map, pipeline_working_set, ParallelExecutor, Sequential};
 use crate::metrics::sum_squares;
+use crate::parallel::{map, pipeline_working_set, ParallelExecutor, Sequential};
 use crate::pipeline::Pipeline;
 
 /// The memory budget when none is set: 1 GiB of estimated working set
@@ -232,17 +232,21 @@ impl StreamCompression {
         let stream = self.stream(src, recipe, exec)?;
         if exec.threads() <= 1 {
             let mut failed = None;
-            let tally = drive(stream, progress, &mut |name, entry| match out.push(&name, &entry) {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
-            })?;
+            let tally = drive(
+                stream,
+                progress,
+                &mut |name, entry| match out.push(&name, &entry) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                },
+            )?;
             if let Some(e) = failed {
                 return Err(e);
             }
-            return Ok(tally.finish(out)?);
+            return tally.finish(out);
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Entry)>(1);
         std::thread::scope(|scope| {
