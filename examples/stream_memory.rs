@@ -2,23 +2,29 @@
 //! sharded bf16 model larger than the budget.
 //!
 //! ```text
-//! cargo run --release --example stream_memory -- [GB] [DIR] [BUDGET_MIB]
+//! cargo run --release --example stream_memory -- [GB[,GB...]] [DIR] [BUDGET_MIB]
 //! ```
 //!
-//! Writes a bf16 model of about GB gigabytes (default 4) as 1 GiB shards
-//! with a Hugging Face index in DIR (default a temporary directory), then,
-//! in the same run:
+//! For each size (default 4), writes a bf16 model of about GB gigabytes as
+//! 1 GiB shards with a Hugging Face index in DIR (default a temporary
+//! directory), then, in the same run:
 //! 1. the rate at which the shard files are read from disk (8 MiB reads,
 //!    page cache dropped first with `posix_fadvise(DONTNEED)`), and again
 //!    warm (files in the page cache);
-//! 2. int8 per-row compression of the model into one container, in a child
-//!    process (so its `VmHWM`, the peak resident memory, is its own), cold
-//!    and warm; each prints its VmHWM and GB/s of model data.
+//! 2. int8 per-row compression of the model into one container with
+//!    `StreamCompression::compress_to` (what `squish compress` runs), in a
+//!    child process (so its `VmHWM`, the peak resident memory, is its own),
+//!    cold and warm; each prints its VmHWM, CPU time and GB/s of model data,
+//!    end to end and until the last tensor reached the writer (the rest is
+//!    the container's final copy into place and fsync);
+//! 3. the disk's write rate with fsync for a file of the container's size,
+//!    which bounds the end-to-end rate (int8 output is half the bf16 input).
 //!
-//! Everything generated is removed at the end.
+//! Everything generated is removed at the end (`SQUISH_KEEP=1` keeps the
+//! models and reuses them in a later run).
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -116,61 +122,61 @@ fn child(model: &Path, out: &Path, budget_mib: usize) -> squish::Result<()> {
         .check()?;
     let t0 = Instant::now();
     let src = ShardedModel::open(model)?;
-    // The library's compress_to, unrolled to time its parts.
-    let mut w = ContainerWriter::create(out)?;
-    let (mut t_stream, mut t_push, mut bytes_read) = (0.0, 0.0, 0u64);
-    let mut t = Instant::now();
-    for item in stream.stream(&src, &recipe, &exec)? {
-        let item = item?;
-        t_stream += t.elapsed().as_secs_f64();
-        t = Instant::now();
-        w.push(&item.name, &item.entry)?;
-        bytes_read += item.bytes_read;
-        t_push += t.elapsed().as_secs_f64();
-        t = Instant::now();
-    }
-    let t = Instant::now();
-    let written = w.finish()?;
-    let t_finish = t.elapsed().as_secs_f64();
+    // What `squish compress` runs; the last tensor handed to the writer
+    // marks the end of reading and compressing, the rest is the writer
+    // finishing (header, copy into place, fsync).
+    let mut last = 0.0;
+    let summary = stream.compress_to(
+        &src,
+        &recipe,
+        &exec,
+        ContainerWriter::create(out)?,
+        &mut |_| last = t0.elapsed().as_secs_f64(),
+    )?;
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "child bytes_read {bytes_read} written {} secs {secs:.3} vmhwm_kib {} cpu {:.2} read_compress {t_stream:.2} push {t_push:.2} finish {t_finish:.2}",
-        written.data_bytes,
+        "child bytes_read {} written {} secs {secs:.3} compressed_at {last:.3} vmhwm_kib {} cpu {:.2}",
+        summary.bytes_read,
+        summary.written.data_bytes,
         vmhwm_kib(),
         cpu_secs()
     );
     Ok(())
 }
 
-fn main() -> squish::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--child") {
-        return child(
-            Path::new(&args[2]),
-            Path::new(&args[3]),
-            args[4].parse().expect("budget"),
-        );
+/// Writes `bytes` bytes to a new file at `path` with an fsync: the disk's
+/// rate for writes like the container's. Removes the file.
+fn write_rate(path: &Path, bytes: u64) -> f64 {
+    let buf = vec![0x5au8; 8 << 20];
+    let t0 = Instant::now();
+    let mut f = File::create(path).expect("a scratch file");
+    let mut done = 0u64;
+    while done < bytes {
+        let n = (bytes - done).min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).expect("the scratch file writes");
+        done += n as u64;
     }
-    let gb: f64 = args.get(1).map_or(4.0, |s| s.parse().expect("GB"));
-    let tmp;
-    let dir = match args.get(2) {
-        Some(d) => PathBuf::from(d),
-        None => {
-            tmp = tempfile::tempdir().expect("a temporary directory");
-            tmp.path().to_path_buf()
-        }
-    };
-    let budget_mib: usize = args
-        .get(3)
-        .map_or(squish::recipe::DEFAULT_BUDGET >> 20, |s| {
-            s.parse().expect("MiB")
-        });
+    f.sync_all().expect("the scratch file syncs");
+    let secs = t0.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(path).ok();
+    bytes as f64 / 1e9 / secs
+}
+
+/// One model size: generate, read cold, compress cold, write rate, read
+/// warm, compress warm.
+fn measure(dir: &Path, gb: f64, budget_mib: usize, keep: bool) -> squish::Result<()> {
     let model = dir.join(format!("model-{gb}gb"));
     let out = dir.join(format!("model-{gb}gb.squish"));
     let t0 = Instant::now();
-    let bytes = generate(&model, gb)?;
+    // SQUISH_KEEP=1: reuse a model left by an earlier run and leave it behind.
+    let bytes = if keep && model.join(squish::io::INDEX_NAME).is_file() {
+        ShardedModel::open(&model)?.data_bytes()
+    } else {
+        generate(&model, gb)?
+    };
     println!(
-        "generated {:.2} GB of bf16 in {:.1} s",
+        "== {:.2} GB of bf16 ready in {:.1} s",
         bytes as f64 / 1e9,
         t0.elapsed().as_secs_f64()
     );
@@ -201,21 +207,25 @@ fn main() -> squish::Result<()> {
             }
             f64::NAN
         };
-        let (read, written, secs, hwm) = (
+        let (read, written, secs, at, hwm, cpu) = (
             field("bytes_read"),
             field("written"),
             field("secs"),
+            field("compressed_at"),
             field("vmhwm_kib"),
+            field("cpu"),
         );
         println!("{label}: {}", line.trim());
         println!(
-            "{label}: int8 compress {:.2} GB in {secs:.2} s = {:.2} GB/s, output {:.2} GB, VmHWM {:.0} MiB (budget {budget_mib} MiB)",
+            "{label}: int8 compress {:.2} GB in {secs:.2} s = {:.2} GB/s end to end ({:.2} GB/s until the last tensor is handed to the writer at {at:.2} s), {:.1} CPU-s/GB, output {:.2} GB, VmHWM {:.0} MiB (budget {budget_mib} MiB)",
             read / 1e9,
             read / 1e9 / secs,
+            read / 1e9 / at,
+            cpu / (read / 1e9),
             written / 1e9,
             hwm / 1024.0
         );
-        read / 1e9 / secs
+        (read / 1e9 / secs, read / 1e9 / at, written)
     };
 
     for p in &shards {
@@ -230,9 +240,19 @@ fn main() -> squish::Result<()> {
     for p in &shards {
         drop_cache(p);
     }
-    let cold = run_child("cold");
+    let (cold, cold_at, written) = run_child("cold");
     std::fs::remove_file(&out).ok();
-    println!("cold: compress / read = {:.0}%", 100.0 * cold / cold_read);
+    println!(
+        "cold: compress / read = {:.0}% end to end, {:.0}% until the writer's final sync",
+        100.0 * cold / cold_read,
+        100.0 * cold_at / cold_read
+    );
+    let wr = write_rate(&dir.join("scratch.bin"), written as u64);
+    println!(
+        "disk: wrote {:.2} GB (the container's size) with fsync at {wr:.2} GB/s: int8 output is half the input, so writing alone caps compression at {:.2} GB/s of input",
+        written / 1e9,
+        2.0 * wr
+    );
 
     let _ = read_all(&shards);
     let (n, secs) = read_all(&shards);
@@ -241,10 +261,47 @@ fn main() -> squish::Result<()> {
         "warm: read {:.2} GB in {secs:.2} s = {warm_read:.2} GB/s",
         n as f64 / 1e9
     );
-    let warm = run_child("warm");
+    let (warm, warm_at, _) = run_child("warm");
     std::fs::remove_file(&out).ok();
-    println!("warm: compress / read = {:.0}%", 100.0 * warm / warm_read);
+    println!(
+        "warm: compress / read = {:.0}% end to end, {:.0}% until the writer's final sync",
+        100.0 * warm / warm_read,
+        100.0 * warm_at / warm_read
+    );
+    if !keep {
+        std::fs::remove_dir_all(&model).ok();
+    }
+    Ok(())
+}
 
-    std::fs::remove_dir_all(&model).ok();
+fn main() -> squish::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        return child(
+            Path::new(&args[2]),
+            Path::new(&args[3]),
+            args[4].parse().expect("budget"),
+        );
+    }
+    let sizes: Vec<f64> = args.get(1).map_or(vec![4.0], |s| {
+        s.split(',').map(|g| g.parse().expect("GB")).collect()
+    });
+    let tmp;
+    let dir = match args.get(2) {
+        Some(d) => PathBuf::from(d),
+        None => {
+            tmp = tempfile::tempdir().expect("a temporary directory");
+            tmp.path().to_path_buf()
+        }
+    };
+    let budget_mib: usize = args
+        .get(3)
+        .map_or(squish::recipe::DEFAULT_BUDGET >> 20, |s| {
+            s.parse().expect("MiB")
+        });
+    let keep = std::env::var_os("SQUISH_KEEP").is_some();
+    for gb in sizes {
+        measure(&dir, gb, budget_mib, keep)?;
+    }
     Ok(())
 }

@@ -40,13 +40,95 @@ impl ErrorMetrics {
                 format!("{:?}", w_hat.dim()),
             ));
         }
-        let (mut signal, mut noise, mut max_abs) = (0.0f64, 0.0f64, 0.0f64);
-        for (&a, &b) in w.iter().zip(w_hat.iter()) {
-            let (a, b) = (a as f64, b as f64);
-            signal += a * a;
-            noise += (a - b) * (a - b);
-            max_abs = max_abs.max((a - b).abs());
+        let mut sums = ErrorSums::default();
+        for (a, b) in w.rows().into_iter().zip(w_hat.rows()) {
+            let (ca, cb);
+            let a = match a.as_slice() {
+                Some(a) => a,
+                None => {
+                    ca = a.to_vec();
+                    &ca
+                }
+            };
+            let b = match b.as_slice() {
+                Some(b) => b,
+                None => {
+                    cb = b.to_vec();
+                    &cb
+                }
+            };
+            sums.add(a, b);
         }
+        Ok(sums.metrics())
+    }
+}
+
+/// The sums behind [`ErrorMetrics`] (Σw², Σ(w − ŵ)², max |w − ŵ|, in f64),
+/// fed a row at a time, so a reconstruction can be measured one decoded row
+/// at a time instead of as a whole dense matrix.
+/// [`ErrorMetrics::between`] feeds it the rows in order: both give the
+/// same bits for the same rows.
+///
+/// ```
+/// use ndarray::array;
+/// use squish::metrics::{ErrorMetrics, ErrorSums};
+/// let (w, w_hat) = (array![[3.0f32, 4.0], [1.0, 0.0]], array![[3.0f32, 3.5], [1.0, 0.5]]);
+/// let mut sums = ErrorSums::default();
+/// for (a, b) in w.rows().into_iter().zip(w_hat.rows()) {
+///     sums.add(a.as_slice().unwrap(), b.as_slice().unwrap());
+/// }
+/// assert_eq!(sums.signal(), 26.0);
+/// assert_eq!(sums.metrics(), ErrorMetrics::between(w.view(), w_hat.view())?);
+/// assert!((sums.metrics().rel_frobenius - (0.5f64 / 26.0).sqrt()).abs() < 1e-15);
+/// # Ok::<(), squish::SquishError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ErrorSums {
+    signal: f64,
+    noise: f64,
+    max_abs: f64,
+}
+
+/// Lanes of the partial sums: independent chains the compiler vectorizes.
+const LANES: usize = 8;
+
+impl ErrorSums {
+    /// Adds a row of W and the same row of Ŵ (equal lengths; extra
+    /// elements of the longer are ignored).
+    pub fn add(&mut self, w: &[f32], w_hat: &[f32]) {
+        let n = w.len().min(w_hat.len());
+        let (w, w_hat) = (&w[..n], &w_hat[..n]);
+        let (mut s, mut e, mut m) = ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES]);
+        let (wc, hc) = (w.chunks_exact(LANES), w_hat.chunks_exact(LANES));
+        let (wr, hr) = (wc.remainder(), hc.remainder());
+        for (a, b) in wc.zip(hc) {
+            for k in 0..LANES {
+                let (x, d) = (a[k] as f64, a[k] as f64 - b[k] as f64);
+                s[k] += x * x;
+                e[k] += d * d;
+                // A select, not f64::max (its NaN rule keeps it scalar); inputs are finite.
+                m[k] = if d.abs() > m[k] { d.abs() } else { m[k] };
+            }
+        }
+        for (&a, &b) in wr.iter().zip(hr) {
+            let (x, d) = (a as f64, a as f64 - b as f64);
+            s[0] += x * x;
+            e[0] += d * d;
+            m[0] = m[0].max(d.abs());
+        }
+        self.signal += s.iter().sum::<f64>();
+        self.noise += e.iter().sum::<f64>();
+        self.max_abs = m.iter().fold(self.max_abs, |a, &b| a.max(b));
+    }
+
+    /// Σw² so far.
+    pub fn signal(&self) -> f64 {
+        self.signal
+    }
+
+    /// The metrics of the rows added so far.
+    pub fn metrics(&self) -> ErrorMetrics {
+        let (signal, noise, max_abs) = (self.signal, self.noise, self.max_abs);
         let rel_frobenius = if signal == 0.0 {
             if noise == 0.0 {
                 0.0
@@ -61,12 +143,32 @@ impl ErrorMetrics {
         } else {
             10.0 * (signal / noise).log10()
         };
-        Ok(ErrorMetrics {
+        ErrorMetrics {
             rel_frobenius,
             max_abs,
             sqnr_db,
-        })
+        }
     }
+}
+
+/// Σx² in f64 (in [`ErrorSums`]' lanes, so it vectorizes): the signal of a
+/// weight tensor, for totals over many layers.
+///
+/// ```
+/// assert_eq!(squish::metrics::sum_squares(&[3.0, 4.0, 1.0]), 26.0);
+/// ```
+pub fn sum_squares(x: &[f32]) -> f64 {
+    let mut s = [0.0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    for &v in chunks.remainder() {
+        s[0] += v as f64 * v as f64;
+    }
+    for c in chunks {
+        for k in 0..LANES {
+            s[k] += c[k] as f64 * c[k] as f64;
+        }
+    }
+    s.iter().sum()
 }
 
 impl fmt::Display for ErrorMetrics {

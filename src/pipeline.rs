@@ -4,9 +4,9 @@ use std::fmt;
 
 use ndarray::{ArrayView2, AsArray, Ix2};
 
-use crate::error::Result;
+use crate::error::{Result, SquishError};
 use crate::matrix::{CompressedMatrix, StorageReport};
-use crate::metrics::ErrorMetrics;
+use crate::metrics::{ErrorMetrics, ErrorSums};
 use crate::parallel::{ParallelExecutor, Progress, Sequential, TaskOutcome, TaskRunner, TaskSpec};
 use crate::pass::CompressionPass;
 
@@ -69,9 +69,32 @@ impl StageReport {
             structure: m.structure().kind(),
             encoding: report_encoding(m),
             storage: m.storage(),
-            error: ErrorMetrics::between(w, m.to_dense().view())?,
+            error: measure_rows(w, m)?.metrics(),
         })
     }
+}
+
+/// The error sums of `m` against `w`, one decoded row of `m` at a time (no
+/// dense copy of `m`): the same bits as
+/// [`ErrorMetrics::between`]`(w, m.to_dense())`.
+fn measure_rows(w: ArrayView2<f32>, m: &CompressedMatrix) -> Result<ErrorSums> {
+    if w.dim() != m.shape() {
+        return Err(SquishError::shape(
+            "error metrics",
+            format!("{:?}", w.dim()),
+            format!("{:?}", m.shape()),
+        ));
+    }
+    let mut sums = ErrorSums::default();
+    let mut row = vec![0.0f32; m.cols()];
+    for (i, wi) in w.rows().into_iter().enumerate() {
+        m.decode_row(i, &mut row);
+        match wi.as_slice() {
+            Some(a) => sums.add(a, &row),
+            None => sums.add(&wi.to_vec(), &row),
+        }
+    }
+    Ok(sums)
 }
 
 /// The encoding a report shows: a low-rank matrix's is its factors' (the
@@ -155,28 +178,81 @@ impl Pipeline {
         w: ArrayView2<f32>,
         exec: &dyn ParallelExecutor,
     ) -> std::result::Result<PipelineOutput, (Option<String>, crate::SquishError)> {
-        let mut m = CompressedMatrix::from_dense(w).map_err(|e| (None, e))?;
+        let m = CompressedMatrix::from_dense(w).map_err(|e| (None, e))?;
+        let (report, out) = self.run_passes(&m, w, exec)?;
+        Ok(PipelineOutput {
+            matrix: out.unwrap_or(m),
+            report,
+        })
+    }
+
+    /// [`run_on`](Self::run_on) for `rows × cols` row-major values owned by
+    /// the caller: no copy of the input is made, and the values are given
+    /// back (for reuse as a buffer) unless the input check rejected them.
+    pub(crate) fn run_vec(
+        &self,
+        rows: usize,
+        cols: usize,
+        data: Vec<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> (Result<PipelineOutput>, Option<Vec<f32>>) {
+        let m = match CompressedMatrix::from_dense_vec(rows, cols, data) {
+            Ok(m) => m,
+            Err(e) => return (Err(e), None),
+        };
+        let w = ArrayView2::from_shape((rows, cols), m.dense_data().expect("a dense f32 matrix"))
+            .expect("rows × cols values");
+        let result = self.run_passes(&m, w, exec).map_err(|(_, e)| e);
+        match result {
+            Ok((report, Some(out))) => (
+                Ok(PipelineOutput {
+                    matrix: out,
+                    report,
+                }),
+                m.into_dense_data(),
+            ),
+            Ok((report, None)) => (Ok(PipelineOutput { matrix: m, report }), None),
+            Err(e) => (Err(e), m.into_dense_data()),
+        }
+    }
+
+    /// The report of every stage and the matrix after the last pass (`None`
+    /// when there is no pass: the input is the output).
+    #[allow(clippy::type_complexity)]
+    fn run_passes(
+        &self,
+        input: &CompressedMatrix,
+        w: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> std::result::Result<
+        (PipelineReport, Option<CompressedMatrix>),
+        (Option<String>, crate::SquishError),
+    > {
         let mut report = PipelineReport::default();
         // The input stage is w itself: its error is exactly zero, no need to measure it.
         report.stages.push(StageReport {
             method: "dense f32".into(),
-            structure: m.structure().kind(),
-            encoding: m.encoding(),
-            storage: m.storage(),
+            structure: input.structure().kind(),
+            encoding: input.encoding(),
+            storage: input.storage(),
             error: ErrorMetrics {
                 rel_frobenius: 0.0,
                 max_abs: 0.0,
                 sqnr_db: f64::INFINITY,
             },
         });
+        let mut m: Option<CompressedMatrix> = None;
         for pass in &self.passes {
             let staged = |e| (Some(pass.name()), e);
-            m = pass.apply(&m, exec).map_err(staged)?;
+            let next = pass
+                .apply(m.as_ref().unwrap_or(input), exec)
+                .map_err(staged)?;
             report
                 .stages
-                .push(StageReport::measure(pass.name(), w, &m).map_err(staged)?);
+                .push(StageReport::measure(pass.name(), w, &next).map_err(staged)?);
+            m = Some(next);
         }
-        Ok(PipelineOutput { matrix: m, report })
+        Ok((report, m))
     }
 
     /// Runs the pipeline on each named matrix, one task per matrix on

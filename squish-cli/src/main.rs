@@ -13,12 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use squish::io::{check_output, CompressedModel, FileError, Model, OutputKind, DECOMPRESSED_KEY};
+use squish::io::{check_output, CompressedModel, FileError, Model, OutputKind};
 use squish::parallel::{ParallelExecutor, ThreadPool};
-use squish::recipe::{
-    compress_model, families, sweep, IntSpec, KMeansSpec, LowRankSpec, MethodSpec, Recipe,
-};
+use squish::recipe::{families, sweep, IntSpec, KMeansSpec, LowRankSpec, MethodSpec, Recipe};
 use squish::{Result, SquishError};
 
 /// Compress neural-network weights and multiply them without decompressing.
@@ -51,6 +48,13 @@ enum Command {
         /// Replace the output even when it is the input or a file squish did not write.
         #[arg(long, alias = "overwrite")]
         force: bool,
+        /// Dtype of the float tensors: original, f32, f16 or bf16.
+        #[arg(long, default_value = "original")]
+        dtype: String,
+        /// Write Hugging Face shards of at most this size (e.g. 2GB) and an
+        /// index into the directory given by --output.
+        #[arg(long, value_name = "SIZE", value_parser = stream::parse_size)]
+        shard_size: Option<u64>,
     },
     /// Error against bits per weight for each method family, as a table and an SVG plot.
     Sweep {
@@ -85,6 +89,14 @@ struct CompressArgs {
     /// Output container (a directory with --shard-size).
     #[arg(short, long)]
     output: PathBuf,
+    /// Memory budget in MiB for the tensors in flight (read, widened to f32,
+    /// being compressed); the model itself may be far larger.
+    #[arg(long, value_name = "MIB", default_value_t = squish::recipe::DEFAULT_BUDGET >> 20)]
+    memory_budget: usize,
+    /// Write container shards of at most this size (e.g. 2GB) and a Hugging
+    /// Face index into the directory given by --output.
+    #[arg(long, value_name = "SIZE", value_parser = stream::parse_size)]
+    shard_size: Option<u64>,
     /// Replace the output even when it is the input (or a link to it) or a
     /// file that is not a squish container.
     #[arg(long, alias = "overwrite")]
@@ -173,45 +185,36 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         Some(p) => Recipe::load(p)?,
         None => quick_recipe(a)?,
     };
-    let mut inputs = vec![a.model.as_path()];
-    inputs.extend(a.recipe.as_deref());
-    check_output(&a.output, &inputs, OutputKind::Container, a.force)?;
-    let model = Model::load(&a.model)?;
-    if model.is_container() {
-        return Err(FileError::IsAContainer {
-            what: a.model.display().to_string(),
-        }
-        .into());
-    }
     // Started by mpirun: the ranks share the layers (feature `mpi`).
     #[cfg(feature = "mpi")]
     if squish::distributed::MpiComm::launched() {
+        let mut inputs = vec![a.model.as_path()];
+        inputs.extend(a.recipe.as_deref());
+        check_output(&a.output, &inputs, OutputKind::Container, a.force)?;
+        let model = Model::load(&a.model)?;
+        if model.is_container() {
+            return Err(FileError::IsAContainer {
+                what: a.model.display().to_string(),
+            }
+            .into());
+        }
         return mpi::compress(&model, &a.model, &recipe, &a.output, exec);
     }
-    let n = model.iter().filter(|(_, t)| t.matrix().is_some()).count();
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(n as u64)
+    let out = stream::Output {
+        path: &a.output,
+        shard_size: a.shard_size,
+        force: a.force,
     };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} layers {msg}")
-            .expect("a valid template"),
-    );
-    let out = compress_model(&model, &recipe, exec, &|name| {
-        bar.set_message(name.to_string());
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
-    out.model.save(&a.output)?;
-    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    let files = table::Files {
-        input: size(&a.model),
-        output: size(&a.output),
-    };
-    print!("{}", table::layers(&out, &model, &files));
-    println!("wrote {}", a.output.display());
-    Ok(())
+    let extra: Vec<&Path> = a.recipe.iter().map(PathBuf::as_path).collect();
+    stream::compress(
+        &a.model,
+        &extra,
+        &recipe,
+        &out,
+        stream::budget_bytes(a.memory_budget)?,
+        a.quiet,
+        exec,
+    )
 }
 
 fn inspect(file: &Path) -> Result<()> {
@@ -270,16 +273,6 @@ fn run_sweep(
     Ok(())
 }
 
-fn decompress(file: &Path, output: &Path, force: bool) -> Result<()> {
-    check_output(output, &[file], OutputKind::Decompressed, force)?;
-    let mut m = CompressedModel::load(file)?.decompress();
-    // Marks the file as ours, so a rerun may replace it.
-    m.set_metadata(DECOMPRESSED_KEY, "1");
-    m.save(output)?;
-    println!("wrote {}", output.display());
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = pool(cli.threads).and_then(|exec| match &cli.command {
@@ -289,7 +282,17 @@ fn main() -> ExitCode {
             file,
             output,
             force,
-        } => decompress(file, output, *force),
+            dtype,
+            shard_size,
+        } => stream::decompress(
+            file,
+            &stream::Output {
+                path: output,
+                shard_size: *shard_size,
+                force: *force,
+            },
+            dtype,
+        ),
         Command::Sweep {
             model,
             layer,

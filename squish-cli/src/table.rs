@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use squish::io::{shape_string, CompressedModel, Entry, Model};
 use squish::matrix::{Component, CompressedMatrix, StorageReport, Structure};
-use squish::recipe::{Compressed, SweepPoint};
+use squish::recipe::{Compressed, LayerReport, SweepPoint};
 
 use crate::grid::{self, Align, Grid};
 
@@ -28,8 +28,28 @@ pub struct Files {
 }
 
 /// The per-layer table `squish compress` prints, with a total, then the
-/// whole files compared.
+/// whole files compared (from an in-memory compression, as under MPI).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub fn layers(c: &Compressed, original: &Model, files: &Files) -> String {
+    let dtype = |name: &str| {
+        original
+            .get(name)
+            .map_or(String::new(), |t| t.dtype().to_string())
+    };
+    let kept = c.model.len() - c.layers.len();
+    layer_rows(&c.layers, &dtype, c.totals(original), kept, files)
+}
+
+/// [`layers`] from the reports alone (what a streamed compression keeps):
+/// `dtype` names a layer's dtype in the input, `totals` is (bytes before,
+/// bytes after, relative error), `kept` counts the tensors stored as they were.
+pub fn layer_rows(
+    layers: &[LayerReport],
+    dtype: &dyn Fn(&str) -> String,
+    totals: (usize, usize, f64),
+    kept: usize,
+    files: &Files,
+) -> String {
     let mut g = Grid::new(&[
         ("layer", Align::Left),
         ("shape", Align::Left),
@@ -41,14 +61,11 @@ pub fn layers(c: &Compressed, original: &Model, files: &Files) -> String {
         ("rel.err", Align::Right),
         ("SQNR dB", Align::Right),
     ]);
-    for l in &c.layers {
-        let dtype = original
-            .get(&l.name)
-            .map_or(String::new(), |t| t.dtype().to_string());
+    for l in layers {
         g.row(vec![
             l.name.clone(),
             shape_string(&l.shape),
-            dtype,
+            dtype(&l.name),
             l.method.clone(),
             human(l.bytes_before),
             human(l.bytes_after),
@@ -57,10 +74,9 @@ pub fn layers(c: &Compressed, original: &Model, files: &Files) -> String {
             db(l.error.sqnr_db),
         ]);
     }
-    let (before, after, rel) = c.totals(original);
-    let kept = c.model.len() - c.layers.len();
+    let (before, after, rel) = totals;
     g.total(vec![
-        format!("total ({} matrices)", c.layers.len()),
+        format!("total ({} matrices)", layers.len()),
         String::new(),
         String::new(),
         String::new(),
@@ -75,7 +91,7 @@ pub fn layers(c: &Compressed, original: &Model, files: &Files) -> String {
         }),
     ]);
     let mut s = g.render();
-    let f32_bytes: usize = c.layers.iter().map(|l| l.bytes_f32).sum();
+    let f32_bytes: usize = layers.iter().map(|l| l.bytes_f32).sum();
     let _ = writeln!(
         s,
         "matrices: {} in the input file ({} as f32) -> {} compressed: {:.2}x smaller than the file, {:.2}x than f32",

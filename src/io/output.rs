@@ -103,6 +103,112 @@ pub fn check_output(
     .into())
 }
 
+/// [`check_output`] for sharded output into the directory `dir` (what
+/// [`ContainerWriter::sharded`](super::ContainerWriter::sharded) and
+/// [`ModelWriter::sharded`](super::ModelWriter::sharded) write), unless
+/// `force`:
+///
+/// - `dir` must not be an input, and no file the writers may replace in it
+///   (`model.safetensors.index.json`, `model-*-of-*.safetensors`) may be an
+///   input ([`FileError::OutputIsInput`]);
+/// - an existing `dir` must be a directory, and every existing shard in it a
+///   file of kind `kind` ([`FileError::OutputExists`] names the first other).
+///
+/// ```
+/// use squish::io::{check_output_dir, FileError, OutputKind};
+/// use squish::SquishError;
+/// let dir = tempfile::tempdir()?;
+/// let shard = dir.path().join("model-00001-of-00001.safetensors");
+/// std::fs::write(&shard, b"someone else's weights")?;
+/// // Compressing that model into its own directory would replace it.
+/// let err = check_output_dir(dir.path(), &[&shard], OutputKind::Container, false).unwrap_err();
+/// assert!(matches!(err, SquishError::File(FileError::OutputIsInput { .. })));
+/// check_output_dir(&dir.path().join("out"), &[&shard], OutputKind::Container, false)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_output_dir(
+    dir: &Path,
+    inputs: &[&Path],
+    kind: OutputKind,
+    force: bool,
+) -> crate::Result<()> {
+    if force {
+        return Ok(());
+    }
+    let Ok(dir_meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    let is_input = |path: &Path, meta: &std::fs::Metadata| -> crate::Result<()> {
+        for input in inputs {
+            if let Ok(in_meta) = std::fs::metadata(input) {
+                if same_file(path, meta, input, &in_meta) {
+                    return Err(FileError::OutputIsInput {
+                        output: path.to_path_buf(),
+                        input: input.to_path_buf(),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    };
+    is_input(dir, &dir_meta)?;
+    if !dir_meta.is_dir() {
+        return Err(FileError::OutputExists {
+            path: dir.to_path_buf(),
+            expected: "a directory (for shards)",
+        }
+        .into());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| FileError::io("list", dir, e))?;
+    let mut replaceable = Vec::new();
+    for e in entries {
+        let path = e.map_err(|e| FileError::io("list", dir, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name == super::INDEX_NAME || is_shard_name(name) {
+            replaceable.push(path);
+        }
+    }
+    replaceable.sort();
+    for path in &replaceable {
+        if let Ok(meta) = std::fs::metadata(path) {
+            is_input(path, &meta)?;
+        }
+    }
+    for path in &replaceable {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name != super::INDEX_NAME && !(path.is_file() && kind.matches(path)) {
+            return Err(FileError::OutputExists {
+                path: path.clone(),
+                expected: kind.describe(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// True for `model-NNNNN-of-NNNNN.safetensors`, the shard names the writers use.
+fn is_shard_name(name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix("model-")
+        .and_then(|r| r.strip_suffix(".safetensors"))
+    else {
+        return false;
+    };
+    match rest.split_once("-of-") {
+        Some((a, b)) => {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
 #[cfg(unix)]
 fn same_file(_: &Path, a: &std::fs::Metadata, _: &Path, b: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;

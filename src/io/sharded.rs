@@ -441,6 +441,30 @@ impl ShardedModel {
     /// The elements of the float tensor `t` widened to f32, a block at a
     /// time (peak memory: the f32 result and one 4 MiB block).
     pub fn read_f32(&self, t: &TensorMeta) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.read_f32_into(t, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`read_f32`](Self::read_f32) into `out` (its old contents replaced),
+    /// so one buffer serves tensor after tensor without new allocations.
+    ///
+    /// ```
+    /// use squish::io::{Dtype, Model, ShardedModel, Tensor};
+    /// let dir = tempfile::tempdir()?;
+    /// let mut m = Model::new();
+    /// m.insert("a", Tensor::float(Dtype::BF16, vec![2, 2], vec![1.0, 2.0, 3.0, 4.0])?)?;
+    /// m.insert("b", Tensor::float(Dtype::F16, vec![3], vec![0.5, -1.0, 2.0])?)?;
+    /// m.save(dir.path().join("m.safetensors"))?;
+    /// let s = ShardedModel::open(dir.path())?;
+    /// let mut buf = Vec::new();
+    /// s.read_f32_into(&s.tensors()[0], &mut buf)?;
+    /// assert_eq!(buf, [1.0, 2.0, 3.0, 4.0]);
+    /// s.read_f32_into(&s.tensors()[1], &mut buf)?;
+    /// assert_eq!(buf, [0.5, -1.0, 2.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_f32_into(&self, t: &TensorMeta, out: &mut Vec<f32>) -> Result<()> {
         if !is_float(t.dtype) {
             return Err(FileError::UnsupportedDtype {
                 tensor: t.name.clone(),
@@ -450,12 +474,14 @@ impl ShardedModel {
             .into());
         }
         let width = t.dtype.bitsize() / 8;
-        let mut out = vec![0f32; t.numel()];
+        // Every element is overwritten below: only new ones need a value.
+        out.truncate(t.numel());
+        out.resize(t.numel(), 0.0);
         // BLOCK is a multiple of every float width, so no element straddles blocks.
         self.read_blocks(t, |at, b| {
             widen_into(t.dtype, b, &mut out[at / width..(at + b.len()) / width]);
         })?;
-        Ok(out)
+        Ok(())
     }
 
     /// The tensor `t`, as [`Model::load`] gives it (floats as f32).

@@ -66,6 +66,47 @@ impl CompressedMatrix {
         })
     }
 
+    /// [`from_dense`](Self::from_dense) of `rows × cols` row-major values,
+    /// without copying them.
+    pub(crate) fn from_dense_vec(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self> {
+        check_non_empty("weight matrix", rows, cols)?;
+        if data.len() != rows * cols {
+            return Err(SquishError::shape(
+                "weight matrix",
+                format!("{rows}×{cols} = {} values", rows * cols),
+                format!("{} values", data.len()),
+            ));
+        }
+        check_finite("weight matrix", &data)?;
+        // Checked above: the length fits the layout and every value is finite.
+        let values = Values::F32(super::values::F32Values {
+            layout: RowLayout::Uniform { rows, len: cols },
+            data,
+        });
+        Ok(CompressedMatrix {
+            rows,
+            cols,
+            structure: Structure::Dense,
+            values: Some(values),
+        })
+    }
+
+    /// The row-major values of a dense f32 matrix, given back.
+    pub(crate) fn into_dense_data(self) -> Option<Vec<f32>> {
+        match (self.structure, self.values) {
+            (Structure::Dense, Some(Values::F32(v))) => Some(v.data),
+            _ => None,
+        }
+    }
+
+    /// The row-major values of a dense f32 matrix.
+    pub(crate) fn dense_data(&self) -> Option<&[f32]> {
+        match (&self.structure, &self.values) {
+            (Structure::Dense, Some(Values::F32(v))) => Some(&v.data),
+            _ => None,
+        }
+    }
+
     /// Assembles a matrix from a (non-low-rank) structure and values, checking
     /// that the values' layout is the one the structure stores.
     pub fn from_parts(

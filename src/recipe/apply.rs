@@ -92,7 +92,7 @@ impl Compressed {
             let s: f64 = original
                 .get(&l.name)
                 .and_then(|t| t.as_f32())
-                .map_or(0.0, |v| v.iter().map(|&x| (x as f64) * (x as f64)).sum());
+                .map_or(0.0, crate::metrics::sum_squares);
             signal += s;
             noise += l.error.rel_frobenius.powi(2) * s;
         }

@@ -3,12 +3,14 @@
 //! program drives or straight into a container file.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 
 use super::{Choice, LayerReport, Recipe};
 use crate::error::{Result, SquishError};
 use crate::io::{
     CompressedTensor, ContainerWriter, Entry, ShardedModel, Tensor, TensorMeta, Written,
 };
+use crate::metrics::sum_squares;
 use crate::parallel::{map, pipeline_working_set, ParallelExecutor, Sequential};
 use crate::pipeline::Pipeline;
 
@@ -210,11 +212,15 @@ impl StreamCompression {
             prefetched: None,
             ready: VecDeque::new(),
             failed: false,
+            pool: Mutex::new(Vec::new()),
         })
     }
 
     /// Compresses `src` into `out`, a tensor at a time; `progress` sees each
-    /// tensor as it is written. On an error nothing is left on disk.
+    /// tensor as it is handed to the writer. With more than one thread in
+    /// `exec` the writer runs on a thread of its own, so writing overlaps the
+    /// compression of the next tensors (at most two compressed tensors wait
+    /// for it). On an error nothing is left on disk.
     pub fn compress_to(
         &self,
         src: &ShardedModel,
@@ -223,28 +229,93 @@ impl StreamCompression {
         mut out: ContainerWriter,
         progress: &mut dyn FnMut(&StreamedTensor),
     ) -> Result<StreamSummary> {
-        let (mut layers, mut signal, mut kept, mut bytes_read) = (Vec::new(), Vec::new(), 0, 0);
-        for t in self.stream(src, recipe, exec)? {
-            let t = t?;
-            out.push(&t.name, &t.entry)?;
-            progress(&t);
-            bytes_read += t.bytes_read;
-            match t.layer {
-                Some(l) => {
-                    layers.push(l);
-                    signal.push(t.signal);
-                }
-                None => kept += 1,
+        let stream = self.stream(src, recipe, exec)?;
+        if exec.threads() <= 1 {
+            let mut failed = None;
+            let tally = drive(
+                stream,
+                progress,
+                &mut |name, entry| match out.push(&name, &entry) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                },
+            )?;
+            if let Some(e) = failed {
+                return Err(e);
             }
+            return tally.finish(out);
         }
-        Ok(StreamSummary {
-            layers,
-            kept,
-            bytes_read,
-            written: out.finish()?,
-            signal,
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Entry)>(1);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<ContainerWriter> {
+                for (name, entry) in rx {
+                    out.push(&name, &entry)?;
+                }
+                Ok(out)
+            });
+            // A send fails only when the writer stopped on an error, returned by join.
+            let tally = drive(stream, progress, &mut |name, entry| {
+                tx.send((name, entry)).is_ok()
+            });
+            drop(tx);
+            let written = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            // On an error the unfinished writer is dropped, and its temporary files with it.
+            let tally = tally?;
+            tally.finish(written?)
         })
     }
+}
+
+/// What [`StreamCompression::compress_to`] counts while it writes.
+#[derive(Default)]
+struct Tally {
+    layers: Vec<LayerReport>,
+    signal: Vec<f64>,
+    kept: usize,
+    bytes_read: u64,
+}
+
+impl Tally {
+    fn finish(self, out: ContainerWriter) -> Result<StreamSummary> {
+        Ok(StreamSummary {
+            layers: self.layers,
+            kept: self.kept,
+            bytes_read: self.bytes_read,
+            written: out.finish()?,
+            signal: self.signal,
+        })
+    }
+}
+
+/// Pulls `stream` dry, handing each tensor to `progress` then to `sink`
+/// (which returns false to stop early).
+fn drive(
+    stream: CompressStream<'_>,
+    progress: &mut dyn FnMut(&StreamedTensor),
+    sink: &mut dyn FnMut(String, Entry) -> bool,
+) -> Result<Tally> {
+    let mut tally = Tally::default();
+    for t in stream {
+        let t = t?;
+        progress(&t);
+        tally.bytes_read += t.bytes_read;
+        match t.layer {
+            Some(l) => {
+                tally.layers.push(l);
+                tally.signal.push(t.signal);
+            }
+            None => tally.kept += 1,
+        }
+        if !sink(t.name, t.entry) {
+            break;
+        }
+    }
+    Ok(tally)
 }
 
 /// The iterator of [`StreamCompression::stream`].
@@ -260,11 +331,16 @@ pub struct CompressStream<'a> {
     prefetched: Option<(usize, usize, Vec<Loaded>)>,
     ready: VecDeque<Result<StreamedTensor>>,
     failed: bool,
+    /// f32 buffers of compressed matrices, reused by later reads (fresh
+    /// allocations of tens of MiB cost more in page faults than the
+    /// quantization itself).
+    pool: Mutex<Vec<Vec<f32>>>,
 }
 
-/// A tensor read for a batch.
+/// A tensor read for a batch: a matrix's f32 values (taken by the task
+/// that compresses it) and its pipeline, or a tensor kept as it is.
 enum Loaded {
-    Matrix(Vec<f32>, usize),
+    Matrix(Mutex<Option<Vec<f32>>>, usize),
     Plain(Tensor),
 }
 
@@ -306,11 +382,36 @@ impl CompressStream<'_> {
             .zip(metas)
             .map(|(i, t)| {
                 Ok(match self.choices[i] {
-                    Some(p) => Loaded::Matrix(self.src.read_f32(t)?, p),
+                    Some(p) => {
+                        let mut buf = self.buffer(t.numel());
+                        self.src.read_f32_into(t, &mut buf)?;
+                        Loaded::Matrix(Mutex::new(Some(buf)), p)
+                    }
                     None => Loaded::Plain(self.src.read(t)?),
                 })
             })
             .collect()
+    }
+
+    /// A buffer from the pool (the smallest that holds `n` values, else the
+    /// largest), or a new one.
+    fn buffer(&self, n: usize) -> Vec<f32> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let fits = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= n)
+            .min_by_key(|&i| pool[i].capacity());
+        let pick = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()));
+        pick.map(|i| pool.swap_remove(i)).unwrap_or_default()
+    }
+
+    /// Returns a buffer to the pool, which holds at most a third of the
+    /// budget (the share the next batch's reads may use).
+    fn give_back(&self, buf: Vec<f32>) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = pool.iter().map(|b| b.capacity() * 4).sum();
+        if held + buf.capacity() * 4 <= self.budget / 3 {
+            pool.push(buf);
+        }
     }
 
     /// Compresses the current batch while the next one is read, one task
@@ -347,7 +448,16 @@ impl CompressStream<'_> {
             }
             match &loaded[j] {
                 Loaded::Matrix(data, p) => {
-                    Task::Done(Some(compress_one(&metas[j], data, &pipelines[*p].1, inner)))
+                    let data = data
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                        .expect("one task per matrix");
+                    let (r, buf) = compress_one(&metas[j], data, &pipelines[*p].1, inner);
+                    if let Some(buf) = buf {
+                        this.give_back(buf);
+                    }
+                    Task::Done(Some(r))
                 }
                 Loaded::Plain(_) => Task::Done(None),
             }
@@ -383,28 +493,31 @@ enum Task {
     Read(Result<Vec<Loaded>>),
 }
 
-/// Compresses one matrix as [`compress_model`](super::compress_model) does.
+/// Compresses one matrix as [`compress_model`](super::compress_model) does;
+/// gives its f32 values back for reuse.
 fn compress_one(
     t: &TensorMeta,
-    data: &[f32],
+    data: Vec<f32>,
     pipeline: &Pipeline,
     exec: &dyn ParallelExecutor,
-) -> Result<StreamedTensor> {
+) -> (Result<StreamedTensor>, Option<Vec<f32>>) {
     let rows = t.shape()[0];
-    let w = ndarray::ArrayView2::from_shape((rows, data.len() / rows), data)
-        .expect("the shape flattens to rows × rest");
-    let out = pipeline.run_on(w, exec)?;
-    let layer = LayerReport::of_run(t.name(), t.shape(), t.bytes() as usize, &out);
-    let method = layer.method.clone();
-    let signal = data.iter().map(|&x| (x as f64) * (x as f64)).sum();
-    let ct = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
-    Ok(StreamedTensor {
-        name: t.name().to_string(),
-        entry: Entry::Compressed(Box::new(ct)),
-        layer: Some(layer),
-        bytes_read: t.bytes(),
-        signal,
-    })
+    let cols = data.len() / rows;
+    let signal = sum_squares(&data);
+    let (out, buf) = pipeline.run_vec(rows, cols, data, exec);
+    let result = out.and_then(|out| {
+        let layer = LayerReport::of_run(t.name(), t.shape(), t.bytes() as usize, &out);
+        let method = layer.method.clone();
+        let ct = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
+        Ok(StreamedTensor {
+            name: t.name().to_string(),
+            entry: Entry::Compressed(Box::new(ct)),
+            layer: Some(layer),
+            bytes_read: t.bytes(),
+            signal,
+        })
+    });
+    (result, buf)
 }
 
 impl Iterator for CompressStream<'_> {
