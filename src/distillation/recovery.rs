@@ -69,7 +69,8 @@ impl LrDecay {
 ///   values, at fixed positions (pruned weights stay pruned);
 /// - int8 / int4 / binary / ternary values: latent f32 copies trained with
 ///   the straight-through estimator and re-encoded every step (int codes on
-///   the matrix's own scales; binary and ternary scales recomputed);
+///   the matrix's own scales; binary and ternary scales recomputed, or for
+///   binary trained as parameters with [`learned_scales`](RecoveryParams::learned_scales));
 /// - codebook values: the centroids (each gets its members' summed gradient);
 /// - low rank: both factors directly (`∂L/∂A = ∂L/∂W·Bᵀ`, `∂L/∂B = Aᵀ·∂L/∂W`),
 ///   each factor itself through its own encoding.
@@ -425,6 +426,14 @@ impl RecoveryParams {
     /// update (BinaryConnect's clipping, relative to the row's scale; pass
     /// `f32::INFINITY` for no window). The stored form is unchanged: one
     /// sign bit per weight and one scale per row. Other encodings ignore it.
+    ///
+    /// ```
+    /// use squish::distillation::{LrDecay, Recovery};
+    /// let r = Recovery::params().learned_scales(1.5).lr_decay(LrDecay::Cosine).check()?;
+    /// assert!(!r.needs_teacher());
+    /// assert!(Recovery::params().learned_scales(0.0).check().is_err());
+    /// # Ok::<(), squish::SquishError>(())
+    /// ```
     pub fn learned_scales(mut self, clip: f32) -> Self {
         self.learned_scales = Some(clip);
         self

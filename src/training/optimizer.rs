@@ -151,6 +151,14 @@ impl<F: Scalar> OptimizerState<F> {
 
     /// Sets the learning rate of the next steps (a schedule's hook); the
     /// moments and the step count are kept.
+    ///
+    /// ```
+    /// use squish::training::Optimizer;
+    /// let mut s = Optimizer::adam(1e-3).check()?.state::<f32>();
+    /// s.set_learning_rate(5e-4);
+    /// assert_eq!(s.config().learning_rate(), 5e-4);
+    /// # Ok::<(), squish::SquishError>(())
+    /// ```
     pub fn set_learning_rate(&mut self, rate: f64) {
         match &mut self.config {
             Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr = rate,
