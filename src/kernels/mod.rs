@@ -73,6 +73,7 @@ pub mod quant;
 pub mod sparse;
 pub mod split;
 mod tier;
+pub(crate) mod tile;
 
 pub use crate::parallel::row_blocks;
 pub use dense::dense_matmul;
