@@ -110,6 +110,20 @@ pub fn matmul(
         // N:M and CSR with quantized or shared values: whole rows decoded
         // into tiles (amortised over the batch), the same products.
         (
+            Structure::NM(s),
+            Some(
+                v @ (Values::Int8(_)
+                | Values::Int4(_)
+                | Values::Binary(_)
+                | Values::Ternary(_)
+                | Values::Codebook(_)),
+            ),
+        ) if v.layout().total() == v.layout().rows() * v.layout().max_row_len() => {
+            let (rows, cols) = m.shape();
+            let decode = |r0: usize, out: &mut [f32]| super::quant::decode_nm_rows(s, v, r0, out);
+            super::tile::matmul(rows, cols, decode, x, exec, Tier::detect())
+        }
+        (
             Structure::Csr(_) | Structure::NM(_),
             Some(Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_)),
         )

@@ -89,7 +89,7 @@ where
     let tr = tile_rows(cols);
     #[cfg(target_arch = "x86_64")]
     if let Some(f) = lanes {
-        if tier >= Tier::Avx512 && batch <= LANES_MAX_BATCH && cols > 0 {
+        if tier >= Tier::Avx512 && batch <= f.max_batch() && cols > 0 {
             return row_blocks(rows, batch, per, exec, |t, out| {
                 // SAFETY: the tier is capped to the CPU (AVX-512 F/BW/VL,
                 // BMI2, FMA); rows `t·per..` exist and x holds whole rows.
@@ -389,6 +389,12 @@ pub(crate) trait Lanes: Sync {
     /// below it.
     #[cfg(target_arch = "x86_64")]
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512;
+
+    /// Largest batch that reads through the reader for every input row
+    /// block; larger batches decode tiles (through the reader) once.
+    fn max_batch(&self) -> usize {
+        LANES_MAX_BATCH
+    }
 }
 
 /// No reader: always decode tiles.

@@ -123,7 +123,7 @@ pub fn matmul_block(
             )
         }
         Values::Codebook(v) => {
-            let f = lanes::Codebook4Lanes::new(v, cols);
+            let f = lanes::CodebookLanes::new(v, cols);
             super::tile::matmul_lanes(
                 rows,
                 cols,
@@ -136,6 +136,22 @@ pub fn matmul_block(
         }
         Values::F32(_) => unreachable!("checked above"),
     })
+}
+
+/// Decodes whole rows `row0..` of quantized or shared values into `out`
+/// (rows of `values.layout().max_row_len()`); f32 values are copied.
+pub(crate) fn decode_values(values: &Values, row0: usize, out: &mut [f32]) {
+    match values {
+        Values::Int8(v) => decode_rows(v, row0, out),
+        Values::Int4(v) => decode_rows(v, row0, out),
+        Values::Binary(v) => decode_rows(v, row0, out),
+        Values::Ternary(v) => decode_rows(v, row0, out),
+        Values::Codebook(v) => decode_rows(v, row0, out),
+        Values::F32(v) => {
+            let n = values.layout().max_row_len();
+            out.copy_from_slice(&v.data()[row0 * n..row0 * n + out.len()]);
+        }
+    }
 }
 
 impl DecodeRows for CodebookValues {
@@ -209,4 +225,39 @@ pub fn reference_gemv(values: &Values, x: &[f32]) -> Vec<f64> {
             w.iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum()
         })
         .collect()
+}
+
+/// Whole rows `row0..` of an N:M matrix decoded to dense f32 rows (`out`
+/// holds whole rows): the stored values of each row decoded at once, then
+/// placed group by group at their in-group positions (2-bit positions, as
+/// for 2:4, read with shifts).
+pub(crate) fn decode_nm_rows(s: &crate::matrix::NM, values: &Values, row0: usize, out: &mut [f32]) {
+    let (n, m) = (s.n, s.m);
+    let per = values.layout().max_row_len();
+    let cols = per / n * m;
+    let mut buf = vec![0.0f32; per];
+    let bytes = s.positions.bytes();
+    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+        let i = row0 + r;
+        decode_values(values, i, &mut buf);
+        o.fill(0.0);
+        let base = i * per;
+        if s.positions.width() == 2 {
+            // 2-bit positions (m = 3 or 4): four to a byte, shifts only.
+            for g in 0..per / n {
+                for u in 0..n {
+                    let f = base + g * n + u;
+                    let pos = (bytes[f >> 2] >> (2 * (f & 3))) & 3;
+                    o[g * m + pos as usize] = buf[g * n + u];
+                }
+            }
+        } else {
+            for g in 0..per / n {
+                for u in 0..n {
+                    let t = g * n + u;
+                    o[g * m + s.positions.get(base + t) as usize] = buf[t];
+                }
+            }
+        }
+    }
 }
