@@ -2,8 +2,8 @@
 //!
 //! × f32 activations: the decoded-tile kernels of
 //! [`tile`](crate::kernels::tile) (on AVX-512 each 16 sign bits are a mask
-//! that blends `+α` / `−α` in a register, [`lanes`](super::lanes)); this
-//! file holds the row decoder behind [`DecodeRows`].
+//! that blends `+α` / `−α` in a register, `quant::lanes`); this
+//! file holds the row decoder behind `DecodeRows`.
 //!
 //! × binarized activations ([`xnor_matmul`]): `x_b ≈ β_b·sign(x_b)` with
 //! `β_b = mean|x_b|`, and `sign(w)·sign(x) = K − 2·popcount(w XOR x)`.

@@ -242,7 +242,15 @@ pub(crate) fn decode_nm_rows(s: &crate::matrix::NM, values: &Values, row0: usize
         decode_values(values, i, &mut buf);
         o.fill(0.0);
         let base = i * per;
-        if s.positions.width() == 2 {
+        if (n, m) == (2, 4) {
+            // 2:4: one nibble holds a group's two positions.
+            for (g, (og, v)) in o.chunks_exact_mut(4).zip(buf.chunks_exact(2)).enumerate() {
+                let f = base + 2 * g;
+                let p = bytes[f >> 2] >> (2 * (f & 3));
+                og[(p & 3) as usize] = v[0];
+                og[((p >> 2) & 3) as usize] = v[1];
+            }
+        } else if s.positions.width() == 2 {
             // 2-bit positions (m = 3 or 4): four to a byte, shifts only.
             for g in 0..per / n {
                 for u in 0..n {
