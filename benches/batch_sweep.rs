@@ -102,8 +102,8 @@ fn sweep(rows: usize, cols: usize, threads: usize, batches: &[usize]) {
     }
     for (i, (name, _)) in ms.iter().enumerate().skip(1) {
         print!("| {name} |");
-        for j in 0..batches.len() {
-            print!(" {:.2}× |", times[0][j] / times[i][j]);
+        for (d, t) in times[0].iter().zip(&times[i]) {
+            print!(" {:.2}× |", d / t);
         }
         println!();
     }

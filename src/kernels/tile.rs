@@ -182,8 +182,8 @@ fn products_plain_any(tile: &[f32], xs: &[f32], cols: usize, out: &mut [f32]) {
         xs,
         cols,
         out,
-        |w, x, res| block_plain(w, x, res),
-        |w, x, res| block_plain(w, x, res),
+        block_plain,
+        block_plain,
     );
 }
 
@@ -490,6 +490,7 @@ unsafe fn lanes_products_avx512<F: Lanes>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2")]
 #[inline]
+#[allow(clippy::needless_range_loop)] // register blocks: r indexes rows and accumulators
 unsafe fn lanes_block<F: Lanes, const RR: usize, const C: usize>(
     f: &F,
     i0: usize,
