@@ -177,14 +177,7 @@ const C_PLAIN: usize = 3;
 
 #[inline(always)]
 fn products_plain_any(tile: &[f32], xs: &[f32], cols: usize, out: &mut [f32]) {
-    for_blocks::<C_PLAIN>(
-        tile,
-        xs,
-        cols,
-        out,
-        block_plain,
-        block_plain,
-    );
+    for_blocks::<C_PLAIN>(tile, xs, cols, out, block_plain, block_plain);
 }
 
 super::multiversion! {
