@@ -4,10 +4,12 @@ use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal, StudentT};
+use squish::compression::sharing::KMeans;
 use squish::kernels::quant::{self as kernels, binary};
 use squish::kernels::Tier as Isa;
 use squish::matrix::{CompressedMatrix, Granularity, Values};
-use squish::parallel::{Sequential, ThreadPool};
+use squish::parallel::{ParallelExecutor, Sequential, ThreadPool};
+use squish::pruning::{Magnitude, NMPruner, Pruner};
 use squish::quantization::QuantizationError;
 use squish::quantization::{
     quantize_activations, Binary, Calibration, DynamicInt8, IntQuantizer, Quantizer, Ternary,
@@ -568,38 +570,117 @@ fn encoded(w: &Array2<f32>) -> Vec<(String, CompressedMatrix)> {
         .collect();
     out.push(("binary".into(), Binary.quantize(&dense(w)).unwrap()));
     out.push(("ternary".into(), Ternary.quantize(&dense(w)).unwrap()));
+    for k in [16, 5] {
+        let q = KMeans::params(k).check().unwrap();
+        out.push((format!("codebook k={k}"), q.quantize(&dense(w)).unwrap()));
+    }
     out
 }
 
+/// The batch sizes of the kernel table (docs/results.md).
+const BATCHES: [usize; 8] = [1, 2, 3, 4, 8, 16, 64, 256];
+
+/// Every weight-only kernel against the reference kernel (and the exact
+/// product of the decoded weights) at every batch size, on every tier; and
+/// every row of a product bit-identical whatever the batch it was computed
+/// in (a prefix or a window of a 256-row batch) and whatever the executor.
 #[test]
 fn weight_only_kernels_match_the_reference() {
     let pool = ThreadPool::new(2).unwrap();
+    let pool3 = ThreadPool::new(3).unwrap();
     for (si, &(rows, cols)) in SHAPES.iter().enumerate() {
         let w = student(rows, cols, 100 + si as u64);
+        let xall = gaussian(256, cols, 200 + si as u64);
         for (name, m) in encoded(&w) {
             let w_hat = m.to_dense();
             let v = m.values().unwrap();
-            for batch in [1, 3, 9] {
-                let x = gaussian(batch, cols, 200 + batch as u64);
-                let reference = m.matmul_reference(x.view()).unwrap();
-                assert_close(reference.view(), w_hat.view(), x.view(), "reference");
-                let mut first: Option<Array2<f32>> = None;
-                for isa in tiers() {
-                    let y = kernels::matmul_block(v, x.view(), &Sequential, isa).unwrap();
-                    let what = format!("{name} {rows}x{cols} batch {batch} {isa:?}");
-                    assert_close(y.view(), w_hat.view(), x.view(), &what);
-                    // Executor never changes the result.
-                    let yp = kernels::matmul_block(v, x.view(), &pool, isa).unwrap();
-                    assert_eq!(y, yp, "{what}");
-                    first.get_or_insert(y);
+            let reference = m.matmul_reference(xall.view()).unwrap();
+            assert_close(reference.view(), w_hat.view(), xall.view(), "reference");
+            let whole = m.matmul(xall.view()).unwrap();
+            assert_close(whole.view(), w_hat.view(), xall.view(), &name);
+            for isa in tiers() {
+                let full = kernels::matmul_block(v, xall.view(), &Sequential, isa).unwrap();
+                let what = format!("{name} {rows}x{cols} {isa:?}");
+                assert_close(full.view(), w_hat.view(), xall.view(), &what);
+                if isa == Isa::detect() {
+                    assert_eq!(
+                        bits(&full),
+                        bits(&whole),
+                        "{what}: the dispatch routes here"
+                    );
                 }
-                // The public entry point routes here.
-                let y = m.matmul_on(x.view(), &pool).unwrap();
-                assert_close(y.view(), w_hat.view(), x.view(), &name);
-                if batch == 1 {
-                    // The reference's per-row f32 dot and the kernel agree closely.
-                    assert_close(reference.view(), w_hat.view(), x.view(), &name);
+                for batch in BATCHES {
+                    for b0 in [0, 256 - batch, (256 - batch) / 3] {
+                        let x = xall.slice(ndarray::s![b0..b0 + batch, ..]);
+                        let want = full.slice(ndarray::s![b0..b0 + batch, ..]).to_owned();
+                        for exec in [&Sequential as &dyn ParallelExecutor, &pool, &pool3] {
+                            let y = kernels::matmul_block(v, x, exec, isa).unwrap();
+                            assert_eq!(bits(&y), bits(&want), "{what} batch {batch} at {b0}");
+                        }
+                    }
                 }
+            }
+        }
+    }
+}
+
+fn bits(a: &Array2<f32>) -> Vec<u32> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
+/// N:M and CSR structures with quantized or shared values go through decoded
+/// tiles: against the reference at every batch size, rows bit-identical
+/// across batches and executors.
+#[test]
+fn quantized_sparse_structures_match_the_reference_at_every_batch() {
+    let pool = ThreadPool::new(2).unwrap();
+    let w = student(37, 96, 900);
+    let nm = NMPruner::params(2, 4)
+        .check()
+        .unwrap()
+        .prune(&dense(&w))
+        .unwrap();
+    let csr = Magnitude::params(0.7)
+        .check()
+        .unwrap()
+        .prune(&dense(&w))
+        .unwrap();
+    let xall = gaussian(64, 96, 901);
+    for s in [nm, csr] {
+        let mut forms: Vec<CompressedMatrix> = vec![
+            IntQuantizer::params(8)
+                .per_row()
+                .check()
+                .unwrap()
+                .quantize(&s)
+                .unwrap(),
+            IntQuantizer::params(4)
+                .per_group(8)
+                .check()
+                .unwrap()
+                .quantize(&s)
+                .unwrap(),
+            Binary.quantize(&s).unwrap(),
+            Ternary.quantize(&s).unwrap(),
+        ];
+        if matches!(s.structure(), squish::matrix::Structure::NM(_)) {
+            forms.push(KMeans::params(8).check().unwrap().quantize(&s).unwrap());
+        }
+        for m in forms {
+            let what = format!("{} {}", m.structure().kind(), m.encoding());
+            let w_hat = m.to_dense();
+            let whole = m.matmul(xall.view()).unwrap();
+            assert_close(whole.view(), w_hat.view(), xall.view(), &what);
+            let r = m.matmul_reference(xall.view()).unwrap();
+            assert_close(r.view(), w_hat.view(), xall.view(), &what);
+            for batch in [1, 2, 4, 8, 16, 64] {
+                let x = xall.slice(ndarray::s![64 - batch.., ..]);
+                let want = whole.slice(ndarray::s![64 - batch.., ..]).to_owned();
+                assert_eq!(
+                    bits(&m.matmul_on(x, &pool).unwrap()),
+                    bits(&want),
+                    "{what} {batch}"
+                );
             }
         }
     }

@@ -317,3 +317,33 @@ fn sweep_plot_gets_the_permissions_of_an_output_file() {
     let mode = std::fs::metadata(&svg).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o644, "{mode:o}");
 }
+
+/// Issue #20: an error raised while a layer is being compressed names the
+/// layer and the pass, in `sweep` as in `compress`.
+#[test]
+fn sweep_errors_name_the_layer_and_the_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("nan.safetensors");
+    let mut m = Model::new();
+    let mut w = vec![0.25f32; 8 * 8];
+    w[13] = f32::NAN;
+    m.insert(
+        "enc.ok.weight",
+        Tensor::float(Dtype::F32, vec![8, 8], vec![0.5; 64]).unwrap(),
+    )
+    .unwrap();
+    m.insert(
+        "enc.bad.weight",
+        Tensor::float(Dtype::F32, vec![8, 8], w).unwrap(),
+    )
+    .unwrap();
+    m.save(&p).unwrap();
+    let err = fails(&["sweep", s(&p), "--plot", s(&dir.path().join("p.svg"))]);
+    assert!(err.contains("enc.bad.weight"), "{err}");
+    assert!(err.contains("NaN"), "{err}");
+    assert!(
+        err.contains("pass `") || err.contains("checking the weights"),
+        "{err}"
+    );
+    assert!(!dir.path().join("p.svg").exists());
+}

@@ -15,7 +15,8 @@ use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 /// Which codebook kernel to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodebookKernel {
-    /// The fastest one available for this matrix and CPU.
+    /// The kernel [`CompressedMatrix::matmul`] runs: decoded tiles, one
+    /// dot-product order per output at every batch size (`kernels::tile`).
     Auto,
     /// The portable bucket kernel (every k, every CPU).
     Bucket,
@@ -48,7 +49,7 @@ pub fn codebook_matmul(
     };
     m.check_input(x)?;
     match kernel {
-        CodebookKernel::Auto => Ok(matmul_dense(m, v, x, exec)),
+        CodebookKernel::Auto => Ok(super::dispatch::matmul(m, x, exec)),
         CodebookKernel::Bucket => Ok(bucket(m, v, x, exec)),
         CodebookKernel::Gather8 => {
             if gather8_available(v) {
@@ -72,22 +73,6 @@ pub fn codebook_matmul(
                 ))
             }
         }
-    }
-}
-
-/// The dispatch entry for (dense, codebook): the fastest kernel available.
-pub(crate) fn matmul_dense(
-    m: &CompressedMatrix,
-    v: &CodebookValues,
-    x: ArrayView2<f32>,
-    exec: &dyn ParallelExecutor,
-) -> Array2<f32> {
-    if lut4_available(m, v) {
-        run_lut4(m, v, x, exec)
-    } else if gather8_available(v) {
-        run_gather8(m, v, x, exec)
-    } else {
-        bucket(m, v, x, exec)
     }
 }
 

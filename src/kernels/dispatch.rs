@@ -73,13 +73,17 @@ pub fn matmul(
             let w = ArrayView2::from_shape(m.shape(), v.data()).expect("dense layout");
             super::dense::dense_matmul_unchecked(w, x, exec)
         }
-        (Structure::Dense, Some(Values::Codebook(v))) => {
-            super::codebook::matmul_dense(m, v, x, exec)
-        }
-        // Quantized dense blocks (also the stored rows of kept-rows).
+        // Quantized and shared dense blocks (also the stored rows of kept
+        // rows): one summation order per output at every batch size.
         (
             Structure::Dense | Structure::KeptRows(_),
-            Some(v @ (Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_))),
+            Some(
+                v @ (Values::Int8(_)
+                | Values::Int4(_)
+                | Values::Binary(_)
+                | Values::Ternary(_)
+                | Values::Codebook(_)),
+            ),
         ) => {
             use super::quant as q;
             match q::matmul_block(v, x, exec, Tier::detect()) {
@@ -103,13 +107,36 @@ pub fn matmul(
             super::sparse::matmul_unchecked(m, x, exec, Tier::detect())
                 .unwrap_or_else(|| reference::matmul(m, x, exec))
         }
-        // No fast kernel for these pairs: the reference decodes row by row.
+        // N:M and CSR with quantized or shared values: whole rows decoded
+        // into tiles (amortised over the batch), the same products.
+        (
+            Structure::NM(s),
+            Some(
+                v @ (Values::Int8(_)
+                | Values::Int4(_)
+                | Values::Binary(_)
+                | Values::Ternary(_)
+                | Values::Codebook(_)),
+            ),
+        ) if v.layout().total() == v.layout().rows() * v.layout().max_row_len() => {
+            let (rows, cols) = m.shape();
+            let decode = |r0: usize, out: &mut [f32]| super::quant::decode_nm_rows(s, v, r0, out);
+            super::tile::matmul(rows, cols, decode, x, exec, Tier::detect())
+        }
         (
             Structure::Csr(_) | Structure::NM(_),
             Some(Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_)),
         )
-        | (Structure::NM(_) | Structure::KeptRows(_), Some(Values::Codebook(_)))
-        | (
+        | (Structure::NM(_), Some(Values::Codebook(_))) => {
+            let (rows, cols) = m.shape();
+            let decode = |r0: usize, out: &mut [f32]| {
+                for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+                    m.decode_row(r0 + r, o);
+                }
+            };
+            super::tile::matmul(rows, cols, decode, x, exec, Tier::detect())
+        }
+        (
             Structure::Dense | Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_),
             None,
         ) => reference::matmul(m, x, exec),

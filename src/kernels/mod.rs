@@ -19,6 +19,8 @@
 //!   codebook values (Deep Compression).
 //! * [`lowrank`]: factored `(x·Bᵀ)·Aᵀ`, on the blocked products of [`gemm`].
 //! * [`split`]: one weight matrix split by rows or columns over workers.
+//! * [`tile`]: weight-only products at every batch size, one dot-product
+//!   order per output (decoded tiles, or codes decoded in registers).
 //!
 //! Every kernel splits work along boundaries that depend on the matrix only,
 //! so results are bit-identical on every executor, and each is tested against
@@ -73,6 +75,7 @@ pub mod quant;
 pub mod sparse;
 pub mod split;
 mod tier;
+pub mod tile;
 
 pub use crate::parallel::row_blocks;
 pub use dense::dense_matmul;

@@ -3,7 +3,7 @@
 
 use ndarray::ArrayView2;
 
-use super::{IntSpec, KMeansSpec, LowRankSpec, MethodSpec};
+use super::{IntSpec, KMeansSpec, LowRankSpec, MethodSpec, RecipeError};
 use crate::error::Result;
 use crate::parallel::{map, ParallelExecutor, Sequential};
 
@@ -131,7 +131,8 @@ pub fn families() -> Vec<Family> {
 
 /// Runs every setting of every family on every layer (one task per setting
 /// and layer on `exec`) and aggregates per setting. The result does not
-/// depend on the executor.
+/// depend on the executor. An error raised while compressing a layer is a
+/// [`RecipeError::Layer`] naming the layer, the setting and the pass.
 pub fn sweep(
     families: &[Family],
     layers: &[(String, ArrayView2<f32>)],
@@ -153,7 +154,25 @@ pub fn sweep(
     // (bits, weights, noise energy) per (setting, layer).
     let cells = map(exec, settings.len() * n, |t| -> Result<(f64, f64, f64)> {
         let (s, l) = (t / n, t % n);
-        let out = MethodSpec::pipeline(settings[s].2)?.run_on(layers[l].1, &Sequential)?;
+        let (family, setting, specs) = settings[s];
+        let p = MethodSpec::pipeline(specs)?;
+        // An error names the layer, the setting and the pass (issue #20).
+        let out = p
+            .run_staged(layers[l].1, &Sequential)
+            .map_err(|(pass, e)| {
+                let stage = match pass {
+                    Some(pass) => format!("{family} {setting}, pass `{pass}`"),
+                    None => format!(
+                        "{family} {setting}, checking the weights before `{}`",
+                        p.pass_names()
+                    ),
+                };
+                RecipeError::Layer {
+                    layer: layers[l].0.clone(),
+                    stage,
+                    source: Box::new(e),
+                }
+            })?;
         let last = out.report.stages.last().expect("the input stage");
         Ok((
             last.storage.total() as f64 * 8.0,

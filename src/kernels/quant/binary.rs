@@ -1,15 +1,12 @@
 //! Binary weights (sign bits, one α per row).
 //!
-//! × f32 activations: `W_i·x = α_i·(Σ_{bit=1} x − Σ_{bit=0} x) = α_i·(2·P − Σx)`
-//! with `P` the sum of the inputs under set bits: additions only, one
-//! multiply per row. On AVX-512 each 16 sign bits are a mask register for a
-//! masked add.
+//! × f32 activations: the decoded-tile kernels of
+//! [`tile`](crate::kernels::tile) (on AVX-512 each 16 sign bits are a mask
+//! that blends `+α` / `−α` in a register, `quant::lanes`); this
+//! file holds the row decoder behind `DecodeRows`.
 //!
 //! × binarized activations ([`xnor_matmul`]): `x_b ≈ β_b·sign(x_b)` with
 //! `β_b = mean|x_b|`, and `sign(w)·sign(x) = K − 2·popcount(w XOR x)`.
-
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
 
 use ndarray::{Array2, ArrayView2};
 
@@ -17,122 +14,6 @@ use super::{scatter_rows, DecodeRows, Isa};
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{BinaryValues, CompressedMatrix, Structure, Values};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
-
-/// `y[r] = row (row0 + r) of W · x`; `sum = Σx`.
-pub(crate) fn gemv(v: &BinaryValues, x: &[f32], sum: f32, row0: usize, y: &mut [f32], isa: Isa) {
-    let cols = x.len();
-    let bytes = v.signs().bytes();
-    let scales = v.scales();
-    if cols.is_multiple_of(8) {
-        let rb = cols / 8;
-        let row = |i: usize| &bytes[i * rb..(i + 1) * rb];
-        // Four rows at a time share each load of x. Every row is summed in
-        // the same order whatever its group, so the row split between tasks
-        // never changes a result.
-        let mut r = 0;
-        while r + 4 <= y.len() {
-            let i = row0 + r;
-            let pos = masked_sums([row(i), row(i + 1), row(i + 2), row(i + 3)], x, isa);
-            for u in 0..4 {
-                y[r + u] = scales[i + u] * (2.0 * pos[u] - sum);
-            }
-            r += 4;
-        }
-        while r < y.len() {
-            let i = row0 + r;
-            y[r] = scales[i] * (2.0 * masked_sum(row(i), x, isa) - sum);
-            r += 1;
-        }
-        return;
-    }
-    for (r, out) in y.iter_mut().enumerate() {
-        let i = row0 + r;
-        let pos: f32 = (0..cols)
-            .filter(|&k| bit(bytes, i * cols + k))
-            .map(|k| x[k])
-            .sum();
-        *out = scales[i] * (2.0 * pos - sum);
-    }
-}
-
-#[inline(always)]
-fn bit(bytes: &[u8], f: usize) -> bool {
-    (bytes[f / 8] >> (f % 8)) & 1 == 1
-}
-
-/// Σ x_k over set bits (bit k of the LSB-first stream); `x.len() = 8·bits.len()`.
-pub(crate) fn masked_sum(bits: &[u8], x: &[f32], isa: Isa) -> f32 {
-    masked_sums([bits], x, isa)[0]
-}
-
-/// [`masked_sum`] of `R` rows sharing `x`; each row's result is the same as
-/// [`masked_sum`] of that row alone.
-fn masked_sums<const R: usize>(bits: [&[u8]; R], x: &[f32], isa: Isa) -> [f32; R] {
-    debug_assert!(bits.iter().all(|b| b.len() * 8 == x.len()));
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx512 {
-        // SAFETY: tiers at or above Avx512 are only reachable when detected.
-        return unsafe { masked_sums_avx512(bits, x) };
-    }
-    let _ = isa;
-    bits.map(|b| masked_sum_portable(b, x))
-}
-
-fn masked_sum_portable(bits: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    for (&b, xc) in bits.iter().zip(x.chunks_exact(8)) {
-        for l in 0..8 {
-            acc[l] += if (b >> l) & 1 == 1 { xc[l] } else { 0.0 };
-        }
-    }
-    acc.iter().sum()
-}
-
-/// Two accumulators per row (even and odd blocks of 16 inputs); with four
-/// rows that is eight independent adds in flight. The masks are read straight
-/// from the packed bytes.
-///
-/// # Safety
-/// AVX-512 F/BW/VL must be available; each `bits[r]` must hold
-/// `x.len().div_ceil(8)` bytes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn masked_sums_avx512<const R: usize>(bits: [&[u8]; R], x: &[f32]) -> [f32; R] {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
-    unsafe {
-        let n = x.len();
-        let bp = bits.map(|b| b.as_ptr());
-        let xp = x.as_ptr();
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        let mut k = 0;
-        while k + 32 <= n {
-            let x0 = _mm512_loadu_ps(xp.add(k));
-            let x1 = _mm512_loadu_ps(xp.add(k + 16));
-            for r in 0..R {
-                let m0 = (bp[r].add(k / 8) as *const u16).read_unaligned();
-                let m1 = (bp[r].add(k / 8 + 2) as *const u16).read_unaligned();
-                acc[r][0] = _mm512_mask_add_ps(acc[r][0], m0, acc[r][0], x0);
-                acc[r][1] = _mm512_mask_add_ps(acc[r][1], m1, acc[r][1], x1);
-            }
-            k += 32;
-        }
-        while k < n {
-            // n is a multiple of 8: the rest is 8, 16 or 24 values.
-            let len: __mmask16 = if n - k >= 16 { 0xFFFF } else { 0x00FF };
-            let xv = _mm512_maskz_loadu_ps(len, xp.add(k));
-            for r in 0..R {
-                let m = if n - k >= 16 {
-                    (bp[r].add(k / 8) as *const u16).read_unaligned()
-                } else {
-                    u16::from(*bp[r].add(k / 8))
-                };
-                acc[r][0] = _mm512_mask_add_ps(acc[r][0], m, acc[r][0], xv);
-            }
-            k += 16;
-        }
-        std::array::from_fn(|r| _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])))
-    }
-}
 
 impl DecodeRows for BinaryValues {
     #[inline(always)]

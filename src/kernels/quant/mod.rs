@@ -3,16 +3,20 @@
 //! SIMD path chosen at run time, and a portable path that every test also
 //! runs (pass [`Tier::Portable`](super::Tier::Portable)).
 //!
-//! Weight-only kernels (`int8`, `int4`, `binary`, `ternary`) take f32
-//! activations: at batch 1 they dequantize on the fly inside the dot
-//! product (GEMV, memory bound); at larger batches they decode blocks of
-//! rows and use a dense GEMM on the block. [`int8_gemm`] multiplies int8
+//! Weight-only products (`int8`, `int4`, `binary`, `ternary`, codebooks) take
+//! f32 activations and run on [`tile`](super::tile): up to 8 input rows read
+//! the codes straight into registers (`lanes`, AVX-512), larger batches
+//! decode tiles of rows once and reuse them across the batch. Both compute
+//! each output with the same dot product, so a row of the result never
+//! depends on the batch size or the executor. [`int8_gemm`] multiplies int8
 //! weights by dynamically quantized int8 activations.
 
 use ndarray::{s, Array2, ArrayView2};
 
-use crate::matrix::{CompressedMatrix, Granularity, QuantParams, Structure, Values};
-use crate::parallel::{for_each_chunk_mut, row_blocks, rows_per_task, ParallelExecutor};
+use crate::matrix::{
+    CodebookValues, CompressedMatrix, Granularity, QuantParams, Structure, Values,
+};
+use crate::parallel::ParallelExecutor;
 
 mod activations;
 pub mod binary;
@@ -20,6 +24,7 @@ mod fused;
 mod int4;
 mod int8;
 pub mod int8_gemm;
+mod lanes;
 mod ternary;
 
 pub use activations::QuantizedActivations;
@@ -46,14 +51,9 @@ super::multiversion! {
     pub(crate) fn decode_rows<V: DecodeRows>(v: &V, row0: usize, out: &mut [f32]) => decode_rows_any;
 }
 
-/// Rows per task of the batch-1 kernels.
-const GEMV_TASK_ELEMS: usize = 1 << 16;
-/// Rows per task (and per decoded block) of the batched path.
-const BLOCK_TASK_ELEMS: usize = 1 << 18;
-
 /// `y = x · Wᵀ` for a block of quantized values stored as `rows` full rows of
-/// `cols` (a dense or kept-rows structure); `[batch, rows]`. `None` for
-/// encodings without a kernel here (f32, codebook) or ragged layouts.
+/// `cols` (a dense or kept-rows structure); `[batch, rows]`. `None` for f32
+/// values (the dense and sparse kernels take them) or ragged layouts.
 pub fn matmul_block(
     values: &Values,
     x: ArrayView2<f32>,
@@ -66,64 +66,119 @@ pub fn matmul_block(
     if rows == 0 || layout.total() != rows * cols || x.ncols() != cols {
         return None;
     }
-    if !matches!(
-        values,
-        Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_)
-    ) {
+    if matches!(values, Values::F32(_)) {
         return None;
     }
-    let isa = isa.capped();
-    let batch = x.nrows();
-    let x = x.as_standard_layout();
-    if batch == 1 {
-        let mut yt = vec![0.0f32; rows];
-        let xs = x.as_slice().expect("standard layout");
-        let per = rows_per_task(cols, GEMV_TASK_ELEMS);
-        match values {
-            Values::Int8(v) => {
-                let prep = int8::Prepared::new(v, xs);
-                for_each_chunk_mut(exec, &mut yt, per, |t, y| {
-                    int8::gemv(v, &prep, t * per, y, isa)
-                });
-            }
-            Values::Int4(v) => {
-                let prep = int4::Prepared::new(v, xs);
-                for_each_chunk_mut(exec, &mut yt, per, |t, y| {
-                    int4::gemv(v, &prep, t * per, y, isa)
-                });
-            }
-            Values::Binary(v) => {
-                let sum: f32 = xs.iter().sum();
-                for_each_chunk_mut(exec, &mut yt, per, |t, y| {
-                    binary::gemv(v, xs, sum, t * per, y, isa)
-                });
-            }
-            Values::Ternary(v) => for_each_chunk_mut(exec, &mut yt, per, |t, y| {
-                ternary::gemv(v, xs, t * per, y, isa)
-            }),
-            _ => unreachable!("checked above"),
+    // Every batch size: one dot-product order per (input row, weight row)
+    // pair; small batches read the codes in registers, larger ones decode
+    // tiles once (the same values, so the same bits).
+    let x = x.view();
+    Some(match values {
+        Values::Int8(v) => {
+            let f = lanes::Int8Lanes::new(v, cols);
+            super::tile::matmul_lanes(
+                rows,
+                cols,
+                |r, o| decode_rows(v, r, o),
+                f.as_ref(),
+                x,
+                exec,
+                isa,
+            )
         }
-        return Some(Array2::from_shape_vec((1, rows), yt).expect("sizes match"));
+        Values::Int4(v) => {
+            let f = lanes::Int4Lanes::new(v, cols);
+            super::tile::matmul_lanes(
+                rows,
+                cols,
+                |r, o| decode_rows(v, r, o),
+                f.as_ref(),
+                x,
+                exec,
+                isa,
+            )
+        }
+        Values::Binary(v) => {
+            let f = lanes::BinaryLanes::new(v, cols);
+            super::tile::matmul_lanes(
+                rows,
+                cols,
+                |r, o| decode_rows(v, r, o),
+                f.as_ref(),
+                x,
+                exec,
+                isa,
+            )
+        }
+        Values::Ternary(v) => {
+            let f = lanes::TernaryLanes::new(v, cols);
+            super::tile::matmul_lanes(
+                rows,
+                cols,
+                |r, o| decode_rows(v, r, o),
+                f.as_ref(),
+                x,
+                exec,
+                isa,
+            )
+        }
+        Values::Codebook(v) => {
+            let f = lanes::CodebookLanes::new(v, cols);
+            super::tile::matmul_lanes(
+                rows,
+                cols,
+                |r, o| decode_rows(v, r, o),
+                f.as_ref(),
+                x,
+                exec,
+                isa,
+            )
+        }
+        Values::F32(_) => unreachable!("checked above"),
+    })
+}
+
+/// Decodes whole rows `row0..` of quantized or shared values into `out`
+/// (rows of `values.layout().max_row_len()`); f32 values are copied.
+pub(crate) fn decode_values(values: &Values, row0: usize, out: &mut [f32]) {
+    match values {
+        Values::Int8(v) => decode_rows(v, row0, out),
+        Values::Int4(v) => decode_rows(v, row0, out),
+        Values::Binary(v) => decode_rows(v, row0, out),
+        Values::Ternary(v) => decode_rows(v, row0, out),
+        Values::Codebook(v) => decode_rows(v, row0, out),
+        Values::F32(v) => {
+            let n = values.layout().max_row_len();
+            out.copy_from_slice(&v.data()[row0 * n..row0 * n + out.len()]);
+        }
     }
-    // Batched: decode a block of rows into f32 and multiply it with GEMM.
-    let per = rows_per_task(cols, BLOCK_TASK_ELEMS);
-    let y = row_blocks(rows, batch, per, exec, |t, out| {
-        let r0 = t * per;
-        let nr = out.len() / batch;
-        let mut tile = vec![0.0f32; nr * cols];
-        match values {
-            Values::Int8(v) => decode_rows(v, r0, &mut tile),
-            Values::Int4(v) => decode_rows(v, r0, &mut tile),
-            Values::Binary(v) => decode_rows(v, r0, &mut tile),
-            Values::Ternary(v) => decode_rows(v, r0, &mut tile),
-            _ => unreachable!("checked above"),
+}
+
+impl DecodeRows for CodebookValues {
+    #[inline(always)]
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
+        let cols = self.layout.max_row_len();
+        let bytes = self.indices().bytes();
+        for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+            let i = row0 + r;
+            let cb = self.row_codebook(i);
+            match self.indices().width() {
+                8 => {
+                    for (o, &b) in o.iter_mut().zip(&bytes[i * cols..(i + 1) * cols]) {
+                        *o = cb[b as usize];
+                    }
+                }
+                4 if cols.is_multiple_of(2) => {
+                    let src = &bytes[i * cols / 2..(i + 1) * cols / 2];
+                    for (pair, &b) in o.chunks_exact_mut(2).zip(src) {
+                        pair[0] = cb[(b & 0xF) as usize];
+                        pair[1] = cb[(b >> 4) as usize];
+                    }
+                }
+                _ => self.decode_row(i, o),
+            }
         }
-        let tile = ArrayView2::from_shape((nr, cols), &tile).expect("sizes match");
-        // out is [nr, batch]: (W_block · xᵀ).
-        let mut o = ndarray::ArrayViewMut2::from_shape((nr, batch), out).expect("sizes match");
-        ndarray::linalg::general_mat_mul(1.0, &tile, &x.t(), 0.0, &mut o);
-    });
-    Some(y)
+    }
 }
 
 /// Spreads the `[batch, stored rows]` product of a kept-rows matrix into
@@ -170,4 +225,47 @@ pub fn reference_gemv(values: &Values, x: &[f32]) -> Vec<f64> {
             w.iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum()
         })
         .collect()
+}
+
+/// Whole rows `row0..` of an N:M matrix decoded to dense f32 rows (`out`
+/// holds whole rows): the stored values of each row decoded at once, then
+/// placed group by group at their in-group positions (2-bit positions, as
+/// for 2:4, read with shifts).
+pub(crate) fn decode_nm_rows(s: &crate::matrix::NM, values: &Values, row0: usize, out: &mut [f32]) {
+    let (n, m) = (s.n, s.m);
+    let per = values.layout().max_row_len();
+    let cols = per / n * m;
+    let mut buf = vec![0.0f32; per];
+    let bytes = s.positions.bytes();
+    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+        let i = row0 + r;
+        decode_values(values, i, &mut buf);
+        o.fill(0.0);
+        let base = i * per;
+        if (n, m) == (2, 4) {
+            // 2:4: one nibble holds a group's two positions.
+            for (g, (og, v)) in o.chunks_exact_mut(4).zip(buf.chunks_exact(2)).enumerate() {
+                let f = base + 2 * g;
+                let p = bytes[f >> 2] >> (2 * (f & 3));
+                og[(p & 3) as usize] = v[0];
+                og[((p >> 2) & 3) as usize] = v[1];
+            }
+        } else if s.positions.width() == 2 {
+            // 2-bit positions (m = 3 or 4): four to a byte, shifts only.
+            for g in 0..per / n {
+                for u in 0..n {
+                    let f = base + g * n + u;
+                    let pos = (bytes[f >> 2] >> (2 * (f & 3))) & 3;
+                    o[g * m + pos as usize] = buf[g * n + u];
+                }
+            }
+        } else {
+            for g in 0..per / n {
+                for u in 0..n {
+                    let t = g * n + u;
+                    o[g * m + s.positions.get(base + t) as usize] = buf[t];
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,410 @@
+//! In-register readers ([`Lanes`]) of the weight-only encodings for the
+//! small-batch path of [`tile`](crate::kernels::tile): 16 weights decoded
+//! straight from the codes to exactly the values the encoding's own decoder
+//! writes, so small and large batches give the same bits. A reader exists
+//! only where every 16-value block of a row shares one parameter set and
+//! rows start on a byte (and, for codebooks, indices are 4 or 8 bits); other
+//! shapes decode tiles with the row decoders.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use crate::kernels::tile::Lanes;
+use crate::matrix::{
+    nibble_to_i8, BinaryValues, CodebookValues, Granularity, Int4Values, Int8Values, QuantParams,
+    TernaryValues,
+};
+
+/// Whether every 16-value block of a row lies in one parameter set.
+fn blocks_share_params(p: &QuantParams) -> bool {
+    match p.granularity() {
+        Granularity::PerGroup(g) => g.is_multiple_of(16),
+        _ => true,
+    }
+}
+
+/// `n ≤ 8` bytes from `p` (little-endian, zero-filled).
+///
+/// # Safety
+/// `p` points to at least `n` readable bytes.
+#[inline(always)]
+unsafe fn read_le(p: *const u8, n: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: the caller guarantees `n` readable bytes; `n ≤ 8`.
+    unsafe { std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n) };
+    u64::from_le_bytes(buf)
+}
+
+/// int8 codes: `(q − z)·s`.
+pub(crate) struct Int8Lanes<'a> {
+    v: &'a Int8Values,
+    cols: usize,
+}
+
+impl<'a> Int8Lanes<'a> {
+    pub(crate) fn new(v: &'a Int8Values, cols: usize) -> Option<Self> {
+        blocks_share_params(v.params()).then_some(Int8Lanes { v, cols })
+    }
+}
+
+impl Lanes for Int8Lanes<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        let p = self.v.params();
+        let (s, z) = p.get(p.index(i, k));
+        // SAFETY: the caller guarantees AVX-512 and that lanes in `m` lie in
+        // row `i` (masked lanes are not read).
+        unsafe {
+            let q = _mm_maskz_loadu_epi8(m, self.v.codes().as_ptr().add(i * self.cols + k));
+            let q = _mm512_sub_epi32(_mm512_cvtepi8_epi32(q), _mm512_set1_epi32(z));
+            _mm512_maskz_mul_ps(m, _mm512_cvtepi32_ps(q), _mm512_set1_ps(s))
+        }
+    }
+}
+
+/// 16 nibbles starting at byte `p` as 16 lanes of table indices (low 4 bits;
+/// low nibble first), reading only the bytes that lanes in `m` need.
+///
+/// # Safety
+/// AVX-512 F/BW/VL; the bytes of the lanes in `m` are readable.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn nibble_indices(p: *const u8, m: __mmask16) -> __m512i {
+    let nbytes = (m.count_ones() as usize).div_ceil(2);
+    // SAFETY: the caller guarantees `nbytes` readable bytes.
+    unsafe {
+        let b = _mm_cvtsi64_si128(read_le(p, nbytes) as i64);
+        let dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        let v = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(b, dup));
+        let shifts = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+        _mm512_srlv_epi32(v, shifts)
+    }
+}
+
+/// int4 codes: `(q − z)·s` with `q` a signed nibble.
+pub(crate) struct Int4Lanes<'a> {
+    v: &'a Int4Values,
+    cols: usize,
+}
+
+impl<'a> Int4Lanes<'a> {
+    pub(crate) fn new(v: &'a Int4Values, cols: usize) -> Option<Self> {
+        (cols.is_multiple_of(2) && blocks_share_params(v.params())).then_some(Int4Lanes { v, cols })
+    }
+}
+
+impl Lanes for Int4Lanes<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        let p = self.v.params();
+        let (s, z) = p.get(p.index(i, k));
+        // SAFETY: rows start on a byte (even `cols`); the caller guarantees
+        // AVX-512 and that the lanes in `m` lie in row `i`.
+        unsafe {
+            let idx = nibble_indices(
+                self.v.codes().bytes().as_ptr().add((i * self.cols + k) / 2),
+                m,
+            );
+            // Signed nibble values −8..7 as f32 (exact), minus z (exact).
+            let table = _mm512_setr_ps(
+                0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0,
+                -1.0,
+            );
+            debug_assert_eq!(nibble_to_i8(8), -8);
+            let q = _mm512_sub_ps(_mm512_permutexvar_ps(idx, table), _mm512_set1_ps(z as f32));
+            _mm512_maskz_mul_ps(m, q, _mm512_set1_ps(s))
+        }
+    }
+}
+
+/// Sign bits: `+α` for 1, `−α` for 0.
+pub(crate) struct BinaryLanes<'a> {
+    v: &'a BinaryValues,
+    cols: usize,
+}
+
+impl<'a> BinaryLanes<'a> {
+    pub(crate) fn new(v: &'a BinaryValues, cols: usize) -> Option<Self> {
+        cols.is_multiple_of(8).then_some(BinaryLanes { v, cols })
+    }
+}
+
+impl Lanes for BinaryLanes<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        let a = self.v.scales()[i];
+        let nbytes = (m.count_ones() as usize).div_ceil(8);
+        // SAFETY: rows start on a byte (`cols` a multiple of 8); the caller
+        // guarantees AVX-512 and that the lanes in `m` lie in row `i`.
+        unsafe {
+            let p = self.v.signs().bytes().as_ptr().add((i * self.cols + k) / 8);
+            let bits = read_le(p, nbytes) as u16;
+            let w = _mm512_mask_blend_ps(bits, _mm512_set1_ps(-a), _mm512_set1_ps(a));
+            _mm512_maskz_mov_ps(m, w)
+        }
+    }
+}
+
+/// 2-bit codes: `+α` for 1, `−α` for 2, `0` otherwise.
+pub(crate) struct TernaryLanes<'a> {
+    v: &'a TernaryValues,
+    cols: usize,
+}
+
+impl<'a> TernaryLanes<'a> {
+    pub(crate) fn new(v: &'a TernaryValues, cols: usize) -> Option<Self> {
+        cols.is_multiple_of(4).then_some(TernaryLanes { v, cols })
+    }
+}
+
+impl Lanes for TernaryLanes<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        let a = self.v.scales()[i];
+        let nbytes = (m.count_ones() as usize).div_ceil(4);
+        // SAFETY: rows start on a byte (`cols` a multiple of 4); the caller
+        // guarantees AVX-512 + BMI2 and that the lanes in `m` lie in row `i`.
+        unsafe {
+            let p = self.v.codes().bytes().as_ptr().add((i * self.cols + k) / 4);
+            let w = read_le(p, nbytes) as u32;
+            let lo = _pext_u32(w, 0x5555_5555) as u16;
+            let hi = _pext_u32(w, 0xAAAA_AAAA) as u16;
+            let plus = lo & !hi & m;
+            let minus = hi & !lo & m;
+            let v = _mm512_maskz_mov_ps(plus, _mm512_set1_ps(a));
+            _mm512_mask_mov_ps(v, minus, _mm512_set1_ps(-a))
+        }
+    }
+}
+
+/// 4-bit codebook indices (k ≤ 16): the centroid of each index.
+pub(crate) struct Codebook4Lanes<'a> {
+    v: &'a CodebookValues,
+    cols: usize,
+    /// Each codebook padded to 16 entries.
+    tables: Vec<[f32; 16]>,
+}
+
+impl<'a> Codebook4Lanes<'a> {
+    pub(crate) fn new(v: &'a CodebookValues, cols: usize) -> Option<Self> {
+        if v.indices().width() != 4 || !cols.is_multiple_of(2) || v.k() > 16 || v.k() == 0 {
+            return None;
+        }
+        let tables = v
+            .centroids()
+            .chunks(v.k())
+            .map(|cb| std::array::from_fn(|t| cb.get(t).copied().unwrap_or(0.0)))
+            .collect();
+        Some(Codebook4Lanes { v, cols, tables })
+    }
+}
+
+impl Lanes for Codebook4Lanes<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        let t = match self.v.scope() {
+            crate::matrix::CodebookScope::PerTensor => &self.tables[0],
+            crate::matrix::CodebookScope::PerRow => &self.tables[i],
+        };
+        // SAFETY: rows start on a byte (even `cols`); the caller guarantees
+        // AVX-512 and that the lanes in `m` lie in row `i`.
+        unsafe {
+            let idx = nibble_indices(
+                self.v
+                    .indices()
+                    .bytes()
+                    .as_ptr()
+                    .add((i * self.cols + k) / 2),
+                m,
+            );
+            _mm512_maskz_permutexvar_ps(m, idx, _mm512_loadu_ps(t.as_ptr()))
+        }
+    }
+}
+
+/// 8-bit codebook indices with one codebook (padded to 256 entries, so
+/// every index reads inside it): the centroid of each index, gathered.
+pub(crate) struct Codebook8Lanes<'a> {
+    v: &'a CodebookValues,
+    cols: usize,
+    table: Box<[f32; 256]>,
+}
+
+impl<'a> Codebook8Lanes<'a> {
+    pub(crate) fn new(v: &'a CodebookValues, cols: usize) -> Option<Self> {
+        if v.indices().width() != 8 || v.scope() != crate::matrix::CodebookScope::PerTensor {
+            return None;
+        }
+        let mut table = Box::new([0.0f32; 256]);
+        for (t, &c) in table.iter_mut().zip(v.centroids()) {
+            *t = c;
+        }
+        Some(Codebook8Lanes { v, cols, table })
+    }
+}
+
+impl Lanes for Codebook8Lanes<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512 and that the lanes in `m` lie
+        // in row `i`; every byte index reads inside the 256-entry table.
+        unsafe {
+            let p = self.v.indices().bytes().as_ptr().add(i * self.cols + k);
+            let idx = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p as *const i8));
+            let w = _mm512_i32gather_ps::<4>(idx, self.table.as_ptr());
+            _mm512_maskz_mov_ps(m, w)
+        }
+    }
+
+    /// A gather per 16 weights costs more than the multiply-adds of a few
+    /// input rows: above one row, gather each weight once into a tile.
+    fn max_batch(&self) -> usize {
+        1
+    }
+}
+
+/// A reader for whichever codebook layout has one.
+pub(crate) enum CodebookLanes<'a> {
+    Four(Codebook4Lanes<'a>),
+    Eight(Codebook8Lanes<'a>),
+}
+
+impl<'a> CodebookLanes<'a> {
+    pub(crate) fn new(v: &'a CodebookValues, cols: usize) -> Option<Self> {
+        Codebook4Lanes::new(v, cols)
+            .map(CodebookLanes::Four)
+            .or_else(|| Codebook8Lanes::new(v, cols).map(CodebookLanes::Eight))
+    }
+}
+
+impl Lanes for CodebookLanes<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        // SAFETY: forwarded contract.
+        unsafe {
+            match self {
+                CodebookLanes::Four(f) => f.lanes(i, k, m),
+                CodebookLanes::Eight(f) => f.lanes(i, k, m),
+            }
+        }
+    }
+
+    fn max_batch(&self) -> usize {
+        match self {
+            CodebookLanes::Four(f) => f.max_batch(),
+            CodebookLanes::Eight(f) => f.max_batch(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::super::decode_rows;
+    use super::*;
+    use crate::compression::sharing::KMeans;
+    use crate::kernels::{tile, Tier};
+    use crate::matrix::{CompressedMatrix, Values};
+    use crate::parallel::Sequential;
+    use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
+
+    fn encodings(rows: usize, cols: usize) -> Vec<CompressedMatrix> {
+        let w = Array2::from_shape_fn((rows, cols), |(i, j)| {
+            (((i * 37 + j * 11) % 29) as f32 - 14.0) / 9.0
+        });
+        let d = CompressedMatrix::from_dense(w.view()).unwrap();
+        let int = |bits: u8, group: Option<usize>, sym: bool| {
+            let p = IntQuantizer::params(bits).symmetric(sym);
+            let p = match group {
+                Some(g) => p.per_group(g),
+                None => p.per_row(),
+            };
+            p.check().unwrap().quantize(&d).unwrap()
+        };
+        vec![
+            int(8, None, true),
+            int(8, Some(32), false),
+            int(4, None, true),
+            int(4, None, false),
+            int(4, Some(16), false),
+            int(4, Some(64), true),
+            Binary.quantize(&d).unwrap(),
+            Ternary.quantize(&d).unwrap(),
+            KMeans::params(16).check().unwrap().quantize(&d).unwrap(),
+            KMeans::params(5).check().unwrap().quantize(&d).unwrap(),
+            KMeans::params(200).check().unwrap().quantize(&d).unwrap(),
+        ]
+    }
+
+    /// In-register decoding equals the row decoders bit for bit: products
+    /// through a reader (small batch: registers; large batch: tiles decoded
+    /// by the reader) equal products over tiles decoded by `decode_rows`.
+    #[test]
+    fn readers_decode_exactly_what_the_row_decoders_write() {
+        if !Tier::Avx512.is_available() {
+            return;
+        }
+        for (rows, cols) in [(5, 64), (9, 200), (6, 24), (7, 1000), (3, 18)] {
+            for m in encodings(rows, cols) {
+                let v = m.values().unwrap();
+                for batch in [1, 3, 8, 9, 20] {
+                    let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
+                        ((b * 131 + j * 71) % 97) as f32 / 13.0 - 3.5
+                    });
+                    macro_rules! both {
+                        ($v:expr, $f:expr) => {{
+                            let plain = tile::matmul(
+                                rows,
+                                cols,
+                                |r, o| decode_rows($v, r, o),
+                                x.view(),
+                                &Sequential,
+                                Tier::Avx512,
+                            );
+                            let f = $f;
+                            let fast = tile::matmul_lanes(
+                                rows,
+                                cols,
+                                |r, o| decode_rows($v, r, o),
+                                f.as_ref(),
+                                x.view(),
+                                &Sequential,
+                                Tier::Avx512,
+                            );
+                            (plain, fast, f.is_some())
+                        }};
+                    }
+                    let (plain, fast, has) = match v {
+                        Values::Int8(v) => both!(v, Int8Lanes::new(v, cols)),
+                        Values::Int4(v) => both!(v, Int4Lanes::new(v, cols)),
+                        Values::Binary(v) => both!(v, BinaryLanes::new(v, cols)),
+                        Values::Ternary(v) => both!(v, TernaryLanes::new(v, cols)),
+                        Values::Codebook(v) => both!(v, CodebookLanes::new(v, cols)),
+                        Values::F32(_) => unreachable!(),
+                    };
+                    let what = format!("{} {rows}x{cols} batch {batch}", m.encoding());
+                    // Every case has a reader except rows that do not start on
+                    // a byte (binary / ternary at 18 columns) and indices of 3 or 5 bits.
+                    let byte_rows =
+                        cols % 8 == 0 || !matches!(v, Values::Binary(_) | Values::Ternary(_));
+                    let odd_width =
+                        matches!(v, Values::Codebook(c) if c.indices().width() % 4 != 0);
+                    assert_eq!(has, byte_rows && !odd_width, "{what}");
+                    let eq = plain
+                        .iter()
+                        .zip(&fast)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(eq, "{what}");
+                }
+            }
+        }
+    }
+}
