@@ -6,7 +6,8 @@ use crate::parallel::ParallelExecutor;
 use crate::pass::{CompressionPass, Pruner};
 use crate::pipeline::Pipeline;
 
-/// Adapts any [`Pruner`] into a [`CompressionPass`].
+/// Adapts any [`Pruner`] into a [`CompressionPass`]; the pass runs
+/// [`Pruner::prune_on`] on the pipeline's executor.
 #[derive(Clone, Debug)]
 pub struct Prune<P>(pub P);
 
@@ -18,9 +19,9 @@ impl<P: Pruner> CompressionPass for Prune<P> {
     fn apply(
         &self,
         m: &CompressedMatrix,
-        _exec: &dyn ParallelExecutor,
+        exec: &dyn ParallelExecutor,
     ) -> Result<CompressedMatrix> {
-        self.0.prune(m)
+        self.0.prune_on(m, exec)
     }
 }
 

@@ -184,8 +184,11 @@ impl LowRankSpec {
 /// Initial centroids of Lloyd's algorithm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 pub enum InitSpec {
-    /// Evenly spaced over the value range (the default).
+    /// The optimum of a 4096-point summary (the default).
     #[default]
+    #[serde(rename = "coarse")]
+    Coarse,
+    /// Evenly spaced over the value range.
     #[serde(rename = "linear")]
     Linear,
     /// At the quantiles.
@@ -273,6 +276,7 @@ impl KMeansSpec {
                         rule: "only allowed with init = \"kmeans++\"",
                     }))
                 }
+                (InitSpec::Coarse, None) => Init::Coarse,
                 (InitSpec::Linear, None) => Init::Linear,
                 (InitSpec::Density, None) => Init::Density,
             };

@@ -3,11 +3,24 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::Histogram;
+use super::optimal::optimal_bounded;
+use super::{DpLayer, Histogram, DEFAULT_DP_MEMORY};
+
+/// Summary points of [`Init::Coarse`] (at least 16 per centroid).
+pub const COARSE_POINTS: usize = 4096;
 
 /// How Lloyd's algorithm places its first centroids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Init {
+    /// The exact optimum ([`optimal()`](super::optimal())) of a summary of
+    /// the sorted values: at most [`COARSE_POINTS`] (or 16·k) runs of
+    /// consecutive distinct values, cut at weighted quantiles, at even
+    /// steps of the value range and at even steps of the distinct values,
+    /// each run replaced by its weighted mean. Lloyd then refines it on
+    /// every value. The default: near the optimum (1-D Lloyd from a linear
+    /// or quantile start stalls far from it at large k) for a few
+    /// milliseconds; deterministic, no seed.
+    Coarse,
     /// Evenly spaced over `[min, max]` (Deep Compression found it best: it
     /// keeps centroids on the rare large weights).
     Linear,
@@ -24,6 +37,7 @@ impl Init {
     /// Short name for reports.
     pub fn name(&self) -> String {
         match self {
+            Init::Coarse => "coarse".into(),
             Init::Linear => "linear".into(),
             Init::Density => "density".into(),
             Init::KMeansPlusPlus { seed } => format!("k-means++ seed {seed}"),
@@ -59,9 +73,49 @@ impl Init {
                     .collect()
             }
             Init::KMeansPlusPlus { seed } => plus_plus(hist, k, seed),
+            Init::Coarse => coarse(hist, k),
         };
         c.sort_by(f64::total_cmp);
         c
+    }
+}
+
+/// The optimal centroids of a summary of `hist` (see [`Init::Coarse`]).
+fn coarse(hist: &Histogram, k: usize) -> Vec<f64> {
+    let len = hist.len();
+    let m = COARSE_POINTS.max(16 * k);
+    if len <= m {
+        return optimal_bounded(hist, k, DEFAULT_DP_MEMORY, DpLayer::default()).centroids;
+    }
+    let third = m / 3;
+    let (p0, _, _) = hist.prefix();
+    let total = hist.total_weight();
+    let v = hist.values();
+    let (lo, hi) = (v[0] as f64, v[len - 1] as f64);
+    let mut cuts: Vec<usize> = Vec::with_capacity(3 * third + 2);
+    cuts.push(0);
+    cuts.push(len);
+    for j in 1..third {
+        let f = j as f64 / third as f64;
+        // Weighted quantile, value-range step, distinct-value step.
+        cuts.push(p0.partition_point(|&w| w < total * f).min(len));
+        cuts.push(hist.lower_bound(lo + (hi - lo) * f));
+        cuts.push(j * len / third);
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let (mut xs, mut ws) = (Vec::with_capacity(cuts.len()), Vec::with_capacity(cuts.len()));
+    for c in cuts.windows(2) {
+        xs.push(hist.segment_mean(c[0], c[1]) as f32);
+        ws.push(hist.segment_weight(c[0], c[1]) as f32);
+    }
+    match Histogram::weighted(&xs, &ws) {
+        Ok(summary) if summary.len() >= k => {
+            optimal_bounded(&summary, k, DEFAULT_DP_MEMORY, DpLayer::default()).centroids
+        }
+        // Means that round together in f32 (values packed within a few
+        // ulps): the full optimum is affordable there.
+        _ => optimal_bounded(hist, k, DEFAULT_DP_MEMORY, DpLayer::default()).centroids,
     }
 }
 
