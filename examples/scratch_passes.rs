@@ -39,6 +39,11 @@ fn main() {
     if which == "all" || which == "kmeans" {
         let v: Vec<f32> = (0..1_000_000).map(|_| StandardNormal.sample(&mut r)).collect();
         println!("hist: {:.1} ms", med(5, || { Histogram::new(&v).unwrap(); }));
+        let h = Histogram::new(&v).unwrap();
+        println!("coarse init k256: {:.1} ms", med(5, || { squish::compression::sharing::Init::Coarse.centroids(&h, 256); }));
+        let init = squish::compression::sharing::Init::Coarse.centroids(&h, 256);
+        println!("init sse {:.3}", h.sse(&init));
+        println!("lloyd from coarse: {:.1} ms", med(5, || { squish::compression::sharing::lloyd(&h, init.clone(), 300); }));
         let km = KMeans::params(256).check().unwrap();
         let c = km.fit(&v).unwrap();
         println!("default k256 fit: {:.1} ms sse {:.3} iters {}", med(5, || { km.fit(&v).unwrap(); }), c.sse, c.iterations);

