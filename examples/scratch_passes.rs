@@ -40,6 +40,13 @@ fn main() {
         let v: Vec<f32> = (0..1_000_000).map(|_| StandardNormal.sample(&mut r)).collect();
         println!("hist: {:.1} ms", med(5, || { Histogram::new(&v).unwrap(); }));
         let h = Histogram::new(&v).unwrap();
+        for init in [squish::compression::sharing::Init::Companding, squish::compression::sharing::Init::Coarse] {
+            let t = std::time::Instant::now();
+            let c = init.centroids(&h, 256);
+            let ti = t.elapsed();
+            let l = squish::compression::sharing::lloyd(&h, c.clone(), 300);
+            println!("{init:?}: init {ti:?} sse {:.3} -> lloyd sse {:.3} iters {}", h.sse(&c), l.sse, l.iterations);
+        }
         println!("coarse init k256: {:.1} ms", med(5, || { squish::compression::sharing::Init::Coarse.centroids(&h, 256); }));
         let init = squish::compression::sharing::Init::Coarse.centroids(&h, 256);
         println!("init sse {:.3}", h.sse(&init));

@@ -796,6 +796,21 @@ fn default_kmeans_is_near_the_optimum_where_linear_lloyd_stalls() {
         assert!(def.sse <= linear.sse, "{name}: {} vs linear {}", def.sse, linear.sse);
         assert_eq!(def.iterations < 300, true, "{name}: did not converge");
     }
+    // The companding init: sorted, inside the range, and Lloyd from it
+    // within a few percent of the optimum.
+    let v = gaussian(200_000, 35);
+    let h = Histogram::new(&v).unwrap();
+    let c = Init::Companding.centroids(&h, 64);
+    assert!(c.windows(2).all(|w| w[0] <= w[1]));
+    assert!(c[0] >= h.values()[0] as f64 && c[63] <= h.values()[h.len() - 1] as f64);
+    let l = KMeans::params(64)
+        .lloyd(Init::Companding)
+        .check()
+        .unwrap()
+        .fit(&v)
+        .unwrap();
+    let opt = KMeans::params(64).optimal().check().unwrap().fit(&v).unwrap();
+    assert!(l.sse <= opt.sse * 1.05, "{} vs {}", l.sse, opt.sse);
     // Fewer distinct values than k: the typed error, as before.
     let few: Vec<f32> = (0..10_000).map(|i| (i % 40) as f32).collect();
     assert!(matches!(

@@ -188,6 +188,9 @@ pub enum InitSpec {
     #[default]
     #[serde(rename = "coarse")]
     Coarse,
+    /// Centroid density ∝ p^(1/3).
+    #[serde(rename = "companding")]
+    Companding,
     /// Evenly spaced over the value range.
     #[serde(rename = "linear")]
     Linear,
@@ -276,6 +279,7 @@ impl KMeansSpec {
                         rule: "only allowed with init = \"kmeans++\"",
                     }))
                 }
+                (InitSpec::Companding, None) => Init::Companding,
                 (InitSpec::Coarse, None) => Init::Coarse,
                 (InitSpec::Linear, None) => Init::Linear,
                 (InitSpec::Density, None) => Init::Density,
