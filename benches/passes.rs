@@ -87,7 +87,11 @@ fn peers() -> Option<Value> {
 
 fn rel_err(w: &Array2<f32>, svd: &Svd) -> f64 {
     let r = svd.reconstruct();
-    let num: f64 = w.iter().zip(&r).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let num: f64 = w
+        .iter()
+        .zip(&r)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
     let den: f64 = w.iter().map(|&a| (a as f64).powi(2)).sum();
     (num / den).sqrt()
 }
@@ -143,9 +147,7 @@ fn criterion_groups(c: &mut Criterion, pool: &ThreadPool) {
     .unwrap();
     let mut g = c.benchmark_group("kmeans_1M_k256");
     g.sample_size(10);
-    g.bench_function("fit_default", |b| {
-        b.iter(|| black_box(km.fit(&v).unwrap()))
-    });
+    g.bench_function("fit_default", |b| b.iter(|| black_box(km.fit(&v).unwrap())));
     g.bench_function("encode_2t", |b| {
         b.iter(|| black_box(km.quantize_on(&m, pool).unwrap()))
     });
@@ -255,8 +257,10 @@ fn table(pool: &ThreadPool, peer: Option<&Value>) {
     println!(
         "\nload average after: {}; peers' load: {} → {}",
         loadavg(),
-        peer.and_then(|p| p.get("loadavg_start")).map_or("—".into(), |v| v.to_string()),
-        peer.and_then(|p| p.get("loadavg_end")).map_or("—".into(), |v| v.to_string()),
+        peer.and_then(|p| p.get("loadavg_start"))
+            .map_or("—".into(), |v| v.to_string()),
+        peer.and_then(|p| p.get("loadavg_end"))
+            .map_or("—".into(), |v| v.to_string()),
     );
 }
 

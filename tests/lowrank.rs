@@ -723,7 +723,10 @@ fn exact_svd_on_a_pool_reconstructs_and_agrees_with_one_thread() {
     let seq = Svd::exact_on(w.view(), SvdBackend::Faer, &Sequential).unwrap();
     let par = Svd::exact_on(w.view(), SvdBackend::Faer, &pool).unwrap();
     // Same thread count, same bits.
-    assert_eq!(par, Svd::exact_on(w.view(), SvdBackend::Faer, &pool).unwrap());
+    assert_eq!(
+        par,
+        Svd::exact_on(w.view(), SvdBackend::Faer, &pool).unwrap()
+    );
     // Against the independent Jacobi spectrum, and full reconstruction.
     let jac = jacobi_singular_values(w.view());
     for (a, b) in par.s().iter().zip(&jac) {
@@ -743,7 +746,11 @@ fn exact_svd_on_a_pool_reconstructs_and_agrees_with_one_thread() {
     let tail: f64 = jac[20..].iter().map(|s| s * s).sum::<f64>().sqrt();
     let total: f64 = jac.iter().map(|s| s * s).sum::<f64>().sqrt();
     let got = error_of(w.view(), f.a.view(), f.b.view()) / frob(w.view());
-    assert!((got - tail / total).abs() < 1e-4, "{got} vs {}", tail / total);
+    assert!(
+        (got - tail / total).abs() < 1e-4,
+        "{got} vs {}",
+        tail / total
+    );
 }
 
 #[test]
@@ -758,5 +765,8 @@ fn randomized_svd_matches_exact_error_and_is_the_same_on_any_executor() {
     let best = sigma[24..].iter().map(|s| s * s).sum::<f64>().sqrt()
         / sigma.iter().map(|s| s * s).sum::<f64>().sqrt();
     let got = frob((&seq.svd.reconstruct() - &w).view()) / frob(w.view());
-    assert!(got >= best * (1.0 - 1e-4) && got <= best * 1.05, "{got} vs {best}");
+    assert!(
+        got >= best * (1.0 - 1e-4) && got <= best * 1.05,
+        "{got} vs {best}"
+    );
 }

@@ -826,7 +826,11 @@ fn magnitude_to_csr_keeps_exactly_the_sort_oracle_set_on_any_executor() {
             assert_eq!(csr_parts(&seq), want, "{name} s={s}");
             assert_eq!(seq, p.prune(&dense).unwrap(), "{name} s={s}");
             let mask = p.mask_on(w.view(), &Sequential).unwrap();
-            assert_eq!(mask.iter().copied().collect::<Vec<_>>(), keep, "{name} s={s}");
+            assert_eq!(
+                mask.iter().copied().collect::<Vec<_>>(),
+                keep,
+                "{name} s={s}"
+            );
             for pool in &pools {
                 assert_eq!(p.prune_on(&dense, pool).unwrap(), seq, "{name} s={s}");
                 assert_eq!(p.mask_on(w.view(), pool).unwrap(), mask, "{name} s={s}");
@@ -846,9 +850,10 @@ fn magnitude_to_csr_from_csr_and_per_row_match_the_mask() {
     let mut rng = StdRng::seed_from_u64(22);
     let w = tied(&mut rng, 64, 96);
     let pool = ThreadPool::new(2).unwrap();
-    let half = Magnitude::params(0.5).check().unwrap().prune(
-        &CompressedMatrix::from_dense(w.view()).unwrap(),
-    );
+    let half = Magnitude::params(0.5)
+        .check()
+        .unwrap()
+        .prune(&CompressedMatrix::from_dense(w.view()).unwrap());
     let half = half.unwrap();
     for p in [
         Magnitude::params(0.8).check().unwrap(),

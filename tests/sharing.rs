@@ -778,22 +778,39 @@ fn default_kmeans_is_near_the_optimum_where_linear_lloyd_stalls() {
         assert_eq!(def.k(), k, "{name}");
         // The reported SSE is the SSE of its centroids (naive f64).
         let naive = naive_sse(&v, &def.centroids);
-        assert!((def.sse - naive).abs() <= 1e-9 * naive, "{name}: {} vs {naive}", def.sse);
-        let opt = KMeans::params(k).optimal().check().unwrap().fit(&v).unwrap();
+        assert!(
+            (def.sse - naive).abs() <= 1e-9 * naive,
+            "{name}: {} vs {naive}",
+            def.sse
+        );
+        let opt = KMeans::params(k)
+            .optimal()
+            .check()
+            .unwrap()
+            .fit(&v)
+            .unwrap();
         let linear = KMeans::params(k)
             .lloyd(Init::Linear)
             .check()
             .unwrap()
             .fit(&v)
             .unwrap();
-        assert!(def.sse >= opt.sse * (1.0 - 1e-12), "{name}: below the optimum?");
+        assert!(
+            def.sse >= opt.sse * (1.0 - 1e-12),
+            "{name}: below the optimum?"
+        );
         assert!(
             def.sse <= opt.sse * 1.02,
             "{name}: default {} vs optimum {}",
             def.sse,
             opt.sse
         );
-        assert!(def.sse <= linear.sse, "{name}: {} vs linear {}", def.sse, linear.sse);
+        assert!(
+            def.sse <= linear.sse,
+            "{name}: {} vs linear {}",
+            def.sse,
+            linear.sse
+        );
         assert_eq!(def.iterations < 300, true, "{name}: did not converge");
     }
     // The companding init: sorted, inside the range, and Lloyd from it
@@ -809,7 +826,12 @@ fn default_kmeans_is_near_the_optimum_where_linear_lloyd_stalls() {
         .unwrap()
         .fit(&v)
         .unwrap();
-    let opt = KMeans::params(64).optimal().check().unwrap().fit(&v).unwrap();
+    let opt = KMeans::params(64)
+        .optimal()
+        .check()
+        .unwrap()
+        .fit(&v)
+        .unwrap();
     assert!(l.sse <= opt.sse * 1.05, "{} vs {}", l.sse, opt.sse);
     // Fewer distinct values than k: the typed error, as before.
     let few: Vec<f32> = (0..10_000).map(|i| (i % 40) as f32).collect();

@@ -16,11 +16,7 @@ impl<P: Pruner> CompressionPass for Prune<P> {
         self.0.name()
     }
 
-    fn apply(
-        &self,
-        m: &CompressedMatrix,
-        exec: &dyn ParallelExecutor,
-    ) -> Result<CompressedMatrix> {
+    fn apply(&self, m: &CompressedMatrix, exec: &dyn ParallelExecutor) -> Result<CompressedMatrix> {
         self.0.prune_on(m, exec)
     }
 }

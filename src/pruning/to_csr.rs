@@ -60,9 +60,7 @@ pub(crate) fn csr_without(
         let mut idx: Vec<u32> = Vec::new();
         let mut vals: Vec<f32> = Vec::new();
         let (mut si, mut sv) = (vec![0u32; cols], vec![0.0f32; cols]);
-        let mut ties_left = tie_start
-            .as_ref()
-            .map(|s| sel.ties().saturating_sub(s[b]));
+        let mut ties_left = tie_start.as_ref().map(|s| sel.ties().saturating_sub(s[b]));
         for row in block.chunks_exact(cols) {
             let n = match (nothing, ties_left.as_mut()) {
                 (true, _) => compact_all(row, &mut si, &mut sv),

@@ -14,10 +14,10 @@ use faer::linalg::householder::{
     apply_block_householder_sequence_on_the_left_in_place_scratch,
     apply_block_householder_sequence_on_the_left_in_place_with_conj,
 };
+use faer::linalg::matmul::matmul;
 use faer::linalg::qr::no_pivoting::factor::{
     qr_in_place, qr_in_place_scratch, recommended_block_size,
 };
-use faer::linalg::matmul::matmul;
 use faer::linalg::svd::{svd, svd_scratch, ComputeSvdVectors};
 use faer::{Accum, Conj, Mat, Par};
 use faer_ext::{IntoFaer, IntoNdarray};
@@ -30,10 +30,7 @@ use crate::parallel::{for_each_chunk_mut, map, ParallelExecutor};
 /// Runs `f(par)` on `exec`: with one thread, `Par::Seq` on the calling
 /// thread; with more, as one task of the executor (so faer's rayon work
 /// lands in the executor's own pool) with `Par::rayon(threads)`.
-pub(crate) fn on_executor<T: Send>(
-    exec: &dyn ParallelExecutor,
-    f: impl Fn(Par) -> T + Sync,
-) -> T {
+pub(crate) fn on_executor<T: Send>(exec: &dyn ParallelExecutor, f: impl Fn(Par) -> T + Sync) -> T {
     let threads = exec.threads();
     if threads <= 1 {
         return f(Par::Seq);

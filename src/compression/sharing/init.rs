@@ -161,7 +161,10 @@ fn coarse(hist: &Histogram, k: usize) -> Vec<f64> {
     }
     cuts.sort_unstable();
     cuts.dedup();
-    let (mut xs, mut ws) = (Vec::with_capacity(cuts.len()), Vec::with_capacity(cuts.len()));
+    let (mut xs, mut ws) = (
+        Vec::with_capacity(cuts.len()),
+        Vec::with_capacity(cuts.len()),
+    );
     for c in cuts.windows(2) {
         xs.push(hist.segment_mean(c[0], c[1]) as f32);
         ws.push(hist.segment_weight(c[0], c[1]) as f32);

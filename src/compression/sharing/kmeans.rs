@@ -181,7 +181,11 @@ impl KMeans {
         let idx: Vec<u16> = if let [book] = &books[..] {
             map(exec, data.len().div_ceil(CHUNK), |c| {
                 let mut out = Vec::with_capacity(CHUNK);
-                assign(book, &data[c * CHUNK..((c + 1) * CHUNK).min(data.len())], &mut out);
+                assign(
+                    book,
+                    &data[c * CHUNK..((c + 1) * CHUNK).min(data.len())],
+                    &mut out,
+                );
                 out
             })
             .concat()
