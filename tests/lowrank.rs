@@ -715,3 +715,58 @@ fn pass_rejects_what_it_cannot_factor() {
     assert!(a.report.stages[1].storage.ratio() >= 3.0);
     assert!(p.name().contains("rsvd"));
 }
+
+#[test]
+fn exact_svd_on_a_pool_reconstructs_and_agrees_with_one_thread() {
+    let w = gaussian(180, 130, 41).mapv(|x| x as f32);
+    let pool = ThreadPool::new(2).unwrap();
+    let seq = Svd::exact_on(w.view(), SvdBackend::Faer, &Sequential).unwrap();
+    let par = Svd::exact_on(w.view(), SvdBackend::Faer, &pool).unwrap();
+    // Same thread count, same bits.
+    assert_eq!(
+        par,
+        Svd::exact_on(w.view(), SvdBackend::Faer, &pool).unwrap()
+    );
+    // Against the independent Jacobi spectrum, and full reconstruction.
+    let jac = jacobi_singular_values(w.view());
+    for (a, b) in par.s().iter().zip(&jac) {
+        assert!((*a as f64 - b).abs() <= 1e-4 * jac[0], "{a} vs {b}");
+    }
+    for (a, b) in par.s().iter().zip(seq.s()) {
+        assert!((a - b).abs() <= 1e-5 * seq.s()[0], "{a} vs {b}");
+    }
+    let err = frob((&par.reconstruct() - &w).view()) / frob(w.view());
+    assert!(err < 1e-5, "{err}");
+    // The low-rank pass on the pool: the Eckart–Young error of its rank.
+    let f = LowRank::params(RankSelection::Fixed(20))
+        .check()
+        .unwrap()
+        .factorize(w.view(), &pool)
+        .unwrap();
+    let tail: f64 = jac[20..].iter().map(|s| s * s).sum::<f64>().sqrt();
+    let total: f64 = jac.iter().map(|s| s * s).sum::<f64>().sqrt();
+    let got = error_of(w.view(), f.a.view(), f.b.view()) / frob(w.view());
+    assert!(
+        (got - tail / total).abs() < 1e-4,
+        "{got} vs {}",
+        tail / total
+    );
+}
+
+#[test]
+fn randomized_svd_matches_exact_error_and_is_the_same_on_any_executor() {
+    // A decaying spectrum, as in trained weights.
+    let sigma: Vec<f64> = (0..120).map(|i| 1.0 / (1.0 + i as f64 / 8.0)).collect();
+    let w = with_spectrum(300, 200, &sigma, 42);
+    let pool = ThreadPool::new(2).unwrap();
+    let r = RandomizedSvd::params(24).check().unwrap();
+    let seq = r.compute(w.view(), &Sequential).unwrap();
+    assert_eq!(r.compute(w.view(), &pool).unwrap(), seq);
+    let best = sigma[24..].iter().map(|s| s * s).sum::<f64>().sqrt()
+        / sigma.iter().map(|s| s * s).sum::<f64>().sqrt();
+    let got = frob((&seq.svd.reconstruct() - &w).view()) / frob(w.view());
+    assert!(
+        got >= best * (1.0 - 1e-4) && got <= best * 1.05,
+        "{got} vs {best}"
+    );
+}

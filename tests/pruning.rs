@@ -765,3 +765,110 @@ fn pruned_structures_can_be_quantized_and_still_multiply() {
         }
     }
 }
+
+/// CSR from a keep-mask, built by hand: the oracle for `prune_on`.
+fn csr_of(w: &Array2<f32>, keep: &[bool]) -> (Vec<u32>, Vec<usize>, Vec<f32>) {
+    let cols = w.ncols();
+    let (mut ptr, mut idx, mut val) = (vec![0u32], Vec::new(), Vec::new());
+    for (i, row) in w.outer_iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            if keep[i * cols + j] {
+                idx.push(j);
+                val.push(v);
+            }
+        }
+        ptr.push(val.len() as u32);
+    }
+    (ptr, idx, val)
+}
+
+fn csr_parts(m: &CompressedMatrix) -> (Vec<u32>, Vec<usize>, Vec<f32>) {
+    let Structure::Csr(c) = m.structure() else {
+        panic!("not CSR: {}", m.structure().kind())
+    };
+    let Some(squish::matrix::Values::F32(v)) = m.values() else {
+        panic!("not f32")
+    };
+    let idx = (0..c.col_idx().len()).map(|k| c.col_idx().get(k)).collect();
+    (c.row_ptr().to_vec(), idx, v.data().to_vec())
+}
+
+#[test]
+fn magnitude_to_csr_keeps_exactly_the_sort_oracle_set_on_any_executor() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let pools = [ThreadPool::new(2).unwrap(), ThreadPool::new(3).unwrap()];
+    // Large enough for the sampled selection (≥ 2^18 weights), with and
+    // without heavy ties (zeros and a tiny value set: ties split across
+    // row blocks), and a row length that is not a power of two.
+    let gaussian = normal(&mut rng, 700, 600);
+    let ties = tied(&mut rng, 520, 640);
+    let mut zeros = normal(&mut rng, 300, 1000);
+    zeros.iter_mut().step_by(3).for_each(|v| *v = 0.0);
+    // A sorted matrix: a strided sample sees a skewed picture of it.
+    let mut skewed = normal(&mut rng, 512, 512);
+    let mut flat: Vec<f32> = skewed.iter().copied().collect();
+    flat.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
+    skewed.iter_mut().zip(flat).for_each(|(w, v)| *w = v);
+    for (name, w) in [
+        ("gaussian", gaussian),
+        ("ties", ties),
+        ("zeros", zeros),
+        ("skewed", skewed),
+    ] {
+        let data: Vec<f32> = w.iter().copied().collect();
+        let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+        for s in [0.0, 0.1, 0.5, 0.9, 0.97] {
+            let p = Magnitude::params(s).check().unwrap();
+            let count = prune_count(s, data.len());
+            let keep = brute_keep(&data, count);
+            let want = csr_of(&w, &keep);
+            let seq = p.prune_on(&dense, &Sequential).unwrap();
+            assert_eq!(csr_parts(&seq), want, "{name} s={s}");
+            assert_eq!(seq, p.prune(&dense).unwrap(), "{name} s={s}");
+            let mask = p.mask_on(w.view(), &Sequential).unwrap();
+            assert_eq!(
+                mask.iter().copied().collect::<Vec<_>>(),
+                keep,
+                "{name} s={s}"
+            );
+            for pool in &pools {
+                assert_eq!(p.prune_on(&dense, pool).unwrap(), seq, "{name} s={s}");
+                assert_eq!(p.mask_on(w.view(), pool).unwrap(), mask, "{name} s={s}");
+            }
+            // The sampled selection equals the exact one.
+            assert_eq!(
+                Selection::smallest_on(&data, count, &pools[0]),
+                Selection::smallest(&[&data], count),
+                "{name} s={s}"
+            );
+        }
+    }
+}
+
+#[test]
+fn magnitude_to_csr_from_csr_and_per_row_match_the_mask() {
+    let mut rng = StdRng::seed_from_u64(22);
+    let w = tied(&mut rng, 64, 96);
+    let pool = ThreadPool::new(2).unwrap();
+    let half = Magnitude::params(0.5)
+        .check()
+        .unwrap()
+        .prune(&CompressedMatrix::from_dense(w.view()).unwrap());
+    let half = half.unwrap();
+    for p in [
+        Magnitude::params(0.8).check().unwrap(),
+        Magnitude::params(0.8).per_row().check().unwrap(),
+    ] {
+        let dense = half.to_dense();
+        let keep = p.mask(dense.view()).unwrap();
+        let want = CompressedMatrix::csr_from_mask(dense.view(), keep.view()).unwrap();
+        assert_eq!(p.prune_on(&half, &pool).unwrap(), want);
+        assert_eq!(p.mask_on(dense.view(), &pool).unwrap(), keep);
+        // Through a pipeline on a pool: the same matrix.
+        let out = Pipeline::new()
+            .prune(p.clone())
+            .run_on(half.to_dense().view(), &pool)
+            .unwrap();
+        assert_eq!(out.matrix, want);
+    }
+}

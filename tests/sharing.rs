@@ -766,3 +766,112 @@ fn kmeans_plus_plus_is_deterministic() {
     assert_eq!(f(5), f(5));
     assert_ne!(f(5).centroids, f(6).centroids);
 }
+
+#[test]
+fn default_kmeans_is_near_the_optimum_where_linear_lloyd_stalls() {
+    for (name, v, k) in [
+        ("gaussian", gaussian(200_000, 31), 64usize),
+        ("real-shaped", real_shaped(200_000, 32), 64),
+        ("gaussian k=256", gaussian(300_000, 33), 256),
+    ] {
+        let def = KMeans::params(k).check().unwrap().fit(&v).unwrap();
+        assert_eq!(def.k(), k, "{name}");
+        // The reported SSE is the SSE of its centroids (naive f64).
+        let naive = naive_sse(&v, &def.centroids);
+        assert!(
+            (def.sse - naive).abs() <= 1e-9 * naive,
+            "{name}: {} vs {naive}",
+            def.sse
+        );
+        let opt = KMeans::params(k)
+            .optimal()
+            .check()
+            .unwrap()
+            .fit(&v)
+            .unwrap();
+        let linear = KMeans::params(k)
+            .lloyd(Init::Linear)
+            .check()
+            .unwrap()
+            .fit(&v)
+            .unwrap();
+        assert!(
+            def.sse >= opt.sse * (1.0 - 1e-12),
+            "{name}: below the optimum?"
+        );
+        assert!(
+            def.sse <= opt.sse * 1.02,
+            "{name}: default {} vs optimum {}",
+            def.sse,
+            opt.sse
+        );
+        assert!(
+            def.sse <= linear.sse,
+            "{name}: {} vs linear {}",
+            def.sse,
+            linear.sse
+        );
+        assert_eq!(def.iterations < 300, true, "{name}: did not converge");
+    }
+    // The companding init: sorted, inside the range, and Lloyd from it
+    // within a few percent of the optimum.
+    let v = gaussian(200_000, 35);
+    let h = Histogram::new(&v).unwrap();
+    let c = Init::Companding.centroids(&h, 64);
+    assert!(c.windows(2).all(|w| w[0] <= w[1]));
+    assert!(c[0] >= h.values()[0] as f64 && c[63] <= h.values()[h.len() - 1] as f64);
+    let l = KMeans::params(64)
+        .lloyd(Init::Companding)
+        .check()
+        .unwrap()
+        .fit(&v)
+        .unwrap();
+    let opt = KMeans::params(64)
+        .optimal()
+        .check()
+        .unwrap()
+        .fit(&v)
+        .unwrap();
+    assert!(l.sse <= opt.sse * 1.05, "{} vs {}", l.sse, opt.sse);
+    // Fewer distinct values than k: the typed error, as before.
+    let few: Vec<f32> = (0..10_000).map(|i| (i % 40) as f32).collect();
+    assert!(matches!(
+        KMeans::params(64).check().unwrap().fit(&few),
+        Err(SquishError::Sharing(SharingError::TooFewDistinct {
+            k: 64,
+            distinct: 40
+        }))
+    ));
+    // Exactly k distinct values (and a summary that could merge them): zero error.
+    let exact: Vec<f32> = (0..200_000).map(|i| (i % 5000) as f32 * 1e-3).collect();
+    let c = KMeans::params(5000).check().unwrap().fit(&exact).unwrap();
+    // (The reported SSE is a difference of prefix sums: 0 up to round-off.)
+    assert!(naive_sse(&exact, &c.centroids) < 1e-9, "{}", c.sse);
+}
+
+#[test]
+fn codebook_encoding_is_the_same_on_any_executor() {
+    let v = real_shaped(300_000, 34);
+    let w = Array2::from_shape_vec((300, 1000), v.clone()).unwrap();
+    let m = CompressedMatrix::from_dense(w.view()).unwrap();
+    let pool = ThreadPool::new(2).unwrap();
+    for km in [
+        KMeans::params(256).check().unwrap(),
+        KMeans::params(16).per_row().check().unwrap(),
+    ] {
+        let seq = km.quantize_on(&m, &Sequential).unwrap();
+        assert_eq!(km.quantize_on(&m, &pool).unwrap(), seq);
+    }
+    // Per tensor: every weight decodes to its nearest centroid of the fit.
+    let km = KMeans::params(256).check().unwrap();
+    let book = km.fit(&v).unwrap().centroids_f32();
+    let back = km.quantize_on(&m, &pool).unwrap().to_dense();
+    for (&x, &y) in v.iter().zip(back.iter()) {
+        let best = book
+            .iter()
+            .map(|&c| (x as f64 - c as f64).abs())
+            .fold(f64::INFINITY, f64::min);
+        assert!(book.contains(&y), "{y} is not a centroid");
+        assert!((x as f64 - y as f64).abs() <= best + 1e-12, "{x} -> {y}");
+    }
+}

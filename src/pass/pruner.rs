@@ -4,6 +4,7 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Result, SquishError};
 use crate::matrix::{CompressedMatrix, Structure, Values};
+use crate::parallel::ParallelExecutor;
 
 /// Decides which weights survive.
 ///
@@ -37,6 +38,26 @@ pub trait Pruner: Send + Sync {
         let w = prunable_dense(&self.name(), m)?;
         let keep = self.mask(w.view())?;
         CompressedMatrix::csr_from_mask(w.view(), keep.view())
+    }
+
+    /// [`mask`](Pruner::mask) with the work spread over `exec`; the result
+    /// must not depend on the executor. Defaults to the single-threaded
+    /// version.
+    fn mask_on(&self, w: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<bool>> {
+        let _ = exec;
+        self.mask(w)
+    }
+
+    /// [`prune`](Pruner::prune) with the work spread over `exec` (what the
+    /// [`Prune`](crate::pruning::Prune) pass calls); the result must not
+    /// depend on the executor. Defaults to the single-threaded version.
+    fn prune_on(
+        &self,
+        m: &CompressedMatrix,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<CompressedMatrix> {
+        let _ = exec;
+        self.prune(m)
     }
 }
 

@@ -2,10 +2,14 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::select::{keep_mask_per_row, keep_mask_smallest, prune_count};
+use super::select::{keep_mask_per_row, keep_mask_smallest, prune_count, Selection};
+use super::to_csr::{csr_without, keep_without};
 use super::Pruner;
 use super::PruningError;
 use crate::error::Result;
+use crate::matrix::{CompressedMatrix, Structure, Values};
+use crate::parallel::{map, rows_per_task, ParallelExecutor};
+use crate::pass::prunable_dense;
 
 /// Unchecked hyperparameters of a [`Magnitude`] pruner.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +29,13 @@ pub struct MagnitudeParams {
 ///
 /// With [`per_row`](MagnitudeParams::per_row) each row loses `⌊s·cols⌋`
 /// weights instead (same tie rule within the row).
+///
+/// [`prune_on`](Pruner::prune_on) (what a pipeline runs) goes straight to
+/// CSR without a keep-mask: a sampled bracket and one parallel counting pass
+/// find the cut ([`Selection::smallest_on`](super::Selection::smallest_on)),
+/// then fixed blocks of rows compact their survivors on the executor. The
+/// kept set is the one [`mask`](Pruner::mask) gives, bit for bit, on any
+/// executor.
 ///
 /// ```
 /// use ndarray::array;
@@ -94,5 +105,53 @@ impl Pruner for Magnitude {
         } else {
             keep_mask_smallest(w, prune_count(self.sparsity, w.len()))
         })
+    }
+
+    fn mask_on(&self, w: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<bool>> {
+        check_matrix("weight matrix", w)?;
+        let (rows, cols) = w.dim();
+        let w = w.as_standard_layout();
+        let data = w.as_slice().expect("standard layout");
+        let keep = if self.per_row {
+            let rpt = rows_per_task(cols, 1 << 16);
+            let count = prune_count(self.sparsity, cols);
+            map(exec, rows.div_ceil(rpt), |b| {
+                let block = &data[b * rpt * cols..((b + 1) * rpt).min(rows) * cols];
+                let mut keep = vec![true; block.len()];
+                for (row, k) in block.chunks(cols).zip(keep.chunks_mut(cols)) {
+                    Selection::smallest(&[row], count).write_keep(&[row], &mut [k]);
+                }
+                keep
+            })
+            .concat()
+        } else {
+            let sel = Selection::smallest_on(data, prune_count(self.sparsity, data.len()), exec);
+            keep_without(data, &sel, exec)
+        };
+        Ok(Array2::from_shape_vec((rows, cols), keep).expect("sizes match"))
+    }
+
+    fn prune_on(
+        &self,
+        m: &CompressedMatrix,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<CompressedMatrix> {
+        if self.per_row {
+            let w = prunable_dense(&self.name(), m)?;
+            let keep = self.mask_on(w.view(), exec)?;
+            return CompressedMatrix::csr_from_mask(w.view(), keep.view());
+        }
+        let (rows, cols) = m.shape();
+        // A dense f32 matrix is read in place; anything else is decoded once.
+        let decoded;
+        let data: &[f32] = match (m.structure(), m.values()) {
+            (Structure::Dense, Some(Values::F32(v))) => v.data(),
+            _ => {
+                decoded = prunable_dense(&self.name(), m)?;
+                decoded.as_slice().expect("standard layout")
+            }
+        };
+        let sel = Selection::smallest_on(data, prune_count(self.sparsity, data.len()), exec);
+        csr_without(rows, cols, data, &sel, exec)
     }
 }

@@ -25,6 +25,7 @@ mod schedule;
 mod select;
 mod sparsegpt;
 mod structured;
+mod to_csr;
 
 pub use crate::pass::Pruner;
 pub use error::PruningError;

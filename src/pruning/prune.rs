@@ -6,7 +6,8 @@ use crate::parallel::ParallelExecutor;
 use crate::pass::{CompressionPass, Pruner};
 use crate::pipeline::Pipeline;
 
-/// Adapts any [`Pruner`] into a [`CompressionPass`].
+/// Adapts any [`Pruner`] into a [`CompressionPass`]; the pass runs
+/// [`Pruner::prune_on`] on the pipeline's executor.
 #[derive(Clone, Debug)]
 pub struct Prune<P>(pub P);
 
@@ -15,12 +16,8 @@ impl<P: Pruner> CompressionPass for Prune<P> {
         self.0.name()
     }
 
-    fn apply(
-        &self,
-        m: &CompressedMatrix,
-        _exec: &dyn ParallelExecutor,
-    ) -> Result<CompressedMatrix> {
-        self.0.prune(m)
+    fn apply(&self, m: &CompressedMatrix, exec: &dyn ParallelExecutor) -> Result<CompressedMatrix> {
+        self.0.prune_on(m, exec)
     }
 }
 

@@ -10,6 +10,8 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::Result;
+use crate::kernels::multiversion;
+use crate::parallel::{map, ParallelExecutor};
 use crate::pruning::PruningError;
 
 /// Bits of the first radix pass: keys have 31 significant bits.
@@ -127,6 +129,91 @@ impl Selection {
         }
     }
 
+    /// [`smallest`](Self::smallest) over one slice with the work spread over
+    /// `exec`: the same selection (same threshold, same ties), for any
+    /// executor.
+    ///
+    /// A strided sample of the keys brackets the cut between two sampled
+    /// magnitudes `lo ≤ hi`; one parallel pass over fixed chunks counts the
+    /// keys below `lo`, equal to `lo` and equal to `hi`, and collects the few
+    /// keys strictly between them; an exact selection among those gives the
+    /// cut. When the sample misjudged the bracket (the cut lies outside it)
+    /// the exact histogram selection runs instead, so the result never
+    /// depends on the sample, only the time does.
+    ///
+    /// ```
+    /// use squish::parallel::{Sequential, ThreadPool};
+    /// use squish::pruning::Selection;
+    /// let v: Vec<f32> = (0..300_000).map(|i| ((i * 7919) % 1000) as f32 - 500.0).collect();
+    /// let pool = ThreadPool::new(2)?;
+    /// let s = Selection::smallest_on(&v, 200_000, &pool);
+    /// assert_eq!(s, Selection::smallest(&[&v], 200_000));
+    /// assert_eq!(s, Selection::smallest_on(&v, 200_000, &Sequential));
+    /// # Ok::<(), squish::SquishError>(())
+    /// ```
+    pub fn smallest_on(data: &[f32], count: usize, exec: &dyn ParallelExecutor) -> Selection {
+        let n = data.len();
+        let count = count.min(n);
+        if count == 0 || n < SAMPLED_MIN {
+            return Selection::smallest(&[data], count);
+        }
+        let rank = count - 1;
+        let (lo, hi) = bracket(data, rank);
+        let chunks = n.div_ceil(PASS_CHUNK);
+        let parts = map(exec, chunks, |c| {
+            let s = &data[c * PASS_CHUNK..((c + 1) * PASS_CHUNK).min(n)];
+            let mut band = Vec::new();
+            let counts = band_pass(s, lo, hi, &mut band);
+            (counts, band)
+        });
+        let (mut lt, mut eq_lo, mut eq_hi) = (0usize, 0usize, 0usize);
+        for ((a, b, c), _) in &parts {
+            lt += a;
+            eq_lo += b;
+            eq_hi += c;
+        }
+        if lo == hi {
+            eq_hi = 0; // counted once, as `eq_lo`
+        }
+        let strict: usize = parts.iter().map(|(_, b)| b.len()).sum();
+        if rank < lt || rank >= lt + eq_lo + strict + eq_hi {
+            // The sample's bracket missed the cut: select exactly.
+            return Selection::smallest(&[data], count);
+        }
+        let (threshold, below, equal) = if rank < lt + eq_lo {
+            (lo, lt, eq_lo)
+        } else if rank < lt + eq_lo + strict {
+            let mut cand: Vec<u32> = Vec::with_capacity(strict);
+            for (_, b) in &parts {
+                cand.extend_from_slice(b);
+            }
+            let r = rank - lt - eq_lo;
+            let (_, &mut t, _) = cand.select_nth_unstable(r);
+            let less = cand.iter().filter(|&&k| k < t).count();
+            let equal = cand.iter().filter(|&&k| k == t).count();
+            (t, lt + eq_lo + less, equal)
+        } else {
+            (hi, lt + eq_lo + strict, eq_hi)
+        };
+        Selection {
+            threshold,
+            below,
+            ties: count - below,
+            equal,
+        }
+    }
+
+    /// The raw key of the threshold (`|v|`'s bits).
+    pub(crate) fn threshold_key(&self) -> u32 {
+        self.threshold
+    }
+
+    /// Whether some elements equal to the threshold survive (then the
+    /// first [`ties`](Self::ties) of them, in position order, are pruned).
+    pub(crate) fn splits_ties(&self) -> bool {
+        self.equal != self.ties
+    }
+
     /// The magnitude at the cut (0 when nothing is selected).
     pub fn threshold(&self) -> f32 {
         f32::from_bits(self.threshold)
@@ -196,6 +283,86 @@ impl Selection {
             })
             .collect()
     }
+}
+
+/// Inputs shorter than this are selected by [`Selection::smallest`] directly.
+const SAMPLED_MIN: usize = 1 << 18;
+/// Elements per task of the parallel pass (fixed: results never depend on
+/// the thread count).
+const PASS_CHUNK: usize = 1 << 16;
+/// Sampled runs of consecutive elements, and their length.
+const SAMPLE_RUNS: usize = 512;
+const SAMPLE_RUN: usize = 128;
+
+/// Two keys `lo ≤ hi` from a sample of `data` that bracket the key of rank
+/// `rank` with high probability (four standard deviations of the sample
+/// quantile, and more).
+fn bracket(data: &[f32], rank: usize) -> (u32, u32) {
+    let n = data.len();
+    let stride = n / SAMPLE_RUNS;
+    let run = SAMPLE_RUN.min(stride);
+    let mut sample: Vec<u32> = Vec::with_capacity(SAMPLE_RUNS * run);
+    for r in 0..SAMPLE_RUNS {
+        let start = r * stride + (stride - run) / 2;
+        sample.extend(data[start..start + run].iter().map(|&v| key(v)));
+    }
+    let m = sample.len();
+    let q = (rank as f64 + 0.5) / n as f64;
+    let sd = (m as f64 * q * (1.0 - q)).sqrt();
+    let margin = (4.0 * sd + 8.0).ceil() as usize;
+    let centre = (q * m as f64) as usize;
+    let lo_rank = centre.saturating_sub(margin);
+    let hi_rank = (centre + margin).min(m - 1);
+    let lo = if lo_rank == 0 {
+        0
+    } else {
+        *sample.select_nth_unstable(lo_rank).1
+    };
+    let hi = if hi_rank == m - 1 {
+        u32::MAX
+    } else {
+        *sample.select_nth_unstable(hi_rank).1
+    };
+    (lo, hi.max(lo))
+}
+
+multiversion! {
+    /// Counts the keys of `s` below `lo`, equal to `lo` and equal to `hi`,
+    /// and appends the keys strictly between them to `band` (in order).
+    /// `s` is one task's chunk (shorter than 2³² elements).
+    fn band_pass(s: &[f32], lo: u32, hi: u32, band: &mut Vec<u32>) -> (usize, usize, usize) => band_pass_generic;
+}
+
+#[inline(always)]
+fn band_pass_generic(s: &[f32], lo: u32, hi: u32, band: &mut Vec<u32>) -> (usize, usize, usize) {
+    const B: usize = 64;
+    let (mut lt, mut eq_lo, mut eq_hi) = (0u32, 0u32, 0u32);
+    let blocks = s.chunks_exact(B);
+    let tail = blocks.remainder();
+    for b in blocks {
+        let mut mask = 0u64;
+        for (i, &v) in b.iter().enumerate() {
+            let k = key(v);
+            lt += (k < lo) as u32;
+            eq_lo += (k == lo) as u32;
+            eq_hi += (k == hi) as u32;
+            mask |= ((k > lo && k < hi) as u64) << i;
+        }
+        while mask != 0 {
+            band.push(key(b[mask.trailing_zeros() as usize]));
+            mask &= mask - 1;
+        }
+    }
+    for &v in tail {
+        let k = key(v);
+        lt += (k < lo) as u32;
+        eq_lo += (k == lo) as u32;
+        eq_hi += (k == hi) as u32;
+        if k > lo && k < hi {
+            band.push(k);
+        }
+    }
+    (lt as usize, eq_lo as usize, eq_hi as usize)
 }
 
 /// Keep-mask of a matrix with its `count` smallest `|v|` removed.

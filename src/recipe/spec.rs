@@ -184,8 +184,14 @@ impl LowRankSpec {
 /// Initial centroids of Lloyd's algorithm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 pub enum InitSpec {
-    /// Evenly spaced over the value range (the default).
+    /// The optimum of a 4096-point summary (the default).
     #[default]
+    #[serde(rename = "coarse")]
+    Coarse,
+    /// Centroid density ∝ p^(1/3).
+    #[serde(rename = "companding")]
+    Companding,
+    /// Evenly spaced over the value range.
     #[serde(rename = "linear")]
     Linear,
     /// At the quantiles.
@@ -273,6 +279,8 @@ impl KMeansSpec {
                         rule: "only allowed with init = \"kmeans++\"",
                     }))
                 }
+                (InitSpec::Companding, None) => Init::Companding,
+                (InitSpec::Coarse, None) => Init::Coarse,
                 (InitSpec::Linear, None) => Init::Linear,
                 (InitSpec::Density, None) => Init::Density,
             };

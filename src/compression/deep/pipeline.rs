@@ -7,7 +7,7 @@ use rand::SeedableRng;
 
 use super::DeepError;
 use super::HuffmanCsr;
-use crate::compression::sharing::KMeans;
+use crate::compression::sharing::{Init, KMeans};
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
 use crate::matrix::CompressedMatrix;
@@ -298,12 +298,13 @@ impl DeepCompression {
         CompressedMlp::from_parts(layers, biases, mlp.activation())
     }
 
-    /// Stage 2a: k-means (linear init, `2^bits` centroids) over each layer's
+    /// Stage 2a: k-means (linear init, as in the paper: it keeps centroids
+    /// on the rare large weights; `2^bits` centroids) over each layer's
     /// stored weights.
     pub fn share(&self, sparse: &CompressedMlp) -> Result<CompressedMlp> {
         let mut out = sparse.clone();
         for (l, &b) in self.p.bits.iter().enumerate() {
-            let q = KMeans::params(1usize << b).check()?;
+            let q = KMeans::params(1usize << b).lloyd(Init::Linear).check()?;
             let w = q.quantize(&sparse.layers()[l])?;
             out.set_layer(l, w, sparse.biases()[l].clone())?;
         }

@@ -1,8 +1,12 @@
-//! faer decompositions (thin SVD, thin QR), always with `Par::Seq`.
+//! faer decompositions (thin SVD, thin QR) and the GEMMs of the randomized
+//! SVD.
 //!
 //! faer's high-level solvers use a process-wide parallelism setting; the
 //! low-level calls here take it explicitly, so results never depend on a
 //! global pool (parallel work in squish goes through a `ParallelExecutor`).
+//! The exact SVD runs faer's own parallel algorithm inside the executor's
+//! pool ([`on_executor`]); the GEMMs split their output into fixed row
+//! blocks, one single-threaded faer GEMM each.
 
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -10,28 +14,99 @@ use faer::linalg::householder::{
     apply_block_householder_sequence_on_the_left_in_place_scratch,
     apply_block_householder_sequence_on_the_left_in_place_with_conj,
 };
+use faer::linalg::matmul::matmul;
 use faer::linalg::qr::no_pivoting::factor::{
     qr_in_place, qr_in_place_scratch, recommended_block_size,
 };
 use faer::linalg::svd::{svd, svd_scratch, ComputeSvdVectors};
-use faer::{Conj, Mat, Par};
+use faer::{Accum, Conj, Mat, Par};
 use faer_ext::{IntoFaer, IntoNdarray};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2};
 
 use super::{LowRankError, Svd};
 use crate::error::Result;
+use crate::parallel::{for_each_chunk_mut, map, ParallelExecutor};
+
+/// Runs `f(par)` on `exec`: with one thread, `Par::Seq` on the calling
+/// thread; with more, as one task of the executor (so faer's rayon work
+/// lands in the executor's own pool) with `Par::rayon(threads)`.
+pub(crate) fn on_executor<T: Send>(exec: &dyn ParallelExecutor, f: impl Fn(Par) -> T + Sync) -> T {
+    let threads = exec.threads();
+    if threads <= 1 {
+        return f(Par::Seq);
+    }
+    map(exec, 1, |_| f(Par::rayon(threads)))
+        .pop()
+        .expect("one task")
+}
+
+/// Output rows per GEMM task (fixed: the same sums on any executor).
+const GEMM_ROWS: usize = 128;
+
+/// `lhs · rhs` (`m × n` times `n × k`) on `exec`.
+pub(crate) fn mul(
+    exec: &dyn ParallelExecutor,
+    lhs: ArrayView2<f32>,
+    rhs: ArrayView2<f32>,
+) -> Array2<f32> {
+    let (m, k) = (lhs.nrows(), rhs.ncols());
+    block_rows(exec, m, k, |r0, r1, out| {
+        gemm(out, lhs.slice(s![r0..r1, ..]), rhs)
+    })
+}
+
+/// `lhsᵀ · rhs` (`lhs` is `m × n`, `rhs` is `m × k`; the result is `n × k`).
+pub(crate) fn mul_tn(
+    exec: &dyn ParallelExecutor,
+    lhs: ArrayView2<f32>,
+    rhs: ArrayView2<f32>,
+) -> Array2<f32> {
+    let (n, k) = (lhs.ncols(), rhs.ncols());
+    block_rows(exec, n, k, |r0, r1, out| {
+        gemm(out, lhs.slice(s![.., r0..r1]).reversed_axes(), rhs)
+    })
+}
+
+/// `out = lhs · rhs` with faer's GEMM on one thread.
+fn gemm(out: ArrayViewMut2<f32>, lhs: ArrayView2<f32>, rhs: ArrayView2<f32>) {
+    matmul(
+        out.into_faer(),
+        Accum::Replace,
+        lhs.into_faer(),
+        rhs.into_faer(),
+        1.0f32,
+        Par::Seq,
+    );
+}
+
+/// A `rows × cols` matrix whose blocks of [`GEMM_ROWS`] rows are filled by
+/// `f(r0, r1, out)`, one task each.
+fn block_rows<F>(exec: &dyn ParallelExecutor, rows: usize, cols: usize, f: F) -> Array2<f32>
+where
+    F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
+{
+    let mut data = vec![0.0f32; rows * cols];
+    if cols > 0 {
+        for_each_chunk_mut(exec, &mut data, GEMM_ROWS * cols, |t, chunk| {
+            let r0 = t * GEMM_ROWS;
+            let nr = chunk.len() / cols;
+            let out = ArrayViewMut2::from_shape((nr, cols), chunk).expect("whole rows");
+            f(r0, r0 + nr, out);
+        });
+    }
+    Array2::from_shape_vec((rows, cols), data).expect("sizes match")
+}
 
 /// A faer matrix as a row-major ndarray.
 fn to_ndarray(m: &Mat<f32>) -> Array2<f32> {
     m.as_ref().into_ndarray().as_standard_layout().into_owned()
 }
 
-/// Thin SVD of `w` (`min(m, n)` triplets).
-pub(crate) fn thin_svd(w: ArrayView2<f32>) -> Result<Svd> {
+/// Thin SVD of `w` (`min(m, n)` triplets) with faer's parallelism `par`.
+pub(crate) fn thin_svd(w: ArrayView2<f32>, par: Par) -> Result<Svd> {
     let a = w.into_faer();
     let (m, n) = (a.nrows(), a.ncols());
     let k = m.min(n);
-    let par = Par::Seq;
     let mut s = Diag::<f32>::zeros(k);
     let mut u = Mat::<f32>::zeros(m, k);
     let mut v = Mat::<f32>::zeros(n, k);

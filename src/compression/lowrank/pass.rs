@@ -101,8 +101,8 @@ impl LowRank {
         self.method
     }
 
-    /// Factorizes `w`; matrix products of the randomized SVD run on `exec`
-    /// (the result does not depend on it).
+    /// Factorizes `w` on `exec`: the exact SVD runs faer's parallel SVD in
+    /// the executor's pool, the randomized SVD its products.
     pub fn factorize(
         &self,
         w: ArrayView2<f32>,
@@ -112,7 +112,7 @@ impl LowRank {
         let (m, n) = w.dim();
         let (svd, all, rel_error, estimate) = match self.method {
             SvdMethod::Exact(backend) => {
-                let full = Svd::exact(w, backend)?;
+                let full = Svd::exact_on(w, backend, exec)?;
                 let r = self.selection.select_from_spectrum(
                     m,
                     n,

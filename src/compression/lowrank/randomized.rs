@@ -6,9 +6,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{faer_backend, LowRankError, Svd};
+use super::faer_backend::{self, mul, mul_tn};
+use super::{LowRankError, Svd};
 use crate::error::{check_finite, check_non_empty, Result};
-use crate::kernels::gemm::{mul, mul_tn};
 use crate::parallel::ParallelExecutor;
 
 /// Randomized truncated SVD (Halko, Martinsson & Tropp 2011, Alg. 4.4 + 5.1).
@@ -19,8 +19,8 @@ use crate::parallel::ParallelExecutor;
 ///    drowning in f32 round-off).
 /// 3. Q = qr(Y); B = Qᵀ·W is small; its thin SVD B = Û·Σ·Vᵀ gives U = Q·Û.
 ///
-/// Multiplications with W run on the executor; the QR and the small SVD run
-/// on one thread. The Gaussian numbers come from ChaCha8 seeded with `seed`,
+/// Multiplications with W run on the executor (fixed blocks of output rows,
+/// one faer GEMM each); the QR and the small SVD run on one thread. The Gaussian numbers come from ChaCha8 seeded with `seed`,
 /// so the output is bit-identical for a given seed whatever the executor.
 ///
 /// ```
@@ -209,7 +209,7 @@ impl RandomizedSvd {
         }
         // Bᵀ = Wᵀ·Q is n × k; its SVD Bᵀ = Û'·Σ·V'ᵀ gives B = V'·Σ·Û'ᵀ.
         let bt = mul_tn(exec, w, q.view());
-        let small = faer_backend::thin_svd(bt.view())?;
+        let small = faer_backend::thin_svd(bt.view(), faer::Par::Seq)?;
         let u = q.dot(&small.vt().t());
         let vt = small.u().t().as_standard_layout().into_owned();
         Ok(Svd::from_parts(u, small.s().clone(), vt))

@@ -5,6 +5,7 @@ use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 
 use super::LowRankError;
 use crate::error::{check_finite, check_non_empty, Result};
+use crate::parallel::{ParallelExecutor, Sequential};
 
 /// W ≈ U·diag(σ)·Vᵀ with `k` triplets, σ non-increasing.
 ///
@@ -75,10 +76,37 @@ impl Svd {
     ///
     /// Rejects empty and non-finite matrices.
     pub fn exact(w: ArrayView2<f32>, backend: SvdBackend) -> Result<Self> {
+        Self::exact_on(w, backend, &Sequential)
+    }
+
+    /// [`exact`](Self::exact) with the work spread over `exec`.
+    ///
+    /// faer runs its parallel SVD (blocked bidiagonalization, divide and
+    /// conquer) inside the executor's pool with as many threads as the
+    /// executor has. The LAPACK backend ignores `exec` (OpenBLAS has its own
+    /// threads: `OPENBLAS_NUM_THREADS`).
+    ///
+    /// ```
+    /// use ndarray::Array2;
+    /// use squish::compression::lowrank::{Svd, SvdBackend};
+    /// use squish::parallel::ThreadPool;
+    /// let w = Array2::from_shape_fn((300, 200), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+    /// let svd = Svd::exact_on(w.view(), SvdBackend::Faer, &ThreadPool::new(2)?)?;
+    /// let err = (&svd.reconstruct() - &w).iter().fold(0.0f32, |m, d| m.max(d.abs()));
+    /// assert!(err < 1e-3);
+    /// # Ok::<(), squish::SquishError>(())
+    /// ```
+    pub fn exact_on(
+        w: ArrayView2<f32>,
+        backend: SvdBackend,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Self> {
         check_non_empty("weight matrix", w.nrows(), w.ncols())?;
         check_finite("weight matrix", w.iter())?;
         match backend.check()? {
-            SvdBackend::Faer => super::faer_backend::thin_svd(w),
+            SvdBackend::Faer => {
+                super::faer_backend::on_executor(exec, |par| super::faer_backend::thin_svd(w, par))
+            }
             SvdBackend::Lapack => {
                 #[cfg(feature = "lapack")]
                 {

@@ -7,8 +7,9 @@
 //! - [`Histogram`]: sort once (radix sort), merge equal values with their
 //!   counts or importances, prefix sums — every cluster cost is then O(1).
 //! - [`lloyd`]: Lloyd's algorithm with binary-search assignment and
-//!   prefix-sum updates, O(k log n) an iteration; [`Init`]: linear, density,
-//!   seeded k-means++.
+//!   prefix-sum updates, O(k log n) an iteration; [`Init`]: coarse (the
+//!   default: the exact optimum of a 4096-point summary), companding
+//!   (centroid density ∝ p^(1/3)), linear, density, seeded k-means++.
 //! - [`optimal()`]: the exact optimum by dynamic programming (Ckmeans.1d.dp,
 //!   Wang & Song 2011), run only where a coarse lower bound lets an optimal
 //!   split lie; each layer solved by divide and conquer or SMAWK ([`DpLayer`]).
@@ -42,7 +43,7 @@ pub use huffman::{
     column_gaps, columns_from_gaps, entropy_bits, symbol_counts, BitStream, HuffmanCode,
     MAX_CODE_LEN,
 };
-pub use init::Init;
+pub use init::{Init, COARSE_POINTS, COMPANDING_BINS};
 pub use kmeans::{KMeans, KMeansParams, Method, DEFAULT_DP_MEMORY};
 pub use lloyd::lloyd;
 #[allow(deprecated)]

@@ -1,0 +1,117 @@
+"""Peers of squish's compression passes: what a user would pick instead
+(PyTorch, numpy, scikit-learn), on the same work as `benches/passes.rs`.
+
+Adapted from ../shared/peers/peers.py (which also times the serving kernels).
+
+Run:   python3 benches/peers/peers.py [threads] [section ...] [--json FILE]
+       sections: prune svd kmeans quant (default: all four)
+Needs: numpy, torch, scikit-learn (e.g. /work/venv/bin/python).
+
+`cargo bench --bench passes` runs this script itself in the same sitting when
+SQUISH_PEER_PYTHON names a Python interpreter, and prints both side by side.
+PyTorch on 2 threads collapses when anything else runs: record `uptime`.
+Prints one JSON object (times in ms are medians)."""
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+args = [a for a in sys.argv[1:]]
+out_file = None
+if "--json" in args:
+    i = args.index("--json")
+    out_file = args[i + 1]
+    del args[i:i + 2]
+threads = int(args[0]) if args and args[0].isdigit() else 2
+sections = [a for a in args if not a.isdigit()] or ["prune", "svd", "kmeans", "quant"]
+torch.set_num_threads(threads)
+
+
+def med(f, n=5, warm=1):
+    for _ in range(warm):
+        f()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2]
+
+
+rng = np.random.default_rng(0)
+out = {"threads": threads, "loadavg_start": open("/proc/loadavg").read().split()[:3]}
+
+if "prune" in sections:
+    # 90 % magnitude pruning of 16M weights: PyTorch's pruning utility, the
+    # bare threshold (numpy partition), and torch to a CSR tensor.
+    import torch.nn.utils.prune as prune
+    w = torch.randn(4096, 4096)
+
+    def do_prune():
+        l = torch.nn.Linear(4096, 4096, bias=False)
+        l.weight.data = w.clone()
+        prune.l1_unstructured(l, "weight", amount=0.9)
+        prune.remove(l, "weight")
+        return l.weight
+
+    out["torch_l1_unstructured_16M_90pct_ms"] = med(do_prune, n=3) * 1e3
+
+    def torch_csr():
+        a = w.abs().flatten()
+        k = int(0.9 * a.numel())
+        t = torch.kthvalue(a, k).values
+        return (w * (w.abs() > t)).to_sparse_csr()
+
+    out["torch_kthvalue_to_csr_16M_90pct_ms"] = med(torch_csr, n=3) * 1e3
+    wn = w.numpy()
+    out["numpy_partition_threshold_16M_ms"] = med(
+        lambda: np.partition(np.abs(wn).ravel(), int(0.9 * wn.size)), n=3) * 1e3
+
+if "svd" in sections:
+    # Exact thin SVD and rank-64 randomized SVD (q = 64 + 10 columns, 2 power
+    # iterations: squish's defaults) at 2048²; relative Frobenius error of the
+    # rank-64 result on a Gaussian and on a decaying-spectrum matrix (columns
+    # scaled by 1 / (1 + j/32), as in benches/passes.rs).
+    m = 2048
+    torch.manual_seed(0)
+    a = torch.randn(m, m)
+    decay = a * (1.0 / (1.0 + torch.arange(m, dtype=torch.float32) / 32.0))
+    out[f"torch_svd_full_{m}_ms"] = med(lambda: torch.linalg.svd(a, full_matrices=False), n=3) * 1e3
+    out[f"torch_svd_lowrank64_{m}_ms"] = med(lambda: torch.svd_lowrank(a, q=64 + 10, niter=2), n=5) * 1e3
+    for name, x in [("gaussian", a), ("decay", decay)]:
+        u, s, v = torch.svd_lowrank(x, q=64 + 10, niter=2)
+        r = (u[:, :64] * s[:64]) @ v[:, :64].T
+        out[f"torch_svd_lowrank64_{m}_{name}_relerr"] = float(torch.linalg.norm(x - r) / torch.linalg.norm(x))
+        sv = torch.linalg.svdvals(x.double())
+        out[f"best_rank64_{m}_{name}_relerr"] = float(torch.sqrt((sv[64:] ** 2).sum() / (sv ** 2).sum()))
+
+if "kmeans" in sections:
+    # 1-D k-means on 1M standard-normal weights (scikit-learn, n_init = 1).
+    from sklearn.cluster import KMeans
+    x = rng.standard_normal(1_000_000).astype(np.float32).reshape(-1, 1)
+    for k in (16, 256):
+        km = KMeans(n_clusters=k, n_init=1, random_state=0, max_iter=100)
+        t = time.perf_counter()
+        km.fit(x)
+        t = time.perf_counter() - t
+        out[f"sklearn_kmeans_1M_k{k}_ms"] = t * 1e3
+        out[f"sklearn_kmeans_1M_k{k}_sse"] = float(km.inertia_)
+
+if "quant" in sections:
+    w = torch.randn(4096, 4096)
+    wn = w.numpy()
+
+    def np_q():
+        s = np.abs(wn).max(axis=1, keepdims=True) / 127
+        return np.clip(np.rint(wn / s), -127, 127).astype(np.int8)
+
+    out["numpy_int8_perrow_16M_ms"] = med(np_q, n=5) * 1e3
+
+out["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+text = json.dumps(out, indent=1)
+if out_file:
+    with open(out_file, "w") as f:
+        f.write(text)
+print(text)
