@@ -24,18 +24,6 @@ pub(crate) fn mul(
     })
 }
 
-/// `lhsᵀ · rhs` (`lhs` is `m × n`, `rhs` is `m × k`; the result is `n × k`).
-pub(crate) fn mul_tn(
-    exec: &dyn ParallelExecutor,
-    lhs: ArrayView2<f32>,
-    rhs: ArrayView2<f32>,
-) -> Array2<f32> {
-    let (n, k) = (lhs.ncols(), rhs.ncols());
-    block_rows(exec, n, k, |r0, r1, mut out| {
-        general_mat_mul(1.0, &lhs.slice(s![.., r0..r1]).t(), &rhs, 0.0, &mut out)
-    })
-}
-
 /// `lhs · rhsᵀ` by row dot products (`lhs` is `m × n`, `rhs` is `b × n`,
 /// both standard layout; the result is `m × b`). For a few right-hand rows
 /// this streams `lhs` once, where a GEMM would first pack it.
