@@ -144,9 +144,32 @@ pub struct ServeBenchArgs {
     /// this many lines, which must lie before --skip.
     #[arg(long, default_value_t = 128)]
     calibration: usize,
-    /// SmoothQuant's alpha for calibrated forms (default: the form's own).
-    #[arg(long)]
-    smooth_alpha: Option<f32>,
+    /// SmoothQuant's alpha for calibrated forms (default: the form's own):
+    /// one value for every input, or four for [query/key/value, attention
+    /// output, intermediate, output], `-` leaving that input unsmoothed.
+    #[arg(long, value_delimiter = ',')]
+    smooth_alpha: Vec<String>,
+}
+
+fn parse_alphas(v: &[String]) -> Result<[Option<f32>; 4]> {
+    let bad = || {
+        SquishError::invalid(
+            "--smooth-alpha",
+            v.join(","),
+            "give one alpha, or four (query/key/value, attention output, intermediate, output; `-` for none)",
+        )
+    };
+    let one = |s: &String| -> Result<Option<f32>> {
+        if s == "-" {
+            return Ok(None);
+        }
+        s.parse::<f32>().map(Some).map_err(|_| bad())
+    };
+    match v.len() {
+        1 => Ok([one(&v[0])?; 4]),
+        4 => Ok([one(&v[0])?, one(&v[1])?, one(&v[2])?, one(&v[3])?]),
+        _ => Err(bad()),
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -201,8 +224,8 @@ pub fn serve_bench(a: &ServeBenchArgs, exec: &dyn ParallelExecutor) -> Result<()
     let mut forms = vec![FORMS[0]];
     for f in &a.forms {
         let mut f = EncoderForm::named(f)?;
-        if let (Some(_), Some(alpha)) = (f.smooth, a.smooth_alpha) {
-            f.smooth = Some(alpha);
+        if f.smooth.is_some() && !a.smooth_alpha.is_empty() {
+            f.smooth = Some(parse_alphas(&a.smooth_alpha)?);
         }
         if f.name != "dense" {
             forms.push(f);

@@ -19,9 +19,11 @@ pub struct EncoderForm {
     pub pipeline: &'static str,
     /// How int8 layers multiply.
     pub activations: Activations,
-    /// SmoothQuant's `alpha` when the form is calibrated ([`SmoothQuant`]):
-    /// the weights are smoothed on calibration sentences before the recipe.
-    pub smooth: Option<f32>,
+    /// SmoothQuant's `alpha` per input (`[query/key/value, attention output,
+    /// intermediate, output]`, see [`SmoothQuant`]) when the form is
+    /// calibrated: the weights are smoothed on calibration sentences before
+    /// the recipe.
+    pub smooth: Option<[Option<f32>; 4]>,
 }
 
 /// Every form, dense first.
@@ -52,7 +54,28 @@ pub const FORMS: &[EncoderForm] = &[
         about: "SmoothQuant (alpha 0.5, 128 calibration sentences) + int8 per-row × int8 dynamic per-token",
         pipeline: r#"[{ method = "int8" }]"#,
         activations: Activations::DynamicInt8,
-        smooth: Some(0.5),
+        smooth: Some([Some(0.7); 4]),
+    },
+    EncoderForm {
+        name: "int8-smooth-g128",
+        about: "SmoothQuant + int8 group-128 × int8 dynamic per-token",
+        pipeline: r#"[{ method = "int8", granularity = "per-group", group_size = 128 }]"#,
+        activations: Activations::DynamicInt8,
+        smooth: Some([Some(0.7); 4]),
+    },
+    EncoderForm {
+        name: "int8-smooth-g64",
+        about: "SmoothQuant + int8 group-64 × int8 dynamic per-token",
+        pipeline: r#"[{ method = "int8", granularity = "per-group", group_size = 64 }]"#,
+        activations: Activations::DynamicInt8,
+        smooth: Some([Some(0.7); 4]),
+    },
+    EncoderForm {
+        name: "int8-g128-dynamic",
+        about: "int8 group-128 × int8 dynamic per-token",
+        pipeline: r#"[{ method = "int8", granularity = "per-group", group_size = 128 }]"#,
+        activations: Activations::DynamicInt8,
+        smooth: None,
     },
     EncoderForm {
         name: "int4-g32",
@@ -155,8 +178,8 @@ impl EncoderForm {
         let smoothed;
         let model = match self.smooth {
             None => model,
-            Some(alpha) => {
-                let sq = SmoothQuant::params().alpha(alpha).check()?;
+            Some(alphas) => {
+                let sq = SmoothQuant::params().alphas(alphas).check()?;
                 smoothed = sq.apply(config, model, calibration, exec)?;
                 &smoothed
             }

@@ -40,8 +40,7 @@ const SITES: [&[&str]; 4] = [
 /// Checked SmoothQuant settings; build with [`SmoothQuant::params`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SmoothQuantParams {
-    alpha: f32,
-    sites: [bool; 4],
+    alpha: [Option<f32>; 4],
 }
 
 /// SmoothQuant, checked: migration strength `alpha` and which inputs of each
@@ -57,21 +56,20 @@ pub struct SmoothQuantParams {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SmoothQuant {
-    alpha: f32,
-    sites: [bool; 4],
+    alpha: [Option<f32>; 4],
 }
 
 impl SmoothQuant {
-    /// Defaults: `alpha = 0.5`, every linear input smoothed.
+    /// Defaults: `alpha = 0.5` at every linear input.
     pub fn params() -> SmoothQuantParams {
         SmoothQuantParams {
-            alpha: 0.5,
-            sites: [true; 4],
+            alpha: [Some(0.5); 4],
         }
     }
 
-    /// Migration strength.
-    pub fn alpha(&self) -> f32 {
+    /// Migration strength per input: `[query/key/value, attention output,
+    /// intermediate, output]`; `None` where that input is not smoothed.
+    pub fn alphas(&self) -> [Option<f32>; 4] {
         self.alpha
     }
 
@@ -80,7 +78,11 @@ impl SmoothQuant {
     /// `w_max`; 1 where either is 0 (nothing to migrate) and within
     /// `[1e-4, 1e4]`.
     pub fn factors(&self, x_max: &[f32], w_max: &[f32]) -> Vec<f32> {
-        let a = self.alpha as f64;
+        self.factors_at(self.alpha[0].unwrap_or(0.0), x_max, w_max)
+    }
+
+    fn factors_at(&self, alpha: f32, x_max: &[f32], w_max: &[f32]) -> Vec<f32> {
+        let a = alpha as f64;
         x_max
             .iter()
             .zip(w_max)
@@ -122,9 +124,9 @@ impl SmoothQuant {
         let mut replaced: Vec<(String, Tensor)> = Vec::new();
         for (l, sites) in stats.iter().enumerate() {
             for (site, x_max) in sites.iter().enumerate() {
-                if !self.sites[site] {
+                let Some(alpha) = self.alpha[site] else {
                     continue;
-                }
+                };
                 let names: Vec<String> = SITES[site]
                     .iter()
                     .map(|n| format!("{p}encoder.layer.{l}.{n}"))
@@ -141,7 +143,7 @@ impl SmoothQuant {
                         }
                     }
                 }
-                let s = Array1::from(self.factors(x_max, &w_max));
+                let s = Array1::from(self.factors_at(alpha, x_max, &w_max));
                 for (n, w) in names.iter().zip(ws) {
                     let shape = vec![w.nrows(), w.ncols()];
                     let w = w * &s.view().insert_axis(ndarray::Axis(0));
@@ -188,28 +190,26 @@ fn f32_tensor(shape: Vec<usize>, data: Vec<f32>) -> Result<Tensor> {
 }
 
 impl SmoothQuantParams {
-    /// Migration strength in `0..=1` (0: nothing moves; 1: all of the
-    /// activation range moves into the weights).
+    /// Migration strength in `0..=1` at every input (0: the activations
+    /// keep their range; 1: all of it moves into the weights).
     pub fn alpha(mut self, alpha: f32) -> Self {
-        self.alpha = alpha;
+        self.alpha = [Some(alpha); 4];
         self
     }
 
-    /// Which inputs of each layer to smooth: `[query/key/value, attention
-    /// output, intermediate, output]`.
-    pub fn sites(mut self, sites: [bool; 4]) -> Self {
-        self.sites = sites;
+    /// Migration strength per input of each layer, `[query/key/value,
+    /// attention output, intermediate, output]`; `None` leaves that input
+    /// as it is.
+    pub fn alphas(mut self, alphas: [Option<f32>; 4]) -> Self {
+        self.alpha = alphas;
         self
     }
 
-    /// Checks `alpha`.
+    /// Checks every `alpha`.
     pub fn check(self) -> Result<SmoothQuant> {
-        if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(NnError::SmoothingAlpha { alpha: self.alpha }.into());
+        if let Some(alpha) = self.alpha.iter().flatten().find(|a| !(0.0..=1.0).contains(*a)) {
+            return Err(NnError::SmoothingAlpha { alpha: *alpha }.into());
         }
-        Ok(SmoothQuant {
-            alpha: self.alpha,
-            sites: self.sites,
-        })
+        Ok(SmoothQuant { alpha: self.alpha })
     }
 }
