@@ -20,6 +20,7 @@ mod fused;
 mod int4;
 mod int8;
 pub mod int8_gemm;
+mod int8_panel;
 mod ternary;
 
 pub use activations::QuantizedActivations;
