@@ -18,7 +18,13 @@ use squish::io::Model;
 use squish::nn::{BertConfig, EncoderForm, SentenceEncoder, SentenceTokenizer, TokenBatch};
 use squish::parallel::ThreadPool;
 
-const FORMS: [&str; 5] = ["dense", "int8", "int8-dynamic", "int8-smooth-g128", "int4-g32"];
+const FORMS: [&str; 5] = [
+    "dense",
+    "int8",
+    "int8-dynamic",
+    "int8-smooth-g128",
+    "int4-g32",
+];
 
 fn bench(c: &mut Criterion) {
     let Some(dir) = std::env::var_os("SQUISH_MINILM_DIR").map(std::path::PathBuf::from) else {
@@ -35,7 +41,10 @@ fn bench(c: &mut Criterion) {
     // SmoothQuant calibrates on the first 128 lines (outside the evaluation split).
     let calib: Vec<&str> = corpus.lines().take(128).collect();
     let calib = tok.encode_all(&calib, &pool).unwrap();
-    let calib: Vec<TokenBatch> = calib.chunks(32).map(|c| TokenBatch::new(c).unwrap()).collect();
+    let calib: Vec<TokenBatch> = calib
+        .chunks(32)
+        .map(|c| TokenBatch::new(c).unwrap())
+        .collect();
     let mut g = c.benchmark_group("minilm_embed_64_sentences");
     g.sample_size(10);
     g.throughput(Throughput::Elements(sents.len() as u64));

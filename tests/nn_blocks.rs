@@ -401,7 +401,11 @@ fn smoothed_bert_computes_the_same_function() {
     let sm = sq.apply(&c, &m, &calib, &Sequential).unwrap();
     for name in ["query", "key", "value"] {
         let base = format!("encoder.layer.1.attention.self.{name}");
-        let inv = sm.get(&format!("{base}.{INPUT_SCALE}")).unwrap().as_f32().unwrap();
+        let inv = sm
+            .get(&format!("{base}.{INPUT_SCALE}"))
+            .unwrap()
+            .as_f32()
+            .unwrap();
         let w0 = m.get(&format!("{base}.weight")).unwrap().matrix().unwrap();
         let w1 = sm.get(&format!("{base}.weight")).unwrap().matrix().unwrap();
         for ((i, j), &v) in w1.indexed_iter() {
@@ -409,7 +413,8 @@ fn smoothed_bert_computes_the_same_function() {
             assert!((back - w0[[i, j]] as f64).abs() <= 1e-6 * (1.0 + w0[[i, j]].abs() as f64));
         }
     }
-    let enc = BertEncoder::from_weights(c.clone(), Weights::Dense(&sm), Activations::Float).unwrap();
+    let enc =
+        BertEncoder::from_weights(c.clone(), Weights::Dense(&sm), Activations::Float).unwrap();
     let e = enc.embed(&calib[0], &Sequential).unwrap();
     for (s, ids) in seqs.iter().enumerate() {
         for (j, w) in bert_f64(&m, &c, ids).iter().enumerate() {

@@ -191,7 +191,10 @@ pub fn serve_bench(a: &ServeBenchArgs, exec: &dyn ParallelExecutor) -> Result<()
         return Err(SquishError::invalid(
             "--calibration",
             a.calibration,
-            format!("calibration lines must lie before the {} skipped ones", a.skip),
+            format!(
+                "calibration lines must lie before the {} skipped ones",
+                a.skip
+            ),
         ));
     }
     let calib: Vec<String> = all.iter().take(a.calibration).cloned().collect();

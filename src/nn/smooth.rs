@@ -115,7 +115,9 @@ impl SmoothQuant {
             BertEncoder::from_weights(config.clone(), Weights::Dense(model), Activations::Float)?;
         let stats = dense.input_abs_max(calibration, exec)?;
         let p = if model.get("embeddings.word_embeddings.weight").is_none()
-            && model.get("bert.embeddings.word_embeddings.weight").is_some()
+            && model
+                .get("bert.embeddings.word_embeddings.weight")
+                .is_some()
         {
             "bert."
         } else {
@@ -150,7 +152,10 @@ impl SmoothQuant {
                     let data = w.into_raw_vec_and_offset().0;
                     replaced.push((format!("{n}.weight"), f32_tensor(shape, data)?));
                     let inv: Vec<f32> = s.iter().map(|v| 1.0 / v).collect();
-                    replaced.push((format!("{n}.{INPUT_SCALE}"), f32_tensor(vec![inv.len()], inv)?));
+                    replaced.push((
+                        format!("{n}.{INPUT_SCALE}"),
+                        f32_tensor(vec![inv.len()], inv)?,
+                    ));
                 }
             }
         }
@@ -207,7 +212,12 @@ impl SmoothQuantParams {
 
     /// Checks every `alpha`.
     pub fn check(self) -> Result<SmoothQuant> {
-        if let Some(alpha) = self.alpha.iter().flatten().find(|a| !(0.0..=1.0).contains(*a)) {
+        if let Some(alpha) = self
+            .alpha
+            .iter()
+            .flatten()
+            .find(|a| !(0.0..=1.0).contains(*a))
+        {
             return Err(NnError::SmoothingAlpha { alpha: *alpha }.into());
         }
         Ok(SmoothQuant { alpha: self.alpha })
