@@ -15,10 +15,16 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use squish::io::Model;
-use squish::nn::{BertConfig, EncoderForm, SentenceEncoder, SentenceTokenizer};
+use squish::nn::{BertConfig, EncoderForm, SentenceEncoder, SentenceTokenizer, TokenBatch};
 use squish::parallel::ThreadPool;
 
-const FORMS: [&str; 4] = ["dense", "int8", "int8-dynamic", "int4-g32"];
+const FORMS: [&str; 5] = [
+    "dense",
+    "int8",
+    "int8-dynamic",
+    "int8-smooth-g128",
+    "int4-g32",
+];
 
 fn bench(c: &mut Criterion) {
     let Some(dir) = std::env::var_os("SQUISH_MINILM_DIR").map(std::path::PathBuf::from) else {
@@ -32,12 +38,21 @@ fn bench(c: &mut Criterion) {
     let corpus = include_str!("../data/english/devils_dictionary.txt");
     let sents: Vec<&str> = corpus.lines().skip(512).take(64).collect();
     let ids = tok.encode_all(&sents, &pool).unwrap();
+    // SmoothQuant calibrates on the first 128 lines (outside the evaluation split).
+    let calib: Vec<&str> = corpus.lines().take(128).collect();
+    let calib = tok.encode_all(&calib, &pool).unwrap();
+    let calib: Vec<TokenBatch> = calib
+        .chunks(32)
+        .map(|c| TokenBatch::new(c).unwrap())
+        .collect();
     let mut g = c.benchmark_group("minilm_embed_64_sentences");
     g.sample_size(10);
     g.throughput(Throughput::Elements(sents.len() as u64));
     for name in FORMS {
         let form = EncoderForm::named(name).unwrap();
-        let enc = form.build(&config, &model, &pool).unwrap();
+        let enc = form
+            .build_calibrated(&config, &model, &calib, &pool)
+            .unwrap();
         for batch in [1usize, 32] {
             let server = SentenceEncoder::new(tok.clone(), enc.clone(), batch).unwrap();
             g.bench_with_input(

@@ -385,3 +385,42 @@ fn tiny_bert_matches_f64_bert_and_is_deterministic() {
     assert!(TokenBatch::new::<Vec<u32>>(&[]).is_err());
     assert!(TokenBatch::new(&[vec![1u32], vec![]]).is_err());
 }
+
+/// SmoothQuant moves factors between activations and weights without
+/// changing the function: the smoothed tiny BERT, served in f32, still
+/// matches the f64 BERT of the original weights; every smoothed layer got
+/// `input_scale = 1/s` with `W·diag(s)` stored.
+#[test]
+fn smoothed_bert_computes_the_same_function() {
+    use squish::nn::{SmoothQuant, INPUT_SCALE};
+    let c = tiny_config();
+    let m = tiny_bert(&c, 11);
+    let seqs = vec![vec![1u32, 5, 9, 2], vec![1, 7, 2, 30, 31]];
+    let calib = [TokenBatch::new(&seqs).unwrap()];
+    let sq = SmoothQuant::params().alpha(0.7).check().unwrap();
+    let sm = sq.apply(&c, &m, &calib, &Sequential).unwrap();
+    for name in ["query", "key", "value"] {
+        let base = format!("encoder.layer.1.attention.self.{name}");
+        let inv = sm
+            .get(&format!("{base}.{INPUT_SCALE}"))
+            .unwrap()
+            .as_f32()
+            .unwrap();
+        let w0 = m.get(&format!("{base}.weight")).unwrap().matrix().unwrap();
+        let w1 = sm.get(&format!("{base}.weight")).unwrap().matrix().unwrap();
+        for ((i, j), &v) in w1.indexed_iter() {
+            let back = v as f64 * inv[j] as f64;
+            assert!((back - w0[[i, j]] as f64).abs() <= 1e-6 * (1.0 + w0[[i, j]].abs() as f64));
+        }
+    }
+    let enc =
+        BertEncoder::from_weights(c.clone(), Weights::Dense(&sm), Activations::Float).unwrap();
+    let e = enc.embed(&calib[0], &Sequential).unwrap();
+    for (s, ids) in seqs.iter().enumerate() {
+        for (j, w) in bert_f64(&m, &c, ids).iter().enumerate() {
+            assert!((e[[s, j]] as f64 - w).abs() < 5e-5, "seq {s} dim {j}");
+        }
+    }
+    assert!(SmoothQuant::params().alpha(-0.1).check().is_err());
+    assert!(sq.apply(&c, &m, &[], &Sequential).is_err());
+}

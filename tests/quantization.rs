@@ -783,6 +783,10 @@ fn int8_gemm_matches_reference_on_tile_and_block_edges() {
         (25, 320, 9),
         (19, 200, 2),
         (200, 4096, 6), // several tasks of whole output lines
+        // The panel path (≥ 6 rows): panels of 16 outputs, pairs of them,
+        // tiles of 6 tokens, columns not a multiple of 4.
+        (40, 384, 33),
+        (17, 102, 12),
     ];
     for (ci, &(rows, cols, batch)) in cases.iter().enumerate() {
         let w = student(rows, cols, 900 + ci as u64);

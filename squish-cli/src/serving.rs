@@ -9,7 +9,7 @@ use clap::Args;
 use squish::io::Model;
 use squish::nn::{
     fidelity, sentences_from_bytes, Activations, BertConfig, BertEncoder, EncoderForm,
-    SentenceEncoder, SentenceTokenizer, DEFAULT_MAX_TOKENS, FORMS,
+    SentenceEncoder, SentenceTokenizer, TokenBatch, DEFAULT_MAX_TOKENS, FORMS,
 };
 use squish::parallel::ParallelExecutor;
 use squish::{Result, SquishError};
@@ -140,6 +140,36 @@ pub struct ServeBenchArgs {
     /// Also report fidelity to dense (mean/min cosine, recall@10) per form.
     #[arg(long)]
     fidelity: bool,
+    /// Calibration sentences for calibrated forms (int8-smooth): the first
+    /// this many lines, which must lie before --skip.
+    #[arg(long, default_value_t = 128)]
+    calibration: usize,
+    /// SmoothQuant's alpha for calibrated forms (default: the form's own):
+    /// one value for every input, or four for [query/key/value, attention
+    /// output, intermediate, output], `-` leaving that input unsmoothed.
+    #[arg(long, value_delimiter = ',')]
+    smooth_alpha: Vec<String>,
+}
+
+fn parse_alphas(v: &[String]) -> Result<[Option<f32>; 4]> {
+    let bad = || {
+        SquishError::invalid(
+            "--smooth-alpha",
+            v.join(","),
+            "give one alpha, or four (query/key/value, attention output, intermediate, output; `-` for none)",
+        )
+    };
+    let one = |s: &String| -> Result<Option<f32>> {
+        if s == "-" {
+            return Ok(None);
+        }
+        s.parse::<f32>().map(Some).map_err(|_| bad())
+    };
+    match v.len() {
+        1 => Ok([one(&v[0])?; 4]),
+        4 => Ok([one(&v[0])?, one(&v[1])?, one(&v[2])?, one(&v[3])?]),
+        _ => Err(bad()),
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -157,6 +187,17 @@ pub fn serve_bench(a: &ServeBenchArgs, exec: &dyn ParallelExecutor) -> Result<()
         )
     })?;
     let all = sentences_from_bytes(&bytes)?;
+    if a.calibration > a.skip {
+        return Err(SquishError::invalid(
+            "--calibration",
+            a.calibration,
+            format!(
+                "calibration lines must lie before the {} skipped ones",
+                a.skip
+            ),
+        ));
+    }
+    let calib: Vec<String> = all.iter().take(a.calibration).cloned().collect();
     let sents: Vec<String> = all.into_iter().skip(a.skip).take(a.count).collect();
     if sents.is_empty() || a.passes == 0 || a.batch_sizes.contains(&0) {
         return Err(SquishError::invalid(
@@ -170,6 +211,11 @@ pub fn serve_bench(a: &ServeBenchArgs, exec: &dyn ParallelExecutor) -> Result<()
     let tok = SentenceTokenizer::from_file(a.model.join("tokenizer.json"), DEFAULT_MAX_TOKENS)?;
     let ids = tok.encode_all(&sents, exec)?;
     let tokens: usize = ids.iter().map(Vec::len).sum();
+    let calib_ids = tok.encode_all(&calib, exec)?;
+    let calib_batches = calib_ids
+        .chunks(32)
+        .map(TokenBatch::new)
+        .collect::<Result<Vec<_>>>()?;
     println!(
         "{} sentences ({} tokens, mean {:.1}), {} threads, best of {} passes",
         sents.len(),
@@ -180,7 +226,10 @@ pub fn serve_bench(a: &ServeBenchArgs, exec: &dyn ParallelExecutor) -> Result<()
     );
     let mut forms = vec![FORMS[0]];
     for f in &a.forms {
-        let f = EncoderForm::named(f)?;
+        let mut f = EncoderForm::named(f)?;
+        if f.smooth.is_some() && !a.smooth_alpha.is_empty() {
+            f.smooth = Some(parse_alphas(&a.smooth_alpha)?);
+        }
         if f.name != "dense" {
             forms.push(f);
         }
@@ -193,7 +242,7 @@ pub fn serve_bench(a: &ServeBenchArgs, exec: &dyn ParallelExecutor) -> Result<()
     let mut dense_emb = None;
     let mut fid = Vec::new();
     for form in &forms {
-        let mut enc: BertEncoder = form.build(&config, &model, exec)?;
+        let mut enc: BertEncoder = form.build_calibrated(&config, &model, &calib_batches, exec)?;
         enc.set_tiled(!a.native_kernels);
         let mb = enc.bytes() as f64 / 1e6;
         for (bi, &bs) in a.batch_sizes.iter().enumerate() {

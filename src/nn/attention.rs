@@ -177,10 +177,25 @@ impl SelfAttention {
         segments: &[Range<usize>],
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
+        self.forward_observed(x, segments, exec, &mut |_, _| {})
+    }
+
+    /// [`forward`](Self::forward), showing `observe` the inputs of the
+    /// projections: `(0, x)` (query, key and value) and `(1, context)`
+    /// (the output projection).
+    pub(crate) fn forward_observed(
+        &self,
+        x: ArrayView2<f32>,
+        segments: &[Range<usize>],
+        exec: &dyn ParallelExecutor,
+        observe: &mut dyn FnMut(usize, ArrayView2<f32>),
+    ) -> Result<Array2<f32>> {
+        observe(0, x);
         let q = self.query.forward(x, exec)?;
         let k = self.key.forward(x, exec)?;
         let v = self.value.forward(x, exec)?;
         let ctx = attend(q.view(), k.view(), v.view(), segments, self.heads, exec)?;
+        observe(1, ctx.view());
         self.output.forward(ctx.view(), exec)
     }
 }

@@ -105,4 +105,13 @@ pub enum NnError {
         /// The longest the model takes.
         max: usize,
     },
+    /// SmoothQuant's migration strength is outside `0..=1`.
+    #[error("SmoothQuant alpha {alpha} is outside 0..=1 (0.5 is the usual choice)")]
+    SmoothingAlpha {
+        /// The value given.
+        alpha: f32,
+    },
+    /// SmoothQuant was given no calibration sentences.
+    #[error("SmoothQuant needs at least one calibration batch")]
+    NoCalibration,
 }

@@ -51,6 +51,9 @@ pub struct Linear {
     bias: Option<Array1<f32>>,
     /// Compressed weights at GEMM shapes run as decoded tiles (default).
     tiled: bool,
+    /// Per-input-channel factors `m` applied to `x` first (`y = (x ⊙ m)·Wᵀ + b`):
+    /// SmoothQuant's `1/s` when `W` holds `W·diag(s)`.
+    input_scale: Option<Array1<f32>>,
 }
 
 impl Linear {
@@ -92,6 +95,7 @@ impl Linear {
             weight,
             bias,
             tiled: true,
+            input_scale: None,
         };
         if let Some(b) = &l.bias {
             if b.len() != l.out_features() {
@@ -104,6 +108,46 @@ impl Linear {
             check_finite("linear bias", b.iter())?;
         }
         Ok(l)
+    }
+
+    /// Multiplies every input row by `scale` (one positive finite factor
+    /// per input feature) before the weight: `y = (x ⊙ scale)·Wᵀ + b`.
+    /// SmoothQuant stores `W·diag(s)` and serves it with `scale = 1/s`, so
+    /// that the activations quantized on the fly lose their outlier
+    /// channels (see [`smooth_quant`](super::smooth_quant)).
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use squish::nn::Linear;
+    /// use squish::parallel::Sequential;
+    /// let l = Linear::dense(array![[1.0f32, 4.0]], None)?.with_input_scale(array![2.0f32, 0.25])?;
+    /// assert_eq!(l.forward(array![[3.0f32, 4.0]].view(), &Sequential)?, array![[10.0f32]]);
+    /// assert!(Linear::dense(array![[1.0f32]], None)?.with_input_scale(array![0.0f32]).is_err());
+    /// # Ok::<(), squish::SquishError>(())
+    /// ```
+    pub fn with_input_scale(mut self, scale: Array1<f32>) -> Result<Self> {
+        if scale.len() != self.in_features() {
+            return Err(SquishError::shape(
+                "linear input scale",
+                format!("{} values", self.in_features()),
+                format!("{} values", scale.len()),
+            ));
+        }
+        check_finite("linear input scale", scale.iter())?;
+        if let Some(v) = scale.iter().find(|v| **v <= 0.0) {
+            return Err(SquishError::invalid(
+                "linear input scale",
+                v,
+                "every factor must be positive",
+            ));
+        }
+        self.input_scale = Some(scale);
+        Ok(self)
+    }
+
+    /// The per-input-channel factors set by [`with_input_scale`](Self::with_input_scale).
+    pub fn input_scale(&self) -> Option<&Array1<f32>> {
+        self.input_scale.as_ref()
     }
 
     /// Whether a compressed weight multiplies batches of at least
@@ -164,14 +208,19 @@ impl Linear {
         }
     }
 
-    /// The weight as dense f32 (decoded; for tests and comparisons, never
-    /// used to serve).
+    /// The layer's effective weight as dense f32: decoded, times the input
+    /// scale when there is one (`W·diag(m)`, so that `x·Wᵀ` with it equals the
+    /// layer without its bias). For tests and comparisons, never used to serve.
     pub fn dense_weight(&self) -> Array2<f32> {
-        match &self.weight {
+        let mut w = match &self.weight {
             Weight::Dense(w) => w.clone(),
             Weight::Compressed(m) => m.to_dense(),
             Weight::DynamicInt8(d) => d.matrix().to_dense(),
+        };
+        if let Some(m) = &self.input_scale {
+            w *= &m.view().insert_axis(ndarray::Axis(0));
         }
+        w
     }
 
     /// `x·Wᵀ + b` for `x: [rows, in]`; the result does not depend on the
@@ -184,6 +233,14 @@ impl Linear {
                 format!("x of shape {}x{}", x.nrows(), x.ncols()),
             ));
         }
+        let scaled;
+        let x = match &self.input_scale {
+            None => x,
+            Some(m) => {
+                scaled = &x * &m.view().insert_axis(ndarray::Axis(0));
+                scaled.view()
+            }
+        };
         let bias = self
             .bias
             .as_ref()

@@ -36,6 +36,7 @@ mod linear;
 pub(crate) mod math;
 mod pooling;
 mod serve;
+mod smooth;
 mod tokenize;
 
 pub use attention::{attend, SelfAttention};
@@ -50,4 +51,5 @@ pub use linear::{Activations, Linear, Weight};
 pub use math::gelu;
 pub use pooling::mean_pool_normalize;
 pub use serve::SentenceEncoder;
+pub use smooth::{SmoothQuant, SmoothQuantParams, INPUT_SCALE};
 pub use tokenize::{sentences_from_bytes, SentenceTokenizer, DEFAULT_MAX_TOKENS};

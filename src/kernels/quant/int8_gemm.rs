@@ -30,6 +30,9 @@ const T: usize = 4;
 const TR: usize = 6;
 /// Batch rows per tile of the fast path.
 const TB: usize = 4;
+/// Batches of at least this many rows take the panel path
+/// ([`int8_panel`](super::int8_panel)) when the weights allow it.
+const PANEL_MIN_ROWS: usize = 6;
 /// Longest run summed in i32 at once: 255·128·2^15 < 2^31.
 const CHUNK: usize = 1 << 15;
 
@@ -43,6 +46,9 @@ pub(crate) struct Prepared {
     nseg: usize,
     /// `Σw` per `[row][segment]`.
     wsum: Vec<i64>,
+    /// The weights repacked for the GEMM-shape VNNI path
+    /// ([`int8_panel`](super::int8_panel)), when it applies.
+    panels: Option<super::int8_panel::Panels>,
 }
 
 impl Prepared {
@@ -59,7 +65,17 @@ impl Prepared {
                 .flat_map(|r| r.chunks(seg).map(|s| s.iter().map(|&q| q as i64).sum()))
                 .collect()
         };
-        Prepared { seg, nseg, wsum }
+        let panels = if cfg!(target_arch = "x86_64") && Isa::detect() == Isa::Avx512Vnni {
+            super::int8_panel::Panels::new(v)
+        } else {
+            None
+        };
+        Prepared {
+            seg,
+            nseg,
+            wsum,
+            panels,
+        }
     }
 }
 
@@ -81,6 +97,10 @@ pub(crate) fn matmul(
     isa: Isa,
 ) -> Array2<f32> {
     let isa = isa.capped();
+    #[cfg(target_arch = "x86_64")]
+    if let (Isa::Avx512Vnni, Some(p), true) = (isa, &prep.panels, xq.rows >= PANEL_MIN_ROWS) {
+        return super::int8_panel::matmul(p, xq, exec);
+    }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni && (prep.nseg == 1 || prep.seg.is_multiple_of(64)) {
         return fast::matmul(v, prep, xq, exec);

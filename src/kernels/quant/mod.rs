@@ -24,6 +24,7 @@ mod fused;
 mod int4;
 mod int8;
 pub mod int8_gemm;
+mod int8_panel;
 mod lanes;
 mod ternary;
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 
 use super::{BertConfig, Weights};
 use crate::error::Result;
@@ -75,15 +75,32 @@ impl BertLayer {
         batch: &TokenBatch,
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
-        let mut a = self.attention.forward(x.view(), batch.segments(), exec)?;
+        self.forward_observed(x, batch, exec, &mut |_, _| {})
+    }
+
+    /// [`forward`](Self::forward), showing `observe` the input of every
+    /// linear map: `(site, x)` with site 0 for query/key/value, 1 for the
+    /// attention output, 2 for the intermediate and 3 for the output map.
+    pub(crate) fn forward_observed(
+        &self,
+        x: &Array2<f32>,
+        batch: &TokenBatch,
+        exec: &dyn ParallelExecutor,
+        observe: &mut dyn FnMut(usize, ArrayView2<f32>),
+    ) -> Result<Array2<f32>> {
+        let mut a = self
+            .attention
+            .forward_observed(x.view(), batch.segments(), exec, observe)?;
         self.attention_norm
             .add_forward_in_place(&mut a, x.view(), exec);
+        observe(2, a.view());
         let mut h = self.intermediate.forward(a.view(), exec)?;
         let w = h.ncols();
         let data = h.as_slice_mut().expect("owned");
         for_each_chunk_mut(exec, data, rows_per_task(w, 32 * 1024) * w, |_, c| {
             gelu_in_place(c)
         });
+        observe(3, h.view());
         let mut o = self.output.forward(h.view(), exec)?;
         self.output_norm
             .add_forward_in_place(&mut o, a.view(), exec);
@@ -287,6 +304,35 @@ impl BertEncoder {
             x = l.forward(&x, batch, exec)?;
         }
         Ok(x)
+    }
+
+    /// The largest `|x_j|` seen in each input channel `j` of every linear
+    /// map over `batches`: per layer, `[query/key/value input, attention
+    /// output input, intermediate input, output input]` (what SmoothQuant
+    /// calibrates on). Order-free maxima, so the same on every executor.
+    pub fn input_abs_max(
+        &self,
+        batches: &[TokenBatch],
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Vec<[Vec<f32>; 4]>> {
+        let (h, f) = (self.config.hidden_size, self.config.intermediate_size);
+        let mut out: Vec<[Vec<f32>; 4]> = (0..self.layers.len())
+            .map(|_| [vec![0.0; h], vec![0.0; h], vec![0.0; h], vec![0.0; f]])
+            .collect();
+        for batch in batches {
+            let mut x = self.embed_tokens(batch, exec)?;
+            for (l, layer) in self.layers.iter().enumerate() {
+                let sites = &mut out[l];
+                x = layer.forward_observed(&x, batch, exec, &mut |site, v| {
+                    for row in v.rows() {
+                        for (m, &a) in sites[site].iter_mut().zip(row) {
+                            *m = m.max(a.abs());
+                        }
+                    }
+                })?;
+            }
+        }
+        Ok(out)
     }
 
     /// Sentence embeddings `[sequences, hidden]`: mean over each sequence's

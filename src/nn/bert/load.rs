@@ -6,7 +6,7 @@ use ndarray::{Array1, Array2};
 use crate::error::Result;
 use crate::io::{CompressedModel, Entry, Model, Tensor};
 use crate::matrix::CompressedMatrix;
-use crate::nn::{Activations, Embedding, LayerNorm, Linear, NnError};
+use crate::nn::{Activations, Embedding, LayerNorm, Linear, NnError, INPUT_SCALE};
 
 /// Where an encoder's tensors come from. Compressed matrices of a container
 /// stay compressed: layers multiply them with their own kernels.
@@ -112,14 +112,20 @@ impl<'a> Weights<'a> {
     ) -> Result<Linear> {
         let wname = format!("{prefix}.weight");
         let bias = Some(self.vector(&format!("{prefix}.bias"), out)?);
-        match self.get(&wname)? {
-            Found::Plain(t) => Linear::dense(Self::dense_matrix(&wname, t, out, inp)?, bias),
+        let l = match self.get(&wname)? {
+            Found::Plain(t) => Linear::dense(Self::dense_matrix(&wname, t, out, inp)?, bias)?,
             Found::Compressed(m) => {
                 let (r, c) = m.shape();
                 Self::check_matrix(&wname, &[r, c], out, inp)?;
-                Linear::with_activations(m.clone(), bias, mode)
+                Linear::with_activations(m.clone(), bias, mode)?
             }
+        };
+        // SmoothQuant's per-input-channel factors, when the model has them.
+        let sname = format!("{prefix}.{INPUT_SCALE}");
+        if !self.contains(&sname) {
+            return Ok(l);
         }
+        l.with_input_scale(self.vector(&sname, inp)?)
     }
 
     /// A `[rows, dim]` lookup table.
