@@ -153,7 +153,9 @@ fn methods() -> Vec<Method> {
         (
             "SparseGPT 2:4",
             Box::new(|| {
-                Ok(CalibratedPipeline::new().then(SparseGptPass(SparseGpt::nm(2, 4).check()?)))
+                let damp = std::env::var("DAMP").ok().and_then(|d| d.parse().ok()).unwrap_or(0.01);
+                let block = std::env::var("BLOCK").ok().and_then(|d| d.parse().ok()).unwrap_or(128);
+                Ok(CalibratedPipeline::new().then(SparseGptPass(SparseGpt::nm(2, 4).damp(damp).block(block).check()?)))
             }),
         ),
         (
@@ -219,7 +221,8 @@ fn main() -> squish::Result<()> {
         }
         let t = Instant::now();
         let mut model = base.clone();
-        let out = compress(&mut model, &cal, &|_| make().ok(), Mode::Sequential, &exec)?;
+        let mode = if std::env::var("ONESHOT").is_ok() { Mode::OneShot } else { Mode::Sequential };
+        let out = compress(&mut model, &cal, &|_| make().ok(), mode, &exec)?;
         let secs = t.elapsed().as_secs_f64();
         let mut err = 0.0;
         let mut bytes = 0;

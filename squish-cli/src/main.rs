@@ -17,7 +17,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use squish::io::{check_output, CompressedModel, FileError, Model, OutputKind, DECOMPRESSED_KEY};
 use squish::parallel::{ParallelExecutor, ThreadPool};
 use squish::recipe::{
-    compress_model, families, sweep, IntSpec, KMeansSpec, LowRankSpec, MethodSpec, Recipe,
+    compress_model_calibrated, families, sweep, IntSpec, KMeansSpec, LowRankSpec, MethodSpec,
+    ModelCalibration, Recipe,
 };
 use squish::{Result, SquishError};
 
@@ -119,6 +120,12 @@ struct CompressArgs {
     /// Quick recipe: k-means weight sharing with K shared values per matrix.
     #[arg(long, group = "quant", value_name = "K")]
     kmeans: Option<usize>,
+    /// Calibration sentences, one per line, for the data-aware methods of
+    /// the recipe (gptq, sparsegpt, wanda); MODEL must then be a BERT-family
+    /// directory (config.json, tokenizer.json, model.safetensors). Wins over
+    /// the recipe's `[calibration] file`.
+    #[arg(long, value_name = "FILE", requires = "recipe")]
+    calibration: Option<PathBuf>,
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -173,8 +180,13 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         Some(p) => Recipe::load(p)?,
         None => quick_recipe(a)?,
     };
+    let calibration_file = a
+        .calibration
+        .clone()
+        .or_else(|| recipe.calibration().and_then(|c| c.file.clone()));
     let mut inputs = vec![a.model.as_path()];
     inputs.extend(a.recipe.as_deref());
+    inputs.extend(calibration_file.as_deref());
     check_output(&a.output, &inputs, OutputKind::Container, a.force)?;
     let model = Model::load(&a.model)?;
     if model.is_container() {
@@ -188,6 +200,10 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
     if squish::distributed::MpiComm::launched() {
         return mpi::compress(&model, &a.model, &recipe, &a.output, exec);
     }
+    let calibration = match &calibration_file {
+        Some(file) if recipe.needs_calibration() => calibrate(&a.model, &model, &recipe, file, exec)?,
+        _ => ModelCalibration::default(),
+    };
     let n = model.iter().filter(|(_, t)| t.matrix().is_some()).count();
     let bar = if a.quiet {
         ProgressBar::hidden()
@@ -198,7 +214,7 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} layers {msg}")
             .expect("a valid template"),
     );
-    let out = compress_model(&model, &recipe, exec, &|name| {
+    let out = compress_model_calibrated(&model, &recipe, &calibration, exec, &|name| {
         bar.set_message(name.to_string());
         bar.inc(1);
     })?;
@@ -212,6 +228,39 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
     print!("{}", table::layers(&out, &model, &files));
     println!("wrote {}", a.output.display());
     Ok(())
+}
+
+/// Runs the calibration sentences of `file` through the BERT-family model
+/// in `model_path` (a directory, or a file next to its config.json).
+fn calibrate(
+    model_path: &Path,
+    model: &Model,
+    recipe: &Recipe,
+    file: &Path,
+    exec: &dyn ParallelExecutor,
+) -> Result<ModelCalibration> {
+    let dir = if model_path.is_dir() {
+        model_path
+    } else {
+        model_path.parent().unwrap_or(Path::new("."))
+    };
+    for needed in ["config.json", "tokenizer.json"] {
+        if !dir.join(needed).is_file() {
+            return Err(SquishError::invalid(
+                "--calibration",
+                file.display(),
+                format!(
+                    "calibration sentences need a BERT-family model directory, and {} has no {needed}; pass the Hugging Face model directory as MODEL, or use data-free methods",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    let text = std::fs::read(file).map_err(|e| {
+        SquishError::invalid("--calibration", file.display(), format!("cannot read: {e}"))
+    })?;
+    let sentences = squish::nn::sentences_from_bytes(&text)?;
+    squish::calibration::calibrate_bert(model, dir, recipe, &sentences, exec)
 }
 
 fn inspect(file: &Path) -> Result<()> {

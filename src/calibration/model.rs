@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ndarray::{Array2, ArrayView2};
 
-use super::{CalibratedPipeline, CalibrationContext, CalibrationError};
+use super::{CalibrationContext, CalibrationError};
 use crate::error::Result;
 use crate::matrix::CompressedMatrix;
 use crate::parallel::ParallelExecutor;
+use crate::pipeline::Pipeline;
 
 /// A model whose linear layers (`y = x·Wᵀ (+ b)`, `W` of shape `[out, in]`)
 /// can be calibrated: it names them and reports the input each one sees.
@@ -97,7 +98,7 @@ pub struct CalibratedModel {
 pub fn compress<M: Calibratable>(
     model: &mut M,
     inputs: &[M::Input],
-    plan: &dyn Fn(&str) -> Option<CalibratedPipeline>,
+    plan: &dyn Fn(&str) -> Option<Pipeline>,
     mode: Mode,
     exec: &dyn ParallelExecutor,
 ) -> Result<CalibratedModel> {
@@ -112,7 +113,7 @@ pub fn compress<M: Calibratable>(
     };
     let mut pending = Vec::new();
     for stage in stages {
-        let todo: Vec<(String, CalibratedPipeline)> = stage
+        let todo: Vec<(String, Pipeline)> = stage
             .iter()
             .filter_map(|n| plan(n).map(|p| (n.clone(), p)))
             .collect();
@@ -139,7 +140,9 @@ pub fn compress<M: Calibratable>(
         };
         for (name, pipeline) in todo {
             let w = model.weight(&name)?;
-            let m = pipeline.run(&name, w.view(), ctx.get(&name), exec)?;
+            let m = pipeline
+                .run_calibrated(&name, &w, ctx.get(&name), exec)?
+                .matrix;
             let dense = m.to_dense();
             match mode {
                 Mode::Sequential => model.set_weight(&name, dense.view())?,
@@ -157,8 +160,7 @@ pub fn compress<M: Calibratable>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calibration::{GptqPass, SparseGptPass};
-    use crate::parallel::Sequential;
+        use crate::parallel::Sequential;
     use crate::pruning::SparseGpt;
     use crate::quantization::Gptq;
     use crate::training::Mlp;
@@ -175,8 +177,8 @@ mod tests {
         (mlp, inputs)
     }
 
-    fn gptq() -> CalibratedPipeline {
-        CalibratedPipeline::new().then(GptqPass(Gptq::params(4).check().unwrap()))
+    fn gptq() -> Pipeline {
+        Pipeline::new().data_aware(Gptq::params(4).check().unwrap())
     }
 
     #[test]
@@ -201,8 +203,9 @@ mod tests {
         let ctx = collect(&half, &inputs, Some(&wanted), &Sequential).unwrap();
         let w1 = mlp.weight("layers.1").unwrap();
         let want = gptq()
-            .run("layers.1", w1.view(), ctx.get("layers.1"), &Sequential)
-            .unwrap();
+            .run_calibrated("layers.1", &w1, ctx.get("layers.1"), &Sequential)
+            .unwrap()
+            .matrix;
         assert_eq!(out.layers["layers.1"], want);
         // One-shot uses the original model's inputs instead.
         let mut one = mlp.clone();
@@ -216,13 +219,14 @@ mod tests {
         .unwrap();
         let ctx = collect(&mlp, &inputs, None, &Sequential).unwrap();
         let want = gptq()
-            .run(
+            .run_calibrated(
                 "layers.2",
-                mlp.weight("layers.2").unwrap().view(),
+                &mlp.weight("layers.2").unwrap(),
                 ctx.get("layers.2"),
                 &Sequential,
             )
-            .unwrap();
+            .unwrap()
+            .matrix;
         assert_eq!(o.layers["layers.2"], want);
         assert_eq!(
             seq.weight("layers.2").unwrap(),
@@ -234,10 +238,9 @@ mod tests {
     fn missing_statistics_and_data_are_typed_errors() {
         let (mut mlp, inputs) = setup();
         let w = mlp.weight("layers.0").unwrap();
-        let p = CalibratedPipeline::new()
-            .then(SparseGptPass(SparseGpt::unstructured(0.5).check().unwrap()));
+        let p = Pipeline::new().data_aware(SparseGpt::unstructured(0.5).check().unwrap());
         assert!(matches!(
-            p.run("layers.0", w.view(), None, &Sequential),
+            p.run_calibrated("layers.0", &w, None, &Sequential),
             Err(crate::SquishError::Calibration(
                 CalibrationError::MissingStats { .. }
             ))

@@ -23,6 +23,7 @@ use crate::matrix::{
     index_bits, CompressedMatrix, InverseHessian, PackedBits, RowLayout, Structure, Values, NM,
 };
 use crate::parallel::{map, ParallelExecutor};
+use crate::pass::{DataAware, LayerStats};
 
 /// Rows per task: fixed, so the split does not depend on the thread count.
 const ROWS_PER_TASK: usize = 64;
@@ -212,8 +213,11 @@ impl SparseGpt {
         let mut score = vec![0.0f32; block];
         for b in (0..n).step_by(block) {
             let e = (b + block).min(n);
-            // Choose the block's mask from the current weights.
-            for r in 0..rc {
+            // Unstructured: choose the block's mask from the current
+            // weights. N:M chooses each group's mask when its first column
+            // is reached (below), from weights updated up to that column.
+            let unstructured = matches!(self.params.pattern, SparsityPattern::Unstructured(_));
+            for r in (0..rc).filter(|_| unstructured) {
                 let row = wp.row(r);
                 for k in b..e {
                     let d = u[[k, k]];
@@ -243,6 +247,11 @@ impl SparseGpt {
                 }
             }
             for k in b..e {
+                if let SparsityPattern::NM { n: kn, m } = self.params.pattern {
+                    if (k - b).is_multiple_of(m) {
+                        self.group_mask(&wp, u, k, kn, m, &mut keep, &mut order, &mut score);
+                    }
+                }
                 let d = u[[k, k]];
                 let urow = u.slice(s![k, k + 1..e]);
                 let urow = urow.as_slice().expect("standard layout");
@@ -272,6 +281,50 @@ impl SparseGpt {
             }
         }
         (wp, keep, loss)
+    }
+}
+
+impl SparseGpt {
+    /// Prunes the `m − kn` least salient of columns `k..k + m` in every row.
+    #[allow(clippy::too_many_arguments)]
+    fn group_mask(
+        &self,
+        wp: &Array2<f32>,
+        u: ArrayView2<f32>,
+        k: usize,
+        kn: usize,
+        m: usize,
+        keep: &mut Array2<bool>,
+        order: &mut Vec<usize>,
+        score: &mut [f32],
+    ) {
+        for r in 0..wp.nrows() {
+            for p in 0..m {
+                let (x, d) = (wp[[r, k + p]], u[[k + p, k + p]]);
+                score[p] = x * x / (d * d);
+            }
+            order.clear();
+            order.extend(0..m);
+            order.sort_unstable_by(|&a, &c| score[a].total_cmp(&score[c]).then(a.cmp(&c)));
+            for &p in &order[..m - kn] {
+                keep[[r, k + p]] = false;
+            }
+        }
+    }
+}
+
+impl DataAware for SparseGpt {
+    fn name(&self) -> String {
+        SparseGpt::name(self)
+    }
+
+    fn compress(
+        &self,
+        w: ArrayView2<f32>,
+        stats: &LayerStats,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<CompressedMatrix> {
+        Ok(self.prune(w, stats.hessian(), exec)?.matrix)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::matrix::{
     Values,
 };
 use crate::parallel::{map, ParallelExecutor};
+use crate::pass::{DataAware, LayerStats};
 
 /// Rows per task: fixed, so the split does not depend on the thread count.
 const ROWS_PER_TASK: usize = 64;
@@ -195,6 +196,21 @@ impl Gptq {
             matrix: CompressedMatrix::from_parts(rows, n, Structure::Dense, values)?,
             loss: loss / 2.0,
         })
+    }
+}
+
+impl DataAware for Gptq {
+    fn name(&self) -> String {
+        Gptq::name(self)
+    }
+
+    fn compress(
+        &self,
+        w: ArrayView2<f32>,
+        stats: &LayerStats,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<CompressedMatrix> {
+        Ok(self.quantize(w, stats.hessian(), exec)?.matrix)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Per-layer calibration statistics: `H = XᵀX`, per-input sums of squares
+//! Per-layer calibration statistics of one linear layer: `H = XᵀX`, per-input sums of squares
 //! and absolute maxima, and the number of samples seen.
 
 use ndarray::{Array2, ArrayView2};
@@ -14,7 +14,7 @@ use crate::error::{check_finite, Result, SquishError};
 ///
 /// ```
 /// use ndarray::array;
-/// use squish::calibration::LayerStats;
+/// use squish::pass::LayerStats;
 /// let mut s = LayerStats::new(2);
 /// s.accumulate(array![[1.0f32, 2.0]].view()).unwrap();
 /// s.accumulate(array![[3.0f32, -1.0]].view()).unwrap();
