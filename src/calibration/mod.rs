@@ -46,7 +46,7 @@ mod passes;
 mod recipe;
 
 pub use bert::{set_compressed, BERT_LINEARS};
-pub use model::{collect, compress, Calibratable, CalibratedModel, Mode};
+pub use model::{collect, collect_with_targets, compress, Calibratable, CalibratedModel, Mode};
 pub use passes::SparseGptQuantPass;
 pub use recipe::{calibrate_bert, sentence_batches};
 /// The statistics and pass traits live in the core ([`crate::pass`]), so

@@ -73,6 +73,44 @@ pub fn collect<M: Calibratable>(
     Ok(ctx)
 }
 
+/// Runs `inputs` through the model being compressed (`current`) and the
+/// uncompressed one (`dense`), and collects for the `wanted` layers the
+/// statistics of `current`'s inputs with `dense`'s inputs as targets
+/// ([`LayerStats::accumulate_with_target`](crate::pass::LayerStats::accumulate_with_target)).
+pub fn collect_with_targets<M: Calibratable>(
+    dense: &M,
+    current: &M,
+    inputs: &[M::Input],
+    wanted: &BTreeSet<String>,
+    exec: &dyn ParallelExecutor,
+) -> Result<CalibrationContext> {
+    let mut ctx = CalibrationContext::new();
+    for x in inputs {
+        let mut targets: BTreeMap<String, Array2<f32>> = BTreeMap::new();
+        dense.forward_capturing(
+            x,
+            wanted,
+            &mut |name, a| {
+                if wanted.contains(name) {
+                    targets.insert(name.to_string(), a.to_owned());
+                }
+                Ok(())
+            },
+            exec,
+        )?;
+        current.forward_capturing(
+            x,
+            wanted,
+            &mut |name, a| match targets.get(name) {
+                Some(t) => ctx.entry(name, a.ncols()).accumulate_with_target(a, t.view()),
+                None => Ok(()),
+            },
+            exec,
+        )?;
+    }
+    Ok(ctx)
+}
+
 /// How layers are calibrated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -81,6 +119,12 @@ pub enum Mode {
     /// GPTQ's order: compress a stage, then feed the compressed stage's
     /// outputs forward to calibrate the next one (one pass per stage).
     Sequential,
+    /// Sequential, and each layer aims at the *uncompressed* model's output
+    /// on the same tokens: `‖X_dense·Wᵀ − X·Ŵᵀ‖` with `X` its inputs in the
+    /// partly compressed model, so it also corrects the error of the layers
+    /// before it (two forward passes per stage; statistics with targets,
+    /// [`collect_with_targets`]).
+    SequentialTargets,
 }
 
 /// The compressed layers of a model, by name.
@@ -95,7 +139,7 @@ pub struct CalibratedModel {
 /// model's weights are replaced by the decoded compressed ones as it goes
 /// (so `model` ends up holding the compressed model); in one-shot mode they
 /// are replaced at the end.
-pub fn compress<M: Calibratable>(
+pub fn compress<M: Calibratable + Clone>(
     model: &mut M,
     inputs: &[M::Input],
     plan: &dyn Fn(&str) -> Option<Pipeline>,
@@ -106,10 +150,11 @@ pub fn compress<M: Calibratable>(
         return Err(CalibrationError::NoSamples.into());
     }
     let stages = model.stages();
+    let dense = (mode == Mode::SequentialTargets).then(|| model.clone());
     let mut out = CalibratedModel::default();
     let one_shot = match mode {
         Mode::OneShot => Some(collect(model, inputs, None, exec)?),
-        Mode::Sequential => None,
+        Mode::Sequential | Mode::SequentialTargets => None,
     };
     let mut pending = Vec::new();
     for stage in stages {
@@ -134,7 +179,10 @@ pub fn compress<M: Calibratable>(
                 &fresh
             }
             None => {
-                fresh = collect(model, inputs, Some(&wanted), exec)?;
+                fresh = match &dense {
+                    Some(d) => collect_with_targets(d, model, inputs, &wanted, exec)?,
+                    None => collect(model, inputs, Some(&wanted), exec)?,
+                };
                 &fresh
             }
         };
@@ -143,10 +191,10 @@ pub fn compress<M: Calibratable>(
             let m = pipeline
                 .run_calibrated(&name, &w, ctx.get(&name), exec)?
                 .matrix;
-            let dense = m.to_dense();
+            let decoded = m.to_dense();
             match mode {
-                Mode::Sequential => model.set_weight(&name, dense.view())?,
-                Mode::OneShot => pending.push((name.clone(), dense)),
+                Mode::OneShot => pending.push((name.clone(), decoded)),
+                _ => model.set_weight(&name, decoded.view())?,
             }
             out.layers.insert(name, m);
         }

@@ -34,6 +34,8 @@ pub fn sentence_batches<S: AsRef<str> + Sync>(
 ///   stage by stage with their recipe pipelines, each stage calibrated on
 ///   the outputs of the already compressed ones; the result holds them
 ///   ([`ModelCalibration::compressed`]).
+/// - `sequential-targets`: the same, each layer aiming at the uncompressed
+///   model's output ([`Mode::SequentialTargets`]).
 /// - `one-shot`: statistics of every linear layer from the uncompressed
 ///   model ([`ModelCalibration::stats`]).
 ///
@@ -72,14 +74,18 @@ pub fn calibrate_bert(
         CalibrationModeSpec::OneShot => {
             out.stats = collect(&encoder, &batches, None, exec)?.renamed(|l| Some(tensor(l)));
         }
-        CalibrationModeSpec::Sequential => {
+        seq @ (CalibrationModeSpec::Sequential | CalibrationModeSpec::SequentialTargets) => {
+            let mode = match seq {
+                CalibrationModeSpec::SequentialTargets => Mode::SequentialTargets,
+                _ => Mode::Sequential,
+            };
             // Every layer the recipe compresses takes part, so later
             // stages see the compressed versions of data-free layers too.
             let plan = |layer: &str| {
                 let p = recipe.pipeline(recipe.choose(&tensor(layer))).ok()?;
                 (!p.is_empty()).then_some(p)
             };
-            let done = compress(&mut encoder, &batches, &plan, Mode::Sequential, exec)?;
+            let done = compress(&mut encoder, &batches, &plan, mode, exec)?;
             out.compressed = done
                 .layers
                 .into_iter()

@@ -115,6 +115,10 @@ pub trait CalibratedPass: Send + Sync {
     ) -> Result<CompressedMatrix>;
 }
 
+/// Dampening of [`LayerStats::target_weight`] when a data-aware pass
+/// reads statistics with targets.
+pub const TARGET_DAMP: f64 = 0.01;
+
 /// A data-aware method on a dense f32 weight: what GPTQ, SparseGPT and
 /// Wanda implement. Every `DataAware` is a [`CalibratedPass`] that checks
 /// for statistics and a dense f32 input first (typed errors).
@@ -150,6 +154,9 @@ impl<T: DataAware> CalibratedPass for T {
             layer: layer.to_string(),
         })?;
         let w = dense_f32(&name(), m)?;
+        // With targets (sequential calibration towards the uncompressed
+        // model), aim at the weight that reproduces the uncompressed output.
+        let w = s.target_weight(w.view(), TARGET_DAMP)?;
         self.compress(w.view(), s, exec)
     }
 }

@@ -30,6 +30,8 @@ pub struct LayerStats {
     abs_sum: Vec<f64>,
     abs_max: Vec<f32>,
     samples: usize,
+    /// `C = Σ xᵀ·x_target` when targets were given.
+    cross: Option<Array2<f64>>,
 }
 
 impl LayerStats {
@@ -40,11 +42,52 @@ impl LayerStats {
             abs_sum: vec![0.0; inputs],
             abs_max: vec![0.0; inputs],
             samples: 0,
+            cross: None,
         }
     }
 
     /// Adds a batch of layer inputs `x` (`[batch, in]`, finite).
     pub fn accumulate(&mut self, x: ArrayView2<f32>) -> Result<()> {
+        self.add(x, None)
+    }
+
+    /// Adds a batch of layer inputs `x` of the model being compressed
+    /// together with `target`, the inputs the *uncompressed* model gives
+    /// the same layer on the same tokens (same shape). `H` comes from `x`,
+    /// and the cross term `C = Σ xᵀ·target` lets the data-aware methods aim
+    /// at the uncompressed output, `‖X_target·Wᵀ − X·Ŵᵀ‖`, instead of
+    /// `‖X·Wᵀ − X·Ŵᵀ‖` ([`target_weight`](Self::target_weight)), so a layer
+    /// also corrects the error the compressed layers before it made.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use squish::pass::LayerStats;
+    /// let x = array![[1.0f32, 0.0], [0.0, 1.0], [1.0, 1.0]];
+    /// let t = &x * 2.0; // the uncompressed model's inputs: twice as large
+    /// let mut s = LayerStats::new(2);
+    /// s.accumulate_with_target(x.view(), t.view())?;
+    /// // Ŵ = 2W reproduces the uncompressed output exactly.
+    /// let w = array![[0.5f32, -1.0]];
+    /// let target = s.target_weight(w.view(), 0.0)?;
+    /// assert!((target[[0, 0]] - 1.0).abs() < 1e-5 && (target[[0, 1]] + 2.0).abs() < 1e-5);
+    /// # Ok::<(), squish::SquishError>(())
+    /// ```
+    pub fn accumulate_with_target(
+        &mut self,
+        x: ArrayView2<f32>,
+        target: ArrayView2<f32>,
+    ) -> Result<()> {
+        if target.dim() != x.dim() {
+            return Err(SquishError::shape(
+                "calibration targets",
+                format!("{:?} like the inputs", x.dim()),
+                format!("{:?}", target.dim()),
+            ));
+        }
+        self.add(x, Some(target))
+    }
+
+    fn add(&mut self, x: ArrayView2<f32>, target: Option<ArrayView2<f32>>) -> Result<()> {
         let n = self.h.nrows();
         if x.ncols() != n {
             return Err(SquishError::shape(
@@ -58,6 +101,15 @@ impl LayerStats {
         }
         check_finite("calibration activations", x.iter())?;
         let xd = x.mapv(f64::from);
+        if let Some(t) = target {
+            check_finite("calibration targets", t.iter())?;
+            // Batches seen without a target had target = input.
+            let c = self.cross.get_or_insert_with(|| self.h.clone());
+            let td = t.mapv(f64::from);
+            ndarray::linalg::general_mat_mul(1.0, &xd.t(), &td, 1.0, c);
+        } else if let Some(c) = &mut self.cross {
+            ndarray::linalg::general_mat_mul(1.0, &xd.t(), &xd, 1.0, c);
+        }
         ndarray::linalg::general_mat_mul(1.0, &xd.t(), &xd, 1.0, &mut self.h);
         for row in x.outer_iter() {
             for (j, &v) in row.iter().enumerate() {
@@ -78,6 +130,12 @@ impl LayerStats {
                 format!("{} features", self.h.nrows()),
                 format!("{} features", other.h.nrows()),
             ));
+        }
+        match (&mut self.cross, &other.cross) {
+            (Some(c), Some(o)) => *c += o,
+            (Some(c), None) => *c += &other.h,
+            (None, Some(o)) => self.cross = Some(&self.h + o),
+            (None, None) => {}
         }
         self.h += &other.h;
         for j in 0..self.abs_sum.len() {
@@ -101,6 +159,60 @@ impl LayerStats {
     /// `H = XᵀX` (`[in, in]`, f64).
     pub fn hessian(&self) -> ArrayView2<'_, f64> {
         self.h.view()
+    }
+
+    /// The cross term `C = Σ xᵀ·target` (`[in, in]`), when targets were
+    /// given ([`accumulate_with_target`](Self::accumulate_with_target)).
+    pub fn cross(&self) -> Option<ArrayView2<'_, f64>> {
+        self.cross.as_ref().map(|c| c.view())
+    }
+
+    /// The weight `W*` whose output on the inputs `X` is closest to the
+    /// target output `X_target·Wᵀ`, regularised towards `W`:
+    /// `W*ᵀ = (H + λI)⁻¹ (C + λI) Wᵀ` with `λ = damp · mean(diag H)`, so
+    /// `‖X_target Wᵀ − X Ŵᵀ‖² = ‖X (W* − Ŵ)ᵀ‖² + const` and a data-aware
+    /// method compressing `W*` against `H` minimises the error to the
+    /// uncompressed output. Without targets (or when they equal the inputs)
+    /// `W* = W`, returned as it is.
+    pub fn target_weight(&self, w: ArrayView2<f32>, damp: f64) -> Result<Array2<f32>> {
+        let n = self.inputs();
+        let Some(c) = &self.cross else {
+            return Ok(w.to_owned());
+        };
+        if w.ncols() != n {
+            return Err(SquishError::shape(
+                "target weight",
+                format!("a weight with {n} inputs"),
+                format!("{} inputs", w.ncols()),
+            ));
+        }
+        if !(damp.is_finite() && damp >= 0.0) {
+            return Err(SquishError::invalid(
+                "damp",
+                damp,
+                "the dampening fraction must be finite and ≥ 0",
+            ));
+        }
+        let mean = (0..n).map(|j| self.h[[j, j]]).sum::<f64>() / n as f64;
+        let lambda = (damp * mean).max(f64::MIN_POSITIVE);
+        let a = faer::Mat::<f64>::from_fn(n, n, |i, j| {
+            self.h[[i, j]] + if i == j { lambda } else { 0.0 }
+        });
+        let llt = a.llt(faer::Side::Lower).map_err(|_| {
+            crate::matrix::HessianError::NotPositiveDefinite {
+                damp: lambda,
+                pivot: 0,
+            }
+        })?;
+        // rhs = (C + λI)·Wᵀ, [in, out].
+        let wt = w.t().mapv(f64::from);
+        let mut cw = c.dot(&wt);
+        cw.scaled_add(lambda, &wt);
+        let mut rhs = faer::Mat::<f64>::from_fn(n, w.nrows(), |i, r| cw[[i, r]]);
+        faer::linalg::solvers::Solve::solve_in_place(&llt, rhs.as_mut());
+        let out = Array2::from_shape_fn(w.dim(), |(r, i)| rhs[(i, r)] as f32);
+        check_finite("target weight", out.iter())?;
+        Ok(out)
     }
 
     /// `‖X_j‖₂` per input feature (the Wanda norms).

@@ -497,6 +497,9 @@ pub enum CalibrationModeSpec {
     /// model's outputs (GPTQ's order; the default).
     #[default]
     Sequential,
+    /// Sequential, each layer aiming at the uncompressed model's output
+    /// (it also corrects the error of the compressed layers before it).
+    SequentialTargets,
     /// Statistics of every layer from the uncompressed model.
     OneShot,
 }
@@ -510,7 +513,7 @@ pub enum CalibrationModeSpec {
 /// samples = 128           # sentences drawn from the file (all when fewer)
 /// seed = 0                # which ones: a seeded shuffle
 /// max_tokens = 128        # truncation of each sentence
-/// mode = "sequential"     # or "one-shot"
+/// mode = "sequential"     # or "sequential-targets", "one-shot"
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -524,7 +527,7 @@ pub struct CalibrationSection {
     pub seed: Option<u64>,
     /// Tokens kept per sentence, 1..=512 (default: the tokenizer's).
     pub max_tokens: Option<usize>,
-    /// `sequential` (default) or `one-shot`.
+    /// `sequential` (default), `sequential-targets` or `one-shot`.
     #[serde(default)]
     pub mode: CalibrationModeSpec,
 }
