@@ -283,6 +283,48 @@ mod tests {
     }
 
     #[test]
+    fn targets_are_the_uncompressed_models_inputs() {
+        let (mlp, inputs) = setup();
+        let mut half = mlp.clone();
+        let w0 = mlp
+            .weight("layers.0")
+            .unwrap()
+            .mapv(|v| (v * 4.0).round() / 4.0);
+        half.set_weight("layers.0", w0.view()).unwrap();
+        let wanted: BTreeSet<String> = ["layers.1".to_string()].into();
+        let ctx = collect_with_targets(&mlp, &half, &inputs, &wanted, &Sequential).unwrap();
+        let s = ctx.get("layers.1").unwrap();
+        // Naive f64: C = Σ X̂ᵀX, H = Σ X̂ᵀX̂ over the batches.
+        let mut c = Array2::<f64>::zeros((16, 16));
+        let mut h = Array2::<f64>::zeros((16, 16));
+        for x in &inputs {
+            let xh = half.hidden(x.view(), 0).unwrap().mapv(f64::from);
+            let xt = mlp.hidden(x.view(), 0).unwrap().mapv(f64::from);
+            c += &xh.t().dot(&xt);
+            h += &xh.t().dot(&xh);
+        }
+        let close = |a: ArrayView2<f64>, b: &Array2<f64>| {
+            a.iter()
+                .zip(b.iter())
+                .all(|(p, q)| (p - q).abs() <= 1e-6 * (1.0 + q.abs()))
+        };
+        assert!(close(s.cross().unwrap(), &c));
+        assert!(close(s.hessian(), &h));
+        assert!(c != h, "the compressed layer changes the inputs");
+        // The mode runs end to end, every layer compressed.
+        let mut m = mlp.clone();
+        let out = compress(
+            &mut m,
+            &inputs,
+            &|_| Some(gptq()),
+            Mode::SequentialTargets,
+            &Sequential,
+        )
+        .unwrap();
+        assert_eq!(out.layers.len(), 3);
+    }
+
+    #[test]
     fn missing_statistics_and_data_are_typed_errors() {
         let (mut mlp, inputs) = setup();
         let w = mlp.weight("layers.0").unwrap();

@@ -156,7 +156,8 @@ impl<T: DataAware> CalibratedPass for T {
         let w = dense_f32(&name(), m)?;
         // With targets (sequential calibration towards the uncompressed
         // model), aim at the weight that reproduces the uncompressed output.
-        let w = s.target_weight(w.view(), TARGET_DAMP)?;
+        let damp = std::env::var("SQUISH_TARGET_DAMP").ok().and_then(|v| v.parse().ok()).unwrap_or(TARGET_DAMP); // EXPERIMENT
+        let w = s.target_weight(w.view(), damp)?;
         self.compress(w.view(), s, exec)
     }
 }

@@ -268,3 +268,58 @@ mod tests {
         assert!(LayerStats::new(7).accumulate(bad.view()).is_err());
     }
 }
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn target_weight_solves_the_regularised_least_squares() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (t, n, out) = (60, 7, 5);
+        let x = Array2::from_shape_fn((t, n), |_| rng.random_range(-1.0..1.0f32));
+        let noise = Array2::from_shape_fn((t, n), |_| rng.random_range(-0.2..0.2f32));
+        let target = &x + &noise;
+        let w = Array2::from_shape_fn((out, n), |_| rng.random_range(-1.0..1.0f32));
+        let mut s = LayerStats::new(n);
+        s.accumulate_with_target(x.slice(ndarray::s![..25, ..]), target.slice(ndarray::s![..25, ..]))
+            .unwrap();
+        let mut rest = LayerStats::new(n);
+        rest.accumulate_with_target(x.slice(ndarray::s![25.., ..]), target.slice(ndarray::s![25.., ..]))
+            .unwrap();
+        s.merge(&rest).unwrap();
+        let damp = 0.05;
+        let ws = s.target_weight(w.view(), damp).unwrap();
+        // Naive f64: the gradient (XᵀX + λI)W*ᵀ − (XᵀT + λI)Wᵀ vanishes.
+        let (xd, td) = (x.mapv(f64::from), target.mapv(f64::from));
+        let h = xd.t().dot(&xd);
+        let lambda = damp * (0..n).map(|j| h[[j, j]]).sum::<f64>() / n as f64;
+        let eye = Array2::<f64>::eye(n) * lambda;
+        let lhs = (&h + &eye).dot(&ws.t().mapv(f64::from));
+        let rhs = (xd.t().dot(&td) + &eye).dot(&w.t().mapv(f64::from));
+        for (a, b) in lhs.iter().zip(rhs.iter()) {
+            assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        // Targets equal to the inputs (or none): W itself.
+        let mut same = LayerStats::new(n);
+        same.accumulate_with_target(x.view(), x.view()).unwrap();
+        let back = same.target_weight(w.view(), damp).unwrap();
+        assert!(back.iter().zip(w.iter()).all(|(a, b)| (a - b).abs() < 1e-4));
+        let mut plain = LayerStats::new(n);
+        plain.accumulate(x.view()).unwrap();
+        assert_eq!(plain.target_weight(w.view(), damp).unwrap(), w);
+        // A batch without targets counts as its own target.
+        let mut mixed = LayerStats::new(n);
+        mixed.accumulate(x.slice(ndarray::s![..10, ..])).unwrap();
+        mixed
+            .accumulate_with_target(x.slice(ndarray::s![10.., ..]), x.slice(ndarray::s![10.., ..]))
+            .unwrap();
+        let c = mixed.cross().unwrap();
+        for (a, b) in c.iter().zip(mixed.hessian().iter()) {
+            assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()));
+        }
+        assert!(s.accumulate_with_target(x.view(), x.slice(ndarray::s![..3, ..])).is_err());
+    }
+}

@@ -421,7 +421,7 @@ fn pattern(
 }
 
 /// Parameters of SparseGPT in a recipe: `sparsity` or `n` and `m`, then
-/// `damp` (0.01) and `block` (128).
+/// `damp` (0.01), `block` (128) and `act_order` (false).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SparseGptSpec {
@@ -435,6 +435,8 @@ pub struct SparseGptSpec {
     pub damp: Option<f64>,
     /// Columns per mask selection and lazy update (default 128).
     pub block: Option<usize>,
+    /// Columns (N:M: groups) in order of decreasing `H_jj` (default false).
+    pub act_order: Option<bool>,
 }
 
 impl SparseGptSpec {
@@ -450,7 +452,7 @@ impl SparseGptSpec {
         if let Some(b) = self.block {
             p = p.block(b);
         }
-        p.check()
+        p.act_order(self.act_order.unwrap_or(false)).check()
     }
 }
 
