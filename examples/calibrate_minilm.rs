@@ -89,7 +89,8 @@ fn main() -> squish::Result<()> {
     );
     println!("\n| method | mean layer-output rel. error | mean cosine | min cosine | recall@10 | weight bytes | time |\n|---|---|---|---|---|---|---|");
     for method in args.methods() {
-        let (out, mut model, secs) = calibration_common::run(&base, &cal, &method, args.mode(), &exec)?;
+        let (out, mut model, secs) =
+            calibration_common::run(&base, &cal, &method, args.mode(), &exec)?;
         let mut err = 0.0;
         let mut bytes = 0;
         for (n, m) in &out.layers {

@@ -65,12 +65,12 @@ fn rel_output_error(w: ArrayView2<f32>, wq: &CompressedMatrix, x: &Array2<f32>) 
 fn main() -> squish::Result<()> {
     let args = Args::parse();
     let (data, sizes, default_epochs) = match (args.flag("--digits"), fashion_mnist()?) {
-            (false, Some(d)) => (d, vec![784, 300, 100, 10], 8),
-            _ => {
-                println!("Fashion-MNIST not used (absent or --digits): UCI digits, 64-100-10.");
-                (digits()?, vec![64, 100, 10], 40)
-            }
-        };
+        (false, Some(d)) => (d, vec![784, 300, 100, 10], 8),
+        _ => {
+            println!("Fashion-MNIST not used (absent or --digits): UCI digits, 64-100-10.");
+            (digits()?, vec![64, 100, 10], 40)
+        }
+    };
     let epochs: usize = args
         .value("--epochs")
         .and_then(|e| e.parse().ok())

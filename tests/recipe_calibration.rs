@@ -10,9 +10,8 @@ use squish::matrix::{CompressedMatrix, Structure};
 use squish::parallel::{Sequential, ThreadPool};
 use squish::pass::{CalibrationError, LayerStats};
 use squish::recipe::{
-    compress_model, compress_model_calibrated, CalibrationModeSpec, CalibrationSection,
-    GptqSpec, GranularitySpec, MethodSpec, ModelCalibration, Recipe, RecipeError, SparseGptSpec,
-    WandaSpec,
+    compress_model, compress_model_calibrated, CalibrationModeSpec, CalibrationSection, GptqSpec,
+    GranularitySpec, MethodSpec, ModelCalibration, Recipe, RecipeError, SparseGptSpec, WandaSpec,
 };
 use squish::SquishError;
 
@@ -37,7 +36,11 @@ fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
 fn model_of(layers: &[(&str, &Array2<f32>)]) -> Model {
     let mut m = Model::new();
     for (name, w) in layers {
-        let t = Tensor::float(Dtype::F32, vec![w.nrows(), w.ncols()], w.iter().copied().collect());
+        let t = Tensor::float(
+            Dtype::F32,
+            vec![w.nrows(), w.ncols()],
+            w.iter().copied().collect(),
+        );
         m.insert(*name, t.unwrap()).unwrap();
     }
     m.insert(
@@ -91,7 +94,10 @@ pipeline = [{ method = "wanda", sparsity = 0.5 }]
     let c = r.calibration().unwrap();
     assert_eq!(c.samples, Some(64));
     assert_eq!(c.mode, CalibrationModeSpec::OneShot);
-    assert_eq!(c.file.as_deref(), Some(std::path::Path::new("sentences.txt")));
+    assert_eq!(
+        c.file.as_deref(),
+        Some(std::path::Path::new("sentences.txt"))
+    );
     assert_eq!(
         r.rules()[0].methods()[0],
         MethodSpec::Gptq(GptqSpec {
@@ -128,13 +134,31 @@ pipeline = [{ method = "wanda", sparsity = 0.5 }]
 #[test]
 fn bad_data_aware_keys_name_their_line() {
     for (src, line) in [
-        ("[default]\npipeline = [\n{ method = \"gptq\", bits = 5 }]\n", 3),
-        ("[default]\npipeline = [\n{ method = \"gptq\", bits = 4, group_size = 64 }]\n", 3),
-        ("[default]\npipeline = [\n{ method = \"gptq\", bits = 4, damp = -1.0 }]\n", 3),
-        ("[default]\npipeline = [\n{ method = \"sparsegpt\", sparsity = 0.5, n = 2, m = 4 }]\n", 3),
+        (
+            "[default]\npipeline = [\n{ method = \"gptq\", bits = 5 }]\n",
+            3,
+        ),
+        (
+            "[default]\npipeline = [\n{ method = \"gptq\", bits = 4, group_size = 64 }]\n",
+            3,
+        ),
+        (
+            "[default]\npipeline = [\n{ method = \"gptq\", bits = 4, damp = -1.0 }]\n",
+            3,
+        ),
+        (
+            "[default]\npipeline = [\n{ method = \"sparsegpt\", sparsity = 0.5, n = 2, m = 4 }]\n",
+            3,
+        ),
         ("[default]\npipeline = [\n{ method = \"sparsegpt\" }]\n", 3),
-        ("[default]\npipeline = [\n{ method = \"sparsegpt\", n = 4, m = 4 }]\n", 3),
-        ("[default]\npipeline = [\n{ method = \"wanda\", sparsity = 1.0 }]\n", 3),
+        (
+            "[default]\npipeline = [\n{ method = \"sparsegpt\", n = 4, m = 4 }]\n",
+            3,
+        ),
+        (
+            "[default]\npipeline = [\n{ method = \"wanda\", sparsity = 1.0 }]\n",
+            3,
+        ),
         ("\n[calibration]\nsamples = 0\n", 2),
     ] {
         match recipe_err(src) {
@@ -174,14 +198,17 @@ fn data_aware_method_without_data_is_a_typed_error_before_any_work() {
     }
     // Statistics for another layer only: still refused, naming the layer.
     let mut cal = ModelCalibration::default();
-    cal.stats.insert("fc.weight".into(), identity_stats(16, 1.0));
+    cal.stats
+        .insert("fc.weight".into(), identity_stats(16, 1.0));
     let e = compress_model_calibrated(&model, &r, &cal, &Sequential, &|_| {}).unwrap_err();
     assert!(e.to_string().contains("`head.weight`"), "{e}");
     // A bare pipeline without statistics: the pass's own typed error.
     let p = MethodSpec::pipeline(r.rules()[0].methods()).unwrap();
     assert!(matches!(
         p.run(&w),
-        Err(SquishError::Calibration(CalibrationError::MissingStats { .. }))
+        Err(SquishError::Calibration(
+            CalibrationError::MissingStats { .. }
+        ))
     ));
 }
 
@@ -190,11 +217,18 @@ fn gptq_with_identity_hessian_is_the_int_recipe_and_wanda_with_equal_norms_is_ma
     let w = random(24, 64, 2);
     let model = model_of(&[("fc.weight", &w)]);
     let mut cal = ModelCalibration::default();
-    cal.stats.insert("fc.weight".into(), identity_stats(64, 3.0));
+    cal.stats
+        .insert("fc.weight".into(), identity_stats(64, 3.0));
     let run = |method: &str, cal: &ModelCalibration| {
         let out = compress_model_calibrated(&model, &default_of(method), cal, &Sequential, &|_| {})
             .unwrap();
-        out.model.decompress().get("fc.weight").unwrap().as_f32().unwrap().to_vec()
+        out.model
+            .decompress()
+            .get("fc.weight")
+            .unwrap()
+            .as_f32()
+            .unwrap()
+            .to_vec()
     };
     let none = ModelCalibration::default();
     for (aware, free) in [
@@ -206,7 +240,10 @@ fn gptq_with_identity_hessian_is_the_int_recipe_and_wanda_with_equal_norms_is_ma
             r#"{ method = "gptq", bits = 8, symmetric = false }"#,
             r#"{ method = "int8", symmetric = false }"#,
         ),
-        (r#"{ method = "wanda", n = 2, m = 4 }"#, r#"{ method = "nm", n = 2, m = 4 }"#),
+        (
+            r#"{ method = "wanda", n = 2, m = 4 }"#,
+            r#"{ method = "nm", n = 2, m = 4 }"#,
+        ),
     ] {
         assert_eq!(run(aware, &cal), run(free, &none), "{aware} vs {free}");
     }
@@ -239,7 +276,11 @@ fn sparsegpt_and_wanda_give_exact_patterns_and_the_same_result_on_any_executor()
         assert_eq!(ma.structure().kind(), structure);
         let d = ma.to_dense();
         for row in d.outer_iter() {
-            assert_eq!(row.iter().filter(|&&v| v != 0.0).count(), per_row, "{method}");
+            assert_eq!(
+                row.iter().filter(|&&v| v != 0.0).count(),
+                per_row,
+                "{method}"
+            );
         }
         if let Structure::NM(_) = ma.structure() {
             for row in d.outer_iter() {
@@ -269,8 +310,10 @@ fn layers_compressed_elsewhere_are_stored_and_reported_as_they_are() {
     assert_eq!(out.layers[0].method, "gptq int4 sym per-row");
     assert_eq!(out.layers[0].bytes_after, m.storage().total());
     // The wrong shape is refused.
-    cal.compressed
-        .insert("fc.weight".into(), CompressedMatrix::from_dense(w.t()).unwrap());
+    cal.compressed.insert(
+        "fc.weight".into(),
+        CompressedMatrix::from_dense(w.t()).unwrap(),
+    );
     assert!(compress_model_calibrated(&model, &r, &cal, &Sequential, &|_| {}).is_err());
 }
 

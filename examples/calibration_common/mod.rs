@@ -104,9 +104,15 @@ pub fn methods() -> Vec<Method> {
         },
         Method::recipe("GPTQ int3 g128", gptq(3, false)),
         Method::recipe("GPTQ int3 g128 act-order+mse", gptq(3, true)),
-        m("magnitude 50%", r#"{ method = "magnitude", sparsity = 0.5 }"#),
+        m(
+            "magnitude 50%",
+            r#"{ method = "magnitude", sparsity = 0.5 }"#,
+        ),
         m("Wanda 50%", r#"{ method = "wanda", sparsity = 0.5 }"#),
-        m("SparseGPT 50%", r#"{ method = "sparsegpt", sparsity = 0.5 }"#),
+        m(
+            "SparseGPT 50%",
+            r#"{ method = "sparsegpt", sparsity = 0.5 }"#,
+        ),
         m("magnitude 2:4", r#"{ method = "nm", n = 2, m = 4 }"#),
         m("Wanda 2:4", r#"{ method = "wanda", n = 2, m = 4 }"#),
         m("SparseGPT 2:4", r#"{ method = "sparsegpt", n = 2, m = 4 }"#),

@@ -124,7 +124,7 @@ struct CompressArgs {
     /// the recipe (gptq, sparsegpt, wanda); MODEL must then be a BERT-family
     /// directory (config.json, tokenizer.json, model.safetensors). Wins over
     /// the recipe's `[calibration] file`.
-    #[arg(long, value_name = "FILE", requires = "recipe")]
+    #[arg(long, value_name = "FILE")]
     calibration: Option<PathBuf>,
     /// Do not draw a progress bar.
     #[arg(long)]
@@ -176,6 +176,13 @@ fn quick_recipe(a: &CompressArgs) -> Result<Recipe> {
 }
 
 fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
+    if let (Some(file), None) = (&a.calibration, &a.recipe) {
+        return Err(SquishError::invalid(
+            "--calibration",
+            file.display(),
+            "calibration data is for the data-aware methods of a recipe (gptq, sparsegpt, wanda); pass --recipe FILE (the quick flags are data-free)",
+        ));
+    }
     let recipe = match &a.recipe {
         Some(p) => Recipe::load(p)?,
         None => quick_recipe(a)?,
@@ -188,7 +195,14 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
     inputs.extend(a.recipe.as_deref());
     inputs.extend(calibration_file.as_deref());
     check_output(&a.output, &inputs, OutputKind::Container, a.force)?;
-    let model = Model::load(&a.model)?;
+    // A Hugging Face model directory: its model.safetensors.
+    let single = a.model.join("model.safetensors");
+    let model_path = if a.model.is_dir() && single.is_file() {
+        single
+    } else {
+        a.model.clone()
+    };
+    let model = Model::load(&model_path)?;
     if model.is_container() {
         return Err(FileError::IsAContainer {
             what: a.model.display().to_string(),
@@ -201,7 +215,9 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         return mpi::compress(&model, &a.model, &recipe, &a.output, exec);
     }
     let calibration = match &calibration_file {
-        Some(file) if recipe.needs_calibration() => calibrate(&a.model, &model, &recipe, file, exec)?,
+        Some(file) if recipe.needs_calibration() => {
+            calibrate(&a.model, &model, &recipe, file, exec)?
+        }
         _ => ModelCalibration::default(),
     };
     let n = model.iter().filter(|(_, t)| t.matrix().is_some()).count();
@@ -222,7 +238,7 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
     out.model.save(&a.output)?;
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let files = table::Files {
-        input: size(&a.model),
+        input: size(&model_path),
         output: size(&a.output),
     };
     print!("{}", table::layers(&out, &model, &files));

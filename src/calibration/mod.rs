@@ -45,12 +45,12 @@ mod model;
 mod passes;
 mod recipe;
 
-pub use bert::{set_compressed, BERT_LINEARS};
-pub use model::{collect, collect_with_targets, compress, Calibratable, CalibratedModel, Mode};
-pub use passes::SparseGptQuantPass;
-pub use recipe::{calibrate_bert, sentence_batches};
 /// The statistics and pass traits live in the core ([`crate::pass`]), so
 /// families and recipes can use them; they are re-exported here.
 pub use crate::pass::{
     CalibratedPass, CalibrationContext, CalibrationError, DataAware, DataFree, LayerStats,
 };
+pub use bert::{set_compressed, BERT_LINEARS};
+pub use model::{collect, collect_with_targets, compress, Calibratable, CalibratedModel, Mode};
+pub use passes::SparseGptQuantPass;
+pub use recipe::{calibrate_bert, sentence_batches};

@@ -102,7 +102,9 @@ pub fn collect_with_targets<M: Calibratable>(
             x,
             wanted,
             &mut |name, a| match targets.get(name) {
-                Some(t) => ctx.entry(name, a.ncols()).accumulate_with_target(a, t.view()),
+                Some(t) => ctx
+                    .entry(name, a.ncols())
+                    .accumulate_with_target(a, t.view()),
                 None => Ok(()),
             },
             exec,
@@ -208,7 +210,7 @@ pub fn compress<M: Calibratable + Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
-        use crate::parallel::Sequential;
+    use crate::parallel::Sequential;
     use crate::pruning::SparseGpt;
     use crate::quantization::Gptq;
     use crate::training::Mlp;

@@ -102,4 +102,3 @@ impl DataAware for SparseGptQuantPass {
         })
     }
 }
-

@@ -57,14 +57,15 @@ pub fn calibrate_bert(
     let sentences = section.draw(sentences);
     let tokenizer = SentenceTokenizer::from_file(
         dir.join("tokenizer.json"),
-        section
-            .max_tokens
-            .unwrap_or(crate::nn::DEFAULT_MAX_TOKENS),
+        section.max_tokens.unwrap_or(crate::nn::DEFAULT_MAX_TOKENS),
     )?;
     let config = BertConfig::load(dir.join("config.json"))?;
     let mut encoder = BertEncoder::from_weights(config, Weights::Dense(model), Activations::Float)?;
     let batches = sentence_batches(&tokenizer, &sentences, exec)?;
-    let prefix = if model.get("bert.embeddings.word_embeddings.weight").is_some() {
+    let prefix = if model
+        .get("bert.embeddings.word_embeddings.weight")
+        .is_some()
+    {
         "bert."
     } else {
         ""

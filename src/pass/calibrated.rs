@@ -116,8 +116,11 @@ pub trait CalibratedPass: Send + Sync {
 }
 
 /// Dampening of [`LayerStats::target_weight`] when a data-aware pass
-/// reads statistics with targets.
-pub const TARGET_DAMP: f64 = 0.01;
+/// reads statistics with targets: `λ = mean(diag H)`, a strong pull towards
+/// `W` (on all-MiniLM-L6-v2 with 128 calibration sentences, 0.01 overfits
+/// the few thousand calibration tokens: SparseGPT 2:4 mean cosine 0.852
+/// at 0.01, 0.884 at 1).
+pub const TARGET_DAMP: f64 = 1.0;
 
 /// A data-aware method on a dense f32 weight: what GPTQ, SparseGPT and
 /// Wanda implement. Every `DataAware` is a [`CalibratedPass`] that checks
@@ -156,8 +159,7 @@ impl<T: DataAware> CalibratedPass for T {
         let w = dense_f32(&name(), m)?;
         // With targets (sequential calibration towards the uncompressed
         // model), aim at the weight that reproduces the uncompressed output.
-        let damp = std::env::var("SQUISH_TARGET_DAMP").ok().and_then(|v| v.parse().ok()).unwrap_or(TARGET_DAMP); // EXPERIMENT
-        let w = s.target_weight(w.view(), damp)?;
+        let w = s.target_weight(w.view(), TARGET_DAMP)?;
         self.compress(w.view(), s, exec)
     }
 }

@@ -284,11 +284,17 @@ mod target_tests {
         let target = &x + &noise;
         let w = Array2::from_shape_fn((out, n), |_| rng.random_range(-1.0..1.0f32));
         let mut s = LayerStats::new(n);
-        s.accumulate_with_target(x.slice(ndarray::s![..25, ..]), target.slice(ndarray::s![..25, ..]))
-            .unwrap();
+        s.accumulate_with_target(
+            x.slice(ndarray::s![..25, ..]),
+            target.slice(ndarray::s![..25, ..]),
+        )
+        .unwrap();
         let mut rest = LayerStats::new(n);
-        rest.accumulate_with_target(x.slice(ndarray::s![25.., ..]), target.slice(ndarray::s![25.., ..]))
-            .unwrap();
+        rest.accumulate_with_target(
+            x.slice(ndarray::s![25.., ..]),
+            target.slice(ndarray::s![25.., ..]),
+        )
+        .unwrap();
         s.merge(&rest).unwrap();
         let damp = 0.05;
         let ws = s.target_weight(w.view(), damp).unwrap();
@@ -314,12 +320,17 @@ mod target_tests {
         let mut mixed = LayerStats::new(n);
         mixed.accumulate(x.slice(ndarray::s![..10, ..])).unwrap();
         mixed
-            .accumulate_with_target(x.slice(ndarray::s![10.., ..]), x.slice(ndarray::s![10.., ..]))
+            .accumulate_with_target(
+                x.slice(ndarray::s![10.., ..]),
+                x.slice(ndarray::s![10.., ..]),
+            )
             .unwrap();
         let c = mixed.cross().unwrap();
         for (a, b) in c.iter().zip(mixed.hessian().iter()) {
             assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()));
         }
-        assert!(s.accumulate_with_target(x.view(), x.slice(ndarray::s![..3, ..])).is_err());
+        assert!(s
+            .accumulate_with_target(x.view(), x.slice(ndarray::s![..3, ..]))
+            .is_err());
     }
 }

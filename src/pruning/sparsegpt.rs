@@ -257,7 +257,15 @@ struct Masks<'a> {
 impl Masks<'_> {
     /// Prunes, in every row, the `count` least salient weights of each run
     /// of `step` columns in `b..e`.
-    fn select(&mut self, b: usize, e: usize, step: usize, count: usize, w: &Array2<f32>, u: ArrayView2<f32>) {
+    fn select(
+        &mut self,
+        b: usize,
+        e: usize,
+        step: usize,
+        count: usize,
+        w: &Array2<f32>,
+        u: ArrayView2<f32>,
+    ) {
         for r in 0..w.nrows() {
             for k in b..e {
                 let (x, d) = (w[[r, k]], u[[k, k]]);
@@ -268,8 +276,9 @@ impl Masks<'_> {
                 self.order.extend(lo..(lo + step).min(e));
                 // Ascending (saliency, position): the first ones go.
                 let score = &self.score;
-                self.order
-                    .sort_unstable_by(|&a, &c| score[a - b].total_cmp(&score[c - b]).then(a.cmp(&c)));
+                self.order.sort_unstable_by(|&a, &c| {
+                    score[a - b].total_cmp(&score[c - b]).then(a.cmp(&c))
+                });
                 for &k in &self.order[..count] {
                     self.keep[[r, k]] = false;
                 }
@@ -637,8 +646,13 @@ mod tests {
             let act = p.act_order(true).check().unwrap();
             // Diagonal H: no updates, masks by w²·H_jj in any order.
             assert_eq!(
-                act.prune(w.view(), diag.view(), &Sequential).unwrap().matrix,
-                natural.prune(w.view(), diag.view(), &Sequential).unwrap().matrix
+                act.prune(w.view(), diag.view(), &Sequential)
+                    .unwrap()
+                    .matrix,
+                natural
+                    .prune(w.view(), diag.view(), &Sequential)
+                    .unwrap()
+                    .matrix
             );
             let out = act.prune(w.view(), h.view(), &Sequential).unwrap();
             let par = act
@@ -655,13 +669,17 @@ mod tests {
                 }
             }
             // Reconstruction still beats the mask alone.
-            let masked = Array2::from_shape_fn(w.dim(), |(i, j)| {
-                if d[[i, j]] != 0.0 {
-                    w[[i, j]]
-                } else {
-                    0.0
-                }
-            });
+            let masked =
+                Array2::from_shape_fn(
+                    w.dim(),
+                    |(i, j)| {
+                        if d[[i, j]] != 0.0 {
+                            w[[i, j]]
+                        } else {
+                            0.0
+                        }
+                    },
+                );
             assert!(objective(&w, &d, &h) < objective(&w, &masked, &h));
         }
     }

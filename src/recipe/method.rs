@@ -93,8 +93,7 @@ impl MethodSpec {
 
     /// Whether the method reads calibration statistics.
     pub fn needs_data(&self) -> bool {
-        self.append(Pipeline::new())
-            .is_ok_and(|p| p.needs_data())
+        self.append(Pipeline::new()).is_ok_and(|p| p.needs_data())
     }
 
     /// Checks the parameters without building a pipeline.

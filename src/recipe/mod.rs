@@ -16,15 +16,16 @@ mod spec;
 mod stream;
 mod sweep;
 
-pub use apply::{compress_model, compress_model_calibrated, Compressed, LayerReport, ModelCalibration};
+pub use apply::{
+    compress_model, compress_model_calibrated, Compressed, LayerReport, ModelCalibration,
+};
 pub use error::RecipeError;
 pub use method::MethodSpec;
 pub use recipe::{Choice, Recipe, Rule};
 pub use recover::RecoverSpec;
 pub use spec::{
-    AxisSpec, CalibrationModeSpec, CalibrationSection, CalibrationSpec, GptqSpec,
-    GranularitySpec, InitSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec,
-    WandaSpec,
+    AxisSpec, CalibrationModeSpec, CalibrationSection, CalibrationSpec, GptqSpec, GranularitySpec,
+    InitSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec, WandaSpec,
 };
 pub use stream::{
     CompressStream, StreamCompression, StreamParams, StreamSummary, StreamedTensor, DEFAULT_BUDGET,

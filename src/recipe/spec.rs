@@ -399,11 +399,7 @@ impl GptqSpec {
 
 /// A sparsity pattern in a recipe: `sparsity = s` (unstructured, per row)
 /// or `n = N, m = M` (N kept in every M consecutive inputs), not both.
-fn pattern(
-    sparsity: Option<f64>,
-    n: Option<usize>,
-    m: Option<usize>,
-) -> Result<SparsityPattern> {
+fn pattern(sparsity: Option<f64>, n: Option<usize>, m: Option<usize>) -> Result<SparsityPattern> {
     match (sparsity, n, m) {
         (Some(s), None, None) => Ok(SparsityPattern::Unstructured(s)),
         (None, Some(n), Some(m)) => Ok(SparsityPattern::NM { n, m }),
