@@ -187,6 +187,22 @@ impl InverseHessian {
     }
 }
 
+/// Checks the two knobs every OBS method has: `block ≥ 1` columns per lazy
+/// update and a dampening fraction that is finite and ≥ 0.
+pub fn check_obs_knobs(block: usize, damp: f64) -> Result<()> {
+    if block == 0 {
+        return Err(SquishError::invalid("block", 0, "must be at least 1"));
+    }
+    if !(damp.is_finite() && damp >= 0.0) {
+        return Err(SquishError::invalid(
+            "damp",
+            damp,
+            "the dampening fraction must be finite and ≥ 0 (default 0.01)",
+        ));
+    }
+    Ok(())
+}
+
 /// The decisions of an optimal-brain-surgeon column sweep ([`obs_sweep`]):
 /// what each weight becomes when its column is fixed, with hooks where
 /// masks or ranges are chosen from the weights updated so far.

@@ -410,16 +410,7 @@ impl SparseGptParams {
                 }
             }
         }
-        if self.block == 0 {
-            return Err(SquishError::invalid("block", 0, "must be at least 1"));
-        }
-        if !(self.damp.is_finite() && self.damp >= 0.0) {
-            return Err(SquishError::invalid(
-                "damp",
-                self.damp,
-                "the dampening fraction must be finite and ≥ 0 (default 0.01)",
-            ));
-        }
+        crate::matrix::check_obs_knobs(self.block, self.damp)?;
         Ok(SparseGpt { params: self })
     }
 }

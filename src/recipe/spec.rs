@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::compression::lowrank::{LowRank, RandomizedSvd, RankSelection};
 use crate::compression::sharing::{Init, KMeans};
 use crate::error::{Result, SquishError};
+use crate::matrix::Granularity;
 use crate::pruning::{NMPruner, SparseGpt, SparsityPattern, Structured, WandaPass};
 use crate::quantization::{Calibration, Gptq, IntQuantizer};
 use crate::recipe::RecipeError;
@@ -24,6 +25,28 @@ pub enum GranularitySpec {
     PerRow,
     /// One scale per `group_size` consecutive values.
     PerGroup,
+}
+
+impl GranularitySpec {
+    /// The granularity with its group size: `group_size` is required with
+    /// `per-group` and refused otherwise.
+    pub fn with(self, group_size: Option<usize>) -> Result<Granularity> {
+        match (self, group_size) {
+            (GranularitySpec::PerTensor, None) => Ok(Granularity::PerTensor),
+            (GranularitySpec::PerRow, None) => Ok(Granularity::PerRow),
+            (GranularitySpec::PerGroup, Some(g)) => Ok(Granularity::PerGroup(g)),
+            (GranularitySpec::PerGroup, None) => Err(SquishError::from(RecipeError::Key {
+                key: "group_size",
+                value: "missing".to_string(),
+                rule: "granularity = \"per-group\" needs group_size = N",
+            })),
+            (_, Some(g)) => Err(SquishError::from(RecipeError::Key {
+                key: "group_size",
+                value: g.to_string(),
+                rule: "only allowed with granularity = \"per-group\"",
+            })),
+        }
+    }
 }
 
 /// How the clip range of integer quantization is chosen:
@@ -69,24 +92,10 @@ impl IntSpec {
     /// The checked `bits`-bit quantizer.
     pub fn build(&self, bits: u8) -> Result<IntQuantizer> {
         let mut p = IntQuantizer::params(bits).symmetric(self.symmetric.unwrap_or(true));
-        p = match (self.granularity, self.group_size) {
-            (GranularitySpec::PerTensor, None) => p.per_tensor(),
-            (GranularitySpec::PerRow, None) => p.per_row(),
-            (GranularitySpec::PerGroup, Some(g)) => p.per_group(g),
-            (GranularitySpec::PerGroup, None) => {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: "group_size",
-                    value: "missing".to_string(),
-                    rule: "granularity = \"per-group\" needs group_size = N",
-                }))
-            }
-            (_, Some(g)) => {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: "group_size",
-                    value: g.to_string(),
-                    rule: "only allowed with granularity = \"per-group\"",
-                }))
-            }
+        p = match self.granularity.with(self.group_size)? {
+            Granularity::PerTensor => p.per_tensor(),
+            Granularity::PerRow => p.per_row(),
+            Granularity::PerGroup(g) => p.per_group(g),
         };
         if let Some(c) = self.calibration {
             p = p.calibration(c.calibration());
@@ -357,28 +366,14 @@ impl GptqSpec {
     /// The checked GPTQ quantizer.
     pub fn build(&self) -> Result<Gptq> {
         let mut p = Gptq::params(self.bits).symmetric(self.symmetric.unwrap_or(true));
-        p = match (self.granularity, self.group_size) {
-            (GranularitySpec::PerRow, None) => p.per_row(),
-            (GranularitySpec::PerGroup, Some(g)) => p.per_group(g),
-            (GranularitySpec::PerTensor, _) => {
+        p = match self.granularity.with(self.group_size)? {
+            Granularity::PerRow => p.per_row(),
+            Granularity::PerGroup(g) => p.per_group(g),
+            Granularity::PerTensor => {
                 return Err(SquishError::from(RecipeError::Key {
                     key: "granularity",
                     value: "per-tensor".to_string(),
                     rule: "GPTQ quantizes per row or per group",
-                }))
-            }
-            (GranularitySpec::PerGroup, None) => {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: "group_size",
-                    value: "missing".to_string(),
-                    rule: "granularity = \"per-group\" needs group_size = N",
-                }))
-            }
-            (GranularitySpec::PerRow, Some(g)) => {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: "group_size",
-                    value: g.to_string(),
-                    rule: "only allowed with granularity = \"per-group\"",
                 }))
             }
         };
