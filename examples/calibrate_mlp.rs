@@ -6,6 +6,7 @@
 //! cargo run --release --example calibrate_mlp                 # Fashion-MNIST, LeNet-300-100
 //! cargo run --release --example calibrate_mlp -- --epochs 3   # shorter training
 //! cargo run --release --example calibrate_mlp -- --digits     # UCI digits, 64-100-10
+//! cargo run --release --example calibrate_mlp -- --only gptq   # as calibrate_minilm: --only, --method, --one-shot
 //! ```
 //!
 //! A dense model is trained (Adam), then every layer is compressed by each
@@ -15,16 +16,14 @@
 //! mean relative layer-output error `‖XWᵀ − XŴᵀ‖_F / ‖XWᵀ‖_F` on test
 //! inputs of the dense model, and exact bytes.
 
+mod calibration_common;
+
 use std::time::Instant;
 
+use calibration_common::{Args, Method};
 use ndarray::{s, Array2, ArrayView2};
-use squish::calibration::{
-    compress, CalibratedPipeline, GptqPass, Mode, SparseGptPass, SparseGptQuantPass, WandaPass,
-};
 use squish::data::{digits, fashion_mnist};
 use squish::prelude::*;
-use squish::pruning::SparseGpt;
-use squish::quantization::{Calibration, Gptq};
 use squish::training::{CompressedMlp, Mlp, Optimizer, Trainer};
 
 fn accuracy(m: &CompressedMlp, x: ArrayView2<f32>, y: &[usize]) -> squish::Result<f64> {
@@ -63,140 +62,17 @@ fn rel_output_error(w: ArrayView2<f32>, wq: &CompressedMatrix, x: &Array2<f32>) 
     (num / den).sqrt()
 }
 
-type Method = (
-    &'static str,
-    Box<dyn Fn() -> squish::Result<CalibratedPipeline>>,
-);
-
-fn methods() -> Vec<Method> {
-    let gptq = |bits: u8, act: bool| -> squish::Result<CalibratedPipeline> {
-        let mut p = Gptq::params(bits).per_group(128).act_order(act);
-        if act {
-            p = p.calibration(Calibration::mse());
-        }
-        Ok(CalibratedPipeline::new().then(GptqPass(p.check()?)))
-    };
-    vec![
-        ("dense f32", Box::new(|| Ok(CalibratedPipeline::new()))),
-        (
-            "RTN int4 g128",
-            Box::new(|| {
-                Ok(CalibratedPipeline::new()
-                    .data_free(Quantize(IntQuantizer::params(4).per_group(128).check()?)))
-            }),
-        ),
-        ("GPTQ int4 g128", Box::new(move || gptq(4, false))),
-        (
-            "GPTQ int4 g128 act-order+mse",
-            Box::new(move || gptq(4, true)),
-        ),
-        (
-            "RTN int3 g128",
-            Box::new(|| {
-                // Round-to-nearest at 3 bits = GPTQ with H = I; data-free.
-                Ok(CalibratedPipeline::new().data_free(Rtn3))
-            }),
-        ),
-        ("GPTQ int3 g128", Box::new(move || gptq(3, false))),
-        (
-            "GPTQ int3 g128 act-order+mse",
-            Box::new(move || gptq(3, true)),
-        ),
-        (
-            "magnitude 50%",
-            Box::new(|| {
-                Ok(CalibratedPipeline::new().data_free(Prune(Magnitude::params(0.5).check()?)))
-            }),
-        ),
-        (
-            "Wanda 50%",
-            Box::new(|| {
-                Ok(CalibratedPipeline::new().then(WandaPass {
-                    sparsity: 0.5,
-                    nm: None,
-                }))
-            }),
-        ),
-        (
-            "SparseGPT 50%",
-            Box::new(|| {
-                Ok(CalibratedPipeline::new()
-                    .then(SparseGptPass(SparseGpt::unstructured(0.5).check()?)))
-            }),
-        ),
-        (
-            "magnitude 2:4",
-            Box::new(|| {
-                Ok(CalibratedPipeline::new().data_free(Prune(NMPruner::params(2, 4).check()?)))
-            }),
-        ),
-        (
-            "Wanda 2:4",
-            Box::new(|| {
-                Ok(CalibratedPipeline::new().then(WandaPass {
-                    sparsity: 0.0,
-                    nm: Some((2, 4)),
-                }))
-            }),
-        ),
-        (
-            "SparseGPT 2:4",
-            Box::new(|| {
-                Ok(CalibratedPipeline::new().then(SparseGptPass(SparseGpt::nm(2, 4).check()?)))
-            }),
-        ),
-        (
-            "SparseGPT 2:4 + int4 g64 (joint)",
-            Box::new(|| {
-                Ok(CalibratedPipeline::new().then(SparseGptQuantPass {
-                    sparsegpt: SparseGpt::nm(2, 4).check()?,
-                    bits: 4,
-                    group: Some(64),
-                }))
-            }),
-        ),
-    ]
-}
-
-/// Round-to-nearest int3, group 128 (GPTQ's grid with H = I).
-#[derive(Debug)]
-struct Rtn3;
-
-impl CompressionPass for Rtn3 {
-    fn name(&self) -> String {
-        "rtn int3 g128".into()
-    }
-    fn apply(
-        &self,
-        m: &CompressedMatrix,
-        exec: &dyn ParallelExecutor,
-    ) -> squish::Result<CompressedMatrix> {
-        let w = m.to_dense();
-        let eye = Array2::<f64>::eye(w.ncols());
-        Ok(Gptq::params(3)
-            .per_group(128)
-            .check()?
-            .quantize(w.view(), eye.view(), exec)?
-            .matrix)
-    }
-}
-
 fn main() -> squish::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
+    let args = Args::parse();
+    let (data, sizes, default_epochs) = match (args.flag("--digits"), fashion_mnist()?) {
+        (false, Some(d)) => (d, vec![784, 300, 100, 10], 8),
+        _ => {
+            println!("Fashion-MNIST not used (absent or --digits): UCI digits, 64-100-10.");
+            (digits()?, vec![64, 100, 10], 40)
+        }
     };
-    let (data, sizes, default_epochs) =
-        match (args.iter().any(|a| a == "--digits"), fashion_mnist()?) {
-            (false, Some(d)) => (d, vec![784, 300, 100, 10], 8),
-            _ => {
-                println!("Fashion-MNIST not used (absent or --digits): UCI digits, 64-100-10.");
-                (digits()?, vec![64, 100, 10], 40)
-            }
-        };
-    let epochs: usize = flag("--epochs")
+    let epochs: usize = args
+        .value("--epochs")
         .and_then(|e| e.parse().ok())
         .unwrap_or(default_epochs);
     let t0 = Instant::now();
@@ -228,11 +104,10 @@ fn main() -> squish::Result<()> {
     println!(
         "\n| method | test accuracy | mean layer-output rel. error | bytes (weights) | time |\n|---|---|---|---|---|"
     );
-    for (name, make) in methods() {
-        let t = Instant::now();
-        let mut model = mlp.clone();
-        let out = compress(&mut model, &cal, &|_| make().ok(), Mode::Sequential, &exec)?;
-        let secs = t.elapsed().as_secs_f64();
+    let dense = Method::dense();
+    for method in std::iter::once(dense).chain(args.methods()) {
+        let (out, _, secs) = calibration_common::run(&mlp, &cal, &method, args.mode(), &exec)?;
+        let name = &method.name;
         let layers: Vec<CompressedMatrix> = (0..mlp.layers().len())
             .map(|i| out.layers[&format!("layers.{i}")].clone())
             .collect();

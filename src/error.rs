@@ -125,7 +125,7 @@ pub enum SquishError {
     Hessian(#[from] crate::matrix::HessianError),
     /// Calibration data or statistics are missing or unusable.
     #[error(transparent)]
-    Calibration(#[from] crate::calibration::CalibrationError),
+    Calibration(#[from] crate::pass::CalibrationError),
     /// Sensitivity measurement or budget planning failed.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),

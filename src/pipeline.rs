@@ -8,7 +8,7 @@ use crate::error::{Result, SquishError};
 use crate::matrix::{CompressedMatrix, StorageReport};
 use crate::metrics::{ErrorMetrics, ErrorSums};
 use crate::parallel::{ParallelExecutor, Progress, Sequential, TaskOutcome, TaskRunner, TaskSpec};
-use crate::pass::CompressionPass;
+use crate::pass::{CalibratedPass, CompressionPass, DataFree, LayerStats};
 
 /// Passes applied in order to a weight matrix.
 ///
@@ -25,9 +25,40 @@ use crate::pass::CompressionPass;
 /// assert_eq!(out.report.stages.len(), 3); // input, prune, quantize
 /// println!("{}", out.report);
 /// ```
+///
+/// Data-aware passes ([`DataAware`](crate::pass::DataAware): GPTQ,
+/// SparseGPT, Wanda) join with [`data_aware`](Self::data_aware) and read the
+/// layer's calibration statistics, given to
+/// [`run_calibrated`](Self::run_calibrated):
+///
+/// ```
+/// use ndarray::Array2;
+/// use squish::pass::LayerStats;
+/// use squish::prelude::*;
+/// use squish::quantization::Gptq;
+/// let w = Array2::from_shape_fn((8, 16), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 11.0 - 0.5);
+/// let x = Array2::from_shape_fn((64, 16), |(i, j)| ((i * j + 1) % 5) as f32 - 2.0);
+/// let mut stats = LayerStats::new(16);
+/// stats.accumulate(x.view())?;
+/// let p = Pipeline::new().data_aware(Gptq::params(4).per_group(8).check()?);
+/// assert!(p.needs_data());
+/// let out = p.run_calibrated("fc1", &w, Some(&stats), &Sequential)?;
+/// assert_eq!(out.matrix.encoding(), "int4");
+/// // Without statistics: a typed error naming the pass and the layer.
+/// assert!(p.run(&w).is_err());
+/// # Ok::<(), squish::SquishError>(())
+/// ```
 #[derive(Default)]
 pub struct Pipeline {
-    passes: Vec<Box<dyn CompressionPass>>,
+    passes: Vec<Box<dyn CalibratedPass>>,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.passes.iter().map(|p| p.name()))
+            .finish()
+    }
 }
 
 /// The result of running a pipeline on one matrix.
@@ -121,9 +152,20 @@ impl Pipeline {
     }
 
     /// Appends a pass.
-    pub fn then(mut self, pass: impl CompressionPass + 'static) -> Self {
+    pub fn then(self, pass: impl CompressionPass + 'static) -> Self {
+        self.data_aware(DataFree(pass))
+    }
+
+    /// Appends a pass that reads calibration statistics (any
+    /// [`DataAware`](crate::pass::DataAware) method, or a [`DataFree`] pass).
+    pub fn data_aware(mut self, pass: impl CalibratedPass + 'static) -> Self {
         self.passes.push(Box::new(pass));
         self
+    }
+
+    /// Whether any pass reads calibration statistics.
+    pub fn needs_data(&self) -> bool {
+        self.passes.iter().any(|p| p.needs_data())
     }
 
     // `prune` and `quantize` (a pruner or quantizer as a pass) are defined
@@ -168,18 +210,35 @@ impl Pipeline {
         w: impl AsArray<'a, f32, Ix2>,
         exec: &dyn ParallelExecutor,
     ) -> Result<PipelineOutput> {
-        self.run_staged(w.into(), exec).map_err(|(_, e)| e)
+        self.run_calibrated("weight", w, None, exec)
     }
 
-    /// [`run_on`](Self::run_on), and on failure the stage that failed:
-    /// `None` for the input check, else the pass's name.
+    /// Runs every pass on weight `w` of layer `layer`, data-aware passes
+    /// with the layer's calibration statistics `stats` (a data-aware pass
+    /// without them fails with
+    /// [`CalibrationError::MissingStats`](crate::pass::CalibrationError::MissingStats)).
+    pub fn run_calibrated<'a>(
+        &self,
+        layer: &str,
+        w: impl AsArray<'a, f32, Ix2>,
+        stats: Option<&LayerStats>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<PipelineOutput> {
+        self.run_staged(layer, w.into(), stats, exec)
+            .map_err(|(_, e)| e)
+    }
+
+    /// [`run_calibrated`](Self::run_calibrated), and on failure the stage
+    /// that failed: `None` for the input check, else the pass's name.
     pub(crate) fn run_staged(
         &self,
+        layer: &str,
         w: ArrayView2<f32>,
+        stats: Option<&LayerStats>,
         exec: &dyn ParallelExecutor,
     ) -> std::result::Result<PipelineOutput, (Option<String>, crate::SquishError)> {
         let m = CompressedMatrix::from_dense(w).map_err(|e| (None, e))?;
-        let (report, out) = self.run_passes(&m, w, exec)?;
+        let (report, out) = self.run_passes(layer, &m, w, stats, exec)?;
         Ok(PipelineOutput {
             matrix: out.unwrap_or(m),
             report,
@@ -191,6 +250,7 @@ impl Pipeline {
     /// back (for reuse as a buffer) unless the input check rejected them.
     pub(crate) fn run_vec(
         &self,
+        layer: &str,
         rows: usize,
         cols: usize,
         data: Vec<f32>,
@@ -202,7 +262,9 @@ impl Pipeline {
         };
         let w = ArrayView2::from_shape((rows, cols), m.dense_data().expect("a dense f32 matrix"))
             .expect("rows × cols values");
-        let result = self.run_passes(&m, w, exec).map_err(|(_, e)| e);
+        let result = self
+            .run_passes(layer, &m, w, None, exec)
+            .map_err(|(_, e)| e);
         match result {
             Ok((report, Some(out))) => (
                 Ok(PipelineOutput {
@@ -221,8 +283,10 @@ impl Pipeline {
     #[allow(clippy::type_complexity)]
     fn run_passes(
         &self,
+        layer: &str,
         input: &CompressedMatrix,
         w: ArrayView2<f32>,
+        stats: Option<&LayerStats>,
         exec: &dyn ParallelExecutor,
     ) -> std::result::Result<
         (PipelineReport, Option<CompressedMatrix>),
@@ -245,7 +309,7 @@ impl Pipeline {
         for pass in &self.passes {
             let staged = |e| (Some(pass.name()), e);
             let next = pass
-                .apply(m.as_ref().unwrap_or(input), exec)
+                .apply(layer, m.as_ref().unwrap_or(input), stats, exec)
                 .map_err(staged)?;
             report
                 .stages

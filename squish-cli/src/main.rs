@@ -13,9 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use squish::io::{check_output, CompressedModel, FileError, Model, OutputKind};
 use squish::parallel::{ParallelExecutor, ThreadPool};
-use squish::recipe::{families, sweep, IntSpec, KMeansSpec, LowRankSpec, MethodSpec, Recipe};
+use squish::recipe::{
+    compress_model_calibrated, families, sweep, IntSpec, KMeansSpec, LowRankSpec, MethodSpec,
+    ModelCalibration, Recipe,
+};
 use squish::{Result, SquishError};
 
 /// Compress neural-network weights and multiply them without decompressing.
@@ -131,6 +135,12 @@ struct CompressArgs {
     /// Quick recipe: k-means weight sharing with K shared values per matrix.
     #[arg(long, group = "quant", value_name = "K")]
     kmeans: Option<usize>,
+    /// Calibration sentences, one per line, for the data-aware methods of
+    /// the recipe (gptq, sparsegpt, wanda); MODEL must then be a BERT-family
+    /// directory (config.json, tokenizer.json, model.safetensors). Wins over
+    /// the recipe's `[calibration] file`.
+    #[arg(long, value_name = "FILE")]
+    calibration: Option<PathBuf>,
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -181,6 +191,13 @@ fn quick_recipe(a: &CompressArgs) -> Result<Recipe> {
 }
 
 fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
+    if let (Some(file), None) = (&a.calibration, &a.recipe) {
+        return Err(SquishError::invalid(
+            "--calibration",
+            file.display(),
+            "calibration data is for the data-aware methods of a recipe (gptq, sparsegpt, wanda); pass --recipe FILE (the quick flags are data-free)",
+        ));
+    }
     let recipe = match &a.recipe {
         Some(p) => Recipe::load(p)?,
         None => quick_recipe(a)?,
@@ -200,6 +217,9 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         }
         return mpi::compress(&model, &a.model, &recipe, &a.output, exec);
     }
+    if recipe.needs_calibration() {
+        return compress_calibrated(a, &recipe, exec);
+    }
     let out = stream::Output {
         path: &a.output,
         shard_size: a.shard_size,
@@ -215,6 +235,101 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         a.quiet,
         exec,
     )
+}
+
+/// `compress` for a recipe with data-aware methods (gptq, sparsegpt,
+/// wanda): the whole model in memory, calibrated on the sentences of
+/// `--calibration` or the recipe's `[calibration] file`.
+fn compress_calibrated(
+    a: &CompressArgs,
+    recipe: &Recipe,
+    exec: &dyn ParallelExecutor,
+) -> Result<()> {
+    let calibration_file = a
+        .calibration
+        .clone()
+        .or_else(|| recipe.calibration().and_then(|c| c.file.clone()));
+    let mut inputs = vec![a.model.as_path()];
+    inputs.extend(a.recipe.as_deref());
+    inputs.extend(calibration_file.as_deref());
+    check_output(&a.output, &inputs, OutputKind::Container, a.force)?;
+    // A Hugging Face model directory: its model.safetensors.
+    let single = a.model.join("model.safetensors");
+    let model_path = if a.model.is_dir() && single.is_file() {
+        single
+    } else {
+        a.model.clone()
+    };
+    let model = Model::load(&model_path)?;
+    if model.is_container() {
+        return Err(FileError::IsAContainer {
+            what: a.model.display().to_string(),
+        }
+        .into());
+    }
+    let calibration = match &calibration_file {
+        Some(file) if recipe.needs_calibration() => {
+            calibrate(&a.model, &model, recipe, file, exec)?
+        }
+        _ => ModelCalibration::default(),
+    };
+    let n = model.iter().filter(|(_, t)| t.matrix().is_some()).count();
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(n as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} layers {msg}")
+            .expect("a valid template"),
+    );
+    let out = compress_model_calibrated(&model, recipe, &calibration, exec, &|name| {
+        bar.set_message(name.to_string());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    out.model.save(&a.output)?;
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let files = table::Files {
+        input: size(&model_path),
+        output: size(&a.output),
+    };
+    print!("{}", table::layers(&out, &model, &files));
+    println!("wrote {}", a.output.display());
+    Ok(())
+}
+
+/// Runs the calibration sentences of `file` through the BERT-family model
+/// in `model_path` (a directory, or a file next to its config.json).
+fn calibrate(
+    model_path: &Path,
+    model: &Model,
+    recipe: &Recipe,
+    file: &Path,
+    exec: &dyn ParallelExecutor,
+) -> Result<ModelCalibration> {
+    let dir = if model_path.is_dir() {
+        model_path
+    } else {
+        model_path.parent().unwrap_or(Path::new("."))
+    };
+    for needed in ["config.json", "tokenizer.json"] {
+        if !dir.join(needed).is_file() {
+            return Err(SquishError::invalid(
+                "--calibration",
+                file.display(),
+                format!(
+                    "calibration sentences need a BERT-family model directory, and {} has no {needed}; pass the Hugging Face model directory as MODEL, or use data-free methods",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    let text = std::fs::read(file).map_err(|e| {
+        SquishError::invalid("--calibration", file.display(), format!("cannot read: {e}"))
+    })?;
+    let sentences = squish::nn::sentences_from_bytes(&text)?;
+    squish::calibration::calibrate_bert(model, dir, recipe, &sentences, exec)
 }
 
 fn inspect(file: &Path) -> Result<()> {

@@ -6,9 +6,11 @@
 //! `‖XWᵀ − XŴᵀ‖`. This module runs calibration data through a model
 //! ([`Calibratable`]), keeps per layer what the methods need
 //! ([`LayerStats`]: `H = XᵀX` in f64, input norms and maxima), and applies
-//! [`CalibratedPipeline`]s that mix data-free passes (any
-//! [`CompressionPass`](crate::pass::CompressionPass)) with data-aware ones ([`GptqPass`], [`SparseGptPass`],
-//! [`WandaPass`]), one-shot or sequentially ([`Mode`]).
+//! [`Pipeline`](crate::pipeline::Pipeline)s that mix data-free passes (any
+//! [`CompressionPass`](crate::pass::CompressionPass)) with data-aware ones
+//! ([`Gptq`](crate::quantization::Gptq), [`SparseGpt`](crate::pruning::SparseGpt),
+//! [`WandaPass`](crate::pruning::WandaPass), [`SparseGptQuantPass`]), one-shot
+//! or sequentially ([`Mode`]).
 //!
 //! AWQ changes the layer's input (`x / s`), so it is applied at the model
 //! level, where the scales can be folded into the preceding operation
@@ -21,16 +23,19 @@
 //!
 //! ```
 //! use ndarray::Array2;
-//! use squish::calibration::{CalibratedPipeline, GptqPass, LayerStats};
-//! use squish::parallel::Sequential;
+//! use squish::calibration::{collect, compress, Mode};
+//! use squish::prelude::*;
 //! use squish::quantization::Gptq;
-//! let w = Array2::from_shape_fn((8, 16), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 11.0 - 0.5);
+//! use squish::training::Mlp;
+//! let mut mlp = Mlp::params(&[16, 8, 4]).seed(1).check::<f32>()?;
 //! let x = Array2::from_shape_fn((64, 16), |(i, j)| ((i * j + 1) % 5) as f32 - 2.0);
-//! let mut stats = LayerStats::new(16);
-//! stats.accumulate(x.view())?;
-//! let p = CalibratedPipeline::new().then(GptqPass(Gptq::params(4).per_group(8).check()?));
-//! let m = p.run("fc1", w.view(), Some(&stats), &Sequential)?;
-//! assert_eq!(m.encoding(), "int4");
+//! // Statistics of every layer's inputs, by layer name.
+//! let ctx = collect(&mlp, &[x.clone()], None, &Sequential)?;
+//! assert_eq!(ctx.get("layers.1").unwrap().samples(), 64);
+//! // GPTQ on every layer, each calibrated on the compressed layers' outputs.
+//! let plan = |_: &str| Some(Pipeline::new().data_aware(Gptq::params(4).check().ok()?));
+//! let out = compress(&mut mlp, &[x], &plan, Mode::Sequential, &Sequential)?;
+//! assert_eq!(out.layers["layers.0"].encoding(), "int4");
 //! # Ok::<(), squish::SquishError>(())
 //! ```
 
@@ -38,79 +43,14 @@ mod bert;
 mod mlp;
 mod model;
 mod passes;
-mod stats;
+mod recipe;
 
-use std::collections::BTreeMap;
-
-use thiserror::Error;
-
-pub use bert::{set_compressed, BERT_LINEARS};
-pub use model::{collect, compress, Calibratable, CalibratedModel, Mode};
-pub use passes::{
-    CalibratedPass, CalibratedPipeline, DataFree, GptqPass, SparseGptPass, SparseGptQuantPass,
-    WandaPass,
+/// The statistics and pass traits live in the core ([`crate::pass`]), so
+/// families and recipes can use them; they are re-exported here.
+pub use crate::pass::{
+    CalibratedPass, CalibrationContext, CalibrationError, DataAware, DataFree, LayerStats,
 };
-pub use stats::LayerStats;
-
-/// What can go wrong in calibration beyond the crate-wide cases.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CalibrationError {
-    /// A data-aware pass ran on a layer with no statistics.
-    #[error("`{pass}` needs calibration statistics for layer `{layer}`, but none were collected; run calibration data through the model (calibration::collect) or use a data-free method for this layer")]
-    MissingStats {
-        /// The pass.
-        pass: String,
-        /// The layer.
-        layer: String,
-    },
-    /// Calibration was asked to run on no data.
-    #[error("calibration needs at least one sample; pass a non-empty calibration set")]
-    NoSamples,
-    /// A data-aware pass needs a dense f32 input.
-    #[error("`{pass}` needs a dense f32 weight, got {structure} with {encoding} values; put it first in the pipeline")]
-    NeedsDense {
-        /// The pass.
-        pass: String,
-        /// The input structure.
-        structure: &'static str,
-        /// The input encoding.
-        encoding: &'static str,
-    },
-}
-
-/// Per-layer calibration statistics by layer name: what data-aware passes
-/// read.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CalibrationContext {
-    layers: BTreeMap<String, LayerStats>,
-}
-
-impl CalibrationContext {
-    /// An empty context.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The statistics of `layer`, if collected.
-    pub fn get(&self, layer: &str) -> Option<&LayerStats> {
-        self.layers.get(layer)
-    }
-
-    /// Sets the statistics of `layer`.
-    pub fn insert(&mut self, layer: String, stats: LayerStats) {
-        self.layers.insert(layer, stats);
-    }
-
-    /// The statistics of `layer`, created empty for `inputs` features.
-    pub fn entry(&mut self, layer: &str, inputs: usize) -> &mut LayerStats {
-        self.layers
-            .entry(layer.to_string())
-            .or_insert_with(|| LayerStats::new(inputs))
-    }
-
-    /// Layer names with statistics, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.layers.keys().map(String::as_str)
-    }
-}
+pub use bert::{set_compressed, BERT_LINEARS};
+pub use model::{collect, collect_with_targets, compress, Calibratable, CalibratedModel, Mode};
+pub use passes::SparseGptQuantPass;
+pub use recipe::{calibrate_bert, sentence_batches};

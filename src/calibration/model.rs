@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ndarray::{Array2, ArrayView2};
 
-use super::{CalibratedPipeline, CalibrationContext, CalibrationError};
+use super::{CalibrationContext, CalibrationError};
 use crate::error::Result;
 use crate::matrix::CompressedMatrix;
 use crate::parallel::ParallelExecutor;
+use crate::pipeline::Pipeline;
 
 /// A model whose linear layers (`y = x·Wᵀ (+ b)`, `W` of shape `[out, in]`)
 /// can be calibrated: it names them and reports the input each one sees.
@@ -72,6 +73,46 @@ pub fn collect<M: Calibratable>(
     Ok(ctx)
 }
 
+/// Runs `inputs` through the model being compressed (`current`) and the
+/// uncompressed one (`dense`), and collects for the `wanted` layers the
+/// statistics of `current`'s inputs with `dense`'s inputs as targets
+/// ([`LayerStats::accumulate_with_target`](crate::pass::LayerStats::accumulate_with_target)).
+pub fn collect_with_targets<M: Calibratable>(
+    dense: &M,
+    current: &M,
+    inputs: &[M::Input],
+    wanted: &BTreeSet<String>,
+    exec: &dyn ParallelExecutor,
+) -> Result<CalibrationContext> {
+    let mut ctx = CalibrationContext::new();
+    for x in inputs {
+        let mut targets: BTreeMap<String, Array2<f32>> = BTreeMap::new();
+        dense.forward_capturing(
+            x,
+            wanted,
+            &mut |name, a| {
+                if wanted.contains(name) {
+                    targets.insert(name.to_string(), a.to_owned());
+                }
+                Ok(())
+            },
+            exec,
+        )?;
+        current.forward_capturing(
+            x,
+            wanted,
+            &mut |name, a| match targets.get(name) {
+                Some(t) => ctx
+                    .entry(name, a.ncols())
+                    .accumulate_with_target(a, t.view()),
+                None => Ok(()),
+            },
+            exec,
+        )?;
+    }
+    Ok(ctx)
+}
+
 /// How layers are calibrated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -80,6 +121,12 @@ pub enum Mode {
     /// GPTQ's order: compress a stage, then feed the compressed stage's
     /// outputs forward to calibrate the next one (one pass per stage).
     Sequential,
+    /// Sequential, and each layer aims at the *uncompressed* model's output
+    /// on the same tokens: `‖X_dense·Wᵀ − X·Ŵᵀ‖` with `X` its inputs in the
+    /// partly compressed model, so it also corrects the error of the layers
+    /// before it (two forward passes per stage; statistics with targets,
+    /// [`collect_with_targets`]).
+    SequentialTargets,
 }
 
 /// The compressed layers of a model, by name.
@@ -94,10 +141,10 @@ pub struct CalibratedModel {
 /// model's weights are replaced by the decoded compressed ones as it goes
 /// (so `model` ends up holding the compressed model); in one-shot mode they
 /// are replaced at the end.
-pub fn compress<M: Calibratable>(
+pub fn compress<M: Calibratable + Clone>(
     model: &mut M,
     inputs: &[M::Input],
-    plan: &dyn Fn(&str) -> Option<CalibratedPipeline>,
+    plan: &dyn Fn(&str) -> Option<Pipeline>,
     mode: Mode,
     exec: &dyn ParallelExecutor,
 ) -> Result<CalibratedModel> {
@@ -105,14 +152,15 @@ pub fn compress<M: Calibratable>(
         return Err(CalibrationError::NoSamples.into());
     }
     let stages = model.stages();
+    let dense = (mode == Mode::SequentialTargets).then(|| model.clone());
     let mut out = CalibratedModel::default();
     let one_shot = match mode {
         Mode::OneShot => Some(collect(model, inputs, None, exec)?),
-        Mode::Sequential => None,
+        Mode::Sequential | Mode::SequentialTargets => None,
     };
     let mut pending = Vec::new();
     for stage in stages {
-        let todo: Vec<(String, CalibratedPipeline)> = stage
+        let todo: Vec<(String, Pipeline)> = stage
             .iter()
             .filter_map(|n| plan(n).map(|p| (n.clone(), p)))
             .collect();
@@ -133,17 +181,22 @@ pub fn compress<M: Calibratable>(
                 &fresh
             }
             None => {
-                fresh = collect(model, inputs, Some(&wanted), exec)?;
+                fresh = match &dense {
+                    Some(d) => collect_with_targets(d, model, inputs, &wanted, exec)?,
+                    None => collect(model, inputs, Some(&wanted), exec)?,
+                };
                 &fresh
             }
         };
         for (name, pipeline) in todo {
             let w = model.weight(&name)?;
-            let m = pipeline.run(&name, w.view(), ctx.get(&name), exec)?;
-            let dense = m.to_dense();
+            let m = pipeline
+                .run_calibrated(&name, &w, ctx.get(&name), exec)?
+                .matrix;
+            let decoded = m.to_dense();
             match mode {
-                Mode::Sequential => model.set_weight(&name, dense.view())?,
-                Mode::OneShot => pending.push((name.clone(), dense)),
+                Mode::OneShot => pending.push((name.clone(), decoded)),
+                _ => model.set_weight(&name, decoded.view())?,
             }
             out.layers.insert(name, m);
         }
@@ -157,7 +210,6 @@ pub fn compress<M: Calibratable>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calibration::{GptqPass, SparseGptPass};
     use crate::parallel::Sequential;
     use crate::pruning::SparseGpt;
     use crate::quantization::Gptq;
@@ -175,8 +227,8 @@ mod tests {
         (mlp, inputs)
     }
 
-    fn gptq() -> CalibratedPipeline {
-        CalibratedPipeline::new().then(GptqPass(Gptq::params(4).check().unwrap()))
+    fn gptq() -> Pipeline {
+        Pipeline::new().data_aware(Gptq::params(4).check().unwrap())
     }
 
     #[test]
@@ -201,8 +253,9 @@ mod tests {
         let ctx = collect(&half, &inputs, Some(&wanted), &Sequential).unwrap();
         let w1 = mlp.weight("layers.1").unwrap();
         let want = gptq()
-            .run("layers.1", w1.view(), ctx.get("layers.1"), &Sequential)
-            .unwrap();
+            .run_calibrated("layers.1", &w1, ctx.get("layers.1"), &Sequential)
+            .unwrap()
+            .matrix;
         assert_eq!(out.layers["layers.1"], want);
         // One-shot uses the original model's inputs instead.
         let mut one = mlp.clone();
@@ -216,13 +269,14 @@ mod tests {
         .unwrap();
         let ctx = collect(&mlp, &inputs, None, &Sequential).unwrap();
         let want = gptq()
-            .run(
+            .run_calibrated(
                 "layers.2",
-                mlp.weight("layers.2").unwrap().view(),
+                &mlp.weight("layers.2").unwrap(),
                 ctx.get("layers.2"),
                 &Sequential,
             )
-            .unwrap();
+            .unwrap()
+            .matrix;
         assert_eq!(o.layers["layers.2"], want);
         assert_eq!(
             seq.weight("layers.2").unwrap(),
@@ -231,13 +285,54 @@ mod tests {
     }
 
     #[test]
+    fn targets_are_the_uncompressed_models_inputs() {
+        let (mlp, inputs) = setup();
+        let mut half = mlp.clone();
+        let w0 = mlp
+            .weight("layers.0")
+            .unwrap()
+            .mapv(|v| (v * 4.0).round() / 4.0);
+        half.set_weight("layers.0", w0.view()).unwrap();
+        let wanted: BTreeSet<String> = ["layers.1".to_string()].into();
+        let ctx = collect_with_targets(&mlp, &half, &inputs, &wanted, &Sequential).unwrap();
+        let s = ctx.get("layers.1").unwrap();
+        // Naive f64: C = Σ X̂ᵀX, H = Σ X̂ᵀX̂ over the batches.
+        let mut c = Array2::<f64>::zeros((16, 16));
+        let mut h = Array2::<f64>::zeros((16, 16));
+        for x in &inputs {
+            let xh = half.hidden(x.view(), 0).unwrap().mapv(f64::from);
+            let xt = mlp.hidden(x.view(), 0).unwrap().mapv(f64::from);
+            c += &xh.t().dot(&xt);
+            h += &xh.t().dot(&xh);
+        }
+        let close = |a: ArrayView2<f64>, b: &Array2<f64>| {
+            a.iter()
+                .zip(b.iter())
+                .all(|(p, q)| (p - q).abs() <= 1e-6 * (1.0 + q.abs()))
+        };
+        assert!(close(s.cross().unwrap(), &c));
+        assert!(close(s.hessian(), &h));
+        assert!(c != h, "the compressed layer changes the inputs");
+        // The mode runs end to end, every layer compressed.
+        let mut m = mlp.clone();
+        let out = compress(
+            &mut m,
+            &inputs,
+            &|_| Some(gptq()),
+            Mode::SequentialTargets,
+            &Sequential,
+        )
+        .unwrap();
+        assert_eq!(out.layers.len(), 3);
+    }
+
+    #[test]
     fn missing_statistics_and_data_are_typed_errors() {
         let (mut mlp, inputs) = setup();
         let w = mlp.weight("layers.0").unwrap();
-        let p = CalibratedPipeline::new()
-            .then(SparseGptPass(SparseGpt::unstructured(0.5).check().unwrap()));
+        let p = Pipeline::new().data_aware(SparseGpt::unstructured(0.5).check().unwrap());
         assert!(matches!(
-            p.run("layers.0", w.view(), None, &Sequential),
+            p.run_calibrated("layers.0", &w, None, &Sequential),
             Err(crate::SquishError::Calibration(
                 CalibrationError::MissingStats { .. }
             ))

@@ -10,7 +10,7 @@
 //! `ArrayView2<f64>` (families never see how `H` was collected).
 
 use faer::{Mat, Side};
-use ndarray::{Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2};
 use thiserror::Error;
 
 use crate::error::{Result, SquishError};
@@ -185,6 +185,87 @@ impl InverseHessian {
     pub fn damp(&self) -> f64 {
         self.damp
     }
+}
+
+/// Checks the two knobs every OBS method has: `block ≥ 1` columns per lazy
+/// update and a dampening fraction that is finite and ≥ 0.
+pub fn check_obs_knobs(block: usize, damp: f64) -> Result<()> {
+    if block == 0 {
+        return Err(SquishError::invalid("block", 0, "must be at least 1"));
+    }
+    if !(damp.is_finite() && damp >= 0.0) {
+        return Err(SquishError::invalid(
+            "damp",
+            damp,
+            "the dampening fraction must be finite and ≥ 0 (default 0.01)",
+        ));
+    }
+    Ok(())
+}
+
+/// The decisions of an optimal-brain-surgeon column sweep ([`obs_sweep`]):
+/// what each weight becomes when its column is fixed, with hooks where
+/// masks or ranges are chosen from the weights updated so far.
+pub trait ObsColumns {
+    /// The block of columns `b..e` starts (`w`: current weights).
+    fn block(&mut self, _b: usize, _e: usize, _w: &Array2<f32>, _u: ArrayView2<f32>) {}
+
+    /// Column `k` is about to be fixed (`w`: current weights).
+    fn column(&mut self, _k: usize, _w: &Array2<f32>, _u: ArrayView2<f32>) {}
+
+    /// The value row `r` takes at column `k`, whose current value is `x`
+    /// (rounded, zero for a pruned weight, or `x` itself).
+    fn fix(&mut self, r: usize, k: usize, x: f32) -> f32;
+}
+
+/// The column loop GPTQ and SparseGPT share, on the rows of `w` (columns
+/// in the order of the factor `u` of [`InverseHessian`]): each column `k`
+/// in turn is fixed to `q = fix(r, k, w[r, k])` and the error moves the
+/// columns still free by `w[r, k+1..] −= (w_rk − q)/U_kk · U[k, k+1..]`,
+/// immediately inside a block of `block` columns and by one matrix product
+/// for the rest of the row at the end of each block (lazy batch updates).
+/// `w` ends holding the fixed values; returns `Σ ((w_rk − q)/U_kk)²`
+/// (twice the predicted increase of the calibration objective).
+pub fn obs_sweep(
+    w: &mut Array2<f32>,
+    u: ArrayView2<f32>,
+    block: usize,
+    cols: &mut impl ObsColumns,
+) -> f64 {
+    let (rc, n) = w.dim();
+    let block = block.max(1);
+    let mut err = Array2::<f32>::zeros((rc, block.min(n)));
+    let mut loss = 0.0f64;
+    for b in (0..n).step_by(block) {
+        let e = (b + block).min(n);
+        cols.block(b, e, w, u);
+        for k in b..e {
+            cols.column(k, w, u);
+            let d = u[[k, k]];
+            let urow = u.slice(s![k, k + 1..e]);
+            let urow = urow.as_slice().expect("standard layout");
+            for r in 0..rc {
+                let mut row = w.row_mut(r);
+                let row = row.as_slice_mut().expect("owned rows are contiguous");
+                let x = row[k];
+                let q = cols.fix(r, k, x);
+                row[k] = q;
+                let e_k = (x - q) / d;
+                loss += (e_k as f64) * (e_k as f64);
+                err[[r, k - b]] = e_k;
+                for (v, &h) in row[k + 1..e].iter_mut().zip(urow) {
+                    *v -= e_k * h;
+                }
+            }
+        }
+        if e < n {
+            let lhs = err.slice(s![.., ..e - b]);
+            let rhs = u.slice(s![b..e, e..]);
+            let mut rest = w.slice_mut(s![.., e..]);
+            ndarray::linalg::general_mat_mul(-1.0, &lhs, &rhs, 1.0, &mut rest);
+        }
+    }
+    loss
 }
 
 #[cfg(test)]

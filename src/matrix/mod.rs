@@ -25,7 +25,7 @@ pub use bitpack::{index_bits, PackedBits};
 pub(crate) use check::check_matrix;
 pub use compressed::CompressedMatrix;
 pub use error::MatrixError;
-pub use hessian::{HessianError, InverseHessian};
+pub use hessian::{check_obs_knobs, obs_sweep, HessianError, InverseHessian, ObsColumns};
 pub use layout::RowLayout;
 pub use linop::LinOp;
 pub use storage::{Component, StorageReport, METADATA_BYTES};

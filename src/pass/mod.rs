@@ -2,9 +2,19 @@
 //! pipeline), [`Pruner`] and [`Quantizer`]. The families implement them; the
 //! [`Prune`] and [`Quantize`]
 //! adapters that turn a pruner or quantizer into a pass live in the families.
+//! Data-aware passes ([`CalibratedPass`], [`DataAware`]) read a layer's
+//! calibration statistics ([`LayerStats`], by layer name in a
+//! [`CalibrationContext`]).
 
+mod calibrated;
 mod pruner;
 mod quantizer;
+mod stats;
+
+pub use calibrated::{
+    dense_f32, CalibratedPass, CalibrationContext, CalibrationError, DataAware, DataFree,
+};
+pub use stats::LayerStats;
 
 pub(crate) use pruner::prunable_dense;
 pub use pruner::Pruner;
@@ -32,6 +42,16 @@ pub trait CompressionPass: Send + Sync {
     /// Applies the pass. Work may be spread over `exec`; the result must not
     /// depend on it.
     fn apply(&self, m: &CompressedMatrix, exec: &dyn ParallelExecutor) -> Result<CompressedMatrix>;
+}
+
+impl<P: CompressionPass + ?Sized> CompressionPass for Box<P> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn apply(&self, m: &CompressedMatrix, exec: &dyn ParallelExecutor) -> Result<CompressedMatrix> {
+        (**self).apply(m, exec)
+    }
 }
 
 // Old paths of the adapters, which moved into their families (kept for one release).

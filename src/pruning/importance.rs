@@ -6,6 +6,9 @@ use super::magnitude::{check_matrix, check_sparsity};
 use super::select::{check_non_negative, keep_mask_per_row, keep_mask_smallest, prune_count};
 use super::Pruner;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
+use crate::matrix::CompressedMatrix;
+use crate::parallel::ParallelExecutor;
+use crate::pass::{DataAware, LayerStats};
 
 /// Over which weights the `⌊s·n⌋` lowest scores are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,6 +241,61 @@ impl WandaParams {
             norms: column_norms(self.calibration.view())?,
             scope: self.scope,
         })
+    }
+}
+
+/// Wanda on the input norms of a layer's calibration statistics
+/// ([`LayerStats::feature_norms`]): unstructured per output row, or N:M
+/// (keep `n` of every `m` by Wanda score) when `nm` is set.
+///
+/// ```
+/// use ndarray::array;
+/// use squish::pass::LayerStats;
+/// use squish::prelude::*;
+/// use squish::pruning::WandaPass;
+/// let mut stats = LayerStats::new(4);
+/// stats.accumulate(array![[0.1f32, 10.0, 1.0, 1.0], [0.1, 10.0, 1.0, 1.0]].view())?;
+/// let w = array![[1.0f32, 0.5, 0.2, 0.3]];
+/// let p = Pipeline::new().data_aware(WandaPass { sparsity: 0.5, nm: None });
+/// let d = p.run_calibrated("fc", &w, Some(&stats), &Sequential)?.matrix.to_dense();
+/// assert_eq!(d, array![[0.0f32, 0.5, 0.0, 0.3]]);
+/// # Ok::<(), squish::SquishError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct WandaPass {
+    /// Fraction removed (unstructured), in [0, 1).
+    pub sparsity: f64,
+    /// `(n, m)`: keep `n` of every `m` by Wanda score instead.
+    pub nm: Option<(usize, usize)>,
+}
+
+impl DataAware for WandaPass {
+    fn name(&self) -> String {
+        match self.nm {
+            Some((n, m)) => format!("wanda {n}:{m}"),
+            None => format!("wanda {:.0}%", self.sparsity * 100.0),
+        }
+    }
+
+    fn compress(
+        &self,
+        w: ArrayView2<f32>,
+        stats: &LayerStats,
+        _exec: &dyn ParallelExecutor,
+    ) -> Result<CompressedMatrix> {
+        let norms = stats.feature_norms();
+        match self.nm {
+            None => {
+                let keep = Wanda::from_norms(self.sparsity, norms)?.mask(w)?;
+                CompressedMatrix::csr_from_mask(w, keep.view())
+            }
+            Some((n, m)) => {
+                check_matrix("weight matrix", w)?;
+                let scores = scores_with_norms(w, &norms)?;
+                let keep = super::NMPruner::params(n, m).check()?.mask(scores.view())?;
+                super::nm_from_mask(w, keep.view(), n, m)
+            }
+        }
     }
 }
 

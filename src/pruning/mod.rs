@@ -30,7 +30,9 @@ mod to_csr;
 pub use crate::pass::Pruner;
 pub use error::PruningError;
 pub use global::{Global, GlobalParams};
-pub use importance::{wanda_scores, Importance, ImportanceParams, Scope, Wanda, WandaParams};
+pub use importance::{
+    wanda_scores, Importance, ImportanceParams, Scope, Wanda, WandaParams, WandaPass,
+};
 pub use magnitude::{Magnitude, MagnitudeParams};
 pub use nm::{NMPruner, NMPrunerParams};
 pub use proximal::{group_soft_threshold_rows, near_zero_mask, soft_threshold, surviving_rows};

@@ -20,9 +20,11 @@ use super::magnitude::{check_matrix, check_sparsity};
 use super::PruningError;
 use crate::error::{Result, SquishError};
 use crate::matrix::{
-    index_bits, CompressedMatrix, InverseHessian, PackedBits, RowLayout, Structure, Values, NM,
+    index_bits, obs_sweep, CompressedMatrix, InverseHessian, ObsColumns, PackedBits, RowLayout,
+    Structure, Values, NM,
 };
 use crate::parallel::{map, ParallelExecutor};
+use crate::pass::{DataAware, LayerStats};
 
 /// Rows per task: fixed, so the split does not depend on the thread count.
 const ROWS_PER_TASK: usize = 64;
@@ -47,6 +49,7 @@ pub struct SparseGptParams {
     pattern: SparsityPattern,
     damp: f64,
     block: usize,
+    act_order: bool,
 }
 
 /// A checked SparseGPT pruner.
@@ -89,6 +92,7 @@ impl SparseGpt {
             pattern: SparsityPattern::Unstructured(sparsity),
             damp: 0.01,
             block: 128,
+            act_order: false,
         }
     }
 
@@ -98,6 +102,7 @@ impl SparseGpt {
             pattern: SparsityPattern::NM { n, m },
             damp: 0.01,
             block: 128,
+            act_order: false,
         }
     }
 
@@ -108,9 +113,14 @@ impl SparseGpt {
 
     /// Short description, e.g. `"sparsegpt 50%"` or `"sparsegpt 2:4"`.
     pub fn name(&self) -> String {
+        let order = if self.params.act_order {
+            " act-order"
+        } else {
+            ""
+        };
         match self.params.pattern {
-            SparsityPattern::Unstructured(s) => format!("sparsegpt {:.0}%", s * 100.0),
-            SparsityPattern::NM { n, m } => format!("sparsegpt {n}:{m}"),
+            SparsityPattern::Unstructured(s) => format!("sparsegpt {:.0}%{order}", s * 100.0),
+            SparsityPattern::NM { n, m } => format!("sparsegpt {n}:{m}{order}"),
         }
     }
 
@@ -152,31 +162,43 @@ impl SparseGpt {
             // Groups never straddle a block.
             block = block.div_ceil(m) * m;
         }
-        let ih = InverseHessian::new(h, self.params.damp, None)?;
+        // Processing order: natural, or decreasing H_jj (N:M: whole groups
+        // by decreasing Σ H_jj, so every group stays contiguous).
+        let perm: Option<Vec<usize>> = self.params.act_order.then(|| {
+            let m = match self.params.pattern {
+                SparsityPattern::NM { m, .. } => m,
+                SparsityPattern::Unstructured(_) => 1,
+            };
+            let weight = |g: usize| (g * m..(g + 1) * m).map(|j| h[[j, j]]).sum::<f64>();
+            let mut groups: Vec<usize> = (0..n / m).collect();
+            groups.sort_by(|&a, &b| weight(b).total_cmp(&weight(a)).then(a.cmp(&b)));
+            groups.iter().flat_map(|&g| g * m..(g + 1) * m).collect()
+        });
+        let ih = InverseHessian::new(h, self.params.damp, perm.as_deref())?;
+        let order: Vec<usize> = perm.unwrap_or_else(|| (0..n).collect());
         let upper = ih.upper();
         let upper = upper.as_standard_layout();
-        let dead = ih.dead();
+        let dead: Vec<bool> = order.iter().map(|&j| ih.dead()[j]).collect();
+        let round_p = |r: usize, k: usize, v: f32| round(r, order[k], v);
         let tasks = rows.div_ceil(ROWS_PER_TASK);
         let parts = map(exec, tasks, |t| {
             let r0 = t * ROWS_PER_TASK;
             let r1 = (r0 + ROWS_PER_TASK).min(rows);
-            self.run(
-                w.slice(s![r0..r1, ..]),
-                r0,
-                upper.view(),
-                dead,
-                block,
-                round,
-            )
+            let wc = w.slice(s![r0..r1, ..]);
+            let wp = Array2::from_shape_fn((r1 - r0, n), |(r, k)| wc[[r, order[k]]]);
+            self.run(wp, r0, upper.view(), &dead, block, &round_p)
         });
         let mut q = Array2::<f32>::zeros((rows, n));
         let mut keep = Array2::<bool>::from_elem((rows, n), false);
         let mut loss = 0.0;
         for (t, (qc, kc, l)) in parts.into_iter().enumerate() {
             let r0 = t * ROWS_PER_TASK;
-            let rc = qc.nrows();
-            q.slice_mut(s![r0..r0 + rc, ..]).assign(&qc);
-            keep.slice_mut(s![r0..r0 + rc, ..]).assign(&kc);
+            for (k, &j) in order.iter().enumerate() {
+                for r in 0..qc.nrows() {
+                    q[[r0 + r, j]] = qc[[r, k]];
+                    keep[[r0 + r, j]] = kc[[r, k]];
+                }
+            }
             loss += l;
         }
         let matrix = match self.params.pattern {
@@ -191,87 +213,119 @@ impl SparseGpt {
         })
     }
 
+    /// One chunk of rows, its columns in processing order.
     fn run(
         &self,
-        w: ArrayView2<f32>,
+        mut wp: Array2<f32>,
         r0: usize,
         u: ArrayView2<f32>,
         dead: &[bool],
         block: usize,
         round: Rounder<'_>,
     ) -> (Array2<f32>, Array2<bool>, f64) {
-        let (rc, n) = w.dim();
-        let mut wp = w.to_owned();
+        let (rc, n) = wp.dim();
         for (j, _) in dead.iter().enumerate().filter(|(_, &d)| d) {
             wp.column_mut(j).fill(0.0);
         }
-        let mut keep = Array2::<bool>::from_elem((rc, n), true);
-        let mut err = Array2::<f32>::zeros((rc, block));
-        let mut loss = 0.0f64;
-        let mut order: Vec<usize> = Vec::with_capacity(block);
-        let mut score = vec![0.0f32; block];
-        for b in (0..n).step_by(block) {
-            let e = (b + block).min(n);
-            // Choose the block's mask from the current weights.
-            for r in 0..rc {
-                let row = wp.row(r);
-                for k in b..e {
-                    let d = u[[k, k]];
-                    score[k - b] = row[k] * row[k] / (d * d);
-                }
-                // (range length, weights pruned per range)
-                let (step, count) = match self.params.pattern {
-                    SparsityPattern::Unstructured(s) => {
-                        // Cumulative targets ⌊s·e⌋ − ⌊s·b⌋: each row ends
-                        // with exactly ⌊s·n⌋ pruned weights.
-                        let cut = |c: usize| (s * c as f64).floor() as usize;
-                        (e - b, cut(e) - cut(b))
-                    }
-                    SparsityPattern::NM { n: kn, m } => (m, m - kn),
-                };
-                let mut kr = keep.row_mut(r);
-                for lo in (b..e).step_by(step) {
-                    order.clear();
-                    order.extend(lo..(lo + step).min(e));
-                    // Ascending (saliency, position): the first ones go.
-                    order.sort_unstable_by(|&a, &c| {
-                        score[a - b].total_cmp(&score[c - b]).then(a.cmp(&c))
-                    });
-                    for &k in &order[..count] {
-                        kr[k] = false;
-                    }
-                }
-            }
+        let mut cols = Masks {
+            pattern: self.params.pattern,
+            keep: Array2::<bool>::from_elem((rc, n), true),
+            order: Vec::with_capacity(block),
+            score: vec![0.0f32; block],
+            r0,
+            round,
+        };
+        let loss = obs_sweep(&mut wp, u, block, &mut cols);
+        (wp, cols.keep, loss)
+    }
+}
+
+/// SparseGPT's decisions in the shared OBS sweep: masks by the saliency
+/// `w² / U_kk²` of the current weights (unstructured: each block's, when it
+/// starts; N:M: each group's, when its first column is reached), pruned
+/// weights to 0, kept ones through the rounder.
+struct Masks<'a> {
+    pattern: SparsityPattern,
+    keep: Array2<bool>,
+    order: Vec<usize>,
+    score: Vec<f32>,
+    /// First row of the chunk (for the rounder).
+    r0: usize,
+    round: Rounder<'a>,
+}
+
+impl Masks<'_> {
+    /// Prunes, in every row, the `count` least salient weights of each run
+    /// of `step` columns in `b..e`.
+    fn select(
+        &mut self,
+        b: usize,
+        e: usize,
+        step: usize,
+        count: usize,
+        w: &Array2<f32>,
+        u: ArrayView2<f32>,
+    ) {
+        for r in 0..w.nrows() {
             for k in b..e {
-                let d = u[[k, k]];
-                let urow = u.slice(s![k, k + 1..e]);
-                let urow = urow.as_slice().expect("standard layout");
-                for r in 0..rc {
-                    let mut row = wp.row_mut(r);
-                    let row = row.as_slice_mut().expect("owned rows are contiguous");
-                    let x = row[k];
-                    let q = if keep[[r, k]] {
-                        round(r0 + r, k, x)
-                    } else {
-                        0.0
-                    };
-                    row[k] = q;
-                    let e_k = (x - q) / d;
-                    loss += (e_k as f64) * (e_k as f64);
-                    err[[r, k - b]] = e_k;
-                    for (v, &h) in row[k + 1..e].iter_mut().zip(urow) {
-                        *v -= e_k * h;
-                    }
-                }
+                let (x, d) = (w[[r, k]], u[[k, k]]);
+                self.score[k - b] = x * x / (d * d);
             }
-            if e < n {
-                let lhs = err.slice(s![.., ..e - b]);
-                let rhs = u.slice(s![b..e, e..]);
-                let mut rest = wp.slice_mut(s![.., e..]);
-                ndarray::linalg::general_mat_mul(-1.0, &lhs, &rhs, 1.0, &mut rest);
+            for lo in (b..e).step_by(step) {
+                self.order.clear();
+                self.order.extend(lo..(lo + step).min(e));
+                // Ascending (saliency, position): the first ones go.
+                let score = &self.score;
+                self.order.sort_unstable_by(|&a, &c| {
+                    score[a - b].total_cmp(&score[c - b]).then(a.cmp(&c))
+                });
+                for &k in &self.order[..count] {
+                    self.keep[[r, k]] = false;
+                }
             }
         }
-        (wp, keep, loss)
+    }
+}
+
+impl ObsColumns for Masks<'_> {
+    fn block(&mut self, b: usize, e: usize, w: &Array2<f32>, u: ArrayView2<f32>) {
+        if let SparsityPattern::Unstructured(s) = self.pattern {
+            // Cumulative targets ⌊s·e⌋ − ⌊s·b⌋: each row ends with exactly
+            // ⌊s·n⌋ pruned weights.
+            let cut = |c: usize| (s * c as f64).floor() as usize;
+            self.select(b, e, e - b, cut(e) - cut(b), w, u);
+        }
+    }
+
+    fn column(&mut self, k: usize, w: &Array2<f32>, u: ArrayView2<f32>) {
+        if let SparsityPattern::NM { n, m } = self.pattern {
+            if k.is_multiple_of(m) {
+                self.select(k, k + m, m, m - n, w, u);
+            }
+        }
+    }
+
+    fn fix(&mut self, r: usize, k: usize, x: f32) -> f32 {
+        if self.keep[[r, k]] {
+            (self.round)(self.r0 + r, k, x)
+        } else {
+            0.0
+        }
+    }
+}
+
+impl DataAware for SparseGpt {
+    fn name(&self) -> String {
+        SparseGpt::name(self)
+    }
+
+    fn compress(
+        &self,
+        w: ArrayView2<f32>,
+        stats: &LayerStats,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<CompressedMatrix> {
+        Ok(self.prune(w, stats.hessian(), exec)?.matrix)
     }
 }
 
@@ -332,6 +386,15 @@ impl SparseGptParams {
         self
     }
 
+    /// Visit the columns in order of decreasing `H_jj` (for N:M, whole
+    /// groups of `m` in order of decreasing `Σ H_jj`, positions kept), as
+    /// GPTQ's act-order: the inputs that matter most are fixed first, while
+    /// the most columns are still free to absorb their error.
+    pub fn act_order(mut self, on: bool) -> Self {
+        self.act_order = on;
+        self
+    }
+
     /// Validates: sparsity in [0, 1) or 0 < n < m ≤ 65 536; block ≥ 1;
     /// dampening finite and ≥ 0.
     pub fn check(self) -> Result<SparseGpt> {
@@ -347,16 +410,7 @@ impl SparseGptParams {
                 }
             }
         }
-        if self.block == 0 {
-            return Err(SquishError::invalid("block", 0, "must be at least 1"));
-        }
-        if !(self.damp.is_finite() && self.damp >= 0.0) {
-            return Err(SquishError::invalid(
-                "damp",
-                self.damp,
-                "the dampening fraction must be finite and ≥ 0 (default 0.01)",
-            ));
-        }
+        crate::matrix::check_obs_knobs(self.block, self.damp)?;
         Ok(SparseGpt { params: self })
     }
 }
@@ -566,6 +620,58 @@ mod tests {
         }
         for (a, b) in got.iter().zip(want.iter()) {
             assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn act_order_keeps_valid_patterns_and_with_diagonal_h_changes_nothing() {
+        let (rows, n) = (70, 48);
+        let w = random(rows, n, 11);
+        let h = correlated_h(120, n, 12);
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let diag = Array2::from_diag(&ndarray::Array1::from_shape_fn(n, |_| {
+            rng.random_range(0.1..5.0f64)
+        }));
+        for p in [SparseGpt::nm(2, 4), SparseGpt::unstructured(0.5)] {
+            let natural = p.clone().check().unwrap();
+            let act = p.act_order(true).check().unwrap();
+            // Diagonal H: no updates, masks by w²·H_jj in any order.
+            assert_eq!(
+                act.prune(w.view(), diag.view(), &Sequential)
+                    .unwrap()
+                    .matrix,
+                natural
+                    .prune(w.view(), diag.view(), &Sequential)
+                    .unwrap()
+                    .matrix
+            );
+            let out = act.prune(w.view(), h.view(), &Sequential).unwrap();
+            let par = act
+                .prune(w.view(), h.view(), &ThreadPool::new(3).unwrap())
+                .unwrap();
+            assert_eq!(out.matrix, par.matrix);
+            let d = out.matrix.to_dense();
+            for row in d.outer_iter() {
+                assert_eq!(row.iter().filter(|&&v| v != 0.0).count(), n / 2);
+                if act.name().contains("2:4") {
+                    for g in row.as_slice().unwrap().chunks(4) {
+                        assert_eq!(g.iter().filter(|&&v| v != 0.0).count(), 2);
+                    }
+                }
+            }
+            // Reconstruction still beats the mask alone.
+            let masked =
+                Array2::from_shape_fn(
+                    w.dim(),
+                    |(i, j)| {
+                        if d[[i, j]] != 0.0 {
+                            w[[i, j]]
+                        } else {
+                            0.0
+                        }
+                    },
+                );
+            assert!(objective(&w, &d, &h) < objective(&w, &masked, &h));
         }
     }
 

@@ -17,10 +17,11 @@ use super::slice_ops::{quantize_scalar, Grid};
 use super::Calibration;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{
-    CompressedMatrix, Granularity, InverseHessian, PackedBits, QuantParams, RowLayout, Structure,
-    Values,
+    obs_sweep, CompressedMatrix, Granularity, InverseHessian, ObsColumns, PackedBits, QuantParams,
+    RowLayout, Structure, Values,
 };
 use crate::parallel::{map, ParallelExecutor};
+use crate::pass::{DataAware, LayerStats};
 
 /// Rows per task: fixed, so the split does not depend on the thread count.
 const ROWS_PER_TASK: usize = 64;
@@ -198,6 +199,21 @@ impl Gptq {
     }
 }
 
+impl DataAware for Gptq {
+    fn name(&self) -> String {
+        Gptq::name(self)
+    }
+
+    fn compress(
+        &self,
+        w: ArrayView2<f32>,
+        stats: &LayerStats,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<CompressedMatrix> {
+        Ok(self.quantize(w, stats.hessian(), exec)?.matrix)
+    }
+}
+
 /// The shared, read-only inputs of one chunk of rows.
 struct Chunk<'a> {
     gptq: &'a GptqParams,
@@ -224,7 +240,7 @@ impl Chunk<'_> {
 
     fn run(&self, w: ArrayView2<f32>, fixed_ranges: bool) -> ChunkOut {
         let (rc, n) = w.dim();
-        let (g, groups, grid) = (self.g, self.groups, self.grid);
+        let (g, groups) = (self.g, self.groups);
         // Original weights with dead inputs zeroed, in the original order.
         let mut orig = w.to_owned();
         for (j, _) in self.dead.iter().enumerate().filter(|(_, &d)| d) {
@@ -246,56 +262,19 @@ impl Chunk<'_> {
         for (k, &j) in self.order.iter().enumerate() {
             position[j] = k;
         }
-        let mut codes_p = vec![0i8; rc * n];
-        let block = self.gptq.block;
-        let mut err = Array2::<f32>::zeros((rc, block));
-        let mut buf = vec![0.0f32; g];
-        let mut loss = 0.0f64;
-        let u = self.upper;
-        for b in (0..n).step_by(block) {
-            let e = (b + block).min(n);
-            for k in b..e {
-                let j = self.order[k];
-                let grp = j / g;
-                if params[grp].is_none() {
-                    // First column of this group reached: range from the
-                    // current (updated) weights of the whole group.
-                    let cols = grp * g..((grp + 1) * g).min(n);
-                    for r in 0..rc {
-                        let row = wp.row(r);
-                        let x = &mut buf[..cols.len()];
-                        for (v, c) in x.iter_mut().zip(cols.clone()) {
-                            *v = row[position[c]];
-                        }
-                        params[r * groups + grp] = Some(self.range_params(x));
-                    }
-                }
-                let d = u[[k, k]];
-                let urow = u.slice(s![k, k + 1..e]);
-                let urow = urow.as_slice().expect("standard layout");
-                for r in 0..rc {
-                    let (s, z) = params[r * groups + grp].expect("set above");
-                    let mut row = wp.row_mut(r);
-                    let row = row.as_slice_mut().expect("owned rows are contiguous");
-                    let x = row[k];
-                    let c = quantize_scalar(x, s, z as i32, grid);
-                    let q = (c - z as i32) as f32 * s;
-                    codes_p[r * n + k] = c as i8;
-                    let e_k = (x - q) / d;
-                    loss += (e_k as f64) * (e_k as f64);
-                    err[[r, k - b]] = e_k;
-                    for (v, &h) in row[k + 1..e].iter_mut().zip(urow) {
-                        *v -= e_k * h;
-                    }
-                }
-            }
-            if e < n {
-                let lhs = err.slice(s![.., ..e - b]);
-                let rhs = u.slice(s![b..e, e..]);
-                let mut rest = wp.slice_mut(s![.., e..]);
-                ndarray::linalg::general_mat_mul(-1.0, &lhs, &rhs, 1.0, &mut rest);
-            }
-        }
+        let mut cols = GptqColumns {
+            chunk: self,
+            params,
+            position,
+            codes: vec![0i8; rc * n],
+            buf: vec![0.0f32; g],
+        };
+        let loss = obs_sweep(&mut wp, self.upper, self.gptq.block, &mut cols);
+        let GptqColumns {
+            params,
+            codes: codes_p,
+            ..
+        } = cols;
         let mut codes = vec![0i8; rc * n];
         for r in 0..rc {
             for (k, &j) in self.order.iter().enumerate() {
@@ -310,6 +289,51 @@ impl Chunk<'_> {
                 .collect(),
             loss,
         }
+    }
+}
+
+/// GPTQ's decisions in the shared OBS sweep: a group's range when its
+/// first column is reached (unless fixed), then round to the grid.
+struct GptqColumns<'a, 'c> {
+    chunk: &'c Chunk<'a>,
+    /// Range parameters per (row, group), set when first needed.
+    params: Vec<Option<(f32, i8)>>,
+    /// `position[j]`: where original column `j` is processed.
+    position: Vec<usize>,
+    /// Codes in the processing order.
+    codes: Vec<i8>,
+    buf: Vec<f32>,
+}
+
+impl ObsColumns for GptqColumns<'_, '_> {
+    fn column(&mut self, k: usize, w: &Array2<f32>, _u: ArrayView2<f32>) {
+        let c = self.chunk;
+        let (g, n) = (c.g, c.order.len());
+        let grp = c.order[k] / g;
+        if self.params[grp].is_some() {
+            return;
+        }
+        // First column of this group reached: range from the current
+        // (updated) weights of the whole group.
+        let cols = grp * g..((grp + 1) * g).min(n);
+        for r in 0..w.nrows() {
+            let row = w.row(r);
+            let x = &mut self.buf[..cols.len()];
+            for (v, col) in x.iter_mut().zip(cols.clone()) {
+                *v = row[self.position[col]];
+            }
+            self.params[r * c.groups + grp] = Some(c.range_params(x));
+        }
+    }
+
+    fn fix(&mut self, r: usize, k: usize, x: f32) -> f32 {
+        let c = self.chunk;
+        let n = c.order.len();
+        let grp = c.order[k] / c.g;
+        let (s, z) = self.params[r * c.groups + grp].expect("set when the column began");
+        let code = quantize_scalar(x, s, z as i32, c.grid);
+        self.codes[r * n + k] = code as i8;
+        (code - z as i32) as f32 * s
     }
 }
 
@@ -388,16 +412,7 @@ impl GptqParams {
             }
             _ => {}
         }
-        if self.block == 0 {
-            return Err(SquishError::invalid("block", 0, "must be at least 1"));
-        }
-        if !(self.damp.is_finite() && self.damp >= 0.0) {
-            return Err(SquishError::invalid(
-                "damp",
-                self.damp,
-                "the dampening fraction must be finite and ≥ 0 (default 0.01)",
-            ));
-        }
+        crate::matrix::check_obs_knobs(self.block, self.damp)?;
         Ok(Gptq { params: self })
     }
 }

@@ -1,13 +1,17 @@
 //! Applying a recipe to a whole model, one task per layer.
 
+use std::collections::BTreeMap;
+
 use ndarray::ArrayView2;
 
 use super::{Choice, Recipe, RecipeError};
 use crate::error::Result;
 use crate::io::{CompressedModel, CompressedTensor, Model};
+use crate::matrix::CompressedMatrix;
 use crate::metrics::ErrorMetrics;
 use crate::parallel::{map, ParallelExecutor, Sequential};
-use crate::pipeline::Pipeline;
+use crate::pass::CalibrationContext;
+use crate::pipeline::{Pipeline, PipelineOutput, PipelineReport, StageReport};
 
 /// Bytes of a tensor in its own dtype.
 pub(crate) fn file_bytes(t: &crate::io::Tensor) -> usize {
@@ -109,10 +113,63 @@ impl Compressed {
 /// matrix on `exec`; `progress` is called with each finished layer's name
 /// (from worker threads). Tensors that are not matrices, and matrices the
 /// recipe keeps, are stored as they are. The result does not depend on the
-/// executor.
+/// executor. A recipe with data-aware methods needs
+/// [`compress_model_calibrated`].
 pub fn compress_model(
     model: &Model,
     recipe: &Recipe,
+    exec: &dyn ParallelExecutor,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Compressed> {
+    compress_model_calibrated(model, recipe, &ModelCalibration::default(), exec, progress)
+}
+
+/// What the data-aware methods of a recipe read when it is applied to a
+/// whole model, by tensor name (`encoder.layer.0.attention.self.query.weight`).
+#[derive(Clone, Debug, Default)]
+pub struct ModelCalibration {
+    /// Statistics of each layer's inputs (one-shot calibration).
+    pub stats: CalibrationContext,
+    /// Layers already compressed by their recipe pipeline elsewhere (say by
+    /// sequential calibration through the model's forward pass): stored
+    /// and reported as they are.
+    pub compressed: BTreeMap<String, CompressedMatrix>,
+}
+
+/// [`compress_model`] with calibration data: each data-aware pass reads
+/// its layer's statistics from `calibration.stats`, and the layers in
+/// `calibration.compressed` are taken as they are. A data-aware method on a
+/// layer with neither is refused before any work
+/// ([`RecipeError::NeedsCalibration`], naming the rule, the method and the
+/// layer).
+///
+/// ```
+/// use ndarray::Array2;
+/// use squish::io::{Dtype, Model, Tensor};
+/// use squish::pass::LayerStats;
+/// use squish::parallel::Sequential;
+/// use squish::recipe::{compress_model, compress_model_calibrated, ModelCalibration, Recipe};
+/// let w: Vec<f32> = (0..8 * 16).map(|k| ((k * 7) % 11) as f32 - 5.0).collect();
+/// let mut model = Model::new();
+/// model.insert("fc.weight", Tensor::float(Dtype::F32, vec![8, 16], w)?)?;
+/// let recipe = Recipe::from_toml(r#"
+/// [default]
+/// pipeline = [{ method = "gptq", bits = 4 }]
+/// "#)?;
+/// // No calibration data: refused, naming the method and the layer.
+/// let e = compress_model(&model, &recipe, &Sequential, &|_| {}).unwrap_err();
+/// assert!(e.to_string().contains("needs calibration data for layer `fc.weight`"));
+/// let x = Array2::from_shape_fn((32, 16), |(i, j)| ((i * j + 1) % 5) as f32 - 2.0);
+/// let mut cal = ModelCalibration::default();
+/// cal.stats.entry("fc.weight", 16).accumulate(x.view())?;
+/// let out = compress_model_calibrated(&model, &recipe, &cal, &Sequential, &|_| {})?;
+/// assert_eq!(out.layers[0].method, "gptq int4 sym per-row");
+/// # Ok::<(), squish::SquishError>(())
+/// ```
+pub fn compress_model_calibrated(
+    model: &Model,
+    recipe: &Recipe,
+    calibration: &ModelCalibration,
     exec: &dyn ParallelExecutor,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Compressed> {
@@ -138,22 +195,50 @@ pub fn compress_model(
         .map(|c| Ok((c, recipe.pipeline(c)?)))
         .collect::<Result<_>>()?;
     let pipeline_of = |c: Choice| pipelines.iter().find(|(d, _)| *d == c).map(|(_, p)| p);
+    for (&(name, _), &c) in matrices.iter().zip(&choices) {
+        let Some(p) = pipeline_of(c).filter(|p| p.needs_data()) else {
+            continue;
+        };
+        if c != Choice::Keep
+            && calibration.stats.get(name).is_none()
+            && !calibration.compressed.contains_key(name)
+        {
+            return Err(RecipeError::NeedsCalibration {
+                rule: recipe.origin(c),
+                method: p.pass_names(),
+                layer: name.to_string(),
+            }
+            .into());
+        }
+    }
 
     let outs = map(exec, matrices.len(), |i| {
         let (name, w) = matrices[i];
         let out = match pipeline_of(choices[i]) {
             Some(p) if !p.is_empty() && choices[i] != Choice::Keep => {
-                Some(p.run_staged(w, &Sequential).map_err(|(pass, e)| {
-                    let stage = match pass {
-                        Some(pass) => format!("pass `{pass}`"),
-                        None => format!("checking the weights before `{}`", p.pass_names()),
-                    };
-                    RecipeError::Layer {
+                if let Some(m) = calibration.compressed.get(name) {
+                    progress(name);
+                    return Some(done(p, w, m).map_err(|e| RecipeError::Layer {
                         layer: name.to_string(),
-                        stage,
+                        stage: format!("pass `{}`", p.pass_names()),
                         source: Box::new(e),
-                    }
-                }))
+                    }));
+                }
+                let stats = calibration.stats.get(name);
+                Some(
+                    p.run_staged(name, w, stats, &Sequential)
+                        .map_err(|(pass, e)| {
+                            let stage = match pass {
+                                Some(pass) => format!("pass `{pass}`"),
+                                None => format!("checking the weights before `{}`", p.pass_names()),
+                            };
+                            RecipeError::Layer {
+                                layer: name.to_string(),
+                                stage,
+                                source: Box::new(e),
+                            }
+                        }),
+                )
             }
             _ => None,
         };
@@ -183,4 +268,25 @@ pub fn compress_model(
         result.model.insert_compressed(name, ct)?;
     }
     Ok(result)
+}
+
+/// The report of a layer compressed elsewhere by pipeline `p`: the input
+/// stage and one stage for the whole pipeline.
+fn done(p: &Pipeline, w: ArrayView2<f32>, m: &CompressedMatrix) -> Result<PipelineOutput> {
+    if m.rows() != w.nrows() || m.cols() != w.ncols() {
+        return Err(crate::SquishError::shape(
+            "a layer compressed by calibration",
+            format!("{}x{}", w.nrows(), w.ncols()),
+            format!("{}x{}", m.rows(), m.cols()),
+        ));
+    }
+    let input = CompressedMatrix::from_dense(w)?;
+    let stages = vec![
+        StageReport::measure("dense f32".into(), w, &input)?,
+        StageReport::measure(p.pass_names(), w, m)?,
+    ];
+    Ok(PipelineOutput {
+        matrix: m.clone(),
+        report: PipelineReport { stages },
+    })
 }

@@ -75,6 +75,17 @@ pub enum RecipeError {
         /// Why (matches nothing, or only what earlier rules took).
         detail: String,
     },
+    /// A data-aware method (GPTQ, SparseGPT, Wanda) selected for a layer
+    /// with no calibration data.
+    #[error("{rule}: `{method}` needs calibration data for layer `{layer}`, and none was given; pass `--calibration FILE` (a text file of sentences, with a BERT-family model directory) or a `[calibration]` section, or use a data-free method (e.g. int4 instead of gptq, magnitude instead of sparsegpt or wanda)")]
+    NeedsCalibration {
+        /// Where the method comes from (`recipe line N`, `[default]`, a flag).
+        rule: String,
+        /// The method.
+        method: String,
+        /// The tensor.
+        layer: String,
+    },
     /// A method key that is missing, conflicts with another, or is out of range.
     #[error("recipe key `{key}` ({value}): {rule}")]
     Key {

@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use super::{IntSpec, KMeansSpec, LowRankSpec, StructuredSpec};
+use super::{GptqSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec, WandaSpec};
 use crate::error::Result;
 use crate::pipeline::Pipeline;
 use crate::pruning::{Magnitude, NMPruner};
@@ -19,7 +19,11 @@ use crate::quantization::{Binary, Ternary};
 /// `{ method = "binary" }`, `{ method = "ternary" }`,
 /// `{ method = "lowrank", energy = 0.95 }`, `{ method = "kmeans", bits = 4 }`,
 /// `{ method = "nm", n = 2, m = 4 }`,
-/// `{ method = "structured", sparsity = 0.25, axis = "rows" }`.
+/// `{ method = "structured", sparsity = 0.25, axis = "rows" }`; and the
+/// data-aware methods, which read the layer's calibration statistics:
+/// `{ method = "gptq", bits = 4, granularity = "per-group", group_size = 128 }`,
+/// `{ method = "sparsegpt", sparsity = 0.5 }` or `{ method = "sparsegpt", n = 2, m = 4 }`,
+/// `{ method = "wanda", sparsity = 0.5 }`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum MethodSpec {
@@ -53,6 +57,15 @@ pub enum MethodSpec {
     },
     /// Structured pruning of whole rows or columns by their Ln norm.
     Structured(StructuredSpec),
+    /// GPTQ: integer quantization minimising the layer-output error on
+    /// calibration data (data-aware).
+    Gptq(GptqSpec),
+    /// SparseGPT: pruning with OBS reconstruction of the kept weights
+    /// (data-aware).
+    #[serde(rename = "sparsegpt", alias = "sparse-gpt")]
+    SparseGpt(SparseGptSpec),
+    /// Wanda: pruning by `|W_ij|·‖X_j‖` (data-aware).
+    Wanda(WandaSpec),
 }
 
 impl MethodSpec {
@@ -72,7 +85,15 @@ impl MethodSpec {
             MethodSpec::KMeans(s) => pipeline.quantize(s.build()?),
             MethodSpec::NM { n, m } => pipeline.prune(NMPruner::params(*n, *m).check()?),
             MethodSpec::Structured(s) => pipeline.prune(s.build()?),
+            MethodSpec::Gptq(s) => pipeline.data_aware(s.build()?),
+            MethodSpec::SparseGpt(s) => pipeline.data_aware(s.build()?),
+            MethodSpec::Wanda(s) => pipeline.data_aware(s.build()?),
         })
+    }
+
+    /// Whether the method reads calibration statistics.
+    pub fn needs_data(&self) -> bool {
+        self.append(Pipeline::new()).is_ok_and(|p| p.needs_data())
     }
 
     /// Checks the parameters without building a pipeline.

@@ -17,14 +17,16 @@ mod stream;
 mod sweep;
 
 pub(crate) use apply::file_bytes;
-pub use apply::{compress_model, Compressed, LayerReport};
+pub use apply::{
+    compress_model, compress_model_calibrated, Compressed, LayerReport, ModelCalibration,
+};
 pub use error::RecipeError;
 pub use method::MethodSpec;
 pub use recipe::{Choice, Recipe, Rule};
 pub use recover::RecoverSpec;
 pub use spec::{
-    AxisSpec, CalibrationSpec, GranularitySpec, InitSpec, IntSpec, KMeansSpec, LowRankSpec,
-    StructuredSpec,
+    AxisSpec, CalibrationModeSpec, CalibrationSection, CalibrationSpec, GptqSpec, GranularitySpec,
+    InitSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec, WandaSpec,
 };
 pub use stream::{
     CompressStream, StreamCompression, StreamParams, StreamSummary, StreamedTensor, DEFAULT_BUDGET,

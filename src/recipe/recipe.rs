@@ -17,6 +17,7 @@ struct RecipeFile {
     rule: Vec<RuleFile>,
     default: Option<DefaultFile>,
     recover: Option<Spanned<super::RecoverSpec>>,
+    calibration: Option<Spanned<super::CalibrationSection>>,
 }
 
 #[derive(Deserialize)]
@@ -124,7 +125,36 @@ pub enum Choice {
 /// - `lowrank` (one of `rank`, `energy`, `rel_error`, `ratio`, `bytes`;
 ///   `randomized = true` with `oversampling`, `power_iters`, `seed`);
 /// - `kmeans` (`k` or `bits`; `init` = `linear` | `density` | `kmeans++`
-///   with `seed`, `max_iter`, or `optimal = true`; `per_row`).
+///   with `seed`, `max_iter`, or `optimal = true`; `per_row`);
+/// - data-aware, reading each layer's calibration statistics:
+///   `gptq` (`bits` = 3 | 4 | 8, `granularity` = `per-row` | `per-group`
+///   with `group_size`, `symmetric`, `calibration` = `"minmax"` | `"mse"`,
+///   `damp`, `block`, `act_order`, `static_groups`), `sparsegpt`
+///   (`sparsity` or `n` and `m`; `damp`, `block`) and `wanda` (`sparsity`
+///   or `n` and `m`). Where the calibration data comes from is the
+///   `[calibration]` section ([`CalibrationSection`](super::CalibrationSection):
+///   `file`, `samples`, `seed`, `max_tokens`, `mode`); applying a recipe
+///   with a data-aware method and no data is a typed error
+///   ([`RecipeError::NeedsCalibration`]).
+///
+/// ```
+/// use squish::recipe::Recipe;
+/// let r = Recipe::from_toml(r#"
+/// [calibration]
+/// samples = 64
+/// seed = 7
+///
+/// [[rule]]
+/// pattern = "*.attention.*"
+/// pipeline = [{ method = "gptq", bits = 4, granularity = "per-group", group_size = 128 }]
+///
+/// [default]
+/// pipeline = [{ method = "sparsegpt", n = 2, m = 4 }]
+/// "#)?;
+/// assert!(r.needs_calibration());
+/// assert_eq!(r.calibration().unwrap().samples, Some(64));
+/// # Ok::<(), squish::SquishError>(())
+/// ```
 ///
 /// Unknown keys and out-of-range values are errors that name their line.
 #[derive(Clone, Debug, Default)]
@@ -132,6 +162,7 @@ pub struct Recipe {
     rules: Vec<Rule>,
     default: Option<Vec<MethodSpec>>,
     recover: Option<super::RecoverSpec>,
+    calibration: Option<super::CalibrationSection>,
 }
 
 /// 1-based line of byte `offset` in `src`.
@@ -177,6 +208,7 @@ impl Recipe {
             rules: Vec::new(),
             default: Some(methods),
             recover: None,
+            calibration: None,
         })
     }
 
@@ -221,6 +253,7 @@ impl Recipe {
             rules,
             default: include.is_empty().then_some(methods),
             recover: None,
+            calibration: None,
         })
     }
 
@@ -299,11 +332,58 @@ impl Recipe {
             }
             None => None,
         };
+        let calibration = match file.calibration {
+            Some(c) => {
+                let line = line_of(src, c.span().start);
+                let c = c.into_inner();
+                c.check().map_err(|e| RecipeError::BadValue {
+                    line,
+                    message: e.to_string(),
+                })?;
+                Some(c)
+            }
+            None => None,
+        };
         Ok(Recipe {
             rules,
             default,
             recover,
+            calibration,
         })
+    }
+
+    /// The `[calibration]` section, if any.
+    pub fn calibration(&self) -> Option<&super::CalibrationSection> {
+        self.calibration.as_ref()
+    }
+
+    /// Sets the `[calibration]` section.
+    pub fn set_calibration(&mut self, c: super::CalibrationSection) -> Result<()> {
+        c.check()?;
+        self.calibration = Some(c);
+        Ok(())
+    }
+
+    /// Whether any rule or the default uses a data-aware method.
+    pub fn needs_calibration(&self) -> bool {
+        self.rules
+            .iter()
+            .flat_map(|r| &r.methods)
+            .chain(self.default.iter().flatten())
+            .any(MethodSpec::needs_data)
+    }
+
+    /// Where a choice comes from, for error messages: `recipe line N`,
+    /// `--include GLOB`, `[default]`.
+    pub fn origin(&self, c: Choice) -> String {
+        match c {
+            Choice::Rule(i) => match self.rules[i].flag {
+                Some(flag) => format!("{flag} {}", self.rules[i].pattern),
+                None => format!("recipe line {}", self.rules[i].line),
+            },
+            Choice::Default => "[default]".into(),
+            Choice::Keep => "kept".into(),
+        }
     }
 
     /// The `[recover]` section: teacher-guided fine-tuning after compression,

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use crate::compression::lowrank::{LowRank, RandomizedSvd, RankSelection};
 use crate::compression::sharing::{Init, KMeans};
 use crate::error::{Result, SquishError};
-use crate::pruning::Structured;
-use crate::quantization::{Calibration, IntQuantizer};
+use crate::matrix::Granularity;
+use crate::pruning::{NMPruner, SparseGpt, SparsityPattern, Structured, WandaPass};
+use crate::quantization::{Calibration, Gptq, IntQuantizer};
 use crate::recipe::RecipeError;
 
 /// Which values share one quantization scale.
@@ -24,6 +25,28 @@ pub enum GranularitySpec {
     PerRow,
     /// One scale per `group_size` consecutive values.
     PerGroup,
+}
+
+impl GranularitySpec {
+    /// The granularity with its group size: `group_size` is required with
+    /// `per-group` and refused otherwise.
+    pub fn with(self, group_size: Option<usize>) -> Result<Granularity> {
+        match (self, group_size) {
+            (GranularitySpec::PerTensor, None) => Ok(Granularity::PerTensor),
+            (GranularitySpec::PerRow, None) => Ok(Granularity::PerRow),
+            (GranularitySpec::PerGroup, Some(g)) => Ok(Granularity::PerGroup(g)),
+            (GranularitySpec::PerGroup, None) => Err(SquishError::from(RecipeError::Key {
+                key: "group_size",
+                value: "missing".to_string(),
+                rule: "granularity = \"per-group\" needs group_size = N",
+            })),
+            (_, Some(g)) => Err(SquishError::from(RecipeError::Key {
+                key: "group_size",
+                value: g.to_string(),
+                rule: "only allowed with granularity = \"per-group\"",
+            })),
+        }
+    }
 }
 
 /// How the clip range of integer quantization is chosen:
@@ -69,24 +92,10 @@ impl IntSpec {
     /// The checked `bits`-bit quantizer.
     pub fn build(&self, bits: u8) -> Result<IntQuantizer> {
         let mut p = IntQuantizer::params(bits).symmetric(self.symmetric.unwrap_or(true));
-        p = match (self.granularity, self.group_size) {
-            (GranularitySpec::PerTensor, None) => p.per_tensor(),
-            (GranularitySpec::PerRow, None) => p.per_row(),
-            (GranularitySpec::PerGroup, Some(g)) => p.per_group(g),
-            (GranularitySpec::PerGroup, None) => {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: "group_size",
-                    value: "missing".to_string(),
-                    rule: "granularity = \"per-group\" needs group_size = N",
-                }))
-            }
-            (_, Some(g)) => {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: "group_size",
-                    value: g.to_string(),
-                    rule: "only allowed with granularity = \"per-group\"",
-                }))
-            }
+        p = match self.granularity.with(self.group_size)? {
+            Granularity::PerTensor => p.per_tensor(),
+            Granularity::PerRow => p.per_row(),
+            Granularity::PerGroup(g) => p.per_group(g),
         };
         if let Some(c) = self.calibration {
             p = p.calibration(c.calibration());
@@ -331,5 +340,252 @@ impl StructuredSpec {
             AxisSpec::Cols => p.columns(),
         }
         .check()
+    }
+}
+
+/// Parameters of GPTQ in a recipe: `bits` (3, 4 or 8), `granularity` and
+/// `group_size` as for `int4`, `symmetric`, `calibration` (`"minmax"` or
+/// `"mse"`), `damp` (0.01), `block` (128), `act_order`, `static_groups`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GptqSpec {
+    /// Code width: 3, 4 or 8.
+    pub bits: u8,
+    /// `per-row` (default) or `per-group`.
+    #[serde(default)]
+    pub granularity: GranularitySpec,
+    /// Inputs per group, required with `per-group`.
+    pub group_size: Option<usize>,
+    /// Symmetric codes (default true).
+    pub symmetric: Option<bool>,
+    /// Range of each group or row (default min-max).
+    pub calibration: Option<CalibrationSpec>,
+    /// Dampening fraction of the mean diagonal of `H` (default 0.01).
+    pub damp: Option<f64>,
+    /// Columns per lazy block update (default 128).
+    pub block: Option<usize>,
+    /// Columns in order of decreasing `H_jj` (default false).
+    pub act_order: Option<bool>,
+    /// Group ranges from the original weights (default false).
+    pub static_groups: Option<bool>,
+}
+
+impl GptqSpec {
+    /// The checked GPTQ quantizer.
+    pub fn build(&self) -> Result<Gptq> {
+        let mut p = Gptq::params(self.bits).symmetric(self.symmetric.unwrap_or(true));
+        p = match self.granularity.with(self.group_size)? {
+            Granularity::PerRow => p.per_row(),
+            Granularity::PerGroup(g) => p.per_group(g),
+            Granularity::PerTensor => {
+                return Err(SquishError::from(RecipeError::Key {
+                    key: "granularity",
+                    value: "per-tensor".to_string(),
+                    rule: "GPTQ quantizes per row or per group",
+                }))
+            }
+        };
+        if let Some(c) = self.calibration {
+            p = p.calibration(c.calibration());
+        }
+        if let Some(d) = self.damp {
+            p = p.damp(d);
+        }
+        if let Some(b) = self.block {
+            p = p.block(b);
+        }
+        p.act_order(self.act_order.unwrap_or(false))
+            .static_groups(self.static_groups.unwrap_or(false))
+            .check()
+    }
+}
+
+/// A sparsity pattern in a recipe: `sparsity = s` (unstructured, per row)
+/// or `n = N, m = M` (N kept in every M consecutive inputs), not both.
+fn pattern(sparsity: Option<f64>, n: Option<usize>, m: Option<usize>) -> Result<SparsityPattern> {
+    match (sparsity, n, m) {
+        (Some(s), None, None) => Ok(SparsityPattern::Unstructured(s)),
+        (None, Some(n), Some(m)) => Ok(SparsityPattern::NM { n, m }),
+        (None, None, None) => Err(SquishError::from(RecipeError::Key {
+            key: "sparsity",
+            value: "missing".to_string(),
+            rule: "give sparsity = S (unstructured) or n = N, m = M (N:M)",
+        })),
+        _ => Err(SquishError::from(RecipeError::Key {
+            key: "sparsity",
+            value: "with n/m".to_string(),
+            rule: "give sparsity = S, or both n and m, not a mix",
+        })),
+    }
+}
+
+/// Parameters of SparseGPT in a recipe: `sparsity` or `n` and `m`, then
+/// `damp` (0.01), `block` (128) and `act_order` (false).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseGptSpec {
+    /// Fraction of every row removed, in [0, 1).
+    pub sparsity: Option<f64>,
+    /// Kept per group (N:M).
+    pub n: Option<usize>,
+    /// Group length (N:M).
+    pub m: Option<usize>,
+    /// Dampening fraction of the mean diagonal of `H` (default 0.01).
+    pub damp: Option<f64>,
+    /// Columns per mask selection and lazy update (default 128).
+    pub block: Option<usize>,
+    /// Columns (N:M: groups) in order of decreasing `H_jj` (default false).
+    pub act_order: Option<bool>,
+}
+
+impl SparseGptSpec {
+    /// The checked SparseGPT pruner.
+    pub fn build(&self) -> Result<SparseGpt> {
+        let mut p = match pattern(self.sparsity, self.n, self.m)? {
+            SparsityPattern::Unstructured(s) => SparseGpt::unstructured(s),
+            SparsityPattern::NM { n, m } => SparseGpt::nm(n, m),
+        };
+        if let Some(d) = self.damp {
+            p = p.damp(d);
+        }
+        if let Some(b) = self.block {
+            p = p.block(b);
+        }
+        p.act_order(self.act_order.unwrap_or(false)).check()
+    }
+}
+
+/// Parameters of Wanda in a recipe: `sparsity` or `n` and `m`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WandaSpec {
+    /// Fraction of every row removed, in [0, 1).
+    pub sparsity: Option<f64>,
+    /// Kept per group (N:M).
+    pub n: Option<usize>,
+    /// Group length (N:M).
+    pub m: Option<usize>,
+}
+
+impl WandaSpec {
+    /// The checked Wanda pass.
+    pub fn build(&self) -> Result<WandaPass> {
+        let pass = match pattern(self.sparsity, self.n, self.m)? {
+            SparsityPattern::Unstructured(s) => {
+                crate::pruning::Magnitude::params(s).check()?;
+                WandaPass {
+                    sparsity: s,
+                    nm: None,
+                }
+            }
+            SparsityPattern::NM { n, m } => {
+                NMPruner::params(n, m).check()?;
+                WandaPass {
+                    sparsity: 1.0 - n as f64 / m.max(1) as f64,
+                    nm: Some((n, m)),
+                }
+            }
+        };
+        Ok(pass)
+    }
+}
+
+/// How calibration statistics are collected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CalibrationModeSpec {
+    /// Compress a stage, then calibrate the next one on the compressed
+    /// model's outputs (GPTQ's order; the default).
+    #[default]
+    Sequential,
+    /// Sequential, each layer aiming at the uncompressed model's output
+    /// (it also corrects the error of the compressed layers before it).
+    SequentialTargets,
+    /// Statistics of every layer from the uncompressed model.
+    OneShot,
+}
+
+/// The `[calibration]` section of a recipe: where the calibration inputs
+/// come from and how many are used.
+///
+/// ```toml
+/// [calibration]
+/// file = "sentences.txt"  # one sentence a line (the CLI's --calibration wins)
+/// samples = 128           # sentences drawn from the file (all when fewer)
+/// seed = 0                # which ones: a seeded shuffle
+/// max_tokens = 128        # truncation of each sentence
+/// mode = "sequential"     # or "sequential-targets", "one-shot"
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationSection {
+    /// A text file of calibration sentences, one a line (relative paths
+    /// are relative to the working directory).
+    pub file: Option<std::path::PathBuf>,
+    /// Sentences used, 1..=4096 (default 128).
+    pub samples: Option<usize>,
+    /// Seed of the draw (default 0).
+    pub seed: Option<u64>,
+    /// Tokens kept per sentence, 1..=512 (default: the tokenizer's).
+    pub max_tokens: Option<usize>,
+    /// `sequential` (default), `sequential-targets` or `one-shot`.
+    #[serde(default)]
+    pub mode: CalibrationModeSpec,
+}
+
+impl CalibrationSection {
+    /// Default number of calibration sentences.
+    pub const DEFAULT_SAMPLES: usize = 128;
+
+    /// Checks the ranges.
+    pub fn check(&self) -> Result<()> {
+        if let Some(n) = self.samples {
+            if !(1..=4096).contains(&n) {
+                return Err(SquishError::from(RecipeError::Key {
+                    key: "samples",
+                    value: n.to_string(),
+                    rule: "calibration uses 1..=4096 samples (128 is usual)",
+                }));
+            }
+        }
+        if let Some(t) = self.max_tokens {
+            if !(1..=512).contains(&t) {
+                return Err(SquishError::from(RecipeError::Key {
+                    key: "max_tokens",
+                    value: t.to_string(),
+                    rule: "sentences keep 1..=512 tokens",
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The samples drawn from `all`: every one when there are at most
+    /// `samples`, else `samples` of them chosen by a shuffle seeded with
+    /// `seed`, kept in file order. Same seed, same draw.
+    ///
+    /// ```
+    /// use squish::recipe::CalibrationSection;
+    /// let all: Vec<u32> = (0..10).collect();
+    /// let c = CalibrationSection { samples: Some(4), seed: Some(3), ..Default::default() };
+    /// let a = c.draw(&all);
+    /// assert_eq!(a.len(), 4);
+    /// assert!(a.windows(2).all(|w| w[0] < w[1]));
+    /// assert_eq!(a, c.draw(&all));
+    /// assert_eq!(CalibrationSection::default().draw(&all), all);
+    /// ```
+    pub fn draw<T: Clone>(&self, all: &[T]) -> Vec<T> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let n = self.samples.unwrap_or(Self::DEFAULT_SAMPLES);
+        if all.len() <= n {
+            return all.to_vec();
+        }
+        let mut idx: Vec<usize> = (0..all.len()).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed.unwrap_or(0));
+        idx.shuffle(&mut rng);
+        let mut pick = idx[..n].to_vec();
+        pick.sort_unstable();
+        pick.into_iter().map(|i| all[i].clone()).collect()
     }
 }

@@ -504,7 +504,7 @@ fn compress_one(
     let rows = t.shape()[0];
     let cols = data.len() / rows;
     let signal = sum_squares(&data);
-    let (out, buf) = pipeline.run_vec(rows, cols, data, exec);
+    let (out, buf) = pipeline.run_vec(t.name(), rows, cols, data, exec);
     let result = out.and_then(|out| {
         let layer = LayerReport::of_run(t.name(), t.shape(), t.bytes() as usize, &out);
         let method = layer.method.clone();

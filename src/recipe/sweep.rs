@@ -158,7 +158,7 @@ pub fn sweep(
         let p = MethodSpec::pipeline(specs)?;
         // An error names the layer, the setting and the pass (issue #20).
         let out = p
-            .run_staged(layers[l].1, &Sequential)
+            .run_staged(&layers[l].0, layers[l].1, None, &Sequential)
             .map_err(|(pass, e)| {
                 let stage = match pass {
                     Some(pass) => format!("{family} {setting}, pass `{pass}`"),
