@@ -148,7 +148,7 @@ impl SmoothQuant {
                 let s = Array1::from(self.factors_at(alpha, x_max, &w_max));
                 for (n, w) in names.iter().zip(ws) {
                     let shape = vec![w.nrows(), w.ncols()];
-                    let w = w * &s.view().insert_axis(ndarray::Axis(0));
+                    let w = w * s.view().insert_axis(ndarray::Axis(0));
                     let data = w.into_raw_vec_and_offset().0;
                     replaced.push((format!("{n}.weight"), f32_tensor(shape, data)?));
                     let inv: Vec<f32> = s.iter().map(|v| 1.0 / v).collect();

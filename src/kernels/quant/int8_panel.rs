@@ -234,11 +234,8 @@ unsafe fn micro(
         for r in 0..MR {
             let s = if b0 + r < batch { sx[b0 + r] } else { 0.0 };
             let s = _mm512_set1_ps(s);
-            for v in 0..NV {
-                _mm512_storeu_ps(
-                    tile[r].as_mut_ptr().add(v * P),
-                    _mm512_mul_ps(facc[r][v], s),
-                );
+            for (v, acc) in facc[r].iter().enumerate() {
+                _mm512_storeu_ps(tile[r].as_mut_ptr().add(v * P), _mm512_mul_ps(*acc, s));
             }
         }
     }
