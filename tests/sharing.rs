@@ -811,7 +811,7 @@ fn default_kmeans_is_near_the_optimum_where_linear_lloyd_stalls() {
             def.sse,
             linear.sse
         );
-        assert_eq!(def.iterations < 300, true, "{name}: did not converge");
+        assert!(def.iterations < 300, "{name}: did not converge");
     }
     // The companding init: sorted, inside the range, and Lloyd from it
     // within a few percent of the optimum.
