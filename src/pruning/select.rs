@@ -144,7 +144,7 @@ impl Selection {
     /// ```
     /// use squish::parallel::{Sequential, ThreadPool};
     /// use squish::pruning::Selection;
-    /// let v: Vec<f32> = (0..300_000).map(|i| ((i * 7919) % 1000) as f32 - 500.0).collect();
+    /// let v: Vec<f32> = (0..300_000u64).map(|i| ((i * 7919) % 1000) as f32 - 500.0).collect();
     /// let pool = ThreadPool::new(2)?;
     /// let s = Selection::smallest_on(&v, 200_000, &pool);
     /// assert_eq!(s, Selection::smallest(&[&v], 200_000));
