@@ -101,8 +101,8 @@ impl LowRank {
         self.method
     }
 
-    /// Factorizes `w` on `exec`: the exact SVD runs faer's parallel SVD in
-    /// the executor's pool, the randomized SVD its products.
+    /// Factorizes `w`: the exact SVD on one thread (bit-identical on every
+    /// executor), the randomized SVD's products on `exec`.
     pub fn factorize(
         &self,
         w: ArrayView2<f32>,
@@ -112,7 +112,10 @@ impl LowRank {
         let (m, n) = w.dim();
         let (svd, all, rel_error, estimate) = match self.method {
             SvdMethod::Exact(backend) => {
-                let full = Svd::exact_on(w, backend, exec)?;
+                // One thread: faer's parallel SVD rounds differently at each
+                // thread count, and a pass's output may not depend on the
+                // executor. `Svd::exact_on` is the opt-in parallel path.
+                let full = Svd::exact(w, backend)?;
                 let r = self.selection.select_from_spectrum(
                     m,
                     n,

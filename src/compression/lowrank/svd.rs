@@ -86,6 +86,11 @@ impl Svd {
     /// executor has. The LAPACK backend ignores `exec` (OpenBLAS has its own
     /// threads: `OPENBLAS_NUM_THREADS`).
     ///
+    /// The result is bit-identical run to run at one thread count, but equal
+    /// only to round-off (about 1e-6 relative) across thread counts, so the
+    /// [`LowRank`](super::LowRank) pass, whose output may not depend on the
+    /// executor, uses [`exact`](Self::exact).
+    ///
     /// ```
     /// use ndarray::Array2;
     /// use squish::compression::lowrank::{Svd, SvdBackend};
