@@ -114,7 +114,7 @@ impl Linear {
     /// per input feature) before the weight: `y = (x ⊙ scale)·Wᵀ + b`.
     /// SmoothQuant stores `W·diag(s)` and serves it with `scale = 1/s`, so
     /// that the activations quantized on the fly lose their outlier
-    /// channels (see [`smooth_quant`](super::smooth_quant)).
+    /// channels (see [`SmoothQuant`](super::SmoothQuant)).
     ///
     /// ```
     /// use ndarray::array;
