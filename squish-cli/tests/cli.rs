@@ -1,8 +1,9 @@
 //! The `squish` binary on the committed Silero VAD model (MIT, see
 //! tests/data/silero_vad_16k.LICENSE).
 
+mod common;
+use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use squish::io::{CompressedModel, Entry, Model};
 
@@ -11,24 +12,6 @@ const MODEL: &str = concat!(
     "/../tests/data/silero_vad_16k.safetensors"
 );
 const RECIPE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/silero_vad.toml");
-
-fn squish(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_squish"))
-        .args(["--threads", "2"])
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = squish(args);
-    assert!(
-        out.status.success(),
-        "squish {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn compress_inspect_decompress_the_real_model() {

@@ -3,8 +3,9 @@
 //! selection for the quick flags, containers given as models, table layout
 //! and plot permissions. Each one failed before its fix.
 
+mod common;
+use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use squish::io::{Dtype, Model, Tensor};
 
@@ -12,31 +13,6 @@ const MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/data/silero_vad_16k.safetensors"
 );
-
-fn squish(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_squish"))
-        .args(["--threads", "2"])
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = squish(args);
-    assert!(
-        out.status.success(),
-        "squish {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail; returns its stderr.
-fn fails(args: &[&str]) -> String {
-    let out = squish(args);
-    assert!(!out.status.success(), "squish {args:?} succeeded");
-    String::from_utf8(out.stderr).unwrap()
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -2,36 +2,13 @@
 //! streamed under a memory budget, sharded output with an index, half
 //! precision out, and the output guards on directories.
 
+mod common;
+use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use squish::io::{CompressedModel, Dtype, Model, ModelWriter, ShardedModel, Tensor, INDEX_NAME};
 use squish::parallel::Sequential;
 use squish::recipe::{compress_model, Recipe};
-
-fn squish(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_squish"))
-        .args(["--threads", "2"])
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = squish(args);
-    assert!(
-        out.status.success(),
-        "squish {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = squish(args);
-    assert!(!out.status.success(), "squish {args:?} succeeded");
-    String::from_utf8(out.stderr).unwrap()
-}
 
 /// f32 rounded to the nearest bf16 (ties to even), for finite values.
 fn round_bf16(x: f32) -> f32 {

@@ -74,67 +74,27 @@ pub fn matmul_block(
     // pair; small batches read the codes in registers, larger ones decode
     // tiles once (the same values, so the same bits).
     let x = x.view();
+    // One arm per encoding: its in-register reader and its row decoder.
+    macro_rules! tiled {
+        ($v:expr, $lanes:ident) => {{
+            let f = lanes::$lanes::new($v, cols);
+            super::tile::matmul_lanes(
+                rows,
+                cols,
+                |r, o| decode_rows($v, r, o),
+                f.as_ref(),
+                x,
+                exec,
+                isa,
+            )
+        }};
+    }
     Some(match values {
-        Values::Int8(v) => {
-            let f = lanes::Int8Lanes::new(v, cols);
-            super::tile::matmul_lanes(
-                rows,
-                cols,
-                |r, o| decode_rows(v, r, o),
-                f.as_ref(),
-                x,
-                exec,
-                isa,
-            )
-        }
-        Values::Int4(v) => {
-            let f = lanes::Int4Lanes::new(v, cols);
-            super::tile::matmul_lanes(
-                rows,
-                cols,
-                |r, o| decode_rows(v, r, o),
-                f.as_ref(),
-                x,
-                exec,
-                isa,
-            )
-        }
-        Values::Binary(v) => {
-            let f = lanes::BinaryLanes::new(v, cols);
-            super::tile::matmul_lanes(
-                rows,
-                cols,
-                |r, o| decode_rows(v, r, o),
-                f.as_ref(),
-                x,
-                exec,
-                isa,
-            )
-        }
-        Values::Ternary(v) => {
-            let f = lanes::TernaryLanes::new(v, cols);
-            super::tile::matmul_lanes(
-                rows,
-                cols,
-                |r, o| decode_rows(v, r, o),
-                f.as_ref(),
-                x,
-                exec,
-                isa,
-            )
-        }
-        Values::Codebook(v) => {
-            let f = lanes::CodebookLanes::new(v, cols);
-            super::tile::matmul_lanes(
-                rows,
-                cols,
-                |r, o| decode_rows(v, r, o),
-                f.as_ref(),
-                x,
-                exec,
-                isa,
-            )
-        }
+        Values::Int8(v) => tiled!(v, Int8Lanes),
+        Values::Int4(v) => tiled!(v, Int4Lanes),
+        Values::Binary(v) => tiled!(v, BinaryLanes),
+        Values::Ternary(v) => tiled!(v, TernaryLanes),
+        Values::Codebook(v) => tiled!(v, CodebookLanes),
         Values::F32(_) => unreachable!("checked above"),
     })
 }
