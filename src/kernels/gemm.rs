@@ -7,7 +7,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 
-use crate::parallel::{for_each_chunk_mut, ParallelExecutor};
+use crate::parallel::{fill_row_blocks, ParallelExecutor};
 
 /// Output rows per task.
 pub(crate) const BLOCK_ROWS: usize = 128;
@@ -72,16 +72,7 @@ fn block_rows<F>(exec: &dyn ParallelExecutor, rows: usize, cols: usize, f: F) ->
 where
     F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
 {
-    let mut data = vec![0.0f32; rows * cols];
-    if cols > 0 {
-        for_each_chunk_mut(exec, &mut data, BLOCK_ROWS * cols, |t, chunk| {
-            let r0 = t * BLOCK_ROWS;
-            let nr = chunk.len() / cols;
-            let out = ArrayViewMut2::from_shape((nr, cols), chunk).expect("chunk holds whole rows");
-            f(r0, r0 + nr, out);
-        });
-    }
-    Array2::from_shape_vec((rows, cols), data).expect("sizes match")
+    fill_row_blocks(rows, cols, BLOCK_ROWS, exec, f)
 }
 
 #[cfg(test)]

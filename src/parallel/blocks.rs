@@ -1,7 +1,7 @@
 //! [`row_blocks`]: the one scaffold of the matmul kernels, "build yᵀ in fixed
 //! blocks of W's rows, then transpose".
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayViewMut2};
 
 use super::{for_each_chunk_mut, ParallelExecutor};
 
@@ -44,4 +44,31 @@ where
     } else {
         yt.reversed_axes().as_standard_layout().into_owned()
     }
+}
+
+/// A `rows × cols` matrix (zeros on entry) filled in blocks of `per_task`
+/// rows, one task per block on `exec`: `f(r0, r1, out)` fills rows
+/// `r0..r1`. Block boundaries depend only on `per_task`, so the result does
+/// not depend on the executor (the GEMMs of the kernels and the SVDs).
+pub(crate) fn fill_row_blocks<F>(
+    rows: usize,
+    cols: usize,
+    per_task: usize,
+    exec: &dyn ParallelExecutor,
+    f: F,
+) -> Array2<f32>
+where
+    F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
+{
+    let per_task = per_task.max(1);
+    let mut data = vec![0.0f32; rows * cols];
+    if cols > 0 {
+        for_each_chunk_mut(exec, &mut data, per_task * cols, |t, chunk| {
+            let r0 = t * per_task;
+            let nr = chunk.len() / cols;
+            let out = ArrayViewMut2::from_shape((nr, cols), chunk).expect("whole rows");
+            f(r0, r0 + nr, out);
+        });
+    }
+    Array2::from_shape_vec((rows, cols), data).expect("sizes match")
 }

@@ -28,6 +28,7 @@ mod ops;
 mod staged;
 mod tasks;
 
+pub(crate) use blocks::fill_row_blocks;
 pub use blocks::row_blocks;
 pub use data::{
     data_parallel_forward, data_parallel_grad, tree_reduce, DataParallel, DataParallelParams,

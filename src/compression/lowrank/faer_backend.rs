@@ -25,7 +25,7 @@ use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2};
 
 use super::{LowRankError, Svd};
 use crate::error::Result;
-use crate::parallel::{for_each_chunk_mut, map, ParallelExecutor};
+use crate::parallel::{fill_row_blocks, map, ParallelExecutor};
 
 /// Runs `f(par)` on `exec`: with one thread, `Par::Seq` on the calling
 /// thread; with more, as one task of the executor (so faer's rayon work
@@ -79,22 +79,12 @@ fn gemm(out: ArrayViewMut2<f32>, lhs: ArrayView2<f32>, rhs: ArrayView2<f32>) {
     );
 }
 
-/// A `rows × cols` matrix whose blocks of [`GEMM_ROWS`] rows are filled by
-/// `f(r0, r1, out)`, one task each.
+/// Builds a `rows × cols` matrix; `f(r0, r1, out)` fills rows `r0..r1`.
 fn block_rows<F>(exec: &dyn ParallelExecutor, rows: usize, cols: usize, f: F) -> Array2<f32>
 where
     F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
 {
-    let mut data = vec![0.0f32; rows * cols];
-    if cols > 0 {
-        for_each_chunk_mut(exec, &mut data, GEMM_ROWS * cols, |t, chunk| {
-            let r0 = t * GEMM_ROWS;
-            let nr = chunk.len() / cols;
-            let out = ArrayViewMut2::from_shape((nr, cols), chunk).expect("whole rows");
-            f(r0, r0 + nr, out);
-        });
-    }
-    Array2::from_shape_vec((rows, cols), data).expect("sizes match")
+    fill_row_blocks(rows, cols, GEMM_ROWS, exec, f)
 }
 
 /// A faer matrix as a row-major ndarray.
