@@ -339,7 +339,12 @@ fn packed_indices_round_trip_every_width() {
         let n = (2 * k).max(64);
         let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % n) as f32 * 0.001).collect();
         let w = Array2::from_shape_vec((1, n), data.clone()).unwrap();
-        let q = KMeans::params(k).max_iter(3).check().unwrap();
+        // A linear start: the default's coarse DP costs O(k²) at k = 32769.
+        let q = KMeans::params(k)
+            .lloyd(Init::Linear)
+            .max_iter(3)
+            .check()
+            .unwrap();
         let m = q
             .quantize(&CompressedMatrix::from_dense(w.view()).unwrap())
             .unwrap();
