@@ -173,6 +173,65 @@ fn integer_quantization_of_f32_max_stays_finite() {
     }
 }
 
+/// The same class of defect in the other encodings: scales (binary, ternary),
+/// centroids (k-means) and factors (low rank) of a matrix holding ±f32::MAX
+/// stay finite, or the pass refuses with a typed error; never a silent Inf.
+#[test]
+fn every_encoding_of_f32_max_stays_finite_or_is_refused() {
+    let mut w = test_matrix(8, 16);
+    w[[1, 3]] = f32::MAX;
+    w[[2, 7]] = -f32::MAX;
+    w[[5, 0]] = f32::MAX;
+    w[[5, 1]] = -f32::MAX;
+    let passes: Vec<(&str, Pipeline)> = vec![
+        ("binary", Pipeline::new().quantize(Binary)),
+        ("ternary", Pipeline::new().quantize(Ternary)),
+        (
+            "k-means 4",
+            Pipeline::new().quantize(KMeans::params(4).check().unwrap()),
+        ),
+        (
+            "2:4 → k-means 4",
+            Pipeline::new()
+                .prune(NMPruner::params(2, 4).check().unwrap())
+                .quantize(KMeans::params(4).check().unwrap()),
+        ),
+        (
+            "low rank 3 (exact)",
+            Pipeline::new().then(LowRank::params(RankSelection::Fixed(3)).check().unwrap()),
+        ),
+        (
+            "low rank 3 (randomized)",
+            Pipeline::new().then(
+                LowRank::params(RankSelection::Fixed(3))
+                    .randomized(RandomizedSvd::settings())
+                    .check()
+                    .unwrap(),
+            ),
+        ),
+    ];
+    let x = Array2::from_shape_fn((3, w.ncols()), |(i, j)| ((i + j) % 3) as f32 - 1.0);
+    for (name, p) in passes {
+        match p.run(w.view()) {
+            Ok(out) => {
+                let d = out.matrix.to_dense();
+                assert!(d.iter().all(|v| v.is_finite()), "{name}: decoded {d}");
+                // A product may overflow on its own (f32::MAX + f32::MAX), but
+                // unit inputs pick single weights: never Inf.
+                let e =
+                    Array2::from_shape_fn((w.ncols(), w.ncols()), |(i, j)| (i == j) as u8 as f32);
+                let y = out.matrix.matmul(e.view()).unwrap();
+                assert!(y.iter().all(|v| v.is_finite()), "{name}: product {y}");
+                let _ = out.matrix.matmul(x.view()).unwrap();
+            }
+            Err(e) => {
+                // A refusal must say what is wrong, not be a panic.
+                assert!(!e.to_string().is_empty(), "{name}");
+            }
+        }
+    }
+}
+
 #[test]
 fn int8_values_whose_decoding_overflows_are_refused() {
     let layout = RowLayout::Uniform { rows: 1, len: 2 };
