@@ -6,7 +6,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::ArrayView2;
 use plotters::prelude::*;
-use squish::io::Model;
+use squish::io::{check_output, Model, OutputKind};
 use squish::nn::{
     sentences_from_bytes, BertConfig, BertEncoder, SentenceTokenizer, Weights, DEFAULT_MAX_TOKENS,
 };
@@ -51,6 +51,9 @@ pub struct PlanArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Replace an existing output that squish did not write.
+    #[arg(long)]
+    force: bool,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> SquishError {
@@ -109,6 +112,15 @@ pub fn plan(a: &PlanArgs, exec: &dyn ParallelExecutor) -> Result<()> {
     } else {
         a.model.clone()
     };
+    // Before the sweep (minutes): the plan and the plot replace no input and
+    // no file of the user's.
+    let mut inputs = vec![model_file.as_path()];
+    inputs.extend(a.calibration.as_deref());
+    check_output(&a.output, &inputs, OutputKind::Plan, a.force)?;
+    if let Some(svg) = &a.svg {
+        inputs.push(&a.output);
+        check_output(svg, &inputs, OutputKind::Plot, a.force)?;
+    }
     let model = Model::load(&model_file)?;
     let glob = a
         .layer
@@ -269,5 +281,5 @@ fn sensitivity_svg(path: &Path, t: &SensitivityTable) -> Result<()> {
         }
         root.present().map_err(|e| err(&e))?;
     }
-    squish::io::write_atomic(path, svg.as_bytes())
+    crate::plot::write_svg(path, svg)
 }

@@ -82,8 +82,12 @@ pub fn rate_distortion(path: &Path, points: &[SweepPoint]) -> Result<()> {
             .map_err(plot_error)?;
         root.present().map_err(plot_error)?;
     }
-    // Marks the plot as ours (right after the root tag, so the file still
-    // starts with `<svg`): a rerun may replace it without --force.
+    write_svg(path, svg)
+}
+
+/// Writes a plot marked as ours (right after the root tag, so the file still
+/// starts with `<svg`): a rerun may replace it without --force.
+pub fn write_svg(path: &Path, mut svg: String) -> Result<()> {
     if let Some(end) = svg.find('>') {
         svg.insert_str(end + 1, &format!("\n{SVG_MARKER}"));
     }

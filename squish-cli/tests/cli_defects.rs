@@ -323,3 +323,39 @@ fn sweep_errors_name_the_layer_and_the_pass() {
     );
     assert!(!dir.path().join("p.svg").exists());
 }
+
+/// The same class of defect in `squish plan`: its recipe and plot went
+/// through a plain atomic write, so `-o MODEL` replaced the model.
+#[test]
+fn plan_outputs_never_replace_the_model_or_a_foreign_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = copy_model(dir.path());
+    let original = std::fs::read(&m).unwrap();
+    let plan = |out: &Path, extra: &[&str]| {
+        let mut a = vec!["plan", s(&m), "--budget", "4bpw", "--quiet", "-o", s(out)];
+        a.extend(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let args = plan(&m, &[]);
+    let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("is the input"), "{err}");
+    assert_eq!(std::fs::read(&m).unwrap(), original);
+    // A foreign file is kept, for the recipe and for the plot.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "mine").unwrap();
+    let r = dir.path().join("planned.toml");
+    for args in [plan(&notes, &[]), plan(&r, &["--svg", s(&notes)])] {
+        let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine");
+    }
+    // Its own outputs are replaced on a rerun.
+    let svg = dir.path().join("s.svg");
+    for _ in 0..2 {
+        let args = plan(&r, &["--svg", s(&svg)]);
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    assert!(std::fs::read_to_string(&r)
+        .unwrap()
+        .starts_with(squish::io::PLAN_MARKER));
+}

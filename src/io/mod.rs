@@ -36,7 +36,9 @@ pub use container::{CompressedModel, CompressedTensor, Entry, COMPONENT_SEPARATO
 pub use container_shards::export_dequantized;
 pub use error::FileError;
 pub use model::Model;
-pub use output::{check_output, check_output_dir, OutputKind, DECOMPRESSED_KEY, SVG_MARKER};
+pub use output::{
+    check_output, check_output_dir, OutputKind, DECOMPRESSED_KEY, PLAN_MARKER, SVG_MARKER,
+};
 pub use precision::ExportDtype;
 pub use shard_error::ShardError;
 pub use sharded::{ShardedModel, TensorMeta, INDEX_NAME};

@@ -18,6 +18,9 @@ pub const DECOMPRESSED_KEY: &str = "squish.decompressed";
 /// Marker comment near the top of the SVG plots squish writes.
 pub const SVG_MARKER: &str = "<!-- written by squish -->";
 
+/// First words of the recipes `squish plan` writes.
+pub const PLAN_MARKER: &str = "# Planned by squish";
+
 /// What squish may replace at an output path without being forced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputKind {
@@ -27,6 +30,9 @@ pub enum OutputKind {
     Decompressed,
     /// An SVG plot holding [`SVG_MARKER`] in its first KiB.
     Plot,
+    /// A recipe written by `squish plan`, holding [`PLAN_MARKER`] in its
+    /// first KiB.
+    Plan,
 }
 
 impl OutputKind {
@@ -37,6 +43,7 @@ impl OutputKind {
             OutputKind::Container => header_has_key(path, VERSION_KEY),
             OutputKind::Decompressed => header_has_key(path, DECOMPRESSED_KEY),
             OutputKind::Plot => head_contains(path, SVG_MARKER.as_bytes()),
+            OutputKind::Plan => head_contains(path, PLAN_MARKER.as_bytes()),
         }
     }
 
@@ -45,6 +52,7 @@ impl OutputKind {
             OutputKind::Container => "a squish container",
             OutputKind::Decompressed => "a model written by `squish decompress`",
             OutputKind::Plot => "a plot written by squish",
+            OutputKind::Plan => "a recipe written by `squish plan`",
         }
     }
 }

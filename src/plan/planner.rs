@@ -226,7 +226,8 @@ impl Plan {
     /// name; layers not planned are kept as they are.
     pub fn to_toml(&self) -> String {
         let mut s = format!(
-            "# Planned by squish: {} of {} bytes budget ({:.3} bits per weight), predicted distortion {:.6} (optimum ≥ {:.6}).\n",
+            "{}: {} of {} bytes budget ({:.3} bits per weight), predicted distortion {:.6} (optimum ≥ {:.6}).\n",
+            crate::io::PLAN_MARKER,
             self.bytes,
             self.budget,
             self.bits_per_weight(),
