@@ -90,17 +90,7 @@ pub fn check_output(
         // Nothing there (or a dangling link): nothing to lose.
         return Ok(());
     };
-    for input in inputs {
-        if let Ok(in_meta) = std::fs::metadata(input) {
-            if same_file(output, &out_meta, input, &in_meta) {
-                return Err(FileError::OutputIsInput {
-                    output: output.to_path_buf(),
-                    input: input.to_path_buf(),
-                }
-                .into());
-            }
-        }
-    }
+    refuse_if_input(output, &out_meta, inputs)?;
     if out_meta.is_file() && kind.matches(output) {
         return Ok(());
     }
@@ -109,6 +99,23 @@ pub fn check_output(
         expected: kind.describe(),
     }
     .into())
+}
+
+/// `FileError::OutputIsInput` when `path` (with metadata `meta`) is one of
+/// `inputs`.
+fn refuse_if_input(path: &Path, meta: &std::fs::Metadata, inputs: &[&Path]) -> crate::Result<()> {
+    for input in inputs {
+        if let Ok(in_meta) = std::fs::metadata(input) {
+            if same_file(path, meta, input, &in_meta) {
+                return Err(FileError::OutputIsInput {
+                    output: path.to_path_buf(),
+                    input: input.to_path_buf(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// [`check_output`] for sharded output into the directory `dir` (what
@@ -146,21 +153,7 @@ pub fn check_output_dir(
     let Ok(dir_meta) = std::fs::metadata(dir) else {
         return Ok(());
     };
-    let is_input = |path: &Path, meta: &std::fs::Metadata| -> crate::Result<()> {
-        for input in inputs {
-            if let Ok(in_meta) = std::fs::metadata(input) {
-                if same_file(path, meta, input, &in_meta) {
-                    return Err(FileError::OutputIsInput {
-                        output: path.to_path_buf(),
-                        input: input.to_path_buf(),
-                    }
-                    .into());
-                }
-            }
-        }
-        Ok(())
-    };
-    is_input(dir, &dir_meta)?;
+    refuse_if_input(dir, &dir_meta, inputs)?;
     if !dir_meta.is_dir() {
         return Err(FileError::OutputExists {
             path: dir.to_path_buf(),
@@ -182,7 +175,7 @@ pub fn check_output_dir(
     replaceable.sort();
     for path in &replaceable {
         if let Ok(meta) = std::fs::metadata(path) {
-            is_input(path, &meta)?;
+            refuse_if_input(path, &meta, inputs)?;
         }
     }
     for path in &replaceable {
