@@ -220,7 +220,7 @@ fn table(pool: &ThreadPool, peer: Option<&Value>) {
     });
     rows.push((
         "exact thin SVD 2048² (ms)".into(),
-        format!("{t2:.0} (2t), {t1:.0} (1t)"),
+        format!("{t2:.0} (2t), {t1:.0} (1t; the same bits)"),
         format!("torch.linalg.svd {}", pf("torch_svd_full_2048_ms")),
     ));
     // k-means.

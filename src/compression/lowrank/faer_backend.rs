@@ -4,8 +4,8 @@
 //! faer's high-level solvers use a process-wide parallelism setting; the
 //! low-level calls here take it explicitly, so results never depend on a
 //! global pool (parallel work in squish goes through a `ParallelExecutor`).
-//! The exact SVD runs faer's own parallel algorithm inside the executor's
-//! pool ([`on_executor`]); the GEMMs split their output into fixed row
+//! The exact SVD runs faer's own parallel algorithm, at a fixed degree,
+//! inside the executor's pool ([`on_executor`]); the GEMMs split their output into fixed row
 //! blocks, one single-threaded faer GEMM each.
 
 use faer::diag::Diag;
@@ -25,19 +25,33 @@ use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2};
 
 use super::{LowRankError, Svd};
 use crate::error::Result;
-use crate::parallel::{fill_row_blocks, map, ParallelExecutor};
+use crate::parallel::{fill_row_blocks, map, ParallelExecutor, ThreadPool};
 
-/// Runs `f(par)` on `exec`: with one thread, `Par::Seq` on the calling
-/// thread; with more, as one task of the executor (so faer's rayon work
-/// lands in the executor's own pool) with `Par::rayon(threads)`.
-pub(crate) fn on_executor<T: Send>(exec: &dyn ParallelExecutor, f: impl Fn(Par) -> T + Sync) -> T {
-    let threads = exec.threads();
-    if threads <= 1 {
-        return f(Par::Seq);
+/// The degree of faer's parallel split (`Par::rayon(FAER_DEGREE)`), fixed
+/// whatever the executor: faer's parallel SVD rounds according to the degree
+/// alone (bit-identical in pools of 1, 2, 3 and 5 threads, run after run;
+/// `Par::Seq` and other degrees round differently), so one degree gives the
+/// same bits on every executor while a pool of several threads still runs
+/// it in parallel.
+pub(crate) const FAER_DEGREE: usize = 2;
+
+/// Runs `f(Par::rayon(FAER_DEGREE))` as one task of `exec`, so that faer's
+/// rayon work lands in the executor's own pool; an executor of one thread
+/// gets a one-thread pool of its own (faer's joins then run in order on it,
+/// never on rayon's global pool).
+pub(crate) fn on_executor<T: Send>(
+    exec: &dyn ParallelExecutor,
+    f: impl Fn(Par) -> T + Sync,
+) -> Result<T> {
+    let run = |exec: &dyn ParallelExecutor| {
+        map(exec, 1, |_| f(Par::rayon(FAER_DEGREE)))
+            .pop()
+            .expect("one task")
+    };
+    if exec.threads() <= 1 {
+        return Ok(run(&ThreadPool::new(1)?));
     }
-    map(exec, 1, |_| f(Par::rayon(threads)))
-        .pop()
-        .expect("one task")
+    Ok(run(exec))
 }
 
 /// Output rows per GEMM task (fixed: the same sums on any executor).

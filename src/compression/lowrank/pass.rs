@@ -101,8 +101,8 @@ impl LowRank {
         self.method
     }
 
-    /// Factorizes `w`: the exact SVD on one thread (bit-identical on every
-    /// executor), the randomized SVD's products on `exec`.
+    /// Factorizes `w`: the exact SVD or the randomized SVD's products on
+    /// `exec` (bit-identical on every executor).
     pub fn factorize(
         &self,
         w: ArrayView2<f32>,
@@ -112,10 +112,8 @@ impl LowRank {
         let (m, n) = w.dim();
         let (svd, all, rel_error, estimate) = match self.method {
             SvdMethod::Exact(backend) => {
-                // One thread: faer's parallel SVD rounds differently at each
-                // thread count, and a pass's output may not depend on the
-                // executor. `Svd::exact_on` is the opt-in parallel path.
-                let full = Svd::exact(w, backend)?;
+                // Same bits on every executor (faer's split is fixed).
+                let full = Svd::exact_on(w, backend, exec)?;
                 let r = self.selection.select_from_spectrum(
                     m,
                     n,
@@ -263,8 +261,8 @@ impl Default for LowRank {
     }
 }
 
-/// Factorizes `w` with the exact faer SVD at the rank `selection` picks, on
-/// one thread.
+/// Factorizes `w` with the exact faer SVD at the rank `selection` picks
+/// (sequentially).
 ///
 /// ```
 /// use ndarray::Array2;

@@ -72,7 +72,8 @@ impl Svd {
         (self.u, self.s, self.vt)
     }
 
-    /// The exact thin SVD of `w` (`min(m, n)` triplets) on one thread.
+    /// The exact thin SVD of `w` (`min(m, n)` triplets) on one thread
+    /// (the same bits as [`exact_on`](Self::exact_on) on any executor).
     ///
     /// Rejects empty and non-finite matrices.
     pub fn exact(w: ArrayView2<f32>, backend: SvdBackend) -> Result<Self> {
@@ -82,14 +83,12 @@ impl Svd {
     /// [`exact`](Self::exact) with the work spread over `exec`.
     ///
     /// faer runs its parallel SVD (blocked bidiagonalization, divide and
-    /// conquer) inside the executor's pool with as many threads as the
-    /// executor has. The LAPACK backend ignores `exec` (OpenBLAS has its own
-    /// threads: `OPENBLAS_NUM_THREADS`).
-    ///
-    /// The result is bit-identical run to run at one thread count, but equal
-    /// only to round-off (about 1e-6 relative) across thread counts, so the
-    /// [`LowRank`](super::LowRank) pass, whose output may not depend on the
-    /// executor, uses [`exact`](Self::exact).
+    /// conquer) inside the executor's pool, split two ways whatever the
+    /// executor's size: faer rounds according to the split alone, so the
+    /// result is bit-identical on every executor (and equal to
+    /// [`exact`](Self::exact)), and two or more threads run it in parallel.
+    /// The LAPACK backend ignores `exec` (OpenBLAS has its own threads:
+    /// `OPENBLAS_NUM_THREADS`).
     ///
     /// ```
     /// use ndarray::Array2;
@@ -110,7 +109,7 @@ impl Svd {
         check_finite("weight matrix", w.iter())?;
         match backend.check()? {
             SvdBackend::Faer => {
-                super::faer_backend::on_executor(exec, |par| super::faer_backend::thin_svd(w, par))
+                super::faer_backend::on_executor(exec, |par| super::faer_backend::thin_svd(w, par))?
             }
             SvdBackend::Lapack => {
                 #[cfg(feature = "lapack")]
