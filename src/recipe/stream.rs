@@ -230,6 +230,13 @@ impl StreamCompression {
         progress: &mut dyn FnMut(&StreamedTensor),
     ) -> Result<StreamSummary> {
         let stream = self.stream(src, recipe, exec)?;
+        // Every tensor becomes one entry of its own name, dtype and shape:
+        // the writer can set the header's space aside and write each once.
+        out.plan_entries(
+            src.tensors()
+                .iter()
+                .map(|t| (t.name(), t.dtype(), t.shape())),
+        );
         if exec.threads() <= 1 {
             let mut failed = None;
             let tally = drive(
