@@ -492,7 +492,8 @@ fn a_large_container_is_written_in_place_with_the_in_memory_bytes() {
         Tensor::float(Dtype::F32, vec![rows, cols], values(rows * cols, 7, 0.05)).unwrap(),
     )
     .unwrap();
-    m.insert("big.bias", float(Dtype::BF16, &[rows], 8)).unwrap();
+    m.insert("big.bias", float(Dtype::BF16, &[rows], 8))
+        .unwrap();
     let path = dir.path().join("model.safetensors");
     m.save(&path).unwrap();
     drop(m);
