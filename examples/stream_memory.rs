@@ -16,7 +16,8 @@
 //!    child process (so its `VmHWM`, the peak resident memory, is its own),
 //!    cold and warm; each prints its VmHWM, CPU time and GB/s of model data,
 //!    end to end and until the last tensor reached the writer (the rest is
-//!    the container's final copy into place and fsync);
+//!    the writer's last tensor, the header written over its reserved space,
+//!    and the final fsync);
 //! 3. the disk's write rate with fsync for a file of the container's size,
 //!    which bounds the end-to-end rate (int8 output is half the bf16 input).
 //!
@@ -124,7 +125,7 @@ fn child(model: &Path, out: &Path, budget_mib: usize) -> squish::Result<()> {
     let src = ShardedModel::open(model)?;
     // What `squish compress` runs; the last tensor handed to the writer
     // marks the end of reading and compressing, the rest is the writer
-    // finishing (header, copy into place, fsync).
+    // finishing (its last tensor, the header, fsync).
     let mut last = 0.0;
     let summary = stream.compress_to(
         &src,

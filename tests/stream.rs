@@ -474,3 +474,81 @@ pipeline = [{ method = "int8", granularity = "per-row" }]
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
+
+/// Where a container's data starts: 8 bytes of header length, then the header.
+fn data_start(bytes: &[u8]) -> u64 {
+    8 + u64::from_le_bytes(bytes[..8].try_into().unwrap())
+}
+
+#[test]
+fn a_large_container_is_written_in_place_with_the_in_memory_bytes() {
+    // 128 MiB of f32 (the size from which the header's space is set aside):
+    // the streamed container is written once, behind that space.
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, cols) = (8192usize, 4096usize);
+    let mut m = Model::new();
+    m.insert(
+        "big.weight",
+        Tensor::float(Dtype::F32, vec![rows, cols], values(rows * cols, 7, 0.05)).unwrap(),
+    )
+    .unwrap();
+    m.insert("big.bias", float(Dtype::BF16, &[rows], 8))
+        .unwrap();
+    let path = dir.path().join("model.safetensors");
+    m.save(&path).unwrap();
+    drop(m);
+    let recipe = Recipe::from_toml("[default]\npipeline = [{ method = \"int8\" }]").unwrap();
+    let whole = compress_model(&Model::load(&path).unwrap(), &recipe, &Sequential, &|_| {})
+        .unwrap()
+        .model
+        .to_bytes()
+        .unwrap();
+    // The header's space: one 4 KiB page plus 2 KiB and a bit per entry.
+    let start = data_start(&whole);
+    assert_eq!(start % 4096, 0);
+    assert!((8192..=12288).contains(&start), "{start}");
+    let out = dir.path().join("out.squish");
+    let src = ShardedModel::open(&path).unwrap();
+    let pool = ThreadPool::new(2).unwrap();
+    StreamCompression::default()
+        .compress_to(
+            &src,
+            &recipe,
+            &pool,
+            ContainerWriter::create(&out).unwrap(),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert!(std::fs::read(&out).unwrap() == whole);
+    assert_eq!(listing(dir.path()), ["model.safetensors", "out.squish"]);
+}
+
+#[test]
+fn a_writer_told_other_entries_still_writes_the_in_memory_bytes() {
+    // Planned for a large model, pushed a small one (and the other way):
+    // the data is copied behind the header it really gets.
+    let dir = tempfile::tempdir().unwrap();
+    let a = float(Dtype::BF16, &[16, 8], 1);
+    let b = float(Dtype::F16, &[8], 2);
+    let mut whole = CompressedModel::new();
+    whole.insert_plain("a", a.clone()).unwrap();
+    whole.insert_plain("b", b.clone()).unwrap();
+    let whole = whole.to_bytes().unwrap();
+    assert_eq!(data_start(&whole) % 8, 0);
+    let big = [1usize << 20, 1 << 10];
+    let plans: [&[(&str, Dtype, &[usize])]; 3] = [
+        &[("a", Dtype::F32, &big[..]), ("b", Dtype::F16, &[8][..])],
+        &[("a", Dtype::BF16, &[16, 8][..])],
+        &[],
+    ];
+    for plan in plans {
+        let out = dir.path().join("out.squish");
+        let mut w = ContainerWriter::create(&out).unwrap();
+        w.plan_entries(plan.iter().copied());
+        w.push_plain("a", &a).unwrap();
+        w.push_plain("b", &b).unwrap();
+        w.finish().unwrap();
+        assert!(std::fs::read(&out).unwrap() == whole, "{plan:?}");
+    }
+    assert_eq!(listing(dir.path()), ["out.squish"]);
+}

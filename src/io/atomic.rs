@@ -58,6 +58,108 @@ pub(crate) fn canonical_header(bytes: &mut [u8]) {
     bytes[8 + sorted.len()..8 + n].fill(b' ');
 }
 
+/// Models whose original tensors hold at least this many bytes get a
+/// container header padded to [`HeaderReserve::bytes`], so a streaming
+/// writer that knows the tensors to come can write each one once, in place
+/// behind the reserved header (see [`ContainerWriter`](super::ContainerWriter)).
+/// Smaller containers keep the smallest header (their copy is cheap).
+pub(crate) const RESERVE_FROM: u64 = 128 << 20;
+
+/// The header space a container sets aside, from its entries' original
+/// names, dtypes and shapes only (never from the compressed data), so the
+/// in-memory path and a streaming writer told the entries in advance agree
+/// on it. A sum: the order of the entries does not matter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeaderReserve {
+    logical: u128,
+    estimate: u64,
+}
+
+impl HeaderReserve {
+    /// Counts one entry: its original name, dtype and shape.
+    pub fn add(&mut self, name: &str, dtype: Dtype, shape: &[usize]) {
+        let numel = shape
+            .iter()
+            .fold(1u128, |a, &d| a.saturating_mul(d as u128));
+        self.logical = self
+            .logical
+            .saturating_add(numel.saturating_mul(dtype.bitsize() as u128) / 8);
+        // Generous for one entry's share of the header: its components'
+        // names, dtypes, shapes and offsets, and its escaped description
+        // (an int8 matrix takes about 500 bytes plus three times its name).
+        let e = 2048 + 8 * name.len() as u64 + 32 * shape.len() as u64;
+        self.estimate = self.estimate.saturating_add(e);
+    }
+
+    /// Where the data starts (header and its 8-byte length included), or 0
+    /// for the smallest header: a multiple of 4096 for models of at least
+    /// [`RESERVE_FROM`] bytes.
+    pub fn bytes(&self) -> u64 {
+        if self.logical < RESERVE_FROM as u128 {
+            return 0;
+        }
+        self.estimate.saturating_add(4096).next_multiple_of(4096)
+    }
+}
+
+/// A container's header: 8-byte length, then the JSON (keys sorted) of
+/// `parts` (name, dtype, shape, data length), whose data follow in the
+/// order given, padded with spaces to a multiple of 8 and, when it fits, to
+/// `reserve` bytes in all.
+pub(crate) fn ordered_header(
+    parts: &[(&str, Dtype, &[usize], usize)],
+    metadata: Option<HashMap<String, String>>,
+    reserve: u64,
+) -> Result<Vec<u8>, FileError> {
+    let mut infos = Vec::with_capacity(parts.len());
+    let mut offset = 0usize;
+    for &(name, dtype, shape, len) in parts {
+        let end = offset + len;
+        infos.push((
+            name.to_string(),
+            safetensors::tensor::TensorInfo {
+                dtype,
+                shape: shape.to_vec(),
+                data_offsets: (offset, end),
+            },
+        ));
+        offset = end;
+    }
+    let meta = safetensors::tensor::Metadata::new(metadata, infos)?;
+    // serde_json's map is ordered by key (no `preserve_order`).
+    let value = serde_json::to_value(&meta).expect("string keys serialize");
+    let mut json = serde_json::to_vec(&value).expect("a JSON value serializes");
+    let n = json
+        .len()
+        .next_multiple_of(8)
+        .max(reserve.saturating_sub(8) as usize);
+    json.resize(n, b' ');
+    let mut head = Vec::with_capacity(8 + n);
+    head.extend_from_slice(&(n as u64).to_le_bytes());
+    head.extend_from_slice(&json);
+    Ok(head)
+}
+
+/// A container's bytes: [`ordered_header`] then the data in the order of
+/// `tensors`.
+pub(crate) fn ordered_bytes(
+    tensors: &[Named],
+    metadata: Option<HashMap<String, String>>,
+    reserve: u64,
+) -> Result<Vec<u8>, FileError> {
+    let parts: Vec<_> = tensors
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.dtype, &v.shape[..], v.bytes.len()))
+        .collect();
+    let mut bytes = ordered_header(&parts, metadata, reserve)?;
+    let data: usize = tensors.iter().map(|(_, v)| v.bytes.len()).sum();
+    bytes.reserve(data);
+    for (_, v) in tensors {
+        bytes.extend_from_slice(&v.bytes);
+    }
+    Ok(bytes)
+}
+
 /// Writes `tensors` to `path` atomically (see [`write_bytes`]).
 pub(crate) fn write(
     path: &Path,

@@ -275,16 +275,32 @@ impl CompressedModel {
         Ok((views, meta))
     }
 
-    /// The container's bytes.
+    /// The header space set aside for these entries (see
+    /// [`HeaderReserve`](atomic::HeaderReserve)).
+    fn reserve(&self) -> u64 {
+        let mut r = atomic::HeaderReserve::default();
+        for (name, e) in &self.entries {
+            match e {
+                Entry::Compressed(c) => r.add(name, c.dtype, &c.shape),
+                Entry::Plain(t) => r.add(name, t.dtype(), t.shape()),
+            }
+        }
+        r.bytes()
+    }
+
+    /// The container's bytes: a safetensors file whose components follow
+    /// in model order (each entry's in the codec's order), with the header
+    /// padded as a streaming [`ContainerWriter`](super::ContainerWriter)
+    /// pads it, so both give the same bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let (views, meta) = self.views()?;
-        Ok(atomic::to_bytes(&views, Some(meta))?)
+        Ok(atomic::ordered_bytes(&views, Some(meta), self.reserve())?)
     }
 
     /// Writes the container atomically (temporary file, fsync, rename).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let (views, meta) = self.views()?;
-        Ok(atomic::write(path.as_ref(), &views, Some(meta))?)
+        let bytes = self.to_bytes()?;
+        Ok(atomic::write_bytes(path.as_ref(), &bytes)?)
     }
 
     /// Loads a container (memory-mapped while it is decoded).

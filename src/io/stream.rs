@@ -2,27 +2,32 @@
 //! in bounded memory, to one file or to shards with an index, finished
 //! atomically.
 //!
-//! Each tensor's bytes are appended to a spill file next to the output as
-//! soon as they exist. When a file is finished its header is built (the
-//! same header [`CompressedModel::save`] or [`Model::save`] writes: tensors
-//! ordered by dtype then name, keys sorted, padded to 8 bytes) and the data
-//! is copied from the spill in that order (in the kernel where the OS can:
-//! `copy_file_range` on Linux). So the streamed file is byte for byte the
-//! file the in-memory path writes, while memory holds one tensor at a time.
-//! Output goes to temporary files that are synced and renamed into place
-//! only at [`finish`](ContainerWriter::finish); an error or a writer dropped
-//! unfinished leaves nothing behind.
+//! A container file is a safetensors file whose data follow in the order the
+//! entries were pushed, its header padded to a size set by the entries'
+//! original names, dtypes and shapes (`HeaderReserve`), exactly as
+//! [`CompressedModel::to_bytes`](super::CompressedModel::to_bytes) lays it
+//! out. A single-file [`ContainerWriter`] told its entries in advance
+//! ([`ContainerWriter::plan_entries`], which streaming compression does)
+//! writes each tensor's bytes once, straight behind the header's space, and
+//! at the end writes the header over that space. Otherwise, and for plain
+//! models (whose data follow safetensors' order, dtype then name, as
+//! [`Model::save`](super::Model::save) writes), the bytes go to a data file
+//! next to the output first and are copied behind the header at the end (in
+//! the kernel where the OS can: `copy_file_range` on Linux). Either way the
+//! file is byte for byte the file the in-memory path writes, while memory
+//! holds one tensor at a time. Output goes to temporary files that are
+//! synced and renamed into place only at [`finish`](ContainerWriter::finish);
+//! an error or a writer dropped unfinished leaves nothing behind.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::Dtype;
 use tempfile::NamedTempFile;
 
-use super::atomic::{canonical_header, Named, OwnedView};
+use super::atomic::{HeaderReserve, Named, OwnedView};
 use super::codec;
 use super::description::{ContainerDesc, EntryDesc, DESCRIPTION_KEY, FORMAT_VERSION, VERSION_KEY};
 use super::sharded::INDEX_NAME;
@@ -40,7 +45,7 @@ pub struct Written {
     pub data_bytes: u64,
 }
 
-/// One tensor in the spill file.
+/// One tensor in the current file's data.
 struct Part {
     name: String,
     dtype: Dtype,
@@ -49,14 +54,24 @@ struct Part {
     len: u64,
 }
 
-/// The shared machinery: spill, shard cut, header, atomic finish.
+/// The shared machinery: data file, shard cut, header, atomic finish.
 struct Core {
     dir: PathBuf,
     /// `Some(path)`: one file; `None`: shards and an index in `dir`.
     single: Option<PathBuf>,
     max_shard: u64,
-    spill: NamedTempFile,
-    spill_len: u64,
+    /// Plain safetensors in safetensors' order (dtype, then name), as
+    /// [`Model::save`](super::Model::save) writes; else a container, its
+    /// data in the order pushed.
+    sorted: bool,
+    /// The current file's data, from offset `start` on; created with the
+    /// file's first tensor.
+    data: Option<NamedTempFile>,
+    /// Where the current file's data starts: the header space set aside
+    /// for it when the entries were told in advance (the file is then
+    /// finished in place), else 0 (the data is copied behind the header).
+    start: u64,
+    data_len: u64,
     parts: Vec<Part>,
     finished: Vec<(NamedTempFile, Vec<String>)>,
     names: HashSet<String>,
@@ -95,17 +110,47 @@ fn persist(tmp: NamedTempFile, path: &Path) -> Result<(), FileError> {
     Ok(())
 }
 
+/// Starts the disk write of `len` bytes at `at` without waiting for it, so
+/// the final fsync finds little left to do (Linux; elsewhere nothing).
+fn start_writeback(file: &File, at: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; the call only schedules the
+        // writing of pages already in the page cache, it touches no memory
+        // of this process. Best effort: an error here resurfaces at fsync.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                at as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, at, len);
+}
+
 impl Core {
-    fn new(single: Option<PathBuf>, dir: PathBuf, max_shard: u64) -> Result<Self, FileError> {
+    fn new(
+        single: Option<PathBuf>,
+        dir: PathBuf,
+        max_shard: u64,
+        sorted: bool,
+    ) -> Result<Self, FileError> {
         if single.is_none() {
             std::fs::create_dir_all(&dir).map_err(|e| FileError::io("create", &dir, e))?;
         }
         Ok(Core {
-            spill: temp_in(&dir)?,
+            // Created now so that an unwritable directory fails at once.
+            data: Some(temp_in(&dir)?),
             dir,
             single,
             max_shard: max_shard.max(1),
-            spill_len: 0,
+            sorted,
+            start: 0,
+            data_len: 0,
             parts: Vec::new(),
             finished: Vec::new(),
             names: HashSet::new(),
@@ -113,89 +158,113 @@ impl Core {
         })
     }
 
+    /// Sets the data of the file to come `start` bytes in (its header's
+    /// space), for a single file to which nothing was written yet.
+    fn set_start(&mut self, start: u64) {
+        if self.single.is_some() && self.parts.is_empty() && self.finished.is_empty() {
+            self.start = start;
+        }
+    }
+
     /// True when `len` more bytes belong in a new shard.
     fn full(&self, len: u64) -> bool {
-        !self.parts.is_empty() && self.spill_len.saturating_add(len) > self.max_shard
+        !self.parts.is_empty() && self.data_len.saturating_add(len) > self.max_shard
     }
 
     fn append(&mut self, v: &Named) -> Result<(), FileError> {
         if !self.names.insert(v.0.clone()) {
             return Err(FileError::DuplicateName { name: v.0.clone() });
         }
-        let path = self.spill.path().to_path_buf();
-        self.spill
-            .as_file_mut()
-            .write_all(&v.1.bytes)
-            .map_err(|e| FileError::io("write", path, e))?;
+        let data = match &mut self.data {
+            Some(d) => d,
+            None => self.data.insert(temp_in(&self.dir)?),
+        };
+        let path = data.path().to_path_buf();
+        let io = |e| FileError::io("write", &path, e);
+        let at = self.start + self.data_len;
+        let mut f = data.as_file();
+        if self.data_len == 0 {
+            f.seek(SeekFrom::Start(at)).map_err(io)?;
+        }
+        f.write_all(&v.1.bytes).map_err(io)?;
         let len = v.1.bytes.len() as u64;
+        if self.start > 0 {
+            // Written in place: on its way to the disk now.
+            start_writeback(f, at, len);
+        }
         self.parts.push(Part {
             name: v.0.clone(),
             dtype: v.1.dtype,
             shape: v.1.shape.clone(),
-            at: self.spill_len,
+            at: self.data_len,
             len,
         });
-        self.spill_len += len;
+        self.data_len += len;
         self.data_bytes += len;
         Ok(())
     }
 
-    /// Writes the current shard (header, then data in header order) to a
-    /// synced temporary file and empties the spill.
-    fn close(&mut self, metadata: Option<HashMap<String, String>>) -> Result<(), FileError> {
+    /// Finishes the current file as a synced temporary file: its header
+    /// (padded to `reserve` bytes where that fits) written over the space
+    /// set aside for it when that space is exactly its size, else written
+    /// to a new file followed by a copy of the data in header order.
+    fn close(
+        &mut self,
+        metadata: Option<HashMap<String, String>>,
+        reserve: u64,
+    ) -> Result<(), FileError> {
         let parts = std::mem::take(&mut self.parts);
-        // safetensors' order: dtype (widest first), then name.
         let mut order: Vec<usize> = (0..parts.len()).collect();
-        order.sort_by(|&a, &b| {
-            parts[b]
-                .dtype
-                .cmp(&parts[a].dtype)
-                .then_with(|| parts[a].name.cmp(&parts[b].name))
-        });
-        let mut infos = Vec::with_capacity(parts.len());
-        let mut offset = 0usize;
-        for &i in &order {
-            let p = &parts[i];
-            let end = offset + p.len as usize;
-            infos.push((
-                p.name.clone(),
-                TensorInfo {
-                    dtype: p.dtype,
-                    shape: p.shape.clone(),
-                    data_offsets: (offset, end),
-                },
-            ));
-            offset = end;
+        if self.sorted {
+            // safetensors' order: dtype (widest first), then name.
+            order.sort_by(|&a, &b| {
+                parts[b]
+                    .dtype
+                    .cmp(&parts[a].dtype)
+                    .then_with(|| parts[a].name.cmp(&parts[b].name))
+            });
         }
-        let meta = Metadata::new(metadata, infos)?;
-        let mut json = serde_json::to_string(&meta)
-            .expect("string keys serialize")
-            .into_bytes();
-        json.resize(json.len().next_multiple_of(8), b' ');
-        let mut head = (json.len() as u64).to_le_bytes().to_vec();
-        head.extend_from_slice(&json);
-        canonical_header(&mut head);
-
-        let out = temp_in(&self.dir)?;
-        let io = |e| FileError::io("write", out.path(), e);
-        let mut dst = out.as_file();
-        dst.write_all(&head).map_err(io)?;
-        let mut src: &File = self.spill.as_file();
-        for &i in &order {
-            let p = &parts[i];
-            src.seek(SeekFrom::Start(p.at)).map_err(io)?;
-            let n = std::io::copy(&mut std::io::Read::take(src, p.len), &mut dst).map_err(io)?;
-            if n != p.len {
-                return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+        let layout: Vec<_> = order
+            .iter()
+            .map(|&i| {
+                let p = &parts[i];
+                (p.name.as_str(), p.dtype, &p.shape[..], p.len as usize)
+            })
+            .collect();
+        let head = super::atomic::ordered_header(&layout, metadata, reserve)?;
+        let data = match self.data.take() {
+            Some(d) => d,
+            None => temp_in(&self.dir)?,
+        };
+        let start = std::mem::replace(&mut self.start, 0);
+        self.data_len = 0;
+        let out = if !self.sorted && start > 0 && head.len() as u64 == start {
+            // The data is in place behind the space set aside: write the
+            // header over that space, and the file is complete.
+            let io = |e| FileError::io("write", data.path(), e);
+            let mut f = data.as_file();
+            f.seek(SeekFrom::Start(0)).map_err(io)?;
+            f.write_all(&head).map_err(io)?;
+            f.sync_all().map_err(io)?;
+            data
+        } else {
+            let out = temp_in(&self.dir)?;
+            let io = |e| FileError::io("write", out.path(), e);
+            let mut dst = out.as_file();
+            dst.write_all(&head).map_err(io)?;
+            let mut src: &File = data.as_file();
+            for &i in &order {
+                let p = &parts[i];
+                src.seek(SeekFrom::Start(start + p.at)).map_err(io)?;
+                let n =
+                    std::io::copy(&mut std::io::Read::take(src, p.len), &mut dst).map_err(io)?;
+                if n != p.len {
+                    return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
             }
-        }
-        dst.sync_all().map_err(io)?;
-        self.spill
-            .as_file()
-            .set_len(0)
-            .and_then(|_| self.spill.as_file_mut().seek(SeekFrom::Start(0)))
-            .map_err(|e| FileError::io("truncate", self.spill.path(), e))?;
-        self.spill_len = 0;
+            dst.sync_all().map_err(io)?;
+            out
+        };
         let names = parts.into_iter().map(|p| p.name).collect();
         self.finished.push((out, names));
         Ok(())
@@ -353,6 +422,8 @@ fn plain_view(t: &Tensor) -> OwnedView {
 pub struct ContainerWriter {
     core: Core,
     descs: Vec<EntryDesc>,
+    /// The header space of the current file's entries so far.
+    reserve: HeaderReserve,
     logical: HashSet<String>,
 }
 
@@ -361,8 +432,9 @@ impl ContainerWriter {
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         Ok(ContainerWriter {
-            core: Core::new(Some(path.clone()), parent_of(&path), u64::MAX)?,
+            core: Core::new(Some(path.clone()), parent_of(&path), u64::MAX, false)?,
             descs: Vec::new(),
+            reserve: HeaderReserve::default(),
             logical: HashSet::new(),
         })
     }
@@ -374,10 +446,46 @@ impl ContainerWriter {
     pub fn sharded(dir: impl AsRef<Path>, max_shard_bytes: u64) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         Ok(ContainerWriter {
-            core: Core::new(None, dir, max_shard_bytes)?,
+            core: Core::new(None, dir, max_shard_bytes, false)?,
             descs: Vec::new(),
+            reserve: HeaderReserve::default(),
             logical: HashSet::new(),
         })
+    }
+
+    /// Tells a single-file writer, before the first push, the entries to
+    /// come: each one's name, original dtype and original shape (those of
+    /// the tensor it compresses), in any order. For a large model (at least
+    /// 128 MiB of original data) the writer then sets the header's space
+    /// aside and writes each tensor once, in place, its disk write started
+    /// at once; [`finish`](Self::finish) only writes the header and syncs.
+    /// Optional: without it, on a sharded writer, after a push, or when
+    /// other entries are pushed, the data is copied behind the header at
+    /// `finish` instead. The bytes are the same either way.
+    ///
+    /// ```
+    /// use squish::io::{CompressedModel, ContainerWriter, Dtype, Tensor};
+    /// let t = Tensor::float(Dtype::BF16, vec![4, 2], vec![0.5; 8])?;
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("m.squish");
+    /// let mut out = ContainerWriter::create(&path)?;
+    /// out.plan_entries([("w", Dtype::BF16, &[4usize, 2][..])]);
+    /// out.push_plain("w", &t)?;
+    /// out.finish()?;
+    /// let mut whole = CompressedModel::new();
+    /// whole.insert_plain("w", t)?;
+    /// assert_eq!(std::fs::read(&path)?, whole.to_bytes()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn plan_entries<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = (&'a str, Dtype, &'a [usize])>,
+    ) {
+        let mut r = HeaderReserve::default();
+        for (name, dtype, shape) in entries {
+            r.add(name, dtype, shape);
+        }
+        self.core.set_start(r.bytes());
     }
 
     /// Appends an entry (compressed or plain).
@@ -392,6 +500,10 @@ impl ContainerWriter {
         let len: u64 = views.iter().map(|(_, v)| v.bytes.len() as u64).sum();
         if self.core.full(len) {
             self.close()?;
+        }
+        match entry {
+            Entry::Compressed(c) => self.reserve.add(name, c.dtype(), c.shape()),
+            Entry::Plain(t) => self.reserve.add(name, t.dtype(), t.shape()),
         }
         for v in &views {
             self.core.append(v)?;
@@ -424,7 +536,8 @@ impl ContainerWriter {
             (VERSION_KEY.to_string(), FORMAT_VERSION.to_string()),
             (DESCRIPTION_KEY.to_string(), json),
         ]);
-        self.core.close(Some(meta))
+        let reserve = std::mem::take(&mut self.reserve).bytes();
+        self.core.close(Some(meta), reserve)
     }
 
     /// Writes the header(s), syncs and renames everything into place.
@@ -463,7 +576,7 @@ impl ModelWriter {
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         Ok(ModelWriter {
-            core: Core::new(Some(path.clone()), parent_of(&path), u64::MAX)?,
+            core: Core::new(Some(path.clone()), parent_of(&path), u64::MAX, true)?,
             metadata: BTreeMap::new(),
         })
     }
@@ -472,7 +585,7 @@ impl ModelWriter {
     /// each into `dir` (see [`ContainerWriter::sharded`]).
     pub fn sharded(dir: impl AsRef<Path>, max_shard_bytes: u64) -> Result<Self> {
         Ok(ModelWriter {
-            core: Core::new(None, dir.as_ref().to_path_buf(), max_shard_bytes)?,
+            core: Core::new(None, dir.as_ref().to_path_buf(), max_shard_bytes, true)?,
             metadata: BTreeMap::new(),
         })
     }
@@ -498,7 +611,7 @@ impl ModelWriter {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         });
-        self.core.close(meta)
+        self.core.close(meta, 0)
     }
 
     /// Writes the header(s), syncs and renames everything into place.

@@ -230,6 +230,13 @@ impl StreamCompression {
         progress: &mut dyn FnMut(&StreamedTensor),
     ) -> Result<StreamSummary> {
         let stream = self.stream(src, recipe, exec)?;
+        // Every tensor becomes one entry of its own name, dtype and shape:
+        // the writer can set the header's space aside and write each once.
+        out.plan_entries(
+            src.tensors()
+                .iter()
+                .map(|t| (t.name(), t.dtype(), t.shape())),
+        );
         if exec.threads() <= 1 {
             let mut failed = None;
             let tally = drive(
@@ -414,8 +421,10 @@ impl CompressStream<'_> {
         }
     }
 
-    /// Compresses the current batch while the next one is read, one task
-    /// each on the executor; queues the batch's results in model order.
+    /// Compresses the current batch, one task a matrix on the executor,
+    /// while the next one is read (on a thread of its own when the executor
+    /// has several, else as one more task); queues the batch's results in
+    /// model order.
     fn fill(&mut self) -> Result<()> {
         let n = self.src.tensors().len();
         let (start, end, loaded) = match self.prefetched.take() {
@@ -441,8 +450,7 @@ impl CompressStream<'_> {
         let this = &*self;
         let pipelines = &this.pipelines;
         let k = loaded.len();
-        let tasks = k + usize::from(next_end > end);
-        let mut out = map(self.exec, tasks, |j| {
+        let compress = |j: usize| {
             if j == k {
                 return Task::Read(this.load(end, next_end));
             }
@@ -461,8 +469,25 @@ impl CompressStream<'_> {
                 }
                 Loaded::Plain(_) => Task::Done(None),
             }
-        });
-        let read = (out.len() > k).then(|| out.pop().expect("the read task"));
+        };
+        let reads = next_end > end;
+        let (out, read) = if reads && self.exec.threads() > 1 {
+            // The next batch is read on a thread of its own, so the disk
+            // stays busy while every worker compresses (reading mostly
+            // waits on the disk).
+            std::thread::scope(|scope| {
+                let reader = scope.spawn(|| compress(k));
+                let out = map(self.exec, k, compress);
+                let read = reader
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (out, Some(read))
+            })
+        } else {
+            let mut out = map(self.exec, k + usize::from(reads), compress);
+            let read = (out.len() > k).then(|| out.pop().expect("the read task"));
+            (out, read)
+        };
         for ((t, l), o) in metas.iter().zip(loaded).zip(out) {
             let item = match (l, o) {
                 (Loaded::Plain(tensor), _) => Ok(StreamedTensor {
