@@ -96,12 +96,19 @@ fn awq_objective_is_never_above_rtn_and_awq_gptq_never_above_gptq() {
                 let s = awq
                     .search(w.view(), &stats.mean_abs(), stats.hessian(), &Sequential)
                     .unwrap();
-                assert!((s.loss - o).abs() <= 1e-3 * o.max(1e-9), "{} vs {o}", s.loss);
+                assert!(
+                    (s.loss - o).abs() <= 1e-3 * o.max(1e-9),
+                    "{} vs {o}",
+                    s.loss
+                );
                 assert!((s.loss_unscaled - base).abs() <= 1e-3 * base);
             }
         }
     }
-    assert!(scaled_wins >= 40, "outlier channels should be scaled: {scaled_wins}");
+    assert!(
+        scaled_wins >= 40,
+        "outlier channels should be scaled: {scaled_wins}"
+    );
 }
 
 #[test]
@@ -160,13 +167,18 @@ fn awq_is_the_same_on_any_thread_count() {
 fn bad_statistics_and_scales_are_typed_errors() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let w = uniform(8, 16, &mut rng);
-    let awq = Awq::params(Gptq::params(4).check().unwrap()).check().unwrap();
+    let awq = Awq::params(Gptq::params(4).check().unwrap())
+        .check()
+        .unwrap();
     let mut h = Array2::<f64>::eye(16);
     h[[3, 5]] = f64::NAN;
     let means = vec![1.0f32; 16];
     assert!(matches!(
         awq.search(w.view(), &means, h.view(), &Sequential),
-        Err(SquishError::Hessian(HessianError::NonFinite { row: 3, col: 5 }))
+        Err(SquishError::Hessian(HessianError::NonFinite {
+            row: 3,
+            col: 5
+        }))
     ));
     let mut bad = means.clone();
     bad[2] = f32::INFINITY;
@@ -191,19 +203,26 @@ fn bad_statistics_and_scales_are_typed_errors() {
         let m = CompressedMatrix::from_dense(w.t()).unwrap();
         assert!(matches!(
             scale_rows(&m, &s),
-            Err(SquishError::Calibration(CalibrationError::InputScale { index: 7, .. }))
+            Err(SquishError::Calibration(CalibrationError::InputScale {
+                index: 7,
+                ..
+            }))
         ));
     }
     // Without statistics, and as a bare matrix-only pass: typed.
     let m = CompressedMatrix::from_dense(w.view()).unwrap();
     assert!(matches!(
         awq.apply_scaled("fc", &m, None, &Sequential),
-        Err(SquishError::Calibration(CalibrationError::MissingStats { .. }))
+        Err(SquishError::Calibration(
+            CalibrationError::MissingStats { .. }
+        ))
     ));
     let st = stats_of(&uniform(20, 16, &mut rng));
     assert!(matches!(
         awq.apply("fc", &m, Some(&st), &Sequential),
-        Err(SquishError::Calibration(CalibrationError::NeedsInputScale { .. }))
+        Err(SquishError::Calibration(
+            CalibrationError::NeedsInputScale { .. }
+        ))
     ));
     // A model that already has an input scale for the layer (SmoothQuant).
     let mut model = Model::new();
@@ -219,7 +238,8 @@ fn bad_statistics_and_scales_are_typed_errors() {
             Tensor::float(Dtype::F32, vec![16], vec![1.0; 16]).unwrap(),
         )
         .unwrap();
-    let recipe = Recipe::from_toml("[default]\npipeline = [{ method = \"awq\", bits = 4 }]").unwrap();
+    let recipe =
+        Recipe::from_toml("[default]\npipeline = [{ method = \"awq\", bits = 4 }]").unwrap();
     let x = correlated(64, 16, &mut rng);
     let mut cal = ModelCalibration::default();
     cal.stats.insert("fc.weight".into(), stats_of(&x));
@@ -355,7 +375,12 @@ fn tiny_bert(c: &BertConfig, seed: u64) -> Model {
             put(format!("{p}.{n}.weight"), vec![h, h], 0.4, 0.0);
             put(format!("{p}.{n}.bias"), vec![h], 0.1, 0.0);
         }
-        put(format!("{p}.intermediate.dense.weight"), vec![i, h], 0.4, 0.0);
+        put(
+            format!("{p}.intermediate.dense.weight"),
+            vec![i, h],
+            0.4,
+            0.0,
+        );
         put(format!("{p}.intermediate.dense.bias"), vec![i], 0.1, 0.0);
         put(format!("{p}.output.dense.weight"), vec![h, i], 0.3, 0.0);
         put(format!("{p}.output.dense.bias"), vec![h], 0.1, 0.0);
@@ -530,7 +555,11 @@ pipeline = []
     assert!(scaled >= 6, "outlier inputs get scales: {scaled} of 12");
     let att = "encoder.layer.0.attention.output.dense";
     assert!(out.model.get(&format!("{att}.input_scale")).is_some());
-    let r = &out.layers.iter().find(|l| l.name.contains("query")).unwrap();
+    let r = &out
+        .layers
+        .iter()
+        .find(|l| l.name.contains("query"))
+        .unwrap();
     assert!(r.method.starts_with("awq + gptq int4"), "{}", r.method);
 
     let seqs = sequences(6, 7);
@@ -558,8 +587,14 @@ pipeline = []
                 want[j],
                 want_folded[j]
             );
-            assert!((stored[[s, j]] as f64 - want[j]).abs() < 5e-5, "stored {s},{j}");
-            assert!((via_fold[[s, j]] as f64 - want[j]).abs() < 5e-5, "folded {s},{j}");
+            assert!(
+                (stored[[s, j]] as f64 - want[j]).abs() < 5e-5,
+                "stored {s},{j}"
+            );
+            assert!(
+                (via_fold[[s, j]] as f64 - want[j]).abs() < 5e-5,
+                "folded {s},{j}"
+            );
         }
     }
     // The compressed model is close to the dense one (sanity, not exact).

@@ -10,8 +10,9 @@ use squish::matrix::{CompressedMatrix, Structure};
 use squish::parallel::{Sequential, ThreadPool};
 use squish::pass::{CalibrationError, LayerStats};
 use squish::recipe::{
-    compress_model, compress_model_calibrated, AwqSpec, CalibrationModeSpec, CalibrationSection, GptqSpec,
-    GranularitySpec, MethodSpec, ModelCalibration, Recipe, RecipeError, SparseGptSpec, WandaSpec,
+    compress_model, compress_model_calibrated, AwqSpec, CalibrationModeSpec, CalibrationSection,
+    GptqSpec, GranularitySpec, MethodSpec, ModelCalibration, Recipe, RecipeError, SparseGptSpec,
+    WandaSpec,
 };
 use squish::SquishError;
 
@@ -311,7 +312,10 @@ fn awq_parses_runs_and_stores_its_scale_with_the_matrix() {
         rng.random_range(-1.0..1.0f32) * if j % 9 == 0 { 25.0 } else { 1.0 }
     });
     let mut cal = ModelCalibration::default();
-    cal.stats.entry("fc.weight", n).accumulate(x.view()).unwrap();
+    cal.stats
+        .entry("fc.weight", n)
+        .accumulate(x.view())
+        .unwrap();
     let recipe =
         default_of(r#"{ method = "awq", bits = 4, granularity = "per-group", group_size = 32 }"#);
     let out = compress_model_calibrated(&model, &recipe, &cal, &Sequential, &|_| {}).unwrap();
@@ -324,7 +328,10 @@ fn awq_parses_runs_and_stores_its_scale_with_the_matrix() {
     assert!(f.iter().all(|v| v.is_finite() && *v > 0.0));
     // Outlier inputs are scaled up in the weight, so divided in the input.
     let mean_f = |pick: bool| {
-        let v: Vec<f32> = (0..n).filter(|j| (j % 9 == 0) == pick).map(|j| f[j]).collect();
+        let v: Vec<f32> = (0..n)
+            .filter(|j| (j % 9 == 0) == pick)
+            .map(|j| f[j])
+            .collect();
         v.iter().sum::<f32>() / v.len() as f32
     };
     assert!(mean_f(true) < mean_f(false));

@@ -93,9 +93,8 @@ pub fn methods() -> Vec<Method> {
         };
         format!("{{ method = \"gptq\", bits = {bits}, {G128}{extra} }}")
     };
-    let awq = |bits: u8, refine: &str| {
-        format!("{{ method = \"awq\", bits = {bits}, {G128}{refine} }}")
-    };
+    let awq =
+        |bits: u8, refine: &str| format!("{{ method = \"awq\", bits = {bits}, {G128}{refine} }}");
     let plus = ", gptq = true";
     let plus_best = r#", gptq = true, act_order = true, calibration = "mse""#;
     vec![

@@ -232,7 +232,11 @@ pipeline = [{ method = "awq", bits = 4, granularity = "per-group", group_size = 
     for (i, row) in cli.iter().enumerate() {
         assert_eq!(row.len(), lib.ncols());
         for (j, v) in row.iter().enumerate() {
-            assert!((v - lib[[i, j]]).abs() <= 1e-6, "{i},{j}: {v} vs {}", lib[[i, j]]);
+            assert!(
+                (v - lib[[i, j]]).abs() <= 1e-6,
+                "{i},{j}: {v} vs {}",
+                lib[[i, j]]
+            );
         }
         let cos = lib.row(i).dot(&dense.row(i));
         assert!(cos > 0.95, "sentence {i}: cosine to the dense model {cos}");

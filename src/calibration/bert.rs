@@ -14,11 +14,11 @@ use ndarray::{Array2, ArrayView2};
 use super::Calibratable;
 use crate::error::{Result, SquishError};
 use crate::io::{CompressedModel, CompressedTensor, Dtype, Entry, Tensor};
-use crate::pass::check_input_scales;
-use crate::quantization::scale_rows;
 use crate::nn::math::gelu_in_place;
 use crate::nn::{attend, BertEncoder, BertLayer, Linear, TokenBatch};
 use crate::parallel::ParallelExecutor;
+use crate::pass::check_input_scales;
+use crate::quantization::scale_rows;
 
 /// The six linear-layer suffixes, in forward order.
 pub const BERT_LINEARS: [&str; 6] = BertLayer::LINEAR_NAMES;

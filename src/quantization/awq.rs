@@ -234,7 +234,9 @@ impl Awq {
         let hs = Array2::from_shape_fn((n, n), |(i, j)| {
             h[[i, j]] / (f64::from(s[i]) * f64::from(s[j]))
         });
-        let m = q.quantize(scale_inputs(w, s).view(), hs.view(), exec)?.matrix;
+        let m = q
+            .quantize(scale_inputs(w, s).view(), hs.view(), exec)?
+            .matrix;
         let loss = output_loss(w, &m, s, hf);
         if loss < loss_unscaled {
             Ok(AwqOutput {
@@ -401,7 +403,8 @@ pub fn scale_rows(m: &CompressedMatrix, f: &[f32]) -> Result<CompressedMatrix> {
         pass: "scale_rows".into(),
         structure: m.structure().kind(),
         encoding: m.encoding(),
-        hint: "rows can be scaled in dense f32, int8 or int4 matrices quantized per row or per group",
+        hint:
+            "rows can be scaled in dense f32, int8 or int4 matrices quantized per row or per group",
     };
     if !matches!(m.structure(), Structure::Dense) {
         return Err(incompatible());

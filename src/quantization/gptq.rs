@@ -219,7 +219,10 @@ impl Gptq {
             for c in buf.chunks(g) {
                 let (lo, hi) = p.calibration.range(c, grid);
                 let (s, z) = grid.scale_zero_point(lo, hi);
-                codes.extend(c.iter().map(|&x| quantize_scalar(x, s, z as i32, grid) as i8));
+                codes.extend(
+                    c.iter()
+                        .map(|&x| quantize_scalar(x, s, z as i32, grid) as i8),
+                );
                 scales.push(s);
                 zps.push(z);
             }

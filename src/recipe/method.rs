@@ -7,7 +7,9 @@
 
 use serde::Deserialize;
 
-use super::{AwqSpec, GptqSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec, WandaSpec};
+use super::{
+    AwqSpec, GptqSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec, WandaSpec,
+};
 use crate::error::Result;
 use crate::pipeline::Pipeline;
 use crate::pruning::{Magnitude, NMPruner};
