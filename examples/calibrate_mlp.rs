@@ -57,9 +57,15 @@ fn layer_inputs(mlp: &Mlp<f32>, x: ArrayView2<f32>) -> squish::Result<Vec<Array2
     Ok(v)
 }
 
-fn rel_output_error(w: ArrayView2<f32>, wq: &CompressedMatrix, x: &Array2<f32>) -> f64 {
+/// `‖x·Wᵀ − xq·Ŵᵀ‖ / ‖x·Wᵀ‖`: `xq` is `x` times the layer's input scale (AWQ).
+fn rel_output_error(
+    w: ArrayView2<f32>,
+    wq: &CompressedMatrix,
+    x: &Array2<f32>,
+    xq: &Array2<f32>,
+) -> f64 {
     let y = x.dot(&w.t());
-    let yq = wq.matmul(x.view()).expect("shapes match");
+    let yq = wq.matmul(xq.view()).expect("shapes match");
     let num: f64 = (&y - &yq).iter().map(|&v| (v as f64).powi(2)).sum();
     let den: f64 = y.iter().map(|&v| (v as f64).powi(2)).sum();
     (num / den).sqrt()
@@ -123,11 +129,12 @@ fn main() -> squish::Result<()> {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let x = match scales[i] {
-                    Some(f) => &eval_inputs[i] * &ArrayView1::from(f.as_slice()),
-                    None => eval_inputs[i].clone(),
+                let x = &eval_inputs[i];
+                let xq = match scales[i] {
+                    Some(f) => x * &ArrayView1::from(f.as_slice()),
+                    None => x.clone(),
                 };
-                rel_output_error(mlp.layers()[i].weight(), m, &x)
+                rel_output_error(mlp.layers()[i].weight(), m, x, &xq)
             })
             .sum::<f64>()
             / n_layers as f64;

@@ -76,8 +76,12 @@ fn awq_objective_is_never_above_rtn_and_awq_gptq_never_above_gptq() {
                 .matrix
                 .to_dense();
             let (o_rtn, o_gptq) = (objective(&x, &w, &rtn), objective(&x, &w, &gq));
-            for refine in [false, true] {
-                let awq = Awq::params(gptq.clone()).gptq(refine).check().unwrap();
+            for (refine, search) in [(false, false), (true, false), (true, true)] {
+                let awq = Awq::params(gptq.clone())
+                    .gptq(refine)
+                    .gptq_search(search)
+                    .check()
+                    .unwrap();
                 let p = Pipeline::new().data_aware(awq.clone());
                 let out = p
                     .run_calibrated("fc", &w, Some(&stats), &Sequential)
@@ -87,7 +91,7 @@ fn awq_objective_is_never_above_rtn_and_awq_gptq_never_above_gptq() {
                 // α = 0 is a candidate: never worse (up to f32 scoring).
                 assert!(
                     o <= base * (1.0 + 1e-4),
-                    "seed {seed} int{bits} g{group} refine {refine}: {o} > {base}"
+                    "seed {seed} int{bits} g{group} refine {refine} search {search}: {o} > {base}"
                 );
                 if out.input_scale.is_some() && o < base {
                     scaled_wins += 1;
@@ -541,10 +545,12 @@ pipeline = []
     )
     .unwrap();
     // One-shot statistics of the dense encoder, by tensor name.
-    let mut mc = ModelCalibration::default();
-    mc.stats = collect(&dense, &cal, None, &Sequential)
-        .unwrap()
-        .renamed(|l| Some(format!("{l}.weight")));
+    let mc = ModelCalibration {
+        stats: collect(&dense, &cal, None, &Sequential)
+            .unwrap()
+            .renamed(|l| Some(format!("{l}.weight"))),
+        ..ModelCalibration::default()
+    };
     let out = compress_model_calibrated(&model, &recipe, &mc, &Sequential, &|_| {}).unwrap();
     let names: Vec<String> = dense.stages().into_iter().flatten().collect();
     assert_eq!(out.layers.len(), names.len());

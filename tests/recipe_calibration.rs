@@ -172,6 +172,10 @@ fn bad_data_aware_keys_name_their_line() {
             "[default]\npipeline = [\n{ method = \"awq\", bits = 4, grid = 0 }]\n",
             3,
         ),
+        (
+            "[default]\npipeline = [\n{ method = \"awq\", bits = 4, search = \"gptq\", gptq = false }]\n",
+            3,
+        ),
         ("\n[calibration]\nsamples = 0\n", 2),
     ] {
         match recipe_err(src) {
@@ -304,6 +308,9 @@ fn awq_parses_runs_and_stores_its_scale_with_the_matrix() {
         }
         m => panic!("expected awq, got {m:?}"),
     }
+    let r = default_of(r#"{ method = "awq", bits = 4, search = "gptq", damp = 0.1 }"#);
+    let p = MethodSpec::pipeline(r.default_methods().unwrap()).unwrap();
+    assert_eq!(p.pass_names(), "awq (gptq search) + gptq int4 sym per-row");
     let (rows, n) = (24, 64);
     let w = random(rows, n, 11);
     let model = model_of(&[("fc.weight", &w)]);

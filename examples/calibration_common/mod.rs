@@ -104,6 +104,10 @@ pub fn methods() -> Vec<Method> {
         Method::recipe("AWQ int4 g128", awq(4, "")),
         Method::recipe("AWQ+GPTQ int4 g128", awq(4, plus)),
         Method::recipe("AWQ+GPTQ int4 g128 act-order+mse", awq(4, plus_best)),
+        Method::recipe(
+            "AWQ(GPTQ search) int4 g128 act-order+mse",
+            awq(4, &format!("{plus_best}, search = \"gptq\", grid = 10")),
+        ),
         Method {
             name: "RTN int3 g128".into(),
             recipe: None,
@@ -114,6 +118,10 @@ pub fn methods() -> Vec<Method> {
         Method::recipe("AWQ int3 g128", awq(3, "")),
         Method::recipe("AWQ+GPTQ int3 g128", awq(3, plus)),
         Method::recipe("AWQ+GPTQ int3 g128 act-order+mse", awq(3, plus_best)),
+        Method::recipe(
+            "AWQ(GPTQ search) int3 g128 act-order+mse",
+            awq(3, &format!("{plus_best}, search = \"gptq\", grid = 10")),
+        ),
         m(
             "magnitude 50%",
             r#"{ method = "magnitude", sparsity = 0.5 }"#,

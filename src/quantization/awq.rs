@@ -20,7 +20,7 @@ use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{
     CompressedMatrix, Granularity, HessianError, QuantParams, RowLayout, Structure, Values,
 };
-use crate::parallel::{map, ParallelExecutor};
+use crate::parallel::{map, ParallelExecutor, Sequential};
 use crate::pass::{
     check_input_scales, dense_f32, CalibratedPass, CalibrationError, LayerStats, ScaledMatrix,
     TARGET_DAMP,
@@ -32,6 +32,7 @@ pub struct AwqParams {
     quantizer: Gptq,
     grid: usize,
     refine: bool,
+    gptq_search: bool,
 }
 
 /// A checked AWQ scale search around the integer grid of a [`Gptq`]
@@ -82,6 +83,13 @@ pub struct AwqOutput {
     pub loss_unscaled: f64,
 }
 
+/// `diag(1/s)·H·diag(1/s)`: the Hessian of the inputs `x/s`.
+fn scale_hessian(h: ArrayView2<f64>, s: &[f32]) -> Array2<f64> {
+    Array2::from_shape_fn(h.dim(), |(i, j)| {
+        h[[i, j]] / (f64::from(s[i]) * f64::from(s[j]))
+    })
+}
+
 /// `tr(D·H·Dᵀ)` for `D = Q·diag(1/s) − W`, `H` given in f32.
 fn output_loss(w: ArrayView2<f32>, q: &CompressedMatrix, s: &[f32], hf: &Array2<f32>) -> f64 {
     let mut d = q.to_dense();
@@ -101,6 +109,7 @@ impl Awq {
             quantizer,
             grid: 20,
             refine: false,
+            gptq_search: false,
         }
     }
 
@@ -108,9 +117,10 @@ impl Awq {
     /// `"awq + gptq int4 sym group-128"` with GPTQ after the scaling.
     pub fn name(&self) -> String {
         let g = self.params.quantizer.name();
-        match self.params.refine {
-            true => format!("awq + {g}"),
-            false => format!("awq {}", g.strip_prefix("gptq ").unwrap_or(&g)),
+        match (self.params.refine, self.params.gptq_search) {
+            (_, true) => format!("awq (gptq search) + {g}"),
+            (true, false) => format!("awq + {g}"),
+            (false, false) => format!("awq {}", g.strip_prefix("gptq ").unwrap_or(&g)),
         }
     }
 
@@ -165,6 +175,7 @@ impl Awq {
         let hf = h.mapv(|v| v as f32);
         let grid = self.params.grid;
         let quantizer = &self.params.quantizer;
+        let gptq_search = self.params.gptq_search;
         let results = map(
             exec,
             grid,
@@ -175,7 +186,16 @@ impl Awq {
                 } else {
                     Self::scales(mean_abs, alpha)
                 };
-                let m = quantizer.round_to_nearest(scale_inputs(w, &s).view())?;
+                let ws = scale_inputs(w, &s);
+                let m = if gptq_search {
+                    // One candidate per task: GPTQ itself runs on one thread.
+                    let hs = scale_hessian(h, &s);
+                    quantizer
+                        .quantize(ws.view(), hs.view(), &Sequential)?
+                        .matrix
+                } else {
+                    quantizer.round_to_nearest(ws.view())?
+                };
                 Ok((output_loss(w, &m, &s, &hf), s, m))
             },
         );
@@ -199,7 +219,7 @@ impl Awq {
             loss,
             loss_unscaled,
         };
-        if self.params.refine {
+        if self.params.refine && !gptq_search {
             return self.refine(w, h, &hf, out, exec);
         }
         Ok(out)
@@ -315,6 +335,17 @@ impl AwqParams {
     /// the scaled inputs' Hessian (default false: round-to-nearest).
     pub fn gptq(mut self, on: bool) -> Self {
         self.refine = on;
+        self
+    }
+
+    /// Score every candidate exponent by GPTQ on the scaled weight (against
+    /// `H' = diag(1/s)·H·diag(1/s)`) instead of round-to-nearest, and keep
+    /// the best GPTQ result (default false). `grid` GPTQ runs per layer;
+    /// `α = 0` is plain GPTQ, so it never does worse than GPTQ on the
+    /// calibration data. Implies [`gptq`](Self::gptq).
+    pub fn gptq_search(mut self, on: bool) -> Self {
+        self.gptq_search = on;
+        self.refine |= on;
         self
     }
 

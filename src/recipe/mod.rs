@@ -26,9 +26,9 @@ pub use method::MethodSpec;
 pub use recipe::{Choice, Recipe, Rule};
 pub use recover::RecoverSpec;
 pub use spec::{
-    AwqSpec, AxisSpec, CalibrationModeSpec, CalibrationSection, CalibrationSpec, GptqSpec,
-    GranularitySpec, InitSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec,
-    WandaSpec,
+    AwqSearchSpec, AwqSpec, AxisSpec, CalibrationModeSpec, CalibrationSection, CalibrationSpec,
+    GptqSpec, GranularitySpec, InitSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec,
+    StructuredSpec, WandaSpec,
 };
 pub use stream::{
     CompressStream, StreamCompression, StreamParams, StreamSummary, StreamedTensor, DEFAULT_BUDGET,

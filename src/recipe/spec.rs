@@ -434,6 +434,10 @@ pub struct AwqSpec {
     pub grid: Option<usize>,
     /// GPTQ on the scaled weight after the search (default false).
     pub gptq: Option<bool>,
+    /// How candidate scales are scored: `"rtn"` (round-to-nearest, the
+    /// paper; default) or `"gptq"` (GPTQ on each candidate; implies
+    /// `gptq = true`, `grid` GPTQ runs per layer).
+    pub search: Option<AwqSearchSpec>,
     /// GPTQ's dampening fraction (with `gptq = true`).
     pub damp: Option<f64>,
     /// GPTQ's block (with `gptq = true`).
@@ -444,10 +448,29 @@ pub struct AwqSpec {
     pub static_groups: Option<bool>,
 }
 
+/// How AWQ scores its candidate scales: `search = "rtn"` or `"gptq"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AwqSearchSpec {
+    /// Round-to-nearest on the quantizer's grid (the paper).
+    #[default]
+    Rtn,
+    /// GPTQ on each candidate scaled weight.
+    Gptq,
+}
+
 impl AwqSpec {
     /// The checked AWQ pass.
     pub fn build(&self) -> Result<crate::quantization::Awq> {
-        let refine = self.gptq.unwrap_or(false);
+        let gptq_search = self.search == Some(AwqSearchSpec::Gptq);
+        if gptq_search && self.gptq == Some(false) {
+            return Err(SquishError::from(RecipeError::Key {
+                key: "gptq",
+                value: "false".to_string(),
+                rule: "search = \"gptq\" quantizes with GPTQ; drop gptq = false",
+            }));
+        }
+        let refine = self.gptq.unwrap_or(false) || gptq_search;
         if !refine {
             let stray = [
                 ("damp", self.damp.is_some()),
@@ -478,6 +501,7 @@ impl AwqSpec {
         crate::quantization::Awq::params(gptq)
             .grid(self.grid.unwrap_or(20))
             .gptq(refine)
+            .gptq_search(gptq_search)
             .check()
     }
 }
