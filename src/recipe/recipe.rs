@@ -133,7 +133,8 @@ pub enum Choice {
 ///   (`sparsity` or `n` and `m`; `damp`, `block`), `wanda` (`sparsity`
 ///   or `n` and `m`) and `awq` (the quantizer keys of `gptq`, `grid`, and
 ///   `gptq = true` with GPTQ's `damp`, `block`, `act_order`,
-///   `static_groups`; the layer gets a stored `{layer}.input_scale`). Where the calibration data comes from is the
+///   `static_groups`; `search` = `"rtn"` | `"gptq"`; the layer gets a stored
+///   `{layer}.input_scale`). Where the calibration data comes from is the
 ///   `[calibration]` section ([`CalibrationSection`](super::CalibrationSection):
 ///   `file`, `samples`, `seed`, `max_tokens`, `mode`); applying a recipe
 ///   with a data-aware method and no data is a typed error
