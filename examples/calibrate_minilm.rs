@@ -1,11 +1,14 @@
 //! Data-aware compression of all 36 encoder linear weights of
 //! all-MiniLM-L6-v2, against data-free compression at the same bytes.
+//! AWQ rows store a per-input scale next to each matrix (counted in the
+//! bytes) and the encoder multiplies each layer's input by it.
 //!
 //! ```text
 //! SQUISH_MINILM_DIR=/path/to/model cargo run --release --example calibrate_minilm
 //! cargo run --release --example calibrate_minilm -- --only gptq   # methods whose name contains "gptq"
 //! cargo run --release --example calibrate_minilm -- --method '{ method = "sparsegpt", n = 2, m = 4, damp = 0.001 }'
 //! cargo run --release --example calibrate_minilm -- --only wanda --one-shot
+//! cargo run --release --example calibrate_minilm -- --only awq    # the AWQ rows
 //! ```
 //!
 //! Calibration: the first 128 sentences of `data/english/devils_dictionary.txt`;
@@ -24,7 +27,9 @@ use std::time::Instant;
 
 use calibration_common::Args;
 use ndarray::Array2;
-use squish::calibration::{collect, sentence_batches, set_compressed, Calibratable, LayerStats};
+use squish::calibration::{
+    collect, sentence_batches, set_compressed_scaled, Calibratable, LayerStats,
+};
 use squish::nn::{fidelity, sentences_from_bytes, BertEncoder, SentenceTokenizer, TokenBatch};
 use squish::prelude::*;
 
@@ -94,13 +99,20 @@ fn main() -> squish::Result<()> {
         let mut err = 0.0;
         let mut bytes = 0;
         for (n, m) in &out.layers {
+            // AWQ: the layer multiplies its input by `f` first; its
+            // effective weight is the decoded matrix times `f` by column.
+            let f = out.input_scales.get(n);
+            let mut effective = m.to_dense();
+            if let Some(f) = f {
+                effective *= &ndarray::ArrayView1::from(f.as_slice());
+            }
             err += rel_error(
                 &originals[n],
-                &m.to_dense(),
+                &effective,
                 eval_stats.get(n).expect("collected"),
             );
-            bytes += m.storage().total();
-            set_compressed(&mut model, n, m.clone())?;
+            bytes += m.storage().total() + f.map_or(0, |f| f.len() * 4);
+            set_compressed_scaled(&mut model, n, m.clone(), f.map(Vec::as_slice))?;
         }
         err /= out.layers.len() as f64;
         let emb = embed(&model, &eval, &exec)?;

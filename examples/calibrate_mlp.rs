@@ -1,4 +1,4 @@
-//! Data-aware compression (GPTQ, SparseGPT, Wanda) against data-free
+//! Data-aware compression (GPTQ, SparseGPT, Wanda, AWQ) against data-free
 //! compression (round-to-nearest, magnitude) on the MLP of
 //! `examples/deep_compression.rs`.
 //!
@@ -14,17 +14,20 @@
 //! sequential mode (layer l sees the outputs of the compressed layers
 //! before it). Reported: test accuracy through the compressed kernels, the
 //! mean relative layer-output error `‖XWᵀ − XŴᵀ‖_F / ‖XWᵀ‖_F` on test
-//! inputs of the dense model, and exact bytes.
+//! inputs of the dense model, and exact bytes. AWQ's per-input scales are
+//! folded into the rows and bias of the layer before (exact through ReLU)
+//! and, for the first layer, into the input.
 
 mod calibration_common;
 
 use std::time::Instant;
 
 use calibration_common::{Args, Method};
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
 use squish::data::{digits, fashion_mnist};
 use squish::prelude::*;
-use squish::training::{CompressedMlp, Mlp, Optimizer, Trainer};
+use squish::quantization::scale_rows;
+use squish::training::{Activation, CompressedMlp, Mlp, Optimizer, Trainer};
 
 fn accuracy(m: &CompressedMlp, x: ArrayView2<f32>, y: &[usize]) -> squish::Result<f64> {
     let logits = m.forward(x)?;
@@ -54,9 +57,15 @@ fn layer_inputs(mlp: &Mlp<f32>, x: ArrayView2<f32>) -> squish::Result<Vec<Array2
     Ok(v)
 }
 
-fn rel_output_error(w: ArrayView2<f32>, wq: &CompressedMatrix, x: &Array2<f32>) -> f64 {
+/// `‖x·Wᵀ − xq·Ŵᵀ‖ / ‖x·Wᵀ‖`: `xq` is `x` times the layer's input scale (AWQ).
+fn rel_output_error(
+    w: ArrayView2<f32>,
+    wq: &CompressedMatrix,
+    x: &Array2<f32>,
+    xq: &Array2<f32>,
+) -> f64 {
     let y = x.dot(&w.t());
-    let yq = wq.matmul(x.view()).expect("shapes match");
+    let yq = wq.matmul(xq.view()).expect("shapes match");
     let num: f64 = (&y - &yq).iter().map(|&v| (v as f64).powi(2)).sum();
     let den: f64 = y.iter().map(|&v| (v as f64).powi(2)).sum();
     (num / den).sqrt()
@@ -108,18 +117,49 @@ fn main() -> squish::Result<()> {
     for method in std::iter::once(dense).chain(args.methods()) {
         let (out, _, secs) = calibration_common::run(&mlp, &cal, &method, args.mode(), &exec)?;
         let name = &method.name;
-        let layers: Vec<CompressedMatrix> = (0..mlp.layers().len())
+        let n_layers = mlp.layers().len();
+        let mut layers: Vec<CompressedMatrix> = (0..n_layers)
             .map(|i| out.layers[&format!("layers.{i}")].clone())
             .collect();
-        let cm = CompressedMlp::from_mlp(&mlp, &|i, _| Ok(layers[i].clone()))?;
-        let acc = accuracy(&cm, test_x, data.test.y())?;
+        // AWQ's per-input factors `f` (the layer computes (x ⊙ f)·Ŵᵀ).
+        let scales: Vec<Option<&Vec<f32>>> = (0..n_layers)
+            .map(|i| out.input_scales.get(&format!("layers.{i}")))
+            .collect();
         let err: f64 = layers
             .iter()
             .enumerate()
-            .map(|(i, m)| rel_output_error(mlp.layers()[i].weight(), m, &eval_inputs[i]))
+            .map(|(i, m)| {
+                let x = &eval_inputs[i];
+                let xq = match scales[i] {
+                    Some(f) => x * &ArrayView1::from(f.as_slice()),
+                    None => x.clone(),
+                };
+                rel_output_error(mlp.layers()[i].weight(), m, x, &xq)
+            })
             .sum::<f64>()
-            / layers.len() as f64;
-        let bytes: usize = layers.iter().map(|m| m.storage().total()).sum();
+            / n_layers as f64;
+        let bytes: usize = layers
+            .iter()
+            .zip(&scales)
+            .map(|(m, f)| m.storage().total() + f.map_or(0, |f| f.len() * 4))
+            .sum();
+        // Fold the factors: layer i's into the rows and bias of layer i − 1
+        // (ReLU(z)·f = ReLU(z·f) for f > 0, exact), layer 0's into the input.
+        let mut biases: Vec<Array1<f32>> =
+            mlp.layers().iter().map(|d| d.bias().to_owned()).collect();
+        let mut test_in = test_x.to_owned();
+        for i in 0..n_layers {
+            let Some(f) = scales[i] else { continue };
+            if i == 0 {
+                test_in *= &ArrayView1::from(f.as_slice());
+                continue;
+            }
+            assert_eq!(mlp.activation(), Activation::Relu, "folding needs ReLU");
+            layers[i - 1] = scale_rows(&layers[i - 1], f)?;
+            biases[i - 1] *= &ArrayView1::from(f.as_slice());
+        }
+        let cm = CompressedMlp::from_parts(layers, biases, mlp.activation())?;
+        let acc = accuracy(&cm, test_in.view(), data.test.y())?;
         println!(
             "| {name} | {:.2} % | {err:.4} | {bytes} | {secs:.2} s |",
             acc * 100.0

@@ -68,6 +68,26 @@ pub struct PipelineOutput {
     pub matrix: CompressedMatrix,
     /// One row per stage, the input first.
     pub report: PipelineReport,
+    /// Per-input factors the layer's input is multiplied by before
+    /// [`matrix`](Self::matrix), when a pass moved a scale into it (AWQ
+    /// stores `Q(W·diag(s))` and `1/s` here): the layer computes
+    /// `(x ⊙ input_scale)·matrixᵀ`. Saved as the `{layer}.input_scale`
+    /// tensor of a container, which the serving encoder applies.
+    pub input_scale: Option<Vec<f32>>,
+}
+
+impl PipelineOutput {
+    /// The weight the layer effectively applies, as dense f32: the decoded
+    /// matrix, times the input scale by column when there is one.
+    pub fn effective_weight(&self) -> ndarray::Array2<f32> {
+        let mut w = self.matrix.to_dense();
+        if let Some(m) = &self.input_scale {
+            for mut row in w.rows_mut() {
+                row.iter_mut().zip(m).for_each(|(v, &f)| *v *= f);
+            }
+        }
+        w
+    }
 }
 
 /// Storage and error after each stage; errors are against the original W.
@@ -95,20 +115,35 @@ pub struct StageReport {
 impl StageReport {
     /// Measures `m` against the original `w`.
     pub fn measure(method: String, w: ArrayView2<f32>, m: &CompressedMatrix) -> Result<Self> {
+        Self::measure_scaled(method, w, m, None)
+    }
+
+    /// Measures the effective weight of `m` served with per-input factors
+    /// `input_scale` (each decoded column times its factor) against `w`.
+    pub fn measure_scaled(
+        method: String,
+        w: ArrayView2<f32>,
+        m: &CompressedMatrix,
+        input_scale: Option<&[f32]>,
+    ) -> Result<Self> {
         Ok(StageReport {
             method,
             structure: m.structure().kind(),
             encoding: report_encoding(m),
             storage: m.storage(),
-            error: measure_rows(w, m)?.metrics(),
+            error: measure_rows(w, m, input_scale)?.metrics(),
         })
     }
 }
 
-/// The error sums of `m` against `w`, one decoded row of `m` at a time (no
-/// dense copy of `m`): the same bits as
-/// [`ErrorMetrics::between`]`(w, m.to_dense())`.
-fn measure_rows(w: ArrayView2<f32>, m: &CompressedMatrix) -> Result<ErrorSums> {
+/// The error sums of `m` (columns times `input_scale` when given) against
+/// `w`, one decoded row of `m` at a time (no dense copy of `m`): the same
+/// bits as [`ErrorMetrics::between`]`(w, m.to_dense())`.
+fn measure_rows(
+    w: ArrayView2<f32>,
+    m: &CompressedMatrix,
+    input_scale: Option<&[f32]>,
+) -> Result<ErrorSums> {
     if w.dim() != m.shape() {
         return Err(SquishError::shape(
             "error metrics",
@@ -120,6 +155,9 @@ fn measure_rows(w: ArrayView2<f32>, m: &CompressedMatrix) -> Result<ErrorSums> {
     let mut row = vec![0.0f32; m.cols()];
     for (i, wi) in w.rows().into_iter().enumerate() {
         m.decode_row(i, &mut row);
+        if let Some(f) = input_scale {
+            row.iter_mut().zip(f).for_each(|(v, &f)| *v *= f);
+        }
         match wi.as_slice() {
             Some(a) => sums.add(a, &row),
             None => sums.add(&wi.to_vec(), &row),
@@ -238,10 +276,11 @@ impl Pipeline {
         exec: &dyn ParallelExecutor,
     ) -> std::result::Result<PipelineOutput, (Option<String>, crate::SquishError)> {
         let m = CompressedMatrix::from_dense(w).map_err(|e| (None, e))?;
-        let (report, out) = self.run_passes(layer, &m, w, stats, exec)?;
+        let (report, out, input_scale) = self.run_passes(layer, &m, w, stats, exec)?;
         Ok(PipelineOutput {
             matrix: out.unwrap_or(m),
             report,
+            input_scale,
         })
     }
 
@@ -266,20 +305,29 @@ impl Pipeline {
             .run_passes(layer, &m, w, None, exec)
             .map_err(|(_, e)| e);
         match result {
-            Ok((report, Some(out))) => (
+            Ok((report, Some(out), input_scale)) => (
                 Ok(PipelineOutput {
                     matrix: out,
                     report,
+                    input_scale,
                 }),
                 m.into_dense_data(),
             ),
-            Ok((report, None)) => (Ok(PipelineOutput { matrix: m, report }), None),
+            Ok((report, None, _)) => (
+                Ok(PipelineOutput {
+                    matrix: m,
+                    report,
+                    input_scale: None,
+                }),
+                None,
+            ),
             Err(e) => (Err(e), m.into_dense_data()),
         }
     }
 
-    /// The report of every stage and the matrix after the last pass (`None`
-    /// when there is no pass: the input is the output).
+    /// The report of every stage, the matrix after the last pass (`None`
+    /// when there is no pass: the input is the output) and the per-input
+    /// factors passes moved into it (their product, when several did).
     #[allow(clippy::type_complexity)]
     fn run_passes(
         &self,
@@ -289,7 +337,7 @@ impl Pipeline {
         stats: Option<&LayerStats>,
         exec: &dyn ParallelExecutor,
     ) -> std::result::Result<
-        (PipelineReport, Option<CompressedMatrix>),
+        (PipelineReport, Option<CompressedMatrix>, Option<Vec<f32>>),
         (Option<String>, crate::SquishError),
     > {
         let mut report = PipelineReport::default();
@@ -306,17 +354,25 @@ impl Pipeline {
             },
         });
         let mut m: Option<CompressedMatrix> = None;
+        let mut scale: Option<Vec<f32>> = None;
         for pass in &self.passes {
             let staged = |e| (Some(pass.name()), e);
             let next = pass
-                .apply(layer, m.as_ref().unwrap_or(input), stats, exec)
+                .apply_scaled(layer, m.as_ref().unwrap_or(input), stats, exec)
                 .map_err(staged)?;
-            report
-                .stages
-                .push(StageReport::measure(pass.name(), w, &next).map_err(staged)?);
-            m = Some(next);
+            if let Some(f) = next.input_scale {
+                scale = Some(match scale {
+                    None => f,
+                    Some(old) => old.iter().zip(&f).map(|(a, b)| a * b).collect(),
+                });
+            }
+            report.stages.push(
+                StageReport::measure_scaled(pass.name(), w, &next.matrix, scale.as_deref())
+                    .map_err(staged)?,
+            );
+            m = Some(next.matrix);
         }
-        Ok((report, m))
+        Ok((report, m, scale))
     }
 
     /// Runs the pipeline on each named matrix, one task per matrix on

@@ -1,4 +1,4 @@
-//! Data-aware recipe methods (gptq, sparsegpt, wanda) and the
+//! Data-aware recipe methods (gptq, sparsegpt, wanda, awq) and the
 //! `[calibration]` section: parsing, typed errors without data, and
 //! results against closed forms.
 
@@ -10,8 +10,9 @@ use squish::matrix::{CompressedMatrix, Structure};
 use squish::parallel::{Sequential, ThreadPool};
 use squish::pass::{CalibrationError, LayerStats};
 use squish::recipe::{
-    compress_model, compress_model_calibrated, CalibrationModeSpec, CalibrationSection, GptqSpec,
-    GranularitySpec, MethodSpec, ModelCalibration, Recipe, RecipeError, SparseGptSpec, WandaSpec,
+    compress_model, compress_model_calibrated, AwqSpec, CalibrationModeSpec, CalibrationSection,
+    GptqSpec, GranularitySpec, MethodSpec, ModelCalibration, Recipe, RecipeError, SparseGptSpec,
+    WandaSpec,
 };
 use squish::SquishError;
 
@@ -159,6 +160,22 @@ fn bad_data_aware_keys_name_their_line() {
             "[default]\npipeline = [\n{ method = \"wanda\", sparsity = 1.0 }]\n",
             3,
         ),
+        (
+            "[default]\npipeline = [\n{ method = \"awq\", bits = 4, damp = 0.1 }]\n",
+            3,
+        ),
+        (
+            "[default]\npipeline = [\n{ method = \"awq\", bits = 2 }]\n",
+            3,
+        ),
+        (
+            "[default]\npipeline = [\n{ method = \"awq\", bits = 4, grid = 0 }]\n",
+            3,
+        ),
+        (
+            "[default]\npipeline = [\n{ method = \"awq\", bits = 4, search = \"gptq\", gptq = false }]\n",
+            3,
+        ),
         ("\n[calibration]\nsamples = 0\n", 2),
     ] {
         match recipe_err(src) {
@@ -244,9 +261,110 @@ fn gptq_with_identity_hessian_is_the_int_recipe_and_wanda_with_equal_norms_is_ma
             r#"{ method = "wanda", n = 2, m = 4 }"#,
             r#"{ method = "nm", n = 2, m = 4 }"#,
         ),
+        // Equal activations: every exponent gives s = 1, AWQ is round-to-nearest.
+        (
+            r#"{ method = "awq", bits = 4, granularity = "per-group", group_size = 16 }"#,
+            r#"{ method = "int4", granularity = "per-group", group_size = 16 }"#,
+        ),
+        (
+            r#"{ method = "awq", bits = 8, symmetric = false, gptq = true }"#,
+            r#"{ method = "int8", symmetric = false }"#,
+        ),
     ] {
         assert_eq!(run(aware, &cal), run(free, &none), "{aware} vs {free}");
     }
+    // No scale won: no input scale is stored.
+    let out = compress_model_calibrated(
+        &model,
+        &default_of(r#"{ method = "awq", bits = 4 }"#),
+        &cal,
+        &Sequential,
+        &|_| {},
+    )
+    .unwrap();
+    assert!(out.model.get("fc.input_scale").is_none());
+}
+
+#[test]
+fn awq_parses_runs_and_stores_its_scale_with_the_matrix() {
+    let r = default_of(
+        r#"{ method = "awq", bits = 3, granularity = "per-group", group_size = 32, gptq = true, act_order = true, grid = 10 }"#,
+    );
+    assert!(r.needs_calibration());
+    match &r.default_methods().unwrap()[0] {
+        MethodSpec::Awq(s) => {
+            assert_eq!(
+                *s,
+                AwqSpec {
+                    bits: 3,
+                    granularity: GranularitySpec::PerGroup,
+                    group_size: Some(32),
+                    gptq: Some(true),
+                    act_order: Some(true),
+                    grid: Some(10),
+                    ..AwqSpec::default()
+                }
+            );
+        }
+        m => panic!("expected awq, got {m:?}"),
+    }
+    let r = default_of(r#"{ method = "awq", bits = 4, search = "gptq", damp = 0.1 }"#);
+    let p = MethodSpec::pipeline(r.default_methods().unwrap()).unwrap();
+    assert_eq!(p.pass_names(), "awq (gptq search) + gptq int4 sym per-row");
+    let (rows, n) = (24, 64);
+    let w = random(rows, n, 11);
+    let model = model_of(&[("fc.weight", &w)]);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let x = Array2::from_shape_fn((256, n), |(_, j)| {
+        rng.random_range(-1.0..1.0f32) * if j % 9 == 0 { 25.0 } else { 1.0 }
+    });
+    let mut cal = ModelCalibration::default();
+    cal.stats
+        .entry("fc.weight", n)
+        .accumulate(x.view())
+        .unwrap();
+    let recipe =
+        default_of(r#"{ method = "awq", bits = 4, granularity = "per-group", group_size = 32 }"#);
+    let out = compress_model_calibrated(&model, &recipe, &cal, &Sequential, &|_| {}).unwrap();
+    let m = matrix(&out.model, "fc.weight");
+    let f = match out.model.get("fc.input_scale") {
+        Some(Entry::Plain(t)) => t.as_f32().unwrap().to_vec(),
+        _ => panic!("AWQ stores fc.input_scale"),
+    };
+    assert_eq!(f.len(), n);
+    assert!(f.iter().all(|v| v.is_finite() && *v > 0.0));
+    // Outlier inputs are scaled up in the weight, so divided in the input.
+    let mean_f = |pick: bool| {
+        let v: Vec<f32> = (0..n)
+            .filter(|j| (j % 9 == 0) == pick)
+            .map(|j| f[j])
+            .collect();
+        v.iter().sum::<f32>() / v.len() as f32
+    };
+    assert!(mean_f(true) < mean_f(false));
+    let report = &out.layers[0];
+    assert_eq!(report.method, "awq int4 sym group-32");
+    assert_eq!(report.bytes_after, m.storage().total() + 4 * n);
+    // The report's error is that of the effective weight Q·diag(f).
+    let mut eff = m.to_dense();
+    eff *= &ndarray::ArrayView1::from(f.as_slice());
+    let num: f64 = (&eff - &w).iter().map(|&v| (v as f64).powi(2)).sum();
+    let den: f64 = w.iter().map(|&v| (v as f64).powi(2)).sum();
+    assert!((report.error.rel_frobenius - (num / den).sqrt()).abs() < 1e-6);
+    // Its output error on the calibration inputs beats round-to-nearest.
+    let rtn = compress_model_calibrated(
+        &model,
+        &default_of(r#"{ method = "int4", granularity = "per-group", group_size = 32 }"#),
+        &ModelCalibration::default(),
+        &Sequential,
+        &|_| {},
+    )
+    .unwrap();
+    let out_err = |wq: &Array2<f32>| -> f64 {
+        let d = (wq - &w).mapv(f64::from);
+        x.mapv(f64::from).dot(&d.t()).iter().map(|v| v * v).sum()
+    };
+    assert!(out_err(&eff) < out_err(&matrix(&rtn.model, "fc.weight").to_dense()));
 }
 
 #[test]

@@ -93,10 +93,21 @@ pub fn methods() -> Vec<Method> {
         };
         format!("{{ method = \"gptq\", bits = {bits}, {G128}{extra} }}")
     };
+    let awq =
+        |bits: u8, refine: &str| format!("{{ method = \"awq\", bits = {bits}, {G128}{refine} }}");
+    let plus = ", gptq = true";
+    let plus_best = r#", gptq = true, act_order = true, calibration = "mse""#;
     vec![
         m("RTN int4 g128", r#"{ method = "int4", G128 }"#),
         Method::recipe("GPTQ int4 g128", gptq(4, false)),
         Method::recipe("GPTQ int4 g128 act-order+mse", gptq(4, true)),
+        Method::recipe("AWQ int4 g128", awq(4, "")),
+        Method::recipe("AWQ+GPTQ int4 g128", awq(4, plus)),
+        Method::recipe("AWQ+GPTQ int4 g128 act-order+mse", awq(4, plus_best)),
+        Method::recipe(
+            "AWQ(GPTQ search) int4 g128 act-order+mse",
+            awq(4, &format!("{plus_best}, search = \"gptq\", grid = 10")),
+        ),
         Method {
             name: "RTN int3 g128".into(),
             recipe: None,
@@ -104,6 +115,13 @@ pub fn methods() -> Vec<Method> {
         },
         Method::recipe("GPTQ int3 g128", gptq(3, false)),
         Method::recipe("GPTQ int3 g128 act-order+mse", gptq(3, true)),
+        Method::recipe("AWQ int3 g128", awq(3, "")),
+        Method::recipe("AWQ+GPTQ int3 g128", awq(3, plus)),
+        Method::recipe("AWQ+GPTQ int3 g128 act-order+mse", awq(3, plus_best)),
+        Method::recipe(
+            "AWQ(GPTQ search) int3 g128 act-order+mse",
+            awq(3, &format!("{plus_best}, search = \"gptq\", grid = 10")),
+        ),
         m(
             "magnitude 50%",
             r#"{ method = "magnitude", sparsity = 0.5 }"#,

@@ -136,7 +136,7 @@ struct CompressArgs {
     #[arg(long, group = "quant", value_name = "K")]
     kmeans: Option<usize>,
     /// Calibration sentences, one per line, for the data-aware methods of
-    /// the recipe (gptq, sparsegpt, wanda); MODEL must then be a BERT-family
+    /// the recipe (gptq, sparsegpt, wanda, awq); MODEL must then be a BERT-family
     /// directory (config.json, tokenizer.json, model.safetensors). Wins over
     /// the recipe's `[calibration] file`.
     #[arg(long, value_name = "FILE")]
@@ -195,7 +195,7 @@ fn compress(a: &CompressArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         return Err(SquishError::invalid(
             "--calibration",
             file.display(),
-            "calibration data is for the data-aware methods of a recipe (gptq, sparsegpt, wanda); pass --recipe FILE (the quick flags are data-free)",
+            "calibration data is for the data-aware methods of a recipe (gptq, sparsegpt, wanda, awq); pass --recipe FILE (the quick flags are data-free)",
         ));
     }
     let recipe = match &a.recipe {

@@ -1,5 +1,5 @@
 //! `squish compress --recipe R --calibration FILE`: data-aware methods
-//! (gptq, sparsegpt, wanda) with calibration sentences; typed errors
+//! (gptq, sparsegpt, wanda, awq) with calibration sentences; typed errors
 //! without them. The all-MiniLM-L6-v2 part needs `SQUISH_MINILM_DIR`
 //! (fails in CI without it, skips otherwise).
 
@@ -137,4 +137,108 @@ pipeline = [{ method = "wanda", sparsity = 0.5 }]
         assert!(stdout.contains(method), "{method}:\n{stdout}");
     }
     assert!(out.exists());
+}
+
+#[test]
+fn minilm_awq_recipe_then_embed_matches_the_library() {
+    use squish::io::{CompressedModel, Entry};
+    use squish::nn::{Activations, SentenceEncoder};
+    use squish::parallel::Sequential;
+    let Some(model) = minilm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(
+        &recipe,
+        r#"
+[calibration]
+samples = 16
+seed = 1
+max_tokens = 64
+
+[[rule]]
+pattern = "encoder.layer.0.attention.*.weight"
+pipeline = [{ method = "awq", bits = 4, granularity = "per-group", group_size = 128, gptq = true }]
+
+[[rule]]
+pattern = "encoder.layer.[01].*.dense.weight"
+pipeline = [{ method = "awq", bits = 4, granularity = "per-group", group_size = 128 }]
+"#,
+    )
+    .unwrap();
+    let text = include_str!("../../data/english/devils_dictionary.txt");
+    let sentences = dir.path().join("s.txt");
+    std::fs::write(
+        &sentences,
+        text.lines().take(64).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("o.squish");
+    let o = squish(&[
+        "compress",
+        model.to_str().unwrap(),
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--calibration",
+        sentences.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("awq + gptq int4 sym group-128"), "{stdout}");
+    assert!(stdout.contains("awq int4 sym group-128"), "{stdout}");
+    // The scales are stored next to the matrices.
+    let c = CompressedModel::load(&out).unwrap();
+    let scales = c
+        .iter()
+        .filter(|(n, e)| n.ends_with(".input_scale") && matches!(e, Entry::Plain(_)))
+        .count();
+    assert!(scales >= 4, "{scales} input scales");
+    // `squish embed` on the container equals the library loading it.
+    let probe = [
+        "Patience is a minor form of despair.",
+        "A bore is a person who talks when you wish him to listen.",
+        "The cat sat on the mat.",
+    ];
+    let mut args = vec![
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        "--container",
+        out.to_str().unwrap(),
+    ];
+    args.extend(probe);
+    let o = squish(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cli: Vec<Vec<f32>> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let lib = SentenceEncoder::load_container(
+        &out,
+        model.join("config.json"),
+        model.join("tokenizer.json"),
+        Activations::Float,
+    )
+    .unwrap()
+    .embed(&probe, &Sequential)
+    .unwrap();
+    let dense = SentenceEncoder::load_dir(&model)
+        .unwrap()
+        .embed(&probe, &Sequential)
+        .unwrap();
+    assert_eq!(cli.len(), probe.len());
+    for (i, row) in cli.iter().enumerate() {
+        assert_eq!(row.len(), lib.ncols());
+        for (j, v) in row.iter().enumerate() {
+            assert!(
+                (v - lib[[i, j]]).abs() <= 1e-6,
+                "{i},{j}: {v} vs {}",
+                lib[[i, j]]
+            );
+        }
+        let cos = lib.row(i).dot(&dense.row(i));
+        assert!(cos > 0.95, "sentence {i}: cosine to the dense model {cos}");
+    }
 }

@@ -13,9 +13,12 @@ use ndarray::{Array2, ArrayView2};
 
 use super::Calibratable;
 use crate::error::{Result, SquishError};
+use crate::io::{CompressedModel, CompressedTensor, Dtype, Entry, Tensor};
 use crate::nn::math::gelu_in_place;
 use crate::nn::{attend, BertEncoder, BertLayer, Linear, TokenBatch};
 use crate::parallel::ParallelExecutor;
+use crate::pass::check_input_scales;
+use crate::quantization::scale_rows;
 
 /// The six linear-layer suffixes, in forward order.
 pub const BERT_LINEARS: [&str; 6] = BertLayer::LINEAR_NAMES;
@@ -68,9 +71,24 @@ pub fn set_compressed(
     name: &str,
     m: crate::matrix::CompressedMatrix,
 ) -> Result<()> {
+    set_compressed_scaled(enc, name, m, None)
+}
+
+/// [`set_compressed`] with per-input factors the layer multiplies its
+/// input by first (AWQ's `1/s`, [`Linear::with_input_scale`]).
+pub fn set_compressed_scaled(
+    enc: &mut BertEncoder,
+    name: &str,
+    m: crate::matrix::CompressedMatrix,
+    input_scale: Option<&[f32]>,
+) -> Result<()> {
     let (i, k) = parse(enc, name)?;
     let l = linear_mut(enc, i, k);
-    *l = Linear::compressed(m, l.bias().cloned())?;
+    let mut new = Linear::compressed(m, l.bias().cloned())?;
+    if let Some(f) = input_scale {
+        new = new.with_input_scale(ndarray::Array1::from(f.to_vec()))?;
+    }
+    *l = new;
     Ok(())
 }
 
@@ -147,4 +165,101 @@ impl Calibratable for BertEncoder {
         }
         Ok(())
     }
+}
+
+/// Folds the per-input scales AWQ stored for `attention.output.dense` into
+/// the rows and bias of `attention.self.value`, in a container: attention's
+/// context is a per-head weighted sum of the value vectors (weights from
+/// query and key only), so dividing value's output channel `j` by `s_j`
+/// divides the context's channel `j` by `s_j`, exactly what the stored
+/// scale did. Returns the new container and the number of layers folded;
+/// the value weight must be dense f32, or int8/int4 per row or per group
+/// ([`scale_rows`]: its scales are multiplied, the codes kept).
+///
+/// The other linear layers keep their stored scale: in a post-norm encoder
+/// (BERT) query/key/value and `intermediate.dense` read a LayerNorm output
+/// that is also the residual, so folding into that LayerNorm's γ and β would
+/// change the residual branch; `output.dense` reads GELU's output, which does
+/// not commute with a per-channel scale.
+pub fn fold_bert_input_scales(model: &CompressedModel) -> Result<(CompressedModel, usize)> {
+    const SCALED: &str = "attention.output.dense.input_scale";
+    let mut folds: Vec<(String, Vec<f32>)> = Vec::new();
+    for (name, e) in model.iter() {
+        let Some(prefix) = name.strip_suffix(SCALED) else {
+            continue;
+        };
+        let Entry::Plain(t) = e else {
+            return Err(SquishError::invalid(
+                "input scale",
+                name,
+                "a stored input scale is a plain f32 vector",
+            ));
+        };
+        let f = t.as_f32().ok_or_else(|| {
+            SquishError::invalid("input scale", name, "a stored input scale is an f32 vector")
+        })?;
+        check_input_scales(f)?;
+        folds.push((format!("{prefix}attention.self.value"), f.to_vec()));
+    }
+    let factors = |name: &str| -> Option<(&[f32], bool)> {
+        folds.iter().find_map(|(v, f)| {
+            if name.strip_prefix(v.as_str()) == Some(".weight") {
+                Some((f.as_slice(), true))
+            } else if name.strip_prefix(v.as_str()) == Some(".bias") {
+                Some((f.as_slice(), false))
+            } else {
+                None
+            }
+        })
+    };
+    let mut out = CompressedModel::new();
+    let mut done = 0;
+    for (name, e) in model.iter() {
+        if name.ends_with(SCALED) {
+            continue;
+        }
+        match (factors(name), e) {
+            (None, Entry::Plain(t)) => out.insert_plain(name, t.clone())?,
+            (None, Entry::Compressed(ct)) => out.insert_compressed(name, (**ct).clone())?,
+            (Some((f, true)), Entry::Compressed(ct)) => {
+                let m = scale_rows(ct.matrix(), f)?;
+                let ct = CompressedTensor::new(
+                    m,
+                    ct.dtype(),
+                    ct.shape().to_vec(),
+                    format!("{} + folded input scale", ct.method()),
+                )?;
+                out.insert_compressed(name, ct)?;
+                done += 1;
+            }
+            (Some((f, is_weight)), Entry::Plain(t)) => {
+                let v = t.as_f32().ok_or_else(|| {
+                    SquishError::invalid("value layer", name, "an f32 tensor to fold into")
+                })?;
+                let cols = if is_weight { v.len() / f.len() } else { 1 };
+                if v.len() != cols * f.len() {
+                    return Err(SquishError::shape(
+                        "folding an input scale",
+                        format!("{} rows", f.len()),
+                        format!("{:?}", t.shape()),
+                    ));
+                }
+                let data: Vec<f32> = v
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &x)| x * f[k / cols])
+                    .collect();
+                out.insert_plain(name, Tensor::float(Dtype::F32, t.shape().to_vec(), data)?)?;
+                done += usize::from(is_weight);
+            }
+            (Some(_), Entry::Compressed(_)) => {
+                return Err(SquishError::invalid(
+                    "value bias",
+                    name,
+                    "a plain vector to fold an input scale into",
+                ))
+            }
+        }
+    }
+    Ok((out, done))
 }

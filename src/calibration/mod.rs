@@ -12,9 +12,11 @@
 //! [`WandaPass`](crate::pruning::WandaPass), [`SparseGptQuantPass`]), one-shot
 //! or sequentially ([`Mode`]).
 //!
-//! AWQ changes the layer's input (`x / s`), so it is applied at the model
-//! level, where the scales can be folded into the preceding operation
-//! ([`fold_input_scales`](crate::quantization::fold_input_scales)).
+//! AWQ ([`Awq`](crate::quantization::Awq)) changes the layer's input
+//! (`x / s`): as a pipeline pass it returns `Q(W·diag(s))` with the factors
+//! `1/s` stored next to the matrix (`{layer}.input_scale`, applied by the
+//! serving encoder); where the graph allows it, [`fold_bert_input_scales`]
+//! moves them into the preceding operation.
 //!
 //! The algorithms themselves live in their families and take plain arrays
 //! (`H` as `ArrayView2<f64>`): [`Gptq`](crate::quantization::Gptq),
@@ -50,7 +52,7 @@ mod recipe;
 pub use crate::pass::{
     CalibratedPass, CalibrationContext, CalibrationError, DataAware, DataFree, LayerStats,
 };
-pub use bert::{set_compressed, BERT_LINEARS};
+pub use bert::{fold_bert_input_scales, set_compressed, set_compressed_scaled, BERT_LINEARS};
 pub use model::{collect, collect_with_targets, compress, Calibratable, CalibratedModel, Mode};
 pub use passes::SparseGptQuantPass;
 pub use recipe::{calibrate_bert, sentence_batches};

@@ -134,6 +134,9 @@ pub enum Mode {
 pub struct CalibratedModel {
     /// Each compressed layer.
     pub layers: BTreeMap<String, CompressedMatrix>,
+    /// Per-input factors of the layers whose pass moved a scale into the
+    /// matrix (AWQ): the layer computes `(x ⊙ f)·Ŵᵀ`.
+    pub input_scales: BTreeMap<String, Vec<f32>>,
 }
 
 /// Compresses every layer `plan` gives a pipeline for (others are kept),
@@ -190,15 +193,17 @@ pub fn compress<M: Calibratable + Clone>(
         };
         for (name, pipeline) in todo {
             let w = model.weight(&name)?;
-            let m = pipeline
-                .run_calibrated(&name, &w, ctx.get(&name), exec)?
-                .matrix;
-            let decoded = m.to_dense();
+            let run = pipeline.run_calibrated(&name, &w, ctx.get(&name), exec)?;
+            // The weight the layer applies (with an input scale folded in).
+            let decoded = run.effective_weight();
             match mode {
                 Mode::OneShot => pending.push((name.clone(), decoded)),
                 _ => model.set_weight(&name, decoded.view())?,
             }
-            out.layers.insert(name, m);
+            if let Some(f) = run.input_scale {
+                out.input_scales.insert(name.clone(), f);
+            }
+            out.layers.insert(name, run.matrix);
         }
     }
     for (name, w) in pending {

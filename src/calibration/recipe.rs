@@ -92,6 +92,11 @@ pub fn calibrate_bert(
                 .into_iter()
                 .map(|(l, m)| (tensor(&l), m))
                 .collect();
+            out.input_scales = done
+                .input_scales
+                .into_iter()
+                .map(|(l, f)| (tensor(&l), f))
+                .collect();
         }
     }
     Ok(out)

@@ -43,6 +43,58 @@ pub enum CalibrationError {
         /// The input encoding.
         encoding: &'static str,
     },
+    /// A per-input scale that is not a positive finite number (AWQ's
+    /// scales, or scales to fold into a preceding operation).
+    #[error("input scale {index} is {value}; every per-input scale must be positive and finite (check the calibration statistics for NaN/Inf)")]
+    InputScale {
+        /// Position of the bad scale.
+        index: usize,
+        /// Its value, as printed.
+        value: String,
+    },
+    /// A pass that stores a per-input scale with the matrix (AWQ) ran on a
+    /// layer whose model already has one (say from SmoothQuant).
+    #[error("layer `{layer}` already has an input scale (`{tensor}`); AWQ stores its own per-input scale there, so apply it to the model without one")]
+    InputScaleExists {
+        /// The layer.
+        layer: String,
+        /// The existing tensor.
+        tensor: String,
+    },
+    /// A pass that stores a per-input scale with the matrix (AWQ) was
+    /// applied where only a matrix can be returned.
+    #[error("`{pass}` stores a per-input scale with the matrix; run it through a `Pipeline` (or `CalibratedPass::apply_scaled`), whose output carries the scale")]
+    NeedsInputScale {
+        /// The pass.
+        pass: String,
+    },
+}
+
+/// What a [`CalibratedPass`] returns through
+/// [`apply_scaled`](CalibratedPass::apply_scaled): a matrix, and for a
+/// pass that rescales the layer's inputs (AWQ), the factors `m` the input
+/// must be multiplied by before it: the layer computes `(x ⊙ m)·Ŵᵀ`
+/// (the convention of `{layer}.input_scale` tensors and
+/// [`Linear::with_input_scale`](crate::nn::Linear::with_input_scale)).
+#[derive(Clone, Debug)]
+pub struct ScaledMatrix {
+    /// The compressed matrix.
+    pub matrix: CompressedMatrix,
+    /// Per-input factors applied to `x` first (`None`: none).
+    pub input_scale: Option<Vec<f32>>,
+}
+
+/// Checks per-input scales: every one positive and finite
+/// ([`CalibrationError::InputScale`] otherwise).
+pub fn check_input_scales(s: &[f32]) -> Result<()> {
+    match s.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+        Some(index) => Err(CalibrationError::InputScale {
+            index,
+            value: s[index].to_string(),
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// Per-layer calibration statistics by layer name: what data-aware passes
@@ -113,6 +165,22 @@ pub trait CalibratedPass: Send + Sync {
         stats: Option<&LayerStats>,
         exec: &dyn ParallelExecutor,
     ) -> Result<CompressedMatrix>;
+
+    /// [`apply`](Self::apply), and the per-input factors the layer's input
+    /// must be multiplied by when the pass moved a scale into the matrix
+    /// (AWQ). The default is `apply` with no factors.
+    fn apply_scaled(
+        &self,
+        layer: &str,
+        m: &CompressedMatrix,
+        stats: Option<&LayerStats>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<ScaledMatrix> {
+        Ok(ScaledMatrix {
+            matrix: self.apply(layer, m, stats, exec)?,
+            input_scale: None,
+        })
+    }
 }
 
 /// Dampening of [`LayerStats::target_weight`] when a data-aware pass

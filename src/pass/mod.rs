@@ -12,7 +12,8 @@ mod quantizer;
 mod stats;
 
 pub use calibrated::{
-    dense_f32, CalibratedPass, CalibrationContext, CalibrationError, DataAware, DataFree,
+    check_input_scales, dense_f32, CalibratedPass, CalibrationContext, CalibrationError, DataAware,
+    DataFree, ScaledMatrix, TARGET_DAMP,
 };
 pub use stats::LayerStats;
 

@@ -178,6 +178,74 @@ impl Gptq {
             }
             loss += part.loss;
         }
+        Ok(GptqOutput {
+            matrix: self.assemble(rows, n, codes, scales, zps)?,
+            loss: loss / 2.0,
+        })
+    }
+
+    /// Round-to-nearest on GPTQ's grid: exactly the codes and parameters
+    /// [`quantize`](Self::quantize) returns with `H = I` (no updates), without
+    /// factoring `H` (the inner quantizer of [`Awq`](super::Awq)'s search;
+    /// the only data-free int3 quantizer).
+    ///
+    /// ```
+    /// use ndarray::{array, Array2};
+    /// use squish::parallel::Sequential;
+    /// use squish::quantization::Gptq;
+    /// let w = array![[0.9f32, -0.35, 0.2, 0.05], [0.1, 0.7, -0.6, 0.3]];
+    /// let q = Gptq::params(3).per_group(2).check()?;
+    /// let eye = Array2::<f64>::eye(4);
+    /// assert_eq!(q.round_to_nearest(w.view())?, q.quantize(w.view(), eye.view(), &Sequential)?.matrix);
+    /// # Ok::<(), squish::SquishError>(())
+    /// ```
+    pub fn round_to_nearest(&self, w: ArrayView2<f32>) -> Result<CompressedMatrix> {
+        let p = &self.params;
+        let (rows, n) = w.dim();
+        check_non_empty("weight matrix", rows, n)?;
+        check_finite("weight matrix", w.iter())?;
+        let g = match p.granularity {
+            Granularity::PerGroup(g) => g.min(n),
+            _ => n,
+        };
+        let grid = Grid::new(p.bits, p.symmetric);
+        let mut codes = Vec::with_capacity(rows * n);
+        let groups = n.div_ceil(g);
+        let mut scales = Vec::with_capacity(rows * groups);
+        let mut zps = Vec::with_capacity(rows * groups);
+        let mut buf = vec![0.0f32; n];
+        for row in w.rows() {
+            buf.iter_mut().zip(row).for_each(|(b, &v)| *b = v);
+            for c in buf.chunks(g) {
+                let (lo, hi) = p.calibration.range(c, grid);
+                let (s, z) = grid.scale_zero_point(lo, hi);
+                codes.extend(
+                    c.iter()
+                        .map(|&x| quantize_scalar(x, s, z as i32, grid) as i8),
+                );
+                scales.push(s);
+                zps.push(z);
+            }
+        }
+        self.assemble(rows, n, codes, scales, zps)
+    }
+
+    /// The dense int8/int4 matrix of `codes` (row-major) and one
+    /// `(scale, zero point)` per row and group.
+    fn assemble(
+        &self,
+        rows: usize,
+        n: usize,
+        codes: Vec<i8>,
+        scales: Vec<f32>,
+        zps: Vec<i8>,
+    ) -> Result<CompressedMatrix> {
+        let p = &self.params;
+        let g = match p.granularity {
+            Granularity::PerGroup(g) => g.min(n),
+            _ => n,
+        };
+        let groups = n.div_ceil(g);
         let layout = RowLayout::Uniform { rows, len: n };
         let granularity = match p.granularity {
             Granularity::PerGroup(_) if groups > 1 => Granularity::PerGroup(g),
@@ -192,10 +260,12 @@ impl Gptq {
                 Values::int4(layout, packed, qp)?
             }
         };
-        Ok(GptqOutput {
-            matrix: CompressedMatrix::from_parts(rows, n, Structure::Dense, values)?,
-            loss: loss / 2.0,
-        })
+        CompressedMatrix::from_parts(rows, n, Structure::Dense, values)
+    }
+
+    /// The code width (3, 4 or 8).
+    pub fn bits(&self) -> u8 {
+        self.params.bits
     }
 }
 

@@ -14,7 +14,7 @@ mod slice_ops;
 mod ste;
 
 pub use crate::pass::Quantizer;
-pub use awq::{fold_input_scales, scale_inputs, Awq, AwqOutput, AwqParams};
+pub use awq::{fold_input_scales, scale_inputs, scale_rows, Awq, AwqOutput, AwqParams};
 pub use calibration::{Calibration, MSE_MIN_RATIO};
 pub use dynamic::{quantize_activations, DynamicInt8, QuantizedActivations};
 pub use error::QuantizationError;

@@ -32,7 +32,8 @@ pub struct LayerReport {
     pub bytes_before: usize,
     /// Bytes of the same matrix as dense f32 (what the kernels compare with).
     pub bytes_f32: usize,
-    /// Bytes compressed (exact storage of every component).
+    /// Bytes compressed (exact storage of every component, with a per-input
+    /// scale stored next to the matrix).
     pub bytes_after: usize,
     /// Error against the original weights.
     pub error: ErrorMetrics,
@@ -54,13 +55,15 @@ impl LayerReport {
             .collect::<Vec<_>>()
             .join(" → ");
         let last = out.report.stages.last().expect("the input stage");
+        // A per-input scale is stored next to the matrix (4 bytes a factor).
+        let scale_bytes = out.input_scale.as_ref().map_or(0, |f| f.len() * 4);
         LayerReport {
             name: name.to_string(),
             shape: shape.to_vec(),
             method,
             bytes_before,
             bytes_f32: last.storage.dense_bytes(),
-            bytes_after: last.storage.total(),
+            bytes_after: last.storage.total() + scale_bytes,
             error: last.error,
         }
     }
@@ -134,6 +137,19 @@ pub struct ModelCalibration {
     /// sequential calibration through the model's forward pass): stored
     /// and reported as they are.
     pub compressed: BTreeMap<String, CompressedMatrix>,
+    /// Per-input factors of layers in [`compressed`](Self::compressed)
+    /// whose pass moved a scale into the matrix (AWQ), by tensor name:
+    /// stored as `{layer}.input_scale`.
+    pub input_scales: BTreeMap<String, Vec<f32>>,
+}
+
+/// The name of the per-input scale stored with weight `name`:
+/// `encoder.layer.0.attention.self.query.weight` →
+/// `encoder.layer.0.attention.self.query.input_scale` (what the serving
+/// encoder reads); `{name}.input_scale` for a name without `.weight`.
+pub fn input_scale_name(name: &str) -> String {
+    let prefix = name.strip_suffix(".weight").unwrap_or(name);
+    format!("{prefix}.input_scale")
 }
 
 /// [`compress_model`] with calibration data: each data-aware pass reads
@@ -218,7 +234,8 @@ pub fn compress_model_calibrated(
             Some(p) if !p.is_empty() && choices[i] != Choice::Keep => {
                 if let Some(m) = calibration.compressed.get(name) {
                     progress(name);
-                    return Some(done(p, w, m).map_err(|e| RecipeError::Layer {
+                    let scale = calibration.input_scales.get(name).map(Vec::as_slice);
+                    return Some(done(p, w, m, scale).map_err(|e| RecipeError::Layer {
                         layer: name.to_string(),
                         stage: format!("pass `{}`", p.pass_names()),
                         source: Box::new(e),
@@ -251,6 +268,7 @@ pub fn compress_model_calibrated(
         layers: Vec::new(),
     };
     let mut outs = outs.into_iter();
+    let mut scales = Vec::new();
     for (name, t) in model.iter() {
         if t.matrix().is_none() {
             result.model.insert_plain(name, t.clone())?;
@@ -266,13 +284,34 @@ pub fn compress_model_calibrated(
         result.layers.push(report);
         let ct = CompressedTensor::new(out.matrix, t.dtype(), t.shape().to_vec(), method)?;
         result.model.insert_compressed(name, ct)?;
+        if let Some(f) = out.input_scale {
+            let sname = input_scale_name(name);
+            if model.get(&sname).is_some() {
+                return Err(crate::pass::CalibrationError::InputScaleExists {
+                    layer: name.to_string(),
+                    tensor: sname,
+                }
+                .into());
+            }
+            let t = crate::io::Tensor::float(crate::io::Dtype::F32, vec![f.len()], f)?;
+            scales.push((sname, t));
+        }
+    }
+    for (n, t) in scales {
+        result.model.insert_plain(&n, t)?;
     }
     Ok(result)
 }
 
-/// The report of a layer compressed elsewhere by pipeline `p`: the input
-/// stage and one stage for the whole pipeline.
-fn done(p: &Pipeline, w: ArrayView2<f32>, m: &CompressedMatrix) -> Result<PipelineOutput> {
+/// The report of a layer compressed elsewhere by pipeline `p` (served with
+/// per-input factors `scale` when given): the input stage and one stage for
+/// the whole pipeline.
+fn done(
+    p: &Pipeline,
+    w: ArrayView2<f32>,
+    m: &CompressedMatrix,
+    scale: Option<&[f32]>,
+) -> Result<PipelineOutput> {
     if m.rows() != w.nrows() || m.cols() != w.ncols() {
         return Err(crate::SquishError::shape(
             "a layer compressed by calibration",
@@ -283,10 +322,11 @@ fn done(p: &Pipeline, w: ArrayView2<f32>, m: &CompressedMatrix) -> Result<Pipeli
     let input = CompressedMatrix::from_dense(w)?;
     let stages = vec![
         StageReport::measure("dense f32".into(), w, &input)?,
-        StageReport::measure(p.pass_names(), w, m)?,
+        StageReport::measure_scaled(p.pass_names(), w, m, scale)?,
     ];
     Ok(PipelineOutput {
         matrix: m.clone(),
         report: PipelineReport { stages },
+        input_scale: scale.map(<[f32]>::to_vec),
     })
 }

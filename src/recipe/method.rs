@@ -7,7 +7,9 @@
 
 use serde::Deserialize;
 
-use super::{GptqSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec, WandaSpec};
+use super::{
+    AwqSpec, GptqSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec, WandaSpec,
+};
 use crate::error::Result;
 use crate::pipeline::Pipeline;
 use crate::pruning::{Magnitude, NMPruner};
@@ -23,7 +25,9 @@ use crate::quantization::{Binary, Ternary};
 /// data-aware methods, which read the layer's calibration statistics:
 /// `{ method = "gptq", bits = 4, granularity = "per-group", group_size = 128 }`,
 /// `{ method = "sparsegpt", sparsity = 0.5 }` or `{ method = "sparsegpt", n = 2, m = 4 }`,
-/// `{ method = "wanda", sparsity = 0.5 }`.
+/// `{ method = "wanda", sparsity = 0.5 }`,
+/// `{ method = "awq", bits = 4, granularity = "per-group", group_size = 128 }`
+/// (add `gptq = true` for GPTQ on the scaled weight).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum MethodSpec {
@@ -66,6 +70,10 @@ pub enum MethodSpec {
     SparseGpt(SparseGptSpec),
     /// Wanda: pruning by `|W_ij|·‖X_j‖` (data-aware).
     Wanda(WandaSpec),
+    /// AWQ: per-input scales searched on calibration data, then integer
+    /// quantization of `W·diag(s)`; the layer keeps `1/s` as its input
+    /// scale (data-aware).
+    Awq(AwqSpec),
 }
 
 impl MethodSpec {
@@ -88,6 +96,7 @@ impl MethodSpec {
             MethodSpec::Gptq(s) => pipeline.data_aware(s.build()?),
             MethodSpec::SparseGpt(s) => pipeline.data_aware(s.build()?),
             MethodSpec::Wanda(s) => pipeline.data_aware(s.build()?),
+            MethodSpec::Awq(s) => pipeline.data_aware(s.build()?),
         })
     }
 

@@ -18,15 +18,17 @@ mod sweep;
 
 pub(crate) use apply::file_bytes;
 pub use apply::{
-    compress_model, compress_model_calibrated, Compressed, LayerReport, ModelCalibration,
+    compress_model, compress_model_calibrated, input_scale_name, Compressed, LayerReport,
+    ModelCalibration,
 };
 pub use error::RecipeError;
 pub use method::MethodSpec;
 pub use recipe::{Choice, Recipe, Rule};
 pub use recover::RecoverSpec;
 pub use spec::{
-    AxisSpec, CalibrationModeSpec, CalibrationSection, CalibrationSpec, GptqSpec, GranularitySpec,
-    InitSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec, StructuredSpec, WandaSpec,
+    AwqSearchSpec, AwqSpec, AxisSpec, CalibrationModeSpec, CalibrationSection, CalibrationSpec,
+    GptqSpec, GranularitySpec, InitSpec, IntSpec, KMeansSpec, LowRankSpec, SparseGptSpec,
+    StructuredSpec, WandaSpec,
 };
 pub use stream::{
     CompressStream, StreamCompression, StreamParams, StreamSummary, StreamedTensor, DEFAULT_BUDGET,

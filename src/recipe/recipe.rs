@@ -130,8 +130,11 @@ pub enum Choice {
 ///   `gptq` (`bits` = 3 | 4 | 8, `granularity` = `per-row` | `per-group`
 ///   with `group_size`, `symmetric`, `calibration` = `"minmax"` | `"mse"`,
 ///   `damp`, `block`, `act_order`, `static_groups`), `sparsegpt`
-///   (`sparsity` or `n` and `m`; `damp`, `block`) and `wanda` (`sparsity`
-///   or `n` and `m`). Where the calibration data comes from is the
+///   (`sparsity` or `n` and `m`; `damp`, `block`), `wanda` (`sparsity`
+///   or `n` and `m`) and `awq` (the quantizer keys of `gptq`, `grid`, and
+///   `gptq = true` with GPTQ's `damp`, `block`, `act_order`,
+///   `static_groups`; `search` = `"rtn"` | `"gptq"`; the layer gets a stored
+///   `{layer}.input_scale`). Where the calibration data comes from is the
 ///   `[calibration]` section ([`CalibrationSection`](super::CalibrationSection):
 ///   `file`, `samples`, `seed`, `max_tokens`, `mode`); applying a recipe
 ///   with a data-aware method and no data is a typed error

@@ -400,6 +400,112 @@ impl GptqSpec {
     }
 }
 
+/// Parameters of AWQ in a recipe: the quantizer's `bits` (3, 4 or 8),
+/// `granularity` + `group_size`, `symmetric` (default true) and
+/// `calibration`; `grid` (exponents tried, default 20); `gptq = true` to
+/// quantize the scaled weight with GPTQ instead of round-to-nearest, with
+/// GPTQ's `damp`, `block`, `act_order`, `static_groups` (refused without it).
+///
+/// ```
+/// use squish::recipe::Recipe;
+/// let r = Recipe::from_toml(r#"
+/// [default]
+/// pipeline = [{ method = "awq", bits = 4, granularity = "per-group", group_size = 128, gptq = true }]
+/// "#)?;
+/// assert!(r.needs_calibration());
+/// assert!(Recipe::from_toml("[default]\npipeline = [{ method = \"awq\", bits = 4, damp = 0.1 }]").is_err());
+/// # Ok::<(), squish::SquishError>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwqSpec {
+    /// Code width: 3, 4 or 8.
+    pub bits: u8,
+    /// `per-row` (default) or `per-group`.
+    #[serde(default)]
+    pub granularity: GranularitySpec,
+    /// Inputs per group, required with `per-group`.
+    pub group_size: Option<usize>,
+    /// Symmetric codes (default true).
+    pub symmetric: Option<bool>,
+    /// Range of each group or row (default min-max).
+    pub calibration: Option<CalibrationSpec>,
+    /// Exponents `α = k / grid` tried (default 20).
+    pub grid: Option<usize>,
+    /// GPTQ on the scaled weight after the search (default false).
+    pub gptq: Option<bool>,
+    /// How candidate scales are scored: `"rtn"` (round-to-nearest, the
+    /// paper; default) or `"gptq"` (GPTQ on each candidate; implies
+    /// `gptq = true`, `grid` GPTQ runs per layer).
+    pub search: Option<AwqSearchSpec>,
+    /// GPTQ's dampening fraction (with `gptq = true`).
+    pub damp: Option<f64>,
+    /// GPTQ's block (with `gptq = true`).
+    pub block: Option<usize>,
+    /// GPTQ's activation order (with `gptq = true`).
+    pub act_order: Option<bool>,
+    /// GPTQ's static groups (with `gptq = true`).
+    pub static_groups: Option<bool>,
+}
+
+/// How AWQ scores its candidate scales: `search = "rtn"` or `"gptq"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AwqSearchSpec {
+    /// Round-to-nearest on the quantizer's grid (the paper).
+    #[default]
+    Rtn,
+    /// GPTQ on each candidate scaled weight.
+    Gptq,
+}
+
+impl AwqSpec {
+    /// The checked AWQ pass.
+    pub fn build(&self) -> Result<crate::quantization::Awq> {
+        let gptq_search = self.search == Some(AwqSearchSpec::Gptq);
+        if gptq_search && self.gptq == Some(false) {
+            return Err(SquishError::from(RecipeError::Key {
+                key: "gptq",
+                value: "false".to_string(),
+                rule: "search = \"gptq\" quantizes with GPTQ; drop gptq = false",
+            }));
+        }
+        let refine = self.gptq.unwrap_or(false) || gptq_search;
+        if !refine {
+            let stray = [
+                ("damp", self.damp.is_some()),
+                ("block", self.block.is_some()),
+                ("act_order", self.act_order.is_some()),
+                ("static_groups", self.static_groups.is_some()),
+            ];
+            if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
+                return Err(SquishError::from(RecipeError::Key {
+                    key,
+                    value: "set".to_string(),
+                    rule: "a GPTQ knob: only with gptq = true (AWQ alone rounds to nearest)",
+                }));
+            }
+        }
+        let gptq = GptqSpec {
+            bits: self.bits,
+            granularity: self.granularity,
+            group_size: self.group_size,
+            symmetric: self.symmetric,
+            calibration: self.calibration,
+            damp: self.damp,
+            block: self.block,
+            act_order: self.act_order,
+            static_groups: self.static_groups,
+        }
+        .build()?;
+        crate::quantization::Awq::params(gptq)
+            .grid(self.grid.unwrap_or(20))
+            .gptq(refine)
+            .gptq_search(gptq_search)
+            .check()
+    }
+}
+
 /// A sparsity pattern in a recipe: `sparsity = s` (unstructured, per row)
 /// or `n = N, m = M` (N kept in every M consecutive inputs), not both.
 fn pattern(sparsity: Option<f64>, n: Option<usize>, m: Option<usize>) -> Result<SparsityPattern> {
