@@ -60,7 +60,8 @@ impl LinOp for CompressedMatrix {
 
 /// Whole rows `row0..row0 + out.len() / cols` of `m` decoded to f32 into
 /// `out`, bit for bit the values of [`CompressedMatrix::decode_row`], with
-/// the kernels' row decoders (byte-wise, VBMI lookups, 2:4 placement) where
+/// the kernels' row decoders (in-register readers, byte-wise, VBMI lookups,
+/// 2:4 placement) where
 /// the pair has one. For callers that feed decoded blocks to a GEMM (the
 /// transformer runtime's tiled linear layers): a decode per weight must stay
 /// far cheaper than the multiply-adds it feeds.
@@ -71,7 +72,7 @@ pub(crate) fn decode_rows(m: &CompressedMatrix, row0: usize, out: &mut [f32]) {
     }
     let uniform = |v: &Values| v.layout().total() == v.layout().rows() * v.layout().max_row_len();
     match (m.structure(), m.values()) {
-        (Structure::Dense, Some(v)) if uniform(v) => super::quant::decode_values(v, row0, out),
+        (Structure::Dense, Some(v)) if uniform(v) => super::quant::decode_values_fast(v, row0, out),
         (Structure::NM(s), Some(v)) if uniform(v) => super::quant::decode_nm_rows(s, v, row0, out),
         _ => {
             for (r, o) in out.chunks_exact_mut(cols).enumerate() {
@@ -220,7 +221,7 @@ pub enum Kernel {
 ///
 /// * dense f32 → [`Kernel::DenseGemm`];
 /// * weight-only encodings with an in-register reader → [`Kernel::Registers`]
-///   up to the reader's batch limit (8; 1 for gathered 8-bit codebooks, which
+///   up to the reader's batch limit (8; 4 for 2:4; 1 for gathered 8-bit codebooks, which
 ///   do not use gathers at all where AVX-512 VBMI decodes tiles), else
 ///   [`Kernel::DecodedTiles`];
 /// * 2:4 (any values, f32 included) reads through the values' reader;
@@ -339,7 +340,7 @@ mod tests {
                 assert_eq!(kernel_for(&csr, batch), Kernel::Sparse);
                 let nm_f32 = kernel_for(&nm, batch);
                 if avx512 {
-                    let want = if batch <= 8 {
+                    let want = if batch <= 4 {
                         Kernel::Registers
                     } else {
                         Kernel::DecodedTiles
@@ -358,7 +359,9 @@ mod tests {
                     assert_ne!(k, Kernel::Reference, "{what}");
                     let cb8 =
                         matches!(m.values(), Some(Values::Codebook(c)) if c.indices().width() == 8);
-                    let want = if !avx512 || batch > 8 || (cb8 && (vbmi || batch > 1)) {
+                    let is_nm = matches!(m.structure(), Structure::NM(_));
+                    let limit = if is_nm { 4 } else { 8 };
+                    let want = if !avx512 || batch > limit || (cb8 && (vbmi || batch > 1)) {
                         Kernel::DecodedTiles
                     } else {
                         Kernel::Registers

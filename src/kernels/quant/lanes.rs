@@ -41,15 +41,24 @@ unsafe fn read_le(p: *const u8, n: usize) -> u64 {
 /// a reader asked for are garbage that its lane mask drops.
 #[inline(always)]
 fn read8(bytes: &[u8], at: usize) -> u64 {
-    match bytes.get(at..at + 8) {
-        Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
-        None => {
-            let mut buf = [0u8; 8];
-            let tail = &bytes[at.min(bytes.len())..];
-            buf[..tail.len().min(8)].copy_from_slice(&tail[..tail.len().min(8)]);
-            u64::from_le_bytes(buf)
-        }
+    if at + 8 <= bytes.len() {
+        // SAFETY: bytes `at..at + 8` are inside `bytes` (checked above).
+        u64::from_le(unsafe { bytes.as_ptr().add(at).cast::<u64>().read_unaligned() })
+    } else {
+        read8_tail(bytes, at)
     }
+}
+
+/// [`read8`] near the end of the stream (out of line: the hot loop keeps
+/// its registers).
+#[cold]
+#[inline(never)]
+fn read8_tail(bytes: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    let tail = &bytes[at.min(bytes.len())..];
+    let n = tail.len().min(8);
+    buf[..n].copy_from_slice(&tail[..n]);
+    u64::from_le_bytes(buf)
 }
 
 /// int8 codes: `(q − z)·s`.
@@ -355,6 +364,9 @@ impl Lanes for F32Lanes<'_> {
     }
 }
 
+/// Largest batch that reads 2:4 rows in registers.
+pub(crate) const NM24_MAX_BATCH: usize = 4;
+
 /// Lane masks of two 2:4 groups from one byte of 2-bit positions: group
 /// `g`'s positions `p0 < p1` (bits `4g..4g + 4`) set lanes `4g + p0` and
 /// `4g + p1`.
@@ -432,8 +444,45 @@ impl<F: Lanes> Lanes for Nm24Lanes<'_, F> {
         }
     }
 
+    /// For tiles: 32 weights per step, both halves of one inner block of 16
+    /// stored values (the lane reader uses one half per 16 weights).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn decode_row(&self, i: usize, o: &mut [f32]) {
+        let cols = o.len();
+        let p = o.as_mut_ptr();
+        let mut k = 0;
+        // SAFETY: `k + 32 ≤ cols`, so stored values `k/2..k/2 + 16` lie in
+        // row i (a full inner block); the stores stay in the row; the
+        // caller's contract gives AVX-512 and the row.
+        unsafe {
+            while k + 32 <= cols {
+                let v0 = k / 2;
+                let v = self.inner.lanes(i, v0, 0xFFFF);
+                let off = 2 * (i * self.per + v0);
+                let b = (read8(self.positions, off / 8) >> (off % 8)) as u32;
+                let lo = NM24_MASKS[(b & 0xFF) as usize] as u16
+                    | (NM24_MASKS[((b >> 8) & 0xFF) as usize] as u16) << 8;
+                let hi = NM24_MASKS[((b >> 16) & 0xFF) as usize] as u16
+                    | (NM24_MASKS[(b >> 24) as usize] as u16) << 8;
+                _mm512_storeu_ps(p.add(k), _mm512_maskz_expand_ps(lo, v));
+                let vh = _mm512_shuffle_f32x4::<0xEE>(v, v);
+                _mm512_storeu_ps(p.add(k + 16), _mm512_maskz_expand_ps(hi, vh));
+                k += 32;
+            }
+            while k < cols {
+                let n = (cols - k).min(16);
+                let m: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
+                _mm512_mask_storeu_ps(p.add(k), m, self.lanes(i, k, m));
+                k += 16;
+            }
+        }
+    }
+
+    /// Expanding costs more than the other readers' decoding: from 5
+    /// inputs on, decode each weight once into a tile.
     fn max_batch(&self) -> usize {
-        self.inner.max_batch()
+        self.inner.max_batch().min(NM24_MAX_BATCH)
     }
 }
 

@@ -168,7 +168,36 @@ pub(crate) fn nm_reader_max_batch(
         Values::F32(v) => lanes::F32Lanes::new(v, per).map(|f| f.max_batch()),
         v => reader_max_batch(v, per),
     }?;
-    lanes::nm24_fits(s, cols).then_some(inner)
+    lanes::nm24_fits(s, cols).then_some(inner.min(lanes::NM24_MAX_BATCH))
+}
+
+/// [`decode_values`] through the in-register reader where there is one
+/// (AVX-512: 16 weights a step in vector registers, the same values), for
+/// callers that decode whole blocks for a GEMM.
+pub(crate) fn decode_values_fast(values: &Values, row0: usize, out: &mut [f32]) {
+    let cols = values.layout().max_row_len();
+    #[cfg(target_arch = "x86_64")]
+    if cols > 0 && Isa::detect() >= Isa::Avx512 {
+        macro_rules! via {
+            ($v:expr, $lanes:ident) => {{
+                if let Some(f) = lanes::$lanes::new($v, cols) {
+                    // SAFETY: AVX-512 F/BW/VL, BMI2 and FMA come with
+                    // `Tier::Avx512`; `out` holds whole rows from `row0` on.
+                    unsafe { super::tile::decode_lanes_avx512(&f, row0, cols, out) };
+                    return;
+                }
+            }};
+        }
+        match values {
+            Values::Int8(v) => via!(v, Int8Lanes),
+            Values::Int4(v) => via!(v, Int4Lanes),
+            Values::Binary(v) => via!(v, BinaryLanes),
+            Values::Ternary(v) => via!(v, TernaryLanes),
+            Values::Codebook(v) => via!(v, CodebookLanes),
+            Values::F32(_) => {}
+        }
+    }
+    decode_values(values, row0, out)
 }
 
 /// Decodes whole rows `row0..` of quantized or shared values into `out`
