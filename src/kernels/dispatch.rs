@@ -61,8 +61,7 @@ impl LinOp for CompressedMatrix {
 /// Whole rows `row0..row0 + out.len() / cols` of `m` decoded to f32 into
 /// `out`, bit for bit the values of [`CompressedMatrix::decode_row`], with
 /// the kernels' row decoders (in-register readers, byte-wise, VBMI lookups,
-/// 2:4 placement) where
-/// the pair has one. For callers that feed decoded blocks to a GEMM (the
+/// 2:4 placement) where the pair has one. For callers that feed decoded blocks to a GEMM (the
 /// transformer runtime's tiled linear layers): a decode per weight must stay
 /// far cheaper than the multiply-adds it feeds.
 pub(crate) fn decode_rows(m: &CompressedMatrix, row0: usize, out: &mut [f32]) {
