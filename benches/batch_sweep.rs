@@ -1,14 +1,23 @@
 //! Every value encoding against dense f32 at batch 1, 2, 4, 8, 16, 64 and
-//! 256, on a 1536 × 384 matrix (a MiniLM-sized FFN projection, one thread)
-//! and a 4096 × 4096 matrix (two threads): no encoding may be slower than
-//! dense at any batch (issues #20 and #21). Prints a markdown table of
-//! speedups over dense f32 (`dense time ÷ encoding time`, medians of one
-//! run) and the dense times, ready for docs/results.md.
+//! 256 (issues #20 and #21: no encoding may be slower than dense at any
+//! batch), on the shapes squish serves:
+//!
+//! * MiniLM: 384 × 384 (attention projections), 1536 × 384 (FFN up),
+//!   384 × 1536 (FFN down), one thread;
+//! * the Deep Compression MLP (784-300-100-10): 300 × 784, 100 × 300, one
+//!   thread (the CSR codebook rows are pruned to 8 % / 9 % like the trained
+//!   model, then shared with 32 centroids);
+//! * 4096 × 4096 on two threads (only when asked for: `-- 4096`).
+//!
+//! Prints, per shape, a markdown table of speedups over dense f32
+//! (`dense time ÷ encoding time`, medians of one run) and the dense times,
+//! ready for docs/results.md.
 //!
 //! ```text
-//! cargo bench --bench batch_sweep                 # both shapes
-//! cargo bench --bench batch_sweep -- 1536         # one shape
-//! cargo bench --bench batch_sweep -- 4096 1,8,64  # chosen batch sizes
+//! cargo bench --bench batch_sweep                       # every default shape
+//! cargo bench --bench batch_sweep -- 1536x384           # one shape
+//! cargo bench --bench batch_sweep -- 4096x4096 1,8,64   # chosen batch sizes
+//! cargo bench --bench batch_sweep -- all 1,8 "2:4"      # encodings whose name contains "2:4"
 //! ```
 
 use std::hint::black_box;
@@ -21,7 +30,17 @@ use squish::prelude::*;
 
 const BATCHES: [usize; 7] = [1, 2, 4, 8, 16, 64, 256];
 
-fn encodings(w: &Array2<f32>) -> Vec<(&'static str, CompressedMatrix)> {
+/// (rows, cols, threads, CSR density, in the default run).
+const SHAPES: [(usize, usize, usize, f32, bool); 6] = [
+    (384, 384, 1, 0.1, true),
+    (1536, 384, 1, 0.1, true),
+    (384, 1536, 1, 0.1, true),
+    (300, 784, 1, 0.08, true),
+    (100, 300, 1, 0.09, true),
+    (4096, 4096, 2, 0.1, false),
+];
+
+fn encodings(w: &Array2<f32>, density: f32) -> Vec<(&'static str, CompressedMatrix)> {
     let dense = CompressedMatrix::from_dense(w.view()).unwrap();
     let q = |p: &dyn Quantizer, m: &CompressedMatrix| p.quantize(m).unwrap();
     let int8 = IntQuantizer::params(8).per_row().check().unwrap();
@@ -30,22 +49,27 @@ fn encodings(w: &Array2<f32>) -> Vec<(&'static str, CompressedMatrix)> {
         .unwrap()
         .prune(&dense)
         .unwrap();
+    let csr = Magnitude::params(1.0 - density as f64)
+        .check()
+        .unwrap()
+        .prune(&dense)
+        .unwrap();
     let rows: Vec<u32> = (0..w.nrows() as u32).step_by(2).collect();
     let kept = CompressedMatrix::kept_rows(w.view(), rows).unwrap();
+    let int4 = |g: Option<usize>| {
+        let p = IntQuantizer::params(4);
+        let p = match g {
+            Some(g) => p.per_group(g),
+            None => p.per_row(),
+        };
+        p.check().unwrap()
+    };
     vec![
         ("dense f32", dense.clone()),
         ("int8 per-row", q(&int8, &dense)),
-        (
-            "int4 per-row",
-            q(&IntQuantizer::params(4).per_row().check().unwrap(), &dense),
-        ),
-        (
-            "int4 group-64",
-            q(
-                &IntQuantizer::params(4).per_group(64).check().unwrap(),
-                &dense,
-            ),
-        ),
+        ("int4 per-row", q(&int4(None), &dense)),
+        ("int4 group-32", q(&int4(Some(32)), &dense)),
+        ("int4 group-64", q(&int4(Some(64)), &dense)),
         ("binary", q(&Binary, &dense)),
         ("ternary", q(&Ternary, &dense)),
         (
@@ -56,17 +80,23 @@ fn encodings(w: &Array2<f32>) -> Vec<(&'static str, CompressedMatrix)> {
             "codebook k=256",
             q(&KMeans::params(256).check().unwrap(), &dense),
         ),
+        ("2:4 f32", nm.clone()),
         ("2:4 int8", q(&int8, &nm)),
         ("kept ½ rows int8", q(&int8, &kept)),
+        ("CSR f32", csr.clone()),
+        (
+            "CSR codebook k=32",
+            q(&KMeans::params(32).check().unwrap(), &csr),
+        ),
     ]
 }
 
-/// Median seconds of `f` over at least 5 runs and ~0.3 s.
+/// Median seconds of `f` over at least 5 runs and ~0.2 s.
 fn median<F: FnMut()>(mut f: F) -> f64 {
     f();
     let start = Instant::now();
     let mut t = Vec::new();
-    while t.len() < 5 || (start.elapsed() < Duration::from_millis(300) && t.len() < 200) {
+    while t.len() < 5 || (start.elapsed() < Duration::from_millis(200) && t.len() < 200) {
         let s = Instant::now();
         f();
         t.push(s.elapsed().as_secs_f64());
@@ -75,12 +105,24 @@ fn median<F: FnMut()>(mut f: F) -> f64 {
     t[t.len() / 2]
 }
 
-fn sweep(rows: usize, cols: usize, threads: usize, batches: &[usize]) {
+fn sweep(
+    (rows, cols, threads, density): (usize, usize, usize, f32),
+    batches: &[usize],
+    only: &str,
+) {
     let pool = ThreadPool::new(threads).unwrap();
     let mut rng = StdRng::seed_from_u64(20);
     let w = Array2::from_shape_simple_fn((rows, cols), || rng.random_range(-0.1f32..0.1));
-    let ms = encodings(&w);
-    println!("\n{rows} × {cols}, {threads} thread(s): speedup over dense f32 (higher is faster)\n");
+    let ms: Vec<_> = encodings(&w, density)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (name, _))| *i == 0 || name.contains(only))
+        .map(|(_, e)| e)
+        .collect();
+    println!(
+        "\n{rows} × {cols}, {threads} thread(s): speedup over dense f32 (higher is faster; CSR at {:.0} % density)\n",
+        density * 100.0
+    );
     print!("| encoding |");
     for b in batches {
         print!(" b={b} |");
@@ -109,7 +151,11 @@ fn sweep(rows: usize, cols: usize, threads: usize, batches: &[usize]) {
     }
     print!("| *dense f32 time* |");
     for t in &times[0] {
-        print!(" {:.3} ms |", t * 1e3);
+        if *t < 1e-3 {
+            print!(" {:.1} µs |", t * 1e6);
+        } else {
+            print!(" {:.3} ms |", t * 1e3);
+        }
     }
     println!();
 }
@@ -121,14 +167,22 @@ fn main() {
         .filter(|a| a != "--bench")
         .collect();
     let shape = args.first().cloned().unwrap_or_default();
-    let batches: Vec<usize> = args.get(1).map_or(BATCHES.to_vec(), |s| {
-        s.split(',')
+    let batches: Vec<usize> = match args.get(1) {
+        Some(s) if s != "all" => s
+            .split(',')
             .map(|v| v.parse().expect("batch sizes"))
-            .collect()
-    });
-    for (rows, cols, threads) in [(1536, 384, 1), (4096, 4096, 2)] {
-        if shape.is_empty() || shape.parse() == Ok(rows) {
-            sweep(rows, cols, threads, &batches);
+            .collect(),
+        _ => BATCHES.to_vec(),
+    };
+    let only = args.get(2).cloned().unwrap_or_default();
+    for (rows, cols, threads, density, default) in SHAPES {
+        let name = format!("{rows}x{cols}");
+        let chosen = match shape.as_str() {
+            "" | "all" => default,
+            s => s == name || s == rows.to_string(),
+        };
+        if chosen {
+            sweep((rows, cols, threads, density), &batches, &only);
         }
     }
 }

@@ -1,35 +1,20 @@
 //! `x·Wᵀ` for a CSR matrix with codebook values, straight from the
 //! indices: each stored row's few values are looked up in the codebook into a
-//! small buffer, then multiplied sparsely (gather dot products for one input,
-//! a transposed-input scatter for batches). The matrix is never made dense.
+//! small buffer, then multiplied by the CSR f32 inner loops of
+//! [`sparse`](super::sparse) (AVX-512 gathered dot products for one input, a
+//! transposed-input scatter over 32 batch lanes for batches). The matrix is
+//! never made dense. (The portable scatter that ran here before was 0.8×
+//! dense f32 at batch 256 on the Deep Compression MLP: issue #20.)
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::matrix::{CodebookValues, ColIndices, CompressedMatrix, Csr, PackedBits};
+use super::sparse::{self, Input};
+use super::Tier;
+use crate::matrix::{CodebookValues, CompressedMatrix, Csr, PackedBits};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
-
-/// Inputs per tile of the batched kernel.
-const TILE: usize = 64;
 
 /// Stored values per task (about).
 const TASK_NNZ: usize = 1 << 14;
-
-/// `Σ_k vals[k] · x[cols[k]]` with eight partial sums in a fixed order.
-#[inline]
-fn gather_dot(cols: &[usize], vals: &[f32], x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut c8 = cols.chunks_exact(8);
-    let mut v8 = vals.chunks_exact(8);
-    for (c, v) in (&mut c8).zip(&mut v8) {
-        for l in 0..8 {
-            acc[l] += v[l] * x[c[l]];
-        }
-    }
-    for (l, (&c, &v)) in c8.remainder().iter().zip(v8.remainder()).enumerate() {
-        acc[l] += v * x[c];
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
 
 /// Appends `book[index[k]]` for `k` in `a..e`, reading the packed indices
 /// (LSB-first) sequentially: one unaligned 4-byte load per index.
@@ -54,6 +39,11 @@ fn lookup(idx: &PackedBits, a: usize, e: usize, book: &[f32], out: &mut Vec<f32>
 }
 
 /// `y = x·Wᵀ` for `m` = (`csr`, `cb`). Results are identical on every executor.
+///
+/// Each stored row's values are looked up in the codebook into a small
+/// buffer (the matrix stays compressed), then multiplied by the CSR f32
+/// inner loops (`sparse::csr_row`: AVX-512 gathers at batch 1, a
+/// transposed-input scatter over 32 batch lanes above).
 pub(crate) fn matmul(
     m: &CompressedMatrix,
     csr: &Csr,
@@ -63,55 +53,21 @@ pub(crate) fn matmul(
 ) -> Array2<f32> {
     let (rows, batch) = (m.rows(), x.nrows());
     let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
+    let input = Input::new(x.view());
     let row_ptr = csr.row_ptr();
     let nnz = csr.nnz().max(1);
     let avg = nnz.div_ceil(rows.max(1));
     let per_task = rows_per_task(avg.max(1), TASK_NNZ);
+    let tier = Tier::detect();
     // yᵀ, [rows, batch]: each task owns whole rows of it.
-    let xt: Option<Vec<f32>> = (batch > 1).then(|| {
-        let mut t = vec![0.0f32; m.cols() * batch];
-        for (b, r) in xs.chunks_exact(m.cols()).enumerate() {
-            for (j, &v) in r.iter().enumerate() {
-                t[j * batch + b] = v;
-            }
-        }
-        t
-    });
     row_blocks(rows, batch, per_task, exec, |t, out| {
-        let mut cols = Vec::new();
         let mut vals = Vec::new();
         for (r, orow) in out.chunks_exact_mut(batch).enumerate() {
             let i = t * per_task + r;
             let (a, e) = (row_ptr[i] as usize, row_ptr[i + 1] as usize);
-            let book = cb.row_codebook(i);
-            cols.clear();
-            match csr.col_idx() {
-                ColIndices::U16(v) => cols.extend(v[a..e].iter().map(|&c| c as usize)),
-                ColIndices::U32(v) => cols.extend(v[a..e].iter().map(|&c| c as usize)),
-            }
             vals.clear();
-            lookup(cb.indices(), a, e, book, &mut vals);
-            match &xt {
-                None => {
-                    for (b, o) in orow.iter_mut().enumerate() {
-                        let xr = &xs[b * m.cols()..(b + 1) * m.cols()];
-                        *o = gather_dot(&cols, &vals, xr);
-                    }
-                }
-                Some(xt) => {
-                    for (tile, o) in orow.chunks_mut(TILE).enumerate() {
-                        let off = tile * TILE;
-                        let w = o.len();
-                        for (&c, &v) in cols.iter().zip(&vals) {
-                            let src = &xt[c * batch + off..c * batch + off + w];
-                            for (y, &xv) in o.iter_mut().zip(src) {
-                                *y += v * xv;
-                            }
-                        }
-                    }
-                }
-            }
+            lookup(cb.indices(), a, e, cb.row_codebook(i), &mut vals);
+            sparse::csr_row(csr.col_idx(), a..e, &vals, &input, orow, tier, m.cols());
         }
     })
 }

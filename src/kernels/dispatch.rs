@@ -58,6 +58,29 @@ impl LinOp for CompressedMatrix {
     }
 }
 
+/// Whole rows `row0..row0 + out.len() / cols` of `m` decoded to f32 into
+/// `out`, bit for bit the values of [`CompressedMatrix::decode_row`], with
+/// the kernels' row decoders (in-register readers, byte-wise, VBMI lookups,
+/// 2:4 placement) where the pair has one. For callers that feed decoded blocks to a GEMM (the
+/// transformer runtime's tiled linear layers): a decode per weight must stay
+/// far cheaper than the multiply-adds it feeds.
+pub(crate) fn decode_rows(m: &CompressedMatrix, row0: usize, out: &mut [f32]) {
+    let cols = m.cols();
+    if cols == 0 {
+        return;
+    }
+    let uniform = |v: &Values| v.layout().total() == v.layout().rows() * v.layout().max_row_len();
+    match (m.structure(), m.values()) {
+        (Structure::Dense, Some(v)) if uniform(v) => super::quant::decode_values_fast(v, row0, out),
+        (Structure::NM(s), Some(v)) if uniform(v) => super::quant::decode_nm_rows(s, v, row0, out),
+        _ => {
+            for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+                m.decode_row(row0 + r, o);
+            }
+        }
+    }
+}
+
 /// `y = x · Wᵀ` with the best available kernel (input already checked).
 ///
 /// Every (structure, encoding) pair is named: adding a structure or an
@@ -67,6 +90,15 @@ pub fn matmul(
     x: ArrayView2<f32>,
     exec: &dyn ParallelExecutor,
 ) -> Array2<f32> {
+    // A one-thread pool runs its tasks on the calling thread: handing them to
+    // the pool's worker costs a wake-up per call (several µs, more than the
+    // whole product of a small layer), and the dense kernel never pays it.
+    // Results do not depend on the executor, so the bits are the same.
+    let exec: &dyn ParallelExecutor = if exec.threads() == 1 {
+        &Sequential
+    } else {
+        exec
+    };
     match (m.structure(), m.values()) {
         (Structure::Dense, Some(Values::F32(v))) => {
             // Row-split GEMM: same bits as `x.dot(&w.t())` on any executor.
@@ -102,13 +134,23 @@ pub fn matmul(
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)
         }
+        // 2:4 with f32 values, where AVX-512 reads it in registers: the tile
+        // scaffold (each weight read once per 4–6 inputs, no scatter).
+        (Structure::NM(s), Some(v @ Values::F32(_)))
+            if v.layout().total() == v.layout().rows() * v.layout().max_row_len() =>
+        {
+            super::quant::matmul_nm(s, v, m.shape(), x, exec, Tier::detect())
+                .or_else(|| super::sparse::matmul_unchecked(m, x, exec, Tier::detect()))
+                .unwrap_or_else(|| reference::matmul(m, x, exec))
+        }
         // Pruned structures with f32 values: the sparse kernels.
         (Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_), Some(Values::F32(_))) => {
             super::sparse::matmul_unchecked(m, x, exec, Tier::detect())
                 .unwrap_or_else(|| reference::matmul(m, x, exec))
         }
-        // N:M and CSR with quantized or shared values: whole rows decoded
-        // into tiles (amortised over the batch), the same products.
+        // N:M with quantized or shared values: read in registers (2:4) or
+        // whole rows decoded into tiles (amortised over the batch), the
+        // same products.
         (
             Structure::NM(s),
             Some(
@@ -119,9 +161,8 @@ pub fn matmul(
                 | Values::Codebook(_)),
             ),
         ) if v.layout().total() == v.layout().rows() * v.layout().max_row_len() => {
-            let (rows, cols) = m.shape();
-            let decode = |r0: usize, out: &mut [f32]| super::quant::decode_nm_rows(s, v, r0, out);
-            super::tile::matmul(rows, cols, decode, x, exec, Tier::detect())
+            super::quant::matmul_nm(s, v, m.shape(), x, exec, Tier::detect())
+                .unwrap_or_else(|| reference::matmul(m, x, exec))
         }
         (
             Structure::Csr(_) | Structure::NM(_),
@@ -140,5 +181,231 @@ pub fn matmul(
             Structure::Dense | Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_),
             None,
         ) => reference::matmul(m, x, exec),
+    }
+}
+
+/// The kernel [`CompressedMatrix::matmul`] runs for a matrix and a batch
+/// size ([`kernel_for`]). The choice depends on the structure, the encoding,
+/// the shape, the batch size and the CPU only — never on the executor — and
+/// every choice computes each output with one fixed order, so results are
+/// bit-identical at any thread count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Dense f32: one GEMM, row blocks over the executor.
+    DenseGemm,
+    /// Weight-only (quantized or shared values, also 2:4): the codes are
+    /// decoded in registers (AVX-512) and each output is one dot product.
+    /// Small batches, where decoding each weight once per few inputs costs
+    /// less than writing and re-reading a decoded tile.
+    Registers,
+    /// Weight-only: tiles of whole rows decoded once per call (through the
+    /// register reader where there is one, else the row decoders:
+    /// byte-wise, VBMI byte lookups for 8-bit codebooks) and reused across
+    /// the batch, the same dot products as [`Registers`](Self::Registers).
+    DecodedTiles,
+    /// Sparse f32 kernels (CSR, N:M without a register reader, kept rows).
+    Sparse,
+    /// CSR with codebook values: each row's values looked up, then the CSR
+    /// f32 inner loops.
+    CsrCodebook,
+    /// Low rank, through its factors.
+    Factored,
+    /// The reference kernel: no fast kernel for this pair.
+    Reference,
+}
+
+/// The kernel [`CompressedMatrix::matmul`] picks for `m` at `batch` input
+/// rows on this CPU: the chooser's rules, written out so they can be
+/// tested (the dispatch makes the same decisions from the same readers).
+///
+/// * dense f32 → [`Kernel::DenseGemm`];
+/// * weight-only encodings with an in-register reader → [`Kernel::Registers`]
+///   up to the reader's batch limit (8; 4 for 2:4; 1 for gathered 8-bit codebooks, which
+///   do not use gathers at all where AVX-512 VBMI decodes tiles), else
+///   [`Kernel::DecodedTiles`];
+/// * 2:4 (any values, f32 included) reads through the values' reader;
+/// * CSR with a codebook → [`Kernel::CsrCodebook`]; other f32 sparse
+///   structures → [`Kernel::Sparse`].
+///
+/// ```
+/// use ndarray::Array2;
+/// use squish::kernels::dispatch::{kernel_for, Kernel};
+/// use squish::prelude::*;
+/// let w = Array2::from_shape_fn((8, 64), |(i, j)| (i * 64 + j) as f32 / 512.0 - 0.5);
+/// let m = CompressedMatrix::from_dense(w.view())?;
+/// assert_eq!(kernel_for(&m, 4), Kernel::DenseGemm);
+/// let q = IntQuantizer::params(8).per_row().check()?.quantize(&m)?;
+/// assert!(matches!(kernel_for(&q, 256), Kernel::DecodedTiles));
+/// # Ok::<(), squish::SquishError>(())
+/// ```
+pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
+    use super::quant::{nm_reader_max_batch, reader_max_batch};
+    let tier = Tier::detect();
+    let cols = m.cols();
+    let regs = |max: Option<usize>, cols: usize| match max {
+        Some(b) if tier >= Tier::Avx512 && batch <= b && cols > 0 => Kernel::Registers,
+        _ => Kernel::DecodedTiles,
+    };
+    let uniform = |v: &Values| v.layout().total() == v.layout().rows() * v.layout().max_row_len();
+    match (m.structure(), m.values()) {
+        (Structure::LowRank(_), _) => Kernel::Factored,
+        (Structure::Dense, Some(Values::F32(_))) => Kernel::DenseGemm,
+        (Structure::NM(s), Some(v @ Values::F32(_))) if uniform(v) => {
+            match nm_reader_max_batch(s, v, cols) {
+                Some(b) if tier >= Tier::Avx512 => regs(Some(b), cols),
+                _ => Kernel::Sparse,
+            }
+        }
+        (Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_), Some(Values::F32(_))) => {
+            Kernel::Sparse
+        }
+        (Structure::Dense | Structure::KeptRows(_), Some(v)) => {
+            let (rows, c) = (v.layout().rows(), v.layout().max_row_len());
+            if rows == 0 || !uniform(v) {
+                Kernel::Reference
+            } else {
+                regs(reader_max_batch(v, c), c)
+            }
+        }
+        (Structure::Csr(_), Some(Values::Codebook(_))) => Kernel::CsrCodebook,
+        (Structure::NM(s), Some(v)) if uniform(v) => regs(nm_reader_max_batch(s, v, cols), cols),
+        (Structure::Csr(_) | Structure::NM(_), Some(_)) => Kernel::DecodedTiles,
+        (_, None) => Kernel::Reference,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::*;
+    use crate::compression::sharing::KMeans;
+    use crate::pass::Pruner;
+    use crate::pruning::{Magnitude, NMPruner};
+    use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
+
+    fn matrix(rows: usize, cols: usize) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |(i, j)| {
+            (((i * 7919 + j * 104729) % 1009) as f32 - 504.0) / 300.0
+        })
+    }
+
+    fn forms(s: &CompressedMatrix) -> Vec<CompressedMatrix> {
+        let int = |bits: u8, g: Option<usize>| {
+            let p = IntQuantizer::params(bits);
+            let p = match g {
+                Some(g) => p.per_group(g),
+                None => p.per_row(),
+            };
+            p.check().unwrap().quantize(s).unwrap()
+        };
+        vec![
+            int(8, None),
+            int(4, None),
+            int(4, Some(32)),
+            Binary.quantize(s).unwrap(),
+            Ternary.quantize(s).unwrap(),
+            KMeans::params(16).check().unwrap().quantize(s).unwrap(),
+            KMeans::params(256).check().unwrap().quantize(s).unwrap(),
+        ]
+    }
+
+    /// The chooser's rules, on shapes whose rows do not start on a byte
+    /// (the MLP's 300 and 100 columns): no supported pair falls back to the
+    /// reference kernel; the paths known to be slower than dense f32 are
+    /// never picked (per-code `decode_row` for binary / ternary rows that do
+    /// not start on a byte, the sparse scatter for 2:4 with AVX-512, 8-bit
+    /// codebook gathers above batch 1 or at all with VBMI).
+    #[test]
+    fn chooser_rules() {
+        let avx512 = Tier::detect() >= Tier::Avx512;
+        let vbmi = super::super::quant::codebook_vbmi_available();
+        for (rows, cols) in [(100, 300), (40, 100), (16, 64)] {
+            let dense = CompressedMatrix::from_dense(matrix(rows, cols).view()).unwrap();
+            let nm = NMPruner::params(2, 4)
+                .check()
+                .unwrap()
+                .prune(&dense)
+                .unwrap();
+            let csr = Magnitude::params(0.9)
+                .check()
+                .unwrap()
+                .prune(&dense)
+                .unwrap();
+            let csr_cb = KMeans::params(32).check().unwrap().quantize(&csr).unwrap();
+            for batch in [1, 2, 8, 9, 16, 64, 256] {
+                assert_eq!(kernel_for(&dense, batch), Kernel::DenseGemm);
+                assert_eq!(kernel_for(&csr_cb, batch), Kernel::CsrCodebook);
+                assert_eq!(kernel_for(&csr, batch), Kernel::Sparse);
+                let nm_f32 = kernel_for(&nm, batch);
+                if avx512 {
+                    let want = if batch <= 4 {
+                        Kernel::Registers
+                    } else {
+                        Kernel::DecodedTiles
+                    };
+                    assert_eq!(nm_f32, want, "2:4 f32 {rows}x{cols} batch {batch}");
+                } else {
+                    assert_eq!(nm_f32, Kernel::Sparse);
+                }
+                for m in forms(&dense).iter().chain(&forms(&nm)) {
+                    let what = format!(
+                        "{} {} {rows}x{cols} batch {batch}",
+                        m.structure().kind(),
+                        m.encoding()
+                    );
+                    let k = kernel_for(m, batch);
+                    assert_ne!(k, Kernel::Reference, "{what}");
+                    let cb8 =
+                        matches!(m.values(), Some(Values::Codebook(c)) if c.indices().width() == 8);
+                    let is_nm = matches!(m.structure(), Structure::NM(_));
+                    let limit = if is_nm { 4 } else { 8 };
+                    let want = if !avx512 || batch > limit || (cb8 && (vbmi || batch > 1)) {
+                        Kernel::DecodedTiles
+                    } else {
+                        Kernel::Registers
+                    };
+                    assert_eq!(k, want, "{what}");
+                }
+            }
+        }
+    }
+
+    /// The row decoders behind [`decode_rows`] (byte-wise, VBMI lookups, 2:4
+    /// placement) write exactly the encoding's own decoded values, also for
+    /// rows that do not start on a byte and across row boundaries.
+    #[test]
+    fn decode_rows_equals_decode_row() {
+        for (rows, cols) in [(100, 300), (9, 100), (5, 36), (70, 64)] {
+            let dense = CompressedMatrix::from_dense(matrix(rows, cols).view()).unwrap();
+            let nm = NMPruner::params(2, 4)
+                .check()
+                .unwrap()
+                .prune(&dense)
+                .unwrap();
+            let mut all = forms(&dense);
+            all.extend(forms(&nm));
+            all.push(nm);
+            for m in all {
+                let want = m.to_dense();
+                for r0 in [0, 1, rows / 2] {
+                    let mut out = vec![f32::NAN; (rows - r0) * cols];
+                    decode_rows(&m, r0, &mut out);
+                    let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                    let w: Vec<u32> = want
+                        .slice(ndarray::s![r0.., ..])
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    assert_eq!(
+                        got,
+                        w,
+                        "{} {} {rows}x{cols} from {r0}",
+                        m.structure().kind(),
+                        m.encoding()
+                    );
+                }
+            }
+        }
     }
 }

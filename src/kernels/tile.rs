@@ -388,6 +388,20 @@ pub(crate) trait Lanes: Sync {
     fn max_batch(&self) -> usize {
         LANES_MAX_BATCH
     }
+
+    /// Row `i` decoded into `o` (the whole row), for a tile: exactly the
+    /// values of [`lanes`](Self::lanes). The default reads 16 lanes at a
+    /// time; a reader may decode more per step.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL and BMI2 are available; row `i` exists and `o` holds
+    /// it.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn decode_row(&self, i: usize, o: &mut [f32]) {
+        // SAFETY: forwarded contract.
+        unsafe { decode_row_by_lanes(self, i, o) }
+    }
 }
 
 /// No reader: always decode tiles.
@@ -406,21 +420,38 @@ impl Lanes for NoLanes {
 /// AVX-512 F/BW/VL and BMI2 are available; the rows exist.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2")]
-unsafe fn decode_lanes_avx512<F: Lanes>(f: &F, row0: usize, cols: usize, tile: &mut [f32]) {
+pub(crate) unsafe fn decode_lanes_avx512<F: Lanes>(
+    f: &F,
+    row0: usize,
+    cols: usize,
+    tile: &mut [f32],
+) {
     for (r, o) in tile.chunks_exact_mut(cols).enumerate() {
-        let p = o.as_mut_ptr();
-        let mut k = 0;
-        // SAFETY: `k < cols` and the mask covers only positions below `cols`
-        // (the contract of `Lanes::lanes`); stores stay within the row.
-        unsafe {
-            while k + L <= cols {
-                _mm512_storeu_ps(p.add(k), f.lanes(row0 + r, k, 0xFFFF));
-                k += L;
-            }
-            if k < cols {
-                let m: __mmask16 = (1u16 << (cols - k)) - 1;
-                _mm512_mask_storeu_ps(p.add(k), m, f.lanes(row0 + r, k, m));
-            }
+        // SAFETY: this function's contract; `o` is one whole row.
+        unsafe { f.decode_row(row0 + r, o) }
+    }
+}
+
+/// [`Lanes::decode_row`]'s default: 16 lanes at a time.
+///
+/// # Safety
+/// As [`Lanes::decode_row`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn decode_row_by_lanes<F: Lanes + ?Sized>(f: &F, i: usize, o: &mut [f32]) {
+    let cols = o.len();
+    let p = o.as_mut_ptr();
+    let mut k = 0;
+    // SAFETY: `k < cols` and the mask covers only positions below `cols`
+    // (the contract of `Lanes::lanes`); stores stay within the row.
+    unsafe {
+        while k + L <= cols {
+            _mm512_storeu_ps(p.add(k), f.lanes(i, k, 0xFFFF));
+            k += L;
+        }
+        if k < cols {
+            let m: __mmask16 = (1u16 << (cols - k)) - 1;
+            _mm512_mask_storeu_ps(p.add(k), m, f.lanes(i, k, m));
         }
     }
 }

@@ -77,11 +77,11 @@ pub fn linear_tiled(
         return linear_tiled(t.view(), lr.a(), bias, exec);
     }
     let (n, k) = w.shape();
+    // The kernels' row decoders (decoding code by code through
+    // `decode_row` cost more than the GEMM at ~30 token rows: issue #20).
     let decode = |c0: usize, cols: usize, buf: &mut Vec<f32>| {
         buf.resize(cols * k, 0.0);
-        for (r, out) in buf.chunks_exact_mut(k).enumerate() {
-            w.decode_row(c0 + r, out);
-        }
+        crate::kernels::dispatch::decode_rows(w, c0, buf);
     };
     gemm_decoded(x, (n, k), bias, exec, &decode)
 }

@@ -54,14 +54,39 @@ pub(super) fn int4_row(v: &Int4Values, i: usize, o: &mut [f32]) {
     }
 }
 
+/// 64 bits of an LSB-first stream from bit `off` on (zero past its end);
+/// the low `64 − off % 8 ≥ 57` of them are the stream's.
+#[inline(always)]
+fn bits_from(bytes: &[u8], off: usize) -> u64 {
+    let first = off / 8;
+    let word = match bytes.get(first..first + 8) {
+        Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+        None => {
+            let mut buf = [0u8; 8];
+            let n = bytes.len().saturating_sub(first).min(8);
+            buf[..n].copy_from_slice(&bytes[first..first + n]);
+            u64::from_le_bytes(buf)
+        }
+    };
+    word >> (off % 8)
+}
+
 #[inline(always)]
 pub(super) fn binary_row(v: &BinaryValues, i: usize, o: &mut [f32]) {
     let cols = o.len();
-    if !cols.is_multiple_of(8) {
-        return v.decode_row(i, o);
-    }
     let a = v.scales()[i];
-    let src = &v.signs().bytes()[i * cols / 8..(i + 1) * cols / 8];
+    let bytes = v.signs().bytes();
+    if !cols.is_multiple_of(8) {
+        // Rows that do not start on a byte: 56 signs per unaligned read.
+        for (c, chunk) in o.chunks_mut(56).enumerate() {
+            let bits = bits_from(bytes, i * cols + 56 * c);
+            for (j, w) in chunk.iter_mut().enumerate() {
+                *w = if (bits >> j) & 1 == 1 { a } else { -a };
+            }
+        }
+        return;
+    }
+    let src = &bytes[i * cols / 8..(i + 1) * cols / 8];
     for (oct, &byte) in o.chunks_exact_mut(8).zip(src) {
         for (j, w) in oct.iter_mut().enumerate() {
             *w = if (byte >> j) & 1 == 1 { a } else { -a };
@@ -69,24 +94,37 @@ pub(super) fn binary_row(v: &BinaryValues, i: usize, o: &mut [f32]) {
     }
 }
 
+/// The value of one 2-bit ternary code.
+#[inline(always)]
+fn ternary_value(c: u16, a: f32) -> f32 {
+    if c == TERNARY_PLUS {
+        a
+    } else if c == TERNARY_MINUS {
+        -a
+    } else {
+        0.0
+    }
+}
+
 #[inline(always)]
 pub(super) fn ternary_row(v: &TernaryValues, i: usize, o: &mut [f32]) {
     let cols = o.len();
-    if !cols.is_multiple_of(4) {
-        return v.decode_row(i, o);
-    }
     let a = v.scales()[i];
-    let src = &v.codes().bytes()[i * cols / 4..(i + 1) * cols / 4];
+    let bytes = v.codes().bytes();
+    if !cols.is_multiple_of(4) {
+        // Rows that do not start on a byte: 28 codes per unaligned read.
+        for (c, chunk) in o.chunks_mut(28).enumerate() {
+            let bits = bits_from(bytes, 2 * (i * cols + 28 * c));
+            for (j, w) in chunk.iter_mut().enumerate() {
+                *w = ternary_value(((bits >> (2 * j)) & 3) as u16, a);
+            }
+        }
+        return;
+    }
+    let src = &bytes[i * cols / 4..(i + 1) * cols / 4];
     for (quad, &byte) in o.chunks_exact_mut(4).zip(src) {
         for (j, w) in quad.iter_mut().enumerate() {
-            let c = u16::from((byte >> (2 * j)) & 3);
-            *w = if c == TERNARY_PLUS {
-                a
-            } else if c == TERNARY_MINUS {
-                -a
-            } else {
-                0.0
-            };
+            *w = ternary_value(u16::from((byte >> (2 * j)) & 3), a);
         }
     }
 }
@@ -150,7 +188,15 @@ mod tests {
 
     #[test]
     fn byte_wise_decoding_equals_the_encodings_own_decoder() {
-        for (rows, cols) in [(5, 24), (3, 7), (4, 13), (6, 40)] {
+        for (rows, cols) in [
+            (5, 24),
+            (3, 7),
+            (4, 13),
+            (6, 40),
+            (9, 100),
+            (7, 61),
+            (3, 300),
+        ] {
             for m in encodings(rows, cols) {
                 let v = m.values().unwrap();
                 let mut fast = vec![0.0f32; rows * cols];

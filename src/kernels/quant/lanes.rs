@@ -11,8 +11,8 @@ use std::arch::x86_64::*;
 
 use crate::kernels::tile::Lanes;
 use crate::matrix::{
-    nibble_to_i8, BinaryValues, CodebookValues, Granularity, Int4Values, Int8Values, QuantParams,
-    TernaryValues,
+    nibble_to_i8, BinaryValues, CodebookValues, F32Values, Granularity, Int4Values, Int8Values,
+    QuantParams, TernaryValues, NM,
 };
 
 /// Whether every 16-value block of a row lies in one parameter set.
@@ -32,6 +32,32 @@ unsafe fn read_le(p: *const u8, n: usize) -> u64 {
     let mut buf = [0u8; 8];
     // SAFETY: the caller guarantees `n` readable bytes; `n ≤ 8`.
     unsafe { std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n) };
+    u64::from_le_bytes(buf)
+}
+
+/// Eight bytes of `bytes` from `at` on (little-endian), zero past its end:
+/// one unaligned load away from the end (a `read_le` of a length known only
+/// at run time would be a `memcpy` call per 16 weights). Bits beyond those
+/// a reader asked for are garbage that its lane mask drops.
+#[inline(always)]
+fn read8(bytes: &[u8], at: usize) -> u64 {
+    if at + 8 <= bytes.len() {
+        // SAFETY: bytes `at..at + 8` are inside `bytes` (checked above).
+        u64::from_le(unsafe { bytes.as_ptr().add(at).cast::<u64>().read_unaligned() })
+    } else {
+        read8_tail(bytes, at)
+    }
+}
+
+/// [`read8`] near the end of the stream (out of line: the hot loop keeps
+/// its registers).
+#[cold]
+#[inline(never)]
+fn read8_tail(bytes: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    let tail = &bytes[at.min(bytes.len())..];
+    let n = tail.len().min(8);
+    buf[..n].copy_from_slice(&tail[..n]);
     u64::from_le_bytes(buf)
 }
 
@@ -127,7 +153,7 @@ pub(crate) struct BinaryLanes<'a> {
 
 impl<'a> BinaryLanes<'a> {
     pub(crate) fn new(v: &'a BinaryValues, cols: usize) -> Option<Self> {
-        cols.is_multiple_of(8).then_some(BinaryLanes { v, cols })
+        Some(BinaryLanes { v, cols })
     }
 }
 
@@ -136,12 +162,13 @@ impl Lanes for BinaryLanes<'_> {
     #[inline(always)]
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
         let a = self.v.scales()[i];
-        let nbytes = (m.count_ones() as usize).div_ceil(8);
-        // SAFETY: rows start on a byte (`cols` a multiple of 8); the caller
-        // guarantees AVX-512 and that the lanes in `m` lie in row `i`.
+        // Rows need not start on a byte: read from the byte holding the
+        // first sign and shift.
+        let off = i * self.cols + k;
+        let bits = (read8(self.v.signs().bytes(), off / 8) >> (off % 8)) as u16;
+        // SAFETY: AVX-512 is available (the caller's contract); lanes
+        // outside `m` (and their garbage bits) are zeroed.
         unsafe {
-            let p = self.v.signs().bytes().as_ptr().add((i * self.cols + k) / 8);
-            let bits = read_le(p, nbytes) as u16;
             let w = _mm512_mask_blend_ps(bits, _mm512_set1_ps(-a), _mm512_set1_ps(a));
             _mm512_maskz_mov_ps(m, w)
         }
@@ -156,7 +183,7 @@ pub(crate) struct TernaryLanes<'a> {
 
 impl<'a> TernaryLanes<'a> {
     pub(crate) fn new(v: &'a TernaryValues, cols: usize) -> Option<Self> {
-        cols.is_multiple_of(4).then_some(TernaryLanes { v, cols })
+        Some(TernaryLanes { v, cols })
     }
 }
 
@@ -165,12 +192,13 @@ impl Lanes for TernaryLanes<'_> {
     #[inline(always)]
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
         let a = self.v.scales()[i];
-        let nbytes = (m.count_ones() as usize).div_ceil(4);
-        // SAFETY: rows start on a byte (`cols` a multiple of 4); the caller
-        // guarantees AVX-512 + BMI2 and that the lanes in `m` lie in row `i`.
+        // Rows need not start on a byte: read from the byte holding the
+        // first code and shift (by 0, 2, 4 or 6 bits).
+        let off = 2 * (i * self.cols + k);
+        let w = (read8(self.v.codes().bytes(), off / 8) >> (off % 8)) as u32;
+        // SAFETY: AVX-512 + BMI2 are available (the caller's contract); lanes
+        // outside `m` (and their garbage bits) are zeroed.
         unsafe {
-            let p = self.v.codes().bytes().as_ptr().add((i * self.cols + k) / 4);
-            let w = read_le(p, nbytes) as u32;
             let lo = _pext_u32(w, 0x5555_5555) as u16;
             let hi = _pext_u32(w, 0xAAAA_AAAA) as u16;
             let plus = lo & !hi & m;
@@ -279,7 +307,14 @@ impl<'a> CodebookLanes<'a> {
     pub(crate) fn new(v: &'a CodebookValues, cols: usize) -> Option<Self> {
         Codebook4Lanes::new(v, cols)
             .map(CodebookLanes::Four)
-            .or_else(|| Codebook8Lanes::new(v, cols).map(CodebookLanes::Eight))
+            .or_else(|| {
+                // With VBMI, tiles decode 64 indices in a few byte lookups,
+                // far cheaper than a gather per 16 weights.
+                if super::codebook_vbmi_available() {
+                    return None;
+                }
+                Codebook8Lanes::new(v, cols).map(CodebookLanes::Eight)
+            })
     }
 }
 
@@ -301,6 +336,153 @@ impl Lanes for CodebookLanes<'_> {
             CodebookLanes::Four(f) => f.max_batch(),
             CodebookLanes::Eight(f) => f.max_batch(),
         }
+    }
+}
+
+/// f32 values, read as stored (the values of N:M rows with f32 values).
+pub(crate) struct F32Lanes<'a> {
+    data: &'a [f32],
+    cols: usize,
+}
+
+impl<'a> F32Lanes<'a> {
+    pub(crate) fn new(v: &'a F32Values, cols: usize) -> Option<Self> {
+        Some(F32Lanes {
+            data: v.data(),
+            cols,
+        })
+    }
+}
+
+impl Lanes for F32Lanes<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512 and that the lanes in `m`
+        // lie in row `i` (masked lanes are not read).
+        unsafe { _mm512_maskz_loadu_ps(m, self.data.as_ptr().add(i * self.cols + k)) }
+    }
+}
+
+/// Largest batch that reads 2:4 rows in registers.
+pub(crate) const NM24_MAX_BATCH: usize = 4;
+
+/// Lane masks of two 2:4 groups from one byte of 2-bit positions: group
+/// `g`'s positions `p0 < p1` (bits `4g..4g + 4`) set lanes `4g + p0` and
+/// `4g + p1`.
+const NM24_MASKS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut g = 0;
+        while g < 2 {
+            let nib = (b >> (4 * g)) & 0xF;
+            t[b] |= ((1u8 << (nib & 3)) | (1u8 << (nib >> 2))) << (4 * g);
+            g += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// 2:4 rows: 16 weights are 4 groups, i.e. 8 stored values (read by the
+/// values' own reader over rows of `cols / 2`) expanded to the lanes their
+/// positions name (`vexpandps`; positions strictly increase in a group, so
+/// the values land in order). The other lanes are `+0.0`, as in the rows
+/// that [`decode_nm_rows`](super::decode_nm_rows) writes.
+pub(crate) struct Nm24Lanes<'a, F> {
+    inner: F,
+    positions: &'a [u8],
+    /// Stored values per row.
+    per: usize,
+}
+
+/// Whether a 2:4 reader exists for `s` over `cols` columns.
+pub(crate) fn nm24_fits(s: &NM, cols: usize) -> bool {
+    (s.n(), s.m()) == (2, 4) && s.positions().width() == 2 && cols.is_multiple_of(4)
+}
+
+impl<'a, F: Lanes> Nm24Lanes<'a, F> {
+    /// A reader for a 2:4 structure of `cols` columns whose stored values
+    /// `inner` reads (rows of `cols / 2`).
+    pub(crate) fn new(s: &'a NM, inner: F, cols: usize) -> Option<Self> {
+        nm24_fits(s, cols).then_some(Nm24Lanes {
+            inner,
+            positions: s.positions().bytes(),
+            per: cols / 2,
+        })
+    }
+}
+
+impl<F: Lanes> Lanes for Nm24Lanes<'_, F> {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        // Stored values `v0..v0 + 8` of row i: one half of the inner block
+        // of 16 at `v0 & !15`.
+        let v0 = k / 2;
+        let k0 = v0 & !15;
+        let n0 = (self.per - k0).min(16);
+        let im: __mmask16 = if n0 == 16 { 0xFFFF } else { (1u16 << n0) - 1 };
+        // Their 2-bit positions, from bit 2·(i·per + v0) on (bits of groups
+        // outside `m` are dropped by the mask).
+        let off = 2 * (i * self.per + v0);
+        let p = (read8(self.positions, off / 8) >> (off % 8)) as u16;
+        let mask =
+            NM24_MASKS[(p & 0xFF) as usize] as u16 | (NM24_MASKS[(p >> 8) as usize] as u16) << 8;
+        // SAFETY: `k0 < per` and `im` covers only stored values of row i
+        // (the inner reader's contract); AVX-512 is available (the caller's
+        // contract).
+        unsafe {
+            let v = self.inner.lanes(i, k0, im);
+            let v = if v0 & 8 != 0 {
+                _mm512_shuffle_f32x4::<0xEE>(v, v)
+            } else {
+                v
+            };
+            _mm512_maskz_expand_ps(mask & m, v)
+        }
+    }
+
+    /// For tiles: 32 weights per step, both halves of one inner block of 16
+    /// stored values (the lane reader uses one half per 16 weights).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn decode_row(&self, i: usize, o: &mut [f32]) {
+        let cols = o.len();
+        let p = o.as_mut_ptr();
+        let mut k = 0;
+        // SAFETY: `k + 32 ≤ cols`, so stored values `k/2..k/2 + 16` lie in
+        // row i (a full inner block); the stores stay in the row; the
+        // caller's contract gives AVX-512 and the row.
+        unsafe {
+            while k + 32 <= cols {
+                let v0 = k / 2;
+                let v = self.inner.lanes(i, v0, 0xFFFF);
+                let off = 2 * (i * self.per + v0);
+                let b = (read8(self.positions, off / 8) >> (off % 8)) as u32;
+                let lo = NM24_MASKS[(b & 0xFF) as usize] as u16
+                    | (NM24_MASKS[((b >> 8) & 0xFF) as usize] as u16) << 8;
+                let hi = NM24_MASKS[((b >> 16) & 0xFF) as usize] as u16
+                    | (NM24_MASKS[(b >> 24) as usize] as u16) << 8;
+                _mm512_storeu_ps(p.add(k), _mm512_maskz_expand_ps(lo, v));
+                let vh = _mm512_shuffle_f32x4::<0xEE>(v, v);
+                _mm512_storeu_ps(p.add(k + 16), _mm512_maskz_expand_ps(hi, vh));
+                k += 32;
+            }
+            while k < cols {
+                let n = (cols - k).min(16);
+                let m: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
+                _mm512_mask_storeu_ps(p.add(k), m, self.lanes(i, k, m));
+                k += 16;
+            }
+        }
+    }
+
+    /// Expanding costs more than the other readers' decoding: from 5
+    /// inputs on, decode each weight once into a tile.
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch().min(NM24_MAX_BATCH)
     }
 }
 
@@ -352,7 +534,16 @@ mod tests {
         if !Tier::Avx512.is_available() {
             return;
         }
-        for (rows, cols) in [(5, 64), (9, 200), (6, 24), (7, 1000), (3, 18)] {
+        for (rows, cols) in [
+            (5, 64),
+            (9, 200),
+            (6, 24),
+            (7, 1000),
+            (3, 18),
+            (5, 100),
+            (4, 300),
+            (3, 37),
+        ] {
             for m in encodings(rows, cols) {
                 let v = m.values().unwrap();
                 for batch in [1, 3, 8, 9, 20] {
@@ -391,13 +582,19 @@ mod tests {
                         Values::F32(_) => unreachable!(),
                     };
                     let what = format!("{} {rows}x{cols} batch {batch}", m.encoding());
-                    // Every case has a reader except rows that do not start on
-                    // a byte (binary / ternary at 18 columns) and indices of 3 or 5 bits.
-                    let byte_rows =
-                        cols % 8 == 0 || !matches!(v, Values::Binary(_) | Values::Ternary(_));
+                    // Every case has a reader except indices of 3 or 5 bits
+                    // and 8-bit indices where VBMI decodes tiles instead.
                     let odd_width =
                         matches!(v, Values::Codebook(c) if c.indices().width() % 4 != 0);
-                    assert_eq!(has, byte_rows && !odd_width, "{what}");
+                    let vbmi8 = matches!(v, Values::Codebook(c) if c.indices().width() == 8)
+                        && super::super::codebook_vbmi_available();
+                    let odd_nibbles = cols % 2 == 1
+                        && match v {
+                            Values::Int4(_) => true,
+                            Values::Codebook(c) => c.indices().width() == 4,
+                            _ => false,
+                        };
+                    assert_eq!(has, !odd_width && !vbmi8 && !odd_nibbles, "{what}");
                     let eq = plain
                         .iter()
                         .zip(&fast)

@@ -99,6 +99,107 @@ pub fn matmul_block(
     })
 }
 
+/// `y = x · Wᵀ` for an N:M matrix `[rows, cols]` whose values have a
+/// uniform layout, on [`tile`](super::tile): 2:4 rows are read in registers
+/// (positions expanded, `lanes::Nm24Lanes`) where the values have a
+/// reader, other N:M rows decode whole rows into tiles. `None` for f32
+/// values without a 2:4 reader (the sparse kernels take those).
+pub(crate) fn matmul_nm(
+    s: &crate::matrix::NM,
+    values: &Values,
+    (rows, cols): (usize, usize),
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    isa: Isa,
+) -> Option<Array2<f32>> {
+    let per = values.layout().max_row_len();
+    let decode = |r0: usize, out: &mut [f32]| decode_nm_rows(s, values, r0, out);
+    macro_rules! nm {
+        ($v:expr, $lanes:ident) => {{
+            let f =
+                lanes::$lanes::new($v, per).and_then(|inner| lanes::Nm24Lanes::new(s, inner, cols));
+            if f.is_none() && matches!(values, Values::F32(_)) {
+                return None;
+            }
+            super::tile::matmul_lanes(rows, cols, decode, f.as_ref(), x, exec, isa)
+        }};
+    }
+    Some(match values {
+        Values::F32(v) => {
+            if isa.capped() < Isa::Avx512 {
+                return None;
+            }
+            nm!(v, F32Lanes)
+        }
+        Values::Int8(v) => nm!(v, Int8Lanes),
+        Values::Int4(v) => nm!(v, Int4Lanes),
+        Values::Binary(v) => nm!(v, BinaryLanes),
+        Values::Ternary(v) => nm!(v, TernaryLanes),
+        Values::Codebook(v) => nm!(v, CodebookLanes),
+    })
+}
+
+/// The largest batch that reads a block of `values` (rows of `cols`)
+/// through an in-register reader, `None` where there is no reader (the
+/// tiles are then decoded by the row decoders). [`matmul_block`] makes the
+/// same choice.
+pub(crate) fn reader_max_batch(values: &Values, cols: usize) -> Option<usize> {
+    use super::tile::Lanes;
+    match values {
+        Values::Int8(v) => lanes::Int8Lanes::new(v, cols).map(|f| f.max_batch()),
+        Values::Int4(v) => lanes::Int4Lanes::new(v, cols).map(|f| f.max_batch()),
+        Values::Binary(v) => lanes::BinaryLanes::new(v, cols).map(|f| f.max_batch()),
+        Values::Ternary(v) => lanes::TernaryLanes::new(v, cols).map(|f| f.max_batch()),
+        Values::Codebook(v) => lanes::CodebookLanes::new(v, cols).map(|f| f.max_batch()),
+        Values::F32(_) => None,
+    }
+}
+
+/// [`reader_max_batch`] for N:M rows of `cols` columns ([`matmul_nm`]'s
+/// choice).
+pub(crate) fn nm_reader_max_batch(
+    s: &crate::matrix::NM,
+    values: &Values,
+    cols: usize,
+) -> Option<usize> {
+    use super::tile::Lanes;
+    let per = values.layout().max_row_len();
+    let inner = match values {
+        Values::F32(v) => lanes::F32Lanes::new(v, per).map(|f| f.max_batch()),
+        v => reader_max_batch(v, per),
+    }?;
+    lanes::nm24_fits(s, cols).then_some(inner.min(lanes::NM24_MAX_BATCH))
+}
+
+/// [`decode_values`] through the in-register reader where there is one
+/// (AVX-512: 16 weights a step in vector registers, the same values), for
+/// callers that decode whole blocks for a GEMM.
+pub(crate) fn decode_values_fast(values: &Values, row0: usize, out: &mut [f32]) {
+    let cols = values.layout().max_row_len();
+    #[cfg(target_arch = "x86_64")]
+    if cols > 0 && Isa::detect() >= Isa::Avx512 {
+        macro_rules! via {
+            ($v:expr, $lanes:ident) => {{
+                if let Some(f) = lanes::$lanes::new($v, cols) {
+                    // SAFETY: AVX-512 F/BW/VL, BMI2 and FMA come with
+                    // `Tier::Avx512`; `out` holds whole rows from `row0` on.
+                    unsafe { super::tile::decode_lanes_avx512(&f, row0, cols, out) };
+                    return;
+                }
+            }};
+        }
+        match values {
+            Values::Int8(v) => via!(v, Int8Lanes),
+            Values::Int4(v) => via!(v, Int4Lanes),
+            Values::Binary(v) => via!(v, BinaryLanes),
+            Values::Ternary(v) => via!(v, TernaryLanes),
+            Values::Codebook(v) => via!(v, CodebookLanes),
+            Values::F32(_) => {}
+        }
+    }
+    decode_values(values, row0, out)
+}
+
 /// Decodes whole rows `row0..` of quantized or shared values into `out`
 /// (rows of `values.layout().max_row_len()`); f32 values are copied.
 pub(crate) fn decode_values(values: &Values, row0: usize, out: &mut [f32]) {
@@ -120,6 +221,21 @@ impl DecodeRows for CodebookValues {
     fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
         let cols = self.layout.max_row_len();
         let bytes = self.indices().bytes();
+        #[cfg(target_arch = "x86_64")]
+        if self.indices().width() == 8
+            && self.scope() == crate::matrix::CodebookScope::PerTensor
+            && codebook_vbmi_available()
+        {
+            let mut table = [0.0f32; 256];
+            for (t, &c) in table.iter_mut().zip(self.centroids()) {
+                *t = c;
+            }
+            let idx = &bytes[row0 * cols..row0 * cols + out.len()];
+            // SAFETY: VBMI and AVX-512 F/BW were detected; `idx` and `out`
+            // have the same length.
+            unsafe { vbmi::decode8(&table, idx, out) };
+            return;
+        }
         for (r, o) in out.chunks_exact_mut(cols).enumerate() {
             let i = row0 + r;
             let cb = self.row_codebook(i);
@@ -138,6 +254,79 @@ impl DecodeRows for CodebookValues {
                 }
                 _ => self.decode_row(i, o),
             }
+        }
+    }
+}
+
+/// Whether 8-bit codebook indices decode with AVX-512 VBMI byte lookups
+/// (`vpermi2b`), 64 at a time, instead of gathers.
+pub(crate) fn codebook_vbmi_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::Tier::detect() >= super::Tier::Avx512
+            && std::arch::is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// 8-bit codebook indices decoded 64 at a time with byte lookups.
+#[cfg(target_arch = "x86_64")]
+mod vbmi {
+    use std::arch::x86_64::*;
+
+    /// `out[t] = table[idx[t]]`, bit for bit. The table is split into its
+    /// four byte planes (256 bytes each, two `vpermi2b` tables of 128); each
+    /// plane's bytes are looked up for 64 indices at once, and the planes
+    /// are interleaved back into f32s. The indices are first permuted by
+    /// 4-byte blocks so that the in-lane interleaves come out in order.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VBMI are available; `idx.len() == out.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn decode8(table: &[f32; 256], idx: &[u8], out: &mut [f32]) {
+        debug_assert_eq!(idx.len(), out.len());
+        let mut planes = [[0u8; 256]; 4];
+        for (t, v) in table.iter().enumerate() {
+            for (p, b) in v.to_bits().to_le_bytes().into_iter().enumerate() {
+                planes[p][t] = b;
+            }
+        }
+        let n = idx.len();
+        // SAFETY: every load reads 64 bytes inside `planes` or `idx`
+        // (`k + 64 ≤ n`), every store writes 16 f32 inside `out`.
+        unsafe {
+            let tl: [[__m512i; 4]; 4] = std::array::from_fn(|p| {
+                std::array::from_fn(|q| _mm512_loadu_si512(planes[p].as_ptr().add(64 * q).cast()))
+            });
+            // Dword d of the permuted indices is dword (d % 4)·4 + d / 4.
+            let perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+            let ip = idx.as_ptr();
+            let op = out.as_mut_ptr();
+            let mut k = 0;
+            while k + 64 <= n {
+                let i = _mm512_permutexvar_epi32(perm, _mm512_loadu_si512(ip.add(k).cast()));
+                let high = _mm512_movepi8_mask(i);
+                let b: [__m512i; 4] = std::array::from_fn(|p| {
+                    let lo = _mm512_permutex2var_epi8(tl[p][0], i, tl[p][1]);
+                    let hi = _mm512_permutex2var_epi8(tl[p][2], i, tl[p][3]);
+                    _mm512_mask_blend_epi8(high, lo, hi)
+                });
+                let b01l = _mm512_unpacklo_epi8(b[0], b[1]);
+                let b01h = _mm512_unpackhi_epi8(b[0], b[1]);
+                let b23l = _mm512_unpacklo_epi8(b[2], b[3]);
+                let b23h = _mm512_unpackhi_epi8(b[2], b[3]);
+                _mm512_storeu_si512(op.add(k).cast(), _mm512_unpacklo_epi16(b01l, b23l));
+                _mm512_storeu_si512(op.add(k + 16).cast(), _mm512_unpackhi_epi16(b01l, b23l));
+                _mm512_storeu_si512(op.add(k + 32).cast(), _mm512_unpacklo_epi16(b01h, b23h));
+                _mm512_storeu_si512(op.add(k + 48).cast(), _mm512_unpackhi_epi16(b01h, b23h));
+                k += 64;
+            }
+        }
+        for (o, &b) in out[n / 64 * 64..].iter_mut().zip(&idx[n / 64 * 64..]) {
+            *o = table[b as usize];
         }
     }
 }

@@ -173,7 +173,7 @@ fn unavailable(tier: Tier) -> SquishError {
 }
 
 /// The batch in the form the sparse loops read.
-enum Input<'a> {
+pub(crate) enum Input<'a> {
     /// Batch 1: the input row.
     Vector(&'a [f32]),
     /// Batch > 1: `xᵀ`, `[in, batch]` row-major.
@@ -181,7 +181,8 @@ enum Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    fn new(x: ArrayView2<'a, f32>) -> Self {
+    /// `x` must be in standard layout.
+    pub(crate) fn new(x: ArrayView2<'a, f32>) -> Self {
         if x.nrows() == 1 {
             Input::Vector(x.to_slice().expect("standard layout"))
         } else {
@@ -233,6 +234,30 @@ fn sparse_row<I: Index>(idx: &[I], vals: &[f32], x: &Input, out: &mut [f32], pat
         }
         #[cfg(not(target_arch = "x86_64"))]
         (Input::Vector(_), KernelPath::Avx512) => unreachable!("never available here"),
+    }
+}
+
+/// Outputs of one stored CSR row whose values the caller decoded to f32
+/// (`vals`, the row's stored range `range` of `cols`): the same inner loops
+/// as CSR with f32 values, on `tier`'s path (capped to the CPU; portable
+/// when column indices do not fit the gathers' 32 bits).
+pub(crate) fn csr_row(
+    cols: &ColIndices,
+    range: Range<usize>,
+    vals: &[f32],
+    x: &Input,
+    out: &mut [f32],
+    tier: Tier,
+    ncols: usize,
+) {
+    let path = if ncols > i32::MAX as usize {
+        KernelPath::Portable
+    } else {
+        KernelPath::of(tier.capped())
+    };
+    match cols {
+        ColIndices::U16(ix) => sparse_row(&ix[range], vals, x, out, path),
+        ColIndices::U32(ix) => sparse_row(&ix[range], vals, x, out, path),
     }
 }
 

@@ -1,0 +1,132 @@
+//! Every kernel path the dispatch chooses (issue #20, speed cliffs): each
+//! encoding on each structure, at shapes whose rows do not start on a byte
+//! (the MLP's 100 × 300, odd widths) and at the batch sizes where the
+//! chooser switches paths, against an exact f64 product of the decoded
+//! weights and against the reference kernel; tile-based paths give every
+//! row bit-identical whatever the batch it was computed in, and every path
+//! gives the same bits on any executor.
+
+use ndarray::{s, Array2, ArrayView2};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use squish::compression::sharing::KMeans;
+use squish::kernels::Tier;
+use squish::matrix::{CompressedMatrix, Structure};
+use squish::parallel::{ParallelExecutor, Sequential, ThreadPool};
+use squish::pruning::{Magnitude, NMPruner, Pruner};
+use squish::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
+
+fn gaussian(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let d = Normal::new(0.0f32, 1.0).unwrap();
+    Array2::from_shape_fn((rows, cols), |_| d.sample(&mut rng))
+}
+
+/// `|y − x·ŵᵀ| ≤ 1e-5 · (|x|·|ŵ|ᵀ) + 1e-6`, all in f64.
+fn assert_close(y: ArrayView2<f32>, w_hat: ArrayView2<f32>, x: ArrayView2<f32>, what: &str) {
+    let w64 = w_hat.mapv(f64::from);
+    let x64 = x.mapv(f64::from);
+    let exact = x64.dot(&w64.t());
+    let bound = x64.mapv(f64::abs).dot(&w64.mapv(f64::abs).t());
+    for ((&a, &e), &b) in y.iter().zip(exact.iter()).zip(bound.iter()) {
+        assert!(
+            (a as f64 - e).abs() <= 1e-5 * b + 1e-6,
+            "{what}: {a} vs {e} (bound {b})"
+        );
+    }
+}
+
+fn bits(a: &Array2<f32>) -> Vec<u32> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
+/// The encodings of a structure (`s`) that the dispatch has fast paths for.
+fn forms(s: &CompressedMatrix, k256: bool) -> Vec<CompressedMatrix> {
+    let int = |bits: u8, g: Option<usize>| {
+        let p = IntQuantizer::params(bits);
+        let p = match g {
+            Some(g) => p.per_group(g),
+            None => p.per_row(),
+        };
+        p.check().unwrap().quantize(s).unwrap()
+    };
+    let mut out = vec![
+        s.clone(),
+        int(8, None),
+        int(4, None),
+        int(4, Some(32)),
+        Binary.quantize(s).unwrap(),
+        Ternary.quantize(s).unwrap(),
+        KMeans::params(16).check().unwrap().quantize(s).unwrap(),
+    ];
+    if k256 {
+        out.push(KMeans::params(256).check().unwrap().quantize(s).unwrap());
+    }
+    out
+}
+
+#[test]
+fn every_chosen_path_matches_the_reference_at_every_batch() {
+    let pool2 = ThreadPool::new(2).unwrap();
+    let pool3 = ThreadPool::new(3).unwrap();
+    let avx512 = Tier::detect() >= Tier::Avx512;
+    for (si, &(rows, cols)) in [(100, 300), (9, 100), (7, 36), (5, 52), (3, 64)]
+        .iter()
+        .enumerate()
+    {
+        let w = gaussian(rows, cols, 10 + si as u64);
+        let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+        let nm = NMPruner::params(2, 4)
+            .check()
+            .unwrap()
+            .prune(&dense)
+            .unwrap();
+        let csr = Magnitude::params(0.9)
+            .check()
+            .unwrap()
+            .prune(&dense)
+            .unwrap();
+        let big = rows * cols >= 4096;
+        let mut all = forms(&dense, big);
+        all.extend(forms(&nm, big));
+        all.push(KMeans::params(32).check().unwrap().quantize(&csr).unwrap());
+        let xall = gaussian(256, cols, 100 + si as u64);
+        for m in all {
+            let what = format!("{} {} {rows}x{cols}", m.structure().kind(), m.encoding());
+            let w_hat = m.to_dense();
+            let whole = m.matmul(xall.view()).unwrap();
+            assert_close(whole.view(), w_hat.view(), xall.view(), &what);
+            let r = m.matmul_reference(xall.view()).unwrap();
+            assert_close(r.view(), w_hat.view(), xall.view(), &what);
+            // Dense f32 is one GEMM, CSR runs the sparse kernels (a gather
+            // at batch 1, a scatter above), N:M f32 without AVX-512 too: their
+            // rows may differ in the last bits between batch sizes.
+            let tiled = match (m.structure(), m.encoding()) {
+                (Structure::Dense, "f32") | (Structure::Csr(_), _) => false,
+                (Structure::NM(_), "f32") => avx512,
+                _ => true,
+            };
+            for batch in [1, 2, 3, 8, 9, 16, 64] {
+                for b0 in [0, 256 - batch] {
+                    let x = xall.slice(s![b0..b0 + batch, ..]);
+                    let seq = m.matmul_on(x, &Sequential).unwrap();
+                    assert_close(
+                        seq.view(),
+                        w_hat.view(),
+                        x,
+                        &format!("{what} batch {batch}"),
+                    );
+                    for exec in [&pool2 as &dyn ParallelExecutor, &pool3] {
+                        let y = m.matmul_on(x, exec).unwrap();
+                        assert_eq!(bits(&y), bits(&seq), "{what} batch {batch}: executor");
+                    }
+                    if tiled {
+                        let want = whole.slice(s![b0..b0 + batch, ..]).to_owned();
+                        assert_eq!(bits(&seq), bits(&want), "{what} batch {batch} at {b0}");
+                    }
+                }
+            }
+        }
+    }
+}
