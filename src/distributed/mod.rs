@@ -38,7 +38,9 @@ mod wire;
 
 pub use calibration::{column_norms, gram, reduce_chunks};
 pub use comm::{tag, Cluster, Communicator, Metered, SingleProcess};
-pub use compress::{assign_by_cost, compress_model, compress_to_file, layer_cost};
+pub use compress::{
+    assign_by_cost, compress_model, compress_to_file, layer_cost, FileReport, WritePhases,
+};
 pub use error::DistributedError;
 pub use local::LocalComm;
 #[cfg(feature = "mpi")]
