@@ -658,7 +658,12 @@ pub fn compress_to_file(
         }
         for (j, s) in &produced {
             let (_, e) = s.as_ref().expect("failures were reported above");
-            parts.extend(l.offsets[*j].iter().copied().zip(e.bytes.iter().map(Vec::as_slice)));
+            parts.extend(
+                l.offsets[*j]
+                    .iter()
+                    .copied()
+                    .zip(e.bytes.iter().map(Vec::as_slice)),
+            );
         }
         // Rank 0 syncs the whole file when it finishes; the others sync
         // their own data (on a network file system, rank 0's sync does not
@@ -708,8 +713,8 @@ fn decide(items: &[Item<'_>], all: &[Vec<u8>], writing: &str) -> Status<Decided>
         (0..items.len()).map(|_| None).collect();
     let mut temp = None;
     for (r, bytes) in all.iter().enumerate() {
-        let (t, list) = from_bytes::<Shares>(bytes)
-            .map_err(|e| Failure::new(r, "sending its layers", &e))?;
+        let (t, list) =
+            from_bytes::<Shares>(bytes).map_err(|e| Failure::new(r, "sending its layers", &e))?;
         if r == 0 {
             temp = Some(t);
         }
@@ -722,7 +727,8 @@ fn decide(items: &[Item<'_>], all: &[Vec<u8>], writing: &str) -> Status<Decided>
     let mut reports = Vec::with_capacity(items.len());
     let mut metas = Vec::with_capacity(items.len());
     for (s, item) in slots.into_iter().zip(items) {
-        let (r, m) = s.unwrap_or_else(|| Err(Failure::new(0, item.name, &"no rank sent this entry")))?;
+        let (r, m) =
+            s.unwrap_or_else(|| Err(Failure::new(0, item.name, &"no rank sent this entry")))?;
         reports.push(r);
         metas.push(m);
     }

@@ -210,7 +210,11 @@ pub(crate) fn layout(entries: &[EntryMeta]) -> Result<Layout, FileError> {
 /// Writes each `(offset, bytes)` into the existing file at `path` with
 /// positioned writes; then, if `sync`, flushes its data to the device (for
 /// a writer whose writes another process will rename into place).
-pub(crate) fn write_parts(path: &Path, parts: &[(u64, &[u8])], sync: bool) -> Result<(), FileError> {
+pub(crate) fn write_parts(
+    path: &Path,
+    parts: &[(u64, &[u8])],
+    sync: bool,
+) -> Result<(), FileError> {
     let io = |e| FileError::io("write", path, e);
     let f = OpenOptions::new().write(true).open(path).map_err(io)?;
     for &(at, bytes) in parts {
@@ -331,7 +335,10 @@ mod tests {
             "b.weight",
             CompressedTensor::new(q8, D::BF16, vec![24, 16], "int8")?,
         )?;
-        model.insert_plain("b.bias", Tensor::float(D::F16, vec![3], vec![1.0, 2.0, 3.0])?)?;
+        model.insert_plain(
+            "b.bias",
+            Tensor::float(D::F16, vec![3], vec![1.0, 2.0, 3.0])?,
+        )?;
         model.insert_compressed(
             "a.weight",
             CompressedTensor::new(sparse, D::F32, vec![24, 4, 4], "prune → int4")?,
