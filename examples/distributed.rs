@@ -172,13 +172,14 @@ fn compress<C: Communicator>(
     ))
 }
 
-/// Rank 0's time per phase, and the serial part: everything after its own
-/// compression (waiting for the slowest rank included). At one rank, the
-/// serial fraction `s` bounds the speedup at P ranks by Amdahl's law,
-/// 1 / (s + (1 − s)/P).
+/// Rank 0's time per phase, and the serial part: exchange, layout,
+/// collect and sync (waiting for the slowest rank included). Compression
+/// and the positioned writes are shared over the ranks. At one rank, the
+/// serial fraction `s` bounds the speedup at 2 ranks by Amdahl's law,
+/// 1 / (s + (1 − s)/2).
 fn print_write_phases(ranks: usize, p: &WritePhases) {
     let t = p.total();
-    let serial = t - p.compute;
+    let serial = t - p.compute - p.write;
     let s = serial / t;
     let amdahl = if ranks == 1 {
         format!(
@@ -189,7 +190,7 @@ fn print_write_phases(ranks: usize, p: &WritePhases) {
         String::new()
     };
     println!(
-        "         rank 0: compute {:.3} s, exchange (waiting for the slowest rank) {:.3} s, layout {:.3} s, write {:.3} s, collect {:.3} s, sync + rename {:.3} s; after compute {:.3} s = {:.1} % serial{amdahl}",
+        "         rank 0: compute {:.3} s, exchange (waiting for the slowest rank) {:.3} s, layout {:.3} s, write {:.3} s, collect {:.3} s, sync + rename {:.3} s; serial {:.3} s = {:.1} %{amdahl}",
         p.compute, p.exchange, p.layout, p.write, p.collect, p.sync, serial, 100.0 * s
     );
 }
