@@ -513,10 +513,11 @@ type Produced = (Option<LayerReport>, EncodedEntry);
 /// What each rank tells every other after its compute: rank 0's temporary
 /// file (its path, or why it could not be made; empty elsewhere), and for
 /// each of its entries (job number) the report and metadata or the failure.
-type Shares = (
-    Status<Vec<u8>>,
-    Vec<(usize, Status<(Option<LayerReport>, EntryMeta)>)>,
-);
+type Shares = (Status<Vec<u8>>, Vec<(usize, Status<Sent>)>);
+
+/// What every rank learns of one entry: the report (compressed matrices)
+/// and the metadata.
+type Sent = (Option<LayerReport>, EntryMeta);
 
 #[cfg(unix)]
 fn path_bytes(p: &Path) -> Vec<u8> {
@@ -551,7 +552,8 @@ fn bytes_path(b: &[u8]) -> PathBuf {
 /// rank derives the header and every offset from them; rank 0 writes the
 /// header and each rank its own entries with positioned writes into one
 /// temporary file next to `output` (so `output`'s directory must be on a
-/// file system every rank sees); rank 0 syncs it and renames it into place.
+/// file system every rank sees at the same path); rank 0 syncs it and
+/// renames it into place.
 /// No file is left if any rank failed (a layer, or a write): every rank
 /// returns the same [`DistributedError::RankFailed`]. Returns the layers'
 /// reports and rank 0's time per phase on rank 0, `None` elsewhere.
@@ -709,8 +711,7 @@ type Decided = (PathBuf, Vec<Option<LayerReport>>, Vec<EntryMeta>);
 /// report and metadata; or the first failure (in model order; then rank 0's
 /// temporary file).
 fn decide(items: &[Item<'_>], all: &[Vec<u8>], writing: &str) -> Status<Decided> {
-    let mut slots: Vec<Option<Status<(Option<LayerReport>, EntryMeta)>>> =
-        (0..items.len()).map(|_| None).collect();
+    let mut slots: Vec<Option<Status<Sent>>> = (0..items.len()).map(|_| None).collect();
     let mut temp = None;
     for (r, bytes) in all.iter().enumerate() {
         let (t, list) =
