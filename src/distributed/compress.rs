@@ -448,7 +448,7 @@ pub struct WritePhases {
     /// tensors it stores as they are).
     pub compute: f64,
     /// Exchanging every entry's sizes and description with every rank
-    /// (an all-gather of a few hundred bytes an entry), waiting for the
+    /// (an all-gather of under a kilobyte an entry), waiting for the
     /// slowest rank included.
     pub exchange: f64,
     /// Building the header and every component's offset.
