@@ -22,7 +22,7 @@ use std::time::Instant;
 use ndarray::Array2;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use squish::data::Dataset;
-use squish::distributed::{self, Cluster, Communicator, Metered, Wire};
+use squish::distributed::{self, Cluster, Communicator, Metered, Wire, WritePhases};
 use squish::io::{Dtype, Model, Tensor};
 use squish::parallel::{DataParallel, Sequential};
 use squish::recipe::Recipe;
@@ -138,19 +138,21 @@ impl Wire for Phase {
     }
 }
 
-/// Compresses `model` and writes the container (rank 0), timed.
+/// Compresses `model` and writes the container, timed; rank 0 also returns
+/// the file's CRC and where its time went.
 fn compress<C: Communicator>(
     comm: &Metered<C>,
     model: &Model,
     recipe: &str,
-) -> squish::Result<(Phase, u32)> {
+) -> squish::Result<(Phase, u32, Option<WritePhases>)> {
     let cluster = Cluster::new(comm, &Sequential);
     let recipe = Recipe::from_toml(recipe)?;
     let path = std::env::temp_dir().join(format!("squish-bench-{}.squish", std::process::id()));
     comm.reset();
     let (t0, c0) = (Instant::now(), cpu_seconds());
-    distributed::compress_to_file(&cluster, model, &recipe, &path)?;
+    let report = distributed::compress_to_file(&cluster, model, &recipe, &path)?;
     let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - c0;
     let crc = if cluster.is_root() {
         let c = crc32fast::hash(&std::fs::read(&path).expect("rank 0 wrote it"));
         std::fs::remove_file(&path).ok();
@@ -158,7 +160,6 @@ fn compress<C: Communicator>(
     } else {
         0
     };
-    let cpu = cpu_seconds() - c0;
     Ok((
         Phase {
             wall,
@@ -167,7 +168,31 @@ fn compress<C: Communicator>(
             cpu,
         },
         crc,
+        report.map(|r| r.phases),
     ))
+}
+
+/// Rank 0's time per phase, and the serial part: exchange, layout,
+/// collect and sync (waiting for the slowest rank included). Compression
+/// and the positioned writes are shared over the ranks. At one rank, the
+/// serial fraction `s` bounds the speedup at 2 ranks by Amdahl's law,
+/// 1 / (s + (1 − s)/2).
+fn print_write_phases(ranks: usize, p: &WritePhases) {
+    let t = p.total();
+    let serial = t - p.compute - p.write;
+    let s = serial / t;
+    let amdahl = if ranks == 1 {
+        format!(
+            "; Amdahl bound at 2 ranks {:.2}×",
+            1.0 / (s + (1.0 - s) / 2.0)
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "         rank 0: compute {:.3} s, exchange (waiting for the slowest rank) {:.3} s, layout {:.3} s, write {:.3} s, collect {:.3} s, sync + rename {:.3} s; serial {:.3} s = {:.1} %{amdahl}",
+        p.compute, p.exchange, p.layout, p.write, p.collect, p.sync, serial, 100.0 * s
+    );
 }
 
 /// One epoch of data-parallel training, timed.
@@ -218,9 +243,11 @@ fn print_phase(ranks: usize, what: &str, all: &[Phase], result: &str) {
 }
 
 /// `SQUISH_LAYER_TIMES=1`: each layer's compression time next to its
-/// estimated cost (to check the cost model), on one thread.
+/// estimated cost (to check the cost model), on one thread; then how the
+/// cost-based assignment shares the measured times over 2 ranks.
 fn layer_times(model: &Model, recipe: &str) -> squish::Result<()> {
     let recipe = Recipe::from_toml(recipe)?;
+    let (mut costs, mut times) = (Vec::new(), Vec::new());
     for (name, t) in model.iter() {
         let Some(w) = t.matrix() else { continue };
         let c = recipe.choose(name);
@@ -230,16 +257,31 @@ fn layer_times(model: &Model, recipe: &str) -> squish::Result<()> {
         let p = recipe.pipeline(c)?;
         let t0 = Instant::now();
         p.run_on(w, &Sequential)?;
+        let dt = t0.elapsed().as_secs_f64();
         let cost = distributed::layer_cost(recipe.methods(c), w.nrows(), w.ncols());
         println!(
             "{name:50} {:>5}x{:<5} {:8.1} ms  cost {:>11}  ns/cost {:.2}",
             w.nrows(),
             w.ncols(),
-            t0.elapsed().as_secs_f64() * 1e3,
+            dt * 1e3,
             cost,
-            t0.elapsed().as_secs_f64() * 1e9 / cost as f64
+            dt * 1e9 / cost as f64
         );
+        costs.push(cost);
+        times.push(dt);
     }
+    let owners = distributed::assign_by_cost(&costs, 2);
+    let mut load = [0.0f64; 2];
+    for (&r, &t) in owners.iter().zip(&times) {
+        load[r] += t;
+    }
+    let total: f64 = times.iter().sum();
+    println!(
+        "2 ranks by cost: {:.3} s + {:.3} s of {total:.3} s measured; makespan {:.1} % above an even split",
+        load[0],
+        load[1],
+        100.0 * (load[0].max(load[1]) / (total / 2.0) - 1.0)
+    );
     Ok(())
 }
 
@@ -261,7 +303,7 @@ fn main() -> squish::Result<()> {
             .collect()
     };
     for (model, what, recipe) in &models {
-        let (p, crc) = compress(&comm, model, recipe)?;
+        let (p, crc, phases) = compress(&comm, model, recipe)?;
         let all = gather(p)?;
         if root {
             print_phase(
@@ -270,6 +312,9 @@ fn main() -> squish::Result<()> {
                 &all,
                 &format!("crc {crc:08x}"),
             );
+        }
+        if let Some(phases) = phases {
+            print_write_phases(n, &phases);
         }
     }
     let data = data()?;
@@ -298,7 +343,8 @@ fn main() -> squish::Result<()> {
     for ranks in [1, 2] {
         let comms = distributed::LocalComm::group(ranks)?;
         let models = Arc::new(&models);
-        let outs: Vec<squish::Result<Vec<(Phase, String)>>> = std::thread::scope(|s| {
+        type Outs = Vec<(Phase, String, Option<WritePhases>)>;
+        let outs: Vec<squish::Result<Outs>> = std::thread::scope(|s| {
             let hs: Vec<_> = comms
                 .into_iter()
                 .map(|c| {
@@ -307,11 +353,11 @@ fn main() -> squish::Result<()> {
                         let m = Metered::new(c);
                         let mut out = Vec::new();
                         for (model, _, recipe) in models.iter() {
-                            let (p, crc) = compress(&m, model, recipe)?;
-                            out.push((p, format!("crc {crc:08x}")));
+                            let (p, crc, phases) = compress(&m, model, recipe)?;
+                            out.push((p, format!("crc {crc:08x}"), phases));
                         }
                         let (p, loss) = train(&m, data)?;
-                        out.push((p, format!("loss {loss:.17}")));
+                        out.push((p, format!("loss {loss:.17}"), None));
                         Ok(out)
                     })
                 })
@@ -329,6 +375,9 @@ fn main() -> squish::Result<()> {
         for (k, name) in names.iter().enumerate() {
             let all: Vec<Phase> = outs.iter().map(|o| o[k].0).collect();
             print_phase(ranks, name, &all, &outs[0][k].1);
+            if let Some(p) = &outs[0][k].2 {
+                print_write_phases(ranks, p);
+            }
         }
     }
     Ok(())

@@ -25,7 +25,17 @@ pub fn compress(
             input: size(input),
             output: size(output),
         };
-        print!("{}", table::layers(&out, model, &files));
+        let dtype = |name: &str| {
+            model
+                .get(name)
+                .map_or(String::new(), |t| t.dtype().to_string())
+        };
+        let kept = out.tensors - out.layers.len();
+        let totals = out.totals(model);
+        print!(
+            "{}",
+            table::layer_rows(&out.layers, &dtype, totals, kept, &files)
+        );
         println!("wrote {} ({} ranks)", output.display(), cluster.size());
     }
     Ok(())

@@ -8,8 +8,10 @@
 //! executor each rank uses inside itself. On top:
 //!
 //! - **task parallel** ([`compress_model`], [`compress_to_file`]): each rank
-//!   compresses a share of the layers balanced by [`layer_cost`]; rank 0
-//!   assembles and writes a container byte-identical to one process's;
+//!   compresses a share of the layers balanced by [`layer_cost`]; the
+//!   container, byte-identical to one process's, is assembled on rank 0 or,
+//!   for a file, written by every rank at offsets derived from an exchange
+//!   of sizes (no tensor crosses the network);
 //! - **data parallel** ([`batch_gradient`], [`fit`], [`distill`]): every
 //!   batch is cut into fixed shards, ranks compute their shards' gradients,
 //!   and [`allreduce_items`] sums them by a fixed tree, so weights and
@@ -38,7 +40,9 @@ mod wire;
 
 pub use calibration::{column_norms, gram, reduce_chunks};
 pub use comm::{tag, Cluster, Communicator, Metered, SingleProcess};
-pub use compress::{assign_by_cost, compress_model, compress_to_file, layer_cost};
+pub use compress::{
+    assign_by_cost, compress_model, compress_to_file, layer_cost, FileReport, WritePhases,
+};
 pub use error::DistributedError;
 pub use local::LocalComm;
 #[cfg(feature = "mpi")]

@@ -22,6 +22,7 @@ mod container;
 mod container_shards;
 pub mod description;
 mod error;
+pub(crate) mod layout;
 mod matrix_file;
 mod model;
 mod output;

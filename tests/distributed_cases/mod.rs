@@ -140,11 +140,18 @@ pub fn compress(cluster: &Cluster<'_>, dir: &Path) -> squish::Result<u32> {
         }
         let file = std::fs::read(&path).expect("rank 0 wrote the file");
         assert_eq!(file, want, "container differs from the one-process one");
-        assert_eq!(file, out.model.to_bytes()?);
+        assert_eq!(out.bytes, file.len() as u64);
+        assert_eq!(out.tensors, model.len());
+        assert_eq!(out.totals(&model), one.totals(&model));
         // It loads and decodes.
         assert!(CompressedModel::load(&path)?.len() == model.len());
     } else {
         assert!(out.is_none());
+    }
+    // In memory: rank 0 gets the same container.
+    match distributed::compress_model(cluster, &model, &recipe)? {
+        Some(m) => assert_eq!(m.model.to_bytes()?, want, "in-memory container differs"),
+        None => assert!(!cluster.is_root()),
     }
     Ok(crc32fast::hash(&want))
 }
@@ -173,6 +180,16 @@ pub fn compress_failure(cluster: &Cluster<'_>, dir: &Path) -> squish::Result<u32
             }
             other => panic!("expected RankFailed, got {other:?}"),
         }
+    }
+    // A directory that does not exist: rank 0 cannot make the file; every
+    // rank says so (after compressing: the layers are fine).
+    let nowhere = dir.join("missing").join("out.squish");
+    match distributed::compress_to_file(cluster, &test_model(), &recipe, &nowhere) {
+        Err(SquishError::Distributed(DistributedError::RankFailed { rank, task, .. })) => {
+            assert_eq!(rank, 0);
+            assert!(task.starts_with("writing "), "{task}");
+        }
+        other => panic!("expected RankFailed, got {other:?}"),
     }
     // Every rank names the same failing rank (which one depends on the
     // rank count, so it stays out of the digest).
