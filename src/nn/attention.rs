@@ -4,7 +4,8 @@ use std::ops::Range;
 
 use ndarray::{Array2, ArrayView2};
 
-use super::math::{dot, exp_neg, max};
+use super::math::{exp_neg, max, sum, LANES};
+use crate::kernels::multiversion;
 use super::Linear;
 use crate::error::{Result, SquishError};
 use crate::parallel::{map, ParallelExecutor};
@@ -72,30 +73,7 @@ pub fn attend(
     );
     let parts = map(exec, segments.len() * heads, |t| {
         let (seg, h) = (&segments[t / heads], t % heads);
-        let n = seg.len();
-        // Head h of token i of this segment.
-        let at = |i: usize| (seg.start + i) * hidden + h * d;
-        // Keys of this head, contiguous, so each score is one short dot.
-        let keys: Vec<&[f32]> = (0..n).map(|j| &ks[at(j)..at(j) + d]).collect();
-        let mut out = vec![0.0f32; n * d];
-        let mut p = vec![0.0f32; n];
-        for i in 0..n {
-            let qi = &qs[at(i)..at(i) + d];
-            p.iter_mut()
-                .zip(&keys)
-                .for_each(|(s, kj)| *s = dot(qi, kj) * scale);
-            let m = max(&p);
-            p.iter_mut().for_each(|s| *s = exp_neg(*s - m));
-            let inv = 1.0 / p.iter().sum::<f32>();
-            let o = &mut out[i * d..(i + 1) * d];
-            for (j, &pj) in p.iter().enumerate() {
-                let w = pj * inv;
-                o.iter_mut()
-                    .zip(&vs[at(j)..at(j) + d])
-                    .for_each(|(a, &b)| *a += w * b);
-            }
-        }
-        out
+        head(qs, ks, vs, hidden, seg.start, seg.len(), h * d, d, scale)
     });
     let mut y = Array2::<f32>::zeros((tokens, hidden));
     for (t, part) in parts.into_iter().enumerate() {
@@ -106,6 +84,120 @@ pub fn attend(
         }
     }
     Ok(y)
+}
+
+multiversion! {
+    /// One head of one sequence: rows `start..start + n`, columns
+    /// `col..col + d` of `q`, `k`, `v` (row stride `hidden`); `[n, d]` out.
+    #[allow(clippy::too_many_arguments)]
+    fn head(
+        qs: &[f32],
+        ks: &[f32],
+        vs: &[f32],
+        hidden: usize,
+        start: usize,
+        n: usize,
+        col: usize,
+        d: usize,
+        scale: f32,
+    ) -> Vec<f32> => head_generic;
+}
+
+/// Queries per block of [`head`].
+const QB: usize = 4;
+
+/// [`head`]: the keys transposed (`[d][n]`, `n` padded to whole [`LANES`]
+/// with zeros) and the values padded to whole `LANES` columns, so that both
+/// products run over vectors of 16 keys (scores) or 16 value columns
+/// (output) held in registers, for [`QB`] queries at a time, with no
+/// horizontal sums. Each query's arithmetic is the same whatever block it is
+/// in: scores `Σ_c (q_c·scale)·k_c` in order of `c`, softmax over whole
+/// vectors, then `Σ_j (p_j/Σp)·v_j` in order of `j`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn head_generic(
+    qs: &[f32],
+    ks: &[f32],
+    vs: &[f32],
+    hidden: usize,
+    start: usize,
+    n: usize,
+    col: usize,
+    d: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * d];
+    if n == 0 || d == 0 {
+        return out;
+    }
+    let np = n.next_multiple_of(LANES);
+    let dp = d.next_multiple_of(LANES);
+    let at = |i: usize| (start + i) * hidden + col;
+    let mut kt = vec![0.0f32; d * np];
+    let mut vp = vec![0.0f32; n * dp];
+    for j in 0..n {
+        for (c, &v) in ks[at(j)..at(j) + d].iter().enumerate() {
+            kt[c * np + j] = v;
+        }
+        vp[j * dp..j * dp + d].copy_from_slice(&vs[at(j)..at(j) + d]);
+    }
+    let mut q = [0.0f32; QB * 64];
+    let mut qv = vec![0.0f32; QB * d];
+    let qsc: &mut [f32] = if d <= 64 { &mut q[..QB * d] } else { &mut qv };
+    let mut s = vec![0.0f32; QB * np];
+    for i0 in (0..n).step_by(QB) {
+        // A block past the last query repeats it; those rows are dropped.
+        for u in 0..QB {
+            let i = (i0 + u).min(n - 1);
+            for (o, &v) in qsc[u * d..(u + 1) * d].iter_mut().zip(&qs[at(i)..at(i) + d]) {
+                *o = v * scale;
+            }
+        }
+        for jb in (0..np).step_by(LANES) {
+            let mut acc = [[0.0f32; LANES]; QB];
+            for c in 0..d {
+                let k: &[f32; LANES] = kt[c * np + jb..][..LANES].try_into().expect("LANES");
+                for u in 0..QB {
+                    let qc = qsc[u * d + c];
+                    for l in 0..LANES {
+                        acc[u][l] += qc * k[l];
+                    }
+                }
+            }
+            for (u, a) in acc.iter().enumerate() {
+                s[u * np + jb..u * np + jb + LANES].copy_from_slice(a);
+            }
+        }
+        for row in s.chunks_exact_mut(np) {
+            // Padding repeats a real score (the maximum is unchanged), then
+            // weighs nothing.
+            let first = row[0];
+            row[n..].fill(first);
+            let m = max(row);
+            row.iter_mut().for_each(|v| *v = exp_neg(*v - m));
+            row[n..].fill(0.0);
+            let inv = 1.0 / sum(row);
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+        for db in (0..dp).step_by(LANES) {
+            let mut acc = [[0.0f32; LANES]; QB];
+            for j in 0..n {
+                let v: &[f32; LANES] = vp[j * dp + db..][..LANES].try_into().expect("LANES");
+                for u in 0..QB {
+                    let w = s[u * np + j];
+                    for l in 0..LANES {
+                        acc[u][l] += w * v[l];
+                    }
+                }
+            }
+            let e = (db + LANES).min(d);
+            for (u, a) in acc.iter().enumerate().take(n - i0) {
+                let i = i0 + u;
+                out[i * d + db..i * d + e].copy_from_slice(&a[..e - db]);
+            }
+        }
+    }
+    out
 }
 
 /// BERT's self-attention block: query, key and value projections,
