@@ -111,8 +111,9 @@ const QB: usize = 4;
 /// products run over vectors of 16 keys (scores) or 16 value columns
 /// (output) held in registers, for [`QB`] queries at a time, with no
 /// horizontal sums. Each query's arithmetic is the same whatever block it is
-/// in: scores `Σ_c (q_c·scale)·k_c` in order of `c`, softmax over whole
-/// vectors, then `Σ_j (p_j/Σp)·v_j` in order of `j`.
+/// in: scores `scale·Σ_c q_c·k_c` (fused multiply-adds in order of `c`),
+/// softmax over whole vectors, then `Σ_j (p_j/Σp)·v_j` (fused, in order of
+/// `j`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn head_generic(
@@ -141,31 +142,28 @@ fn head_generic(
         }
         vp[j * dp..j * dp + d].copy_from_slice(&vs[at(j)..at(j) + d]);
     }
-    let mut q = [0.0f32; QB * 64];
-    let mut qv = vec![0.0f32; QB * d];
-    let qsc: &mut [f32] = if d <= 64 { &mut q[..QB * d] } else { &mut qv };
     let mut s = vec![0.0f32; QB * np];
     for i0 in (0..n).step_by(QB) {
         // A block past the last query repeats it; those rows are dropped.
-        for u in 0..QB {
+        let q: [&[f32]; QB] = std::array::from_fn(|u| {
             let i = (i0 + u).min(n - 1);
-            for (o, &v) in qsc[u * d..(u + 1) * d].iter_mut().zip(&qs[at(i)..at(i) + d]) {
-                *o = v * scale;
-            }
-        }
+            &qs[at(i)..at(i) + d]
+        });
         for jb in (0..np).step_by(LANES) {
             let mut acc = [[0.0f32; LANES]; QB];
             for c in 0..d {
                 let k: &[f32; LANES] = kt[c * np + jb..][..LANES].try_into().expect("LANES");
                 for u in 0..QB {
-                    let qc = qsc[u * d + c];
+                    let qc = q[u][c];
                     for l in 0..LANES {
-                        acc[u][l] += qc * k[l];
+                        acc[u][l] = qc.mul_add(k[l], acc[u][l]);
                     }
                 }
             }
             for (u, a) in acc.iter().enumerate() {
-                s[u * np + jb..u * np + jb + LANES].copy_from_slice(a);
+                for (o, &v) in s[u * np + jb..u * np + jb + LANES].iter_mut().zip(a) {
+                    *o = v * scale;
+                }
             }
         }
         for row in s.chunks_exact_mut(np) {
@@ -186,7 +184,7 @@ fn head_generic(
                 for u in 0..QB {
                     let w = s[u * np + j];
                     for l in 0..LANES {
-                        acc[u][l] += w * v[l];
+                        acc[u][l] = w.mul_add(v[l], acc[u][l]);
                     }
                 }
             }

@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::math::{sum, LANES};
+use super::math::{fold, sum, LANES};
 use crate::kernels::multiversion;
 use crate::error::{check_finite, Result, SquishError};
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
@@ -119,7 +119,7 @@ fn add_norm_rows_generic(x: &mut [f32], res: &[f32], g: &[f32], b: &[f32], eps: 
         for ch in &mut c {
             sq.iter_mut().zip(ch).for_each(|(a, &v)| *a += v * v);
         }
-        let var = (sq.iter().sum::<f32>() + c.remainder().iter().map(|v| v * v).sum::<f32>()) / n;
+        let var = (fold(sq, |a, b| a + b) + c.remainder().iter().map(|v| v * v).sum::<f32>()) / n;
         let inv = 1.0 / (var + eps).sqrt();
         r.iter_mut()
             .zip(g.iter().zip(b))
