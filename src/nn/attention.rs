@@ -71,6 +71,41 @@ pub fn attend(
         k.as_slice().expect("standard"),
         v.as_slice().expect("standard"),
     );
+    if segments.windows(2).all(|w| w[0].end <= w[1].start) {
+        // Disjoint, in order (packed batches): each task writes its rows
+        // and columns of `y` directly; rows outside every segment are zero.
+        let len = tokens * hidden;
+        let mut y = Vec::<f32>::with_capacity(len);
+        let out = Out(y.as_mut_ptr());
+        let mut prev = 0;
+        for r in segments.iter().map(|s| s.start..s.end).chain([tokens..tokens]) {
+            if r.start > prev {
+                // SAFETY: rows prev..r.start lie within the allocation.
+                unsafe { out.0.add(prev * hidden).write_bytes(0, (r.start - prev) * hidden) };
+            }
+            prev = prev.max(r.end);
+        }
+        let out = &out;
+        exec.run(segments.len() * heads, &|t| {
+            let (seg, h) = (&segments[t / heads], t % heads);
+            let part = head(qs, ks, vs, hidden, seg.start, seg.len(), h * d, d, scale);
+            for (i, row) in part.chunks_exact(d).enumerate() {
+                // SAFETY: row seg.start + i < tokens, columns h·d..(h+1)·d;
+                // segments are disjoint, so no other task writes them.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        row.as_ptr(),
+                        out.0.add((seg.start + i) * hidden + h * d),
+                        d,
+                    )
+                };
+            }
+        });
+        // SAFETY: every element was written: rows of a segment by its
+        // tasks (all heads), the others zeroed above.
+        unsafe { y.set_len(len) };
+        return Ok(Array2::from_shape_vec((tokens, hidden), y).expect("sizes match"));
+    }
     let parts = map(exec, segments.len() * heads, |t| {
         let (seg, h) = (&segments[t / heads], t % heads);
         head(qs, ks, vs, hidden, seg.start, seg.len(), h * d, d, scale)
@@ -85,6 +120,11 @@ pub fn attend(
     }
     Ok(y)
 }
+
+/// The output shared by the tasks of [`attend`] (disjoint elements).
+struct Out(*mut f32);
+// SAFETY: tasks write disjoint elements.
+unsafe impl Sync for Out {}
 
 multiversion! {
     /// One head of one sequence: rows `start..start + n`, columns
@@ -143,6 +183,8 @@ fn head_generic(
         vp[j * dp..j * dp + d].copy_from_slice(&vs[at(j)..at(j) + d]);
     }
     let mut s = vec![0.0f32; QB * np];
+    // The output padded to whole blocks of queries and vectors of columns.
+    let mut outp = vec![0.0f32; n.next_multiple_of(QB) * dp];
     for i0 in (0..n).step_by(QB) {
         // A block past the last query repeats it; those rows are dropped.
         let q: [&[f32]; QB] = std::array::from_fn(|u| {
@@ -188,12 +230,18 @@ fn head_generic(
                     }
                 }
             }
-            let e = (db + LANES).min(d);
-            for (u, a) in acc.iter().enumerate().take(n - i0) {
-                let i = i0 + u;
-                out[i * d + db..i * d + e].copy_from_slice(&a[..e - db]);
+            // Whole vectors into the padded output (a partial copy here
+            // keeps the compiler from holding `acc` in registers).
+            for (u, a) in acc.iter().enumerate() {
+                let o: &mut [f32; LANES] = (&mut outp[(i0 + u) * dp + db..][..LANES])
+                    .try_into()
+                    .expect("LANES");
+                *o = *a;
             }
         }
+    }
+    for (o, p) in out.chunks_exact_mut(d).zip(outp.chunks_exact(dp)) {
+        o.copy_from_slice(&p[..d]);
     }
     out
 }

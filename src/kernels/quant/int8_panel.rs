@@ -224,7 +224,8 @@ fn product(
     let nblk = np.div_ceil(NV);
     let per = 2usize;
     let ntask = nblk.div_ceil(per);
-    let mut y = vec![0.0f32; batch * p.rows];
+    // Every element is written below (each task all rows of its columns).
+    let mut y = Vec::<f32>::with_capacity(batch * p.rows);
     let out = Out(y.as_mut_ptr());
     let out = &out;
     exec.run(ntask, &|t| {
@@ -252,6 +253,8 @@ fn product(
             }
         }
     });
+    // SAFETY: the tasks wrote every row of every column block.
+    unsafe { y.set_len(batch * p.rows) };
     Array2::from_shape_vec((batch, p.rows), y).expect("sizes match")
 }
 
