@@ -144,7 +144,10 @@ fn int8_linear_with_input_scale_equals_the_reference_gemm_bit_for_bit() {
     use squish::matrix::{Granularity, Values};
     use squish::quantization::quantize_activations;
     let pool = ThreadPool::new(2).unwrap();
-    for (ci, &(out, cols)) in [(70usize, 96usize), (40, 384), (33, 130), (16, 4)].iter().enumerate() {
+    for (ci, &(out, cols)) in [(70usize, 96usize), (40, 384), (33, 130), (16, 4)]
+        .iter()
+        .enumerate()
+    {
         let w = random(out, cols, 40 + ci as u64);
         let b: Vec<f32> = (0..out).map(|j| j as f32 * 0.01 - 0.3).collect();
         let m: Vec<f32> = (0..cols).map(|k| 0.25 + (k % 7) as f32 * 0.3).collect();
@@ -162,10 +165,14 @@ fn int8_linear_with_input_scale_equals_the_reference_gemm_bit_for_bit() {
             let Some(Values::Int8(v)) = q.values() else {
                 panic!()
             };
-            let lin = Linear::with_activations(q.clone(), Some(Array1::from(b.clone())), Activations::DynamicInt8)
-                .unwrap()
-                .with_input_scale(Array1::from(m.clone()))
-                .unwrap();
+            let lin = Linear::with_activations(
+                q.clone(),
+                Some(Array1::from(b.clone())),
+                Activations::DynamicInt8,
+            )
+            .unwrap()
+            .with_input_scale(Array1::from(m.clone()))
+            .unwrap();
             for batch in [1usize, 5, 6, 7, 13, 40] {
                 let mut x = random(batch, cols, 90 + batch as u64) * 3.0;
                 if batch > 6 {

@@ -5,9 +5,9 @@ use std::ops::Range;
 use ndarray::{Array2, ArrayView2};
 
 use super::math::{exp_neg, max, sum, LANES};
-use crate::kernels::multiversion;
 use super::Linear;
 use crate::error::{Result, SquishError};
+use crate::kernels::multiversion;
 use crate::parallel::{map, ParallelExecutor};
 
 /// Scaled dot-product attention of `heads` heads, each token attending to the
@@ -78,10 +78,18 @@ pub fn attend(
         let mut y = Vec::<f32>::with_capacity(len);
         let out = Out(y.as_mut_ptr());
         let mut prev = 0;
-        for r in segments.iter().map(|s| s.start..s.end).chain([tokens..tokens]) {
+        for r in segments
+            .iter()
+            .map(|s| s.start..s.end)
+            .chain([tokens..tokens])
+        {
             if r.start > prev {
                 // SAFETY: rows prev..r.start lie within the allocation.
-                unsafe { out.0.add(prev * hidden).write_bytes(0, (r.start - prev) * hidden) };
+                unsafe {
+                    out.0
+                        .add(prev * hidden)
+                        .write_bytes(0, (r.start - prev) * hidden)
+                };
             }
             prev = prev.max(r.end);
         }

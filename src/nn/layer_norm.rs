@@ -3,8 +3,8 @@
 use ndarray::{Array1, Array2, ArrayView2};
 
 use super::math::{fold, sum, LANES};
-use crate::kernels::multiversion;
 use crate::error::{check_finite, Result, SquishError};
+use crate::kernels::multiversion;
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 
 /// `y = (x − mean)/√(var + eps)·γ + β` per row (biased variance, as PyTorch).

@@ -48,7 +48,12 @@ pub fn erf(x: f32) -> f32 {
     ];
     let a = x.abs();
     let t = 1.0 / P.mul_add(a, 1.0);
-    let poly = A[4].mul_add(t, A[3]).mul_add(t, A[2]).mul_add(t, A[1]).mul_add(t, A[0]) * t;
+    let poly = A[4]
+        .mul_add(t, A[3])
+        .mul_add(t, A[2])
+        .mul_add(t, A[1])
+        .mul_add(t, A[0])
+        * t;
     let y = (-poly).mul_add(exp_neg(-a * a), 1.0);
     y.copysign(x)
 }

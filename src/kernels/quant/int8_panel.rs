@@ -172,14 +172,21 @@ pub(crate) fn linear(
         let (xo, so, ok) = (&xo, &so, &ok);
         let tasks = batch.div_ceil(QUANT_ROWS);
         let quantize = &|t: usize| {
-            let mut tmp = if m.is_empty() { Vec::new() } else { vec![0.0f32; cols] };
+            let mut tmp = if m.is_empty() {
+                Vec::new()
+            } else {
+                vec![0.0f32; cols]
+            };
             for b in t * QUANT_ROWS..((t + 1) * QUANT_ROWS).min(batch) {
                 // SAFETY: row b of `xu` (kp ≥ cols bytes) and scale b are
                 // written by this task only.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(xo.ptr().add(b * kp), cols)
-                };
-                match super::activations::quantize_row_u8(&x[b * cols..(b + 1) * cols], m, &mut tmp, out) {
+                let out = unsafe { std::slice::from_raw_parts_mut(xo.ptr().add(b * kp), cols) };
+                match super::activations::quantize_row_u8(
+                    &x[b * cols..(b + 1) * cols],
+                    m,
+                    &mut tmp,
+                    out,
+                ) {
                     // SAFETY: as above.
                     Some(s) => unsafe { *so.ptr().add(b) = s },
                     None => ok.store(false, std::sync::atomic::Ordering::Relaxed),
