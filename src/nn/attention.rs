@@ -96,7 +96,7 @@ pub fn attend(
         let out = &out;
         exec.run(segments.len() * heads, &|t| {
             let (seg, h) = (&segments[t / heads], t % heads);
-            let part = head(qs, ks, vs, hidden, seg.start, seg.len(), h * d, d, scale);
+            let part = head(qs, ks, vs, Head::new(hidden, seg, h, d, scale));
             for (i, row) in part.chunks_exact(d).enumerate() {
                 // SAFETY: row seg.start + i < tokens, columns h·d..(h+1)·d;
                 // segments are disjoint, so no other task writes them.
@@ -116,7 +116,7 @@ pub fn attend(
     }
     let parts = map(exec, segments.len() * heads, |t| {
         let (seg, h) = (&segments[t / heads], t % heads);
-        head(qs, ks, vs, hidden, seg.start, seg.len(), h * d, d, scale)
+        head(qs, ks, vs, Head::new(hidden, seg, h, d, scale))
     });
     let mut y = Array2::<f32>::zeros((tokens, hidden));
     for (t, part) in parts.into_iter().enumerate() {
@@ -134,21 +134,34 @@ struct Out(*mut f32);
 // SAFETY: tasks write disjoint elements.
 unsafe impl Sync for Out {}
 
+/// Which block [`head`] computes: rows `start..start + n`, columns
+/// `col..col + d` of `q`, `k`, `v` (row stride `hidden`), scores times `scale`.
+#[derive(Clone, Copy)]
+struct Head {
+    hidden: usize,
+    start: usize,
+    n: usize,
+    col: usize,
+    d: usize,
+    scale: f32,
+}
+
+impl Head {
+    fn new(hidden: usize, seg: &Range<usize>, h: usize, d: usize, scale: f32) -> Self {
+        Head {
+            hidden,
+            start: seg.start,
+            n: seg.len(),
+            col: h * d,
+            d,
+            scale,
+        }
+    }
+}
+
 multiversion! {
-    /// One head of one sequence: rows `start..start + n`, columns
-    /// `col..col + d` of `q`, `k`, `v` (row stride `hidden`); `[n, d]` out.
-    #[allow(clippy::too_many_arguments)]
-    fn head(
-        qs: &[f32],
-        ks: &[f32],
-        vs: &[f32],
-        hidden: usize,
-        start: usize,
-        n: usize,
-        col: usize,
-        d: usize,
-        scale: f32,
-    ) -> Vec<f32> => head_generic;
+    /// One head of one sequence (see [`Head`]); `[n, d]` out.
+    fn head(qs: &[f32], ks: &[f32], vs: &[f32], b: Head) -> Vec<f32> => head_generic;
 }
 
 /// Queries per block of [`head`].
@@ -162,19 +175,16 @@ const QB: usize = 4;
 /// in: scores `scale·Σ_c q_c·k_c` (fused multiply-adds in order of `c`),
 /// softmax over whole vectors, then `Σ_j (p_j/Σp)·v_j` (fused, in order of
 /// `j`).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn head_generic(
-    qs: &[f32],
-    ks: &[f32],
-    vs: &[f32],
-    hidden: usize,
-    start: usize,
-    n: usize,
-    col: usize,
-    d: usize,
-    scale: f32,
-) -> Vec<f32> {
+fn head_generic(qs: &[f32], ks: &[f32], vs: &[f32], b: Head) -> Vec<f32> {
+    let Head {
+        hidden,
+        start,
+        n,
+        col,
+        d,
+        scale,
+    } = b;
     let mut out = vec![0.0f32; n * d];
     if n == 0 || d == 0 {
         return out;
