@@ -80,8 +80,8 @@ pub fn attend(
         let mut prev = 0;
         for r in segments
             .iter()
-            .map(|s| s.start..s.end)
-            .chain([tokens..tokens])
+            .cloned()
+            .chain(std::iter::once(tokens..tokens))
         {
             if r.start > prev {
                 // SAFETY: rows prev..r.start lie within the allocation.
