@@ -2,8 +2,9 @@
 
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::math::sum;
+use super::math::{fold, sum, LANES};
 use crate::error::{check_finite, Result, SquishError};
+use crate::kernels::multiversion;
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 
 /// `y = (x − mean)/√(var + eps)·γ + β` per row (biased variance, as PyTorch).
@@ -57,24 +58,11 @@ impl LayerNorm {
         self.gamma.is_empty()
     }
 
-    fn row(&self, r: &mut [f32]) {
-        let n = r.len() as f32;
-        let mean = sum(r) / n;
-        r.iter_mut().for_each(|v| *v -= mean);
-        let mut sq = [0.0f32; super::math::LANES];
-        let mut c = r.chunks_exact(super::math::LANES);
-        for ch in &mut c {
-            sq.iter_mut().zip(ch).for_each(|(a, &v)| *a += v * v);
-        }
-        let var = (sq.iter().sum::<f32>() + c.remainder().iter().map(|v| v * v).sum::<f32>()) / n;
-        let inv = 1.0 / (var + self.eps).sqrt();
-        let (g, b) = (
+    fn parts(&self) -> (&[f32], &[f32]) {
+        (
             self.gamma.as_slice().expect("owned"),
             self.beta.as_slice().expect("owned"),
-        );
-        r.iter_mut()
-            .zip(g.iter().zip(b))
-            .for_each(|(v, (&g, &b))| *v = *v * inv * g + b);
+        )
     }
 
     /// Normalises every row of `x` (width [`len`](Self::len)) in place.
@@ -83,8 +71,9 @@ impl LayerNorm {
         assert_eq!(x.ncols(), w, "layer norm width");
         let data = x.as_slice_mut().expect("owned arrays are contiguous");
         let per = rows_per_task(w, 16 * 1024) * w;
+        let (g, b) = self.parts();
         for_each_chunk_mut(exec, data, per, |_, c| {
-            c.chunks_exact_mut(w).for_each(|r| self.row(r))
+            add_norm_rows(c, &[], g, b, self.eps)
         });
     }
 
@@ -101,13 +90,39 @@ impl LayerNorm {
         let res = res.as_slice().expect("standard layout");
         let data = x.as_slice_mut().expect("owned arrays are contiguous");
         let rows = rows_per_task(w, 16 * 1024);
+        let (g, b) = self.parts();
         for_each_chunk_mut(exec, data, rows * w, |i, c| {
             let r0 = i * rows * w;
-            let len = c.len();
-            c.iter_mut()
-                .zip(&res[r0..r0 + len])
-                .for_each(|(v, &r)| *v += r);
-            c.chunks_exact_mut(w).for_each(|r| self.row(r));
+            add_norm_rows(c, &res[r0..r0 + c.len()], g, b, self.eps)
         });
+    }
+}
+
+multiversion! {
+    /// `x ← LayerNorm(x + residual)` on whole rows of `γ.len()` (no
+    /// residual when `res` is empty).
+    fn add_norm_rows(x: &mut [f32], res: &[f32], g: &[f32], b: &[f32], eps: f32) => add_norm_rows_generic;
+}
+
+#[inline(always)]
+fn add_norm_rows_generic(x: &mut [f32], res: &[f32], g: &[f32], b: &[f32], eps: f32) {
+    if !res.is_empty() {
+        x.iter_mut().zip(res).for_each(|(v, &r)| *v += r);
+    }
+    let w = g.len();
+    for r in x.chunks_exact_mut(w) {
+        let n = w as f32;
+        let mean = sum(r) / n;
+        r.iter_mut().for_each(|v| *v -= mean);
+        let mut sq = [0.0f32; LANES];
+        let mut c = r.chunks_exact(LANES);
+        for ch in &mut c {
+            sq.iter_mut().zip(ch).for_each(|(a, &v)| *a += v * v);
+        }
+        let var = (fold(sq, |a, b| a + b) + c.remainder().iter().map(|v| v * v).sum::<f32>()) / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        r.iter_mut()
+            .zip(g.iter().zip(b))
+            .for_each(|(v, (&g, &b))| *v = *v * inv * g + b);
     }
 }

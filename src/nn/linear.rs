@@ -233,6 +233,20 @@ impl Linear {
                 format!("x of shape {}x{}", x.nrows(), x.ncols()),
             ));
         }
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| b.as_slice().expect("owned arrays are contiguous"));
+        if let Weight::DynamicInt8(d) = &self.weight {
+            // Input scale, quantization, product and bias in one kernel call
+            // where it applies (the same bits as the steps below).
+            let m = self.input_scale.as_ref().map_or(&[][..], |m| {
+                m.as_slice().expect("owned arrays are contiguous")
+            });
+            if let Some(y) = d.linear_fused(x, m, bias, exec) {
+                return Ok(y);
+            }
+        }
         let scaled;
         let x = match &self.input_scale {
             None => x,
@@ -241,10 +255,6 @@ impl Linear {
                 scaled.view()
             }
         };
-        let bias = self
-            .bias
-            .as_ref()
-            .map(|b| b.as_slice().expect("owned arrays are contiguous"));
         let mut y = match &self.weight {
             Weight::Dense(w) => return Ok(linear_f32(x, w.view(), bias, exec)),
             // At GEMM shapes a decoded tile feeds the packed f32 GEMM (faster

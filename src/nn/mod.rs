@@ -48,7 +48,7 @@ pub use fidelity::{fidelity, Fidelity};
 pub use forms::{EncoderForm, FORMS};
 pub use layer_norm::LayerNorm;
 pub use linear::{Activations, Linear, Weight};
-pub use math::gelu;
+pub use math::{gelu, gelu_in_place};
 pub use pooling::mean_pool_normalize;
 pub use serve::SentenceEncoder;
 pub use smooth::{SmoothQuant, SmoothQuantParams, INPUT_SCALE};

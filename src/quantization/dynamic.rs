@@ -131,6 +131,27 @@ impl DynamicInt8 {
     }
 }
 
+impl DynamicInt8 {
+    /// `(x ⊙ m)·Wᵀ + b` with quantization, product and bias fused into one
+    /// kernel call (`m` empty: no scaling), equal bit for bit to
+    /// [`matmul`](Self::matmul) on `x ⊙ m` plus `b`; `None` where the fused
+    /// kernel does not apply (no AVX-512 VNNI, fewer than 6 rows, weights
+    /// other than symmetric dense int8, a non-finite value), for the caller
+    /// to take the unfused path.
+    pub(crate) fn linear_fused(
+        &self,
+        x: ArrayView2<f32>,
+        m: &[f32],
+        bias: Option<&[f32]>,
+        exec: &dyn ParallelExecutor,
+    ) -> Option<Array2<f32>> {
+        if !matches!(self.matrix.structure(), Structure::Dense) || x.ncols() != self.matrix.cols() {
+            return None;
+        }
+        kernels::int8_gemm::linear(&self.prep, x.as_slice()?, m, bias, exec)
+    }
+}
+
 impl LinOp for DynamicInt8 {
     fn shape(&self) -> (usize, usize) {
         self.matrix.shape()

@@ -112,6 +112,13 @@ impl Panels {
     }
 }
 
+impl Panels {
+    /// Input columns.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
 /// `[batch, rows]` product of the panels with `xq` (columns must match).
 /// AVX-512 VNNI only: the caller checks the tier.
 #[cfg(target_arch = "x86_64")]
@@ -122,32 +129,121 @@ pub(crate) fn matmul(
 ) -> Array2<f32> {
     debug_assert_eq!(xq.cols, p.cols);
     let batch = xq.rows;
-    // x + 128 as u8, rows padded with zeros to kp, and MR−1 spare rows so
-    // that edge tiles can read past the batch.
-    let bp = batch.next_multiple_of(MR);
-    let mut xu = vec![0x80u8; bp * p.kp];
+    let mut xu = vec![0x80u8; batch.next_multiple_of(MR) * p.kp];
     for b in 0..batch {
         for (o, &c) in xu[b * p.kp..b * p.kp + p.cols].iter_mut().zip(xq.row(b)) {
             *o = c as u8 ^ 0x80;
         }
     }
+    product(p, &xu, &xq.scales, None, exec)
+}
+
+/// Rows quantized per task by [`linear`].
+const QUANT_ROWS: usize = 16;
+/// Batches of fewer values are quantized on the calling thread.
+const SERIAL_QUANT: usize = 1 << 15;
+
+/// `y = (x ⊙ m)·Wᵀ + b` in one call: each row of `x` (`[batch, cols]`,
+/// row-major) is scaled by `m` (empty: not at all), quantized per row
+/// and stored as the kernel's unsigned operand in one pass
+/// ([`quantize_row_u8`](super::activations::quantize_row_u8), in parallel
+/// over fixed row blocks), then multiplied, with the activation scale and
+/// the bias applied in the micro-kernel's last step. Equal bit for bit to
+/// quantizing `x ⊙ m` with `quantize_activations`, [`matmul`], then adding
+/// `b`. `None` when a value of `x ⊙ m` is not finite.
+/// AVX-512 VNNI only: the caller checks the tier.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn linear(
+    p: &Panels,
+    x: &[f32],
+    m: &[f32],
+    bias: Option<&[f32]>,
+    exec: &dyn ParallelExecutor,
+) -> Option<Array2<f32>> {
+    let cols = p.cols;
+    debug_assert!(x.len().is_multiple_of(cols) && (m.is_empty() || m.len() == cols));
+    let batch = x.len() / cols;
+    let kp = p.kp;
+    let mut xu = vec![0x80u8; batch.next_multiple_of(MR) * kp];
+    let mut scales = vec![0.0f32; batch];
+    let ok = std::sync::atomic::AtomicBool::new(true);
+    {
+        let (xo, so) = (Out(xu.as_mut_ptr()), Out(scales.as_mut_ptr()));
+        let (xo, so, ok) = (&xo, &so, &ok);
+        let tasks = batch.div_ceil(QUANT_ROWS);
+        let quantize = &|t: usize| {
+            let mut tmp = if m.is_empty() {
+                Vec::new()
+            } else {
+                vec![0.0f32; cols]
+            };
+            for b in t * QUANT_ROWS..((t + 1) * QUANT_ROWS).min(batch) {
+                // SAFETY: row b of `xu` (kp ≥ cols bytes) and scale b are
+                // written by this task only.
+                let out = unsafe { std::slice::from_raw_parts_mut(xo.ptr().add(b * kp), cols) };
+                match super::activations::quantize_row_u8(
+                    &x[b * cols..(b + 1) * cols],
+                    m,
+                    &mut tmp,
+                    out,
+                ) {
+                    // SAFETY: as above.
+                    Some(s) => unsafe { *so.ptr().add(b) = s },
+                    None => ok.store(false, std::sync::atomic::Ordering::Relaxed),
+                }
+            }
+        };
+        // Small batches on this thread (a parallel step costs more);
+        // rows are independent, so the codes are the same either way.
+        if batch * cols < SERIAL_QUANT {
+            (0..tasks).for_each(quantize);
+        } else {
+            exec.run(tasks, quantize);
+        }
+    }
+    if !ok.into_inner() {
+        return None;
+    }
+    Some(product(p, &xu, &scales, bias, exec))
+}
+
+/// The product of the panels with `xu` (`x + 128`, rows of `kp` bytes,
+/// zero-padded to a whole number of `MR`-row tiles) scaled by `sx` per row,
+/// plus `bias` per output.
+#[cfg(target_arch = "x86_64")]
+fn product(
+    p: &Panels,
+    xu: &[u8],
+    sx: &[f32],
+    bias: Option<&[f32]>,
+    exec: &dyn ParallelExecutor,
+) -> Array2<f32> {
+    let batch = sx.len();
     let np = p.rows.div_ceil(P);
+    // The bias per output, zero past the matrix (whole panels).
+    let bias: Option<Vec<f32>> = bias.map(|b| {
+        let mut v = vec![0.0f32; np * P];
+        v[..p.rows].copy_from_slice(&b[..p.rows]);
+        v
+    });
+    let bias = bias.as_deref();
     // Column blocks of NV panels; a task takes `per` of them.
     let nblk = np.div_ceil(NV);
     let per = 2usize;
     let ntask = nblk.div_ceil(per);
-    let mut y = vec![0.0f32; batch * p.rows];
+    // Every element is written below (each task all rows of its columns).
+    let mut y = Vec::<f32>::with_capacity(batch * p.rows);
     let out = Out(y.as_mut_ptr());
-    let (xu, out) = (&xu, &out);
+    let out = &out;
     exec.run(ntask, &|t| {
         let mut tile = [[0.0f32; NV * P]; MR];
         for blk in t * per..((t + 1) * per).min(nblk) {
             let p0 = blk * NV;
             for b0 in (0..batch).step_by(MR) {
-                // SAFETY: VNNI is checked by the caller; `xu` holds `bp ≥ b0 + MR`
-                // rows of `kp` bytes; panels `p0..p0 + NV` exist or are
-                // clamped to the last one (their results are dropped).
-                unsafe { micro(p, xu, b0, p0, np, &xq.scales, batch, &mut tile) };
+                // SAFETY: VNNI is checked by the caller; `xu` holds whole
+                // tiles of `kp` bytes per row; panels `p0..p0 + NV` exist or
+                // are clamped to the last one (their results are dropped).
+                unsafe { micro(p, xu, b0, p0, np, sx, bias, &mut tile) };
                 for (r, row) in tile.iter().enumerate().take(batch - b0) {
                     let n0 = p0 * P;
                     let n = (NV * P).min(p.rows - n0);
@@ -164,27 +260,29 @@ pub(crate) fn matmul(
             }
         }
     });
+    // SAFETY: the tasks wrote every row of every column block.
+    unsafe { y.set_len(batch * p.rows) };
     Array2::from_shape_vec((batch, p.rows), y).expect("sizes match")
 }
 
-/// The `[batch, rows]` output shared by the tasks (disjoint columns).
-struct Out(*mut f32);
+/// An output shared by the tasks, each writing its own elements.
+struct Out<T>(*mut T);
 // SAFETY: tasks write disjoint elements.
-unsafe impl Sync for Out {}
+unsafe impl<T> Sync for Out<T> {}
 
-impl Out {
-    fn ptr(&self) -> *mut f32 {
+impl<T> Out<T> {
+    fn ptr(&self) -> *mut T {
         self.0
     }
 }
 
 /// One micro-tile: tokens `b0..b0 + MR` × outputs of panels `p0..p0 + NV`,
 /// scaled by the tokens' activation scales (rows past the batch read the
-/// spare zero rows and scale 0).
+/// spare zero rows and scale 0), plus the bias (`[np·16]`) when given.
 ///
 /// # Safety
 /// AVX-512 F/BW/VNNI must be available; `xu` must hold `b0 + MR` rows of
-/// `p.kp` bytes.
+/// `p.kp` bytes; `bias`, when given, `np·16` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
@@ -195,9 +293,10 @@ unsafe fn micro(
     p0: usize,
     np: usize,
     sx: &[f32],
-    batch: usize,
+    bias: Option<&[f32]>,
     tile: &mut [[f32; NV * P]; MR],
 ) {
+    let batch = sx.len();
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let kp = p.kp;
@@ -231,11 +330,17 @@ unsafe fn micro(
                 }
             }
         }
+        let bv: Option<[__m512; NV]> =
+            bias.map(|b| pan.map(|q| _mm512_loadu_ps(b.as_ptr().add(q * P))));
         for r in 0..MR {
             let s = if b0 + r < batch { sx[b0 + r] } else { 0.0 };
             let s = _mm512_set1_ps(s);
             for (v, acc) in facc[r].iter().enumerate() {
-                _mm512_storeu_ps(tile[r].as_mut_ptr().add(v * P), _mm512_mul_ps(*acc, s));
+                let mut y = _mm512_mul_ps(*acc, s);
+                if let Some(bv) = &bv {
+                    y = _mm512_add_ps(y, bv[v]);
+                }
+                _mm512_storeu_ps(tile[r].as_mut_ptr().add(v * P), y);
             }
         }
     }
