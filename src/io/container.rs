@@ -424,6 +424,6 @@ impl CompressedModel {
 }
 
 /// Parses safetensors' dtype spelling ("F32", "BF16", ...).
-fn parse_dtype(s: &str) -> Option<Dtype> {
+pub(super) fn parse_dtype(s: &str) -> Option<Dtype> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
 }

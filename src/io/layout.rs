@@ -15,12 +15,12 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::Dtype;
 use tempfile::NamedTempFile;
 
-use super::atomic::{canonical_header, Named};
+use super::atomic::{ordered_header, HeaderReserve, Named};
 use super::codec;
+use super::container::parse_dtype;
 use super::description::{ContainerDesc, EntryDesc, DESCRIPTION_KEY, FORMAT_VERSION, VERSION_KEY};
 use super::{CompressedTensor, FileError, Tensor, COMPONENT_SEPARATOR};
 
@@ -140,44 +140,35 @@ pub(crate) struct Layout {
 }
 
 /// The layout of the container holding `entries` in this order (model
-/// order): the header `CompressedModel::save` writes (tensors ordered by
-/// dtype, widest first, then by name; keys sorted) and each component's
-/// offset after it. Fails on a component name used twice.
+/// order): the header `CompressedModel::save` writes (the same
+/// [`ordered_header`] and [`HeaderReserve`]: components in model order, each
+/// entry's in the codec's order, keys sorted) and each component's offset
+/// after it. Fails on a component name used twice.
 pub(crate) fn layout(entries: &[EntryMeta]) -> Result<Layout, FileError> {
-    let mut parts: Vec<(usize, usize)> = Vec::new();
     let mut seen = HashSet::new();
-    for (e, m) in entries.iter().enumerate() {
-        for (p, part) in m.parts.iter().enumerate() {
+    let mut reserve = HeaderReserve::default();
+    let mut parts = Vec::new();
+    for m in entries {
+        let dtype = parse_dtype(&m.desc.dtype).ok_or_else(|| {
+            FileError::description(format!(
+                "tensor `{}`: unknown dtype {:?}",
+                m.desc.name, m.desc.dtype
+            ))
+        })?;
+        reserve.add(&m.desc.name, dtype, &m.desc.shape);
+        for part in &m.parts {
             if !seen.insert(part.name.as_str()) {
                 return Err(FileError::DuplicateName {
                     name: part.name.clone(),
                 });
             }
-            parts.push((e, p));
+            parts.push((
+                part.name.as_str(),
+                part.dtype,
+                &part.shape[..],
+                part.len as usize,
+            ));
         }
-    }
-    let part = |&(e, p): &(usize, usize)| &entries[e].parts[p];
-    // safetensors' order: dtype (widest first), then name.
-    parts.sort_by(|a, b| {
-        let (a, b) = (part(a), part(b));
-        b.dtype.cmp(&a.dtype).then_with(|| a.name.cmp(&b.name))
-    });
-    let mut infos = Vec::with_capacity(parts.len());
-    let mut data_offsets = Vec::with_capacity(parts.len());
-    let mut offset = 0u64;
-    for ep in &parts {
-        let p = part(ep);
-        let end = offset + p.len;
-        infos.push((
-            p.name.clone(),
-            TensorInfo {
-                dtype: p.dtype,
-                shape: p.shape.clone(),
-                data_offsets: (offset as usize, end as usize),
-            },
-        ));
-        data_offsets.push(offset);
-        offset = end;
     }
     let desc = ContainerDesc {
         tensors: entries.iter().map(|m| m.desc.clone()).collect(),
@@ -187,23 +178,25 @@ pub(crate) fn layout(entries: &[EntryMeta]) -> Result<Layout, FileError> {
         (VERSION_KEY.to_string(), FORMAT_VERSION.to_string()),
         (DESCRIPTION_KEY.to_string(), json),
     ]);
-    let meta = Metadata::new(Some(meta), infos)?;
-    let mut json = serde_json::to_string(&meta)
-        .expect("string keys serialize")
-        .into_bytes();
-    json.resize(json.len().next_multiple_of(8), b' ');
-    let mut header = (json.len() as u64).to_le_bytes().to_vec();
-    header.extend_from_slice(&json);
-    canonical_header(&mut header);
-    let base = header.len() as u64;
-    let mut offsets: Vec<Vec<u64>> = entries.iter().map(|m| vec![0; m.parts.len()]).collect();
-    for (&(e, p), &at) in parts.iter().zip(&data_offsets) {
-        offsets[e][p] = base + at;
-    }
+    let header = ordered_header(&parts, Some(meta), reserve.bytes())?;
+    let mut at = header.len() as u64;
+    let offsets = entries
+        .iter()
+        .map(|m| {
+            m.parts
+                .iter()
+                .map(|p| {
+                    let o = at;
+                    at += p.len;
+                    o
+                })
+                .collect()
+        })
+        .collect();
     Ok(Layout {
         header,
         offsets,
-        len: base + offset,
+        len: at,
     })
 }
 
