@@ -78,7 +78,7 @@ pub fn finetune_centroids(
                 let w = if coded[l] {
                     with_centroids(&model.layers()[l], centroids[l].clone())?
                 } else {
-                    model.layers()[l].clone()
+                    model.layers()[l].op().clone()
                 };
                 model.set_layer(l, w, ndarray::Array1::from(biases[l].clone()))?;
             }
