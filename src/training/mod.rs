@@ -61,4 +61,5 @@ pub use scalar::Scalar;
 pub use schedule::{cubic_sparsity, from_schedule, GradualPruning, SparsitySchedule};
 pub use stack::{Layer, LayerStack};
 pub use ste::StraightThrough;
+pub(crate) use trainer::epoch_loop;
 pub use trainer::{Objective, TrainReport, Trainer, TrainerParams};
