@@ -9,7 +9,7 @@ use std::ops::Deref;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use super::loss::accuracy;
+use super::loss::checked_accuracy;
 use super::{Activation, TrainingError};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::LinOp;
@@ -252,14 +252,7 @@ impl<W: LinOp> LayerStack<W> {
         exec: &dyn ParallelExecutor,
     ) -> Result<f64> {
         let logits = self.forward_on(x, exec)?;
-        if labels.len() != logits.nrows() {
-            return Err(SquishError::shape(
-                "labels",
-                format!("{}", logits.nrows()),
-                format!("{}", labels.len()),
-            ));
-        }
-        Ok(accuracy(logits.view(), labels))
+        checked_accuracy(logits.view(), labels)
     }
 
     /// Runs the first `upto` layers.
