@@ -221,7 +221,7 @@ fn run_seed(data: &Split, s: &Setup, seed: u64, t0: Instant) -> squish::Result<S
     );
     let coded = DeepCompression::encode(&shared)?;
     for (c, l) in coded.iter().zip(shared.layers()) {
-        if c.decode()? != *l {
+        if c.decode()? != *l.op() {
             return Err(SquishError::inconsistent(
                 "Huffman stage",
                 "decoding did not give back the layer",

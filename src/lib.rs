@@ -37,6 +37,7 @@ pub mod distributed;
 pub mod error;
 pub mod io;
 pub mod kernels;
+pub(crate) mod math;
 pub mod matrix;
 pub mod metrics;
 pub mod nn;

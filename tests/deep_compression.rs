@@ -125,7 +125,7 @@ fn stages_sizes_round_trip_and_accuracy() {
     // independent Huffman length computation.
     let mut hand3 = bias_bytes;
     for (c, m) in out.coded.iter().zip(out.shared.layers()) {
-        assert_eq!(&c.decode().unwrap(), m);
+        assert_eq!(&c.decode().unwrap(), m.op());
         let (Structure::Csr(csr), Some(Values::Codebook(cb))) = (m.structure(), m.values()) else {
             panic!("stage 2 layers are CSR codebook")
         };

@@ -8,7 +8,7 @@
 //! | layer | modules | may use |
 //! |---|---|---|
 //! | 0 error | `error` | nothing (family error types, see below) |
-//! | 1 parallel | `parallel` | error |
+//! | 1 leaves | `parallel`, `math` | error |
 //! | 2 core | `matrix`, `pass`, `pipeline`, `metrics` | the layers below and each other |
 //! | 3 kernels | `kernels` | the layers below |
 //! | 4 families | `quantization`, `pruning`, `compression::{sharing, lowrank}` | the layers below; no other family |
@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("error", 0),
     ("parallel", 1),
+    ("math", 1),
     ("matrix", 2),
     ("pass", 2),
     ("pipeline", 2),

@@ -3,34 +3,13 @@
 //! without them. The all-MiniLM-L6-v2 part needs `SQUISH_MINILM_DIR`
 //! (fails in CI without it, skips otherwise).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+use common::{minilm_dir, squish};
 
 const MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/data/silero_vad_16k.safetensors"
 );
-
-fn squish(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_squish"))
-        .args(["--threads", "2"])
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn minilm() -> Option<PathBuf> {
-    match std::env::var_os("SQUISH_MINILM_DIR") {
-        Some(d) if PathBuf::from(&d).join("model.safetensors").exists() => Some(d.into()),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("SQUISH_MINILM_DIR is not set to the all-MiniLM-L6-v2 model directory (.ci/minilm.sh)")
-        }
-        _ => {
-            eprintln!("skipped: set SQUISH_MINILM_DIR to run this test");
-            None
-        }
-    }
-}
 
 #[test]
 fn data_aware_recipe_without_calibration_is_refused() {
@@ -88,7 +67,7 @@ fn data_aware_recipe_without_calibration_is_refused() {
 
 #[test]
 fn minilm_with_calibration_sentences() {
-    let Some(model) = minilm() else { return };
+    let Some(model) = minilm_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("r.toml");
     std::fs::write(
@@ -144,7 +123,7 @@ fn minilm_awq_recipe_then_embed_matches_the_library() {
     use squish::io::{CompressedModel, Entry};
     use squish::nn::{Activations, SentenceEncoder};
     use squish::parallel::Sequential;
-    let Some(model) = minilm() else { return };
+    let Some(model) = minilm_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("r.toml");
     std::fs::write(

@@ -1,43 +1,14 @@
 //! `squish embed` and `squish serve-bench` on all-MiniLM-L6-v2
 //! (`SQUISH_MINILM_DIR`; fails in CI without it, skips otherwise).
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
-fn model_dir() -> Option<PathBuf> {
-    match std::env::var_os("SQUISH_MINILM_DIR") {
-        Some(d) if PathBuf::from(&d).join("model.safetensors").exists() => Some(d.into()),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("SQUISH_MINILM_DIR is not set to the all-MiniLM-L6-v2 model directory (.ci/minilm.sh)")
-        }
-        _ => {
-            eprintln!("skipped: set SQUISH_MINILM_DIR to run this test");
-            None
-        }
-    }
-}
-
-fn squish(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_squish"))
-        .args(["--threads", "2"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or(b"")).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
+mod common;
+use common::{minilm_dir, squish_stdin};
 
 #[test]
 fn embed_prints_embeddings_and_similarities() {
-    let Some(dir) = model_dir() else { return };
+    let Some(dir) = minilm_dir() else { return };
     let d = dir.to_str().unwrap();
-    let out = squish(
+    let out = squish_stdin(
         &[
             "embed",
             "--model",
@@ -62,7 +33,7 @@ fn embed_prints_embeddings_and_similarities() {
     let norm: f64 = rows[0].iter().map(|v| v * v).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() < 1e-4, "unit norm, got {norm}");
 
-    let out = squish(
+    let out = squish_stdin(
         &["embed", "--model", d, "--similarity", "--file", "-"],
         Some(b"A cat sat.\nA cat sat.\n"),
     );
@@ -77,15 +48,15 @@ fn embed_prints_embeddings_and_similarities() {
 
 #[test]
 fn embed_rejects_bad_input_with_clear_messages() {
-    let Some(dir) = model_dir() else { return };
+    let Some(dir) = minilm_dir() else { return };
     let d = dir.to_str().unwrap();
-    let out = squish(&["embed", "--model", d], Some(b"fine\n\xff\xfe\n"));
+    let out = squish_stdin(&["embed", "--model", d], Some(b"fine\n\xff\xfe\n"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("UTF-8"));
-    let out = squish(&["embed", "--model", d], Some(b"\n  \n"));
+    let out = squish_stdin(&["embed", "--model", d], Some(b"\n  \n"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("batch is empty"));
-    let out = squish(
+    let out = squish_stdin(
         &["embed", "--model", "/nonexistent-model-dir", "hello"],
         None,
     );
@@ -95,8 +66,8 @@ fn embed_rejects_bad_input_with_clear_messages() {
 
 #[test]
 fn serve_bench_reports_throughput_and_fidelity() {
-    let Some(dir) = model_dir() else { return };
-    let out = squish(
+    let Some(dir) = minilm_dir() else { return };
+    let out = squish_stdin(
         &[
             "serve-bench",
             "--sentences",

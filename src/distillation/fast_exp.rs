@@ -1,33 +1,10 @@
-//! Branch-free `exp` and lane-wise reductions that compile to SIMD.
+//! Lane-wise reductions that compile to SIMD, around the crate's one fast
+//! `exp` ([`exp_neg`], in `crate::math`).
 //!
 //! Float reductions do not auto-vectorise (addition is not associative), so
-//! sums and maxima run over [`LANES`] independent partial results; `exp` uses
-//! Cephes' range reduction and degree-6 polynomial (≈ 2 ulp on the range
-//! used here), with rounding by the 1.5·2²³ trick so it vectorises on plain
-//! SSE2 too.
+//! sums and maxima run over [`LANES`] independent partial results.
 
-pub(crate) const LANES: usize = 16;
-
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-const ROUND: f32 = 12_582_912.0; // 1.5·2²³
-
-/// `e^x` for `x ≤ 0` (inputs below −87 give ≈ 1.6e−38 rather than 0).
-#[inline(always)]
-pub(crate) fn exp_neg(x: f32) -> f32 {
-    let x = x.max(-87.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
+pub(crate) use crate::math::{exp_neg, LANES};
 
 #[inline(always)]
 pub(crate) fn max(xs: &[f32]) -> f32 {

@@ -1,19 +1,15 @@
 //! Teacher-guided recovery: fine-tuning a compressed network, in its
 //! compressed form, with the dense teacher's soft targets and hints.
 
-use ndarray::{Array1, Axis};
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-
 use super::trainable::Trainable;
 use super::{teacher_outputs, Distiller, Hint, SoftTarget, Teacher};
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
 use crate::matrix::StorageReport;
 use crate::training::{
-    half_squared_error, softmax_cross_entropy, CompressedMlp, Dense, Mlp, Optimizer,
+    epoch_loop, half_squared_error, softmax_cross_entropy, CompressedMlp, Dense, Mlp, Optimizer,
 };
+use ndarray::{Array1, Axis};
 
 /// Unchecked [`Recovery`].
 #[derive(Clone, Debug, PartialEq)]
@@ -283,16 +279,15 @@ impl Recovery {
         }
         let mut biases: Vec<Vec<f32>> = model.biases().iter().map(|b| b.to_vec()).collect();
         let mut opt = self.p.optimizer.state::<f32>();
-        let mut rng = StdRng::seed_from_u64(self.p.seed);
-        let mut order: Vec<usize> = (0..data.len()).collect();
-        let mut epoch_loss = Vec::with_capacity(self.p.epochs);
-        let mut steps = 0;
         let total = self.p.epochs * data.len().div_ceil(self.p.batch_size);
         let base_lr = self.p.optimizer.learning_rate();
-        for _ in 0..self.p.epochs {
-            order.shuffle(&mut rng);
-            let (mut sum, mut seen) = (0.0f64, 0usize);
-            for batch in order.chunks(self.p.batch_size) {
+        let p = &self.p;
+        let (epoch_loss, steps) = epoch_loop(
+            data.len(),
+            p.epochs,
+            p.batch_size,
+            p.seed,
+            &mut |batch, steps| {
                 let dense = layers
                     .iter()
                     .zip(&biases)
@@ -342,12 +337,9 @@ impl Recovery {
                 }
                 opt.step_slices(&mut params, &gref)?;
                 layers.iter_mut().for_each(Trainable::project);
-                sum += loss * batch.len() as f64;
-                seen += batch.len();
-                steps += 1;
-            }
-            epoch_loss.push(sum / seen as f64);
-        }
+                Ok(loss)
+            },
+        )?;
         let recovered = CompressedMlp::from_parts(
             layers
                 .iter()

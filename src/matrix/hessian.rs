@@ -187,6 +187,26 @@ impl InverseHessian {
     }
 }
 
+/// Checks the inputs every OBS method takes: a non-empty, finite weight `w`
+/// (`[out, in]`) and a Hessian `h` of `[in, in]`; `method` names the method
+/// in the error.
+pub(crate) fn check_obs_inputs(
+    method: &'static str,
+    w: ArrayView2<f32>,
+    h: ArrayView2<f64>,
+) -> Result<()> {
+    super::check_matrix("weight matrix", w)?;
+    let n = w.ncols();
+    if h.dim() != (n, n) {
+        return Err(SquishError::shape(
+            method,
+            format!("a {n}x{n} Hessian for {n} inputs"),
+            format!("{}x{}", h.nrows(), h.ncols()),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the two knobs every OBS method has: `block ≥ 1` columns per lazy
 /// update and a dampening fraction that is finite and ≥ 0.
 pub fn check_obs_knobs(block: usize, damp: f64) -> Result<()> {

@@ -45,3 +45,15 @@ impl<T: LinOp + ?Sized> Forward for T {
         self.apply(x, exec)
     }
 }
+
+/// A boxed operator is an operator (so a [`Layer`](crate::training::Layer)
+/// may hold any weight behind a `Box<dyn LinOp>`).
+impl<T: LinOp + ?Sized> LinOp for Box<T> {
+    fn shape(&self) -> (usize, usize) {
+        (**self).shape()
+    }
+
+    fn apply(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+        (**self).apply(x, exec)
+    }
+}

@@ -25,6 +25,7 @@ pub use bitpack::{index_bits, PackedBits};
 pub(crate) use check::check_matrix;
 pub use compressed::CompressedMatrix;
 pub use error::MatrixError;
+pub(crate) use hessian::check_obs_inputs;
 pub use hessian::{check_obs_knobs, obs_sweep, HessianError, InverseHessian, ObsColumns};
 pub use layout::RowLayout;
 pub use linop::LinOp;

@@ -16,12 +16,12 @@
 
 use ndarray::{s, Array2, ArrayView2};
 
-use super::magnitude::{check_matrix, check_sparsity};
+use super::magnitude::check_sparsity;
 use super::PruningError;
 use crate::error::{Result, SquishError};
 use crate::matrix::{
-    index_bits, obs_sweep, CompressedMatrix, InverseHessian, ObsColumns, PackedBits, RowLayout,
-    Structure, Values, NM,
+    check_obs_inputs, index_bits, obs_sweep, CompressedMatrix, InverseHessian, ObsColumns,
+    PackedBits, RowLayout, Structure, Values, NM,
 };
 use crate::parallel::{map, ParallelExecutor};
 use crate::pass::{DataAware, LayerStats};
@@ -145,15 +145,8 @@ impl SparseGpt {
         exec: &dyn ParallelExecutor,
         round: Rounder<'_>,
     ) -> Result<SparseGptOutput> {
-        check_matrix("weight matrix", w)?;
+        check_obs_inputs("SparseGPT", w, h)?;
         let (rows, n) = w.dim();
-        if h.dim() != (n, n) {
-            return Err(SquishError::shape(
-                "SparseGPT",
-                format!("a {n}x{n} Hessian for {n} inputs"),
-                format!("{}x{}", h.nrows(), h.ncols()),
-            ));
-        }
         let mut block = self.params.block;
         if let SparsityPattern::NM { m, .. } = self.params.pattern {
             if !n.is_multiple_of(m) {

@@ -17,8 +17,8 @@ use super::slice_ops::{quantize_scalar, Grid};
 use super::Calibration;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{
-    obs_sweep, CompressedMatrix, Granularity, InverseHessian, ObsColumns, PackedBits, QuantParams,
-    RowLayout, Structure, Values,
+    check_obs_inputs, obs_sweep, CompressedMatrix, Granularity, InverseHessian, ObsColumns,
+    PackedBits, QuantParams, RowLayout, Structure, Values,
 };
 use crate::parallel::{map, ParallelExecutor};
 use crate::pass::{DataAware, LayerStats};
@@ -122,16 +122,8 @@ impl Gptq {
         exec: &dyn ParallelExecutor,
     ) -> Result<GptqOutput> {
         let p = &self.params;
+        check_obs_inputs("GPTQ", w, h)?;
         let (rows, n) = w.dim();
-        check_non_empty("weight matrix", rows, n)?;
-        check_finite("weight matrix", w.iter())?;
-        if h.dim() != (n, n) {
-            return Err(SquishError::shape(
-                "GPTQ",
-                format!("a {n}x{n} Hessian for {n} inputs"),
-                format!("{}x{}", h.nrows(), h.ncols()),
-            ));
-        }
         let perm: Option<Vec<usize>> = p.act_order.then(|| {
             let mut idx: Vec<usize> = (0..n).collect();
             // Decreasing H_jj; ties keep the original order.

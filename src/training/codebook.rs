@@ -1,11 +1,7 @@
 //! Fine-tuning shared weights: codebook centroids trained by the sum of
 //! their members' gradients (Deep Compression, Han et al. 2016, §3.1).
 
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-
-use super::trainer::check_data;
+use super::trainer::{check_data, epoch_loop};
 use super::{CompressedMlp, TrainReport, Trainer};
 use crate::compression::sharing::{centroid_gradients, with_centroids};
 use crate::data::Dataset;
@@ -47,14 +43,12 @@ pub fn finetune_centroids(
         .collect();
     let mut biases: Vec<Vec<f32>> = model.biases().iter().map(|b| b.to_vec()).collect();
     let mut opt = trainer.optimizer().state::<f32>();
-    let mut rng = StdRng::seed_from_u64(trainer.seed());
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    let mut epoch_loss = Vec::with_capacity(trainer.epochs());
-    let mut steps = 0;
-    for _ in 0..trainer.epochs() {
-        order.shuffle(&mut rng);
-        let (mut sum, mut seen) = (0.0, 0);
-        for batch in order.chunks(trainer.batch_size()) {
+    let (epoch_loss, steps) = epoch_loop(
+        data.len(),
+        trainer.epochs(),
+        trainer.batch_size(),
+        trainer.seed(),
+        &mut |batch, _| {
             let (x, y) = data.rows(batch);
             let (loss, grads) = dense.gradients(x.view(), &y)?;
             let mut cg = Vec::with_capacity(n);
@@ -78,17 +72,14 @@ pub fn finetune_centroids(
                 let w = if coded[l] {
                     with_centroids(&model.layers()[l], centroids[l].clone())?
                 } else {
-                    model.layers()[l].clone()
+                    model.layers()[l].op().clone()
                 };
                 model.set_layer(l, w, ndarray::Array1::from(biases[l].clone()))?;
             }
             dense = model.to_mlp()?;
-            sum += loss * batch.len() as f64;
-            seen += batch.len();
-            steps += 1;
-        }
-        epoch_loss.push(sum / seen as f64);
-    }
+            Ok(loss)
+        },
+    )?;
     Ok(TrainReport {
         epoch_loss,
         steps,

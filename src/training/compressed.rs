@@ -1,17 +1,18 @@
-//! [`CompressedMlp`]: inference through compressed weight matrices.
+//! [`CompressedMlp`]: the layer stack over compressed weight matrices, with
+//! the MLP constructors and storage accounting.
 
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::loss::accuracy;
-use super::TrainingError;
-use super::{Activation, Dense, Mlp};
+use super::{Activation, Dense, Layer, LayerStack, Mlp};
 use crate::error::{Result, SquishError};
 use crate::matrix::CompressedMatrix;
 use crate::parallel::{ParallelExecutor, Sequential};
 
 /// An MLP whose weights are [`CompressedMatrix`]es (any structure ×
-/// encoding), multiplied without decompressing. Accuracy after compression
-/// is measured with it, not guessed.
+/// encoding), multiplied without decompressing: the one layer stack,
+/// [`LayerStack`], over compressed weights. The hidden layers share one
+/// activation; the last layer gives logits. Accuracy after compression is
+/// measured with it, not guessed.
 ///
 /// ```
 /// use squish::prelude::*;
@@ -22,16 +23,12 @@ use crate::parallel::{ParallelExecutor, Sequential};
 /// let x = ndarray::Array2::<f32>::ones((3, 8));
 /// let (a, b) = (mlp.forward(x.view())?, c.forward(x.view())?);
 /// assert!((&a - &b).iter().all(|d| d.abs() < 0.05));
+/// assert_eq!(c.layers()[0].encoding(), "int8"); // a layer derefs to its weight
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct CompressedMlp {
-    layers: Vec<CompressedMatrix>,
-    biases: Vec<Array1<f32>>,
-    activation: Activation,
-}
+pub type CompressedMlp = LayerStack<CompressedMatrix>;
 
-impl CompressedMlp {
+impl LayerStack<CompressedMatrix> {
     /// Compresses every layer of `mlp` with `compress(layer index, dense
     /// weight)`; biases stay f32.
     pub fn from_mlp(
@@ -47,6 +44,7 @@ impl CompressedMlp {
     }
 
     /// A network from compressed weights and f32 biases; shapes must chain.
+    /// `activation` follows every layer but the last.
     pub fn from_parts(
         layers: Vec<CompressedMatrix>,
         biases: Vec<Array1<f32>>,
@@ -75,68 +73,47 @@ impl CompressedMlp {
                 ));
             }
         }
-        Ok(CompressedMlp {
-            layers,
-            biases,
-            activation,
-        })
+        let n = layers.len();
+        let stack = layers
+            .into_iter()
+            .zip(biases)
+            .enumerate()
+            .map(|(i, (w, b))| {
+                let act = if i + 1 < n {
+                    activation
+                } else {
+                    Activation::Identity
+                };
+                Layer {
+                    op: w,
+                    bias: Some(b),
+                    act,
+                }
+            })
+            .collect();
+        Ok(Self::from_checked(stack))
     }
 
-    /// The compressed weights.
-    pub fn layers(&self) -> &[CompressedMatrix] {
-        &self.layers
-    }
-
-    /// The biases.
-    pub fn biases(&self) -> &[Array1<f32>] {
-        &self.biases
-    }
-
-    /// Replaces the weight and bias of layer `i` (same shapes).
-    pub fn set_layer(&mut self, i: usize, w: CompressedMatrix, b: Array1<f32>) -> Result<()> {
-        let old = self.layers.get(i).ok_or(TrainingError::NoSuchLayer {
-            what: "layer",
-            layer: i,
-            count: self.layers.len(),
-        })?;
-        if old.shape() != w.shape() || b.len() != w.rows() {
-            return Err(SquishError::shape(
-                "set_layer",
-                format!("{:?} with {} biases", old.shape(), old.rows()),
-                format!("{:?} with {} biases", w.shape(), b.len()),
-            ));
-        }
-        self.layers[i] = w;
-        self.biases[i] = b;
-        Ok(())
-    }
-
-    /// The hidden activation.
+    /// The hidden activation (the identity for a single layer: it has no
+    /// hidden layer).
     pub fn activation(&self) -> Activation {
-        self.activation
+        match self.layers() {
+            [first, _, ..] => first.act(),
+            _ => Activation::Identity,
+        }
     }
 
     /// Total stored bytes of the weights and f32 biases.
     pub fn bytes(&self) -> usize {
-        self.layers
+        self.layers()
             .iter()
-            .map(|m| m.storage().total())
-            .sum::<usize>()
-            + self.biases.iter().map(|b| b.len() * 4).sum::<usize>()
+            .map(|l| l.storage().total() + l.bias().map_or(0, |b| b.len() * 4))
+            .sum()
     }
 
     /// Logits on one thread.
     pub fn forward(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
         self.forward_on(x, &Sequential)
-    }
-
-    /// Logits, each layer's product on `exec` (`CompressedMatrix::matmul_on`).
-    pub fn forward_on(
-        &self,
-        x: ArrayView2<f32>,
-        exec: &dyn ParallelExecutor,
-    ) -> Result<Array2<f32>> {
-        self.hidden_or_logits(x, self.layers.len(), exec)
     }
 
     /// Old name of [`forward_on`](Self::forward_on).
@@ -150,38 +127,6 @@ impl CompressedMlp {
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
         self.forward_on(x, exec)
-    }
-
-    /// Activation output of hidden layer `layer` (as [`Mlp::hidden`]).
-    pub fn hidden(&self, x: ArrayView2<f32>, layer: usize) -> Result<Array2<f32>> {
-        if layer + 1 >= self.layers.len() {
-            return Err(TrainingError::NoSuchLayer {
-                what: "hidden layer",
-                layer,
-                count: self.layers.len() - 1,
-            }
-            .into());
-        }
-        self.hidden_or_logits(x, layer + 1, &Sequential)
-    }
-
-    /// Runs the first `upto` layers; the activation follows all but the last layer.
-    fn hidden_or_logits(
-        &self,
-        x: ArrayView2<f32>,
-        upto: usize,
-        exec: &dyn ParallelExecutor,
-    ) -> Result<Array2<f32>> {
-        let n = self.layers.len();
-        let mut h = self.layers[0].matmul_on(x, exec)? + &self.biases[0];
-        for i in 1..upto {
-            h = self.activation.forward(h.view());
-            h = self.layers[i].matmul_on(h.view(), exec)? + &self.biases[i];
-        }
-        if upto < n {
-            h = self.activation.forward(h.view());
-        }
-        Ok(h)
     }
 
     /// Old name of [`accuracy_on`](Self::accuracy_on).
@@ -198,49 +143,14 @@ impl CompressedMlp {
         self.accuracy_on(x, labels, exec)
     }
 
-    /// Classification accuracy, each layer's product on `exec`.
-    pub fn accuracy_on(
-        &self,
-        x: ArrayView2<f32>,
-        labels: &[usize],
-        exec: &dyn ParallelExecutor,
-    ) -> Result<f64> {
-        let logits = self.forward_on(x, exec)?;
-        if labels.len() != logits.nrows() {
-            return Err(SquishError::shape(
-                "labels",
-                format!("{}", logits.nrows()),
-                format!("{}", labels.len()),
-            ));
-        }
-        Ok(accuracy(logits.view(), labels))
-    }
-
     /// The dense network these weights decode to.
     pub fn to_mlp(&self) -> Result<Mlp<f32>> {
         let layers = self
-            .layers
+            .layers()
             .iter()
-            .zip(&self.biases)
-            .map(|(w, b)| Dense::new(w.to_dense(), b.clone()))
+            .zip(self.biases())
+            .map(|(w, b)| Dense::new(w.to_dense(), b))
             .collect::<Result<Vec<_>>>()?;
-        Mlp::from_layers(layers, self.activation)
-    }
-}
-
-/// The model-parallel runners ([`DataParallel`](crate::parallel::DataParallel),
-/// [`LayerPipeline`](crate::parallel::LayerPipeline)) drive a compressed
-/// network like any other model.
-impl crate::parallel::Forward for CompressedMlp {
-    fn in_dim(&self) -> usize {
-        self.layers[0].cols()
-    }
-
-    fn out_dim(&self) -> usize {
-        self.layers[self.layers.len() - 1].rows()
-    }
-
-    fn forward(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
-        self.forward_on(x, exec)
+        Mlp::from_layers(layers, self.activation())
     }
 }

@@ -29,6 +29,18 @@ pub fn log_softmax<F: Scalar>(z: ArrayView2<F>, temperature: F) -> Array2<F> {
     out
 }
 
+/// [`accuracy`] of `logits` on `labels`, one label per logit row.
+pub(crate) fn checked_accuracy<F: Scalar>(logits: ArrayView2<F>, labels: &[usize]) -> Result<f64> {
+    if labels.len() != logits.nrows() {
+        return Err(SquishError::shape(
+            "labels",
+            format!("{}", logits.nrows()),
+            format!("{}", labels.len()),
+        ));
+    }
+    Ok(accuracy(logits, labels))
+}
+
 /// Checks `[batch, classes]` logits against one label per row.
 pub(crate) fn check_labels<F: Scalar>(logits: ArrayView2<F>, labels: &[usize]) -> Result<()> {
     check_non_empty("logits", logits.nrows(), logits.ncols())?;

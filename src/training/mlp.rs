@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::loss::{accuracy, softmax_cross_entropy};
+use super::loss::{checked_accuracy, softmax_cross_entropy};
 use super::TrainingError;
 use super::{Activation, Dense, Gradients, Scalar};
 use crate::error::{Result, SquishError};
@@ -275,14 +275,7 @@ impl<F: Scalar> Mlp<F> {
     /// Classification accuracy on `(x, labels)`.
     pub fn accuracy(&self, x: ArrayView2<F>, labels: &[usize]) -> Result<f64> {
         let logits = self.forward(x)?;
-        if labels.len() != logits.nrows() {
-            return Err(SquishError::shape(
-                "labels",
-                format!("{}", logits.nrows()),
-                format!("{}", labels.len()),
-            ));
-        }
-        Ok(accuracy(logits.view(), labels))
+        checked_accuracy(logits.view(), labels)
     }
 
     /// The same network in another float type.

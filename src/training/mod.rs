@@ -4,8 +4,11 @@
 //! initialisation and shuffling.
 //!
 //! Around it, what compression needs from training:
-//! - inference through compressed weights ([`CompressedMlp`]), so accuracy
-//!   after compression is measured;
+//! - one layer-stack model, [`LayerStack`], generic over how a layer's
+//!   weight is stored: inference through compressed weights
+//!   ([`CompressedMlp`] = `LayerStack<CompressedMatrix>`), so accuracy after
+//!   compression is measured, and any mix of [`LinOp`](crate::matrix::LinOp)s
+//!   for the parallel runners;
 //! - regularization-driven pruning ([`Regularizer`]: L1, L2, group lasso),
 //!   mask-aware fine-tuning ([`Masks`]) and gradual pruning on Zhu & Gupta's
 //!   schedule ([`GradualPruning`] over a [`pruning::Schedule`](crate::pruning::Schedule));
@@ -58,4 +61,5 @@ pub use scalar::Scalar;
 pub use schedule::{cubic_sparsity, from_schedule, GradualPruning, SparsitySchedule};
 pub use stack::{Layer, LayerStack};
 pub use ste::StraightThrough;
+pub(crate) use trainer::epoch_loop;
 pub use trainer::{Objective, TrainReport, Trainer, TrainerParams};

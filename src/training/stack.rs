@@ -1,14 +1,24 @@
-//! A stack of [`Layer`]s (a [`LinOp`] weight, an optional bias, an
-//! [`Activation`]) that the parallel runners drive through [`Forward`].
+//! The one layer-stack model: [`LayerStack`], a stack of [`Layer`]s (a
+//! weight, an optional bias, an [`Activation`]), generic over how each
+//! layer's weight is stored. `LayerStack` (the default, `Box<dyn LinOp>`)
+//! mixes any weights and is what the parallel runners drive through
+//! [`Forward`]; [`CompressedMlp`](super::CompressedMlp) is the same type
+//! over [`CompressedMatrix`](crate::matrix::CompressedMatrix) weights.
+
+use std::ops::Deref;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
+use super::loss::checked_accuracy;
 use super::{Activation, TrainingError};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::LinOp;
 use crate::parallel::{check_chain, Forward, ParallelExecutor};
 
-/// One layer: `act(x · Wᵀ + b)` with any [`LinOp`] as `W` (dense or compressed).
+/// One layer: `act(x · Wᵀ + b)` with any [`LinOp`] as `W` (dense or
+/// compressed). `Layer` (the default) boxes its weight, so layers of
+/// different kinds stack together; `Layer<W>` stores a `W` as it is. A layer
+/// dereferences to its weight (`layer.shape()`, `layer.storage()`).
 ///
 /// ```
 /// use ndarray::array;
@@ -21,20 +31,29 @@ use crate::parallel::{check_chain, Forward, ParallelExecutor};
 /// assert_eq!(y, array![[0.0f32, 0.0]]); // relu(-0.5), relu(-3)
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-pub struct Layer {
-    op: Box<dyn LinOp>,
-    bias: Option<Array1<f32>>,
-    act: Activation,
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer<W = Box<dyn LinOp>> {
+    pub(super) op: W,
+    pub(super) bias: Option<Array1<f32>>,
+    pub(super) act: Activation,
 }
 
 impl Layer {
-    /// A layer with weight `op`, no bias and the identity activation.
+    /// A layer with weight `op` (boxed), no bias and the identity activation.
     pub fn new(op: impl LinOp + 'static) -> Self {
         Self::boxed(Box::new(op))
     }
 
     /// A layer from a boxed weight.
     pub fn boxed(op: Box<dyn LinOp>) -> Self {
+        Layer::of(op)
+    }
+}
+
+impl<W: LinOp> Layer<W> {
+    /// A layer with weight `op` stored as it is, no bias and the identity
+    /// activation.
+    pub fn of(op: W) -> Self {
         Layer {
             op,
             bias: None,
@@ -64,12 +83,30 @@ impl Layer {
     }
 
     /// The weight.
-    pub fn op(&self) -> &dyn LinOp {
-        self.op.as_ref()
+    pub fn op(&self) -> &W {
+        &self.op
+    }
+
+    /// The bias, if the layer has one.
+    pub fn bias(&self) -> Option<&Array1<f32>> {
+        self.bias.as_ref()
+    }
+
+    /// The activation applied after the bias.
+    pub fn act(&self) -> Activation {
+        self.act
     }
 }
 
-impl Forward for Layer {
+impl<W> Deref for Layer<W> {
+    type Target = W;
+
+    fn deref(&self) -> &W {
+        &self.op
+    }
+}
+
+impl<W: LinOp> Forward for Layer<W> {
     fn in_dim(&self) -> usize {
         self.op.shape().1
     }
@@ -96,6 +133,10 @@ impl Forward for Layer {
 
 /// Layers applied in order; each layer's outputs feed the next one's inputs.
 ///
+/// `LayerStack` (weights behind `Box<dyn LinOp>`) takes any mix of weights;
+/// [`CompressedMlp`](super::CompressedMlp) is `LayerStack<CompressedMatrix>`,
+/// with the MLP constructors and storage accounting.
+///
 /// ```
 /// use ndarray::{array, Array2};
 /// use squish::parallel::{Forward, Sequential};
@@ -109,13 +150,21 @@ impl Forward for Layer {
 /// assert_eq!(y, array![[4.0f32]]);
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-pub struct LayerStack {
-    layers: Vec<Layer>,
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerStack<W = Box<dyn LinOp>> {
+    layers: Vec<Layer<W>>,
 }
 
 impl LayerStack {
     /// Checks that there is at least one layer and that the widths chain.
     pub fn new(layers: Vec<Layer>) -> Result<Self> {
+        Self::from_layers(layers)
+    }
+}
+
+impl<W: LinOp> LayerStack<W> {
+    /// As [`LayerStack::new`], for layers that store a `W` each.
+    pub fn from_layers(layers: Vec<Layer<W>>) -> Result<Self> {
         if layers.is_empty() {
             return Err(TrainingError::NoLayers.into());
         }
@@ -123,18 +172,107 @@ impl LayerStack {
         Ok(LayerStack { layers })
     }
 
-    /// The layers, in order.
-    pub fn layers(&self) -> &[Layer] {
+    /// A stack from layers already checked to chain (at least one).
+    pub(super) fn from_checked(layers: Vec<Layer<W>>) -> Self {
+        debug_assert!(!layers.is_empty());
+        LayerStack { layers }
+    }
+
+    /// The layers, in order (each dereferences to its weight).
+    pub fn layers(&self) -> &[Layer<W>] {
         &self.layers
     }
 
     /// Gives the layers back (e.g. to make each one a pipeline stage).
-    pub fn into_layers(self) -> Vec<Layer> {
+    pub fn into_layers(self) -> Vec<Layer<W>> {
         self.layers
+    }
+
+    /// The biases, one per layer (zeros where a layer has none).
+    pub fn biases(&self) -> Vec<Array1<f32>> {
+        self.layers
+            .iter()
+            .map(|l| match &l.bias {
+                Some(b) => b.clone(),
+                None => Array1::zeros(l.out_dim()),
+            })
+            .collect()
+    }
+
+    /// Replaces the weight and bias of layer `i` (same shapes); its
+    /// activation stays.
+    pub fn set_layer(&mut self, i: usize, w: W, b: Array1<f32>) -> Result<()> {
+        let count = self.layers.len();
+        let old = self.layers.get_mut(i).ok_or(TrainingError::NoSuchLayer {
+            what: "layer",
+            layer: i,
+            count,
+        })?;
+        if old.op.shape() != w.shape() || b.len() != w.shape().0 {
+            return Err(SquishError::shape(
+                "set_layer",
+                format!("{:?} with {} biases", old.op.shape(), old.op.shape().0),
+                format!("{:?} with {} biases", w.shape(), b.len()),
+            ));
+        }
+        old.op = w;
+        old.bias = Some(b);
+        Ok(())
+    }
+
+    /// The outputs, each layer's product on `exec` (as [`Forward::forward`]).
+    pub fn forward_on(
+        &self,
+        x: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        self.run(x, self.layers.len(), exec)
+    }
+
+    /// Output of hidden layer `layer` (after its activation, as
+    /// [`Mlp::hidden`](super::Mlp::hidden)), on one thread.
+    pub fn hidden(&self, x: ArrayView2<f32>, layer: usize) -> Result<Array2<f32>> {
+        if layer + 1 >= self.layers.len() {
+            return Err(TrainingError::NoSuchLayer {
+                what: "hidden layer",
+                layer,
+                count: self.layers.len() - 1,
+            }
+            .into());
+        }
+        self.run(x, layer + 1, &crate::parallel::Sequential)
+    }
+
+    /// Classification accuracy of the outputs (logits), each layer's
+    /// product on `exec`.
+    pub fn accuracy_on(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[usize],
+        exec: &dyn ParallelExecutor,
+    ) -> Result<f64> {
+        let logits = self.forward_on(x, exec)?;
+        checked_accuracy(logits.view(), labels)
+    }
+
+    /// Runs the first `upto` layers.
+    fn run(
+        &self,
+        x: ArrayView2<f32>,
+        upto: usize,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        let mut h = self.layers[0].forward(x, exec)?;
+        for l in &self.layers[1..upto] {
+            h = l.forward(h.view(), exec)?;
+        }
+        Ok(h)
     }
 }
 
-impl Forward for LayerStack {
+/// The model-parallel runners ([`DataParallel`](crate::parallel::DataParallel),
+/// [`LayerPipeline`](crate::parallel::LayerPipeline)) drive any stack.
+impl<W: LinOp> Forward for LayerStack<W> {
     fn in_dim(&self) -> usize {
         self.layers[0].in_dim()
     }
@@ -144,18 +282,14 @@ impl Forward for LayerStack {
     }
 
     fn forward(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
-        let mut h = self.layers[0].forward(x, exec)?;
-        for l in &self.layers[1..] {
-            h = l.forward(h.view(), exec)?;
-        }
-        Ok(h)
+        self.forward_on(x, exec)
     }
 }
 
 /// A stack's layers as pipeline stages, for
 /// [`LayerPipeline::params`](crate::parallel::LayerPipeline::params).
-impl From<LayerStack> for Vec<Box<dyn Forward>> {
-    fn from(stack: LayerStack) -> Self {
+impl<W: LinOp + 'static> From<LayerStack<W>> for Vec<Box<dyn Forward>> {
+    fn from(stack: LayerStack<W>) -> Self {
         stack
             .into_layers()
             .into_iter()

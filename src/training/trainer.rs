@@ -210,15 +210,10 @@ impl Trainer {
         masks.apply(mlp);
         let mut opt = self.p.optimizer.state::<f32>();
         let lr = self.p.optimizer.learning_rate();
-        let mut rng = StdRng::seed_from_u64(self.p.seed);
-        let mut order: Vec<usize> = (0..rows).collect();
-        let mut epoch_loss = Vec::with_capacity(self.p.epochs);
-        let mut step = 0usize;
-        for _ in 0..self.p.epochs {
-            order.shuffle(&mut rng);
-            let (mut sum, mut seen) = (0.0f64, 0usize);
-            for batch in order.chunks(self.p.batch_size) {
-                let net: Cow<Mlp<f32>> = match &self.p.straight_through {
+        let p = &self.p;
+        let (epoch_loss, steps) =
+            epoch_loop(rows, p.epochs, p.batch_size, p.seed, &mut |batch, step| {
+                let net: Cow<Mlp<f32>> = match &p.straight_through {
                     Some(s) => Cow::Owned(s.quantized(mlp)?),
                     None => Cow::Borrowed(&*mlp),
                 };
@@ -231,17 +226,17 @@ impl Trainer {
                         value: loss as f32,
                     });
                 }
-                if let Some(r) = &self.p.regularizer {
+                if let Some(r) = &p.regularizer {
                     r.add_gradient(mlp, &mut grads);
                     loss += r.value(mlp);
                 }
                 masks.apply_to_gradients(&mut grads);
                 opt.step(&mut mlp.layers, &grads)?;
-                if let Some(r) = &self.p.regularizer {
+                if let Some(r) = &p.regularizer {
                     r.proximal(mlp, lr);
                 }
-                step += 1;
-                if let Some(g) = &self.p.gradual {
+                let step = step + 1;
+                if let Some(g) = &p.gradual {
                     if step.is_multiple_of(g.every) {
                         let s = (g.schedule)(step);
                         let pruner = Magnitude::params(s).check()?;
@@ -255,14 +250,11 @@ impl Trainer {
                     }
                 }
                 masks.apply(mlp);
-                sum += loss * batch.len() as f64;
-                seen += batch.len();
-            }
-            epoch_loss.push(sum / seen as f64);
-        }
+                Ok(loss)
+            })?;
         Ok(TrainReport {
             epoch_loss,
-            steps: step,
+            steps,
             masks,
         })
     }
@@ -277,4 +269,35 @@ pub(crate) fn check_data(mlp: &Mlp<f32>, data: &Dataset) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The shuffled mini-batch loop every trainer runs: `epochs` passes over
+/// `rows` rows, in an order shuffled each epoch by a generator seeded with
+/// `seed`, in batches of `batch_size` (the last one of an epoch may be
+/// smaller). `step(batch rows, steps so far)` does one step and gives the
+/// batch loss. Returns the mean loss per epoch (batches weighted by their
+/// rows) and the steps taken.
+pub(crate) fn epoch_loop(
+    rows: usize,
+    epochs: usize,
+    batch_size: usize,
+    seed: u64,
+    step: &mut dyn FnMut(&[usize], usize) -> Result<f64>,
+) -> Result<(Vec<f64>, usize)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..rows).collect();
+    let mut epoch_loss = Vec::with_capacity(epochs);
+    let mut steps = 0usize;
+    for _ in 0..epochs {
+        order.shuffle(&mut rng);
+        let (mut sum, mut seen) = (0.0f64, 0usize);
+        for batch in order.chunks(batch_size) {
+            let loss = step(batch, steps)?;
+            sum += loss * batch.len() as f64;
+            seen += batch.len();
+            steps += 1;
+        }
+        epoch_loss.push(sum / seen as f64);
+    }
+    Ok((epoch_loss, steps))
 }

@@ -323,7 +323,11 @@ impl DeepCompression {
 
     /// Stage 3: each layer of `shared` Huffman coded.
     pub fn encode(shared: &CompressedMlp) -> Result<Vec<HuffmanCsr>> {
-        shared.layers().iter().map(HuffmanCsr::encode).collect()
+        shared
+            .layers()
+            .iter()
+            .map(|l| HuffmanCsr::encode(l.op()))
+            .collect()
     }
 
     /// All three stages on a copy of `mlp`.

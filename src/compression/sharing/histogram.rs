@@ -146,14 +146,7 @@ impl Histogram {
     /// allocation less: fresh pages cost a fault each).
     fn from_sorted_keys(mut keys: Vec<u32>, shift: f64) -> Self {
         let n = keys.len();
-        let (mut p0, mut p1, mut p2) = (
-            Vec::with_capacity(n + 1),
-            Vec::with_capacity(n + 1),
-            Vec::with_capacity(n + 1),
-        );
-        p0.push(0.0);
-        p1.push(0.0);
-        p2.push(0.0);
+        let mut pre = Prefix::with_capacity(n + 1);
         let (mut s0, mut s1, mut s2) = (0.0f64, 0.0f64, 0.0f64);
         let (mut i, mut distinct) = (0, 0);
         while i < n {
@@ -168,29 +161,14 @@ impl Histogram {
             }
             keys[distinct] = k;
             distinct += 1;
-            p0.push(s0);
-            p1.push(s1);
-            p2.push(s2);
+            pre.push(s0, s1, s2);
             i = r;
         }
         keys.truncate(distinct);
         // Same size and alignment: collected in place.
-        let mut values: Vec<f32> = keys.into_iter().map(unkey).collect();
-        if distinct < n / 2 {
-            // Many duplicates: give the spare capacity back.
-            values.shrink_to_fit();
-            p0.shrink_to_fit();
-            p1.shrink_to_fit();
-            p2.shrink_to_fit();
-        }
-        Histogram {
-            values,
-            p0,
-            p1,
-            p2,
-            shift,
-            count: n,
-        }
+        let values: Vec<f32> = keys.into_iter().map(unkey).collect();
+        // Many duplicates: give the spare capacity back.
+        pre.into_histogram(values, shift, n, distinct < n / 2)
     }
 
     /// One pass over sorted `(key, weight)` pairs: merges equal keys and
@@ -202,15 +180,8 @@ impl Histogram {
     ) -> Self {
         let cap = pairs.len() + 1;
         let mut values: Vec<f32> = Vec::with_capacity(cap);
-        let (mut p0, mut p1, mut p2) = (
-            Vec::with_capacity(cap),
-            Vec::with_capacity(cap),
-            Vec::with_capacity(cap),
-        );
+        let mut pre = Prefix::with_capacity(cap);
         let (mut s0, mut s1, mut s2) = (0.0f64, 0.0f64, 0.0f64);
-        p0.push(0.0);
-        p1.push(0.0);
-        p2.push(0.0);
         let mut last = None;
         for (k, w) in pairs {
             let x = unkey(k);
@@ -219,29 +190,14 @@ impl Histogram {
             s1 += w * d;
             s2 += w * d * d;
             if last == Some(k) {
-                *p0.last_mut().unwrap() = s0;
-                *p1.last_mut().unwrap() = s1;
-                *p2.last_mut().unwrap() = s2;
+                pre.set_last(s0, s1, s2);
             } else {
                 values.push(x);
-                p0.push(s0);
-                p1.push(s1);
-                p2.push(s2);
+                pre.push(s0, s1, s2);
                 last = Some(k);
             }
         }
-        values.shrink_to_fit();
-        p0.shrink_to_fit();
-        p1.shrink_to_fit();
-        p2.shrink_to_fit();
-        Histogram {
-            values,
-            p0,
-            p1,
-            p2,
-            shift,
-            count,
-        }
+        pre.into_histogram(values, shift, count, true)
     }
 
     /// Prefix sums of weight, weight·(x − shift) and weight·(x − shift)²
@@ -349,6 +305,63 @@ impl Histogram {
         let mut c = centroids.to_vec();
         c.sort_by(f64::total_cmp);
         self.partition_cost(&self.assign(&c), &c)
+    }
+}
+
+/// The three prefix-sum columns of a histogram being built, each starting
+/// at 0.
+struct Prefix {
+    p0: Vec<f64>,
+    p1: Vec<f64>,
+    p2: Vec<f64>,
+}
+
+impl Prefix {
+    fn with_capacity(cap: usize) -> Self {
+        let mut p = Prefix {
+            p0: Vec::with_capacity(cap),
+            p1: Vec::with_capacity(cap),
+            p2: Vec::with_capacity(cap),
+        };
+        p.push(0.0, 0.0, 0.0);
+        p
+    }
+
+    fn push(&mut self, s0: f64, s1: f64, s2: f64) {
+        self.p0.push(s0);
+        self.p1.push(s1);
+        self.p2.push(s2);
+    }
+
+    /// Overwrites the last sums (a run of an equal key goes on).
+    fn set_last(&mut self, s0: f64, s1: f64, s2: f64) {
+        let last = self.p0.len() - 1;
+        (self.p0[last], self.p1[last], self.p2[last]) = (s0, s1, s2);
+    }
+
+    /// The histogram of `values` with these sums; `shrink` gives the spare
+    /// capacity back.
+    fn into_histogram(
+        mut self,
+        mut values: Vec<f32>,
+        shift: f64,
+        count: usize,
+        shrink: bool,
+    ) -> Histogram {
+        if shrink {
+            values.shrink_to_fit();
+            self.p0.shrink_to_fit();
+            self.p1.shrink_to_fit();
+            self.p2.shrink_to_fit();
+        }
+        Histogram {
+            values,
+            p0: self.p0,
+            p1: self.p1,
+            p2: self.p2,
+            shift,
+            count,
+        }
     }
 }
 

@@ -3,6 +3,34 @@
 use super::QuantParams;
 use crate::matrix::{PackedBits, RowLayout};
 
+/// The accessors both integer encodings share: `codes()` (of type `$codes`,
+/// documented by `$doc`), `quant_params()` and its old name `params()`.
+macro_rules! int_accessors {
+    ($t:ty, $codes:ty, $doc:literal) => {
+        impl $t {
+            #[doc = $doc]
+            pub fn codes(&self) -> &$codes {
+                &self.codes
+            }
+
+            /// Scales and zero-points.
+            pub fn quant_params(&self) -> &QuantParams {
+                &self.params
+            }
+
+            /// Old name of [`quant_params`](Self::quant_params) (`params()` is a
+            /// builder everywhere else in the crate). To be marked `#[deprecated]`
+            /// once the kernels call `quant_params`.
+            pub fn params(&self) -> &QuantParams {
+                &self.params
+            }
+        }
+    };
+}
+
+int_accessors!(Int8Values, [i8], "The codes in layout order.");
+int_accessors!(Int4Values, PackedBits, "The packed nibbles.");
+
 /// int8 codes: value = (q − zero_point) · scale, q in −128..=127.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Int8Values {
@@ -12,23 +40,6 @@ pub struct Int8Values {
 }
 
 impl Int8Values {
-    /// The codes in layout order.
-    pub fn codes(&self) -> &[i8] {
-        &self.codes
-    }
-
-    /// Scales and zero-points.
-    pub fn quant_params(&self) -> &QuantParams {
-        &self.params
-    }
-
-    /// Old name of [`quant_params`](Self::quant_params) (`params()` is a
-    /// builder everywhere else in the crate). To be marked `#[deprecated]`
-    /// once the kernels call `quant_params`.
-    pub fn params(&self) -> &QuantParams {
-        &self.params
-    }
-
     pub(crate) fn decode_row(&self, i: usize, out: &mut [f32]) {
         let r = self.layout.range(i);
         self.params
@@ -52,23 +63,6 @@ pub fn nibble_to_i8(n: u16) -> i8 {
 }
 
 impl Int4Values {
-    /// The packed nibbles.
-    pub fn codes(&self) -> &PackedBits {
-        &self.codes
-    }
-
-    /// Scales and zero-points.
-    pub fn quant_params(&self) -> &QuantParams {
-        &self.params
-    }
-
-    /// Old name of [`quant_params`](Self::quant_params) (`params()` is a
-    /// builder everywhere else in the crate). To be marked `#[deprecated]`
-    /// once the kernels call `quant_params`.
-    pub fn params(&self) -> &QuantParams {
-        &self.params
-    }
-
     pub(crate) fn decode_row(&self, i: usize, out: &mut [f32]) {
         let r = self.layout.range(i);
         self.params
