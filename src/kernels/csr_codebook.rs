@@ -1,7 +1,7 @@
 //! `x·Wᵀ` for a CSR matrix with codebook values, straight from the
 //! indices: each stored row's few values are looked up in the codebook into a
 //! small buffer, then multiplied by the CSR f32 inner loops of
-//! [`sparse`](super::sparse) (AVX-512 gathered dot products for one input, a
+//! [`sparse`] (AVX-512 gathered dot products for one input, a
 //! transposed-input scatter over 32 batch lanes for batches). The matrix is
 //! never made dense. (The portable scatter that ran here before was 0.8×
 //! dense f32 at batch 256 on the Deep Compression MLP: issue #20.)
