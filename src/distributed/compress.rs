@@ -486,23 +486,13 @@ impl FileReport {
     /// after, relative error of the concatenated weights), as
     /// [`Compressed::totals`] gives for the same run.
     pub fn totals(&self, original: &Model) -> (usize, usize, f64) {
-        let (mut before, mut after, mut signal, mut noise) = (0, 0, 0.0f64, 0.0f64);
-        for l in &self.layers {
-            before += l.bytes_before;
-            after += l.bytes_after;
-            let s: f64 = original
+        crate::recipe::layer_totals(self.layers.iter().map(|l| {
+            let s = original
                 .get(&l.name)
                 .and_then(|t| t.as_f32())
                 .map_or(0.0, crate::metrics::sum_squares);
-            signal += s;
-            noise += l.error.rel_frobenius.powi(2) * s;
-        }
-        let rel = if signal > 0.0 {
-            (noise / signal).sqrt()
-        } else {
-            0.0
-        };
-        (before, after, rel)
+            (l, s)
+        }))
     }
 }
 

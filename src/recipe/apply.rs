@@ -88,27 +88,37 @@ pub struct Compressed {
     pub layers: Vec<LayerReport>,
 }
 
+/// Totals over layers given with their weights' energy `Σw²`: (bytes
+/// before, bytes after, relative error of the concatenated weights).
+pub(crate) fn layer_totals<'a>(
+    layers: impl Iterator<Item = (&'a LayerReport, f64)>,
+) -> (usize, usize, f64) {
+    let (mut before, mut after, mut signal, mut noise) = (0, 0, 0.0f64, 0.0f64);
+    for (l, s) in layers {
+        before += l.bytes_before;
+        after += l.bytes_after;
+        signal += s;
+        noise += l.error.rel_frobenius.powi(2) * s;
+    }
+    let rel = if signal > 0.0 {
+        (noise / signal).sqrt()
+    } else {
+        0.0
+    };
+    (before, after, rel)
+}
+
 impl Compressed {
     /// Totals over all layers: (bytes before as in the input file, bytes
     /// after, relative error of the concatenated weights).
     pub fn totals(&self, original: &Model) -> (usize, usize, f64) {
-        let (mut before, mut after, mut signal, mut noise) = (0, 0, 0.0f64, 0.0f64);
-        for l in &self.layers {
-            before += l.bytes_before;
-            after += l.bytes_after;
-            let s: f64 = original
+        layer_totals(self.layers.iter().map(|l| {
+            let s = original
                 .get(&l.name)
                 .and_then(|t| t.as_f32())
                 .map_or(0.0, crate::metrics::sum_squares);
-            signal += s;
-            noise += l.error.rel_frobenius.powi(2) * s;
-        }
-        let rel = if signal > 0.0 {
-            (noise / signal).sqrt()
-        } else {
-            0.0
-        };
-        (before, after, rel)
+            (l, s)
+        }))
     }
 }
 

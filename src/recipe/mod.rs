@@ -16,11 +16,11 @@ mod spec;
 mod stream;
 mod sweep;
 
-pub(crate) use apply::file_bytes;
 pub use apply::{
     compress_model, compress_model_calibrated, input_scale_name, Compressed, LayerReport,
     ModelCalibration,
 };
+pub(crate) use apply::{file_bytes, layer_totals};
 pub use error::RecipeError;
 pub use method::MethodSpec;
 pub use recipe::{Choice, Recipe, Rule};

@@ -136,19 +136,7 @@ impl StreamSummary {
     /// relative error of the concatenated weights), as
     /// [`Compressed::totals`](super::Compressed::totals) gives.
     pub fn totals(&self) -> (usize, usize, f64) {
-        let (mut before, mut after, mut signal, mut noise) = (0, 0, 0.0f64, 0.0f64);
-        for (l, &s) in self.layers.iter().zip(&self.signal) {
-            before += l.bytes_before;
-            after += l.bytes_after;
-            signal += s;
-            noise += l.error.rel_frobenius.powi(2) * s;
-        }
-        let rel = if signal > 0.0 {
-            (noise / signal).sqrt()
-        } else {
-            0.0
-        };
-        (before, after, rel)
+        super::apply::layer_totals(self.layers.iter().zip(self.signal.iter().copied()))
     }
 }
 
