@@ -65,13 +65,47 @@ fn data_aware_recipe_without_calibration_is_refused() {
     assert!(!o.status.success());
 }
 
+/// Runs `squish compress MODEL --recipe RECIPE --calibration SENTENCES -o
+/// DIR/o.squish --quiet`, with the first `sentences` lines of the shipped
+/// corpus; returns the output path and stdout (after checking success).
+fn compress_calibrated(
+    dir: &std::path::Path,
+    model: &std::path::Path,
+    recipe_text: &str,
+    sentences: usize,
+) -> (std::path::PathBuf, String) {
+    let recipe = dir.join("r.toml");
+    std::fs::write(&recipe, recipe_text).unwrap();
+    let text = include_str!("../../data/english/devils_dictionary.txt");
+    let lines = dir.join("s.txt");
+    std::fs::write(
+        &lines,
+        text.lines().take(sentences).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let out = dir.join("o.squish");
+    let o = squish(&[
+        "compress",
+        model.to_str().unwrap(),
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--calibration",
+        lines.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (out, String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 #[test]
 fn minilm_with_calibration_sentences() {
     let Some(model) = minilm_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let recipe = dir.path().join("r.toml");
-    std::fs::write(
-        &recipe,
+    let (out, stdout) = compress_calibrated(
+        dir.path(),
+        &model,
         r#"
 [calibration]
 samples = 16
@@ -89,29 +123,8 @@ pipeline = [{ method = "sparsegpt", n = 2, m = 4 }]
 pattern = "encoder.layer.*.output.dense.weight"
 pipeline = [{ method = "wanda", sparsity = 0.5 }]
 "#,
-    )
-    .unwrap();
-    let text = include_str!("../../data/english/devils_dictionary.txt");
-    let sentences = dir.path().join("s.txt");
-    std::fs::write(
-        &sentences,
-        text.lines().take(200).collect::<Vec<_>>().join("\n"),
-    )
-    .unwrap();
-    let out = dir.path().join("o.squish");
-    let o = squish(&[
-        "compress",
-        model.to_str().unwrap(),
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--calibration",
-        sentences.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        200,
+    );
     for method in ["gptq int4 sym group-128", "sparsegpt 2:4", "wanda 50%"] {
         assert!(stdout.contains(method), "{method}:\n{stdout}");
     }
@@ -125,9 +138,9 @@ fn minilm_awq_recipe_then_embed_matches_the_library() {
     use squish::parallel::Sequential;
     let Some(model) = minilm_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let recipe = dir.path().join("r.toml");
-    std::fs::write(
-        &recipe,
+    let (out, stdout) = compress_calibrated(
+        dir.path(),
+        &model,
         r#"
 [calibration]
 samples = 16
@@ -142,29 +155,8 @@ pipeline = [{ method = "awq", bits = 4, granularity = "per-group", group_size = 
 pattern = "encoder.layer.[01].*.dense.weight"
 pipeline = [{ method = "awq", bits = 4, granularity = "per-group", group_size = 128 }]
 "#,
-    )
-    .unwrap();
-    let text = include_str!("../../data/english/devils_dictionary.txt");
-    let sentences = dir.path().join("s.txt");
-    std::fs::write(
-        &sentences,
-        text.lines().take(64).collect::<Vec<_>>().join("\n"),
-    )
-    .unwrap();
-    let out = dir.path().join("o.squish");
-    let o = squish(&[
-        "compress",
-        model.to_str().unwrap(),
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--calibration",
-        sentences.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        64,
+    );
     assert!(stdout.contains("awq + gptq int4 sym group-128"), "{stdout}");
     assert!(stdout.contains("awq int4 sym group-128"), "{stdout}");
     // The scales are stored next to the matrices.
