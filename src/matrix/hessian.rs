@@ -291,39 +291,9 @@ pub fn obs_sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matrix::obs_testing::inverse;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-
-    /// Naive Gauss-Jordan inverse in f64 (independent of faer).
-    fn inverse(a: &Array2<f64>) -> Array2<f64> {
-        let n = a.nrows();
-        let mut m = a.clone();
-        let mut inv = Array2::<f64>::eye(n);
-        for c in 0..n {
-            let p = (c..n)
-                .max_by(|&x, &y| m[[x, c]].abs().total_cmp(&m[[y, c]].abs()))
-                .unwrap();
-            for k in 0..n {
-                m.swap([c, k], [p, k]);
-                inv.swap([c, k], [p, k]);
-            }
-            let d = m[[c, c]];
-            for k in 0..n {
-                m[[c, k]] /= d;
-                inv[[c, k]] /= d;
-            }
-            for r in 0..n {
-                if r != c {
-                    let f = m[[r, c]];
-                    for k in 0..n {
-                        m[[r, k]] -= f * m[[c, k]];
-                        inv[[r, k]] -= f * inv[[c, k]];
-                    }
-                }
-            }
-        }
-        inv
-    }
 
     fn gram(samples: usize, n: usize, seed: u64) -> Array2<f64> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

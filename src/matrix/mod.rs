@@ -13,6 +13,8 @@ mod error;
 mod hessian;
 mod layout;
 mod linop;
+#[cfg(test)]
+pub(crate) mod obs_testing;
 pub mod reference;
 mod storage;
 mod structure;

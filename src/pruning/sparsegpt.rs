@@ -411,51 +411,14 @@ impl SparseGptParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matrix::obs_testing::{correlated_x, inverse, objective, random};
     use crate::parallel::{Sequential, ThreadPool};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0f32))
-    }
-
     fn correlated_h(samples: usize, n: usize, seed: u64) -> Array2<f64> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let k = n / 3 + 1;
-        let z = Array2::from_shape_fn((samples, k), |_| rng.random_range(-1.0..1.0f64));
-        let m = Array2::from_shape_fn((k, n), |_| rng.random_range(-1.0..1.0f64));
-        let noise = Array2::from_shape_fn((samples, n), |_| rng.random_range(-0.05..0.05f64));
-        let x = z.dot(&m) + noise;
+        let x = correlated_x(samples, n, seed);
         x.t().dot(&x)
-    }
-
-    fn objective(w: &Array2<f32>, wq: &Array2<f32>, h: &Array2<f64>) -> f64 {
-        let d = (w - wq).mapv(f64::from);
-        (d.dot(h) * &d).sum()
-    }
-
-    fn inverse(a: &Array2<f64>) -> Array2<f64> {
-        let n = a.nrows();
-        let mut m = a.clone();
-        let mut inv = Array2::<f64>::eye(n);
-        for c in 0..n {
-            let d = m[[c, c]];
-            for k in 0..n {
-                m[[c, k]] /= d;
-                inv[[c, k]] /= d;
-            }
-            for r in 0..n {
-                if r != c {
-                    let f = m[[r, c]];
-                    for k in 0..n {
-                        m[[r, k]] -= f * m[[c, k]];
-                        inv[[r, k]] -= f * inv[[c, k]];
-                    }
-                }
-            }
-        }
-        inv
     }
 
     #[test]

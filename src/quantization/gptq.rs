@@ -482,31 +482,11 @@ impl GptqParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matrix::obs_testing::{correlated_x, inverse, objective, random};
     use crate::parallel::{Sequential, ThreadPool};
     use crate::quantization::{IntQuantizer, Quantizer};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-
-    fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0f32))
-    }
-
-    /// Calibration inputs with strongly correlated features: X = Z·M.
-    fn correlated_x(samples: usize, n: usize, seed: u64) -> Array2<f64> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let k = n / 3 + 1;
-        let z = Array2::from_shape_fn((samples, k), |_| rng.random_range(-1.0..1.0f64));
-        let m = Array2::from_shape_fn((k, n), |_| rng.random_range(-1.0..1.0f64));
-        let noise = Array2::from_shape_fn((samples, n), |_| rng.random_range(-0.05..0.05f64));
-        z.dot(&m) + noise
-    }
-
-    /// tr((W − Ŵ) H (W − Ŵ)ᵀ) = ‖X(W − Ŵ)ᵀ‖², naive f64.
-    fn objective(w: &Array2<f32>, wq: &Array2<f32>, h: &Array2<f64>) -> f64 {
-        let d = (w - wq).mapv(f64::from);
-        (d.dot(h) * &d).sum()
-    }
 
     fn rtn(
         w: &Array2<f32>,
@@ -524,6 +504,20 @@ mod tests {
         p.check().unwrap().quantize(&m).unwrap().to_dense()
     }
 
+    /// `p` per group of `g` inputs when `group` is `Some(g)`.
+    fn grouped(p: GptqParams, group: Option<usize>) -> GptqParams {
+        match group {
+            Some(g) => p.per_group(g),
+            None => p,
+        }
+    }
+
+    /// GPTQ with `p` of `w` against `h`, decoded.
+    fn gptq(p: GptqParams, w: &Array2<f32>, h: &Array2<f64>) -> Array2<f32> {
+        let out = p.check().unwrap().quantize(w.view(), h.view(), &Sequential);
+        out.unwrap().matrix.to_dense()
+    }
+
     #[test]
     fn identity_hessian_is_round_to_nearest() {
         let w = random(70, 48, 1);
@@ -533,17 +527,8 @@ mod tests {
                 for group in [None, Some(16), Some(20)] {
                     for cal in [Calibration::MinMax, Calibration::mse()] {
                         let p = Gptq::params(bits).symmetric(sym).calibration(cal).block(7);
-                        let p = match group {
-                            Some(g) => p.per_group(g),
-                            None => p,
-                        };
-                        let out = p
-                            .check()
-                            .unwrap()
-                            .quantize(w.view(), h.view(), &Sequential)
-                            .unwrap();
                         assert_eq!(
-                            out.matrix.to_dense(),
+                            gptq(grouped(p, group), &w, &h),
                             rtn(&w, bits, sym, group, cal),
                             "{bits} {sym} {group:?} {cal:?}"
                         );
@@ -611,27 +596,11 @@ mod tests {
             let x = correlated_x(4 * n, n, 200 + seed);
             let h = x.t().dot(&x);
             for (bits, group) in [(4u8, None), (3, Some(16)), (8, None), (4, Some(16))] {
-                let p = Gptq::params(bits).act_order(seed % 2 == 0);
-                let p = match group {
-                    Some(g) => p.per_group(g),
-                    None => p,
-                };
-                let out = p
-                    .clone()
-                    .check()
-                    .unwrap()
-                    .quantize(w.view(), h.view(), &Sequential)
-                    .unwrap();
-                let g = objective(&w, &out.matrix.to_dense(), &h);
+                let p = grouped(Gptq::params(bits).act_order(seed % 2 == 0), group);
+                let g = objective(&w, &gptq(p.clone(), &w, &h), &h);
                 let reference = if bits == 3 {
                     // RTN at 3 bits = GPTQ with H = I.
-                    let eye = Array2::<f64>::eye(n);
-                    p.check()
-                        .unwrap()
-                        .quantize(w.view(), eye.view(), &Sequential)
-                        .unwrap()
-                        .matrix
-                        .to_dense()
+                    gptq(p, &w, &Array2::<f64>::eye(n))
                 } else {
                     rtn(&w, bits, true, group, Calibration::MinMax)
                 };
@@ -651,28 +620,7 @@ mod tests {
         let n = h.nrows();
         let mean = (0..n).map(|j| h[[j, j]]).sum::<f64>() / n as f64;
         let hd = h + &(Array2::<f64>::eye(n) * (damp * mean));
-        let hinv0 = {
-            // Gauss-Jordan inverse.
-            let mut m = hd.clone();
-            let mut inv = Array2::<f64>::eye(n);
-            for c in 0..n {
-                let dval = m[[c, c]];
-                for k in 0..n {
-                    m[[c, k]] /= dval;
-                    inv[[c, k]] /= dval;
-                }
-                for r in 0..n {
-                    if r != c {
-                        let f = m[[r, c]];
-                        for k in 0..n {
-                            m[[r, k]] -= f * m[[c, k]];
-                            inv[[r, k]] -= f * inv[[c, k]];
-                        }
-                    }
-                }
-            }
-            inv
-        };
+        let hinv0 = inverse(&hd);
         let mut out = Array2::<f32>::zeros(w.dim());
         for r in 0..w.nrows() {
             let mut row: Vec<f64> = w.row(r).iter().map(|&v| v as f64).collect();
