@@ -219,17 +219,29 @@ impl<T: DataAware> CalibratedPass for T {
         stats: Option<&LayerStats>,
         exec: &dyn ParallelExecutor,
     ) -> Result<CompressedMatrix> {
-        let name = || DataAware::name(self);
-        let s = stats.ok_or_else(|| CalibrationError::MissingStats {
-            pass: name(),
-            layer: layer.to_string(),
-        })?;
-        let w = dense_f32(&name(), m)?;
+        let (s, w) = stats_and_weight(&|| DataAware::name(self), layer, m, stats)?;
         // With targets (sequential calibration towards the uncompressed
         // model), aim at the weight that reproduces the uncompressed output.
         let w = s.target_weight(w.view(), TARGET_DAMP)?;
         self.compress(w.view(), s, exec)
     }
+}
+
+/// What every data-aware pass starts from: the layer's statistics
+/// ([`CalibrationError::MissingStats`] without them) and its dense f32
+/// weight ([`CalibrationError::NeedsDense`] otherwise). `pass` names the
+/// pass, called only for an error.
+pub(crate) fn stats_and_weight<'s>(
+    pass: &dyn Fn() -> String,
+    layer: &str,
+    m: &CompressedMatrix,
+    stats: Option<&'s LayerStats>,
+) -> Result<(&'s LayerStats, Array2<f32>)> {
+    let s = stats.ok_or_else(|| CalibrationError::MissingStats {
+        pass: pass(),
+        layer: layer.to_string(),
+    })?;
+    Ok((s, dense_f32(&pass(), m)?))
 }
 
 /// The dense f32 weight of `m`, or [`CalibrationError::NeedsDense`].

@@ -17,6 +17,7 @@ pub use calibrated::{
 };
 pub use stats::LayerStats;
 
+pub(crate) use calibrated::stats_and_weight;
 pub(crate) use pruner::prunable_dense;
 pub use pruner::Pruner;
 pub use quantizer::Quantizer;

@@ -22,8 +22,8 @@ use crate::matrix::{
 };
 use crate::parallel::{map, ParallelExecutor, Sequential};
 use crate::pass::{
-    check_input_scales, dense_f32, CalibratedPass, CalibrationError, LayerStats, ScaledMatrix,
-    TARGET_DAMP,
+    check_input_scales, stats_and_weight, CalibratedPass, CalibrationError, LayerStats,
+    ScaledMatrix, TARGET_DAMP,
 };
 
 /// Unchecked hyperparameters of [`Awq`].
@@ -296,11 +296,7 @@ impl CalibratedPass for Awq {
         stats: Option<&LayerStats>,
         exec: &dyn ParallelExecutor,
     ) -> Result<ScaledMatrix> {
-        let st = stats.ok_or_else(|| CalibrationError::MissingStats {
-            pass: self.name(),
-            layer: layer.to_string(),
-        })?;
-        let w = dense_f32(&self.name(), m)?;
+        let (st, w) = stats_and_weight(&|| self.name(), layer, m, stats)?;
         if st.inputs() != w.ncols() {
             return Err(SquishError::shape(
                 "AWQ statistics",
