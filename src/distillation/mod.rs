@@ -31,5 +31,6 @@ pub use paired::{paired_t_test, sign_test, student_t_sf, PairedTest};
 pub use recovery::{LayerStorage, LrDecay, Recovered, Recovery, RecoveryParams, RecoveryReport};
 pub use soft_target::{soft_target_reference, SoftTarget, SoftTargetParams};
 pub use teacher::{FnTeacher, Teacher};
+pub(crate) use train::distill_batch;
 pub use train::{distill, distill_with_hint, teacher_outputs};
 pub use transfer::jittered;

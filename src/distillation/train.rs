@@ -6,7 +6,7 @@ use super::DistillationError;
 use super::{hint_loss_and_grad, Distiller, Hint, Teacher};
 use crate::data::Dataset;
 use crate::error::{Result, SquishError};
-use crate::training::{Dense, Masks, Mlp, TrainReport, Trainer};
+use crate::training::{Dense, Gradients, Masks, Mlp, TrainReport, Trainer};
 
 /// Rows per teacher forward pass (bounds the memory of a large teacher).
 const TEACHER_CHUNK: usize = 2048;
@@ -56,14 +56,24 @@ pub fn distill(
         student,
         data.len(),
         Masks::none(student.layers().len()),
-        &mut |net, idx| {
-            let (x, y) = data.rows(idx);
-            let tb = t.select(Axis(0), idx);
-            let trace = net.trace(x.view())?;
-            let (loss, g) = distiller.loss_and_grad(trace.logits.view(), tb.view(), &y)?;
-            Ok((loss, net.backward(&trace, g.view(), &[])?))
-        },
+        &mut |net, idx| distill_batch(net, data, &t, distiller, idx),
     )
+}
+
+/// The distillation loss of `net` on the rows `rows` of `data` against the
+/// teacher's logits `t` (one row per data row), and its gradient.
+pub(crate) fn distill_batch(
+    net: &Mlp<f32>,
+    data: &Dataset,
+    t: &Array2<f32>,
+    distiller: &dyn Distiller,
+    rows: &[usize],
+) -> Result<(f64, Gradients<f32>)> {
+    let (x, y) = data.rows(rows);
+    let tb = t.select(Axis(0), rows);
+    let trace = net.trace(x.view())?;
+    let (loss, g) = distiller.loss_and_grad(trace.logits.view(), tb.view(), &y)?;
+    Ok((loss, net.backward(&trace, g.view(), &[])?))
 }
 
 /// As [`distill`], plus a FitNets hint: the student's hidden layer
@@ -118,7 +128,7 @@ pub fn distill_with_hint(
             let mut hidden_grads = vec![None; sl + 1];
             hidden_grads[sl] = Some(dh * w);
             let grads = net.backward(&trace, g.view(), &hidden_grads)?;
-            let dp = crate::training::Gradients {
+            let dp = Gradients {
                 layers: vec![crate::training::DenseGrad {
                     w: dp.w * w,
                     b: dp.b * w,

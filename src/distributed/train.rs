@@ -9,10 +9,10 @@ use ndarray::{concatenate, Array1, Array2, Axis};
 use super::wire::{from_bytes, to_bytes, Reader, Wire};
 use super::{allreduce_items, Cluster};
 use crate::data::Dataset;
-use crate::distillation::{teacher_outputs, Distiller, Teacher};
+use crate::distillation::{distill_batch, teacher_outputs, Distiller, Teacher};
 use crate::error::{Result, SquishError};
 use crate::parallel::{even_ranges, DataParallel};
-use crate::training::{DenseGrad, Gradients, Masks, Mlp, TrainReport, Trainer};
+use crate::training::{check_data, DenseGrad, Gradients, Masks, Mlp, TrainReport, Trainer};
 
 impl Wire for Gradients<f32> {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -101,17 +101,6 @@ pub fn add_loss_grad(a: &mut (f64, Gradients<f32>), b: (f64, Gradients<f32>)) ->
     a.1.add(&b.1)
 }
 
-fn check_data(mlp: &Mlp<f32>, data: &Dataset) -> Result<()> {
-    if data.features() != mlp.inputs() || data.classes() != mlp.outputs() {
-        return Err(SquishError::shape(
-            "training data",
-            format!("{} features, {} classes", mlp.inputs(), mlp.outputs()),
-            format!("{} features, {} classes", data.features(), data.classes()),
-        ));
-    }
-    Ok(())
-}
-
 /// [`Trainer::fit`] with every batch's gradient computed over the ranks
 /// ([`batch_gradient`], softmax cross-entropy). Every rank ends with the
 /// same weights and report, bit for bit, for any rank count. Collective.
@@ -180,13 +169,7 @@ pub fn distill(
 ) -> Result<TrainReport> {
     check_data(student, data)?;
     let t = teacher_logits(cluster, teacher, data.x(), data.classes())?;
-    let per_shard = |net: &Mlp<f32>, rows: &[usize]| {
-        let (x, y) = data.rows(rows);
-        let tb = t.select(Axis(0), rows);
-        let trace = net.trace(x.view())?;
-        let (loss, g) = distiller.loss_and_grad(trace.logits.view(), tb.view(), &y)?;
-        Ok((loss, net.backward(&trace, g.view(), &[])?))
-    };
+    let per_shard = |net: &Mlp<f32>, rows: &[usize]| distill_batch(net, data, &t, distiller, rows);
     let masks = Masks::none(student.layers().len());
     trainer.fit_objective(student, data.len(), masks, &mut |net, batch| {
         batch_gradient(cluster, dp, net, batch, &per_shard)

@@ -42,6 +42,7 @@ pub use crate::compression::sharing::{centroid_gradients, decode_with_centroids,
 pub use codebook::finetune_centroids;
 pub use compressed::CompressedMlp;
 pub use dense::{Dense, DenseGrad};
+pub(crate) use error::check_hidden_layer;
 pub use error::TrainingError;
 pub use gradients::Gradients;
 pub(crate) use loss::check_labels as loss_check_labels;
@@ -61,5 +62,5 @@ pub use scalar::Scalar;
 pub use schedule::{cubic_sparsity, from_schedule, GradualPruning, SparsitySchedule};
 pub use stack::{Layer, LayerStack};
 pub use ste::StraightThrough;
-pub(crate) use trainer::epoch_loop;
+pub(crate) use trainer::{check_data, epoch_loop};
 pub use trainer::{Objective, TrainReport, Trainer, TrainerParams};
