@@ -69,3 +69,17 @@ pub enum TrainingError {
     #[error("gradual pruning names no layer; pass at least one layer index")]
     NoPrunedLayers,
 }
+
+/// [`TrainingError::NoSuchLayer`] unless `layer` is a hidden layer of a
+/// network of `layers` layers (every layer but the last).
+pub(crate) fn check_hidden_layer(layer: usize, layers: usize) -> crate::error::Result<()> {
+    if layer + 1 >= layers {
+        return Err(TrainingError::NoSuchLayer {
+            what: "hidden layer",
+            layer,
+            count: layers - 1,
+        }
+        .into());
+    }
+    Ok(())
+}

@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::loss::{checked_accuracy, softmax_cross_entropy};
-use super::TrainingError;
+use super::{check_hidden_layer, TrainingError};
 use super::{Activation, Dense, Gradients, Scalar};
 use crate::error::{Result, SquishError};
 
@@ -176,14 +176,7 @@ impl<F: Scalar> Mlp<F> {
     /// layer `layer + 1`): the features FitNets-style hints match.
     pub fn hidden(&self, x: ArrayView2<F>, layer: usize) -> Result<Array2<F>> {
         self.check_input(x)?;
-        if layer + 1 >= self.layers.len() {
-            return Err(TrainingError::NoSuchLayer {
-                what: "hidden layer",
-                layer,
-                count: self.layers.len() - 1,
-            }
-            .into());
-        }
+        check_hidden_layer(layer, self.layers.len())?;
         let mut h = self.activation.forward(self.layers[0].forward(x).view());
         for l in &self.layers[1..=layer] {
             h = self.activation.forward(l.forward(h.view()).view());

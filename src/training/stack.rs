@@ -10,7 +10,7 @@ use std::ops::Deref;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::loss::checked_accuracy;
-use super::{Activation, TrainingError};
+use super::{check_hidden_layer, Activation, TrainingError};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::LinOp;
 use crate::parallel::{check_chain, Forward, ParallelExecutor};
@@ -232,14 +232,7 @@ impl<W: LinOp> LayerStack<W> {
     /// Output of hidden layer `layer` (after its activation, as
     /// [`Mlp::hidden`](super::Mlp::hidden)), on one thread.
     pub fn hidden(&self, x: ArrayView2<f32>, layer: usize) -> Result<Array2<f32>> {
-        if layer + 1 >= self.layers.len() {
-            return Err(TrainingError::NoSuchLayer {
-                what: "hidden layer",
-                layer,
-                count: self.layers.len() - 1,
-            }
-            .into());
-        }
+        check_hidden_layer(layer, self.layers.len())?;
         self.run(x, layer + 1, &crate::parallel::Sequential)
     }
 
