@@ -51,6 +51,26 @@ fn check_len(what: &'static str, layout: &RowLayout, got: usize) -> Result<()> {
     Ok(())
 }
 
+/// [`check_len`] for bit-packed codes, and their width: `bits` bits each
+/// (`codes` is what the message calls them).
+fn check_packed(
+    what: &'static str,
+    layout: &RowLayout,
+    packed: &PackedBits,
+    codes: &str,
+    bits: u8,
+) -> Result<()> {
+    check_len(what, layout, packed.len())?;
+    if packed.width() != bits {
+        let unit = if bits == 1 { "bit" } else { "bits" };
+        return Err(SquishError::inconsistent(
+            what,
+            format!("{codes} must be {bits} {unit} wide"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_row_scales(what: &'static str, layout: &RowLayout, scales: &[f32]) -> Result<()> {
     if scales.len() != layout.rows() {
         return Err(SquishError::inconsistent(
@@ -92,13 +112,7 @@ impl Values {
 
     /// int4 codes (4-bit two's complement nibbles) with their parameters.
     pub fn int4(layout: RowLayout, codes: PackedBits, params: QuantParams) -> Result<Self> {
-        check_len("int4 values", &layout, codes.len())?;
-        if codes.width() != 4 {
-            return Err(SquishError::inconsistent(
-                "int4 values",
-                "codes must be 4 bits wide",
-            ));
-        }
+        check_packed("int4 values", &layout, &codes, "codes", 4)?;
         if let Some(z) = params.zero_points() {
             if z.iter().any(|&z| !(-8..=7).contains(&z)) {
                 return Err(SquishError::inconsistent(
@@ -128,13 +142,7 @@ impl Values {
 
     /// Sign bits (1 = +α) with one α per row.
     pub fn binary(layout: RowLayout, signs: PackedBits, scales: Vec<f32>) -> Result<Self> {
-        check_len("binary values", &layout, signs.len())?;
-        if signs.width() != 1 {
-            return Err(SquishError::inconsistent(
-                "binary values",
-                "signs must be 1 bit wide",
-            ));
-        }
+        check_packed("binary values", &layout, &signs, "signs", 1)?;
         check_row_scales("binary values", &layout, &scales)?;
         Ok(Values::Binary(BinaryValues {
             layout,
@@ -145,13 +153,7 @@ impl Values {
 
     /// Ternary 2-bit codes ([`TERNARY_ZERO`], [`TERNARY_PLUS`], [`TERNARY_MINUS`]) with one α per row.
     pub fn ternary(layout: RowLayout, codes: PackedBits, scales: Vec<f32>) -> Result<Self> {
-        check_len("ternary values", &layout, codes.len())?;
-        if codes.width() != 2 {
-            return Err(SquishError::inconsistent(
-                "ternary values",
-                "codes must be 2 bits wide",
-            ));
-        }
+        check_packed("ternary values", &layout, &codes, "codes", 2)?;
         if (0..codes.len()).any(|i| codes.get(i) == 3) {
             return Err(SquishError::inconsistent(
                 "ternary values",
