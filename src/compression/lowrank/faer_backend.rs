@@ -64,7 +64,7 @@ pub(crate) fn mul(
     rhs: ArrayView2<f32>,
 ) -> Array2<f32> {
     let (m, k) = (lhs.nrows(), rhs.ncols());
-    block_rows(exec, m, k, |r0, r1, out| {
+    fill_row_blocks(m, k, GEMM_ROWS, exec, |r0, r1, out| {
         gemm(out, lhs.slice(s![r0..r1, ..]), rhs)
     })
 }
@@ -76,7 +76,7 @@ pub(crate) fn mul_tn(
     rhs: ArrayView2<f32>,
 ) -> Array2<f32> {
     let (n, k) = (lhs.ncols(), rhs.ncols());
-    block_rows(exec, n, k, |r0, r1, out| {
+    fill_row_blocks(n, k, GEMM_ROWS, exec, |r0, r1, out| {
         gemm(out, lhs.slice(s![.., r0..r1]).reversed_axes(), rhs)
     })
 }
@@ -91,14 +91,6 @@ fn gemm(out: ArrayViewMut2<f32>, lhs: ArrayView2<f32>, rhs: ArrayView2<f32>) {
         1.0f32,
         Par::Seq,
     );
-}
-
-/// Builds a `rows × cols` matrix; `f(r0, r1, out)` fills rows `r0..r1`.
-fn block_rows<F>(exec: &dyn ParallelExecutor, rows: usize, cols: usize, f: F) -> Array2<f32>
-where
-    F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
-{
-    fill_row_blocks(rows, cols, GEMM_ROWS, exec, f)
 }
 
 /// A faer matrix as a row-major ndarray.
