@@ -83,14 +83,9 @@ pub fn check_output(
     kind: OutputKind,
     force: bool,
 ) -> crate::Result<()> {
-    if force {
-        return Ok(());
-    }
-    let Ok(out_meta) = std::fs::metadata(output) else {
-        // Nothing there (or a dangling link): nothing to lose.
+    let Some(out_meta) = existing_output(output, inputs, force)? else {
         return Ok(());
     };
-    refuse_if_input(output, &out_meta, inputs)?;
     if out_meta.is_file() && kind.matches(output) {
         return Ok(());
     }
@@ -99,6 +94,25 @@ pub fn check_output(
         expected: kind.describe(),
     }
     .into())
+}
+
+/// What the output checks start from: `None` (nothing to check) with
+/// `force` or when nothing is at `path` (or a dangling link: nothing to
+/// lose); otherwise `path`'s metadata, once `path` is known not to be one of
+/// `inputs`.
+fn existing_output(
+    path: &Path,
+    inputs: &[&Path],
+    force: bool,
+) -> crate::Result<Option<std::fs::Metadata>> {
+    if force {
+        return Ok(None);
+    }
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(None);
+    };
+    refuse_if_input(path, &meta, inputs)?;
+    Ok(Some(meta))
 }
 
 /// `FileError::OutputIsInput` when `path` (with metadata `meta`) is one of
@@ -147,13 +161,9 @@ pub fn check_output_dir(
     kind: OutputKind,
     force: bool,
 ) -> crate::Result<()> {
-    if force {
-        return Ok(());
-    }
-    let Ok(dir_meta) = std::fs::metadata(dir) else {
+    let Some(dir_meta) = existing_output(dir, inputs, force)? else {
         return Ok(());
     };
-    refuse_if_input(dir, &dir_meta, inputs)?;
     if !dir_meta.is_dir() {
         return Err(FileError::OutputExists {
             path: dir.to_path_buf(),
