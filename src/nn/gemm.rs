@@ -97,35 +97,88 @@ fn gemm_decoded(
     exec: &dyn ParallelExecutor,
     decode: &Decode,
 ) -> Array2<f32> {
+    let tasks = |_m: usize| n.div_ceil(COL_BLOCK);
+    gemm_tasks(x, (n, kw), bias, exec, &tasks, &|cb, g| {
+        let c0 = cb * COL_BLOCK;
+        let cols = COL_BLOCK.min(n - c0);
+        let mut buf = Vec::new();
+        decode(c0, cols, &mut buf);
+        for r0 in (0..g.m).step_by(ROW_BLOCK) {
+            let rows = ROW_BLOCK.min(g.m - r0);
+            // SAFETY: `buf` holds `cols` rows of W of length k; block
+            // (r0, c0) lies in y and only this task writes column block c0.
+            unsafe { g.block((r0, rows), (c0, cols), buf.as_ptr()) };
+        }
+    })
+}
+
+/// One product `y = x·Wᵀ (+ b)` under way: `x` (`[m, k]`) and `y`
+/// (`[m, n]`) in standard layout, shared by its tasks.
+struct Gemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    /// Address of `x` (an integer, so the tasks may share it).
+    xp: usize,
+    yp: SendPtr,
+    /// Accumulate onto `y` (it holds the bias) rather than overwrite it.
+    read_dst: bool,
+}
+
+impl Gemm {
+    /// `y[r0.., c0..] (+)= x[r0.., ..] · rhsᵀ` for a `rows × cols` block.
+    ///
+    /// # Safety
+    /// `r0 + rows ≤ m`, `c0 + cols ≤ n`; `rhs` points at `cols` rows of
+    /// length `k`, row-major; no other task touches this block of `y`
+    /// meanwhile.
+    unsafe fn block(
+        &self,
+        (r0, rows): (usize, usize),
+        (c0, cols): (usize, usize),
+        rhs: *const f32,
+    ) {
+        // SAFETY: the block lies inside x and y (the caller's contract) and
+        // is written by this task only.
+        unsafe {
+            block(
+                (rows, cols, self.k),
+                self.yp.get().add(r0 * self.n + c0),
+                self.n,
+                self.read_dst,
+                (self.xp as *const f32).add(r0 * self.k),
+                rhs,
+            );
+        }
+    }
+}
+
+/// The scaffold of both products: the output holding the bias (shapes
+/// checked), `x` in standard layout, then `tasks(m)` tasks on `exec`, task
+/// `t` running `body(t, gemm)`.
+fn gemm_tasks(
+    x: ArrayView2<f32>,
+    (n, kw): (usize, usize),
+    bias: Option<&[f32]>,
+    exec: &dyn ParallelExecutor,
+    tasks: &dyn Fn(usize) -> usize,
+    body: &(dyn Fn(usize, &Gemm) + Sync),
+) -> Array2<f32> {
     let (m, k) = x.dim();
     let mut y = biased_output((m, k), (n, kw), bias);
     let x = x.as_standard_layout();
     if m == 0 || n == 0 {
         return y;
     }
-    let xp = x.as_ptr() as usize;
-    let yp = SendPtr(y.as_mut_ptr());
-    let read_dst = bias.is_some();
-    exec.run(n.div_ceil(COL_BLOCK), &|cb| {
-        let c0 = cb * COL_BLOCK;
-        let cols = COL_BLOCK.min(n - c0);
-        let mut buf = Vec::new();
-        decode(c0, cols, &mut buf);
-        for r0 in (0..m).step_by(ROW_BLOCK) {
-            let rows = ROW_BLOCK.min(m - r0);
-            // SAFETY: as in `gemm_blocks`; `buf` holds `cols` rows of length k.
-            unsafe {
-                block(
-                    (rows, cols, k),
-                    yp.get().add(r0 * n + c0),
-                    n,
-                    read_dst,
-                    (xp as *const f32).add(r0 * k),
-                    buf.as_ptr(),
-                );
-            }
-        }
-    });
+    let g = Gemm {
+        m,
+        n,
+        k,
+        xp: x.as_ptr() as usize,
+        yp: SendPtr(y.as_mut_ptr()),
+        read_dst: bias.is_some(),
+    };
+    exec.run(tasks(m), &|t| body(t, &g));
     y
 }
 
@@ -194,38 +247,18 @@ fn gemm_blocks(
     exec: &dyn ParallelExecutor,
     rows_of: &(dyn Fn(usize, usize) -> *const f32 + Sync),
 ) -> Array2<f32> {
-    let (m, k) = x.dim();
-    let mut y = biased_output((m, k), (n, kw), bias);
-    let x = x.as_standard_layout();
-    if m == 0 || n == 0 {
-        return y;
-    }
-    let xp = x.as_ptr() as usize;
-    let yp = SendPtr(y.as_mut_ptr());
-    let row_blocks = m.div_ceil(ROW_BLOCK);
     let col_blocks = n.div_ceil(COL_BLOCK);
-    let read_dst = bias.is_some();
-    exec.run(row_blocks * col_blocks, &|t| {
+    let tasks = |m: usize| m.div_ceil(ROW_BLOCK) * col_blocks;
+    gemm_tasks(x, (n, kw), bias, exec, &tasks, &|t, g| {
         let (rb, cb) = (t / col_blocks, t % col_blocks);
         let r0 = rb * ROW_BLOCK;
         let c0 = cb * COL_BLOCK;
-        let rows = ROW_BLOCK.min(m - r0);
+        let rows = ROW_BLOCK.min(g.m - r0);
         let cols = COL_BLOCK.min(n - c0);
-        // SAFETY: x is [m, k] standard, `rows_of` points at `cols` rows of
-        // W of length k, y is [m, n] standard; the block [r0.., c0..] of y is
-        // written by this task only.
-        unsafe {
-            block(
-                (rows, cols, k),
-                yp.get().add(r0 * n + c0),
-                n,
-                read_dst,
-                (xp as *const f32).add(r0 * k),
-                rows_of(c0, cols),
-            );
-        }
-    });
-    y
+        // SAFETY: `rows_of` points at `cols` rows of W of length k; block
+        // (r0, c0) lies in y and is this task's alone.
+        unsafe { g.block((r0, rows), (c0, cols), rows_of(c0, cols)) };
+    })
 }
 
 #[cfg(test)]
