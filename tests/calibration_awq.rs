@@ -18,6 +18,9 @@ use squish::recipe::{compress_model_calibrated, ModelCalibration, Recipe};
 use squish::training::Mlp;
 use squish::SquishError;
 
+mod common;
+use common::bert::{bert_f64, build, tiny_config};
+
 fn uniform(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0..1.0f32))
 }
@@ -310,22 +313,11 @@ fn sequential_awq_on_an_mlp_serves_the_effective_weights() {
 
 // ---- A small random BERT: AWQ through a recipe, stored scales, the fold.
 
-fn tiny_config() -> BertConfig {
-    BertConfig::from_json(
-        r#"{"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2,
-        "intermediate_size": 64, "layer_norm_eps": 1e-12, "max_position_embeddings": 16,
-        "vocab_size": 50, "type_vocab_size": 2, "hidden_act": "gelu"}"#,
-    )
-    .unwrap()
-}
-
 fn tiny_bert(c: &BertConfig, seed: u64) -> Model {
-    let (h, i) = (c.hidden_size, c.intermediate_size);
+    let h = c.hidden_size;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut m = Model::new();
-    let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n)
+    build(c, |name, n, scale, offset| {
+        (0..n)
             .map(|k| {
                 // A few large embedding channels give the layers outlier inputs.
                 let boost = if name.contains("embeddings.word") && k % h == 3 {
@@ -344,56 +336,8 @@ fn tiny_bert(c: &BertConfig, seed: u64) -> Model {
                     _ => v,
                 }
             })
-            .collect();
-        m.insert(name, Tensor::float(Dtype::F32, shape, data).unwrap())
-            .unwrap();
-    };
-    put(
-        "embeddings.word_embeddings.weight".into(),
-        vec![c.vocab_size, h],
-        1.0,
-        0.0,
-    );
-    put(
-        "embeddings.position_embeddings.weight".into(),
-        vec![c.max_position_embeddings, h],
-        0.5,
-        0.0,
-    );
-    put(
-        "embeddings.token_type_embeddings.weight".into(),
-        vec![c.type_vocab_size, h],
-        0.5,
-        0.0,
-    );
-    put("embeddings.LayerNorm.weight".into(), vec![h], 0.1, 1.0);
-    put("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
-    for l in 0..c.num_hidden_layers {
-        let p = format!("encoder.layer.{l}");
-        for n in [
-            "attention.self.query",
-            "attention.self.key",
-            "attention.self.value",
-            "attention.output.dense",
-        ] {
-            put(format!("{p}.{n}.weight"), vec![h, h], 0.4, 0.0);
-            put(format!("{p}.{n}.bias"), vec![h], 0.1, 0.0);
-        }
-        put(
-            format!("{p}.intermediate.dense.weight"),
-            vec![i, h],
-            0.4,
-            0.0,
-        );
-        put(format!("{p}.intermediate.dense.bias"), vec![i], 0.1, 0.0);
-        put(format!("{p}.output.dense.weight"), vec![h, i], 0.3, 0.0);
-        put(format!("{p}.output.dense.bias"), vec![h], 0.1, 0.0);
-        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            put(format!("{p}.{n}.weight"), vec![h], 0.1, 1.0);
-            put(format!("{p}.{n}.bias"), vec![h], 0.1, 0.0);
-        }
-    }
-    m
+            .collect()
+    })
 }
 
 /// Every tensor of a container in f64 (compressed ones decoded).
@@ -407,107 +351,6 @@ fn tensors_f64(c: &CompressedModel) -> std::collections::BTreeMap<String, Vec<f6
             (n.to_string(), v)
         })
         .collect()
-}
-
-fn layer_norm_f64(x: &Array2<f64>, g: &[f64], b: &[f64], eps: f64) -> Array2<f64> {
-    let mut y = x.clone();
-    for mut r in y.rows_mut() {
-        let n = r.len() as f64;
-        let mean = r.sum() / n;
-        let var = r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        for (j, v) in r.iter_mut().enumerate() {
-            *v = (*v - mean) / (var + eps).sqrt() * g[j] + b[j];
-        }
-    }
-    y
-}
-
-fn erf_f64(x: f64) -> f64 {
-    if x.abs() > 5.0 {
-        return x.signum();
-    }
-    let (mut term, mut s) = (x, x);
-    for n in 1..200 {
-        term *= -x * x / n as f64;
-        s += term / (2 * n + 1) as f64;
-    }
-    s * 2.0 / std::f64::consts::PI.sqrt()
-}
-
-/// BERT in f64 from the Hugging Face definitions, one sequence; a linear
-/// layer with a stored `{layer}.input_scale` multiplies its input by it.
-fn bert_f64(
-    t: &std::collections::BTreeMap<String, Vec<f64>>,
-    c: &BertConfig,
-    ids: &[u32],
-) -> Vec<f64> {
-    let (h, n, heads) = (c.hidden_size, ids.len(), c.num_attention_heads);
-    let get = |name: &str| t.get(name).unwrap_or_else(|| panic!("{name}"));
-    let ln = |x: &Array2<f64>, p: &str| {
-        layer_norm_f64(
-            x,
-            get(&format!("{p}.weight")),
-            get(&format!("{p}.bias")),
-            c.layer_norm_eps,
-        )
-    };
-    let lin = |x: &Array2<f64>, p: &str| {
-        let (w, b) = (get(&format!("{p}.weight")), get(&format!("{p}.bias")));
-        let k = x.ncols();
-        let f = t.get(&format!("{p}.input_scale"));
-        Array2::from_shape_fn((x.nrows(), b.len()), |(i, j)| {
-            b[j] + (0..k)
-                .map(|q| x[[i, q]] * f.map_or(1.0, |f| f[q]) * w[j * k + q])
-                .sum::<f64>()
-        })
-    };
-    let (word, pos, typ) = (
-        get("embeddings.word_embeddings.weight"),
-        get("embeddings.position_embeddings.weight"),
-        get("embeddings.token_type_embeddings.weight"),
-    );
-    let mut x = Array2::from_shape_fn((n, h), |(i, j)| {
-        word[ids[i] as usize * h + j] + pos[i * h + j] + typ[j]
-    });
-    x = ln(&x, "embeddings.LayerNorm");
-    let d = h / heads;
-    for l in 0..c.num_hidden_layers {
-        let p = format!("encoder.layer.{l}");
-        let q = lin(&x, &format!("{p}.attention.self.query"));
-        let k = lin(&x, &format!("{p}.attention.self.key"));
-        let v = lin(&x, &format!("{p}.attention.self.value"));
-        let mut ctx = Array2::<f64>::zeros((n, h));
-        for hd in 0..heads {
-            let cols = hd * d..(hd + 1) * d;
-            for i in 0..n {
-                let s: Vec<f64> = (0..n)
-                    .map(|j| {
-                        cols.clone().map(|cc| q[[i, cc]] * k[[j, cc]]).sum::<f64>()
-                            / (d as f64).sqrt()
-                    })
-                    .collect();
-                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for cc in cols.clone() {
-                    ctx[[i, cc]] = (0..n).map(|j| e[j] / z * v[[j, cc]]).sum();
-                }
-            }
-        }
-        let a = ln(
-            &(lin(&ctx, &format!("{p}.attention.output.dense")) + &x),
-            &format!("{p}.attention.output.LayerNorm"),
-        );
-        let mut inter = lin(&a, &format!("{p}.intermediate.dense"));
-        inter.mapv_inplace(|v| 0.5 * v * (1.0 + erf_f64(v / 2f64.sqrt())));
-        x = ln(
-            &(lin(&inter, &format!("{p}.output.dense")) + &a),
-            &format!("{p}.output.LayerNorm"),
-        );
-    }
-    let mean: Vec<f64> = (0..h).map(|j| x.column(j).sum() / n as f64).collect();
-    let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
-    mean.iter().map(|v| v / norm).collect()
 }
 
 fn sequences(count: usize, seed: u64) -> Vec<Vec<u32>> {

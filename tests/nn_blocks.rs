@@ -3,7 +3,7 @@
 
 use ndarray::{Array1, Array2};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use squish::io::{Dtype, Model, Tensor};
+use squish::io::Model;
 use squish::matrix::CompressedMatrix;
 use squish::nn::{
     attend, gelu, mean_pool_normalize, Activations, BertConfig, BertEncoder, LayerNorm, Linear,
@@ -11,6 +11,11 @@ use squish::nn::{
 };
 use squish::parallel::{Sequential, ThreadPool};
 use squish::prelude::*;
+
+mod common;
+use common::bert::{
+    bert_f64, build, erf_f64, layer_norm_f64, masked_attention_f64, model_f64, tiny_config,
+};
 
 fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -31,72 +36,6 @@ fn linear_f64(x: &Array2<f32>, w: &Array2<f32>, b: &[f32]) -> Array2<f64> {
                 .map(|t| x[[i, t]] as f64 * w[[j, t]] as f64)
                 .sum::<f64>()
     })
-}
-
-fn layer_norm_f64(x: &Array2<f64>, g: &[f32], b: &[f32], eps: f64) -> Array2<f64> {
-    let mut y = x.clone();
-    for mut r in y.rows_mut() {
-        let n = r.len() as f64;
-        let mean = r.sum() / n;
-        let var = r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        for (j, v) in r.iter_mut().enumerate() {
-            *v = (*v - mean) / (var + eps).sqrt() * g[j] as f64 + b[j] as f64;
-        }
-    }
-    y
-}
-
-/// Attention on a padded `[batch·len, hidden]` layout with a padding mask:
-/// key `j` of row `b` is visible when `j < lens[b]`.
-fn masked_attention_f64(
-    q: &Array2<f64>,
-    k: &Array2<f64>,
-    v: &Array2<f64>,
-    len: usize,
-    lens: &[usize],
-    heads: usize,
-) -> Array2<f64> {
-    let hidden = q.ncols();
-    let d = hidden / heads;
-    let mut y = Array2::zeros(q.dim());
-    for (b, &n) in lens.iter().enumerate() {
-        for h in 0..heads {
-            let cols = h * d..(h + 1) * d;
-            for i in 0..n {
-                let qi = b * len + i;
-                let s: Vec<f64> = (0..len)
-                    .map(|j| {
-                        if j >= n {
-                            return f64::NEG_INFINITY;
-                        }
-                        cols.clone()
-                            .map(|c| q[[qi, c]] * k[[b * len + j, c]])
-                            .sum::<f64>()
-                            / (d as f64).sqrt()
-                    })
-                    .collect();
-                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for c in cols.clone() {
-                    y[[qi, c]] = (0..len).map(|j| e[j] / z * v[[b * len + j, c]]).sum();
-                }
-            }
-        }
-    }
-    y
-}
-
-fn erf_f64(x: f64) -> f64 {
-    if x.abs() > 5.0 {
-        return x.signum();
-    }
-    let (mut term, mut s) = (x, x);
-    for n in 1..200 {
-        term *= -x * x / n as f64;
-        s += term / (2 * n + 1) as f64;
-    }
-    s * 2.0 / std::f64::consts::PI.sqrt()
 }
 
 #[test]
@@ -271,142 +210,17 @@ fn gelu_and_pooling_match_f64() {
     }
 }
 
-/// A random BERT of the given shape, as a safetensors-style model.
+/// A random BERT of the given shape, as a safetensors-style model (each
+/// tensor from its own seed, `seed + 1`, `seed + 2`, … in layout order).
 pub fn tiny_bert(config: &BertConfig, seed: u64) -> Model {
-    let (h, i) = (config.hidden_size, config.intermediate_size);
-    let mut m = Model::new();
     let mut s = seed;
-    let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
+    build(config, |_, n, scale, offset| {
         s += 1;
-        let n: usize = shape.iter().product();
-        let data = random(1, n, s)
+        random(1, n, s)
             .mapv(|v| v * scale + offset)
             .into_raw_vec_and_offset()
-            .0;
-        m.insert(name, Tensor::float(Dtype::F32, shape, data).unwrap())
-            .unwrap();
-    };
-    put(
-        "embeddings.word_embeddings.weight".into(),
-        vec![config.vocab_size, h],
-        1.0,
-        0.0,
-    );
-    put(
-        "embeddings.position_embeddings.weight".into(),
-        vec![config.max_position_embeddings, h],
-        0.5,
-        0.0,
-    );
-    put(
-        "embeddings.token_type_embeddings.weight".into(),
-        vec![config.type_vocab_size, h],
-        0.5,
-        0.0,
-    );
-    put("embeddings.LayerNorm.weight".into(), vec![h], 0.1, 1.0);
-    put("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
-    for l in 0..config.num_hidden_layers {
-        let p = format!("encoder.layer.{l}");
-        for n in [
-            "attention.self.query",
-            "attention.self.key",
-            "attention.self.value",
-            "attention.output.dense",
-        ] {
-            put(format!("{p}.{n}.weight"), vec![h, h], 0.4, 0.0);
-            put(format!("{p}.{n}.bias"), vec![h], 0.1, 0.0);
-        }
-        put(
-            format!("{p}.intermediate.dense.weight"),
-            vec![i, h],
-            0.4,
-            0.0,
-        );
-        put(format!("{p}.intermediate.dense.bias"), vec![i], 0.1, 0.0);
-        put(format!("{p}.output.dense.weight"), vec![h, i], 0.3, 0.0);
-        put(format!("{p}.output.dense.bias"), vec![h], 0.1, 0.0);
-        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            put(format!("{p}.{n}.weight"), vec![h], 0.1, 1.0);
-            put(format!("{p}.{n}.bias"), vec![h], 0.1, 0.0);
-        }
-    }
-    m
-}
-
-fn tiny_config() -> BertConfig {
-    BertConfig::from_json(
-        r#"{"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2,
-        "intermediate_size": 64, "layer_norm_eps": 1e-12, "max_position_embeddings": 16,
-        "vocab_size": 50, "type_vocab_size": 2, "hidden_act": "gelu"}"#,
-    )
-    .unwrap()
-}
-
-/// BERT's forward pass in f64, one sequence at a time, written from the
-/// Hugging Face definitions.
-fn bert_f64(m: &Model, c: &BertConfig, ids: &[u32]) -> Vec<f64> {
-    let t = |n: &str| {
-        m.get(n)
-            .unwrap()
-            .as_f32()
-            .unwrap()
-            .iter()
-            .map(|&v| v as f64)
-            .collect::<Vec<f64>>()
-    };
-    let h = c.hidden_size;
-    let n = ids.len();
-    let (word, pos, typ) = (
-        t("embeddings.word_embeddings.weight"),
-        t("embeddings.position_embeddings.weight"),
-        t("embeddings.token_type_embeddings.weight"),
-    );
-    let ln = |x: &Array2<f64>, p: &str| {
-        layer_norm_f64(
-            x,
-            &t(&format!("{p}.weight"))
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>(),
-            &t(&format!("{p}.bias"))
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>(),
-            c.layer_norm_eps,
-        )
-    };
-    let lin = |x: &Array2<f64>, p: &str, out: usize| {
-        let (w, b) = (t(&format!("{p}.weight")), t(&format!("{p}.bias")));
-        let k = x.ncols();
-        Array2::from_shape_fn((x.nrows(), out), |(i, j)| {
-            b[j] + (0..k).map(|q| x[[i, q]] * w[j * k + q]).sum::<f64>()
-        })
-    };
-    let mut x = Array2::from_shape_fn((n, h), |(i, j)| {
-        word[ids[i] as usize * h + j] + pos[i * h + j] + typ[j]
-    });
-    x = ln(&x, "embeddings.LayerNorm");
-    for l in 0..c.num_hidden_layers {
-        let p = format!("encoder.layer.{l}");
-        let q = lin(&x, &format!("{p}.attention.self.query"), h);
-        let k = lin(&x, &format!("{p}.attention.self.key"), h);
-        let v = lin(&x, &format!("{p}.attention.self.value"), h);
-        let ctx = masked_attention_f64(&q, &k, &v, n, &[n], c.num_attention_heads);
-        let a = ln(
-            &(lin(&ctx, &format!("{p}.attention.output.dense"), h) + &x),
-            &format!("{p}.attention.output.LayerNorm"),
-        );
-        let mut inter = lin(&a, &format!("{p}.intermediate.dense"), c.intermediate_size);
-        inter.mapv_inplace(|v| 0.5 * v * (1.0 + erf_f64(v / 2f64.sqrt())));
-        x = ln(
-            &(lin(&inter, &format!("{p}.output.dense"), h) + &a),
-            &format!("{p}.output.LayerNorm"),
-        );
-    }
-    let mean: Vec<f64> = (0..h).map(|j| x.column(j).sum() / n as f64).collect();
-    let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
-    mean.iter().map(|v| v / norm).collect()
+            .0
+    })
 }
 
 #[test]
@@ -423,7 +237,7 @@ fn tiny_bert_matches_f64_bert_and_is_deterministic() {
     let batch = TokenBatch::new(&seqs).unwrap();
     let e = enc.embed(&batch, &Sequential).unwrap();
     for (s, ids) in seqs.iter().enumerate() {
-        let want = bert_f64(&m, &c, ids);
+        let want = bert_f64(&model_f64(&m), &c, ids);
         for (j, w) in want.iter().enumerate() {
             assert!(
                 (e[[s, j]] as f64 - w).abs() < 2e-5,
@@ -478,7 +292,7 @@ fn smoothed_bert_computes_the_same_function() {
         BertEncoder::from_weights(c.clone(), Weights::Dense(&sm), Activations::Float).unwrap();
     let e = enc.embed(&calib[0], &Sequential).unwrap();
     for (s, ids) in seqs.iter().enumerate() {
-        for (j, w) in bert_f64(&m, &c, ids).iter().enumerate() {
+        for (j, w) in bert_f64(&model_f64(&m), &c, ids).iter().enumerate() {
             assert!((e[[s, j]] as f64 - w).abs() < 5e-5, "seq {s} dim {j}");
         }
     }

@@ -1,6 +1,8 @@
 //! Matrices of every structure × encoding, and header surgery for hostile files.
 #![allow(dead_code)]
 
+pub mod bert;
+
 use ndarray::Array2;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
