@@ -119,6 +119,20 @@ fn a_container_given_to_compress_is_refused() {
     assert!(err.contains("is a squish container"), "{err}");
 }
 
+/// `plan` measured a container's tensors as plain weights (a plan of the
+/// already-compressed model's leftovers, exit 0): it refuses it like
+/// `compress` and `sweep`, and writes no recipe.
+#[test]
+fn a_container_given_to_plan_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c.squish");
+    ok(&["compress", MODEL, "--int8", "-o", s(&c), "--quiet"]);
+    let out = dir.path().join("planned.toml");
+    let err = fails(&["plan", s(&c), "--budget", "4bpw", "--quiet", "-o", s(&out)]);
+    assert!(err.contains("is a squish container"), "{err}");
+    assert!(!out.exists(), "a recipe was written for a container");
+}
+
 /// The table part of `text` (up to the first blank or prose line) has its
 /// right-aligned column `title` ending in the same place on every row, the
 /// total included.
