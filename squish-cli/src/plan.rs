@@ -202,11 +202,7 @@ pub fn plan(a: &PlanArgs, exec: &dyn ParallelExecutor) -> Result<()> {
                 .filter_map(|(n, t)| Some((n.to_string(), t.matrix()?)))
                 .collect();
             if mats.is_empty() {
-                return Err(SquishError::invalid(
-                    "--layer",
-                    a.layer.as_deref().unwrap_or("*"),
-                    "selects no weight matrix; `squish inspect MODEL` lists them",
-                ));
+                return Err(crate::no_weight_matrix(&a.model, a.layer.as_deref()));
             }
             let eval = WeightError::new(mats.iter().map(|(_, w)| *w).collect());
             let layers: Vec<Layer> = mats

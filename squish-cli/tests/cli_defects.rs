@@ -373,3 +373,32 @@ fn plan_outputs_never_replace_the_model_or_a_foreign_file() {
         .unwrap()
         .starts_with(squish::io::PLAN_MARKER));
 }
+
+/// A model without a weight matrix given to `plan` or `sweep` without
+/// `--layer` was blamed on the option the user never passed ("invalid
+/// parameter `--layer` = *"): the error names the model instead.
+#[test]
+fn a_model_without_matrices_is_named_not_the_layer_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("biases.safetensors");
+    let mut m = Model::new();
+    m.insert(
+        "only.bias",
+        Tensor::float(Dtype::F32, vec![8], vec![0.5; 8]).unwrap(),
+    )
+    .unwrap();
+    m.save(&p).unwrap();
+    let out = dir.path().join("planned.toml");
+    let svg = dir.path().join("p.svg");
+    for args in [
+        vec!["plan", s(&p), "--budget", "4bpw", "--quiet", "-o", s(&out)],
+        vec!["sweep", s(&p), "--plot", s(&svg)],
+    ] {
+        let err = fails(&args);
+        assert!(!err.contains("--layer"), "{err}");
+        assert!(err.contains("holds no weight matrix"), "{err}");
+    }
+    // With --layer the option is still the one named.
+    let err = fails(&["sweep", s(&p), "--layer", "x.*", "--plot", s(&svg)]);
+    assert!(err.contains("--layer"), "{err}");
+}
