@@ -402,3 +402,32 @@ fn a_model_without_matrices_is_named_not_the_layer_option() {
     let err = fails(&["sweep", s(&p), "--layer", "x.*", "--plot", s(&svg)]);
     assert!(err.contains("--layer"), "{err}");
 }
+
+/// `--memory-budget 0` was reported as the library's parameter
+/// (`budget_bytes` = 0), and `decompress` of a plain model said "not a squish
+/// container ... use `Model::load`" without naming the file: each error now
+/// names what the user typed.
+#[test]
+fn errors_name_the_flag_and_the_file_the_user_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.squish");
+    let err = fails(&[
+        "compress",
+        MODEL,
+        "--int8",
+        "--memory-budget",
+        "0",
+        "-o",
+        s(&out),
+    ]);
+    assert!(err.contains("--memory-budget"), "{err}");
+    assert!(!err.contains("budget_bytes"), "{err}");
+    let x = dir.path().join("x.safetensors");
+    let err = fails(&["decompress", MODEL, "-o", s(&x)]);
+    assert!(
+        err.contains(MODEL) && err.contains("squish compress"),
+        "{err}"
+    );
+    assert!(!err.contains("Model::load"), "{err}");
+    assert!(!x.exists());
+}
