@@ -1,6 +1,6 @@
 //! `x·Wᵀ` for a CSR matrix with codebook values, straight from the
 //! indices: each stored row's few values are looked up in the codebook into a
-//! small buffer ([`sparse::lookup`]: 16 packed indices at a time with
+//! small buffer (`sparse::lookup`: 16 packed indices at a time with
 //! AVX-512), then multiplied by the CSR f32 inner loops of [`sparse`]
 //! (AVX-512 gathered dot products for one input, a transposed-input scatter
 //! over up to 32 batch lanes for batches). The matrix is never made dense.
