@@ -349,6 +349,23 @@ fn inspect(file: &Path) -> Result<()> {
     }
 }
 
+/// The error for a selection of no weight matrix: it names `--layer` when
+/// the user gave one, and the model when it holds none.
+pub(crate) fn no_weight_matrix(model: &Path, layer: Option<&str>) -> SquishError {
+    match layer {
+        Some(l) => SquishError::invalid(
+            "--layer",
+            l,
+            "selects no weight matrix (float tensor of rank ≥ 2); `squish inspect MODEL` lists them",
+        ),
+        None => SquishError::invalid(
+            "model",
+            model.display(),
+            "holds no weight matrix (float tensor of rank ≥ 2) to measure",
+        ),
+    }
+}
+
 fn run_sweep(
     model: &Path,
     layer: &str,
@@ -373,11 +390,8 @@ fn run_sweep(
         .filter_map(|(n, t)| Some((n.to_string(), t.matrix()?)))
         .collect();
     if layers.is_empty() {
-        return Err(SquishError::invalid(
-            "--layer",
-            layer,
-            "selects no weight matrix (float tensor of rank ≥ 2); `squish inspect MODEL` lists them",
-        ));
+        // `*` is the default: then the model, not the option, is at fault.
+        return Err(no_weight_matrix(model, Some(layer).filter(|l| *l != "*")));
     }
     let fams = families();
     let points = sweep(&fams, &layers, exec)?;

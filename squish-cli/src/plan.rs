@@ -6,7 +6,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::ArrayView2;
 use plotters::prelude::*;
-use squish::io::{check_output, Model, OutputKind};
+use squish::io::{check_output, FileError, Model, OutputKind};
 use squish::nn::{
     sentences_from_bytes, BertConfig, BertEncoder, SentenceTokenizer, Weights, DEFAULT_MAX_TOKENS,
 };
@@ -122,6 +122,14 @@ pub fn plan(a: &PlanArgs, exec: &dyn ParallelExecutor) -> Result<()> {
         check_output(svg, &inputs, OutputKind::Plot, a.force)?;
     }
     let model = Model::load(&model_file)?;
+    // A container's tensors are already compressed (or stored plain):
+    // planning them would measure the wrong weights. As compress and sweep.
+    if model.is_container() {
+        return Err(FileError::IsAContainer {
+            what: a.model.display().to_string(),
+        }
+        .into());
+    }
     let glob = a
         .layer
         .as_deref()
@@ -194,11 +202,7 @@ pub fn plan(a: &PlanArgs, exec: &dyn ParallelExecutor) -> Result<()> {
                 .filter_map(|(n, t)| Some((n.to_string(), t.matrix()?)))
                 .collect();
             if mats.is_empty() {
-                return Err(SquishError::invalid(
-                    "--layer",
-                    a.layer.as_deref().unwrap_or("*"),
-                    "selects no weight matrix; `squish inspect MODEL` lists them",
-                ));
+                return Err(crate::no_weight_matrix(&a.model, a.layer.as_deref()));
             }
             let eval = WeightError::new(mats.iter().map(|(_, w)| *w).collect());
             let layers: Vec<Layer> = mats

@@ -67,6 +67,15 @@ fn bar(total: u64, quiet: bool) -> ProgressBar {
 
 /// A budget in MiB as bytes, checked.
 pub fn budget_bytes(mib: usize) -> Result<usize> {
+    // Checked here too, so the error names the flag, not the library's
+    // `budget_bytes` parameter.
+    if mib == 0 {
+        return Err(SquishError::invalid(
+            "--memory-budget",
+            mib,
+            "the budget for tensors in flight must be at least 1 MiB",
+        ));
+    }
     mib.checked_mul(1 << 20).ok_or_else(|| {
         SquishError::invalid(
             "--memory-budget",
@@ -197,7 +206,15 @@ pub fn decompress(file: &Path, out: &Output, dtype: &str) -> Result<()> {
         None => ModelWriter::create(out.path)?,
     };
     writer.set_metadata(DECOMPRESSED_KEY, "1");
-    let w = export_dequantized(file, writer, dtype)?;
+    // The library's error names neither the file nor the command to use.
+    let w = export_dequantized(file, writer, dtype).map_err(|e| match e {
+        SquishError::File(squish::io::FileError::NotAContainer { .. }) => SquishError::invalid(
+            "FILE",
+            file.display(),
+            "is a plain safetensors model, not a squish container: `squish compress` makes one",
+        ),
+        e => e,
+    })?;
     wrote(&w, out.path);
     Ok(())
 }

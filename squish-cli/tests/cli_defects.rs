@@ -119,6 +119,20 @@ fn a_container_given_to_compress_is_refused() {
     assert!(err.contains("is a squish container"), "{err}");
 }
 
+/// `plan` measured a container's tensors as plain weights (a plan of the
+/// already-compressed model's leftovers, exit 0): it refuses it like
+/// `compress` and `sweep`, and writes no recipe.
+#[test]
+fn a_container_given_to_plan_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c.squish");
+    ok(&["compress", MODEL, "--int8", "-o", s(&c), "--quiet"]);
+    let out = dir.path().join("planned.toml");
+    let err = fails(&["plan", s(&c), "--budget", "4bpw", "--quiet", "-o", s(&out)]);
+    assert!(err.contains("is a squish container"), "{err}");
+    assert!(!out.exists(), "a recipe was written for a container");
+}
+
 /// The table part of `text` (up to the first blank or prose line) has its
 /// right-aligned column `title` ending in the same place on every row, the
 /// total included.
@@ -358,4 +372,62 @@ fn plan_outputs_never_replace_the_model_or_a_foreign_file() {
     assert!(std::fs::read_to_string(&r)
         .unwrap()
         .starts_with(squish::io::PLAN_MARKER));
+}
+
+/// A model without a weight matrix given to `plan` or `sweep` without
+/// `--layer` was blamed on the option the user never passed ("invalid
+/// parameter `--layer` = *"): the error names the model instead.
+#[test]
+fn a_model_without_matrices_is_named_not_the_layer_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("biases.safetensors");
+    let mut m = Model::new();
+    m.insert(
+        "only.bias",
+        Tensor::float(Dtype::F32, vec![8], vec![0.5; 8]).unwrap(),
+    )
+    .unwrap();
+    m.save(&p).unwrap();
+    let out = dir.path().join("planned.toml");
+    let svg = dir.path().join("p.svg");
+    for args in [
+        vec!["plan", s(&p), "--budget", "4bpw", "--quiet", "-o", s(&out)],
+        vec!["sweep", s(&p), "--plot", s(&svg)],
+    ] {
+        let err = fails(&args);
+        assert!(!err.contains("--layer"), "{err}");
+        assert!(err.contains("holds no weight matrix"), "{err}");
+    }
+    // With --layer the option is still the one named.
+    let err = fails(&["sweep", s(&p), "--layer", "x.*", "--plot", s(&svg)]);
+    assert!(err.contains("--layer"), "{err}");
+}
+
+/// `--memory-budget 0` was reported as the library's parameter
+/// (`budget_bytes` = 0), and `decompress` of a plain model said "not a squish
+/// container ... use `Model::load`" without naming the file: each error now
+/// names what the user typed.
+#[test]
+fn errors_name_the_flag_and_the_file_the_user_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.squish");
+    let err = fails(&[
+        "compress",
+        MODEL,
+        "--int8",
+        "--memory-budget",
+        "0",
+        "-o",
+        s(&out),
+    ]);
+    assert!(err.contains("--memory-budget"), "{err}");
+    assert!(!err.contains("budget_bytes"), "{err}");
+    let x = dir.path().join("x.safetensors");
+    let err = fails(&["decompress", MODEL, "-o", s(&x)]);
+    assert!(
+        err.contains(MODEL) && err.contains("squish compress"),
+        "{err}"
+    );
+    assert!(!err.contains("Model::load"), "{err}");
+    assert!(!x.exists());
 }

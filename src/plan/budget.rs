@@ -62,10 +62,13 @@ impl FromStr for Budget {
             .find_map(|(u, f)| lower.strip_suffix(u).map(|n| (n, *f)))
             .unwrap_or((lower.as_str(), 1.0));
         let v: f64 = num.trim().parse().map_err(|_| bad())?;
-        if !v.is_finite() || v <= 0.0 {
+        // Under half a byte rounds to a budget of 0, which the planner
+        // would reject as `Bytes(0)`, not as the text the user wrote.
+        let bytes = (v * scale).round();
+        if !v.is_finite() || bytes < 1.0 {
             return Err(bad());
         }
-        Ok(Budget::Bytes((v * scale).round() as u64))
+        Ok(Budget::Bytes(bytes as u64))
     }
 }
 
@@ -78,7 +81,8 @@ mod tests {
         assert_eq!("3bpw".parse::<Budget>(), Ok(Budget::BitsPerWeight(3.0)));
         assert_eq!(" 2.5 MiB ".parse::<Budget>(), Ok(Budget::Bytes(2_621_440)));
         assert_eq!("777".parse::<Budget>(), Ok(Budget::Bytes(777)));
-        for bad in ["", "abc", "-1MB", "0bpw", "NaNbpw", "infMB"] {
+        // "0.1b" rounded to `Bytes(0)`, rejected later as "`Bytes(0)`".
+        for bad in ["", "abc", "-1MB", "0bpw", "NaNbpw", "infMB", "0.1b", "0.4"] {
             assert!(bad.parse::<Budget>().is_err(), "{bad}");
         }
     }

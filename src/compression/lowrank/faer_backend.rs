@@ -138,11 +138,11 @@ pub(crate) fn thin_svd(w: ArrayView2<f32>, par: Par) -> Result<Svd> {
 }
 
 /// An orthonormal basis of the column space of `y` (`m × k`, m ≥ k): the
-/// thin Q of its Householder QR.
-pub(crate) fn thin_q(y: ArrayView2<f32>) -> Array2<f32> {
+/// thin Q of its Householder QR, at faer's split `par` (run it through
+/// [`on_executor`] for the same bits on every executor).
+pub(crate) fn thin_q(y: ArrayView2<f32>, par: Par) -> Array2<f32> {
     let (m, k) = y.dim();
     debug_assert!(m >= k);
-    let par = Par::Seq;
     // Column-major copy: faer's QR works in place and prefers that layout.
     let mut qr = y.into_faer().to_owned();
     let bs = recommended_block_size::<f32>(m, k);

@@ -89,7 +89,9 @@ pub(super) unsafe fn gather_dot<I: Lanes>(idx: &[I], vals: &[f32], x: &[f32]) ->
 
 /// `out[b] = Σ_k vals[k] · xt[idx[k]·stride + b]` for `b < out.len() ≤ 32`,
 /// where `xt` is the batch transposed (`[cols, stride]`) and already offset
-/// to the batch tile.
+/// to the batch tile. Four stored values at a time, each into its own
+/// accumulators, so the FMA latency is hidden; a tile of up to 16 lanes
+/// (small batches) loads one register per value, not two.
 ///
 /// # Safety
 /// AVX-512F must be available; `xt[idx·stride + b]` must be readable for
@@ -108,32 +110,46 @@ pub(super) unsafe fn scatter_tile<I: Lanes>(
         debug_assert!(w <= 32);
         let m0 = tail_mask(w);
         let m1 = tail_mask(w.saturating_sub(16));
-        let mut a0 = _mm512_setzero_ps();
-        let mut a1 = _mm512_setzero_ps();
-        let mut b0 = _mm512_setzero_ps();
-        let mut b1 = _mm512_setzero_ps();
         let n = idx.len();
-        let mut k = 0;
-        while k + 2 <= n {
-            let v0 = _mm512_set1_ps(*vals.get_unchecked(k));
-            let v1 = _mm512_set1_ps(*vals.get_unchecked(k + 1));
-            let p0 = xt.add(idx.get_unchecked(k).at() * stride);
-            let p1 = xt.add(idx.get_unchecked(k + 1).at() * stride);
-            a0 = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(m0, p0), a0);
-            a1 = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(m1, p0.add(16)), a1);
-            b0 = _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(m0, p1), b0);
-            b1 = _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(m1, p1.add(16)), b1);
-            k += 2;
-        }
-        if k < n {
-            let v0 = _mm512_set1_ps(vals[k]);
-            let p0 = xt.add(idx[k].at() * stride);
-            a0 = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(m0, p0), a0);
-            a1 = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(m1, p0.add(16)), a1);
-        }
         let o = out.as_mut_ptr();
-        _mm512_mask_storeu_ps(o, m0, _mm512_add_ps(a0, b0));
-        _mm512_mask_storeu_ps(o.add(16), m1, _mm512_add_ps(a1, b1));
+        let row = |k: usize| xt.add(idx.get_unchecked(k).at() * stride);
+        let val = |k: usize| _mm512_set1_ps(*vals.get_unchecked(k));
+        let mut a = [_mm512_setzero_ps(); 4];
+        let mut k = 0;
+        if w <= 16 {
+            while k + 4 <= n {
+                for (u, acc) in a.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(val(k + u), _mm512_maskz_loadu_ps(m0, row(k + u)), *acc);
+                }
+                k += 4;
+            }
+            while k < n {
+                a[0] = _mm512_fmadd_ps(val(k), _mm512_maskz_loadu_ps(m0, row(k)), a[0]);
+                k += 1;
+            }
+            let s = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+            _mm512_mask_storeu_ps(o, m0, s);
+            return;
+        }
+        let mut b = [_mm512_setzero_ps(); 4];
+        while k + 4 <= n {
+            for u in 0..4 {
+                let (v, p) = (val(k + u), row(k + u));
+                a[u] = _mm512_fmadd_ps(v, _mm512_loadu_ps(p), a[u]);
+                b[u] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m1, p.add(16)), b[u]);
+            }
+            k += 4;
+        }
+        while k < n {
+            let (v, p) = (val(k), row(k));
+            a[0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(p), a[0]);
+            b[0] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m1, p.add(16)), b[0]);
+            k += 1;
+        }
+        let sa = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+        let sb = _mm512_add_ps(_mm512_add_ps(b[0], b[1]), _mm512_add_ps(b[2], b[3]));
+        _mm512_storeu_ps(o, sa);
+        _mm512_mask_storeu_ps(o.add(16), m1, sb);
     }
 }
 
@@ -266,5 +282,171 @@ pub(super) unsafe fn columns_2of4(pos: &[u8], out: &mut [u32]) {
             );
             _mm512_storeu_si512(op.add(blk * 16) as *mut __m512i, cols);
         }
+    }
+}
+
+/// Decodes packed codebook indices (`width` ≤ 8 bits, LSB-first) 16 at a
+/// time: two 8-byte loads hold 16 indices, variable shifts split them into
+/// lanes, and a two-register permute (k ≤ 32) or a gather from the codebook
+/// (k ≤ 256) looks them up.
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    width: usize,
+    book: &'a [f32],
+    steps: __m512i,
+    mask: __m512i,
+    last: __m512i,
+    t0: __m512,
+    t1: __m512,
+}
+
+impl<'a> Decoder<'a> {
+    /// # Safety
+    /// AVX-512F must be available; `1 ≤ width ≤ 8`; `book` is non-empty.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn new(bytes: &'a [u8], width: usize, book: &'a [f32]) -> Self {
+        debug_assert!((1..=8).contains(&width) && !book.is_empty());
+        let w = width as i64;
+        // The first 32 centroids in two registers, zero-padded (masked loads
+        // read nothing past the codebook).
+        let kk = book.len().min(32);
+        let p = book.as_ptr();
+        // SAFETY: masked loads touch only the codebook's `kk` entries.
+        let (t0, t1) = unsafe {
+            (
+                _mm512_maskz_loadu_ps(tail_mask(kk), p),
+                _mm512_maskz_loadu_ps(tail_mask(kk.saturating_sub(16)), p.wrapping_add(16)),
+            )
+        };
+        Decoder {
+            bytes,
+            width,
+            book,
+            steps: _mm512_setr_epi64(0, w, 2 * w, 3 * w, 4 * w, 5 * w, 6 * w, 7 * w),
+            mask: _mm512_set1_epi32((1 << width) - 1),
+            // Indices are below k (checked when the values are built);
+            // clamping keeps even a malformed one inside the codebook.
+            last: _mm512_set1_epi32(book.len() as i32 - 1),
+            t0,
+            t1,
+        }
+    }
+
+    /// The values of indices `i..i + 16`, or `None` when their bytes reach
+    /// into the last few of the buffer (decode those one by one). Indices
+    /// past the caller's range decode whatever follows (the next row's).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn values(&self, i: usize) -> Option<__m512> {
+        let (bit, w) = (i * self.width, self.width);
+        let byte = bit / 8;
+        // Indices 8..16 start `width` bytes later at the same bit offset.
+        let lo = self.bytes.get(byte..byte + 8)?;
+        let hi = self.bytes.get(byte + w..byte + w + 8)?;
+        let lo = u64::from_le_bytes(lo.try_into().ok()?);
+        let hi = u64::from_le_bytes(hi.try_into().ok()?);
+        // Offset + 8 fields ≤ 7 + 56 bits for width ≤ 7; width 8 is byte aligned.
+        let sh = _mm512_add_epi64(self.steps, _mm512_set1_epi64((bit % 8) as i64));
+        let l = _mm512_cvtepi64_epi32(_mm512_srlv_epi64(_mm512_set1_epi64(lo as i64), sh));
+        let h = _mm512_cvtepi64_epi32(_mm512_srlv_epi64(_mm512_set1_epi64(hi as i64), sh));
+        let idx = _mm512_and_si512(
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(l), h),
+            self.mask,
+        );
+        Some(if self.book.len() <= 32 {
+            _mm512_permutex2var_ps(self.t0, idx, self.t1)
+        } else {
+            // SAFETY: clamped below `book.len()`.
+            unsafe {
+                _mm512_i32gather_ps::<4>(_mm512_min_epu32(idx, self.last), self.book.as_ptr())
+            }
+        })
+    }
+
+    /// [`values`](Self::values), falling back to one-by-one decoding (zeros
+    /// past `n` lanes).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn values_or_slow(&self, i: usize, n: usize) -> __m512 {
+        match self.values(i) {
+            Some(v) => v,
+            None => {
+                let mut buf = [0.0f32; 16];
+                let n = n.min(16);
+                super::portable::lookup(self.bytes, self.width, i, self.book, &mut buf[..n]);
+                // SAFETY: `buf` holds 16 values.
+                unsafe { _mm512_loadu_ps(buf.as_ptr()) }
+            }
+        }
+    }
+}
+
+/// Codebook values of packed indices `start..start + out.len()` (`width` ≤ 8
+/// bits each, LSB-first in `bytes`), 16 at a time (see [`Decoder`]).
+///
+/// # Safety
+/// AVX-512F must be available; `1 ≤ width ≤ 8`; `book` is non-empty; every
+/// index is below `book.len()`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn lookup16(
+    bytes: &[u8],
+    width: usize,
+    start: usize,
+    book: &[f32],
+    out: &mut [f32],
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let d = Decoder::new(bytes, width, book);
+        let (n, op) = (out.len(), out.as_mut_ptr());
+        let mut j = 0;
+        while j < n {
+            let v = d.values_or_slow(start + j, n - j);
+            _mm512_mask_storeu_ps(op.add(j), tail_mask(n - j), v);
+            j += 16;
+        }
+    }
+}
+
+/// `Σ_k book[code[start + k]] · x[idx[k]]`: [`gather_dot`] on codebook
+/// values decoded in registers (batch 1 of CSR × codebook).
+///
+/// # Safety
+/// As [`gather_dot`] and [`lookup16`]; `idx` holds the row's columns,
+/// whose codes start at index `start` of `bytes`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn codebook_dot<I: Lanes>(
+    idx: &[I],
+    bytes: &[u8],
+    width: usize,
+    start: usize,
+    book: &[f32],
+    x: &[f32],
+) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let d = Decoder::new(bytes, width, book);
+        let (n, ip, xp) = (idx.len(), idx.as_ptr(), x.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 2];
+        let mut k = 0;
+        while k + 16 <= n {
+            let v = d.values_or_slow(start + k, 16);
+            let g = _mm512_i32gather_ps::<4>(I::load16(ip.add(k)), xp);
+            acc[(k / 16) % 2] = _mm512_fmadd_ps(v, g, acc[(k / 16) % 2]);
+            k += 16;
+        }
+        if k < n {
+            let rem = n - k;
+            let m = tail_mask(rem);
+            // Pad the index tail with zeros (a valid index) to load 16 lanes.
+            let mut buf = [I::ZERO; 16];
+            buf[..rem].copy_from_slice(&idx[k..]);
+            let v = _mm512_maskz_mov_ps(m, d.values_or_slow(start + k, rem));
+            let g =
+                _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, I::load16(buf.as_ptr()), xp);
+            acc[(k / 16) % 2] = _mm512_fmadd_ps(v, g, acc[(k / 16) % 2]);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
     }
 }

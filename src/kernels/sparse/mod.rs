@@ -25,7 +25,9 @@ use ndarray::{Array2, ArrayView2};
 
 use super::Tier;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
-use crate::matrix::{ColIndices, CompressedMatrix, Csr, KeptRows, Structure, Values, NM};
+use crate::matrix::{
+    ColIndices, CompressedMatrix, Csr, KeptRows, PackedBits, Structure, Values, NM,
+};
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 use portable::ColIndex;
 
@@ -259,6 +261,71 @@ pub(crate) fn csr_row(
         ColIndices::U16(ix) => sparse_row(&ix[range], vals, x, out, path),
         ColIndices::U32(ix) => sparse_row(&ix[range], vals, x, out, path),
     }
+}
+
+/// The codebook values of packed indices `range` (each below `book.len()`)
+/// into `out` (`range.len()` values): 16 at a time with AVX-512 for indices
+/// of up to 8 bits, one by one otherwise. Both paths look up the same values.
+pub(crate) fn lookup(
+    idx: &PackedBits,
+    range: Range<usize>,
+    book: &[f32],
+    out: &mut [f32],
+    tier: Tier,
+) {
+    debug_assert_eq!(range.len(), out.len());
+    let (bytes, width) = (idx.bytes(), idx.width() as usize);
+    #[cfg(target_arch = "x86_64")]
+    if KernelPath::of(tier.capped()) == KernelPath::Avx512 && width <= 8 && !book.is_empty() {
+        // SAFETY: AVX-512F was checked; 1 ≤ width ≤ 8; the book is
+        // non-empty; indices are below k (checked when the values were built).
+        return unsafe { avx512::lookup16(bytes, width, range.start, book, out) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = tier;
+    portable::lookup(bytes, width, range.start, book, out);
+}
+
+/// Outputs of one stored CSR row with codebook values: codes `range` of
+/// `codes` in `book`, columns `range` of `cols`. With AVX-512 at batch 1 the
+/// values are decoded in registers next to the gathers; otherwise they are
+/// looked up into `vals` and run through [`csr_row`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn csr_codebook_row(
+    cols: &ColIndices,
+    range: Range<usize>,
+    codes: &PackedBits,
+    book: &[f32],
+    vals: &mut Vec<f32>,
+    x: &Input,
+    out: &mut [f32],
+    tier: Tier,
+    ncols: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Input::Vector(xv) = x {
+        let width = codes.width() as usize;
+        let fused = KernelPath::of(tier.capped()) == KernelPath::Avx512
+            && ncols <= i32::MAX as usize
+            && width <= 8
+            && !book.is_empty();
+        if fused {
+            let (b, a) = (codes.bytes(), range.start);
+            // SAFETY: AVX-512F was checked; column indices are below
+            // `ncols` = `xv.len()` < 2^31; 1 ≤ width ≤ 8, a non-empty book
+            // and codes below k (checked when the values were built).
+            out[0] = unsafe {
+                match cols {
+                    ColIndices::U16(ix) => avx512::codebook_dot(&ix[range], b, width, a, book, xv),
+                    ColIndices::U32(ix) => avx512::codebook_dot(&ix[range], b, width, a, book, xv),
+                }
+            };
+            return;
+        }
+    }
+    vals.resize(range.len(), 0.0);
+    lookup(codes, range.clone(), book, vals, tier);
+    csr_row(cols, range, vals, x, out, tier, ncols);
 }
 
 /// Runs `f(rows, out)` over fixed blocks of rows; `out` holds `rows.len() ·

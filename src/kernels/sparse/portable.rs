@@ -143,3 +143,23 @@ fn decode_bytes<const W: usize>(bytes: &[u8], n: usize, m: usize, out: &mut [u32
         }
     }
 }
+
+/// `out[j] = book[index[start + j]]` for packed indices of `width` bits
+/// (LSB-first in `bytes`): one 4-byte read per index (fewer near the end).
+pub(super) fn lookup(bytes: &[u8], width: usize, start: usize, book: &[f32], out: &mut [f32]) {
+    let mask = (1u32 << width) - 1;
+    let mut bit = start * width;
+    for o in out.iter_mut() {
+        let byte = bit / 8;
+        // Up to 16 + 7 bits span at most three bytes.
+        let word = match bytes.get(byte..byte + 4) {
+            Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            None => bytes[byte..]
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (k, &b)| acc | (b as u32) << (8 * k)),
+        };
+        *o = book[((word >> (bit % 8)) & mask) as usize];
+        bit += width;
+    }
+}
