@@ -118,21 +118,6 @@ fn median(mut f: impl FnMut()) -> Duration {
     ts[ts.len() / 2]
 }
 
-/// The dense path before issue 21: ndarray's GEMM (`matrixmultiply`) on
-/// W's rows split in [`THREADS`] blocks, one thread each.
-fn matrixmultiply_halves(w: &Array2<f32>, x: &Array2<f32>) -> Array2<f32> {
-    use ndarray::{linalg::general_mat_mul, s, Axis};
-    let mut y = Array2::<f32>::zeros((x.nrows(), w.nrows()));
-    let per = w.nrows().div_ceil(THREADS);
-    std::thread::scope(|sc| {
-        for (t, mut out) in y.axis_chunks_iter_mut(Axis(1), per).enumerate() {
-            let wb = w.slice(s![t * per..t * per + out.ncols(), ..]);
-            sc.spawn(move || general_mat_mul(1.0, x, &wb.t(), 0.0, &mut out));
-        }
-    });
-    y
-}
-
 fn peers() -> Option<Value> {
     let py = std::env::var("SQUISH_PEER_PYTHON").ok()?;
     println!("running the PyTorch peer with {py} (load {})", loadavg());
@@ -218,11 +203,6 @@ fn main() {
         Box::new(|x| dense.matmul_on(x, p).unwrap()),
     ));
     cases.push((
-        "dense f32 (matrixmultiply, previous path)".into(),
-        false,
-        Box::new(|x| matrixmultiply_halves(&w, x)),
-    ));
-    cases.push((
         "dense f32 (nn::gemm, packed GEMM)".into(),
         false,
         Box::new(|x| linear_f32(x.view(), w.view(), None, p)),
@@ -259,11 +239,13 @@ fn main() {
             false,
             Box::new(move |x| m.matmul_on(x, p).unwrap()),
         ));
-        cases.push((
-            format!("{name} weight-only (nn tiled GEMM)"),
-            false,
-            Box::new(move |x| linear_tiled(x.view(), m, None, p)),
-        ));
+        if name == "int8" {
+            cases.push((
+                format!("{name} weight-only (nn tiled GEMM)"),
+                false,
+                Box::new(move |x| linear_tiled(x.view(), m, None, p)),
+            ));
+        }
     }
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;

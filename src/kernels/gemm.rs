@@ -3,13 +3,9 @@
 //! Each task owns a fixed block of output rows (`BLOCK_ROWS`, whatever the
 //! thread count) and computes it with ndarray's GEMM, so every output
 //! element is the same sum in the same order on any executor.
-//! [`decoded_xwt`] is `x·Wᵀ` for a weight decoded block by block, on the
-//! same GEMM.
 
 use ndarray::linalg::general_mat_mul;
-use std::sync::Mutex;
-
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 
 use crate::parallel::{fill_row_blocks, ParallelExecutor};
 
@@ -79,72 +75,6 @@ where
     fill_row_blocks(rows, cols, BLOCK_ROWS, exec, f)
 }
 
-/// Rows of W decoded per task of [`decoded_xwt`] (512 KiB of f32 at 1024
-/// columns, 2 MiB at 4096).
-const DECODED_W_ROWS: usize = BLOCK_ROWS;
-
-/// `x · Wᵀ` (`x` is `b × n`, the result `b × rows`) for a `rows × n` weight
-/// decoded block by block: each task decodes `BLOCK_ROWS` rows of W
-/// (`decode(row0, out)` writes whole rows of f32 into `out`) into its own
-/// buffer and multiplies the whole batch by them with the dense kernel's
-/// GEMM (`matrixmultiply`, packed register tiles over outputs and inputs),
-/// so each weight is decoded once per call whatever the batch. Block
-/// boundaries depend on the shape only, and the GEMM's per-element order
-/// depends on neither the number of rows nor of columns it is given: the
-/// result is the same on every executor, its rows do not depend on the
-/// batch, and it equals [`dense_matmul`](super::dense_matmul) on the decoded
-/// weights bit for bit.
-pub(crate) fn decoded_xwt<D>(
-    exec: &dyn ParallelExecutor,
-    x: ArrayView2<f32>,
-    rows: usize,
-    decode: D,
-) -> Array2<f32>
-where
-    D: Fn(usize, &mut [f32]) + Sync,
-{
-    let n = x.ncols();
-    let b = x.nrows();
-    fill_cols(exec, b, rows, DECODED_W_ROWS, |c0, mut out| {
-        let cols = out.ncols();
-        let mut buf = vec![0.0f32; cols * n];
-        if n > 0 {
-            decode(c0, &mut buf);
-        }
-        let w = ArrayView2::from_shape((cols, n), &buf).expect("whole rows");
-        general_mat_mul(1.0, &x, &w.t(), 0.0, &mut out);
-    })
-}
-
-/// A `rows × cols` matrix (zeros on entry) filled in blocks of `per`
-/// columns, one task per block: `f(c0, out)` fills columns `c0..`.
-fn fill_cols<F>(
-    exec: &dyn ParallelExecutor,
-    rows: usize,
-    cols: usize,
-    per: usize,
-    f: F,
-) -> Array2<f32>
-where
-    F: Fn(usize, ArrayViewMut2<f32>) + Sync,
-{
-    let mut y = Array2::<f32>::zeros((rows, cols));
-    let mut blocks = Vec::new();
-    let mut v = y.view_mut();
-    while v.ncols() > per {
-        let (a, b) = v.split_at(Axis(1), per);
-        blocks.push(a);
-        v = b;
-    }
-    blocks.push(v);
-    let blocks: Vec<Mutex<ArrayViewMut2<f32>>> = blocks.into_iter().map(Mutex::new).collect();
-    exec.run(blocks.len(), &|t| {
-        let out = &mut *blocks[t].lock().expect("a task panicked");
-        f(t * per, out.view_mut());
-    });
-    y
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,31 +113,6 @@ mod tests {
                 mul_rows(&pool, a.view(), b.t()),
                 mul_rows(&Sequential, a.view(), b.t())
             );
-        }
-    }
-
-    #[test]
-    fn decoded_rows_do_not_depend_on_batch_or_executor() {
-        let pool = ThreadPool::new(3).unwrap();
-        // 300 outputs span 3 blocks; k = 700 spans several GEMM k-blocks.
-        let (w, x) = (matrix(300, 700, 3), matrix(90, 700, 4));
-        let decode = |r0: usize, out: &mut [f32]| {
-            out.copy_from_slice(
-                w.slice(s![r0..r0 + out.len() / 700, ..])
-                    .as_slice()
-                    .unwrap(),
-            )
-        };
-        let all = decoded_xwt(&Sequential, x.view(), 300, decode);
-        close(&all, &naive(x.view(), w.t()));
-        assert_eq!(
-            all,
-            crate::kernels::dense_matmul(w.view(), x.view(), &pool).unwrap()
-        );
-        assert_eq!(decoded_xwt(&pool, x.view(), 300, decode), all);
-        for (r0, b) in [(0, 1), (5, 7), (17, 64), (40, 50)] {
-            let part = decoded_xwt(&pool, x.slice(s![r0..r0 + b, ..]), 300, decode);
-            assert_eq!(part, all.slice(s![r0..r0 + b, ..]), "rows {r0}..+{b}");
         }
     }
 

@@ -9,19 +9,8 @@
 //! pair keeps its own accumulator and the same sequence of operations
 //! whatever `R`, `C`, the tile, the task or the batch size: **a row of the
 //! result does not depend on the batch it was computed in, nor on the
-//! executor**, for batches below `PACKED_MIN_BATCH` (16) rows (data-parallel
-//! shards and micro-batches give the same bits as the whole batch).
-//!
-//! From 16 rows on (AVX2 and up), blocks of W's rows are decoded once into
-//! f32 and multiplied by the dense kernel's GEMM ([`decoded_xwt`](super::gemm::decoded_xwt):
-//! packed register tiles over outputs *and* inputs, so the decoding is
-//! amortised over the batch and each weight load feeds many multiply-adds).
-//! That is another summation order, [`dense_matmul`](super::dense_matmul)'s
-//! on the decoded weights: rows are again independent of the batch and of
-//! the executor among batches of 16 rows or more, but a row computed in a
-//! batch of fewer than 16 rows and in one of 16 or more differs in its last
-//! bits. Shard batches so that every shard is on the same side of 16 when
-//! bit-identical rows matter.
+//! executor** (data-parallel shards and micro-batches give the same bits as
+//! the whole batch).
 //!
 //! The order, per pair (`n` = row length, `L` = 16 lanes):
 //! `acc[l] ← acc[l] + w[k]·x[k]` for `k ≡ l (mod L)`, `k` ascending (the last
@@ -75,10 +64,6 @@ where
 /// registers, no tile written); larger batches decode tiles once.
 const LANES_MAX_BATCH: usize = 8;
 
-/// Batches of at least this many rows (on AVX2 and up) decode blocks of W
-/// into f32 and run the dense GEMM ([`decoded_xwt`](super::gemm::decoded_xwt)).
-pub(crate) const PACKED_MIN_BATCH: usize = 16;
-
 /// [`matmul`] that, given a [`Lanes`] reader and an AVX-512 tier, decodes
 /// weights in registers at small batches. The reader yields exactly the
 /// decoded values, so the bits are those of [`matmul`].
@@ -111,16 +96,6 @@ where
                 unsafe { lanes_products_avx512(f, t * per, xs, cols, out) }
             });
         }
-    }
-    if batch >= PACKED_MIN_BATCH && cols > 0 && tier >= Tier::Avx2 {
-        // GEMM shapes: decode blocks of rows once into f32 and run the
-        // packed GEMM on them (register tiles over outputs and inputs).
-        return super::gemm::decoded_xwt(exec, x.view(), rows, |r0, out| match lanes {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the tier is capped to the CPU; rows `r0..` exist.
-            Some(f) if tier >= Tier::Avx512 => unsafe { decode_lanes_avx512(f, r0, cols, out) },
-            _ => decode(r0, out),
-        });
     }
     row_blocks(rows, batch, per, exec, |t, out| {
         let r0 = t * per;
