@@ -114,9 +114,11 @@ fn portable(v: &Int4Values, xq: &QuantizedActivations, exec: &dyn ParallelExecut
 /// let m = IntQuantizer::params(4).check()?.quantize(&CompressedMatrix::from_dense(w.view())?)?;
 /// let x = Array2::from_shape_fn((2, 16), |(b, k)| (b + k) as f32 - 8.0);
 /// let Some(Values::Int4(v)) = m.values() else { unreachable!() };
-/// let y = gemm4_reference(v, &quantize_activations(x.view())?);
-/// let exact = x.dot(&m.to_dense().t());
-/// assert!((&y - &exact).iter().all(|d| d.abs() < 1e-3 * 64.0));
+/// let xq = quantize_activations(x.view())?;
+/// let y = gemm4_reference(v, &xq);
+/// // The product of the two dequantized operands, up to f32 rounding.
+/// let exact = xq.dequantize().dot(&m.to_dense().t());
+/// assert!((&y - &exact).iter().all(|d| d.abs() < 1e-3));
 /// # Ok::<(), squish::SquishError>(())
 /// ```
 pub fn gemm4_reference(v: &Int4Values, xq: &QuantizedActivations) -> Array2<f32> {
