@@ -765,6 +765,39 @@ fn int8_gemm_is_bit_identical_on_every_path() {
     }
 }
 
+/// int4 weights through `DynamicInt8` (nibble panels on VNNI / AVX2, the
+/// portable path otherwise): the reference's bits on every tier, for every
+/// int4 quantizer of the suite (per row, per group, asymmetric).
+#[test]
+fn int4_x_int8_is_bit_identical_on_every_path() {
+    let pool = ThreadPool::new(2).unwrap();
+    for (si, &(rows, cols)) in SHAPES.iter().enumerate() {
+        let w = student(rows, cols, 500 + si as u64);
+        for q in quantizers().into_iter().filter(|q| q.bits() == 4) {
+            let m = q.quantize(&dense(&w)).unwrap();
+            let Some(Values::Int4(v)) = m.values() else {
+                panic!()
+            };
+            let lin = DynamicInt8::new(m.clone()).unwrap();
+            for batch in [1, 7, 13] {
+                let x = gaussian(batch, cols, 600 + batch as u64);
+                let xq = quantize_activations(x.view()).unwrap();
+                let reference = kernels::int4_gemm::gemm4_reference(v, &xq);
+                for isa in tiers() {
+                    let y = lin.matmul_isa(x.view(), &pool, isa).unwrap();
+                    assert_eq!(y, reference, "{} {rows}x{cols} b{batch} {isa:?}", q.name());
+                }
+                assert_close(
+                    reference.view(),
+                    m.to_dense().view(),
+                    xq.dequantize().view(),
+                    "int4 gemm",
+                );
+            }
+        }
+    }
+}
+
 /// The packed VNNI path works on 6-row weight tiles × 4-row batch tiles ×
 /// 64-byte blocks, with groups of whole blocks; these shapes sit on and
 /// around every edge (and span several parallel tasks), and every tier,

@@ -4,7 +4,9 @@
 Adapted from ../shared/peers/peers.py (which also times the serving kernels).
 
 Run:   python3 benches/peers/peers.py [threads] [section ...] [--json FILE]
-       sections: prune svd kmeans quant (default: all four)
+       sections: prune svd kmeans quant (default: all four), gemm
+       (4096² linear at batch 8, 16, 64, 256: f32 and dynamic int8; run by
+       `cargo bench --bench gemm64`)
 Needs: numpy, torch, scikit-learn (e.g. /work/venv/bin/python).
 
 `cargo bench --bench passes` runs this script itself in the same sitting when
@@ -108,6 +110,22 @@ if "quant" in sections:
         return np.clip(np.rint(wn / s), -127, 127).astype(np.int8)
 
     out["numpy_int8_perrow_16M_ms"] = med(np_q, n=5) * 1e3
+
+if "gemm" in sections:
+    # 4096 x 4096 linear at GEMM batch sizes: f32 (torch.nn.functional.linear,
+    # MKL/oneDNN) and dynamic int8 (torch.ao.quantization.quantize_dynamic,
+    # fbgemm: per-row int8 activations x int8 weights, VNNI where available).
+    # Keys gemm_<batch>_{f32,dyn_int8}_ms.
+    import torch.ao.quantization as tq
+    lin = torch.nn.Linear(4096, 4096, bias=False)
+    qlin = tq.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    w = lin.weight.detach()
+    with torch.inference_mode():
+        for b in (8, 16, 64, 256):
+            x = torch.randn(b, 4096)
+            n = 9 if b <= 64 else 5
+            out[f"gemm_{b}_f32_ms"] = med(lambda: torch.nn.functional.linear(x, w), n=n, warm=2) * 1e3
+            out[f"gemm_{b}_dyn_int8_ms"] = med(lambda: qlin(x), n=n, warm=2) * 1e3
 
 out["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
 text = json.dumps(out, indent=1)

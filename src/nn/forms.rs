@@ -92,6 +92,13 @@ pub const FORMS: &[EncoderForm] = &[
         smooth: None,
     },
     EncoderForm {
+        name: "int4-g128-dynamic",
+        about: "int4 group-128 × int8 dynamic per-token (VNNI, nibbles unpacked in registers)",
+        pipeline: r#"[{ method = "int4", granularity = "per-group", group_size = 128 }]"#,
+        activations: Activations::DynamicInt8,
+        smooth: None,
+    },
+    EncoderForm {
         name: "2:4",
         about: "2:4 semi-structured pruning",
         pipeline: r#"[{ method = "nm", n = 2, m = 4 }]"#,

@@ -15,7 +15,8 @@ pub enum Weight {
     Dense(Array2<f32>),
     /// Any compressed matrix, multiplied by its own kernel without decoding.
     Compressed(CompressedMatrix),
-    /// Int8 weights times int8 activations quantized per row on the fly.
+    /// Int8 or int4 weights times int8 activations quantized per row on
+    /// the fly.
     DynamicInt8(DynamicInt8),
 }
 
@@ -25,8 +26,9 @@ pub enum Activations {
     /// f32 activations: the weight's own kernel (exact for the stored weights).
     #[default]
     Float,
-    /// Int8 weights run as int8 × int8 with activations quantized per row
-    /// on the fly ([`DynamicInt8`]); other encodings keep f32 activations.
+    /// Int8 and int4 weights run as int8 × int8 / int4 × int8 with
+    /// activations quantized per row on the fly ([`DynamicInt8`]); other
+    /// encodings keep f32 activations.
     DynamicInt8,
 }
 
@@ -75,16 +77,17 @@ impl Linear {
     }
 
     /// A layer over a compressed weight, multiplying as `mode` says: with
-    /// [`Activations::DynamicInt8`], int8 weights (dense or kept rows) run
-    /// int8 × int8; everything else as [`compressed`](Self::compressed).
+    /// [`Activations::DynamicInt8`], int8 and int4 weights (dense or kept
+    /// rows) run int8 × int8 / int4 × int8; everything else as
+    /// [`compressed`](Self::compressed).
     pub fn with_activations(
         m: CompressedMatrix,
         bias: Option<Array1<f32>>,
         mode: Activations,
     ) -> Result<Self> {
-        let int8 = matches!(m.values(), Some(Values::Int8(_)))
+        let int = matches!(m.values(), Some(Values::Int8(_) | Values::Int4(_)))
             && matches!(m.structure(), Structure::Dense | Structure::KeptRows(_));
-        if mode == Activations::DynamicInt8 && int8 {
+        if mode == Activations::DynamicInt8 && int {
             return Self::with(Weight::DynamicInt8(DynamicInt8::new(m)?), bias);
         }
         Self::compressed(m, bias)
@@ -194,7 +197,10 @@ impl Linear {
         match &self.weight {
             Weight::Dense(_) => "dense f32".into(),
             Weight::Compressed(m) => format!("{} {}", m.structure().kind(), m.encoding()),
-            Weight::DynamicInt8(_) => "int8 × int8 dynamic".into(),
+            Weight::DynamicInt8(d) => match d.matrix().values() {
+                Some(Values::Int4(_)) => "int4 × int8 dynamic".into(),
+                _ => "int8 × int8 dynamic".into(),
+            },
         }
     }
 

@@ -50,8 +50,10 @@ pub fn quantize_activations(x: ArrayView2<f32>) -> Result<QuantizedActivations> 
 ///
 /// It approximates `x · Ŵᵀ` (the activations are rounded too); the error is
 /// bounded by the activation rounding, `|Δy| ≤ Σ_k |ŵ_k|·scale_x/2`.
-/// Weights must be int8 (any granularity, symmetric or not) in a dense or
-/// kept-rows structure.
+/// Weights must be int8 or int4 (any granularity, symmetric or not) in a
+/// dense or kept-rows structure. int4 weights run ggml's Q4_0 × Q8_0
+/// product: codes unpacked in registers, the same integer dot products
+/// ([`int4_gemm`](crate::kernels::quant::int4_gemm)).
 ///
 /// ```
 /// use ndarray::Array2;
@@ -69,30 +71,44 @@ pub fn quantize_activations(x: ArrayView2<f32>) -> Result<QuantizedActivations> 
 #[derive(Clone, Debug)]
 pub struct DynamicInt8 {
     matrix: CompressedMatrix,
-    /// Per-row weight sums the kernel needs on every call, computed once.
-    prep: kernels::int8_gemm::Prepared,
+    /// What the kernel needs on every call, computed once.
+    prep: Prep,
+}
+
+/// The per-encoding data of [`DynamicInt8`]'s kernel.
+#[derive(Clone, Debug)]
+enum Prep {
+    /// Per-row weight sums (and VNNI panels) of int8 weights.
+    Int8(kernels::int8_gemm::Prepared),
+    /// Nibble panels of int4 weights.
+    Int4(kernels::int4_gemm::Prepared4),
 }
 
 impl DynamicInt8 {
-    /// Wraps an int8 matrix with a dense or kept-rows structure, and sums
-    /// each row's codes per parameter segment once (the integer kernel needs
-    /// them on every call).
+    /// Wraps an int8 or int4 matrix with a dense or kept-rows structure, and
+    /// prepares what the integer kernel needs on every call once (per-row
+    /// sums of the codes, repacked panels).
     pub fn new(matrix: CompressedMatrix) -> Result<Self> {
         let ok_structure = matches!(
             matrix.structure(),
             Structure::Dense | Structure::KeptRows(_)
         );
-        let v =
-            match matrix.values() {
-                Some(Values::Int8(v)) if ok_structure => v,
-                _ => return Err(SquishError::Incompatible {
+        let prep = match matrix.values() {
+            Some(Values::Int8(v)) if ok_structure => Prep::Int8(kernels::int8_gemm::Prepared::new(v)),
+            Some(Values::Int4(v))
+                if ok_structure && v.layout.total() == v.layout.rows() * v.layout.max_row_len() =>
+            {
+                Prep::Int4(kernels::int4_gemm::Prepared4::new(v))
+            }
+            _ => {
+                return Err(SquishError::Incompatible {
                     pass: "dynamic int8 matmul".into(),
                     structure: matrix.structure().kind(),
                     encoding: matrix.encoding(),
-                    hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) first",
-                }),
-            };
-        let prep = kernels::int8_gemm::Prepared::new(v);
+                    hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) or params(4) first",
+                })
+            }
+        };
         Ok(DynamicInt8 { matrix, prep })
     }
 
@@ -123,10 +139,15 @@ impl DynamicInt8 {
             ));
         }
         let xq = quantize_activations(x)?;
-        let Some(Values::Int8(v)) = self.matrix.values() else {
-            unreachable!("checked in new")
+        let y = match (self.matrix.values(), &self.prep) {
+            (Some(Values::Int8(v)), Prep::Int8(p)) => {
+                kernels::int8_gemm::matmul(v, p, &xq, exec, isa)
+            }
+            (Some(Values::Int4(v)), Prep::Int4(p)) => {
+                kernels::int4_gemm::matmul(v, p, &xq, exec, isa)
+            }
+            _ => unreachable!("checked in new"),
         };
-        let y = kernels::int8_gemm::matmul(v, &self.prep, &xq, exec, isa);
         Ok(kernels::scatter_rows(&self.matrix, y))
     }
 }
@@ -148,7 +169,10 @@ impl DynamicInt8 {
         if !matches!(self.matrix.structure(), Structure::Dense) || x.ncols() != self.matrix.cols() {
             return None;
         }
-        kernels::int8_gemm::linear(&self.prep, x.as_slice()?, m, bias, exec)
+        match &self.prep {
+            Prep::Int8(p) => kernels::int8_gemm::linear(p, x.as_slice()?, m, bias, exec),
+            Prep::Int4(_) => None,
+        }
     }
 }
 

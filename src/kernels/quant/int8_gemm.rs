@@ -99,7 +99,7 @@ pub(crate) fn matmul(
     let isa = isa.capped();
     #[cfg(target_arch = "x86_64")]
     if let (Isa::Avx512Vnni, Some(p), true) = (isa, &prep.panels, xq.rows >= PANEL_MIN_ROWS) {
-        return super::int8_panel::matmul(p, xq, exec);
+        return super::int8_panel::matmul(p, xq, exec, isa).expect("VNNI runs every panel");
     }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni && (prep.nseg == 1 || prep.seg.is_multiple_of(64)) {

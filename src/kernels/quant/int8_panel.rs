@@ -16,14 +16,23 @@
 //! [`gemm_reference`](super::int8_gemm::gemm_reference) bit for bit.
 //! Symmetric weights (no zero-points) in whole rows only; groups must be
 //! multiples of 4 columns.
+//!
+//! int4 weights use the same panels with two codes per byte
+//! (`[panel][kp/8][16][4]`, byte `j` of a lane holding column `8t + j` in its
+//! low nibble and `8t + 4 + j` in its high nibble, each stored as `q + 8`):
+//! one 64-byte load gives 16 outputs × 8 columns, unpacked in registers to
+//! signed bytes by `(v & 0xF) − 8` and `((v >> 4) & 0xF) − 8` (ggml's Q4_0
+//! trick) and fed to the same `vpdpbusd` steps, so the integer sums, and the
+//! result, are those of the int8 path on the same codes. Groups must then
+//! be multiples of 8 columns.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 use ndarray::Array2;
 
-use super::QuantizedActivations;
-use crate::matrix::{Granularity, Int8Values};
+use super::{Isa, QuantizedActivations};
+use crate::matrix::{nibble_to_i8, Granularity, Int4Values, Int8Values, QuantParams};
 use crate::parallel::ParallelExecutor;
 
 /// Tokens per micro-tile.
@@ -47,8 +56,12 @@ pub(crate) struct Panels {
     /// Group length in columns, and groups per row.
     g: usize,
     ng: usize,
-    /// `[panel][kp/4][16][4]` codes (zero past the matrix).
+    /// `[panel][kp/4][16][4]` int8 codes, or `[panel][kp/8][16][4]` bytes
+    /// of two int4 codes (`q + 8` per nibble) when `nib`; zero past the
+    /// matrix.
     w: Vec<i8>,
+    /// Whether `w` holds int4 codes.
+    nib: bool,
     /// `128·Σw` per `[panel][group][16]`.
     comp: Vec<i32>,
     /// Scale per `[panel][group][16]`.
@@ -60,35 +73,75 @@ impl Panels {
     /// (zero-points, rows of different lengths, groups not a multiple of 4
     /// or too long for i32 sums).
     pub(crate) fn new(v: &Int8Values) -> Option<Self> {
-        let params = v.params();
         let rows = v.layout.rows();
         let cols = v.layout.max_row_len();
-        if params.zero_points().is_some()
-            || rows == 0
-            || cols == 0
-            || v.codes().len() != rows * cols
-        {
+        if v.codes().len() != rows * cols {
+            return None;
+        }
+        Self::build(v.params(), rows, cols, 4, |n, k| v.codes()[n * cols + k])
+    }
+
+    /// The int4 panels of `v` (two codes per byte), or `None` when this
+    /// layout does not apply (zero-points, rows of different lengths,
+    /// groups not a multiple of 8 or too long for i32 sums).
+    pub(crate) fn new_int4(v: &Int4Values) -> Option<Self> {
+        let rows = v.layout.rows();
+        let cols = v.layout.max_row_len();
+        if v.layout.total() != rows * cols || v.codes.len() != rows * cols {
+            return None;
+        }
+        Self::build(v.params(), rows, cols, 8, |n, k| {
+            nibble_to_i8(v.codes.get(n * cols + k))
+        })
+    }
+
+    /// Panels of `rows × cols` codes `code(n, k)`, `step` columns per load
+    /// (4: int8 bytes, 8: int4 nibbles).
+    fn build(
+        params: &QuantParams,
+        rows: usize,
+        cols: usize,
+        step: usize,
+        code: impl Fn(usize, usize) -> i8,
+    ) -> Option<Self> {
+        if params.zero_points().is_some() || rows == 0 || cols == 0 {
             return None;
         }
         let g = match params.granularity() {
-            Granularity::PerGroup(g) if g.is_multiple_of(4) || g >= cols => g.min(cols),
+            Granularity::PerGroup(g) if g.is_multiple_of(step) || g >= cols => g.min(cols),
             Granularity::PerGroup(_) => return None,
             _ => cols,
         };
         if g > MAX_GROUP {
             return None;
         }
+        let nib = step == 8;
         let ng = cols.div_ceil(g);
-        let kp = cols.next_multiple_of(4);
+        let kp = cols.next_multiple_of(step);
         let np = rows.div_ceil(P);
-        let mut w = vec![0i8; np * kp * P];
+        // Bytes of one panel; an int4 byte holds two codes (8 = a zero code).
+        let pb = if nib { kp * P / 2 } else { kp * P };
+        let mut w = vec![if nib { 0x88u8 as i8 } else { 0 }; np * pb];
         let mut comp = vec![0i32; np * ng * P];
         let mut scale = vec![0.0f32; np * ng * P];
+        let mut row = vec![0i8; cols];
         for n in 0..rows {
             let (p, l) = (n / P, n % P);
-            let row = &v.codes()[n * cols..(n + 1) * cols];
+            for (k, c) in row.iter_mut().enumerate() {
+                *c = code(n, k);
+            }
             for (k, &q) in row.iter().enumerate() {
-                w[((p * kp / 4 + k / 4) * P + l) * 4 + k % 4] = q;
+                if nib {
+                    let b = &mut w[p * pb + ((k / 8) * P + l) * 4 + k % 4];
+                    let u = (q + 8) as u8;
+                    *b = if k % 8 < 4 {
+                        ((*b as u8 & 0xF0) | u) as i8
+                    } else {
+                        ((*b as u8 & 0x0F) | (u << 4)) as i8
+                    };
+                } else {
+                    w[p * pb + ((k / 4) * P + l) * 4 + k % 4] = q;
+                }
             }
             for j in 0..ng {
                 let s: i32 = row[j * g..((j + 1) * g).min(cols)]
@@ -106,6 +159,7 @@ impl Panels {
             g,
             ng,
             w,
+            nib,
             comp,
             scale,
         })
@@ -119,15 +173,18 @@ impl Panels {
     }
 }
 
-/// `[batch, rows]` product of the panels with `xq` (columns must match).
-/// AVX-512 VNNI only: the caller checks the tier.
+/// `[batch, rows]` product of the panels with `xq` (columns must match) on
+/// `isa` (capped to the CPU): AVX-512 VNNI, or AVX2 for int4 panels; `None`
+/// where neither applies (the caller takes its portable path).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn matmul(
     p: &Panels,
     xq: &QuantizedActivations,
     exec: &dyn ParallelExecutor,
-) -> Array2<f32> {
+    isa: Isa,
+) -> Option<Array2<f32>> {
     debug_assert_eq!(xq.cols, p.cols);
+    let kernel = kernel(p, isa)?;
     let batch = xq.rows;
     let mut xu = vec![0x80u8; batch.next_multiple_of(MR) * p.kp];
     for b in 0..batch {
@@ -135,7 +192,30 @@ pub(crate) fn matmul(
             *o = c as u8 ^ 0x80;
         }
     }
-    product(p, &xu, &xq.scales, None, exec)
+    Some(product(p, &xu, &xq.scales, None, exec, kernel))
+}
+
+/// A micro-kernel (see [`micro`]).
+#[cfg(target_arch = "x86_64")]
+type Micro = unsafe fn(
+    &Panels,
+    &[u8],
+    usize,
+    usize,
+    usize,
+    &[f32],
+    Option<&[f32]>,
+    &mut [[f32; NV * P]; MR],
+);
+
+/// The micro-kernel for `p` on `isa` (capped to the CPU), if any.
+#[cfg(target_arch = "x86_64")]
+fn kernel(p: &Panels, isa: Isa) -> Option<Micro> {
+    match isa.capped() {
+        Isa::Avx512Vnni => Some(micro),
+        Isa::Avx512 | Isa::Avx2 if p.nib => Some(micro_avx2),
+        _ => None,
+    }
 }
 
 /// Rows quantized per task by [`linear`].
@@ -204,7 +284,7 @@ pub(crate) fn linear(
     if !ok.into_inner() {
         return None;
     }
-    Some(product(p, &xu, &scales, bias, exec))
+    Some(product(p, &xu, &scales, bias, exec, micro))
 }
 
 /// The product of the panels with `xu` (`x + 128`, rows of `kp` bytes,
@@ -217,6 +297,7 @@ fn product(
     sx: &[f32],
     bias: Option<&[f32]>,
     exec: &dyn ParallelExecutor,
+    kernel: Micro,
 ) -> Array2<f32> {
     let batch = sx.len();
     let np = p.rows.div_ceil(P);
@@ -240,10 +321,11 @@ fn product(
         for blk in t * per..((t + 1) * per).min(nblk) {
             let p0 = blk * NV;
             for b0 in (0..batch).step_by(MR) {
-                // SAFETY: VNNI is checked by the caller; `xu` holds whole
+                // SAFETY: `kernel` comes from `kernel()` (its tier is
+                // available) or is VNNI checked by the caller; `xu` holds whole
                 // tiles of `kp` bytes per row; panels `p0..p0 + NV` exist or
                 // are clamped to the last one (their results are dropped).
-                unsafe { micro(p, xu, b0, p0, np, sx, bias, &mut tile) };
+                unsafe { kernel(p, xu, b0, p0, np, sx, bias, &mut tile) };
                 for (r, row) in tile.iter().enumerate().take(batch - b0) {
                     let n0 = p0 * P;
                     let n = (NV * P).min(p.rows - n0);
@@ -301,24 +383,51 @@ unsafe fn micro(
     unsafe {
         let kp = p.kp;
         let pan: [usize; NV] = std::array::from_fn(|v| (p0 + v).min(np - 1));
-        let wp: [*const i8; NV] = pan.map(|q| p.w.as_ptr().add(q * kp * P));
+        let pb = if p.nib { kp * P / 2 } else { kp * P };
+        let wp: [*const i8; NV] = pan.map(|q| p.w.as_ptr().add(q * pb));
         let xp: [*const u8; MR] = std::array::from_fn(|r| xu.as_ptr().add((b0 + r) * kp));
         let mut facc = [[_mm512_setzero_ps(); NV]; MR];
         for j in 0..p.ng {
             let k0 = j * p.g;
-            let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(4);
             let mut acc = [[_mm512_setzero_si512(); NV]; MR];
             let mut k = k0;
-            while k < k1 {
-                let wv: [__m512i; NV] =
-                    std::array::from_fn(|v| _mm512_loadu_si512(wp[v].add(k * P) as *const _));
-                for r in 0..MR {
-                    let xb = _mm512_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
-                    for v in 0..NV {
-                        acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, wv[v]);
+            if p.nib {
+                let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(8);
+                let (m4, eight) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(8));
+                while k < k1 {
+                    // 16 outputs × 8 columns per load: low nibbles are
+                    // columns k..k+4, high nibbles k+4..k+8.
+                    let raw: [__m512i; NV] = std::array::from_fn(|v| {
+                        _mm512_loadu_si512(wp[v].add(k * P / 2) as *const _)
+                    });
+                    let lo = raw.map(|r| _mm512_sub_epi8(_mm512_and_si512(r, m4), eight));
+                    let hi = raw.map(|r| {
+                        _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(r, 4), m4), eight)
+                    });
+                    for r in 0..MR {
+                        let xl = _mm512_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
+                        let xh =
+                            _mm512_set1_epi32((xp[r].add(k + 4) as *const i32).read_unaligned());
+                        for v in 0..NV {
+                            acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xl, lo[v]);
+                            acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xh, hi[v]);
+                        }
                     }
+                    k += 8;
                 }
-                k += 4;
+            } else {
+                let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(4);
+                while k < k1 {
+                    let wv: [__m512i; NV] =
+                        std::array::from_fn(|v| _mm512_loadu_si512(wp[v].add(k * P) as *const _));
+                    for r in 0..MR {
+                        let xb = _mm512_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
+                        for v in 0..NV {
+                            acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, wv[v]);
+                        }
+                    }
+                    k += 4;
+                }
             }
             for v in 0..NV {
                 let o = (pan[v] * p.ng + j) * P;
@@ -341,6 +450,84 @@ unsafe fn micro(
                     y = _mm512_add_ps(y, bv[v]);
                 }
                 _mm512_storeu_ps(tile[r].as_mut_ptr().add(v * P), y);
+            }
+        }
+    }
+}
+
+/// [`micro`] on AVX2 for int4 panels: `vpmaddubsw` + `vpmaddwd` instead of
+/// `vpdpbusd` (exact here: `|255·8·2| < 2^15`, so the i16 steps never
+/// saturate), eight outputs at a time, with the same integer sums and f32
+/// steps, so the same bits.
+///
+/// # Safety
+/// AVX2 must be available; `p` holds int4 panels; otherwise as [`micro`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_avx2(
+    p: &Panels,
+    xu: &[u8],
+    b0: usize,
+    p0: usize,
+    np: usize,
+    sx: &[f32],
+    bias: Option<&[f32]>,
+    tile: &mut [[f32; NV * P]; MR],
+) {
+    debug_assert!(p.nib);
+    let batch = sx.len();
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let pb = p.kp * P / 2;
+        let xp: [*const u8; MR] = std::array::from_fn(|r| xu.as_ptr().add((b0 + r) * p.kp));
+        let (m4, eight) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(8));
+        let ones = _mm256_set1_epi16(1);
+        for v in 0..NV {
+            let q = (p0 + v).min(np - 1);
+            for h in 0..2 {
+                let wp = p.w.as_ptr().add(q * pb + h * 32);
+                let mut facc = [_mm256_setzero_ps(); MR];
+                for j in 0..p.ng {
+                    let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(8);
+                    let mut acc = [_mm256_setzero_si256(); MR];
+                    let mut k = j * p.g;
+                    while k < k1 {
+                        let raw = _mm256_loadu_si256(wp.add(k * P / 2) as *const __m256i);
+                        let lo = _mm256_sub_epi8(_mm256_and_si256(raw, m4), eight);
+                        let hi =
+                            _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), eight);
+                        for r in 0..MR {
+                            let xl =
+                                _mm256_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
+                            let xh = _mm256_set1_epi32(
+                                (xp[r].add(k + 4) as *const i32).read_unaligned(),
+                            );
+                            let s16 = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(xl, lo),
+                                _mm256_maddubs_epi16(xh, hi),
+                            );
+                            acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s16, ones));
+                        }
+                        k += 8;
+                    }
+                    let o = (q * p.ng + j) * P + h * 8;
+                    let comp = _mm256_loadu_si256(p.comp.as_ptr().add(o) as *const __m256i);
+                    let s = _mm256_loadu_ps(p.scale.as_ptr().add(o));
+                    for r in 0..MR {
+                        let d = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r], comp));
+                        facc[r] = _mm256_add_ps(facc[r], _mm256_mul_ps(s, d));
+                    }
+                }
+                let bv = bias.map(|b| _mm256_loadu_ps(b.as_ptr().add(q * P + h * 8)));
+                for r in 0..MR {
+                    let s = if b0 + r < batch { sx[b0 + r] } else { 0.0 };
+                    let mut y = _mm256_mul_ps(facc[r], _mm256_set1_ps(s));
+                    if let Some(bv) = bv {
+                        y = _mm256_add_ps(y, bv);
+                    }
+                    _mm256_storeu_ps(tile[r].as_mut_ptr().add(v * P + h * 8), y);
+                }
             }
         }
     }

@@ -9,7 +9,8 @@
 //! decode tiles of rows once and reuse them across the batch. Both compute
 //! each output with the same dot product, so a row of the result never
 //! depends on the batch size or the executor. [`int8_gemm`] multiplies int8
-//! weights by dynamically quantized int8 activations.
+//! weights by dynamically quantized int8 activations, [`int4_gemm`] int4
+//! weights by the same activations.
 
 use ndarray::{s, Array2, ArrayView2};
 
@@ -22,6 +23,7 @@ mod activations;
 pub mod binary;
 mod fused;
 mod int4;
+pub mod int4_gemm;
 mod int8;
 pub mod int8_gemm;
 mod int8_panel;
