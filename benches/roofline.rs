@@ -79,12 +79,15 @@ fn bandwidth(pool: &ThreadPool, bytes: usize, passes: usize) -> f64 {
     bytes as f64 / t
 }
 
+/// A call on copy `i` of the weights with input `x`.
+type Call = Box<dyn Fn(usize, &Array2<f32>, &ThreadPool)>;
+
 /// One case: a name, the weight bytes, and a call on copy `i` at batch `b`.
 struct Case {
     name: &'static str,
     bytes: usize,
     copies: usize,
-    run: Box<dyn Fn(usize, &Array2<f32>, &ThreadPool)>,
+    run: Call,
 }
 
 fn case(name: &'static str, m: CompressedMatrix) -> Case {
@@ -173,7 +176,11 @@ fn main() {
     ];
     drop(w);
 
-    let pk = |k: String| peer.as_ref().and_then(|p| p.get(&k)).and_then(Value::as_f64);
+    let pk = |k: String| {
+        peer.as_ref()
+            .and_then(|p| p.get(&k))
+            .and_then(Value::as_f64)
+    };
     for &b in &batches {
         let x = Array2::from_shape_simple_fn((b, N), || rng.random_range(-1.0f32..1.0));
         println!(

@@ -60,7 +60,7 @@ impl crate::kernels::gemv::RowReader for Int4Rows<'_> {
     unsafe fn seg(&self, i: usize, k: usize) -> Self::Seg {
         use std::arch::x86_64::*;
         let p = &self.v.params;
-        let (s, z) = p.get(p.index(i, k));
+        let (s, z) = p.get(super::lanes::seg_index(p, self.seg, i, k));
         debug_assert_eq!(crate::matrix::nibble_to_i8(8), -8);
         // SAFETY: AVX-512 is available (the caller's contract).
         unsafe {
@@ -68,7 +68,10 @@ impl crate::kernels::gemv::RowReader for Int4Rows<'_> {
                 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0,
                 -1.0,
             );
-            _mm512_mul_ps(_mm512_sub_ps(q, _mm512_set1_ps(z as f32)), _mm512_set1_ps(s))
+            _mm512_mul_ps(
+                _mm512_sub_ps(q, _mm512_set1_ps(z as f32)),
+                _mm512_set1_ps(s),
+            )
         }
     }
 

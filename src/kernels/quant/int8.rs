@@ -57,7 +57,7 @@ impl crate::kernels::gemv::RowReader for Int8Rows<'_> {
     unsafe fn seg(&self, i: usize, k: usize) -> Self::Seg {
         use std::arch::x86_64::*;
         let p = &self.v.params;
-        let (s, z) = p.get(p.index(i, k));
+        let (s, z) = p.get(super::lanes::seg_index(p, self.seg, i, k));
         // SAFETY: AVX-512 is available (the caller's contract).
         unsafe { (_mm512_set1_ps(s), _mm512_set1_epi32(z)) }
     }
