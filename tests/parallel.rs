@@ -76,13 +76,17 @@ fn assert_close(y: &Array2<f32>, r: &Array2<f64>, tol: f64) {
 
 // ---------------------------------------------------------------- dense kernel
 
+/// The dense kernel streams W in fixed row blocks (`kernels::gemv`): within
+/// round-off of the GEMM `x.dot(&w.t())`, the same bits on every executor,
+/// and each output row the same bits at any batch size.
 #[test]
 fn dense_row_split_kernel_equals_gemm_bit_for_bit() {
-    // 700 rows in blocks of 128: six tasks; 1100 rows of 4096 at batch 1: three tasks of 512.
+    // 700 rows of 512: blocks of 128 rows; 1100 rows of 4096: blocks of 16.
     for &(rows, cols, batch) in &[
         (700, 512, 64),
         (1100, 4096, 1),
         (700, 512, 1),
+        (700, 512, 9),
         (300, 70, 5),
         (1, 3, 2),
     ] {
@@ -91,16 +95,27 @@ fn dense_row_split_kernel_equals_gemm_bit_for_bit() {
         let gemm = x.dot(&w.t());
         let m = CompressedMatrix::from_dense(w.view()).unwrap();
         let reference = m.matmul_reference(x.view()).unwrap();
+        let want = dense_matmul(w.view(), x.view(), &Sequential).unwrap();
+        assert_close(&want, &matmul_f64(w.view(), x.view()), 1e-4);
+        // Each row on its own (batch 1) gives the same bits.
+        for b in [0, batch / 2, batch - 1] {
+            let one = dense_matmul(w.view(), x.slice(s![b..b + 1, ..]), &Sequential).unwrap();
+            assert_eq!(bits(&one), bits(&want.slice(s![b..b + 1, ..]).to_owned()));
+        }
+        // A strided W gives the same bits.
+        let wt = w.t().to_owned();
+        let strided = dense_matmul(wt.t(), x.view(), &Sequential).unwrap();
+        assert_eq!(bits(&strided), bits(&want));
         for exec in executors() {
             let y = m.matmul_on(x.view(), exec.as_ref()).unwrap();
-            assert_eq!(bits(&y), bits(&gemm), "{rows}x{cols} b{batch} {exec:?}");
+            assert_eq!(bits(&y), bits(&want), "{rows}x{cols} b{batch} {exec:?}");
             assert_eq!(
                 bits(&w.apply(x.view(), exec.as_ref()).unwrap()),
-                bits(&gemm)
+                bits(&want)
             );
             assert_eq!(
                 bits(&dense_matmul(w.view(), x.view(), exec.as_ref()).unwrap()),
-                bits(&gemm)
+                bits(&want)
             );
         }
         assert_close(&gemm, &matmul_f64(w.view(), x.view()), 1e-4);
@@ -554,7 +569,10 @@ fn row_split_equals_unsplit_bit_for_bit() {
             (&int8_split, whole_int8.matmul(x.view()).unwrap()),
             (&csr_split, whole_csr.matmul(x.view()).unwrap()),
             (&csr_int8_split, whole_csr_int8.matmul(x.view()).unwrap()),
-            (&dense_split, x.dot(&w.t())),
+            (
+                &dense_split,
+                dense_matmul(w.view(), x.view(), &Sequential).unwrap(),
+            ),
         ];
         for (split, want) in cases {
             for exec in executors() {
@@ -604,13 +622,17 @@ fn col_split_is_bit_identical_across_executors_and_close_to_f64() {
         }
         assert_close(&y_int8, &matmul_f64(decoded.view(), x.view()), 1e-5);
         // The fixed-order sum of partials, written out: ((p0 + p1) + p2) + ...
-        let mut manual = x
-            .slice(s![.., ranges[0].clone()])
-            .dot(&w.slice(s![.., ranges[0].clone()]).t());
+        let part = |r: &Range<usize>| {
+            dense_matmul(
+                w.slice(s![.., r.clone()]),
+                x.slice(s![.., r.clone()]),
+                &Sequential,
+            )
+            .unwrap()
+        };
+        let mut manual = part(&ranges[0]);
         for r in &ranges[1..] {
-            manual += &x
-                .slice(s![.., r.clone()])
-                .dot(&w.slice(s![.., r.clone()]).t());
+            manual += &part(r);
         }
         assert_eq!(bits(&y_dense), bits(&manual));
         for exec in executors() {

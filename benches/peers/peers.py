@@ -4,9 +4,11 @@
 Adapted from ../shared/peers/peers.py (which also times the serving kernels).
 
 Run:   python3 benches/peers/peers.py [threads] [section ...] [--json FILE]
-       sections: prune svd kmeans quant (default: all four), gemm
+       sections: prune svd kmeans quant (default: these four), gemm
        (4096² linear at batch 8, 16, 64, 256: f32 and dynamic int8; run by
        `cargo bench --bench gemm64`)
+       linear (4096² at batch 1 and 64, hot and cold; run by
+       `cargo bench --bench roofline`)
 Needs: numpy, torch, scikit-learn (e.g. /work/venv/bin/python).
 
 `cargo bench --bench passes` runs this script itself in the same sitting when
@@ -126,6 +128,45 @@ if "gemm" in sections:
             n = 9 if b <= 64 else 5
             out[f"gemm_{b}_f32_ms"] = med(lambda: torch.nn.functional.linear(x, w), n=n, warm=2) * 1e3
             out[f"gemm_{b}_dyn_int8_ms"] = med(lambda: qlin(x), n=n, warm=2) * 1e3
+
+if "linear" in sections:
+    # 4096² Linear at batch 1 and 64 (benches/roofline.rs): f32
+    # (torch.nn.functional.linear) and dynamic int8 (quantize_dynamic), hot
+    # (one layer, called again and again) and cold (cycling over copies of
+    # the weights totalling >= 128 MiB, so each call reads from DRAM).
+    n = 4096
+    torch.manual_seed(21)
+    w = torch.empty(n, n).uniform_(-0.1, 0.1)
+    f32_copies = [w.clone() for _ in range(-(-(128 << 20) // (n * n * 4)) + 1)]
+
+    def dynq():
+        lin = torch.nn.Linear(n, n, bias=False).eval()
+        lin.weight.data = w.clone()
+        return torch.ao.quantization.quantize_dynamic(
+            torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+
+    q_copies = [dynq() for _ in range(-(-(128 << 20) // (n * n)) + 1)]
+
+    def med_cycle(f, copies, n_calls):
+        # Median of single calls, each on the next copy (one untimed first).
+        f(copies[0])
+        ts = []
+        for i in range(1, n_calls + 1):
+            c = copies[i % len(copies)]
+            t = time.perf_counter()
+            f(c)
+            ts.append(time.perf_counter() - t)
+        return sorted(ts)[len(ts) // 2]
+
+    with torch.no_grad():
+        for b in (1, 64):
+            x = torch.empty(b, n).uniform_(-1.0, 1.0)
+            lin = lambda wt: torch.nn.functional.linear(x, wt)
+            qf = lambda m: m(x)
+            out[f"torch_linear_f32_b{b}_hot_ms"] = med_cycle(lin, f32_copies[:1], 41) * 1e3
+            out[f"torch_linear_f32_b{b}_cold_ms"] = med_cycle(lin, f32_copies, 21) * 1e3
+            out[f"torch_linear_dynq_int8_b{b}_hot_ms"] = med_cycle(qf, q_copies[:1], 41) * 1e3
+            out[f"torch_linear_dynq_int8_b{b}_cold_ms"] = med_cycle(qf, q_copies, 41) * 1e3
 
 out["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
 text = json.dumps(out, indent=1)

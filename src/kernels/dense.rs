@@ -1,32 +1,36 @@
-//! The dense f32 kernel: `y = x · Wᵀ` as one GEMM, or blocks of W's rows
-//! as tasks ([`dense_matmul`]), and the dense [`LinOp`] baseline.
+//! The dense f32 kernel: `y = x · Wᵀ` with W streamed row by row in blocks
+//! of rows as tasks ([`dense_matmul`], on [`gemv`](super::gemv)), and the
+//! dense [`LinOp`] baseline.
 
-use std::sync::Mutex;
-
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Result, SquishError};
 use crate::matrix::LinOp;
-use crate::parallel::{rows_per_task, ParallelExecutor};
+use crate::parallel::ParallelExecutor;
 
-/// `y = x · Wᵀ` for a dense f32 `W`, with `W`'s rows split into blocks that
-/// run as tasks on `exec`.
+/// `y = x · Wᵀ` for a dense f32 `W`, with `W`'s rows split into fixed
+/// blocks that run as tasks on `exec`.
 ///
-/// Block boundaries depend only on the shapes, and each block is the same
-/// GEMM (`matrixmultiply`, whose per-element summation order does not depend
-/// on how many rows or columns it is given), so the result equals
-/// `x.dot(&w.t())` bit for bit on every executor. A one-thread executor runs
-/// a single GEMM.
+/// W is streamed row by row, never packed ([`gemv`](super::gemv): AVX-512,
+/// AVX2 + FMA or portable, picked at run time): at batch 1 it reads W once
+/// at memory speed. Each output is one dot product in a fixed order, so the
+/// result is bit-identical on every executor and **a row of the result does
+/// not depend on the batch it was computed in** (shards and micro-batches
+/// give the same bits); it is within round-off of `x.dot(&w.t())`, not
+/// equal to it bit for bit.
 ///
 /// ```
-/// use ndarray::Array2;
+/// use ndarray::{s, Array2};
 /// use squish::kernels::dense_matmul;
-/// use squish::parallel::ThreadPool;
+/// use squish::parallel::{Sequential, ThreadPool};
 /// let w = Array2::from_shape_fn((300, 70), |(i, j)| ((i * 7 + j) % 13) as f32 - 6.0);
 /// let x = Array2::from_shape_fn((5, 70), |(b, j)| (b + j) as f32 * 0.01);
 /// let y = dense_matmul(w.view(), x.view(), &ThreadPool::new(2)?)?;
-/// assert_eq!(y, x.dot(&w.t()));
+/// assert_eq!(y, dense_matmul(w.view(), x.view(), &Sequential)?);
+/// let one = dense_matmul(w.view(), x.slice(s![2..3, ..]), &Sequential)?;
+/// assert_eq!(one.row(0), y.row(2));
+/// let want = x.dot(&w.t());
+/// assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs())));
 /// # Ok::<(), squish::SquishError>(())
 /// ```
 pub fn dense_matmul(
@@ -51,42 +55,15 @@ pub(crate) fn dense_matmul_unchecked(
     exec: &dyn ParallelExecutor,
 ) -> Array2<f32> {
     let (rows, cols) = w.dim();
-    let batch = x.nrows();
-    let mut y = Array2::<f32>::zeros((batch, rows));
-    if exec.threads() == 1 {
-        // One GEMM: the same bits as the blocks below (the per-element order
-        // does not depend on n; tested), without re-packing x per block.
-        general_mat_mul(1.0, &x, &w.t(), 0.0, &mut y);
-        return y;
-    }
-    // ~2M multiply-adds per task, and at least 128 rows so each GEMM call
-    // amortizes packing x.
-    let per = rows_per_task(cols * batch.max(1), 1 << 21).max(128);
-    let blocks = split_cols_mut(y.view_mut(), per);
-    let blocks: Vec<Mutex<ArrayViewMut2<f32>>> = blocks.into_iter().map(Mutex::new).collect();
-    exec.run(blocks.len(), &|t| {
-        let mut out = blocks[t].lock().expect("a task panicked");
-        let r0 = t * per;
-        let wb = w.slice(s![r0..r0 + out.ncols(), ..]);
-        general_mat_mul(1.0, &x, &wb.t(), 0.0, &mut *out);
-    });
-    y
+    // Any layout gives the same bits: a strided W is copied first (a packing
+    // GEMM would copy it too).
+    let w = w.as_standard_layout();
+    let ws = w.as_slice().expect("standard layout");
+    super::gemv::dense(ws, rows, cols, x, exec, super::Tier::detect())
 }
 
-/// Column blocks of `per` columns (the last may be narrower), left to right.
-fn split_cols_mut(mut v: ArrayViewMut2<'_, f32>, per: usize) -> Vec<ArrayViewMut2<'_, f32>> {
-    let mut out = Vec::new();
-    while v.ncols() > per {
-        let (a, b) = v.split_at(Axis(1), per);
-        out.push(a);
-        v = b;
-    }
-    out.push(v);
-    out
-}
-
-/// The dense baseline: `x · Wᵀ` with ndarray's GEMM, split by rows of `W`
-/// over `exec` (the same bits as `x.dot(&w.t())` on any executor).
+/// The dense baseline: [`dense_matmul`] (W streamed in row blocks over
+/// `exec`; the same bits on any executor and at any batch size).
 impl LinOp for Array2<f32> {
     fn shape(&self) -> (usize, usize) {
         self.dim()

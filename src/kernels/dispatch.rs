@@ -101,7 +101,8 @@ pub fn matmul(
     };
     match (m.structure(), m.values()) {
         (Structure::Dense, Some(Values::F32(v))) => {
-            // Row-split GEMM: same bits as `x.dot(&w.t())` on any executor.
+            // W streamed in row blocks: the same bits on any executor and
+            // at any batch size.
             let w = ArrayView2::from_shape(m.shape(), v.data()).expect("dense layout");
             super::dense::dense_matmul_unchecked(w, x, exec)
         }
@@ -191,7 +192,8 @@ pub fn matmul(
 /// bit-identical at any thread count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
-    /// Dense f32: one GEMM, row blocks over the executor.
+    /// Dense f32: W streamed in row blocks over the executor, one dot
+    /// product per output (no packing).
     DenseGemm,
     /// Weight-only (quantized or shared values, also 2:4): the codes are
     /// decoded in registers (AVX-512) and each output is one dot product.

@@ -12,7 +12,8 @@
 //!   the `multiversion!` helper (one plain-Rust body compiled per tier, picked
 //!   at run time), [`row_blocks`] (yᵀ built in fixed blocks of W's rows,
 //!   then transposed).
-//! * [`dense`]: dense f32 GEMM split by rows ([`dense_matmul`]).
+//! * [`dense`]: dense f32 GEMM split by rows ([`dense_matmul`]); `gemv`:
+//!   W streamed once for a few input rows (dense f32 and the encodings).
 //! * [`quant`]: int8, int4, binary, ternary weights, and int8 × int8.
 //! * [`sparse`]: CSR, N:M and kept rows with f32 values.
 //! * [`codebook`]: dense codebook (weight sharing); [`csr_codebook`]: CSR with
@@ -70,6 +71,7 @@ pub mod csr_codebook;
 pub mod dense;
 pub mod dispatch;
 pub mod gemm;
+pub(crate) mod gemv;
 pub mod lowrank;
 pub mod quant;
 pub mod sparse;

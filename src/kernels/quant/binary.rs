@@ -202,3 +202,81 @@ pub(crate) fn mean_abs(v: &[f32]) -> f32 {
         (v.iter().map(|&w| w.abs() as f64).sum::<f64>() / v.len() as f64) as f32
     }
 }
+
+/// Binary rows for the streamed small-batch products of
+/// [`gemv`](crate::kernels::gemv): each 16 sign bits are a mask that
+/// blends `+α` / `−α` (α broadcast once per row). Rows of a multiple of 16
+/// columns read their bits as one aligned-to-the-row `u16`; others shift.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct BinaryRows<'a> {
+    v: &'a BinaryValues,
+    cols: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> BinaryRows<'a> {
+    pub(crate) fn new(v: &'a BinaryValues, cols: usize) -> Self {
+        BinaryRows { v, cols }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl crate::kernels::gemv::RowReader for BinaryRows<'_> {
+    type Seg = (std::arch::x86_64::__m512, std::arch::x86_64::__m512);
+
+    fn seg_len(&self) -> usize {
+        usize::MAX
+    }
+
+    fn bytes_per_16(&self) -> usize {
+        2
+    }
+
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, _: usize) -> Self::Seg {
+        use std::arch::x86_64::*;
+        let a = self.v.scales()[i];
+        // SAFETY: AVX-512 is available (the caller's contract).
+        unsafe { (_mm512_set1_ps(-a), _mm512_set1_ps(a)) }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes(
+        &self,
+        &(neg, pos): &Self::Seg,
+        i: usize,
+        k: usize,
+        m: std::arch::x86_64::__mmask16,
+    ) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        let off = i * self.cols + k;
+        let bytes = self.v.signs().bytes();
+        let bits = if self.cols.is_multiple_of(16) && m == 0xFFFF {
+            // SAFETY: `off` is a multiple of 16 and bits `off..off + 16`
+            // are signs of row `i` (the caller's contract), so both bytes
+            // are inside the stream.
+            unsafe { bytes.as_ptr().add(off / 8).cast::<u16>().read_unaligned() }.to_le()
+        } else {
+            (super::lanes::read8(bytes, off / 8) >> (off % 8)) as u16
+        };
+        // SAFETY: AVX-512 is available (the caller's contract); lanes
+        // outside `m` (and their garbage bits) are zeroed.
+        unsafe {
+            let w = _mm512_mask_blend_ps(bits, neg, pos);
+            if m == 0xFFFF {
+                w
+            } else {
+                _mm512_maskz_mov_ps(m, w)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn addr(&self, i: usize, k: usize) -> *const u8 {
+        self.v
+            .signs()
+            .bytes()
+            .as_ptr()
+            .wrapping_add((i * self.cols + k) / 8)
+    }
+}

@@ -20,3 +20,98 @@ fn decode_rows_generic(v: &Int4Values, row0: usize, out: &mut [f32]) {
         super::fused::int4_row(v, row0 + r, o);
     }
 }
+
+/// int4 rows (even `cols`, so rows start on a byte) for the streamed
+/// small-batch products of [`gemv`](crate::kernels::gemv): the 16 values
+/// `(q − z)·s` of a row or group are a register table, set up once per
+/// segment; 16 nibbles index it (`vpermps` reads their low 4 bits).
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Int4Rows<'a> {
+    v: &'a Int4Values,
+    cols: usize,
+    seg: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> Int4Rows<'a> {
+    /// `None` for odd `cols` or where a 16-value block can span two
+    /// parameter sets.
+    pub(crate) fn new(v: &'a Int4Values, cols: usize) -> Option<Self> {
+        let seg = super::lanes::segment_len(&v.params)?;
+        cols.is_multiple_of(2).then_some(Int4Rows { v, cols, seg })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl crate::kernels::gemv::RowReader for Int4Rows<'_> {
+    type Seg = std::arch::x86_64::__m512;
+
+    fn seg_len(&self) -> usize {
+        self.seg
+    }
+
+    fn bytes_per_16(&self) -> usize {
+        8
+    }
+
+    /// The table `(q − z)·s` for the 16 nibbles, with the operations (and so
+    /// the bits) of the encoding's decoder: `q − z` exact, then one product.
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, k: usize) -> Self::Seg {
+        use std::arch::x86_64::*;
+        let p = &self.v.params;
+        let (s, z) = p.get(super::lanes::seg_index(p, self.seg, i, k));
+        debug_assert_eq!(crate::matrix::nibble_to_i8(8), -8);
+        // SAFETY: AVX-512 is available (the caller's contract).
+        unsafe {
+            let q = _mm512_setr_ps(
+                0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0,
+                -1.0,
+            );
+            _mm512_mul_ps(
+                _mm512_sub_ps(q, _mm512_set1_ps(z as f32)),
+                _mm512_set1_ps(s),
+            )
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes(
+        &self,
+        table: &Self::Seg,
+        i: usize,
+        k: usize,
+        m: std::arch::x86_64::__mmask16,
+    ) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: rows start on a byte (even `cols`); the caller guarantees
+        // AVX-512 and that lanes in `m` lie in row `i` (the bytes of masked
+        // lanes are not read).
+        unsafe {
+            let p = self.v.codes.bytes().as_ptr().add((i * self.cols + k) / 2);
+            let b = if m == 0xFFFF {
+                _mm_loadl_epi64(p.cast())
+            } else {
+                let nbytes = (m.count_ones() as usize).div_ceil(2);
+                _mm_maskz_loadu_epi8(((1u32 << nbytes) - 1) as u16, p.cast())
+            };
+            // Byte 2j: low nibble of b_j; byte 2j + 1: b_j >> 4 (bits above
+            // the nibble are ignored by the permute).
+            let idx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, _mm_srli_epi16::<4>(b)));
+            if m == 0xFFFF {
+                _mm512_permutexvar_ps(idx, *table)
+            } else {
+                _mm512_maskz_permutexvar_ps(m, idx, *table)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn addr(&self, i: usize, k: usize) -> *const u8 {
+        self.v
+            .codes
+            .bytes()
+            .as_ptr()
+            .wrapping_add((i * self.cols + k) / 2)
+    }
+}

@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 use crate::kernels::tile::Lanes;
 use crate::matrix::{
     nibble_to_i8, BinaryValues, CodebookValues, F32Values, Granularity, Int4Values, Int8Values,
-    QuantParams, TernaryValues, NM,
+    QuantParams, TernaryValues, Values, NM,
 };
 
 /// Whether every 16-value block of a row lies in one parameter set.
@@ -21,6 +21,89 @@ fn blocks_share_params(p: &QuantParams) -> bool {
         Granularity::PerGroup(g) => g.is_multiple_of(16),
         _ => true,
     }
+}
+
+/// `y = x · Wᵀ` for a block of `values` (rows of `cols`) at batch ≤
+/// [`QUANT_MAX_BATCH`](crate::kernels::gemv::QUANT_MAX_BATCH) on AVX-512,
+/// streamed by [`gemv`](crate::kernels::gemv) through the encoding's row
+/// reader: the values and the order of the readers above, so the bits of
+/// [`tile::matmul_lanes`](crate::kernels::tile::matmul_lanes). `None` where
+/// the tier, the batch or the layout has no streamed path.
+pub(super) fn streamed(
+    values: &Values,
+    x: ndarray::ArrayView2<f32>,
+    exec: &dyn crate::parallel::ParallelExecutor,
+    tier: crate::kernels::Tier,
+) -> Option<ndarray::Array2<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::kernels::gemv;
+        let (rows, cols) = (values.layout().rows(), values.layout().max_row_len());
+        if tier.capped() < crate::kernels::Tier::Avx512
+            || x.nrows() > gemv::QUANT_MAX_BATCH
+            || cols == 0
+        {
+            return None;
+        }
+        // SAFETY: AVX-512 F/BW/VL, BMI2 and FMA come with `Tier::Avx512`
+        // (capped to the CPU); each reader reads `rows` rows of `cols`.
+        unsafe {
+            match values {
+                Values::Int8(v) => super::int8::Int8Rows::new(v, cols)
+                    .map(|f| gemv::quant(&f, rows, cols, x, exec)),
+                Values::Int4(v) => super::int4::Int4Rows::new(v, cols)
+                    .map(|f| gemv::quant(&f, rows, cols, x, exec)),
+                Values::Binary(v) => Some(gemv::quant(
+                    &super::binary::BinaryRows::new(v, cols),
+                    rows,
+                    cols,
+                    x,
+                    exec,
+                )),
+                Values::Ternary(v) => Some(gemv::quant(
+                    &super::ternary::TernaryRows::new(v, cols),
+                    rows,
+                    cols,
+                    x,
+                    exec,
+                )),
+                Values::Codebook(_) | Values::F32(_) => None,
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (values, x, exec, tier);
+        None
+    }
+}
+
+/// Values per parameter set in a row, for the streamed readers of
+/// [`gemv`](crate::kernels::gemv): a group (a multiple of 16), or
+/// `usize::MAX` (one set per row or tensor); `None` where a block of 16
+/// can span two sets.
+pub(super) fn segment_len(p: &QuantParams) -> Option<usize> {
+    match p.granularity() {
+        Granularity::PerGroup(g) if g.is_multiple_of(16) => Some(g),
+        Granularity::PerGroup(_) => None,
+        _ => Some(usize::MAX),
+    }
+}
+
+/// The parameter-set index of the segment of row `i` starting at `k`
+/// (segments of [`segment_len`] `seg`): a shift instead of a division for
+/// groups of a power of two (a division per group and row costs more than
+/// the group's multiply-adds at batch 1).
+#[inline(always)]
+pub(super) fn seg_index(p: &QuantParams, seg: usize, i: usize, k: usize) -> usize {
+    let g = if seg == usize::MAX {
+        0
+    } else if seg.is_power_of_two() {
+        k >> seg.trailing_zeros()
+    } else {
+        k / seg
+    };
+    p.index(i, 0) + g
 }
 
 /// `n ≤ 8` bytes from `p` (little-endian, zero-filled).
@@ -40,7 +123,7 @@ unsafe fn read_le(p: *const u8, n: usize) -> u64 {
 /// at run time would be a `memcpy` call per 16 weights). Bits beyond those
 /// a reader asked for are garbage that its lane mask drops.
 #[inline(always)]
-fn read8(bytes: &[u8], at: usize) -> u64 {
+pub(super) fn read8(bytes: &[u8], at: usize) -> u64 {
     if at + 8 <= bytes.len() {
         // SAFETY: bytes `at..at + 8` are inside `bytes` (checked above).
         u64::from_le(unsafe { bytes.as_ptr().add(at).cast::<u64>().read_unaligned() })
@@ -600,6 +683,60 @@ mod tests {
                         .zip(&fast)
                         .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(eq, "{what}");
+                }
+            }
+        }
+    }
+
+    /// The streamed small-batch path (`gemv` through the encodings' row
+    /// readers) gives the bits of the decoded-tile products at batch 1-4,
+    /// on rows that do and do not start on a byte, on any executor.
+    #[test]
+    fn streamed_rows_equal_the_tile_products() {
+        if !Tier::Avx512.is_available() {
+            return;
+        }
+        let pool = crate::parallel::ThreadPool::new(2).unwrap();
+        for (rows, cols) in [
+            (5, 64),
+            (9, 200),
+            (6, 24),
+            (7, 1000),
+            (3, 18),
+            (4, 300),
+            (3, 37),
+        ] {
+            for m in encodings(rows, cols) {
+                let v = m.values().unwrap();
+                for batch in 1..=4 {
+                    let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
+                        ((b * 131 + j * 71) % 97) as f32 / 13.0 - 3.5
+                    });
+                    let what = format!("{} {rows}x{cols} batch {batch}", m.encoding());
+                    let plain = tile::matmul(
+                        rows,
+                        cols,
+                        |r, o| super::super::decode_values(v, r, o),
+                        x.view(),
+                        &Sequential,
+                        Tier::Avx512,
+                    );
+                    let has = match v {
+                        Values::Int4(_) => cols % 2 == 0,
+                        Values::Codebook(_) | Values::F32(_) => false,
+                        _ => true,
+                    };
+                    for exec in [&Sequential as &dyn crate::parallel::ParallelExecutor, &pool] {
+                        let got = streamed(v, x.view(), exec, Tier::Avx512);
+                        assert_eq!(got.is_some(), has, "{what}");
+                        if let Some(got) = got {
+                            let eq = plain
+                                .iter()
+                                .zip(&got)
+                                .all(|(a, b)| a.to_bits() == b.to_bits());
+                            assert!(eq, "{what}");
+                        }
+                    }
                 }
             }
         }

@@ -76,6 +76,10 @@ pub fn matmul_block(
     // pair; small batches read the codes in registers, larger ones decode
     // tiles once (the same values, so the same bits).
     let x = x.view();
+    // A few input rows: W streamed once, the same values and order.
+    if let Some(y) = lanes::streamed(values, x, exec, isa) {
+        return Some(y);
+    }
     // One arm per encoding: its in-register reader and its row decoder.
     macro_rules! tiled {
         ($v:expr, $lanes:ident) => {{

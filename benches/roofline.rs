@@ -1,0 +1,236 @@
+//! The small-batch kernels against the machine's memory roofline (issue
+//! #21), in one run: the streaming-read bandwidth is measured first (an f32
+//! sum over 512 MiB on 2 threads, and over 16 MiB for the L3), then every
+//! encoding of a 4096 × 4096 matrix at batch 1 on 2 threads, **hot** (one
+//! matrix, called again and again: it stays in L3 where it fits) and
+//! **cold** (cycling over copies of the matrix totalling ≥ 128 MiB, so
+//! every call reads its weights from DRAM). Each row gives the weight bytes,
+//! the median time, the GB/s it reads the weights at, and that rate as a
+//! fraction of the measured DRAM bandwidth.
+//!
+//! With `SQUISH_PEER_PYTHON` naming a Python with torch, the PyTorch peer
+//! (`benches/peers/peers.py linear`: `torch.nn.functional.linear` in f32 and
+//! `quantize_dynamic` int8, batch 1 and 64, hot and cold the same way) runs
+//! in the same sitting and its columns are filled in.
+//!
+//! ```text
+//! SQUISH_PEER_PYTHON=/work/venv/bin/python cargo bench --bench roofline
+//! cargo bench --bench roofline -- 1,4        # other batch sizes (squish only)
+//! ```
+//!
+//! Run it on an otherwise idle machine: PyTorch on 2 threads collapses when
+//! anything else runs; the load average is printed next to the table.
+
+use std::hint::black_box;
+use std::process::Command;
+use std::time::Instant;
+
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use squish::prelude::*;
+use squish::quantization::DynamicInt8;
+
+const N: usize = 4096;
+const THREADS: usize = 2;
+/// Copies of the weights for the cold runs total at least this.
+const COLD_BYTES: usize = 128 << 20;
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Median of `n` timed calls of `f(call index)` (after one untimed call).
+fn median(n: usize, mut f: impl FnMut(usize)) -> f64 {
+    f(0);
+    let mut t: Vec<f64> = (1..=n)
+        .map(|i| {
+            let s = Instant::now();
+            f(i);
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[n / 2]
+}
+
+/// Streaming-read bandwidth in bytes/s: an f32 sum over `bytes` split in
+/// two halves, one per thread (16 independent lanes each so the sum is not
+/// latency-bound); median of `passes`.
+fn bandwidth(pool: &ThreadPool, bytes: usize, passes: usize) -> f64 {
+    let v: Vec<f32> = (0..bytes / 4).map(|i| (i % 7) as f32).collect();
+    let half = v.len() / THREADS;
+    let t = median(passes, |_| {
+        let sums: Vec<std::sync::Mutex<f32>> = (0..THREADS).map(|_| 0.0.into()).collect();
+        pool.run(THREADS, &|p| {
+            let mut acc = [0.0f32; 16];
+            for c in v[p * half..(p + 1) * half].chunks_exact(16) {
+                for l in 0..16 {
+                    acc[l] += c[l];
+                }
+            }
+            *sums[p].lock().unwrap() = acc.iter().sum();
+        });
+        black_box(sums);
+    });
+    bytes as f64 / t
+}
+
+/// A call on copy `i` of the weights with input `x`.
+type Call = Box<dyn Fn(usize, &Array2<f32>, &ThreadPool)>;
+
+/// One case: a name, the weight bytes, and a call on copy `i` at batch `b`.
+struct Case {
+    name: &'static str,
+    bytes: usize,
+    copies: usize,
+    run: Call,
+}
+
+fn case(name: &'static str, m: CompressedMatrix) -> Case {
+    let bytes = m.storage().total();
+    let copies = COLD_BYTES.div_ceil(bytes) + 1;
+    let all: Vec<CompressedMatrix> = (0..copies).map(|_| m.clone()).collect();
+    Case {
+        name,
+        bytes,
+        copies,
+        run: Box::new(move |i, x, pool| {
+            black_box(all[i % all.len()].matmul_on(x, pool).unwrap());
+        }),
+    }
+}
+
+fn dynamic_case(name: &'static str, m: &CompressedMatrix) -> Case {
+    let bytes = m.storage().total();
+    let copies = COLD_BYTES.div_ceil(bytes) + 1;
+    let all: Vec<DynamicInt8> = (0..copies)
+        .map(|_| DynamicInt8::new(m.clone()).unwrap())
+        .collect();
+    Case {
+        name,
+        bytes,
+        copies,
+        run: Box::new(move |i, x, pool| {
+            black_box(all[i % all.len()].matmul(x.view(), pool).unwrap());
+        }),
+    }
+}
+
+/// The peer script's JSON, run now (same sitting), or `None`.
+fn peers() -> Option<Value> {
+    let py = std::env::var("SQUISH_PEER_PYTHON").ok()?;
+    println!("running the PyTorch peer with {py} (load {})", loadavg());
+    let out = Command::new(py)
+        .args(["benches/peers/peers.py", "2", "linear"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("peers failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn main() {
+    let batches: Vec<usize> = std::env::args()
+        .skip(1)
+        .find(|a| a.chars().all(|c| c.is_ascii_digit() || c == ','))
+        .map(|a| a.split(',').filter_map(|s| s.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1]);
+    let pool = ThreadPool::new(THREADS).unwrap();
+    println!("load before: {}", loadavg());
+    let peer = peers();
+    let dram = bandwidth(&pool, 512 << 20, 7);
+    let l3 = bandwidth(&pool, 16 << 20, 41);
+    println!(
+        "streaming read, {THREADS} threads: 512 MiB {:.1} GB/s (DRAM), 16 MiB {:.1} GB/s (L3); load {}",
+        dram / 1e9,
+        l3 / 1e9,
+        loadavg()
+    );
+
+    let mut rng = StdRng::seed_from_u64(21);
+    let w = Array2::from_shape_simple_fn((N, N), || rng.random_range(-0.1f32..0.1));
+    let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+    let int = |bits: u8, g: Option<usize>| {
+        let p = IntQuantizer::params(bits);
+        let p = match g {
+            Some(g) => p.per_group(g),
+            None => p.per_row(),
+        };
+        p.check().unwrap().quantize(&dense).unwrap()
+    };
+    let int8 = int(8, None);
+    let cases = vec![
+        case("dense f32", dense.clone()),
+        case("int8 per-row", int8.clone()),
+        case("int4 per-row", int(4, None)),
+        case("int4 group-64", int(4, Some(64))),
+        case("binary", Binary.quantize(&dense).unwrap()),
+        case("ternary", Ternary.quantize(&dense).unwrap()),
+        dynamic_case("int8 × int8 dynamic", &int8),
+    ];
+    drop(w);
+
+    let pk = |k: String| {
+        peer.as_ref()
+            .and_then(|p| p.get(&k))
+            .and_then(Value::as_f64)
+    };
+    for &b in &batches {
+        let x = Array2::from_shape_simple_fn((b, N), || rng.random_range(-1.0f32..1.0));
+        println!(
+            "\n4096 × 4096, batch {b}, {THREADS} threads; fraction = (weight bytes / time) / {:.1} GB/s (DRAM read, this run); load {}\n",
+            dram / 1e9,
+            loadavg()
+        );
+        println!("| case | weight MB | hot ms | hot GB/s | cold ms | cold GB/s | cold fraction | PyTorch hot ms | PyTorch cold ms | PyTorch cold fraction |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for c in &cases {
+            let hot = median(41, |_| (c.run)(0, &x, &pool));
+            let n = (3 * c.copies).clamp(21, 201);
+            let cold = median(n, |i| (c.run)(i, &x, &pool));
+            // The peer's figures for the matching case.
+            let (pb, pk_name) = match c.name {
+                "dense f32" => (N * N * 4, Some("f32")),
+                "int8 per-row" | "int8 × int8 dynamic" => (N * N + 4 * N, Some("dynq_int8")),
+                _ => (0, None),
+            };
+            let ph = pk_name.and_then(|n| pk(format!("torch_linear_{n}_b{b}_hot_ms")));
+            let pc = pk_name.and_then(|n| pk(format!("torch_linear_{n}_b{b}_cold_ms")));
+            let f = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.3}"));
+            let pfrac = pc.map_or("—".into(), |ms| {
+                format!("{:.0} %", 100.0 * pb as f64 / (ms * 1e-3) / dram)
+            });
+            println!(
+                "| {} | {:.1} | {:.3} | {:.1} | {:.3} | {:.1} | {:.0} % | {} | {} | {} |",
+                c.name,
+                c.bytes as f64 / 1e6,
+                hot * 1e3,
+                c.bytes as f64 / hot / 1e9,
+                cold * 1e3,
+                c.bytes as f64 / cold / 1e9,
+                100.0 * c.bytes as f64 / cold / dram,
+                f(ph),
+                f(pc),
+                pfrac
+            );
+        }
+    }
+    if let Some(p) = &peer {
+        println!(
+            "\nPyTorch batch 64 (same sitting): f32 hot {} ms, cold {} ms; dynamic int8 hot {} ms, cold {} ms; peer load {} → {}",
+            p.get("torch_linear_f32_b64_hot_ms").map_or("—".into(), |v| v.to_string()),
+            p.get("torch_linear_f32_b64_cold_ms").map_or("—".into(), |v| v.to_string()),
+            p.get("torch_linear_dynq_int8_b64_hot_ms").map_or("—".into(), |v| v.to_string()),
+            p.get("torch_linear_dynq_int8_b64_cold_ms").map_or("—".into(), |v| v.to_string()),
+            p.get("loadavg_start").map_or("—".into(), |v| v.to_string()),
+            p.get("loadavg_end").map_or("—".into(), |v| v.to_string()),
+        );
+    }
+    println!("\nload after: {}", loadavg());
+}
