@@ -56,16 +56,39 @@ pipeline = [{ method = "magnitude", sparsity = 0.5 }, { method = "kmeans", k = 1
 fn models() -> squish::Result<Vec<(Model, String, &'static str)>> {
     let mut out = Vec::new();
     for (blocks, d) in [(6, 384), (12, 768)] {
-        let (m, what) = synthetic(blocks, d)?;
-        out.push((m, what, RECIPE));
+        if wanted(&synthetic_name(blocks, d)) {
+            let (m, what) = synthetic(blocks, d)?;
+            out.push((m, what, RECIPE));
+        }
     }
-    let (m, what) = synthetic(12, 768)?;
-    out.push((m, format!("{what}, k-means only"), KMEANS_RECIPE));
-    if let Some(dir) = std::env::var_os("SQUISH_MINILM_DIR") {
+    let what = format!("{}, k-means only", synthetic_name(12, 768));
+    if wanted(&what) {
+        out.push((synthetic(12, 768)?.0, what, KMEANS_RECIPE));
+    }
+    if let (Some(dir), true) = (
+        std::env::var_os("SQUISH_MINILM_DIR"),
+        wanted("all-MiniLM-L6-v2"),
+    ) {
         let p = std::path::Path::new(&dir).join("model.safetensors");
         out.push((Model::load(&p)?, "all-MiniLM-L6-v2".into(), MINILM_RECIPE));
     }
     Ok(out)
+}
+
+/// What the training case is called.
+const TRAIN: &str = "train 1 epoch (MLP 256-512-256-10, 8192 rows)";
+
+/// `SQUISH_BENCH_ONLY=TEXT` runs only the cases whose name contains TEXT
+/// (e.g. `72 layers, width 768` for the two BERT-base-shaped cases).
+fn wanted(what: &str) -> bool {
+    match std::env::var("SQUISH_BENCH_ONLY") {
+        Ok(only) => what.contains(&only),
+        Err(_) => true,
+    }
+}
+
+fn synthetic_name(blocks: usize, d: usize) -> String {
+    format!("synthetic {} layers, width {d}", 6 * blocks)
 }
 
 /// An encoder's linear layers: `blocks` × (q, k, v, o, up, down), width
@@ -89,7 +112,7 @@ fn synthetic(blocks: usize, d: usize) -> squish::Result<(Model, String)> {
             )?;
         }
     }
-    Ok((m, format!("synthetic {} layers, width {d}", 6 * blocks)))
+    Ok((m, synthetic_name(blocks, d)))
 }
 
 fn data() -> squish::Result<Dataset> {
@@ -317,16 +340,13 @@ fn main() -> squish::Result<()> {
             print_write_phases(n, &phases);
         }
     }
-    let data = data()?;
-    let (p, loss) = train(&comm, &data)?;
-    let all = gather(p)?;
-    if root {
-        print_phase(
-            n,
-            "train 1 epoch (MLP 256-512-256-10, 8192 rows)",
-            &all,
-            &format!("loss {loss:.17}"),
-        );
+    if wanted(TRAIN) {
+        let data = data()?;
+        let (p, loss) = train(&comm, &data)?;
+        let all = gather(p)?;
+        if root {
+            print_phase(n, TRAIN, &all, &format!("loss {loss:.17}"));
+        }
     }
     Ok(())
 }
@@ -356,8 +376,10 @@ fn main() -> squish::Result<()> {
                             let (p, crc, phases) = compress(&m, model, recipe)?;
                             out.push((p, format!("crc {crc:08x}"), phases));
                         }
-                        let (p, loss) = train(&m, data)?;
-                        out.push((p, format!("loss {loss:.17}"), None));
+                        if wanted(TRAIN) {
+                            let (p, loss) = train(&m, data)?;
+                            out.push((p, format!("loss {loss:.17}"), None));
+                        }
                         Ok(out)
                     })
                 })
@@ -370,7 +392,7 @@ fn main() -> squish::Result<()> {
         let names: Vec<String> = models
             .iter()
             .map(|(_, w, _)| format!("compress + write {w}"))
-            .chain(["train 1 epoch (MLP 256-512-256-10, 8192 rows)".to_string()])
+            .chain(wanted(TRAIN).then(|| TRAIN.to_string()))
             .collect();
         for (k, name) in names.iter().enumerate() {
             let all: Vec<Phase> = outs.iter().map(|o| o[k].0).collect();

@@ -660,7 +660,7 @@ pub fn compress_to_file(
         // Rank 0 syncs the whole file when it finishes; the others sync
         // their own data (on a network file system, rank 0's sync does not
         // cover other clients' writes).
-        Ok(write_parts(&temp, &parts, rank != 0)?)
+        Ok(write_parts(&temp, &parts, l.len, rank != 0)?)
     });
     drop(produced);
     phases.write = lap();
