@@ -19,13 +19,18 @@ if command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
+# Every command selects the whole workspace, the same features and a
+# dev-target (test or example), so the dependencies keep one feature set and
+# are built once for all three commands.
+# (`squish-cli/mpi` makes the command detect mpirun; it turns on `squish/mpi`.)
+features="squish/mpi,squish-cli/mpi"
 echo "== mpi: clippy with the feature (the targets that have mpi code; the rest
 # were linted without it)"
-cargo clippy -p squish -p squish-cli --features mpi --lib --bins --test mpi \
+cargo clippy --workspace --features "$features" --lib --bins --test mpi \
   --example distributed -- -D warnings
 echo "== mpi: build"
-cargo build --release -p squish-cli --features mpi --bin squish
-bin=$(cargo test --release -p squish --features mpi --test mpi --no-run --message-format=json \
+cargo build --release --workspace --features "$features" --bin squish --example distributed
+bin=$(cargo test --release --workspace --features "$features" --test mpi --no-run --message-format=json \
   | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -x "$bin" ] || { echo "mpi test binary not found"; exit 1; }
 
