@@ -10,6 +10,11 @@ use crate::metrics::{ErrorMetrics, ErrorSums};
 use crate::parallel::{ParallelExecutor, Progress, Sequential, TaskOutcome, TaskRunner, TaskSpec};
 use crate::pass::{CalibratedPass, CompressionPass, DataFree, LayerStats};
 
+/// A pipeline's output, or the stage that failed (`None`: the input check;
+/// else the pass's name) and its error.
+pub(crate) type StagedResult =
+    std::result::Result<PipelineOutput, (Option<String>, crate::SquishError)>;
+
 /// Passes applied in order to a weight matrix.
 ///
 /// ```
@@ -274,7 +279,7 @@ impl Pipeline {
         w: ArrayView2<f32>,
         stats: Option<&LayerStats>,
         exec: &dyn ParallelExecutor,
-    ) -> std::result::Result<PipelineOutput, (Option<String>, crate::SquishError)> {
+    ) -> StagedResult {
         let m = CompressedMatrix::from_dense(w).map_err(|e| (None, e))?;
         let (report, out, input_scale) = self.run_passes(layer, &m, w, stats, exec)?;
         Ok(PipelineOutput {
@@ -287,6 +292,7 @@ impl Pipeline {
     /// [`run_on`](Self::run_on) for `rows × cols` row-major values owned by
     /// the caller: no copy of the input is made, and the values are given
     /// back (for reuse as a buffer) unless the input check rejected them.
+    /// Failures carry their stage, as [`run_staged`](Self::run_staged)'s.
     pub(crate) fn run_vec(
         &self,
         layer: &str,
@@ -294,16 +300,14 @@ impl Pipeline {
         cols: usize,
         data: Vec<f32>,
         exec: &dyn ParallelExecutor,
-    ) -> (Result<PipelineOutput>, Option<Vec<f32>>) {
+    ) -> (StagedResult, Option<Vec<f32>>) {
         let m = match CompressedMatrix::from_dense_vec(rows, cols, data) {
             Ok(m) => m,
-            Err(e) => return (Err(e), None),
+            Err(e) => return (Err((None, e)), None),
         };
         let w = ArrayView2::from_shape((rows, cols), m.dense_data().expect("a dense f32 matrix"))
             .expect("rows × cols values");
-        let result = self
-            .run_passes(layer, &m, w, None, exec)
-            .map_err(|(_, e)| e);
+        let result = self.run_passes(layer, &m, w, None, exec);
         match result {
             Ok((report, Some(out), input_scale)) => (
                 Ok(PipelineOutput {

@@ -338,6 +338,29 @@ fn sweep_errors_name_the_layer_and_the_pass() {
     assert!(!dir.path().join("p.svg").exists());
 }
 
+/// The same class in `compress` (the streamed path every quick flag takes):
+/// a NaN weight failed with "weight matrix holds … NaN" and no layer name.
+#[test]
+fn compress_errors_name_the_layer_and_the_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("nan.safetensors");
+    let mut m = Model::new();
+    let mut w = vec![0.25f32; 8 * 8];
+    w[13] = f32::NAN;
+    m.insert(
+        "enc.bad.weight",
+        Tensor::float(Dtype::F32, vec![8, 8], w).unwrap(),
+    )
+    .unwrap();
+    m.save(&p).unwrap();
+    let out = dir.path().join("out.squish");
+    let err = fails(&["compress", s(&p), "--int8", "-o", s(&out)]);
+    assert!(err.contains("enc.bad.weight"), "{err}");
+    assert!(err.contains("NaN"), "{err}");
+    assert!(err.contains("checking the weights before"), "{err}");
+    assert!(!out.exists());
+}
+
 /// The same class of defect in `squish plan`: its recipe and plot went
 /// through a plain atomic write, so `-o MODEL` replaced the model.
 #[test]

@@ -254,17 +254,7 @@ pub fn compress_model_calibrated(
                 let stats = calibration.stats.get(name);
                 Some(
                     p.run_staged(name, w, stats, &Sequential)
-                        .map_err(|(pass, e)| {
-                            let stage = match pass {
-                                Some(pass) => format!("pass `{pass}`"),
-                                None => format!("checking the weights before `{}`", p.pass_names()),
-                            };
-                            RecipeError::Layer {
-                                layer: name.to_string(),
-                                stage,
-                                source: Box::new(e),
-                            }
-                        }),
+                        .map_err(|e| RecipeError::in_layer(name, "", p, e)),
                 )
             }
             _ => None,

@@ -97,3 +97,29 @@ pub enum RecipeError {
         rule: &'static str,
     },
 }
+
+impl RecipeError {
+    /// A failure of `pipeline` on layer `layer`, from
+    /// [`Pipeline::run_staged`](crate::pipeline::Pipeline): the stage is the
+    /// pass that failed, or the input check when `pass` is `None`; `context`
+    /// (e.g. a sweep's setting) goes before it.
+    pub(crate) fn in_layer(
+        layer: &str,
+        context: &str,
+        pipeline: &crate::pipeline::Pipeline,
+        (pass, source): (Option<String>, crate::SquishError),
+    ) -> Self {
+        let stage = match pass {
+            Some(pass) => format!("{context}pass `{pass}`"),
+            None => format!(
+                "{context}checking the weights before `{}`",
+                pipeline.pass_names()
+            ),
+        };
+        RecipeError::Layer {
+            layer: layer.to_string(),
+            stage,
+            source: Box::new(source),
+        }
+    }
+}

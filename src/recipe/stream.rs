@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use super::{Choice, LayerReport, Recipe};
+use super::{Choice, LayerReport, Recipe, RecipeError};
 use crate::error::{Result, SquishError};
 use crate::io::{
     CompressedTensor, ContainerWriter, Entry, ShardedModel, Tensor, TensorMeta, Written,
@@ -518,6 +518,8 @@ fn compress_one(
     let cols = data.len() / rows;
     let signal = sum_squares(&data);
     let (out, buf) = pipeline.run_vec(t.name(), rows, cols, data, exec);
+    // An error names the layer and the pass, as the in-memory path's do.
+    let out = out.map_err(|e| RecipeError::in_layer(t.name(), "", pipeline, e).into());
     let result = out.and_then(|out| {
         let layer = LayerReport::of_run(t.name(), t.shape(), t.bytes() as usize, &out);
         let method = layer.method.clone();

@@ -159,19 +159,8 @@ pub fn sweep(
         // An error names the layer, the setting and the pass (issue #20).
         let out = p
             .run_staged(&layers[l].0, layers[l].1, None, &Sequential)
-            .map_err(|(pass, e)| {
-                let stage = match pass {
-                    Some(pass) => format!("{family} {setting}, pass `{pass}`"),
-                    None => format!(
-                        "{family} {setting}, checking the weights before `{}`",
-                        p.pass_names()
-                    ),
-                };
-                RecipeError::Layer {
-                    layer: layers[l].0.clone(),
-                    stage,
-                    source: Box::new(e),
-                }
+            .map_err(|e| {
+                RecipeError::in_layer(&layers[l].0, &format!("{family} {setting}, "), &p, e)
             })?;
         let last = out.report.stages.last().expect("the input stage");
         Ok((
