@@ -1,5 +1,5 @@
 //! The dense f32 kernel: `y = x · Wᵀ` with W streamed row by row in blocks
-//! of rows as tasks ([`dense_matmul`], on [`gemv`](super::gemv)), and the
+//! of rows as tasks ([`dense_matmul`], on the streaming kernels of `kernels::gemv`), and the
 //! dense [`LinOp`] baseline.
 
 use ndarray::{Array2, ArrayView2};
@@ -11,7 +11,7 @@ use crate::parallel::ParallelExecutor;
 /// `y = x · Wᵀ` for a dense f32 `W`, with `W`'s rows split into fixed
 /// blocks that run as tasks on `exec`.
 ///
-/// W is streamed row by row, never packed ([`gemv`](super::gemv): AVX-512,
+/// W is streamed row by row, never packed (`kernels::gemv`: AVX-512,
 /// AVX2 + FMA or portable, picked at run time): at batch 1 it reads W once
 /// at memory speed. Each output is one dot product in a fixed order, so the
 /// result is bit-identical on every executor and **a row of the result does

@@ -5,10 +5,10 @@
 //! `y[b, n] = s_b · Σ_seg s_seg·(Σ_k x_bk·w_nk − z_seg·Σ_k x_bk)`, the formula
 //! of the int8 × int8 kernel ([`int8_gemm`](super::int8_gemm)): the inner sums
 //! are exact integers and the f32 steps run in one fixed order, so every
-//! path gives the bits of [`gemm_reference`]. The paths, picked at run time:
+//! path gives the bits of [`gemm4_reference`]. The paths, picked at run time:
 //!
 //! * AVX-512 VNNI: the weights repacked once into nibble panels
-//!   ([`int8_panel`](super::int8_panel)), unpacked in registers and fed to
+//!   (`kernels::quant::int8_panel`), unpacked in registers and fed to
 //!   `vpdpbusd`; half the weight bytes of int8.
 //! * AVX2: the same panels through `vpmaddubsw` + `vpmaddwd` (exact for
 //!   4-bit weights).
