@@ -732,37 +732,49 @@ fn kernels_work_on_kept_rows() {
     }
 }
 
-#[test]
-fn int8_gemm_is_bit_identical_on_every_path() {
+/// `DynamicInt8` on every tier and on 2 threads gives `reference`'s bits
+/// for every `bits`-wide quantizer of the suite, and the reference is the
+/// product of the dequantized operands.
+fn dynamic_matches_reference(
+    bits: u8,
+    shapes: &[(usize, usize)],
+    batches: [usize; 3],
+    seeds: (u64, u64),
+    reference: &dyn Fn(&Values, &squish::quantization::QuantizedActivations) -> Array2<f32>,
+) {
     let pool = ThreadPool::new(2).unwrap();
-    let mut shapes = SHAPES.to_vec();
-    shapes.push((3, 40_000)); // longer than one i32 chunk
     for (si, &(rows, cols)) in shapes.iter().enumerate() {
-        let w = student(rows, cols, 300 + si as u64);
-        for q in quantizers().into_iter().filter(|q| q.bits() == 8) {
+        let w = student(rows, cols, seeds.0 + si as u64);
+        for q in quantizers().into_iter().filter(|q| q.bits() == bits) {
             let m = q.quantize(&dense(&w)).unwrap();
-            let Some(Values::Int8(v)) = m.values() else {
-                panic!()
-            };
             let lin = DynamicInt8::new(m.clone()).unwrap();
-            for batch in [1, 8, 13] {
-                let x = gaussian(batch, cols, 400 + batch as u64);
+            for batch in batches {
+                let x = gaussian(batch, cols, seeds.1 + batch as u64);
                 let xq = quantize_activations(x.view()).unwrap();
-                let reference = kernels::int8_gemm::gemm_reference(v, &xq);
+                let reference = reference(m.values().expect("quantized values"), &xq);
                 for isa in tiers() {
                     let y = lin.matmul_isa(x.view(), &pool, isa).unwrap();
                     assert_eq!(y, reference, "{} {rows}x{cols} b{batch} {isa:?}", q.name());
                 }
-                // And it is the product of the dequantized operands.
                 assert_close(
                     reference.view(),
                     m.to_dense().view(),
                     xq.dequantize().view(),
-                    "int8 gemm",
+                    "dynamic int8 gemm",
                 );
             }
         }
     }
+}
+
+#[test]
+fn int8_gemm_is_bit_identical_on_every_path() {
+    let mut shapes = SHAPES.to_vec();
+    shapes.push((3, 40_000)); // longer than one i32 chunk
+    dynamic_matches_reference(8, &shapes, [1, 8, 13], (300, 400), &|v, xq| match v {
+        Values::Int8(v) => kernels::int8_gemm::gemm_reference(v, xq),
+        _ => panic!("int8 values"),
+    });
 }
 
 /// int4 weights through `DynamicInt8` (nibble panels on VNNI / AVX2, the
@@ -770,32 +782,10 @@ fn int8_gemm_is_bit_identical_on_every_path() {
 /// int4 quantizer of the suite (per row, per group, asymmetric).
 #[test]
 fn int4_x_int8_is_bit_identical_on_every_path() {
-    let pool = ThreadPool::new(2).unwrap();
-    for (si, &(rows, cols)) in SHAPES.iter().enumerate() {
-        let w = student(rows, cols, 500 + si as u64);
-        for q in quantizers().into_iter().filter(|q| q.bits() == 4) {
-            let m = q.quantize(&dense(&w)).unwrap();
-            let Some(Values::Int4(v)) = m.values() else {
-                panic!()
-            };
-            let lin = DynamicInt8::new(m.clone()).unwrap();
-            for batch in [1, 7, 13] {
-                let x = gaussian(batch, cols, 600 + batch as u64);
-                let xq = quantize_activations(x.view()).unwrap();
-                let reference = kernels::int4_gemm::gemm4_reference(v, &xq);
-                for isa in tiers() {
-                    let y = lin.matmul_isa(x.view(), &pool, isa).unwrap();
-                    assert_eq!(y, reference, "{} {rows}x{cols} b{batch} {isa:?}", q.name());
-                }
-                assert_close(
-                    reference.view(),
-                    m.to_dense().view(),
-                    xq.dequantize().view(),
-                    "int4 gemm",
-                );
-            }
-        }
-    }
+    dynamic_matches_reference(4, &SHAPES, [1, 7, 13], (500, 600), &|v, xq| match v {
+        Values::Int4(v) => kernels::int4_gemm::gemm4_reference(v, xq),
+        _ => panic!("int4 values"),
+    });
 }
 
 /// The packed VNNI path works on 6-row weight tiles × 4-row batch tiles ×
