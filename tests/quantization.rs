@@ -782,7 +782,7 @@ fn int8_gemm_is_bit_identical_on_every_path() {
 /// int4 quantizer of the suite (per row, per group, asymmetric).
 #[test]
 fn int4_x_int8_is_bit_identical_on_every_path() {
-    dynamic_matches_reference(4, &SHAPES, [1, 7, 13], (500, 600), &|v, xq| match v {
+    dynamic_matches_reference(4, SHAPES, [1, 7, 13], (500, 600), &|v, xq| match v {
         Values::Int4(v) => kernels::int4_gemm::gemm4_reference(v, xq),
         _ => panic!("int4 values"),
     });
