@@ -308,12 +308,10 @@ fn sweep_plot_gets_the_permissions_of_an_output_file() {
     assert_eq!(mode, 0o644, "{mode:o}");
 }
 
-/// Issue #20: an error raised while a layer is being compressed names the
-/// layer and the pass, in `sweep` as in `compress`.
-#[test]
-fn sweep_errors_name_the_layer_and_the_pass() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("nan.safetensors");
+/// A model with a clean layer `enc.ok.weight` and a layer `enc.bad.weight`
+/// holding one NaN, saved in `dir`.
+fn nan_model(dir: &Path) -> PathBuf {
+    let p = dir.join("nan.safetensors");
     let mut m = Model::new();
     let mut w = vec![0.25f32; 8 * 8];
     w[13] = f32::NAN;
@@ -328,6 +326,15 @@ fn sweep_errors_name_the_layer_and_the_pass() {
     )
     .unwrap();
     m.save(&p).unwrap();
+    p
+}
+
+/// Issue #20: an error raised while a layer is being compressed names the
+/// layer and the pass, in `sweep` as in `compress`.
+#[test]
+fn sweep_errors_name_the_layer_and_the_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = nan_model(dir.path());
     let err = fails(&["sweep", s(&p), "--plot", s(&dir.path().join("p.svg"))]);
     assert!(err.contains("enc.bad.weight"), "{err}");
     assert!(err.contains("NaN"), "{err}");
@@ -343,16 +350,7 @@ fn sweep_errors_name_the_layer_and_the_pass() {
 #[test]
 fn compress_errors_name_the_layer_and_the_stage() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("nan.safetensors");
-    let mut m = Model::new();
-    let mut w = vec![0.25f32; 8 * 8];
-    w[13] = f32::NAN;
-    m.insert(
-        "enc.bad.weight",
-        Tensor::float(Dtype::F32, vec![8, 8], w).unwrap(),
-    )
-    .unwrap();
-    m.save(&p).unwrap();
+    let p = nan_model(dir.path());
     let out = dir.path().join("out.squish");
     let err = fails(&["compress", s(&p), "--int8", "-o", s(&out)]);
     assert!(err.contains("enc.bad.weight"), "{err}");
