@@ -72,7 +72,9 @@ pub(crate) fn decode_rows(m: &CompressedMatrix, row0: usize, out: &mut [f32]) {
     let uniform = |v: &Values| v.layout().total() == v.layout().rows() * v.layout().max_row_len();
     match (m.structure(), m.values()) {
         (Structure::Dense, Some(v)) if uniform(v) => super::quant::decode_values_fast(v, row0, out),
-        (Structure::NM(s), Some(v)) if uniform(v) => super::quant::decode_nm_rows(s, v, row0, out),
+        (Structure::NM(s), Some(v)) if uniform(v) => {
+            super::quant::decode_nm_rows(s, v, row0, out, super::quant::RowScale::Applied)
+        }
         _ => {
             for (r, o) in out.chunks_exact_mut(cols).enumerate() {
                 m.decode_row(row0 + r, o);
@@ -222,9 +224,10 @@ pub enum Kernel {
 ///
 /// * dense f32 → [`Kernel::DenseGemm`];
 /// * weight-only encodings with an in-register reader → [`Kernel::Registers`]
-///   up to the reader's batch limit (8; 4 for 2:4; 1 for gathered 8-bit codebooks, which
-///   do not use gathers at all where AVX-512 VBMI decodes tiles), else
-///   [`Kernel::DecodedTiles`];
+///   up to the reader's batch limit (16 for the streamed int8 / int4 /
+///   binary / ternary rows; 8 for 4-bit codebooks; 4 for 2:4; 1 for gathered
+///   8-bit codebooks, which do not use gathers at all where AVX-512 VBMI
+///   decodes tiles), else [`Kernel::DecodedTiles`];
 /// * 2:4 (any values, f32 included) reads through the values' reader;
 /// * CSR with a codebook → [`Kernel::CsrCodebook`]; other f32 sparse
 ///   structures → [`Kernel::Sparse`].
@@ -241,7 +244,7 @@ pub enum Kernel {
 /// # Ok::<(), squish::SquishError>(())
 /// ```
 pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
-    use super::quant::{nm_reader_max_batch, reader_max_batch};
+    use super::quant::{nm_reader_max_batch, reader_max_batch, streamed_max_batch};
     let tier = Tier::detect();
     let cols = m.cols();
     let regs = |max: Option<usize>, cols: usize| match max {
@@ -266,7 +269,7 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
             if rows == 0 || !uniform(v) {
                 Kernel::Reference
             } else {
-                regs(reader_max_batch(v, c), c)
+                regs(streamed_max_batch(v, c).or(reader_max_batch(v, c)), c)
             }
         }
         (Structure::Csr(_), Some(Values::Codebook(_))) => Kernel::CsrCodebook,
@@ -361,7 +364,21 @@ mod tests {
                     let cb8 =
                         matches!(m.values(), Some(Values::Codebook(c)) if c.indices().width() == 8);
                     let is_nm = matches!(m.structure(), Structure::NM(_));
-                    let limit = if is_nm { 4 } else { 8 };
+                    let streamed = matches!(
+                        m.values(),
+                        Some(
+                            Values::Int8(_)
+                                | Values::Int4(_)
+                                | Values::Binary(_)
+                                | Values::Ternary(_)
+                        )
+                    ) && (cols % 2 == 0
+                        || !matches!(m.values(), Some(Values::Int4(_))));
+                    let limit = match (is_nm, streamed) {
+                        (true, _) => 4,
+                        (false, true) => 16,
+                        (false, false) => 8,
+                    };
                     let want = if !avx512 || batch > limit || (cb8 && (vbmi || batch > 1)) {
                         Kernel::DecodedTiles
                     } else {

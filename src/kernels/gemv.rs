@@ -46,7 +46,7 @@ const PREFETCH_AHEAD: usize = 1024;
 
 /// Largest batch the encodings' readers take here (above it, tiles decoded
 /// once per call and reused across the batch are cheaper).
-pub(crate) const QUANT_MAX_BATCH: usize = 4;
+pub(crate) const QUANT_MAX_BATCH: usize = 16;
 
 /// Input rows per pass over a task's weight rows: about [`X_TILE_BYTES`]
 /// of inputs (a multiple of [`C`]), so that large batches reuse W's rows
@@ -418,7 +418,14 @@ unsafe fn block<F: RowReader, const RR: usize, const CC: usize>(
     unsafe {
         while k < n {
             let end = if seg_len >= n - k { n } else { k + seg_len };
-            let segs: [F::Seg; RR] = std::array::from_fn(|r| f.seg(i0 + r, k));
+            // A plain loop, not `array::from_fn`: its closure is not
+            // inlined into this AVX-512 function, and a call per row and
+            // segment cost more than a group's multiply-adds.
+            let s0 = f.seg(i0, k);
+            let mut segs = [s0; RR];
+            for (r, s) in segs.iter_mut().enumerate().skip(1) {
+                *s = f.seg(i0 + r, k);
+            }
             while k + 16 <= end {
                 if (k / 16).is_multiple_of(line_steps) {
                     for r in 0..RR {

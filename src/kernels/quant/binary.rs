@@ -10,24 +10,24 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::{scatter_rows, DecodeRows, Isa};
+use super::{scatter_rows, DecodeRows, Isa, RowScale};
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{BinaryValues, CompressedMatrix, Structure, Values};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
 impl DecodeRows for BinaryValues {
     #[inline(always)]
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
-        decode_rows_generic(self, row0, out)
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale) {
+        decode_rows_generic(self, row0, out, scale)
     }
 }
 
 #[inline(always)]
-fn decode_rows_generic(v: &BinaryValues, row0: usize, out: &mut [f32]) {
+fn decode_rows_generic(v: &BinaryValues, row0: usize, out: &mut [f32], scale: RowScale) {
     // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
     let cols = v.layout.max_row_len();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        super::fused::binary_row(v, row0 + r, o);
+        super::fused::binary_row(v, row0 + r, o, scale);
     }
 }
 
@@ -211,12 +211,13 @@ pub(crate) fn mean_abs(v: &[f32]) -> f32 {
 pub(crate) struct BinaryRows<'a> {
     v: &'a BinaryValues,
     cols: usize,
+    sc: RowScale,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl<'a> BinaryRows<'a> {
-    pub(crate) fn new(v: &'a BinaryValues, cols: usize) -> Self {
-        BinaryRows { v, cols }
+    pub(crate) fn new(v: &'a BinaryValues, cols: usize, sc: RowScale) -> Self {
+        BinaryRows { v, cols, sc }
     }
 }
 
@@ -235,7 +236,7 @@ impl crate::kernels::gemv::RowReader for BinaryRows<'_> {
     #[inline(always)]
     unsafe fn seg(&self, i: usize, _: usize) -> Self::Seg {
         use std::arch::x86_64::*;
-        let a = self.v.scales()[i];
+        let a = self.sc.of(self.v.scales()[i]);
         // SAFETY: AVX-512 is available (the caller's contract).
         unsafe { (_mm512_set1_ps(-a), _mm512_set1_ps(a)) }
     }

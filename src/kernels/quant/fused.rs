@@ -12,14 +12,15 @@
 use crate::matrix::{BinaryValues, Int4Values, Int8Values, TernaryValues};
 use crate::matrix::{TERNARY_MINUS, TERNARY_PLUS};
 
-use super::segments;
+use super::{segments, RowScale};
 
 #[inline(always)]
-pub(super) fn int8_row(v: &Int8Values, i: usize, o: &mut [f32]) {
+pub(super) fn int8_row(v: &Int8Values, i: usize, o: &mut [f32], scale: RowScale) {
     let cols = o.len();
     let q = &v.codes()[i * cols..(i + 1) * cols];
     for (a, b, pi) in segments(v.params(), i, cols) {
         let (s, z) = v.params().get(pi);
+        let s = scale.of(s);
         for (o, &c) in o[a..b].iter_mut().zip(&q[a..b]) {
             *o = (c as i32 - z) as f32 * s;
         }
@@ -27,7 +28,7 @@ pub(super) fn int8_row(v: &Int8Values, i: usize, o: &mut [f32]) {
 }
 
 #[inline(always)]
-pub(super) fn int4_row(v: &Int4Values, i: usize, o: &mut [f32]) {
+pub(super) fn int4_row(v: &Int4Values, i: usize, o: &mut [f32], scale: RowScale) {
     let cols = o.len();
     let bytes = v.codes().bytes();
     let p = v.params();
@@ -39,10 +40,13 @@ pub(super) fn int4_row(v: &Int4Values, i: usize, o: &mut [f32]) {
             _ => true,
         };
     if !even {
+        // Deferred scales need even rows (`row_scales`).
+        debug_assert_eq!(scale, RowScale::Applied);
         return v.decode_row(i, o);
     }
     for (a, b, pi) in segments(p, i, cols) {
         let (s, z) = p.get(pi);
+        let s = scale.of(s);
         // Runs start and end on even positions (checked above).
         let src = &bytes[(i * cols + a) / 2..(i * cols + b) / 2];
         for (pair, &byte) in o[a..b].chunks_exact_mut(2).zip(src) {
@@ -72,9 +76,9 @@ fn bits_from(bytes: &[u8], off: usize) -> u64 {
 }
 
 #[inline(always)]
-pub(super) fn binary_row(v: &BinaryValues, i: usize, o: &mut [f32]) {
+pub(super) fn binary_row(v: &BinaryValues, i: usize, o: &mut [f32], scale: RowScale) {
     let cols = o.len();
-    let a = v.scales()[i];
+    let a = scale.of(v.scales()[i]);
     let bytes = v.signs().bytes();
     if !cols.is_multiple_of(8) {
         // Rows that do not start on a byte: 56 signs per unaligned read.
@@ -107,9 +111,9 @@ fn ternary_value(c: u16, a: f32) -> f32 {
 }
 
 #[inline(always)]
-pub(super) fn ternary_row(v: &TernaryValues, i: usize, o: &mut [f32]) {
+pub(super) fn ternary_row(v: &TernaryValues, i: usize, o: &mut [f32], scale: RowScale) {
     let cols = o.len();
-    let a = v.scales()[i];
+    let a = scale.of(v.scales()[i]);
     let bytes = v.codes().bytes();
     if !cols.is_multiple_of(4) {
         // Rows that do not start on a byte: 28 codes per unaligned read.
@@ -137,10 +141,10 @@ mod tests {
     /// Row `i` of W into `o` (`cols` values).
     fn decode_row(values: &Values, i: usize, o: &mut [f32]) {
         match values {
-            Values::Int4(v) => int4_row(v, i, o),
-            Values::Binary(v) => binary_row(v, i, o),
-            Values::Ternary(v) => ternary_row(v, i, o),
-            Values::Int8(v) => int8_row(v, i, o),
+            Values::Int4(v) => int4_row(v, i, o, RowScale::Applied),
+            Values::Binary(v) => binary_row(v, i, o, RowScale::Applied),
+            Values::Ternary(v) => ternary_row(v, i, o, RowScale::Applied),
+            Values::Int8(v) => int8_row(v, i, o, RowScale::Applied),
             // f32 and codebooks do not come here.
             v => v.decode_row(i, o),
         }

@@ -2,22 +2,22 @@
 //! products are the decoded-tile kernels of [`tile`](crate::kernels::tile),
 //! with the in-register reader in [`lanes`](super::lanes).
 
-use super::DecodeRows;
+use super::{DecodeRows, RowScale};
 use crate::matrix::Int4Values;
 
 impl DecodeRows for Int4Values {
     #[inline(always)]
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
-        decode_rows_generic(self, row0, out)
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale) {
+        decode_rows_generic(self, row0, out, scale)
     }
 }
 
 #[inline(always)]
-fn decode_rows_generic(v: &Int4Values, row0: usize, out: &mut [f32]) {
+fn decode_rows_generic(v: &Int4Values, row0: usize, out: &mut [f32], scale: RowScale) {
     // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
     let cols = v.layout.max_row_len();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        super::fused::int4_row(v, row0 + r, o);
+        super::fused::int4_row(v, row0 + r, o, scale);
     }
 }
 
@@ -30,15 +30,17 @@ pub(crate) struct Int4Rows<'a> {
     v: &'a Int4Values,
     cols: usize,
     seg: usize,
+    sc: RowScale,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl<'a> Int4Rows<'a> {
     /// `None` for odd `cols` or where a 16-value block can span two
     /// parameter sets.
-    pub(crate) fn new(v: &'a Int4Values, cols: usize) -> Option<Self> {
+    pub(crate) fn new(v: &'a Int4Values, cols: usize, sc: RowScale) -> Option<Self> {
         let seg = super::lanes::segment_len(&v.params)?;
-        cols.is_multiple_of(2).then_some(Int4Rows { v, cols, seg })
+        cols.is_multiple_of(2)
+            .then_some(Int4Rows { v, cols, seg, sc })
     }
 }
 
@@ -61,6 +63,7 @@ impl crate::kernels::gemv::RowReader for Int4Rows<'_> {
         use std::arch::x86_64::*;
         let p = &self.v.params;
         let (s, z) = p.get(super::lanes::seg_index(p, self.seg, i, k));
+        let s = self.sc.of(s);
         debug_assert_eq!(crate::matrix::nibble_to_i8(8), -8);
         // SAFETY: AVX-512 is available (the caller's contract).
         unsafe {

@@ -3,46 +3,77 @@
 //! [`tile`](crate::kernels::tile), with the in-register reader in
 //! [`lanes`](super::lanes).
 
-use super::DecodeRows;
+use super::{DecodeRows, RowScale};
 use crate::matrix::Int8Values;
 
 impl DecodeRows for Int8Values {
     #[inline(always)]
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
-        decode_rows_generic(self, row0, out)
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale) {
+        decode_rows_generic(self, row0, out, scale)
     }
 }
 
 #[inline(always)]
-fn decode_rows_generic(v: &Int8Values, row0: usize, out: &mut [f32]) {
+fn decode_rows_generic(v: &Int8Values, row0: usize, out: &mut [f32], scale: RowScale) {
     // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
     let cols = v.layout.max_row_len();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        super::fused::int8_row(v, row0 + r, o);
+        super::fused::int8_row(v, row0 + r, o, scale);
     }
 }
 
 /// int8 rows for the streamed small-batch products of
-/// [`gemv`](crate::kernels::gemv): `(q − z)·s` in registers, `s` and `z`
-/// broadcast once per row or group.
+/// [`gemv`](crate::kernels::gemv): `q − z` in registers (`z` skipped when
+/// symmetric), times `s` per group — per row the scale is deferred
+/// ([`RowScale`]), so a weight costs a widening load, a convert and the
+/// multiply-add. `SCALED`: scales applied here (groups), not deferred;
+/// `ZERO`: zero points to subtract (const parameters: as run-time flags the
+/// compiler turned the skipped multiply into a multiply by a selected 1).
 #[cfg(target_arch = "x86_64")]
-pub(crate) struct Int8Rows<'a> {
+pub(crate) struct Int8Rows<'a, const SCALED: bool, const ZERO: bool> {
     v: &'a Int8Values,
     cols: usize,
     seg: usize,
 }
 
+/// [`gemv::quant`](crate::kernels::gemv::quant) over int8 rows, with the
+/// reader for these values' zero points and `sc`; `None` where a 16-value
+/// block can span two parameter sets.
+///
+/// # Safety
+/// As [`gemv::quant`](crate::kernels::gemv::quant): AVX-512 F/BW/VL, BMI2
+/// and FMA are available; `x` has `cols` columns; `v` holds rows of `cols`.
 #[cfg(target_arch = "x86_64")]
-impl<'a> Int8Rows<'a> {
-    /// `None` where a 16-value block can span two parameter sets.
-    pub(crate) fn new(v: &'a Int8Values, cols: usize) -> Option<Self> {
-        let seg = super::lanes::segment_len(&v.params)?;
-        Some(Int8Rows { v, cols, seg })
+pub(crate) unsafe fn streamed(
+    v: &Int8Values,
+    cols: usize,
+    x: ndarray::ArrayView2<f32>,
+    exec: &dyn crate::parallel::ParallelExecutor,
+    sc: RowScale,
+) -> Option<ndarray::Array2<f32>> {
+    use crate::kernels::gemv::quant;
+    let seg = super::lanes::segment_len(&v.params)?;
+    let rows = v.layout.rows();
+    let zero = v.params.zero_points().is_some();
+    macro_rules! go {
+        ($s:literal, $z:literal) => {{
+            let f = Int8Rows::<$s, $z> { v, cols, seg };
+            // SAFETY: this function's contract.
+            unsafe { quant(&f, rows, cols, x, exec) }
+        }};
     }
+    Some(match (sc == RowScale::Applied, zero) {
+        (true, true) => go!(true, true),
+        (true, false) => go!(true, false),
+        (false, true) => go!(false, true),
+        (false, false) => go!(false, false),
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
-impl crate::kernels::gemv::RowReader for Int8Rows<'_> {
+impl<const SCALED: bool, const ZERO: bool> crate::kernels::gemv::RowReader
+    for Int8Rows<'_, SCALED, ZERO>
+{
     type Seg = (std::arch::x86_64::__m512, std::arch::x86_64::__m512i);
 
     fn seg_len(&self) -> usize {
@@ -75,12 +106,19 @@ impl crate::kernels::gemv::RowReader for Int8Rows<'_> {
         // row `i` (masked lanes are not read).
         unsafe {
             let p = self.v.codes().as_ptr().add(i * self.cols + k);
-            if m == 0xFFFF {
-                let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast()));
-                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), s)
+            // Masked-off lanes are zeroed at the end, as in a decoded tile.
+            let q = if m == 0xFFFF {
+                _mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast()))
             } else {
-                let q = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p));
-                _mm512_maskz_mul_ps(m, _mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), s)
+                _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p))
+            };
+            let q = if ZERO { _mm512_sub_epi32(q, z) } else { q };
+            let u = _mm512_cvtepi32_ps(q);
+            match (SCALED, m == 0xFFFF) {
+                (false, true) => u,
+                (false, false) => _mm512_maskz_mov_ps(m, u),
+                (true, true) => _mm512_mul_ps(u, s),
+                (true, false) => _mm512_maskz_mul_ps(m, u, s),
             }
         }
     }

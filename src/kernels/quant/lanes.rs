@@ -9,6 +9,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::RowScale;
 use crate::kernels::tile::Lanes;
 use crate::matrix::{
     nibble_to_i8, BinaryValues, CodebookValues, F32Values, Granularity, Int4Values, Int8Values,
@@ -34,6 +35,7 @@ pub(super) fn streamed(
     x: ndarray::ArrayView2<f32>,
     exec: &dyn crate::parallel::ParallelExecutor,
     tier: crate::kernels::Tier,
+    sc: RowScale,
 ) -> Option<ndarray::Array2<f32>> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -49,19 +51,18 @@ pub(super) fn streamed(
         // (capped to the CPU); each reader reads `rows` rows of `cols`.
         unsafe {
             match values {
-                Values::Int8(v) => super::int8::Int8Rows::new(v, cols)
-                    .map(|f| gemv::quant(&f, rows, cols, x, exec)),
-                Values::Int4(v) => super::int4::Int4Rows::new(v, cols)
+                Values::Int8(v) => super::int8::streamed(v, cols, x, exec, sc),
+                Values::Int4(v) => super::int4::Int4Rows::new(v, cols, sc)
                     .map(|f| gemv::quant(&f, rows, cols, x, exec)),
                 Values::Binary(v) => Some(gemv::quant(
-                    &super::binary::BinaryRows::new(v, cols),
+                    &super::binary::BinaryRows::new(v, cols, sc),
                     rows,
                     cols,
                     x,
                     exec,
                 )),
                 Values::Ternary(v) => Some(gemv::quant(
-                    &super::ternary::TernaryRows::new(v, cols),
+                    &super::ternary::TernaryRows::new(v, cols, sc),
                     rows,
                     cols,
                     x,
@@ -73,7 +74,7 @@ pub(super) fn streamed(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (values, x, exec, tier);
+        let _ = (values, x, exec, tier, sc);
         None
     }
 }
@@ -148,11 +149,12 @@ fn read8_tail(bytes: &[u8], at: usize) -> u64 {
 pub(crate) struct Int8Lanes<'a> {
     v: &'a Int8Values,
     cols: usize,
+    sc: RowScale,
 }
 
 impl<'a> Int8Lanes<'a> {
-    pub(crate) fn new(v: &'a Int8Values, cols: usize) -> Option<Self> {
-        blocks_share_params(v.params()).then_some(Int8Lanes { v, cols })
+    pub(crate) fn new(v: &'a Int8Values, cols: usize, sc: RowScale) -> Option<Self> {
+        blocks_share_params(v.params()).then_some(Int8Lanes { v, cols, sc })
     }
 }
 
@@ -162,6 +164,7 @@ impl Lanes for Int8Lanes<'_> {
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
         let p = self.v.params();
         let (s, z) = p.get(p.index(i, k));
+        let s = self.sc.of(s);
         // SAFETY: the caller guarantees AVX-512 and that lanes in `m` lie in
         // row `i` (masked lanes are not read).
         unsafe {
@@ -195,11 +198,16 @@ unsafe fn nibble_indices(p: *const u8, m: __mmask16) -> __m512i {
 pub(crate) struct Int4Lanes<'a> {
     v: &'a Int4Values,
     cols: usize,
+    sc: RowScale,
 }
 
 impl<'a> Int4Lanes<'a> {
-    pub(crate) fn new(v: &'a Int4Values, cols: usize) -> Option<Self> {
-        (cols.is_multiple_of(2) && blocks_share_params(v.params())).then_some(Int4Lanes { v, cols })
+    pub(crate) fn new(v: &'a Int4Values, cols: usize, sc: RowScale) -> Option<Self> {
+        (cols.is_multiple_of(2) && blocks_share_params(v.params())).then_some(Int4Lanes {
+            v,
+            cols,
+            sc,
+        })
     }
 }
 
@@ -209,6 +217,7 @@ impl Lanes for Int4Lanes<'_> {
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
         let p = self.v.params();
         let (s, z) = p.get(p.index(i, k));
+        let s = self.sc.of(s);
         // SAFETY: rows start on a byte (even `cols`); the caller guarantees
         // AVX-512 and that the lanes in `m` lie in row `i`.
         unsafe {
@@ -232,11 +241,12 @@ impl Lanes for Int4Lanes<'_> {
 pub(crate) struct BinaryLanes<'a> {
     v: &'a BinaryValues,
     cols: usize,
+    sc: RowScale,
 }
 
 impl<'a> BinaryLanes<'a> {
-    pub(crate) fn new(v: &'a BinaryValues, cols: usize) -> Option<Self> {
-        Some(BinaryLanes { v, cols })
+    pub(crate) fn new(v: &'a BinaryValues, cols: usize, sc: RowScale) -> Option<Self> {
+        Some(BinaryLanes { v, cols, sc })
     }
 }
 
@@ -244,7 +254,7 @@ impl Lanes for BinaryLanes<'_> {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
-        let a = self.v.scales()[i];
+        let a = self.sc.of(self.v.scales()[i]);
         // Rows need not start on a byte: read from the byte holding the
         // first sign and shift.
         let off = i * self.cols + k;
@@ -262,11 +272,12 @@ impl Lanes for BinaryLanes<'_> {
 pub(crate) struct TernaryLanes<'a> {
     v: &'a TernaryValues,
     cols: usize,
+    sc: RowScale,
 }
 
 impl<'a> TernaryLanes<'a> {
-    pub(crate) fn new(v: &'a TernaryValues, cols: usize) -> Option<Self> {
-        Some(TernaryLanes { v, cols })
+    pub(crate) fn new(v: &'a TernaryValues, cols: usize, sc: RowScale) -> Option<Self> {
+        Some(TernaryLanes { v, cols, sc })
     }
 }
 
@@ -274,7 +285,7 @@ impl Lanes for TernaryLanes<'_> {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
-        let a = self.v.scales()[i];
+        let a = self.sc.of(self.v.scales()[i]);
         // Rows need not start on a byte: read from the byte holding the
         // first code and shift (by 0, 2, 4 or 6 bits).
         let off = 2 * (i * self.cols + k);
@@ -387,7 +398,9 @@ pub(crate) enum CodebookLanes<'a> {
 }
 
 impl<'a> CodebookLanes<'a> {
-    pub(crate) fn new(v: &'a CodebookValues, cols: usize) -> Option<Self> {
+    /// Codebooks have no row scale: `sc` is always `Applied`.
+    pub(crate) fn new(v: &'a CodebookValues, cols: usize, sc: RowScale) -> Option<Self> {
+        debug_assert_eq!(sc, RowScale::Applied);
         Codebook4Lanes::new(v, cols)
             .map(CodebookLanes::Four)
             .or_else(|| {
@@ -429,7 +442,9 @@ pub(crate) struct F32Lanes<'a> {
 }
 
 impl<'a> F32Lanes<'a> {
-    pub(crate) fn new(v: &'a F32Values, cols: usize) -> Option<Self> {
+    /// f32 values have no row scale: `sc` is always `Applied`.
+    pub(crate) fn new(v: &'a F32Values, cols: usize, sc: RowScale) -> Option<Self> {
+        debug_assert_eq!(sc, RowScale::Applied);
         Some(F32Lanes {
             data: v.data(),
             cols,
@@ -609,6 +624,16 @@ mod tests {
         ]
     }
 
+    /// Each matrix with the scale modes its products can use: applied, and
+    /// deferred where one scale covers a row.
+    fn scale_modes(m: &CompressedMatrix) -> Vec<(&CompressedMatrix, RowScale)> {
+        let mut v = vec![(m, RowScale::Applied)];
+        if super::super::row_scales(m.values().unwrap()).is_some() {
+            v.push((m, RowScale::Deferred));
+        }
+        v
+    }
+
     /// In-register decoding equals the row decoders bit for bit: products
     /// through a reader (small batch: registers; large batch: tiles decoded
     /// by the reader) equal products over tiles decoded by `decode_rows`.
@@ -627,7 +652,7 @@ mod tests {
             (4, 300),
             (3, 37),
         ] {
-            for m in encodings(rows, cols) {
+            for (m, sc) in encodings(rows, cols).iter().flat_map(scale_modes) {
                 let v = m.values().unwrap();
                 for batch in [1, 3, 8, 9, 20] {
                     let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
@@ -638,7 +663,7 @@ mod tests {
                             let plain = tile::matmul(
                                 rows,
                                 cols,
-                                |r, o| decode_rows($v, r, o),
+                                |r, o| decode_rows($v, r, o, sc),
                                 x.view(),
                                 &Sequential,
                                 Tier::Avx512,
@@ -647,7 +672,7 @@ mod tests {
                             let fast = tile::matmul_lanes(
                                 rows,
                                 cols,
-                                |r, o| decode_rows($v, r, o),
+                                |r, o| decode_rows($v, r, o, sc),
                                 f.as_ref(),
                                 x.view(),
                                 &Sequential,
@@ -657,14 +682,14 @@ mod tests {
                         }};
                     }
                     let (plain, fast, has) = match v {
-                        Values::Int8(v) => both!(v, Int8Lanes::new(v, cols)),
-                        Values::Int4(v) => both!(v, Int4Lanes::new(v, cols)),
-                        Values::Binary(v) => both!(v, BinaryLanes::new(v, cols)),
-                        Values::Ternary(v) => both!(v, TernaryLanes::new(v, cols)),
-                        Values::Codebook(v) => both!(v, CodebookLanes::new(v, cols)),
+                        Values::Int8(v) => both!(v, Int8Lanes::new(v, cols, sc)),
+                        Values::Int4(v) => both!(v, Int4Lanes::new(v, cols, sc)),
+                        Values::Binary(v) => both!(v, BinaryLanes::new(v, cols, sc)),
+                        Values::Ternary(v) => both!(v, TernaryLanes::new(v, cols, sc)),
+                        Values::Codebook(v) => both!(v, CodebookLanes::new(v, cols, sc)),
                         Values::F32(_) => unreachable!(),
                     };
-                    let what = format!("{} {rows}x{cols} batch {batch}", m.encoding());
+                    let what = format!("{} {rows}x{cols} batch {batch} {sc:?}", m.encoding());
                     // Every case has a reader except indices of 3 or 5 bits
                     // and 8-bit indices where VBMI decodes tiles instead.
                     let odd_width =
@@ -706,17 +731,17 @@ mod tests {
             (4, 300),
             (3, 37),
         ] {
-            for m in encodings(rows, cols) {
+            for (m, sc) in encodings(rows, cols).iter().flat_map(scale_modes) {
                 let v = m.values().unwrap();
-                for batch in 1..=4 {
+                for batch in [1, 2, 3, 4, 5, 9, 16] {
                     let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
                         ((b * 131 + j * 71) % 97) as f32 / 13.0 - 3.5
                     });
-                    let what = format!("{} {rows}x{cols} batch {batch}", m.encoding());
+                    let what = format!("{} {rows}x{cols} batch {batch} {sc:?}", m.encoding());
                     let plain = tile::matmul(
                         rows,
                         cols,
-                        |r, o| super::super::decode_values(v, r, o),
+                        |r, o| super::super::decode_values_as(v, r, o, sc),
                         x.view(),
                         &Sequential,
                         Tier::Avx512,
@@ -727,7 +752,7 @@ mod tests {
                         _ => true,
                     };
                     for exec in [&Sequential as &dyn crate::parallel::ParallelExecutor, &pool] {
-                        let got = streamed(v, x.view(), exec, Tier::Avx512);
+                        let got = streamed(v, x.view(), exec, Tier::Avx512, sc);
                         assert_eq!(got.is_some(), has, "{what}");
                         if let Some(got) = got {
                             let eq = plain

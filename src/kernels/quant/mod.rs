@@ -35,23 +35,85 @@ pub use activations::QuantizedActivations;
 // The tier under its old name inside these files (public name: `Tier`).
 pub(crate) use super::Tier as Isa;
 
+/// Where the scale of a row-scaled encoding (int8 / int4 with one scale
+/// per tensor or per row, binary, ternary: see [`row_scales`]) enters.
+///
+/// The products defer it: their readers and decoders hand out the integer
+/// values `q − z` (±1 and 0 for binary / ternary, exact in f32), every
+/// output is the dot product of those with the input row, and that dot
+/// product is multiplied once by the row's scale. A multiply per weight
+/// cost more than the whole multiply-add at small batches (int8 at batch 1
+/// ran at 0.6–0.8× dense f32 on L2-resident shapes). Every path (streamed,
+/// in registers, decoded tiles, every tier's order) defers the same way, so
+/// a row of the result still never depends on the batch size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowScale {
+    /// The encoding's own values, `(q − z)·s` (decoding for a caller's GEMM).
+    Applied,
+    /// `q − z`: the product scales each output once.
+    Deferred,
+}
+
+impl RowScale {
+    /// The scale a decoder multiplies by: `s`, or 1 when deferred.
+    #[inline(always)]
+    pub(crate) fn of(self, s: f32) -> f32 {
+        match self {
+            RowScale::Applied => s,
+            RowScale::Deferred => 1.0,
+        }
+    }
+}
+
+/// The scale of each stored row where one scale covers the whole row (int8
+/// and int4 per tensor or per row — int4 rows of even length — binary,
+/// ternary): the products defer it ([`RowScale`]). `None` for groups,
+/// codebooks and f32.
+pub(crate) fn row_scales(values: &Values) -> Option<Vec<f32>> {
+    let rows = values.layout().rows();
+    let per_row = |p: &QuantParams| {
+        (!matches!(p.granularity(), Granularity::PerGroup(_)))
+            .then(|| (0..rows).map(|i| p.get(p.index(i, 0)).0).collect())
+    };
+    match values {
+        Values::Int8(v) => per_row(v.params()),
+        Values::Int4(v) if values.layout().max_row_len().is_multiple_of(2) => per_row(v.params()),
+        Values::Binary(v) => Some(v.scales().to_vec()),
+        Values::Ternary(v) => Some(v.scales().to_vec()),
+        _ => None,
+    }
+}
+
+/// `y[b, i] *= s[i]`: the deferred row scales, once per output.
+fn scale_outputs(mut y: Array2<f32>, s: Option<Vec<f32>>) -> Array2<f32> {
+    if let Some(s) = s {
+        for mut row in y.rows_mut() {
+            for (v, s) in row.iter_mut().zip(&s) {
+                *v *= s;
+            }
+        }
+    }
+    y
+}
+
 /// Whole rows of one encoding decoded to f32: one impl per encoding, in
 /// plain Rust, compiled for every tier by [`decode_rows`].
 pub(crate) trait DecodeRows: Sync {
-    /// Decodes rows `row0..` into `out` (whole rows of `cols`). Must be
-    /// `#[inline(always)]` so that each tier's copy vectorizes it.
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]);
+    /// Decodes rows `row0..` into `out` (whole rows of `cols`), with the
+    /// row scale applied or deferred. Must be `#[inline(always)]` so that
+    /// each tier's copy vectorizes it.
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale);
 }
 
 #[inline(always)]
-fn decode_rows_any<V: DecodeRows>(v: &V, row0: usize, out: &mut [f32]) {
-    v.decode_rows_portable(row0, out)
+fn decode_rows_any<V: DecodeRows>(v: &V, row0: usize, out: &mut [f32], scale: RowScale) {
+    v.decode_rows_portable(row0, out, scale)
 }
 
 super::multiversion! {
     /// Decodes rows `row0..` of W into `out` (whole rows of `cols`) at the
     /// best tier of this CPU.
-    pub(crate) fn decode_rows<V: DecodeRows>(v: &V, row0: usize, out: &mut [f32]) => decode_rows_any;
+    pub(crate) fn decode_rows<V: DecodeRows>(v: &V, row0: usize, out: &mut [f32], scale: RowScale) => decode_rows_any;
 }
 
 /// `y = x · Wᵀ` for a block of quantized values stored as `rows` full rows of
@@ -74,20 +136,27 @@ pub fn matmul_block(
     }
     // Every batch size: one dot-product order per (input row, weight row)
     // pair; small batches read the codes in registers, larger ones decode
-    // tiles once (the same values, so the same bits).
+    // tiles once (the same values, so the same bits), each output scaled
+    // once by its row's deferred scale.
     let x = x.view();
+    let scales = row_scales(values);
+    let sc = if scales.is_some() {
+        RowScale::Deferred
+    } else {
+        RowScale::Applied
+    };
     // A few input rows: W streamed once, the same values and order.
-    if let Some(y) = lanes::streamed(values, x, exec, isa) {
-        return Some(y);
+    if let Some(y) = lanes::streamed(values, x, exec, isa, sc) {
+        return Some(scale_outputs(y, scales));
     }
     // One arm per encoding: its in-register reader and its row decoder.
     macro_rules! tiled {
         ($v:expr, $lanes:ident) => {{
-            let f = lanes::$lanes::new($v, cols);
+            let f = lanes::$lanes::new($v, cols, sc);
             super::tile::matmul_lanes(
                 rows,
                 cols,
-                |r, o| decode_rows($v, r, o),
+                |r, o| decode_rows($v, r, o, sc),
                 f.as_ref(),
                 x,
                 exec,
@@ -95,14 +164,15 @@ pub fn matmul_block(
             )
         }};
     }
-    Some(match values {
+    let y = match values {
         Values::Int8(v) => tiled!(v, Int8Lanes),
         Values::Int4(v) => tiled!(v, Int4Lanes),
         Values::Binary(v) => tiled!(v, BinaryLanes),
         Values::Ternary(v) => tiled!(v, TernaryLanes),
         Values::Codebook(v) => tiled!(v, CodebookLanes),
         Values::F32(_) => unreachable!("checked above"),
-    })
+    };
+    Some(scale_outputs(y, scales))
 }
 
 /// `y = x · Wᵀ` for an N:M matrix `[rows, cols]` whose values have a
@@ -119,18 +189,25 @@ pub(crate) fn matmul_nm(
     isa: Isa,
 ) -> Option<Array2<f32>> {
     let per = values.layout().max_row_len();
-    let decode = |r0: usize, out: &mut [f32]| decode_nm_rows(s, values, r0, out);
+    // The stored values' rows are W's rows: their scales are deferred too.
+    let scales = row_scales(values);
+    let sc = if scales.is_some() {
+        RowScale::Deferred
+    } else {
+        RowScale::Applied
+    };
+    let decode = |r0: usize, out: &mut [f32]| decode_nm_rows(s, values, r0, out, sc);
     macro_rules! nm {
         ($v:expr, $lanes:ident) => {{
-            let f =
-                lanes::$lanes::new($v, per).and_then(|inner| lanes::Nm24Lanes::new(s, inner, cols));
+            let f = lanes::$lanes::new($v, per, sc)
+                .and_then(|inner| lanes::Nm24Lanes::new(s, inner, cols));
             if f.is_none() && matches!(values, Values::F32(_)) {
                 return None;
             }
             super::tile::matmul_lanes(rows, cols, decode, f.as_ref(), x, exec, isa)
         }};
     }
-    Some(match values {
+    let y = match values {
         Values::F32(v) => {
             if isa.capped() < Isa::Avx512 {
                 return None;
@@ -142,7 +219,8 @@ pub(crate) fn matmul_nm(
         Values::Binary(v) => nm!(v, BinaryLanes),
         Values::Ternary(v) => nm!(v, TernaryLanes),
         Values::Codebook(v) => nm!(v, CodebookLanes),
-    })
+    };
+    Some(scale_outputs(y, scales))
 }
 
 /// The largest batch that reads a block of `values` (rows of `cols`)
@@ -152,13 +230,33 @@ pub(crate) fn matmul_nm(
 pub(crate) fn reader_max_batch(values: &Values, cols: usize) -> Option<usize> {
     use super::tile::Lanes;
     match values {
-        Values::Int8(v) => lanes::Int8Lanes::new(v, cols).map(|f| f.max_batch()),
-        Values::Int4(v) => lanes::Int4Lanes::new(v, cols).map(|f| f.max_batch()),
-        Values::Binary(v) => lanes::BinaryLanes::new(v, cols).map(|f| f.max_batch()),
-        Values::Ternary(v) => lanes::TernaryLanes::new(v, cols).map(|f| f.max_batch()),
-        Values::Codebook(v) => lanes::CodebookLanes::new(v, cols).map(|f| f.max_batch()),
+        Values::Int8(v) => lanes::Int8Lanes::new(v, cols, RowScale::Applied).map(|f| f.max_batch()),
+        Values::Int4(v) => lanes::Int4Lanes::new(v, cols, RowScale::Applied).map(|f| f.max_batch()),
+        Values::Binary(v) => {
+            lanes::BinaryLanes::new(v, cols, RowScale::Applied).map(|f| f.max_batch())
+        }
+        Values::Ternary(v) => {
+            lanes::TernaryLanes::new(v, cols, RowScale::Applied).map(|f| f.max_batch())
+        }
+        Values::Codebook(v) => {
+            lanes::CodebookLanes::new(v, cols, RowScale::Applied).map(|f| f.max_batch())
+        }
         Values::F32(_) => None,
     }
+}
+
+/// The largest batch whose products stream W through an in-register row
+/// reader ([`gemv`](super::gemv), the path of [`matmul_block`] there):
+/// int8 and int4 (even rows) whose 16-value blocks share one parameter set,
+/// binary and ternary; `None` for the others.
+pub(crate) fn streamed_max_batch(values: &Values, cols: usize) -> Option<usize> {
+    let fits = match values {
+        Values::Int8(v) => lanes::segment_len(v.params()).is_some(),
+        Values::Int4(v) => cols.is_multiple_of(2) && lanes::segment_len(v.params()).is_some(),
+        Values::Binary(_) | Values::Ternary(_) => true,
+        Values::Codebook(_) | Values::F32(_) => false,
+    };
+    fits.then_some(super::gemv::QUANT_MAX_BATCH)
 }
 
 /// [`reader_max_batch`] for N:M rows of `cols` columns ([`matmul_nm`]'s
@@ -171,7 +269,7 @@ pub(crate) fn nm_reader_max_batch(
     use super::tile::Lanes;
     let per = values.layout().max_row_len();
     let inner = match values {
-        Values::F32(v) => lanes::F32Lanes::new(v, per).map(|f| f.max_batch()),
+        Values::F32(v) => lanes::F32Lanes::new(v, per, RowScale::Applied).map(|f| f.max_batch()),
         v => reader_max_batch(v, per),
     }?;
     lanes::nm24_fits(s, cols).then_some(inner.min(lanes::NM24_MAX_BATCH))
@@ -186,7 +284,7 @@ pub(crate) fn decode_values_fast(values: &Values, row0: usize, out: &mut [f32]) 
     if cols > 0 && Isa::detect() >= Isa::Avx512 {
         macro_rules! via {
             ($v:expr, $lanes:ident) => {{
-                if let Some(f) = lanes::$lanes::new($v, cols) {
+                if let Some(f) = lanes::$lanes::new($v, cols, RowScale::Applied) {
                     // SAFETY: AVX-512 F/BW/VL, BMI2 and FMA come with
                     // `Tier::Avx512`; `out` holds whole rows from `row0` on.
                     unsafe { super::tile::decode_lanes_avx512(&f, row0, cols, out) };
@@ -209,12 +307,18 @@ pub(crate) fn decode_values_fast(values: &Values, row0: usize, out: &mut [f32]) 
 /// Decodes whole rows `row0..` of quantized or shared values into `out`
 /// (rows of `values.layout().max_row_len()`); f32 values are copied.
 pub(crate) fn decode_values(values: &Values, row0: usize, out: &mut [f32]) {
+    decode_values_as(values, row0, out, RowScale::Applied)
+}
+
+/// [`decode_values`] with the row scales applied or deferred
+/// ([`RowScale`]; deferred only for [`row_scales`] values).
+pub(crate) fn decode_values_as(values: &Values, row0: usize, out: &mut [f32], scale: RowScale) {
     match values {
-        Values::Int8(v) => decode_rows(v, row0, out),
-        Values::Int4(v) => decode_rows(v, row0, out),
-        Values::Binary(v) => decode_rows(v, row0, out),
-        Values::Ternary(v) => decode_rows(v, row0, out),
-        Values::Codebook(v) => decode_rows(v, row0, out),
+        Values::Int8(v) => decode_rows(v, row0, out, scale),
+        Values::Int4(v) => decode_rows(v, row0, out, scale),
+        Values::Binary(v) => decode_rows(v, row0, out, scale),
+        Values::Ternary(v) => decode_rows(v, row0, out, scale),
+        Values::Codebook(v) => decode_rows(v, row0, out, scale),
         Values::F32(v) => {
             let n = values.layout().max_row_len();
             out.copy_from_slice(&v.data()[row0 * n..row0 * n + out.len()]);
@@ -224,7 +328,9 @@ pub(crate) fn decode_values(values: &Values, row0: usize, out: &mut [f32]) {
 
 impl DecodeRows for CodebookValues {
     #[inline(always)]
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale) {
+        // Codebooks have no row scale (`row_scales`).
+        debug_assert_eq!(scale, RowScale::Applied);
         let cols = self.layout.max_row_len();
         let bytes = self.indices().bytes();
         #[cfg(target_arch = "x86_64")]
@@ -387,7 +493,13 @@ pub fn reference_gemv(values: &Values, x: &[f32]) -> Vec<f64> {
 /// holds whole rows): the stored values of each row decoded at once, then
 /// placed group by group at their in-group positions (2-bit positions, as
 /// for 2:4, read with shifts).
-pub(crate) fn decode_nm_rows(s: &crate::matrix::NM, values: &Values, row0: usize, out: &mut [f32]) {
+pub(crate) fn decode_nm_rows(
+    s: &crate::matrix::NM,
+    values: &Values,
+    row0: usize,
+    out: &mut [f32],
+    scale: RowScale,
+) {
     let (n, m) = (s.n, s.m);
     let per = values.layout().max_row_len();
     let cols = per / n * m;
@@ -395,7 +507,7 @@ pub(crate) fn decode_nm_rows(s: &crate::matrix::NM, values: &Values, row0: usize
     let bytes = s.positions.bytes();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
         let i = row0 + r;
-        decode_values(values, i, &mut buf);
+        decode_values_as(values, i, &mut buf, scale);
         o.fill(0.0);
         let base = i * per;
         if (n, m) == (2, 4) {

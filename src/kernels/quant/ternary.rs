@@ -3,22 +3,22 @@
 //! [`tile`](crate::kernels::tile), with the in-register reader in
 //! [`lanes`](super::lanes).
 
-use super::DecodeRows;
+use super::{DecodeRows, RowScale};
 use crate::matrix::TernaryValues;
 
 impl DecodeRows for TernaryValues {
     #[inline(always)]
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32]) {
-        decode_rows_generic(self, row0, out)
+    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale) {
+        decode_rows_generic(self, row0, out, scale)
     }
 }
 
 #[inline(always)]
-fn decode_rows_generic(v: &TernaryValues, row0: usize, out: &mut [f32]) {
+fn decode_rows_generic(v: &TernaryValues, row0: usize, out: &mut [f32], scale: RowScale) {
     // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
     let cols = v.layout.max_row_len();
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        super::fused::ternary_row(v, row0 + r, o);
+        super::fused::ternary_row(v, row0 + r, o, scale);
     }
 }
 
@@ -30,12 +30,13 @@ fn decode_rows_generic(v: &TernaryValues, row0: usize, out: &mut [f32]) {
 pub(crate) struct TernaryRows<'a> {
     v: &'a TernaryValues,
     cols: usize,
+    sc: RowScale,
 }
 
 #[cfg(target_arch = "x86_64")]
 impl<'a> TernaryRows<'a> {
-    pub(crate) fn new(v: &'a TernaryValues, cols: usize) -> Self {
-        TernaryRows { v, cols }
+    pub(crate) fn new(v: &'a TernaryValues, cols: usize, sc: RowScale) -> Self {
+        TernaryRows { v, cols, sc }
     }
 }
 
@@ -54,7 +55,7 @@ impl crate::kernels::gemv::RowReader for TernaryRows<'_> {
     #[inline(always)]
     unsafe fn seg(&self, i: usize, _: usize) -> Self::Seg {
         use std::arch::x86_64::*;
-        let a = self.v.scales()[i];
+        let a = self.sc.of(self.v.scales()[i]);
         // SAFETY: AVX-512 is available (the caller's contract).
         unsafe { (_mm512_set1_ps(a), _mm512_set1_ps(-a)) }
     }
