@@ -270,6 +270,10 @@ pub(crate) trait RowReader: Sync {
     /// The address of the encoded value `(i, k)` (prefetched ahead; it may
     /// point past the data, which a prefetch never reads).
     fn addr(&self, i: usize, k: usize) -> *const u8;
+
+    /// Whether [`lanes`](Self::lanes) uses AVX-512 VBMI (the driver is
+    /// then compiled with it; the reader is only built where it is detected).
+    const VBMI: bool = false;
 }
 
 /// Dense f32 rows.
@@ -329,17 +333,39 @@ pub(crate) unsafe fn quant<F: RowReader>(
     let xs = x.as_slice().expect("standard layout");
     let per = rows_per_task(cols * f.bytes_per_16() / 16);
     row_blocks(rows, batch, per, exec, |t, out| {
-        // SAFETY: this function's contract; rows `t·per..` exist.
-        unsafe { products_avx512(f, t * per, xs, cols, out) }
+        // SAFETY: this function's contract; rows `t·per..` exist; a VBMI
+        // reader is only built where VBMI was detected.
+        unsafe {
+            if F::VBMI {
+                products_avx512_vbmi(f, t * per, xs, cols, out)
+            } else {
+                products_avx512(f, t * per, xs, cols, out)
+            }
+        }
     })
 }
 
-/// `out[r·batch + b] = W row (row0 + r) · x row b`, weights read through
-/// `f`, in blocks of [`R`] rows × up to [`C`] inputs.
+/// [`products_avx512`] compiled with AVX-512 VBMI, for readers that use it.
 ///
 /// # Safety
-/// As [`quant`]; rows `row0..row0 + out.len() / batch` exist; `xs` holds
-/// whole rows of `cols > 0` values.
+/// As [`products_avx512`], and AVX-512 VBMI is available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2,avx512vbmi")]
+unsafe fn products_avx512_vbmi<F: RowReader>(
+    f: &F,
+    row0: usize,
+    xs: &[f32],
+    cols: usize,
+    out: &mut [f32],
+) {
+    // SAFETY: this function's contract.
+    unsafe { products(f, row0, xs, cols, out) }
+}
+
+/// The AVX-512 driver with its base features (see [`products`]).
+///
+/// # Safety
+/// As [`products`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2")]
 unsafe fn products_avx512<F: RowReader>(
@@ -349,6 +375,21 @@ unsafe fn products_avx512<F: RowReader>(
     cols: usize,
     out: &mut [f32],
 ) {
+    // SAFETY: this function's contract.
+    unsafe { products(f, row0, xs, cols, out) }
+}
+
+/// `out[r·batch + b] = W row (row0 + r) · x row b`, weights read through
+/// `f`, in blocks of [`R`] rows × up to [`C`] inputs.
+///
+/// # Safety
+/// As [`quant`]; rows `row0..row0 + out.len() / batch` exist; `xs` holds
+/// whole rows of `cols > 0` values.
+/// Inlined into each feature set's driver above (no features of its own,
+/// so the readers' intrinsics inline with the driver's).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn products<F: RowReader>(f: &F, row0: usize, xs: &[f32], cols: usize, out: &mut [f32]) {
     let batch = xs.len() / cols;
     let nr = out.len() / batch;
     let bt = batch_tile(cols);
@@ -396,8 +437,7 @@ unsafe fn products_avx512<F: RowReader>(
 /// # Safety
 /// As [`products_avx512`]; every `x[c]` holds one whole row.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2")]
-#[inline]
+#[inline(always)]
 #[allow(clippy::needless_range_loop)] // register blocks: r indexes rows and accumulators
 unsafe fn block<F: RowReader, const RR: usize, const CC: usize>(
     f: &F,
@@ -407,7 +447,8 @@ unsafe fn block<F: RowReader, const RR: usize, const CC: usize>(
 ) {
     let n = x[0].len();
     let xp = x.map(|r| r.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); CC]; RR];
+    // SAFETY: AVX-512F is available (the contract).
+    let mut acc = [[unsafe { _mm512_setzero_ps() }; CC]; RR];
     let seg_len = f.seg_len();
     // Steps of 16 values per cache line of encoded weights.
     let line_steps = (64 / f.bytes_per_16().max(1)).max(1);
@@ -458,7 +499,8 @@ unsafe fn block<F: RowReader, const RR: usize, const CC: usize>(
     }
     for r in 0..RR {
         for c in 0..CC {
-            res[r][c] = _mm512_reduce_add_ps(acc[r][c]);
+            // SAFETY: AVX-512F is available (the contract).
+            res[r][c] = unsafe { _mm512_reduce_add_ps(acc[r][c]) };
         }
     }
 }

@@ -52,8 +52,7 @@ pub(super) fn streamed(
         unsafe {
             match values {
                 Values::Int8(v) => super::int8::streamed(v, cols, x, exec, sc),
-                Values::Int4(v) => super::int4::Int4Rows::new(v, cols, sc)
-                    .map(|f| gemv::quant(&f, rows, cols, x, exec)),
+                Values::Int4(v) => super::int4::streamed(v, cols, x, exec, sc),
                 Values::Binary(v) => Some(gemv::quant(
                     &super::binary::BinaryRows::new(v, cols, sc),
                     rows,
