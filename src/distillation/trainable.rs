@@ -463,6 +463,24 @@ mod tests {
 
     /// Every form round-trips exactly: the parameters start at the stored
     /// values, and encoding them again gives the same matrix.
+    /// The linear test loss `L = Σ G ⊙ W` of the gradient tests (`∂L/∂W = G`).
+    fn linear_loss(t: &Trainable, g: &Array2<f32>) -> f64 {
+        let wt = t.weight().unwrap();
+        wt.iter()
+            .zip(g.iter())
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum()
+    }
+
+    /// `∂L/∂(slice s)[k]` of [`linear_loss`] by a central difference of step `h`.
+    fn central_difference(t: &Trainable, g: &Array2<f32>, s: usize, k: usize, h: f32) -> f64 {
+        let mut up = t.clone();
+        up.slices_mut()[s][k] += h;
+        let mut dn = t.clone();
+        dn.slices_mut()[s][k] -= h;
+        (linear_loss(&up, g) - linear_loss(&dn, g)) / (2.0 * h as f64)
+    }
+
     #[test]
     fn every_form_starts_at_and_returns_its_own_matrix() {
         let dense = CompressedMatrix::from_dense(w(6, 10).view()).unwrap();
@@ -513,24 +531,13 @@ mod tests {
             .apply(&dense, &Sequential)
             .unwrap();
         let g = Array2::from_shape_fn((5, 7), |(i, j)| ((i + 2 * j) % 5) as f32 - 2.0);
-        let loss = |t: &Trainable| -> f64 {
-            let wt = t.weight().unwrap();
-            wt.iter()
-                .zip(g.iter())
-                .map(|(a, b)| (*a as f64) * (*b as f64))
-                .sum()
-        };
         let t = Trainable::from_matrix(&m).unwrap();
         let grads = t.grads(g.view()).unwrap();
         assert_eq!(grads.len(), 2);
         let h = 1e-2f32;
         for (s, gs) in grads.iter().enumerate() {
             for (k, &gk) in gs.iter().enumerate() {
-                let mut up = t.clone();
-                up.slices_mut()[s][k] += h;
-                let mut dn = t.clone();
-                dn.slices_mut()[s][k] -= h;
-                let num = (loss(&up) - loss(&dn)) / (2.0 * h as f64);
+                let num = central_difference(&t, &g, s, k, h);
                 assert!(
                     (num - gk as f64).abs() < 1e-3,
                     "slice {s} [{k}]: {num} vs {gk}"
@@ -553,13 +560,6 @@ mod tests {
         assert_eq!(t.to_matrix().unwrap(), m);
         assert_eq!(t.weight().unwrap(), m.to_dense());
         let g = Array2::from_shape_fn((4, 9), |(i, j)| ((3 * i + j) % 7) as f32 - 3.0);
-        let loss = |t: &Trainable| -> f64 {
-            let wt = t.weight().unwrap();
-            wt.iter()
-                .zip(g.iter())
-                .map(|(a, b)| (*a as f64) * (*b as f64))
-                .sum()
-        };
         let grads = t.grads(g.view()).unwrap();
         assert_eq!(grads.len(), 2);
         let alpha = match t.to_matrix().unwrap().values().unwrap() {
@@ -568,11 +568,7 @@ mod tests {
         };
         let h = 1e-2f32;
         for (i, &gi) in grads[1].iter().enumerate() {
-            let mut up = t.clone();
-            up.slices_mut()[1][i] += h;
-            let mut dn = t.clone();
-            dn.slices_mut()[1][i] -= h;
-            let num = (loss(&up) - loss(&dn)) / (2.0 * h as f64);
+            let num = central_difference(&t, &g, 1, i, h);
             assert!((num - gi as f64).abs() < 1e-3, "α[{i}]: {num} vs {gi}");
         }
         let lat = w(4, 9);

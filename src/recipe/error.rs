@@ -99,6 +99,20 @@ pub enum RecipeError {
 }
 
 impl RecipeError {
+    /// A [`Key`](RecipeError::Key) error, ready to return: every check of a
+    /// recipe's method keys fails this one way.
+    pub(crate) fn key(
+        key: &'static str,
+        value: impl ToString,
+        rule: &'static str,
+    ) -> crate::SquishError {
+        crate::SquishError::from(RecipeError::Key {
+            key,
+            value: value.to_string(),
+            rule,
+        })
+    }
+
     /// A failure of `pipeline` on layer `layer`, from
     /// [`Pipeline::run_staged`](crate::pipeline::Pipeline): the stage is the
     /// pass that failed, or the input check when `pass` is `None`; `context`

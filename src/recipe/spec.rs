@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::compression::lowrank::{LowRank, RandomizedSvd, RankSelection};
 use crate::compression::sharing::{Init, KMeans};
-use crate::error::{Result, SquishError};
+use crate::error::Result;
 use crate::matrix::Granularity;
 use crate::pruning::{NMPruner, SparseGpt, SparsityPattern, Structured, WandaPass};
 use crate::quantization::{Calibration, Gptq, IntQuantizer};
@@ -35,16 +35,16 @@ impl GranularitySpec {
             (GranularitySpec::PerTensor, None) => Ok(Granularity::PerTensor),
             (GranularitySpec::PerRow, None) => Ok(Granularity::PerRow),
             (GranularitySpec::PerGroup, Some(g)) => Ok(Granularity::PerGroup(g)),
-            (GranularitySpec::PerGroup, None) => Err(SquishError::from(RecipeError::Key {
-                key: "group_size",
-                value: "missing".to_string(),
-                rule: "granularity = \"per-group\" needs group_size = N",
-            })),
-            (_, Some(g)) => Err(SquishError::from(RecipeError::Key {
-                key: "group_size",
-                value: g.to_string(),
-                rule: "only allowed with granularity = \"per-group\"",
-            })),
+            (GranularitySpec::PerGroup, None) => Err(RecipeError::key(
+                "group_size",
+                "missing",
+                "granularity = \"per-group\" needs group_size = N",
+            )),
+            (_, Some(g)) => Err(RecipeError::key(
+                "group_size",
+                g,
+                "only allowed with granularity = \"per-group\"",
+            )),
         }
     }
 }
@@ -143,16 +143,16 @@ impl LowRankSpec {
         let mut given = rules.into_iter().flatten();
         match (given.next(), given.next()) {
             (Some(s), None) => Ok(s),
-            (None, _) => Err(SquishError::from(RecipeError::Key {
-                key: "rank rule",
-                value: "missing".to_string(),
-                rule: "low rank needs one of rank, energy, rel_error, ratio or bytes",
-            })),
-            (Some(_), Some(_)) => Err(SquishError::from(RecipeError::Key {
-                key: "rank rule",
-                value: "several".to_string(),
-                rule: "give exactly one of rank, energy, rel_error, ratio or bytes",
-            })),
+            (None, _) => Err(RecipeError::key(
+                "rank rule",
+                "missing",
+                "low rank needs one of rank, energy, rel_error, ratio or bytes",
+            )),
+            (Some(_), Some(_)) => Err(RecipeError::key(
+                "rank rule",
+                "several",
+                "give exactly one of rank, energy, rel_error, ratio or bytes",
+            )),
         }
     }
 
@@ -173,19 +173,15 @@ impl LowRankSpec {
             }
             return params.randomized(r).check();
         }
-        for (name, given) in [
-            ("oversampling", self.oversampling.is_some()),
-            ("power_iters", self.power_iters.is_some()),
-            ("seed", self.seed.is_some()),
-        ] {
-            if given {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: name,
-                    value: "given".to_string(),
-                    rule: "only allowed with randomized = true",
-                }));
-            }
-        }
+        refuse_given(
+            &[
+                ("oversampling", self.oversampling.is_some()),
+                ("power_iters", self.power_iters.is_some()),
+                ("seed", self.seed.is_some()),
+            ],
+            "given",
+            "only allowed with randomized = true",
+        )?;
         params.check()
     }
 }
@@ -240,21 +236,21 @@ impl KMeansSpec {
         match (self.k, self.bits) {
             (Some(k), None) => Ok(k),
             (None, Some(b)) if (1..=16).contains(&b) => Ok(1 << b),
-            (None, Some(b)) => Err(SquishError::from(RecipeError::Key {
-                key: "bits",
-                value: b.to_string(),
-                rule: "k-means indices have 1..=16 bits",
-            })),
-            (None, None) => Err(SquishError::from(RecipeError::Key {
-                key: "k",
-                value: "missing".to_string(),
-                rule: "k-means needs k = N or bits = B",
-            })),
-            (Some(_), Some(_)) => Err(SquishError::from(RecipeError::Key {
-                key: "bits",
-                value: "with k".to_string(),
-                rule: "give k or bits, not both",
-            })),
+            (None, Some(b)) => Err(RecipeError::key(
+                "bits",
+                b,
+                "k-means indices have 1..=16 bits",
+            )),
+            (None, None) => Err(RecipeError::key(
+                "k",
+                "missing",
+                "k-means needs k = N or bits = B",
+            )),
+            (Some(_), Some(_)) => Err(RecipeError::key(
+                "bits",
+                "with k",
+                "give k or bits, not both",
+            )),
         }
     }
 
@@ -262,19 +258,15 @@ impl KMeansSpec {
     pub fn build(&self) -> Result<KMeans> {
         let mut p = KMeans::params(self.k()?);
         if self.optimal.unwrap_or(false) {
-            for (name, given) in [
-                ("init", self.init.is_some()),
-                ("max_iter", self.max_iter.is_some()),
-                ("seed", self.seed.is_some()),
-            ] {
-                if given {
-                    return Err(SquishError::from(RecipeError::Key {
-                        key: name,
-                        value: "given".to_string(),
-                        rule: "Lloyd's setting; not allowed with optimal = true",
-                    }));
-                }
-            }
+            refuse_given(
+                &[
+                    ("init", self.init.is_some()),
+                    ("max_iter", self.max_iter.is_some()),
+                    ("seed", self.seed.is_some()),
+                ],
+                "given",
+                "Lloyd's setting; not allowed with optimal = true",
+            )?;
             p = p.optimal();
         } else {
             let init = match (self.init.unwrap_or_default(), self.seed) {
@@ -282,11 +274,11 @@ impl KMeansSpec {
                     seed: seed.unwrap_or(0),
                 },
                 (_, Some(_)) => {
-                    return Err(SquishError::from(RecipeError::Key {
-                        key: "seed",
-                        value: "given".to_string(),
-                        rule: "only allowed with init = \"kmeans++\"",
-                    }))
+                    return Err(RecipeError::key(
+                        "seed",
+                        "given",
+                        "only allowed with init = \"kmeans++\"",
+                    ))
                 }
                 (InitSpec::Companding, None) => Init::Companding,
                 (InitSpec::Coarse, None) => Init::Coarse,
@@ -378,11 +370,11 @@ impl GptqSpec {
             Granularity::PerRow => p.per_row(),
             Granularity::PerGroup(g) => p.per_group(g),
             Granularity::PerTensor => {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: "granularity",
-                    value: "per-tensor".to_string(),
-                    rule: "GPTQ quantizes per row or per group",
-                }))
+                return Err(RecipeError::key(
+                    "granularity",
+                    "per-tensor",
+                    "GPTQ quantizes per row or per group",
+                ))
             }
         };
         if let Some(c) = self.calibration {
@@ -464,27 +456,24 @@ impl AwqSpec {
     pub fn build(&self) -> Result<crate::quantization::Awq> {
         let gptq_search = self.search == Some(AwqSearchSpec::Gptq);
         if gptq_search && self.gptq == Some(false) {
-            return Err(SquishError::from(RecipeError::Key {
-                key: "gptq",
-                value: "false".to_string(),
-                rule: "search = \"gptq\" quantizes with GPTQ; drop gptq = false",
-            }));
+            return Err(RecipeError::key(
+                "gptq",
+                "false",
+                "search = \"gptq\" quantizes with GPTQ; drop gptq = false",
+            ));
         }
         let refine = self.gptq.unwrap_or(false) || gptq_search;
         if !refine {
-            let stray = [
-                ("damp", self.damp.is_some()),
-                ("block", self.block.is_some()),
-                ("act_order", self.act_order.is_some()),
-                ("static_groups", self.static_groups.is_some()),
-            ];
-            if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
-                return Err(SquishError::from(RecipeError::Key {
-                    key,
-                    value: "set".to_string(),
-                    rule: "a GPTQ knob: only with gptq = true (AWQ alone rounds to nearest)",
-                }));
-            }
+            refuse_given(
+                &[
+                    ("damp", self.damp.is_some()),
+                    ("block", self.block.is_some()),
+                    ("act_order", self.act_order.is_some()),
+                    ("static_groups", self.static_groups.is_some()),
+                ],
+                "set",
+                "a GPTQ knob: only with gptq = true (AWQ alone rounds to nearest)",
+            )?;
         }
         let gptq = GptqSpec {
             bits: self.bits,
@@ -506,22 +495,32 @@ impl AwqSpec {
     }
 }
 
+/// Refuses the first key of `keys` that is given (`(name, given)`, in
+/// order) with a [`RecipeError::Key`] of `value` and `rule`: a setting that
+/// only applies with another key is an error, never silently ignored.
+fn refuse_given(keys: &[(&'static str, bool)], value: &str, rule: &'static str) -> Result<()> {
+    match keys.iter().find(|(_, given)| *given) {
+        Some(&(key, _)) => Err(RecipeError::key(key, value, rule)),
+        None => Ok(()),
+    }
+}
+
 /// A sparsity pattern in a recipe: `sparsity = s` (unstructured, per row)
 /// or `n = N, m = M` (N kept in every M consecutive inputs), not both.
 fn pattern(sparsity: Option<f64>, n: Option<usize>, m: Option<usize>) -> Result<SparsityPattern> {
     match (sparsity, n, m) {
         (Some(s), None, None) => Ok(SparsityPattern::Unstructured(s)),
         (None, Some(n), Some(m)) => Ok(SparsityPattern::NM { n, m }),
-        (None, None, None) => Err(SquishError::from(RecipeError::Key {
-            key: "sparsity",
-            value: "missing".to_string(),
-            rule: "give sparsity = S (unstructured) or n = N, m = M (N:M)",
-        })),
-        _ => Err(SquishError::from(RecipeError::Key {
-            key: "sparsity",
-            value: "with n/m".to_string(),
-            rule: "give sparsity = S, or both n and m, not a mix",
-        })),
+        (None, None, None) => Err(RecipeError::key(
+            "sparsity",
+            "missing",
+            "give sparsity = S (unstructured) or n = N, m = M (N:M)",
+        )),
+        _ => Err(RecipeError::key(
+            "sparsity",
+            "with n/m",
+            "give sparsity = S, or both n and m, not a mix",
+        )),
     }
 }
 
@@ -647,20 +646,20 @@ impl CalibrationSection {
     pub fn check(&self) -> Result<()> {
         if let Some(n) = self.samples {
             if !(1..=4096).contains(&n) {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: "samples",
-                    value: n.to_string(),
-                    rule: "calibration uses 1..=4096 samples (128 is usual)",
-                }));
+                return Err(RecipeError::key(
+                    "samples",
+                    n,
+                    "calibration uses 1..=4096 samples (128 is usual)",
+                ));
             }
         }
         if let Some(t) = self.max_tokens {
             if !(1..=512).contains(&t) {
-                return Err(SquishError::from(RecipeError::Key {
-                    key: "max_tokens",
-                    value: t.to_string(),
-                    rule: "sentences keep 1..=512 tokens",
-                }));
+                return Err(RecipeError::key(
+                    "max_tokens",
+                    t,
+                    "sentences keep 1..=512 tokens",
+                ));
             }
         }
         Ok(())

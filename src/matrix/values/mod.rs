@@ -81,6 +81,17 @@ fn check_row_scales(what: &'static str, layout: &RowLayout, scales: &[f32]) -> R
     check_finite("scales", scales)
 }
 
+/// `params` rebuilt for `layout`: parameters come from the caller, so the
+/// rebuild checks that their count fits this layout.
+fn params_for(layout: &RowLayout, params: &QuantParams) -> Result<QuantParams> {
+    QuantParams::new(
+        layout,
+        params.granularity(),
+        params.scales().to_vec(),
+        params.zero_points().map(<[i8]>::to_vec),
+    )
+}
+
 impl Values {
     /// f32 values, checked finite.
     pub fn f32(layout: RowLayout, data: Vec<f32>) -> Result<Self> {
@@ -92,13 +103,7 @@ impl Values {
     /// int8 codes with their parameters (built for the same layout).
     pub fn int8(layout: RowLayout, codes: Vec<i8>, params: QuantParams) -> Result<Self> {
         check_len("int8 values", &layout, codes.len())?;
-        // Rebuild to check that the parameter count fits this layout.
-        let params = QuantParams::new(
-            &layout,
-            params.granularity(),
-            params.scales().to_vec(),
-            params.zero_points().map(<[i8]>::to_vec),
-        )?;
+        let params = params_for(&layout, &params)?;
         let (lo, hi) = codes
             .iter()
             .fold((0i8, 0i8), |(l, h), &q| (l.min(q), h.max(q)));
@@ -121,12 +126,7 @@ impl Values {
                 ));
             }
         }
-        let params = QuantParams::new(
-            &layout,
-            params.granularity(),
-            params.scales().to_vec(),
-            params.zero_points().map(<[i8]>::to_vec),
-        )?;
+        let params = params_for(&layout, &params)?;
         // Both nibbles of every byte (a padding nibble is 0).
         let (lo, hi) = codes.bytes().iter().fold((0i8, 0i8), |(l, h), &b| {
             let (a, c) = ((b << 4) as i8 >> 4, b as i8 >> 4);
