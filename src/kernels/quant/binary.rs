@@ -203,26 +203,46 @@ pub(crate) fn mean_abs(v: &[f32]) -> f32 {
     }
 }
 
-/// Binary rows for the streamed small-batch products of
+/// Binary rows for the streamed products of
 /// [`gemv`](crate::kernels::gemv): each 16 sign bits are a mask that
 /// blends `+α` / `−α` (α broadcast once per row). Rows of a multiple of 16
 /// columns read their bits as one aligned-to-the-row `u16`; others shift.
 #[cfg(target_arch = "x86_64")]
-pub(crate) struct BinaryRows<'a> {
+/// `ALIGNED`: rows of a multiple of 16 signs (a const parameter: tested
+/// per 16 weights at run time it cost a third of the product).
+pub(crate) struct BinaryRows<'a, const ALIGNED: bool> {
     v: &'a BinaryValues,
     cols: usize,
     sc: RowScale,
 }
 
+/// [`gemv::quant`](crate::kernels::gemv::quant) over binary rows.
+///
+/// # Safety
+/// As [`gemv::quant`](crate::kernels::gemv::quant): AVX-512 F/BW/VL, BMI2
+/// and FMA are available; `x` has `cols` columns; `v` holds rows of `cols`.
 #[cfg(target_arch = "x86_64")]
-impl<'a> BinaryRows<'a> {
-    pub(crate) fn new(v: &'a BinaryValues, cols: usize, sc: RowScale) -> Self {
-        BinaryRows { v, cols, sc }
+pub(crate) unsafe fn streamed(
+    v: &BinaryValues,
+    cols: usize,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    sc: RowScale,
+) -> Array2<f32> {
+    use crate::kernels::gemv::quant;
+    let rows = v.layout.rows();
+    // SAFETY: this function's contract.
+    unsafe {
+        if cols.is_multiple_of(16) {
+            quant(&BinaryRows::<true> { v, cols, sc }, rows, cols, x, exec)
+        } else {
+            quant(&BinaryRows::<false> { v, cols, sc }, rows, cols, x, exec)
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-impl crate::kernels::gemv::RowReader for BinaryRows<'_> {
+impl<const ALIGNED: bool> crate::kernels::gemv::RowReader for BinaryRows<'_, ALIGNED> {
     type Seg = (std::arch::x86_64::__m512, std::arch::x86_64::__m512);
 
     fn seg_len(&self) -> usize {
@@ -252,7 +272,7 @@ impl crate::kernels::gemv::RowReader for BinaryRows<'_> {
         use std::arch::x86_64::*;
         let off = i * self.cols + k;
         let bytes = self.v.signs().bytes();
-        let bits = if self.cols.is_multiple_of(16) && m == 0xFFFF {
+        let bits = if ALIGNED && m == 0xFFFF {
             // SAFETY: `off` is a multiple of 16 and bits `off..off + 16`
             // are signs of row `i` (the caller's contract), so both bytes
             // are inside the stream.

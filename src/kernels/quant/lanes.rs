@@ -40,7 +40,7 @@ pub(super) fn streamed(
     #[cfg(target_arch = "x86_64")]
     {
         use crate::kernels::gemv;
-        let (rows, cols) = (values.layout().rows(), values.layout().max_row_len());
+        let cols = values.layout().max_row_len();
         if tier.capped() < crate::kernels::Tier::Avx512
             || x.nrows() > gemv::QUANT_MAX_BATCH
             || cols == 0
@@ -53,20 +53,8 @@ pub(super) fn streamed(
             match values {
                 Values::Int8(v) => super::int8::streamed(v, cols, x, exec, sc),
                 Values::Int4(v) => super::int4::streamed(v, cols, x, exec, sc),
-                Values::Binary(v) => Some(gemv::quant(
-                    &super::binary::BinaryRows::new(v, cols, sc),
-                    rows,
-                    cols,
-                    x,
-                    exec,
-                )),
-                Values::Ternary(v) => Some(gemv::quant(
-                    &super::ternary::TernaryRows::new(v, cols, sc),
-                    rows,
-                    cols,
-                    x,
-                    exec,
-                )),
+                Values::Binary(v) => Some(super::binary::streamed(v, cols, x, exec, sc)),
+                Values::Ternary(v) => Some(super::ternary::streamed(v, cols, x, exec, sc)),
                 Values::Codebook(_) | Values::F32(_) => None,
             }
         }

@@ -4,7 +4,7 @@
 //! [`lanes`](super::lanes).
 
 use super::{DecodeRows, RowScale};
-use crate::matrix::TernaryValues;
+use crate::matrix::{TernaryValues, TERNARY_MINUS, TERNARY_PLUS};
 
 impl DecodeRows for TernaryValues {
     #[inline(always)]
@@ -27,22 +27,44 @@ fn decode_rows_generic(v: &TernaryValues, row0: usize, out: &mut [f32], scale: R
 /// `+α` mask and a `−α` mask (`pext`), α broadcast once per row. Rows of a
 /// multiple of 16 columns read one `u32` per 16 codes; others shift.
 #[cfg(target_arch = "x86_64")]
-pub(crate) struct TernaryRows<'a> {
+/// `ALIGNED`: rows of a multiple of 16 codes, so each 16 codes are one
+/// `u32` broadcast straight from memory.
+pub(crate) struct TernaryRows<'a, const ALIGNED: bool> {
     v: &'a TernaryValues,
     cols: usize,
     sc: RowScale,
 }
 
+/// [`gemv::quant`](crate::kernels::gemv::quant) over ternary rows.
+///
+/// # Safety
+/// As [`gemv::quant`](crate::kernels::gemv::quant): AVX-512 F/BW/VL, BMI2
+/// and FMA are available; `x` has `cols` columns; `v` holds rows of `cols`.
 #[cfg(target_arch = "x86_64")]
-impl<'a> TernaryRows<'a> {
-    pub(crate) fn new(v: &'a TernaryValues, cols: usize, sc: RowScale) -> Self {
-        TernaryRows { v, cols, sc }
+pub(crate) unsafe fn streamed(
+    v: &TernaryValues,
+    cols: usize,
+    x: ndarray::ArrayView2<f32>,
+    exec: &dyn crate::parallel::ParallelExecutor,
+    sc: RowScale,
+) -> ndarray::Array2<f32> {
+    use crate::kernels::gemv::quant;
+    let rows = v.layout.rows();
+    // SAFETY: this function's contract.
+    unsafe {
+        if cols.is_multiple_of(16) {
+            quant(&TernaryRows::<true> { v, cols, sc }, rows, cols, x, exec)
+        } else {
+            quant(&TernaryRows::<false> { v, cols, sc }, rows, cols, x, exec)
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-impl crate::kernels::gemv::RowReader for TernaryRows<'_> {
-    type Seg = (std::arch::x86_64::__m512, std::arch::x86_64::__m512);
+impl<const ALIGNED: bool> crate::kernels::gemv::RowReader for TernaryRows<'_, ALIGNED> {
+    /// A 16-entry table: entry `e` is the value of code `e & 3` (the bits
+    /// above the code are the next code's, which the lookup ignores).
+    type Seg = std::arch::x86_64::__m512;
 
     fn seg_len(&self) -> usize {
         usize::MAX
@@ -56,14 +78,18 @@ impl crate::kernels::gemv::RowReader for TernaryRows<'_> {
     unsafe fn seg(&self, i: usize, _: usize) -> Self::Seg {
         use std::arch::x86_64::*;
         let a = self.sc.of(self.v.scales()[i]);
+        debug_assert_eq!((TERNARY_PLUS, TERNARY_MINUS), (1, 2));
         // SAFETY: AVX-512 is available (the caller's contract).
-        unsafe { (_mm512_set1_ps(a), _mm512_set1_ps(-a)) }
+        unsafe {
+            let t = _mm512_maskz_mov_ps(0x2222, _mm512_set1_ps(a));
+            _mm512_mask_mov_ps(t, 0x4444, _mm512_set1_ps(-a))
+        }
     }
 
     #[inline(always)]
     unsafe fn lanes(
         &self,
-        &(pos, neg): &Self::Seg,
+        table: &Self::Seg,
         i: usize,
         k: usize,
         m: std::arch::x86_64::__mmask16,
@@ -71,21 +97,25 @@ impl crate::kernels::gemv::RowReader for TernaryRows<'_> {
         use std::arch::x86_64::*;
         let off = 2 * (i * self.cols + k);
         let bytes = self.v.codes().bytes();
-        let w = if self.cols.is_multiple_of(16) && m == 0xFFFF {
+        let w = if ALIGNED && m == 0xFFFF {
             // SAFETY: `off` is a multiple of 32 and bits `off..off + 32` are
             // codes of row `i` (the caller's contract): inside the stream.
             unsafe { bytes.as_ptr().add(off / 8).cast::<u32>().read_unaligned() }.to_le()
         } else {
             (super::lanes::read8(bytes, off / 8) >> (off % 8)) as u32
         };
-        // SAFETY: AVX-512 + BMI2 are available (the caller's contract);
-        // lanes outside `m` (and their garbage bits) are zeroed.
+        // Lane d: the word shifted right by 2d, so its low 4 bits index the
+        // table by code d (a broadcast, a shift and a lookup, no scalar bit
+        // extraction). Lanes outside `m` (and their garbage bits) are zeroed.
+        // SAFETY: AVX-512 is available (the caller's contract).
         unsafe {
-            let lo = _pext_u32(w, 0x5555_5555) as u16;
-            let hi = _pext_u32(w, 0xAAAA_AAAA) as u16;
-            let plus = lo & !hi & m;
-            let minus = hi & !lo & m;
-            _mm512_mask_mov_ps(_mm512_maskz_mov_ps(plus, pos), minus, neg)
+            let shifts = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let idx = _mm512_srlv_epi32(_mm512_set1_epi32(w as i32), shifts);
+            if m == 0xFFFF {
+                _mm512_permutexvar_ps(idx, *table)
+            } else {
+                _mm512_maskz_permutexvar_ps(m, idx, *table)
+            }
         }
     }
 
