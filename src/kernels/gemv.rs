@@ -10,8 +10,10 @@
 //!   fast as `matrixmultiply` at 384² and faster at 4096²);
 //! * the weight-only encodings at batch ≤ [`QUANT_MAX_BATCH`] ([`quant`]),
 //!   through a [`RowReader`] per encoding that decodes 16 weights in
-//!   registers to exactly the values of the encoding's own decoder, with its
-//!   per-row or per-group parameters set up once per segment.
+//!   registers to exactly the values of the tiles' decoder (the integer
+//!   values `q − z` where a row has one scale, which the caller applies
+//!   once per output: `quant::RowScale`), with its per-row or per-group
+//!   parameters set up once per segment.
 //!
 //! The order, per (input row, weight row) pair: one 16-lane accumulator,
 //! `acc ← fma(w[k..k+16], x[k..k+16], acc)` for `k` ascending (the last

@@ -2,7 +2,9 @@
 //! decoded to f32, at every batch size, with one summation order.
 //!
 //! A tile of W's rows is decoded once into an f32 buffer (the decoded values
-//! are exactly the encoding's own [`decode_row`](crate::matrix::CompressedMatrix::decode_row)),
+//! are exactly the encoding's own [`decode_row`](crate::matrix::CompressedMatrix::decode_row),
+//! or its integer values where the caller applies a row's one scale after
+//! the dot product),
 //! then every (input row, weight row) pair is one dot product over the whole
 //! row. Register blocks of `R` weight rows × `C` input rows share each load,
 //! so decoding is paid once per tile and amortised over the batch — but each

@@ -1,7 +1,8 @@
 //! In-register readers ([`Lanes`]) of the weight-only encodings for the
 //! small-batch path of [`tile`](crate::kernels::tile): 16 weights decoded
-//! straight from the codes to exactly the values the encoding's own decoder
-//! writes, so small and large batches give the same bits. A reader exists
+//! straight from the codes to exactly the values the row decoders write
+//! (the encoding's values, or its integer values where the row scale is
+//! deferred: [`RowScale`]), so small and large batches give the same bits. A reader exists
 //! only where every 16-value block of a row shares one parameter set and
 //! rows start on a byte (and, for codebooks, indices are 4 or 8 bits); other
 //! shapes decode tiles with the row decoders.

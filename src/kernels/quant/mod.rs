@@ -4,11 +4,13 @@
 //! runs (pass [`Tier::Portable`](super::Tier::Portable)).
 //!
 //! Weight-only products (`int8`, `int4`, `binary`, `ternary`, codebooks) take
-//! f32 activations and run on [`tile`](super::tile): up to 8 input rows read
-//! the codes straight into registers (`lanes`, AVX-512), larger batches
-//! decode tiles of rows once and reuse them across the batch. Both compute
-//! each output with the same dot product, so a row of the result never
-//! depends on the batch size or the executor. [`int8_gemm`] multiplies int8
+//! f32 activations: up to 16 input rows stream W through in-register row
+//! readers (`kernels::gemv`; 8 for codebooks, through `lanes` on
+//! [`tile`](super::tile)), larger batches decode tiles of rows once and
+//! reuse them across the batch. All compute each output with the same dot
+//! product — of the integer values, scaled once per output where a row has
+//! one scale (`RowScale`) — so a row of the result never depends on the
+//! batch size or the executor. [`int8_gemm`] multiplies int8
 //! weights by dynamically quantized int8 activations, [`int4_gemm`] int4
 //! weights by the same activations.
 

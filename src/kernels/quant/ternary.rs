@@ -109,7 +109,8 @@ impl<const ALIGNED: bool> crate::kernels::gemv::RowReader for TernaryRows<'_, AL
         // extraction). Lanes outside `m` (and their garbage bits) are zeroed.
         // SAFETY: AVX-512 is available (the caller's contract).
         unsafe {
-            let shifts = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let shifts =
+                _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
             let idx = _mm512_srlv_epi32(_mm512_set1_epi32(w as i32), shifts);
             if m == 0xFFFF {
                 _mm512_permutexvar_ps(idx, *table)
