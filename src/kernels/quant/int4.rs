@@ -32,6 +32,7 @@ pub(crate) struct Int4Rows<'a, const VBMI: bool> {
     v: &'a Int4Values,
     cols: usize,
     seg: usize,
+    params: super::lanes::SegParams<'a>,
     sc: RowScale,
 }
 
@@ -56,13 +57,38 @@ pub(crate) unsafe fn streamed(
         return None;
     }
     let rows = v.layout.rows();
+    let params = super::lanes::SegParams::new(&v.params, cols);
     // SAFETY: this function's contract; the VBMI reader only where VBMI is
     // detected.
     unsafe {
         Some(if std::arch::is_x86_feature_detected!("avx512vbmi") {
-            quant(&Int4Rows::<true> { v, cols, seg, sc }, rows, cols, x, exec)
+            quant(
+                &Int4Rows::<true> {
+                    v,
+                    cols,
+                    seg,
+                    params,
+                    sc,
+                },
+                rows,
+                cols,
+                x,
+                exec,
+            )
         } else {
-            quant(&Int4Rows::<false> { v, cols, seg, sc }, rows, cols, x, exec)
+            quant(
+                &Int4Rows::<false> {
+                    v,
+                    cols,
+                    seg,
+                    params,
+                    sc,
+                },
+                rows,
+                cols,
+                x,
+                exec,
+            )
         })
     }
 }
@@ -86,8 +112,8 @@ impl<const VBMI: bool> crate::kernels::gemv::RowReader for Int4Rows<'_, VBMI> {
     #[inline(always)]
     unsafe fn seg(&self, i: usize, k: usize) -> Self::Seg {
         use std::arch::x86_64::*;
-        let p = &self.v.params;
-        let (s, z) = p.get(super::lanes::seg_index(p, self.seg, i, k));
+        // SAFETY: the caller's contract (row `i`, column `k` exist).
+        let (s, z) = unsafe { self.params.get(i, k) };
         let s = self.sc.of(s);
         debug_assert_eq!(crate::matrix::nibble_to_i8(8), -8);
         // SAFETY: AVX-512 is available (the caller's contract).
@@ -96,10 +122,13 @@ impl<const VBMI: bool> crate::kernels::gemv::RowReader for Int4Rows<'_, VBMI> {
                 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0,
                 -1.0,
             );
-            _mm512_mul_ps(
-                _mm512_sub_ps(q, _mm512_set1_ps(z as f32)),
-                _mm512_set1_ps(s),
-            )
+            // `q − 0` is `q` (no −0 among the codes): skip it when symmetric.
+            let q = if z == 0 {
+                q
+            } else {
+                _mm512_sub_ps(q, _mm512_set1_ps(z as f32))
+            };
+            _mm512_mul_ps(q, _mm512_set1_ps(s))
         }
     }
 

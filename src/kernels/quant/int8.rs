@@ -34,6 +34,7 @@ pub(crate) struct Int8Rows<'a, const SCALED: bool, const ZERO: bool> {
     v: &'a Int8Values,
     cols: usize,
     seg: usize,
+    params: super::lanes::SegParams<'a>,
 }
 
 /// [`gemv::quant`](crate::kernels::gemv::quant) over int8 rows, with the
@@ -55,9 +56,15 @@ pub(crate) unsafe fn streamed(
     let seg = super::lanes::segment_len(&v.params)?;
     let rows = v.layout.rows();
     let zero = v.params.zero_points().is_some();
+    let params = super::lanes::SegParams::new(&v.params, cols);
     macro_rules! go {
         ($s:literal, $z:literal) => {{
-            let f = Int8Rows::<$s, $z> { v, cols, seg };
+            let f = Int8Rows::<$s, $z> {
+                v,
+                cols,
+                seg,
+                params,
+            };
             // SAFETY: this function's contract.
             unsafe { quant(&f, rows, cols, x, exec) }
         }};
@@ -87,8 +94,8 @@ impl<const SCALED: bool, const ZERO: bool> crate::kernels::gemv::RowReader
     #[inline(always)]
     unsafe fn seg(&self, i: usize, k: usize) -> Self::Seg {
         use std::arch::x86_64::*;
-        let p = &self.v.params;
-        let (s, z) = p.get(super::lanes::seg_index(p, self.seg, i, k));
+        // SAFETY: the caller's contract (row `i`, column `k` exist).
+        let (s, z) = unsafe { self.params.get(i, k) };
         // SAFETY: AVX-512 is available (the caller's contract).
         unsafe { (_mm512_set1_ps(s), _mm512_set1_epi32(z)) }
     }

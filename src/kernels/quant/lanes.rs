@@ -79,20 +79,62 @@ pub(super) fn segment_len(p: &QuantParams) -> Option<usize> {
     }
 }
 
-/// The parameter-set index of the segment of row `i` starting at `k`
-/// (segments of [`segment_len`] `seg`): a shift instead of a division for
-/// groups of a power of two (a division per group and row costs more than
-/// the group's multiply-adds at batch 1).
-#[inline(always)]
-pub(super) fn seg_index(p: &QuantParams, seg: usize, i: usize, k: usize) -> usize {
-    let g = if seg == usize::MAX {
-        0
-    } else if seg.is_power_of_two() {
-        k >> seg.trailing_zeros()
-    } else {
-        k / seg
-    };
-    p.index(i, 0) + g
+/// The parameter sets of uniform rows (`cols` values each), read per
+/// segment by the streamed readers: `i·sets_per_row + k / group` with a
+/// shift for groups of a power of two and no bounds checks (a division,
+/// the general lookup and its checks per group and row cost more than the
+/// group's multiply-adds at batch 1).
+#[derive(Clone, Copy)]
+pub(super) struct SegParams<'a> {
+    scales: &'a [f32],
+    zeros: Option<&'a [i8]>,
+    per_row: usize,
+    /// Values per set within a row; `usize::MAX` for one set per row.
+    group: usize,
+    shift: u32,
+}
+
+impl<'a> SegParams<'a> {
+    pub(super) fn new(p: &'a QuantParams, cols: usize) -> Self {
+        let (per_row, group) = match p.granularity() {
+            Granularity::PerTensor => (0, usize::MAX),
+            Granularity::PerRow => (1, usize::MAX),
+            Granularity::PerGroup(g) => (cols.div_ceil(g.max(1)), g.max(1)),
+        };
+        SegParams {
+            scales: p.scales(),
+            zeros: p.zero_points(),
+            per_row,
+            group,
+            shift: group.trailing_zeros(),
+        }
+    }
+
+    /// Scale and zero-point of the segment of row `i` that starts at `k`.
+    ///
+    /// # Safety
+    /// Row `i` exists and `k` is below the row length.
+    #[inline(always)]
+    pub(super) unsafe fn get(&self, i: usize, k: usize) -> (f32, i32) {
+        let g = if self.group == usize::MAX {
+            0
+        } else if self.group.is_power_of_two() {
+            k >> self.shift
+        } else {
+            k / self.group
+        };
+        let p = i * self.per_row + g;
+        debug_assert!(p < self.scales.len());
+        // SAFETY: row `i` and column `k` exist, so set `p` does (uniform
+        // rows: row i's sets start at i·per_row).
+        unsafe {
+            let z = match self.zeros {
+                Some(z) => *z.get_unchecked(p) as i32,
+                None => 0,
+            };
+            (*self.scales.get_unchecked(p), z)
+        }
+    }
 }
 
 /// `n ≤ 8` bytes from `p` (little-endian, zero-filled).
@@ -604,6 +646,8 @@ mod tests {
             int(4, None, false),
             int(4, Some(16), false),
             int(4, Some(64), true),
+            int(4, Some(48), false),
+            int(8, Some(48), true),
             Binary.quantize(&d).unwrap(),
             Ternary.quantize(&d).unwrap(),
             KMeans::params(16).check().unwrap().quantize(&d).unwrap(),
