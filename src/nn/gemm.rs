@@ -55,10 +55,28 @@ pub fn linear_f32(
     })
 }
 
-/// Batches with at least this many rows multiply compressed weights by
-/// decoding one block of `W` rows at a time into f32 and running the packed
-/// GEMM on it; smaller batches use the matrix's own kernel (GEMV-like).
-pub const TILE_MIN_ROWS: usize = 16;
+/// Batches with at least this many rows may multiply by the packed GEMM
+/// (dense weights directly, compressed weights one decoded block of `W`
+/// rows at a time: [`packed_gemm_wins`]); smaller batches use the
+/// streaming kernels (dense f32, or the matrix's own).
+pub const TILE_MIN_ROWS: usize = 128;
+
+/// Whether `m` rows times `W: [n, k]` run faster on the packed GEMM than
+/// on the streaming kernels, which read W in row blocks without packing.
+/// Measured on MiniLM's shapes (one thread): the packed GEMM was 1.0–2.4×
+/// slower at 8–64 rows, 0.64–0.93× the time from 128 rows when `k ≤ n`,
+/// and 1.3–13× slower at any row count on the 384 × 1536 FFN
+/// down-projection (`k = 4n`).
+///
+/// ```
+/// use squish::nn::gemm::packed_gemm_wins;
+/// assert!(!packed_gemm_wins(8, 384, 384));
+/// assert!(packed_gemm_wins(128, 1536, 384));
+/// assert!(!packed_gemm_wins(256, 384, 1536));
+/// ```
+pub fn packed_gemm_wins(m: usize, n: usize, k: usize) -> bool {
+    m >= TILE_MIN_ROWS && k <= n
+}
 
 /// `y = x·Wᵀ (+ bias)` for a compressed `W` at GEMM shapes: each task decodes
 /// one block of `COL_BLOCK` rows of `W` into a scratch buffer (the matrix

@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::gemm::{linear_f32, linear_tiled, TILE_MIN_ROWS};
+use super::gemm::{linear_f32, linear_tiled, packed_gemm_wins};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::{CompressedMatrix, LinOp, Structure, Values};
 use crate::parallel::ParallelExecutor;
@@ -11,7 +11,8 @@ use crate::quantization::DynamicInt8;
 /// How a linear layer's weight is held and multiplied.
 #[derive(Clone, Debug)]
 pub enum Weight {
-    /// Dense f32, multiplied by the packed GEMM of [`gemm`](super::gemm).
+    /// Dense f32, multiplied by the packed GEMM of [`gemm`](super::gemm) at
+    /// GEMM shapes, else streamed ([`dense_matmul`](crate::kernels::dense::dense_matmul)).
     Dense(Array2<f32>),
     /// Any compressed matrix, multiplied by its own kernel without decoding.
     Compressed(CompressedMatrix),
@@ -154,10 +155,11 @@ impl Linear {
     }
 
     /// Whether a compressed weight multiplies batches of at least
-    /// [`TILE_MIN_ROWS`] rows by decoding one block of rows at a time into
-    /// the packed f32 GEMM (`true`, the default: faster at GEMM shapes), or
-    /// always with its own kernel (`false`). Results agree to kernel
-    /// tolerance; both are deterministic.
+    /// [`TILE_MIN_ROWS`](super::gemm::TILE_MIN_ROWS) rows, where the packed GEMM is faster
+    /// ([`packed_gemm_wins`](super::gemm::packed_gemm_wins)), by decoding one
+    /// block of rows at a time into the packed f32 GEMM (`true`, the
+    /// default), or always with its own kernel (`false`). Results agree to
+    /// kernel tolerance; both are deterministic.
     pub fn set_tiled(&mut self, tiled: bool) {
         self.tiled = tiled;
     }
@@ -261,11 +263,16 @@ impl Linear {
                 scaled.view()
             }
         };
+        let (n, k) = self.shape();
+        let packed = packed_gemm_wins(x.nrows(), n, k);
         let mut y = match &self.weight {
-            Weight::Dense(w) => return Ok(linear_f32(x, w.view(), bias, exec)),
+            Weight::Dense(w) if packed => return Ok(linear_f32(x, w.view(), bias, exec)),
+            // Fewer rows, or the FFN's down-projection: W streamed in row
+            // blocks (the packed GEMM's packing costs more there).
+            Weight::Dense(w) => crate::kernels::dense::dense_matmul(w.view(), x, exec)?,
             // At GEMM shapes a decoded tile feeds the packed f32 GEMM (faster
             // than the per-encoding kernels there); small batches keep those.
-            Weight::Compressed(m) if x.nrows() >= TILE_MIN_ROWS && self.tiled => {
+            Weight::Compressed(m) if packed && self.tiled => {
                 m.check_input(x)?;
                 return Ok(linear_tiled(x, m, bias, exec));
             }
