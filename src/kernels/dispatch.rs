@@ -225,7 +225,7 @@ pub enum Kernel {
 /// * dense f32 → [`Kernel::DenseGemm`];
 /// * weight-only encodings with an in-register reader → [`Kernel::Registers`]
 ///   up to the reader's batch limit (16 for the streamed int8 / int4 /
-///   binary / ternary rows; 8 for 4-bit codebooks; 4 for 2:4; 1 for gathered
+///   binary / ternary / 4-bit codebook rows; 4 for 2:4; 1 for gathered
 ///   8-bit codebooks, which do not use gathers at all where AVX-512 VBMI
 ///   decodes tiles), else [`Kernel::DecodedTiles`];
 /// * 2:4 (any values, f32 included) reads through the values' reader;
@@ -364,16 +364,12 @@ mod tests {
                     let cb8 =
                         matches!(m.values(), Some(Values::Codebook(c)) if c.indices().width() == 8);
                     let is_nm = matches!(m.structure(), Structure::NM(_));
-                    let streamed = matches!(
-                        m.values(),
-                        Some(
-                            Values::Int8(_)
-                                | Values::Int4(_)
-                                | Values::Binary(_)
-                                | Values::Ternary(_)
-                        )
-                    ) && (cols % 2 == 0
-                        || !matches!(m.values(), Some(Values::Int4(_))));
+                    let streamed = match m.values() {
+                        Some(Values::Int8(_) | Values::Binary(_) | Values::Ternary(_)) => true,
+                        Some(Values::Int4(_)) => cols % 2 == 0,
+                        Some(Values::Codebook(c)) => c.indices().width() == 4 && cols % 2 == 0,
+                        _ => false,
+                    };
                     let limit = match (is_nm, streamed) {
                         (true, _) => 4,
                         (false, true) => 16,

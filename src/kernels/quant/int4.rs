@@ -24,9 +24,8 @@ fn decode_rows_generic(v: &Int4Values, row0: usize, out: &mut [f32], scale: RowS
 /// int4 rows (even `cols`, so rows start on a byte) for the streamed
 /// small-batch products of [`gemv`](crate::kernels::gemv): the 16 values
 /// `(q − z)·s` of a row or group are a register table, set up once per
-/// segment; 16 nibbles index it (`vpermps` reads their low 4 bits). With
-/// `VBMI`, one `vpmultishiftqb` puts nibble `d` of a broadcast 8-byte word
-/// in the low bits of lane `d` (three operations per 16 weights, not five).
+/// segment; 16 nibbles index it (`nibbles::lookup`, with VBMI where
+/// detected).
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Int4Rows<'a, const VBMI: bool> {
     v: &'a Int4Values,
@@ -140,41 +139,12 @@ impl<const VBMI: bool> crate::kernels::gemv::RowReader for Int4Rows<'_, VBMI> {
         k: usize,
         m: std::arch::x86_64::__mmask16,
     ) -> std::arch::x86_64::__m512 {
-        use std::arch::x86_64::*;
         // SAFETY: rows start on a byte (even `cols`); the caller guarantees
-        // AVX-512 and that lanes in `m` lie in row `i` (the bytes of masked
-        // lanes are not read).
+        // AVX-512 (VBMI for this reader) and that lanes in `m` lie in row
+        // `i`, so a full step's 8 bytes are in the row.
         unsafe {
             let p = self.v.codes.bytes().as_ptr().add((i * self.cols + k) / 2);
-            if VBMI && m == 0xFFFF {
-                // Control byte 4d (the low byte of lane d) = bit offset 4d.
-                let ctrl = _mm512_set_epi64(
-                    0x3C_0000_0038,
-                    0x34_0000_0030,
-                    0x2C_0000_0028,
-                    0x24_0000_0020,
-                    0x1C_0000_0018,
-                    0x14_0000_0010,
-                    0x0C_0000_0008,
-                    0x04_0000_0000,
-                );
-                let w = _mm512_set1_epi64(p.cast::<i64>().read_unaligned());
-                return _mm512_permutexvar_ps(_mm512_multishift_epi64_epi8(ctrl, w), *table);
-            }
-            let b = if m == 0xFFFF {
-                _mm_loadl_epi64(p.cast())
-            } else {
-                let nbytes = (m.count_ones() as usize).div_ceil(2);
-                _mm_maskz_loadu_epi8(((1u32 << nbytes) - 1) as u16, p.cast())
-            };
-            // Byte 2j: low nibble of b_j; byte 2j + 1: b_j >> 4 (bits above
-            // the nibble are ignored by the permute).
-            let idx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, _mm_srli_epi16::<4>(b)));
-            if m == 0xFFFF {
-                _mm512_permutexvar_ps(idx, *table)
-            } else {
-                _mm512_maskz_permutexvar_ps(m, idx, *table)
-            }
+            super::nibbles::lookup::<VBMI>(p, m, *table)
         }
     }
 

@@ -56,7 +56,8 @@ pub(super) fn streamed(
                 Values::Int4(v) => super::int4::streamed(v, cols, x, exec, sc),
                 Values::Binary(v) => Some(super::binary::streamed(v, cols, x, exec, sc)),
                 Values::Ternary(v) => Some(super::ternary::streamed(v, cols, x, exec, sc)),
-                Values::Codebook(_) | Values::F32(_) => None,
+                Values::Codebook(v) => super::codebook4::streamed(v, cols, x, exec),
+                Values::F32(_) => None,
             }
         }
     }
@@ -780,7 +781,8 @@ mod tests {
                     );
                     let has = match v {
                         Values::Int4(_) => cols % 2 == 0,
-                        Values::Codebook(_) | Values::F32(_) => false,
+                        Values::Codebook(c) => c.indices().width() == 4 && cols % 2 == 0,
+                        Values::F32(_) => false,
                         _ => true,
                     };
                     for exec in [&Sequential as &dyn crate::parallel::ParallelExecutor, &pool] {

@@ -5,7 +5,7 @@
 //!
 //! Weight-only products (`int8`, `int4`, `binary`, `ternary`, codebooks) take
 //! f32 activations: up to 16 input rows stream W through in-register row
-//! readers (`kernels::gemv`; 8 for codebooks, through `lanes` on
+//! readers (`kernels::gemv`; 8-bit codebooks: 1 row through `lanes` on
 //! [`tile`](super::tile)), larger batches decode tiles of rows once and
 //! reuse them across the batch. All compute each output with the same dot
 //! product — of the integer values, scaled once per output where a row has
@@ -23,6 +23,8 @@ use crate::parallel::ParallelExecutor;
 
 mod activations;
 pub mod binary;
+#[cfg(target_arch = "x86_64")]
+mod codebook4;
 mod fused;
 mod int4;
 pub mod int4_gemm;
@@ -30,6 +32,8 @@ mod int8;
 pub mod int8_gemm;
 mod int8_panel;
 mod lanes;
+#[cfg(target_arch = "x86_64")]
+mod nibbles;
 mod ternary;
 
 pub use activations::QuantizedActivations;
@@ -250,13 +254,17 @@ pub(crate) fn reader_max_batch(values: &Values, cols: usize) -> Option<usize> {
 /// The largest batch whose products stream W through an in-register row
 /// reader ([`gemv`](super::gemv), the path of [`matmul_block`] there):
 /// int8 and int4 (even rows) whose 16-value blocks share one parameter set,
-/// binary and ternary; `None` for the others.
+/// binary, ternary, 4-bit codebooks (even rows); `None` for the others.
 pub(crate) fn streamed_max_batch(values: &Values, cols: usize) -> Option<usize> {
     let fits = match values {
         Values::Int8(v) => lanes::segment_len(v.params()).is_some(),
         Values::Int4(v) => cols.is_multiple_of(2) && lanes::segment_len(v.params()).is_some(),
         Values::Binary(_) | Values::Ternary(_) => true,
-        Values::Codebook(_) | Values::F32(_) => false,
+        #[cfg(target_arch = "x86_64")]
+        Values::Codebook(v) => codebook4::fits(v, cols),
+        #[cfg(not(target_arch = "x86_64"))]
+        Values::Codebook(_) => false,
+        Values::F32(_) => false,
     };
     fits.then_some(super::gemv::QUANT_MAX_BATCH)
 }
