@@ -10,26 +10,12 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::{scatter_rows, DecodeRows, Isa, RowScale};
+use super::{scatter_rows, Isa, RowScale};
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{BinaryValues, CompressedMatrix, Structure, Values};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
-impl DecodeRows for BinaryValues {
-    #[inline(always)]
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale) {
-        decode_rows_generic(self, row0, out, scale)
-    }
-}
-
-#[inline(always)]
-fn decode_rows_generic(v: &BinaryValues, row0: usize, out: &mut [f32], scale: RowScale) {
-    // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
-    let cols = v.layout.max_row_len();
-    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        super::fused::binary_row(v, row0 + r, o, scale);
-    }
-}
+super::decode_rows_by_row!(BinaryValues, binary_row);
 
 /// `n ≤ 64` bits starting at bit `off` of an LSB-first stream.
 #[inline]

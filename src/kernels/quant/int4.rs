@@ -2,24 +2,10 @@
 //! products are the decoded-tile kernels of [`tile`](crate::kernels::tile),
 //! with the in-register reader in [`lanes`](super::lanes).
 
-use super::{DecodeRows, RowScale};
+use super::RowScale;
 use crate::matrix::Int4Values;
 
-impl DecodeRows for Int4Values {
-    #[inline(always)]
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale) {
-        decode_rows_generic(self, row0, out, scale)
-    }
-}
-
-#[inline(always)]
-fn decode_rows_generic(v: &Int4Values, row0: usize, out: &mut [f32], scale: RowScale) {
-    // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
-    let cols = v.layout.max_row_len();
-    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        super::fused::int4_row(v, row0 + r, o, scale);
-    }
-}
+super::decode_rows_by_row!(Int4Values, int4_row);
 
 /// int4 rows (even `cols`, so rows start on a byte) for the streamed
 /// small-batch products of [`gemv`](crate::kernels::gemv): the 16 values
@@ -57,39 +43,25 @@ pub(crate) unsafe fn streamed(
     }
     let rows = v.layout.rows();
     let params = super::lanes::SegParams::new(&v.params, cols);
-    // SAFETY: this function's contract; the VBMI reader only where VBMI is
-    // detected.
-    unsafe {
-        Some(if std::arch::is_x86_feature_detected!("avx512vbmi") {
-            quant(
-                &Int4Rows::<true> {
-                    v,
-                    cols,
-                    seg,
-                    params,
-                    sc,
-                },
-                rows,
+    macro_rules! go {
+        ($vbmi:literal) => {{
+            let f = Int4Rows::<$vbmi> {
+                v,
                 cols,
-                x,
-                exec,
-            )
-        } else {
-            quant(
-                &Int4Rows::<false> {
-                    v,
-                    cols,
-                    seg,
-                    params,
-                    sc,
-                },
-                rows,
-                cols,
-                x,
-                exec,
-            )
-        })
+                seg,
+                params,
+                sc,
+            };
+            // SAFETY: this function's contract; the VBMI reader only where
+            // VBMI is detected.
+            unsafe { quant(&f, rows, cols, x, exec) }
+        }};
     }
+    Some(if std::arch::is_x86_feature_detected!("avx512vbmi") {
+        go!(true)
+    } else {
+        go!(false)
+    })
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -3,24 +3,10 @@
 //! [`tile`](crate::kernels::tile), with the in-register reader in
 //! [`lanes`](super::lanes).
 
-use super::{DecodeRows, RowScale};
+use super::RowScale;
 use crate::matrix::Int8Values;
 
-impl DecodeRows for Int8Values {
-    #[inline(always)]
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale) {
-        decode_rows_generic(self, row0, out, scale)
-    }
-}
-
-#[inline(always)]
-fn decode_rows_generic(v: &Int8Values, row0: usize, out: &mut [f32], scale: RowScale) {
-    // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
-    let cols = v.layout.max_row_len();
-    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        super::fused::int8_row(v, row0 + r, o, scale);
-    }
-}
+super::decode_rows_by_row!(Int8Values, int8_row);
 
 /// int8 rows for the streamed small-batch products of
 /// [`gemv`](crate::kernels::gemv): `q − z` in registers (`z` skipped when

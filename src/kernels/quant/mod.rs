@@ -111,6 +111,24 @@ pub(crate) trait DecodeRows: Sync {
     fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale);
 }
 
+/// [`DecodeRows`] for an encoding whose rows the byte-wise decoder `fused::$row`
+/// writes one at a time.
+macro_rules! decode_rows_by_row {
+    ($values:ty, $row:ident) => {
+        impl super::DecodeRows for $values {
+            #[inline(always)]
+            fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: super::RowScale) {
+                // Byte-wise (a table per byte, not per-code bit arithmetic).
+                let cols = self.layout.max_row_len();
+                for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+                    super::fused::$row(self, row0 + r, o, scale);
+                }
+            }
+        }
+    };
+}
+pub(crate) use decode_rows_by_row;
+
 #[inline(always)]
 fn decode_rows_any<V: DecodeRows>(v: &V, row0: usize, out: &mut [f32], scale: RowScale) {
     v.decode_rows_portable(row0, out, scale)

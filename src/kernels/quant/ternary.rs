@@ -3,29 +3,15 @@
 //! [`tile`](crate::kernels::tile), with the in-register reader in
 //! [`lanes`](super::lanes).
 
-use super::{DecodeRows, RowScale};
+use super::RowScale;
 use crate::matrix::{TernaryValues, TERNARY_MINUS, TERNARY_PLUS};
 
-impl DecodeRows for TernaryValues {
-    #[inline(always)]
-    fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale) {
-        decode_rows_generic(self, row0, out, scale)
-    }
-}
+super::decode_rows_by_row!(TernaryValues, ternary_row);
 
-#[inline(always)]
-fn decode_rows_generic(v: &TernaryValues, row0: usize, out: &mut [f32], scale: RowScale) {
-    // Byte-wise decoding (a table per byte, not per-code bit arithmetic).
-    let cols = v.layout.max_row_len();
-    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        super::fused::ternary_row(v, row0 + r, o, scale);
-    }
-}
-
-/// Ternary rows for the streamed small-batch products of
-/// [`gemv`](crate::kernels::gemv): the 32 bits of 16 codes split into a
-/// `+α` mask and a `−α` mask (`pext`), α broadcast once per row. Rows of a
-/// multiple of 16 columns read one `u32` per 16 codes; others shift.
+/// Ternary rows for the streamed products of [`gemv`](crate::kernels::gemv):
+/// the 32 bits of 16 codes index a 16-entry register table of the row's
+/// values (0, ±α; ±1 with the scale deferred). Rows of a multiple of 16
+/// columns read one `u32` per 16 codes; others shift.
 #[cfg(target_arch = "x86_64")]
 /// `ALIGNED`: rows of a multiple of 16 codes, so each 16 codes are one
 /// `u32` broadcast straight from memory.
