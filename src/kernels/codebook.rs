@@ -102,21 +102,12 @@ fn gather8_available(v: &CodebookValues) -> bool {
     }
 }
 
-fn run_gather8(
-    m: &CompressedMatrix,
-    v: &CodebookValues,
-    x: ArrayView2<f32>,
-    exec: &dyn ParallelExecutor,
-) -> Array2<f32> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        lut4::gather8(m, v, x, exec)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        bucket(m, v, x, exec)
-    }
-}
+// The AVX-512 kernels where they exist, the portable bucket kernel elsewhere
+// (the same signature).
+#[cfg(target_arch = "x86_64")]
+use lut4::{gather8 as run_gather8, matmul as run_lut4};
+#[cfg(not(target_arch = "x86_64"))]
+use {bucket as run_gather8, bucket as run_lut4};
 
 /// Runs `row(i, yt_row)` for every row of W over `exec` and returns `y = ytᵀ`.
 fn by_rows(
@@ -195,22 +186,6 @@ fn bucket(
                 .sum();
         }
     })
-}
-
-fn run_lut4(
-    m: &CompressedMatrix,
-    v: &CodebookValues,
-    x: ArrayView2<f32>,
-    exec: &dyn ParallelExecutor,
-) -> Array2<f32> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        lut4::matmul(m, v, x, exec)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        bucket(m, v, x, exec)
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
