@@ -127,7 +127,7 @@ fn products(tile: &[f32], xs: &[f32], cols: usize, out: &mut [f32], tier: Tier) 
     }
     #[cfg(target_arch = "x86_64")]
     if tier >= Tier::Avx512 {
-        // SAFETY: `tier` is capped to the CPU, so AVX-512 F/BW/VL and FMA are
+        // SAFETY: `tier` is capped to the CPU, so AVX-512 F/BW/VL, BMI2 and FMA are
         // available; every row slice holds `cols` values.
         unsafe { products_avx512(tile, xs, cols, out) };
         return;
@@ -268,10 +268,11 @@ fn dot_plain(w: &[f32], x: &[f32]) -> f32 {
 const C_512: usize = 6;
 
 /// # Safety
-/// AVX-512 F/BW/VL and FMA must be available; `tile` and `xs` hold whole
-/// rows of `cols > 0` values and `out` holds `tile rows × xs rows` values.
+/// AVX-512 F/BW/VL, BMI2 and FMA must be available; `tile` and `xs` hold
+/// whole rows of `cols > 0` values and `out` holds `tile rows × xs rows`
+/// values.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2")]
 unsafe fn products_avx512(tile: &[f32], xs: &[f32], cols: usize, out: &mut [f32]) {
     for_blocks::<C_512>(
         tile,
@@ -290,7 +291,7 @@ unsafe fn products_avx512(tile: &[f32], xs: &[f32], cols: usize, out: &mut [f32]
 /// # Safety
 /// As [`block_avx512`]; `x.len() ≤ C_512`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2")]
 #[inline]
 unsafe fn block_dispatch_avx512<const RR: usize>(
     w: &[&[f32]; RR],
@@ -318,54 +319,44 @@ unsafe fn block_dispatch_avx512<const RR: usize>(
     }
 }
 
-/// `res[r][c] = w[r] · x[c]`: one 16-lane accumulator per pair, fused
-/// multiply-adds in ascending `k`, a masked last block, then
-/// `_mm512_reduce_add_ps`.
+/// `res[r][c] = w[r] · x[c]`: the register block of [`lanes_block`] over
+/// the decoded rows (one 16-lane accumulator per pair, fused multiply-adds
+/// in ascending `k`, a masked last block, then `_mm512_reduce_add_ps`).
 ///
 /// # Safety
-/// AVX-512 F/BW/VL and FMA must be available; every slice of `w` and `x`
-/// has the same length.
+/// AVX-512 F/BW/VL, BMI2 and FMA must be available; every slice of `w` and
+/// `x` has the same length.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2")]
 #[inline]
 unsafe fn block_avx512<const RR: usize, const C: usize>(
     w: &[&[f32]; RR],
     x: &[&[f32]; C],
     res: &mut [[f32; C]; RR],
 ) {
-    let n = w[0].len();
-    debug_assert!(w.iter().all(|r| r.len() == n) && x.iter().all(|r| r.len() == n));
-    let wp = w.map(|r| r.as_ptr());
-    let xp = x.map(|r| r.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); C]; RR];
-    let mut k = 0;
-    // SAFETY: every pointer reads `n` values (the contract); `k + L ≤ n` in
-    // the loop and the last block is masked to `n − k` lanes.
-    unsafe {
-        while k + L <= n {
-            let xv: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(xp[c].add(k)));
-            for r in 0..RR {
-                let wv = _mm512_loadu_ps(wp[r].add(k));
-                for c in 0..C {
-                    acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
-                }
+    debug_assert!(w.iter().chain(x).all(|r| r.len() == x[0].len()));
+    // SAFETY: this function's contract; the reader's rows are `w`.
+    unsafe { lanes_block(&TileRows(w), 0, x, res) }
+}
+
+/// The rows of a decoded tile block as a [`Lanes`] reader (row `r` is
+/// `w[r]`).
+#[cfg(target_arch = "x86_64")]
+struct TileRows<'a, const RR: usize>(&'a [&'a [f32]; RR]);
+
+#[cfg(target_arch = "x86_64")]
+impl<const RR: usize> Lanes for TileRows<'_, RR> {
+    #[inline(always)]
+    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512 and that lanes in `m` lie
+        // in row `i` (masked lanes are not read).
+        unsafe {
+            let p = self.0[i].as_ptr().add(k);
+            if m == 0xFFFF {
+                _mm512_loadu_ps(p)
+            } else {
+                _mm512_maskz_loadu_ps(m, p)
             }
-            k += L;
-        }
-        if k < n {
-            let m: __mmask16 = (1u16 << (n - k)) - 1;
-            let xv: [__m512; C] = std::array::from_fn(|c| _mm512_maskz_loadu_ps(m, xp[c].add(k)));
-            for r in 0..RR {
-                let wv = _mm512_maskz_loadu_ps(m, wp[r].add(k));
-                for c in 0..C {
-                    acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
-                }
-            }
-        }
-    }
-    for r in 0..RR {
-        for c in 0..C {
-            res[r][c] = _mm512_reduce_add_ps(acc[r][c]);
         }
     }
 }
