@@ -53,7 +53,8 @@ pub(crate) fn chol_qr(
     if err <= ORTHO_TOLERANCE {
         return Some((q1.mapv(|v| v as f32), r1));
     }
-    if !(err <= SECOND_PASS_LIMIT) {
+    // (`err` is never NaN: see `distance_to_identity`.)
+    if err > SECOND_PASS_LIMIT {
         return None;
     }
     let r2 = cholesky_r(g1)?;
@@ -155,9 +156,7 @@ fn distance_to_identity(g: MatRef<'_, f64>) -> f64 {
     for j in 0..g.ncols() {
         for i in 0..g.nrows() {
             let d = (g[(i, j)] - if i == j { 1.0 } else { 0.0 }).abs();
-            if !(d <= worst) {
-                worst = if d.is_nan() { f64::INFINITY } else { d };
-            }
+            worst = worst.max(if d.is_nan() { f64::INFINITY } else { d });
         }
     }
     worst
