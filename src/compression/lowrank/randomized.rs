@@ -13,7 +13,7 @@ use super::cholqr::chol_qr;
 use super::faer_backend::{self, mul, on_executor};
 use super::{LowRankError, Svd};
 use crate::error::{check_finite, check_non_empty, Result};
-use crate::parallel::{map, ParallelExecutor};
+use crate::parallel::ParallelExecutor;
 
 /// Randomized truncated SVD (Halko, Martinsson & Tropp 2011, Alg. 4.4 + 5.1).
 ///
@@ -162,7 +162,7 @@ impl RandomizedSvd {
         }
         // One pass over W for its scale and norm (each a pass of its own
         // before: ~1 ms apiece at 2048²).
-        let scan = Scan::of(w, exec);
+        let scan = Scan::of(w);
         let svd = self
             .sketch_scanned(w, self.rank, scan, exec)?
             .truncate(self.rank)?;
@@ -185,7 +185,7 @@ impl RandomizedSvd {
         r: usize,
         exec: &dyn ParallelExecutor,
     ) -> Result<Svd> {
-        self.sketch_scanned(w, r, Scan::of(w, exec), exec)
+        self.sketch_scanned(w, r, Scan::of(w), exec)
     }
 
     /// [`sketch`](Self::sketch) with W's scan done.
@@ -248,7 +248,7 @@ impl RandomizedSvd {
         svd: &Svd,
         exec: &dyn ParallelExecutor,
     ) -> Result<ErrorEstimate> {
-        self.estimate_scanned(w, svd, Scan::of(w, exec), exec)
+        self.estimate_scanned(w, svd, Scan::of(w), exec)
     }
 
     /// [`estimate`](Self::estimate) with W's scan done.
@@ -266,7 +266,7 @@ impl RandomizedSvd {
             let ws = w.mapv(|x| x * down);
             let (u, s, vt) = svd.clone().into_parts();
             let ss = Svd::from_parts(u, s.mapv(|v| v * down), vt);
-            let e = self.estimate_unscaled(ws.view(), &ss, Scan::of(ws.view(), exec).norm, exec)?;
+            let e = self.estimate_unscaled(ws.view(), &ss, Scan::of(ws.view()).norm, exec)?;
             let up = 2f64.powi(k);
             return Ok(ErrorEstimate {
                 frobenius: e.frobenius * up,
@@ -360,37 +360,6 @@ impl RandomizedSvdParams {
     }
 }
 
-/// Elements per task of [`Scan::of`] (fixed: the same sums on any executor).
-const SCAN_CHUNK: usize = 1 << 16;
-
-/// Sixteen lanes of running maxima of |x| and f64 sums of x².
-#[derive(Default)]
-struct Lanes {
-    max: [f32; 16],
-    sum: [f64; 16],
-}
-
-impl Lanes {
-    fn add(&mut self, xs: &[f32]) {
-        for c in xs.chunks(16) {
-            for ((m, s), &x) in self.max.iter_mut().zip(self.sum.iter_mut()).zip(c) {
-                let a = x.abs();
-                // Not `f32::max`: its NaN rule keeps it from vectorizing.
-                *m = if a > *m { a } else { *m };
-                *s += (x as f64) * (x as f64);
-            }
-        }
-    }
-
-    /// (max, sum) over the lanes, in lane order.
-    fn fold(&self) -> (f32, f64) {
-        (
-            self.max.iter().fold(0.0f32, |m, &x| m.max(x)),
-            self.sum.iter().sum(),
-        )
-    }
-}
-
 /// W's largest magnitude and Frobenius norm, from one pass (W finite).
 #[derive(Clone, Copy, Debug)]
 struct Scan {
@@ -399,27 +368,28 @@ struct Scan {
 }
 
 impl Scan {
-    /// Sixteen lanes of partial maxima and f64 sums per fixed chunk of
-    /// [`SCAN_CHUNK`] elements (vectorized), chunks on `exec`, their sums
-    /// added in chunk order: the same result on every executor.
-    fn of(w: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Scan {
-        let parts = match w.as_slice_memory_order() {
-            Some(all) => map(exec, all.len().div_ceil(SCAN_CHUNK), |c| {
-                let mut l = Lanes::default();
-                l.add(&all[c * SCAN_CHUNK..((c + 1) * SCAN_CHUNK).min(all.len())]);
-                l.fold()
-            }),
-            None => {
-                let mut l = Lanes::default();
-                w.rows().into_iter().for_each(|r| l.add(&r.to_vec()));
-                vec![l.fold()]
+    /// Sixteen lanes of partial maxima and f64 sums, folded in a fixed
+    /// order: vectorized, and the same result on every executor.
+    fn of(w: ArrayView2<f32>) -> Scan {
+        const L: usize = 16;
+        let (mut max, mut sum) = ([0.0f32; L], [0.0f64; L]);
+        let mut add = |c: &[f32]| {
+            for ((m, s), &x) in max.iter_mut().zip(sum.iter_mut()).zip(c) {
+                let a = x.abs();
+                // Not `f32::max`: its NaN rule keeps it from vectorizing.
+                *m = if a > *m { a } else { *m };
+                *s += (x as f64) * (x as f64);
             }
         };
-        let (max, sum) = parts
-            .into_iter()
-            .fold((0.0f32, 0.0f64), |(m, s), (pm, ps)| (m.max(pm), s + ps));
+        match w.as_slice_memory_order() {
+            Some(all) => all.chunks(L).for_each(&mut add),
+            None => w.rows().into_iter().for_each(|r| {
+                r.to_vec().chunks(L).for_each(&mut add);
+            }),
+        }
+        let sum = sum.iter().sum::<f64>();
         Scan {
-            max,
+            max: max.iter().fold(0.0f32, |m, &x| m.max(x)),
             norm: sum.sqrt(),
         }
     }
