@@ -63,8 +63,8 @@ const GEMM_ROWS: usize = 128;
 /// the layout that lets faer read `a` in place: row-major output for a
 /// row-major `a` (W·Z: faer computes it as zᵀ·aᵀ, `aᵀ` column-major),
 /// column-major output, then copied, for a column-major `a` (Wᵀ·Q with
-/// `a = w.t()`: 30–40 % faster than row-major output there, which makes faer
-/// read W with a stride per element).
+/// `a = w.t()`: about 30 % faster than row-major output there, where faer
+/// reads W with a stride per element).
 pub(crate) fn mul(
     exec: &dyn ParallelExecutor,
     a: ArrayView2<f32>,

@@ -418,9 +418,10 @@ fn orthonormal(exec: &dyn ParallelExecutor, y: ArrayView2<f32>) -> Result<Array2
 
 /// The thin SVD of Bᵀ (`n × k`, n ≥ k) as (Σ, V', Û'ᵀ): Cholesky QR
 /// Bᵀ = Q_b·R_b and the SVD R_b = U_r·Σ·V_rᵀ of the k × k factor give
-/// Û' = Q_b·U_r and V' = V_r, where faer would run a Householder QR of
-/// Bᵀ, the SVD of its R and a Householder product (three times slower at
-/// 2048 × 74); faer's thin SVD where Bᵀ is too ill-conditioned.
+/// Û' = Q_b·U_r and V' = V_r. faer's thin SVD of Bᵀ does the same with a
+/// Householder QR; this way the tall work is the Cholesky QR of the power
+/// steps, on the executor, and only the k × k SVD runs at faer's split.
+/// faer's thin SVD of Bᵀ where the Cholesky QR declines.
 fn small_svd(
     exec: &dyn ParallelExecutor,
     bt: ArrayView2<f32>,
@@ -454,4 +455,58 @@ fn gaussian(rows: usize, cols: usize, seed: u64, stream: u64) -> Array2<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
     Array2::from_shape_simple_fn((rows, cols), || StandardNormal.sample(&mut rng))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::{Sequential, ThreadPool};
+    use faer::Par;
+
+    fn matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        gaussian(rows, cols, seed, 7)
+    }
+
+    fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn small_svd_agrees_with_faers_thin_svd() {
+        let bt = matrix(300, 12, 1);
+        let (s, v, ut) = small_svd(&Sequential, bt.view()).unwrap();
+        assert_eq!(
+            small_svd(&ThreadPool::new(3).unwrap(), bt.view()).unwrap(),
+            (s.clone(), v.clone(), ut.clone())
+        );
+        let faer = faer_backend::thin_svd(bt.view(), Par::Seq).unwrap();
+        let rel = s
+            .iter()
+            .zip(faer.s())
+            .map(|(a, b)| (a - b).abs() / b)
+            .fold(0.0, f32::max);
+        assert!(rel < 1e-5, "singular values differ by {rel}");
+        // Bᵀ = Û'·Σ·V'ᵀ, with orthonormal Û' (the rows of `ut`).
+        let rebuilt = (ut.t().to_owned() * &s).dot(&v.t());
+        assert!(max_abs_diff(&rebuilt, &bt) < 1e-4);
+        let gram = ut.dot(&ut.t());
+        assert!(max_abs_diff(&gram, &Array2::eye(12)) < 1e-5);
+    }
+
+    #[test]
+    fn rank_deficient_sketches_take_the_householder_qr() {
+        // Two equal columns: the Cholesky QR declines, the basis is still
+        // orthonormal and spans Y.
+        let mut y = matrix(200, 8, 2);
+        let c = y.column(1).to_owned();
+        y.column_mut(5).assign(&c);
+        assert!(chol_qr(&Sequential, y.view()).is_none());
+        let q = orthonormal(&Sequential, y.view()).unwrap();
+        assert!(max_abs_diff(&q.t().dot(&q), &Array2::eye(8)) < 1e-5);
+        let residual = &y - &q.dot(&q.t().dot(&y));
+        assert!(residual.iter().all(|v| v.abs() < 1e-4));
+    }
 }
