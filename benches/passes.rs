@@ -18,6 +18,9 @@
 //! ```text
 //! SQUISH_PEER_PYTHON=/work/venv/bin/python cargo bench --bench passes
 //! SQUISH_PASSES_TABLE_ONLY=1 ...   # skip the criterion groups
+//! SQUISH_PASSES_ONLY=svd ...       # only these sections (prune, svd, kmeans),
+//!                                  # criterion groups, table rows and peers
+//! cargo bench --bench passes -- rsvd_2048_r64   # one criterion group
 //! ```
 
 use std::hint::black_box;
@@ -64,6 +67,15 @@ fn median_ms(n: usize, mut f: impl FnMut()) -> f64 {
     t[n / 2]
 }
 
+/// The sections of this bench (and of the peer script).
+const SECTIONS: [&str; 3] = ["prune", "svd", "kmeans"];
+
+/// Whether `SQUISH_PASSES_ONLY` (a comma-separated list; all when unset)
+/// names `section`.
+fn wanted(section: &str) -> bool {
+    std::env::var("SQUISH_PASSES_ONLY").map_or(true, |v| v.split(',').any(|s| s.trim() == section))
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -75,7 +87,8 @@ fn peers() -> Option<Value> {
     let py = std::env::var("SQUISH_PEER_PYTHON").ok()?;
     println!("running the peers with {py} (load {})", loadavg());
     let out = Command::new(py)
-        .args(["benches/peers/peers.py", "2", "prune", "svd", "kmeans"])
+        .args(["benches/peers/peers.py", "2"])
+        .args(SECTIONS.iter().filter(|s| wanted(s)))
         .output()
         .ok()?;
     if !out.status.success() {
@@ -108,50 +121,54 @@ fn naive_sse(v: &[f32], c: &[f64]) -> f64 {
 
 fn criterion_groups(c: &mut Criterion, pool: &ThreadPool) {
     let execs: [(&str, &dyn ParallelExecutor); 2] = [("1t", &Sequential), ("2t", pool)];
-    let w = normal(4096, 4096, 1);
-    let dense = CompressedMatrix::from_dense(w.view()).unwrap();
-    let p = Magnitude::params(0.9).check().unwrap();
-    let mut g = c.benchmark_group("prune_16M");
-    g.sample_size(10);
-    g.bench_function("mask_then_csr_1t", |b| {
-        b.iter(|| black_box(p.prune(&dense).unwrap()))
-    });
-    for (name, e) in execs {
-        g.bench_function(format!("to_csr_{name}"), |b| {
-            b.iter(|| black_box(p.prune_on(&dense, e).unwrap()))
+    if wanted("prune") {
+        let w = normal(4096, 4096, 1);
+        let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+        let p = Magnitude::params(0.9).check().unwrap();
+        let mut g = c.benchmark_group("prune_16M");
+        g.sample_size(10);
+        g.bench_function("mask_then_csr_1t", |b| {
+            b.iter(|| black_box(p.prune(&dense).unwrap()))
         });
-        g.bench_function(format!("mask_{name}"), |b| {
-            b.iter(|| black_box(p.mask_on(w.view(), e).unwrap()))
-        });
+        for (name, e) in execs {
+            g.bench_function(format!("to_csr_{name}"), |b| {
+                b.iter(|| black_box(p.prune_on(&dense, e).unwrap()))
+            });
+            g.bench_function(format!("mask_{name}"), |b| {
+                b.iter(|| black_box(p.mask_on(w.view(), e).unwrap()))
+            });
+        }
+        g.finish();
     }
-    g.finish();
-
-    let a = normal(2048, 2048, 2);
-    let rs = RandomizedSvd::params(64).check().unwrap();
-    let mut g = c.benchmark_group("rsvd_2048_r64");
-    g.sample_size(10);
-    for (name, e) in execs {
-        g.bench_function(name, |b| {
-            b.iter(|| black_box(rs.compute(a.view(), e).unwrap()))
-        });
+    if wanted("svd") {
+        let a = normal(2048, 2048, 2);
+        let rs = RandomizedSvd::params(64).check().unwrap();
+        let mut g = c.benchmark_group("rsvd_2048_r64");
+        g.sample_size(10);
+        for (name, e) in execs {
+            g.bench_function(name, |b| {
+                b.iter(|| black_box(rs.compute(a.view(), e).unwrap()))
+            });
+        }
+        g.finish();
     }
-    g.finish();
-
-    let v: Vec<f32> = normal(1, 1 << 20, 3).into_raw_vec_and_offset().0;
-    let km = KMeans::params(256).check().unwrap();
-    let m = CompressedMatrix::from_dense(
-        Array2::from_shape_vec((1024, 1024), v.clone())
-            .unwrap()
-            .view(),
-    )
-    .unwrap();
-    let mut g = c.benchmark_group("kmeans_1M_k256");
-    g.sample_size(10);
-    g.bench_function("fit_default", |b| b.iter(|| black_box(km.fit(&v).unwrap())));
-    g.bench_function("encode_2t", |b| {
-        b.iter(|| black_box(km.quantize_on(&m, pool).unwrap()))
-    });
-    g.finish();
+    if wanted("kmeans") {
+        let v: Vec<f32> = normal(1, 1 << 20, 3).into_raw_vec_and_offset().0;
+        let km = KMeans::params(256).check().unwrap();
+        let m = CompressedMatrix::from_dense(
+            Array2::from_shape_vec((1024, 1024), v.clone())
+                .unwrap()
+                .view(),
+        )
+        .unwrap();
+        let mut g = c.benchmark_group("kmeans_1M_k256");
+        g.sample_size(10);
+        g.bench_function("fit_default", |b| b.iter(|| black_box(km.fit(&v).unwrap())));
+        g.bench_function("encode_2t", |b| {
+            b.iter(|| black_box(km.quantize_on(&m, pool).unwrap()))
+        });
+        g.finish();
+    }
 }
 
 fn table(pool: &ThreadPool, peer: Option<&Value>) {
@@ -161,94 +178,100 @@ fn table(pool: &ThreadPool, peer: Option<&Value>) {
             .map_or("—".to_string(), |v| format!("{v:.4}"))
     };
     let mut rows: Vec<(String, String, String)> = Vec::new();
-    // Pruning.
-    let w = normal(4096, 4096, 1);
-    let dense = CompressedMatrix::from_dense(w.view()).unwrap();
-    let p = Magnitude::params(0.9).check().unwrap();
-    let old = median_ms(5, || {
-        black_box(p.prune(&dense).unwrap());
-    });
-    let t1 = median_ms(9, || {
-        black_box(p.prune_on(&dense, &Sequential).unwrap());
-    });
-    let t2 = median_ms(9, || {
-        black_box(p.prune_on(&dense, pool).unwrap());
-    });
-    assert_eq!(p.prune_on(&dense, pool).unwrap(), p.prune(&dense).unwrap());
-    rows.push((
-        "90 % magnitude prune → CSR, 16M (ms)".into(),
-        format!("{t2:.1} (2t), {t1:.1} (1t); mask + CSR {old:.1} (1t)"),
-        format!(
-            "torch.nn.utils.prune {} / kthvalue→CSR {} / np.partition {}",
-            pf("torch_l1_unstructured_16M_90pct_ms"),
-            pf("torch_kthvalue_to_csr_16M_90pct_ms"),
-            pf("numpy_partition_threshold_16M_ms")
-        ),
-    ));
-    // Randomized SVD.
-    let rs = RandomizedSvd::params(64).check().unwrap();
-    let a = normal(2048, 2048, 2);
-    let t1 = median_ms(5, || {
-        black_box(rs.compute(a.view(), &Sequential).unwrap());
-    });
-    let t2 = median_ms(7, || {
-        black_box(rs.compute(a.view(), pool).unwrap());
-    });
-    rows.push((
-        "rank-64 randomized SVD 2048² (ms)".into(),
-        format!("{t2:.1} (2t), {t1:.1} (1t)"),
-        format!("torch.svd_lowrank {}", pf("torch_svd_lowrank64_2048_ms")),
-    ));
-    for (name, m) in [("gaussian", a.clone()), ("decay", decaying(2048, 4))] {
-        let e = rel_err(&m, &rs.compute(m.view(), pool).unwrap().svd);
+    if wanted("prune") {
+        // Pruning.
+        let w = normal(4096, 4096, 1);
+        let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+        let p = Magnitude::params(0.9).check().unwrap();
+        let old = median_ms(5, || {
+            black_box(p.prune(&dense).unwrap());
+        });
+        let t1 = median_ms(9, || {
+            black_box(p.prune_on(&dense, &Sequential).unwrap());
+        });
+        let t2 = median_ms(9, || {
+            black_box(p.prune_on(&dense, pool).unwrap());
+        });
+        assert_eq!(p.prune_on(&dense, pool).unwrap(), p.prune(&dense).unwrap());
         rows.push((
-            format!("rank-64 rel. Frobenius error, {name}"),
-            format!("{e:.5}"),
+            "90 % magnitude prune → CSR, 16M (ms)".into(),
+            format!("{t2:.1} (2t), {t1:.1} (1t); mask + CSR {old:.1} (1t)"),
             format!(
-                "torch {} (best rank 64: {})",
-                pf(&format!("torch_svd_lowrank64_2048_{name}_relerr")),
-                pf(&format!("best_rank64_2048_{name}_relerr"))
+                "torch.nn.utils.prune {} / kthvalue→CSR {} / np.partition {}",
+                pf("torch_l1_unstructured_16M_90pct_ms"),
+                pf("torch_kthvalue_to_csr_16M_90pct_ms"),
+                pf("numpy_partition_threshold_16M_ms")
             ),
         ));
     }
-    // Exact SVD.
-    let t1 = median_ms(1, || {
-        black_box(Svd::exact_on(a.view(), SvdBackend::Faer, &Sequential).unwrap());
-    });
-    let t2 = median_ms(3, || {
-        black_box(Svd::exact_on(a.view(), SvdBackend::Faer, pool).unwrap());
-    });
-    rows.push((
-        "exact thin SVD 2048² (ms)".into(),
-        format!("{t2:.0} (2t), {t1:.0} (1t; the same bits)"),
-        format!("torch.linalg.svd {}", pf("torch_svd_full_2048_ms")),
-    ));
-    // k-means.
-    let v: Vec<f32> = normal(1, 1_000_000, 3).into_raw_vec_and_offset().0;
-    for k in [16usize, 256] {
-        let km = KMeans::params(k).check().unwrap();
-        let c = km.fit(&v).unwrap();
-        let naive = naive_sse(&v, &c.centroids);
-        assert!((naive - c.sse).abs() <= 1e-9 * naive);
-        let t = median_ms(5, || {
-            black_box(km.fit(&v).unwrap());
+    if wanted("svd") {
+        // Randomized SVD.
+        let rs = RandomizedSvd::params(64).check().unwrap();
+        let a = normal(2048, 2048, 2);
+        let t1 = median_ms(5, || {
+            black_box(rs.compute(a.view(), &Sequential).unwrap());
         });
-        let opt = KMeans::params(k).optimal().check().unwrap();
-        let s = Instant::now();
-        let o = opt.fit(&v).unwrap();
-        let to = s.elapsed().as_secs_f64() * 1e3;
+        let t2 = median_ms(7, || {
+            black_box(rs.compute(a.view(), pool).unwrap());
+        });
         rows.push((
-            format!("k-means 1M, k = {k}: ms / SSE"),
-            format!(
-                "{t:.1} / {:.2} ({} updates); exact DP {to:.0} / {:.2}",
-                c.sse, c.iterations, o.sse
-            ),
-            format!(
-                "scikit-learn {} / {}",
-                pf(&format!("sklearn_kmeans_1M_k{k}_ms")),
-                pf(&format!("sklearn_kmeans_1M_k{k}_sse"))
-            ),
+            "rank-64 randomized SVD 2048² (ms)".into(),
+            format!("{t2:.1} (2t), {t1:.1} (1t)"),
+            format!("torch.svd_lowrank {}", pf("torch_svd_lowrank64_2048_ms")),
         ));
+        for (name, m) in [("gaussian", a.clone()), ("decay", decaying(2048, 4))] {
+            let e = rel_err(&m, &rs.compute(m.view(), pool).unwrap().svd);
+            rows.push((
+                format!("rank-64 rel. Frobenius error, {name}"),
+                format!("{e:.5}"),
+                format!(
+                    "torch {} (best rank 64: {})",
+                    pf(&format!("torch_svd_lowrank64_2048_{name}_relerr")),
+                    pf(&format!("best_rank64_2048_{name}_relerr"))
+                ),
+            ));
+        }
+        // Exact SVD.
+        let t1 = median_ms(1, || {
+            black_box(Svd::exact_on(a.view(), SvdBackend::Faer, &Sequential).unwrap());
+        });
+        let t2 = median_ms(3, || {
+            black_box(Svd::exact_on(a.view(), SvdBackend::Faer, pool).unwrap());
+        });
+        rows.push((
+            "exact thin SVD 2048² (ms)".into(),
+            format!("{t2:.0} (2t), {t1:.0} (1t; the same bits)"),
+            format!("torch.linalg.svd {}", pf("torch_svd_full_2048_ms")),
+        ));
+    }
+    if wanted("kmeans") {
+        // k-means.
+        let v: Vec<f32> = normal(1, 1_000_000, 3).into_raw_vec_and_offset().0;
+        for k in [16usize, 256] {
+            let km = KMeans::params(k).check().unwrap();
+            let c = km.fit(&v).unwrap();
+            let naive = naive_sse(&v, &c.centroids);
+            assert!((naive - c.sse).abs() <= 1e-9 * naive);
+            let t = median_ms(5, || {
+                black_box(km.fit(&v).unwrap());
+            });
+            let opt = KMeans::params(k).optimal().check().unwrap();
+            let s = Instant::now();
+            let o = opt.fit(&v).unwrap();
+            let to = s.elapsed().as_secs_f64() * 1e3;
+            rows.push((
+                format!("k-means 1M, k = {k}: ms / SSE"),
+                format!(
+                    "{t:.1} / {:.2} ({} updates); exact DP {to:.0} / {:.2}",
+                    c.sse, c.iterations, o.sse
+                ),
+                format!(
+                    "scikit-learn {} / {}",
+                    pf(&format!("sklearn_kmeans_1M_k{k}_ms")),
+                    pf(&format!("sklearn_kmeans_1M_k{k}_sse"))
+                ),
+            ));
+        }
     }
     println!("\n| case | squish | peer |\n|---|---|---|");
     for (a, b, c) in rows {

@@ -13,6 +13,7 @@
 //!
 //! See `docs/lowrank.md` for the method and the rules.
 
+mod cholqr;
 mod error;
 mod faer_backend;
 #[cfg(feature = "lapack")]

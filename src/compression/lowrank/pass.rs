@@ -129,7 +129,7 @@ impl LowRank {
             }
             SvdMethod::Randomized(rsvd) => {
                 let (svd, all) = self.randomized(rsvd, w, exec)?;
-                let est = rsvd.estimate(w, &svd, exec);
+                let est = rsvd.estimate(w, &svd, exec)?;
                 (svd, all, est.relative, Some(est))
             }
         };

@@ -6,7 +6,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::faer_backend::{self, mul, mul_tn, on_executor};
+use faer::MatRef;
+use ndarray::Array1;
+
+use super::cholqr::chol_qr;
+use super::faer_backend::{self, mul, on_executor};
 use super::{LowRankError, Svd};
 use crate::error::{check_finite, check_non_empty, Result};
 use crate::parallel::ParallelExecutor;
@@ -20,7 +24,8 @@ use crate::parallel::ParallelExecutor;
 /// 3. Q = qr(Y); B = Qᵀ·W is small; its thin SVD B = Û·Σ·Vᵀ gives U = Q·Û.
 ///
 /// Multiplications with W run on the executor (fixed blocks of output rows,
-/// one faer GEMM each); the QRs and the small SVD run at faer's fixed split
+/// one faer GEMM each); the QRs (Cholesky QR in f64, Householder where Y is
+/// too ill-conditioned for it) and the small SVD run at faer's fixed split
 /// inside the executor's pool. The Gaussian numbers come from ChaCha8
 /// seeded with `seed`, so the output is bit-identical for a given seed
 /// whatever the executor.
@@ -161,7 +166,7 @@ impl RandomizedSvd {
         let svd = self
             .sketch_scanned(w, self.rank, scan, exec)?
             .truncate(self.rank)?;
-        let estimate = self.estimate_scanned(w, &svd, scan, exec);
+        let estimate = self.estimate_scanned(w, &svd, scan, exec)?;
         Ok(RandomizedOutput { svd, estimate })
     }
 
@@ -220,20 +225,20 @@ impl RandomizedSvd {
         let (m, n) = w.dim();
         let k = (r + self.oversampling).min(m.min(n));
         let omega = gaussian(n, k, self.seed, 0);
-        // QRs and the small SVD at faer's fixed split in the executor's pool
-        // (one thread each before: a fifth of the time at 2048², rank 64).
-        let orth = |y: Array2<f32>| on_executor(exec, |par| faer_backend::thin_q(y.view(), par));
+        // Products with W and the Cholesky QRs on the executor; Householder
+        // QRs (the fallback) and SVDs at faer's fixed split in its pool.
+        let orth = |y: Array2<f32>| orthonormal(exec, y.view());
         let mut q = orth(mul(exec, w, omega.view()))?;
         for _ in 0..self.power_iterations {
-            let z = orth(mul_tn(exec, w, q.view()))?;
+            let z = orth(mul(exec, w.t(), q.view()))?;
             q = orth(mul(exec, w, z.view()))?;
         }
-        // Bᵀ = Wᵀ·Q is n × k; its SVD Bᵀ = Û'·Σ·V'ᵀ gives B = V'·Σ·Û'ᵀ.
-        let bt = mul_tn(exec, w, q.view());
-        let small = on_executor(exec, |par| faer_backend::thin_svd(bt.view(), par))??;
-        let u = mul(exec, q.view(), small.vt().t());
-        let vt = small.u().t().as_standard_layout().into_owned();
-        Ok(Svd::from_parts(u, small.s().clone(), vt))
+        // Bᵀ = Wᵀ·Q is n × k; its SVD Bᵀ = Û'·Σ·V'ᵀ gives B = V'·Σ·Û'ᵀ and
+        // U = Q·V'.
+        let bt = mul(exec, w.t(), q.view());
+        let (s, u_small, vt) = small_svd(exec, bt.view())?;
+        let u = mul(exec, q.view(), u_small.view());
+        Ok(Svd::from_parts(u, s, vt))
     }
 
     /// The probe estimate of ‖W − U·Σ·Vᵀ‖.
@@ -242,7 +247,7 @@ impl RandomizedSvd {
         w: ArrayView2<f32>,
         svd: &Svd,
         exec: &dyn ParallelExecutor,
-    ) -> ErrorEstimate {
+    ) -> Result<ErrorEstimate> {
         self.estimate_scanned(w, svd, Scan::of(w), exec)
     }
 
@@ -253,7 +258,7 @@ impl RandomizedSvd {
         svd: &Svd,
         scan: Scan,
         exec: &dyn ParallelExecutor,
-    ) -> ErrorEstimate {
+    ) -> Result<ErrorEstimate> {
         // Huge weights: estimate on W / 2^k and scale the norms back (see
         // `sketch`).
         if let Some(k) = scan.exponent() {
@@ -261,13 +266,13 @@ impl RandomizedSvd {
             let ws = w.mapv(|x| x * down);
             let (u, s, vt) = svd.clone().into_parts();
             let ss = Svd::from_parts(u, s.mapv(|v| v * down), vt);
-            let e = self.estimate_unscaled(ws.view(), &ss, Scan::of(ws.view()).norm, exec);
+            let e = self.estimate_unscaled(ws.view(), &ss, Scan::of(ws.view()).norm, exec)?;
             let up = 2f64.powi(k);
-            return ErrorEstimate {
+            return Ok(ErrorEstimate {
                 frobenius: e.frobenius * up,
                 spectral_bound: e.spectral_bound * up,
                 ..e
-            };
+            });
         }
         self.estimate_unscaled(w, svd, scan.norm, exec)
     }
@@ -279,7 +284,7 @@ impl RandomizedSvd {
         svd: &Svd,
         w_norm: f64,
         exec: &dyn ParallelExecutor,
-    ) -> ErrorEstimate {
+    ) -> Result<ErrorEstimate> {
         let omega = gaussian(w.ncols(), self.probes, self.seed, 1);
         let exact = mul(exec, w, omega.view());
         let coeff = svd.vt().dot(&omega) * svd.s().view().insert_axis(Axis(1));
@@ -290,7 +295,7 @@ impl RandomizedSvd {
             .collect();
         let frobenius = (norms.iter().map(|x| x * x).sum::<f64>() / self.probes as f64).sqrt();
         let max = norms.iter().cloned().fold(0.0, f64::max);
-        ErrorEstimate {
+        Ok(ErrorEstimate {
             frobenius,
             relative: if w_norm > 0.0 {
                 frobenius / w_norm
@@ -299,7 +304,7 @@ impl RandomizedSvd {
             },
             spectral_bound: 10.0 * (2.0 / std::f64::consts::PI).sqrt() * max,
             probes: self.probes,
-        }
+        })
     }
 }
 
@@ -401,6 +406,43 @@ impl Scan {
     }
 }
 
+/// An orthonormal basis of the columns of `y` (`m × k`, m ≥ k): Cholesky
+/// QR in f64 where `y` is well enough conditioned (every sketch of a matrix
+/// of full numerical rank k), else the Householder QR.
+fn orthonormal(exec: &dyn ParallelExecutor, y: ArrayView2<f32>) -> Result<Array2<f32>> {
+    match chol_qr(exec, y) {
+        Some((q, _)) => Ok(q),
+        None => on_executor(exec, |par| faer_backend::thin_q(y, par)),
+    }
+}
+
+/// The thin SVD of Bᵀ (`n × k`, n ≥ k) as (Σ, V', Û'ᵀ): Cholesky QR
+/// Bᵀ = Q_b·R_b and the SVD R_b = U_r·Σ·V_rᵀ of the k × k factor give
+/// Û' = Q_b·U_r and V' = V_r. faer's thin SVD of Bᵀ does the same with a
+/// Householder QR; this way the tall work is the Cholesky QR of the power
+/// steps, on the executor, and only the k × k SVD runs at faer's split.
+/// faer's thin SVD of Bᵀ where the Cholesky QR declines.
+fn small_svd(
+    exec: &dyn ParallelExecutor,
+    bt: ArrayView2<f32>,
+) -> Result<(Array1<f32>, Array2<f32>, Array2<f32>)> {
+    let Some((qb, rb)) = chol_qr(exec, bt) else {
+        let (u, s, vt) = on_executor(exec, |par| faer_backend::thin_svd(bt, par))??.into_parts();
+        let ut = u.t().as_standard_layout().into_owned();
+        return Ok((s, vt.reversed_axes(), ut));
+    };
+    let (s, ur, vr) = on_executor(exec, |par| faer_backend::svd_parts(rb.as_ref(), par))??;
+    let ub = mul(exec, qb.view(), to_f32(ur.as_ref()).view());
+    let s = s.column_vector().iter().map(|&v| v as f32).collect();
+    let vt = ub.t().as_standard_layout().into_owned();
+    Ok((s, to_f32(vr.as_ref()), vt))
+}
+
+/// A faer f64 matrix as a row-major f32 ndarray.
+fn to_f32(m: MatRef<'_, f64>) -> Array2<f32> {
+    Array2::from_shape_fn((m.nrows(), m.ncols()), |(i, j)| m[(i, j)] as f32)
+}
+
 /// Rejects empty and non-finite matrices.
 pub(crate) fn check_input(w: ArrayView2<f32>) -> Result<()> {
     check_non_empty("weight matrix", w.nrows(), w.ncols())?;
@@ -413,4 +455,58 @@ fn gaussian(rows: usize, cols: usize, seed: u64, stream: u64) -> Array2<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
     Array2::from_shape_simple_fn((rows, cols), || StandardNormal.sample(&mut rng))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::{Sequential, ThreadPool};
+    use faer::Par;
+
+    fn matrix(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        gaussian(rows, cols, seed, 7)
+    }
+
+    fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn small_svd_agrees_with_faers_thin_svd() {
+        let bt = matrix(300, 12, 1);
+        let (s, v, ut) = small_svd(&Sequential, bt.view()).unwrap();
+        assert_eq!(
+            small_svd(&ThreadPool::new(3).unwrap(), bt.view()).unwrap(),
+            (s.clone(), v.clone(), ut.clone())
+        );
+        let faer = faer_backend::thin_svd(bt.view(), Par::Seq).unwrap();
+        let rel = s
+            .iter()
+            .zip(faer.s())
+            .map(|(a, b)| (a - b).abs() / b)
+            .fold(0.0, f32::max);
+        assert!(rel < 1e-5, "singular values differ by {rel}");
+        // Bᵀ = Û'·Σ·V'ᵀ, with orthonormal Û' (the rows of `ut`).
+        let rebuilt = (ut.t().to_owned() * &s).dot(&v.t());
+        assert!(max_abs_diff(&rebuilt, &bt) < 1e-4);
+        let gram = ut.dot(&ut.t());
+        assert!(max_abs_diff(&gram, &Array2::eye(12)) < 1e-5);
+    }
+
+    #[test]
+    fn rank_deficient_sketches_take_the_householder_qr() {
+        // Two equal columns: the Cholesky QR declines, the basis is still
+        // orthonormal and spans Y.
+        let mut y = matrix(200, 8, 2);
+        let c = y.column(1).to_owned();
+        y.column_mut(5).assign(&c);
+        assert!(chol_qr(&Sequential, y.view()).is_none());
+        let q = orthonormal(&Sequential, y.view()).unwrap();
+        assert!(max_abs_diff(&q.t().dot(&q), &Array2::eye(8)) < 1e-5);
+        let residual = &y - &q.dot(&q.t().dot(&y));
+        assert!(residual.iter().all(|v| v.abs() < 1e-4));
+    }
 }
