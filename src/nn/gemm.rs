@@ -61,22 +61,28 @@ pub fn linear_f32(
 /// streaming kernels (dense f32, or the matrix's own).
 pub const TILE_MIN_ROWS: usize = 128;
 
-/// Whether `m` rows times `W: [n, k]` run faster on the packed GEMM than
+/// Whether `m` rows times a weight of rows of `k` run faster on the packed GEMM than
 /// on the streaming kernels, which read W in row blocks without packing.
-/// Measured on MiniLM's shapes (one thread): the packed GEMM was 1.0–2.4×
-/// slower at 8–64 rows, 0.64–0.93× the time from 128 rows when `k ≤ n`,
-/// and 1.3–13× slower at any row count on the 384 × 1536 FFN
-/// down-projection (`k = 4n`).
+/// Measured (one thread on MiniLM's shapes, two at 4096²): with `k = 384`
+/// the packed GEMM was 1.0–2.4× slower at 8–64 rows and 0.64–0.93× the
+/// time from 128 rows; with `k = 1536` (the FFN down-projection) it was
+/// 1.3–13× slower at every row count, and at 4096² 1.3–7.7× slower at
+/// batch 8–256.
 ///
 /// ```
 /// use squish::nn::gemm::packed_gemm_wins;
-/// assert!(!packed_gemm_wins(8, 384, 384));
-/// assert!(packed_gemm_wins(128, 1536, 384));
-/// assert!(!packed_gemm_wins(256, 384, 1536));
+/// assert!(!packed_gemm_wins(8, 384));
+/// assert!(packed_gemm_wins(128, 384));
+/// assert!(!packed_gemm_wins(256, 1536));
+/// assert!(!packed_gemm_wins(256, 4096));
 /// ```
-pub fn packed_gemm_wins(m: usize, n: usize, k: usize) -> bool {
-    m >= TILE_MIN_ROWS && k <= n
+pub fn packed_gemm_wins(m: usize, k: usize) -> bool {
+    m >= TILE_MIN_ROWS && k <= PACKED_MAX_K
 }
+
+/// The longest rows (`k`) measured faster on the packed GEMM (384 was;
+/// 1536 and 4096 were not).
+const PACKED_MAX_K: usize = 512;
 
 /// `y = x·Wᵀ (+ bias)` for a compressed `W` at GEMM shapes: each task decodes
 /// one block of `COL_BLOCK` rows of `W` into a scratch buffer (the matrix

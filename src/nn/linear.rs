@@ -263,12 +263,11 @@ impl Linear {
                 scaled.view()
             }
         };
-        let (n, k) = self.shape();
-        let packed = packed_gemm_wins(x.nrows(), n, k);
+        let packed = packed_gemm_wins(x.nrows(), self.in_features());
         let mut y = match &self.weight {
             Weight::Dense(w) if packed => return Ok(linear_f32(x, w.view(), bias, exec)),
-            // Fewer rows, or the FFN's down-projection: W streamed in row
-            // blocks (the packed GEMM's packing costs more there).
+            // Fewer rows, or long rows (the FFN's down-projection): W
+            // streamed in row blocks (the packed GEMM's packing costs more).
             Weight::Dense(w) => crate::kernels::dense::dense_matmul(w.view(), x, exec)?,
             // At GEMM shapes a decoded tile feeds the packed f32 GEMM (faster
             // than the per-encoding kernels there); small batches keep those.
