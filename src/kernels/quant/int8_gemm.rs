@@ -356,12 +356,29 @@ mod fast {
         xq: &QuantizedActivations,
         exec: &dyn ParallelExecutor,
     ) -> Array2<f32> {
+        // One activation row per tile at batch 1: a tile of `TB` would
+        // multiply three rows of padding (4× the VNNI work of a GEMV). The
+        // integer sums are exact, so the bits do not depend on the tile.
+        if xq.rows == 1 {
+            matmul_tiles::<1>(v, prep, xq, exec)
+        } else {
+            matmul_tiles::<TB>(v, prep, xq, exec)
+        }
+    }
+
+    /// [`matmul`] with `B` activation rows per batch tile.
+    fn matmul_tiles<const B: usize>(
+        v: &Int8Values,
+        prep: &Prepared,
+        xq: &QuantizedActivations,
+        exec: &dyn ParallelExecutor,
+    ) -> Array2<f32> {
         let rows = v.layout.rows();
         let (batch, cols) = (xq.rows, xq.cols);
         let nkb = cols.div_ceil(BLK);
-        let nbt = batch.div_ceil(TB);
-        let bp = nbt * TB;
-        let xpk = pack(xq, nkb, nbt);
+        let nbt = batch.div_ceil(B);
+        let bp = nbt * B;
+        let xpk = pack::<B>(xq, nkb, nbt);
         // Σx per [segment][padded batch row], exact in f64.
         let mut xs = vec![0.0f64; prep.nseg * bp];
         for b in 0..batch {
@@ -385,19 +402,19 @@ mod fast {
         let out = Out(y.as_mut_ptr());
         exec.run(rows.div_ceil(per), &|t| {
             let r0 = t * per;
-            ctx.rows(r0, per.min(rows - r0), rows, &out)
+            ctx.rows::<B>(r0, per.min(rows - r0), rows, &out)
         });
         Array2::from_shape_vec((batch, rows), y).expect("sizes match")
     }
 
-    /// `x + 128` as `[batch tile][block][TB rows][64]`; padding (rows past
+    /// `x + 128` as `[batch tile][block][B rows][64]`; padding (rows past
     /// the batch, lanes past the row) is `x = 0`.
-    fn pack(xq: &QuantizedActivations, nkb: usize, nbt: usize) -> Vec<u8> {
-        let mut p = vec![0x80u8; nbt * nkb * TB * BLK];
+    fn pack<const B: usize>(xq: &QuantizedActivations, nkb: usize, nbt: usize) -> Vec<u8> {
+        let mut p = vec![0x80u8; nbt * nkb * B * BLK];
         for b in 0..xq.rows {
-            let (bt, c) = (b / TB, b % TB);
+            let (bt, c) = (b / B, b % B);
             for (kb, src) in xq.row(b).chunks(BLK).enumerate() {
-                let o = &mut p[((bt * nkb + kb) * TB + c) * BLK..][..src.len()];
+                let o = &mut p[((bt * nkb + kb) * B + c) * BLK..][..src.len()];
                 for (o, &q) in o.iter_mut().zip(src) {
                     *o = q as u8 ^ 0x80;
                 }
@@ -426,7 +443,7 @@ mod fast {
 
     impl Ctx<'_> {
         /// Columns `r0..r0 + nr` of the `[batch, rows]` product, into `y`.
-        fn rows(&self, r0: usize, nr: usize, rows: usize, y: &Out) {
+        fn rows<const B: usize>(&self, r0: usize, nr: usize, rows: usize, y: &Out) {
             let (cols, bp) = (self.xq.cols, self.bp);
             let (seg, nseg) = (self.prep.seg, self.prep.nseg);
             let params = self.v.params();
@@ -454,18 +471,18 @@ mod fast {
                             let i = (r0 + rt + 2 * TR + u).min(self.v.layout.rows() - 1);
                             self.v.codes()[i * cols + k..].as_ptr()
                         });
-                        let x = &self.xpk[k / BLK * TB * BLK..];
+                        let x = &self.xpk[k / BLK * B * BLK..];
                         // SAFETY: this path is only taken when VNNI was
                         // detected; `w` rows hold `n` codes from `k`, and the
                         // packed batch holds every tile's blocks from `k / 64`
                         // to `⌈(k + n) / 64⌉` (k is a multiple of 64).
                         unsafe {
-                            row_tile(
+                            row_tile::<B>(
                                 w,
                                 pf,
                                 n,
                                 x.as_ptr(),
-                                self.nkb * TB * BLK,
+                                self.nkb * B * BLK,
                                 self.nbt,
                                 &mut dots,
                                 k > a,
@@ -517,11 +534,11 @@ mod fast {
     /// AVX-512 F/BW/VNNI must be available; each `w[u]` must point at `n`
     /// readable codes and each `pf[u]` into (or one past) a live allocation;
     /// `x` must point at `nbt` batch tiles `stride` bytes apart, each with
-    /// `TB` rows of `n.div_ceil(64)·64` bytes; `dots` must hold `TR·nbt·TB`
+    /// `B ≤ TB` rows of `n.div_ceil(64)·64` bytes; `dots` must hold `TR·nbt·B`
     /// values.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn row_tile(
+    unsafe fn row_tile<const B: usize>(
         w: [*const i8; TR],
         pf: [*const i8; TR],
         n: usize,
@@ -533,8 +550,8 @@ mod fast {
     ) {
         // SAFETY: the caller upholds this function's `# Safety` contract.
         unsafe {
-            debug_assert!(n <= CHUNK && dots.len() == TR * nbt * TB);
-            let bp = nbt * TB;
+            debug_assert!(B <= TB && n <= CHUNK && dots.len() == TR * nbt * B);
+            let bp = nbt * B;
             let full = n / BLK;
             let rem = n % BLK;
             // Bresenham spread: `lines` prefetches over `steps` block steps.
@@ -543,10 +560,10 @@ mod fast {
             let (mut debt, mut pu, mut po) = (0, 0, 0);
             for bt in 0..nbt {
                 let xb = x.add(bt * stride);
-                let mut acc = [[_mm512_setzero_si512(); TB]; TR];
+                let mut acc = [[_mm512_setzero_si512(); B]; TR];
                 let mut step = |kb: usize, wv: [__m512i; TR]| {
-                    for c in 0..TB {
-                        let xv = _mm512_loadu_si512(xb.add((kb * TB + c) * BLK) as *const _);
+                    for c in 0..B {
+                        let xv = _mm512_loadu_si512(xb.add((kb * B + c) * BLK) as *const _);
                         for (acc, &wu) in acc.iter_mut().zip(&wv) {
                             acc[c] = _mm512_dpbusd_epi32(acc[c], xv, wu);
                         }
@@ -577,11 +594,11 @@ mod fast {
                 }
                 // Reduced 16 accumulators at a time (zero-padded to whole 16s).
                 let mut sums = [0i32; TR * TB + 15];
-                for g in 0..(TR * TB).div_ceil(16) {
+                for g in 0..(TR * B).div_ceil(16) {
                     let flat: [__m512i; 16] = std::array::from_fn(|i| {
                         let i = g * 16 + i;
-                        if i < TR * TB {
-                            acc[i / TB][i % TB]
+                        if i < TR * B {
+                            acc[i / B][i % B]
                         } else {
                             _mm512_setzero_si512()
                         }
@@ -589,8 +606,8 @@ mod fast {
                     _mm512_storeu_si512(sums.as_mut_ptr().add(g * 16) as *mut _, reduce16(flat));
                 }
                 for u in 0..TR {
-                    let d = &mut dots[u * bp + bt * TB..][..TB];
-                    for (d, &s) in d.iter_mut().zip(&sums[u * TB..(u + 1) * TB]) {
+                    let d = &mut dots[u * bp + bt * B..][..B];
+                    for (d, &s) in d.iter_mut().zip(&sums[u * B..(u + 1) * B]) {
                         *d = if add { *d + s as f64 } else { s as f64 };
                     }
                 }
