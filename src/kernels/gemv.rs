@@ -347,48 +347,51 @@ pub(crate) unsafe fn quant<F: RowReader>(
     })
 }
 
-/// [`products_avx512`] compiled with AVX-512 VBMI, for readers that use it.
-///
-/// # Safety
-/// As [`products_avx512`], and AVX-512 VBMI is available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2,avx512vbmi")]
-unsafe fn products_avx512_vbmi<F: RowReader>(
-    f: &F,
-    row0: usize,
-    xs: &[f32],
-    cols: usize,
-    out: &mut [f32],
-) {
-    // SAFETY: this function's contract.
-    unsafe { products(f, row0, xs, cols, out) }
+/// [`products`] compiled with one feature set: its readers' intrinsics
+/// inline there.
+macro_rules! driver {
+    ($(#[$doc:meta])* $name:ident, $features:literal) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<F: RowReader>(
+            f: &F,
+            row0: usize,
+            xs: &[f32],
+            cols: usize,
+            out: &mut [f32],
+        ) {
+            // SAFETY: this function's contract.
+            unsafe { products(f, row0, xs, cols, out) }
+        }
+    };
 }
 
-/// The AVX-512 driver with its base features (see [`products`]).
-///
-/// # Safety
-/// As [`products`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,bmi2")]
-unsafe fn products_avx512<F: RowReader>(
-    f: &F,
-    row0: usize,
-    xs: &[f32],
-    cols: usize,
-    out: &mut [f32],
-) {
-    // SAFETY: this function's contract.
-    unsafe { products(f, row0, xs, cols, out) }
-}
+driver!(
+    /// The AVX-512 driver with its base features.
+    ///
+    /// # Safety
+    /// As [`products`]: AVX-512 F/BW/VL, BMI2 and FMA are available.
+    products_avx512,
+    "avx512f,avx512bw,avx512vl,avx2,fma,bmi2"
+);
+
+driver!(
+    /// The AVX-512 driver with VBMI, for readers that use it.
+    ///
+    /// # Safety
+    /// As [`products_avx512`], and AVX-512 VBMI is available.
+    products_avx512_vbmi,
+    "avx512f,avx512bw,avx512vl,avx2,fma,bmi2,avx512vbmi"
+);
 
 /// `out[r·batch + b] = W row (row0 + r) · x row b`, weights read through
-/// `f`, in blocks of [`R`] rows × up to [`C`] inputs.
+/// `f`, in blocks of [`R`] rows × up to [`C`] inputs. No features of its
+/// own: it is inlined into each feature set's driver above.
 ///
 /// # Safety
 /// As [`quant`]; rows `row0..row0 + out.len() / batch` exist; `xs` holds
 /// whole rows of `cols > 0` values.
-/// Inlined into each feature set's driver above (no features of its own,
-/// so the readers' intrinsics inline with the driver's).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn products<F: RowReader>(f: &F, row0: usize, xs: &[f32], cols: usize, out: &mut [f32]) {

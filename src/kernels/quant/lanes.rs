@@ -180,12 +180,19 @@ fn read8_tail(bytes: &[u8], at: usize) -> u64 {
 pub(crate) struct Int8Lanes<'a> {
     v: &'a Int8Values,
     cols: usize,
+    params: SegParams<'a>,
     sc: RowScale,
 }
 
 impl<'a> Int8Lanes<'a> {
     pub(crate) fn new(v: &'a Int8Values, cols: usize, sc: RowScale) -> Option<Self> {
-        blocks_share_params(v.params()).then_some(Int8Lanes { v, cols, sc })
+        let params = SegParams::new(v.params(), cols);
+        blocks_share_params(v.params()).then_some(Int8Lanes {
+            v,
+            cols,
+            params,
+            sc,
+        })
     }
 }
 
@@ -193,8 +200,8 @@ impl Lanes for Int8Lanes<'_> {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
-        let p = self.v.params();
-        let (s, z) = p.get(p.index(i, k));
+        // SAFETY: the caller's contract (lanes of row `i` from column `k`).
+        let (s, z) = unsafe { self.params.get(i, k) };
         let s = self.sc.of(s);
         // SAFETY: the caller guarantees AVX-512 and that lanes in `m` lie in
         // row `i` (masked lanes are not read).
@@ -229,14 +236,17 @@ unsafe fn nibble_indices(p: *const u8, m: __mmask16) -> __m512i {
 pub(crate) struct Int4Lanes<'a> {
     v: &'a Int4Values,
     cols: usize,
+    params: SegParams<'a>,
     sc: RowScale,
 }
 
 impl<'a> Int4Lanes<'a> {
     pub(crate) fn new(v: &'a Int4Values, cols: usize, sc: RowScale) -> Option<Self> {
+        let params = SegParams::new(v.params(), cols);
         (cols.is_multiple_of(2) && blocks_share_params(v.params())).then_some(Int4Lanes {
             v,
             cols,
+            params,
             sc,
         })
     }
@@ -246,8 +256,8 @@ impl Lanes for Int4Lanes<'_> {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
-        let p = self.v.params();
-        let (s, z) = p.get(p.index(i, k));
+        // SAFETY: the caller's contract (lanes of row `i` from column `k`).
+        let (s, z) = unsafe { self.params.get(i, k) };
         let s = self.sc.of(s);
         // SAFETY: rows start on a byte (even `cols`); the caller guarantees
         // AVX-512 and that the lanes in `m` lie in row `i`.
