@@ -109,20 +109,54 @@ use lut4::{gather8 as run_gather8, matmul as run_lut4};
 #[cfg(not(target_arch = "x86_64"))]
 use {bucket as run_gather8, bucket as run_lut4};
 
-/// Runs `row(i, yt_row)` for every row of W over `exec` and returns `y = ytᵀ`.
-fn by_rows(
+/// What every codebook kernel starts from: W's shape and index bytes, and
+/// `x` in standard layout.
+struct Operands<'a> {
     rows: usize,
     cols: usize,
     batch: usize,
-    exec: &dyn ParallelExecutor,
-    row: &(dyn Fn(usize, &mut [f32]) + Sync),
-) -> Array2<f32> {
-    let per_task = rows_per_task(cols, 1 << 16);
-    row_blocks(rows, batch, per_task, exec, |t, out| {
-        for (r, y) in out.chunks_mut(batch).enumerate() {
-            row(t * per_task + r, y);
+    bytes: &'a [u8],
+    x: ndarray::CowArray<'a, f32, ndarray::Ix2>,
+}
+
+impl<'a> Operands<'a> {
+    fn new(m: &CompressedMatrix, v: &'a CodebookValues, x: ArrayView2<'a, f32>) -> Self {
+        let (rows, cols) = m.shape();
+        let batch = x.nrows();
+        let bytes = v.indices().bytes();
+        let x = if x.is_standard_layout() {
+            x.into()
+        } else {
+            x.as_standard_layout().into_owned().into()
+        };
+        Operands {
+            rows,
+            cols,
+            batch,
+            bytes,
+            x,
         }
-    })
+    }
+
+    /// `x` row-major.
+    fn xs(&self) -> &[f32] {
+        self.x.as_slice().expect("standard layout")
+    }
+
+    /// Runs `row(i, yt_row)` for every row of W over `exec` and returns
+    /// `y = ytᵀ`.
+    fn by_rows(
+        &self,
+        exec: &dyn ParallelExecutor,
+        row: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) -> Array2<f32> {
+        let (batch, per_task) = (self.batch, rows_per_task(self.cols, 1 << 16));
+        row_blocks(self.rows, batch, per_task, exec, |t, out| {
+            for (r, y) in out.chunks_mut(batch).enumerate() {
+                row(t * per_task + r, y);
+            }
+        })
+    }
 }
 
 /// The portable bucket kernel.
@@ -132,18 +166,15 @@ fn bucket(
     x: ArrayView2<f32>,
     exec: &dyn ParallelExecutor,
 ) -> Array2<f32> {
-    let (rows, cols) = m.shape();
-    let batch = x.nrows();
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
+    let op = Operands::new(m, v, x);
+    let (cols, batch, bytes, xs) = (op.cols, op.batch, op.bytes, op.xs());
     let k = v.k();
     let width = v.indices().width() as usize;
-    let bytes = v.indices().bytes();
     // Transposed input (xt[j*batch + b]) so a column's batch is contiguous.
     let xt: Vec<f32> = (0..cols)
         .flat_map(|j| (0..batch).map(move |b| xs[b * cols + j]))
         .collect();
-    by_rows(rows, cols, batch, exec, &|i, y| {
+    op.by_rows(exec, &|i, y| {
         let mut buckets = vec![0.0f32; k * batch];
         let start = i * cols;
         let mut add = |j: usize, idx: usize| {
@@ -194,7 +225,7 @@ mod lut4 {
 
     use ndarray::{Array2, ArrayView2};
 
-    use super::by_rows;
+    use super::Operands;
     use crate::matrix::{CodebookValues, CompressedMatrix};
     use crate::parallel::ParallelExecutor;
 
@@ -205,8 +236,8 @@ mod lut4 {
         x: ArrayView2<f32>,
         exec: &dyn ParallelExecutor,
     ) -> Array2<f32> {
-        let (rows, cols) = m.shape();
-        let batch = x.nrows();
+        let op = Operands::new(m, v, x);
+        let (cols, batch, bytes, xs) = (op.cols, op.batch, op.bytes, op.xs());
         let blocks = cols / 32;
         // Each 32-column block of x split into its even then odd columns,
         // matching the low and high nibbles of 16 index bytes.
@@ -215,15 +246,12 @@ mod lut4 {
             for blk in 0..blocks {
                 for t in 0..16 {
                     let o = (b * blocks + blk) * 32;
-                    xe[o + t] = x[[b, blk * 32 + 2 * t]];
-                    xe[o + 16 + t] = x[[b, blk * 32 + 2 * t + 1]];
+                    xe[o + t] = xs[b * cols + blk * 32 + 2 * t];
+                    xe[o + 16 + t] = xs[b * cols + blk * 32 + 2 * t + 1];
                 }
             }
         }
-        let xs = x.as_standard_layout();
-        let xs = xs.as_slice().expect("standard layout");
-        let bytes = v.indices().bytes();
-        by_rows(rows, cols, batch, exec, &|i, y| {
+        op.by_rows(exec, &|i, y| {
             let mut lut = [0.0f32; 16];
             let cb = v.row_codebook(i);
             lut[..cb.len()].copy_from_slice(cb);
@@ -248,12 +276,9 @@ mod lut4 {
         x: ArrayView2<f32>,
         exec: &dyn ParallelExecutor,
     ) -> Array2<f32> {
-        let (rows, cols) = m.shape();
-        let batch = x.nrows();
-        let xs = x.as_standard_layout();
-        let xs = xs.as_slice().expect("standard layout");
-        let bytes = v.indices().bytes();
-        by_rows(rows, cols, batch, exec, &|i, y| {
+        let op = Operands::new(m, v, x);
+        let (cols, xs, bytes) = (op.cols, op.xs(), op.bytes);
+        op.by_rows(exec, &|i, y| {
             let mut lut = [0.0f32; 256];
             let cb = v.row_codebook(i);
             lut[..cb.len()].copy_from_slice(cb);

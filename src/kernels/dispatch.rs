@@ -8,6 +8,7 @@
 
 use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
+use super::tile::NoLanes;
 use super::Tier;
 use crate::error::Result;
 use crate::matrix::{reference, CompressedMatrix, LinOp, Structure, Values};
@@ -83,6 +84,19 @@ pub(crate) fn decode_rows(m: &CompressedMatrix, row0: usize, out: &mut [f32]) {
     }
 }
 
+/// The encodings read by decoding (quantized or shared values), as one
+/// pattern for [`matmul`]'s arms; spelled out, so that a new encoding is
+/// placed by hand.
+macro_rules! decoded {
+    () => {
+        Values::Int8(_)
+            | Values::Int4(_)
+            | Values::Binary(_)
+            | Values::Ternary(_)
+            | Values::Codebook(_)
+    };
+}
+
 /// `y = x · Wᵀ` with the best available kernel (input already checked).
 ///
 /// Every (structure, encoding) pair is named: adding a structure or an
@@ -110,16 +124,7 @@ pub fn matmul(
         }
         // Quantized and shared dense blocks (also the stored rows of kept
         // rows): one summation order per output at every batch size.
-        (
-            Structure::Dense | Structure::KeptRows(_),
-            Some(
-                v @ (Values::Int8(_)
-                | Values::Int4(_)
-                | Values::Binary(_)
-                | Values::Ternary(_)
-                | Values::Codebook(_)),
-            ),
-        ) => {
+        (Structure::Dense | Structure::KeptRows(_), Some(v @ decoded!())) => {
             use super::quant as q;
             match q::matmul_block(v, x, exec, Tier::detect()) {
                 Some(y) => q::scatter_rows(m, y),
@@ -137,9 +142,11 @@ pub fn matmul(
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)
         }
-        // 2:4 with f32 values, where AVX-512 reads it in registers: the tile
-        // scaffold (each weight read once per 4–6 inputs, no scatter).
-        (Structure::NM(s), Some(v @ Values::F32(_)))
+        // N:M of whole rows, read in registers (2:4 on AVX-512: the tile
+        // scaffold, each weight read once per 4–6 inputs, no scatter) or
+        // whole rows decoded into tiles (amortised over the batch); f32
+        // values the reader does not take run on the sparse kernels.
+        (Structure::NM(s), Some(v @ (Values::F32(_) | decoded!())))
             if v.layout().total() == v.layout().rows() * v.layout().max_row_len() =>
         {
             super::quant::matmul_nm(s, v, m.shape(), x, exec, Tier::detect())
@@ -149,22 +156,6 @@ pub fn matmul(
         // Pruned structures with f32 values: the sparse kernels.
         (Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_), Some(Values::F32(_))) => {
             super::sparse::matmul_unchecked(m, x, exec, Tier::detect())
-                .unwrap_or_else(|| reference::matmul(m, x, exec))
-        }
-        // N:M with quantized or shared values: read in registers (2:4) or
-        // whole rows decoded into tiles (amortised over the batch), the
-        // same products.
-        (
-            Structure::NM(s),
-            Some(
-                v @ (Values::Int8(_)
-                | Values::Int4(_)
-                | Values::Binary(_)
-                | Values::Ternary(_)
-                | Values::Codebook(_)),
-            ),
-        ) if v.layout().total() == v.layout().rows() * v.layout().max_row_len() => {
-            super::quant::matmul_nm(s, v, m.shape(), x, exec, Tier::detect())
                 .unwrap_or_else(|| reference::matmul(m, x, exec))
         }
         (
@@ -178,7 +169,15 @@ pub fn matmul(
                     m.decode_row(r0 + r, o);
                 }
             };
-            super::tile::matmul(rows, cols, decode, x, exec, Tier::detect())
+            super::tile::matmul(
+                rows,
+                cols,
+                decode,
+                None::<&NoLanes>,
+                x,
+                exec,
+                Tier::detect(),
+            )
         }
         (
             Structure::Dense | Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_),

@@ -57,6 +57,64 @@ fn batch_tile(cols: usize) -> usize {
     (X_TILE_BYTES / (4 * cols.max(1))).max(1).div_ceil(C) * C
 }
 
+/// A product's register blocks in their fixed order: batch tiles of
+/// [`batch_tile`] inputs; in each, rows in blocks of [`R`] (single rows at
+/// the end), inputs in blocks of up to `c`: `(i, rows, b0, inputs)`. An
+/// iterator, not a closure, so that the loop body stays in its caller's
+/// function and inherits its target features.
+#[cfg(target_arch = "x86_64")]
+struct Blocks {
+    nr: usize,
+    batch: usize,
+    bt: usize,
+    c: usize,
+    t0: usize,
+    i: usize,
+    b0: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Blocks {
+    fn new(nr: usize, batch: usize, cols: usize, c: usize) -> Self {
+        let bt = batch_tile(cols);
+        Blocks {
+            nr,
+            batch,
+            bt,
+            c,
+            t0: 0,
+            i: 0,
+            b0: 0,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Iterator for Blocks {
+    type Item = (usize, usize, usize, usize);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.t0 < self.batch {
+            let t1 = (self.t0 + self.bt).min(self.batch);
+            if self.i >= self.nr {
+                (self.t0, self.i, self.b0) = (self.t0 + self.bt, 0, self.t0 + self.bt);
+                continue;
+            }
+            let rr = if self.i + R <= self.nr { R } else { 1 };
+            if self.b0 >= t1 {
+                (self.i, self.b0) = (self.i + rr, self.t0);
+                continue;
+            }
+            let nc = (t1 - self.b0).min(self.c);
+            let block = (self.i, rr, self.b0, nc);
+            self.b0 += nc;
+            return Some(block);
+        }
+        None
+    }
+}
+
 /// Input bytes per pass over a task's weight rows.
 const X_TILE_BYTES: usize = 1 << 18;
 
@@ -162,28 +220,16 @@ fn dot_portable(w: &[f32], x: &[f32]) -> f32 {
 unsafe fn dense_avx2(w: &[f32], xs: &[f32], cols: usize, out: &mut [f32]) {
     let batch = xs.len() / cols;
     let nr = w.len() / cols;
-    let bt = batch_tile(cols);
-    for t0 in (0..batch).step_by(bt) {
-        let t1 = (t0 + bt).min(batch);
-        let mut i = 0;
-        while i < nr {
-            let rr = if i + R <= nr { R } else { 1 };
-            let mut b0 = t0;
-            while b0 < t1 {
-                let nc = (t1 - b0).min(2);
-                // SAFETY: this function's contract; rows `i..i + rr` and inputs
-                // `b0..b0 + nc` exist.
-                unsafe {
-                    match (rr, nc) {
-                        (R, 2) => block_avx2::<R, 2>(w, xs, cols, i, b0, batch, out),
-                        (R, _) => block_avx2::<R, 1>(w, xs, cols, i, b0, batch, out),
-                        (_, 2) => block_avx2::<1, 2>(w, xs, cols, i, b0, batch, out),
-                        _ => block_avx2::<1, 1>(w, xs, cols, i, b0, batch, out),
-                    }
-                }
-                b0 += nc;
+    for (i, rr, b0, nc) in Blocks::new(nr, batch, cols, 2) {
+        // SAFETY: this function's contract; rows `i..i + rr` and inputs
+        // `b0..b0 + nc` exist.
+        unsafe {
+            match (rr, nc) {
+                (R, 2) => block_avx2::<R, 2>(w, xs, cols, i, b0, batch, out),
+                (R, _) => block_avx2::<R, 1>(w, xs, cols, i, b0, batch, out),
+                (_, 2) => block_avx2::<1, 2>(w, xs, cols, i, b0, batch, out),
+                _ => block_avx2::<1, 1>(w, xs, cols, i, b0, batch, out),
             }
-            i += rr;
         }
     }
 }
@@ -247,12 +293,14 @@ pub(crate) trait RowReader: Sync {
     /// Per-segment state (a broadcast scale, a lookup table, ...).
     type Seg: Copy;
 
-    /// Values per segment: a multiple of 16 (a group), or `usize::MAX`
-    /// (the whole row).
-    fn seg_len(&self) -> usize;
-
     /// Bytes of encoded weights per 16 values (for the prefetch stride).
-    fn bytes_per_16(&self) -> usize;
+    const BYTES_PER_16: usize;
+
+    /// Values per segment: a multiple of 16 (a group), or `usize::MAX`
+    /// (the whole row: the default).
+    fn seg_len(&self) -> usize {
+        usize::MAX
+    }
 
     /// The state of the segment of row `i` that starts at column `k`.
     ///
@@ -289,13 +337,7 @@ struct F32Rows<'a> {
 impl RowReader for F32Rows<'_> {
     type Seg = ();
 
-    fn seg_len(&self) -> usize {
-        usize::MAX
-    }
-
-    fn bytes_per_16(&self) -> usize {
-        64
-    }
+    const BYTES_PER_16: usize = 64;
 
     #[inline(always)]
     unsafe fn seg(&self, _: usize, _: usize) {}
@@ -333,7 +375,7 @@ pub(crate) unsafe fn quant<F: RowReader>(
     }
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
-    let per = rows_per_task(cols * f.bytes_per_16() / 16);
+    let per = rows_per_task(cols * F::BYTES_PER_16 / 16);
     row_blocks(rows, batch, per, exec, |t, out| {
         // SAFETY: this function's contract; rows `t·per..` exist; a VBMI
         // reader is only built where VBMI was detected.
@@ -345,6 +387,27 @@ pub(crate) unsafe fn quant<F: RowReader>(
             }
         }
     })
+}
+
+/// The operands of a streamed product: `x` (`[batch, cols]`) over `exec`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Stream<'a> {
+    pub(crate) cols: usize,
+    pub(crate) x: ArrayView2<'a, f32>,
+    pub(crate) exec: &'a dyn ParallelExecutor,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Stream<'_> {
+    /// [`quant`] over `rows` rows of W read through `f`.
+    ///
+    /// # Safety
+    /// As [`quant`].
+    pub(crate) unsafe fn run<F: RowReader>(&self, f: &F, rows: usize) -> Array2<f32> {
+        // SAFETY: forwarded contract.
+        unsafe { quant(f, rows, self.cols, self.x, self.exec) }
+    }
 }
 
 /// [`products`] compiled with one feature set: its readers' intrinsics
@@ -397,40 +460,28 @@ driver!(
 unsafe fn products<F: RowReader>(f: &F, row0: usize, xs: &[f32], cols: usize, out: &mut [f32]) {
     let batch = xs.len() / cols;
     let nr = out.len() / batch;
-    let bt = batch_tile(cols);
-    for t0 in (0..batch).step_by(bt) {
-        let t1 = (t0 + bt).min(batch);
-        let mut i = 0;
-        while i < nr {
-            let rr = if i + R <= nr { R } else { 1 };
-            let mut b0 = t0;
-            while b0 < t1 {
-                let nc = (t1 - b0).min(C);
-                macro_rules! go {
-                    ($rr:literal, $c:literal) => {{
-                        let x: [&[f32]; $c] =
-                            std::array::from_fn(|c| &xs[(b0 + c) * cols..(b0 + c + 1) * cols]);
-                        let mut res = [[0.0f32; $c]; $rr];
-                        // SAFETY: this function's contract; rows exist.
-                        unsafe { block::<F, $rr, $c>(f, row0 + i, &x, &mut res) };
-                        for (r, res) in res.iter().enumerate() {
-                            out[(i + r) * batch + b0..][..$c].copy_from_slice(res);
-                        }
-                    }};
+    for (i, rr, b0, nc) in Blocks::new(nr, batch, cols, C) {
+        macro_rules! go {
+            ($rr:literal, $c:literal) => {{
+                let x: [&[f32]; $c] =
+                    std::array::from_fn(|c| &xs[(b0 + c) * cols..(b0 + c + 1) * cols]);
+                let mut res = [[0.0f32; $c]; $rr];
+                // SAFETY: this function's contract; rows exist.
+                unsafe { block::<F, $rr, $c>(f, row0 + i, &x, &mut res) };
+                for (r, res) in res.iter().enumerate() {
+                    out[(i + r) * batch + b0..][..$c].copy_from_slice(res);
                 }
-                match (rr, nc) {
-                    (R, 1) => go!(4, 1),
-                    (R, 2) => go!(4, 2),
-                    (R, 3) => go!(4, 3),
-                    (R, _) => go!(4, 4),
-                    (_, 1) => go!(1, 1),
-                    (_, 2) => go!(1, 2),
-                    (_, 3) => go!(1, 3),
-                    _ => go!(1, 4),
-                }
-                b0 += nc;
-            }
-            i += rr;
+            }};
+        }
+        match (rr, nc) {
+            (R, 1) => go!(4, 1),
+            (R, 2) => go!(4, 2),
+            (R, 3) => go!(4, 3),
+            (R, _) => go!(4, 4),
+            (_, 1) => go!(1, 1),
+            (_, 2) => go!(1, 2),
+            (_, 3) => go!(1, 3),
+            _ => go!(1, 4),
         }
     }
 }
@@ -456,7 +507,7 @@ unsafe fn block<F: RowReader, const RR: usize, const CC: usize>(
     let mut acc = [[unsafe { _mm512_setzero_ps() }; CC]; RR];
     let seg_len = f.seg_len();
     // Steps of 16 values per cache line of encoded weights.
-    let line_steps = (64 / f.bytes_per_16().max(1)).max(1);
+    let line_steps = (64 / F::BYTES_PER_16.max(1)).max(1);
     let mut k = 0;
     // SAFETY: `k + 16 ≤ n` in the full steps and the last step is masked to
     // `n − k` lanes; `k` stays below the row length; the reader's contract

@@ -44,32 +44,18 @@ fn tile_rows(cols: usize) -> usize {
     (TILE_ELEMS / cols.max(1)).clamp(R, 64) / R * R
 }
 
-/// `y = x · Wᵀ` (`[batch, rows]`) where `decode(row0, out)` writes whole
-/// rows `row0..row0 + out.len() / cols` of W, decoded to f32, into `out`.
-/// `x` must have `cols` columns. `tier` picks the dot-product path
-/// (capped to the CPU): AVX-512 (fused multiply-add) or portable.
-pub(crate) fn matmul<D>(
-    rows: usize,
-    cols: usize,
-    decode: D,
-    x: ArrayView2<f32>,
-    exec: &dyn ParallelExecutor,
-    tier: Tier,
-) -> Array2<f32>
-where
-    D: Fn(usize, &mut [f32]) + Sync,
-{
-    matmul_lanes::<D, NoLanes>(rows, cols, decode, None, x, exec, tier)
-}
-
 /// Batches up to this size read the weights through [`Lanes`] (decoding in
 /// registers, no tile written); larger batches decode tiles once.
 const LANES_MAX_BATCH: usize = 8;
 
-/// [`matmul`] that, given a [`Lanes`] reader and an AVX-512 tier, decodes
-/// weights in registers at small batches. The reader yields exactly the
-/// decoded values, so the bits are those of [`matmul`].
-pub(crate) fn matmul_lanes<D, F>(
+/// `y = x · Wᵀ` (`[batch, rows]`) where `decode(row0, out)` writes whole
+/// rows `row0..row0 + out.len() / cols` of W, decoded to f32, into `out`.
+/// `x` must have `cols` columns. `tier` picks the dot-product path
+/// (capped to the CPU): AVX-512 (fused multiply-add) or portable. Given a
+/// [`Lanes`] reader (`None::<&NoLanes>`: none) and an AVX-512 tier, small
+/// batches decode weights in registers instead; the reader yields exactly
+/// the decoded values, so the bits are the same.
+pub(crate) fn matmul<D, F>(
     rows: usize,
     cols: usize,
     decode: D,
@@ -572,7 +558,15 @@ mod tests {
             };
             let xall = Array2::from_shape_vec((23, cols), data(23, cols, 7)).unwrap();
             for tier in [Tier::Portable, Tier::Avx512] {
-                let whole = matmul(rows, cols, dec, xall.view(), &Sequential, tier);
+                let whole = matmul(
+                    rows,
+                    cols,
+                    dec,
+                    None::<&NoLanes>,
+                    xall.view(),
+                    &Sequential,
+                    tier,
+                );
                 for b in 0..23 {
                     for i in 0..rows {
                         let x = xall.row(b);
@@ -595,8 +589,8 @@ mod tests {
                     for b0 in [0, 23 - batch] {
                         let xs = xall.slice(ndarray::s![b0..b0 + batch, ..]);
                         for y in [
-                            matmul(rows, cols, dec, xs, &Sequential, tier),
-                            matmul(rows, cols, dec, xs, &pool, tier),
+                            matmul(rows, cols, dec, None::<&NoLanes>, xs, &Sequential, tier),
+                            matmul(rows, cols, dec, None::<&NoLanes>, xs, &pool, tier),
                         ] {
                             let want = whole.slice(ndarray::s![b0..b0 + batch, ..]);
                             assert!(

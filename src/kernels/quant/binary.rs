@@ -206,38 +206,23 @@ pub(crate) struct BinaryRows<'a, const ALIGNED: bool> {
 ///
 /// # Safety
 /// As [`gemv::quant`](crate::kernels::gemv::quant): AVX-512 F/BW/VL, BMI2
-/// and FMA are available; `x` has `cols` columns; `v` holds rows of `cols`.
+/// and FMA are available; `v` holds rows of `s.cols`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn streamed(
     v: &BinaryValues,
-    cols: usize,
-    x: ArrayView2<f32>,
-    exec: &dyn ParallelExecutor,
+    s: crate::kernels::gemv::Stream<'_>,
     sc: RowScale,
-) -> Array2<f32> {
-    use crate::kernels::gemv::quant;
-    let rows = v.layout.rows();
+) -> ndarray::Array2<f32> {
+    let (rows, cols) = (v.layout.rows(), s.cols);
     // SAFETY: this function's contract.
-    unsafe {
-        if cols.is_multiple_of(16) {
-            quant(&BinaryRows::<true> { v, cols, sc }, rows, cols, x, exec)
-        } else {
-            quant(&BinaryRows::<false> { v, cols, sc }, rows, cols, x, exec)
-        }
-    }
+    unsafe { super::by_alignment!(cols, |A| s.run(&BinaryRows::<A> { v, cols, sc }, rows)) }
 }
 
 #[cfg(target_arch = "x86_64")]
 impl<const ALIGNED: bool> crate::kernels::gemv::RowReader for BinaryRows<'_, ALIGNED> {
     type Seg = (std::arch::x86_64::__m512, std::arch::x86_64::__m512);
 
-    fn seg_len(&self) -> usize {
-        usize::MAX
-    }
-
-    fn bytes_per_16(&self) -> usize {
-        2
-    }
+    const BYTES_PER_16: usize = 2;
 
     #[inline(always)]
     unsafe fn seg(&self, i: usize, _: usize) -> Self::Seg {

@@ -5,11 +5,10 @@
 
 use std::arch::x86_64::*;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 
-use crate::kernels::gemv::{quant, RowReader};
+use crate::kernels::gemv::{RowReader, Stream};
 use crate::matrix::{CodebookScope, CodebookValues};
-use crate::parallel::ParallelExecutor;
 
 /// The reader: one padded codebook per row (or one for the tensor).
 struct Codebook4Rows<'a, const VBMI: bool> {
@@ -28,13 +27,9 @@ pub(super) fn fits(v: &CodebookValues, cols: usize) -> bool {
 ///
 /// # Safety
 /// As [`gemv::quant`](crate::kernels::gemv::quant): AVX-512 F/BW/VL, BMI2
-/// and FMA are available; `x` has `cols` columns; `v` holds rows of `cols`.
-pub(super) unsafe fn streamed(
-    v: &CodebookValues,
-    cols: usize,
-    x: ArrayView2<f32>,
-    exec: &dyn ParallelExecutor,
-) -> Option<Array2<f32>> {
+/// and FMA are available; `v` holds rows of `s.cols`.
+pub(super) unsafe fn streamed(v: &CodebookValues, s: Stream<'_>) -> Option<Array2<f32>> {
+    let cols = s.cols;
     if !fits(v, cols) {
         return None;
     }
@@ -46,25 +41,13 @@ pub(super) unsafe fn streamed(
         .collect();
     // SAFETY: this function's contract; the VBMI reader only where VBMI is
     // detected.
-    unsafe {
-        Some(if std::arch::is_x86_feature_detected!("avx512vbmi") {
-            quant(
-                &Codebook4Rows::<true> { v, cols, tables },
-                rows,
-                cols,
-                x,
-                exec,
-            )
+    Some(unsafe {
+        if std::arch::is_x86_feature_detected!("avx512vbmi") {
+            s.run(&Codebook4Rows::<true> { v, cols, tables }, rows)
         } else {
-            quant(
-                &Codebook4Rows::<false> { v, cols, tables },
-                rows,
-                cols,
-                x,
-                exec,
-            )
-        })
-    }
+            s.run(&Codebook4Rows::<false> { v, cols, tables }, rows)
+        }
+    })
 }
 
 impl<const VBMI: bool> RowReader for Codebook4Rows<'_, VBMI> {
@@ -72,13 +55,7 @@ impl<const VBMI: bool> RowReader for Codebook4Rows<'_, VBMI> {
 
     const VBMI: bool = VBMI;
 
-    fn seg_len(&self) -> usize {
-        usize::MAX
-    }
-
-    fn bytes_per_16(&self) -> usize {
-        8
-    }
+    const BYTES_PER_16: usize = 8;
 
     #[inline(always)]
     unsafe fn seg(&self, i: usize, _: usize) -> __m512 {

@@ -27,40 +27,46 @@ pub(crate) struct Int4Rows<'a, const VBMI: bool> {
 ///
 /// # Safety
 /// As [`gemv::quant`](crate::kernels::gemv::quant): AVX-512 F/BW/VL, BMI2
-/// and FMA are available; `x` has `cols` columns; `v` holds rows of `cols`.
+/// and FMA are available; `v` holds rows of `s.cols`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn streamed(
     v: &Int4Values,
-    cols: usize,
-    x: ndarray::ArrayView2<f32>,
-    exec: &dyn crate::parallel::ParallelExecutor,
+    s: crate::kernels::gemv::Stream<'_>,
     sc: RowScale,
 ) -> Option<ndarray::Array2<f32>> {
-    use crate::kernels::gemv::quant;
     let seg = super::lanes::segment_len(&v.params)?;
+    let cols = s.cols;
     if !cols.is_multiple_of(2) {
         return None;
     }
-    let rows = v.layout.rows();
     let params = super::lanes::SegParams::new(&v.params, cols);
-    macro_rules! go {
-        ($vbmi:literal) => {{
-            let f = Int4Rows::<$vbmi> {
-                v,
-                cols,
-                seg,
-                params,
-                sc,
-            };
-            // SAFETY: this function's contract; the VBMI reader only where
-            // VBMI is detected.
-            unsafe { quant(&f, rows, cols, x, exec) }
-        }};
-    }
-    Some(if std::arch::is_x86_feature_detected!("avx512vbmi") {
-        go!(true)
-    } else {
-        go!(false)
+    let rows = v.layout.rows();
+    // SAFETY: this function's contract; the VBMI reader only where VBMI is
+    // detected.
+    Some(unsafe {
+        if std::arch::is_x86_feature_detected!("avx512vbmi") {
+            s.run(
+                &Int4Rows::<true> {
+                    v,
+                    cols,
+                    seg,
+                    params,
+                    sc,
+                },
+                rows,
+            )
+        } else {
+            s.run(
+                &Int4Rows::<false> {
+                    v,
+                    cols,
+                    seg,
+                    params,
+                    sc,
+                },
+                rows,
+            )
+        }
     })
 }
 
@@ -74,9 +80,7 @@ impl<const VBMI: bool> crate::kernels::gemv::RowReader for Int4Rows<'_, VBMI> {
         self.seg
     }
 
-    fn bytes_per_16(&self) -> usize {
-        8
-    }
+    const BYTES_PER_16: usize = 8;
 
     /// The table `(q − z)·s` for the 16 nibbles, with the operations (and so
     /// the bits) of the encoding's decoder: `q − z` exact, then one product.

@@ -29,20 +29,16 @@ pub(crate) struct Int8Rows<'a, const SCALED: bool, const ZERO: bool> {
 ///
 /// # Safety
 /// As [`gemv::quant`](crate::kernels::gemv::quant): AVX-512 F/BW/VL, BMI2
-/// and FMA are available; `x` has `cols` columns; `v` holds rows of `cols`.
+/// and FMA are available; `v` holds rows of `s.cols`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn streamed(
     v: &Int8Values,
-    cols: usize,
-    x: ndarray::ArrayView2<f32>,
-    exec: &dyn crate::parallel::ParallelExecutor,
+    s: crate::kernels::gemv::Stream<'_>,
     sc: RowScale,
 ) -> Option<ndarray::Array2<f32>> {
-    use crate::kernels::gemv::quant;
     let seg = super::lanes::segment_len(&v.params)?;
-    let rows = v.layout.rows();
-    let zero = v.params.zero_points().is_some();
-    let params = super::lanes::SegParams::new(&v.params, cols);
+    let params = super::lanes::SegParams::new(&v.params, s.cols);
+    let cols = s.cols;
     macro_rules! go {
         ($s:literal, $z:literal) => {{
             let f = Int8Rows::<$s, $z> {
@@ -52,15 +48,17 @@ pub(crate) unsafe fn streamed(
                 params,
             };
             // SAFETY: this function's contract.
-            unsafe { quant(&f, rows, cols, x, exec) }
+            unsafe { s.run(&f, v.layout.rows()) }
         }};
     }
-    Some(match (sc == RowScale::Applied, zero) {
-        (true, true) => go!(true, true),
-        (true, false) => go!(true, false),
-        (false, true) => go!(false, true),
-        (false, false) => go!(false, false),
-    })
+    Some(
+        match (sc == RowScale::Applied, v.params.zero_points().is_some()) {
+            (true, true) => go!(true, true),
+            (true, false) => go!(true, false),
+            (false, true) => go!(false, true),
+            (false, false) => go!(false, false),
+        },
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -73,9 +71,7 @@ impl<const SCALED: bool, const ZERO: bool> crate::kernels::gemv::RowReader
         self.seg
     }
 
-    fn bytes_per_16(&self) -> usize {
-        16
-    }
+    const BYTES_PER_16: usize = 16;
 
     #[inline(always)]
     unsafe fn seg(&self, i: usize, k: usize) -> Self::Seg {

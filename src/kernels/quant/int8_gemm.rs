@@ -105,42 +105,8 @@ pub(crate) fn matmul(
     if isa == Isa::Avx512Vnni && (prep.nseg == 1 || prep.seg.is_multiple_of(64)) {
         return fast::matmul(v, prep, xq, exec);
     }
-    generic(v, prep, xq, exec, isa)
-}
-
-/// `y = (x ⊙ m)·Wᵀ + b` fused (see [`int8_panel::linear`](super::int8_panel)):
-/// quantization of `x` (`[batch, cols]` row-major; `m` empty: no scaling),
-/// product and bias in one call, equal bit for bit to quantizing `x ⊙ m`,
-/// [`matmul`] and adding `b`. `None` where that path does not apply (not
-/// VNNI, no panels, fewer than 6 rows) or a value is not finite: the caller
-/// takes the unfused path, which reports the error.
-pub(crate) fn linear(
-    prep: &Prepared,
-    x: &[f32],
-    m: &[f32],
-    bias: Option<&[f32]>,
-    exec: &dyn ParallelExecutor,
-) -> Option<Array2<f32>> {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(p) = &prep.panels {
-        let rows = x.len() / p.cols();
-        if rows >= PANEL_MIN_ROWS && Isa::detect() == Isa::Avx512Vnni {
-            return super::int8_panel::linear(p, x, m, bias, exec);
-        }
-    }
-    let _ = (prep, x, m, bias, exec);
-    None
-}
-
-/// Every granularity and tier: the portable path, and VNNI on segments
-/// that are not whole 64-byte blocks.
-fn generic(
-    v: &Int8Values,
-    prep: &Prepared,
-    xq: &QuantizedActivations,
-    exec: &dyn ParallelExecutor,
-    isa: Isa,
-) -> Array2<f32> {
+    // Every granularity and tier: the portable path, and VNNI on segments
+    // that are not whole 64-byte blocks.
     let rows = v.layout.rows();
     let cols = xq.cols;
     let batch = xq.rows;
@@ -198,6 +164,30 @@ fn generic(
             }
         }
     })
+}
+
+/// `y = (x ⊙ m)·Wᵀ + b` fused (see [`int8_panel::linear`](super::int8_panel)):
+/// quantization of `x` (`[batch, cols]` row-major; `m` empty: no scaling),
+/// product and bias in one call, equal bit for bit to quantizing `x ⊙ m`,
+/// [`matmul`] and adding `b`. `None` where that path does not apply (not
+/// VNNI, no panels, fewer than 6 rows) or a value is not finite: the caller
+/// takes the unfused path, which reports the error.
+pub(crate) fn linear(
+    prep: &Prepared,
+    x: &[f32],
+    m: &[f32],
+    bias: Option<&[f32]>,
+    exec: &dyn ParallelExecutor,
+) -> Option<Array2<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = &prep.panels {
+        let rows = x.len() / p.cols();
+        if rows >= PANEL_MIN_ROWS && Isa::detect() == Isa::Avx512Vnni {
+            return super::int8_panel::linear(p, x, m, bias, exec);
+        }
+    }
+    let _ = (prep, x, m, bias, exec);
+    None
 }
 
 /// Σ x over each weight segment, per batch row.

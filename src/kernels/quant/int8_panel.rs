@@ -195,18 +195,24 @@ pub(crate) fn matmul(
     Some(product(p, &xu, &xq.scales, None, exec, kernel))
 }
 
-/// A micro-kernel (see [`micro`]).
+/// A micro-kernel (see [`micro`]): tokens `b0..` × panels `p0..` of a
+/// [`Job`] into a tile.
 #[cfg(target_arch = "x86_64")]
-type Micro = unsafe fn(
-    &Panels,
-    &[u8],
-    usize,
-    usize,
-    usize,
-    &[f32],
-    Option<&[f32]>,
-    &mut [[f32; NV * P]; MR],
-);
+type Micro = unsafe fn(&Job, usize, usize, &mut [[f32; NV * P]; MR]);
+
+/// What every micro-tile of one product reads: the panels (`np` of them),
+/// the activations `xu` (`x + 128`, rows of `kp` bytes, zero-padded to
+/// whole tiles) with their scales `sx` (one per token), and the bias per
+/// output (`[np·16]`) when given.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    p: &'a Panels,
+    xu: &'a [u8],
+    np: usize,
+    sx: &'a [f32],
+    bias: Option<&'a [f32]>,
+}
 
 /// The micro-kernel for `p` on `isa` (capped to the CPU), if any.
 #[cfg(target_arch = "x86_64")]
@@ -308,6 +314,13 @@ fn product(
         v
     });
     let bias = bias.as_deref();
+    let job = Job {
+        p,
+        xu,
+        np,
+        sx,
+        bias,
+    };
     // Column blocks of NV panels; a task takes `per` of them.
     let nblk = np.div_ceil(NV);
     let per = 2usize;
@@ -325,7 +338,7 @@ fn product(
                 // available) or is VNNI checked by the caller; `xu` holds whole
                 // tiles of `kp` bytes per row; panels `p0..p0 + NV` exist or
                 // are clamped to the last one (their results are dropped).
-                unsafe { kernel(p, xu, b0, p0, np, sx, bias, &mut tile) };
+                unsafe { kernel(&job, b0, p0, &mut tile) };
                 for (r, row) in tile.iter().enumerate().take(batch - b0) {
                     let n0 = p0 * P;
                     let n = (NV * P).min(p.rows - n0);
@@ -363,21 +376,18 @@ impl<T> Out<T> {
 /// spare zero rows and scale 0), plus the bias (`[np·16]`) when given.
 ///
 /// # Safety
-/// AVX-512 F/BW/VNNI must be available; `xu` must hold `b0 + MR` rows of
-/// `p.kp` bytes; `bias`, when given, `np·16` values.
+/// AVX-512 F/BW/VNNI must be available; the job's `xu` must hold `b0 + MR`
+/// rows of `kp` bytes and its bias, when given, `np·16` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn micro(
-    p: &Panels,
-    xu: &[u8],
-    b0: usize,
-    p0: usize,
-    np: usize,
-    sx: &[f32],
-    bias: Option<&[f32]>,
-    tile: &mut [[f32; NV * P]; MR],
-) {
+unsafe fn micro(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {
+    let Job {
+        p,
+        xu,
+        np,
+        sx,
+        bias,
+    } = *job;
     let batch = sx.len();
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
@@ -464,17 +474,14 @@ unsafe fn micro(
 /// AVX2 must be available; `p` holds int4 panels; otherwise as [`micro`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn micro_avx2(
-    p: &Panels,
-    xu: &[u8],
-    b0: usize,
-    p0: usize,
-    np: usize,
-    sx: &[f32],
-    bias: Option<&[f32]>,
-    tile: &mut [[f32; NV * P]; MR],
-) {
+unsafe fn micro_avx2(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {
+    let Job {
+        p,
+        xu,
+        np,
+        sx,
+        bias,
+    } = *job;
     debug_assert!(p.nib);
     let batch = sx.len();
     // SAFETY: the caller upholds this function's `# Safety` contract.

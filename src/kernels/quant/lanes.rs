@@ -29,7 +29,7 @@ fn blocks_share_params(p: &QuantParams) -> bool {
 /// [`QUANT_MAX_BATCH`](crate::kernels::gemv::QUANT_MAX_BATCH) on AVX-512,
 /// streamed by [`gemv`](crate::kernels::gemv) through the encoding's row
 /// reader: the values and the order of the readers above, so the bits of
-/// [`tile::matmul_lanes`](crate::kernels::tile::matmul_lanes). `None` where
+/// [`tile::matmul`](crate::kernels::tile::matmul). `None` where
 /// the tier, the batch or the layout has no streamed path.
 pub(super) fn streamed(
     values: &Values,
@@ -50,13 +50,14 @@ pub(super) fn streamed(
         }
         // SAFETY: AVX-512 F/BW/VL, BMI2 and FMA come with `Tier::Avx512`
         // (capped to the CPU); each reader reads `rows` rows of `cols`.
+        let s = gemv::Stream { cols, x, exec };
         unsafe {
             match values {
-                Values::Int8(v) => super::int8::streamed(v, cols, x, exec, sc),
-                Values::Int4(v) => super::int4::streamed(v, cols, x, exec, sc),
-                Values::Binary(v) => Some(super::binary::streamed(v, cols, x, exec, sc)),
-                Values::Ternary(v) => Some(super::ternary::streamed(v, cols, x, exec, sc)),
-                Values::Codebook(v) => super::codebook4::streamed(v, cols, x, exec),
+                Values::Int8(v) => super::int8::streamed(v, s, sc),
+                Values::Int4(v) => super::int4::streamed(v, s, sc),
+                Values::Binary(v) => Some(super::binary::streamed(v, s, sc)),
+                Values::Ternary(v) => Some(super::ternary::streamed(v, s, sc)),
+                Values::Codebook(v) => super::codebook4::streamed(v, s),
                 Values::F32(_) => None,
             }
         }
@@ -176,43 +177,6 @@ fn read8_tail(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(buf)
 }
 
-/// int8 codes: `(q − z)·s`.
-pub(crate) struct Int8Lanes<'a> {
-    v: &'a Int8Values,
-    cols: usize,
-    params: SegParams<'a>,
-    sc: RowScale,
-}
-
-impl<'a> Int8Lanes<'a> {
-    pub(crate) fn new(v: &'a Int8Values, cols: usize, sc: RowScale) -> Option<Self> {
-        let params = SegParams::new(v.params(), cols);
-        blocks_share_params(v.params()).then_some(Int8Lanes {
-            v,
-            cols,
-            params,
-            sc,
-        })
-    }
-}
-
-impl Lanes for Int8Lanes<'_> {
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
-        // SAFETY: the caller's contract (lanes of row `i` from column `k`).
-        let (s, z) = unsafe { self.params.get(i, k) };
-        let s = self.sc.of(s);
-        // SAFETY: the caller guarantees AVX-512 and that lanes in `m` lie in
-        // row `i` (masked lanes are not read).
-        unsafe {
-            let q = _mm_maskz_loadu_epi8(m, self.v.codes().as_ptr().add(i * self.cols + k));
-            let q = _mm512_sub_epi32(_mm512_cvtepi8_epi32(q), _mm512_set1_epi32(z));
-            _mm512_maskz_mul_ps(m, _mm512_cvtepi32_ps(q), _mm512_set1_ps(s))
-        }
-    }
-}
-
 /// 16 nibbles starting at byte `p` as 16 lanes of table indices (low 4 bits;
 /// low nibble first), reading only the bytes that lanes in `m` need.
 ///
@@ -232,47 +196,106 @@ unsafe fn nibble_indices(p: *const u8, m: __mmask16) -> __m512i {
     }
 }
 
-/// int4 codes: `(q − z)·s` with `q` a signed nibble.
-pub(crate) struct Int4Lanes<'a> {
-    v: &'a Int4Values,
+/// int8 and int4 codes: `(q − z)·s` (`q − z` exact in f32, then one
+/// product; with the row's scale deferred, `q − z`).
+pub(crate) struct IntLanes<'a, V> {
+    v: &'a V,
     cols: usize,
     params: SegParams<'a>,
     sc: RowScale,
 }
 
-impl<'a> Int4Lanes<'a> {
-    pub(crate) fn new(v: &'a Int4Values, cols: usize, sc: RowScale) -> Option<Self> {
-        let params = SegParams::new(v.params(), cols);
-        (cols.is_multiple_of(2) && blocks_share_params(v.params())).then_some(Int4Lanes {
+/// int8 codes through [`IntLanes`].
+pub(crate) type Int8Lanes<'a> = IntLanes<'a, Int8Values>;
+/// int4 codes (signed nibbles, even `cols`) through [`IntLanes`].
+pub(crate) type Int4Lanes<'a> = IntLanes<'a, Int4Values>;
+
+/// The integer codes an [`IntLanes`] reads.
+pub(crate) trait IntCodes: Sync {
+    /// The values' quantization parameters.
+    fn quant_params(&self) -> &QuantParams;
+
+    /// Whether rows of `cols` codes can be read (int4: rows start on a byte).
+    fn rows_fit(cols: usize) -> bool;
+
+    /// Codes `k..k + 16` of row `i` (rows of `cols`) as f32, masked to `m`.
+    ///
+    /// # Safety
+    /// As [`Lanes::lanes`].
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn codes(&self, i: usize, k: usize, cols: usize, m: __mmask16) -> __m512;
+}
+
+impl IntCodes for Int8Values {
+    fn quant_params(&self) -> &QuantParams {
+        self.params()
+    }
+
+    fn rows_fit(_: usize) -> bool {
+        true
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn codes(&self, i: usize, k: usize, cols: usize, m: __mmask16) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512 and that lanes in `m` lie in
+        // row `i` (masked lanes are not read).
+        unsafe {
+            let q = _mm_maskz_loadu_epi8(m, self.codes().as_ptr().add(i * cols + k));
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))
+        }
+    }
+}
+
+impl IntCodes for Int4Values {
+    fn quant_params(&self) -> &QuantParams {
+        self.params()
+    }
+
+    fn rows_fit(cols: usize) -> bool {
+        cols.is_multiple_of(2)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn codes(&self, i: usize, k: usize, cols: usize, m: __mmask16) -> __m512 {
+        // SAFETY: rows start on a byte (even `cols`); the caller guarantees
+        // AVX-512 and that the lanes in `m` lie in row `i`.
+        unsafe {
+            let idx = nibble_indices(self.codes().bytes().as_ptr().add((i * cols + k) / 2), m);
+            // Signed nibble values −8..7 as f32 (exact).
+            let table = _mm512_setr_ps(
+                0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0,
+                -1.0,
+            );
+            debug_assert_eq!(nibble_to_i8(8), -8);
+            _mm512_permutexvar_ps(idx, table)
+        }
+    }
+}
+
+impl<'a, V: IntCodes> IntLanes<'a, V> {
+    pub(crate) fn new(v: &'a V, cols: usize, sc: RowScale) -> Option<Self> {
+        let p = v.quant_params();
+        (V::rows_fit(cols) && blocks_share_params(p)).then(|| IntLanes {
             v,
             cols,
-            params,
+            params: SegParams::new(p, cols),
             sc,
         })
     }
 }
 
-impl Lanes for Int4Lanes<'_> {
+impl<V: IntCodes> Lanes for IntLanes<'_, V> {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
         // SAFETY: the caller's contract (lanes of row `i` from column `k`).
         let (s, z) = unsafe { self.params.get(i, k) };
         let s = self.sc.of(s);
-        // SAFETY: rows start on a byte (even `cols`); the caller guarantees
-        // AVX-512 and that the lanes in `m` lie in row `i`.
+        // SAFETY: the caller's contract, forwarded.
         unsafe {
-            let idx = nibble_indices(
-                self.v.codes().bytes().as_ptr().add((i * self.cols + k) / 2),
-                m,
-            );
-            // Signed nibble values −8..7 as f32 (exact), minus z (exact).
-            let table = _mm512_setr_ps(
-                0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0,
-                -1.0,
-            );
-            debug_assert_eq!(nibble_to_i8(8), -8);
-            let q = _mm512_sub_ps(_mm512_permutexvar_ps(idx, table), _mm512_set1_ps(z as f32));
+            let q = _mm512_sub_ps(self.v.codes(i, k, self.cols, m), _mm512_set1_ps(z as f32));
             _mm512_maskz_mul_ps(m, q, _mm512_set1_ps(s))
         }
     }
@@ -632,7 +655,8 @@ mod tests {
     use super::super::decode_rows;
     use super::*;
     use crate::compression::sharing::KMeans;
-    use crate::kernels::{tile, Tier};
+    use crate::kernels::tile::{self, NoLanes};
+    use crate::kernels::Tier;
     use crate::matrix::{CompressedMatrix, Values};
     use crate::parallel::Sequential;
     use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
@@ -707,12 +731,13 @@ mod tests {
                                 rows,
                                 cols,
                                 |r, o| decode_rows($v, r, o, sc),
+                                None::<&NoLanes>,
                                 x.view(),
                                 &Sequential,
                                 Tier::Avx512,
                             );
                             let f = $f;
-                            let fast = tile::matmul_lanes(
+                            let fast = tile::matmul(
                                 rows,
                                 cols,
                                 |r, o| decode_rows($v, r, o, sc),
@@ -785,6 +810,7 @@ mod tests {
                         rows,
                         cols,
                         |r, o| super::super::decode_values_as(v, r, o, sc),
+                        None::<&NoLanes>,
                         x.view(),
                         &Sequential,
                         Tier::Avx512,

@@ -25,25 +25,16 @@ pub(crate) struct TernaryRows<'a, const ALIGNED: bool> {
 ///
 /// # Safety
 /// As [`gemv::quant`](crate::kernels::gemv::quant): AVX-512 F/BW/VL, BMI2
-/// and FMA are available; `x` has `cols` columns; `v` holds rows of `cols`.
+/// and FMA are available; `v` holds rows of `s.cols`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn streamed(
     v: &TernaryValues,
-    cols: usize,
-    x: ndarray::ArrayView2<f32>,
-    exec: &dyn crate::parallel::ParallelExecutor,
+    s: crate::kernels::gemv::Stream<'_>,
     sc: RowScale,
 ) -> ndarray::Array2<f32> {
-    use crate::kernels::gemv::quant;
-    let rows = v.layout.rows();
+    let (rows, cols) = (v.layout.rows(), s.cols);
     // SAFETY: this function's contract.
-    unsafe {
-        if cols.is_multiple_of(16) {
-            quant(&TernaryRows::<true> { v, cols, sc }, rows, cols, x, exec)
-        } else {
-            quant(&TernaryRows::<false> { v, cols, sc }, rows, cols, x, exec)
-        }
-    }
+    unsafe { super::by_alignment!(cols, |A| s.run(&TernaryRows::<A> { v, cols, sc }, rows)) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -52,13 +43,7 @@ impl<const ALIGNED: bool> crate::kernels::gemv::RowReader for TernaryRows<'_, AL
     /// above the code are the next code's, which the lookup ignores).
     type Seg = std::arch::x86_64::__m512;
 
-    fn seg_len(&self) -> usize {
-        usize::MAX
-    }
-
-    fn bytes_per_16(&self) -> usize {
-        4
-    }
+    const BYTES_PER_16: usize = 4;
 
     #[inline(always)]
     unsafe fn seg(&self, i: usize, _: usize) -> Self::Seg {

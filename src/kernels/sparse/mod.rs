@@ -121,8 +121,28 @@ pub(crate) fn matmul_unchecked(
     let x = x.as_standard_layout();
     let input = Input::new(x.view());
     let yt = match m.structure() {
-        Structure::Csr(c) => csr(c, v.data(), rows, cols, &input, exec, path),
-        Structure::NM(s) => nm(s, v.data(), rows, cols, &input, exec, path),
+        Structure::Csr(c) => csr(
+            c,
+            &Operands {
+                vals: v.data(),
+                rows,
+                cols,
+                x: &input,
+                exec,
+                path,
+            },
+        ),
+        Structure::NM(s) => nm(
+            s,
+            &Operands {
+                vals: v.data(),
+                rows,
+                cols,
+                x: &input,
+                exec,
+                path,
+            },
+        ),
         Structure::KeptRows(k) => kept_rows(k, v.data(), rows, cols, x.view(), exec, path),
         _ => return None,
     };
@@ -361,15 +381,27 @@ fn block_rows(len: usize) -> usize {
     rows_per_task(len, 1 << 15)
 }
 
-fn csr(
-    c: &Csr,
-    vals: &[f32],
+/// What the CSR and N:M kernels read: W's stored values and shape, the
+/// input, the executor and the path.
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    vals: &'a [f32],
     rows: usize,
     cols: usize,
-    x: &Input,
-    exec: &dyn ParallelExecutor,
+    x: &'a Input<'a>,
+    exec: &'a dyn ParallelExecutor,
     path: KernelPath,
-) -> Vec<f32> {
+}
+
+fn csr(c: &Csr, op: &Operands) -> Vec<f32> {
+    let Operands {
+        vals,
+        rows,
+        cols,
+        x,
+        exec,
+        path,
+    } = *op;
     let per_task = block_rows(c.nnz() / rows + cols / 64 + 1);
     match c.col_idx() {
         ColIndices::U16(ix) => csr_typed(c.row_ptr(), ix, vals, rows, x, exec, path, per_task),
@@ -397,15 +429,15 @@ fn csr_typed<I: Index>(
     })
 }
 
-fn nm(
-    s: &NM,
-    vals: &[f32],
-    rows: usize,
-    cols: usize,
-    x: &Input,
-    exec: &dyn ParallelExecutor,
-    path: KernelPath,
-) -> Vec<f32> {
+fn nm(s: &NM, op: &Operands) -> Vec<f32> {
+    let Operands {
+        vals,
+        rows,
+        cols,
+        x,
+        exec,
+        path,
+    } = *op;
     let batch = x.batch();
     let (n, m) = (s.n(), s.m());
     let row_len = cols / m * n;
