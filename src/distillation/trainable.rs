@@ -67,21 +67,26 @@ pub(crate) enum Kind {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(crate) enum Trainable {
-    Stored {
-        shape: (usize, usize),
-        structure: Structure,
-        layout: RowLayout,
-        /// Flat index `row·cols + col` of each stored value; `None` for a
-        /// dense structure (the identity).
-        pos: Option<Vec<u32>>,
-        kind: Kind,
-        /// The parameters: stored values (Free, Ste) or centroids (Codebook).
-        theta: Vec<f32>,
-    },
+    Stored(Stored),
     LowRank {
         a: Box<Trainable>,
         b: Box<Trainable>,
     },
+}
+
+/// The parameters of a matrix with stored values (any structure but low
+/// rank), and what it takes to rebuild the matrix from them.
+#[derive(Clone, Debug)]
+pub(crate) struct Stored {
+    shape: (usize, usize),
+    structure: Structure,
+    layout: RowLayout,
+    /// Flat index `row·cols + col` of each stored value; `None` for a
+    /// dense structure (the identity).
+    pos: Option<Vec<u32>>,
+    kind: Kind,
+    /// The parameters: stored values (Free, Ste) or centroids (Codebook).
+    theta: Vec<f32>,
 }
 
 /// Flat dense index of every stored value of a non-low-rank matrix.
@@ -147,14 +152,14 @@ impl Trainable {
                 (kind, cb.centroids().to_vec())
             }
         };
-        Ok(Trainable::Stored {
+        Ok(Trainable::Stored(Stored {
             shape: m.shape(),
             structure: m.structure().clone(),
             layout,
             pos,
             kind,
             theta,
-        })
+        }))
     }
 
     /// As [`from_matrix`](Self::from_matrix), with the latent copies of
@@ -175,21 +180,13 @@ impl Trainable {
                 format!("{:?}", latent.dim()),
             ));
         }
-        if let Trainable::Stored {
-            pos,
-            kind: Kind::Ste(_),
-            theta,
-            ..
-        } = &mut t
-        {
+        let Trainable::Stored(s) = &mut t else {
+            return Ok(t);
+        };
+        if let Kind::Ste(_) = s.kind {
             let l = latent.as_standard_layout();
             let l = l.as_slice().expect("standard layout");
-            for (k, v) in theta.iter_mut().enumerate() {
-                *v = match pos {
-                    None => l[k],
-                    Some(p) => l[p[k] as usize],
-                };
-            }
+            s.theta = (0..s.theta.len()).map(|k| l[s.flat(k)]).collect();
             if t.to_matrix()? != *m {
                 return Err(SquishError::inconsistent(
                     "latent weights",
@@ -210,7 +207,7 @@ impl Trainable {
                 a.learn_binary_scales(lr.a(), clip)?;
                 b.learn_binary_scales(lr.b(), clip)
             }
-            (Trainable::Stored { kind, .. }, s) if !matches!(s, Structure::LowRank(_)) => {
+            (Trainable::Stored(Stored { kind, .. }), s) if !matches!(s, Structure::LowRank(_)) => {
                 if let (Kind::Ste(Requant::Binary), Some(Values::Binary(v))) = (&*kind, m.values())
                 {
                     *kind = Kind::SignScale {
@@ -236,12 +233,12 @@ impl Trainable {
                 a.project();
                 b.project();
             }
-            Trainable::Stored {
+            Trainable::Stored(Stored {
                 layout,
                 kind: Kind::SignScale { scales, clip },
                 theta,
                 ..
-            } => {
+            }) => {
                 for (i, a) in scales.iter_mut().enumerate() {
                     *a = a.max(0.0);
                     if clip.is_finite() {
@@ -252,7 +249,7 @@ impl Trainable {
                     }
                 }
             }
-            Trainable::Stored { .. } => {}
+            Trainable::Stored(_) => {}
         }
     }
 
@@ -260,42 +257,7 @@ impl Trainable {
     pub(crate) fn weight(&self) -> Result<Array2<f32>> {
         match self {
             Trainable::LowRank { a, b } => Ok(a.weight()?.dot(&b.weight()?)),
-            Trainable::Stored {
-                shape,
-                layout,
-                pos,
-                kind,
-                theta,
-                ..
-            } => {
-                let stored: Vec<f32> = match kind {
-                    Kind::Free => theta.clone(),
-                    Kind::Ste(q) => q.apply(&f32_values(layout, theta)?)?.decode(),
-                    Kind::Codebook { member, .. } => {
-                        member.iter().map(|&c| theta[c as usize]).collect()
-                    }
-                    Kind::SignScale { scales, .. } => {
-                        let mut v = vec![0.0f32; theta.len()];
-                        for (i, &a) in scales.iter().enumerate() {
-                            for k in layout.range(i) {
-                                v[k] = if theta[k] >= 0.0 { a } else { -a };
-                            }
-                        }
-                        v
-                    }
-                };
-                let mut w = Array2::zeros(*shape);
-                let out = w.as_slice_mut().expect("fresh arrays are contiguous");
-                match pos {
-                    None => out.copy_from_slice(&stored),
-                    Some(pos) => {
-                        for (&p, v) in pos.iter().zip(stored) {
-                            out[p as usize] = v;
-                        }
-                    }
-                }
-                Ok(w)
-            }
+            Trainable::Stored(s) => s.weight(),
         }
     }
 
@@ -310,58 +272,7 @@ impl Trainable {
                 g.extend(b.grads(wa.t().dot(&dw).view())?);
                 Ok(g)
             }
-            Trainable::Stored {
-                shape,
-                layout,
-                pos,
-                kind,
-                theta,
-                ..
-            } => {
-                if dw.dim() != *shape {
-                    return Err(SquishError::shape(
-                        "weight gradient",
-                        format!("{shape:?}"),
-                        format!("{:?}", dw.dim()),
-                    ));
-                }
-                let dw = dw.as_standard_layout();
-                let d = dw.as_slice().expect("standard layout");
-                let gather = |k: usize| match pos {
-                    None => d[k],
-                    Some(pos) => d[pos[k] as usize],
-                };
-                Ok(vec![match kind {
-                    Kind::Free | Kind::Ste(_) => (0..theta.len()).map(gather).collect(),
-                    Kind::Codebook { member, .. } => {
-                        // A centroid's gradient is the sum over the weights sharing it.
-                        let mut g = vec![0.0f32; theta.len()];
-                        for (k, &c) in member.iter().enumerate() {
-                            g[c as usize] += gather(k);
-                        }
-                        g
-                    }
-                    Kind::SignScale { scales, clip } => {
-                        let mut gt = vec![0.0f32; theta.len()];
-                        let mut ga = vec![0.0f32; scales.len()];
-                        for (i, &a) in scales.iter().enumerate() {
-                            let lim = *clip * a;
-                            // Summed in f64: rows are up to a few thousand long.
-                            let mut sum = 0.0f64;
-                            for k in layout.range(i) {
-                                let g = gather(k);
-                                let t = theta[k];
-                                sum += if t >= 0.0 { g as f64 } else { -(g as f64) };
-                                if !clip.is_finite() || t.abs() <= lim {
-                                    gt[k] = g;
-                                }
-                            }
-                            ga[i] = sum as f32;
-                        }
-                        return Ok(vec![gt, ga]);
-                    }
-                }])
-            }
+            Trainable::Stored(s) => s.grads(dw),
         }
     }
 
@@ -373,12 +284,12 @@ impl Trainable {
                 s.extend(b.slices_mut());
                 s
             }
-            Trainable::Stored {
+            Trainable::Stored(Stored {
                 theta,
                 kind: Kind::SignScale { scales, .. },
                 ..
-            } => vec![theta.as_mut_slice(), scales.as_mut_slice()],
-            Trainable::Stored { theta, .. } => vec![theta.as_mut_slice()],
+            }) => vec![theta.as_mut_slice(), scales.as_mut_slice()],
+            Trainable::Stored(s) => vec![s.theta.as_mut_slice()],
         }
     }
 
@@ -389,42 +300,110 @@ impl Trainable {
             Trainable::LowRank { a, b } => {
                 CompressedMatrix::low_rank(a.to_matrix()?, b.to_matrix()?)
             }
-            Trainable::Stored {
-                shape,
-                structure,
-                layout,
-                kind,
-                theta,
-                ..
-            } => match kind {
-                Kind::Free => CompressedMatrix::from_parts(
-                    shape.0,
-                    shape.1,
-                    structure.clone(),
-                    Values::f32(layout.clone(), theta.clone())?,
-                ),
-                Kind::Ste(q) => CompressedMatrix::from_parts(
-                    shape.0,
-                    shape.1,
-                    structure.clone(),
-                    q.apply(&f32_values(layout, theta)?)?,
-                ),
-                Kind::Codebook { template, .. } => with_centroids(template, theta.clone()),
-                Kind::SignScale { scales, .. } => {
-                    let signs: Vec<u16> = theta.iter().map(|&t| u16::from(t >= 0.0)).collect();
-                    CompressedMatrix::from_parts(
-                        shape.0,
-                        shape.1,
-                        structure.clone(),
-                        Values::binary(
-                            layout.clone(),
-                            PackedBits::pack(1, &signs)?,
-                            scales.clone(),
-                        )?,
-                    )
-                }
-            },
+            Trainable::Stored(s) => s.to_matrix(),
         }
+    }
+}
+
+impl Stored {
+    /// Where stored value `k` sits in the row-major dense matrix.
+    #[inline]
+    fn flat(&self, k: usize) -> usize {
+        match &self.pos {
+            None => k,
+            Some(pos) => pos[k] as usize,
+        }
+    }
+
+    fn weight(&self) -> Result<Array2<f32>> {
+        let (layout, theta) = (&self.layout, &self.theta);
+        let stored: Vec<f32> = match &self.kind {
+            Kind::Free => theta.clone(),
+            Kind::Ste(q) => q.apply(&f32_values(layout, theta)?)?.decode(),
+            Kind::Codebook { member, .. } => member.iter().map(|&c| theta[c as usize]).collect(),
+            Kind::SignScale { scales, .. } => {
+                let mut v = vec![0.0f32; theta.len()];
+                for (i, &a) in scales.iter().enumerate() {
+                    for k in layout.range(i) {
+                        v[k] = if theta[k] >= 0.0 { a } else { -a };
+                    }
+                }
+                v
+            }
+        };
+        let mut w = Array2::zeros(self.shape);
+        let out = w.as_slice_mut().expect("fresh arrays are contiguous");
+        match &self.pos {
+            None => out.copy_from_slice(&stored),
+            Some(pos) => {
+                for (&p, v) in pos.iter().zip(stored) {
+                    out[p as usize] = v;
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    fn grads(&self, dw: ArrayView2<f32>) -> Result<Vec<Vec<f32>>> {
+        if dw.dim() != self.shape {
+            return Err(SquishError::shape(
+                "weight gradient",
+                format!("{:?}", self.shape),
+                format!("{:?}", dw.dim()),
+            ));
+        }
+        let dw = dw.as_standard_layout();
+        let d = dw.as_slice().expect("standard layout");
+        let gather = |k: usize| d[self.flat(k)];
+        let (layout, theta) = (&self.layout, &self.theta);
+        Ok(vec![match &self.kind {
+            Kind::Free | Kind::Ste(_) => (0..theta.len()).map(gather).collect(),
+            Kind::Codebook { member, .. } => {
+                // A centroid's gradient is the sum over the weights sharing it.
+                let mut g = vec![0.0f32; theta.len()];
+                for (k, &c) in member.iter().enumerate() {
+                    g[c as usize] += gather(k);
+                }
+                g
+            }
+            Kind::SignScale { scales, clip } => {
+                let mut gt = vec![0.0f32; theta.len()];
+                let mut ga = vec![0.0f32; scales.len()];
+                for (i, &a) in scales.iter().enumerate() {
+                    let lim = *clip * a;
+                    // Summed in f64: rows are up to a few thousand long.
+                    let mut sum = 0.0f64;
+                    for k in layout.range(i) {
+                        let g = gather(k);
+                        let t = theta[k];
+                        sum += if t >= 0.0 { g as f64 } else { -(g as f64) };
+                        if !clip.is_finite() || t.abs() <= lim {
+                            gt[k] = g;
+                        }
+                    }
+                    ga[i] = sum as f32;
+                }
+                return Ok(vec![gt, ga]);
+            }
+        }])
+    }
+
+    fn to_matrix(&self) -> Result<CompressedMatrix> {
+        let values = match &self.kind {
+            Kind::Free => Values::f32(self.layout.clone(), self.theta.clone())?,
+            Kind::Ste(q) => q.apply(&f32_values(&self.layout, &self.theta)?)?,
+            Kind::Codebook { template, .. } => return with_centroids(template, self.theta.clone()),
+            Kind::SignScale { scales, .. } => {
+                let signs: Vec<u16> = self.theta.iter().map(|&t| u16::from(t >= 0.0)).collect();
+                Values::binary(
+                    self.layout.clone(),
+                    PackedBits::pack(1, &signs)?,
+                    scales.clone(),
+                )?
+            }
+        };
+        let (rows, cols) = self.shape;
+        CompressedMatrix::from_parts(rows, cols, self.structure.clone(), values)
     }
 }
 

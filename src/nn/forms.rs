@@ -28,105 +28,86 @@ pub struct EncoderForm {
 
 /// Every form, dense first.
 pub const FORMS: &[EncoderForm] = &[
-    EncoderForm {
-        name: "dense",
-        about: "dense f32 (packed GEMM)",
-        pipeline: "",
-        activations: Activations::Float,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "int8",
-        about: "int8 per-row, weight-only",
-        pipeline: r#"[{ method = "int8" }]"#,
-        activations: Activations::Float,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "int8-dynamic",
-        about: "int8 per-row × int8 dynamic per-token activations",
-        pipeline: r#"[{ method = "int8" }]"#,
-        activations: Activations::DynamicInt8,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "int8-smooth",
-        about: "SmoothQuant (alpha 0.5, 128 calibration sentences) + int8 per-row × int8 dynamic per-token",
-        pipeline: r#"[{ method = "int8" }]"#,
-        activations: Activations::DynamicInt8,
-        smooth: Some([Some(0.7); 4]),
-    },
-    EncoderForm {
-        name: "int8-smooth-g128",
-        about: "SmoothQuant + int8 group-128 × int8 dynamic per-token",
-        pipeline: r#"[{ method = "int8", granularity = "per-group", group_size = 128 }]"#,
-        activations: Activations::DynamicInt8,
-        smooth: Some([Some(0.7); 4]),
-    },
-    EncoderForm {
-        name: "int8-smooth-g64",
-        about: "SmoothQuant + int8 group-64 × int8 dynamic per-token",
-        pipeline: r#"[{ method = "int8", granularity = "per-group", group_size = 64 }]"#,
-        activations: Activations::DynamicInt8,
-        smooth: Some([Some(0.7); 4]),
-    },
-    EncoderForm {
-        name: "int8-g128-dynamic",
-        about: "int8 group-128 × int8 dynamic per-token",
-        pipeline: r#"[{ method = "int8", granularity = "per-group", group_size = 128 }]"#,
-        activations: Activations::DynamicInt8,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "int4-g32",
-        about: "int4 group-32",
-        pipeline: r#"[{ method = "int4", granularity = "per-group", group_size = 32 }]"#,
-        activations: Activations::Float,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "int4-g128",
-        about: "int4 group-128",
-        pipeline: r#"[{ method = "int4", granularity = "per-group", group_size = 128 }]"#,
-        activations: Activations::Float,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "int4-g128-dynamic",
-        about: "int4 group-128 × int8 dynamic per-token (VNNI, nibbles unpacked in registers)",
-        pipeline: r#"[{ method = "int4", granularity = "per-group", group_size = 128 }]"#,
-        activations: Activations::DynamicInt8,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "2:4",
-        about: "2:4 semi-structured pruning",
-        pipeline: r#"[{ method = "nm", n = 2, m = 4 }]"#,
-        activations: Activations::Float,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "magnitude-50",
-        about: "50 % magnitude pruning (CSR)",
-        pipeline: r#"[{ method = "magnitude", sparsity = 0.5 }]"#,
-        activations: Activations::Float,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "kmeans-16",
-        about: "k-means weight sharing, 16 levels",
-        pipeline: r#"[{ method = "kmeans", bits = 4 }]"#,
-        activations: Activations::Float,
-        smooth: None,
-    },
-    EncoderForm {
-        name: "rank-90",
-        about: "low rank keeping 90 % of the energy",
-        pipeline: r#"[{ method = "lowrank", energy = 0.9 }]"#,
-        activations: Activations::Float,
-        smooth: None,
-    },
+    float("dense", "dense f32 (packed GEMM)", ""),
+    float("int8", "int8 per-row, weight-only", INT8),
+    dynamic("int8-dynamic", "int8 per-row × int8 dynamic per-token activations", INT8),
+    smoothed(
+        "int8-smooth",
+        "SmoothQuant (alpha 0.5, 128 calibration sentences) + int8 per-row × int8 dynamic per-token",
+        INT8,
+    ),
+    smoothed(
+        "int8-smooth-g128",
+        "SmoothQuant + int8 group-128 × int8 dynamic per-token",
+        INT8_G128,
+    ),
+    smoothed(
+        "int8-smooth-g64",
+        "SmoothQuant + int8 group-64 × int8 dynamic per-token",
+        r#"[{ method = "int8", granularity = "per-group", group_size = 64 }]"#,
+    ),
+    dynamic("int8-g128-dynamic", "int8 group-128 × int8 dynamic per-token", INT8_G128),
+    float(
+        "int4-g32",
+        "int4 group-32",
+        r#"[{ method = "int4", granularity = "per-group", group_size = 32 }]"#,
+    ),
+    float("int4-g128", "int4 group-128", INT4_G128),
+    dynamic(
+        "int4-g128-dynamic",
+        "int4 group-128 × int8 dynamic per-token (VNNI, nibbles unpacked in registers)",
+        INT4_G128,
+    ),
+    float("2:4", "2:4 semi-structured pruning", r#"[{ method = "nm", n = 2, m = 4 }]"#),
+    float(
+        "magnitude-50",
+        "50 % magnitude pruning (CSR)",
+        r#"[{ method = "magnitude", sparsity = 0.5 }]"#,
+    ),
+    float(
+        "kmeans-16",
+        "k-means weight sharing, 16 levels",
+        r#"[{ method = "kmeans", bits = 4 }]"#,
+    ),
+    float(
+        "rank-90",
+        "low rank keeping 90 % of the energy",
+        r#"[{ method = "lowrank", energy = 0.9 }]"#,
+    ),
 ];
+
+/// The pipelines several forms share.
+const INT8: &str = r#"[{ method = "int8" }]"#;
+const INT8_G128: &str = r#"[{ method = "int8", granularity = "per-group", group_size = 128 }]"#;
+const INT4_G128: &str = r#"[{ method = "int4", granularity = "per-group", group_size = 128 }]"#;
+
+/// A form whose layers multiply f32 activations (int8 weights are widened).
+const fn float(name: &'static str, about: &'static str, pipeline: &'static str) -> EncoderForm {
+    EncoderForm {
+        name,
+        about,
+        pipeline,
+        activations: Activations::Float,
+        smooth: None,
+    }
+}
+
+/// A form whose int8 and int4 layers quantize their activations per token.
+const fn dynamic(name: &'static str, about: &'static str, pipeline: &'static str) -> EncoderForm {
+    EncoderForm {
+        activations: Activations::DynamicInt8,
+        ..float(name, about, pipeline)
+    }
+}
+
+/// [`dynamic`], on weights smoothed by SmoothQuant first (`alpha` 0.7 at
+/// every input).
+const fn smoothed(name: &'static str, about: &'static str, pipeline: &'static str) -> EncoderForm {
+    EncoderForm {
+        smooth: Some([Some(0.7); 4]),
+        ..dynamic(name, about, pipeline)
+    }
+}
 
 impl EncoderForm {
     /// The form called `name`.
