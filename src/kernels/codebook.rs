@@ -50,10 +50,10 @@ pub fn codebook_matmul(
     m.check_input(x)?;
     match kernel {
         CodebookKernel::Auto => Ok(super::dispatch::matmul(m, x, exec)),
-        CodebookKernel::Bucket => Ok(bucket(m, v, x, exec)),
+        CodebookKernel::Bucket => Ok(bucket(&Operands::new(m, v, x), exec)),
         CodebookKernel::Gather8 => {
             if gather8_available(v) {
-                Ok(run_gather8(m, v, x, exec))
+                Ok(run_gather8(&Operands::new(m, v, x), exec))
             } else {
                 Err(SquishError::invalid(
                     "kernel",
@@ -64,7 +64,7 @@ pub fn codebook_matmul(
         }
         CodebookKernel::Lut4 => {
             if lut4_available(m, v) {
-                Ok(run_lut4(m, v, x, exec))
+                Ok(run_lut4(&Operands::new(m, v, x), exec))
             } else {
                 Err(SquishError::invalid(
                     "kernel",
@@ -112,6 +112,7 @@ use {bucket as run_gather8, bucket as run_lut4};
 /// What every codebook kernel starts from: W's shape and index bytes, and
 /// `x` in standard layout.
 struct Operands<'a> {
+    v: &'a CodebookValues,
     rows: usize,
     cols: usize,
     batch: usize,
@@ -130,6 +131,7 @@ impl<'a> Operands<'a> {
             x.as_standard_layout().into_owned().into()
         };
         Operands {
+            v,
             rows,
             cols,
             batch,
@@ -160,13 +162,8 @@ impl<'a> Operands<'a> {
 }
 
 /// The portable bucket kernel.
-fn bucket(
-    m: &CompressedMatrix,
-    v: &CodebookValues,
-    x: ArrayView2<f32>,
-    exec: &dyn ParallelExecutor,
-) -> Array2<f32> {
-    let op = Operands::new(m, v, x);
+fn bucket(op: &Operands, exec: &dyn ParallelExecutor) -> Array2<f32> {
+    let v = op.v;
     let (cols, batch, bytes, xs) = (op.cols, op.batch, op.bytes, op.xs());
     let k = v.k();
     let width = v.indices().width() as usize;
@@ -223,20 +220,14 @@ fn bucket(
 mod lut4 {
     use std::arch::x86_64::*;
 
-    use ndarray::{Array2, ArrayView2};
+    use ndarray::Array2;
 
     use super::Operands;
-    use crate::matrix::{CodebookValues, CompressedMatrix};
     use crate::parallel::ParallelExecutor;
 
     /// Caller checked: AVX-512F, width 4, even `cols`.
-    pub(super) fn matmul(
-        m: &CompressedMatrix,
-        v: &CodebookValues,
-        x: ArrayView2<f32>,
-        exec: &dyn ParallelExecutor,
-    ) -> Array2<f32> {
-        let op = Operands::new(m, v, x);
+    pub(super) fn matmul(op: &Operands, exec: &dyn ParallelExecutor) -> Array2<f32> {
+        let v = op.v;
         let (cols, batch, bytes, xs) = (op.cols, op.batch, op.bytes, op.xs());
         let blocks = cols / 32;
         // Each 32-column block of x split into its even then odd columns,
@@ -270,13 +261,8 @@ mod lut4 {
     }
 
     /// Caller checked: AVX-512F, width 8 (one index a byte).
-    pub(super) fn gather8(
-        m: &CompressedMatrix,
-        v: &CodebookValues,
-        x: ArrayView2<f32>,
-        exec: &dyn ParallelExecutor,
-    ) -> Array2<f32> {
-        let op = Operands::new(m, v, x);
+    pub(super) fn gather8(op: &Operands, exec: &dyn ParallelExecutor) -> Array2<f32> {
+        let v = op.v;
         let (cols, xs, bytes) = (op.cols, op.xs(), op.bytes);
         op.by_rows(exec, &|i, y| {
             let mut lut = [0.0f32; 256];

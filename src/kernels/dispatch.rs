@@ -294,6 +294,13 @@ mod tests {
         })
     }
 
+    /// The test matrix dense and pruned 2:4.
+    fn dense_and_2of4(rows: usize, cols: usize) -> (CompressedMatrix, CompressedMatrix) {
+        let dense = CompressedMatrix::from_dense(matrix(rows, cols).view()).unwrap();
+        let nm = NMPruner::params(2, 4).check().unwrap().prune(&dense);
+        (dense, nm.unwrap())
+    }
+
     fn forms(s: &CompressedMatrix) -> Vec<CompressedMatrix> {
         let int = |bits: u8, g: Option<usize>| {
             let p = IntQuantizer::params(bits);
@@ -325,12 +332,7 @@ mod tests {
         let avx512 = Tier::detect() >= Tier::Avx512;
         let vbmi = super::super::quant::codebook_vbmi_available();
         for (rows, cols) in [(100, 300), (40, 100), (16, 64)] {
-            let dense = CompressedMatrix::from_dense(matrix(rows, cols).view()).unwrap();
-            let nm = NMPruner::params(2, 4)
-                .check()
-                .unwrap()
-                .prune(&dense)
-                .unwrap();
+            let (dense, nm) = dense_and_2of4(rows, cols);
             let csr = Magnitude::params(0.9)
                 .check()
                 .unwrap()
@@ -391,12 +393,7 @@ mod tests {
     #[test]
     fn decode_rows_equals_decode_row() {
         for (rows, cols) in [(100, 300), (9, 100), (5, 36), (70, 64)] {
-            let dense = CompressedMatrix::from_dense(matrix(rows, cols).view()).unwrap();
-            let nm = NMPruner::params(2, 4)
-                .check()
-                .unwrap()
-                .prune(&dense)
-                .unwrap();
+            let (dense, nm) = dense_and_2of4(rows, cols);
             let mut all = forms(&dense);
             all.extend(forms(&nm));
             all.push(nm);

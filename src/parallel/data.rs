@@ -121,18 +121,13 @@ impl DataParallel {
     ///
     /// All shard gradients are alive at once before the reduction: choose the
     /// shard size so `n_samples / shard` gradients fit in memory.
-    pub fn grad<G, F, A>(
+    pub fn grad<G: Send>(
         &self,
         exec: &dyn ParallelExecutor,
         n_samples: usize,
-        f: F,
-        add: A,
-    ) -> Result<G>
-    where
-        G: Send,
-        F: Fn(Range<usize>) -> G + Sync,
-        A: Fn(&mut G, G) + Sync,
-    {
+        f: impl Fn(Range<usize>) -> G + Sync,
+        add: impl Fn(&mut G, G) + Sync,
+    ) -> Result<G> {
         self.try_grad(exec, n_samples, |r| Ok(f(r)), add)
     }
 
@@ -222,18 +217,13 @@ pub fn data_parallel_forward<M: Forward + ?Sized>(
 /// assert!(g1 < 0.0); // w should grow toward 2
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-pub fn data_parallel_grad<G, F, A>(
+pub fn data_parallel_grad<G: Send>(
     exec: &dyn ParallelExecutor,
     n_samples: usize,
     shard: usize,
-    f: F,
-    add: A,
-) -> Result<G>
-where
-    G: Send,
-    F: Fn(Range<usize>) -> G + Sync,
-    A: Fn(&mut G, G) + Sync,
-{
+    f: impl Fn(Range<usize>) -> G + Sync,
+    add: impl Fn(&mut G, G) + Sync,
+) -> Result<G> {
     DataParallel::params()
         .shard(shard)
         .check()?

@@ -84,17 +84,7 @@ impl<'h> Prefix<'h> {
 
     /// `min_{j ∈ lo..=hi} prev[j − off] + cost(j, i)` and its leftmost argmin
     /// (`prev` may hold a window of a layer starting at split `off`).
-    pub(super) fn scan(
-        &self,
-        prev: &[f64],
-        off: usize,
-        i: usize,
-        lo: usize,
-        hi: usize,
-    ) -> (f64, usize) {
-        scan_best(self, prev, off, i, lo, hi)
-    }
-
+    ///
     /// Chunks of candidate splits: the costs and a lane-wise minimum are
     /// computed in loops the compiler vectorizes; only a chunk that improves
     /// on the best is searched for its first minimum (keeping the leftmost
@@ -498,7 +488,7 @@ fn solve(
             if l == q {
                 // Only i = m is needed in the last layer.
                 let from = lower.get(m).map_or(l - 1, |&j| (j as usize).max(l - 1));
-                row[m] = fwd.scan(&prev, 0, m, from, m - 1).1 as u32;
+                row[m] = scan_best(&fwd, &prev, 0, m, from, m - 1).1 as u32;
             } else {
                 layer(&fwd, &prev, &mut cur, row, lower, l, how);
                 std::mem::swap(&mut prev, &mut cur);

@@ -9,6 +9,8 @@
 //! `β_b = mean|x_b|`, and `sign(w)·sign(x) = K − 2·popcount(w XOR x)`.
 
 use ndarray::{Array2, ArrayView2};
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{__m512, __mmask16};
 
 use super::{scatter_rows, Isa, RowScale};
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
@@ -233,13 +235,7 @@ impl<const ALIGNED: bool> crate::kernels::gemv::RowReader for BinaryRows<'_, ALI
     }
 
     #[inline(always)]
-    unsafe fn lanes(
-        &self,
-        &(neg, pos): &Self::Seg,
-        i: usize,
-        k: usize,
-        m: std::arch::x86_64::__mmask16,
-    ) -> std::arch::x86_64::__m512 {
+    unsafe fn lanes(&self, &(neg, pos): &Self::Seg, i: usize, k: usize, m: __mmask16) -> __m512 {
         use std::arch::x86_64::*;
         let off = i * self.cols + k;
         let bytes = self.v.signs().bytes();

@@ -4,6 +4,8 @@
 
 use super::RowScale;
 use crate::matrix::Int4Values;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{__m512, __mmask16};
 
 super::decode_rows_by_row!(Int4Values, int4_row);
 
@@ -108,13 +110,7 @@ impl<const VBMI: bool> crate::kernels::gemv::RowReader for Int4Rows<'_, VBMI> {
     }
 
     #[inline(always)]
-    unsafe fn lanes(
-        &self,
-        table: &Self::Seg,
-        i: usize,
-        k: usize,
-        m: std::arch::x86_64::__mmask16,
-    ) -> std::arch::x86_64::__m512 {
+    unsafe fn lanes(&self, table: &Self::Seg, i: usize, k: usize, m: __mmask16) -> __m512 {
         // SAFETY: rows start on a byte (even `cols`); the caller guarantees
         // AVX-512 (VBMI for this reader) and that lanes in `m` lie in row
         // `i`, so a full step's 8 bytes are in the row.

@@ -5,6 +5,8 @@
 
 use super::RowScale;
 use crate::matrix::Int8Values;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{__m512, __mmask16};
 
 super::decode_rows_by_row!(Int8Values, int8_row);
 
@@ -83,13 +85,7 @@ impl<const SCALED: bool, const ZERO: bool> crate::kernels::gemv::RowReader
     }
 
     #[inline(always)]
-    unsafe fn lanes(
-        &self,
-        &(s, z): &Self::Seg,
-        i: usize,
-        k: usize,
-        m: std::arch::x86_64::__mmask16,
-    ) -> std::arch::x86_64::__m512 {
+    unsafe fn lanes(&self, &(s, z): &Self::Seg, i: usize, k: usize, m: __mmask16) -> __m512 {
         use std::arch::x86_64::*;
         // SAFETY: the caller guarantees AVX-512 and that lanes in `m` lie in
         // row `i` (masked lanes are not read).

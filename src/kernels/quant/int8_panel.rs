@@ -381,13 +381,7 @@ impl<T> Out<T> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn micro(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {
-    let Job {
-        p,
-        xu,
-        np,
-        sx,
-        bias,
-    } = *job;
+    let (p, xu, np, sx, bias) = (job.p, job.xu, job.np, job.sx, job.bias);
     let batch = sx.len();
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
@@ -475,14 +469,8 @@ unsafe fn micro(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR])
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn micro_avx2(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {
-    let Job {
-        p,
-        xu,
-        np,
-        sx,
-        bias,
-    } = *job;
-    debug_assert!(p.nib);
+    debug_assert!(job.p.nib);
+    let (p, xu, np, sx, bias) = (job.p, job.xu, job.np, job.sx, job.bias);
     let batch = sx.len();
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {

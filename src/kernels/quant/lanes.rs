@@ -701,6 +701,54 @@ mod tests {
         v
     }
 
+    /// Shapes with rows that do and do not start on a byte or a 16-value
+    /// block.
+    const SHAPES: [(usize, usize); 8] = [
+        (5, 64),
+        (9, 200),
+        (6, 24),
+        (7, 1000),
+        (3, 18),
+        (5, 100),
+        (4, 300),
+        (3, 37),
+    ];
+
+    fn input(batch: usize, cols: usize) -> Array2<f32> {
+        Array2::from_shape_fn((batch, cols), |(b, j)| {
+            ((b * 131 + j * 71) % 97) as f32 / 13.0 - 3.5
+        })
+    }
+
+    /// The AVX-512 tile product on one thread, through `lanes` if given.
+    fn on_one_thread<F: Lanes>(
+        rows: usize,
+        cols: usize,
+        decode: &(dyn Fn(usize, &mut [f32]) + Sync),
+        lanes: Option<&F>,
+        x: &Array2<f32>,
+    ) -> Array2<f32> {
+        tile::matmul(
+            rows,
+            cols,
+            decode,
+            lanes,
+            x.view(),
+            &Sequential,
+            Tier::Avx512,
+        )
+    }
+
+    /// The AVX-512 product over tiles decoded by `decode`, on one thread.
+    fn on_tiles(
+        rows: usize,
+        cols: usize,
+        decode: &(dyn Fn(usize, &mut [f32]) + Sync),
+        x: &Array2<f32>,
+    ) -> Array2<f32> {
+        on_one_thread(rows, cols, decode, None::<&NoLanes>, x)
+    }
+
     /// In-register decoding equals the row decoders bit for bit: products
     /// through a reader (small batch: registers; large batch: tiles decoded
     /// by the reader) equal products over tiles decoded by `decode_rows`.
@@ -709,44 +757,17 @@ mod tests {
         if !Tier::Avx512.is_available() {
             return;
         }
-        for (rows, cols) in [
-            (5, 64),
-            (9, 200),
-            (6, 24),
-            (7, 1000),
-            (3, 18),
-            (5, 100),
-            (4, 300),
-            (3, 37),
-        ] {
+        for (rows, cols) in SHAPES {
             for (m, sc) in encodings(rows, cols).iter().flat_map(scale_modes) {
                 let v = m.values().unwrap();
                 for batch in [1, 3, 8, 9, 20] {
-                    let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
-                        ((b * 131 + j * 71) % 97) as f32 / 13.0 - 3.5
-                    });
+                    let x = input(batch, cols);
                     macro_rules! both {
                         ($v:expr, $f:expr) => {{
-                            let plain = tile::matmul(
-                                rows,
-                                cols,
-                                |r, o| decode_rows($v, r, o, sc),
-                                None::<&NoLanes>,
-                                x.view(),
-                                &Sequential,
-                                Tier::Avx512,
-                            );
+                            let dec = |r, o: &mut [f32]| decode_rows($v, r, o, sc);
                             let f = $f;
-                            let fast = tile::matmul(
-                                rows,
-                                cols,
-                                |r, o| decode_rows($v, r, o, sc),
-                                f.as_ref(),
-                                x.view(),
-                                &Sequential,
-                                Tier::Avx512,
-                            );
-                            (plain, fast, f.is_some())
+                            let fast = on_one_thread(rows, cols, &dec, f.as_ref(), &x);
+                            (on_tiles(rows, cols, &dec, &x), fast, f.is_some())
                         }};
                     }
                     let (plain, fast, has) = match v {
@@ -790,31 +811,14 @@ mod tests {
             return;
         }
         let pool = crate::parallel::ThreadPool::new(2).unwrap();
-        for (rows, cols) in [
-            (5, 64),
-            (9, 200),
-            (6, 24),
-            (7, 1000),
-            (3, 18),
-            (4, 300),
-            (3, 37),
-        ] {
+        for (rows, cols) in SHAPES {
             for (m, sc) in encodings(rows, cols).iter().flat_map(scale_modes) {
                 let v = m.values().unwrap();
                 for batch in [1, 2, 3, 4, 5, 9, 16] {
-                    let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
-                        ((b * 131 + j * 71) % 97) as f32 / 13.0 - 3.5
-                    });
+                    let x = input(batch, cols);
                     let what = format!("{} {rows}x{cols} batch {batch} {sc:?}", m.encoding());
-                    let plain = tile::matmul(
-                        rows,
-                        cols,
-                        |r, o| super::super::decode_values_as(v, r, o, sc),
-                        None::<&NoLanes>,
-                        x.view(),
-                        &Sequential,
-                        Tier::Avx512,
-                    );
+                    let dec = |r, o: &mut [f32]| super::super::decode_values_as(v, r, o, sc);
+                    let plain = on_tiles(rows, cols, &dec, &x);
                     let has = match v {
                         Values::Int4(_) => cols % 2 == 0,
                         Values::Codebook(c) => c.indices().width() == 4 && cols % 2 == 0,

@@ -5,6 +5,8 @@
 
 use super::RowScale;
 use crate::matrix::{TernaryValues, TERNARY_MINUS, TERNARY_PLUS};
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{__m512, __mmask16};
 
 super::decode_rows_by_row!(TernaryValues, ternary_row);
 
@@ -58,13 +60,7 @@ impl<const ALIGNED: bool> crate::kernels::gemv::RowReader for TernaryRows<'_, AL
     }
 
     #[inline(always)]
-    unsafe fn lanes(
-        &self,
-        table: &Self::Seg,
-        i: usize,
-        k: usize,
-        m: std::arch::x86_64::__mmask16,
-    ) -> std::arch::x86_64::__m512 {
+    unsafe fn lanes(&self, table: &Self::Seg, i: usize, k: usize, m: __mmask16) -> __m512 {
         use std::arch::x86_64::*;
         let off = 2 * (i * self.cols + k);
         let bytes = self.v.codes().bytes();

@@ -120,30 +120,21 @@ pub(crate) fn matmul_unchecked(
     let (rows, cols) = m.shape();
     let x = x.as_standard_layout();
     let input = Input::new(x.view());
+    let op = Operands {
+        vals: v.data(),
+        rows,
+        cols,
+        x: &input,
+        exec,
+        path,
+    };
     let yt = match m.structure() {
-        Structure::Csr(c) => csr(
-            c,
-            &Operands {
-                vals: v.data(),
-                rows,
-                cols,
-                x: &input,
-                exec,
-                path,
-            },
-        ),
-        Structure::NM(s) => nm(
-            s,
-            &Operands {
-                vals: v.data(),
-                rows,
-                cols,
-                x: &input,
-                exec,
-                path,
-            },
-        ),
-        Structure::KeptRows(k) => kept_rows(k, v.data(), rows, cols, x.view(), exec, path),
+        Structure::Csr(c) => csr(c, &op),
+        Structure::NM(s) => nm(s, &op),
+        Structure::KeptRows(k) => {
+            let yk = dense_rows(v.data(), k.rows().len(), cols, x.view(), exec, path);
+            scatter_kept(k, rows, x.nrows(), yk)
+        }
         _ => return None,
     };
     Some(to_output(yt, rows, x.nrows()))
@@ -394,50 +385,25 @@ struct Operands<'a> {
 }
 
 fn csr(c: &Csr, op: &Operands) -> Vec<f32> {
-    let Operands {
-        vals,
-        rows,
-        cols,
-        x,
-        exec,
-        path,
-    } = *op;
-    let per_task = block_rows(c.nnz() / rows + cols / 64 + 1);
     match c.col_idx() {
-        ColIndices::U16(ix) => csr_typed(c.row_ptr(), ix, vals, rows, x, exec, path, per_task),
-        ColIndices::U32(ix) => csr_typed(c.row_ptr(), ix, vals, rows, x, exec, path, per_task),
+        ColIndices::U16(ix) => csr_typed(c, ix, op),
+        ColIndices::U32(ix) => csr_typed(c, ix, op),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn csr_typed<I: Index>(
-    row_ptr: &[u32],
-    idx: &[I],
-    vals: &[f32],
-    rows: usize,
-    x: &Input,
-    exec: &dyn ParallelExecutor,
-    path: KernelPath,
-    per_task: usize,
-) -> Vec<f32> {
-    let batch = x.batch();
-    by_row_blocks(exec, rows, batch, per_task, &|r, out| {
+fn csr_typed<I: Index>(c: &Csr, idx: &[I], op: &Operands) -> Vec<f32> {
+    let (row_ptr, vals, x, batch) = (c.row_ptr(), op.vals, op.x, op.x.batch());
+    let per_task = block_rows(c.nnz() / op.rows + op.cols / 64 + 1);
+    by_row_blocks(op.exec, op.rows, batch, per_task, &|r, out| {
         for (i, o) in r.zip(out.chunks_mut(batch)) {
             let (a, b) = (row_ptr[i] as usize, row_ptr[i + 1] as usize);
-            sparse_row(&idx[a..b], &vals[a..b], x, o, path);
+            sparse_row(&idx[a..b], &vals[a..b], x, o, op.path);
         }
     })
 }
 
 fn nm(s: &NM, op: &Operands) -> Vec<f32> {
-    let Operands {
-        vals,
-        rows,
-        cols,
-        x,
-        exec,
-        path,
-    } = *op;
+    let (vals, rows, cols, x, exec, path) = (op.vals, op.rows, op.cols, op.x, op.exec, op.path);
     let batch = x.batch();
     let (n, m) = (s.n(), s.m());
     let row_len = cols / m * n;
@@ -472,18 +438,10 @@ fn nm(s: &NM, op: &Operands) -> Vec<f32> {
     })
 }
 
-fn kept_rows(
-    k: &KeptRows,
-    vals: &[f32],
-    rows: usize,
-    cols: usize,
-    x: ArrayView2<f32>,
-    exec: &dyn ParallelExecutor,
-    path: KernelPath,
-) -> Vec<f32> {
-    let batch = x.nrows();
+/// `yᵀ` `[rows, batch]` from `yk`, the products of the kept rows (zeros
+/// elsewhere).
+fn scatter_kept(k: &KeptRows, rows: usize, batch: usize, yk: Vec<f32>) -> Vec<f32> {
     let kept = k.rows();
-    let yk = dense_rows(vals, kept.len(), cols, x, exec, path);
     if kept.len() == rows {
         return yk;
     }
