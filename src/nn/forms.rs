@@ -28,12 +28,12 @@ pub struct EncoderForm {
 
 /// Every form, dense first.
 pub const FORMS: &[EncoderForm] = &[
-    float("dense", "dense f32 (packed GEMM)", ""),
+    float("dense", "dense f32 (streamed rows, or packed GEMM by shape)", ""),
     float("int8", "int8 per-row, weight-only", INT8),
     dynamic("int8-dynamic", "int8 per-row × int8 dynamic per-token activations", INT8),
     smoothed(
         "int8-smooth",
-        "SmoothQuant (alpha 0.5, 128 calibration sentences) + int8 per-row × int8 dynamic per-token",
+        "SmoothQuant (alpha 0.7, 128 calibration sentences) + int8 per-row × int8 dynamic per-token",
         INT8,
     ),
     smoothed(
