@@ -57,62 +57,31 @@ fn batch_tile(cols: usize) -> usize {
     (X_TILE_BYTES / (4 * cols.max(1))).max(1).div_ceil(C) * C
 }
 
-/// A product's register blocks in their fixed order: batch tiles of
-/// [`batch_tile`] inputs; in each, rows in blocks of [`R`] (single rows at
-/// the end), inputs in blocks of up to `c`: `(i, rows, b0, inputs)`. An
-/// iterator, not a closure, so that the loop body stays in its caller's
-/// function and inherits its target features.
-#[cfg(target_arch = "x86_64")]
-struct Blocks {
-    nr: usize,
-    batch: usize,
-    bt: usize,
-    c: usize,
-    t0: usize,
-    i: usize,
-    b0: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Blocks {
-    fn new(nr: usize, batch: usize, cols: usize, c: usize) -> Self {
-        let bt = batch_tile(cols);
-        Blocks {
-            nr,
-            batch,
-            bt,
-            c,
-            t0: 0,
-            i: 0,
-            b0: 0,
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Iterator for Blocks {
-    type Item = (usize, usize, usize, usize);
-
-    #[inline(always)]
-    fn next(&mut self) -> Option<Self::Item> {
-        while self.t0 < self.batch {
-            let t1 = (self.t0 + self.bt).min(self.batch);
-            if self.i >= self.nr {
-                (self.t0, self.i, self.b0) = (self.t0 + self.bt, 0, self.t0 + self.bt);
-                continue;
+/// Runs `$body` for a product's register blocks in their fixed order:
+/// batch tiles of [`batch_tile`] inputs; in each, rows in blocks of [`R`]
+/// (single rows at the end), inputs in blocks of up to `$c`, binding `$i`
+/// (first row), `$rr` (rows), `$b0` (first input) and `$nc` (inputs). A
+/// macro: the loops stay those of its caller (an iterator's state cost the
+/// AVX-512 driver registers, a closure would lose its target features).
+macro_rules! for_blocks {
+    ($nr:expr, $batch:expr, $cols:expr, $c:expr, |$i:ident, $rr:ident, $b0:ident, $nc:ident| $body:block) => {{
+        let (nr, batch) = ($nr, $batch);
+        let bt = batch_tile($cols);
+        for t0 in (0..batch).step_by(bt) {
+            let t1 = (t0 + bt).min(batch);
+            let mut $i = 0;
+            while $i < nr {
+                let $rr = if $i + R <= nr { R } else { 1 };
+                let mut $b0 = t0;
+                while $b0 < t1 {
+                    let $nc = (t1 - $b0).min($c);
+                    $body
+                    $b0 += $nc;
+                }
+                $i += $rr;
             }
-            let rr = if self.i + R <= self.nr { R } else { 1 };
-            if self.b0 >= t1 {
-                (self.i, self.b0) = (self.i + rr, self.t0);
-                continue;
-            }
-            let nc = (t1 - self.b0).min(self.c);
-            let block = (self.i, rr, self.b0, nc);
-            self.b0 += nc;
-            return Some(block);
         }
-        None
-    }
+    }};
 }
 
 /// Input bytes per pass over a task's weight rows.
@@ -220,7 +189,7 @@ fn dot_portable(w: &[f32], x: &[f32]) -> f32 {
 unsafe fn dense_avx2(w: &[f32], xs: &[f32], cols: usize, out: &mut [f32]) {
     let batch = xs.len() / cols;
     let nr = w.len() / cols;
-    for (i, rr, b0, nc) in Blocks::new(nr, batch, cols, 2) {
+    for_blocks!(nr, batch, cols, 2, |i, rr, b0, nc| {
         // SAFETY: this function's contract; rows `i..i + rr` and inputs
         // `b0..b0 + nc` exist.
         unsafe {
@@ -231,7 +200,7 @@ unsafe fn dense_avx2(w: &[f32], xs: &[f32], cols: usize, out: &mut [f32]) {
                 _ => block_avx2::<1, 1>(w, xs, cols, i, b0, batch, out),
             }
         }
-    }
+    });
 }
 
 /// One AVX2 register block: rows `i..i + RR` × inputs `b0..b0 + CC`.
@@ -460,7 +429,7 @@ driver!(
 unsafe fn products<F: RowReader>(f: &F, row0: usize, xs: &[f32], cols: usize, out: &mut [f32]) {
     let batch = xs.len() / cols;
     let nr = out.len() / batch;
-    for (i, rr, b0, nc) in Blocks::new(nr, batch, cols, C) {
+    for_blocks!(nr, batch, cols, C, |i, rr, b0, nc| {
         macro_rules! go {
             ($rr:literal, $c:literal) => {{
                 let x: [&[f32]; $c] =
@@ -483,7 +452,7 @@ unsafe fn products<F: RowReader>(f: &F, row0: usize, xs: &[f32], cols: usize, ou
             (_, 3) => go!(1, 3),
             _ => go!(1, 4),
         }
-    }
+    });
 }
 
 /// One register block: `res[r][c] = W row (i0 + r) · x[c]` in the
