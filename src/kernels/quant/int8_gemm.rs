@@ -563,7 +563,7 @@ mod fast {
                     debt += lines;
                     while debt >= steps && pu < TR {
                         debt -= steps;
-                        _mm_prefetch::<_MM_HINT_T0>(pf[pu].add(po));
+                        _mm_prefetch::<_MM_HINT_T1>(pf[pu].add(po));
                         po += BLK;
                         if po == full * BLK {
                             (pu, po) = (pu + 1, 0);
