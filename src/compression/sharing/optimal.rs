@@ -184,12 +184,11 @@ pub enum DpLayer {
 /// (`arg[..lo]` is left alone).
 fn layer(
     c: &Prefix,
-    prev: &[f64],
+    how: DpLayer,
+    lo: usize,
+    (prev, lower): (&[f64], &[u32]),
     cur: &mut [f64],
     arg: &mut [u32],
-    lower: &[u32],
-    lo: usize,
-    how: DpLayer,
 ) {
     for v in cur[..lo].iter_mut() {
         *v = f64::INFINITY;
@@ -386,7 +385,7 @@ fn last_layer(c: &Prefix, q: usize, how: DpLayer) -> Vec<f64> {
     let mut arg = vec![0u32; m + 1];
     let mut lower = Vec::new();
     for l in 2..=q {
-        layer(c, &prev, &mut cur, &mut arg, &lower, l, how);
+        layer(c, how, l, (&prev, &lower), &mut cur, &mut arg);
         std::mem::swap(&mut prev, &mut cur);
         if l == 2 {
             lower = vec![0u32; m + 1];
@@ -490,7 +489,7 @@ fn solve(
                 let from = lower.get(m).map_or(l - 1, |&j| (j as usize).max(l - 1));
                 row[m] = scan_best(&fwd, &prev, 0, m, from, m - 1).1 as u32;
             } else {
-                layer(&fwd, &prev, &mut cur, row, lower, l, how);
+                layer(&fwd, how, l, (&prev, lower), &mut cur, row);
                 std::mem::swap(&mut prev, &mut cur);
             }
         }
@@ -560,7 +559,7 @@ mod tests {
             for how in [DpLayer::Smawk, DpLayer::DivideAndConquer] {
                 let mut cur = vec![0.0; m + 1];
                 let mut arg = vec![0u32; m + 1];
-                layer(&c, &prev, &mut cur, &mut arg, &lower, lo, how);
+                layer(&c, how, lo, (&prev, &lower), &mut cur, &mut arg);
                 for (i, &(d, j)) in (lo..=m).zip(&want) {
                     assert_eq!(arg[i], j, "{how:?} layer {lo} row {i}");
                     assert!((cur[i] - d).abs() <= 1e-12 * d.abs().max(1.0));
