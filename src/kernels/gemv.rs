@@ -61,6 +61,7 @@ fn batch_tile(cols: usize) -> usize {
 /// (first row), `$rr` (rows), `$b0` (first input) and `$nc` (inputs). A
 /// macro: the loops stay those of its caller (an iterator's state cost the
 /// AVX-512 driver registers, a closure would lose its target features).
+#[cfg(target_arch = "x86_64")]
 macro_rules! for_blocks {
     ($nr:expr, $batch:expr, $cols:expr, $c:expr, |$i:ident, $rr:ident, $b0:ident, $nc:ident| $body:block) => {{
         let (nr, batch) = ($nr, $batch);
