@@ -738,7 +738,7 @@ fn kernels_work_on_kept_rows() {
 fn dynamic_matches_reference(
     bits: u8,
     shapes: &[(usize, usize)],
-    batches: [usize; 3],
+    batches: &[usize],
     seeds: (u64, u64),
     reference: &dyn Fn(&Values, &squish::quantization::QuantizedActivations) -> Array2<f32>,
 ) {
@@ -748,7 +748,7 @@ fn dynamic_matches_reference(
         for q in quantizers().into_iter().filter(|q| q.bits() == bits) {
             let m = q.quantize(&dense(&w)).unwrap();
             let lin = DynamicInt8::new(m.clone()).unwrap();
-            for batch in batches {
+            for &batch in batches {
                 let x = gaussian(batch, cols, seeds.1 + batch as u64);
                 let xq = quantize_activations(x.view()).unwrap();
                 let reference = reference(m.values().expect("quantized values"), &xq);
@@ -771,7 +771,7 @@ fn dynamic_matches_reference(
 fn int8_gemm_is_bit_identical_on_every_path() {
     let mut shapes = SHAPES.to_vec();
     shapes.push((3, 40_000)); // longer than one i32 chunk
-    dynamic_matches_reference(8, &shapes, [1, 8, 13], (300, 400), &|v, xq| match v {
+    dynamic_matches_reference(8, &shapes, &[1, 8, 13], (300, 400), &|v, xq| match v {
         Values::Int8(v) => kernels::int8_gemm::gemm_reference(v, xq),
         _ => panic!("int8 values"),
     });
@@ -782,10 +782,16 @@ fn int8_gemm_is_bit_identical_on_every_path() {
 /// int4 quantizer of the suite (per row, per group, asymmetric).
 #[test]
 fn int4_x_int8_is_bit_identical_on_every_path() {
-    dynamic_matches_reference(4, SHAPES, [1, 7, 13], (500, 600), &|v, xq| match v {
-        Values::Int4(v) => kernels::int4_gemm::gemm4_reference(v, xq),
-        _ => panic!("int4 values"),
-    });
+    dynamic_matches_reference(
+        4,
+        SHAPES,
+        &[1, 2, 5, 7, 13, 16],
+        (500, 600),
+        &|v, xq| match v {
+            Values::Int4(v) => kernels::int4_gemm::gemm4_reference(v, xq),
+            _ => panic!("int4 values"),
+        },
+    );
 }
 
 /// The packed VNNI path works on 6-row weight tiles × 4-row batch tiles ×

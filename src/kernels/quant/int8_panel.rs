@@ -200,6 +200,18 @@ pub(crate) fn matmul(
 #[cfg(target_arch = "x86_64")]
 type Micro = unsafe fn(&Job, usize, usize, &mut [[f32; NV * P]; MR]);
 
+/// A micro-kernel for each tile height `1..=MR` (entry `m − 1`); the
+/// integer sums and f32 steps of a token do not depend on the height, so
+/// neither do its bits.
+#[cfg(target_arch = "x86_64")]
+type Kernels = [Micro; MR];
+
+/// The VNNI micro-kernels.
+#[cfg(target_arch = "x86_64")]
+const VNNI: Kernels = [
+    micro::<1>, micro::<2>, micro::<3>, micro::<4>, micro::<5>, micro::<6>,
+];
+
 /// What every micro-tile of one product reads: the panels (`np` of them),
 /// the activations `xu` (`x + 128`, rows of `kp` bytes, zero-padded to
 /// whole tiles) with their scales `sx` (one per token), and the bias per
@@ -216,10 +228,10 @@ struct Job<'a> {
 
 /// The micro-kernel for `p` on `isa` (capped to the CPU), if any.
 #[cfg(target_arch = "x86_64")]
-fn kernel(p: &Panels, isa: Isa) -> Option<Micro> {
+fn kernel(p: &Panels, isa: Isa) -> Option<Kernels> {
     match isa.capped() {
-        Isa::Avx512Vnni => Some(micro),
-        Isa::Avx512 | Isa::Avx2 if p.nib => Some(micro_avx2),
+        Isa::Avx512Vnni => Some(VNNI),
+        Isa::Avx512 | Isa::Avx2 if p.nib => Some([micro_avx2; MR]),
         _ => None,
     }
 }
@@ -290,7 +302,7 @@ pub(crate) fn linear(
     if !ok.into_inner() {
         return None;
     }
-    Some(product(p, &xu, &scales, bias, exec, micro))
+    Some(product(p, &xu, &scales, bias, exec, VNNI))
 }
 
 /// The product of the panels with `xu` (`x + 128`, rows of `kp` bytes,
@@ -303,7 +315,7 @@ fn product(
     sx: &[f32],
     bias: Option<&[f32]>,
     exec: &dyn ParallelExecutor,
-    kernel: Micro,
+    kernel: Kernels,
 ) -> Array2<f32> {
     let batch = sx.len();
     let np = p.rows.div_ceil(P);
@@ -338,7 +350,7 @@ fn product(
                 // available) or is VNNI checked by the caller; `xu` holds whole
                 // tiles of `kp` bytes per row; panels `p0..p0 + NV` exist or
                 // are clamped to the last one (their results are dropped).
-                unsafe { kernel(&job, b0, p0, &mut tile) };
+                unsafe { kernel[(batch - b0).min(MR) - 1](&job, b0, p0, &mut tile) };
                 for (r, row) in tile.iter().enumerate().take(batch - b0) {
                     let n0 = p0 * P;
                     let n = (NV * P).min(p.rows - n0);
@@ -371,7 +383,9 @@ impl<T> Out<T> {
     }
 }
 
-/// One micro-tile: tokens `b0..b0 + MR` × outputs of panels `p0..p0 + NV`,
+/// One micro-tile: tokens `b0..b0 + M` (`M ≤ MR`: a batch's last, partial
+/// tile computes only its own tokens, batch 1 one) × outputs of panels
+/// `p0..p0 + NV`, into the tile's first `M` rows,
 /// scaled by the tokens' activation scales (rows past the batch read the
 /// spare zero rows and scale 0), plus the bias (`[np·16]`) when given.
 ///
@@ -380,7 +394,7 @@ impl<T> Out<T> {
 /// rows of `kp` bytes and its bias, when given, `np·16` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn micro(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {
+unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {
     let (p, xu, np, sx, bias) = (job.p, job.xu, job.np, job.sx, job.bias);
     let batch = sx.len();
     // SAFETY: the caller upholds this function's `# Safety` contract.
@@ -389,11 +403,11 @@ unsafe fn micro(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR])
         let pan: [usize; NV] = std::array::from_fn(|v| (p0 + v).min(np - 1));
         let pb = if p.nib { kp * P / 2 } else { kp * P };
         let wp: [*const i8; NV] = pan.map(|q| p.w.as_ptr().add(q * pb));
-        let xp: [*const u8; MR] = std::array::from_fn(|r| xu.as_ptr().add((b0 + r) * kp));
-        let mut facc = [[_mm512_setzero_ps(); NV]; MR];
+        let xp: [*const u8; M] = std::array::from_fn(|r| xu.as_ptr().add((b0 + r) * kp));
+        let mut facc = [[_mm512_setzero_ps(); NV]; M];
         for j in 0..p.ng {
             let k0 = j * p.g;
-            let mut acc = [[_mm512_setzero_si512(); NV]; MR];
+            let mut acc = [[_mm512_setzero_si512(); NV]; M];
             let mut k = k0;
             if p.nib {
                 let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(8);
@@ -408,7 +422,7 @@ unsafe fn micro(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR])
                     let hi = raw.map(|r| {
                         _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(r, 4), m4), eight)
                     });
-                    for r in 0..MR {
+                    for r in 0..M {
                         let xl = _mm512_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
                         let xh =
                             _mm512_set1_epi32((xp[r].add(k + 4) as *const i32).read_unaligned());
@@ -424,7 +438,7 @@ unsafe fn micro(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR])
                 while k < k1 {
                     let wv: [__m512i; NV] =
                         std::array::from_fn(|v| _mm512_loadu_si512(wp[v].add(k * P) as *const _));
-                    for r in 0..MR {
+                    for r in 0..M {
                         let xb = _mm512_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
                         for v in 0..NV {
                             acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, wv[v]);
@@ -437,7 +451,7 @@ unsafe fn micro(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR])
                 let o = (pan[v] * p.ng + j) * P;
                 let comp = _mm512_loadu_si512(p.comp.as_ptr().add(o) as *const _);
                 let s = _mm512_loadu_ps(p.scale.as_ptr().add(o));
-                for r in 0..MR {
+                for r in 0..M {
                     let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp));
                     facc[r][v] = _mm512_add_ps(facc[r][v], _mm512_mul_ps(s, d));
                 }
@@ -445,7 +459,7 @@ unsafe fn micro(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR])
         }
         let bv: Option<[__m512; NV]> =
             bias.map(|b| pan.map(|q| _mm512_loadu_ps(b.as_ptr().add(q * P))));
-        for r in 0..MR {
+        for r in 0..M {
             let s = if b0 + r < batch { sx[b0 + r] } else { 0.0 };
             let s = _mm512_set1_ps(s);
             for (v, acc) in facc[r].iter().enumerate() {
