@@ -39,14 +39,12 @@ pub(super) unsafe fn streamed(v: &CodebookValues, s: Stream<'_>) -> Option<Array
         .chunks(v.k())
         .map(|cb| std::array::from_fn(|t| cb.get(t).copied().unwrap_or(0.0)))
         .collect();
+    let vbmi = std::arch::is_x86_feature_detected!("avx512vbmi");
     // SAFETY: this function's contract; the VBMI reader only where VBMI is
     // detected.
     Some(unsafe {
-        if std::arch::is_x86_feature_detected!("avx512vbmi") {
-            s.run(&Codebook4Rows::<true> { v, cols, tables }, rows)
-        } else {
-            s.run(&Codebook4Rows::<false> { v, cols, tables }, rows)
-        }
+        super::with_const!(vbmi, |V| s
+            .run(&Codebook4Rows::<V> { v, cols, tables }, rows))
     })
 }
 

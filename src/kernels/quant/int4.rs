@@ -43,32 +43,20 @@ pub(crate) unsafe fn streamed(
     }
     let params = super::lanes::SegParams::new(&v.params, cols);
     let rows = v.layout.rows();
+    let vbmi = std::arch::is_x86_feature_detected!("avx512vbmi");
     // SAFETY: this function's contract; the VBMI reader only where VBMI is
     // detected.
     Some(unsafe {
-        if std::arch::is_x86_feature_detected!("avx512vbmi") {
-            s.run(
-                &Int4Rows::<true> {
-                    v,
-                    cols,
-                    seg,
-                    params,
-                    sc,
-                },
-                rows,
-            )
-        } else {
-            s.run(
-                &Int4Rows::<false> {
-                    v,
-                    cols,
-                    seg,
-                    params,
-                    sc,
-                },
-                rows,
-            )
-        }
+        super::with_const!(vbmi, |V| s.run(
+            &Int4Rows::<V> {
+                v,
+                cols,
+                seg,
+                params,
+                sc
+            },
+            rows
+        ))
     })
 }
 

@@ -41,26 +41,21 @@ pub(crate) unsafe fn streamed(
     let seg = super::lanes::segment_len(&v.params)?;
     let params = super::lanes::SegParams::new(&v.params, s.cols);
     let cols = s.cols;
-    macro_rules! go {
-        ($s:literal, $z:literal) => {{
-            let f = Int8Rows::<$s, $z> {
-                v,
-                cols,
-                seg,
-                params,
-            };
-            // SAFETY: this function's contract.
-            unsafe { s.run(&f, v.layout.rows()) }
-        }};
-    }
-    Some(
-        match (sc == RowScale::Applied, v.params.zero_points().is_some()) {
-            (true, true) => go!(true, true),
-            (true, false) => go!(true, false),
-            (false, true) => go!(false, true),
-            (false, false) => go!(false, false),
-        },
-    )
+    let (scaled, zero) = (sc == RowScale::Applied, v.params.zero_points().is_some());
+    // SAFETY: this function's contract.
+    Some(unsafe {
+        super::with_const!(scaled, |S| super::with_const!(zero, |Z| {
+            s.run(
+                &Int8Rows::<S, Z> {
+                    v,
+                    cols,
+                    seg,
+                    params,
+                },
+                v.layout.rows(),
+            )
+        }))
+    })
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -385,18 +385,16 @@ impl<T> Out<T> {
 
 /// One micro-tile: tokens `b0..b0 + M` (`M ≤ MR`: a batch's last, partial
 /// tile computes only its own tokens, batch 1 one) × outputs of panels
-/// `p0..p0 + NV`, into the tile's first `M` rows,
-/// scaled by the tokens' activation scales (rows past the batch read the
-/// spare zero rows and scale 0), plus the bias (`[np·16]`) when given.
+/// `p0..p0 + NV`, into the tile's first `M` rows, scaled by the tokens'
+/// activation scales, plus the bias (`[np·16]`) when given.
 ///
 /// # Safety
-/// AVX-512 F/BW/VNNI must be available; the job's `xu` must hold `b0 + MR`
+/// AVX-512 F/BW/VNNI must be available; the job's `xu` must hold `b0 + M`
 /// rows of `kp` bytes and its bias, when given, `np·16` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {
     let (p, xu, np, sx, bias) = (job.p, job.xu, job.np, job.sx, job.bias);
-    let batch = sx.len();
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let kp = p.kp;
@@ -460,8 +458,7 @@ unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f3
         let bv: Option<[__m512; NV]> =
             bias.map(|b| pan.map(|q| _mm512_loadu_ps(b.as_ptr().add(q * P))));
         for r in 0..M {
-            let s = if b0 + r < batch { sx[b0 + r] } else { 0.0 };
-            let s = _mm512_set1_ps(s);
+            let s = _mm512_set1_ps(sx[b0 + r]);
             for (v, acc) in facc[r].iter().enumerate() {
                 let mut y = _mm512_mul_ps(*acc, s);
                 if let Some(bv) = &bv {
@@ -479,7 +476,9 @@ unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f3
 /// steps, so the same bits.
 ///
 /// # Safety
-/// AVX2 must be available; `p` holds int4 panels; otherwise as [`micro`].
+/// AVX2 must be available; `p` holds int4 panels; all `MR` tokens are
+/// computed (rows past the batch read the spare zero rows and scale 0), so
+/// `xu` holds `b0 + MR` rows; otherwise as [`micro`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn micro_avx2(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {

@@ -111,14 +111,13 @@ pub(crate) trait DecodeRows: Sync {
     fn decode_rows_portable(&self, row0: usize, out: &mut [f32], scale: RowScale);
 }
 
-/// `$e` with the const `$a`: whether rows of `$cols` values are whole
-/// 16-value blocks, so that each block's codes start at a fixed offset (a
-/// const parameter of the readers: tested per block at run time it cost a
-/// third of the product).
+/// `$e` with `$a` a const equal to `$cond`: the streamed readers take
+/// run-time facts (row alignment, VBMI) as const parameters, since a test
+/// per 16 weights cost a third of the product.
 #[cfg(target_arch = "x86_64")]
-macro_rules! by_alignment {
-    ($cols:expr, |$a:ident| $e:expr) => {
-        if $cols.is_multiple_of(16) {
+macro_rules! with_const {
+    ($cond:expr, |$a:ident| $e:expr) => {
+        if $cond {
             const $a: bool = true;
             $e
         } else {
@@ -128,7 +127,7 @@ macro_rules! by_alignment {
     };
 }
 #[cfg(target_arch = "x86_64")]
-pub(crate) use by_alignment;
+pub(crate) use with_const;
 
 /// [`DecodeRows`] for an encoding whose rows the byte-wise decoder `fused::$row`
 /// writes one at a time.

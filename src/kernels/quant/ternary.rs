@@ -36,7 +36,9 @@ pub(crate) unsafe fn streamed(
 ) -> ndarray::Array2<f32> {
     let (rows, cols) = (v.layout.rows(), s.cols);
     // SAFETY: this function's contract.
-    unsafe { super::by_alignment!(cols, |A| s.run(&TernaryRows::<A> { v, cols, sc }, rows)) }
+    // Rows of whole 16-value blocks read each block at a fixed offset.
+    let aligned = cols.is_multiple_of(16);
+    unsafe { super::with_const!(aligned, |A| s.run(&TernaryRows::<A> { v, cols, sc }, rows)) }
 }
 
 #[cfg(target_arch = "x86_64")]
