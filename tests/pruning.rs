@@ -648,9 +648,10 @@ fn csr_kernels_match_the_reference() {
         check_kernels(
             &m,
             &mut rng,
-            &[1, 2, 16, 33, 70],
+            &[1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 70],
             &format!("csr {r}x{c} s={s}"),
         );
+        rows_keep_their_bits_up_to_batch_16(&m, &mut rng);
     }
     // Some empty rows, and u32 column indices (more than 65 536 columns).
     let mut w = normal(&mut rng, 6, 70_000);
@@ -660,7 +661,36 @@ fn csr_kernels_match_the_reference() {
     assert!(
         matches!(m.structure(), Structure::Csr(c) if matches!(c.col_idx(), squish::matrix::ColIndices::U32(_)))
     );
-    check_kernels(&m, &mut rng, &[1, 3], "csr u32");
+    check_kernels(&m, &mut rng, &[1, 3, 8, 16], "csr u32");
+    rows_keep_their_bits_up_to_batch_16(&m, &mut rng);
+}
+
+/// With AVX-512, a CSR product's row has the bits of that input alone at
+/// every batch up to 16 (one register of batch lanes, the same
+/// multiply-adds and sums as batch 1).
+fn rows_keep_their_bits_up_to_batch_16(m: &CompressedMatrix, rng: &mut StdRng) {
+    if !KernelPath::Avx512.is_available() {
+        return;
+    }
+    let x = normal(rng, 16, m.cols());
+    for b in [2, 3, 4, 5, 8, 9, 16] {
+        let y = sparse_matmul(m, x.slice(s![..b, ..]), &Sequential, KernelPath::Avx512).unwrap();
+        for r in 0..b {
+            let one = sparse_matmul(
+                m,
+                x.slice(s![r..r + 1, ..]),
+                &Sequential,
+                KernelPath::Avx512,
+            );
+            let one = one.unwrap();
+            let same = y
+                .row(r)
+                .iter()
+                .zip(one.row(0))
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "batch {b}, row {r}: not the bits of batch 1");
+        }
+    }
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! `x·Wᵀ` for a CSR matrix with codebook values, straight from the
-//! indices: each stored row's few values are looked up in the codebook into a
+//! indices: a task's stored values are looked up in the codebook into a
 //! small buffer (`sparse::lookup`: 16 packed indices at a time with
-//! AVX-512), then multiplied by the CSR f32 inner loops of [`sparse`]
-//! (AVX-512 gathered dot products for one input, a transposed-input scatter
-//! over up to 32 batch lanes for batches). The matrix is never made dense.
+//! AVX-512, the whole block at once for one shared codebook), then
+//! multiplied by the CSR f32 inner loops of [`sparse`] (`sparse::csr_rows`).
+//! The matrix is never made dense.
 //! (A scalar lookup made this 0.87× dense f32 at batch 2 on 384 × 384, and a
 //! portable scatter 0.8× at batch 256 on the Deep Compression MLP: issue #20.)
 
@@ -11,7 +11,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::sparse::{self, Input};
 use super::Tier;
-use crate::matrix::{CodebookValues, CompressedMatrix, Csr};
+use crate::matrix::{CodebookScope, CodebookValues, CompressedMatrix, Csr};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
 /// Stored values per task (about).
@@ -19,11 +19,10 @@ const TASK_NNZ: usize = 1 << 14;
 
 /// `y = x·Wᵀ` for `m` = (`csr`, `cb`). Results are identical on every executor.
 ///
-/// Each stored row's values are looked up in the codebook into a small
+/// Each task's stored values are looked up in the codebook into a small
 /// buffer (the matrix stays compressed), then multiplied by the CSR f32
-/// inner loops (`sparse::csr_row`: AVX-512 gathers at batch 1, a
-/// transposed-input scatter over up to 32 batch lanes above). The sums are
-/// those of CSR f32 on the decoded values, in a fixed order per row.
+/// inner loops (`sparse::csr_rows`). The sums are those of CSR f32 on the
+/// decoded values, in a fixed order per row.
 pub(crate) fn matmul(
     m: &CompressedMatrix,
     csr: &Csr,
@@ -41,23 +40,30 @@ pub(crate) fn matmul(
     let tier = Tier::detect();
     // yᵀ, [rows, batch]: each task owns whole rows of it.
     row_blocks(rows, batch, per_task, exec, |t, out| {
-        let mut vals = Vec::new();
-        for (r, orow) in out.chunks_exact_mut(batch).enumerate() {
-            let i = t * per_task + r;
-            let (a, e) = (row_ptr[i] as usize, row_ptr[i + 1] as usize);
-            let book = cb.row_codebook(i);
-            sparse::csr_codebook_row(
-                csr.col_idx(),
-                a..e,
-                cb.indices(),
-                book,
-                &mut vals,
-                &input,
-                orow,
-                tier,
-                m.cols(),
-            );
+        let r = t * per_task..t * per_task + out.len() / batch;
+        let a0 = row_ptr[r.start] as usize;
+        let mut vals = vec![0.0f32; row_ptr[r.end] as usize - a0];
+        if cb.scope() == CodebookScope::PerTensor {
+            // One book: the block's codes in one run (16 at a time).
+            let e0 = a0 + vals.len();
+            sparse::lookup(cb.indices(), a0..e0, cb.row_codebook(0), &mut vals, tier);
+        } else {
+            for i in r.clone() {
+                let (a, e) = (row_ptr[i] as usize, row_ptr[i + 1] as usize);
+                let book = cb.row_codebook(i);
+                sparse::lookup(cb.indices(), a..e, book, &mut vals[a - a0..e - a0], tier);
+            }
         }
+        sparse::csr_rows(
+            csr.col_idx(),
+            row_ptr,
+            r,
+            &vals,
+            &input,
+            out,
+            tier,
+            m.cols(),
+        );
     })
 }
 

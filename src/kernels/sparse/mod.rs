@@ -5,13 +5,16 @@
 //! matrix, never on the thread count, and each output is summed by one task
 //! in a fixed order: results are bit-identical for every executor. Each
 //! kernel has a portable path and, on x86-64 CPUs with AVX-512F (detected at
-//! run time), an AVX-512 path: 16-lane gathers for CSR rows, a
-//! two-register permute instead of gathers for 2:4 rows.
+//! run time), an AVX-512 path: indexed scalar loads for CSR rows (a 16-lane
+//! gather is slower on Zen 4), a two-register permute for 2:4 rows.
 //!
-//! * Batch 1 (GEMV): one gathered dot product per stored row.
-//! * Batch > 1: the batch is transposed to `xᵀ` `[in, batch]`, and each
-//!   stored value `w_ij` adds `w_ij · xᵀ[j, ·]` to row i's outputs, 32 batch
-//!   lanes at a time, so each weight is read once per 32 inputs.
+//! * Batch 1 (GEMV): one indexed dot product per stored row.
+//! * Batch 2–16: the batch is transposed to `xᵀ` `[in, 4 | 8 | 16]` (one
+//!   register per column), and each stored value adds `w_ij · xᵀ[j, ·]` to
+//!   row i's lanes; on AVX-512 each output gets the multiply-adds and sums of
+//!   batch 1, so a row's bits do not depend on the batch up to 16.
+//! * Larger batches: `xᵀ` `[in, batch]`, 32 batch lanes at a time, so each
+//!   weight is read once per 32 inputs.
 //! * Kept rows: the surviving rows are a dense block (dot products for batch
 //!   1, GEMM for larger batches), then scattered into the full output.
 
@@ -53,16 +56,6 @@ impl KernelPath {
         }
     }
 }
-
-/// An index type both paths can read.
-#[cfg(target_arch = "x86_64")]
-trait Index: ColIndex + avx512::Lanes {}
-#[cfg(target_arch = "x86_64")]
-impl<T: ColIndex + avx512::Lanes> Index for T {}
-#[cfg(not(target_arch = "x86_64"))]
-trait Index: ColIndex {}
-#[cfg(not(target_arch = "x86_64"))]
-impl<T: ColIndex> Index for T {}
 
 /// `y = x · Wᵀ` for a CSR, N:M or kept-rows matrix with f32 values, on a
 /// chosen path. Errors: a bad input (see
@@ -189,27 +182,36 @@ fn unavailable(tier: Tier) -> SquishError {
 pub(crate) enum Input<'a> {
     /// Batch 1: the input row.
     Vector(&'a [f32]),
-    /// Batch > 1: `xᵀ`, `[in, batch]` row-major.
-    Transposed { xt: Vec<f32>, batch: usize },
+    /// Larger batches: `xᵀ`, `[in, stride]` row-major: padded with zeros to
+    /// 4, 8 or 16 lanes (one register) up to batch 16, `stride = batch`
+    /// above.
+    Transposed {
+        xt: Vec<f32>,
+        batch: usize,
+        stride: usize,
+    },
 }
 
 impl<'a> Input<'a> {
     /// `x` must be in standard layout.
     pub(crate) fn new(x: ArrayView2<'a, f32>) -> Self {
-        if x.nrows() == 1 {
-            Input::Vector(x.to_slice().expect("standard layout"))
-        } else {
-            let xt = x
-                .t()
-                .as_standard_layout()
-                .into_owned()
-                .into_raw_vec_and_offset()
-                .0;
-            Input::Transposed {
-                xt,
-                batch: x.nrows(),
+        let (batch, cols) = x.dim();
+        if batch == 1 {
+            return Input::Vector(x.to_slice().expect("standard layout"));
+        }
+        let stride = match batch {
+            ..=4 => 4,
+            5..=8 => 8,
+            9..=16 => 16,
+            _ => batch,
+        };
+        let mut xt = vec![0.0f32; cols * stride];
+        for (row, xr) in xt.chunks_exact_mut(stride).zip(x.columns()) {
+            for (t, &v) in row.iter_mut().zip(xr) {
+                *t = v;
             }
         }
+        Input::Transposed { xt, batch, stride }
     }
 
     fn batch(&self) -> usize {
@@ -218,45 +220,61 @@ impl<'a> Input<'a> {
             Input::Transposed { batch, .. } => *batch,
         }
     }
+
+    /// The input's values and lanes per column (1 for a vector).
+    fn lanes(&self) -> (&[f32], usize) {
+        match self {
+            Input::Vector(x) => (x, 1),
+            Input::Transposed { xt, stride, .. } => (xt, *stride),
+        }
+    }
 }
 
 /// Outputs of one stored row: `out[b] = Σ_k vals[k] · x[b, idx[k]]`.
 #[inline]
-fn sparse_row<I: Index>(idx: &[I], vals: &[f32], x: &Input, out: &mut [f32], path: KernelPath) {
-    match (x, path) {
-        (Input::Vector(xv), KernelPath::Portable) => out[0] = portable::gather_dot(idx, vals, xv),
-        #[cfg(target_arch = "x86_64")]
+fn sparse_row<I: ColIndex>(idx: &[I], vals: &[f32], x: &Input, out: &mut [f32], path: KernelPath) {
+    #[cfg(target_arch = "x86_64")]
+    if path == KernelPath::Avx512 {
+        let (xs, stride) = x.lanes();
+        let row_ptr = [0, idx.len() as u32];
         // SAFETY: the path was checked available; CSR and N:M indices are
-        // below `cols` = `xv.len()` < 2^31 (checked by the caller).
-        (Input::Vector(xv), KernelPath::Avx512) => unsafe {
-            out[0] = avx512::gather_dot(idx, vals, xv)
-        },
-        (Input::Transposed { xt, batch }, _) => {
+        // below the input's columns, which `xs` holds (`stride` lanes each).
+        unsafe {
+            avx512::csr_rows(
+                &row_ptr,
+                idx,
+                vals,
+                0..1,
+                xs.as_ptr(),
+                stride,
+                x.batch(),
+                out,
+            )
+        };
+        return;
+    }
+    let _ = path;
+    match x {
+        Input::Vector(xv) => out[0] = portable::gather_dot(idx, vals, xv),
+        Input::Transposed { xt, batch, stride } => {
             for t0 in (0..*batch).step_by(TILE) {
                 let tile = &mut out[t0..(t0 + TILE).min(*batch)];
-                match path {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above; `xt` holds `cols · batch` values, so
-                    // row `j`'s lanes `t0..t0 + tile.len()` are in bounds.
-                    KernelPath::Avx512 => unsafe {
-                        avx512::scatter_tile(idx, vals, xt.as_ptr().add(t0), *batch, tile)
-                    },
-                    _ => portable::scatter_tile(idx, vals, &xt[t0..], *batch, tile),
-                }
+                portable::scatter_tile(idx, vals, &xt[t0..], *stride, tile);
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        (Input::Vector(_), KernelPath::Avx512) => unreachable!("never available here"),
     }
 }
 
-/// Outputs of one stored CSR row whose values the caller decoded to f32
-/// (`vals`, the row's stored range `range` of `cols`): the same inner loops
-/// as CSR with f32 values, on `tier`'s path (capped to the CPU; portable
-/// when column indices do not fit the gathers' 32 bits).
-pub(crate) fn csr_row(
+/// Outputs of the stored CSR rows `rows` (offsets `row_ptr`, columns
+/// `cols` over `ncols`) whose values the caller decoded to f32 (`vals`: the
+/// rows' stored values exactly), `x.batch()` outputs a row: the same inner
+/// loops as CSR with f32 values, on `tier`'s path (capped to the CPU;
+/// portable when column indices do not fit 32 bits).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn csr_rows(
     cols: &ColIndices,
-    range: Range<usize>,
+    row_ptr: &[u32],
+    rows: Range<usize>,
     vals: &[f32],
     x: &Input,
     out: &mut [f32],
@@ -268,9 +286,37 @@ pub(crate) fn csr_row(
     } else {
         KernelPath::of(tier.capped())
     };
+    let stored = row_ptr[rows.start] as usize..row_ptr[rows.end] as usize;
     match cols {
-        ColIndices::U16(ix) => sparse_row(&ix[range], vals, x, out, path),
-        ColIndices::U32(ix) => sparse_row(&ix[range], vals, x, out, path),
+        ColIndices::U16(ix) => rows_typed(row_ptr, &ix[stored], vals, rows, x, out, path),
+        ColIndices::U32(ix) => rows_typed(row_ptr, &ix[stored], vals, rows, x, out, path),
+    }
+}
+
+/// [`csr_rows`] for one index type, on a chosen path.
+fn rows_typed<I: ColIndex>(
+    row_ptr: &[u32],
+    idx: &[I],
+    vals: &[f32],
+    rows: Range<usize>,
+    x: &Input,
+    out: &mut [f32],
+    path: KernelPath,
+) {
+    let batch = x.batch();
+    #[cfg(target_arch = "x86_64")]
+    if path == KernelPath::Avx512 {
+        let (xs, stride) = x.lanes();
+        // SAFETY: the path was checked available; a valid CSR's indices are
+        // below the input's columns, which `xs` holds (`stride` lanes each);
+        // `idx` and `vals` are the rows' stored values.
+        unsafe { avx512::csr_rows(row_ptr, idx, vals, rows, xs.as_ptr(), stride, batch, out) };
+        return;
+    }
+    let base = row_ptr[rows.start] as usize;
+    for (i, o) in rows.zip(out.chunks_mut(batch)) {
+        let (a, b) = (row_ptr[i] as usize - base, row_ptr[i + 1] as usize - base);
+        sparse_row(&idx[a..b], &vals[a..b], x, o, path);
     }
 }
 
@@ -295,48 +341,6 @@ pub(crate) fn lookup(
     #[cfg(not(target_arch = "x86_64"))]
     let _ = tier;
     portable::lookup(bytes, width, range.start, book, out);
-}
-
-/// Outputs of one stored CSR row with codebook values: codes `range` of
-/// `codes` in `book`, columns `range` of `cols`. With AVX-512 at batch 1 the
-/// values are decoded in registers next to the gathers; otherwise they are
-/// looked up into `vals` and run through [`csr_row`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn csr_codebook_row(
-    cols: &ColIndices,
-    range: Range<usize>,
-    codes: &PackedBits,
-    book: &[f32],
-    vals: &mut Vec<f32>,
-    x: &Input,
-    out: &mut [f32],
-    tier: Tier,
-    ncols: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if let Input::Vector(xv) = x {
-        let width = codes.width() as usize;
-        let fused = KernelPath::of(tier.capped()) == KernelPath::Avx512
-            && ncols <= i32::MAX as usize
-            && width <= 8
-            && !book.is_empty();
-        if fused {
-            let (b, a) = (codes.bytes(), range.start);
-            // SAFETY: AVX-512F was checked; column indices are below
-            // `ncols` = `xv.len()` < 2^31; 1 ≤ width ≤ 8, a non-empty book
-            // and codes below k (checked when the values were built).
-            out[0] = unsafe {
-                match cols {
-                    ColIndices::U16(ix) => avx512::codebook_dot(&ix[range], b, width, a, book, xv),
-                    ColIndices::U32(ix) => avx512::codebook_dot(&ix[range], b, width, a, book, xv),
-                }
-            };
-            return;
-        }
-    }
-    vals.resize(range.len(), 0.0);
-    lookup(codes, range.clone(), book, vals, tier);
-    csr_row(cols, range, vals, x, out, tier, ncols);
 }
 
 /// Runs `f(rows, out)` over fixed blocks of rows; `out` holds `rows.len() ·
@@ -391,14 +395,20 @@ fn csr(c: &Csr, op: &Operands) -> Vec<f32> {
     }
 }
 
-fn csr_typed<I: Index>(c: &Csr, idx: &[I], op: &Operands) -> Vec<f32> {
+fn csr_typed<I: ColIndex>(c: &Csr, idx: &[I], op: &Operands) -> Vec<f32> {
     let (row_ptr, vals, x, batch) = (c.row_ptr(), op.vals, op.x, op.x.batch());
     let per_task = block_rows(c.nnz() / op.rows + op.cols / 64 + 1);
     by_row_blocks(op.exec, op.rows, batch, per_task, &|r, out| {
-        for (i, o) in r.zip(out.chunks_mut(batch)) {
-            let (a, b) = (row_ptr[i] as usize, row_ptr[i + 1] as usize);
-            sparse_row(&idx[a..b], &vals[a..b], x, o, op.path);
-        }
+        let stored = row_ptr[r.start] as usize..row_ptr[r.end] as usize;
+        rows_typed(
+            row_ptr,
+            &idx[stored.clone()],
+            &vals[stored],
+            r,
+            x,
+            out,
+            op.path,
+        )
     })
 }
 

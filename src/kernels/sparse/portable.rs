@@ -4,14 +4,11 @@
 
 /// A CSR column index type (u16 or u32).
 pub(super) trait ColIndex: Copy + Send + Sync + 'static {
-    /// Zero, used to pad.
-    const ZERO: Self;
     /// As usize.
     fn at(self) -> usize;
 }
 
 impl ColIndex for u16 {
-    const ZERO: Self = 0;
     #[inline(always)]
     fn at(self) -> usize {
         self as usize
@@ -19,7 +16,6 @@ impl ColIndex for u16 {
 }
 
 impl ColIndex for u32 {
-    const ZERO: Self = 0;
     #[inline(always)]
     fn at(self) -> usize {
         self as usize
