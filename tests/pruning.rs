@@ -651,7 +651,7 @@ fn csr_kernels_match_the_reference() {
             &[1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 70],
             &format!("csr {r}x{c} s={s}"),
         );
-        rows_keep_their_bits_up_to_batch_16(&m, &mut rng);
+        rows_keep_their_bits_at_every_batch(&m, &mut rng);
     }
     // Some empty rows, and u32 column indices (more than 65 536 columns).
     let mut w = normal(&mut rng, 6, 70_000);
@@ -662,18 +662,18 @@ fn csr_kernels_match_the_reference() {
         matches!(m.structure(), Structure::Csr(c) if matches!(c.col_idx(), squish::matrix::ColIndices::U32(_)))
     );
     check_kernels(&m, &mut rng, &[1, 3, 8, 16], "csr u32");
-    rows_keep_their_bits_up_to_batch_16(&m, &mut rng);
+    rows_keep_their_bits_at_every_batch(&m, &mut rng);
 }
 
 /// With AVX-512, a CSR product's row has the bits of that input alone at
-/// every batch up to 16 (one register of batch lanes, the same
-/// multiply-adds and sums as batch 1).
-fn rows_keep_their_bits_up_to_batch_16(m: &CompressedMatrix, rng: &mut StdRng) {
+/// every batch size (registers of batch lanes, the same multiply-adds and
+/// sums as batch 1).
+fn rows_keep_their_bits_at_every_batch(m: &CompressedMatrix, rng: &mut StdRng) {
     if !KernelPath::Avx512.is_available() {
         return;
     }
-    let x = normal(rng, 16, m.cols());
-    for b in [2, 3, 4, 5, 8, 9, 16] {
+    let x = normal(rng, 40, m.cols());
+    for b in [2, 3, 4, 5, 8, 9, 16, 17, 40] {
         let y = sparse_matmul(m, x.slice(s![..b, ..]), &Sequential, KernelPath::Avx512).unwrap();
         for r in 0..b {
             let one = sparse_matmul(

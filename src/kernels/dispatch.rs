@@ -142,10 +142,10 @@ pub fn matmul(
             let t = matmul(lr.b(), x, exec);
             matmul(lr.a(), t.view(), exec)
         }
-        // N:M of whole rows, read in registers (2:4 on AVX-512: the tile
-        // scaffold, each weight read once per 4–6 inputs, no scatter) or
-        // whole rows decoded into tiles (amortised over the batch); f32
-        // values the reader does not take run on the sparse kernels.
+        // N:M of whole rows: 2:4 on AVX-512 with the input permuted to the
+        // stored values (`nm24`, every batch size), other N:M rows decoded
+        // into tiles (amortised over the batch); f32 values off the 2:4
+        // kernel run on the sparse kernels.
         (Structure::NM(s), Some(v @ (Values::F32(_) | decoded!())))
             if v.layout().total() == v.layout().rows() * v.layout().max_row_len() =>
         {
@@ -196,10 +196,11 @@ pub enum Kernel {
     /// Dense f32: W streamed in row blocks over the executor, one dot
     /// product per output (no packing).
     DenseGemm,
-    /// Weight-only (quantized or shared values, also 2:4): the codes are
-    /// decoded in registers (AVX-512) and each output is one dot product.
-    /// Small batches, where decoding each weight once per few inputs costs
-    /// less than writing and re-reading a decoded tile.
+    /// Weight-only (quantized or shared values): the codes are decoded in
+    /// registers (AVX-512) and each output is one dot product. Small
+    /// batches, where decoding each weight once per few inputs costs less
+    /// than writing and re-reading a decoded tile. Also 2:4 rows (any
+    /// values) at every batch size, the input permuted to the stored values.
     Registers,
     /// Weight-only: tiles of whole rows decoded once per call (through the
     /// register reader where there is one, else the row decoders:
@@ -224,10 +225,13 @@ pub enum Kernel {
 /// * dense f32 → [`Kernel::DenseGemm`];
 /// * weight-only encodings with an in-register reader → [`Kernel::Registers`]
 ///   up to the reader's batch limit (16 for the streamed int8 / int4 /
-///   binary / ternary / 4-bit codebook rows; 4 for 2:4; 1 for gathered
-///   8-bit codebooks, which do not use gathers at all where AVX-512 VBMI
-///   decodes tiles), else [`Kernel::DecodedTiles`];
-/// * 2:4 (any values, f32 included) reads through the values' reader;
+///   binary / ternary / 4-bit codebook rows; 1 for gathered 8-bit
+///   codebooks, which do not use gathers at all where AVX-512 VBMI decodes
+///   tiles), else [`Kernel::DecodedTiles`];
+/// * 2:4 (any values with a reader, f32 included) → [`Kernel::Registers`]
+///   at every batch size: the input permuted to the stored values, which
+///   are read through the values' reader (decoded once per call above 4
+///   inputs);
 /// * CSR with a codebook → [`Kernel::CsrCodebook`]; other f32 sparse
 ///   structures → [`Kernel::Sparse`].
 ///
@@ -243,7 +247,7 @@ pub enum Kernel {
 /// # Ok::<(), squish::SquishError>(())
 /// ```
 pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
-    use super::quant::{nm_reader_max_batch, reader_max_batch, streamed_max_batch};
+    use super::quant::{nm24_reads, reader_max_batch, streamed_max_batch};
     let tier = Tier::detect();
     let cols = m.cols();
     let regs = |max: Option<usize>, cols: usize| match max {
@@ -254,11 +258,8 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
     match (m.structure(), m.values()) {
         (Structure::LowRank(_), _) => Kernel::Factored,
         (Structure::Dense, Some(Values::F32(_))) => Kernel::DenseGemm,
-        (Structure::NM(s), Some(v @ Values::F32(_))) if uniform(v) => {
-            match nm_reader_max_batch(s, v, cols) {
-                Some(b) if tier >= Tier::Avx512 => regs(Some(b), cols),
-                _ => Kernel::Sparse,
-            }
+        (Structure::NM(s), Some(v @ Values::F32(_))) if uniform(v) && nm24_reads(s, v, cols) => {
+            Kernel::Registers
         }
         (Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_), Some(Values::F32(_))) => {
             Kernel::Sparse
@@ -272,7 +273,8 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
             }
         }
         (Structure::Csr(_), Some(Values::Codebook(_))) => Kernel::CsrCodebook,
-        (Structure::NM(s), Some(v)) if uniform(v) => regs(nm_reader_max_batch(s, v, cols), cols),
+        (Structure::NM(s), Some(v)) if uniform(v) && nm24_reads(s, v, cols) => Kernel::Registers,
+        (Structure::NM(_), Some(v)) if uniform(v) => Kernel::DecodedTiles,
         (Structure::Csr(_) | Structure::NM(_), Some(_)) => Kernel::DecodedTiles,
         (_, None) => Kernel::Reference,
     }
@@ -345,12 +347,9 @@ mod tests {
                 assert_eq!(kernel_for(&csr, batch), Kernel::Sparse);
                 let nm_f32 = kernel_for(&nm, batch);
                 if avx512 {
-                    let want = if batch <= 4 {
-                        Kernel::Registers
-                    } else {
-                        Kernel::DecodedTiles
-                    };
-                    assert_eq!(nm_f32, want, "2:4 f32 {rows}x{cols} batch {batch}");
+                    // The 2:4 kernel, at every batch size.
+                    let what = format!("2:4 f32 {rows}x{cols} batch {batch}");
+                    assert_eq!(nm_f32, Kernel::Registers, "{what}");
                 } else {
                     assert_eq!(nm_f32, Kernel::Sparse);
                 }
@@ -372,11 +371,13 @@ mod tests {
                         _ => false,
                     };
                     let limit = match (is_nm, streamed) {
-                        (true, _) => 4,
+                        // 2:4 reads in registers at every batch size.
+                        (true, _) => usize::MAX,
                         (false, true) => 16,
                         (false, false) => 8,
                     };
-                    let want = if !avx512 || batch > limit || (cb8 && (vbmi || batch > 1)) {
+                    let cb8_tiles = cb8 && (vbmi || (batch > 1 && !is_nm));
+                    let want = if !avx512 || batch > limit || cb8_tiles {
                         Kernel::DecodedTiles
                     } else {
                         Kernel::Registers

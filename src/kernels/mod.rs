@@ -18,6 +18,8 @@
 //! * [`sparse`]: CSR, N:M and kept rows with f32 values.
 //! * [`codebook`]: dense codebook (weight sharing); [`csr_codebook`]: CSR with
 //!   codebook values (Deep Compression).
+//! * `nm24`: 2:4 rows with the input permuted to the stored values in
+//!   registers (AVX-512), at every batch size.
 //! * [`lowrank`]: factored `(x·Bᵀ)·Aᵀ`, on the blocked products of [`gemm`].
 //! * [`split`]: one weight matrix split by rows or columns over workers.
 //! * [`tile`]: weight-only products at every batch size, one dot-product
@@ -73,6 +75,8 @@ pub mod dispatch;
 pub mod gemm;
 pub(crate) mod gemv;
 pub mod lowrank;
+#[cfg(target_arch = "x86_64")]
+mod nm24;
 pub mod quant;
 pub mod sparse;
 pub mod split;

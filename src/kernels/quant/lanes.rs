@@ -14,7 +14,7 @@ use super::RowScale;
 use crate::kernels::tile::Lanes;
 use crate::matrix::{
     nibble_to_i8, BinaryValues, CodebookValues, F32Values, Granularity, Int4Values, Int8Values,
-    QuantParams, TernaryValues, Values, NM,
+    QuantParams, TernaryValues, Values,
 };
 
 /// Whether every 16-value block of a row lies in one parameter set.
@@ -203,6 +203,10 @@ pub(crate) struct IntLanes<'a, V> {
     cols: usize,
     params: SegParams<'a>,
     sc: RowScale,
+    /// The lanes are the codes themselves: a deferred scale and no zero
+    /// points (`q − 0` and `q · 1` change no bits, and skipping them saves
+    /// two of four instructions per 16 weights).
+    codes_only: bool,
 }
 
 /// int8 codes through [`IntLanes`].
@@ -282,6 +286,7 @@ impl<'a, V: IntCodes> IntLanes<'a, V> {
             cols,
             params: SegParams::new(p, cols),
             sc,
+            codes_only: sc == RowScale::Deferred && p.zero_points().is_none(),
         })
     }
 }
@@ -290,6 +295,10 @@ impl<V: IntCodes> Lanes for IntLanes<'_, V> {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
+        if self.codes_only {
+            // SAFETY: the caller's contract, forwarded.
+            return unsafe { self.v.codes(i, k, self.cols, m) };
+        }
         // SAFETY: the caller's contract (lanes of row `i` from column `k`).
         let (s, z) = unsafe { self.params.get(i, k) };
         let s = self.sc.of(s);
@@ -523,128 +532,6 @@ impl Lanes for F32Lanes<'_> {
         // SAFETY: the caller guarantees AVX-512 and that the lanes in `m`
         // lie in row `i` (masked lanes are not read).
         unsafe { _mm512_maskz_loadu_ps(m, self.data.as_ptr().add(i * self.cols + k)) }
-    }
-}
-
-/// Largest batch that reads 2:4 rows in registers.
-pub(crate) const NM24_MAX_BATCH: usize = 4;
-
-/// Lane masks of two 2:4 groups from one byte of 2-bit positions: group
-/// `g`'s positions `p0 < p1` (bits `4g..4g + 4`) set lanes `4g + p0` and
-/// `4g + p1`.
-const NM24_MASKS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let mut g = 0;
-        while g < 2 {
-            let nib = (b >> (4 * g)) & 0xF;
-            t[b] |= ((1u8 << (nib & 3)) | (1u8 << (nib >> 2))) << (4 * g);
-            g += 1;
-        }
-        b += 1;
-    }
-    t
-};
-
-/// 2:4 rows: 16 weights are 4 groups, i.e. 8 stored values (read by the
-/// values' own reader over rows of `cols / 2`) expanded to the lanes their
-/// positions name (`vexpandps`; positions strictly increase in a group, so
-/// the values land in order). The other lanes are `+0.0`, as in the rows
-/// that [`decode_nm_rows`](super::decode_nm_rows) writes.
-pub(crate) struct Nm24Lanes<'a, F> {
-    inner: F,
-    positions: &'a [u8],
-    /// Stored values per row.
-    per: usize,
-}
-
-/// Whether a 2:4 reader exists for `s` over `cols` columns.
-pub(crate) fn nm24_fits(s: &NM, cols: usize) -> bool {
-    (s.n(), s.m()) == (2, 4) && s.positions().width() == 2 && cols.is_multiple_of(4)
-}
-
-impl<'a, F: Lanes> Nm24Lanes<'a, F> {
-    /// A reader for a 2:4 structure of `cols` columns whose stored values
-    /// `inner` reads (rows of `cols / 2`).
-    pub(crate) fn new(s: &'a NM, inner: F, cols: usize) -> Option<Self> {
-        nm24_fits(s, cols).then_some(Nm24Lanes {
-            inner,
-            positions: s.positions().bytes(),
-            per: cols / 2,
-        })
-    }
-}
-
-impl<F: Lanes> Lanes for Nm24Lanes<'_, F> {
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn lanes(&self, i: usize, k: usize, m: __mmask16) -> __m512 {
-        // Stored values `v0..v0 + 8` of row i: one half of the inner block
-        // of 16 at `v0 & !15`.
-        let v0 = k / 2;
-        let k0 = v0 & !15;
-        let n0 = (self.per - k0).min(16);
-        let im: __mmask16 = if n0 == 16 { 0xFFFF } else { (1u16 << n0) - 1 };
-        // Their 2-bit positions, from bit 2·(i·per + v0) on (bits of groups
-        // outside `m` are dropped by the mask).
-        let off = 2 * (i * self.per + v0);
-        let p = (read8(self.positions, off / 8) >> (off % 8)) as u16;
-        let mask =
-            NM24_MASKS[(p & 0xFF) as usize] as u16 | (NM24_MASKS[(p >> 8) as usize] as u16) << 8;
-        // SAFETY: `k0 < per` and `im` covers only stored values of row i
-        // (the inner reader's contract); AVX-512 is available (the caller's
-        // contract).
-        unsafe {
-            let v = self.inner.lanes(i, k0, im);
-            let v = if v0 & 8 != 0 {
-                _mm512_shuffle_f32x4::<0xEE>(v, v)
-            } else {
-                v
-            };
-            _mm512_maskz_expand_ps(mask & m, v)
-        }
-    }
-
-    /// For tiles: 32 weights per step, both halves of one inner block of 16
-    /// stored values (the lane reader uses one half per 16 weights).
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn decode_row(&self, i: usize, o: &mut [f32]) {
-        let cols = o.len();
-        let p = o.as_mut_ptr();
-        let mut k = 0;
-        // SAFETY: `k + 32 ≤ cols`, so stored values `k/2..k/2 + 16` lie in
-        // row i (a full inner block); the stores stay in the row; the
-        // caller's contract gives AVX-512 and the row.
-        unsafe {
-            while k + 32 <= cols {
-                let v0 = k / 2;
-                let v = self.inner.lanes(i, v0, 0xFFFF);
-                let off = 2 * (i * self.per + v0);
-                let b = (read8(self.positions, off / 8) >> (off % 8)) as u32;
-                let lo = NM24_MASKS[(b & 0xFF) as usize] as u16
-                    | (NM24_MASKS[((b >> 8) & 0xFF) as usize] as u16) << 8;
-                let hi = NM24_MASKS[((b >> 16) & 0xFF) as usize] as u16
-                    | (NM24_MASKS[(b >> 24) as usize] as u16) << 8;
-                _mm512_storeu_ps(p.add(k), _mm512_maskz_expand_ps(lo, v));
-                let vh = _mm512_shuffle_f32x4::<0xEE>(v, v);
-                _mm512_storeu_ps(p.add(k + 16), _mm512_maskz_expand_ps(hi, vh));
-                k += 32;
-            }
-            while k < cols {
-                let n = (cols - k).min(16);
-                let m: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
-                _mm512_mask_storeu_ps(p.add(k), m, self.lanes(i, k, m));
-                k += 16;
-            }
-        }
-    }
-
-    /// Expanding costs more than the other readers' decoding: from 5
-    /// inputs on, decode each weight once into a tile.
-    fn max_batch(&self) -> usize {
-        self.inner.max_batch().min(NM24_MAX_BATCH)
     }
 }
 

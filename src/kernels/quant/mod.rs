@@ -218,10 +218,11 @@ pub fn matmul_block(
 }
 
 /// `y = x · Wᵀ` for an N:M matrix `[rows, cols]` whose values have a
-/// uniform layout, on [`tile`](super::tile): 2:4 rows are read in registers
-/// (positions expanded, `lanes::Nm24Lanes`) where the values have a
-/// reader, other N:M rows decode whole rows into tiles. `None` for f32
-/// values without a 2:4 reader (the sparse kernels take those).
+/// uniform layout: with AVX-512, 2:4 rows whose values have an in-register
+/// reader run on [`nm24`](super::nm24) (the input permuted to the stored
+/// values) at every batch size; other N:M rows decode whole rows into tiles
+/// ([`tile`](super::tile)). `None` for f32 values off the 2:4 kernel (the
+/// sparse kernels take those).
 pub(crate) fn matmul_nm(
     s: &crate::matrix::NM,
     values: &Values,
@@ -238,30 +239,41 @@ pub(crate) fn matmul_nm(
     } else {
         RowScale::Applied
     };
-    let decode = |r0: usize, out: &mut [f32]| decode_nm_rows(s, values, r0, out, sc);
-    macro_rules! nm {
-        ($v:expr, $lanes:ident) => {{
-            let f = lanes::$lanes::new($v, per, sc)
-                .and_then(|inner| lanes::Nm24Lanes::new(s, inner, cols));
-            if f.is_none() && matches!(values, Values::F32(_)) {
-                return None;
-            }
-            super::tile::matmul(rows, cols, decode, f.as_ref(), x, exec, isa)
-        }};
-    }
-    let y = match values {
-        Values::F32(v) => {
-            if isa.capped() < Isa::Avx512 {
-                return None;
-            }
-            nm!(v, F32Lanes)
+    #[cfg(target_arch = "x86_64")]
+    if isa.capped() >= Isa::Avx512 && super::nm24::fits(s, cols) {
+        macro_rules! nm24 {
+            ($v:expr, $lanes:ident) => {
+                if let Some(f) = lanes::$lanes::new($v, per, sc) {
+                    // SAFETY: AVX-512 was checked; the reader reads `rows`
+                    // rows of `per = cols / 2` values; the structure fits.
+                    let once = !matches!(values, Values::F32(_));
+                    let y = unsafe { super::nm24::matmul(s, &f, once, (rows, cols), x, exec) };
+                    return Some(scale_outputs(y, scales));
+                }
+            };
         }
-        Values::Int8(v) => nm!(v, Int8Lanes),
-        Values::Int4(v) => nm!(v, Int4Lanes),
-        Values::Binary(v) => nm!(v, BinaryLanes),
-        Values::Ternary(v) => nm!(v, TernaryLanes),
-        Values::Codebook(v) => nm!(v, CodebookLanes),
-    };
+        match values {
+            Values::F32(v) => nm24!(v, F32Lanes),
+            Values::Int8(v) => nm24!(v, Int8Lanes),
+            Values::Int4(v) => nm24!(v, Int4Lanes),
+            Values::Binary(v) => nm24!(v, BinaryLanes),
+            Values::Ternary(v) => nm24!(v, TernaryLanes),
+            Values::Codebook(v) => nm24!(v, CodebookLanes),
+        }
+    }
+    if matches!(values, Values::F32(_)) {
+        return None;
+    }
+    let decode = |r0: usize, out: &mut [f32]| decode_nm_rows(s, values, r0, out, sc);
+    let y = super::tile::matmul(
+        rows,
+        cols,
+        decode,
+        None::<&super::tile::NoLanes>,
+        x,
+        exec,
+        isa,
+    );
     Some(scale_outputs(y, scales))
 }
 
@@ -305,20 +317,23 @@ pub(crate) fn streamed_max_batch(values: &Values, cols: usize) -> Option<usize> 
     fits.then_some(super::gemv::QUANT_MAX_BATCH)
 }
 
-/// [`reader_max_batch`] for N:M rows of `cols` columns ([`matmul_nm`]'s
-/// choice).
-pub(crate) fn nm_reader_max_batch(
-    s: &crate::matrix::NM,
-    values: &Values,
-    cols: usize,
-) -> Option<usize> {
-    use super::tile::Lanes;
+/// Whether [`matmul_nm`] runs N:M rows of `cols` columns on the 2:4
+/// kernel (at every batch size): AVX-512, a 2:4 structure it reads, and
+/// values with an in-register reader.
+pub(crate) fn nm24_reads(s: &crate::matrix::NM, values: &Values, cols: usize) -> bool {
     let per = values.layout().max_row_len();
-    let inner = match values {
-        Values::F32(v) => lanes::F32Lanes::new(v, per, RowScale::Applied).map(|f| f.max_batch()),
-        v => reader_max_batch(v, per),
-    }?;
-    lanes::nm24_fits(s, cols).then_some(inner.min(lanes::NM24_MAX_BATCH))
+    let reader = match values {
+        Values::F32(_) => true,
+        v => reader_max_batch(v, per).is_some(),
+    };
+    #[cfg(target_arch = "x86_64")]
+    let fits = super::nm24::fits(s, cols);
+    #[cfg(not(target_arch = "x86_64"))]
+    let fits = {
+        let _ = (s, cols);
+        false
+    };
+    Isa::detect() >= Isa::Avx512 && fits && reader
 }
 
 /// [`decode_values`] through the in-register reader where there is one

@@ -28,19 +28,19 @@ fn tail_mask(rem: usize) -> __mmask16 {
 ///   gather costs this CPU (Zen 4) about 45 cycles where 16 scalar loads
 ///   take about 6 (384 × 384 with 10 % kept: 15 µs gathered, 7 µs here;
 ///   dense 10 µs).
-/// * batch 2–16: `x` is `xᵀ` padded to `stride` = 4, 8 or 16 lanes, and
-///   each stored value adds `v · xᵀ[idx]` to one of eight lane vectors
-///   (`k mod 8`), summed by the same tree lane by lane: each output has the
-///   bits of batch 1.
-/// * larger batches: `x` is `xᵀ` (`stride` = batch), read in tiles of 32
-///   lanes by [`scatter_tile`].
+/// * larger batches: `x` is `xᵀ` padded to `stride` lanes (4, 8, or a
+///   multiple of 16), and each stored value adds `v · xᵀ[idx]` to one of
+///   eight lane vectors (`k mod 8`) per tile of 4, 8 or 16 lanes, summed by
+///   the same tree lane by lane: **each output has the bits of batch 1, at
+///   every batch size** (data-parallel shards and micro-batches give the
+///   bits of the whole batch).
 ///
 /// # Safety
 /// AVX-512 F/VL and FMA must be available; `row_ptr` holds `rows.end + 1`
 /// offsets; `idx` and `vals` hold exactly the stored values of `rows`
-/// (from offset `row_ptr[rows.start]` on); every index is below the input's columns
-/// and `x` holds them (`stride` lanes each; `stride == 1` at batch 1);
-/// `out.len() == rows.len() · batch`.
+/// (from offset `row_ptr[rows.start]` on); every index is below the input's
+/// columns and `x` holds them (`stride` lanes each; `stride == 1` at batch
+/// 1); `out.len() == rows.len() · batch`.
 #[target_feature(enable = "avx512f,avx512vl,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn csr_rows<I: ColIndex>(
@@ -68,18 +68,9 @@ pub(super) unsafe fn csr_rows<I: ColIndex>(
                     *o = dot_scalar(n.row(i), x);
                 }
             }
-            (_, 4) => lanes4(&n, rows, x, batch, out),
-            (_, 8) => lanes8(&n, rows, x, batch, out),
-            (_, 16) => lanes16(&n, rows, x, batch, out),
-            _ => {
-                for (i, o) in rows.zip(out.chunks_exact_mut(batch)) {
-                    let (idx, vals) = n.row(i);
-                    for t0 in (0..batch).step_by(super::TILE) {
-                        let tile = &mut o[t0..(t0 + super::TILE).min(batch)];
-                        scatter_tile(idx, vals, x.add(t0), stride, tile);
-                    }
-                }
-            }
+            (_, 4) => lanes4(&n, rows, x, stride, batch, out),
+            (_, 8) => lanes8(&n, rows, x, stride, batch, out),
+            _ => lanes16(&n, rows, x, stride, batch, out),
         }
     }
 }
@@ -144,49 +135,56 @@ unsafe fn dot_scalar<I: ColIndex>((idx, vals): (&[I], &[f32]), x: *const f32) ->
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
-/// The lane loops of [`csr_rows`] at batch 2–16, one per register width:
-/// scalar [`dot_scalar`] lane by lane (the same multiply-adds and tree).
+/// The lane loops of [`csr_rows`] above batch 1, one per register width:
+/// scalar [`dot_scalar`] lane by lane (the same multiply-adds and tree), one
+/// tile of lanes at a time.
 macro_rules! lanes {
     ($(#[$doc:meta])* $name:ident, $n:literal, $zero:ident, $set1:ident, $load:ident, $fma:ident, $add:ident, $store:ident) => {
         $(#[$doc])*
         ///
         /// # Safety
-        /// As [`csr_rows`], with `stride` equal to the lanes.
+        /// As [`csr_rows`], with `stride` a multiple of the lanes.
         #[inline(always)]
         unsafe fn $name<I: ColIndex>(
             n: &Stored<I>,
             rows: Range<usize>,
             xt: *const f32,
+            stride: usize,
             batch: usize,
             out: &mut [f32],
         ) {
             for (i, o) in rows.zip(out.chunks_exact_mut(batch)) {
                 let (idx, vals) = n.row(i);
-                // SAFETY: `k + l < idx.len() == vals.len()` for every read;
-                // each index's lanes lie in `xt` (the caller's contract).
-                unsafe {
-                    let mut acc = [$zero(); 8];
-                    let term = |k: usize, a| {
-                        let j = idx.get_unchecked(k).at();
-                        $fma($set1(*vals.get_unchecked(k)), $load(xt.add(j * $n)), a)
-                    };
-                    let mut k = 0;
-                    while k + 8 <= idx.len() {
-                        for (l, a) in acc.iter_mut().enumerate() {
+                for t0 in (0..batch).step_by($n) {
+                    // SAFETY: `k + l < idx.len() == vals.len()` for every
+                    // read; each index's lanes `t0..t0 + $n` lie in `xt`
+                    // (the caller's contract: `stride` a multiple of $n).
+                    unsafe {
+                        let xt = xt.add(t0);
+                        let mut acc = [$zero(); 8];
+                        let term = |k: usize, a| {
+                            let j = idx.get_unchecked(k).at();
+                            $fma($set1(*vals.get_unchecked(k)), $load(xt.add(j * stride)), a)
+                        };
+                        let mut k = 0;
+                        while k + 8 <= idx.len() {
+                            for (l, a) in acc.iter_mut().enumerate() {
+                                *a = term(k + l, *a);
+                            }
+                            k += 8;
+                        }
+                        for (l, a) in acc.iter_mut().enumerate().take(idx.len() - k) {
                             *a = term(k + l, *a);
                         }
-                        k += 8;
+                        let s = $add(
+                            $add($add(acc[0], acc[4]), $add(acc[1], acc[5])),
+                            $add($add(acc[2], acc[6]), $add(acc[3], acc[7])),
+                        );
+                        let mut t = [0.0f32; $n];
+                        $store(t.as_mut_ptr(), s);
+                        let w = (batch - t0).min($n);
+                        o[t0..t0 + w].copy_from_slice(&t[..w]);
                     }
-                    for (l, a) in acc.iter_mut().enumerate().take(idx.len() - k) {
-                        *a = term(k + l, *a);
-                    }
-                    let s = $add(
-                        $add($add(acc[0], acc[4]), $add(acc[1], acc[5])),
-                        $add($add(acc[2], acc[6]), $add(acc[3], acc[7])),
-                    );
-                    let mut t = [0.0f32; $n];
-                    $store(t.as_mut_ptr(), s);
-                    o.copy_from_slice(&t[..batch]);
                 }
             }
         }
@@ -194,85 +192,19 @@ macro_rules! lanes {
 }
 
 lanes!(
-    /// Batches 2–4 (`xᵀ` in 4-lane rows).
+    /// Batches 2–4 (`xᵀ` padded to 4 lanes).
     lanes4, 4, _mm_setzero_ps, _mm_set1_ps, _mm_loadu_ps, _mm_fmadd_ps, _mm_add_ps, _mm_storeu_ps
 );
 lanes!(
-    /// Batches 5–8 (`xᵀ` in 8-lane rows).
+    /// Batches 5–8 (`xᵀ` padded to 8 lanes).
     lanes8, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps,
     _mm256_storeu_ps
 );
 lanes!(
-    /// Batches 9–16 (`xᵀ` in 16-lane rows).
+    /// Batches from 9 (`xᵀ` padded to a multiple of 16 lanes), 16 at a time.
     lanes16, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps,
     _mm512_add_ps, _mm512_storeu_ps
 );
-
-/// `out[b] = Σ_k vals[k] · xt[idx[k]·stride + b]` for `b < out.len() ≤ 32`,
-/// where `xt` is the batch transposed (`[cols, stride]`) and already offset
-/// to the batch tile. Four stored values at a time, each into its own
-/// accumulators, so the FMA latency is hidden; a tile of up to 16 lanes
-/// (small batches) loads one register per value, not two.
-///
-/// # Safety
-/// AVX-512F must be available; `xt[idx·stride + b]` must be readable for
-/// every index and `b < out.len()`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn scatter_tile<I: ColIndex>(
-    idx: &[I],
-    vals: &[f32],
-    xt: *const f32,
-    stride: usize,
-    out: &mut [f32],
-) {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
-    unsafe {
-        let w = out.len();
-        debug_assert!(w <= 32);
-        let m0 = tail_mask(w);
-        let m1 = tail_mask(w.saturating_sub(16));
-        let n = idx.len();
-        let o = out.as_mut_ptr();
-        let row = |k: usize| xt.add(idx.get_unchecked(k).at() * stride);
-        let val = |k: usize| _mm512_set1_ps(*vals.get_unchecked(k));
-        let mut a = [_mm512_setzero_ps(); 4];
-        let mut k = 0;
-        if w <= 16 {
-            while k + 4 <= n {
-                for (u, acc) in a.iter_mut().enumerate() {
-                    *acc = _mm512_fmadd_ps(val(k + u), _mm512_maskz_loadu_ps(m0, row(k + u)), *acc);
-                }
-                k += 4;
-            }
-            while k < n {
-                a[0] = _mm512_fmadd_ps(val(k), _mm512_maskz_loadu_ps(m0, row(k)), a[0]);
-                k += 1;
-            }
-            let s = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
-            _mm512_mask_storeu_ps(o, m0, s);
-            return;
-        }
-        let mut b = [_mm512_setzero_ps(); 4];
-        while k + 4 <= n {
-            for u in 0..4 {
-                let (v, p) = (val(k + u), row(k + u));
-                a[u] = _mm512_fmadd_ps(v, _mm512_loadu_ps(p), a[u]);
-                b[u] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m1, p.add(16)), b[u]);
-            }
-            k += 4;
-        }
-        while k < n {
-            let (v, p) = (val(k), row(k));
-            a[0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(p), a[0]);
-            b[0] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m1, p.add(16)), b[0]);
-            k += 1;
-        }
-        let sa = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
-        let sb = _mm512_add_ps(_mm512_add_ps(b[0], b[1]), _mm512_add_ps(b[2], b[3]));
-        _mm512_storeu_ps(o, sa);
-        _mm512_mask_storeu_ps(o.add(16), m1, sb);
-    }
-}
 
 /// Dense dot product with four 16-lane accumulators.
 ///

@@ -9,12 +9,12 @@
 //! gather is slower on Zen 4), a two-register permute for 2:4 rows.
 //!
 //! * Batch 1 (GEMV): one indexed dot product per stored row.
-//! * Batch 2–16: the batch is transposed to `xᵀ` `[in, 4 | 8 | 16]` (one
-//!   register per column), and each stored value adds `w_ij · xᵀ[j, ·]` to
-//!   row i's lanes; on AVX-512 each output gets the multiply-adds and sums of
-//!   batch 1, so a row's bits do not depend on the batch up to 16.
-//! * Larger batches: `xᵀ` `[in, batch]`, 32 batch lanes at a time, so each
-//!   weight is read once per 32 inputs.
+//! * Larger batches: the batch is transposed to `xᵀ` `[in, lanes]` (padded
+//!   to 4, 8 or a multiple of 16 lanes), and each stored value adds
+//!   `w_ij · xᵀ[j, ·]` to row i's lanes, one register of lanes at a time. On
+//!   AVX-512 each output gets the multiply-adds and sums of batch 1, so a
+//!   row's bits do not depend on the batch; the portable path reads 32 lanes
+//!   at a time.
 //! * Kept rows: the surviving rows are a dense block (dot products for batch
 //!   1, GEMM for larger batches), then scattered into the full output.
 
@@ -183,7 +183,7 @@ pub(crate) enum Input<'a> {
     /// Batch 1: the input row.
     Vector(&'a [f32]),
     /// Larger batches: `xᵀ`, `[in, stride]` row-major: padded with zeros to
-    /// 4, 8 or 16 lanes (one register) up to batch 16, `stride = batch`
+    /// 4 or 8 lanes (one register) up to batch 8, to a multiple of 16
     /// above.
     Transposed {
         xt: Vec<f32>,
@@ -202,8 +202,7 @@ impl<'a> Input<'a> {
         let stride = match batch {
             ..=4 => 4,
             5..=8 => 8,
-            9..=16 => 16,
-            _ => batch,
+            _ => batch.next_multiple_of(16),
         };
         let mut xt = vec![0.0f32; cols * stride];
         for (row, xr) in xt.chunks_exact_mut(stride).zip(x.columns()) {
