@@ -230,7 +230,7 @@ pub enum Kernel {
 ///   tiles), else [`Kernel::DecodedTiles`];
 /// * 2:4 (any values with a reader, f32 included) → [`Kernel::Registers`]
 ///   at every batch size: the input permuted to the stored values, which
-///   are read through the values' reader (decoded once per call above 4
+///   are read through the values' reader (decoded once per call above 16
 ///   inputs);
 /// * CSR with a codebook → [`Kernel::CsrCodebook`]; other f32 sparse
 ///   structures → [`Kernel::Sparse`].

@@ -254,8 +254,14 @@ pub(crate) fn matmul_nm(
         }
         match values {
             Values::F32(v) => nm24!(v, F32Lanes),
-            Values::Int8(v) => nm24!(v, Int8Lanes),
-            Values::Int4(v) => nm24!(v, Int4Lanes),
+            Values::Int8(v) => {
+                nm24!(v, CodeLanes);
+                nm24!(v, Int8Lanes)
+            }
+            Values::Int4(v) => {
+                nm24!(v, CodeLanes);
+                nm24!(v, Int4Lanes)
+            }
             Values::Binary(v) => nm24!(v, BinaryLanes),
             Values::Ternary(v) => nm24!(v, TernaryLanes),
             Values::Codebook(v) => nm24!(v, CodebookLanes),
