@@ -166,16 +166,22 @@ fn main() {
     };
     let int8 = int(8, None);
     let (int4, int4_g64) = (int(4, None), int(4, Some(64)));
+    let (binary, ternary) = (
+        Binary.quantize(&dense).unwrap(),
+        Ternary.quantize(&dense).unwrap(),
+    );
     let cases = vec![
         case("dense f32", dense.clone()),
         case("int8 per-row", int8.clone()),
         case("int4 per-row", int4.clone()),
         case("int4 group-64", int4_g64.clone()),
-        case("binary", Binary.quantize(&dense).unwrap()),
-        case("ternary", Ternary.quantize(&dense).unwrap()),
+        case("binary", binary.clone()),
+        case("ternary", ternary.clone()),
         dynamic_case("int8 × int8 dynamic", &int8),
         dynamic_case("int4 × int8 dynamic", &int4),
         dynamic_case("int4 group-64 × int8 dynamic", &int4_g64),
+        dynamic_case("binary × int8 dynamic", &binary),
+        dynamic_case("ternary × int8 dynamic", &ternary),
     ];
     drop(w);
 

@@ -1002,3 +1002,64 @@ fn tiny_scales_do_not_break_rounding() {
         assert!(e.rel_frobenius < limit, "{}: {}", q.name(), e.rel_frobenius);
     }
 }
+
+/// Binary and ternary weights through `DynamicInt8` (the sign bits straight
+/// into `vpdpbusd` on VNNI, the portable sums otherwise): the reference's
+/// bits on every tier, batch and executor, at widths on and around the
+/// 64-column blocks and rows that do not start on a byte; the reference is
+/// the product of the dequantized operands; kept rows leave their zeros.
+#[test]
+fn binary_and_ternary_x_int8_are_bit_identical_on_every_path() {
+    use kernels::sign_gemm::{sign_reference, BinaryOrTernary};
+    let pool = ThreadPool::new(2).unwrap();
+    let mut shapes = SHAPES.to_vec();
+    shapes.extend([(9, 63), (6, 65), (5, 127), (7, 129), (70, 300), (3, 784)]);
+    for (si, &(rows, cols)) in shapes.iter().enumerate() {
+        let w = student(rows, cols, 700 + si as u64);
+        for q in [&Binary as &dyn Quantizer, &Ternary] {
+            let m = q.quantize(&dense(&w)).unwrap();
+            let lin = DynamicInt8::new(m.clone()).unwrap();
+            for batch in [1, 2, 5, 7, 13, 16] {
+                let x = gaussian(batch, cols, 800 + batch as u64);
+                let xq = quantize_activations(x.view()).unwrap();
+                let reference = match m.values() {
+                    Some(Values::Binary(v)) => sign_reference(&BinaryOrTernary::Binary(v), &xq),
+                    Some(Values::Ternary(v)) => sign_reference(&BinaryOrTernary::Ternary(v), &xq),
+                    _ => panic!("binary or ternary values"),
+                };
+                let what = format!("{} {rows}x{cols} b{batch}", q.name());
+                for isa in tiers() {
+                    for exec in [&Sequential as &dyn ParallelExecutor, &pool] {
+                        let y = lin.matmul_isa(x.view(), exec, isa).unwrap();
+                        assert_eq!(y, reference, "{what} {isa:?}");
+                    }
+                }
+                assert_close(
+                    reference.view(),
+                    m.to_dense().view(),
+                    xq.dequantize().view(),
+                    &what,
+                );
+            }
+        }
+    }
+    // Kept rows: the dropped rows' outputs stay zero.
+    let w = student(6, 130, 790);
+    let kept = CompressedMatrix::kept_rows(w.view(), vec![0, 3, 4]).unwrap();
+    let x = gaussian(3, 130, 791);
+    for q in [&Binary as &dyn Quantizer, &Ternary] {
+        let m = q.quantize(&kept).unwrap();
+        let y = DynamicInt8::new(m.clone())
+            .unwrap()
+            .matmul(x.view(), &Sequential)
+            .unwrap();
+        let xq = quantize_activations(x.view()).unwrap();
+        assert_close(
+            y.view(),
+            m.to_dense().view(),
+            xq.dequantize().view(),
+            "kept",
+        );
+        assert!(y.column(1).iter().all(|&v| v == 0.0));
+    }
+}

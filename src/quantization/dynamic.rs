@@ -4,6 +4,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::slice_ops::{self, Grid};
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
+use crate::kernels::quant::sign_gemm::{self, Signs};
 pub use crate::kernels::quant::QuantizedActivations;
 use crate::kernels::quant::{self as kernels, Isa};
 use crate::matrix::{CompressedMatrix, LinOp, Structure, Values};
@@ -82,12 +83,15 @@ enum Prep {
     Int8(kernels::int8_gemm::Prepared),
     /// Nibble panels of int4 weights.
     Int4(kernels::int4_gemm::Prepared4),
+    /// Binary or ternary weights: the sign bits are read as they are.
+    Signs,
 }
 
 impl DynamicInt8 {
-    /// Wraps an int8 or int4 matrix with a dense or kept-rows structure, and
-    /// prepares what the integer kernel needs on every call once (per-row
-    /// sums of the codes, repacked panels).
+    /// Wraps an int8, int4, binary or ternary matrix with a dense or
+    /// kept-rows structure, and prepares what the integer kernel needs on
+    /// every call once (per-row sums of the codes, repacked panels; binary
+    /// and ternary sign bits are read as they are).
     pub fn new(matrix: CompressedMatrix) -> Result<Self> {
         let ok_structure = matches!(
             matrix.structure(),
@@ -100,12 +104,14 @@ impl DynamicInt8 {
             {
                 Prep::Int4(kernels::int4_gemm::Prepared4::new(v))
             }
+            Some(Values::Binary(v)) if ok_structure && Signs::Binary(v).uniform() => Prep::Signs,
+            Some(Values::Ternary(v)) if ok_structure && Signs::Ternary(v).uniform() => Prep::Signs,
             _ => {
                 return Err(SquishError::Incompatible {
                     pass: "dynamic int8 matmul".into(),
                     structure: matrix.structure().kind(),
                     encoding: matrix.encoding(),
-                    hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) or params(4) first",
+                    hint: "quantize a dense or kept-rows matrix with IntQuantizer::params(8) or params(4), Binary or Ternary first",
                 })
             }
         };
@@ -146,6 +152,12 @@ impl DynamicInt8 {
             (Some(Values::Int4(v)), Prep::Int4(p)) => {
                 kernels::int4_gemm::matmul(v, p, &xq, exec, isa)
             }
+            (Some(Values::Binary(v)), Prep::Signs) => {
+                sign_gemm::matmul(Signs::Binary(v), &xq, exec, isa)
+            }
+            (Some(Values::Ternary(v)), Prep::Signs) => {
+                sign_gemm::matmul(Signs::Ternary(v), &xq, exec, isa)
+            }
             _ => unreachable!("checked in new"),
         };
         Ok(kernels::scatter_rows(&self.matrix, y))
@@ -171,7 +183,7 @@ impl DynamicInt8 {
         }
         match &self.prep {
             Prep::Int8(p) => kernels::int8_gemm::linear(p, x.as_slice()?, m, bias, exec),
-            Prep::Int4(_) => None,
+            Prep::Int4(_) | Prep::Signs => None,
         }
     }
 }

@@ -34,6 +34,7 @@ mod int8_panel;
 mod lanes;
 #[cfg(target_arch = "x86_64")]
 mod nibbles;
+pub mod sign_gemm;
 mod ternary;
 
 pub use activations::QuantizedActivations;
