@@ -8,6 +8,10 @@
 //! * binary: `S = 2·Σ_{bit=1} q − Σ_k q`;
 //! * ternary: `S = Σ_{+} q − Σ_{−} q`.
 //!
+//! (Ternary codes are 2 bits a weight: each code byte is copied to its four
+//! weights' bytes with one `vpshufb` and tested against each weight's plus
+//! and minus bit, `vptestmb`, giving both masks in two instructions.)
+//!
 //! `Σ_{bit=1} q` over 64 columns is one `vpdpbusd` of the bits expanded to
 //! bytes of 0 / 1 (a masked move: the unsigned operand) with the signed
 //! codes. Integer sums are exact in any order, and the f32 steps are the
@@ -383,7 +387,24 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
     // rows lie in the packed bits.
     unsafe {
         let one = _mm512_set1_epi8(1);
-        let even = 0x5555_5555_5555_5555u64;
+        // Ternary blocks: byte i of 128-bit lane l is weight 16l + i, whose
+        // code is in byte 4l + i/4 at bits 2(i mod 4) (plus) and 2(i mod 4)
+        // + 1 (minus).
+        let (spread, plus_bit, minus_bit) = {
+            let mut sp = [0i8; 64];
+            let mut pb = [0i8; 64];
+            for (j, (s, p)) in sp.iter_mut().zip(pb.iter_mut()).enumerate() {
+                let (l, i) = (j / 16, j % 16);
+                *s = (4 * l + i / 4) as i8;
+                *p = 1 << (2 * (i % 4));
+            }
+            let pb = _mm512_loadu_si512(pb.as_ptr().cast());
+            (
+                _mm512_loadu_si512(sp.as_ptr().cast()),
+                pb,
+                _mm512_add_epi8(pb, pb),
+            )
+        };
         let mut ap = [[_mm512_setzero_si512(); CC]; RR];
         let mut am = [[_mm512_setzero_si512(); CC]; RR];
         let mut rp = [std::ptr::null::<u8>(); RR];
@@ -427,11 +448,15 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
                 _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add((k / 64 * lines + l) * 64).cast());
             }
             step!(k, |r| if TERNARY {
-                let q = rp[r].add(k / 4).cast::<u64>();
-                let (lo, hi) = (q.read_unaligned(), q.add(1).read_unaligned());
+                // The 16 code bytes in every 128-bit lane, each byte copied
+                // to its 4 weights' bytes, then tested against the weight's
+                // plus / minus bit (no `pext`: one port, 4 a block, was the
+                // bottleneck).
+                let c = _mm512_broadcast_i32x4(_mm_loadu_si128(rp[r].add(k / 4).cast()));
+                let rep = _mm512_shuffle_epi8(c, spread);
                 (
-                    _pext_u64(lo, even) | (_pext_u64(hi, even) << 32),
-                    _pext_u64(lo, even << 1) | (_pext_u64(hi, even << 1) << 32),
+                    _cvtmask64_u64(_mm512_test_epi8_mask(rep, plus_bit)),
+                    _cvtmask64_u64(_mm512_test_epi8_mask(rep, minus_bit)),
                 )
             } else {
                 (rp[r].add(k / 8).cast::<u64>().read_unaligned(), 0)
