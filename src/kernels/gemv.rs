@@ -36,7 +36,7 @@ use ndarray::{Array2, ArrayView2};
 use super::Tier;
 use crate::parallel::{row_blocks, ParallelExecutor};
 
-/// Weight rows per register block.
+/// Weight rows per register block (`by_block_shape!` spells it out).
 const R: usize = 4;
 /// Input rows per register block (AVX-512: 4 × 4 accumulators, 4 inputs
 /// and one weight vector in 32 registers).
@@ -82,6 +82,27 @@ macro_rules! for_blocks {
         }
     }};
 }
+
+/// Calls `$go!(rows, inputs)` with the literal shape of a register block of
+/// `$rr` rows ([`R`] or 1) × `$nc` inputs (1 to [`C`]): the const generics
+/// of the block kernels that stream rows (here and in `nm24`).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_block_shape {
+    ($rr:expr, $nc:expr, $go:ident) => {
+        match ($rr, $nc) {
+            (4, 1) => $go!(4, 1),
+            (4, 2) => $go!(4, 2),
+            (4, 3) => $go!(4, 3),
+            (4, _) => $go!(4, 4),
+            (_, 1) => $go!(1, 1),
+            (_, 2) => $go!(1, 2),
+            (_, 3) => $go!(1, 3),
+            _ => $go!(1, 4),
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use by_block_shape;
 
 /// Input bytes per pass over a task's weight rows.
 const X_TILE_BYTES: usize = 1 << 18;
@@ -441,16 +462,7 @@ unsafe fn products<F: RowReader>(f: &F, row0: usize, xs: &[f32], cols: usize, ou
                 }
             }};
         }
-        match (rr, nc) {
-            (R, 1) => go!(4, 1),
-            (R, 2) => go!(4, 2),
-            (R, 3) => go!(4, 3),
-            (R, _) => go!(4, 4),
-            (_, 1) => go!(1, 1),
-            (_, 2) => go!(1, 2),
-            (_, 3) => go!(1, 3),
-            _ => go!(1, 4),
-        }
+        by_block_shape!(rr, nc, go)
     });
 }
 

@@ -188,16 +188,7 @@ unsafe fn products<F: Lanes>(w: &Rows<F>, row0: usize, xs: &[f32], cols: usize, 
                     }
                 }};
             }
-            match (rr, nc) {
-                (R, 1) => go!(4, 1),
-                (R, 2) => go!(4, 2),
-                (R, 3) => go!(4, 3),
-                (R, _) => go!(4, 4),
-                (_, 1) => go!(1, 1),
-                (_, 2) => go!(1, 2),
-                (_, 3) => go!(1, 3),
-                _ => go!(1, 4),
-            }
+            super::gemv::by_block_shape!(rr, nc, go);
             i += rr;
         }
         b0 += nc;
