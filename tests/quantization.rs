@@ -1010,7 +1010,7 @@ fn tiny_scales_do_not_break_rounding() {
 /// the product of the dequantized operands; kept rows leave their zeros.
 #[test]
 fn binary_and_ternary_x_int8_are_bit_identical_on_every_path() {
-    use kernels::sign_gemm::{sign_reference, BinaryOrTernary};
+    use kernels::sign_gemm::{sign_reference, Signs};
     let pool = ThreadPool::new(2).unwrap();
     let mut shapes = SHAPES.to_vec();
     shapes.extend([(9, 63), (6, 65), (5, 127), (7, 129), (70, 300), (3, 784)]);
@@ -1023,8 +1023,8 @@ fn binary_and_ternary_x_int8_are_bit_identical_on_every_path() {
                 let x = gaussian(batch, cols, 800 + batch as u64);
                 let xq = quantize_activations(x.view()).unwrap();
                 let reference = match m.values() {
-                    Some(Values::Binary(v)) => sign_reference(&BinaryOrTernary::Binary(v), &xq),
-                    Some(Values::Ternary(v)) => sign_reference(&BinaryOrTernary::Ternary(v), &xq),
+                    Some(Values::Binary(v)) => sign_reference(Signs::Binary(v), &xq),
+                    Some(Values::Ternary(v)) => sign_reference(Signs::Ternary(v), &xq),
                     _ => panic!("binary or ternary values"),
                 };
                 let what = format!("{} {rows}x{cols} b{batch}", q.name());

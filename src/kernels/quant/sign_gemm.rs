@@ -29,10 +29,12 @@ use super::{Isa, QuantizedActivations};
 use crate::matrix::{BinaryValues, TernaryValues, TERNARY_MINUS, TERNARY_PLUS};
 use crate::parallel::{row_blocks, ParallelExecutor};
 
-/// Binary or ternary values of uniform rows.
+/// Binary or ternary values (the products take uniform rows).
 #[derive(Clone, Copy)]
-pub(crate) enum Signs<'a> {
+pub enum Signs<'a> {
+    /// Sign bits.
     Binary(&'a BinaryValues),
+    /// 2-bit codes.
     Ternary(&'a TernaryValues),
 }
 
@@ -143,7 +145,7 @@ pub(crate) fn matmul(
 ///
 /// ```
 /// use ndarray::Array2;
-/// use squish::kernels::quant::sign_gemm::{sign_reference, BinaryOrTernary};
+/// use squish::kernels::quant::sign_gemm::{sign_reference, Signs};
 /// use squish::matrix::Values;
 /// use squish::prelude::*;
 /// use squish::quantization::{quantize_activations, DynamicInt8};
@@ -152,56 +154,40 @@ pub(crate) fn matmul(
 /// let x = Array2::from_shape_fn((2, 70), |(b, k)| (b + k) as f32 - 30.0);
 /// let Some(Values::Ternary(v)) = m.values() else { unreachable!() };
 /// let xq = quantize_activations(x.view())?;
-/// let y = sign_reference(&BinaryOrTernary::Ternary(v), &xq);
+/// let y = sign_reference(Signs::Ternary(v), &xq);
 /// assert_eq!(DynamicInt8::new(m.clone())?.matmul(x.view(), &Sequential)?, y);
 /// // The product of the two dequantized operands, up to f32 rounding.
 /// let exact = xq.dequantize().dot(&m.to_dense().t());
 /// assert!((&y - &exact).iter().all(|d| d.abs() < 1e-3));
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-pub fn sign_reference(w: &BinaryOrTernary, xq: &QuantizedActivations) -> Array2<f32> {
-    let (rows, cols) = match w {
-        BinaryOrTernary::Binary(v) => (v.layout.rows(), v.layout.max_row_len()),
-        BinaryOrTernary::Ternary(v) => (v.layout.rows(), v.layout.max_row_len()),
-    };
+pub fn sign_reference(w: Signs, xq: &QuantizedActivations) -> Array2<f32> {
+    let (rows, cols) = (w.rows(), w.cols());
     assert_eq!(cols, xq.cols, "shapes");
     Array2::from_shape_fn((xq.rows, rows), |(b, i)| {
         let q = xq.row(b);
-        let (s, a): (i64, f32) = match w {
-            BinaryOrTernary::Binary(v) => (
-                (0..cols)
-                    .map(|k| {
-                        let bit = v.signs.get(i * cols + k);
-                        if bit == 1 {
-                            q[k] as i64
-                        } else {
-                            -(q[k] as i64)
-                        }
-                    })
-                    .sum(),
-                v.scales[i],
-            ),
-            BinaryOrTernary::Ternary(v) => (
-                (0..cols)
-                    .map(|k| match v.codes.get(i * cols + k) {
-                        TERNARY_PLUS => q[k] as i64,
-                        TERNARY_MINUS => -(q[k] as i64),
-                        _ => 0,
-                    })
-                    .sum(),
-                v.scales[i],
-            ),
+        let s: i64 = match w {
+            Signs::Binary(v) => (0..cols)
+                .map(|k| {
+                    let bit = v.signs.get(i * cols + k);
+                    if bit == 1 {
+                        q[k] as i64
+                    } else {
+                        -(q[k] as i64)
+                    }
+                })
+                .sum(),
+            Signs::Ternary(v) => (0..cols)
+                .map(|k| match v.codes.get(i * cols + k) {
+                    TERNARY_PLUS => q[k] as i64,
+                    TERNARY_MINUS => -(q[k] as i64),
+                    _ => 0,
+                })
+                .sum(),
         };
+        let a = w.scales()[i];
         (s as i32 as f32 * a) * xq.scales[b]
     })
-}
-
-/// Binary or ternary values, for [`sign_reference`].
-pub enum BinaryOrTernary<'a> {
-    /// Sign bits.
-    Binary(&'a BinaryValues),
-    /// 2-bit codes.
-    Ternary(&'a TernaryValues),
 }
 
 /// The portable sums: `s[r·batch + b] = S` of row `r0 + r` and input `b`.

@@ -56,7 +56,7 @@ pub(super) unsafe fn csr_rows<I: ColIndex>(
     debug_assert_eq!(out.len(), rows.len() * batch);
     let n = Stored {
         row_ptr,
-        base: rows.start.min(row_ptr.len() - 1),
+        first: row_ptr[rows.start] as usize,
         idx,
         vals,
     };
@@ -76,10 +76,10 @@ pub(super) unsafe fn csr_rows<I: ColIndex>(
 }
 
 /// A block of a CSR-like matrix's stored rows (`idx` and `vals` start at
-/// the offset of row `base`).
+/// stored value `first`, the block's first row's).
 struct Stored<'a, I> {
     row_ptr: &'a [u32],
-    base: usize,
+    first: usize,
     idx: &'a [I],
     vals: &'a [f32],
 }
@@ -88,10 +88,9 @@ impl<'a, I: ColIndex> Stored<'a, I> {
     /// Row `i`'s columns and values.
     #[inline(always)]
     fn row(&self, i: usize) -> (&'a [I], &'a [f32]) {
-        let b = self.row_ptr[self.base] as usize;
         let (a, e) = (
-            self.row_ptr[i] as usize - b,
-            self.row_ptr[i + 1] as usize - b,
+            self.row_ptr[i] as usize - self.first,
+            self.row_ptr[i + 1] as usize - self.first,
         );
         (&self.idx[a..e], &self.vals[a..e])
     }
