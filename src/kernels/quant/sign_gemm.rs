@@ -88,10 +88,6 @@ pub(crate) fn matmul(
 ) -> Array2<f32> {
     debug_assert!(w.uniform() && xq.cols == w.cols());
     let (rows, cols, batch) = (w.rows(), w.cols(), xq.rows);
-    // Σ_k q per input row (binary's correction).
-    let qsum: Vec<i32> = (0..batch)
-        .map(|b| xq.row(b).iter().map(|&q| q as i32).sum())
-        .collect();
     #[cfg(target_arch = "x86_64")]
     let vnni = isa.capped() >= Isa::Avx512Vnni && cols > 0;
     #[cfg(not(target_arch = "x86_64"))]
@@ -99,17 +95,23 @@ pub(crate) fn matmul(
         let _ = isa;
         false
     };
-    // The codes in rows of a whole number of 64-byte chunks (zeros past
-    // `cols`: their bits are masked off anyway).
+    // The VNNI path's operands: the codes in rows of a whole number of
+    // 64-byte chunks (zeros past `cols`: their bits are masked off anyway),
+    // and Σ_k q per input row (binary's correction).
+    #[cfg(target_arch = "x86_64")]
     let kp = cols.next_multiple_of(64);
-    let xs: Vec<i8> = if vnni {
+    #[cfg(target_arch = "x86_64")]
+    let (xs, qsum) = if vnni {
         let mut v = vec![0i8; batch * kp];
         for (o, b) in v.chunks_exact_mut(kp).zip(0..batch) {
             o[..cols].copy_from_slice(xq.row(b));
         }
-        v
+        let qsum: Vec<i32> = (0..batch)
+            .map(|b| xq.row(b).iter().map(|&q| q as i32).sum())
+            .collect();
+        (v, qsum)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let scales = w.scales();
     row_blocks(rows, batch, TASK_ROWS, exec, |t, out| {
@@ -124,7 +126,7 @@ pub(crate) fn matmul(
             unsafe { sums_avx512(w, r0, &xs, kp, &qsum, &mut s) };
         }
         if !vnni {
-            sums_portable(w, r0, xq, &qsum, &mut s);
+            sums_portable(w, r0, xq, &mut s);
         }
         for (r, (o, s)) in out
             .chunks_exact_mut(batch)
@@ -190,33 +192,25 @@ pub fn sign_reference(w: Signs, xq: &QuantizedActivations) -> Array2<f32> {
     })
 }
 
-/// The portable sums: `s[r·batch + b] = S` of row `r0 + r` and input `b`.
-fn sums_portable(w: Signs, r0: usize, xq: &QuantizedActivations, qsum: &[i32], s: &mut [i32]) {
+/// The portable sums: `s[r·batch + b] = S` of row `r0 + r` and input `b`,
+/// each row's weights decoded to −1 / 0 / +1 once for all inputs.
+fn sums_portable(w: Signs, r0: usize, xq: &QuantizedActivations, s: &mut [i32]) {
     let (cols, batch) = (w.cols(), xq.rows);
+    let mut wr = vec![0i32; cols];
     for (r, sr) in s.chunks_exact_mut(batch).enumerate() {
-        let i = r0 + r;
-        for (b, o) in sr.iter_mut().enumerate() {
-            let q = xq.row(b);
+        let base = (r0 + r) * cols;
+        for (k, o) in wr.iter_mut().enumerate() {
             *o = match w {
-                Signs::Binary(v) => {
-                    let mut p = 0i32;
-                    for (k, &q) in q.iter().enumerate() {
-                        p += v.signs.get(i * cols + k) as i32 * q as i32;
-                    }
-                    2 * p - qsum[b]
-                }
-                Signs::Ternary(v) => {
-                    let mut p = 0i32;
-                    for (k, &q) in q.iter().enumerate() {
-                        p += match v.codes.get(i * cols + k) {
-                            TERNARY_PLUS => q as i32,
-                            TERNARY_MINUS => -(q as i32),
-                            _ => 0,
-                        };
-                    }
-                    p
-                }
+                Signs::Binary(v) => 2 * v.signs.get(base + k) as i32 - 1,
+                Signs::Ternary(v) => match v.codes.get(base + k) {
+                    TERNARY_PLUS => 1,
+                    TERNARY_MINUS => -1,
+                    _ => 0,
+                },
             };
+        }
+        for (b, o) in sr.iter_mut().enumerate() {
+            *o = xq.row(b).iter().zip(&wr).map(|(&q, &w)| q as i32 * w).sum();
         }
     }
 }
