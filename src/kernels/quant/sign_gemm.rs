@@ -8,13 +8,10 @@
 //! * binary: `S = 2·Σ_{bit=1} q − Σ_k q`;
 //! * ternary: `S = Σ_{+} q − Σ_{−} q`.
 //!
-//! (Ternary codes are 2 bits a weight: each code byte is copied to its four
-//! weights' bytes with one `vpshufb` and tested against each weight's plus
-//! and minus bit, `vptestmb`, giving both masks in two instructions.)
-//!
 //! `Σ_{bit=1} q` over 64 columns is one `vpdpbusd` of the bits expanded to
 //! bytes of 0 / 1 (a masked move: the unsigned operand) with the signed
-//! codes. Integer sums are exact in any order, and the f32 steps are the
+//! codes. Ternary takes one too: its 2-bit codes become bytes `w + 1` (one
+//! GFNI affine transform), and `Σ (w + 1)·q − Σ q` is the sum. Integer sums are exact in any order, and the f32 steps are the
 //! reference's ([`sign_reference`]), so every path, tier, batch size and
 //! executor gives the same bits. With f32 activations a binary weight
 //! costs a multiply-add per lane (at batch 1 about a tenth of the memory
@@ -89,22 +86,37 @@ pub(crate) fn matmul(
     debug_assert!(w.uniform() && xq.cols == w.cols());
     let (rows, cols, batch) = (w.rows(), w.cols(), xq.rows);
     #[cfg(target_arch = "x86_64")]
-    let vnni = isa.capped() >= Isa::Avx512Vnni && cols > 0;
+    let ternary = matches!(w, Signs::Ternary(_));
+    // (Ternary rows need GFNI and to start on a byte: `cols % 4 == 0`.)
+    #[cfg(target_arch = "x86_64")]
+    let vnni = isa.capped() >= Isa::Avx512Vnni
+        && cols > 0
+        && (!ternary || (cols.is_multiple_of(4) && ternary_vnni_available()));
     #[cfg(not(target_arch = "x86_64"))]
     let vnni = {
         let _ = isa;
         false
     };
     // The VNNI path's operands: the codes in rows of a whole number of
-    // 64-byte chunks (zeros past `cols`: their bits are masked off anyway),
-    // and Σ_k q per input row (binary's correction).
+    // 64-byte chunks (zeros past `cols`), in the register order of the
+    // weights' bytes (ternary: `ternary_order` within each chunk), and Σ_k q
+    // per input row (the correction).
     #[cfg(target_arch = "x86_64")]
     let kp = cols.next_multiple_of(64);
     #[cfg(target_arch = "x86_64")]
     let (xs, qsum) = if vnni {
         let mut v = vec![0i8; batch * kp];
         for (o, b) in v.chunks_exact_mut(kp).zip(0..batch) {
-            o[..cols].copy_from_slice(xq.row(b));
+            let row = xq.row(b);
+            if ternary {
+                for (k0, o) in (0..kp).step_by(64).zip(o.chunks_exact_mut(64)) {
+                    for (pos, o) in o.iter_mut().enumerate() {
+                        *o = row.get(k0 + ternary_order(pos)).copied().unwrap_or(0);
+                    }
+                }
+            } else {
+                o[..cols].copy_from_slice(row);
+            }
         }
         let qsum: Vec<i32> = (0..batch)
             .map(|b| xq.row(b).iter().map(|&q| q as i32).sum())
@@ -248,51 +260,92 @@ fn bits64(bytes: &[u8], off: usize, n: usize) -> u64 {
     }
 }
 
-/// The masks of 64 weights from column `k` of row `i` (`n ≤ 64` of them):
-/// binary `(set, 0)`, ternary `(plus, minus)`.
+/// The AVX-512 VNNI sums (see [`sums_portable`]) of binary rows, or of
+/// ternary rows with `cols % 4 == 0` on a CPU with GFNI.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI and BMI2 are available, and GFNI for ternary rows
+/// (whose `cols` is a multiple of 4); `xs` holds the batch in rows of `kp`
+/// codes (a multiple of 64, ≥ cols), in [`ternary_order`] for ternary
+/// rows; rows `r0..r0 + s.len() / batch` exist.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn masks(w: Signs, i: usize, k: usize, n: usize) -> (u64, u64) {
-    let cols = w.cols();
-    match w {
-        Signs::Binary(v) => (bits64(v.signs.bytes(), i * cols + k, n), 0),
-        Signs::Ternary(v) => {
-            // Two bits a weight: code 1 (plus) sets the low bit, 2 the high.
-            let off = 2 * (i * cols + k);
-            let b = v.codes.bytes();
-            let lo = bits64(b, off, (2 * n).min(64));
-            let hi = if n > 32 {
-                bits64(b, off + 64, 2 * n - 64)
-            } else {
-                0
-            };
-            let even = 0x5555_5555_5555_5555u64;
-            // SAFETY: BMI2 is part of the VNNI tier (the caller's contract).
-            unsafe {
-                let plus = _pext_u64(lo, even) | (_pext_u64(hi, even) << 32);
-                let minus = _pext_u64(lo, even << 1) | (_pext_u64(hi, even << 1) << 32);
-                (plus, minus)
-            }
+unsafe fn sums_avx512(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s: &mut [i32]) {
+    // SAFETY: this function's contract.
+    unsafe {
+        match w {
+            Signs::Binary(_) => binary_sums(w, r0, xs, kp, qsum, s),
+            Signs::Ternary(_) => ternary_sums(w, r0, xs, kp, qsum, s),
         }
     }
 }
 
-/// The AVX-512 VNNI sums (see [`sums_portable`]), in blocks of [`R`] rows ×
-/// up to [`C`] inputs (8 rows: eight independent `vpdpbusd` chains at batch
-/// 1): per 64 columns, each row's bits become bytes of 0 / 1 (a mask load
-/// and a masked move; VBMI's `vpmultishiftqb` measured no faster) and one
-/// `vpdpbusd` per input adds `Σ_{set} q` into 16 lanes.
+/// [`sums_avx512`] for binary rows.
 ///
 /// # Safety
-/// AVX-512 F/BW/VNNI and BMI2 are available; `xs` holds the batch in rows
-/// of `kp` codes (a multiple of 64, ≥ cols); rows `r0..r0 + s.len() /
-/// batch` exist.
+/// As [`sums_avx512`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,bmi2")]
-unsafe fn sums_avx512(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s: &mut [i32]) {
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,bmi2")]
+unsafe fn binary_sums(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s: &mut [i32]) {
+    // SAFETY: the caller's contract.
+    unsafe { sums::<false>(w, r0, xs, kp, qsum, s) }
+}
+
+/// [`sums_avx512`] for ternary rows (GFNI's affine byte transform).
+///
+/// # Safety
+/// As [`sums_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,bmi2,gfni")]
+unsafe fn ternary_sums(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s: &mut [i32]) {
+    // SAFETY: the caller's contract.
+    unsafe { sums::<true>(w, r0, xs, kp, qsum, s) }
+}
+
+/// Whether this CPU runs the ternary VNNI sums (GFNI besides the VNNI tier).
+#[cfg(target_arch = "x86_64")]
+fn ternary_vnni_available() -> bool {
+    std::arch::is_x86_feature_detected!("gfni")
+}
+
+/// The weight (column within its block of 64) whose input byte sits at
+/// byte `pos` of a ternary block's register: qword `q` holds the weights at
+/// position `q % 4` of code bytes `8·(q / 4)..8·(q / 4) + 8`, so that one
+/// affine matrix per qword decodes it (see [`sums`]).
+#[cfg(target_arch = "x86_64")]
+fn ternary_order(pos: usize) -> usize {
+    4 * ((pos / 32) * 8 + pos % 8) + (pos / 8) % 4
+}
+
+/// The register-blocked sums, in blocks of [`R`] rows × up to [`C`]
+/// inputs (8 rows: eight independent `vpdpbusd` chains at batch 1): per 64
+/// columns each row's weights become unsigned bytes `u` and one `vpdpbusd`
+/// per input adds `Σ u·q` into 16 lanes.
+///
+/// * Binary: `u` is the sign bit (a mask load and a masked move; VBMI's
+///   `vpmultishiftqb` measured no faster), so `S = 2·Σ u·q − Σ q`.
+/// * Ternary: `u = w + 1 ∈ {0, 1, 2}`, so `S = Σ u·q − Σ q`. The block's 16
+///   code bytes are broadcast to every 128-bit lane, `vpshufb` gives each
+///   qword the 8 code bytes of its weights ([`ternary_order`]), and one
+///   `vgf2p8affineqb` maps each byte's 2-bit code (at the qword's position)
+///   to `u`: bit 0 = 1 ⊕ plus ⊕ minus, bit 1 = plus. Four instructions per
+///   row and 64 weights, where two masks (`vptestmb`) and two `vpdpbusd`
+///   took eight. (The invalid code 3, refused when values are built, would
+///   give 3.)
+///
+/// # Safety
+/// As [`sums_avx512`]; inlined into a caller with the target features.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn sums<const TERNARY: bool>(
+    w: Signs,
+    r0: usize,
+    xs: &[i8],
+    kp: usize,
+    qsum: &[i32],
+    s: &mut [i32],
+) {
     let batch = qsum.len();
     let nr = s.len() / batch;
-    let ternary = matches!(w, Signs::Ternary(_));
     let mut i = 0;
     while i < nr {
         let rr = if i + R <= nr { R } else { 1 };
@@ -301,20 +354,14 @@ unsafe fn sums_avx512(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s
             let nc = (batch - b0).min(C);
             macro_rules! go {
                 ($rr:literal, $c:literal) => {{
-                    let mut res = [[(0i32, 0i32); $c]; $rr];
+                    let mut res = [[0i32; $c]; $rr];
                     // SAFETY: this function's contract.
-                    unsafe {
-                        if ternary {
-                            block::<$rr, $c, true>(w, r0 + i, xs, kp, b0, &mut res)
-                        } else {
-                            block::<$rr, $c, false>(w, r0 + i, xs, kp, b0, &mut res)
-                        }
-                    };
+                    unsafe { block::<$rr, $c, TERNARY>(w, r0 + i, xs, kp, b0, &mut res) };
                     for r in 0..$rr {
                         for c in 0..$c {
-                            let (p, m) = res[r][c];
+                            let p = res[r][c];
                             s[(i + r) * batch + b0 + c] =
-                                if ternary { p - m } else { 2 * p - qsum[b0 + c] };
+                                if TERNARY { p } else { 2 * p } - qsum[b0 + c];
                         }
                     }
                 }};
@@ -331,13 +378,12 @@ unsafe fn sums_avx512(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s
     }
 }
 
-/// One register block: `res[r][c] = (Σ_{set} q, Σ_{minus} q)` for row
-/// `i0 + r` and input `b0 + c`. No features of its own: inlined into
-/// [`sums_avx512`]. `TERNARY` a constant: binary blocks then hold no minus
-/// accumulators (as a run-time flag both sets lived, and spilled).
+/// One register block: `res[r][c] = Σ u·q` (see [`sums`]) for row `i0 + r`
+/// and input `b0 + c`. `TERNARY` a constant: the two kinds share the loop,
+/// not a run-time branch in it.
 ///
 /// # Safety
-/// As [`sums_avx512`].
+/// As [`sums_avx512`]; inlined into a caller with the target features.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // register blocks: r, c index accumulators
@@ -347,74 +393,74 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
     xs: &[i8],
     kp: usize,
     b0: usize,
-    res: &mut [[(i32, i32); CC]; RR],
+    res: &mut [[i32; CC]; RR],
 ) {
     let cols = w.cols();
-    // Rows start on a byte (binary: cols % 8 == 0; ternary: cols % 4 == 0):
-    // a full block's masks are then plain loads; otherwise `masks` shifts.
     let (bytes, per_row) = match w {
         Signs::Binary(v) => (v.signs.bytes(), cols / 8),
         Signs::Ternary(v) => (v.codes.bytes(), cols / 4),
     };
-    let aligned = if TERNARY {
-        cols.is_multiple_of(4)
+    // Ternary rows start on a byte (the caller's contract), binary ones
+    // when `cols % 8 == 0`: full blocks are then plain loads; binary rows
+    // off a byte take every block through `bits64`.
+    let full = if TERNARY || cols.is_multiple_of(8) {
+        cols / 64 * 64
     } else {
-        cols.is_multiple_of(8)
+        0
     };
-    let full = if aligned { cols / 64 * 64 } else { 0 };
     // SAFETY: the caller's contract: each input row holds `kp` codes, and
-    // `k < cols ≤ kp` with `k` a multiple of 64; full blocks of aligned
-    // rows lie in the packed bits.
+    // `k < cols ≤ kp` with `k` a multiple of 64; full blocks lie in the
+    // packed bits, and a ternary row's last block loads its own bytes only.
     unsafe {
         let one = _mm512_set1_epi8(1);
-        // Ternary blocks: byte i of 128-bit lane l is weight 16l + i, whose
-        // code is in byte 4l + i/4 at bits 2(i mod 4) (plus) and 2(i mod 4)
-        // + 1 (minus).
-        let (spread, plus_bit, minus_bit) = {
-            let mut sp = [0i8; 64];
-            let mut pb = [0i8; 64];
-            for (j, (s, p)) in sp.iter_mut().zip(pb.iter_mut()).enumerate() {
-                let (l, i) = (j / 16, j % 16);
-                *s = (4 * l + i / 4) as i8;
-                *p = 1 << (2 * (i % 4));
+        // Ternary: the `vpshufb` control (code byte of each register byte,
+        // within its 128-bit lane) and the affine matrices (qword q decodes
+        // position q % 4: output bit 0 from byte 7, bit 1 from byte 6).
+        let (spread, affine) = {
+            let mut sp = [0u8; 64];
+            for (pos, v) in sp.iter_mut().enumerate() {
+                *v = ((pos / 32) * 8 + pos % 8) as u8;
             }
-            let pb = _mm512_loadu_si512(pb.as_ptr().cast());
+            let mut am = [0u64; 8];
+            for (q, a) in am.iter_mut().enumerate() {
+                let p = 2 * (q % 4);
+                *a = ((0b11u64 << p) << 56) | ((1u64 << p) << 48);
+            }
             (
                 _mm512_loadu_si512(sp.as_ptr().cast()),
-                pb,
-                _mm512_add_epi8(pb, pb),
+                _mm512_loadu_si512(am.as_ptr().cast()),
             )
         };
-        let mut ap = [[_mm512_setzero_si512(); CC]; RR];
-        let mut am = [[_mm512_setzero_si512(); CC]; RR];
+        let mut acc = [[_mm512_setzero_si512(); CC]; RR];
         let mut rp = [std::ptr::null::<u8>(); RR];
         for r in 0..RR {
             rp[r] = bytes.as_ptr().add((i0 + r) * per_row);
         }
-        // One block of 64 columns from `k`: the rows' masks, then the
+        // One block of 64 columns from `k`: each row's bytes `u`, then the
         // multiply-adds. A macro, so that the full blocks' loop holds no
         // call (a call spills every accumulator).
         macro_rules! step {
-            ($k:expr, |$r:ident| $masks:expr) => {{
+            ($k:expr, |$r:ident| $u:expr) => {{
                 let k = $k;
                 let mut xv = [_mm512_setzero_si512(); CC];
                 for c in 0..CC {
                     xv[c] = _mm512_loadu_si512(xs.as_ptr().add((b0 + c) * kp + k).cast());
                 }
                 for $r in 0..RR {
-                    let (p, m): (u64, u64) = $masks;
-                    let pb = _mm512_maskz_mov_epi8(p, one);
+                    let u: __m512i = $u;
                     for c in 0..CC {
-                        ap[$r][c] = _mm512_dpbusd_epi32(ap[$r][c], pb, xv[c]);
-                    }
-                    if TERNARY {
-                        let mb = _mm512_maskz_mov_epi8(m, one);
-                        for c in 0..CC {
-                            am[$r][c] = _mm512_dpbusd_epi32(am[$r][c], mb, xv[c]);
-                        }
+                        acc[$r][c] = _mm512_dpbusd_epi32(acc[$r][c], u, xv[c]);
                     }
                 }
             }};
+        }
+        macro_rules! ternary_u {
+            ($codes:expr) => {
+                _mm512_gf2p8affine_epi64_epi8::<1>(
+                    _mm512_shuffle_epi8(_mm512_broadcast_i32x4($codes), spread),
+                    affine,
+                )
+            };
         }
         let mut k = 0;
         // The next block's rows, a line or two per block of columns: a row
@@ -428,33 +474,28 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
                 _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add((k / 64 * lines + l) * 64).cast());
             }
             step!(k, |r| if TERNARY {
-                // The 16 code bytes in every 128-bit lane, each byte copied
-                // to its 4 weights' bytes, then tested against the weight's
-                // plus / minus bit (no `pext`: one port, 4 a block, was the
-                // bottleneck).
-                let c = _mm512_broadcast_i32x4(_mm_loadu_si128(rp[r].add(k / 4).cast()));
-                let rep = _mm512_shuffle_epi8(c, spread);
-                (
-                    _cvtmask64_u64(_mm512_test_epi8_mask(rep, plus_bit)),
-                    _cvtmask64_u64(_mm512_test_epi8_mask(rep, minus_bit)),
-                )
+                ternary_u!(_mm_loadu_si128(rp[r].add(k / 4).cast()))
             } else {
-                (rp[r].add(k / 8).cast::<u64>().read_unaligned(), 0)
+                let bits = rp[r].add(k / 8).cast::<u64>().read_unaligned();
+                _mm512_maskz_mov_epi8(bits, one)
             });
             k += 64;
         }
         while k < cols {
-            // The last, partial block, or every block of unaligned rows.
+            // The last, partial block, or every block of binary rows off a
+            // byte. (Ternary: `u` past the row's end meets zero inputs.)
             let n = (cols - k).min(64);
-            step!(k, |r| masks(w, i0 + r, k, n));
+            step!(k, |r| if TERNARY {
+                let m = ((1u32 << (n / 4)) - 1) as u16;
+                ternary_u!(_mm_maskz_loadu_epi8(m, rp[r].add(k / 4).cast()))
+            } else {
+                _mm512_maskz_mov_epi8(bits64(bytes, (i0 + r) * cols + k, n), one)
+            });
             k += 64;
         }
         for r in 0..RR {
             for c in 0..CC {
-                res[r][c] = (
-                    _mm512_reduce_add_epi32(ap[r][c]),
-                    _mm512_reduce_add_epi32(am[r][c]),
-                );
+                res[r][c] = _mm512_reduce_add_epi32(acc[r][c]);
             }
         }
     }
