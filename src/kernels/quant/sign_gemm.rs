@@ -11,9 +11,10 @@
 //! `Σ_{bit=1} q` over 64 columns is one `vpdpbusd` of the bits expanded to
 //! bytes of 0 / 1 (a masked move: the unsigned operand) with the signed
 //! codes. Ternary takes one too: its 2-bit codes become bytes `w + 1` (one
-//! GFNI affine transform), and `Σ (w + 1)·q − Σ q` is the sum. Integer sums are exact in any order, and the f32 steps are the
-//! reference's ([`sign_reference`]), so every path, tier, batch size and
-//! executor gives the same bits. With f32 activations a binary weight
+//! GFNI affine transform), and `Σ (w + 1)·q − Σ q` is the sum. Integer
+//! sums are exact in any order, and the f32 steps are the reference's
+//! ([`sign_reference`]), so every path, tier, batch size and executor
+//! gives the same bits. With f32 activations a binary weight
 //! costs a multiply-add per lane (at batch 1 about a tenth of the memory
 //! roofline); here 64 of them cost about three instructions.
 
