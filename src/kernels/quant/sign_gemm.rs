@@ -308,14 +308,50 @@ fn ternary_vnni_available() -> bool {
     std::arch::is_x86_feature_detected!("gfni")
 }
 
-/// The weight (column within its block of 64) whose input byte sits at
-/// byte `pos` of a ternary block's register: qword `q` holds the weights at
-/// position `q % 4` of code bytes `8·(q / 4)..8·(q / 4) + 8`, so that one
-/// affine matrix per qword decodes it (see [`sums`]).
+/// The code byte (of a block's 16) that byte `pos` of a ternary block's
+/// register decodes: qword `q` holds code bytes `8·(q / 4)..8·(q / 4) + 8`,
+/// each at position `q % 4`, so that one affine matrix per qword decodes it
+/// (see [`sums`]).
 #[cfg(target_arch = "x86_64")]
-fn ternary_order(pos: usize) -> usize {
-    4 * ((pos / 32) * 8 + pos % 8) + (pos / 8) % 4
+const fn ternary_code_byte(pos: usize) -> usize {
+    (pos / 32) * 8 + pos % 8
 }
+
+/// The weight (column within its block of 64) whose input byte sits at
+/// byte `pos` of a ternary block's register ([`ternary_code_byte`]).
+#[cfg(target_arch = "x86_64")]
+const fn ternary_order(pos: usize) -> usize {
+    4 * ternary_code_byte(pos) + (pos / 8) % 4
+}
+
+/// The `vpshufb` control of a ternary block: each register byte's code
+/// byte, within its 128-bit lane (the 16 code bytes are in every lane).
+#[cfg(target_arch = "x86_64")]
+const TERNARY_SPREAD: [u8; 64] = {
+    let mut sp = [0u8; 64];
+    let mut pos = 0;
+    while pos < 64 {
+        sp[pos] = ternary_code_byte(pos) as u8;
+        pos += 1;
+    }
+    sp
+};
+
+/// The affine matrices of a ternary block: qword `q` decodes the code at
+/// position `q % 4` (bits `2p`, `2p + 1`) to `u`; output bit 0 comes from
+/// matrix byte 7, bit 1 from byte 6 (with the constant 1: bit 0 = 1 ⊕ plus
+/// ⊕ minus, bit 1 = plus).
+#[cfg(target_arch = "x86_64")]
+const TERNARY_AFFINE: [u64; 8] = {
+    let mut am = [0u64; 8];
+    let mut q = 0;
+    while q < 8 {
+        let p = 2 * (q % 4);
+        am[q] = ((0b11u64 << p) << 56) | ((1u64 << p) << 48);
+        q += 1;
+    }
+    am
+};
 
 /// The register-blocked sums, in blocks of [`R`] rows × up to [`C`]
 /// inputs (8 rows: eight independent `vpdpbusd` chains at batch 1): per 64
@@ -414,24 +450,8 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
     // packed bits, and a ternary row's last block loads its own bytes only.
     unsafe {
         let one = _mm512_set1_epi8(1);
-        // Ternary: the `vpshufb` control (code byte of each register byte,
-        // within its 128-bit lane) and the affine matrices (qword q decodes
-        // position q % 4: output bit 0 from byte 7, bit 1 from byte 6).
-        let (spread, affine) = {
-            let mut sp = [0u8; 64];
-            for (pos, v) in sp.iter_mut().enumerate() {
-                *v = ((pos / 32) * 8 + pos % 8) as u8;
-            }
-            let mut am = [0u64; 8];
-            for (q, a) in am.iter_mut().enumerate() {
-                let p = 2 * (q % 4);
-                *a = ((0b11u64 << p) << 56) | ((1u64 << p) << 48);
-            }
-            (
-                _mm512_loadu_si512(sp.as_ptr().cast()),
-                _mm512_loadu_si512(am.as_ptr().cast()),
-            )
-        };
+        let spread = _mm512_loadu_si512(TERNARY_SPREAD.as_ptr().cast());
+        let affine = _mm512_loadu_si512(TERNARY_AFFINE.as_ptr().cast());
         let mut acc = [[_mm512_setzero_si512(); CC]; RR];
         let mut rp = [std::ptr::null::<u8>(); RR];
         for r in 0..RR {
