@@ -130,3 +130,78 @@ fn every_chosen_path_matches_the_reference_at_every_batch() {
         }
     }
 }
+
+/// Weight-only int8 / int4 through three int8 slices of the input on VNNI
+/// (`Kernel::IntegerSlices`): within the slicing bound of the exact f64
+/// product of the decoded weights, `Σ_k |ŵ_nk|·s₂ + (2·groups + 4)·2⁻²³·Σ_k
+/// |ŵ_nk·x_bk|` (slicing, then the f32 steps) with `s₂ = max|x_b|/(127·254²)` — 254 times tighter than
+/// two slices would give — every row the bits of its batch-1 product, on
+/// every executor, kept rows included.
+#[test]
+fn integer_slices_are_within_their_bound_at_every_batch() {
+    use squish::kernels::dispatch::{kernel_for, Kernel};
+    let pool2 = ThreadPool::new(2).unwrap();
+    let pool3 = ThreadPool::new(3).unwrap();
+    let vnni = Tier::detect() == Tier::Avx512Vnni;
+    let w = gaussian(300, 784, 40);
+    let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+    let kept = CompressedMatrix::kept_rows(w.view(), (0..300).step_by(3).collect()).unwrap();
+    let int = |bits: u8, g: Option<usize>, s: &CompressedMatrix| {
+        let p = IntQuantizer::params(bits);
+        let p = match g {
+            Some(g) => p.per_group(g),
+            None => p.per_row(),
+        };
+        p.check().unwrap().quantize(s).unwrap()
+    };
+    let mut xall = gaussian(64, 784, 41);
+    // Outlier features (as in transformer activations) widen max|x|.
+    xall.column_mut(5).mapv_inplace(|v| v * 40.0);
+    let cases = [
+        (int(8, None, &dense), 1),
+        (int(4, None, &dense), 1),
+        (int(4, Some(64), &dense), 13),
+        (int(8, Some(32), &dense), 25),
+        (int(8, None, &kept), 1),
+    ];
+    for (m, groups) in cases {
+        let what = format!("{} {}", m.structure().kind(), m.encoding());
+        let sliced = kernel_for(&m, 1) == Kernel::IntegerSlices;
+        assert_eq!(sliced, vnni, "{what}");
+        let w_hat = m.to_dense().mapv(f64::from);
+        let whole = m.matmul(xall.view()).unwrap();
+        // The bound is the sliced path's (the f32 paths round differently).
+        let checked = if sliced { 64 } else { 0 };
+        for (b, (y, x)) in whole
+            .outer_iter()
+            .zip(xall.outer_iter())
+            .enumerate()
+            .take(checked)
+        {
+            let x64 = x.mapv(f64::from);
+            let amax = x64.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let s2 = (amax as f32 / 127.0 / 254.0 / 254.0) as f64;
+            for (n, &yn) in y.iter().enumerate() {
+                let wn = w_hat.row(n);
+                let exact = wn.dot(&x64);
+                let wabs: f64 = wn.iter().map(|v| v.abs()).sum();
+                let prod: f64 = wn.iter().zip(&x64).map(|(a, b)| (a * b).abs()).sum();
+                let bound = wabs * s2 + (2.0 * groups as f64 + 4.0) * prod / (1u64 << 23) as f64;
+                assert!(
+                    (yn as f64 - exact).abs() <= bound,
+                    "{what} row {b} out {n}: {yn} vs {exact} (bound {bound})"
+                );
+            }
+        }
+        for batch in [1, 2, 3, 7, 16, 64] {
+            for b0 in [0, 64 - batch] {
+                let x = xall.slice(s![b0..b0 + batch, ..]);
+                let want = whole.slice(s![b0..b0 + batch, ..]).to_owned();
+                for exec in [&Sequential as &dyn ParallelExecutor, &pool2, &pool3] {
+                    let y = m.matmul_on(x, exec).unwrap();
+                    assert_eq!(bits(&y), bits(&want), "{what} batch {batch} at {b0}");
+                }
+            }
+        }
+    }
+}

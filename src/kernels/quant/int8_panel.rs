@@ -104,17 +104,7 @@ impl Panels {
         step: usize,
         code: impl Fn(usize, usize) -> i8,
     ) -> Option<Self> {
-        if params.zero_points().is_some() || rows == 0 || cols == 0 {
-            return None;
-        }
-        let g = match params.granularity() {
-            Granularity::PerGroup(g) if g.is_multiple_of(step) || g >= cols => g.min(cols),
-            Granularity::PerGroup(_) => return None,
-            _ => cols,
-        };
-        if g > MAX_GROUP {
-            return None;
-        }
+        let g = group_len(params, rows, cols, step)?;
         let nib = step == 8;
         let ng = cols.div_ceil(g);
         let kp = cols.next_multiple_of(step);
@@ -164,6 +154,26 @@ impl Panels {
             scale,
         })
     }
+}
+
+/// The group length panels of `rows × cols` codes, `step` columns per
+/// load, would use; `None` when they do not apply (zero-points, an empty
+/// matrix, groups not a multiple of `step` or too long for i32 sums).
+pub(crate) fn group_len(
+    params: &QuantParams,
+    rows: usize,
+    cols: usize,
+    step: usize,
+) -> Option<usize> {
+    if params.zero_points().is_some() || rows == 0 || cols == 0 {
+        return None;
+    }
+    let g = match params.granularity() {
+        Granularity::PerGroup(g) if g.is_multiple_of(step) || g >= cols => g.min(cols),
+        Granularity::PerGroup(_) => return None,
+        _ => cols,
+    };
+    (g <= MAX_GROUP).then_some(g)
 }
 
 impl Panels {

@@ -35,6 +35,7 @@ mod lanes;
 #[cfg(target_arch = "x86_64")]
 mod nibbles;
 pub mod sign_gemm;
+pub(crate) mod sliced;
 mod ternary;
 
 pub use activations::QuantizedActivations;
@@ -188,6 +189,10 @@ pub fn matmul_block(
     } else {
         RowScale::Applied
     };
+    // int8 / int4 on VNNI: exact integer sums over three int8 slices of x.
+    if let Some(y) = sliced::matmul(values, x, exec, isa) {
+        return Some(y);
+    }
     // A few input rows: W streamed once, the same values and order.
     if let Some(y) = lanes::streamed(values, x, exec, isa, sc) {
         return Some(scale_outputs(y, scales));

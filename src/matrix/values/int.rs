@@ -1,5 +1,6 @@
 //! Integer codes: int8 (one byte each) and int4 (two per byte).
 
+use super::prepacked::Prepacked;
 use super::QuantParams;
 use crate::matrix::{PackedBits, RowLayout};
 
@@ -37,6 +38,8 @@ pub struct Int8Values {
     pub(crate) layout: RowLayout,
     pub(crate) codes: Vec<i8>,
     pub(crate) params: QuantParams,
+    /// The codes repacked for the VNNI kernels, built on first use.
+    pub(crate) prepacked: Prepacked,
 }
 
 impl Int8Values {
@@ -54,6 +57,8 @@ pub struct Int4Values {
     pub(crate) layout: RowLayout,
     pub(crate) codes: PackedBits,
     pub(crate) params: QuantParams,
+    /// The codes repacked for the VNNI kernels, built on first use.
+    pub(crate) prepacked: Prepacked,
 }
 
 /// Sign-extends a 4-bit two's complement nibble.

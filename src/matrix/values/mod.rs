@@ -9,6 +9,7 @@ mod codebook;
 mod float;
 mod int;
 mod params;
+mod prepacked;
 
 pub use binary::{BinaryValues, TernaryValues, TERNARY_MINUS, TERNARY_PLUS, TERNARY_ZERO};
 pub use codebook::{CodebookScope, CodebookValues};
@@ -112,6 +113,7 @@ impl Values {
             layout,
             codes,
             params,
+            prepacked: Default::default(),
         }))
     }
 
@@ -137,6 +139,7 @@ impl Values {
             layout,
             codes,
             params,
+            prepacked: Default::default(),
         }))
     }
 

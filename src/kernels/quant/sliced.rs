@@ -1,0 +1,242 @@
+//! Weight-only int8 / int4 products as exact integer sums: the f32 input
+//! split into three int8 slices, each multiplied on the VNNI panels of the
+//! dynamic int8 kernel ([`int8_panel`](super::int8_panel)).
+//!
+//! Every input row `x` is written `x ≈ s·a₀ + (s/254)·a₁ + (s/254²)·a₂` with
+//! `s = max|x|/127` and each `aₖ` int8 in `−127..=127` (each slice the
+//! rounded remainder of the ones before, scaled by 254 so that it fits), so
+//! `|x − x̃| ≤ s/(2·254²) ≈ 2⁻²⁴·max|x|`: the rounding of one f32 step. The
+//! products `W·aₖ` are exact integers (the Ozaki scheme's idea, which runs
+//! f64 GEMMs on int8 units), scaled like the dynamic int8 product, and
+//! summed smallest first. One `vpdpbusd` multiplies 64 weight × slice pairs
+//! where an f32 multiply-add does 16, so three slices take fewer vector
+//! instructions than dense f32 at any batch, and int4 weights also read an
+//! eighth of the bytes. Each output depends only on its input row and the
+//! weights — the same bits at any batch size and on any executor.
+//!
+//! The path needs AVX-512 VNNI and the panels' layout (symmetric weights in
+//! whole rows, groups of a multiple of 4 (int8) or 8 (int4) columns); the
+//! panels are built on the first product and kept with the values (a
+//! second copy of the codes, like PyTorch's prepacked weights). Other cases
+//! take the f32 paths.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::int8_panel::{self, Panels};
+use super::{Isa, QuantizedActivations};
+use crate::matrix::Values;
+use crate::parallel::ParallelExecutor;
+
+/// Slices per input row.
+pub(crate) const SLICES: usize = 3;
+/// The factor between one slice's scale and the next: remainders of a
+/// rounding lie in `[−½, ½]`, so 254 keeps the next slice within `±127`.
+const RADIX: f32 = 254.0;
+/// Matrices with fewer weights take the f32 paths: splitting the input and
+/// the panel call's set-up cost more than a product this small (100 × 300
+/// ran at 0.3–0.8× dense f32 this way, 384 × 384 at 1.1–2.9×).
+pub(crate) const MIN_WEIGHTS: usize = 1 << 16;
+/// `1.5·2⁵²`: adding it to an f64 of magnitude below 2⁵¹ rounds to an integer.
+const ROUND: f64 = 6755399441055744.0;
+
+/// Whether [`matmul`] takes int8 / int4 values of `rows × cols` on `isa`:
+/// the condition [`kernel_for`](crate::kernels::dispatch::kernel_for) reports.
+pub(crate) fn applies(values: &Values, isa: Isa) -> bool {
+    let (rows, cols) = (values.layout().rows(), values.layout().max_row_len());
+    let step = match values {
+        Values::Int8(_) => 4,
+        Values::Int4(_) => 8,
+        _ => return false,
+    };
+    let params = match values {
+        Values::Int8(v) => v.quant_params(),
+        Values::Int4(v) => v.quant_params(),
+        _ => unreachable!("matched above"),
+    };
+    cfg!(target_arch = "x86_64")
+        && isa.capped() == Isa::Avx512Vnni
+        && rows * cols >= MIN_WEIGHTS
+        && values.layout().total() == rows * cols
+        && int8_panel::group_len(params, rows, cols, step).is_some()
+}
+
+/// `[batch, rows]` product of int8 / int4 values (a uniform layout of full
+/// rows) with f32 `x` through three int8 slices; `None` where the path does
+/// not apply ([`applies`]).
+pub(crate) fn matmul(
+    values: &Values,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    isa: Isa,
+) -> Option<Array2<f32>> {
+    if !applies(values, isa) {
+        return None;
+    }
+    let panels: &Option<Panels> = match values {
+        Values::Int8(v) => v.prepacked.get_or_init(|| Panels::new(v)),
+        Values::Int4(v) => v.prepacked.get_or_init(|| Panels::new_int4(v)),
+        _ => return None,
+    };
+    let p = panels.as_ref()?;
+    let y = product(p, &slices(x), exec, isa)?;
+    Some(combine(&y))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn product(
+    p: &Panels,
+    xq: &QuantizedActivations,
+    exec: &dyn ParallelExecutor,
+    isa: Isa,
+) -> Option<Array2<f32>> {
+    int8_panel::matmul(p, xq, exec, isa)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn product(
+    _: &Panels,
+    _: &QuantizedActivations,
+    _: &dyn ParallelExecutor,
+    _: Isa,
+) -> Option<Array2<f32>> {
+    None
+}
+
+/// The three slices of each row of `x` (finite), as rows `3b, 3b + 1,
+/// 3b + 2` of an int8 batch with scales `s`, `s/254`, `s/254²`. Each
+/// remainder is kept in f64 against the f32 scales the kernel uses, so the
+/// slices describe `x` to within half of the last scale.
+pub(crate) fn slices(x: ArrayView2<f32>) -> QuantizedActivations {
+    let (rows, cols) = x.dim();
+    let x = x.as_standard_layout();
+    let data = x.as_slice().expect("standard layout");
+    let mut codes = vec![0i8; SLICES * rows * cols];
+    let mut scales = vec![0.0f32; SLICES * rows];
+    let mut rem = vec![0.0f64; cols];
+    for (b, row) in data.chunks_exact(cols).enumerate() {
+        let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let s0 = amax / 127.0;
+        let sk = [s0, s0 / RADIX, s0 / RADIX / RADIX];
+        // All zero: zero slices. So small that the last scale would be
+        // subnormal (max|x| < 1e-31): one slice, an error far below f32's
+        // smallest normal product.
+        let n = if s0 == 0.0 {
+            0
+        } else if sk[SLICES - 1].is_normal() {
+            SLICES
+        } else {
+            1
+        };
+        let out = &mut codes[SLICES * b * cols..SLICES * (b + 1) * cols];
+        slice_row(row, &sk[..n], out, &mut rem);
+        scales[SLICES * b..SLICES * b + n].copy_from_slice(&sk[..n]);
+    }
+    QuantizedActivations {
+        rows: SLICES * rows,
+        cols,
+        codes,
+        scales,
+    }
+}
+
+crate::kernels::multiversion! {
+    /// The slices of one row `x` at scales `sk` into consecutive runs of
+    /// `out` (`rem`: scratch of `x.len()`); the same bits on every tier
+    /// (plain IEEE f64 steps, no fused multiply-adds).
+    fn slice_row(x: &[f32], sk: &[f32], out: &mut [i8], rem: &mut [f64]) => slice_row_generic;
+}
+
+#[inline(always)]
+fn slice_row_generic(x: &[f32], sk: &[f32], out: &mut [i8], rem: &mut [f64]) {
+    let cols = x.len();
+    for (r, &v) in rem.iter_mut().zip(x) {
+        *r = v as f64;
+    }
+    for (c, &s) in out.chunks_exact_mut(cols).zip(sk) {
+        let (s, inv) = (s as f64, 1.0 / s as f64);
+        for (c, r) in c.iter_mut().zip(rem.iter_mut()) {
+            // Round to nearest even by adding and removing 1.5·2⁵²
+            // (`round_ties_even` is a libm call on baseline x86-64).
+            let q = ((*r * inv + ROUND) - ROUND).clamp(-127.0, 127.0);
+            // SAFETY: `q` is an integer in −127..=127 (x is finite), which
+            // i32 holds; `as` would check for NaN one lane at a time.
+            *c = unsafe { q.to_int_unchecked::<i32>() } as i8;
+            *r -= q * s;
+        }
+    }
+}
+
+/// `y[b] = (y₂ + y₁) + y₀` over the slice rows of `y` (`[3·batch, n]`),
+/// smallest first.
+fn combine(y: &Array2<f32>) -> Array2<f32> {
+    let (r3, n) = y.dim();
+    let mut out = Array2::zeros((r3 / SLICES, n));
+    for (mut o, y) in out
+        .outer_iter_mut()
+        .zip(y.axis_chunks_iter(ndarray::Axis(0), SLICES))
+    {
+        let (y0, y1, y2) = (y.row(0), y.row(1), y.row(2));
+        for (((o, &a), &b), &c) in o.iter_mut().zip(y0).zip(y1).zip(y2) {
+            *o = (c + b) + a;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::*;
+
+    /// The slices rebuild each row to within half of the last scale, with
+    /// codes in `−127..=127`; a zero row gives zero slices, a row below
+    /// 1e-31 one slice.
+    #[test]
+    fn slices_rebuild_the_input() {
+        let x = Array2::from_shape_fn((6, 301), |(b, k)| {
+            let v = ((b * 301 + k) as f32 * 0.618).sin();
+            v * [1e-7, 1.0, 1e7, 0.0, 1e30, 1e-33][b]
+        });
+        let q = slices(x.view());
+        assert_eq!(q.dim(), (SLICES * 6, 301));
+        for (b, row) in x.outer_iter().enumerate() {
+            let sk = &q.scales()[SLICES * b..SLICES * (b + 1)];
+            let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            match b {
+                3 => assert_eq!(sk, &[0.0; SLICES]),
+                5 => assert!(sk[0] > 0.0 && sk[1] == 0.0 && sk[2] == 0.0, "{sk:?}"),
+                _ => assert!(sk.iter().all(|s| s.is_normal()), "{sk:?}"),
+            }
+            let last = if b == 5 { sk[0] } else { sk[2] } as f64;
+            for (k, &v) in row.iter().enumerate() {
+                let got: f64 = (0..SLICES)
+                    .map(|j| q.row(SLICES * b + j)[k] as f64 * sk[j] as f64)
+                    .sum();
+                let err = (got - v as f64).abs();
+                assert!(err <= 0.5001 * last, "row {b} col {k}: {err} > {last}/2");
+                // The documented bound: 2⁻²⁴·max|x| (slightly above: 254² < 2¹⁶).
+                if b != 5 {
+                    assert!(err <= 1.04 * amax as f64 / (1u64 << 24) as f64);
+                }
+            }
+            for j in 0..SLICES {
+                assert!(q.row(SLICES * b + j).iter().all(|&c| c.abs() <= 127));
+            }
+        }
+    }
+
+    /// Every tier slices with the same bits (plain f64 steps).
+    #[test]
+    fn slicing_is_the_same_on_every_tier() {
+        let x: Vec<f32> = (0..1000).map(|k| (k as f32 * 0.37).cos() * 3.0).collect();
+        let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let s0 = amax / 127.0;
+        let sk = [s0, s0 / RADIX, s0 / RADIX / RADIX];
+        let (mut a, mut b) = (vec![0i8; 3000], vec![0i8; 3000]);
+        let mut rem = vec![0.0; 1000];
+        slice_row(&x, &sk, &mut a, &mut rem);
+        slice_row_generic(&x, &sk, &mut b, &mut rem);
+        assert_eq!(a, b);
+    }
+}
