@@ -194,15 +194,38 @@ pub(crate) fn matmul(
     isa: Isa,
 ) -> Option<Array2<f32>> {
     debug_assert_eq!(xq.cols, p.cols);
-    let kernel = kernel(p, isa)?;
-    let batch = xq.rows;
-    let mut xu = vec![0x80u8; batch.next_multiple_of(MR) * p.kp];
-    for b in 0..batch {
-        for (o, &c) in xu[b * p.kp..b * p.kp + p.cols].iter_mut().zip(xq.row(b)) {
+    kernel(p, isa)?;
+    let (stride, len) = packed_len(p, xq.rows);
+    let mut xu = vec![0x80u8; len];
+    for b in 0..xq.rows {
+        for (o, &c) in xu[b * stride..b * stride + p.cols].iter_mut().zip(xq.row(b)) {
             *o = c as u8 ^ 0x80;
         }
     }
-    Some(product(p, &xu, &xq.scales, None, exec, kernel))
+    matmul_u8(p, &xu, &xq.scales, exec, isa)
+}
+
+/// The layout [`matmul_u8`] reads `tokens` activation rows in: the row
+/// stride and the buffer length (rows padded to whole micro-tiles, padding
+/// bytes `0x80`, a zero code).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn packed_len(p: &Panels, tokens: usize) -> (usize, usize) {
+    (p.kp, tokens.next_multiple_of(MR) * p.kp)
+}
+
+/// [`matmul`] on activations already stored as `code + 128` in the
+/// [`packed_len`] layout, with one scale per token in `sx`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn matmul_u8(
+    p: &Panels,
+    xu: &[u8],
+    sx: &[f32],
+    exec: &dyn ParallelExecutor,
+    isa: Isa,
+) -> Option<Array2<f32>> {
+    debug_assert_eq!(xu.len(), packed_len(p, sx.len()).1);
+    let kernel = kernel(p, isa)?;
+    Some(product(p, xu, sx, None, exec, kernel))
 }
 
 /// A micro-kernel (see [`micro`]): tokens `b0..` × panels `p0..` of a

@@ -23,7 +23,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use super::int8_panel::{self, Panels};
-use super::{Isa, QuantizedActivations};
+use super::Isa;
 use crate::matrix::Values;
 use crate::parallel::ParallelExecutor;
 
@@ -63,6 +63,7 @@ pub(crate) fn applies(values: &Values, isa: Isa) -> bool {
 /// `[batch, rows]` product of int8 / int4 values (a uniform layout of full
 /// rows) with f32 `x` through three int8 slices; `None` where the path does
 /// not apply ([`applies`]).
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn matmul(
     values: &Values,
     x: ArrayView2<f32>,
@@ -78,39 +79,33 @@ pub(crate) fn matmul(
         _ => return None,
     };
     let p = panels.as_ref()?;
-    let y = product(p, &slices(x), exec, isa)?;
+    let (stride, len) = int8_panel::packed_len(p, SLICES * x.nrows());
+    let (xu, scales) = slices(x, stride, len);
+    let y = int8_panel::matmul_u8(p, &xu, &scales, exec, isa)?;
     Some(combine(&y))
 }
 
-#[cfg(target_arch = "x86_64")]
-fn product(
-    p: &Panels,
-    xq: &QuantizedActivations,
-    exec: &dyn ParallelExecutor,
-    isa: Isa,
-) -> Option<Array2<f32>> {
-    int8_panel::matmul(p, xq, exec, isa)
-}
-
+/// Not on this architecture.
 #[cfg(not(target_arch = "x86_64"))]
-fn product(
-    _: &Panels,
-    _: &QuantizedActivations,
+pub(crate) fn matmul(
+    _: &Values,
+    _: ArrayView2<f32>,
     _: &dyn ParallelExecutor,
     _: Isa,
 ) -> Option<Array2<f32>> {
     None
 }
 
-/// The three slices of each row of `x` (finite), as rows `3b, 3b + 1,
-/// 3b + 2` of an int8 batch with scales `s`, `s/254`, `s/254²`. Each
-/// remainder is kept in f64 against the f32 scales the kernel uses, so the
-/// slices describe `x` to within half of the last scale.
-pub(crate) fn slices(x: ArrayView2<f32>) -> QuantizedActivations {
+/// The three slices of each row of `x` (finite) as tokens `3b, 3b + 1,
+/// 3b + 2` of the panels' input: `code + 128` bytes, rows `stride` apart in
+/// a buffer of `len` (padding: code 0), and their scales `s`, `s/254`,
+/// `s/254²`. Each remainder is kept in f64 against the f32 scales the
+/// kernel uses, so the slices describe `x` to within half of the last scale.
+pub(crate) fn slices(x: ArrayView2<f32>, stride: usize, len: usize) -> (Vec<u8>, Vec<f32>) {
     let (rows, cols) = x.dim();
     let x = x.as_standard_layout();
     let data = x.as_slice().expect("standard layout");
-    let mut codes = vec![0i8; SLICES * rows * cols];
+    let mut xu = vec![0x80u8; len];
     let mut scales = vec![0.0f32; SLICES * rows];
     let mut rem = vec![0.0f64; cols];
     for (b, row) in data.chunks_exact(cols).enumerate() {
@@ -127,40 +122,35 @@ pub(crate) fn slices(x: ArrayView2<f32>) -> QuantizedActivations {
         } else {
             1
         };
-        let out = &mut codes[SLICES * b * cols..SLICES * (b + 1) * cols];
-        slice_row(row, &sk[..n], out, &mut rem);
+        let out = &mut xu[SLICES * b * stride..][..SLICES * stride];
+        slice_row(row, &sk[..n], stride, out, &mut rem);
         scales[SLICES * b..SLICES * b + n].copy_from_slice(&sk[..n]);
     }
-    QuantizedActivations {
-        rows: SLICES * rows,
-        cols,
-        codes,
-        scales,
-    }
+    (xu, scales)
 }
 
 crate::kernels::multiversion! {
-    /// The slices of one row `x` at scales `sk` into consecutive runs of
-    /// `out` (`rem`: scratch of `x.len()`); the same bits on every tier
-    /// (plain IEEE f64 steps, no fused multiply-adds).
-    fn slice_row(x: &[f32], sk: &[f32], out: &mut [i8], rem: &mut [f64]) => slice_row_generic;
+    /// The slices of one row `x` at scales `sk` as `code + 128` bytes into
+    /// rows of `out` `stride` apart (`rem`: scratch of `x.len()`); the same
+    /// bits on every tier (plain IEEE f64 steps, no fused multiply-adds).
+    fn slice_row(x: &[f32], sk: &[f32], stride: usize, out: &mut [u8], rem: &mut [f64]) => slice_row_generic;
 }
 
 #[inline(always)]
-fn slice_row_generic(x: &[f32], sk: &[f32], out: &mut [i8], rem: &mut [f64]) {
+fn slice_row_generic(x: &[f32], sk: &[f32], stride: usize, out: &mut [u8], rem: &mut [f64]) {
     let cols = x.len();
     for (r, &v) in rem.iter_mut().zip(x) {
         *r = v as f64;
     }
-    for (c, &s) in out.chunks_exact_mut(cols).zip(sk) {
+    for (c, &s) in out.chunks_mut(stride).zip(sk) {
         let (s, inv) = (s as f64, 1.0 / s as f64);
-        for (c, r) in c.iter_mut().zip(rem.iter_mut()) {
+        for (c, r) in c[..cols].iter_mut().zip(rem.iter_mut()) {
             // Round to nearest even by adding and removing 1.5·2⁵²
             // (`round_ties_even` is a libm call on baseline x86-64).
             let q = ((*r * inv + ROUND) - ROUND).clamp(-127.0, 127.0);
             // SAFETY: `q` is an integer in −127..=127 (x is finite), which
             // i32 holds; `as` would check for NaN one lane at a time.
-            *c = unsafe { q.to_int_unchecked::<i32>() } as i8;
+            *c = (unsafe { q.to_int_unchecked::<i32>() } + 128) as u8;
             *r -= q * s;
         }
     }
@@ -170,17 +160,16 @@ fn slice_row_generic(x: &[f32], sk: &[f32], out: &mut [i8], rem: &mut [f64]) {
 /// smallest first.
 fn combine(y: &Array2<f32>) -> Array2<f32> {
     let (r3, n) = y.dim();
-    let mut out = Array2::zeros((r3 / SLICES, n));
-    for (mut o, y) in out
-        .outer_iter_mut()
-        .zip(y.axis_chunks_iter(ndarray::Axis(0), SLICES))
-    {
-        let (y0, y1, y2) = (y.row(0), y.row(1), y.row(2));
+    let y = y.as_slice().expect("fresh arrays are contiguous");
+    let mut out = vec![0.0f32; r3 / SLICES * n];
+    for (o, y) in out.chunks_exact_mut(n).zip(y.chunks_exact(SLICES * n)) {
+        let (y0, rest) = y.split_at(n);
+        let (y1, y2) = rest.split_at(n);
         for (((o, &a), &b), &c) in o.iter_mut().zip(y0).zip(y1).zip(y2) {
             *o = (c + b) + a;
         }
     }
-    out
+    Array2::from_shape_vec((r3 / SLICES, n), out).expect("whole rows")
 }
 
 #[cfg(test)]
@@ -198,10 +187,13 @@ mod tests {
             let v = ((b * 301 + k) as f32 * 0.618).sin();
             v * [1e-7, 1.0, 1e7, 0.0, 1e30, 1e-33][b]
         });
-        let q = slices(x.view());
-        assert_eq!(q.dim(), (SLICES * 6, 301));
+        // Rows 304 apart in a buffer with two rows of padding.
+        let (stride, len) = (304, SLICES * 6 * 304 + 2 * 304);
+        let (xu, scales) = slices(x.view(), stride, len);
+        assert!(xu[SLICES * 6 * stride..].iter().all(|&u| u == 0x80));
+        let code = |t: usize, k: usize| xu[t * stride + k] as i32 - 128;
         for (b, row) in x.outer_iter().enumerate() {
-            let sk = &q.scales()[SLICES * b..SLICES * (b + 1)];
+            let sk = &scales[SLICES * b..SLICES * (b + 1)];
             let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             match b {
                 3 => assert_eq!(sk, &[0.0; SLICES]),
@@ -211,7 +203,7 @@ mod tests {
             let last = if b == 5 { sk[0] } else { sk[2] } as f64;
             for (k, &v) in row.iter().enumerate() {
                 let got: f64 = (0..SLICES)
-                    .map(|j| q.row(SLICES * b + j)[k] as f64 * sk[j] as f64)
+                    .map(|j| code(SLICES * b + j, k) as f64 * sk[j] as f64)
                     .sum();
                 let err = (got - v as f64).abs();
                 assert!(err <= 0.5001 * last, "row {b} col {k}: {err} > {last}/2");
@@ -220,8 +212,9 @@ mod tests {
                     assert!(err <= 1.04 * amax as f64 / (1u64 << 24) as f64);
                 }
             }
-            for j in 0..SLICES {
-                assert!(q.row(SLICES * b + j).iter().all(|&c| c != i8::MIN));
+            for t in SLICES * b..SLICES * (b + 1) {
+                assert!((0..301).all(|k| code(t, k).abs() <= 127));
+                assert!((301..stride).all(|k| code(t, k) == 0), "padding");
             }
         }
     }
@@ -233,10 +226,10 @@ mod tests {
         let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let s0 = amax / 127.0;
         let sk = [s0, s0 / RADIX, s0 / RADIX / RADIX];
-        let (mut a, mut b) = (vec![0i8; 3000], vec![0i8; 3000]);
+        let (mut a, mut b) = (vec![0u8; 3000], vec![0u8; 3000]);
         let mut rem = vec![0.0; 1000];
-        slice_row(&x, &sk, &mut a, &mut rem);
-        slice_row_generic(&x, &sk, &mut b, &mut rem);
+        slice_row(&x, &sk, 1000, &mut a, &mut rem);
+        slice_row_generic(&x, &sk, 1000, &mut b, &mut rem);
         assert_eq!(a, b);
     }
 }
