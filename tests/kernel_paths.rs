@@ -131,7 +131,8 @@ fn every_chosen_path_matches_the_reference_at_every_batch() {
     }
 }
 
-/// Weight-only int8 / int4 through three int8 slices of the input on VNNI
+/// Weight-only int8 / int4 / binary / ternary through three int8 slices of
+/// the input on VNNI
 /// (`Kernel::IntegerSlices`): within the slicing bound of the exact f64
 /// product of the decoded weights, `Σ_k |ŵ_nk|·s₂ + (2·groups + 4)·2⁻²³·Σ_k
 /// |ŵ_nk·x_bk|` (slicing, then the f32 steps) with `s₂ = max|x_b|/(127·254²)` — 254 times tighter than
@@ -163,6 +164,8 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
         (int(4, Some(64), &dense), 13),
         (int(8, Some(32), &dense), 25),
         (int(8, None, &kept), 1),
+        (Binary.quantize(&dense).unwrap(), 1),
+        (Ternary.quantize(&dense).unwrap(), 1),
     ];
     for (m, groups) in cases {
         let what = format!("{} {}", m.structure().kind(), m.encoding());

@@ -32,7 +32,7 @@ use std::arch::x86_64::*;
 use ndarray::Array2;
 
 use super::{Isa, QuantizedActivations};
-use crate::matrix::{nibble_to_i8, Granularity, Int4Values, Int8Values, QuantParams};
+use crate::matrix::{nibble_to_i8, Granularity, Int4Values, Int8Values, QuantParams, RowLayout};
 use crate::parallel::ParallelExecutor;
 
 /// Tokens per micro-tile.
@@ -42,7 +42,7 @@ const NV: usize = 2;
 /// Output rows per panel (one vector).
 const P: usize = 16;
 /// Longest group summed in i32 at once: 255·127·g < 2^31.
-const MAX_GROUP: usize = 1 << 15;
+pub(crate) const MAX_GROUP: usize = 1 << 15;
 
 /// The weights repacked for [`matmul`], with what the product needs per
 /// group: `128·Σw` and the scale, per output.
@@ -93,6 +93,22 @@ impl Panels {
         Self::build(v.params(), rows, cols, 8, |n, k| {
             nibble_to_i8(v.codes.get(n * cols + k))
         })
+    }
+
+    /// The panels of ±1 / 0 codes with one scale per row (binary and
+    /// ternary values; `code(i)` of the `i`-th stored value), two codes per
+    /// byte like int4; `None` for rows of different lengths.
+    pub(crate) fn new_signs(
+        layout: &RowLayout,
+        scales: &[f32],
+        code: impl Fn(usize) -> i8,
+    ) -> Option<Self> {
+        let (rows, cols) = (layout.rows(), layout.max_row_len());
+        if layout.total() != rows * cols {
+            return None;
+        }
+        let params = QuantParams::new(layout, Granularity::PerRow, scales.to_vec(), None).ok()?;
+        Self::build(&params, rows, cols, 8, |n, k| code(n * cols + k))
     }
 
     /// Panels of `rows × cols` codes `code(n, k)`, `step` columns per load
@@ -198,7 +214,10 @@ pub(crate) fn matmul(
     let (stride, len) = packed_len(p, xq.rows);
     let mut xu = vec![0x80u8; len];
     for b in 0..xq.rows {
-        for (o, &c) in xu[b * stride..b * stride + p.cols].iter_mut().zip(xq.row(b)) {
+        for (o, &c) in xu[b * stride..b * stride + p.cols]
+            .iter_mut()
+            .zip(xq.row(b))
+        {
             *o = c as u8 ^ 0x80;
         }
     }

@@ -24,7 +24,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::int8_panel::{self, Panels};
 use super::Isa;
-use crate::matrix::Values;
+use crate::matrix::{Values, TERNARY_MINUS, TERNARY_PLUS};
 use crate::parallel::ParallelExecutor;
 
 /// Slices per input row.
@@ -42,22 +42,20 @@ const ROUND: f64 = 6755399441055744.0;
 /// Whether [`matmul`] takes int8 / int4 values of `rows × cols` on `isa`:
 /// the condition [`kernel_for`](crate::kernels::dispatch::kernel_for) reports.
 pub(crate) fn applies(values: &Values, isa: Isa) -> bool {
-    let (rows, cols) = (values.layout().rows(), values.layout().max_row_len());
-    let step = match values {
-        Values::Int8(_) => 4,
-        Values::Int4(_) => 8,
-        _ => return false,
-    };
-    let params = match values {
-        Values::Int8(v) => v.quant_params(),
-        Values::Int4(v) => v.quant_params(),
-        _ => unreachable!("matched above"),
+    let layout = values.layout();
+    let (rows, cols) = (layout.rows(), layout.max_row_len());
+    let fits = match values {
+        Values::Int8(v) => int8_panel::group_len(v.quant_params(), rows, cols, 4).is_some(),
+        Values::Int4(v) => int8_panel::group_len(v.quant_params(), rows, cols, 8).is_some(),
+        // One scale per row: the row is the group.
+        Values::Binary(_) | Values::Ternary(_) => cols <= int8_panel::MAX_GROUP,
+        Values::F32(_) | Values::Codebook(_) => false,
     };
     cfg!(target_arch = "x86_64")
         && isa.capped() == Isa::Avx512Vnni
         && rows * cols >= MIN_WEIGHTS
-        && values.layout().total() == rows * cols
-        && int8_panel::group_len(params, rows, cols, step).is_some()
+        && layout.total() == rows * cols
+        && fits
 }
 
 /// `[batch, rows]` product of int8 / int4 values (a uniform layout of full
@@ -76,7 +74,17 @@ pub(crate) fn matmul(
     let panels: &Option<Panels> = match values {
         Values::Int8(v) => v.prepacked.get_or_init(|| Panels::new(v)),
         Values::Int4(v) => v.prepacked.get_or_init(|| Panels::new_int4(v)),
-        _ => return None,
+        Values::Binary(v) => v.prepacked.get_or_init(|| {
+            Panels::new_signs(&v.layout, &v.scales, |i| 2 * v.signs.get(i) as i8 - 1)
+        }),
+        Values::Ternary(v) => v.prepacked.get_or_init(|| {
+            Panels::new_signs(&v.layout, &v.scales, |i| match v.codes.get(i) {
+                TERNARY_PLUS => 1,
+                TERNARY_MINUS => -1,
+                _ => 0,
+            })
+        }),
+        Values::F32(_) | Values::Codebook(_) => return None,
     };
     let p = panels.as_ref()?;
     let (stride, len) = int8_panel::packed_len(p, SLICES * x.nrows());

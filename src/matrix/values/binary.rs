@@ -1,5 +1,6 @@
 //! Binary (sign × per-row scale) and ternary ({−1, 0, +1} × per-row scale) values.
 
+use super::prepacked::Prepacked;
 use crate::matrix::{PackedBits, RowLayout};
 
 /// One sign bit per value (1 = +α, 0 = −α) and one scale α per row.
@@ -8,6 +9,8 @@ pub struct BinaryValues {
     pub(crate) layout: RowLayout,
     pub(crate) signs: PackedBits,
     pub(crate) scales: Vec<f32>,
+    /// The signs repacked for the VNNI kernels, built on first use.
+    pub(crate) prepacked: Prepacked,
 }
 
 impl BinaryValues {
@@ -42,6 +45,8 @@ pub struct TernaryValues {
     pub(crate) layout: RowLayout,
     pub(crate) codes: PackedBits,
     pub(crate) scales: Vec<f32>,
+    /// The codes repacked for the VNNI kernels, built on first use.
+    pub(crate) prepacked: Prepacked,
 }
 
 impl TernaryValues {

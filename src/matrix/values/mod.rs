@@ -151,6 +151,7 @@ impl Values {
             layout,
             signs,
             scales,
+            prepacked: Default::default(),
         }))
     }
 
@@ -168,6 +169,7 @@ impl Values {
             layout,
             codes,
             scales,
+            prepacked: Default::default(),
         }))
     }
 
