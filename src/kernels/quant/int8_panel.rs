@@ -37,6 +37,8 @@ use crate::parallel::ParallelExecutor;
 
 /// Tokens per micro-tile.
 const MR: usize = 6;
+/// Bytes ahead of the panel loads that the micro-kernel prefetches.
+const PREFETCH: usize = 1024;
 /// 16-lane vectors of outputs per micro-tile.
 const NV: usize = 2;
 /// Output rows per panel (one vector).
@@ -466,6 +468,9 @@ unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f3
                     // 16 outputs × 8 columns per load: low nibbles are
                     // columns k..k+4, high nibbles k+4..k+8.
                     let raw: [__m512i; NV] = std::array::from_fn(|v| {
+                        // A few tokens leave the hardware prefetcher behind
+                        // when the panels come from DRAM: fetch ahead.
+                        _mm_prefetch::<_MM_HINT_T0>(wp[v].wrapping_add(k * P / 2 + PREFETCH));
                         _mm512_loadu_si512(wp[v].add(k * P / 2) as *const _)
                     });
                     let lo = raw.map(|r| _mm512_sub_epi8(_mm512_and_si512(r, m4), eight));
@@ -486,8 +491,10 @@ unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f3
             } else {
                 let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(4);
                 while k < k1 {
-                    let wv: [__m512i; NV] =
-                        std::array::from_fn(|v| _mm512_loadu_si512(wp[v].add(k * P) as *const _));
+                    let wv: [__m512i; NV] = std::array::from_fn(|v| {
+                        _mm_prefetch::<_MM_HINT_T0>(wp[v].wrapping_add(k * P + PREFETCH));
+                        _mm512_loadu_si512(wp[v].add(k * P) as *const _)
+                    });
                     for r in 0..M {
                         let xb = _mm512_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
                         for v in 0..NV {
