@@ -207,13 +207,14 @@ pub enum Kernel {
     /// byte-wise, VBMI byte lookups for 8-bit codebooks) and reused across
     /// the batch, the same dot products as [`Registers`](Self::Registers).
     DecodedTiles,
-    /// Weight-only int8 / int4 on AVX-512 VNNI: each input row split into
+    /// Weight-only int8 / int4 / binary / ternary on AVX-512 VNNI: each
+    /// input row split into
     /// three int8 slices (`x ≈ s·(a₀ + a₁/254 + a₂/254²)`, within
     /// `2⁻²⁴·max|x|`), multiplied as exact integer sums on VNNI panels of
     /// the codes (built on the first product and kept with the values) and
-    /// summed: at every batch size, for symmetric codes in whole rows with
-    /// groups of a multiple of 4 (int8) or 8 (int4) columns and at least
-    /// 65 536 weights.
+    /// summed: at every batch size, for symmetric int codes in whole rows
+    /// with groups of a multiple of 4 (int8) or 8 (int4) columns, binary and
+    /// ternary rows, and at least 65 536 weights.
     IntegerSlices,
     /// Sparse f32 kernels (CSR, N:M without a register reader, kept rows).
     Sparse,
@@ -231,8 +232,8 @@ pub enum Kernel {
 /// tested (the dispatch makes the same decisions from the same readers).
 ///
 /// * dense f32 → [`Kernel::DenseGemm`];
-/// * symmetric int8 / int4 of at least 65 536 weights on AVX-512 VNNI →
-///   [`Kernel::IntegerSlices`] at every batch size;
+/// * symmetric int8 / int4, binary and ternary of at least 65 536 weights
+///   on AVX-512 VNNI → [`Kernel::IntegerSlices`] at every batch size;
 /// * weight-only encodings with an in-register reader → [`Kernel::Registers`]
 ///   up to the reader's batch limit (16 for the streamed int8 / int4 /
 ///   binary / ternary / 4-bit codebook rows; 1 for gathered 8-bit

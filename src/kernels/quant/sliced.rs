@@ -1,6 +1,8 @@
-//! Weight-only int8 / int4 products as exact integer sums: the f32 input
-//! split into three int8 slices, each multiplied on the VNNI panels of the
-//! dynamic int8 kernel ([`int8_panel`](super::int8_panel)).
+//! Weight-only int8 / int4 / binary / ternary products as exact integer
+//! sums: the f32 input split into three int8 slices, each multiplied on the
+//! VNNI panels of the dynamic int8 kernel ([`int8_panel`](super::int8_panel);
+//! int4, binary and ternary codes as nibbles, the sign codes ±1 / 0 with
+//! the row's scale).
 //!
 //! Every input row `x` is written `x ≈ s·a₀ + (s/254)·a₁ + (s/254²)·a₂` with
 //! `s = max|x|/127` and each `aₖ` int8 in `−127..=127` (each slice the
@@ -14,8 +16,9 @@
 //! eighth of the bytes. Each output depends only on its input row and the
 //! weights — the same bits at any batch size and on any executor.
 //!
-//! The path needs AVX-512 VNNI and the panels' layout (symmetric weights in
-//! whole rows, groups of a multiple of 4 (int8) or 8 (int4) columns); the
+//! The path needs AVX-512 VNNI, at least [`MIN_WEIGHTS`] weights and the
+//! panels' layout (symmetric weights in whole rows, groups of a multiple of
+//! 4 (int8) or 8 (int4) columns); the
 //! panels are built on the first product and kept with the values (a
 //! second copy of the codes, like PyTorch's prepacked weights). Other cases
 //! take the f32 paths.
@@ -39,7 +42,7 @@ pub(crate) const MIN_WEIGHTS: usize = 1 << 16;
 /// `1.5·2²³`: adding it to an f32 of magnitude below 2²² rounds to an integer.
 const ROUND: f32 = 12582912.0;
 
-/// Whether [`matmul`] takes int8 / int4 values of `rows × cols` on `isa`:
+/// Whether [`matmul`] takes these values on `isa`:
 /// the condition [`kernel_for`](crate::kernels::dispatch::kernel_for) reports.
 pub(crate) fn applies(values: &Values, isa: Isa) -> bool {
     let layout = values.layout();
@@ -58,9 +61,9 @@ pub(crate) fn applies(values: &Values, isa: Isa) -> bool {
         && fits
 }
 
-/// `[batch, rows]` product of int8 / int4 values (a uniform layout of full
-/// rows) with f32 `x` through three int8 slices; `None` where the path does
-/// not apply ([`applies`]).
+/// `[batch, rows]` product of int8 / int4 / binary / ternary values (a
+/// uniform layout of full rows) with f32 `x` through three int8 slices;
+/// `None` where the path does not apply ([`applies`]).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn matmul(
     values: &Values,
