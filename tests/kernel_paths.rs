@@ -206,5 +206,19 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
                 }
             }
         }
+        // The block kernel takes unchecked input: a NaN goes through the
+        // f32 paths and comes out as NaN in its row (a row whose weight on
+        // that input is a ternary zero may skip it).
+        let mut x = xall.slice(s![0..2, ..]).to_owned();
+        x[[1, 3]] = f32::NAN;
+        let y = squish::kernels::quant::matmul_block(
+            m.values().unwrap(),
+            x.view(),
+            &Sequential,
+            Tier::detect(),
+        )
+        .unwrap();
+        assert!(y.row(0).iter().all(|v| v.is_finite()), "{what}");
+        assert!(y.row(1).iter().any(|v| v.is_nan()), "{what}");
     }
 }

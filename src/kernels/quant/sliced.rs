@@ -13,15 +13,14 @@
 //! summed smallest first. One `vpdpbusd` multiplies 64 weight × slice pairs
 //! where an f32 multiply-add does 16, so three slices take fewer vector
 //! instructions than dense f32 at any batch, and int4 weights also read an
-//! eighth of the bytes. Each output depends only on its input row and the
+//! eighth of f32's bytes. Each output depends only on its input row and the
 //! weights — the same bits at any batch size and on any executor.
 //!
 //! The path needs AVX-512 VNNI, at least [`MIN_WEIGHTS`] weights and the
 //! panels' layout (symmetric weights in whole rows, groups of a multiple of
-//! 4 (int8) or 8 (int4) columns); the
-//! panels are built on the first product and kept with the values (a
-//! second copy of the codes, like PyTorch's prepacked weights). Other cases
-//! take the f32 paths.
+//! 4 (int8) or 8 (int4) columns); the panels are built on the first
+//! product and kept with the values (a second copy of the codes, like
+//! PyTorch's prepacked weights). Other cases take the f32 paths.
 
 use ndarray::{Array2, ArrayView2};
 
@@ -91,7 +90,9 @@ pub(crate) fn matmul(
     };
     let p = panels.as_ref()?;
     let (stride, len) = int8_panel::packed_len(p, SLICES * x.nrows());
-    let (xu, scales) = slices(x, stride, len);
+    // A NaN or an infinity (possible through `matmul_block`, which takes
+    // unchecked input): the f32 paths, which carry it through.
+    let (xu, scales) = slices(x, stride, len)?;
     let y = int8_panel::matmul_u8(p, &xu, &scales, exec, isa)?;
     Some(combine(&y))
 }
@@ -107,13 +108,14 @@ pub(crate) fn matmul(
     None
 }
 
-/// The three slices of each row of `x` (finite) as tokens `3b, 3b + 1,
+/// The three slices of each row of `x` as tokens `3b, 3b + 1,
 /// 3b + 2` of the panels' input: `code + 128` bytes, rows `stride` apart in
 /// a buffer of `len` (padding: code 0), and their scales `s`, `s/254`,
 /// `s/254²`. Each remainder is taken against the f32 scales the kernel
 /// uses, so the slices describe `x` to within half of the last scale (plus
-/// the remainders' roundings, below 2⁻²⁵·s).
-pub(crate) fn slices(x: ArrayView2<f32>, stride: usize, len: usize) -> (Vec<u8>, Vec<f32>) {
+/// the remainders' roundings, below 2⁻²⁵·s). `None` when a value of `x` is
+/// not finite.
+pub(crate) fn slices(x: ArrayView2<f32>, stride: usize, len: usize) -> Option<(Vec<u8>, Vec<f32>)> {
     let (rows, cols) = x.dim();
     let x = x.as_standard_layout();
     let data = x.as_slice().expect("standard layout");
@@ -121,46 +123,56 @@ pub(crate) fn slices(x: ArrayView2<f32>, stride: usize, len: usize) -> (Vec<u8>,
     let mut scales = vec![0.0f32; SLICES * rows];
     for (b, row) in data.chunks_exact(cols).enumerate() {
         let out = &mut xu[SLICES * b * stride..][..SLICES * stride];
-        let sk = slice_row(row, stride, out);
+        let sk = slice_row(row, stride, out)?;
         scales[SLICES * b..SLICES * (b + 1)].copy_from_slice(&sk);
     }
-    (xu, scales)
+    Some((xu, scales))
 }
 
 crate::kernels::multiversion! {
     /// The slices of one row `x` as `code + 128` bytes into three rows of
     /// `out` `stride` apart, and their scales; the same bits on every tier
-    /// (IEEE f32 steps, remainders by fused multiply-adds).
-    fn slice_row(x: &[f32], stride: usize, out: &mut [u8]) -> [f32; SLICES] => slice_row_generic;
+    /// (IEEE f32 steps, remainders by fused multiply-adds). `None` (and
+    /// `out` unspecified) when a value is not finite.
+    fn slice_row(x: &[f32], stride: usize, out: &mut [u8]) -> Option<[f32; SLICES]> => slice_row_generic;
 }
 
 #[inline(always)]
-fn slice_row_generic(x: &[f32], stride: usize, out: &mut [u8]) -> [f32; SLICES] {
+fn slice_row_generic(x: &[f32], stride: usize, out: &mut [u8]) -> Option<[f32; SLICES]> {
     // max|x| in 16 lanes, so that it vectorizes (a single running max is a
-    // chain the compiler keeps serial).
-    let mut hi = [0.0f32; 16];
+    // chain the compiler keeps serial); `v·0` stays 0 unless v is ±∞ or NaN.
+    let (mut hi, mut bad) = ([0.0f32; 16], [0.0f32; 16]);
     let mut chunks = x.chunks_exact(16);
     for ch in &mut chunks {
-        for (h, v) in hi.iter_mut().zip(ch) {
+        for ((h, b), v) in hi.iter_mut().zip(&mut bad).zip(ch) {
             *h = if v.abs() > *h { v.abs() } else { *h };
+            *b += v * 0.0;
         }
     }
-    let amax =
-        hi.iter()
-            .chain(chunks.remainder())
-            .fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+    let rest = chunks.remainder();
+    let nan = bad.iter().sum::<f32>() + rest.iter().map(|v| v * 0.0).sum::<f32>();
+    if nan != 0.0 {
+        return None;
+    }
+    let amax = hi
+        .iter()
+        .chain(rest)
+        .fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m });
     let s0 = amax / 127.0;
-    let mut sk = [s0, s0 / RADIX, s0 / RADIX / RADIX];
-    // All zero: zero slices. So small that the last scale would be
-    // subnormal (max|x| < 1e-31): one slice, an error far below f32's
-    // smallest normal product.
     if s0 == 0.0 {
-        return [0.0; SLICES];
+        return Some([0.0; SLICES]);
     }
+    let sk = [s0, s0 / RADIX, s0 / RADIX / RADIX];
     if !sk[SLICES - 1].is_normal() {
-        sk = [s0, 0.0, 0.0];
+        // So small (max|x| < 1e-31) that the last scale would be subnormal:
+        // one slice, an error far below f32's smallest normal product, by
+        // division (1/s overflows for the smallest s).
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = (((v / s0 + ROUND) - ROUND).clamp(-127.0, 127.0) as i32 + 128) as u8;
+        }
+        return Some([s0, 0.0, 0.0]);
     }
-    let inv = sk.map(|s| if s == 0.0 { 0.0 } else { 1.0 / s });
+    let inv = sk.map(|s| 1.0 / s);
     let (o0, rest) = out.split_at_mut(stride);
     let (o1, o2) = rest.split_at_mut(stride);
     for (k, &v) in x.iter().enumerate() {
@@ -169,14 +181,15 @@ fn slice_row_generic(x: &[f32], stride: usize, out: &mut [u8]) -> [f32; SLICES] 
             // Round to nearest even by adding and removing 1.5·2²³
             // (`round_ties_even` is a libm call on baseline x86-64).
             let q = ((r * inv[j] + ROUND) - ROUND).clamp(-127.0, 127.0);
-            // SAFETY: `q` is an integer in −127..=127 (x is finite), which
-            // i32 holds; `as` would check for NaN one lane at a time.
+            // SAFETY: x is finite (checked above) and the scales normal, so
+            // `q` is an integer in −127..=127, which i32 holds; `as` would
+            // check for NaN one lane at a time.
             *o = (unsafe { q.to_int_unchecked::<i32>() } + 128) as u8;
             // The remainder, exact or within 2⁻²⁵ of it (one rounding).
             r = (-q).mul_add(sk[j], r);
         }
     }
-    sk
+    Some(sk)
 }
 
 /// `y[b] = (y₂ + y₁) + y₀` over the slice rows of `y` (`[3·batch, n]`),
@@ -202,28 +215,39 @@ mod tests {
     use super::*;
 
     /// The slices rebuild each row to within half of the last scale, with
-    /// codes in `−127..=127`; a zero row gives zero slices, a row below
-    /// 1e-31 one slice.
+    /// codes in `−127..=127`: three for ordinary magnitudes, one for rows
+    /// below 1e-31 (also when the scale is subnormal), none for a zero row;
+    /// a NaN or an infinity gives `None`.
     #[test]
     fn slices_rebuild_the_input() {
-        let x = Array2::from_shape_fn((6, 301), |(b, k)| {
-            let v = ((b * 301 + k) as f32 * 0.618).sin();
-            v * [1e-7, 1.0, 1e7, 0.0, 1e30, 1e-33][b]
+        let mag = [1e-7, 1.0, 1e7, 0.0, 1e30, 1e-33, 1e-38, 3e-45];
+        let n = mag.len();
+        let x = Array2::from_shape_fn((n, 301), |(b, k)| {
+            ((b * 301 + k) as f32 * 0.618).sin() * mag[b]
         });
         // Rows 304 apart in a buffer with two rows of padding.
-        let (stride, len) = (304, SLICES * 6 * 304 + 2 * 304);
-        let (xu, scales) = slices(x.view(), stride, len);
-        assert!(xu[SLICES * 6 * stride..].iter().all(|&u| u == 0x80));
+        let (stride, len) = (304, SLICES * n * 304 + 2 * 304);
+        let (xu, scales) = slices(x.view(), stride, len).unwrap();
+        assert!(xu[SLICES * n * stride..].iter().all(|&u| u == 0x80));
         let code = |t: usize, k: usize| xu[t * stride + k] as i32 - 128;
         for (b, row) in x.outer_iter().enumerate() {
             let sk = &scales[SLICES * b..SLICES * (b + 1)];
-            let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            match b {
-                3 => assert_eq!(sk, &[0.0; SLICES]),
-                5 => assert!(sk[0] > 0.0 && sk[1] == 0.0 && sk[2] == 0.0, "{sk:?}"),
-                _ => assert!(sk.iter().all(|s| s.is_normal()), "{sk:?}"),
-            }
-            let last = if b == 5 { sk[0] } else { sk[2] } as f64;
+            let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+            let last = match b {
+                3 => {
+                    assert_eq!(sk, &[0.0; SLICES]);
+                    0.0
+                }
+                5 | 6 => {
+                    assert!(sk[0] > 0.0 && sk[1] == 0.0 && sk[2] == 0.0, "{sk:?}");
+                    sk[0] as f64
+                }
+                7 => 2.0 * amax, // below the smallest scale: anything small
+                _ => {
+                    assert!(sk.iter().all(|s| s.is_normal()), "{sk:?}");
+                    sk[2] as f64
+                }
+            };
             for (k, &v) in row.iter().enumerate() {
                 let got: f64 = (0..SLICES)
                     .map(|j| code(SLICES * b + j, k) as f64 * sk[j] as f64)
@@ -231,14 +255,19 @@ mod tests {
                 let err = (got - v as f64).abs();
                 assert!(err <= 0.51 * last, "row {b} col {k}: {err} > {last}/2");
                 // The documented bound: 2⁻²⁴·max|x| (slightly above: 254² < 2¹⁶).
-                if b != 5 {
-                    assert!(err <= 1.04 * amax as f64 / (1u64 << 24) as f64);
+                if [0, 1, 2, 4].contains(&b) {
+                    assert!(err <= 1.04 * amax / (1u64 << 24) as f64);
                 }
             }
             for t in SLICES * b..SLICES * (b + 1) {
                 assert!((0..301).all(|k| code(t, k).abs() <= 127));
                 assert!((301..stride).all(|k| code(t, k) == 0), "padding");
             }
+        }
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut y = x.clone();
+            y[[2, 17]] = bad;
+            assert!(slices(y.view(), stride, len).is_none(), "{bad}");
         }
     }
 
