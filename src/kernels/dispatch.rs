@@ -208,13 +208,12 @@ pub enum Kernel {
     /// the batch, the same dot products as [`Registers`](Self::Registers).
     DecodedTiles,
     /// Weight-only int8 / int4 / binary / ternary on AVX-512 VNNI: each
-    /// input row split into
-    /// three int8 slices (`x ≈ s·(a₀ + a₁/254 + a₂/254²)`, within
-    /// `2⁻²⁴·max|x|`), multiplied as exact integer sums on VNNI panels of
-    /// the codes (built on the first product and kept with the values) and
-    /// summed: at every batch size, for symmetric int codes in whole rows
-    /// with groups of a multiple of 4 (int8) or 8 (int4) columns, binary and
-    /// ternary rows, and at least 65 536 weights.
+    /// input row split into three int8 slices (`x ≈ s·(a₀ + a₁/254 +
+    /// a₂/254²)`, within `2⁻²⁴·max|x|`), multiplied as exact integer sums on
+    /// VNNI panels of the codes (built on the first product and kept with
+    /// the values) and summed: at every batch size, for symmetric int codes
+    /// in whole rows with groups of a multiple of 4 (int8) or 8 (int4)
+    /// columns, binary and ternary rows, and at least 65 536 weights.
     IntegerSlices,
     /// Sparse f32 kernels (CSR, N:M without a register reader, kept rows).
     Sparse,
