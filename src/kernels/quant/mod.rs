@@ -10,8 +10,8 @@
 //! reuse them across the batch. All compute each output with the same dot
 //! product — of the integer values, scaled once per output where a row has
 //! one scale (`RowScale`) — so a row of the result never depends on the
-//! batch size or the executor. On AVX-512 VNNI, symmetric int8 / int4
-//! matrices instead split the f32 input into three int8 slices and sum
+//! batch size or the executor. On AVX-512 VNNI, symmetric int8 / int4,
+//! binary and ternary matrices instead split the f32 input into three int8 slices and sum
 //! exact integer products (`sliced`): the same independence, within
 //! `2⁻²⁴·max|x|` of the input. [`int8_gemm`] multiplies int8
 //! weights by dynamically quantized int8 activations, [`int4_gemm`] int4
@@ -181,21 +181,22 @@ pub fn matmul_block(
     if matches!(values, Values::F32(_)) {
         return None;
     }
+    let x = x.view();
+    // int8 / int4 / binary / ternary on VNNI: exact integer sums over three
+    // int8 slices of x, the weight scales applied in the kernel.
+    if let Some(y) = sliced::matmul(values, x, exec, isa) {
+        return Some(y);
+    }
     // Every batch size: one dot-product order per (input row, weight row)
     // pair; small batches read the codes in registers, larger ones decode
     // tiles once (the same values, so the same bits), each output scaled
     // once by its row's deferred scale.
-    let x = x.view();
     let scales = row_scales(values);
     let sc = if scales.is_some() {
         RowScale::Deferred
     } else {
         RowScale::Applied
     };
-    // int8 / int4 on VNNI: exact integer sums over three int8 slices of x.
-    if let Some(y) = sliced::matmul(values, x, exec, isa) {
-        return Some(y);
-    }
     // A few input rows: W streamed once, the same values and order.
     if let Some(y) = lanes::streamed(values, x, exec, isa, sc) {
         return Some(scale_outputs(y, scales));

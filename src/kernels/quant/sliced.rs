@@ -30,14 +30,14 @@ use crate::matrix::{Values, TERNARY_MINUS, TERNARY_PLUS};
 use crate::parallel::ParallelExecutor;
 
 /// Slices per input row.
-pub(crate) const SLICES: usize = 3;
+const SLICES: usize = 3;
 /// The factor between one slice's scale and the next: remainders of a
 /// rounding lie in `[−½, ½]`, so 254 keeps the next slice within `±127`.
 const RADIX: f32 = 254.0;
 /// Matrices with fewer weights take the f32 paths: splitting the input and
 /// the panel call's set-up cost more than a product this small (100 × 300
 /// ran at 0.3–0.8× dense f32 this way, 384 × 384 at 1.1–2.9×).
-pub(crate) const MIN_WEIGHTS: usize = 1 << 16;
+const MIN_WEIGHTS: usize = 1 << 16;
 /// `1.5·2²³`: adding it to an f32 of magnitude below 2²² rounds to an integer.
 const ROUND: f32 = 12582912.0;
 
