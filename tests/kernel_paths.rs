@@ -147,6 +147,11 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
     let w = gaussian(300, 784, 40);
     let dense = CompressedMatrix::from_dense(w.view()).unwrap();
     let kept = CompressedMatrix::kept_rows(w.view(), (0..300).step_by(3).collect()).unwrap();
+    let nm = NMPruner::params(2, 4)
+        .check()
+        .unwrap()
+        .prune(&dense)
+        .unwrap();
     let int = |bits: u8, g: Option<usize>, s: &CompressedMatrix| {
         let p = IntQuantizer::params(bits);
         let p = match g {
@@ -166,6 +171,11 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
         (int(8, None, &kept), 1),
         (Binary.quantize(&dense).unwrap(), 1),
         (Ternary.quantize(&dense).unwrap(), 1),
+        // 2:4 rows: the codes spread to their columns.
+        (int(8, None, &nm), 1),
+        (int(4, None, &nm), 1),
+        (Binary.quantize(&nm).unwrap(), 1),
+        (Ternary.quantize(&nm).unwrap(), 1),
     ];
     for (m, groups) in cases {
         let what = format!("{} {}", m.structure().kind(), m.encoding());
@@ -206,6 +216,9 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
                 }
             }
         }
+        if matches!(m.structure(), Structure::NM(_)) {
+            continue;
+        }
         // The block kernel takes unchecked input: a NaN goes through the
         // f32 paths and comes out as NaN in its row (a row whose weight on
         // that input is a ternary zero may skip it).
@@ -220,5 +233,52 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
         .unwrap();
         assert!(y.row(0).iter().all(|v| v.is_finite()), "{what}");
         assert!(y.row(1).iter().any(|v| v.is_nan()), "{what}");
+    }
+}
+
+/// The values of a 2:4 matrix cache the panels of its full rows; panels
+/// cached first by a product of the stored rows alone (`matmul_block`
+/// reads any values as dense rows) are not used for the full rows, and the
+/// other way round.
+#[test]
+fn panels_of_stored_rows_and_of_full_rows_are_not_confused() {
+    let w = gaussian(256, 512, 42);
+    let x = gaussian(5, 512, 43);
+    let xs = gaussian(5, 256, 44);
+    let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+    let nm = NMPruner::params(2, 4)
+        .check()
+        .unwrap()
+        .prune(&dense)
+        .unwrap();
+    let q = IntQuantizer::params(8).per_row().check().unwrap();
+    let close = |got: &Array2<f32>, want: &Array2<f64>, what: &str| {
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{what}: {g} vs {w}"
+            );
+        }
+    };
+    for stored_first in [true, false] {
+        let m = q.quantize(&nm).unwrap();
+        let v = m.values().unwrap();
+        let per = v.layout().max_row_len();
+        let stored = Array2::from_shape_fn((256, per), |(i, k)| {
+            let mut row = vec![0.0f32; per];
+            v.decode_row(i, &mut row);
+            row[k] as f64
+        });
+        let run_stored = || {
+            let y = squish::kernels::quant::matmul_block(v, xs.view(), &Sequential, Tier::detect())
+                .unwrap();
+            close(&y, &xs.mapv(f64::from).dot(&stored.t()), "stored rows");
+        };
+        if stored_first {
+            run_stored();
+        }
+        let want = x.mapv(f64::from).dot(&m.to_dense().mapv(f64::from).t());
+        close(&m.matmul(x.view()).unwrap(), &want, "full rows");
+        run_stored();
     }
 }

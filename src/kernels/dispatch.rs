@@ -213,7 +213,9 @@ pub enum Kernel {
     /// VNNI panels of the codes (built on the first product and kept with
     /// the values) and summed: at every batch size, for symmetric int codes
     /// in whole rows with groups of a multiple of 4 (int8) or 8 (int4)
-    /// columns, binary and ternary rows, and at least 65 536 weights.
+    /// columns, binary and ternary rows, and at least 65 536 weights; N:M
+    /// rows of such codes (per-row or per-tensor scales) spread to full
+    /// rows.
     IntegerSlices,
     /// Sparse f32 kernels (CSR, N:M without a register reader, kept rows).
     Sparse,
@@ -232,7 +234,9 @@ pub enum Kernel {
 ///
 /// * dense f32 → [`Kernel::DenseGemm`];
 /// * symmetric int8 / int4, binary and ternary of at least 65 536 weights
-///   on AVX-512 VNNI → [`Kernel::IntegerSlices`] at every batch size;
+///   on AVX-512 VNNI → [`Kernel::IntegerSlices`] at every batch size; also
+///   N:M rows with such values (one scale per row or per tensor), their
+///   codes spread to full rows;
 /// * weight-only encodings with an in-register reader → [`Kernel::Registers`]
 ///   up to the reader's batch limit (16 for the streamed int8 / int4 /
 ///   binary / ternary / 4-bit codebook rows; 1 for gathered 8-bit
@@ -285,6 +289,9 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
             }
         }
         (Structure::Csr(_), Some(Values::Codebook(_))) => Kernel::CsrCodebook,
+        (Structure::NM(s), Some(v)) if super::quant::sliced::applies_nm(s, v, m.shape(), tier) => {
+            Kernel::IntegerSlices
+        }
         (Structure::NM(s), Some(v)) if uniform(v) && nm24_reads(s, v, cols) => Kernel::Registers,
         (Structure::NM(_), Some(v)) if uniform(v) => Kernel::DecodedTiles,
         (Structure::Csr(_) | Structure::NM(_), Some(_)) => Kernel::DecodedTiles,

@@ -113,6 +113,23 @@ impl Panels {
         Self::build(&params, rows, cols, 8, |n, k| code(n * cols + k))
     }
 
+    /// The panels of full `rows × cols` codes (`codes`, row-major) with the
+    /// scales of `params` (one per row or per tensor: its groups are taken
+    /// as whole rows), `step` columns per load (4: int8, 8: nibbles);
+    /// `None` where the layout does not apply.
+    pub(crate) fn new_full(
+        params: &QuantParams,
+        rows: usize,
+        cols: usize,
+        step: usize,
+        codes: &[i8],
+    ) -> Option<Self> {
+        if codes.len() != rows * cols || matches!(params.granularity(), Granularity::PerGroup(_)) {
+            return None;
+        }
+        Self::build(params, rows, cols, step, |n, k| codes[n * cols + k])
+    }
+
     /// Panels of `rows × cols` codes `code(n, k)`, `step` columns per load
     /// (4: int8 bytes, 8: int4 nibbles).
     fn build(

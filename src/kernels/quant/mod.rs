@@ -241,6 +241,11 @@ pub(crate) fn matmul_nm(
     exec: &dyn ParallelExecutor,
     isa: Isa,
 ) -> Option<Array2<f32>> {
+    // int8 / int4 / binary / ternary on VNNI: the codes spread to their
+    // columns, multiplied as exact integer sums over slices of x.
+    if let Some(y) = sliced::matmul_nm(s, values, (rows, cols), x, exec, isa) {
+        return Some(y);
+    }
     let per = values.layout().max_row_len();
     // The stored values' rows are W's rows: their scales are deferred too.
     let scales = row_scales(values);

@@ -26,7 +26,9 @@ use ndarray::{Array2, ArrayView2};
 
 use super::int8_panel::{self, Panels};
 use super::Isa;
-use crate::matrix::{Values, TERNARY_MINUS, TERNARY_PLUS};
+use crate::matrix::{
+    nibble_to_i8, Granularity, QuantParams, Values, NM, TERNARY_MINUS, TERNARY_PLUS,
+};
 use crate::parallel::ParallelExecutor;
 
 /// Slices per input row.
@@ -89,12 +91,131 @@ pub(crate) fn matmul(
         Values::F32(_) | Values::Codebook(_) => return None,
     };
     let p = panels.as_ref()?;
+    // The values of an N:M matrix cache panels of its full rows instead.
+    if p.cols() != x.ncols() {
+        return None;
+    }
+    run(p, x, exec, isa)
+}
+
+/// The product on built panels: slice, multiply, combine.
+#[cfg(target_arch = "x86_64")]
+fn run(
+    p: &Panels,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    isa: Isa,
+) -> Option<Array2<f32>> {
     let (stride, len) = int8_panel::packed_len(p, SLICES * x.nrows());
     // A NaN or an infinity (possible through `matmul_block`, which takes
     // unchecked input): the f32 paths, which carry it through.
     let (xu, scales) = slices(x, stride, len)?;
     let y = int8_panel::matmul_u8(p, &xu, &scales, exec, isa)?;
     Some(combine(&y))
+}
+
+/// Whether [`matmul_nm`] takes these N:M values (`[rows, cols]` with
+/// whole groups) on `isa`: int8 / int4 codes with one scale per row or per
+/// tensor, binary and ternary, at least [`MIN_WEIGHTS`] weights.
+pub(crate) fn applies_nm(s: &NM, values: &Values, (rows, cols): (usize, usize), isa: Isa) -> bool {
+    let layout = values.layout();
+    let per = layout.max_row_len();
+    let scaled = |q: &QuantParams| {
+        q.zero_points().is_none() && !matches!(q.granularity(), Granularity::PerGroup(_))
+    };
+    let fits = match values {
+        Values::Int8(v) => scaled(v.quant_params()),
+        Values::Int4(v) => scaled(v.quant_params()),
+        Values::Binary(_) | Values::Ternary(_) => true,
+        Values::F32(_) | Values::Codebook(_) => false,
+    };
+    cfg!(target_arch = "x86_64")
+        && isa.capped() == Isa::Avx512Vnni
+        && rows > 0
+        && rows * cols >= MIN_WEIGHTS
+        && cols <= int8_panel::MAX_GROUP
+        && cols.is_multiple_of(s.m())
+        && layout.rows() == rows
+        && per * s.m() == cols * s.n()
+        && layout.total() == rows * per
+        && fits
+}
+
+/// `[batch, rows]` product of an N:M matrix `[rows, cols]` whose values
+/// are int8 / int4 / binary / ternary codes ([`applies_nm`]) with f32 `x`:
+/// the codes spread to their columns (zeros between them) as panels of
+/// full rows, built on the first product and kept with the values, then
+/// [`matmul`]'s slices. The integer sums skip nothing but zeros, so the
+/// result is that of the same codes stored dense.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn matmul_nm(
+    s: &NM,
+    values: &Values,
+    (rows, cols): (usize, usize),
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    isa: Isa,
+) -> Option<Array2<f32>> {
+    if !applies_nm(s, values, (rows, cols), isa) || x.ncols() != cols {
+        return None;
+    }
+    let per = values.layout().max_row_len();
+    // Stored value `i`'s code at its column of the full row.
+    let spread = |code: &dyn Fn(usize) -> i8| {
+        let mut full = vec![0i8; rows * cols];
+        for (r, row) in full.chunks_exact_mut(cols).enumerate() {
+            for t in 0..per {
+                let i = r * per + t;
+                row[t / s.n() * s.m() + s.positions().get(i) as usize] = code(i);
+            }
+        }
+        full
+    };
+    let panels: &Option<Panels> = match values {
+        Values::Int8(v) => v.prepacked.get_or_init(|| {
+            let full = spread(&|i| v.codes()[i]);
+            Panels::new_full(v.quant_params(), rows, cols, 4, &full)
+        }),
+        Values::Int4(v) => v.prepacked.get_or_init(|| {
+            let full = spread(&|i| nibble_to_i8(v.codes.get(i)));
+            Panels::new_full(v.quant_params(), rows, cols, 8, &full)
+        }),
+        Values::Binary(v) => v.prepacked.get_or_init(|| {
+            let full = spread(&|i| 2 * v.signs.get(i) as i8 - 1);
+            let q = QuantParams::new(&v.layout, Granularity::PerRow, v.scales.clone(), None);
+            Panels::new_full(&q.ok()?, rows, cols, 8, &full)
+        }),
+        Values::Ternary(v) => v.prepacked.get_or_init(|| {
+            let full = spread(&|i| match v.codes.get(i) {
+                TERNARY_PLUS => 1,
+                TERNARY_MINUS => -1,
+                _ => 0,
+            });
+            let q = QuantParams::new(&v.layout, Granularity::PerRow, v.scales.clone(), None);
+            Panels::new_full(&q.ok()?, rows, cols, 8, &full)
+        }),
+        Values::F32(_) | Values::Codebook(_) => return None,
+    };
+    let p = panels.as_ref()?;
+    // Panels of the stored rows alone (cached by a dense product of these
+    // values through `matmul_block`) do not describe the full rows.
+    if p.cols() != cols {
+        return None;
+    }
+    run(p, x, exec, isa)
+}
+
+/// Not on this architecture.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn matmul_nm(
+    _: &NM,
+    _: &Values,
+    _: (usize, usize),
+    _: ArrayView2<f32>,
+    _: &dyn ParallelExecutor,
+    _: Isa,
+) -> Option<Array2<f32>> {
+    None
 }
 
 /// Not on this architecture.

@@ -204,9 +204,12 @@ impl<'a> Input<'a> {
             5..=8 => 8,
             _ => batch.next_multiple_of(16),
         };
+        // Row by row over plain slices: an ndarray column iterator per
+        // input column cost more than a batch-2 product of a small layer.
+        let xs = x.to_slice().expect("standard layout");
         let mut xt = vec![0.0f32; cols * stride];
-        for (row, xr) in xt.chunks_exact_mut(stride).zip(x.columns()) {
-            for (t, &v) in row.iter_mut().zip(xr) {
+        for (b, xr) in xs.chunks_exact(cols.max(1)).enumerate() {
+            for (t, &v) in xt[b..].iter_mut().step_by(stride).zip(xr) {
                 *t = v;
             }
         }
