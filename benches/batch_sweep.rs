@@ -10,8 +10,9 @@
 //! * 4096 × 4096 on two threads (only when asked for: `-- 4096`).
 //!
 //! Prints, per shape, a markdown table of speedups over dense f32
-//! (`dense time ÷ encoding time`, medians of one run) and the dense times,
-//! ready for docs/results.md.
+//! (`dense time ÷ encoding time`: five bursts of each in alternation, the
+//! median of their ratios, so that both sides see the same machine) and
+//! the dense times, ready for docs/results.md.
 //!
 //! ```text
 //! cargo bench --bench batch_sweep                       # every default shape
@@ -91,18 +92,43 @@ fn encodings(w: &Array2<f32>, density: f32) -> Vec<(&'static str, CompressedMatr
     ]
 }
 
-/// Median seconds of `f` over at least 5 runs and ~0.2 s.
-fn median<F: FnMut()>(mut f: F) -> f64 {
-    f();
+/// Median seconds of one run of `f` over a burst of at least 3 runs and
+/// about `ms` milliseconds.
+fn burst<F: FnMut()>(f: &mut F, ms: u64) -> f64 {
     let start = Instant::now();
     let mut t = Vec::new();
-    while t.len() < 5 || (start.elapsed() < Duration::from_millis(200) && t.len() < 200) {
+    while t.len() < 3 || (start.elapsed() < Duration::from_millis(ms) && t.len() < 200) {
         let s = Instant::now();
         f();
         t.push(s.elapsed().as_secs_f64());
     }
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
+}
+
+/// Bursts per (encoding, batch) cell, alternating dense and encoding.
+const ROUNDS: usize = 5;
+
+/// `(dense seconds, encoding seconds, speedup)` of `enc` against `dense`:
+/// [`ROUNDS`] bursts of each in alternation, so that both see the same
+/// machine (other tenants come and go on a 2-core host); the speedup is the
+/// median of the rounds' ratios, the times the medians of the bursts.
+fn paired<D: FnMut(), E: FnMut()>(mut dense: D, mut enc: E) -> (f64, f64, f64) {
+    dense();
+    enc();
+    let (mut td, mut te, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let d = burst(&mut dense, 8);
+        let e = burst(&mut enc, 8);
+        td.push(d);
+        te.push(e);
+        r.push(d / e);
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (med(td), med(te), med(r))
 }
 
 fn sweep(
@@ -133,24 +159,35 @@ fn sweep(
         print!("---|");
     }
     println!();
-    let mut times = vec![vec![0.0; batches.len()]; ms.len()];
+    let mut ratios = vec![vec![0.0; batches.len()]; ms.len()];
+    let mut dense_times = vec![Vec::new(); batches.len()];
     for (j, &b) in batches.iter().enumerate() {
         let x = Array2::from_shape_simple_fn((b, cols), || rng.random_range(-1.0f32..1.0));
-        for (i, (_, m)) in ms.iter().enumerate() {
-            times[i][j] = median(|| {
-                black_box(m.matmul_on(black_box(x.view()), &pool).unwrap());
-            });
+        let run = |m: &CompressedMatrix| {
+            black_box(m.matmul_on(black_box(x.view()), &pool).unwrap());
+        };
+        for (i, (_, m)) in ms.iter().enumerate().skip(1) {
+            let (d, _, r) = paired(|| run(&ms[0].1), || run(m));
+            dense_times[j].push(d);
+            ratios[i][j] = r;
         }
     }
     for (i, (name, _)) in ms.iter().enumerate().skip(1) {
         print!("| {name} |");
-        for (d, t) in times[0].iter().zip(&times[i]) {
-            print!(" {:.2}× |", d / t);
+        for r in &ratios[i] {
+            print!(" {r:.2}× |");
         }
         println!();
     }
     print!("| *dense f32 time* |");
-    for t in &times[0] {
+    let times: Vec<f64> = dense_times
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        })
+        .collect();
+    for t in &times {
         if *t < 1e-3 {
             print!(" {:.1} µs |", t * 1e6);
         } else {
