@@ -213,7 +213,7 @@ pub enum Kernel {
     /// VNNI panels of the codes (built on the first product and kept with
     /// the values) and summed: at every batch size, for symmetric int codes
     /// in whole rows with groups of a multiple of 4 (int8) or 8 (int4)
-    /// columns, binary and ternary rows, and at least 65 536 weights; N:M
+    /// columns, binary and ternary rows, and at least 16 384 weights; N:M
     /// rows of such codes (per-row or per-tensor scales) spread to full
     /// rows.
     IntegerSlices,
@@ -233,7 +233,7 @@ pub enum Kernel {
 /// tested (the dispatch makes the same decisions from the same readers).
 ///
 /// * dense f32 → [`Kernel::DenseGemm`];
-/// * symmetric int8 / int4, binary and ternary of at least 65 536 weights
+/// * symmetric int8 / int4, binary and ternary of at least 16 384 weights
 ///   on AVX-512 VNNI → [`Kernel::IntegerSlices`] at every batch size; also
 ///   N:M rows with such values (one scale per row or per tensor), their
 ///   codes spread to full rows;
