@@ -83,6 +83,8 @@ fn encodings(w: &Array2<f32>, density: f32) -> Vec<(&'static str, CompressedMatr
         ),
         ("2:4 f32", nm.clone()),
         ("2:4 int8", q(&int8, &nm)),
+        // SparseGPT's joint format: groups of 64 stored values (128 inputs).
+        ("2:4 int4 g64", q(&int4(Some(64)), &nm)),
         ("kept ½ rows int8", q(&int8, &kept)),
         ("CSR f32", csr.clone()),
         (

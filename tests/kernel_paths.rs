@@ -174,6 +174,9 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
         // 2:4 rows: the codes spread to their columns.
         (int(8, None, &nm), 1),
         (int(4, None, &nm), 1),
+        // Groups of 32 / 16 stored values: 64 / 32 columns.
+        (int(4, Some(32), &nm), 13),
+        (int(8, Some(16), &nm), 25),
         (Binary.quantize(&nm).unwrap(), 1),
         (Ternary.quantize(&nm).unwrap(), 1),
     ];

@@ -80,7 +80,7 @@ impl Panels {
         if v.codes().len() != rows * cols {
             return None;
         }
-        Self::build(v.params(), rows, cols, 4, |n, k| v.codes()[n * cols + k])
+        Self::build_with(v.params(), rows, cols, 4, |n, k| v.codes()[n * cols + k])
     }
 
     /// The int4 panels of `v` (two codes per byte), or `None` when this
@@ -92,7 +92,7 @@ impl Panels {
         if v.layout.total() != rows * cols || v.codes.len() != rows * cols {
             return None;
         }
-        Self::build(v.params(), rows, cols, 8, |n, k| {
+        Self::build_with(v.params(), rows, cols, 8, |n, k| {
             nibble_to_i8(v.codes.get(n * cols + k))
         })
     }
@@ -110,29 +110,12 @@ impl Panels {
             return None;
         }
         let params = QuantParams::new(layout, Granularity::PerRow, scales.to_vec(), None).ok()?;
-        Self::build(&params, rows, cols, 8, |n, k| code(n * cols + k))
+        Self::build_with(&params, rows, cols, 8, |n, k| code(n * cols + k))
     }
 
-    /// The panels of full `rows × cols` codes (`codes`, row-major) with the
-    /// scales of `params` (one per row or per tensor: its groups are taken
-    /// as whole rows), `step` columns per load (4: int8, 8: nibbles);
-    /// `None` where the layout does not apply.
-    pub(crate) fn new_full(
-        params: &QuantParams,
-        rows: usize,
-        cols: usize,
-        step: usize,
-        codes: &[i8],
-    ) -> Option<Self> {
-        if codes.len() != rows * cols || matches!(params.granularity(), Granularity::PerGroup(_)) {
-            return None;
-        }
-        Self::build(params, rows, cols, step, |n, k| codes[n * cols + k])
-    }
-
-    /// Panels of `rows × cols` codes `code(n, k)`, `step` columns per load
-    /// (4: int8 bytes, 8: int4 nibbles).
-    fn build(
+    /// [`build`](Self::build) with the groups and scales of `params` over
+    /// the same `rows × cols` layout.
+    fn build_with(
         params: &QuantParams,
         rows: usize,
         cols: usize,
@@ -140,6 +123,54 @@ impl Panels {
         code: impl Fn(usize, usize) -> i8,
     ) -> Option<Self> {
         let g = group_len(params, rows, cols, step)?;
+        let scale = |n: usize, j: usize| params.get(params.index(n, j * g)).0;
+        Self::build(rows, cols, step, g, scale, code)
+    }
+
+    /// The panels of full `rows × cols` codes (`codes`, row-major) of an
+    /// N:M matrix whose stored values (`n` of every `m` columns) have the
+    /// scales of `params` (per tensor, per row, or per group of stored
+    /// values that covers whole groups of `m` columns: a stored group of
+    /// `g` spans `g·m/n` columns), `step` columns per load (4: int8, 8:
+    /// nibbles); `None` where the layout does not apply.
+    pub(crate) fn new_full(
+        params: &QuantParams,
+        (n, m): (usize, usize),
+        rows: usize,
+        cols: usize,
+        step: usize,
+        codes: &[i8],
+    ) -> Option<Self> {
+        if codes.len() != rows * cols || params.zero_points().is_some() || rows == 0 || cols == 0 {
+            return None;
+        }
+        // The group in stored values and in columns.
+        let (gs, g) = match params.granularity() {
+            Granularity::PerGroup(gs) if gs.is_multiple_of(n) => (gs, gs / n * m),
+            Granularity::PerGroup(_) => return None,
+            _ => (usize::MAX, cols),
+        };
+        if !(g.is_multiple_of(step) || g >= cols) || g.min(cols) > MAX_GROUP {
+            return None;
+        }
+        let scale = |r: usize, j: usize| params.get(params.index(r, j.saturating_mul(gs))).0;
+        Self::build(rows, cols, step, g.min(cols), scale, |r, k| {
+            codes[r * cols + k]
+        })
+    }
+
+    /// Panels of `rows × cols` codes `code(n, k)`, `step` columns per load
+    /// (4: int8 bytes, 8: int4 nibbles), in groups of `g` columns (a
+    /// multiple of `step` or the whole row) with the scale `scale_of(n, j)`
+    /// of row `n`'s group `j`.
+    fn build(
+        rows: usize,
+        cols: usize,
+        step: usize,
+        g: usize,
+        scale_of: impl Fn(usize, usize) -> f32,
+        code: impl Fn(usize, usize) -> i8,
+    ) -> Option<Self> {
         let nib = step == 8;
         let ng = cols.div_ceil(g);
         let kp = cols.next_multiple_of(step);
@@ -174,7 +205,7 @@ impl Panels {
                     .map(|&q| q as i32)
                     .sum();
                 comp[(p * ng + j) * P + l] = 128 * s;
-                scale[(p * ng + j) * P + l] = params.get(params.index(n, j * g)).0;
+                scale[(p * ng + j) * P + l] = scale_of(n, j);
             }
         }
         Some(Panels {

@@ -117,25 +117,35 @@ fn run(
 }
 
 /// Whether [`matmul_nm`] takes these N:M values (`[rows, cols]` with
-/// whole groups) on `isa`: int8 / int4 codes with one scale per row or per
-/// tensor, binary and ternary, at least [`MIN_WEIGHTS`] weights.
+/// whole groups) on `isa`: symmetric int8 / int4 codes with one scale per
+/// tensor, per row or per group of stored values that spans a multiple of
+/// 4 (int8) or 8 (int4) columns, binary and ternary; at least
+/// [`MIN_WEIGHTS`] weights.
 pub(crate) fn applies_nm(s: &NM, values: &Values, (rows, cols): (usize, usize), isa: Isa) -> bool {
     let layout = values.layout();
     let per = layout.max_row_len();
-    let scaled = |q: &QuantParams| {
-        q.zero_points().is_none() && !matches!(q.granularity(), Granularity::PerGroup(_))
+    // Groups of stored values must cover whole groups of columns.
+    let scaled = |q: &QuantParams, step: usize| {
+        q.zero_points().is_none()
+            && match q.granularity() {
+                Granularity::PerGroup(g) => {
+                    g.is_multiple_of(s.n())
+                        && (g / s.n() * s.m()).is_multiple_of(step)
+                        && g / s.n() * s.m() <= int8_panel::MAX_GROUP
+                }
+                _ => cols <= int8_panel::MAX_GROUP,
+            }
     };
     let fits = match values {
-        Values::Int8(v) => scaled(v.quant_params()),
-        Values::Int4(v) => scaled(v.quant_params()),
-        Values::Binary(_) | Values::Ternary(_) => true,
+        Values::Int8(v) => scaled(v.quant_params(), 4),
+        Values::Int4(v) => scaled(v.quant_params(), 8),
+        Values::Binary(_) | Values::Ternary(_) => cols <= int8_panel::MAX_GROUP,
         Values::F32(_) | Values::Codebook(_) => false,
     };
     cfg!(target_arch = "x86_64")
         && isa.capped() == Isa::Avx512Vnni
         && rows > 0
         && rows * cols >= MIN_WEIGHTS
-        && cols <= int8_panel::MAX_GROUP
         && cols.is_multiple_of(s.m())
         && layout.rows() == rows
         && per * s.m() == cols * s.n()
@@ -176,16 +186,16 @@ pub(crate) fn matmul_nm(
     let panels: &Option<Panels> = match values {
         Values::Int8(v) => v.prepacked.get_or_init(|| {
             let full = spread(&|i| v.codes()[i]);
-            Panels::new_full(v.quant_params(), rows, cols, 4, &full)
+            Panels::new_full(v.quant_params(), (s.n(), s.m()), rows, cols, 4, &full)
         }),
         Values::Int4(v) => v.prepacked.get_or_init(|| {
             let full = spread(&|i| nibble_to_i8(v.codes.get(i)));
-            Panels::new_full(v.quant_params(), rows, cols, 8, &full)
+            Panels::new_full(v.quant_params(), (s.n(), s.m()), rows, cols, 8, &full)
         }),
         Values::Binary(v) => v.prepacked.get_or_init(|| {
             let full = spread(&|i| 2 * v.signs.get(i) as i8 - 1);
             let q = QuantParams::new(&v.layout, Granularity::PerRow, v.scales.clone(), None);
-            Panels::new_full(&q.ok()?, rows, cols, 8, &full)
+            Panels::new_full(&q.ok()?, (s.n(), s.m()), rows, cols, 8, &full)
         }),
         Values::Ternary(v) => v.prepacked.get_or_init(|| {
             let full = spread(&|i| match v.codes.get(i) {
@@ -194,7 +204,7 @@ pub(crate) fn matmul_nm(
                 _ => 0,
             });
             let q = QuantParams::new(&v.layout, Granularity::PerRow, v.scales.clone(), None);
-            Panels::new_full(&q.ok()?, rows, cols, 8, &full)
+            Panels::new_full(&q.ok()?, (s.n(), s.m()), rows, cols, 8, &full)
         }),
         Values::F32(_) | Values::Codebook(_) => return None,
     };
