@@ -60,6 +60,16 @@ pub const FORMS: &[EncoderForm] = &[
     ),
     float("2:4", "2:4 semi-structured pruning", r#"[{ method = "nm", n = 2, m = 4 }]"#),
     float(
+        "2:4-int8",
+        "2:4 semi-structured pruning + int8 per-row, weight-only",
+        r#"[{ method = "nm", n = 2, m = 4 }, { method = "int8" }]"#,
+    ),
+    float(
+        "2:4-int4-g64",
+        "2:4 + int4 per group of 64 stored values (128 inputs), weight-only",
+        r#"[{ method = "nm", n = 2, m = 4 }, { method = "int4", granularity = "per-group", group_size = 64 }]"#,
+    ),
+    float(
         "magnitude-50",
         "50 % magnitude pruning (CSR)",
         r#"[{ method = "magnitude", sparsity = 0.5 }]"#,
