@@ -14,8 +14,14 @@
 //! median of their ratios, so that both sides see the same machine) and
 //! the dense times, ready for docs/results.md.
 //!
+//! With `SQUISH_PEER_PYTHON` naming a Python with torch, the PyTorch peer
+//! (`benches/peers/peers.py 1 sweep`: f32 and dynamic int8 `Linear` on the
+//! same shapes and batches, one thread) runs after the sweep, and a second
+//! table per shape gives every encoding's speedup over PyTorch f32.
+//!
 //! ```text
 //! cargo bench --bench batch_sweep                       # every default shape
+//! SQUISH_PEER_PYTHON=/work/venv/bin/python cargo bench --bench batch_sweep
 //! cargo bench --bench batch_sweep -- 1536x384           # one shape
 //! cargo bench --bench batch_sweep -- 4096x4096 1,8,64   # chosen batch sizes
 //! cargo bench --bench batch_sweep -- all 1,8 "2:4"      # encodings whose name contains "2:4"
@@ -133,11 +139,22 @@ fn paired<D: FnMut(), E: FnMut()>(mut dense: D, mut enc: E) -> (f64, f64, f64) {
     (med(td), med(te), med(r))
 }
 
+/// One shape's results: encodings' names and speedups over dense f32
+/// (`[encoding][batch]`, dense first with 1.0), and dense f32 seconds per
+/// batch.
+struct Swept {
+    rows: usize,
+    cols: usize,
+    names: Vec<&'static str>,
+    ratios: Vec<Vec<f64>>,
+    dense: Vec<f64>,
+}
+
 fn sweep(
     (rows, cols, threads, density): (usize, usize, usize, f32),
     batches: &[usize],
     only: &str,
-) {
+) -> Swept {
     let pool = ThreadPool::new(threads).unwrap();
     let mut rng = StdRng::seed_from_u64(20);
     let w = Array2::from_shape_simple_fn((rows, cols), || rng.random_range(-0.1f32..0.1));
@@ -161,7 +178,7 @@ fn sweep(
         print!("---|");
     }
     println!();
-    let mut ratios = vec![vec![0.0; batches.len()]; ms.len()];
+    let mut ratios = vec![vec![1.0; batches.len()]; ms.len()];
     let mut dense_times = vec![Vec::new(); batches.len()];
     for (j, &b) in batches.iter().enumerate() {
         let x = Array2::from_shape_simple_fn((b, cols), || rng.random_range(-1.0f32..1.0));
@@ -190,11 +207,91 @@ fn sweep(
         })
         .collect();
     for t in &times {
-        if *t < 1e-3 {
-            print!(" {:.1} µs |", t * 1e6);
-        } else {
-            print!(" {:.3} ms |", t * 1e3);
+        print!(" {} |", human(*t));
+    }
+    println!();
+    Swept {
+        rows,
+        cols,
+        names: ms.iter().map(|(n, _)| *n).collect(),
+        ratios,
+        dense: times,
+    }
+}
+
+/// Seconds as µs below a millisecond, else ms.
+fn human(t: f64) -> String {
+    if t < 1e-3 {
+        format!("{:.1} µs", t * 1e6)
+    } else {
+        format!("{:.3} ms", t * 1e3)
+    }
+}
+
+/// The peer's figures for the one-thread shapes: `benches/peers/peers.py 1
+/// sweep`, run after squish's sweep in the same sitting, when
+/// `SQUISH_PEER_PYTHON` names a Python with torch.
+fn peer() -> Option<serde_json::Value> {
+    let py = std::env::var("SQUISH_PEER_PYTHON").ok()?;
+    println!("\nrunning the PyTorch peer with {py} (load {})", loadavg());
+    let out = std::process::Command::new(py)
+        .args(["benches/peers/peers.py", "1", "sweep"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    println!("peer done (load {})", loadavg());
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Speedups over PyTorch's f32 `Linear` (`torch f32 time ÷ squish time`)
+/// for one shape, from the sweep's dense times and ratios.
+fn against_peer(sw: &Swept, batches: &[usize], peer: &serde_json::Value) {
+    let key = |b: usize, what: &str| {
+        peer[format!("sweep_{}x{}_b{b}_{what}_us", sw.rows, sw.cols)].as_f64()
+    };
+    if key(batches[0], "f32").is_none() {
+        return;
+    }
+    println!(
+        "\n{} × {}, 1 thread: speedup over PyTorch f32 Linear (same sitting)\n",
+        sw.rows, sw.cols
+    );
+    print!("| encoding |");
+    for b in batches {
+        print!(" b={b} |");
+    }
+    println!();
+    print!("|---|");
+    for _ in batches {
+        print!("---|");
+    }
+    println!();
+    for (i, name) in sw.names.iter().enumerate() {
+        print!("| {name} |");
+        for (j, &b) in batches.iter().enumerate() {
+            let t = key(b, "f32").unwrap_or(f64::NAN) * 1e-6;
+            print!(" {:.2}× |", t / sw.dense[j] * sw.ratios[i][j]);
         }
+        println!();
+    }
+    print!("| *PyTorch dynamic int8 (int8 × int8)* |");
+    for &b in batches {
+        let (f, q) = (key(b, "f32"), key(b, "dynq"));
+        print!(" {:.2}× |", f.unwrap_or(f64::NAN) / q.unwrap_or(f64::NAN));
+    }
+    println!();
+    print!("| *PyTorch f32 time* |");
+    for &b in batches {
+        print!(" {} |", human(key(b, "f32").unwrap_or(f64::NAN) * 1e-6));
     }
     println!();
 }
@@ -214,6 +311,7 @@ fn main() {
         _ => BATCHES.to_vec(),
     };
     let only = args.get(2).cloned().unwrap_or_default();
+    let mut swept = Vec::new();
     for (rows, cols, threads, density, default) in SHAPES {
         let name = format!("{rows}x{cols}");
         let chosen = match shape.as_str() {
@@ -221,7 +319,15 @@ fn main() {
             s => s == name || s == rows.to_string(),
         };
         if chosen {
-            sweep((rows, cols, threads, density), &batches, &only);
+            let sw = sweep((rows, cols, threads, density), &batches, &only);
+            if threads == 1 {
+                swept.push(sw);
+            }
+        }
+    }
+    if let Some(peer) = (!swept.is_empty()).then(peer).flatten() {
+        for sw in &swept {
+            against_peer(sw, &batches, &peer);
         }
     }
 }

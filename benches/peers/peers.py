@@ -9,6 +9,8 @@ Run:   python3 benches/peers/peers.py [threads] [section ...] [--json FILE]
        `cargo bench --bench gemm64`)
        linear (4096² at batch 1 and 64, hot and cold; run by
        `cargo bench --bench roofline`)
+       sweep (the shapes and batches of `benches/batch_sweep.rs`, f32 and
+       dynamic int8 Linear; run with 1 thread beside that bench)
 Needs: numpy, torch, scikit-learn (e.g. /work/venv/bin/python).
 
 `cargo bench --bench passes` runs this script itself in the same sitting when
@@ -167,6 +169,40 @@ if "linear" in sections:
             out[f"torch_linear_f32_b{b}_cold_ms"] = med_cycle(lin, f32_copies, 21) * 1e3
             out[f"torch_linear_dynq_int8_b{b}_hot_ms"] = med_cycle(qf, q_copies[:1], 41) * 1e3
             out[f"torch_linear_dynq_int8_b{b}_cold_ms"] = med_cycle(qf, q_copies, 41) * 1e3
+
+if "sweep" in sections:
+    # The shapes and batches of `benches/batch_sweep.rs` (run with 1 thread,
+    # like the sweep): torch.nn.functional.linear in f32 and the dynamic
+    # int8 Linear (fbgemm). Keys sweep_<rows>x<cols>_b<batch>_{f32,dynq}_us:
+    # medians of 5 bursts of ~5 ms, per call.
+    import torch.ao.quantization as tq
+
+    def per_call(f):
+        f()
+        t = time.perf_counter()
+        f()
+        one = max(time.perf_counter() - t, 1e-7)
+        reps = max(1, int(5e-3 / one))
+        ts = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(reps):
+                f()
+            ts.append((time.perf_counter() - t) / reps)
+        return sorted(ts)[2]
+
+    torch.manual_seed(20)
+    with torch.inference_mode():
+        for rows, cols in ((384, 384), (1536, 384), (384, 1536), (300, 784), (100, 300)):
+            lin = torch.nn.Linear(cols, rows, bias=False).eval()
+            lin.weight.data.uniform_(-0.1, 0.1)
+            qlin = tq.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+            w = lin.weight.detach()
+            for b in (1, 2, 4, 8, 16, 64, 256):
+                x = torch.empty(b, cols).uniform_(-1.0, 1.0)
+                key = f"sweep_{rows}x{cols}_b{b}"
+                out[key + "_f32_us"] = per_call(lambda: torch.nn.functional.linear(x, w)) * 1e6
+                out[key + "_dynq_us"] = per_call(lambda: qlin(x)) * 1e6
 
 out["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
 text = json.dumps(out, indent=1)

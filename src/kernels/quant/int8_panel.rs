@@ -302,16 +302,32 @@ pub(crate) fn matmul_u8(
 #[cfg(target_arch = "x86_64")]
 type Micro = unsafe fn(&Job, usize, usize, &mut [[f32; NV * P]; MR]);
 
-/// A micro-kernel for each tile height `1..=MR` (entry `m − 1`); the
-/// integer sums and f32 steps of a token do not depend on the height, so
-/// neither do its bits.
+/// A micro-kernel for each tile width `1..=NV` panels and height `1..=MR`
+/// tokens (entry `[v − 1][m − 1]`); the integer sums and f32 steps of an
+/// output do not depend on the tile's shape, so neither do its bits.
 #[cfg(target_arch = "x86_64")]
-type Kernels = [Micro; MR];
+type Kernels = [[Micro; MR]; NV];
 
-/// The VNNI micro-kernels.
+/// The VNNI micro-kernels (one panel: a matrix's odd last panel, which two
+/// panels wide computed twice — at 100 rows, 128 outputs for 100).
 #[cfg(target_arch = "x86_64")]
 const VNNI: Kernels = [
-    micro::<1>, micro::<2>, micro::<3>, micro::<4>, micro::<5>, micro::<6>,
+    [
+        micro::<1, 1>,
+        micro::<2, 1>,
+        micro::<3, 1>,
+        micro::<4, 1>,
+        micro::<5, 1>,
+        micro::<6, 1>,
+    ],
+    [
+        micro::<1, 2>,
+        micro::<2, 2>,
+        micro::<3, 2>,
+        micro::<4, 2>,
+        micro::<5, 2>,
+        micro::<6, 2>,
+    ],
 ];
 
 /// What every micro-tile of one product reads: the panels (`np` of them),
@@ -333,7 +349,7 @@ struct Job<'a> {
 fn kernel(p: &Panels, isa: Isa) -> Option<Kernels> {
     match isa.capped() {
         Isa::Avx512Vnni => Some(VNNI),
-        Isa::Avx512 | Isa::Avx2 if p.nib => Some([micro_avx2; MR]),
+        Isa::Avx512 | Isa::Avx2 if p.nib => Some([[micro_avx2; MR]; NV]),
         _ => None,
     }
 }
@@ -447,12 +463,13 @@ fn product(
         let mut tile = [[0.0f32; NV * P]; MR];
         for blk in t * per..((t + 1) * per).min(nblk) {
             let p0 = blk * NV;
+            let nv = (np - p0).min(NV);
             for b0 in (0..batch).step_by(MR) {
                 // SAFETY: `kernel` comes from `kernel()` (its tier is
                 // available) or is VNNI checked by the caller; `xu` holds whole
                 // tiles of `kp` bytes per row; panels `p0..p0 + NV` exist or
                 // are clamped to the last one (their results are dropped).
-                unsafe { kernel[(batch - b0).min(MR) - 1](&job, b0, p0, &mut tile) };
+                unsafe { kernel[nv - 1][(batch - b0).min(MR) - 1](&job, b0, p0, &mut tile) };
                 for (r, row) in tile.iter().enumerate().take(batch - b0) {
                     let n0 = p0 * P;
                     let n = (NV * P).min(p.rows - n0);
@@ -487,7 +504,8 @@ impl<T> Out<T> {
 
 /// One micro-tile: tokens `b0..b0 + M` (`M ≤ MR`: a batch's last, partial
 /// tile computes only its own tokens, batch 1 one) × outputs of panels
-/// `p0..p0 + NV`, into the tile's first `M` rows, scaled by the tokens'
+/// `p0..p0 + V` (`V ≤ NV`), into the tile's first `M` rows and `16·V`
+/// columns, scaled by the tokens'
 /// activation scales, plus the bias (`[np·16]`) when given.
 ///
 /// # Safety
@@ -495,19 +513,24 @@ impl<T> Out<T> {
 /// rows of `kp` bytes and its bias, when given, `np·16` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {
+unsafe fn micro<const M: usize, const V: usize>(
+    job: &Job,
+    b0: usize,
+    p0: usize,
+    tile: &mut [[f32; NV * P]; MR],
+) {
     let (p, xu, np, sx, bias) = (job.p, job.xu, job.np, job.sx, job.bias);
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let kp = p.kp;
-        let pan: [usize; NV] = std::array::from_fn(|v| (p0 + v).min(np - 1));
+        let pan: [usize; V] = std::array::from_fn(|v| (p0 + v).min(np - 1));
         let pb = if p.nib { kp * P / 2 } else { kp * P };
-        let wp: [*const i8; NV] = pan.map(|q| p.w.as_ptr().add(q * pb));
+        let wp: [*const i8; V] = pan.map(|q| p.w.as_ptr().add(q * pb));
         let xp: [*const u8; M] = std::array::from_fn(|r| xu.as_ptr().add((b0 + r) * kp));
-        let mut facc = [[_mm512_setzero_ps(); NV]; M];
+        let mut facc = [[_mm512_setzero_ps(); V]; M];
         for j in 0..p.ng {
             let k0 = j * p.g;
-            let mut acc = [[_mm512_setzero_si512(); NV]; M];
+            let mut acc = [[_mm512_setzero_si512(); V]; M];
             let mut k = k0;
             if p.nib {
                 let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(8);
@@ -515,7 +538,7 @@ unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f3
                 while k < k1 {
                     // 16 outputs × 8 columns per load: low nibbles are
                     // columns k..k+4, high nibbles k+4..k+8.
-                    let raw: [__m512i; NV] = std::array::from_fn(|v| {
+                    let raw: [__m512i; V] = std::array::from_fn(|v| {
                         // A few tokens leave the hardware prefetcher behind
                         // when the panels come from DRAM: fetch ahead.
                         _mm_prefetch::<_MM_HINT_T0>(wp[v].wrapping_add(k * P / 2 + PREFETCH));
@@ -529,7 +552,7 @@ unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f3
                         let xl = _mm512_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
                         let xh =
                             _mm512_set1_epi32((xp[r].add(k + 4) as *const i32).read_unaligned());
-                        for v in 0..NV {
+                        for v in 0..V {
                             acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xl, lo[v]);
                             acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xh, hi[v]);
                         }
@@ -539,20 +562,20 @@ unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f3
             } else {
                 let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(4);
                 while k < k1 {
-                    let wv: [__m512i; NV] = std::array::from_fn(|v| {
+                    let wv: [__m512i; V] = std::array::from_fn(|v| {
                         _mm_prefetch::<_MM_HINT_T0>(wp[v].wrapping_add(k * P + PREFETCH));
                         _mm512_loadu_si512(wp[v].add(k * P) as *const _)
                     });
                     for r in 0..M {
                         let xb = _mm512_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
-                        for v in 0..NV {
+                        for v in 0..V {
                             acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, wv[v]);
                         }
                     }
                     k += 4;
                 }
             }
-            for v in 0..NV {
+            for v in 0..V {
                 let o = (pan[v] * p.ng + j) * P;
                 let comp = _mm512_loadu_si512(p.comp.as_ptr().add(o) as *const _);
                 let s = _mm512_loadu_ps(p.scale.as_ptr().add(o));
@@ -562,7 +585,7 @@ unsafe fn micro<const M: usize>(job: &Job, b0: usize, p0: usize, tile: &mut [[f3
                 }
             }
         }
-        let bv: Option<[__m512; NV]> =
+        let bv: Option<[__m512; V]> =
             bias.map(|b| pan.map(|q| _mm512_loadu_ps(b.as_ptr().add(q * P))));
         for r in 0..M {
             let s = _mm512_set1_ps(sx[b0 + r]);

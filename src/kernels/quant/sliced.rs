@@ -306,20 +306,41 @@ fn slice_row_generic(x: &[f32], stride: usize, out: &mut [u8]) -> Option<[f32; S
         return Some([s0, 0.0, 0.0]);
     }
     let inv = sk.map(|s| 1.0 / s);
-    let (o0, rest) = out.split_at_mut(stride);
-    let (o1, o2) = rest.split_at_mut(stride);
-    for (k, &v) in x.iter().enumerate() {
-        let mut r = v;
-        for (j, o) in [&mut o0[k], &mut o1[k], &mut o2[k]].into_iter().enumerate() {
-            // Round to nearest even by adding and removing 1.5·2²³
-            // (`round_ties_even` is a libm call on baseline x86-64).
-            let q = ((r * inv[j] + ROUND) - ROUND).clamp(-127.0, 127.0);
-            // SAFETY: x is finite (checked above) and the scales normal, so
-            // `q` is an integer in −127..=127, which i32 holds; `as` would
-            // check for NaN one lane at a time.
-            *o = (unsafe { q.to_int_unchecked::<i32>() } + 128) as u8;
-            // The remainder, exact or within 2⁻²⁵ of it (one rounding).
-            r = (-q).mul_add(sk[j], r);
+    // 16 values at a time, the last few padded with zeros (a scalar tail
+    // cost as much as the vector part on a 300-column row).
+    let block = |xs: &[f32; 16], q: &mut [[u8; 16]; SLICES]| {
+        for (l, &v) in xs.iter().enumerate() {
+            let mut r = v;
+            for j in 0..SLICES {
+                // Round to nearest even by adding and removing 1.5·2²³
+                // (`round_ties_even` is a libm call on baseline x86-64).
+                let c = ((r * inv[j] + ROUND) - ROUND).clamp(-127.0, 127.0);
+                // SAFETY: x is finite (checked above) and the scales
+                // normal, so `c` is an integer in −127..=127, which i32
+                // holds; `as` would check for NaN one lane at a time.
+                q[j][l] = (unsafe { c.to_int_unchecked::<i32>() } + 128) as u8;
+                // The remainder, exact or within 2⁻²⁵ of it (one rounding).
+                r = (-c).mul_add(sk[j], r);
+            }
+        }
+    };
+    let mut q = [[0u8; 16]; SLICES];
+    let mut chunks = x.chunks_exact(16);
+    let mut k = 0;
+    for ch in &mut chunks {
+        block(ch.try_into().expect("16 values"), &mut q);
+        for (j, qj) in q.iter().enumerate() {
+            out[j * stride + k..][..16].copy_from_slice(qj);
+        }
+        k += 16;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut xs = [0.0f32; 16];
+        xs[..rest.len()].copy_from_slice(rest);
+        block(&xs, &mut q);
+        for (j, qj) in q.iter().enumerate() {
+            out[j * stride + k..][..rest.len()].copy_from_slice(&qj[..rest.len()]);
         }
     }
     Some(sk)
