@@ -351,6 +351,7 @@ mod tests {
     #[test]
     fn chooser_rules() {
         let avx512 = Tier::detect() >= Tier::Avx512;
+        let vnni = Tier::detect() == Tier::Avx512Vnni;
         let vbmi = super::super::quant::codebook_vbmi_available();
         for (rows, cols) in [(100, 300), (40, 100), (16, 64)] {
             let (dense, nm) = dense_and_2of4(rows, cols);
@@ -396,7 +397,22 @@ mod tests {
                         (false, false) => 8,
                     };
                     let cb8_tiles = cb8 && (vbmi || (batch > 1 && !is_nm));
-                    let want = if !avx512 || batch > limit || cb8_tiles {
+                    // Symmetric int codes (per row, or groups of 32 values:
+                    // 32 / 64 columns), binary and ternary, dense or 2:4, of
+                    // 16 384 weights and more take the integer slices on VNNI.
+                    let int_codes = matches!(
+                        m.values(),
+                        Some(
+                            Values::Int8(_)
+                                | Values::Int4(_)
+                                | Values::Binary(_)
+                                | Values::Ternary(_)
+                        )
+                    );
+                    let sliced = vnni && int_codes && rows * cols >= 16_384;
+                    let want = if sliced {
+                        Kernel::IntegerSlices
+                    } else if !avx512 || batch > limit || cb8_tiles {
                         Kernel::DecodedTiles
                     } else {
                         Kernel::Registers
