@@ -199,8 +199,9 @@ pub enum Kernel {
     /// Weight-only (quantized or shared values): the codes are decoded in
     /// registers (AVX-512) and each output is one dot product. Small
     /// batches, where decoding each weight once per few inputs costs less
-    /// than writing and re-reading a decoded tile. Also 2:4 rows (any
-    /// values) at every batch size, the input permuted to the stored values.
+    /// than writing and re-reading a decoded tile. Also 2:4 rows (values
+    /// with a reader, off the integer slices) at every batch size, the
+    /// input permuted to the stored values.
     Registers,
     /// Weight-only: tiles of whole rows decoded once per call (through the
     /// register reader where there is one, else the row decoders:
@@ -242,7 +243,7 @@ pub enum Kernel {
 ///   binary / ternary / 4-bit codebook rows; 1 for gathered 8-bit
 ///   codebooks, which do not use gathers at all where AVX-512 VBMI decodes
 ///   tiles), else [`Kernel::DecodedTiles`];
-/// * 2:4 (any values with a reader, f32 included) → [`Kernel::Registers`]
+/// * other 2:4 (values with a reader, f32 included) → [`Kernel::Registers`]
 ///   at every batch size: the input permuted to the stored values, which
 ///   are read through the values' reader (decoded once per call above 16
 ///   inputs);

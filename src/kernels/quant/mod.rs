@@ -228,7 +228,8 @@ pub fn matmul_block(
 }
 
 /// `y = x · Wᵀ` for an N:M matrix `[rows, cols]` whose values have a
-/// uniform layout: with AVX-512, 2:4 rows whose values have an in-register
+/// uniform layout: on AVX-512 VNNI, int codes, binary and ternary through
+/// the [integer slices](sliced::matmul_nm); with AVX-512, other 2:4 rows whose values have an in-register
 /// reader run on [`nm24`](super::nm24) (the input permuted to the stored
 /// values) at every batch size; other N:M rows decode whole rows into tiles
 /// ([`tile`](super::tile)). `None` for f32 values off the 2:4 kernel (the
