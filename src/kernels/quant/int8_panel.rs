@@ -294,7 +294,23 @@ pub(crate) fn matmul_u8(
 ) -> Option<Array2<f32>> {
     debug_assert_eq!(xu.len(), packed_len(p, sx.len()).1);
     let kernel = kernel(p, isa)?;
-    Some(product(p, xu, sx, None, exec, kernel))
+    Some(product(p, xu, sx, None, 1, exec, kernel))
+}
+
+/// [`matmul_u8`] whose tokens come in groups of 3 (the slices of one input
+/// row), each group's outputs summed as `(y₂ + y₁) + y₀` as the tiles are
+/// written: `[tokens / 3, rows]`, without the `[tokens, rows]` product.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn matmul_u8_sum3(
+    p: &Panels,
+    xu: &[u8],
+    sx: &[f32],
+    exec: &dyn ParallelExecutor,
+    isa: Isa,
+) -> Option<Array2<f32>> {
+    debug_assert!(xu.len() == packed_len(p, sx.len()).1 && sx.len().is_multiple_of(3));
+    let kernel = kernel(p, isa)?;
+    Some(product(p, xu, sx, None, 3, exec, kernel))
 }
 
 /// A micro-kernel (see [`micro`]): tokens `b0..` × panels `p0..` of a
@@ -420,7 +436,7 @@ pub(crate) fn linear(
     if !ok.into_inner() {
         return None;
     }
-    Some(product(p, &xu, &scales, bias, exec, VNNI))
+    Some(product(p, &xu, &scales, bias, 1, exec, VNNI))
 }
 
 /// The product of the panels with `xu` (`x + 128`, rows of `kp` bytes,
@@ -432,9 +448,13 @@ fn product(
     xu: &[u8],
     sx: &[f32],
     bias: Option<&[f32]>,
+    group: usize,
     exec: &dyn ParallelExecutor,
     kernel: Kernels,
 ) -> Array2<f32> {
+    // Tiles hold whole groups: a tile starts on a group and a batch's last
+    // tile ends on one.
+    debug_assert!((group == 1 || group == 3) && MR.is_multiple_of(group));
     let batch = sx.len();
     let np = p.rows.div_ceil(P);
     // The bias per output, zero past the matrix (whole panels).
@@ -456,7 +476,8 @@ fn product(
     let per = 2usize;
     let ntask = nblk.div_ceil(per);
     // Every element is written below (each task all rows of its columns).
-    let mut y = Vec::<f32>::with_capacity(batch * p.rows);
+    let out_rows = batch / group;
+    let mut y = Vec::<f32>::with_capacity(out_rows * p.rows);
     let out = Out(y.as_mut_ptr());
     let out = &out;
     exec.run(ntask, &|t| {
@@ -470,25 +491,34 @@ fn product(
                 // tiles of `kp` bytes per row; panels `p0..p0 + NV` exist or
                 // are clamped to the last one (their results are dropped).
                 unsafe { kernel[nv - 1][(batch - b0).min(MR) - 1](&job, b0, p0, &mut tile) };
-                for (r, row) in tile.iter().enumerate().take(batch - b0) {
-                    let n0 = p0 * P;
-                    let n = (NV * P).min(p.rows - n0);
-                    // SAFETY: row b0 + r < batch and columns n0..n0 + n ≤ rows;
-                    // only this task writes columns of its blocks.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            row.as_ptr(),
-                            out.ptr().add((b0 + r) * p.rows + n0),
+                let (n0, m) = (p0 * P, (batch - b0).min(MR));
+                let n = (NV * P).min(p.rows - n0);
+                for r in (0..m).step_by(group) {
+                    // SAFETY: output row (b0 + r) / group < out_rows and
+                    // columns n0..n0 + n ≤ rows; only this task writes
+                    // columns of its blocks.
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out.ptr().add((b0 + r) / group * p.rows + n0),
                             n,
                         )
                     };
+                    if group == 1 {
+                        o.copy_from_slice(&tile[r][..n]);
+                    } else {
+                        // The slices' outputs, smallest first.
+                        let (t0, t1, t2) = (&tile[r], &tile[r + 1], &tile[r + 2]);
+                        for (c, o) in o.iter_mut().enumerate() {
+                            *o = (t2[c] + t1[c]) + t0[c];
+                        }
+                    }
                 }
             }
         }
     });
     // SAFETY: the tasks wrote every row of every column block.
-    unsafe { y.set_len(batch * p.rows) };
-    Array2::from_shape_vec((batch, p.rows), y).expect("sizes match")
+    unsafe { y.set_len(out_rows * p.rows) };
+    Array2::from_shape_vec((out_rows, p.rows), y).expect("sizes match")
 }
 
 /// An output shared by the tasks, each writing its own elements.

@@ -100,7 +100,8 @@ pub(crate) fn matmul(
     run(p, x, exec, isa)
 }
 
-/// The product on built panels: slice, multiply, combine.
+/// The product on built panels: slice, multiply, and sum each row's three
+/// slices (`(y₂ + y₁) + y₀`, smallest first) as the tiles are written.
 #[cfg(target_arch = "x86_64")]
 fn run(
     p: &Panels,
@@ -112,8 +113,7 @@ fn run(
     // A NaN or an infinity (possible through `matmul_block`, which takes
     // unchecked input): the f32 paths, which carry it through.
     let (xu, scales) = slices(x, stride, len)?;
-    let y = int8_panel::matmul_u8(p, &xu, &scales, exec, isa)?;
-    Some(combine(&y))
+    int8_panel::matmul_u8_sum3(p, &xu, &scales, exec, isa)
 }
 
 /// Whether [`matmul_nm`] takes these N:M values (`[rows, cols]` with
@@ -344,22 +344,6 @@ fn slice_row_generic(x: &[f32], stride: usize, out: &mut [u8]) -> Option<[f32; S
         }
     }
     Some(sk)
-}
-
-/// `y[b] = (y₂ + y₁) + y₀` over the slice rows of `y` (`[3·batch, n]`),
-/// smallest first.
-fn combine(y: &Array2<f32>) -> Array2<f32> {
-    let (r3, n) = y.dim();
-    let y = y.as_slice().expect("fresh arrays are contiguous");
-    let mut out = vec![0.0f32; r3 / SLICES * n];
-    for (o, y) in out.chunks_exact_mut(n).zip(y.chunks_exact(SLICES * n)) {
-        let (y0, rest) = y.split_at(n);
-        let (y1, y2) = rest.split_at(n);
-        for (((o, &a), &b), &c) in o.iter_mut().zip(y0).zip(y1).zip(y2) {
-            *o = (c + b) + a;
-        }
-    }
-    Array2::from_shape_vec((r3 / SLICES, n), out).expect("whole rows")
 }
 
 #[cfg(test)]
