@@ -168,16 +168,7 @@ fn sweep(
         "\n{rows} × {cols}, {threads} thread(s): speedup over dense f32 (higher is faster; CSR at {:.0} % density)\n",
         density * 100.0
     );
-    print!("| encoding |");
-    for b in batches {
-        print!(" b={b} |");
-    }
-    println!();
-    print!("|---|");
-    for _ in batches {
-        print!("---|");
-    }
-    println!();
+    header(batches);
     let mut ratios = vec![vec![1.0; batches.len()]; ms.len()];
     let mut dense_times = vec![Vec::new(); batches.len()];
     for (j, &b) in batches.iter().enumerate() {
@@ -217,6 +208,20 @@ fn sweep(
         ratios,
         dense: times,
     }
+}
+
+/// A table's header: the encoding column and one per batch size.
+fn header(batches: &[usize]) {
+    print!("| encoding |");
+    for b in batches {
+        print!(" b={b} |");
+    }
+    println!();
+    print!("|---|");
+    for _ in batches {
+        print!("---|");
+    }
+    println!();
 }
 
 /// Seconds as µs below a millisecond, else ms.
@@ -265,16 +270,7 @@ fn against_peer(sw: &Swept, batches: &[usize], peer: &serde_json::Value) {
         "\n{} × {}, 1 thread: speedup over PyTorch f32 Linear (same sitting)\n",
         sw.rows, sw.cols
     );
-    print!("| encoding |");
-    for b in batches {
-        print!(" b={b} |");
-    }
-    println!();
-    print!("|---|");
-    for _ in batches {
-        print!("---|");
-    }
-    println!();
+    header(batches);
     for (i, name) in sw.names.iter().enumerate() {
         print!("| {name} |");
         for (j, &b) in batches.iter().enumerate() {

@@ -271,7 +271,7 @@ pub(crate) fn matmul(
             *o = c as u8 ^ 0x80;
         }
     }
-    matmul_u8(p, &xu, &xq.scales, exec, isa)
+    matmul_u8(p, &xu, &xq.scales, 1, exec, isa)
 }
 
 /// The layout [`matmul_u8`] reads `tokens` activation rows in: the row
@@ -283,34 +283,22 @@ pub(crate) fn packed_len(p: &Panels, tokens: usize) -> (usize, usize) {
 }
 
 /// [`matmul`] on activations already stored as `code + 128` in the
-/// [`packed_len`] layout, with one scale per token in `sx`.
+/// [`packed_len`] layout, with one scale per token in `sx`. With `group`
+/// 3, the tokens are the slices of input rows, three each, and each
+/// group's outputs are summed as `(y₂ + y₁) + y₀` as the tiles are written:
+/// `[tokens / group, rows]`, without the `[tokens, rows]` product.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn matmul_u8(
     p: &Panels,
     xu: &[u8],
     sx: &[f32],
+    group: usize,
     exec: &dyn ParallelExecutor,
     isa: Isa,
 ) -> Option<Array2<f32>> {
-    debug_assert_eq!(xu.len(), packed_len(p, sx.len()).1);
+    debug_assert!(xu.len() == packed_len(p, sx.len()).1 && sx.len().is_multiple_of(group));
     let kernel = kernel(p, isa)?;
-    Some(product(p, xu, sx, None, 1, exec, kernel))
-}
-
-/// [`matmul_u8`] whose tokens come in groups of 3 (the slices of one input
-/// row), each group's outputs summed as `(y₂ + y₁) + y₀` as the tiles are
-/// written: `[tokens / 3, rows]`, without the `[tokens, rows]` product.
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn matmul_u8_sum3(
-    p: &Panels,
-    xu: &[u8],
-    sx: &[f32],
-    exec: &dyn ParallelExecutor,
-    isa: Isa,
-) -> Option<Array2<f32>> {
-    debug_assert!(xu.len() == packed_len(p, sx.len()).1 && sx.len().is_multiple_of(3));
-    let kernel = kernel(p, isa)?;
-    Some(product(p, xu, sx, None, 3, exec, kernel))
+    Some(product(p, xu, sx, None, group, exec, kernel))
 }
 
 /// A micro-kernel (see [`micro`]): tokens `b0..` × panels `p0..` of a

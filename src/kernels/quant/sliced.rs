@@ -113,7 +113,7 @@ fn run(
     // A NaN or an infinity (possible through `matmul_block`, which takes
     // unchecked input): the f32 paths, which carry it through.
     let (xu, scales) = slices(x, stride, len)?;
-    int8_panel::matmul_u8_sum3(p, &xu, &scales, exec, isa)
+    int8_panel::matmul_u8(p, &xu, &scales, SLICES, exec, isa)
 }
 
 /// Whether [`matmul_nm`] takes these N:M values (`[rows, cols]` with
