@@ -141,22 +141,12 @@ impl Panels {
         step: usize,
         codes: &[i8],
     ) -> Option<Self> {
-        if codes.len() != rows * cols || params.zero_points().is_some() || rows == 0 || cols == 0 {
+        if codes.len() != rows * cols || rows == 0 {
             return None;
         }
-        // The group in stored values and in columns.
-        let (gs, g) = match params.granularity() {
-            Granularity::PerGroup(gs) if gs.is_multiple_of(n) => (gs, gs / n * m),
-            Granularity::PerGroup(_) => return None,
-            _ => (usize::MAX, cols),
-        };
-        if !(g.is_multiple_of(step) || g >= cols) || g.min(cols) > MAX_GROUP {
-            return None;
-        }
+        let (gs, g) = nm_group_len(params, (n, m), cols, step)?;
         let scale = |r: usize, j: usize| params.get(params.index(r, j.saturating_mul(gs))).0;
-        Self::build(rows, cols, step, g.min(cols), scale, |r, k| {
-            codes[r * cols + k]
-        })
+        Self::build(rows, cols, step, g, scale, |r, k| codes[r * cols + k])
     }
 
     /// Panels of `rows × cols` codes `code(n, k)`, `step` columns per load
@@ -240,6 +230,30 @@ pub(crate) fn group_len(
         _ => cols,
     };
     (g <= MAX_GROUP).then_some(g)
+}
+
+/// [`group_len`] for the full rows of an N:M matrix (`n` of every `m`
+/// columns stored) over `cols` columns: `(stored values, columns)` per
+/// group (`usize::MAX` stored values for one scale per row or tensor);
+/// `None` when the panels do not apply (zero-points, no columns, a stored
+/// group that does not cover whole groups of `m` columns, or a column group
+/// not a multiple of `step` short of the row, or too long for i32 sums).
+pub(crate) fn nm_group_len(
+    params: &QuantParams,
+    (n, m): (usize, usize),
+    cols: usize,
+    step: usize,
+) -> Option<(usize, usize)> {
+    if params.zero_points().is_some() || cols == 0 {
+        return None;
+    }
+    let (gs, g) = match params.granularity() {
+        Granularity::PerGroup(gs) if gs.is_multiple_of(n) => (gs, gs / n * m),
+        Granularity::PerGroup(_) => return None,
+        _ => (usize::MAX, cols),
+    };
+    let ok = (g.is_multiple_of(step) || g >= cols) && g.min(cols) <= MAX_GROUP;
+    ok.then_some((gs, g.min(cols)))
 }
 
 impl Panels {

@@ -124,21 +124,11 @@ fn run(
 pub(crate) fn applies_nm(s: &NM, values: &Values, (rows, cols): (usize, usize), isa: Isa) -> bool {
     let layout = values.layout();
     let per = layout.max_row_len();
-    // Groups of stored values must cover whole groups of columns.
-    let scaled = |q: &QuantParams, step: usize| {
-        q.zero_points().is_none()
-            && match q.granularity() {
-                Granularity::PerGroup(g) => {
-                    g.is_multiple_of(s.n())
-                        && (g / s.n() * s.m()).is_multiple_of(step)
-                        && g / s.n() * s.m() <= int8_panel::MAX_GROUP
-                }
-                _ => cols <= int8_panel::MAX_GROUP,
-            }
-    };
+    // The panels' groups (int8: 4 columns per load, int4: 8).
+    let groups = |q: &QuantParams, step| int8_panel::nm_group_len(q, (s.n(), s.m()), cols, step);
     let fits = match values {
-        Values::Int8(v) => scaled(v.quant_params(), 4),
-        Values::Int4(v) => scaled(v.quant_params(), 8),
+        Values::Int8(v) => groups(v.quant_params(), 4).is_some(),
+        Values::Int4(v) => groups(v.quant_params(), 8).is_some(),
         Values::Binary(_) | Values::Ternary(_) => cols <= int8_panel::MAX_GROUP,
         Values::F32(_) | Values::Codebook(_) => false,
     };
