@@ -10,7 +10,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use super::sparse::{self, Input};
-use super::Tier;
+use super::{decoded_copy, Tier};
 use crate::matrix::{CodebookScope, CodebookValues, CompressedMatrix, Csr};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
@@ -38,10 +38,19 @@ pub(crate) fn matmul(
     let avg = nnz.div_ceil(rows.max(1));
     let per_task = rows_per_task(avg.max(1), TASK_NNZ);
     let tier = Tier::detect();
+    // Cache-resident matrices: the values decoded once and kept (the same
+    // values, so the same sums).
+    let copy = decoded_copy::applies(cb, false, batch, tier).then(|| decoded_copy::copy_of(cb));
     // yᵀ, [rows, batch]: each task owns whole rows of it.
     row_blocks(rows, batch, per_task, exec, |t, out| {
         let r = t * per_task..t * per_task + out.len() / batch;
         let a0 = row_ptr[r.start] as usize;
+        if let Some(c) = copy {
+            let vals = &c.values()[a0..row_ptr[r.end] as usize];
+            let cols = csr.col_idx();
+            sparse::csr_rows(cols, row_ptr, r, vals, &input, out, tier, m.cols());
+            return;
+        }
         let mut vals = vec![0.0f32; row_ptr[r.end] as usize - a0];
         if cb.scope() == CodebookScope::PerTensor {
             // One book: the block's codes in one run (16 at a time).

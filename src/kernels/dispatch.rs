@@ -218,6 +218,14 @@ pub enum Kernel {
     /// rows of such codes (per-row or per-tensor scales) spread to full
     /// rows.
     IntegerSlices,
+    /// Codebook values (dense, kept rows or CSR) of a matrix whose f32 copy
+    /// fits [`MAX_COPY_BYTES`](super::decoded_copy::MAX_COPY_BYTES), on
+    /// AVX2 or AVX-512: the f32 kernel of the structure (dense, or the CSR
+    /// loops) on a decoded copy kept with the values, in the decoding
+    /// kernels' order — on AVX-512, 4-bit (and narrower) dense blocks from 4
+    /// inputs (their streamed readers win below), the others at every batch
+    /// size ([`decoded_copy`](super::decoded_copy)).
+    DecodedCopy,
     /// Sparse f32 kernels (CSR, N:M without a register reader, kept rows).
     Sparse,
     /// CSR with codebook values: each row's values looked up, then the CSR
@@ -247,7 +255,11 @@ pub enum Kernel {
 ///   at every batch size: the input permuted to the stored values, which
 ///   are read through the values' reader (decoded once per call above 16
 ///   inputs);
-/// * CSR with a codebook → [`Kernel::CsrCodebook`]; other f32 sparse
+/// * codebooks (dense, kept rows, CSR) whose decoded f32 copy fits
+///   [`MAX_COPY_BYTES`](super::decoded_copy::MAX_COPY_BYTES), on AVX2 or
+///   AVX-512 → [`Kernel::DecodedCopy`] (on AVX-512, 4-bit and narrower
+///   dense blocks from 4 inputs);
+/// * other CSR with a codebook → [`Kernel::CsrCodebook`]; other f32 sparse
 ///   structures → [`Kernel::Sparse`].
 ///
 /// ```
@@ -270,6 +282,9 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
         _ => Kernel::DecodedTiles,
     };
     let uniform = |v: &Values| v.layout().total() == v.layout().rows() * v.layout().max_row_len();
+    let copied = |c: &crate::matrix::CodebookValues, dense: bool| {
+        super::decoded_copy::applies(c, dense, batch, tier)
+    };
     match (m.structure(), m.values()) {
         (Structure::LowRank(_), _) => Kernel::Factored,
         (Structure::Dense, Some(Values::F32(_))) => Kernel::DenseGemm,
@@ -285,10 +300,13 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
                 Kernel::Reference
             } else if super::quant::sliced::applies(v, tier) {
                 Kernel::IntegerSlices
+            } else if matches!(v, Values::Codebook(c) if copied(c, true)) {
+                Kernel::DecodedCopy
             } else {
                 regs(streamed_max_batch(v, c).or(reader_max_batch(v, c)), c)
             }
         }
+        (Structure::Csr(_), Some(Values::Codebook(c))) if copied(c, false) => Kernel::DecodedCopy,
         (Structure::Csr(_), Some(Values::Codebook(_))) => Kernel::CsrCodebook,
         (Structure::NM(s), Some(v)) if super::quant::sliced::applies_nm(s, v, m.shape(), tier) => {
             Kernel::IntegerSlices
@@ -351,6 +369,7 @@ mod tests {
     /// codebook gathers above batch 1 or at all with VBMI).
     #[test]
     fn chooser_rules() {
+        let avx2 = Tier::detect() >= Tier::Avx2;
         let avx512 = Tier::detect() >= Tier::Avx512;
         let vnni = Tier::detect() == Tier::Avx512Vnni;
         let vbmi = super::super::quant::codebook_vbmi_available();
@@ -364,7 +383,13 @@ mod tests {
             let csr_cb = KMeans::params(32).check().unwrap().quantize(&csr).unwrap();
             for batch in [1, 2, 8, 9, 16, 64, 256] {
                 assert_eq!(kernel_for(&dense, batch), Kernel::DenseGemm);
-                assert_eq!(kernel_for(&csr_cb, batch), Kernel::CsrCodebook);
+                // Small matrices: codebooks multiply through their decoded copy.
+                let csr_cb_kernel = if avx2 {
+                    Kernel::DecodedCopy
+                } else {
+                    Kernel::CsrCodebook
+                };
+                assert_eq!(kernel_for(&csr_cb, batch), csr_cb_kernel);
                 assert_eq!(kernel_for(&csr, batch), Kernel::Sparse);
                 let nm_f32 = kernel_for(&nm, batch);
                 if avx512 {
@@ -411,8 +436,14 @@ mod tests {
                         )
                     );
                     let sliced = vnni && int_codes && rows * cols >= 16_384;
+                    let copy = avx2
+                        && !is_nm
+                        && matches!(m.values(), Some(Values::Codebook(c))
+                            if !avx512 || c.indices().width() > 4 || batch >= 4);
                     let want = if sliced {
                         Kernel::IntegerSlices
+                    } else if copy {
+                        Kernel::DecodedCopy
                     } else if !avx512 || batch > limit || cb8_tiles {
                         Kernel::DecodedTiles
                     } else {

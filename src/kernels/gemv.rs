@@ -197,76 +197,171 @@ fn dot_portable(w: &[f32], x: &[f32]) -> f32 {
 
 // ---------------------------------------------------------------------- AVX2
 
-/// The AVX2 twin for dense f32: blocks of [`R`] rows × up to 2 inputs
-/// (8 accumulators of 8 lanes in the 16 registers), `k` ascending, a
-/// scalar tail added to lane 0 in order, then a fixed horizontal sum.
+/// A weight matrix read 8 values at a time in registers, for the AVX2
+/// driver [`rows_avx2`]: dense f32 rows, or an encoding's codes decoded in
+/// registers (`quant::avx2`) to exactly the values of its row decoder.
+#[cfg(target_arch = "x86_64")]
+pub(crate) trait Rows8: Sync {
+    /// Per-segment state (a broadcast scale and zero-point, a table).
+    type Seg: Copy;
+
+    /// Values per segment: a multiple of 8 (a group), or `usize::MAX` (the
+    /// whole row: the default). Segments start at multiples of it.
+    fn seg_len(&self) -> usize {
+        usize::MAX
+    }
+
+    /// The state of the segment holding value `k` of row `i`.
+    ///
+    /// # Safety
+    /// AVX2 is available; row `i` exists and `k` is below its length.
+    unsafe fn seg(&self, i: usize, k: usize) -> Self::Seg;
+
+    /// Values `k..k + 8` of row `i`, in segment `s`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available; row `i` exists, `k + 8` is at most its
+    /// length and `s` is the state of the segment holding `k..k + 8`.
+    unsafe fn lanes8(&self, s: &Self::Seg, i: usize, k: usize) -> __m256;
+
+    /// Value `t` of row `i`, in segment `s` (the scalar tail).
+    ///
+    /// # Safety
+    /// Row `i` exists, `t` is below its length and `s` is its segment's.
+    unsafe fn at(&self, s: &Self::Seg, i: usize, t: usize) -> f32;
+}
+
+/// Dense f32 rows of `cols` values.
+#[cfg(target_arch = "x86_64")]
+struct F32Rows8<'a> {
+    w: &'a [f32],
+    cols: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Rows8 for F32Rows8<'_> {
+    type Seg = ();
+
+    #[inline(always)]
+    unsafe fn seg(&self, _: usize, _: usize) {}
+
+    #[inline(always)]
+    unsafe fn lanes8(&self, _: &(), i: usize, k: usize) -> __m256 {
+        // SAFETY: the caller's contract (the row holds `k..k + 8`).
+        unsafe { _mm256_loadu_ps(self.w.as_ptr().add(i * self.cols + k)) }
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, _: &(), i: usize, t: usize) -> f32 {
+        // SAFETY: the caller's contract.
+        unsafe { *self.w.get_unchecked(i * self.cols + t) }
+    }
+}
+
+/// The AVX2 twin for dense f32 ([`rows_avx2`] on the rows of `w`).
 ///
 /// # Safety
 /// AVX2 and FMA are available; `w` and `xs` hold whole rows of `cols > 0`
 /// values and `out` holds `w rows × xs rows` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dense_avx2(w: &[f32], xs: &[f32], cols: usize, out: &mut [f32]) {
+pub(crate) unsafe fn dense_avx2(w: &[f32], xs: &[f32], cols: usize, out: &mut [f32]) {
+    // SAFETY: this function's contract.
+    unsafe { rows_avx2(&F32Rows8 { w, cols }, 0, xs, cols, out) }
+}
+
+/// `out[r·batch + b] = W row (row0 + r) · x row b`, W read through `f`:
+/// blocks of [`R`] rows × up to 2 inputs (8 accumulators of 8 lanes in the
+/// 16 registers), `k` ascending, a scalar tail added to lane 0 in order,
+/// then a fixed horizontal sum. No features of its own: inlined into each
+/// reader's AVX2 driver.
+///
+/// # Safety
+/// AVX2 and FMA are available; rows `row0..row0 + out.len() / batch` exist
+/// in `f`; `xs` holds whole rows of `cols > 0` values.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn rows_avx2<F: Rows8>(
+    f: &F,
+    row0: usize,
+    xs: &[f32],
+    cols: usize,
+    out: &mut [f32],
+) {
     let batch = xs.len() / cols;
-    let nr = w.len() / cols;
+    let nr = out.len() / batch;
     for_blocks!(nr, batch, cols, 2, |i, rr, b0, nc| {
+        let at = (row0 + i, b0, batch);
         // SAFETY: this function's contract; rows `i..i + rr` and inputs
         // `b0..b0 + nc` exist.
         unsafe {
             match (rr, nc) {
-                (R, 2) => block_avx2::<R, 2>(w, xs, cols, i, b0, batch, out),
-                (R, _) => block_avx2::<R, 1>(w, xs, cols, i, b0, batch, out),
-                (_, 2) => block_avx2::<1, 2>(w, xs, cols, i, b0, batch, out),
-                _ => block_avx2::<1, 1>(w, xs, cols, i, b0, batch, out),
+                (R, 2) => block_avx2::<F, R, 2>(f, xs, cols, at, &mut out[i * batch..]),
+                (R, _) => block_avx2::<F, R, 1>(f, xs, cols, at, &mut out[i * batch..]),
+                (_, 2) => block_avx2::<F, 1, 2>(f, xs, cols, at, &mut out[i * batch..]),
+                _ => block_avx2::<F, 1, 1>(f, xs, cols, at, &mut out[i * batch..]),
             }
         }
     });
 }
 
-/// One AVX2 register block: rows `i..i + RR` × inputs `b0..b0 + CC`.
+/// One AVX2 register block: rows `i..i + RR` of `f` × inputs `b0..b0 +
+/// CC` (`(i, b0, batch)`), into `out[r·batch + b0 + c]`.
 ///
 /// # Safety
-/// As [`dense_avx2`]; the rows and inputs exist.
+/// As [`rows_avx2`]; the rows and inputs exist.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-unsafe fn block_avx2<const RR: usize, const CC: usize>(
-    w: &[f32],
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn block_avx2<F: Rows8, const RR: usize, const CC: usize>(
+    f: &F,
     xs: &[f32],
     cols: usize,
-    i: usize,
-    b0: usize,
-    batch: usize,
+    (i, b0, batch): (usize, usize, usize),
     out: &mut [f32],
 ) {
-    let wp: [*const f32; RR] = std::array::from_fn(|r| w[(i + r) * cols..].as_ptr());
     let xp: [*const f32; CC] = std::array::from_fn(|c| xs[(b0 + c) * cols..].as_ptr());
-    let mut acc = [[_mm256_setzero_ps(); CC]; RR];
-    let mut k = 0;
-    // SAFETY: `k + 8 ≤ cols` inside the loop; every pointer starts a row of
-    // `cols` values.
+    // SAFETY: AVX2 and FMA are available (the contract); `k + 8 ≤ cols`
+    // inside the loop; every input pointer starts a row of `cols` values.
     unsafe {
-        while k + 8 <= cols {
-            let xv: [__m256; CC] = std::array::from_fn(|c| _mm256_loadu_ps(xp[c].add(k)));
-            for r in 0..RR {
-                let wv = _mm256_loadu_ps(wp[r].add(k));
-                for c in 0..CC {
-                    acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
-                }
+        let mut acc = [[_mm256_setzero_ps(); CC]; RR];
+        let (full, seg_len) = (cols / 8 * 8, f.seg_len());
+        let mut k = 0;
+        while k < full {
+            let end = if seg_len >= full - k {
+                full
+            } else {
+                k + seg_len
+            };
+            // A plain loop (a closure would not inline into this function).
+            let mut segs = [f.seg(i, k); RR];
+            for r in 1..RR {
+                segs[r] = f.seg(i + r, k);
             }
-            k += 8;
+            while k < end {
+                let xv: [__m256; CC] = std::array::from_fn(|c| _mm256_loadu_ps(xp[c].add(k)));
+                for r in 0..RR {
+                    let wv = f.lanes8(&segs[r], i + r, k);
+                    for c in 0..CC {
+                        acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
+                    }
+                }
+                k += 8;
+            }
         }
         for r in 0..RR {
+            let seg = (k < cols).then(|| f.seg(i + r, k));
             for c in 0..CC {
                 let mut lanes = [0.0f32; 8];
                 _mm256_storeu_ps(lanes.as_mut_ptr(), acc[r][c]);
-                for t in k..cols {
-                    lanes[0] = (*wp[r].add(t)).mul_add(*xp[c].add(t), lanes[0]);
+                if let Some(seg) = &seg {
+                    for t in k..cols {
+                        lanes[0] = f.at(seg, i + r, t).mul_add(*xp[c].add(t), lanes[0]);
+                    }
                 }
                 let s = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6]))
                     + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
-                out[(i + r) * batch + b0 + c] = s;
+                out[r * batch + b0 + c] = s;
             }
         }
     }

@@ -70,6 +70,7 @@ pub(crate) use multiversion;
 
 pub mod codebook;
 pub mod csr_codebook;
+pub mod decoded_copy;
 pub mod dense;
 pub mod dispatch;
 pub mod gemm;

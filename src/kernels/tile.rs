@@ -19,7 +19,9 @@
 //! partial block adds only its lanes), then the 16 lanes are summed by a
 //! fixed tree. The AVX-512 path fuses each multiply-add (one rounding, so
 //! its bits differ from the portable path's; each tier is deterministic on
-//! its own). Both paths are tested against the reference kernel.
+//! its own). The AVX2 path is the dense f32 kernel's (`gemv`: 8 fused
+//! lanes, a scalar tail into lane 0, a fixed horizontal sum) on the decoded
+//! rows. All paths are tested against the reference kernel.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -74,7 +76,7 @@ where
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let per = rows_per_task(cols, TASK_ELEMS);
-    let tr = tile_rows(cols);
+    let tr = if batch <= 8 { R } else { tile_rows(cols) };
     #[cfg(target_arch = "x86_64")]
     if let Some(f) = lanes {
         if tier >= Tier::Avx512 && batch <= f.max_batch() && cols > 0 {
@@ -116,6 +118,14 @@ fn products(tile: &[f32], xs: &[f32], cols: usize, out: &mut [f32], tier: Tier) 
         // SAFETY: `tier` is capped to the CPU, so AVX-512 F/BW/VL, BMI2 and FMA are
         // available; every row slice holds `cols` values.
         unsafe { products_avx512(tile, xs, cols, out) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if tier == Tier::Avx2 {
+        // The dense f32 kernel's AVX2 twin on the decoded rows (the plain
+        // lanes spilled their 192 accumulators to memory: 0.05–0.1× dense).
+        // SAFETY: `tier` is capped to the CPU (AVX2 + FMA); whole rows.
+        unsafe { super::gemv::dense_avx2(tile, xs, cols, out) };
         return;
     }
     let _ = tier;

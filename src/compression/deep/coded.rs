@@ -220,6 +220,7 @@ impl HuffmanCsr {
         )?;
         let mut v = self.values.decode()?;
         v.layout = RowLayout::Ragged(csr.row_ptr.clone());
+        v.prepacked = Default::default();
         CompressedMatrix::from_parts(
             self.rows,
             self.cols,

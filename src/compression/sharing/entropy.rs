@@ -29,6 +29,8 @@ impl CodebookValues {
         let counts = symbol_counts(&sym, self.k);
         let mut base = self.clone();
         base.indices = pack(index_bits(self.k), &[]);
+        // Derived data of the old indices goes with them.
+        base.prepacked = Default::default();
         if sym.is_empty() {
             // Nothing to code: an empty stream and an empty (all-zero) table.
             let code = HuffmanCode::from_counts(&[1])?;
@@ -92,6 +94,7 @@ impl HuffmanCodebook {
             .collect();
         let mut v = self.base.clone();
         v.indices = pack(index_bits(v.k), &idx);
+        v.prepacked = Default::default();
         Ok(v)
     }
 

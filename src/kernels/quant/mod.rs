@@ -25,6 +25,8 @@ use crate::matrix::{
 use crate::parallel::ParallelExecutor;
 
 mod activations;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub mod binary;
 #[cfg(target_arch = "x86_64")]
 mod codebook4;
@@ -187,6 +189,13 @@ pub fn matmul_block(
     if let Some(y) = sliced::matmul(values, x, exec, isa) {
         return Some(y);
     }
+    // Codebooks of cache-resident matrices: the dense kernel on their
+    // decoded copy (the decoding kernels' order, so the same bits).
+    if let Values::Codebook(v) = values {
+        if let Some(y) = super::decoded_copy::matmul_block(v, (rows, cols), x, exec, isa) {
+            return Some(y);
+        }
+    }
     // Every batch size: one dot-product order per (input row, weight row)
     // pair; small batches read the codes in registers, larger ones decode
     // tiles once (the same values, so the same bits), each output scaled
@@ -199,6 +208,11 @@ pub fn matmul_block(
     };
     // A few input rows: W streamed once, the same values and order.
     if let Some(y) = lanes::streamed(values, x, exec, isa, sc) {
+        return Some(scale_outputs(y, scales));
+    }
+    // The same on AVX2: codes decoded in registers, the dense AVX2 kernel.
+    #[cfg(target_arch = "x86_64")]
+    if let Some(y) = avx2::streamed(values, x, exec, isa, sc) {
         return Some(scale_outputs(y, scales));
     }
     // One arm per encoding: its in-register reader and its row decoder.

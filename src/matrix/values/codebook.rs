@@ -1,5 +1,6 @@
 //! Shared values: a codebook of centroids and a packed index per value.
 
+use super::prepacked::Prepacked;
 use crate::matrix::{PackedBits, RowLayout};
 
 /// Whether one codebook serves the whole tensor or each row has its own.
@@ -19,6 +20,8 @@ pub struct CodebookValues {
     pub(crate) scope: CodebookScope,
     pub(crate) centroids: Vec<f32>,
     pub(crate) indices: PackedBits,
+    /// The decoded copy of cache-resident matrices (`kernels::decoded_copy`).
+    pub(crate) prepacked: Prepacked,
 }
 
 impl CodebookValues {

@@ -222,6 +222,7 @@ impl Values {
             scope,
             centroids,
             indices,
+            prepacked: Default::default(),
         }))
     }
 

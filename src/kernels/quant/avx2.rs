@@ -1,0 +1,484 @@
+//! AVX2 in-register readers: int8, int4, binary and ternary rows decoded 8
+//! values at a time for the dense f32 kernel's AVX2 driver
+//! (`gemv::rows_avx2`), at small batches.
+//!
+//! Without AVX-512 the weight-only products decoded tiles of f32 and
+//! multiplied them with the dense kernel: at batch 1 the decode and the
+//! tile's write and re-read cost more than dense f32's whole product
+//! (0.2–0.45× on 384 × 384). Here each weight is decoded in registers where
+//! it is multiplied — a byte read for 8 int8 codes, 4 bytes for 8 int4
+//! codes, 1 byte for 8 binary signs, 2 bytes for 8 ternary codes — to
+//! exactly the values of the encoding's row decoder (`fused`: `q − z`,
+//! times the scale unless the row's one scale is deferred, `RowScale`), and
+//! summed in the dense kernel's AVX2 order. The decoded tiles run the same
+//! kernel, so a row's result has the same bits at every batch size.
+//!
+//! Rows must start on a byte (even int4 rows, binary rows of a multiple of 8
+//! values, ternary of 4) and a group of int8 / int4 scales must cover whole
+//! runs of 8 values; other layouts decode tiles.
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use ndarray::{Array2, ArrayView2};
+
+use super::lanes::SegParams;
+use super::{with_const, RowScale, Values};
+use crate::kernels::gemv::{rows_avx2, Rows8};
+use crate::kernels::Tier;
+use crate::matrix::{Granularity, Int4Values, Int8Values, QuantParams};
+use crate::matrix::{TERNARY_MINUS, TERNARY_PLUS};
+use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
+
+/// Largest batch read through these readers: above it each weight would be
+/// decoded once per two inputs, and a decoded tile (once per call) costs
+/// less.
+pub(crate) const MAX_BATCH: usize = 8;
+/// Weight values per task (a fixed split: it depends on the shape only).
+const TASK_ELEMS: usize = 1 << 16;
+
+/// `y = x · Wᵀ` (`[batch, rows]`, deferred row scales not applied) through
+/// an AVX2 reader of `values` (`cols` per row), where the tier is AVX2
+/// (AVX-512 has its own readers), `batch ≤ MAX_BATCH` and the layout has a
+/// reader; `None` elsewhere.
+pub(crate) fn streamed(
+    values: &Values,
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    tier: Tier,
+    sc: RowScale,
+) -> Option<Array2<f32>> {
+    let rows = values.layout().rows();
+    let cols = values.layout().max_row_len();
+    if tier.capped() != Tier::Avx2 || x.nrows() > MAX_BATCH || cols == 0 {
+        return None;
+    }
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let batch = x.nrows();
+    let per = rows_per_task(cols, TASK_ELEMS);
+    macro_rules! run {
+        ($f:expr) => {{
+            let f = $f;
+            Some(row_blocks(rows, batch, per, exec, |t, out| {
+                // SAFETY: the tier is AVX2 (capped to the CPU); rows
+                // `t·per..` exist; `xs` holds whole rows of `cols`.
+                unsafe { products(&f, t * per, xs, cols, out) }
+            }))
+        }};
+    }
+    match values {
+        Values::Int8(v) => {
+            let (z, s) = consts(v.params(), sc);
+            with_const!(z, |Z| with_const!(s, |S| run!(Int8Rows::<Z, S>::new(
+                v, cols, sc
+            )?)))
+        }
+        Values::Int4(v) => {
+            let (z, s) = consts(v.params(), sc);
+            with_const!(z, |Z| with_const!(s, |S| run!(Int4Rows::<Z, S>::new(
+                v, cols, sc
+            )?)))
+        }
+        // One scale a row, always deferred here (`row_scales`).
+        Values::Binary(v) if cols.is_multiple_of(8) && sc == RowScale::Deferred => {
+            let (bytes, table) = (v.signs().bytes(), binary_table());
+            run!(BinaryRows { bytes, cols, table })
+        }
+        Values::Ternary(v) if cols.is_multiple_of(4) && sc == RowScale::Deferred => {
+            let (bytes, table) = (v.codes().bytes(), ternary_table());
+            run!(TernaryRows { bytes, cols, table })
+        }
+        _ => None,
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA are available; as [`rows_avx2`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn products<F: Rows8>(f: &F, row0: usize, xs: &[f32], cols: usize, out: &mut [f32]) {
+    // SAFETY: this function's contract.
+    unsafe { rows_avx2(f, row0, xs, cols, out) }
+}
+
+/// The parameter sets of uniform rows (`lanes::SegParams`, which finds a
+/// segment's set without a division for groups of a power of two), the
+/// scale deferred or applied.
+struct Params8<'a> {
+    p: SegParams<'a>,
+    sc: RowScale,
+    /// Segment length: the group, or `usize::MAX` for one set a row.
+    group: usize,
+}
+
+impl<'a> Params8<'a> {
+    /// `None` where a group does not cover whole runs of 8.
+    fn new(p: &'a QuantParams, cols: usize, sc: RowScale) -> Option<Self> {
+        let group = match p.granularity() {
+            Granularity::PerGroup(g) if g.is_multiple_of(8) => g,
+            Granularity::PerGroup(_) => return None,
+            _ => usize::MAX,
+        };
+        Some(Params8 {
+            p: SegParams::new(p, cols),
+            sc,
+            group,
+        })
+    }
+
+    /// The state of the segment holding value `k` of row `i`: `s` and `z`
+    /// broadcast, and as scalars.
+    ///
+    /// # Safety
+    /// AVX2 is available; `i` is a row and `k` a column.
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, k: usize) -> IntSeg {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let (s, z) = self.p.get(i, k);
+            let s = self.sc.of(s);
+            IntSeg {
+                s: _mm256_set1_ps(s),
+                z: _mm256_set1_epi32(z),
+                scalar: (s, z),
+            }
+        }
+    }
+}
+
+/// A segment's parameters (see [`Params8::seg`]).
+#[derive(Clone, Copy)]
+struct IntSeg {
+    s: __m256,
+    z: __m256i,
+    scalar: (f32, i32),
+}
+
+/// `(q − z)·s` for 8 integer codes, as the row decoder computes it:
+/// without the subtraction when no code has a zero-point (`Z`), without
+/// the multiplication when the scale is deferred (`S`; `x·1` is `x`).
+///
+/// # Safety
+/// AVX2 is available.
+#[inline(always)]
+unsafe fn scaled<const Z: bool, const S: bool>(q: __m256i, g: &IntSeg) -> __m256 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let q = if Z { _mm256_sub_epi32(q, g.z) } else { q };
+        let v = _mm256_cvtepi32_ps(q);
+        if S {
+            _mm256_mul_ps(v, g.s)
+        } else {
+            v
+        }
+    }
+}
+
+/// `(q − z)·s` for one code (the scalar tail).
+#[inline(always)]
+fn scaled1(q: i32, &IntSeg { scalar: (s, z), .. }: &IntSeg) -> f32 {
+    (q - z) as f32 * s
+}
+
+/// Whether codes with parameters `p` have zero-points (`Z`) and whether
+/// their scale is applied per value (`S`): the readers' const parameters.
+fn consts(p: &QuantParams, sc: RowScale) -> (bool, bool) {
+    (p.zero_points().is_some(), sc == RowScale::Applied)
+}
+
+/// int8 codes of uniform rows.
+struct Int8Rows<'a, const Z: bool, const S: bool> {
+    codes: &'a [i8],
+    cols: usize,
+    p: Params8<'a>,
+}
+
+impl<'a, const Z: bool, const S: bool> Int8Rows<'a, Z, S> {
+    fn new(v: &'a Int8Values, cols: usize, sc: RowScale) -> Option<Self> {
+        let p = Params8::new(v.params(), cols, sc)?;
+        Some(Int8Rows {
+            codes: v.codes(),
+            cols,
+            p,
+        })
+    }
+}
+
+impl<const Z: bool, const S: bool> Rows8 for Int8Rows<'_, Z, S> {
+    type Seg = IntSeg;
+
+    fn seg_len(&self) -> usize {
+        self.p.group
+    }
+
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, k: usize) -> IntSeg {
+        // SAFETY: the caller's contract.
+        unsafe { self.p.seg(i, k) }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes8(&self, g: &IntSeg, i: usize, k: usize) -> __m256 {
+        // SAFETY: the caller's contract: codes `i·cols + k..+ 8` exist.
+        unsafe {
+            let p = self.codes.as_ptr().add(i * self.cols + k);
+            scaled::<Z, S>(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast())), g)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, g: &IntSeg, i: usize, t: usize) -> f32 {
+        // SAFETY: the caller's contract.
+        scaled1(
+            unsafe { *self.codes.get_unchecked(i * self.cols + t) } as i32,
+            g,
+        )
+    }
+}
+
+/// int4 codes (two's complement nibbles, low nibble first) of even rows.
+struct Int4Rows<'a, const Z: bool, const S: bool> {
+    bytes: &'a [u8],
+    cols: usize,
+    p: Params8<'a>,
+}
+
+impl<'a, const Z: bool, const S: bool> Int4Rows<'a, Z, S> {
+    fn new(v: &'a Int4Values, cols: usize, sc: RowScale) -> Option<Self> {
+        if !cols.is_multiple_of(2) {
+            return None;
+        }
+        let p = Params8::new(v.params(), cols, sc)?;
+        Some(Int4Rows {
+            bytes: v.codes().bytes(),
+            cols,
+            p,
+        })
+    }
+}
+
+impl<const Z: bool, const S: bool> Rows8 for Int4Rows<'_, Z, S> {
+    type Seg = IntSeg;
+
+    fn seg_len(&self) -> usize {
+        self.p.group
+    }
+
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, k: usize) -> IntSeg {
+        // SAFETY: the caller's contract.
+        unsafe { self.p.seg(i, k) }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes8(&self, g: &IntSeg, i: usize, k: usize) -> __m256 {
+        // SAFETY: the caller's contract: values `k..k + 8` of the (even)
+        // row are the 4 bytes from `(i·cols + k) / 2`.
+        unsafe {
+            let p = self.bytes.as_ptr().add((i * self.cols + k) / 2);
+            let w = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
+            // Nibble j to the top of lane j, then back with its sign.
+            let up = _mm256_sllv_epi32(w, _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0));
+            scaled::<Z, S>(_mm256_srai_epi32(up, 28), g)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, g: &IntSeg, i: usize, t: usize) -> f32 {
+        let n = i * self.cols + t;
+        // SAFETY: the caller's contract.
+        let b = unsafe { *self.bytes.get_unchecked(n / 2) };
+        let q = if n.is_multiple_of(2) {
+            (b << 4) as i8 >> 4
+        } else {
+            b as i8 >> 4
+        };
+        scaled1(q as i32, g)
+    }
+}
+
+/// The values of 8 binary signs (bit `j` of the byte: lane `j`), ±1.
+fn binary_table() -> &'static [[f32; 8]; 256] {
+    static T: OnceLock<Box<[[f32; 8]; 256]>> = OnceLock::new();
+    T.get_or_init(|| {
+        let lanes = |b: usize| std::array::from_fn(|j| if (b >> j) & 1 == 1 { 1.0 } else { -1.0 });
+        Box::new(std::array::from_fn(lanes))
+    })
+}
+
+/// The values of 4 ternary codes (bits `2j..2j + 2` of the byte: lane `j`),
+/// ±1 and 0 (the row decoder's values with the scale deferred).
+fn ternary_table() -> &'static [[f32; 4]; 256] {
+    static T: OnceLock<Box<[[f32; 4]; 256]>> = OnceLock::new();
+    T.get_or_init(|| {
+        let value = |c: u16| {
+            if c == TERNARY_PLUS {
+                1.0
+            } else if c == TERNARY_MINUS {
+                -1.0
+            } else {
+                0.0
+            }
+        };
+        let lanes = |b: usize| std::array::from_fn(|j| value(((b >> (2 * j)) & 3) as u16));
+        Box::new(std::array::from_fn(lanes))
+    })
+}
+
+/// Binary signs of rows of a multiple of 8 values, the row scale deferred:
+/// 8 signs are one byte, and a byte's 8 values one load from a table.
+struct BinaryRows<'a> {
+    bytes: &'a [u8],
+    cols: usize,
+    table: &'static [[f32; 8]; 256],
+}
+
+impl Rows8 for BinaryRows<'_> {
+    type Seg = ();
+
+    #[inline(always)]
+    unsafe fn seg(&self, _: usize, _: usize) {}
+
+    #[inline(always)]
+    unsafe fn lanes8(&self, _: &(), i: usize, k: usize) -> __m256 {
+        // SAFETY: the caller's contract: signs `k..k + 8` of row `i` are
+        // the byte `(i·cols + k) / 8` (rows and runs start on a byte).
+        unsafe {
+            let b = *self.bytes.get_unchecked((i * self.cols + k) / 8);
+            _mm256_loadu_ps(self.table.get_unchecked(b as usize).as_ptr())
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, _: &(), i: usize, t: usize) -> f32 {
+        let n = i * self.cols + t;
+        // SAFETY: the caller's contract.
+        let b = unsafe { *self.bytes.get_unchecked(n / 8) };
+        self.table[b as usize][n % 8]
+    }
+}
+
+/// Ternary codes of rows of a multiple of 4 values, the row scale
+/// deferred: 8 codes are two bytes, each byte's 4 values a 16-byte load
+/// from a table.
+struct TernaryRows<'a> {
+    bytes: &'a [u8],
+    cols: usize,
+    table: &'static [[f32; 4]; 256],
+}
+
+impl Rows8 for TernaryRows<'_> {
+    type Seg = ();
+
+    #[inline(always)]
+    unsafe fn seg(&self, _: usize, _: usize) {}
+
+    #[inline(always)]
+    unsafe fn lanes8(&self, _: &(), i: usize, k: usize) -> __m256 {
+        // SAFETY: the caller's contract: codes `k..k + 8` of row `i` are
+        // the two bytes from `(i·cols + k) / 4` (rows and runs start on a
+        // byte).
+        unsafe {
+            let p = self.bytes.as_ptr().add((i * self.cols + k) / 4);
+            let lo = _mm_loadu_ps(self.table.get_unchecked(*p as usize).as_ptr());
+            let hi = _mm_loadu_ps(self.table.get_unchecked(*p.add(1) as usize).as_ptr());
+            _mm256_set_m128(hi, lo)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, _: &(), i: usize, t: usize) -> f32 {
+        let n = i * self.cols + t;
+        // SAFETY: the caller's contract.
+        let b = unsafe { *self.bytes.get_unchecked(n / 4) };
+        self.table[b as usize][n % 4]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{s, Array2};
+
+    use super::*;
+    use crate::kernels::gemv;
+    use crate::matrix::CompressedMatrix;
+    use crate::parallel::{Sequential, ThreadPool};
+    use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
+
+    /// Rows of `v` decoded by the row decoders with the scale `sc`.
+    fn decoded(v: &Values, out: &mut [f32], sc: RowScale) {
+        match v {
+            Values::Int8(v) => super::super::decode_rows(v, 0, out, sc),
+            Values::Int4(v) => super::super::decode_rows(v, 0, out, sc),
+            Values::Binary(v) => super::super::decode_rows(v, 0, out, sc),
+            Values::Ternary(v) => super::super::decode_rows(v, 0, out, sc),
+            _ => unreachable!("int codes only"),
+        }
+    }
+
+    /// Each reader gives the dense AVX2 kernel on the decoded rows (the
+    /// decoded tiles' path) bit for bit, at every batch it takes, on every
+    /// executor; layouts without a reader and larger batches give `None`.
+    #[test]
+    fn readers_give_the_bits_of_the_decoded_rows() {
+        if Tier::detect() < Tier::Avx2 {
+            return;
+        }
+        let pool = ThreadPool::new(3).unwrap();
+        for (rows, cols) in [(37, 64), (9, 100), (5, 300), (6, 36), (3, 24)] {
+            let w = Array2::from_shape_fn((rows, cols), |(i, j)| {
+                (((i * 37 + j * 11) % 29) as f32 - 14.0) / 9.0
+            });
+            let d = CompressedMatrix::from_dense(w.view()).unwrap();
+            let int = |bits: u8, g: Option<usize>, sym: bool| {
+                let p = IntQuantizer::params(bits).symmetric(sym);
+                let p = match g {
+                    Some(g) => p.per_group(g),
+                    None => p.per_row(),
+                };
+                p.check().unwrap().quantize(&d).unwrap()
+            };
+            // (matrix, whether it has a reader)
+            let forms = [
+                (int(8, None, true), true),
+                (int(8, None, false), true),
+                (int(8, Some(8), true), true),
+                (int(8, Some(12), true), false),
+                (int(4, None, true), true),
+                (int(4, Some(16), false), true),
+                (int(4, Some(6), true), false),
+                (Binary.quantize(&d).unwrap(), cols % 8 == 0),
+                (Ternary.quantize(&d).unwrap(), cols % 4 == 0),
+            ];
+            let x = Array2::from_shape_fn((MAX_BATCH + 1, cols), |(b, j)| {
+                ((b * 31 + j * 17) % 23) as f32 / 7.0 - 1.5
+            });
+            for (m, reads) in &forms {
+                let v = m.values().unwrap();
+                let sc = if super::super::row_scales(v).is_some() {
+                    RowScale::Deferred
+                } else {
+                    RowScale::Applied
+                };
+                let mut dec = vec![0.0f32; rows * cols];
+                decoded(v, &mut dec, sc);
+                let what = format!("{} {:?} {rows}x{cols}", m.encoding(), sc);
+                for batch in 1..=MAX_BATCH {
+                    let xb = x.slice(s![..batch, ..]);
+                    let want = gemv::dense(&dec, rows, cols, xb, &Sequential, Tier::Avx2);
+                    for exec in [&Sequential as &dyn ParallelExecutor, &pool] {
+                        let got = streamed(v, xb, exec, Tier::Avx2, sc);
+                        assert_eq!(got.is_some(), *reads, "{what}");
+                        if let Some(got) = got {
+                            assert_eq!(got, want, "{what} batch {batch}");
+                        }
+                    }
+                }
+                assert!(streamed(v, x.view(), &Sequential, Tier::Avx2, sc).is_none());
+                assert!(
+                    streamed(v, x.slice(s![..1, ..]), &Sequential, Tier::Portable, sc).is_none()
+                );
+            }
+        }
+    }
+}
