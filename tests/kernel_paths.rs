@@ -70,7 +70,6 @@ fn forms(s: &CompressedMatrix, k256: bool) -> Vec<CompressedMatrix> {
 fn every_chosen_path_matches_the_reference_at_every_batch() {
     let pool2 = ThreadPool::new(2).unwrap();
     let pool3 = ThreadPool::new(3).unwrap();
-    let avx512 = Tier::detect() >= Tier::Avx512;
     for (si, &(rows, cols)) in [(100, 300), (9, 100), (7, 36), (5, 52), (3, 64)]
         .iter()
         .enumerate()
@@ -104,7 +103,8 @@ fn every_chosen_path_matches_the_reference_at_every_batch() {
             // rows may differ in the last bits between batch sizes.
             let tiled = match (m.structure(), m.encoding()) {
                 (Structure::Dense, "f32") | (Structure::Csr(_), _) => false,
-                (Structure::NM(_), "f32") => avx512,
+                // AVX2 runs N:M f32 on the dense kernel's order too.
+                (Structure::NM(_), "f32") => Tier::detect() >= Tier::Avx2,
                 _ => true,
             };
             for batch in [1, 2, 3, 8, 9, 16, 64] {

@@ -250,7 +250,9 @@ pub enum Kernel {
 ///   up to the reader's batch limit (16 for the streamed int8 / int4 /
 ///   binary / ternary / 4-bit codebook rows; 1 for gathered 8-bit
 ///   codebooks, which do not use gathers at all where AVX-512 VBMI decodes
-///   tiles), else [`Kernel::DecodedTiles`];
+///   tiles), else [`Kernel::DecodedTiles`]; on AVX2, int8 / int4 (groups
+///   of a multiple of 8) and byte-aligned binary / ternary rows up to 8
+///   inputs → [`Kernel::Registers`];
 /// * other 2:4 (values with a reader, f32 included) → [`Kernel::Registers`]
 ///   at every batch size: the input permuted to the stored values, which
 ///   are read through the values' reader (decoded once per call above 16
@@ -281,6 +283,27 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
         Some(b) if tier >= Tier::Avx512 && batch <= b && cols > 0 => Kernel::Registers,
         _ => Kernel::DecodedTiles,
     };
+    // AVX2's readers (`quant::avx2`), for dense blocks.
+    #[cfg(target_arch = "x86_64")]
+    let avx2_reads = |v: &Values, cols: usize| {
+        use super::quant::avx2;
+        tier == Tier::Avx2 && batch <= avx2::MAX_BATCH && cols > 0 && avx2::reads(v, cols)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2_reads = |_: &Values, _: usize| false;
+    // N:M rows on AVX2: 2:4 f32 / int8 rows read whole in registers up to
+    // the 2:4 reader's batch, decoded tiles above (f32 included).
+    #[cfg(target_arch = "x86_64")]
+    let nm_avx2 = |s: &crate::matrix::NM, v: &Values| {
+        use super::quant::avx2;
+        if batch <= avx2::NM_MAX_BATCH && avx2::reads_nm(s, v, cols) {
+            Kernel::Registers
+        } else {
+            Kernel::DecodedTiles
+        }
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let nm_avx2 = |_: &crate::matrix::NM, _: &Values| Kernel::DecodedTiles;
     let uniform = |v: &Values| v.layout().total() == v.layout().rows() * v.layout().max_row_len();
     let copied = |c: &crate::matrix::CodebookValues, dense: bool| {
         super::decoded_copy::applies(c, dense, batch, tier)
@@ -290,6 +313,9 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
         (Structure::Dense, Some(Values::F32(_))) => Kernel::DenseGemm,
         (Structure::NM(s), Some(v @ Values::F32(_))) if uniform(v) && nm24_reads(s, v, cols) => {
             Kernel::Registers
+        }
+        (Structure::NM(s), Some(v @ Values::F32(_))) if uniform(v) && tier == Tier::Avx2 => {
+            nm_avx2(s, v)
         }
         (Structure::Csr(_) | Structure::NM(_) | Structure::KeptRows(_), Some(Values::F32(_))) => {
             Kernel::Sparse
@@ -302,6 +328,8 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
                 Kernel::IntegerSlices
             } else if matches!(v, Values::Codebook(c) if copied(c, true)) {
                 Kernel::DecodedCopy
+            } else if avx2_reads(v, c) {
+                Kernel::Registers
             } else {
                 regs(streamed_max_batch(v, c).or(reader_max_batch(v, c)), c)
             }
@@ -312,6 +340,7 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
             Kernel::IntegerSlices
         }
         (Structure::NM(s), Some(v)) if uniform(v) && nm24_reads(s, v, cols) => Kernel::Registers,
+        (Structure::NM(s), Some(v)) if uniform(v) && tier == Tier::Avx2 => nm_avx2(s, v),
         (Structure::NM(_), Some(v)) if uniform(v) => Kernel::DecodedTiles,
         (Structure::Csr(_) | Structure::NM(_), Some(_)) => Kernel::DecodedTiles,
         (_, None) => Kernel::Reference,
@@ -392,10 +421,14 @@ mod tests {
                 assert_eq!(kernel_for(&csr_cb, batch), csr_cb_kernel);
                 assert_eq!(kernel_for(&csr, batch), Kernel::Sparse);
                 let nm_f32 = kernel_for(&nm, batch);
+                let what = format!("2:4 f32 {rows}x{cols} batch {batch}");
                 if avx512 {
                     // The 2:4 kernel, at every batch size.
-                    let what = format!("2:4 f32 {rows}x{cols} batch {batch}");
                     assert_eq!(nm_f32, Kernel::Registers, "{what}");
+                } else if avx2 && batch <= 4 && cols % 8 == 0 {
+                    assert_eq!(nm_f32, Kernel::Registers, "{what}");
+                } else if avx2 {
+                    assert_eq!(nm_f32, Kernel::DecodedTiles, "{what}");
                 } else {
                     assert_eq!(nm_f32, Kernel::Sparse);
                 }
@@ -416,6 +449,14 @@ mod tests {
                         Some(Values::Codebook(c)) => c.indices().width() == 4 && cols % 2 == 0,
                         _ => false,
                     };
+                    // AVX2 reads 2:4 int8 (one scale a row) in registers.
+                    let avx2_nm = avx2
+                        && !avx512
+                        && is_nm
+                        && batch <= 4
+                        && cols % 8 == 0
+                        && matches!(m.values(), Some(Values::Int8(q))
+                            if !matches!(q.params().granularity(), crate::matrix::Granularity::PerGroup(_)));
                     let limit = match (is_nm, streamed) {
                         // 2:4 reads in registers at every batch size.
                         (true, _) => usize::MAX,
@@ -440,10 +481,24 @@ mod tests {
                         && !is_nm
                         && matches!(m.values(), Some(Values::Codebook(c))
                             if !avx512 || c.indices().width() > 4 || batch >= 4);
+                    // AVX2 reads int codes in registers up to 8 inputs.
+                    let avx2_regs = avx2
+                        && !avx512
+                        && !is_nm
+                        && batch <= 8
+                        && match m.values() {
+                            Some(Values::Int8(_)) => true,
+                            Some(Values::Int4(_)) => cols % 2 == 0,
+                            Some(Values::Binary(_)) => cols % 8 == 0,
+                            Some(Values::Ternary(_)) => cols % 4 == 0,
+                            _ => false,
+                        };
                     let want = if sliced {
                         Kernel::IntegerSlices
                     } else if copy {
                         Kernel::DecodedCopy
+                    } else if avx2_regs || avx2_nm {
+                        Kernel::Registers
                     } else if !avx512 || batch > limit || cb8_tiles {
                         Kernel::DecodedTiles
                     } else {

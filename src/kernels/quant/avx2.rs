@@ -26,7 +26,7 @@ use super::lanes::SegParams;
 use super::{with_const, RowScale, Values};
 use crate::kernels::gemv::{rows_avx2, Rows8};
 use crate::kernels::Tier;
-use crate::matrix::{Granularity, Int4Values, Int8Values, QuantParams};
+use crate::matrix::{Granularity, Int4Values, Int8Values, QuantParams, NM};
 use crate::matrix::{TERNARY_MINUS, TERNARY_PLUS};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
@@ -34,6 +34,9 @@ use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 /// decoded once per two inputs, and a decoded tile (once per call) costs
 /// less.
 pub(crate) const MAX_BATCH: usize = 8;
+/// Largest batch read through the 2:4 reader (its decode costs four
+/// operations per 8 columns; above it, decoded tiles).
+pub(crate) const NM_MAX_BATCH: usize = 4;
 /// Weight values per task (a fixed split: it depends on the shape only).
 const TASK_ELEMS: usize = 1 << 16;
 
@@ -90,6 +93,264 @@ pub(crate) fn streamed(
             run!(TernaryRows { bytes, cols, table })
         }
         _ => None,
+    }
+}
+
+/// Whether a dense block of `values` (rows of `cols`) has a reader here:
+/// the layouts [`streamed`] takes (with the row scale deferred wherever a
+/// row has one, as `matmul_block` calls it).
+pub(crate) fn reads(values: &Values, cols: usize) -> bool {
+    let groups_of_8 = |p: &QuantParams| match p.granularity() {
+        Granularity::PerGroup(g) => g.is_multiple_of(8),
+        _ => true,
+    };
+    match values {
+        Values::Int8(v) => groups_of_8(v.params()),
+        Values::Int4(v) => cols.is_multiple_of(2) && groups_of_8(v.params()),
+        Values::Binary(_) => cols.is_multiple_of(8),
+        Values::Ternary(_) => cols.is_multiple_of(4),
+        Values::Codebook(_) | Values::F32(_) => false,
+    }
+}
+
+/// `y = x · Wᵀ` (`[batch, rows]`, deferred row scales not applied) for a
+/// 2:4 matrix `[rows, cols]` whose stored values (rows of `cols / 2`) are
+/// f32 or int8 with one parameter set a row, read as whole rows in
+/// registers ([`Nm24Rows`]): AVX2, `batch ≤ NM_MAX_BATCH`, 2-bit positions
+/// and `cols` a multiple of 8; `None` elsewhere.
+pub(crate) fn streamed_nm(
+    s: &NM,
+    values: &Values,
+    (rows, cols): (usize, usize),
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    tier: Tier,
+    sc: RowScale,
+) -> Option<Array2<f32>> {
+    if tier.capped() != Tier::Avx2 || x.nrows() > NM_MAX_BATCH || !reads_nm(s, values, cols) {
+        return None;
+    }
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let batch = x.nrows();
+    let per = rows_per_task(cols, TASK_ELEMS);
+    let (positions, table) = (s.positions().bytes(), nm24_table());
+    macro_rules! run {
+        ($vals:expr) => {{
+            let f = Nm24Rows {
+                vals: $vals,
+                positions,
+                per: cols / 2,
+                table,
+            };
+            Some(row_blocks(rows, batch, per, exec, |t, out| {
+                // SAFETY: the tier is AVX2 (capped to the CPU); rows
+                // `t·per..` exist; `xs` holds whole rows of `cols`.
+                unsafe { products(&f, t * per, xs, cols, out) }
+            }))
+        }};
+    }
+    match values {
+        Values::F32(v) => run!(Stored4F32(v.data())),
+        Values::Int8(v) => {
+            let p = Params8::new(v.params(), cols / 2, sc)?;
+            let (z, s) = consts(v.params(), sc);
+            let codes = v.codes();
+            with_const!(z, |Z| with_const!(s, |S| run!(Stored4Int8::<Z, S> {
+                codes,
+                p
+            })))
+        }
+        _ => None,
+    }
+}
+
+/// Decodes whole rows `row0..` of a 2:4 matrix of `cols` columns into `out`
+/// through the reader of [`streamed_nm`] (the values of `decode_nm_rows`,
+/// 8 columns a step instead of a scalar placement per value); `false`
+/// (nothing written) where there is no reader or no AVX2.
+pub(crate) fn decode_nm(
+    s: &NM,
+    values: &Values,
+    cols: usize,
+    row0: usize,
+    out: &mut [f32],
+    sc: RowScale,
+) -> bool {
+    if Tier::detect() < Tier::Avx2 || !reads_nm(s, values, cols) {
+        return false;
+    }
+    let (positions, table) = (s.positions().bytes(), nm24_table());
+    macro_rules! go {
+        ($vals:expr) => {{
+            let f = Nm24Rows {
+                vals: $vals,
+                positions,
+                per: cols / 2,
+                table,
+            };
+            // SAFETY: AVX2 was detected; `out` holds whole rows from `row0`,
+            // which exist (the caller's contract: rows of the matrix).
+            unsafe { decode_rows8(&f, row0, cols, out) };
+            true
+        }};
+    }
+    match values {
+        Values::F32(v) => go!(Stored4F32(v.data())),
+        Values::Int8(v) => {
+            let Some(p) = Params8::new(v.params(), cols / 2, sc) else {
+                return false;
+            };
+            let (z, s) = consts(v.params(), sc);
+            let codes = v.codes();
+            with_const!(z, |Z| with_const!(s, |S| go!(Stored4Int8::<Z, S> {
+                codes,
+                p
+            })))
+        }
+        _ => false,
+    }
+}
+
+/// Rows `row0..` of `f` (whole rows of `cols`, a multiple of 8) into `out`.
+///
+/// # Safety
+/// AVX2 is available; the rows exist in `f`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn decode_rows8<F: Rows8>(f: &F, row0: usize, cols: usize, out: &mut [f32]) {
+    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+        // SAFETY: this function's contract; `k + 8 ≤ cols`.
+        unsafe {
+            let g = f.seg(row0 + r, 0);
+            for k in (0..cols).step_by(8) {
+                _mm256_storeu_ps(o.as_mut_ptr().add(k), f.lanes8(&g, row0 + r, k));
+            }
+        }
+    }
+}
+
+/// Whether [`streamed_nm`] reads a 2:4 matrix of `cols` columns with these
+/// values (at any batch up to [`NM_MAX_BATCH`] on AVX2).
+pub(crate) fn reads_nm(s: &NM, values: &Values, cols: usize) -> bool {
+    let two_four = (s.n(), s.m()) == (2, 4) && s.positions().width() == 2;
+    let vals = match values {
+        Values::F32(_) => true,
+        Values::Int8(v) => !matches!(v.params().granularity(), Granularity::PerGroup(_)),
+        _ => false,
+    };
+    two_four && vals && cols.is_multiple_of(8) && cols > 0
+}
+
+/// For each byte of 2:4 positions (four 2-bit fields: stored values 0–3
+/// of two groups of 4 columns), the stored value each of the 8 columns
+/// takes, 4 (a zero lane) where none.
+fn nm24_table() -> &'static [[i32; 8]; 256] {
+    static T: OnceLock<Box<[[i32; 8]; 256]>> = OnceLock::new();
+    T.get_or_init(|| {
+        let lanes = |b: usize| {
+            let mut l = [4i32; 8];
+            for t in 0..4 {
+                l[(t / 2) * 4 + ((b >> (2 * t)) & 3)] = t as i32;
+            }
+            l
+        };
+        Box::new(std::array::from_fn(lanes))
+    })
+}
+
+/// 4 stored values of a 2:4 row as f32 (lanes 0–3 of the result).
+trait Stored4: Sync {
+    type Seg: Copy;
+    /// # Safety
+    /// AVX2 is available; row `i` exists and `j` is below its length.
+    unsafe fn seg(&self, i: usize, j: usize) -> Self::Seg;
+    /// Stored values `j..j + 4` of row `i` (`per` a row).
+    ///
+    /// # Safety
+    /// AVX2 is available; the values exist; `g` is row `i`'s.
+    unsafe fn four(&self, g: &Self::Seg, i: usize, per: usize, j: usize) -> __m128;
+}
+
+struct Stored4F32<'a>(&'a [f32]);
+
+impl Stored4 for Stored4F32<'_> {
+    type Seg = ();
+
+    #[inline(always)]
+    unsafe fn seg(&self, _: usize, _: usize) {}
+
+    #[inline(always)]
+    unsafe fn four(&self, _: &(), i: usize, per: usize, j: usize) -> __m128 {
+        // SAFETY: the caller's contract.
+        unsafe { _mm_loadu_ps(self.0.as_ptr().add(i * per + j)) }
+    }
+}
+
+struct Stored4Int8<'a, const Z: bool, const S: bool> {
+    codes: &'a [i8],
+    p: Params8<'a>,
+}
+
+impl<const Z: bool, const S: bool> Stored4 for Stored4Int8<'_, Z, S> {
+    type Seg = IntSeg;
+
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, j: usize) -> IntSeg {
+        // SAFETY: the caller's contract.
+        unsafe { self.p.seg(i, j) }
+    }
+
+    #[inline(always)]
+    unsafe fn four(&self, g: &IntSeg, i: usize, per: usize, j: usize) -> __m128 {
+        // SAFETY: the caller's contract: codes `i·per + j..+ 4` exist.
+        unsafe {
+            let p = self.codes.as_ptr().add(i * per + j);
+            let q = _mm_cvtepi8_epi32(_mm_cvtsi32_si128(p.cast::<i32>().read_unaligned()));
+            _mm256_castps256_ps128(scaled::<Z, S>(_mm256_zextsi128_si256(q), g))
+        }
+    }
+}
+
+/// A 2:4 matrix read as whole rows, 8 columns (two groups, 4 stored
+/// values, one byte of positions) at a time: the 4 values are placed in
+/// their columns by one permute whose indices come from a table, zeros
+/// elsewhere — the values of `decode_nm_rows`, so the decoded tiles give
+/// the same bits.
+struct Nm24Rows<'a, V> {
+    vals: V,
+    positions: &'a [u8],
+    /// Stored values per row.
+    per: usize,
+    table: &'static [[i32; 8]; 256],
+}
+
+impl<V: Stored4> Rows8 for Nm24Rows<'_, V> {
+    type Seg = V::Seg;
+
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, k: usize) -> V::Seg {
+        // SAFETY: the caller's contract.
+        unsafe { self.vals.seg(i, k / 2) }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes8(&self, g: &V::Seg, i: usize, k: usize) -> __m256 {
+        // SAFETY: the caller's contract: columns `k..k + 8` (k a multiple
+        // of 8, rows of a multiple of 8) hold stored values `k/2..k/2 + 4`
+        // whose positions are the byte `(i·per + k/2) / 4`.
+        unsafe {
+            let j = k / 2;
+            let b = *self.positions.get_unchecked((i * self.per + j) / 4);
+            let idx = _mm256_loadu_si256(self.table.get_unchecked(b as usize).as_ptr().cast());
+            let v = _mm256_zextps128_ps256(self.vals.four(g, i, self.per, j));
+            _mm256_permutevar8x32_ps(v, idx)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, _: &V::Seg, _: usize, _: usize) -> f32 {
+        // Rows are whole runs of 8 (`reads_nm`): no tail.
+        unreachable!("2:4 rows of a multiple of 8 columns have no tail")
     }
 }
 
@@ -401,7 +662,7 @@ mod tests {
 
     use super::*;
     use crate::kernels::gemv;
-    use crate::matrix::CompressedMatrix;
+    use crate::matrix::{CompressedMatrix, Structure};
     use crate::parallel::{Sequential, ThreadPool};
     use crate::quantization::{Binary, IntQuantizer, Quantizer, Ternary};
 
@@ -413,6 +674,69 @@ mod tests {
             Values::Binary(v) => super::super::decode_rows(v, 0, out, sc),
             Values::Ternary(v) => super::super::decode_rows(v, 0, out, sc),
             _ => unreachable!("int codes only"),
+        }
+    }
+
+    /// The 2:4 reader gives the dense AVX2 kernel on `decode_nm_rows`' full
+    /// rows (the decoded tiles' path) bit for bit, f32 and int8 values;
+    /// other values, widths and shapes give `None`.
+    #[test]
+    fn nm_reader_gives_the_bits_of_the_decoded_rows() {
+        use crate::pass::Pruner;
+        use crate::pruning::NMPruner;
+        if Tier::detect() < Tier::Avx2 {
+            return;
+        }
+        let pool = ThreadPool::new(2).unwrap();
+        for (rows, cols) in [(21, 64), (9, 104), (5, 36)] {
+            let w = Array2::from_shape_fn((rows, cols), |(i, j)| {
+                (((i * 37 + j * 11) % 29) as f32 - 14.0) / 9.0
+            });
+            let d = CompressedMatrix::from_dense(w.view()).unwrap();
+            let nm = NMPruner::params(2, 4).check().unwrap().prune(&d).unwrap();
+            let int8 = |sym: bool| {
+                let p = IntQuantizer::params(8).per_row().symmetric(sym);
+                p.check().unwrap().quantize(&nm).unwrap()
+            };
+            let forms = [
+                (nm.clone(), true),
+                (int8(true), true),
+                (int8(false), true),
+                (Ternary.quantize(&nm).unwrap(), false),
+            ];
+            let x = Array2::from_shape_fn((NM_MAX_BATCH, cols), |(b, j)| {
+                ((b * 13 + j * 7) % 19) as f32 / 5.0 - 1.8
+            });
+            for (m, reads) in &forms {
+                let (Structure::NM(st), Some(v)) = (m.structure(), m.values()) else {
+                    unreachable!("2:4 matrices")
+                };
+                let sc = if super::super::row_scales(v).is_some() {
+                    RowScale::Deferred
+                } else {
+                    RowScale::Applied
+                };
+                let mut dec = vec![0.0f32; rows * cols];
+                super::super::decode_nm_rows(st, v, 0, &mut dec, sc);
+                let reads = *reads && cols % 8 == 0;
+                assert_eq!(reads_nm(st, v, cols), reads, "{} {cols}", m.encoding());
+                let mut fast = vec![f32::NAN; (rows - 1) * cols];
+                assert_eq!(decode_nm(st, v, cols, 1, &mut fast, sc), reads);
+                if reads {
+                    assert_eq!(fast, dec[cols..], "{} {cols}: decode_nm", m.encoding());
+                }
+                for batch in 1..=NM_MAX_BATCH {
+                    let xb = x.slice(s![..batch, ..]);
+                    let want = gemv::dense(&dec, rows, cols, xb, &Sequential, Tier::Avx2);
+                    for exec in [&Sequential as &dyn ParallelExecutor, &pool] {
+                        let got = streamed_nm(st, v, (rows, cols), xb, exec, Tier::Avx2, sc);
+                        assert_eq!(got.is_some(), reads);
+                        if let Some(got) = got {
+                            assert_eq!(got, want, "{} {rows}x{cols} batch {batch}", m.encoding());
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -469,6 +793,7 @@ mod tests {
                     for exec in [&Sequential as &dyn ParallelExecutor, &pool] {
                         let got = streamed(v, xb, exec, Tier::Avx2, sc);
                         assert_eq!(got.is_some(), *reads, "{what}");
+                        assert_eq!(super::reads(v, cols), *reads, "{what}");
                         if let Some(got) = got {
                             assert_eq!(got, want, "{what} batch {batch}");
                         }

@@ -26,7 +26,7 @@ use crate::parallel::ParallelExecutor;
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(crate) mod avx2;
 pub mod binary;
 #[cfg(target_arch = "x86_64")]
 mod codebook4;
@@ -297,10 +297,24 @@ pub(crate) fn matmul_nm(
             Values::Codebook(v) => nm24!(v, CodebookLanes),
         }
     }
-    if matches!(values, Values::F32(_)) {
+    // AVX2: f32 and int8 2:4 rows read whole in registers (small batches).
+    #[cfg(target_arch = "x86_64")]
+    if let Some(y) = avx2::streamed_nm(s, values, (rows, cols), x, exec, isa, sc) {
+        return Some(scale_outputs(y, scales));
+    }
+    // Other f32 values run on the sparse kernels, except on AVX2, whose
+    // tiles run the dense kernel (the values of the readers above).
+    if matches!(values, Values::F32(_)) && isa.capped() != Isa::Avx2 {
         return None;
     }
-    let decode = |r0: usize, out: &mut [f32]| decode_nm_rows(s, values, r0, out, sc);
+    let decode = |r0: usize, out: &mut [f32]| {
+        // AVX2: the 2:4 reader places 8 columns a step.
+        #[cfg(target_arch = "x86_64")]
+        if avx2::decode_nm(s, values, cols, r0, out, sc) {
+            return;
+        }
+        decode_nm_rows(s, values, r0, out, sc)
+    };
     let y = super::tile::matmul(
         rows,
         cols,
