@@ -258,6 +258,14 @@ fn sparse_row<I: ColIndex>(idx: &[I], vals: &[f32], x: &Input, out: &mut [f32], 
     let _ = path;
     match x {
         Input::Vector(xv) => out[0] = portable::gather_dot(idx, vals, xv),
+        // Up to 16 inputs: lanes of 4 with batch 1's sums (strides are
+        // multiples of 4); above, tiles of 32 with one sum per output.
+        Input::Transposed { xt, batch, stride } if *batch <= 16 => {
+            for t0 in (0..*batch).step_by(portable::LANES) {
+                let tile = &mut out[t0..(t0 + portable::LANES).min(*batch)];
+                portable::scatter_lanes(idx, vals, &xt[t0..], *stride, tile);
+            }
+        }
         Input::Transposed { xt, batch, stride } => {
             for t0 in (0..*batch).step_by(TILE) {
                 let tile = &mut out[t0..(t0 + TILE).min(*batch)];
