@@ -11,10 +11,10 @@
 //! * Batch 1 (GEMV): one indexed dot product per stored row.
 //! * Larger batches: the batch is transposed to `xᵀ` `[in, lanes]` (padded
 //!   to 4, 8 or a multiple of 16 lanes), and each stored value adds
-//!   `w_ij · xᵀ[j, ·]` to row i's lanes, one register of lanes at a time. On
-//!   AVX-512 each output gets the multiply-adds and sums of batch 1, so a
-//!   row's bits do not depend on the batch; the portable path reads 32 lanes
-//!   at a time.
+//!   `w_ij · xᵀ[j, ·]` to row i's lanes, one register of lanes at a time.
+//!   Each output gets the multiply-adds and sums of batch 1 (eight partial
+//!   sums; the portable path 4 lanes at a time), so a row's bits do not
+//!   depend on the batch.
 //! * Kept rows: the surviving rows are a dense block (dot products for batch
 //!   1, GEMM for larger batches), then scattered into the full output.
 
@@ -33,9 +33,6 @@ use crate::matrix::{
 };
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 use portable::ColIndex;
-
-/// Batch lanes one pass over a sparse row serves.
-const TILE: usize = 32;
 
 /// The two inner loops the sparse kernels have (from the [`Tier`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,18 +255,12 @@ fn sparse_row<I: ColIndex>(idx: &[I], vals: &[f32], x: &Input, out: &mut [f32], 
     let _ = path;
     match x {
         Input::Vector(xv) => out[0] = portable::gather_dot(idx, vals, xv),
-        // Up to 16 inputs: lanes of 4 with batch 1's sums (strides are
-        // multiples of 4); above, tiles of 32 with one sum per output.
-        Input::Transposed { xt, batch, stride } if *batch <= 16 => {
+        // Lanes of 4 with batch 1's sums (strides are multiples of 4): an
+        // output has the same bits at every batch size.
+        Input::Transposed { xt, batch, stride } => {
             for t0 in (0..*batch).step_by(portable::LANES) {
                 let tile = &mut out[t0..(t0 + portable::LANES).min(*batch)];
                 portable::scatter_lanes(idx, vals, &xt[t0..], *stride, tile);
-            }
-        }
-        Input::Transposed { xt, batch, stride } => {
-            for t0 in (0..*batch).step_by(TILE) {
-                let tile = &mut out[t0..(t0 + TILE).min(*batch)];
-                portable::scatter_tile(idx, vals, &xt[t0..], *stride, tile);
             }
         }
     }

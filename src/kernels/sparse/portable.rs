@@ -51,8 +51,8 @@ pub(super) const LANES: usize = 4;
 /// LANES`, `xt` offset to the tile (holding [`LANES`] lanes a column):
 /// each lane the multiply-adds and sums of [`gather_dot`] (eight partial
 /// sums, `k mod 8`, folded by the same tree), so an output has the bits of
-/// batch 1. (One running sum per output, as [`scatter_tile`] keeps, waits
-/// on every add: batch 2–8 ran at 0.2–0.6× dense f32 without AVX-512.)
+/// batch 1. (One running sum per output waited on every add: batch 2–8
+/// ran at 0.2–0.6× dense f32 without AVX-512.)
 #[inline(always)]
 pub(super) fn scatter_lanes<I: ColIndex>(
     idx: &[I],
@@ -101,24 +101,6 @@ fn lanes<I: ColIndex, const W: usize>(
     }
     for (b, o) in out.iter_mut().enumerate() {
         *o = fold8(std::array::from_fn(|l| acc[l][b]));
-    }
-}
-
-/// `out[b] = Σ_k vals[k] · xt[idx[k]·stride + b]`, `xt` offset to the tile.
-pub(super) fn scatter_tile<I: ColIndex>(
-    idx: &[I],
-    vals: &[f32],
-    xt: &[f32],
-    stride: usize,
-    out: &mut [f32],
-) {
-    let w = out.len();
-    out.fill(0.0);
-    for (&i, &v) in idx.iter().zip(vals) {
-        let row = &xt[i.at() * stride..i.at() * stride + w];
-        for (o, &x) in out.iter_mut().zip(row) {
-            *o += v * x;
-        }
     }
 }
 
