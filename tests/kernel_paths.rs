@@ -99,17 +99,10 @@ fn every_chosen_path_matches_the_reference_at_every_batch() {
             let r = m.matmul_reference(xall.view()).unwrap();
             assert_close(r.view(), w_hat.view(), xall.view(), &what);
             // Every chosen path keeps a row's batch-1 bits at every batch
-            // size (dense f32 is checked in its own tests; N:M f32 on the
-            // portable tier runs the sparse kernel's one-sum-per-output N:M
-            // loop).
-            let tiled = match (m.structure(), m.encoding()) {
-                (Structure::Dense, "f32") => false,
-                // CSR: batch 1's partial sums in every lane, on every path.
-                (Structure::Csr(_), _) => true,
-                // AVX2 runs N:M f32 on the dense kernel's order too.
-                (Structure::NM(_), "f32") => Tier::detect() >= Tier::Avx2,
-                _ => true,
-            };
+            // size (dense f32 is checked in its own tests; CSR and N:M f32 off
+            // the 2:4 kernels run the sparse kernels, batch 1's partial sums
+            // in every lane).
+            let tiled = !matches!((m.structure(), m.encoding()), (Structure::Dense, "f32"));
             for batch in [1, 2, 3, 8, 9, 16, 64] {
                 for b0 in [0, 256 - batch] {
                     let x = xall.slice(s![b0..b0 + batch, ..]);
