@@ -252,7 +252,8 @@ pub enum Kernel {
 ///   codebooks, which do not use gathers at all where AVX-512 VBMI decodes
 ///   tiles), else [`Kernel::DecodedTiles`]; on AVX2, int8 / int4 (groups
 ///   of a multiple of 8) and byte-aligned binary / ternary rows up to 8
-///   inputs → [`Kernel::Registers`];
+///   inputs, 4-bit codebook rows (past the copy's size) up to 2 →
+///   [`Kernel::Registers`];
 /// * other 2:4 (values with a reader, f32 included) → [`Kernel::Registers`]
 ///   at every batch size: the input permuted to the stored values, which
 ///   are read through the values' reader (decoded once per call above 16
@@ -287,7 +288,7 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     let avx2_reads = |v: &Values, cols: usize| {
         use super::quant::avx2;
-        tier == Tier::Avx2 && batch <= avx2::MAX_BATCH && cols > 0 && avx2::reads(v, cols)
+        tier == Tier::Avx2 && cols > 0 && avx2::max_batch(v, cols).is_some_and(|b| batch <= b)
     };
     #[cfg(not(target_arch = "x86_64"))]
     let avx2_reads = |_: &Values, _: usize| false;
@@ -485,12 +486,14 @@ mod tests {
                     let avx2_regs = avx2
                         && !avx512
                         && !is_nm
-                        && batch <= 8
                         && match m.values() {
-                            Some(Values::Int8(_)) => true,
-                            Some(Values::Int4(_)) => cols % 2 == 0,
-                            Some(Values::Binary(_)) => cols % 8 == 0,
-                            Some(Values::Ternary(_)) => cols % 4 == 0,
+                            Some(Values::Int8(_)) => batch <= 8,
+                            Some(Values::Int4(_)) => batch <= 8 && cols % 2 == 0,
+                            Some(Values::Binary(_)) => batch <= 8 && cols % 8 == 0,
+                            Some(Values::Ternary(_)) => batch <= 8 && cols % 4 == 0,
+                            Some(Values::Codebook(c)) => {
+                                batch <= 2 && c.indices().width() == 4 && cols % 2 == 0
+                            }
                             _ => false,
                         };
                     let want = if sliced {

@@ -1,6 +1,7 @@
-//! AVX2 in-register readers: int8, int4, binary and ternary rows decoded 8
-//! values at a time for the dense f32 kernel's AVX2 driver
-//! (`gemv::rows_avx2`), at small batches.
+//! AVX2 in-register readers: int8, int4, binary, ternary and 4-bit
+//! codebook rows (and 2:4 rows of f32 or int8 values) decoded 8 values at
+//! a time for the dense f32 kernel's AVX2 driver (`gemv::rows_avx2`), at
+//! small batches.
 //!
 //! Without AVX-512 the weight-only products decoded tiles of f32 and
 //! multiplied them with the dense kernel: at batch 1 the decode and the
@@ -26,7 +27,7 @@ use super::lanes::SegParams;
 use super::{with_const, RowScale, Values};
 use crate::kernels::gemv::{rows_avx2, Rows8};
 use crate::kernels::Tier;
-use crate::matrix::{Granularity, Int4Values, Int8Values, QuantParams, NM};
+use crate::matrix::{CodebookValues, Granularity, Int4Values, Int8Values, QuantParams, NM};
 use crate::matrix::{TERNARY_MINUS, TERNARY_PLUS};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
@@ -53,7 +54,7 @@ pub(crate) fn streamed(
 ) -> Option<Array2<f32>> {
     let rows = values.layout().rows();
     let cols = values.layout().max_row_len();
-    if tier.capped() != Tier::Avx2 || x.nrows() > MAX_BATCH || cols == 0 {
+    if tier.capped() != Tier::Avx2 || x.nrows() > max_batch(values, cols)? || cols == 0 {
         return None;
     }
     let x = x.as_standard_layout();
@@ -92,14 +93,29 @@ pub(crate) fn streamed(
             let (bytes, table) = (v.codes().bytes(), ternary_table());
             run!(TernaryRows { bytes, cols, table })
         }
+        Values::Codebook(v) => {
+            let bytes = v.indices().bytes();
+            run!(Codebook4Rows { v, bytes, cols })
+        }
         _ => None,
     }
 }
 
-/// Whether a dense block of `values` (rows of `cols`) has a reader here:
-/// the layouts [`streamed`] takes (with the row scale deferred wherever a
-/// row has one, as `matmul_block` calls it).
-pub(crate) fn reads(values: &Values, cols: usize) -> bool {
+/// The largest batch a dense block of `values` (rows of `cols`) is read at
+/// here, `None` without a reader: the layouts [`streamed`] takes (with the
+/// row scale deferred wherever a row has one, as `matmul_block` calls it).
+/// 4-bit codebooks stop at 2 inputs: their decode (two permutes and a
+/// blend) then costs more than a decoded tile.
+pub(crate) fn max_batch(values: &Values, cols: usize) -> Option<usize> {
+    let limit = match values {
+        Values::Codebook(_) => 2,
+        _ => MAX_BATCH,
+    };
+    reads(values, cols).then_some(limit)
+}
+
+/// Whether a dense block of `values` (rows of `cols`) has a reader here.
+fn reads(values: &Values, cols: usize) -> bool {
     let groups_of_8 = |p: &QuantParams| match p.granularity() {
         Granularity::PerGroup(g) => g.is_multiple_of(8),
         _ => true,
@@ -109,7 +125,8 @@ pub(crate) fn reads(values: &Values, cols: usize) -> bool {
         Values::Int4(v) => cols.is_multiple_of(2) && groups_of_8(v.params()),
         Values::Binary(_) => cols.is_multiple_of(8),
         Values::Ternary(_) => cols.is_multiple_of(4),
-        Values::Codebook(_) | Values::F32(_) => false,
+        Values::Codebook(v) => v.indices().width() == 4 && cols.is_multiple_of(2),
+        Values::F32(_) => false,
     }
 }
 
@@ -586,6 +603,59 @@ fn ternary_table() -> &'static [[f32; 4]; 256] {
     })
 }
 
+/// 4-bit codebook indices (low nibble first) of even rows: each index
+/// picks its centroid from the row's book, 16 centroids in two registers
+/// (a permute of each and a blend).
+struct Codebook4Rows<'a> {
+    v: &'a CodebookValues,
+    bytes: &'a [u8],
+    cols: usize,
+}
+
+impl Rows8 for Codebook4Rows<'_> {
+    /// The row's book: centroids 0–7 and 8–15 in registers, and its slice.
+    type Seg = (__m256, __m256, usize);
+
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, _: usize) -> Self::Seg {
+        let book = self.v.row_codebook(i);
+        let c = |t: usize| book.get(t).copied().unwrap_or(0.0);
+        // SAFETY: AVX2 is available (the caller's contract).
+        unsafe {
+            let lo = _mm256_setr_ps(c(0), c(1), c(2), c(3), c(4), c(5), c(6), c(7));
+            let hi = _mm256_setr_ps(c(8), c(9), c(10), c(11), c(12), c(13), c(14), c(15));
+            (lo, hi, i)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes8(&self, &(lo, hi, _): &Self::Seg, i: usize, k: usize) -> __m256 {
+        // SAFETY: the caller's contract: indices `k..k + 8` of the (even)
+        // row are the 4 bytes from `(i·cols + k) / 2`.
+        unsafe {
+            let p = self.bytes.as_ptr().add((i * self.cols + k) / 2);
+            let w = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
+            let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+            let idx = _mm256_and_si256(_mm256_srlv_epi32(w, shifts), _mm256_set1_epi32(15));
+            let high = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7)));
+            _mm256_blendv_ps(
+                _mm256_permutevar8x32_ps(lo, idx),
+                _mm256_permutevar8x32_ps(hi, idx),
+                high,
+            )
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, &(_, _, row): &Self::Seg, i: usize, t: usize) -> f32 {
+        let n = i * self.cols + t;
+        // SAFETY: the caller's contract.
+        let b = unsafe { *self.bytes.get_unchecked(n / 2) };
+        let ix = if n.is_multiple_of(2) { b & 15 } else { b >> 4 };
+        self.v.row_codebook(row)[ix as usize]
+    }
+}
+
 /// Binary signs of rows of a multiple of 8 values, the row scale deferred:
 /// 8 signs are one byte, and a byte's 8 values one load from a table.
 struct BinaryRows<'a> {
@@ -661,6 +731,7 @@ mod tests {
     use ndarray::{s, Array2};
 
     use super::*;
+    use crate::compression::sharing::KMeans;
     use crate::kernels::gemv;
     use crate::matrix::{CompressedMatrix, Structure};
     use crate::parallel::{Sequential, ThreadPool};
@@ -673,7 +744,8 @@ mod tests {
             Values::Int4(v) => super::super::decode_rows(v, 0, out, sc),
             Values::Binary(v) => super::super::decode_rows(v, 0, out, sc),
             Values::Ternary(v) => super::super::decode_rows(v, 0, out, sc),
-            _ => unreachable!("int codes only"),
+            Values::Codebook(v) => super::super::decode_rows(v, 0, out, sc),
+            Values::F32(_) => unreachable!("encoded values only"),
         }
     }
 
@@ -762,6 +834,11 @@ mod tests {
                 };
                 p.check().unwrap().quantize(&d).unwrap()
             };
+            let book = |k: usize, per_row: bool| {
+                let p = KMeans::params(k);
+                let p = if per_row { p.per_row() } else { p };
+                p.check().unwrap().quantize(&d).unwrap()
+            };
             // (matrix, whether it has a reader)
             let forms = [
                 (int(8, None, true), true),
@@ -773,6 +850,9 @@ mod tests {
                 (int(4, Some(6), true), false),
                 (Binary.quantize(&d).unwrap(), cols % 8 == 0),
                 (Ternary.quantize(&d).unwrap(), cols % 4 == 0),
+                (book(16, false), true),
+                (book(12, true), true),
+                (book(8, false), false),
             ];
             let x = Array2::from_shape_fn((MAX_BATCH + 1, cols), |(b, j)| {
                 ((b * 31 + j * 17) % 23) as f32 / 7.0 - 1.5
@@ -792,8 +872,9 @@ mod tests {
                     let want = gemv::dense(&dec, rows, cols, xb, &Sequential, Tier::Avx2);
                     for exec in [&Sequential as &dyn ParallelExecutor, &pool] {
                         let got = streamed(v, xb, exec, Tier::Avx2, sc);
-                        assert_eq!(got.is_some(), *reads, "{what}");
-                        assert_eq!(super::reads(v, cols), *reads, "{what}");
+                        let limit = max_batch(v, cols);
+                        assert_eq!(limit.is_some(), *reads, "{what}");
+                        assert_eq!(got.is_some(), batch <= limit.unwrap_or(0), "{what}");
                         if let Some(got) = got {
                             assert_eq!(got, want, "{what} batch {batch}");
                         }
