@@ -251,7 +251,7 @@ pub enum Kernel {
 ///   binary / ternary / 4-bit codebook rows; 1 for gathered 8-bit
 ///   codebooks, which do not use gathers at all where AVX-512 VBMI decodes
 ///   tiles), else [`Kernel::DecodedTiles`]; on AVX2, int8 / int4 (groups
-///   of a multiple of 8) and byte-aligned binary / ternary rows up to 8
+///   of a multiple of 8), binary and byte-aligned ternary rows up to 8
 ///   inputs, 4-bit codebook rows (past the copy's size) up to 2 →
 ///   [`Kernel::Registers`];
 /// * other 2:4 (values with a reader, f32 included) → [`Kernel::Registers`]
@@ -489,7 +489,7 @@ mod tests {
                         && match m.values() {
                             Some(Values::Int8(_)) => batch <= 8,
                             Some(Values::Int4(_)) => batch <= 8 && cols % 2 == 0,
-                            Some(Values::Binary(_)) => batch <= 8 && cols % 8 == 0,
+                            Some(Values::Binary(_)) => batch <= 8,
                             Some(Values::Ternary(_)) => batch <= 8 && cols % 4 == 0,
                             Some(Values::Codebook(c)) => {
                                 batch <= 2 && c.indices().width() == 4 && cols % 2 == 0

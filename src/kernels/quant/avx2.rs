@@ -14,9 +14,10 @@
 //! summed in the dense kernel's AVX2 order. The decoded tiles run the same
 //! kernel, so a row's result has the same bits at every batch size.
 //!
-//! Rows must start on a byte (even int4 rows, binary rows of a multiple of 8
-//! values, ternary of 4) and a group of int8 / int4 scales must cover whole
-//! runs of 8 values; other layouts decode tiles.
+//! Rows must start on a byte (even int4 and codebook rows, ternary rows of
+//! a multiple of 4; binary rows may start anywhere) and a group of int8 /
+//! int4 scales must cover whole runs of 8 values; other layouts decode
+//! tiles.
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -85,7 +86,7 @@ pub(crate) fn streamed(
             )?)))
         }
         // One scale a row, always deferred here (`row_scales`).
-        Values::Binary(v) if cols.is_multiple_of(8) && sc == RowScale::Deferred => {
+        Values::Binary(v) if sc == RowScale::Deferred => {
             let (bytes, table) = (v.signs().bytes(), binary_table());
             run!(BinaryRows { bytes, cols, table })
         }
@@ -123,7 +124,7 @@ fn reads(values: &Values, cols: usize) -> bool {
     match values {
         Values::Int8(v) => groups_of_8(v.params()),
         Values::Int4(v) => cols.is_multiple_of(2) && groups_of_8(v.params()),
-        Values::Binary(_) => cols.is_multiple_of(8),
+        Values::Binary(_) => true,
         Values::Ternary(_) => cols.is_multiple_of(4),
         Values::Codebook(v) => v.indices().width() == 4 && cols.is_multiple_of(2),
         Values::F32(_) => false,
@@ -656,8 +657,9 @@ impl Rows8 for Codebook4Rows<'_> {
     }
 }
 
-/// Binary signs of rows of a multiple of 8 values, the row scale deferred:
-/// 8 signs are one byte, and a byte's 8 values one load from a table.
+/// Binary signs, the row scale deferred: 8 signs are one byte (two, shifted,
+/// where a row does not start on a byte), and a byte's 8 values one load
+/// from a table.
 struct BinaryRows<'a> {
     bytes: &'a [u8],
     cols: usize,
@@ -673,9 +675,15 @@ impl Rows8 for BinaryRows<'_> {
     #[inline(always)]
     unsafe fn lanes8(&self, _: &(), i: usize, k: usize) -> __m256 {
         // SAFETY: the caller's contract: signs `k..k + 8` of row `i` are
-        // the byte `(i·cols + k) / 8` (rows and runs start on a byte).
+        // bits `n..n + 8` of the stream, in its byte `n / 8` and, off a byte
+        // boundary, the next one.
         unsafe {
-            let b = *self.bytes.get_unchecked((i * self.cols + k) / 8);
+            let n = i * self.cols + k;
+            let p = self.bytes.as_ptr().add(n / 8);
+            let b = match n % 8 {
+                0 => *p,
+                s => (p.cast::<u16>().read_unaligned().to_le() >> s) as u8,
+            };
             _mm256_loadu_ps(self.table.get_unchecked(b as usize).as_ptr())
         }
     }
@@ -684,8 +692,8 @@ impl Rows8 for BinaryRows<'_> {
     unsafe fn at(&self, _: &(), i: usize, t: usize) -> f32 {
         let n = i * self.cols + t;
         // SAFETY: the caller's contract.
-        let b = unsafe { *self.bytes.get_unchecked(n / 8) };
-        self.table[b as usize][n % 8]
+        let b = unsafe { *self.bytes.get_unchecked(n / 8) } >> (n % 8);
+        self.table[(b & 1) as usize][0]
     }
 }
 
@@ -848,7 +856,7 @@ mod tests {
                 (int(4, None, true), true),
                 (int(4, Some(16), false), true),
                 (int(4, Some(6), true), false),
-                (Binary.quantize(&d).unwrap(), cols % 8 == 0),
+                (Binary.quantize(&d).unwrap(), true),
                 (Ternary.quantize(&d).unwrap(), cols % 4 == 0),
                 (book(16, false), true),
                 (book(12, true), true),
