@@ -391,6 +391,14 @@ mod tests {
         ]
     }
 
+    /// No groups, or groups of whole runs of 8 values.
+    fn groups_of_8(p: &crate::matrix::QuantParams) -> bool {
+        match p.granularity() {
+            crate::matrix::Granularity::PerGroup(g) => g % 8 == 0,
+            _ => true,
+        }
+    }
+
     /// The chooser's rules, on shapes whose rows do not start on a byte
     /// (the MLP's 300 and 100 columns): no supported pair falls back to the
     /// reference kernel; the paths known to be slower than dense f32 are
@@ -450,14 +458,17 @@ mod tests {
                         Some(Values::Codebook(c)) => c.indices().width() == 4 && cols % 2 == 0,
                         _ => false,
                     };
-                    // AVX2 reads 2:4 int8 (one scale a row) in registers.
+                    // AVX2 reads 2:4 int8 / int4 rows in registers.
                     let avx2_nm = avx2
                         && !avx512
                         && is_nm
                         && batch <= 4
                         && cols % 8 == 0
-                        && matches!(m.values(), Some(Values::Int8(q))
-                            if !matches!(q.params().granularity(), crate::matrix::Granularity::PerGroup(_)));
+                        && match m.values() {
+                            Some(Values::Int8(q)) => groups_of_8(q.params()),
+                            Some(Values::Int4(q)) => groups_of_8(q.params()),
+                            _ => false,
+                        };
                     let limit = match (is_nm, streamed) {
                         // 2:4 reads in registers at every batch size.
                         (true, _) => usize::MAX,

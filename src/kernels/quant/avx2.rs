@@ -133,7 +133,7 @@ fn reads(values: &Values, cols: usize) -> bool {
 
 /// `y = x · Wᵀ` (`[batch, rows]`, deferred row scales not applied) for a
 /// 2:4 matrix `[rows, cols]` whose stored values (rows of `cols / 2`) are
-/// f32 or int8 with one parameter set a row, read as whole rows in
+/// f32, int8 or int4 (groups of a multiple of 8 stored values), read as whole rows in
 /// registers ([`Nm24Rows`]): AVX2, `batch ≤ NM_MAX_BATCH`, 2-bit positions
 /// and `cols` a multiple of 8; `None` elsewhere.
 pub(crate) fn streamed_nm(
@@ -176,6 +176,15 @@ pub(crate) fn streamed_nm(
             let codes = v.codes();
             with_const!(z, |Z| with_const!(s, |S| run!(Stored4Int8::<Z, S> {
                 codes,
+                p
+            })))
+        }
+        Values::Int4(v) => {
+            let p = Params8::new(v.params(), cols / 2, sc)?;
+            let (z, s) = consts(v.params(), sc);
+            let bytes = v.codes().bytes();
+            with_const!(z, |Z| with_const!(s, |S| run!(Stored4Int4::<Z, S> {
+                bytes,
                 p
             })))
         }
@@ -226,6 +235,17 @@ pub(crate) fn decode_nm(
                 p
             })))
         }
+        Values::Int4(v) => {
+            let Some(p) = Params8::new(v.params(), cols / 2, sc) else {
+                return false;
+            };
+            let (z, s) = consts(v.params(), sc);
+            let bytes = v.codes().bytes();
+            with_const!(z, |Z| with_const!(s, |S| go!(Stored4Int4::<Z, S> {
+                bytes,
+                p
+            })))
+        }
         _ => false,
     }
 }
@@ -239,8 +259,12 @@ unsafe fn decode_rows8<F: Rows8>(f: &F, row0: usize, cols: usize, out: &mut [f32
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
         // SAFETY: this function's contract; `k + 8 ≤ cols`.
         unsafe {
-            let g = f.seg(row0 + r, 0);
+            let seg_len = f.seg_len();
+            let mut g = f.seg(row0 + r, 0);
             for k in (0..cols).step_by(8) {
+                if k > 0 && k.is_multiple_of(seg_len) {
+                    g = f.seg(row0 + r, k);
+                }
                 _mm256_storeu_ps(o.as_mut_ptr().add(k), f.lanes8(&g, row0 + r, k));
             }
         }
@@ -251,9 +275,15 @@ unsafe fn decode_rows8<F: Rows8>(f: &F, row0: usize, cols: usize, out: &mut [f32
 /// values (at any batch up to [`NM_MAX_BATCH`] on AVX2).
 pub(crate) fn reads_nm(s: &NM, values: &Values, cols: usize) -> bool {
     let two_four = (s.n(), s.m()) == (2, 4) && s.positions().width() == 2;
+    // Groups of stored values: whole runs of 8 columns' 4 values.
+    let groups_of_8 = |p: &QuantParams| match p.granularity() {
+        Granularity::PerGroup(g) => g.is_multiple_of(8),
+        _ => true,
+    };
     let vals = match values {
         Values::F32(_) => true,
-        Values::Int8(v) => !matches!(v.params().granularity(), Granularity::PerGroup(_)),
+        Values::Int8(v) => groups_of_8(v.params()),
+        Values::Int4(v) => groups_of_8(v.params()),
         _ => false,
     };
     two_four && vals && cols.is_multiple_of(8) && cols > 0
@@ -279,6 +309,10 @@ fn nm24_table() -> &'static [[i32; 8]; 256] {
 /// 4 stored values of a 2:4 row as f32 (lanes 0–3 of the result).
 trait Stored4: Sync {
     type Seg: Copy;
+    /// Stored values per segment (a multiple of 8, or `usize::MAX`).
+    fn seg_len(&self) -> usize {
+        usize::MAX
+    }
     /// # Safety
     /// AVX2 is available; row `i` exists and `j` is below its length.
     unsafe fn seg(&self, i: usize, j: usize) -> Self::Seg;
@@ -312,6 +346,10 @@ struct Stored4Int8<'a, const Z: bool, const S: bool> {
 impl<const Z: bool, const S: bool> Stored4 for Stored4Int8<'_, Z, S> {
     type Seg = IntSeg;
 
+    fn seg_len(&self) -> usize {
+        self.p.group
+    }
+
     #[inline(always)]
     unsafe fn seg(&self, i: usize, j: usize) -> IntSeg {
         // SAFETY: the caller's contract.
@@ -325,6 +363,39 @@ impl<const Z: bool, const S: bool> Stored4 for Stored4Int8<'_, Z, S> {
             let p = self.codes.as_ptr().add(i * per + j);
             let q = _mm_cvtepi8_epi32(_mm_cvtsi32_si128(p.cast::<i32>().read_unaligned()));
             _mm256_castps256_ps128(scaled::<Z, S>(_mm256_zextsi128_si256(q), g))
+        }
+    }
+}
+
+/// int4 stored values (two's complement nibbles, low first) of rows of a
+/// multiple of 4 (`per` even: 4 values are 2 bytes).
+struct Stored4Int4<'a, const Z: bool, const S: bool> {
+    bytes: &'a [u8],
+    p: Params8<'a>,
+}
+
+impl<const Z: bool, const S: bool> Stored4 for Stored4Int4<'_, Z, S> {
+    type Seg = IntSeg;
+
+    fn seg_len(&self) -> usize {
+        self.p.group
+    }
+
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, j: usize) -> IntSeg {
+        // SAFETY: the caller's contract.
+        unsafe { self.p.seg(i, j) }
+    }
+
+    #[inline(always)]
+    unsafe fn four(&self, g: &IntSeg, i: usize, per: usize, j: usize) -> __m128 {
+        // SAFETY: the caller's contract: values `i·per + j..+ 4` (an even
+        // start) are the 2 bytes from `(i·per + j) / 2`.
+        unsafe {
+            let p = self.bytes.as_ptr().add((i * per + j) / 2);
+            let w = _mm256_set1_epi32(p.cast::<u16>().read_unaligned().to_le() as i32);
+            let up = _mm256_sllv_epi32(w, _mm256_setr_epi32(28, 24, 20, 16, 0, 0, 0, 0));
+            _mm256_castps256_ps128(scaled::<Z, S>(_mm256_srai_epi32(up, 28), g))
         }
     }
 }
@@ -344,6 +415,11 @@ struct Nm24Rows<'a, V> {
 
 impl<V: Stored4> Rows8 for Nm24Rows<'_, V> {
     type Seg = V::Seg;
+
+    fn seg_len(&self) -> usize {
+        // A group of stored values spans twice its columns.
+        self.vals.seg_len().saturating_mul(2)
+    }
 
     #[inline(always)]
     unsafe fn seg(&self, i: usize, k: usize) -> V::Seg {
@@ -778,10 +854,22 @@ mod tests {
                 let p = IntQuantizer::params(8).per_row().symmetric(sym);
                 p.check().unwrap().quantize(&nm).unwrap()
             };
+            let int4 = |g: Option<usize>| {
+                let p = IntQuantizer::params(4);
+                let p = match g {
+                    Some(g) => p.per_group(g),
+                    None => p.per_row(),
+                };
+                p.check().unwrap().quantize(&nm).unwrap()
+            };
             let forms = [
                 (nm.clone(), true),
                 (int8(true), true),
                 (int8(false), true),
+                (int4(None), true),
+                (int4(Some(8)), true),
+                (int4(Some(16)), true),
+                (int4(Some(6)), false),
                 (Ternary.quantize(&nm).unwrap(), false),
             ];
             let x = Array2::from_shape_fn((NM_MAX_BATCH, cols), |(b, j)| {
