@@ -28,9 +28,18 @@ use super::lanes::SegParams;
 use super::{with_const, RowScale, Values};
 use crate::kernels::gemv::{rows_avx2, Rows8};
 use crate::kernels::Tier;
-use crate::matrix::{CodebookValues, Granularity, Int4Values, Int8Values, QuantParams, NM};
+use crate::matrix::{CodebookValues, Granularity, QuantParams, NM};
 use crate::matrix::{TERNARY_MINUS, TERNARY_PLUS};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
+
+/// `$e` with the readers' const parameters `Z` (zero-points) and `S`
+/// (scale applied per value) set from parameters `$p` and scale `$sc`.
+macro_rules! int_codes {
+    ($p:expr, $sc:expr, |$z:ident, $s:ident| $e:expr) => {{
+        let (z, s) = consts($p, $sc);
+        with_const!(z, |$z| with_const!(s, |$s| $e))
+    }};
+}
 
 /// Largest batch read through these readers: above it each weight would be
 /// decoded once per two inputs, and a decoded tile (once per call) costs
@@ -74,16 +83,21 @@ pub(crate) fn streamed(
     }
     match values {
         Values::Int8(v) => {
-            let (z, s) = consts(v.params(), sc);
-            with_const!(z, |Z| with_const!(s, |S| run!(Int8Rows::<Z, S>::new(
-                v, cols, sc
-            )?)))
+            let (codes, p) = (Bytes(v.codes()), Params8::new(v.params(), cols, sc)?);
+            int_codes!(v.params(), sc, |Z, S| run!(IntRows::<_, Z, S> {
+                codes,
+                cols,
+                p
+            }))
         }
-        Values::Int4(v) => {
-            let (z, s) = consts(v.params(), sc);
-            with_const!(z, |Z| with_const!(s, |S| run!(Int4Rows::<Z, S>::new(
-                v, cols, sc
-            )?)))
+        Values::Int4(v) if cols.is_multiple_of(2) => {
+            let codes = Nibbles(v.codes().bytes());
+            let p = Params8::new(v.params(), cols, sc)?;
+            int_codes!(v.params(), sc, |Z, S| run!(IntRows::<_, Z, S> {
+                codes,
+                cols,
+                p
+            }))
         }
         // One scale a row, always deferred here (`row_scales`).
         Values::Binary(v) if sc == RowScale::Deferred => {
@@ -171,22 +185,19 @@ pub(crate) fn streamed_nm(
     match values {
         Values::F32(v) => run!(Stored4F32(v.data())),
         Values::Int8(v) => {
-            let p = Params8::new(v.params(), cols / 2, sc)?;
-            let (z, s) = consts(v.params(), sc);
-            let codes = v.codes();
-            with_const!(z, |Z| with_const!(s, |S| run!(Stored4Int8::<Z, S> {
+            let (codes, p) = (Bytes(v.codes()), Params8::new(v.params(), cols / 2, sc)?);
+            int_codes!(v.params(), sc, |Z, S| run!(StoredInts::<_, Z, S> {
                 codes,
                 p
-            })))
+            }))
         }
         Values::Int4(v) => {
+            let codes = Nibbles(v.codes().bytes());
             let p = Params8::new(v.params(), cols / 2, sc)?;
-            let (z, s) = consts(v.params(), sc);
-            let bytes = v.codes().bytes();
-            with_const!(z, |Z| with_const!(s, |S| run!(Stored4Int4::<Z, S> {
-                bytes,
+            int_codes!(v.params(), sc, |Z, S| run!(StoredInts::<_, Z, S> {
+                codes,
                 p
-            })))
+            }))
         }
         _ => None,
     }
@@ -228,23 +239,21 @@ pub(crate) fn decode_nm(
             let Some(p) = Params8::new(v.params(), cols / 2, sc) else {
                 return false;
             };
-            let (z, s) = consts(v.params(), sc);
-            let codes = v.codes();
-            with_const!(z, |Z| with_const!(s, |S| go!(Stored4Int8::<Z, S> {
+            let codes = Bytes(v.codes());
+            int_codes!(v.params(), sc, |Z, S| go!(StoredInts::<_, Z, S> {
                 codes,
                 p
-            })))
+            }))
         }
         Values::Int4(v) => {
             let Some(p) = Params8::new(v.params(), cols / 2, sc) else {
                 return false;
             };
-            let (z, s) = consts(v.params(), sc);
-            let bytes = v.codes().bytes();
-            with_const!(z, |Z| with_const!(s, |S| go!(Stored4Int4::<Z, S> {
-                bytes,
+            let codes = Nibbles(v.codes().bytes());
+            int_codes!(v.params(), sc, |Z, S| go!(StoredInts::<_, Z, S> {
+                codes,
                 p
-            })))
+            }))
         }
         _ => false,
     }
@@ -338,12 +347,14 @@ impl Stored4 for Stored4F32<'_> {
     }
 }
 
-struct Stored4Int8<'a, const Z: bool, const S: bool> {
-    codes: &'a [i8],
+/// Int codes of a 2:4 matrix's stored values (int8 bytes or int4 nibbles,
+/// `C`), with their parameters (groups of a multiple of 8 stored values).
+struct StoredInts<'a, C, const Z: bool, const S: bool> {
+    codes: C,
     p: Params8<'a>,
 }
 
-impl<const Z: bool, const S: bool> Stored4 for Stored4Int8<'_, Z, S> {
+impl<C: Codes, const Z: bool, const S: bool> Stored4 for StoredInts<'_, C, Z, S> {
     type Seg = IntSeg;
 
     fn seg_len(&self) -> usize {
@@ -358,45 +369,9 @@ impl<const Z: bool, const S: bool> Stored4 for Stored4Int8<'_, Z, S> {
 
     #[inline(always)]
     unsafe fn four(&self, g: &IntSeg, i: usize, per: usize, j: usize) -> __m128 {
-        // SAFETY: the caller's contract: codes `i·per + j..+ 4` exist.
-        unsafe {
-            let p = self.codes.as_ptr().add(i * per + j);
-            let q = _mm_cvtepi8_epi32(_mm_cvtsi32_si128(p.cast::<i32>().read_unaligned()));
-            _mm256_castps256_ps128(scaled::<Z, S>(_mm256_zextsi128_si256(q), g))
-        }
-    }
-}
-
-/// int4 stored values (two's complement nibbles, low first) of rows of a
-/// multiple of 4 (`per` even: 4 values are 2 bytes).
-struct Stored4Int4<'a, const Z: bool, const S: bool> {
-    bytes: &'a [u8],
-    p: Params8<'a>,
-}
-
-impl<const Z: bool, const S: bool> Stored4 for Stored4Int4<'_, Z, S> {
-    type Seg = IntSeg;
-
-    fn seg_len(&self) -> usize {
-        self.p.group
-    }
-
-    #[inline(always)]
-    unsafe fn seg(&self, i: usize, j: usize) -> IntSeg {
-        // SAFETY: the caller's contract.
-        unsafe { self.p.seg(i, j) }
-    }
-
-    #[inline(always)]
-    unsafe fn four(&self, g: &IntSeg, i: usize, per: usize, j: usize) -> __m128 {
-        // SAFETY: the caller's contract: values `i·per + j..+ 4` (an even
-        // start) are the 2 bytes from `(i·per + j) / 2`.
-        unsafe {
-            let p = self.bytes.as_ptr().add((i * per + j) / 2);
-            let w = _mm256_set1_epi32(p.cast::<u16>().read_unaligned().to_le() as i32);
-            let up = _mm256_sllv_epi32(w, _mm256_setr_epi32(28, 24, 20, 16, 0, 0, 0, 0));
-            _mm256_castps256_ps128(scaled::<Z, S>(_mm256_srai_epi32(up, 28), g))
-        }
+        // SAFETY: the caller's contract: codes `i·per + j..+ 4` exist and
+        // start on a byte (`per` and `j` even).
+        unsafe { _mm256_castps256_ps128(scaled::<Z, S>(self.codes.four(i * per + j), g)) }
     }
 }
 
@@ -541,114 +516,138 @@ fn consts(p: &QuantParams, sc: RowScale) -> (bool, bool) {
     (p.zero_points().is_some(), sc == RowScale::Applied)
 }
 
-/// int8 codes of uniform rows.
-struct Int8Rows<'a, const Z: bool, const S: bool> {
-    codes: &'a [i8],
-    cols: usize,
-    p: Params8<'a>,
+/// Integer codes in a stream, read 8 or 4 at a time as i32 lanes: int8
+/// bytes ([`Bytes`]) or int4 nibbles ([`Nibbles`]).
+trait Codes: Sync {
+    /// Codes `n..n + 8`.
+    ///
+    /// # Safety
+    /// AVX2 is available; the codes exist (nibbles: `n` even).
+    unsafe fn eight(&self, n: usize) -> __m256i;
+    /// Codes `n..n + 4` in lanes 0–3 (the rest zero).
+    ///
+    /// # Safety
+    /// As [`eight`](Self::eight).
+    unsafe fn four(&self, n: usize) -> __m256i;
+    /// Code `n`.
+    ///
+    /// # Safety
+    /// The code exists.
+    unsafe fn one(&self, n: usize) -> i32;
 }
 
-impl<'a, const Z: bool, const S: bool> Int8Rows<'a, Z, S> {
-    fn new(v: &'a Int8Values, cols: usize, sc: RowScale) -> Option<Self> {
-        let p = Params8::new(v.params(), cols, sc)?;
-        Some(Int8Rows {
-            codes: v.codes(),
-            cols,
-            p,
-        })
-    }
-}
+/// int8 codes.
+struct Bytes<'a>(&'a [i8]);
 
-impl<const Z: bool, const S: bool> Rows8 for Int8Rows<'_, Z, S> {
-    type Seg = IntSeg;
-
-    fn seg_len(&self) -> usize {
-        self.p.group
-    }
-
+impl Codes for Bytes<'_> {
     #[inline(always)]
-    unsafe fn seg(&self, i: usize, k: usize) -> IntSeg {
+    unsafe fn eight(&self, n: usize) -> __m256i {
         // SAFETY: the caller's contract.
-        unsafe { self.p.seg(i, k) }
+        unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(self.0.as_ptr().add(n).cast())) }
     }
 
     #[inline(always)]
-    unsafe fn lanes8(&self, g: &IntSeg, i: usize, k: usize) -> __m256 {
-        // SAFETY: the caller's contract: codes `i·cols + k..+ 8` exist.
+    unsafe fn four(&self, n: usize) -> __m256i {
+        // SAFETY: the caller's contract.
         unsafe {
-            let p = self.codes.as_ptr().add(i * self.cols + k);
-            scaled::<Z, S>(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast())), g)
+            let w = self.0.as_ptr().add(n).cast::<i32>().read_unaligned();
+            _mm256_cvtepi8_epi32(_mm_cvtsi32_si128(w))
         }
     }
 
     #[inline(always)]
-    unsafe fn at(&self, g: &IntSeg, i: usize, t: usize) -> f32 {
+    unsafe fn one(&self, n: usize) -> i32 {
         // SAFETY: the caller's contract.
-        scaled1(
-            unsafe { *self.codes.get_unchecked(i * self.cols + t) } as i32,
-            g,
-        )
+        unsafe { *self.0.get_unchecked(n) as i32 }
     }
 }
 
-/// int4 codes (two's complement nibbles, low nibble first) of even rows.
-struct Int4Rows<'a, const Z: bool, const S: bool> {
-    bytes: &'a [u8],
-    cols: usize,
-    p: Params8<'a>,
-}
+/// int4 codes: two's complement nibbles, low nibble first.
+struct Nibbles<'a>(&'a [u8]);
 
-impl<'a, const Z: bool, const S: bool> Int4Rows<'a, Z, S> {
-    fn new(v: &'a Int4Values, cols: usize, sc: RowScale) -> Option<Self> {
-        if !cols.is_multiple_of(2) {
-            return None;
-        }
-        let p = Params8::new(v.params(), cols, sc)?;
-        Some(Int4Rows {
-            bytes: v.codes().bytes(),
-            cols,
-            p,
-        })
-    }
-}
-
-impl<const Z: bool, const S: bool> Rows8 for Int4Rows<'_, Z, S> {
-    type Seg = IntSeg;
-
-    fn seg_len(&self) -> usize {
-        self.p.group
-    }
-
+impl Nibbles<'_> {
+    /// Nibble `j` of `w` to the top of lane `j`, then back with its sign.
+    ///
+    /// # Safety
+    /// AVX2 is available.
     #[inline(always)]
-    unsafe fn seg(&self, i: usize, k: usize) -> IntSeg {
+    unsafe fn spread(w: i32, shifts: __m256i) -> __m256i {
         // SAFETY: the caller's contract.
-        unsafe { self.p.seg(i, k) }
+        unsafe { _mm256_srai_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(w), shifts), 28) }
     }
+}
 
+impl Codes for Nibbles<'_> {
     #[inline(always)]
-    unsafe fn lanes8(&self, g: &IntSeg, i: usize, k: usize) -> __m256 {
-        // SAFETY: the caller's contract: values `k..k + 8` of the (even)
-        // row are the 4 bytes from `(i·cols + k) / 2`.
+    unsafe fn eight(&self, n: usize) -> __m256i {
+        // SAFETY: the caller's contract: codes `n..n + 8` (n even) are the
+        // 4 bytes from `n / 2`.
         unsafe {
-            let p = self.bytes.as_ptr().add((i * self.cols + k) / 2);
-            let w = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
-            // Nibble j to the top of lane j, then back with its sign.
-            let up = _mm256_sllv_epi32(w, _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0));
-            scaled::<Z, S>(_mm256_srai_epi32(up, 28), g)
+            let w = self.0.as_ptr().add(n / 2).cast::<i32>().read_unaligned();
+            Self::spread(w, _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0))
         }
     }
 
     #[inline(always)]
-    unsafe fn at(&self, g: &IntSeg, i: usize, t: usize) -> f32 {
-        let n = i * self.cols + t;
+    unsafe fn four(&self, n: usize) -> __m256i {
+        // SAFETY: the caller's contract: codes `n..n + 4` (n even) are the
+        // 2 bytes from `n / 2`; lanes 4–7 shift by 32 (zero), then 28.
+        unsafe {
+            let w = self
+                .0
+                .as_ptr()
+                .add(n / 2)
+                .cast::<u16>()
+                .read_unaligned()
+                .to_le();
+            Self::spread(w as i32, _mm256_setr_epi32(28, 24, 20, 16, 32, 32, 32, 32))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn one(&self, n: usize) -> i32 {
         // SAFETY: the caller's contract.
-        let b = unsafe { *self.bytes.get_unchecked(n / 2) };
+        let b = unsafe { *self.0.get_unchecked(n / 2) };
         let q = if n.is_multiple_of(2) {
             (b << 4) as i8 >> 4
         } else {
             b as i8 >> 4
         };
-        scaled1(q as i32, g)
+        q as i32
+    }
+}
+
+/// Int codes (`C`) of uniform rows of `cols`, with their parameters.
+struct IntRows<'a, C, const Z: bool, const S: bool> {
+    codes: C,
+    cols: usize,
+    p: Params8<'a>,
+}
+
+impl<C: Codes, const Z: bool, const S: bool> Rows8 for IntRows<'_, C, Z, S> {
+    type Seg = IntSeg;
+
+    fn seg_len(&self) -> usize {
+        self.p.group
+    }
+
+    #[inline(always)]
+    unsafe fn seg(&self, i: usize, k: usize) -> IntSeg {
+        // SAFETY: the caller's contract.
+        unsafe { self.p.seg(i, k) }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes8(&self, g: &IntSeg, i: usize, k: usize) -> __m256 {
+        // SAFETY: the caller's contract: codes `i·cols + k..+ 8` exist (int4
+        // rows are even, so they start on a byte).
+        unsafe { scaled::<Z, S>(self.codes.eight(i * self.cols + k), g) }
+    }
+
+    #[inline(always)]
+    unsafe fn at(&self, g: &IntSeg, i: usize, t: usize) -> f32 {
+        // SAFETY: the caller's contract.
+        scaled1(unsafe { self.codes.one(i * self.cols + t) }, g)
     }
 }
 
