@@ -10,7 +10,7 @@
 //! batch 4 (issue #20). From DRAM the codes' fewer bytes pay for the
 //! decode, so matrices whose copy would not stay in cache
 //! ([`MAX_COPY_BYTES`]) keep decoding on the fly, and so do the batches
-//! where the 4-bit readers win ([`applies`]).
+//! where the 4-bit readers win (`applies`).
 //!
 //! The copy is exactly the decoded values in layout order, and the kernels
 //! that read it — the dense kernel (`gemv`) for dense and kept-rows blocks,

@@ -76,7 +76,7 @@ where
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let per = rows_per_task(cols, TASK_ELEMS);
-    let tr = if batch <= 8 { R } else { tile_rows(cols) };
+    let tr = tile_rows(cols);
     #[cfg(target_arch = "x86_64")]
     if let Some(f) = lanes {
         if tier >= Tier::Avx512 && batch <= f.max_batch() && cols > 0 {

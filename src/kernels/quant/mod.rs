@@ -297,7 +297,8 @@ pub(crate) fn matmul_nm(
             Values::Codebook(v) => nm24!(v, CodebookLanes),
         }
     }
-    // AVX2: f32 and int8 2:4 rows read whole in registers (small batches).
+    // AVX2: 2:4 rows of f32, int8 or int4 values read whole in registers
+    // (small batches).
     #[cfg(target_arch = "x86_64")]
     if let Some(y) = avx2::streamed_nm(s, values, (rows, cols), x, exec, isa, sc) {
         return Some(scale_outputs(y, scales));
