@@ -1,5 +1,5 @@
 //! AVX2 in-register readers: int8, int4, binary, ternary and 4-bit
-//! codebook rows (and 2:4 rows of f32 or int8 values) decoded 8 values at
+//! codebook rows (and 2:4 rows of f32, int8 or int4 values) decoded 8 values at
 //! a time for the dense f32 kernel's AVX2 driver (`gemv::rows_avx2`), at
 //! small batches.
 //!
@@ -53,8 +53,8 @@ const TASK_ELEMS: usize = 1 << 16;
 
 /// `y = x · Wᵀ` (`[batch, rows]`, deferred row scales not applied) through
 /// an AVX2 reader of `values` (`cols` per row), where the tier is AVX2
-/// (AVX-512 has its own readers), `batch ≤ MAX_BATCH` and the layout has a
-/// reader; `None` elsewhere.
+/// (AVX-512 has its own readers), the batch is at most the reader's
+/// ([`max_batch`]) and the layout has a reader; `None` elsewhere.
 pub(crate) fn streamed(
     values: &Values,
     x: ArrayView2<f32>,
