@@ -231,15 +231,9 @@ pub(crate) trait Rows8: Sync {
     unsafe fn at(&self, s: &Self::Seg, i: usize, t: usize) -> f32;
 }
 
-/// Dense f32 rows of `cols` values.
+/// Dense f32 rows ([`F32Rows`]) read 8 at a time.
 #[cfg(target_arch = "x86_64")]
-struct F32Rows8<'a> {
-    w: &'a [f32],
-    cols: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Rows8 for F32Rows8<'_> {
+impl Rows8 for F32Rows<'_> {
     type Seg = ();
 
     #[inline(always)]
@@ -267,7 +261,7 @@ impl Rows8 for F32Rows8<'_> {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dense_avx2(w: &[f32], xs: &[f32], cols: usize, out: &mut [f32]) {
     // SAFETY: this function's contract.
-    unsafe { rows_avx2(&F32Rows8 { w, cols }, 0, xs, cols, out) }
+    unsafe { rows_avx2(&F32Rows { w, cols }, 0, xs, cols, out) }
 }
 
 /// `out[r·batch + b] = W row (row0 + r) · x row b`, W read through `f`:
@@ -410,7 +404,8 @@ pub(crate) trait RowReader: Sync {
     const VBMI: bool = false;
 }
 
-/// Dense f32 rows.
+/// Dense f32 rows of `cols` values, for both drivers ([`Rows8`] on AVX2,
+/// [`RowReader`] on AVX-512).
 #[cfg(target_arch = "x86_64")]
 struct F32Rows<'a> {
     w: &'a [f32],
