@@ -434,7 +434,7 @@ mod tests {
                 if avx512 {
                     // The 2:4 kernel, at every batch size.
                     assert_eq!(nm_f32, Kernel::Registers, "{what}");
-                } else if avx2 && batch <= 4 && cols % 8 == 0 {
+                } else if avx2 && batch <= 8 && cols % 8 == 0 {
                     assert_eq!(nm_f32, Kernel::Registers, "{what}");
                 } else if avx2 {
                     assert_eq!(nm_f32, Kernel::DecodedTiles, "{what}");
@@ -462,7 +462,7 @@ mod tests {
                     let avx2_nm = avx2
                         && !avx512
                         && is_nm
-                        && batch <= 4
+                        && batch <= 8
                         && cols % 8 == 0
                         && match m.values() {
                             Some(Values::Int8(q)) => groups_of_8(q.params()),
@@ -493,15 +493,15 @@ mod tests {
                         && !is_nm
                         && matches!(m.values(), Some(Values::Codebook(c))
                             if !avx512 || c.indices().width() > 4 || batch >= 4);
-                    // AVX2 reads int codes in registers up to 8 inputs.
+                    // AVX2 reads int codes in registers up to 16 inputs.
                     let avx2_regs = avx2
                         && !avx512
                         && !is_nm
                         && match m.values() {
-                            Some(Values::Int8(_)) => batch <= 8,
-                            Some(Values::Int4(_)) => batch <= 8 && cols % 2 == 0,
-                            Some(Values::Binary(_)) => batch <= 8,
-                            Some(Values::Ternary(_)) => batch <= 8 && cols % 4 == 0,
+                            Some(Values::Int8(_)) => batch <= 16,
+                            Some(Values::Int4(_)) => batch <= 16 && cols % 2 == 0,
+                            Some(Values::Binary(_)) => batch <= 16,
+                            Some(Values::Ternary(_)) => batch <= 16 && cols % 4 == 0,
                             Some(Values::Codebook(c)) => {
                                 batch <= 2 && c.indices().width() == 4 && cols % 2 == 0
                             }

@@ -25,8 +25,9 @@
 //!
 //! Tiers: AVX-512 (the order above), AVX2 + FMA (8-lane accumulator, the
 //! same pattern) and portable (16 plain lanes, summed by a fixed tree) for
-//! dense f32; the encodings' readers are AVX-512 only (other tiers decode
-//! tiles). Each tier is deterministic; the tiers round differently.
+//! dense f32 and the encodings' readers (AVX2: `quant::avx2`, through
+//! [`rows_avx2`]; portable: decoded tiles). Each tier is deterministic; the
+//! tiers round differently.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -205,6 +206,12 @@ pub(crate) trait Rows8: Sync {
     /// Per-segment state (a broadcast scale and zero-point, a table).
     type Seg: Copy;
 
+    /// Whether a value costs more than a load to read (a decode): such
+    /// readers take register blocks of fewer rows × more inputs from 4
+    /// inputs up, so that each decoded value serves up to 8 inputs
+    /// ([`rows_avx2`]).
+    const DECODES: bool = false;
+
     /// Values per segment: a multiple of 8 (a group), or `usize::MAX` (the
     /// whole row: the default). Segments start at multiples of it.
     fn seg_len(&self) -> usize {
@@ -284,6 +291,10 @@ pub(crate) unsafe fn rows_avx2<F: Rows8>(
 ) {
     let batch = xs.len() / cols;
     let nr = out.len() / batch;
+    if F::DECODES && batch >= 4 {
+        // SAFETY: this function's contract.
+        return unsafe { wide_avx2(f, row0, xs, cols, out) };
+    }
     for_blocks!(nr, batch, cols, 2, |i, rr, b0, nc| {
         let at = (row0 + i, b0, batch);
         // SAFETY: this function's contract; rows `i..i + rr` and inputs
@@ -297,6 +308,59 @@ pub(crate) unsafe fn rows_avx2<F: Rows8>(
             }
         }
     });
+}
+
+/// [`rows_avx2`] for readers that decode, from 4 inputs: for each group of
+/// [`R`] rows, inputs in blocks of 8 (one row × 8 inputs: a decoded vector
+/// serves 8 multiply-adds, against 2 in the 4 × 2 blocks), then 4 (2 × 4),
+/// then 2 and 1 (4 rows). The accumulators and their order are those of
+/// every other block, so the bits do not change.
+///
+/// # Safety
+/// As [`rows_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn wide_avx2<F: Rows8>(f: &F, row0: usize, xs: &[f32], cols: usize, out: &mut [f32]) {
+    let batch = xs.len() / cols;
+    let nr = out.len() / batch;
+    let mut i = 0;
+    while i < nr {
+        let group = if i + R <= nr { R } else { 1 };
+        let mut b0 = 0;
+        while b0 < batch {
+            let nc = match batch - b0 {
+                n if n >= 8 => 8,
+                n if n >= 4 => 4,
+                n if n >= 2 => 2,
+                _ => 1,
+            };
+            // SAFETY: this function's contract; rows `i..i + group` and
+            // inputs `b0..b0 + nc` exist.
+            unsafe {
+                macro_rules! each {
+                    ($rr:literal, $cc:literal) => {{
+                        for r in (0..group).step_by($rr) {
+                            let at = (row0 + i + r, b0, batch);
+                            let o = &mut out[(i + r) * batch..];
+                            block_avx2::<F, $rr, $cc>(f, xs, cols, at, o);
+                        }
+                    }};
+                }
+                match (group, nc) {
+                    (_, 8) => each!(1, 8),
+                    (R, 4) => each!(2, 4),
+                    (_, 4) => each!(1, 4),
+                    (R, 2) => each!(4, 2),
+                    (_, 2) => each!(1, 2),
+                    (R, _) => each!(4, 1),
+                    _ => each!(1, 1),
+                }
+            }
+            b0 += nc;
+        }
+        i += group;
+    }
 }
 
 /// One AVX2 register block: rows `i..i + RR` of `f` × inputs `b0..b0 +

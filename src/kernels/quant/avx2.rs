@@ -41,13 +41,13 @@ macro_rules! int_codes {
     }};
 }
 
-/// Largest batch read through these readers: above it each weight would be
-/// decoded once per two inputs, and a decoded tile (once per call) costs
-/// less.
-pub(crate) const MAX_BATCH: usize = 8;
+/// Largest batch read through these readers: from 4 inputs each decoded
+/// vector serves 4–8 of them (`gemv::rows_avx2`'s wide blocks); above 16 a
+/// decoded tile (once per call) costs less.
+pub(crate) const MAX_BATCH: usize = 16;
 /// Largest batch read through the 2:4 reader (its decode costs four
 /// operations per 8 columns; above it, decoded tiles).
-pub(crate) const NM_MAX_BATCH: usize = 4;
+pub(crate) const NM_MAX_BATCH: usize = 8;
 /// Weight values per task (a fixed split: it depends on the shape only).
 const TASK_ELEMS: usize = 1 << 16;
 
@@ -389,6 +389,8 @@ struct Nm24Rows<'a, V> {
 }
 
 impl<V: Stored4> Rows8 for Nm24Rows<'_, V> {
+    const DECODES: bool = true;
+
     type Seg = V::Seg;
 
     fn seg_len(&self) -> usize {
@@ -625,6 +627,8 @@ struct IntRows<'a, C, const Z: bool, const S: bool> {
 }
 
 impl<C: Codes, const Z: bool, const S: bool> Rows8 for IntRows<'_, C, Z, S> {
+    const DECODES: bool = true;
+
     type Seg = IntSeg;
 
     fn seg_len(&self) -> usize {
@@ -689,6 +693,8 @@ struct Codebook4Rows<'a> {
 }
 
 impl Rows8 for Codebook4Rows<'_> {
+    const DECODES: bool = true;
+
     /// The row's book: centroids 0–7 and 8–15 in registers, and its slice.
     type Seg = (__m256, __m256, usize);
 
@@ -742,6 +748,8 @@ struct BinaryRows<'a> {
 }
 
 impl Rows8 for BinaryRows<'_> {
+    const DECODES: bool = true;
+
     type Seg = ();
 
     #[inline(always)]
@@ -782,6 +790,8 @@ struct TernaryRows<'a> {
 }
 
 impl Rows8 for TernaryRows<'_> {
+    const DECODES: bool = true;
+
     type Seg = ();
 
     #[inline(always)]
