@@ -207,9 +207,8 @@ pub(crate) trait Rows8: Sync {
     type Seg: Copy;
 
     /// Whether a value costs more than a load to read (a decode): such
-    /// readers take register blocks of fewer rows × more inputs from 4
-    /// inputs up, so that each decoded value serves up to 8 inputs
-    /// ([`rows_avx2`]).
+    /// readers take register blocks of 2 rows × 4 inputs from 4 inputs up,
+    /// so that each decoded value serves 4 inputs ([`rows_avx2`]).
     const DECODES: bool = false;
 
     /// Values per segment: a multiple of 8 (a group), or `usize::MAX` (the
@@ -311,14 +310,15 @@ pub(crate) unsafe fn rows_avx2<F: Rows8>(
 }
 
 /// [`rows_avx2`] for readers that decode, from 4 inputs: for each group of
-/// [`R`] rows, inputs in blocks of 8 (one row × 8 inputs: a decoded vector
-/// serves 8 multiply-adds, against 2 in the 4 × 2 blocks), then 4 (2 × 4),
-/// then 2 and 1 (4 rows). The accumulators and their order are those of
-/// every other block, so the bits do not change.
+/// [`R`] rows, inputs in blocks of 4 (2 rows × 4 inputs: a decoded vector
+/// serves 4 multiply-adds, against 2 in the 4 × 2 blocks), then 2 and 1 (4
+/// rows). Blocks of 1 row × 8 inputs, which reuse a decoded vector 8 times,
+/// measured slower: every multiply-add then loads its input. The
+/// accumulators and their order are those of every other block, so the
+/// bits do not change.
 ///
 /// # Safety
 /// As [`rows_avx2`].
-#[cfg(target_arch = "x86_64")]
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn wide_avx2<F: Rows8>(f: &F, row0: usize, xs: &[f32], cols: usize, out: &mut [f32]) {
@@ -329,12 +329,8 @@ unsafe fn wide_avx2<F: Rows8>(f: &F, row0: usize, xs: &[f32], cols: usize, out: 
         let group = if i + R <= nr { R } else { 1 };
         let mut b0 = 0;
         while b0 < batch {
-            let nc = match batch - b0 {
-                n if n >= 8 => 8,
-                n if n >= 4 => 4,
-                n if n >= 2 => 2,
-                _ => 1,
-            };
+            let nc = (batch - b0).min(4);
+            let nc = if nc == 3 { 2 } else { nc };
             // SAFETY: this function's contract; rows `i..i + group` and
             // inputs `b0..b0 + nc` exist.
             unsafe {
@@ -348,7 +344,6 @@ unsafe fn wide_avx2<F: Rows8>(f: &F, row0: usize, xs: &[f32], cols: usize, out: 
                     }};
                 }
                 match (group, nc) {
-                    (_, 8) => each!(1, 8),
                     (R, 4) => each!(2, 4),
                     (_, 4) => each!(1, 4),
                     (R, 2) => each!(4, 2),

@@ -42,7 +42,7 @@ macro_rules! int_codes {
 }
 
 /// Largest batch read through these readers: from 4 inputs each decoded
-/// vector serves 4–8 of them (`gemv::rows_avx2`'s wide blocks); above 16 a
+/// vector serves 4 of them (`gemv::rows_avx2`'s 2 × 4 blocks); above 16 a
 /// decoded tile (once per call) costs less.
 pub(crate) const MAX_BATCH: usize = 16;
 /// Largest batch read through the 2:4 reader (its decode costs four
