@@ -149,7 +149,7 @@ fn reads(values: &Values, cols: usize) -> bool {
 /// 2:4 matrix `[rows, cols]` whose stored values (rows of `cols / 2`) are
 /// f32, int8 or int4 (groups of a multiple of 8 stored values), read as whole rows in
 /// registers ([`Nm24Rows`]): AVX2, `batch ≤ NM_MAX_BATCH`, 2-bit positions
-/// and `cols` a multiple of 8; `None` elsewhere.
+/// and `cols` a multiple of 4; `None` elsewhere.
 pub(crate) fn streamed_nm(
     s: &NM,
     values: &Values,
@@ -259,22 +259,30 @@ pub(crate) fn decode_nm(
     }
 }
 
-/// Rows `row0..` of `f` (whole rows of `cols`, a multiple of 8) into `out`.
+/// Rows `row0..` of `f` (whole rows of `cols`) into `out`: 8 values a
+/// step, the tail one by one.
 ///
 /// # Safety
 /// AVX2 is available; the rows exist in `f`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn decode_rows8<F: Rows8>(f: &F, row0: usize, cols: usize, out: &mut [f32]) {
+    let full = cols / 8 * 8;
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
-        // SAFETY: this function's contract; `k + 8 ≤ cols`.
+        // SAFETY: this function's contract; `k + 8 ≤ cols`, `t < cols`.
         unsafe {
             let seg_len = f.seg_len();
             let mut g = f.seg(row0 + r, 0);
-            for k in (0..cols).step_by(8) {
+            for k in (0..full).step_by(8) {
                 if k > 0 && k.is_multiple_of(seg_len) {
                     g = f.seg(row0 + r, k);
                 }
                 _mm256_storeu_ps(o.as_mut_ptr().add(k), f.lanes8(&g, row0 + r, k));
+            }
+            if full < cols {
+                let g = f.seg(row0 + r, full);
+                for (t, o) in o.iter_mut().enumerate().skip(full) {
+                    *o = f.at(&g, row0 + r, t);
+                }
             }
         }
     }
@@ -295,7 +303,9 @@ pub(crate) fn reads_nm(s: &NM, values: &Values, cols: usize) -> bool {
         Values::Int4(v) => groups_of_8(v.params()),
         _ => false,
     };
-    two_four && vals && cols.is_multiple_of(8) && cols > 0
+    // Whole groups of 4 columns: a row's positions start on a nibble, and a
+    // row's int4 codes on a byte.
+    two_four && vals && cols.is_multiple_of(4) && cols > 0
 }
 
 /// For each byte of 2:4 positions (four 2-bit fields: stored values 0–3
@@ -330,6 +340,11 @@ trait Stored4: Sync {
     /// # Safety
     /// AVX2 is available; the values exist; `g` is row `i`'s.
     unsafe fn four(&self, g: &Self::Seg, i: usize, per: usize, j: usize) -> __m128;
+    /// Stored value `j` of row `i` (the tail of a row of 4 (mod 8) columns).
+    ///
+    /// # Safety
+    /// The value exists; `g` is its segment's.
+    unsafe fn one(&self, g: &Self::Seg, i: usize, per: usize, j: usize) -> f32;
 }
 
 struct Stored4F32<'a>(&'a [f32]);
@@ -344,6 +359,12 @@ impl Stored4 for Stored4F32<'_> {
     unsafe fn four(&self, _: &(), i: usize, per: usize, j: usize) -> __m128 {
         // SAFETY: the caller's contract.
         unsafe { _mm_loadu_ps(self.0.as_ptr().add(i * per + j)) }
+    }
+
+    #[inline(always)]
+    unsafe fn one(&self, _: &(), i: usize, per: usize, j: usize) -> f32 {
+        // SAFETY: the caller's contract.
+        unsafe { *self.0.get_unchecked(i * per + j) }
     }
 }
 
@@ -372,6 +393,12 @@ impl<C: Codes, const Z: bool, const S: bool> Stored4 for StoredInts<'_, C, Z, S>
         // SAFETY: the caller's contract: codes `i·per + j..+ 4` exist and
         // start on a byte (`per` and `j` even).
         unsafe { _mm256_castps256_ps128(scaled::<Z, S>(self.codes.four(i * per + j), g)) }
+    }
+
+    #[inline(always)]
+    unsafe fn one(&self, g: &IntSeg, i: usize, per: usize, j: usize) -> f32 {
+        // SAFETY: the caller's contract.
+        scaled1(unsafe { self.codes.one(i * per + j) }, g)
     }
 }
 
@@ -407,11 +434,19 @@ impl<V: Stored4> Rows8 for Nm24Rows<'_, V> {
     #[inline(always)]
     unsafe fn lanes8(&self, g: &V::Seg, i: usize, k: usize) -> __m256 {
         // SAFETY: the caller's contract: columns `k..k + 8` (k a multiple
-        // of 8, rows of a multiple of 8) hold stored values `k/2..k/2 + 4`
-        // whose positions are the byte `(i·per + k/2) / 4`.
+        // of 8) hold stored values `k/2..k/2 + 4`, whose 8 bits of
+        // positions start at bit `2·(i·per + k/2)`: on a byte, or on a
+        // nibble where a row of 4 (mod 8) columns starts mid-byte (then the
+        // next byte holds the rest: the positions exist).
         unsafe {
             let j = k / 2;
-            let b = *self.positions.get_unchecked((i * self.per + j) / 4);
+            let bit = 2 * (i * self.per + j);
+            let p = self.positions.as_ptr().add(bit / 8);
+            let b = if bit.is_multiple_of(8) {
+                *p
+            } else {
+                ((u16::from(*p) | u16::from(*p.add(1)) << 8) >> 4) as u8
+            };
             let idx = _mm256_loadu_si256(self.table.get_unchecked(b as usize).as_ptr().cast());
             let v = _mm256_zextps128_ps256(self.vals.four(g, i, self.per, j));
             _mm256_permutevar8x32_ps(v, idx)
@@ -419,9 +454,22 @@ impl<V: Stored4> Rows8 for Nm24Rows<'_, V> {
     }
 
     #[inline(always)]
-    unsafe fn at(&self, _: &V::Seg, _: usize, _: usize) -> f32 {
-        // Rows are whole runs of 8 (`reads_nm`): no tail.
-        unreachable!("2:4 rows of a multiple of 8 columns have no tail")
+    unsafe fn at(&self, g: &V::Seg, i: usize, t: usize) -> f32 {
+        // SAFETY: the caller's contract: column `t` of row `i` exists; its
+        // group of 4 columns holds stored values `j, j + 1`, whose 2-bit
+        // positions say which columns they take (zero elsewhere).
+        unsafe {
+            let j = t / 4 * 2;
+            let pos = |j: usize| {
+                let bit = 2 * (i * self.per + j);
+                (*self.positions.get_unchecked(bit / 8) >> (bit % 8)) & 3
+            };
+            match t % 4 {
+                c if usize::from(pos(j)) == c => self.vals.one(g, i, self.per, j),
+                c if usize::from(pos(j + 1)) == c => self.vals.one(g, i, self.per, j + 1),
+                _ => 0.0,
+            }
+        }
     }
 }
 
@@ -853,7 +901,7 @@ mod tests {
             return;
         }
         let pool = ThreadPool::new(2).unwrap();
-        for (rows, cols) in [(21, 64), (9, 104), (5, 36)] {
+        for (rows, cols) in [(21, 64), (9, 104), (5, 36), (7, 12), (6, 300)] {
             let w = Array2::from_shape_fn((rows, cols), |(i, j)| {
                 (((i * 37 + j * 11) % 29) as f32 - 14.0) / 9.0
             });
@@ -895,7 +943,7 @@ mod tests {
                 };
                 let mut dec = vec![0.0f32; rows * cols];
                 super::super::decode_nm_rows(st, v, 0, &mut dec, sc);
-                let reads = *reads && cols % 8 == 0;
+                let reads = *reads && cols % 4 == 0;
                 assert_eq!(reads_nm(st, v, cols), reads, "{} {cols}", m.encoding());
                 let mut fast = vec![f32::NAN; (rows - 1) * cols];
                 assert_eq!(decode_nm(st, v, cols, 1, &mut fast, sc), reads);
