@@ -272,7 +272,8 @@ pub(crate) unsafe fn dense_avx2(w: &[f32], xs: &[f32], cols: usize, out: &mut [f
 
 /// `out[r·batch + b] = W row (row0 + r) · x row b`, W read through `f`:
 /// blocks of [`R`] rows × up to 2 inputs (8 accumulators of 8 lanes in the
-/// 16 registers), `k` ascending, a scalar tail added to lane 0 in order,
+/// 16 registers; readers that decode take 2 × 4 blocks from 4 inputs,
+/// [`wide_avx2`]), `k` ascending, a scalar tail added to lane 0 in order,
 /// then a fixed horizontal sum. No features of its own: inlined into each
 /// reader's AVX2 driver.
 ///
