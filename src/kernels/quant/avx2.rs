@@ -28,7 +28,7 @@ use super::lanes::SegParams;
 use super::{with_const, RowScale, Values};
 use crate::kernels::gemv::{rows_avx2, Rows8};
 use crate::kernels::Tier;
-use crate::matrix::{CodebookValues, Granularity, QuantParams, NM};
+use crate::matrix::{CodebookValues, Granularity, PackedBits, QuantParams, NM};
 use crate::matrix::{TERNARY_MINUS, TERNARY_PLUS};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
@@ -166,7 +166,7 @@ pub(crate) fn streamed_nm(
     let xs = x.as_slice().expect("standard layout");
     let batch = x.nrows();
     let per = rows_per_task(cols, TASK_ELEMS);
-    let (positions, table) = (s.positions().bytes(), nm24_table());
+    let (positions, table) = (s.positions(), nm24_table());
     macro_rules! run {
         ($vals:expr) => {{
             let f = Nm24Rows {
@@ -218,7 +218,7 @@ pub(crate) fn decode_nm(
     if Tier::detect() < Tier::Avx2 || !reads_nm(s, values, cols) {
         return false;
     }
-    let (positions, table) = (s.positions().bytes(), nm24_table());
+    let (positions, table) = (s.positions(), nm24_table());
     macro_rules! go {
         ($vals:expr) => {{
             let f = Nm24Rows {
@@ -409,7 +409,7 @@ impl<C: Codes, const Z: bool, const S: bool> Stored4 for StoredInts<'_, C, Z, S>
 /// the same bits.
 struct Nm24Rows<'a, V> {
     vals: V,
-    positions: &'a [u8],
+    positions: &'a PackedBits,
     /// Stored values per row.
     per: usize,
     table: &'static [[i32; 8]; 256],
@@ -440,13 +440,7 @@ impl<V: Stored4> Rows8 for Nm24Rows<'_, V> {
         // next byte holds the rest: the positions exist).
         unsafe {
             let j = k / 2;
-            let bit = 2 * (i * self.per + j);
-            let p = self.positions.as_ptr().add(bit / 8);
-            let b = if bit.is_multiple_of(8) {
-                *p
-            } else {
-                ((u16::from(*p) | u16::from(*p.add(1)) << 8) >> 4) as u8
-            };
+            let b = bits8(self.positions.bytes(), 2 * (i * self.per + j));
             let idx = _mm256_loadu_si256(self.table.get_unchecked(b as usize).as_ptr().cast());
             let v = _mm256_zextps128_ps256(self.vals.four(g, i, self.per, j));
             _mm256_permutevar8x32_ps(v, idx)
@@ -455,18 +449,15 @@ impl<V: Stored4> Rows8 for Nm24Rows<'_, V> {
 
     #[inline(always)]
     unsafe fn at(&self, g: &V::Seg, i: usize, t: usize) -> f32 {
-        // SAFETY: the caller's contract: column `t` of row `i` exists; its
-        // group of 4 columns holds stored values `j, j + 1`, whose 2-bit
+        // Column `t`'s group of 4 holds stored values `j, j + 1`, whose
         // positions say which columns they take (zero elsewhere).
+        let j = t / 4 * 2;
+        let pos = |j: usize| usize::from(self.positions.get(i * self.per + j));
+        // SAFETY: the caller's contract: column `t` of row `i` exists.
         unsafe {
-            let j = t / 4 * 2;
-            let pos = |j: usize| {
-                let bit = 2 * (i * self.per + j);
-                (*self.positions.get_unchecked(bit / 8) >> (bit % 8)) & 3
-            };
             match t % 4 {
-                c if usize::from(pos(j)) == c => self.vals.one(g, i, self.per, j),
-                c if usize::from(pos(j + 1)) == c => self.vals.one(g, i, self.per, j + 1),
+                c if pos(j) == c => self.vals.one(g, i, self.per, j),
+                c if pos(j + 1) == c => self.vals.one(g, i, self.per, j + 1),
                 _ => 0.0,
             }
         }
@@ -703,6 +694,24 @@ impl<C: Codes, const Z: bool, const S: bool> Rows8 for IntRows<'_, C, Z, S> {
     }
 }
 
+/// Bits `n..n + 8` of a bit stream (least significant first): byte `n / 8`
+/// and, off a byte boundary, the next one (binary signs of a row that
+/// starts mid-byte, 2:4 positions of a row of 4 (mod 8) columns).
+///
+/// # Safety
+/// Bits `n..n + 8` are in `bytes`.
+#[inline(always)]
+unsafe fn bits8(bytes: &[u8], n: usize) -> u8 {
+    // SAFETY: the caller's contract: the byte, and off a boundary the next.
+    unsafe {
+        let p = bytes.as_ptr().add(n / 8);
+        match n % 8 {
+            0 => *p,
+            s => (p.cast::<u16>().read_unaligned().to_le() >> s) as u8,
+        }
+    }
+}
+
 /// The values of 8 binary signs (bit `j` of the byte: lane `j`), ±1.
 fn binary_table() -> &'static [[f32; 8]; 256] {
     static T: OnceLock<Box<[[f32; 8]; 256]>> = OnceLock::new();
@@ -809,12 +818,7 @@ impl Rows8 for BinaryRows<'_> {
         // bits `n..n + 8` of the stream, in its byte `n / 8` and, off a byte
         // boundary, the next one.
         unsafe {
-            let n = i * self.cols + k;
-            let p = self.bytes.as_ptr().add(n / 8);
-            let b = match n % 8 {
-                0 => *p,
-                s => (p.cast::<u16>().read_unaligned().to_le() >> s) as u8,
-            };
+            let b = bits8(self.bytes, i * self.cols + k);
             _mm256_loadu_ps(self.table.get_unchecked(b as usize).as_ptr())
         }
     }
