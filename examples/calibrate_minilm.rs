@@ -9,10 +9,11 @@
 //! cargo run --release --example calibrate_minilm -- --method '{ method = "sparsegpt", n = 2, m = 4, damp = 0.001 }'
 //! cargo run --release --example calibrate_minilm -- --only wanda --one-shot
 //! cargo run --release --example calibrate_minilm -- --only awq    # the AWQ rows
+//! cargo run --release --example calibrate_minilm -- --eval 64     # fewer evaluation sentences (CI)
 //! ```
 //!
 //! Calibration: the first 128 sentences of `data/english/devils_dictionary.txt`;
-//! evaluation: lines 513–1024 (512 other sentences). Data-aware methods run
+//! evaluation: lines 513–1024 (512 other sentences; `--eval N`: the first N of them). Data-aware methods run
 //! in sequential mode (each stage calibrated on the outputs of the already
 //! compressed layers before it). Reported per method: the mean over the 36
 //! layers of `‖XWᵀ − XŴᵀ‖_F / ‖XWᵀ‖_F` on the evaluation inputs of the
@@ -75,7 +76,11 @@ fn main() -> squish::Result<()> {
         SentenceTokenizer::from_file(dir.join("tokenizer.json"), squish::nn::DEFAULT_MAX_TOKENS)?;
     let corpus = sentences_from_bytes(include_bytes!("../data/english/devils_dictionary.txt"))?;
     let cal = sentence_batches(&tok, &corpus[..128], &exec)?;
-    let eval = sentence_batches(&tok, &corpus[512..1024], &exec)?;
+    let n_eval: usize = args
+        .value("--eval")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(512);
+    let eval = sentence_batches(&tok, &corpus[512..512 + n_eval.clamp(1, 512)], &exec)?;
     let reference = embed(&base, &eval, &exec)?;
     // Gram matrices of the evaluation inputs of the uncompressed model.
     let eval_stats = collect(&base, &eval, None, &exec)?;
