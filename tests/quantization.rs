@@ -771,10 +771,60 @@ fn dynamic_matches_reference(
 fn int8_gemm_is_bit_identical_on_every_path() {
     let mut shapes = SHAPES.to_vec();
     shapes.push((3, 40_000)); // longer than one i32 chunk
-    dynamic_matches_reference(8, &shapes, &[1, 8, 13], (300, 400), &|v, xq| match v {
-        Values::Int8(v) => kernels::int8_gemm::gemm_reference(v, xq),
-        _ => panic!("int8 values"),
+    dynamic_matches_reference(
+        8,
+        &shapes,
+        &[1, 2, 5, 7, 8, 13, 16],
+        (300, 400),
+        &|v, xq| match v {
+            Values::Int8(v) => kernels::int8_gemm::gemm_reference(v, xq),
+            _ => panic!("int8 values"),
+        },
+    );
+}
+
+/// Codes at their extremes (every weight and activation ±127, in runs of
+/// one sign and alternating): the AVX2 panels' 16-bit pair sums reach
+/// `2·127·127`, and would saturate had they multiplied `x + 128` by `w`.
+#[test]
+fn int8_gemm_is_exact_at_the_extreme_codes() {
+    let (rows, cols, batch) = (33, 260, 7);
+    let w = Array2::from_shape_fn((rows, cols), |(i, k)| match i % 3 {
+        0 => 1.0,
+        1 => -1.0,
+        _ => [1.0, -1.0][(k / (1 + i % 5)) % 2],
     });
+    let x = Array2::from_shape_fn((batch, cols), |(b, k)| match b % 3 {
+        0 => 2.0,
+        1 => -2.0,
+        _ => [2.0f32, -2.0][(k * (b + 1) / 3) % 2],
+    });
+    let m = IntQuantizer::params(8)
+        .per_row()
+        .check()
+        .unwrap()
+        .quantize(&dense(&w))
+        .unwrap();
+    let Some(Values::Int8(v)) = m.values() else {
+        panic!("int8 values")
+    };
+    assert!(v.codes().iter().all(|&c| c.abs() == 127));
+    let xq = quantize_activations(x.view()).unwrap();
+    assert!(xq.codes().iter().all(|&c| c.abs() == 127));
+    let reference = kernels::int8_gemm::gemm_reference(v, &xq);
+    // The product of ±1 weights and ±2 inputs, to f32 rounding.
+    for (a, e) in reference.iter().zip(x.dot(&w.t()).iter()) {
+        assert!((a - e).abs() <= 1e-5 * cols as f32, "{a} vs {e}");
+    }
+    let lin = DynamicInt8::new(m.clone()).unwrap();
+    let pool = ThreadPool::new(2).unwrap();
+    for isa in tiers() {
+        assert_eq!(
+            lin.matmul_isa(x.view(), &pool, isa).unwrap(),
+            reference,
+            "{isa:?}"
+        );
+    }
 }
 
 /// int4 weights through `DynamicInt8` (nibble panels on VNNI / AVX2, the

@@ -65,7 +65,7 @@ impl Prepared {
                 .flat_map(|r| r.chunks(seg).map(|s| s.iter().map(|&q| q as i64).sum()))
                 .collect()
         };
-        let panels = if cfg!(target_arch = "x86_64") && Isa::detect() == Isa::Avx512Vnni {
+        let panels = if cfg!(target_arch = "x86_64") && Isa::detect() >= Isa::Avx2 {
             super::int8_panel::Panels::new(v)
         } else {
             None
@@ -97,9 +97,15 @@ pub(crate) fn matmul(
     isa: Isa,
 ) -> Array2<f32> {
     let isa = isa.capped();
+    // VNNI below PANEL_MIN_ROWS tokens takes `fast`'s dot products; AVX2
+    // has no faster path than the panels at any batch.
     #[cfg(target_arch = "x86_64")]
-    if let (Isa::Avx512Vnni, Some(p), true) = (isa, &prep.panels, xq.rows >= PANEL_MIN_ROWS) {
-        return super::int8_panel::matmul(p, xq, exec, isa).expect("VNNI runs every panel");
+    if let Some(p) = &prep.panels {
+        if isa != Isa::Avx512Vnni || xq.rows >= PANEL_MIN_ROWS {
+            if let Some(y) = super::int8_panel::matmul(p, xq, exec, isa) {
+                return y;
+            }
+        }
     }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni && (prep.nseg == 1 || prep.seg.is_multiple_of(64)) {
@@ -169,9 +175,10 @@ pub(crate) fn matmul(
 /// `y = (x ⊙ m)·Wᵀ + b` fused (see [`int8_panel::linear`](super::int8_panel)):
 /// quantization of `x` (`[batch, cols]` row-major; `m` empty: no scaling),
 /// product and bias in one call, equal bit for bit to quantizing `x ⊙ m`,
-/// [`matmul`] and adding `b`. `None` where that path does not apply (not
-/// VNNI, no panels, fewer than 6 rows) or a value is not finite: the caller
-/// takes the unfused path, which reports the error.
+/// [`matmul`] and adding `b`. `None` where that path does not apply (no
+/// panels, or VNNI with fewer than 6 rows, which `matmul` runs without
+/// them) or a value is not finite: the caller takes the unfused path, which
+/// reports the error.
 pub(crate) fn linear(
     prep: &Prepared,
     x: &[f32],
@@ -182,8 +189,9 @@ pub(crate) fn linear(
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = &prep.panels {
         let rows = x.len() / p.cols();
-        if rows >= PANEL_MIN_ROWS && Isa::detect() == Isa::Avx512Vnni {
-            return super::int8_panel::linear(p, x, m, bias, exec);
+        let isa = Isa::detect();
+        if rows >= PANEL_MIN_ROWS || isa != Isa::Avx512Vnni {
+            return super::int8_panel::linear(p, x, m, bias, exec, isa);
         }
     }
     let _ = (prep, x, m, bias, exec);

@@ -264,7 +264,7 @@ impl Panels {
 }
 
 /// `[batch, rows]` product of the panels with `xq` (columns must match) on
-/// `isa` (capped to the CPU): AVX-512 VNNI, or AVX2 for int4 panels; `None`
+/// `isa` (capped to the CPU): AVX-512 VNNI, or AVX2 (also without VNNI); `None`
 /// where neither applies (the caller takes its portable path).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn matmul(
@@ -274,7 +274,7 @@ pub(crate) fn matmul(
     isa: Isa,
 ) -> Option<Array2<f32>> {
     debug_assert_eq!(xq.cols, p.cols);
-    kernel(p, isa)?;
+    kernel(isa)?;
     let (stride, len) = packed_len(p, xq.rows);
     let mut xu = vec![0x80u8; len];
     for b in 0..xq.rows {
@@ -311,7 +311,7 @@ pub(crate) fn matmul_u8(
     isa: Isa,
 ) -> Option<Array2<f32>> {
     debug_assert!(xu.len() == packed_len(p, sx.len()).1 && sx.len().is_multiple_of(group));
-    let kernel = kernel(p, isa)?;
+    let kernel = kernel(isa)?;
     Some(product(p, xu, sx, None, group, exec, kernel))
 }
 
@@ -362,12 +362,12 @@ struct Job<'a> {
     bias: Option<&'a [f32]>,
 }
 
-/// The micro-kernel for `p` on `isa` (capped to the CPU), if any.
+/// The micro-kernels on `isa` (capped to the CPU), if any.
 #[cfg(target_arch = "x86_64")]
-fn kernel(p: &Panels, isa: Isa) -> Option<Kernels> {
+fn kernel(isa: Isa) -> Option<Kernels> {
     match isa.capped() {
         Isa::Avx512Vnni => Some(VNNI),
-        Isa::Avx512 | Isa::Avx2 if p.nib => Some([[micro_avx2; MR]; NV]),
+        Isa::Avx512 | Isa::Avx2 => Some([[micro_avx2; MR]; NV]),
         _ => None,
     }
 }
@@ -384,8 +384,8 @@ const SERIAL_QUANT: usize = 1 << 15;
 /// over fixed row blocks), then multiplied, with the activation scale and
 /// the bias applied in the micro-kernel's last step. Equal bit for bit to
 /// quantizing `x ⊙ m` with `quantize_activations`, [`matmul`], then adding
-/// `b`. `None` when a value of `x ⊙ m` is not finite.
-/// AVX-512 VNNI only: the caller checks the tier.
+/// `b` on `isa` (capped to the CPU). `None` when a value of `x ⊙ m` is not
+/// finite or `isa` has no kernel for the panels.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn linear(
     p: &Panels,
@@ -393,7 +393,9 @@ pub(crate) fn linear(
     m: &[f32],
     bias: Option<&[f32]>,
     exec: &dyn ParallelExecutor,
+    isa: Isa,
 ) -> Option<Array2<f32>> {
+    let kernel = kernel(isa)?;
     let cols = p.cols;
     debug_assert!(x.len().is_multiple_of(cols) && (m.is_empty() || m.len() == cols));
     let batch = x.len() / cols;
@@ -438,7 +440,7 @@ pub(crate) fn linear(
     if !ok.into_inner() {
         return None;
     }
-    Some(product(p, &xu, &scales, bias, 1, exec, VNNI))
+    Some(product(p, &xu, &scales, bias, 1, exec, kernel))
 }
 
 /// The product of the panels with `xu` (`x + 128`, rows of `kp` bytes,
@@ -489,8 +491,8 @@ fn product(
             let nv = (np - p0).min(NV);
             for b0 in (0..batch).step_by(MR) {
                 // SAFETY: `kernel` comes from `kernel()` (its tier is
-                // available) or is VNNI checked by the caller; `xu` holds whole
-                // tiles of `kp` bytes per row; panels `p0..p0 + NV` exist or
+                // available); `xu` holds whole tiles of `kp` bytes per
+                // row; panels `p0..p0 + NV` exist or
                 // are clamped to the last one (their results are dropped).
                 unsafe { kernel[nv - 1][(batch - b0).min(MR) - 1](&job, b0, p0, &mut tile) };
                 let (n0, m) = (p0 * P, (batch - b0).min(MR));
@@ -632,57 +634,86 @@ unsafe fn micro<const M: usize, const V: usize>(
     }
 }
 
-/// [`micro`] on AVX2 for int4 panels: `vpmaddubsw` + `vpmaddwd` instead of
-/// `vpdpbusd` (exact here: `|255·8·2| < 2^15`, so the i16 steps never
-/// saturate), eight outputs at a time, with the same integer sums and f32
-/// steps, so the same bits.
+/// [`micro`] on AVX2: `vpmaddubsw` + `vpmaddwd` instead of `vpdpbusd`,
+/// eight outputs at a time, with the same integer sums and f32 steps, so
+/// the same bits. The i16 steps never saturate:
+/// - int4 panels: `(x + 128)·w` as the VNNI path, `|255·8·2| < 2^15`;
+/// - int8 panels: `x + 128` would reach `255·127·2`, so the pairs are
+///   `|w|·(x·sign w)` (ggml's `mul_sum_i8_pairs`), at most `128·127·2`
+///   because activation codes lie in `−127..=127`; this sums `x·w` itself,
+///   so `128·Σw` is not subtracted.
 ///
 /// # Safety
-/// AVX2 must be available; `p` holds int4 panels; all `MR` tokens are
-/// computed (rows past the batch read the spare zero rows and scale 0), so
-/// `xu` holds `b0 + MR` rows; otherwise as [`micro`].
+/// AVX2 must be available; all `MR` tokens are computed (rows past the
+/// batch read the spare zero rows and scale 0), so `xu` holds `b0 + MR`
+/// rows, whose codes are `x + 128` for `x` in `−127..=127`; otherwise as
+/// [`micro`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn micro_avx2(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P]; MR]) {
-    debug_assert!(job.p.nib);
     let (p, xu, np, sx, bias) = (job.p, job.xu, job.np, job.sx, job.bias);
     let batch = sx.len();
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        let pb = p.kp * P / 2;
+        let pb = if p.nib { p.kp * P / 2 } else { p.kp * P };
         let xp: [*const u8; MR] = std::array::from_fn(|r| xu.as_ptr().add((b0 + r) * p.kp));
         let (m4, eight) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(8));
-        let ones = _mm256_set1_epi16(1);
+        let (ones, flip) = (_mm256_set1_epi16(1), _mm256_set1_epi8(-128));
         for v in 0..NV {
             let q = (p0 + v).min(np - 1);
             for h in 0..2 {
                 let wp = p.w.as_ptr().add(q * pb + h * 32);
                 let mut facc = [_mm256_setzero_ps(); MR];
                 for j in 0..p.ng {
-                    let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(8);
                     let mut acc = [_mm256_setzero_si256(); MR];
                     let mut k = j * p.g;
-                    while k < k1 {
-                        let raw = _mm256_loadu_si256(wp.add(k * P / 2) as *const __m256i);
-                        let lo = _mm256_sub_epi8(_mm256_and_si256(raw, m4), eight);
-                        let hi =
-                            _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), eight);
-                        for r in 0..MR {
-                            let xl =
-                                _mm256_set1_epi32((xp[r].add(k) as *const i32).read_unaligned());
-                            let xh = _mm256_set1_epi32(
-                                (xp[r].add(k + 4) as *const i32).read_unaligned(),
+                    if p.nib {
+                        let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(8);
+                        while k < k1 {
+                            let raw = _mm256_loadu_si256(wp.add(k * P / 2) as *const __m256i);
+                            let lo = _mm256_sub_epi8(_mm256_and_si256(raw, m4), eight);
+                            let hi = _mm256_sub_epi8(
+                                _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                                eight,
                             );
-                            let s16 = _mm256_add_epi16(
-                                _mm256_maddubs_epi16(xl, lo),
-                                _mm256_maddubs_epi16(xh, hi),
-                            );
-                            acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s16, ones));
+                            for r in 0..MR {
+                                let xl = _mm256_set1_epi32(
+                                    (xp[r].add(k) as *const i32).read_unaligned(),
+                                );
+                                let xh = _mm256_set1_epi32(
+                                    (xp[r].add(k + 4) as *const i32).read_unaligned(),
+                                );
+                                let s16 = _mm256_add_epi16(
+                                    _mm256_maddubs_epi16(xl, lo),
+                                    _mm256_maddubs_epi16(xh, hi),
+                                );
+                                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s16, ones));
+                            }
+                            k += 8;
                         }
-                        k += 8;
+                    } else {
+                        let k1 = ((j + 1) * p.g).min(p.cols).next_multiple_of(4);
+                        while k < k1 {
+                            // 8 outputs × 4 columns.
+                            let w = _mm256_loadu_si256(wp.add(k * P) as *const __m256i);
+                            let aw = _mm256_abs_epi8(w);
+                            for r in 0..MR {
+                                let xb = _mm256_set1_epi32(
+                                    (xp[r].add(k) as *const i32).read_unaligned(),
+                                );
+                                let xs = _mm256_sign_epi8(_mm256_xor_si256(xb, flip), w);
+                                let s16 = _mm256_maddubs_epi16(aw, xs);
+                                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(s16, ones));
+                            }
+                            k += 4;
+                        }
                     }
                     let o = (q * p.ng + j) * P + h * 8;
-                    let comp = _mm256_loadu_si256(p.comp.as_ptr().add(o) as *const __m256i);
+                    let comp = if p.nib {
+                        _mm256_loadu_si256(p.comp.as_ptr().add(o) as *const __m256i)
+                    } else {
+                        _mm256_setzero_si256()
+                    };
                     let s = _mm256_loadu_ps(p.scale.as_ptr().add(o));
                     for r in 0..MR {
                         let d = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r], comp));
