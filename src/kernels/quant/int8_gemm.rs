@@ -46,8 +46,9 @@ pub(crate) struct Prepared {
     nseg: usize,
     /// `Σw` per `[row][segment]`.
     wsum: Vec<i64>,
-    /// The weights repacked for the GEMM-shape VNNI path
-    /// ([`int8_panel`](super::int8_panel)), when it applies.
+    /// The weights repacked for the panel paths (VNNI at GEMM shapes,
+    /// AVX2 at every batch; [`int8_panel`](super::int8_panel)), when they
+    /// apply.
     panels: Option<super::int8_panel::Panels>,
 }
 
