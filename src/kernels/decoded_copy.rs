@@ -1,33 +1,47 @@
-//! Decoded copies: codebook values of a cache-resident matrix multiplied
-//! through an f32 copy of their decoded values, built on the first product
-//! and kept with the values (in their prepacked slot, like the integer
-//! slices' panels).
+//! Decoded copies: values of a cache-resident matrix multiplied through an
+//! f32 copy of their decoded values, built on the first product and kept
+//! with the values (in their prepacked slots, like the integer slices'
+//! panels):
+//!
+//! * codebooks (dense, kept rows, CSR), on AVX2 and AVX-512 (`applies`);
+//! * on AVX2 only, int8 / int4 / binary / ternary codes in whole rows
+//!   (`applies_codes`) and N:M rows spread to whole rows
+//!   (`applies_spread`).
 //!
 //! Why: a centroid is an arbitrary f32, so a codebook product does all of
 //! dense f32's multiply-adds *plus* a decode per weight. Where the weights
 //! come from cache the decode is pure cost: 8-bit codebooks ran at
 //! 0.36–0.51× dense f32 at batch 1 and 4-bit codebooks at 0.82–0.97× from
-//! batch 4 (issue #20). From DRAM the codes' fewer bytes pay for the
-//! decode, so matrices whose copy would not stay in cache
-//! ([`MAX_COPY_BYTES`]) keep decoding on the fly, and so do the batches
-//! where the 4-bit readers win (`applies`).
+//! batch 4 (issue #20). Without AVX-512 the same holds for every code:
+//! AVX2 has no integer dot product, and the in-register readers ran at
+//! 0.5–0.95× dense on cache-resident layers, 2:4 rows at 0.3–0.9×. From
+//! DRAM the codes' fewer bytes pay for the decode, so matrices whose copy
+//! would not stay in cache ([`MAX_COPY_BYTES`]) keep decoding on the fly,
+//! and so do the batches where a reader wins (`applies`,
+//! `codes_min_batch`).
 //!
-//! The copy is exactly the decoded values in layout order, and the kernels
-//! that read it — the dense kernel (`gemv`) for dense and kept-rows blocks,
-//! the CSR f32 inner loops for CSR — sum in the order of the decoding
-//! kernels (one 16-lane fused accumulator per output, `k` ascending, then
-//! `_mm512_reduce_add_ps`; CSR: the same loops on the looked-up values), so
-//! **every output has the bits it has on the decoding paths**, and a row
-//! still never depends on the batch size or the executor.
+//! The copy is exactly the decoded values in layout order (row scales that
+//! the products defer left out and applied to each output once; N:M rows
+//! with zeros at the pruned columns), and the kernels that read it — the
+//! dense kernel (`gemv`) for dense, kept-rows and N:M blocks, the CSR f32
+//! inner loops for CSR — sum in the order of the decoding kernels (on
+//! AVX-512 one 16-lane fused accumulator per output, `k` ascending, then
+//! `_mm512_reduce_add_ps`; on AVX2 the dense kernel's 8-lane order, which
+//! the readers and the decoded tiles share; CSR: the same loops on the
+//! looked-up values), so **every output has the bits it has on the
+//! decoding paths**, and a row still never depends on the batch size or
+//! the executor.
 //!
-//! The cost is memory: 4 bytes per stored value beside the codes while the
+//! The cost is memory: 4 bytes per weight beside the codes while the
 //! matrix lives (cache-resident matrices only, at most [`MAX_COPY_BYTES`]
-//! each). It takes no part in equality, the byte accounting or files.
+//! each, and only once a product has taken the copy). It takes no part in
+//! equality, the byte accounting or files.
 
 use ndarray::{Array2, ArrayView2};
 
+use super::quant::RowScale;
 use super::Tier;
-use crate::matrix::{CodebookScope, CodebookValues};
+use crate::matrix::{CodebookScope, CodebookValues, Granularity, QuantParams, Values};
 use crate::parallel::ParallelExecutor;
 
 /// The largest decoded copy kept (8 MiB, 2 M values): a quarter of this
@@ -104,6 +118,131 @@ pub(crate) fn matmul_block(
     Some(super::gemv::dense(w, rows, cols, x, exec, tier))
 }
 
+/// Copies that sit in L2 (half of this machine class's 512 KiB): there,
+/// dense f32's extra bytes cost nothing even at batch 1.
+const L2_COPY_BYTES: usize = 256 << 10;
+
+/// Smallest batch at which AVX2 multiplies a cache-resident block of int8 /
+/// int4 / binary / ternary codes through its copy ([`matmul_codes`]).
+/// int8 and int4 with one scale per row keep their in-register readers at
+/// batch 1 where the copy would not sit in L2: reading a byte or half a
+/// byte per weight, they measured 1.1–1.4× dense f32 there, against 0.6–0.97×
+/// for the others at every batch (sweeps in docs/results.md).
+fn codes_min_batch(values: &Values) -> usize {
+    let row_scaled = |p: &QuantParams| !matches!(p.granularity(), Granularity::PerGroup(_));
+    let fast_reader = match values {
+        Values::Int8(v) => row_scaled(v.params()),
+        Values::Int4(v) => row_scaled(v.params()),
+        _ => false,
+    };
+    let in_l2 = values.layout().total().saturating_mul(4) <= L2_COPY_BYTES;
+    if fast_reader && !in_l2 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Rows of int8 / int4 / binary / ternary codes decoded to f32 in layout
+/// order, with the row scales the products defer (`quant::RowScale`).
+pub(crate) struct CodesCopy {
+    values: Vec<f32>,
+    row_scales: Option<Vec<f32>>,
+}
+
+/// N:M rows spread to whole f32 rows (zeros at the pruned columns).
+pub(crate) struct SpreadCopy(Vec<f32>);
+
+/// Whether AVX2 multiplies a dense block of `values` at `batch` input rows
+/// through its copy: int8 / int4 / binary / ternary codes (codebooks have
+/// [`applies`]), a copy of at most [`MAX_COPY_BYTES`], from
+/// `codes_min_batch`.
+///
+/// Why only AVX2: without an integer dot product, a product of codes does
+/// all of dense f32's multiply-adds plus a decode per weight, so on
+/// cache-resident matrices the readers ran at 0.5–0.95× dense from batch 2
+/// (issue #20). AVX-512 has VNNI's integer slices and its own readers.
+pub(crate) fn applies_codes(values: &Values, batch: usize, tier: Tier) -> bool {
+    let codes = matches!(
+        values,
+        Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_)
+    );
+    let bytes = values.layout().total().saturating_mul(4);
+    tier.capped() == Tier::Avx2
+        && codes
+        && bytes <= MAX_COPY_BYTES
+        && batch >= codes_min_batch(values)
+}
+
+/// `y = x · Wᵀ` for a dense block of codes (`rows` full rows of `cols`)
+/// through its copy, where [`applies_codes`]; `None` elsewhere. The copy
+/// holds the row decoders' values (row scales deferred, applied to each
+/// output once) and the dense kernel sums in the readers' and the decoded
+/// tiles' AVX2 order, so the bits are theirs at every batch size.
+pub(crate) fn matmul_codes(
+    values: &Values,
+    (rows, cols): (usize, usize),
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    tier: Tier,
+) -> Option<Array2<f32>> {
+    if !applies_codes(values, x.nrows(), tier) {
+        return None;
+    }
+    let copy = values.prepacked().get_or_init(|| {
+        let row_scales = super::quant::row_scales(values);
+        let sc = match row_scales {
+            Some(_) => RowScale::Deferred,
+            None => RowScale::Applied,
+        };
+        let mut w = vec![0.0f32; rows * cols];
+        super::quant::decode_values_as(values, 0, &mut w, sc);
+        CodesCopy {
+            values: w,
+            row_scales,
+        }
+    });
+    let mut y = super::gemv::dense(&copy.values, rows, cols, x, exec, tier);
+    if let Some(s) = &copy.row_scales {
+        for mut out in y.rows_mut() {
+            out.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
+        }
+    }
+    Some(y)
+}
+
+/// Whether AVX2 multiplies an N:M block of `rows × cols` through its spread
+/// copy (at every batch size): whole f32 rows of at most
+/// [`MAX_COPY_BYTES`]. The 2:4 reader's permutes and the decoded tiles ran
+/// at 0.3–0.9× dense f32 on cache-resident matrices (issue #20).
+pub(crate) fn applies_spread((rows, cols): (usize, usize), tier: Tier) -> bool {
+    let bytes = rows.saturating_mul(cols).saturating_mul(4);
+    tier.capped() == Tier::Avx2 && bytes <= MAX_COPY_BYTES
+}
+
+/// `y = x · Wᵀ` (deferred row scales not applied) for N:M `values` of a
+/// `rows × cols` matrix through their copy spread to whole rows by
+/// `spread` (the 2:4 reader's or the row decoder's placement: the values
+/// of the decoded tiles), where [`applies_spread`]; `None` elsewhere.
+pub(crate) fn matmul_spread(
+    values: &Values,
+    (rows, cols): (usize, usize),
+    spread: impl FnOnce(&mut [f32]),
+    x: ArrayView2<f32>,
+    exec: &dyn ParallelExecutor,
+    tier: Tier,
+) -> Option<Array2<f32>> {
+    if !applies_spread((rows, cols), tier) {
+        return None;
+    }
+    let copy = values.prepacked().get_or_init(|| {
+        let mut out = vec![0.0f32; rows * cols];
+        spread(&mut out);
+        SpreadCopy(out)
+    });
+    Some(super::gemv::dense(&copy.0, rows, cols, x, exec, tier))
+}
+
 #[cfg(test)]
 mod tests {
     use ndarray::Array2;
@@ -172,6 +311,115 @@ mod tests {
         }
     }
 
+    type Decode<'a> = Box<dyn Fn(usize, &mut [f32]) + Sync + 'a>;
+
+    /// The test matrix's dense and 2:4 forms in int8 / int4 per row, int4
+    /// in groups of 32, binary and ternary (and f32 for 2:4).
+    fn code_forms(rows: usize, cols: usize) -> Vec<CompressedMatrix> {
+        use crate::pass::Pruner;
+        use crate::pruning::NMPruner;
+        use crate::quantization::{Binary, IntQuantizer, Ternary};
+        let w = Array2::from_shape_fn((rows, cols), |(i, j)| {
+            (((i * 7919 + j * 104_729) % 1009) as f32 - 504.0) / 300.0
+        });
+        let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+        let nm = NMPruner::params(2, 4)
+            .check()
+            .unwrap()
+            .prune(&dense)
+            .unwrap();
+        let mut out = vec![nm.clone()];
+        for m in [&dense, &nm] {
+            for (bits, g) in [(8, None), (4, None), (4, Some(32))] {
+                let p = IntQuantizer::params(bits);
+                let p = match g {
+                    Some(g) => p.per_group(g),
+                    None => p.per_row(),
+                };
+                out.push(p.check().unwrap().quantize(m).unwrap());
+            }
+            out.push(Binary.quantize(m).unwrap());
+            out.push(Ternary.quantize(m).unwrap());
+        }
+        out
+    }
+
+    /// Codes and 2:4 rows through their copies give, bit for bit, the
+    /// decoded tiles' products (whose bits the AVX2 readers share, tested
+    /// with them) at every batch, on every executor; a matrix also
+    /// multiplied by another kernel that keeps a copy (the VNNI panels on
+    /// such a CPU) keeps both.
+    #[test]
+    fn the_codes_and_spread_copies_give_the_bits_of_the_decoded_tiles() {
+        use crate::kernels::quant::{decode_nm_rows, decode_values_as, row_scales};
+        use crate::matrix::Structure;
+        if Tier::detect() < Tier::Avx2 {
+            return;
+        }
+        let pool = ThreadPool::new(3).unwrap();
+        for (rows, cols) in [(100, 300), (37, 64), (64, 256)] {
+            for m in code_forms(rows, cols) {
+                let v = m.values().unwrap();
+                let sc = match row_scales(v) {
+                    Some(_) => RowScale::Deferred,
+                    None => RowScale::Applied,
+                };
+                let what = format!("{} {} {rows}x{cols}", m.structure().kind(), m.encoding());
+                for batch in [1, 2, 5, 16, 33] {
+                    let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
+                        ((b * 31 + j * 17) % 23) as f32 / 7.0 - 1.5
+                    });
+                    let is_nm = matches!(m.structure(), Structure::NM(_));
+                    let (decode, got): (Decode, _) = match m.structure() {
+                        Structure::NM(s) => (
+                            Box::new(move |r, o: &mut [f32]| decode_nm_rows(s, v, r, o, sc)),
+                            [&Sequential as &dyn ParallelExecutor, &pool].map(|e| {
+                                let spread = |o: &mut [f32]| decode_nm_rows(s, v, 0, o, sc);
+                                let t = Tier::Avx2;
+                                matmul_spread(v, (rows, cols), spread, x.view(), e, t)
+                            }),
+                        ),
+                        _ => (
+                            Box::new(move |r, o: &mut [f32]| decode_values_as(v, r, o, sc)),
+                            [&Sequential as &dyn ParallelExecutor, &pool]
+                                .map(|e| matmul_codes(v, (rows, cols), x.view(), e, Tier::Avx2)),
+                        ),
+                    };
+                    let tiles = tile::matmul(
+                        rows,
+                        cols,
+                        decode,
+                        None::<&NoLanes>,
+                        x.view(),
+                        &Sequential,
+                        Tier::Avx2,
+                    );
+                    // Dense blocks' copies apply their deferred row scales.
+                    let mut tiles = tiles;
+                    if let (Some(s), false) = (row_scales(v), is_nm) {
+                        for mut out in tiles.rows_mut() {
+                            out.iter_mut().zip(&s).for_each(|(v, s)| *v *= s);
+                        }
+                    }
+                    for y in got {
+                        let y = y.unwrap_or_else(|| panic!("{what}: no copy at batch {batch}"));
+                        assert_eq!(y, tiles, "{what} batch {batch}");
+                    }
+                    // The whole product (scales applied) against the
+                    // reference kernel, and with the CPU's own kernels.
+                    let want = crate::matrix::reference::matmul(&m, x.view(), &Sequential);
+                    let y = m.matmul(x.view()).unwrap();
+                    for (a, b) in y.iter().zip(&want) {
+                        assert!(
+                            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                            "{what}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Copies stop at [`MAX_COPY_BYTES`]; narrow indices start at
     /// [`NARROW_MIN_BATCH`] for dense blocks on AVX-512 only; no copy
     /// without AVX2.
@@ -189,6 +437,32 @@ mod tests {
             assert!(applies(&v16, true, 1, Tier::Avx2));
         }
         assert!(!applies(&v256, true, 64, Tier::Portable));
+        // Codes, on AVX2 only: int8 / int4 with row scales keep their
+        // readers at batch 1 past L2 (384 × 384 in f32 is 576 KiB).
+        let forms = code_forms(384, 384);
+        let (int8, int4g, binary) = (
+            forms[1].values().unwrap(),
+            forms[3].values().unwrap(),
+            forms[4].values().unwrap(),
+        );
+        let small = code_forms(100, 300);
+        if avx2 {
+            assert!(!applies_codes(int8, 1, Tier::Avx2));
+            assert!(applies_codes(int8, 2, Tier::Avx2));
+            assert!(applies_codes(int4g, 1, Tier::Avx2));
+            assert!(applies_codes(binary, 1, Tier::Avx2));
+            assert!(applies_codes(small[1].values().unwrap(), 1, Tier::Avx2));
+            assert!(applies_spread((384, 384), Tier::Avx2));
+            assert!(!applies_spread((1024, 2049), Tier::Avx2));
+        }
+        // (A tier is capped to the CPU: AVX-512 runs AVX2 on this one.)
+        for tier in [Tier::Portable, Tier::Avx512, Tier::Avx512Vnni] {
+            if tier.capped() == Tier::Avx2 {
+                continue;
+            }
+            assert!(!applies_codes(binary, 16, tier));
+            assert!(!applies_spread((384, 384), tier));
+        }
         let mut big = v256.clone();
         big.layout = crate::matrix::RowLayout::Uniform {
             rows: MAX_COPY_BYTES / 4 / 64 + 1,

@@ -218,13 +218,17 @@ pub enum Kernel {
     /// rows of such codes (per-row or per-tensor scales) spread to full
     /// rows.
     IntegerSlices,
-    /// Codebook values (dense, kept rows or CSR) of a matrix whose f32 copy
-    /// fits [`MAX_COPY_BYTES`](super::decoded_copy::MAX_COPY_BYTES), on
-    /// AVX2 or AVX-512: the f32 kernel of the structure (dense, or the CSR
-    /// loops) on a decoded copy kept with the values, in the decoding
-    /// kernels' order — on AVX-512, 4-bit (and narrower) dense blocks from 4
-    /// inputs (their streamed readers win below), the others at every batch
-    /// size ([`decoded_copy`](super::decoded_copy)).
+    /// A matrix whose f32 copy fits
+    /// [`MAX_COPY_BYTES`](super::decoded_copy::MAX_COPY_BYTES): the f32
+    /// kernel of the structure (dense, or the CSR loops) on a decoded copy
+    /// kept with the values, in the decoding kernels' order
+    /// ([`decoded_copy`](super::decoded_copy)). Codebook values (dense,
+    /// kept rows or CSR) on AVX2 or AVX-512 — on AVX-512, 4-bit (and
+    /// narrower) dense blocks from 4 inputs (their streamed readers win
+    /// below), the others at every batch size; on AVX2 only, int8 / int4 /
+    /// binary / ternary codes in whole rows (int8 and int4 with row scales
+    /// from 2 inputs where the copy would not sit in L2) and N:M rows
+    /// spread to whole rows, at every batch size.
     DecodedCopy,
     /// Sparse f32 kernels (CSR, N:M without a register reader, kept rows).
     Sparse,
@@ -251,8 +255,8 @@ pub enum Kernel {
 ///   binary / ternary / 4-bit codebook rows; 1 for gathered 8-bit
 ///   codebooks, which do not use gathers at all where AVX-512 VBMI decodes
 ///   tiles), else [`Kernel::DecodedTiles`]; on AVX2, int8 / int4 (groups
-///   of a multiple of 8), binary and byte-aligned ternary rows up to 8
-///   inputs, 4-bit codebook rows (past the copy's size) up to 2 →
+///   of a multiple of 8), binary and byte-aligned ternary rows past the
+///   copy's size (below) up to 16 inputs, 4-bit codebook rows up to 2 →
 ///   [`Kernel::Registers`];
 /// * other 2:4 (values with a reader, f32 included) → [`Kernel::Registers`]
 ///   at every batch size: the input permuted to the stored values, which
@@ -261,7 +265,10 @@ pub enum Kernel {
 /// * codebooks (dense, kept rows, CSR) whose decoded f32 copy fits
 ///   [`MAX_COPY_BYTES`](super::decoded_copy::MAX_COPY_BYTES), on AVX2 or
 ///   AVX-512 → [`Kernel::DecodedCopy`] (on AVX-512, 4-bit and narrower
-///   dense blocks from 4 inputs);
+///   dense blocks from 4 inputs); on AVX2 only, the same for int8 / int4 /
+///   binary / ternary codes in whole rows (before the readers above; int8
+///   and int4 with row scales from 2 inputs where the copy exceeds 256 KiB)
+///   and N:M rows of any values;
 /// * other CSR with a codebook → [`Kernel::CsrCodebook`]; other f32 sparse
 ///   structures → [`Kernel::Sparse`].
 ///
@@ -309,12 +316,14 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
     let copied = |c: &crate::matrix::CodebookValues, dense: bool| {
         super::decoded_copy::applies(c, dense, batch, tier)
     };
+    let spread = super::decoded_copy::applies_spread(m.shape(), tier);
     match (m.structure(), m.values()) {
         (Structure::LowRank(_), _) => Kernel::Factored,
         (Structure::Dense, Some(Values::F32(_))) => Kernel::DenseGemm,
         (Structure::NM(s), Some(v @ Values::F32(_))) if uniform(v) && nm24_reads(s, v, cols) => {
             Kernel::Registers
         }
+        (Structure::NM(_), Some(v @ Values::F32(_))) if uniform(v) && spread => Kernel::DecodedCopy,
         (Structure::NM(s), Some(v @ Values::F32(_))) if uniform(v) && tier == Tier::Avx2 => {
             nm_avx2(s, v)
         }
@@ -327,7 +336,9 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
                 Kernel::Reference
             } else if super::quant::sliced::applies(v, tier) {
                 Kernel::IntegerSlices
-            } else if matches!(v, Values::Codebook(c) if copied(c, true)) {
+            } else if matches!(v, Values::Codebook(c) if copied(c, true))
+                || super::decoded_copy::applies_codes(v, batch, tier)
+            {
                 Kernel::DecodedCopy
             } else if avx2_reads(v, c) {
                 Kernel::Registers
@@ -341,6 +352,7 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
             Kernel::IntegerSlices
         }
         (Structure::NM(s), Some(v)) if uniform(v) && nm24_reads(s, v, cols) => Kernel::Registers,
+        (Structure::NM(_), Some(v)) if uniform(v) && spread => Kernel::DecodedCopy,
         (Structure::NM(s), Some(v)) if uniform(v) && tier == Tier::Avx2 => nm_avx2(s, v),
         (Structure::NM(_), Some(v)) if uniform(v) => Kernel::DecodedTiles,
         (Structure::Csr(_) | Structure::NM(_), Some(_)) => Kernel::DecodedTiles,
@@ -434,10 +446,9 @@ mod tests {
                 if avx512 {
                     // The 2:4 kernel, at every batch size.
                     assert_eq!(nm_f32, Kernel::Registers, "{what}");
-                } else if avx2 && batch <= 8 && cols % 4 == 0 {
-                    assert_eq!(nm_f32, Kernel::Registers, "{what}");
                 } else if avx2 {
-                    assert_eq!(nm_f32, Kernel::DecodedTiles, "{what}");
+                    // Cache-resident: the rows spread once, the dense kernel.
+                    assert_eq!(nm_f32, Kernel::DecodedCopy, "{what}");
                 } else {
                     assert_eq!(nm_f32, Kernel::Sparse);
                 }
@@ -493,6 +504,9 @@ mod tests {
                         && !is_nm
                         && matches!(m.values(), Some(Values::Codebook(c))
                             if !avx512 || c.indices().width() > 4 || batch >= 4);
+                    // AVX2 alone: these L2-sized matrices' codes and 2:4 rows
+                    // multiply through their copies at every batch size.
+                    let copy = copy || (avx2 && !avx512 && (is_nm || int_codes));
                     // AVX2 reads int codes in registers up to 16 inputs.
                     let avx2_regs = avx2
                         && !avx512

@@ -82,6 +82,7 @@ impl CompressedMatrix {
         let values = Values::F32(super::values::F32Values {
             layout: RowLayout::Uniform { rows, len: cols },
             data,
+            prepacked: Default::default(),
         });
         Ok(CompressedMatrix {
             rows,

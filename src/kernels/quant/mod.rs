@@ -196,6 +196,11 @@ pub fn matmul_block(
             return Some(y);
         }
     }
+    // Cache-resident codes on AVX2: the dense kernel on their decoded copy
+    // (the readers' values and order, so the same bits).
+    if let Some(y) = super::decoded_copy::matmul_codes(values, (rows, cols), x, exec, isa) {
+        return Some(y);
+    }
     // Every batch size: one dot-product order per (input row, weight row)
     // pair; small batches read the codes in registers, larger ones decode
     // tiles once (the same values, so the same bits), each output scaled
@@ -297,6 +302,21 @@ pub(crate) fn matmul_nm(
             Values::Codebook(v) => nm24!(v, CodebookLanes),
         }
     }
+    let decode = |r0: usize, out: &mut [f32]| {
+        // AVX2: the 2:4 reader places 8 columns a step.
+        #[cfg(target_arch = "x86_64")]
+        if avx2::decode_nm(s, values, cols, r0, out, sc) {
+            return;
+        }
+        decode_nm_rows(s, values, r0, out, sc)
+    };
+    // Cache-resident on AVX2: the dense kernel on the rows spread once (the
+    // tiles' values and order, so the same bits).
+    let spread = |out: &mut [f32]| decode(0, out);
+    if let Some(y) = super::decoded_copy::matmul_spread(values, (rows, cols), spread, x, exec, isa)
+    {
+        return Some(scale_outputs(y, scales));
+    }
     // AVX2: 2:4 rows of f32, int8 or int4 values read whole in registers
     // (small batches).
     #[cfg(target_arch = "x86_64")]
@@ -308,14 +328,6 @@ pub(crate) fn matmul_nm(
     if matches!(values, Values::F32(_)) && isa.capped() != Isa::Avx2 {
         return None;
     }
-    let decode = |r0: usize, out: &mut [f32]| {
-        // AVX2: the 2:4 reader places 8 columns a step.
-        #[cfg(target_arch = "x86_64")]
-        if avx2::decode_nm(s, values, cols, r0, out, sc) {
-            return;
-        }
-        decode_nm_rows(s, values, r0, out, sc)
-    };
     let y = super::tile::matmul(
         rows,
         cols,

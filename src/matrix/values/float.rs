@@ -1,5 +1,6 @@
 //! Plain f32 values.
 
+use super::prepacked::Prepacked;
 use crate::matrix::RowLayout;
 
 /// Values stored as f32, four bytes each.
@@ -7,6 +8,8 @@ use crate::matrix::RowLayout;
 pub struct F32Values {
     pub(crate) layout: RowLayout,
     pub(crate) data: Vec<f32>,
+    /// Kernels' copies (a 2:4 block's rows spread to f32 on AVX2).
+    pub(crate) prepacked: Prepacked,
 }
 
 impl F32Values {

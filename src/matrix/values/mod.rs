@@ -16,6 +16,7 @@ pub use codebook::{CodebookScope, CodebookValues};
 pub use float::F32Values;
 pub use int::{nibble_to_i8, Int4Values, Int8Values};
 pub use params::{Granularity, QuantParams};
+pub(crate) use prepacked::Prepacked;
 
 use super::storage::{Component, StorageReport};
 use super::{index_bits, PackedBits, RowLayout};
@@ -98,7 +99,11 @@ impl Values {
     pub fn f32(layout: RowLayout, data: Vec<f32>) -> Result<Self> {
         check_len("f32 values", &layout, data.len())?;
         check_finite("values", &data)?;
-        Ok(Values::F32(F32Values { layout, data }))
+        Ok(Values::F32(F32Values {
+            layout,
+            data,
+            prepacked: Default::default(),
+        }))
     }
 
     /// int8 codes with their parameters (built for the same layout).
@@ -247,6 +252,18 @@ impl Values {
             Values::Binary(v) => &v.layout,
             Values::Ternary(v) => &v.layout,
             Values::Codebook(v) => &v.layout,
+        }
+    }
+
+    /// The kernels' kept copies of these values.
+    pub(crate) fn prepacked(&self) -> &Prepacked {
+        match self {
+            Values::F32(v) => &v.prepacked,
+            Values::Int8(v) => &v.prepacked,
+            Values::Int4(v) => &v.prepacked,
+            Values::Binary(v) => &v.prepacked,
+            Values::Ternary(v) => &v.prepacked,
+            Values::Codebook(v) => &v.prepacked,
         }
     }
 
