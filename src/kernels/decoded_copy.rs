@@ -41,7 +41,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::quant::RowScale;
 use super::Tier;
-use crate::matrix::{CodebookScope, CodebookValues, Granularity, QuantParams, Values};
+use crate::matrix::{CodebookScope, CodebookValues, Granularity, Values};
 use crate::parallel::ParallelExecutor;
 
 /// The largest decoded copy kept (8 MiB, 2 M values): a quarter of this
@@ -123,35 +123,66 @@ pub(crate) fn matmul_block(
 const L2_COPY_BYTES: usize = 256 << 10;
 
 /// Smallest batch at which AVX2 multiplies a cache-resident block of int8 /
-/// int4 / binary / ternary codes through its copy ([`matmul_codes`]).
-/// int8 and int4 with one scale per row keep their in-register readers at
-/// batch 1 where the copy would not sit in L2: reading a byte or half a
-/// byte per weight, they measured 1.1–1.4× dense f32 there, against 0.6–0.97×
-/// for the others at every batch (sweeps in docs/results.md).
+/// int4 / binary / ternary codes through its copy ([`matmul_codes`]):
+/// int8 with one scale per row keeps its in-register reader at batch 1
+/// where the copy would not sit in L2 — reading a byte per weight, it
+/// measured 0.9–1.5× dense f32 there, against 0.6–1.2× for the int4 reader
+/// and 0.5–1.0× for the others (sweeps in docs/results.md).
 fn codes_min_batch(values: &Values) -> usize {
-    let row_scaled = |p: &QuantParams| !matches!(p.granularity(), Granularity::PerGroup(_));
-    let fast_reader = match values {
-        Values::Int8(v) => row_scaled(v.params()),
-        Values::Int4(v) => row_scaled(v.params()),
-        _ => false,
-    };
+    let int8_rows = matches!(values, Values::Int8(v)
+        if !matches!(v.params().granularity(), Granularity::PerGroup(_)));
     let in_l2 = values.layout().total().saturating_mul(4) <= L2_COPY_BYTES;
-    if fast_reader && !in_l2 {
+    if int8_rows && !in_l2 {
         2
     } else {
         1
     }
 }
 
-/// Rows of int8 / int4 / binary / ternary codes decoded to f32 in layout
-/// order, with the row scales the products defer (`quant::RowScale`).
-pub(crate) struct CodesCopy {
-    values: Vec<f32>,
+/// Whole f32 rows and the row scales the products defer
+/// (`quant::RowScale`), applied to each output once.
+struct ScaledRows {
+    w: Vec<f32>,
     row_scales: Option<Vec<f32>>,
 }
 
+impl ScaledRows {
+    /// `rows × cols` values written by `fill` (given whether the row
+    /// scales are deferred) with `values`' deferred row scales.
+    fn new(values: &Values, len: usize, fill: impl FnOnce(&mut [f32], RowScale)) -> Self {
+        let row_scales = super::quant::row_scales(values);
+        let sc = match row_scales {
+            Some(_) => RowScale::Deferred,
+            None => RowScale::Applied,
+        };
+        let mut w = vec![0.0f32; len];
+        fill(&mut w, sc);
+        ScaledRows { w, row_scales }
+    }
+
+    /// `y = x · Wᵀ` by the dense kernel, each output then scaled once.
+    fn matmul(
+        &self,
+        (rows, cols): (usize, usize),
+        x: ArrayView2<f32>,
+        exec: &dyn ParallelExecutor,
+        tier: Tier,
+    ) -> Array2<f32> {
+        let mut y = super::gemv::dense(&self.w, rows, cols, x, exec, tier);
+        if let Some(s) = &self.row_scales {
+            for mut out in y.rows_mut() {
+                out.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
+            }
+        }
+        y
+    }
+}
+
+/// Rows of int8 / int4 / binary / ternary codes decoded to f32.
+struct CodesCopy(ScaledRows);
+
 /// N:M rows spread to whole f32 rows (zeros at the pruned columns).
-pub(crate) struct SpreadCopy(Vec<f32>);
+struct SpreadCopy(ScaledRows);
 
 /// Whether AVX2 multiplies a dense block of `values` at `batch` input rows
 /// through its copy: int8 / int4 / binary / ternary codes (codebooks have
@@ -176,9 +207,9 @@ pub(crate) fn applies_codes(values: &Values, batch: usize, tier: Tier) -> bool {
 
 /// `y = x · Wᵀ` for a dense block of codes (`rows` full rows of `cols`)
 /// through its copy, where [`applies_codes`]; `None` elsewhere. The copy
-/// holds the row decoders' values (row scales deferred, applied to each
-/// output once) and the dense kernel sums in the readers' and the decoded
-/// tiles' AVX2 order, so the bits are theirs at every batch size.
+/// holds the row decoders' values and the dense kernel sums in the
+/// readers' and the decoded tiles' AVX2 order, so the bits are theirs at
+/// every batch size.
 pub(crate) fn matmul_codes(
     values: &Values,
     (rows, cols): (usize, usize),
@@ -190,25 +221,10 @@ pub(crate) fn matmul_codes(
         return None;
     }
     let copy = values.prepacked().get_or_init(|| {
-        let row_scales = super::quant::row_scales(values);
-        let sc = match row_scales {
-            Some(_) => RowScale::Deferred,
-            None => RowScale::Applied,
-        };
-        let mut w = vec![0.0f32; rows * cols];
-        super::quant::decode_values_as(values, 0, &mut w, sc);
-        CodesCopy {
-            values: w,
-            row_scales,
-        }
+        let fill = |w: &mut [f32], sc| super::quant::decode_values_as(values, 0, w, sc);
+        CodesCopy(ScaledRows::new(values, rows * cols, fill))
     });
-    let mut y = super::gemv::dense(&copy.values, rows, cols, x, exec, tier);
-    if let Some(s) = &copy.row_scales {
-        for mut out in y.rows_mut() {
-            out.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
-        }
-    }
-    Some(y)
+    Some(copy.0.matmul((rows, cols), x, exec, tier))
 }
 
 /// Whether AVX2 multiplies an N:M block of `rows × cols` through its spread
@@ -220,14 +236,14 @@ pub(crate) fn applies_spread((rows, cols): (usize, usize), tier: Tier) -> bool {
     tier.capped() == Tier::Avx2 && bytes <= MAX_COPY_BYTES
 }
 
-/// `y = x · Wᵀ` (deferred row scales not applied) for N:M `values` of a
-/// `rows × cols` matrix through their copy spread to whole rows by
-/// `spread` (the 2:4 reader's or the row decoder's placement: the values
+/// `y = x · Wᵀ` for N:M `values` of a `rows × cols` matrix through their
+/// copy spread to whole rows by `spread` (given whether the row scales are
+/// deferred: the 2:4 reader's or the row decoder's placement, the values
 /// of the decoded tiles), where [`applies_spread`]; `None` elsewhere.
 pub(crate) fn matmul_spread(
     values: &Values,
     (rows, cols): (usize, usize),
-    spread: impl FnOnce(&mut [f32]),
+    spread: impl FnOnce(&mut [f32], RowScale),
     x: ArrayView2<f32>,
     exec: &dyn ParallelExecutor,
     tier: Tier,
@@ -235,12 +251,10 @@ pub(crate) fn matmul_spread(
     if !applies_spread((rows, cols), tier) {
         return None;
     }
-    let copy = values.prepacked().get_or_init(|| {
-        let mut out = vec![0.0f32; rows * cols];
-        spread(&mut out);
-        SpreadCopy(out)
-    });
-    Some(super::gemv::dense(&copy.0, rows, cols, x, exec, tier))
+    let copy = values
+        .prepacked()
+        .get_or_init(|| SpreadCopy(ScaledRows::new(values, rows * cols, spread)));
+    Some(copy.0.matmul((rows, cols), x, exec, tier))
 }
 
 #[cfg(test)]
@@ -369,12 +383,11 @@ mod tests {
                     let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
                         ((b * 31 + j * 17) % 23) as f32 / 7.0 - 1.5
                     });
-                    let is_nm = matches!(m.structure(), Structure::NM(_));
                     let (decode, got): (Decode, _) = match m.structure() {
                         Structure::NM(s) => (
                             Box::new(move |r, o: &mut [f32]| decode_nm_rows(s, v, r, o, sc)),
                             [&Sequential as &dyn ParallelExecutor, &pool].map(|e| {
-                                let spread = |o: &mut [f32]| decode_nm_rows(s, v, 0, o, sc);
+                                let spread = |o: &mut [f32], sc| decode_nm_rows(s, v, 0, o, sc);
                                 let t = Tier::Avx2;
                                 matmul_spread(v, (rows, cols), spread, x.view(), e, t)
                             }),
@@ -394,9 +407,9 @@ mod tests {
                         &Sequential,
                         Tier::Avx2,
                     );
-                    // Dense blocks' copies apply their deferred row scales.
+                    // The copies apply the deferred row scales.
                     let mut tiles = tiles;
-                    if let (Some(s), false) = (row_scales(v), is_nm) {
+                    if let Some(s) = row_scales(v) {
                         for mut out in tiles.rows_mut() {
                             out.iter_mut().zip(&s).for_each(|(v, s)| *v *= s);
                         }

@@ -226,8 +226,8 @@ pub enum Kernel {
     /// kept rows or CSR) on AVX2 or AVX-512 — on AVX-512, 4-bit (and
     /// narrower) dense blocks from 4 inputs (their streamed readers win
     /// below), the others at every batch size; on AVX2 only, int8 / int4 /
-    /// binary / ternary codes in whole rows (int8 and int4 with row scales
-    /// from 2 inputs where the copy would not sit in L2) and N:M rows
+    /// binary / ternary codes in whole rows (int8 with row scales from 2
+    /// inputs where the copy would not sit in L2) and N:M rows
     /// spread to whole rows, at every batch size.
     DecodedCopy,
     /// Sparse f32 kernels (CSR, N:M without a register reader, kept rows).
@@ -267,8 +267,8 @@ pub enum Kernel {
 ///   AVX-512 → [`Kernel::DecodedCopy`] (on AVX-512, 4-bit and narrower
 ///   dense blocks from 4 inputs); on AVX2 only, the same for int8 / int4 /
 ///   binary / ternary codes in whole rows (before the readers above; int8
-///   and int4 with row scales from 2 inputs where the copy exceeds 256 KiB)
-///   and N:M rows of any values;
+///   with row scales from 2 inputs where the copy exceeds 256 KiB) and N:M
+///   rows of any values;
 /// * other CSR with a codebook → [`Kernel::CsrCodebook`]; other f32 sparse
 ///   structures → [`Kernel::Sparse`].
 ///

@@ -266,6 +266,13 @@ pub(crate) fn matmul_nm(
     if let Some(y) = sliced::matmul_nm(s, values, (rows, cols), x, exec, isa) {
         return Some(y);
     }
+    // Cache-resident on AVX2: the dense kernel on the rows spread once (the
+    // decoded tiles' values and order, so the same bits).
+    let spread = |out: &mut [f32], sc| spread_nm(s, values, cols, 0, out, sc);
+    if let Some(y) = super::decoded_copy::matmul_spread(values, (rows, cols), spread, x, exec, isa)
+    {
+        return Some(y);
+    }
     let per = values.layout().max_row_len();
     // The stored values' rows are W's rows: their scales are deferred too.
     let scales = row_scales(values);
@@ -302,21 +309,7 @@ pub(crate) fn matmul_nm(
             Values::Codebook(v) => nm24!(v, CodebookLanes),
         }
     }
-    let decode = |r0: usize, out: &mut [f32]| {
-        // AVX2: the 2:4 reader places 8 columns a step.
-        #[cfg(target_arch = "x86_64")]
-        if avx2::decode_nm(s, values, cols, r0, out, sc) {
-            return;
-        }
-        decode_nm_rows(s, values, r0, out, sc)
-    };
-    // Cache-resident on AVX2: the dense kernel on the rows spread once (the
-    // tiles' values and order, so the same bits).
-    let spread = |out: &mut [f32]| decode(0, out);
-    if let Some(y) = super::decoded_copy::matmul_spread(values, (rows, cols), spread, x, exec, isa)
-    {
-        return Some(scale_outputs(y, scales));
-    }
+    let decode = |r0: usize, out: &mut [f32]| spread_nm(s, values, cols, r0, out, sc);
     // AVX2: 2:4 rows of f32, int8 or int4 values read whole in registers
     // (small batches).
     #[cfg(target_arch = "x86_64")]
@@ -611,6 +604,25 @@ pub fn reference_gemv(values: &Values, x: &[f32]) -> Vec<f64> {
             w.iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum()
         })
         .collect()
+}
+
+/// Rows `row0..` of an N:M matrix of `cols` columns spread to whole rows
+/// in `out`: on AVX2 by the 2:4 reader (8 columns a step) where it reads
+/// these values, else by [`decode_nm_rows`] (the same values).
+fn spread_nm(
+    s: &crate::matrix::NM,
+    values: &Values,
+    cols: usize,
+    row0: usize,
+    out: &mut [f32],
+    sc: RowScale,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::decode_nm(s, values, cols, row0, out, sc) {
+        return;
+    }
+    let _ = cols;
+    decode_nm_rows(s, values, row0, out, sc)
 }
 
 /// Whole rows `row0..` of an N:M matrix decoded to dense f32 rows (`out`
