@@ -595,11 +595,10 @@ fn assert_close(y: &Array2<f32>, yr: &Array2<f32>, w: &Array2<f32>, x: &Array2<f
 }
 
 fn paths() -> Vec<KernelPath> {
-    let mut p = vec![KernelPath::Portable];
-    if KernelPath::Avx512.is_available() {
-        p.push(KernelPath::Avx512);
-    }
-    p
+    [KernelPath::Portable, KernelPath::Avx2, KernelPath::Avx512]
+        .into_iter()
+        .filter(|p| p.is_available())
+        .collect()
 }
 
 /// Every path and executor against the reference, and the dispatcher.
@@ -665,30 +664,33 @@ fn csr_kernels_match_the_reference() {
     rows_keep_their_bits_at_every_batch(&m, &mut rng);
 }
 
-/// With AVX-512, a CSR product's row has the bits of that input alone at
+/// On every path, a CSR product's row has the bits of that input alone at
 /// every batch size (registers of batch lanes, the same multiply-adds and
-/// sums as batch 1).
+/// sums as batch 1); the AVX2 lanes are the portable lanes' twin, bit for
+/// bit.
 fn rows_keep_their_bits_at_every_batch(m: &CompressedMatrix, rng: &mut StdRng) {
-    if !KernelPath::Avx512.is_available() {
-        return;
-    }
     let x = normal(rng, 40, m.cols());
-    for b in [2, 3, 4, 5, 8, 9, 16, 17, 40] {
-        let y = sparse_matmul(m, x.slice(s![..b, ..]), &Sequential, KernelPath::Avx512).unwrap();
-        for r in 0..b {
-            let one = sparse_matmul(
-                m,
-                x.slice(s![r..r + 1, ..]),
-                &Sequential,
-                KernelPath::Avx512,
-            );
-            let one = one.unwrap();
-            let same = y
-                .row(r)
-                .iter()
-                .zip(one.row(0))
-                .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "batch {b}, row {r}: not the bits of batch 1");
+    for path in paths() {
+        for b in [2, 3, 4, 5, 8, 9, 16, 17, 40] {
+            let y = sparse_matmul(m, x.slice(s![..b, ..]), &Sequential, path).unwrap();
+            for r in 0..b {
+                let one = sparse_matmul(m, x.slice(s![r..r + 1, ..]), &Sequential, path);
+                let one = one.unwrap();
+                let same = y
+                    .row(r)
+                    .iter()
+                    .zip(one.row(0))
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{path:?} batch {b}, row {r}: not the bits of batch 1");
+            }
+            if path == KernelPath::Avx2 {
+                let p = sparse_matmul(m, x.slice(s![..b, ..]), &Sequential, KernelPath::Portable);
+                assert_eq!(
+                    y,
+                    p.unwrap(),
+                    "AVX2 lanes against the portable lanes, batch {b}"
+                );
+            }
         }
     }
 }

@@ -19,6 +19,8 @@
 //!   1, GEMM for larger batches), then scattered into the full output.
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod portable;
 
@@ -34,20 +36,26 @@ use crate::matrix::{
 use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
 use portable::ColIndex;
 
-/// The two inner loops the sparse kernels have (from the [`Tier`]).
+/// The inner loops the sparse kernels have (from the [`Tier`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KernelPath {
     /// Plain Rust, any CPU.
     Portable,
+    /// The portable loops, with AVX2 lanes for CSR rows at batch ≥ 2 (x86-64
+    /// only, checked at run time; the same bits).
+    Avx2,
     /// AVX-512F intrinsics (x86-64 only, checked at run time).
     Avx512,
 }
 
 impl KernelPath {
-    /// The path for a tier: AVX-512 from [`Tier::Avx512`] up.
+    /// The path for a tier: AVX-512 from [`Tier::Avx512`] up, AVX2 at
+    /// [`Tier::Avx2`].
     fn of(tier: Tier) -> Self {
         if tier >= Tier::Avx512 {
             KernelPath::Avx512
+        } else if tier == Tier::Avx2 {
+            KernelPath::Avx2
         } else {
             KernelPath::Portable
         }
@@ -201,15 +209,9 @@ impl<'a> Input<'a> {
             5..=8 => 8,
             _ => batch.next_multiple_of(16),
         };
-        // Row by row over plain slices: an ndarray column iterator per
-        // input column cost more than a batch-2 product of a small layer.
         let xs = x.to_slice().expect("standard layout");
         let mut xt = vec![0.0f32; cols * stride];
-        for (b, xr) in xs.chunks_exact(cols.max(1)).enumerate() {
-            for (t, &v) in xt[b..].iter_mut().step_by(stride).zip(xr) {
-                *t = v;
-            }
-        }
+        transpose(xs, (batch, cols), &mut xt, stride);
         Input::Transposed { xt, batch, stride }
     }
 
@@ -314,6 +316,15 @@ fn rows_typed<I: ColIndex>(
         unsafe { avx512::csr_rows(row_ptr, idx, vals, rows, xs.as_ptr(), stride, batch, out) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if let (KernelPath::Avx2, Input::Transposed { xt, stride, .. }) = (path, x) {
+        // SAFETY: the path was checked available; a valid CSR's indices are
+        // below the input's columns, which `xt` holds (`stride ≥ batch`
+        // lanes each, a multiple of 4); `idx` and `vals` are the rows'
+        // stored values.
+        unsafe { avx2::csr_rows(row_ptr, idx, vals, rows, xt.as_ptr(), *stride, batch, out) };
+        return;
+    }
     let base = row_ptr[rows.start] as usize;
     for (i, o) in rows.zip(out.chunks_mut(batch)) {
         let (a, b) = (row_ptr[i] as usize - base, row_ptr[i + 1] as usize - base);
@@ -363,11 +374,32 @@ fn by_row_blocks(
 
 /// `yᵀ` `[rows, batch]` to `y` `[batch, rows]`.
 fn to_output(yt: Vec<f32>, rows: usize, batch: usize) -> Array2<f32> {
-    let yt = Array2::from_shape_vec((rows, batch), yt).expect("sizes match");
     if batch == 1 {
-        yt.into_shape_with_order((1, rows)).expect("one column")
-    } else {
-        yt.reversed_axes().as_standard_layout().into_owned()
+        return Array2::from_shape_vec((1, rows), yt).expect("one column");
+    }
+    let mut y = vec![0.0f32; batch * rows];
+    transpose(&yt, (rows, batch), &mut y, rows);
+    Array2::from_shape_vec((batch, rows), y).expect("sizes match")
+}
+
+/// `out[j·stride + i] = a[i·cols + j]` for `a` `[rows, cols]` row-major:
+/// in blocks of 16 rows × 64 columns, so that each cache line of `out` is
+/// filled while it is in cache (row by row, a large batch's transpose
+/// wrote each line 16 times from different rows: up to a quarter of a
+/// sparse product at batch 256).
+fn transpose(a: &[f32], (rows, cols): (usize, usize), out: &mut [f32], stride: usize) {
+    const BR: usize = 16;
+    const BC: usize = 64;
+    for i0 in (0..rows).step_by(BR) {
+        for j0 in (0..cols).step_by(BC) {
+            let j1 = (j0 + BC).min(cols);
+            for i in i0..(i0 + BR).min(rows) {
+                let row = &a[i * cols + j0..i * cols + j1];
+                for (t, &v) in out[j0 * stride + i..].iter_mut().step_by(stride).zip(row) {
+                    *t = v;
+                }
+            }
+        }
     }
 }
 
