@@ -269,11 +269,16 @@ mod tests {
     use crate::parallel::{Sequential, ThreadPool};
     use crate::quantization::Quantizer;
 
-    fn codebook(rows: usize, cols: usize, k: usize, per_row: bool) -> CodebookValues {
+    /// A `rows × cols` test matrix of 1009 spread values.
+    fn matrix(rows: usize, cols: usize) -> CompressedMatrix {
         let w = Array2::from_shape_fn((rows, cols), |(i, j)| {
             (((i * 7919 + j * 104_729) % 1009) as f32 - 504.0) / 300.0
         });
-        let m = CompressedMatrix::from_dense(w.view()).unwrap();
+        CompressedMatrix::from_dense(w.view()).unwrap()
+    }
+
+    fn codebook(rows: usize, cols: usize, k: usize, per_row: bool) -> CodebookValues {
+        let m = matrix(rows, cols);
         let p = KMeans::params(k);
         let p = if per_row { p.per_row() } else { p };
         match p.check().unwrap().quantize(&m).unwrap().values() {
@@ -333,10 +338,7 @@ mod tests {
         use crate::pass::Pruner;
         use crate::pruning::NMPruner;
         use crate::quantization::{Binary, IntQuantizer, Ternary};
-        let w = Array2::from_shape_fn((rows, cols), |(i, j)| {
-            (((i * 7919 + j * 104_729) % 1009) as f32 - 504.0) / 300.0
-        });
-        let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+        let dense = matrix(rows, cols);
         let nm = NMPruner::params(2, 4)
             .check()
             .unwrap()

@@ -67,69 +67,69 @@ fn store<const W: usize>(s: &[f32; W], out: &mut [f32]) {
     out[..n].copy_from_slice(&s[..n]);
 }
 
-/// One 8-lane tile of a row: `xt` at the tile's first lane.
-///
-/// # Safety
-/// AVX2; every index's column holds 8 lanes from `xt`.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn lanes8<I: ColIndex>(idx: &[I], vals: &[f32], xt: *const f32, stride: usize) -> [f32; 8] {
-    let mut acc = [_mm256_setzero_ps(); 8];
-    let full = idx.len() / 8 * 8;
-    // SAFETY: the caller's contract; `k + l < idx.len() == vals.len()`.
-    unsafe {
-        for k in (0..full).step_by(8) {
-            for (l, a) in acc.iter_mut().enumerate() {
-                let v = _mm256_set1_ps(*vals.get_unchecked(k + l));
-                let xv = _mm256_loadu_ps(xt.add(idx.get_unchecked(k + l).at() * stride));
-                *a = _mm256_add_ps(*a, _mm256_mul_ps(v, xv));
+/// `$name`: one tile of a row on `$w` lanes (`xt` at the tile's first
+/// lane): eight partial sums (`k mod 8`), each `acc + v·x` unfused, folded
+/// by `portable::fold8`'s tree. One body for the 256- and 128-bit twins.
+macro_rules! lanes {
+    ($name:ident, $w:literal, $zero:ident, $set1:ident, $load:ident, $add:ident, $mul:ident, $store:ident) => {
+        /// One tile of a row on
+        #[doc = concat!(stringify!($w), " lanes.")]
+        ///
+        /// # Safety
+        /// AVX2; every index's column holds the lanes from `xt`.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $name<I: ColIndex>(
+            idx: &[I],
+            vals: &[f32],
+            xt: *const f32,
+            stride: usize,
+        ) -> [f32; $w] {
+            // SAFETY: the caller's contract; `k < idx.len() == vals.len()`.
+            unsafe {
+                let term = |k: usize| {
+                    let v = $set1(*vals.get_unchecked(k));
+                    $mul(v, $load(xt.add(idx.get_unchecked(k).at() * stride)))
+                };
+                let mut acc = [$zero(); 8];
+                let full = idx.len() / 8 * 8;
+                for k in (0..full).step_by(8) {
+                    for (l, a) in acc.iter_mut().enumerate() {
+                        *a = $add(*a, term(k + l));
+                    }
+                }
+                for (l, k) in (full..idx.len()).enumerate() {
+                    acc[l] = $add(acc[l], term(k));
+                }
+                let f = $add(
+                    $add($add(acc[0], acc[4]), $add(acc[1], acc[5])),
+                    $add($add(acc[2], acc[6]), $add(acc[3], acc[7])),
+                );
+                let mut s = [0.0f32; $w];
+                $store(s.as_mut_ptr(), f);
+                s
             }
         }
-        for (l, k) in (full..idx.len()).enumerate() {
-            let v = _mm256_set1_ps(*vals.get_unchecked(k));
-            let xv = _mm256_loadu_ps(xt.add(idx.get_unchecked(k).at() * stride));
-            acc[l] = _mm256_add_ps(acc[l], _mm256_mul_ps(v, xv));
-        }
-        let f = _mm256_add_ps(
-            _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[1], acc[5])),
-            _mm256_add_ps(_mm256_add_ps(acc[2], acc[6]), _mm256_add_ps(acc[3], acc[7])),
-        );
-        let mut s = [0.0f32; 8];
-        _mm256_storeu_ps(s.as_mut_ptr(), f);
-        s
-    }
+    };
 }
 
-/// One 4-lane tile of a row (strides of 4): [`lanes8`] on 128-bit
-/// registers.
-///
-/// # Safety
-/// AVX2; every index's column holds 4 lanes from `xt`.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn lanes4<I: ColIndex>(idx: &[I], vals: &[f32], xt: *const f32, stride: usize) -> [f32; 4] {
-    let mut acc = [_mm_setzero_ps(); 8];
-    let full = idx.len() / 8 * 8;
-    // SAFETY: the caller's contract; `k + l < idx.len() == vals.len()`.
-    unsafe {
-        for k in (0..full).step_by(8) {
-            for (l, a) in acc.iter_mut().enumerate() {
-                let v = _mm_set1_ps(*vals.get_unchecked(k + l));
-                let xv = _mm_loadu_ps(xt.add(idx.get_unchecked(k + l).at() * stride));
-                *a = _mm_add_ps(*a, _mm_mul_ps(v, xv));
-            }
-        }
-        for (l, k) in (full..idx.len()).enumerate() {
-            let v = _mm_set1_ps(*vals.get_unchecked(k));
-            let xv = _mm_loadu_ps(xt.add(idx.get_unchecked(k).at() * stride));
-            acc[l] = _mm_add_ps(acc[l], _mm_mul_ps(v, xv));
-        }
-        let f = _mm_add_ps(
-            _mm_add_ps(_mm_add_ps(acc[0], acc[4]), _mm_add_ps(acc[1], acc[5])),
-            _mm_add_ps(_mm_add_ps(acc[2], acc[6]), _mm_add_ps(acc[3], acc[7])),
-        );
-        let mut s = [0.0f32; 4];
-        _mm_storeu_ps(s.as_mut_ptr(), f);
-        s
-    }
-}
+lanes!(
+    lanes8,
+    8,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_add_ps,
+    _mm256_mul_ps,
+    _mm256_storeu_ps
+);
+lanes!(
+    lanes4,
+    4,
+    _mm_setzero_ps,
+    _mm_set1_ps,
+    _mm_loadu_ps,
+    _mm_add_ps,
+    _mm_mul_ps,
+    _mm_storeu_ps
+);
