@@ -168,8 +168,8 @@ impl DynamicInt8 {
     /// `(x ⊙ m)·Wᵀ + b` with quantization, product and bias fused into one
     /// kernel call (`m` empty: no scaling), equal bit for bit to
     /// [`matmul`](Self::matmul) on `x ⊙ m` plus `b`; `None` where the fused
-    /// kernel does not apply (no AVX-512 VNNI, fewer than 6 rows, weights
-    /// other than symmetric dense int8, a non-finite value), for the caller
+    /// kernel does not apply (no AVX2 or AVX-512 VNNI, weights other than
+    /// symmetric dense int8, a non-finite value), for the caller
     /// to take the unfused path.
     pub(crate) fn linear_fused(
         &self,
