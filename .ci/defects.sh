@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzing (issue #20): fetch cargo-fuzz and libfuzzer-sys (stable toolchain
 # with RUSTC_BOOTSTRAP), seed the corpora, then fuzz every target for a
-# fixed time: container 20 s, the others 15 s each (65 s; CI's budget is
-# 30 min). `--dev` builds with fuzz/Cargo.toml's dev profile (dependencies
+# fixed time: container 12 s, the others 9 s each (39 s; CI's budget is
+# 30 min, and the builds before it take most of it). `--dev` builds with fuzz/Cargo.toml's dev profile (dependencies
 # unoptimized, squish and the parsers at opt-level 1, debug assertions and
 # overflow checks on): the instrumented build of squish and its dependencies
 # is most of this step's time, and `-O` took twice as long to build.
@@ -27,7 +27,7 @@ fuzz() {
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev --sanitizer none "$target" "corpus/$target" \
     -- -max_total_time="$secs" -rss_limit_mb=2048)
 }
-fuzz container 20
-fuzz safetensors 15
-fuzz recipe 15
-fuzz sharded 15
+fuzz container 12
+fuzz safetensors 9
+fuzz recipe 9
+fuzz sharded 9
