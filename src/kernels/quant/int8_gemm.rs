@@ -9,7 +9,7 @@
 //! computed once in `Prepared`.
 //!
 //! The fast path (VNNI, segments of whole 64-byte blocks; weights the
-//! panels of [`int8_panel`](super::int8_panel) do not take) packs the batch
+//! `int8_panel` layout does not take) packs the batch
 //! once per call into `[batch tile][block][TB rows][64]` (`x + 128`, rows
 //! padded to a whole tile, the last block zero-padded) and multiplies each
 //! tile of `TR` weight rows by every batch tile in one call, so the weight
