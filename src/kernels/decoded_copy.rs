@@ -5,8 +5,10 @@
 //!
 //! * codebooks (dense, kept rows, CSR), on AVX2 and AVX-512 (`applies`);
 //! * on AVX2 only, int8 / int4 / binary / ternary codes in whole rows
-//!   (`applies_codes`) and N:M rows spread to whole rows
-//!   (`applies_spread`).
+//!   (`applies_codes`);
+//! * N:M rows spread to whole rows (`applies_spread`): on AVX2, and on
+//!   AVX-512 for small blocks, where the 2:4 kernel's permutes lose to
+//!   dense f32 at every batch.
 //!
 //! Why: a centroid is an arbitrary f32, so a codebook product does all of
 //! dense f32's multiply-adds *plus* a decode per weight. Where the weights
@@ -227,14 +229,27 @@ pub(crate) fn matmul_codes(
     Some(copy.0.matmul((rows, cols), x, exec, tier))
 }
 
-/// Whether AVX2 multiplies an N:M block of `rows × cols` through its spread
-/// copy (at every batch size): whole f32 rows of at most
-/// [`MAX_COPY_BYTES`]. The 2:4 reader's permutes and the decoded tiles ran
-/// at 0.3–0.9× dense f32 on cache-resident matrices (issue #20).
+/// Whether an N:M block of `rows × cols` is multiplied through its spread
+/// copy (at every batch size, so a row's bits never depend on the batch):
+/// whole f32 rows of at most [`MAX_COPY_BYTES`] on AVX2, where the 2:4
+/// reader's permutes and the decoded tiles ran at 0.3–0.9× dense f32 on
+/// cache-resident matrices (issue #20), and on AVX-512 blocks of fewer
+/// than [`SMALL_NM_WEIGHTS`] weights, where the 2:4 kernel's permutes
+/// lost to dense f32 at every batch (100 × 300: 0.67–0.93× on a Zen 5,
+/// 0.71–0.85× on a Zen 4).
 pub(crate) fn applies_spread((rows, cols): (usize, usize), tier: Tier) -> bool {
-    let bytes = rows.saturating_mul(cols).saturating_mul(4);
-    tier.capped() == Tier::Avx2 && bytes <= MAX_COPY_BYTES
+    let weights = rows.saturating_mul(cols);
+    match tier.capped() {
+        Tier::Avx2 => weights.saturating_mul(4) <= MAX_COPY_BYTES,
+        Tier::Avx512 | Tier::Avx512Vnni => weights < SMALL_NM_WEIGHTS,
+        Tier::Portable => false,
+    }
 }
+
+/// N:M blocks with fewer weights take their spread copy on AVX-512 too
+/// (300 × 784, 235 200 weights, ran its 2:4 kernel at 1.0–1.5× dense f32
+/// from batch 1 to 4).
+pub(crate) const SMALL_NM_WEIGHTS: usize = 1 << 16;
 
 /// `y = x · Wᵀ` for N:M `values` of a `rows × cols` matrix through their
 /// copy spread to whole rows by `spread` (given whether the row scales are
@@ -470,13 +485,18 @@ mod tests {
             assert!(applies_spread((384, 384), Tier::Avx2));
             assert!(!applies_spread((1024, 2049), Tier::Avx2));
         }
+        if avx512 {
+            // AVX-512: small blocks only (the 2:4 kernel wins above).
+            assert!(applies_spread((100, 300), Tier::Avx512));
+            assert!(!applies_spread((384, 384), Tier::Avx512));
+        }
         // (A tier is capped to the CPU: AVX-512 runs AVX2 on this one.)
+        assert!(!applies_spread((100, 300), Tier::Portable));
         for tier in [Tier::Portable, Tier::Avx512, Tier::Avx512Vnni] {
             if tier.capped() == Tier::Avx2 {
                 continue;
             }
             assert!(!applies_codes(binary, 16, tier));
-            assert!(!applies_spread((384, 384), tier));
         }
         let mut big = v256.clone();
         big.layout = crate::matrix::RowLayout::Uniform {

@@ -320,10 +320,10 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
     match (m.structure(), m.values()) {
         (Structure::LowRank(_), _) => Kernel::Factored,
         (Structure::Dense, Some(Values::F32(_))) => Kernel::DenseGemm,
+        (Structure::NM(_), Some(v @ Values::F32(_))) if uniform(v) && spread => Kernel::DecodedCopy,
         (Structure::NM(s), Some(v @ Values::F32(_))) if uniform(v) && nm24_reads(s, v, cols) => {
             Kernel::Registers
         }
-        (Structure::NM(_), Some(v @ Values::F32(_))) if uniform(v) && spread => Kernel::DecodedCopy,
         (Structure::NM(s), Some(v @ Values::F32(_))) if uniform(v) && tier == Tier::Avx2 => {
             nm_avx2(s, v)
         }
@@ -351,8 +351,8 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
         (Structure::NM(s), Some(v)) if super::quant::sliced::applies_nm(s, v, m.shape(), tier) => {
             Kernel::IntegerSlices
         }
-        (Structure::NM(s), Some(v)) if uniform(v) && nm24_reads(s, v, cols) => Kernel::Registers,
         (Structure::NM(_), Some(v)) if uniform(v) && spread => Kernel::DecodedCopy,
+        (Structure::NM(s), Some(v)) if uniform(v) && nm24_reads(s, v, cols) => Kernel::Registers,
         (Structure::NM(s), Some(v)) if uniform(v) && tier == Tier::Avx2 => nm_avx2(s, v),
         (Structure::NM(_), Some(v)) if uniform(v) => Kernel::DecodedTiles,
         (Structure::Csr(_) | Structure::NM(_), Some(_)) => Kernel::DecodedTiles,

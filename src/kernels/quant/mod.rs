@@ -266,8 +266,9 @@ pub(crate) fn matmul_nm(
     if let Some(y) = sliced::matmul_nm(s, values, (rows, cols), x, exec, isa) {
         return Some(y);
     }
-    // Cache-resident on AVX2: the dense kernel on the rows spread once (the
-    // decoded tiles' values and order, so the same bits).
+    // Cache-resident on AVX2, small blocks on AVX-512: the dense kernel on
+    // the rows spread once (the decoded tiles' values and order, so the
+    // same bits), at every batch size.
     let spread = |out: &mut [f32], sc| spread_nm(s, values, cols, 0, out, sc);
     if let Some(y) = super::decoded_copy::matmul_spread(values, (rows, cols), spread, x, exec, isa)
     {
