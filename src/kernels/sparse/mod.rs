@@ -188,7 +188,7 @@ pub(crate) enum Input<'a> {
     /// Batch 1: the input row.
     Vector(&'a [f32]),
     /// Larger batches: `xᵀ`, `[in, stride]` row-major: padded with zeros to
-    /// 4 or 8 lanes (one register) up to batch 8, to a multiple of 16
+    /// 4 or 8 lanes (one register) up to batch 8, to an odd multiple of 16
     /// above.
     Transposed {
         xt: Vec<f32>,
@@ -207,7 +207,10 @@ impl<'a> Input<'a> {
         let stride = match batch {
             ..=4 => 4,
             5..=8 => 8,
-            _ => batch.next_multiple_of(16),
+            // An odd number of 64-byte lines per column: at a power-of-two
+            // stride (batch 256: 1 KiB) the columns a row reads fall into a
+            // few L1 sets and evict one another.
+            _ => (batch.div_ceil(16) | 1) * 16,
         };
         let xs = x.to_slice().expect("standard layout");
         let mut xt = vec![0.0f32; cols * stride];
