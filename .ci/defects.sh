@@ -2,10 +2,11 @@
 # Fuzzing (issue #20): fetch cargo-fuzz and libfuzzer-sys (stable toolchain
 # with RUSTC_BOOTSTRAP), seed the corpora, then fuzz every target for a
 # fixed time: container 12 s, the others 9 s each (39 s; CI's budget is
-# 30 min, and the builds before it take most of it). `--dev` builds with fuzz/Cargo.toml's dev profile (dependencies
-# unoptimized, squish and the parsers at opt-level 1, debug assertions and
-# overflow checks on): the instrumented build of squish and its dependencies
-# is most of this step's time, and `-O` took twice as long to build.
+# 30 min, and the builds before it take most of it). `--dev` builds with
+# fuzz/Cargo.toml's dev profile (dependencies unoptimized, squish and the
+# parsers at opt-level 1, debug assertions and overflow checks on): the
+# instrumented build of squish and its dependencies is most of this step's
+# time, and `-O` took twice as long to build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never

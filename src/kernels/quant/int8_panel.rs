@@ -40,7 +40,7 @@ const MR: usize = 6;
 /// Bytes ahead of the panel loads that the micro-kernel prefetches: 4 KiB
 /// took batch-1 products from DRAM at 4096² 5–25 % faster than 1 KiB
 /// (weight-only int8 / int4 / binary / ternary; three alternating runs on
-/// a Zen 4, where 8 KiB, or 8–16 KiB into L2 besides, gained nothing).
+/// a Zen 5, where 8 KiB, or 8–16 KiB into L2 besides, gained nothing).
 const PREFETCH: usize = 4096;
 /// 16-lane vectors of outputs per micro-tile.
 const NV: usize = 2;
