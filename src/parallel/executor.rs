@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::team::Team;
 use super::ParallelError;
 use crate::error::{Result, SquishError};
 
@@ -28,6 +29,13 @@ pub trait ParallelExecutor: Send + Sync + fmt::Debug {
     /// Calls `task(i)` once for every `i` in `0..tasks`, in any order and
     /// possibly concurrently; returns when all have finished.
     fn run(&self, tasks: usize, task: &(dyn Fn(usize) + Sync));
+
+    /// Calls `f` once where rayon's parallel calls inside it (faer's
+    /// `Par::rayon`) run on this executor's threads. The default runs it on
+    /// the calling thread, where they go to rayon's global pool.
+    fn install(&self, f: &(dyn Fn() + Sync)) {
+        f()
+    }
 }
 
 /// Runs every task on the calling thread, in order.
@@ -44,10 +52,17 @@ impl ParallelExecutor for Sequential {
     }
 }
 
-/// A rayon thread pool of a chosen size, owned by the executor (never
-/// rayon's global pool).
+/// A pool of a chosen number of threads, counting the caller's: a call to
+/// [`run`](ParallelExecutor::run) works on the calling thread and wakes
+/// `threads − 1` workers that spin a short while for the next call before
+/// they park, so a call costs about a microsecond, not a sleep and a
+/// wake-up. A call made while another is in progress on the same pool (from
+/// inside a task, or from another thread) runs on its own thread. faer's
+/// rayon work ([`install`](ParallelExecutor::install)) gets a rayon pool of
+/// the same size, never rayon's global one.
 #[derive(Clone)]
 pub struct ThreadPool {
+    team: Arc<Team>,
     pool: Arc<rayon::ThreadPool>,
 }
 
@@ -68,7 +83,12 @@ impl ThreadPool {
                 threads,
                 detail: e.to_string(),
             })?;
+        let team = Team::new(threads).map_err(|e| ParallelError::PoolBuild {
+            threads,
+            detail: e.to_string(),
+        })?;
         Ok(ThreadPool {
+            team: Arc::new(team),
             pool: Arc::new(pool),
         })
     }
@@ -91,8 +111,10 @@ impl ParallelExecutor for ThreadPool {
     }
 
     fn run(&self, tasks: usize, task: &(dyn Fn(usize) + Sync)) {
-        use rayon::prelude::*;
-        self.pool
-            .install(|| (0..tasks).into_par_iter().for_each(task));
+        self.team.run(tasks, task);
+    }
+
+    fn install(&self, f: &(dyn Fn() + Sync)) {
+        self.pool.install(f);
     }
 }

@@ -1,8 +1,8 @@
 //! Parallel computing: executors and deterministic parallel building blocks.
 //!
 //! Every parallel entry point in squish takes a `&dyn ParallelExecutor`.
-//! [`Sequential`] is the default; [`ThreadPool`] owns a rayon pool of the size
-//! you choose. On top of the executors:
+//! [`Sequential`] is the default; [`ThreadPool`] runs tasks on the calling thread
+//! and workers of its own, as many in all as you choose. On top of the executors:
 //!
 //! - **data parallel** ([`DataParallel`]): a batch split into fixed shards for
 //!   inference through any [`Forward`] model, and per-shard gradients summed
@@ -27,6 +27,7 @@ mod forward;
 mod ops;
 mod staged;
 mod tasks;
+mod team;
 
 pub(crate) use blocks::fill_row_blocks;
 pub use blocks::row_blocks;

@@ -26,7 +26,7 @@ use ndarray::{s, Array1, Array2, ArrayView2};
 
 use super::{LowRankError, Svd};
 use crate::error::Result;
-use crate::parallel::{fill_row_blocks, map, ParallelExecutor, ThreadPool};
+use crate::parallel::{fill_row_blocks, ParallelExecutor, ThreadPool};
 
 /// The degree of faer's parallel split (`Par::rayon(FAER_DEGREE)`), fixed
 /// whatever the executor: faer's parallel SVD rounds according to the degree
@@ -36,18 +36,21 @@ use crate::parallel::{fill_row_blocks, map, ParallelExecutor, ThreadPool};
 /// it in parallel.
 pub(crate) const FAER_DEGREE: usize = 2;
 
-/// Runs `f(Par::rayon(FAER_DEGREE))` as one task of `exec`, so that faer's
-/// rayon work lands in the executor's own pool; an executor of one thread
-/// gets a one-thread pool of its own (faer's joins then run in order on it,
-/// never on rayon's global pool).
+/// Runs `f(Par::rayon(FAER_DEGREE))` under the executor's
+/// [`install`](ParallelExecutor::install), so that faer's rayon work lands in
+/// the executor's own pool; an executor of one thread gets a one-thread pool
+/// of its own (faer's joins then run in order on it, never on rayon's global
+/// pool).
 pub(crate) fn on_executor<T: Send>(
     exec: &dyn ParallelExecutor,
     f: impl Fn(Par) -> T + Sync,
 ) -> Result<T> {
     let run = |exec: &dyn ParallelExecutor| {
-        map(exec, 1, |_| f(Par::rayon(FAER_DEGREE)))
-            .pop()
-            .expect("one task")
+        let out = std::sync::Mutex::new(None);
+        exec.install(&|| *out.lock().expect("one call") = Some(f(Par::rayon(FAER_DEGREE))));
+        out.into_inner()
+            .expect("one call")
+            .expect("install calls f")
     };
     if exec.threads() <= 1 {
         return Ok(run(&ThreadPool::new(1)?));
