@@ -145,12 +145,13 @@ impl Team {
             }
         }
         job.work();
+        let mut spins = 0u32;
         while job.done.load(Acquire) < tasks {
-            std::hint::spin_loop();
+            pause(&mut spins);
         }
         s.epoch.fetch_add(1, SeqCst);
         while s.active.load(SeqCst) != 0 {
-            std::hint::spin_loop();
+            pause(&mut spins);
         }
         self.busy.store(false, Release);
         if let Some(p) = job.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -193,6 +194,18 @@ fn worker(s: &Shared, i: usize) {
     }
 }
 
+/// One step of a spin-wait: a pause, and every 64th step a yield, so that
+/// a pool with more threads than cores lets a preempted thread finish its
+/// task.
+fn pause(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if spins.is_multiple_of(64) {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
 /// The next epoch after `seen` that is odd (a call is open), or any epoch
 /// once the team stops: spins for [`SPIN`], then parks.
 fn wait(s: &Shared, i: usize, seen: u64) -> u64 {
@@ -204,9 +217,8 @@ fn wait(s: &Shared, i: usize, seen: u64) -> u64 {
         if fresh(e) {
             return e;
         }
-        spins += 1;
-        if !spins.is_multiple_of(64) || t0.elapsed() < SPIN {
-            std::hint::spin_loop();
+        if t0.elapsed() < SPIN {
+            pause(&mut spins);
             continue;
         }
         // Announce the park, then look again: either the caller sees the
