@@ -6,7 +6,9 @@
 //! **cold** (cycling over copies of the matrix totalling ≥ 128 MiB, so
 //! every call reads its weights from DRAM). Each row gives the weight bytes,
 //! the median time, the GB/s it reads the weights at, and that rate as a
-//! fraction of the measured DRAM bandwidth.
+//! fraction of the measured DRAM bandwidth: the run's (measured first), and
+//! the one measured just before and after that row's cold runs (the
+//! neighbours' share of the memory bus drifts within a run).
 //!
 //! With `SQUISH_PEER_PYTHON` naming a Python with torch, the PyTorch peer
 //! (`benches/peers/peers.py linear`: `torch.nn.functional.linear` in f32 and
@@ -57,17 +59,24 @@ fn median(n: usize, mut f: impl FnMut(usize)) -> f64 {
     t[n / 2]
 }
 
-/// Streaming-read bandwidth in bytes/s: an f32 sum over `bytes` split in
-/// two halves, one per thread (16 independent lanes each so the sum is not
-/// latency-bound); median of `passes`.
-fn bandwidth(pool: &ThreadPool, bytes: usize, passes: usize) -> f64 {
-    let v: Vec<f32> = (0..bytes / 4).map(|i| (i % 7) as f32).collect();
+/// Streaming-read bandwidth in bytes/s over `v`: an f32 sum split in two
+/// halves, one per thread (16 independent lanes each so the sum is not
+/// latency-bound, and a software prefetch 4 KiB ahead); median of `passes`.
+fn bandwidth(pool: &ThreadPool, v: &[f32], passes: usize) -> f64 {
     let half = v.len() / THREADS;
     let t = median(passes, |_| {
         let sums: Vec<std::sync::Mutex<f32>> = (0..THREADS).map(|_| 0.0.into()).collect();
         pool.run(THREADS, &|p| {
             let mut acc = [0.0f32; 16];
             for c in v[p * half..(p + 1) * half].chunks_exact(16) {
+                // 4 KiB ahead, as the kernels fetch: without it the sum
+                // reads slower than the dense kernel does.
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: a prefetch never faults, whatever the address.
+                unsafe {
+                    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                    _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().wrapping_add(1024) as *const i8);
+                }
                 for l in 0..16 {
                     acc[l] += c[l];
                 }
@@ -76,7 +85,12 @@ fn bandwidth(pool: &ThreadPool, bytes: usize, passes: usize) -> f64 {
         });
         black_box(sums);
     });
-    bytes as f64 / t
+    std::mem::size_of_val(v) as f64 / t
+}
+
+/// `n` f32 values to stream.
+fn stream(bytes: usize) -> Vec<f32> {
+    (0..bytes / 4).map(|i| (i % 7) as f32).collect()
 }
 
 /// A call on copy `i` of the weights with input `x`.
@@ -144,8 +158,9 @@ fn main() {
     let pool = ThreadPool::new(THREADS).unwrap();
     println!("load before: {}", loadavg());
     let peer = peers();
-    let dram = bandwidth(&pool, 512 << 20, 7);
-    let l3 = bandwidth(&pool, 16 << 20, 41);
+    let big = stream(512 << 20);
+    let dram = bandwidth(&pool, &big, 7);
+    let l3 = bandwidth(&pool, &stream(16 << 20), 41);
     println!(
         "streaming read, {THREADS} threads: 512 MiB {:.1} GB/s (DRAM), 16 MiB {:.1} GB/s (L3); load {}",
         dram / 1e9,
@@ -197,12 +212,16 @@ fn main() {
             dram / 1e9,
             loadavg()
         );
-        println!("| case | weight MB | hot ms | hot GB/s | cold ms | cold GB/s | cold fraction | PyTorch hot ms | PyTorch cold ms | PyTorch cold fraction |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("| case | weight MB | hot ms | hot GB/s | cold ms | cold GB/s | cold fraction | DRAM GB/s beside | fraction of it | PyTorch hot ms | PyTorch cold ms | PyTorch cold fraction |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for c in &cases {
             let hot = median(41, |_| (c.run)(0, &x, &pool));
             let n = (3 * c.copies).clamp(21, 201);
+            // The DRAM read rate just before and after the cold runs: the
+            // neighbours' share of the memory bus drifts within a run.
+            let before = bandwidth(&pool, &big, 3);
             let cold = median(n, |i| (c.run)(i, &x, &pool));
+            let beside = 0.5 * (before + bandwidth(&pool, &big, 3));
             // The peer's figures for the matching case.
             let (pb, pk_name) = match c.name {
                 "dense f32" => (N * N * 4, Some("f32")),
@@ -216,7 +235,7 @@ fn main() {
                 format!("{:.0} %", 100.0 * pb as f64 / (ms * 1e-3) / dram)
             });
             println!(
-                "| {} | {:.1} | {:.3} | {:.1} | {:.3} | {:.1} | {:.0} % | {} | {} | {} |",
+                "| {} | {:.1} | {:.3} | {:.1} | {:.3} | {:.1} | {:.0} % | {:.1} | {:.0} % | {} | {} | {} |",
                 c.name,
                 c.bytes as f64 / 1e6,
                 hot * 1e3,
@@ -224,6 +243,8 @@ fn main() {
                 cold * 1e3,
                 c.bytes as f64 / cold / 1e9,
                 100.0 * c.bytes as f64 / cold / dram,
+                beside / 1e9,
+                100.0 * c.bytes as f64 / cold / beside,
                 f(ph),
                 f(pc),
                 pfrac
