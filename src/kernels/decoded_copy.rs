@@ -186,32 +186,46 @@ struct CodesCopy(ScaledRows);
 /// N:M rows spread to whole f32 rows (zeros at the pruned columns).
 struct SpreadCopy(ScaledRows);
 
-/// Whether AVX2 multiplies a dense block of `values` at `batch` input rows
+/// Whether a dense block of `values` is multiplied at `batch` input rows
 /// through its copy: int8 / int4 / binary / ternary codes (codebooks have
-/// [`applies`]), a copy of at most [`MAX_COPY_BYTES`], from
-/// `codes_min_batch`.
+/// [`applies`]), on AVX2 a copy of at most [`MAX_COPY_BYTES`] from
+/// `codes_min_batch`, on AVX-512 blocks of fewer than
+/// [`SMALL_CODES_WEIGHTS`] at every batch size.
 ///
-/// Why only AVX2: without an integer dot product, a product of codes does
-/// all of dense f32's multiply-adds plus a decode per weight, so on
-/// cache-resident matrices the readers ran at 0.5–0.95× dense from batch 2
-/// (issue #20). AVX-512 has VNNI's integer slices and its own readers.
+/// Why: without an integer dot product, a product of codes does all of
+/// dense f32's multiply-adds plus a decode per weight, so on cache-resident
+/// matrices the AVX2 readers ran at 0.5–0.95× dense from batch 2 (issue
+/// #20). AVX-512 has VNNI's integer slices and its own readers, but on
+/// small blocks both lost to dense f32 from batch 4 (below).
 pub(crate) fn applies_codes(values: &Values, batch: usize, tier: Tier) -> bool {
     let codes = matches!(
         values,
         Values::Int8(_) | Values::Int4(_) | Values::Binary(_) | Values::Ternary(_)
     );
-    let bytes = values.layout().total().saturating_mul(4);
-    tier.capped() == Tier::Avx2
-        && codes
-        && bytes <= MAX_COPY_BYTES
-        && batch >= codes_min_batch(values)
+    let weights = values.layout().total();
+    codes
+        && match tier.capped() {
+            Tier::Avx2 => {
+                weights.saturating_mul(4) <= MAX_COPY_BYTES && batch >= codes_min_batch(values)
+            }
+            Tier::Avx512 | Tier::Avx512Vnni => weights < SMALL_CODES_WEIGHTS,
+            Tier::Portable => false,
+        }
 }
+
+/// Dense blocks of codes with fewer weights take their copy on AVX-512 at
+/// every batch size (so a row's bits never depend on the batch): 100 × 300
+/// (30 000 weights) ran its integer slices at 0.76–0.93× dense f32 from
+/// batch 8 to 64 on a Zen 5 (1.9× at batch 1), where the slices' three
+/// products per input cost more than VNNI's four products a lane save and
+/// the f32 weights sit in L2; 384 × 384 (147 456) ran them at 1.1–3.6×.
+pub(crate) const SMALL_CODES_WEIGHTS: usize = 1 << 16;
 
 /// `y = x · Wᵀ` for a dense block of codes (`rows` full rows of `cols`)
 /// through its copy, where [`applies_codes`]; `None` elsewhere. The copy
 /// holds the row decoders' values and the dense kernel sums in the
-/// readers' and the decoded tiles' AVX2 order, so the bits are theirs at
-/// every batch size.
+/// readers' and the decoded tiles' AVX2 order, so on AVX2 the bits are
+/// theirs at every batch size (AVX-512 takes the copy at every batch).
 pub(crate) fn matmul_codes(
     values: &Values,
     (rows, cols): (usize, usize),
@@ -496,7 +510,14 @@ mod tests {
             if tier.capped() == Tier::Avx2 {
                 continue;
             }
+            // AVX-512: small blocks only, at every batch size.
             assert!(!applies_codes(binary, 16, tier));
+            let small_binary = small[4].values().unwrap();
+            assert_eq!(applies_codes(small_binary, 1, tier), tier != Tier::Portable);
+            assert_eq!(
+                applies_codes(small_binary, 64, tier),
+                tier != Tier::Portable
+            );
         }
         let mut big = v256.clone();
         big.layout = crate::matrix::RowLayout::Uniform {

@@ -214,7 +214,7 @@ pub enum Kernel {
     /// VNNI panels of the codes (built on the first product and kept with
     /// the values) and summed: at every batch size, for symmetric int codes
     /// in whole rows with groups of a multiple of 4 (int8) or 8 (int4)
-    /// columns, binary and ternary rows, and at least 16 384 weights; N:M
+    /// columns, binary and ternary rows, and at least 65 536 weights; N:M
     /// rows of such codes (per-row or per-tensor scales) spread to full
     /// rows.
     IntegerSlices,
@@ -225,10 +225,11 @@ pub enum Kernel {
     /// ([`decoded_copy`](super::decoded_copy)). Codebook values (dense,
     /// kept rows or CSR) on AVX2 or AVX-512 — on AVX-512, 4-bit (and
     /// narrower) dense blocks from 4 inputs (their streamed readers win
-    /// below), the others at every batch size; on AVX2 only, int8 / int4 /
+    /// below), the others at every batch size; on AVX2, int8 / int4 /
     /// binary / ternary codes in whole rows (int8 with row scales from 2
     /// inputs where the copy would not sit in L2) and N:M rows
-    /// spread to whole rows, at every batch size.
+    /// spread to whole rows, at every batch size; on AVX-512, the same for
+    /// blocks of fewer than 65 536 weights.
     DecodedCopy,
     /// Sparse f32 kernels (CSR, N:M without a register reader, kept rows).
     Sparse,
@@ -246,10 +247,12 @@ pub enum Kernel {
 /// tested (the dispatch makes the same decisions from the same readers).
 ///
 /// * dense f32 → [`Kernel::DenseGemm`];
-/// * symmetric int8 / int4, binary and ternary of at least 16 384 weights
+/// * symmetric int8 / int4, binary and ternary of at least 65 536 weights
 ///   on AVX-512 VNNI → [`Kernel::IntegerSlices`] at every batch size; also
 ///   N:M rows with such values (one scale per row or per tensor), their
-///   codes spread to full rows;
+///   codes spread to full rows; int8 / int4 / binary / ternary codes of
+///   fewer weights on AVX-512 → [`Kernel::DecodedCopy`] at every batch
+///   size;
 /// * weight-only encodings with an in-register reader → [`Kernel::Registers`]
 ///   up to the reader's batch limit (16 for the streamed int8 / int4 /
 ///   binary / ternary / 4-bit codebook rows; 1 for gathered 8-bit
@@ -487,7 +490,8 @@ mod tests {
                     let cb8_tiles = cb8 && (vbmi || (batch > 1 && !is_nm));
                     // Symmetric int codes (per row, or groups of 32 values:
                     // 32 / 64 columns), binary and ternary, dense or 2:4, of
-                    // 16 384 weights and more take the integer slices on VNNI.
+                    // 65 536 weights and more take the integer slices on VNNI
+                    // (none of these shapes).
                     let int_codes = matches!(
                         m.values(),
                         Some(
@@ -497,17 +501,16 @@ mod tests {
                                 | Values::Ternary(_)
                         )
                     );
-                    let sliced = vnni && int_codes && rows * cols >= 16_384;
+                    let sliced = vnni && int_codes && rows * cols >= 65_536;
                     let copy = avx2
                         && !is_nm
                         && matches!(m.values(), Some(Values::Codebook(c))
                             if !avx512 || c.indices().width() > 4 || batch >= 4);
                     // AVX2 alone: these L2-sized matrices' codes and 2:4 rows
                     // multiply through their copies at every batch size;
-                    // AVX-512: 2:4 rows of these small matrices too (below
-                    // 65 536 weights), where the slices do not take them.
-                    let copy =
-                        copy || (avx2 && !avx512 && (is_nm || int_codes)) || (avx512 && is_nm);
+                    // AVX-512: the codes and 2:4 rows of these small matrices
+                    // too (below 65 536 weights).
+                    let copy = copy || (avx2 && (is_nm || int_codes));
                     // AVX2 reads int codes in registers up to 16 inputs.
                     let avx2_regs = avx2
                         && !avx512

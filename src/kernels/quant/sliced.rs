@@ -36,12 +36,11 @@ const SLICES: usize = 3;
 /// The factor between one slice's scale and the next: remainders of a
 /// rounding lie in `[−½, ½]`, so 254 keeps the next slice within `±127`.
 const RADIX: f32 = 254.0;
-/// Matrices with fewer weights take the f32 paths: below it, splitting the
-/// input and the panel call's set-up cost more than the product saves
-/// (100 × 300, 30 000 weights, measured in alternation with the f32 paths:
-/// 1.3–1.6× dense f32 at batch 1, 1.0–1.2× at batch 2, 0.75–0.95× above,
-/// where the f32 readers ran at 0.65–1.1×, 0.65–1.0× and 0.65–0.94×).
-const MIN_WEIGHTS: usize = 1 << 14;
+/// Dense matrices with fewer weights take their f32 copy instead
+/// ([`SMALL_CODES_WEIGHTS`](crate::kernels::decoded_copy::SMALL_CODES_WEIGHTS)):
+/// on them the slices ran at 0.76–0.93× dense f32 from batch 8 (100 × 300
+/// on a Zen 5), the f32 readers at 0.65–1.1×.
+const MIN_WEIGHTS: usize = crate::kernels::decoded_copy::SMALL_CODES_WEIGHTS;
 /// `1.5·2²³`: adding it to an f32 of magnitude below 2²² rounds to an integer.
 const ROUND: f32 = 12582912.0;
 
