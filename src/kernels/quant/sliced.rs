@@ -82,7 +82,7 @@ pub(crate) fn matmul(
     }
     // Binary and ternary rows: the sign kernel reads the bits as stored
     // (1 or 2 bits a weight, where the panels hold 4).
-    if let Some(w) = sign_rows(values, x.ncols()) {
+    if let Some(w) = sign_rows(values, x.dim()) {
         return run_signs(w, x, exec, isa);
     }
     let panels: &Option<Panels> = match values {
@@ -131,17 +131,25 @@ fn run(
 /// nibbles'). A layer this large belongs to a model larger than the L3.
 const TERNARY_SIGNS_MIN_WEIGHTS: usize = 1 << 22;
 
-/// Binary rows, and ternary rows of a multiple of 4 columns on a CPU with
-/// GFNI and at least [`TERNARY_SIGNS_MIN_WEIGHTS`] weights, of `cols`
-/// columns: what [`run_signs`] takes. (Binary rows win either way: at
-/// 4096², batch 1, 0.077–0.088 ms resident and 0.077–0.083 ms from DRAM
-/// against 0.101–0.132 and 0.22–0.29 ms on the panels.)
+/// What [`run_signs`] takes at `batch` inputs of `cols` columns: binary
+/// rows up to 2 inputs, and ternary rows of a multiple of 4 columns on a
+/// CPU with GFNI, at 1 input and at least [`TERNARY_SIGNS_MIN_WEIGHTS`]
+/// weights. Both paths give the same bits, so the choice may follow the
+/// batch. At 4096² (resident / from DRAM), binary: batch 1 0.077–0.088 /
+/// 0.077–0.083 ms against 0.101–0.132 / 0.22–0.29 ms on the panels,
+/// batch 2 0.131–0.170 / 0.133–0.172 against 0.140–0.156 / 0.231–0.245,
+/// batch 4 0.259–0.327 / 0.261–0.316 against 0.235–0.237 / 0.299–0.308;
+/// ternary at batch 2 0.22–0.24 ms either way against 0.125–0.137 /
+/// 0.245–0.264, and from batch 8 both kinds lost to the panels at every
+/// size (binary 0.72 against about 0.54 ms at batch 8, 46 against about 18
+/// at 256).
 #[cfg(target_arch = "x86_64")]
-fn sign_rows(values: &Values, cols: usize) -> Option<Signs<'_>> {
+fn sign_rows(values: &Values, (batch, cols): (usize, usize)) -> Option<Signs<'_>> {
     let w = match values {
-        Values::Binary(v) => Signs::Binary(v),
+        Values::Binary(v) if batch <= 2 => Signs::Binary(v),
         Values::Ternary(v)
-            if cols.is_multiple_of(4)
+            if batch == 1
+                && cols.is_multiple_of(4)
                 && v.layout.total() >= TERNARY_SIGNS_MIN_WEIGHTS
                 && sign_gemm::ternary_vnni_available() =>
         {
