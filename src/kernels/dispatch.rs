@@ -214,8 +214,8 @@ pub enum Kernel {
     /// VNNI panels of the codes (built on the first product and kept with
     /// the values) and summed: at every batch size, for symmetric int codes
     /// in whole rows with groups of a multiple of 4 (int8) or 8 (int4)
-    /// columns, binary and ternary rows (binary rows, and ternary ones of
-    /// at least 4 M weights, through the sign kernel, which reads their
+    /// columns, binary and ternary rows (in matrices of at least 4 M
+    /// weights, at 1–2 inputs, through the sign kernel, which reads their
     /// bits as stored), and at least 65 536 weights; N:M
     /// rows of such codes (per-row or per-tensor scales) spread to full
     /// rows.

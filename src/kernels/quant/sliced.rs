@@ -124,17 +124,21 @@ fn run(
     int8_panel::matmul_u8(p, &xu, &scales, SLICES, exec, isa)
 }
 
-/// Ternary matrices of at least this many weights take [`run_signs`]:
-/// 4096² at batch 1 from DRAM ran at 0.12 ms there against 0.23–0.30 ms on
-/// the panels (half the bytes), but resident in L3 at 0.115–0.131 against
-/// 0.088–0.098 ms (the 2-bit decode costs more instructions than the
-/// nibbles'). A layer this large belongs to a model larger than the L3.
-const TERNARY_SIGNS_MIN_WEIGHTS: usize = 1 << 22;
+/// Binary and ternary matrices of at least this many weights take
+/// [`run_signs`] (at small batches): there the weights stream from DRAM,
+/// where reading 1 or 2 bits a weight instead of the panels' 4 wins, and a
+/// layer this large belongs to a model larger than the L3. Ternary 4096²
+/// at batch 1 ran at 0.12 ms from DRAM against 0.23–0.30 ms on the panels,
+/// but resident in L3 at 0.115–0.131 against 0.088–0.098 ms (the 2-bit
+/// decode costs more instructions than the nibbles'); binary on
+/// cache-resident MiniLM shapes at batch 1–2 ran at 1.1–4.2× dense f32
+/// through the sign kernel against 2.7–5.3× on the panels.
+const SIGNS_MIN_WEIGHTS: usize = 1 << 22;
 
-/// What [`run_signs`] takes at `batch` inputs of `cols` columns: binary
-/// rows up to 2 inputs, and ternary rows of a multiple of 4 columns on a
-/// CPU with GFNI, at 1 input and at least [`TERNARY_SIGNS_MIN_WEIGHTS`]
-/// weights. Both paths give the same bits, so the choice may follow the
+/// What [`run_signs`] takes at `batch` inputs of `cols` columns, in
+/// matrices of at least [`SIGNS_MIN_WEIGHTS`] weights: binary rows up to 2
+/// inputs, and ternary rows of a multiple of 4 columns on a CPU with GFNI
+/// at 1 input. Both paths give the same bits, so the choice may follow the
 /// batch. At 4096² (resident / from DRAM), binary: batch 1 0.077–0.088 /
 /// 0.077–0.083 ms against 0.101–0.132 / 0.22–0.29 ms on the panels,
 /// batch 2 0.131–0.170 / 0.133–0.172 against 0.140–0.156 / 0.231–0.245,
@@ -145,13 +149,13 @@ const TERNARY_SIGNS_MIN_WEIGHTS: usize = 1 << 22;
 /// at 256).
 #[cfg(target_arch = "x86_64")]
 fn sign_rows(values: &Values, (batch, cols): (usize, usize)) -> Option<Signs<'_>> {
+    if values.layout().total() < SIGNS_MIN_WEIGHTS {
+        return None;
+    }
     let w = match values {
         Values::Binary(v) if batch <= 2 => Signs::Binary(v),
         Values::Ternary(v)
-            if batch == 1
-                && cols.is_multiple_of(4)
-                && v.layout.total() >= TERNARY_SIGNS_MIN_WEIGHTS
-                && sign_gemm::ternary_vnni_available() =>
+            if batch == 1 && cols.is_multiple_of(4) && sign_gemm::ternary_vnni_available() =>
         {
             Signs::Ternary(v)
         }
