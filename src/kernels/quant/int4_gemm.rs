@@ -169,6 +169,10 @@ mod tests {
             (50, 100, 9, None, true),
             (21, 96, 5, Some(32), false),
             (9, 36, 4, Some(12), true),
+            // At least 4 M weights: on VNNI, nibbles against signed
+            // activations (`int8_panel::SIGNED_NIBBLES_MIN_WEIGHTS`).
+            (2048, 2048, 7, Some(64), true),
+            (2048, 2056, 2, None, true),
         ] {
             let m = int4(rows, cols, group, sym);
             let Some(Values::Int4(v)) = m.values() else {
