@@ -355,10 +355,11 @@ const VNNI: Kernels = [
 ];
 
 /// What every micro-tile of one product reads: the panels (`np` of them),
-/// the activations `xu` (`x + 128`, or `x` when `signed`; rows
-/// of `kp` bytes, zero-padded to whole tiles) with their scales `sx` (one per token), the bias per
-/// output (`[np·16]`) when given, and for int4 panels the corrections
-/// `8·Σx` per row of `xu` and group ([`nibble_corrections`]).
+/// the activations `xu` (`x + 128`, or `x` when `signed`; rows of `kp`
+/// bytes, zero-padded to whole tiles) with their scales `sx` (one per
+/// token), the bias per output (`[np·16]`) when given, and when `signed`
+/// the corrections `8·Σx` per row of `xu` and group
+/// ([`nibble_corrections`]).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Job<'a> {
@@ -482,17 +483,17 @@ fn product(
     // On VNNI, nibble panels take the activations as signed codes (`x`,
     // not `x + 128`; see `nibble_corrections`), stored so that the
     // micro-kernel broadcasts them straight from memory.
-    let vnni =
+    let signed =
         p.nib && isa.capped() == Isa::Avx512Vnni && p.rows * p.cols >= SIGNED_NIBBLES_MIN_WEIGHTS;
-    let xsum = if vnni {
+    let xsum = if signed {
         nibble_corrections(p, xu)
     } else {
         Vec::new()
     };
-    let signed: Vec<u8>;
-    let xu = if vnni {
-        signed = xu.iter().map(|&u| u ^ 0x80).collect();
-        &signed
+    let flipped: Vec<u8>;
+    let xu = if signed {
+        flipped = xu.iter().map(|&u| u ^ 0x80).collect();
+        &flipped
     } else {
         xu
     };
@@ -502,7 +503,7 @@ fn product(
         np,
         sx,
         bias,
-        signed: vnni,
+        signed,
         xsum: &xsum,
     };
     // Column blocks of NV panels; a task takes `per` of them.
@@ -565,17 +566,14 @@ fn product(
 /// int4 weight-only 3.5 → 3.0× dense f32 at batch 1, 1.65 → 1.50× at 64).
 const SIGNED_NIBBLES_MIN_WEIGHTS: usize = 1 << 22;
 
-/// For int4 panels, `8·Σx` per activation row of `xu` and group (`[row][ng]`;
-/// empty for int8 panels): the VNNI kernel multiplies the stored nibbles
+/// For int4 panels, `8·Σx` per activation row of `xu` (`x + 128`) and group
+/// (`[row][ng]`): the VNNI kernel multiplies the stored nibbles
 /// `q + 8` (unsigned) by the signed activations, and `Σ(q + 8)·x − 8·Σx`
 /// is `Σq·x` exactly. One subtraction per token and group, where `x + 128`
 /// against signed codes needed `128·Σq` per output (4 bytes a group and
 /// output, read with the weights) and two more instructions per load.
 #[cfg(target_arch = "x86_64")]
 fn nibble_corrections(p: &Panels, xu: &[u8]) -> Vec<i32> {
-    if !p.nib {
-        return Vec::new();
-    }
     let mut out = Vec::with_capacity(xu.len() / p.kp * p.ng);
     for row in xu.chunks_exact(p.kp) {
         for j in 0..p.ng {

@@ -88,16 +88,8 @@ pub(crate) fn matmul(
     let panels: &Option<Panels> = match values {
         Values::Int8(v) => v.prepacked.get_or_init(|| Panels::new(v)),
         Values::Int4(v) => v.prepacked.get_or_init(|| Panels::new_int4(v)),
-        Values::Binary(v) => v.prepacked.get_or_init(|| {
-            Panels::new_signs(&v.layout, &v.scales, |i| 2 * v.signs.get(i) as i8 - 1)
-        }),
-        Values::Ternary(v) => v.prepacked.get_or_init(|| {
-            Panels::new_signs(&v.layout, &v.scales, |i| match v.codes.get(i) {
-                TERNARY_PLUS => 1,
-                TERNARY_MINUS => -1,
-                _ => 0,
-            })
-        }),
+        Values::Binary(v) => v.prepacked.get_or_init(|| sign_panels(values)),
+        Values::Ternary(v) => v.prepacked.get_or_init(|| sign_panels(values)),
         Values::F32(_) | Values::Codebook(_) => return None,
     };
     let p = panels.as_ref()?;
@@ -106,6 +98,23 @@ pub(crate) fn matmul(
         return None;
     }
     run(p, x, exec, isa)
+}
+
+/// The panels of binary (±1) or ternary (±1 / 0) rows; `None` for other
+/// values or rows of different lengths.
+#[cfg(target_arch = "x86_64")]
+fn sign_panels(values: &Values) -> Option<Panels> {
+    match values {
+        Values::Binary(v) => {
+            Panels::new_signs(&v.layout, &v.scales, |i| 2 * v.signs.get(i) as i8 - 1)
+        }
+        Values::Ternary(v) => Panels::new_signs(&v.layout, &v.scales, |i| match v.codes.get(i) {
+            TERNARY_PLUS => 1,
+            TERNARY_MINUS => -1,
+            _ => 0,
+        }),
+        _ => None,
+    }
 }
 
 /// The product on built panels: slice, multiply, and sum each row's three
@@ -441,20 +450,7 @@ mod tests {
             Ternary.quantize(&dense).unwrap(),
         ] {
             let v = m.values().unwrap();
-            let panels = match v {
-                Values::Binary(b) => {
-                    Panels::new_signs(&b.layout, &b.scales, |i| 2 * b.signs.get(i) as i8 - 1)
-                }
-                Values::Ternary(t) => {
-                    Panels::new_signs(&t.layout, &t.scales, |i| match t.codes.get(i) {
-                        TERNARY_PLUS => 1,
-                        TERNARY_MINUS => -1,
-                        _ => 0,
-                    })
-                }
-                _ => unreachable!(),
-            }
-            .unwrap();
+            let panels = sign_panels(v).unwrap();
             // (Ternary rows this small keep the panels in `matmul`.)
             let w = match v {
                 Values::Binary(b) => Signs::Binary(b),
