@@ -9,9 +9,9 @@
 //! * ternary: `S = Σ_{+} q − Σ_{−} q`.
 //!
 //! `Σ_{bit=1} q` over 64 columns is one `vpdpbusd` of the bits expanded to
-//! bytes of 0 / 1 (a masked move: the unsigned operand) with the signed
-//! codes. Ternary takes one too: its 2-bit codes become bytes `w + 1` (one
-//! GFNI affine transform), and `Σ (w + 1)·q − Σ q` is the sum. Integer
+//! bytes of 0 / 1 (the unsigned operand) with the signed codes. Ternary
+//! takes one too: its 2-bit codes become bytes `w + 1` (one GFNI affine
+//! transform), and `Σ (w + 1)·q − Σ q` is the sum. Integer
 //! sums are exact in any order, and the f32 steps are the reference's
 //! ([`sign_reference`]), so every path, tier, batch size and executor
 //! gives the same bits. With f32 activations a binary weight
@@ -102,10 +102,21 @@ pub(crate) fn matmul(
         let _ = isa;
         false
     };
+    // How the weights become bytes: binary rows through GFNI at batch 1
+    // (where the mask moves' throughput bounds the loop), through masks
+    // otherwise (off the multiply units the three slices keep busy).
+    #[cfg(target_arch = "x86_64")]
+    let decode = if ternary {
+        TERNARY
+    } else if batch == 1 && std::arch::is_x86_feature_detected!("gfni") {
+        BINARY_GFNI
+    } else {
+        BINARY_MASK
+    };
     // The VNNI path's operands: the codes in rows of a whole number of
     // 64-byte chunks (zeros past `cols`), in the register order of the
-    // weights' bytes (ternary: `ternary_order` within each chunk), and Σ_k q
-    // per input row (the correction).
+    // weights' bytes ([`input_order`] within each chunk), and Σ_k q per
+    // input row (the correction).
     #[cfg(target_arch = "x86_64")]
     let kp = cols.next_multiple_of(64);
     #[cfg(target_arch = "x86_64")]
@@ -113,14 +124,15 @@ pub(crate) fn matmul(
         let mut v = vec![0i8; batch * kp];
         for (o, b) in v.chunks_exact_mut(kp).zip(0..batch) {
             let row = xq.row(b);
-            if ternary {
+            if decode == BINARY_MASK {
+                o[..cols].copy_from_slice(row);
+            } else {
                 for (k0, o) in (0..kp).step_by(64).zip(o.chunks_exact_mut(64)) {
                     for (pos, o) in o.iter_mut().enumerate() {
-                        *o = row.get(k0 + ternary_order(pos)).copied().unwrap_or(0);
+                        let k = k0 + input_order(decode, pos);
+                        *o = row.get(k).copied().unwrap_or(0);
                     }
                 }
-            } else {
-                o[..cols].copy_from_slice(row);
             }
         }
         let qsum: Vec<i32> = (0..batch)
@@ -140,7 +152,7 @@ pub(crate) fn matmul(
         if vnni {
             // SAFETY: VNNI was checked; `xs` holds `batch` rows of `kp ≥
             // cols` codes; rows `r0..r0 + nr` exist.
-            unsafe { sums_avx512(w, r0, &xs, kp, &qsum, &mut s) };
+            unsafe { sums_avx512(w, decode, r0, &xs, kp, &qsum, &mut s) };
         }
         if !vnni {
             sums_portable(w, r0, xq, &mut s);
@@ -271,15 +283,25 @@ fn bits64(bytes: &[u8], off: usize, n: usize) -> u64 {
 /// # Safety
 /// AVX-512 F/BW/VL/VNNI and BMI2 are available, and GFNI for ternary rows
 /// (whose `cols` is a multiple of 4); `xs` holds the batch in rows of `kp`
-/// codes (a multiple of 64, ≥ cols), in [`ternary_order`] for ternary
-/// rows; rows `r0..r0 + s.len() / batch` exist.
+/// codes (a multiple of 64, ≥ cols) in [`input_order`] of `decode`, which
+/// is [`TERNARY`] for ternary rows and needs GFNI if not [`BINARY_MASK`];
+/// rows `r0..r0 + s.len() / batch` exist.
 #[cfg(target_arch = "x86_64")]
-unsafe fn sums_avx512(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s: &mut [i32]) {
+unsafe fn sums_avx512(
+    w: Signs,
+    decode: u8,
+    r0: usize,
+    xs: &[i8],
+    kp: usize,
+    qsum: &[i32],
+    s: &mut [i32],
+) {
     // SAFETY: this function's contract.
     unsafe {
-        match w {
-            Signs::Binary(_) => binary_sums(w, r0, xs, kp, qsum, s),
-            Signs::Ternary(_) => ternary_sums(w, r0, xs, kp, qsum, s),
+        match decode {
+            BINARY_MASK => binary_sums(w, r0, xs, kp, qsum, s),
+            BINARY_GFNI => gfni_sums::<BINARY_GFNI>(w, r0, xs, kp, qsum, s),
+            _ => gfni_sums::<TERNARY>(w, r0, xs, kp, qsum, s),
         }
     }
 }
@@ -292,18 +314,26 @@ unsafe fn sums_avx512(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,bmi2")]
 unsafe fn binary_sums(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s: &mut [i32]) {
     // SAFETY: the caller's contract.
-    unsafe { sums::<false>(w, r0, xs, kp, qsum, s) }
+    unsafe { sums::<BINARY_MASK>(w, r0, xs, kp, qsum, s) }
 }
 
-/// [`sums_avx512`] for ternary rows (GFNI's affine byte transform).
+/// [`sums_avx512`] through GFNI's affine byte transform: binary rows at
+/// batch 1 (`D = BINARY_GFNI`) or ternary rows (`D = TERNARY`).
 ///
 /// # Safety
 /// As [`sums_avx512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,bmi2,gfni")]
-unsafe fn ternary_sums(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s: &mut [i32]) {
+unsafe fn gfni_sums<const D: u8>(
+    w: Signs,
+    r0: usize,
+    xs: &[i8],
+    kp: usize,
+    qsum: &[i32],
+    s: &mut [i32],
+) {
     // SAFETY: the caller's contract.
-    unsafe { sums::<true>(w, r0, xs, kp, qsum, s) }
+    unsafe { sums::<D>(w, r0, xs, kp, qsum, s) }
 }
 
 /// Whether this CPU runs the ternary VNNI sums (GFNI besides the VNNI tier).
@@ -312,45 +342,59 @@ pub(crate) fn ternary_vnni_available() -> bool {
     std::arch::is_x86_feature_detected!("gfni")
 }
 
-/// The code byte (of a block's 16) that byte `pos` of a ternary block's
-/// register decodes: qword `q` holds code bytes `8·(q / 4)..8·(q / 4) + 8`,
-/// each at position `q % 4`, so that one affine matrix per qword decodes it
-/// (see [`sums`]).
+/// Binary rows, each block's 64 sign bits a mask: a mask load and a
+/// masked move of ones.
 #[cfg(target_arch = "x86_64")]
-const fn ternary_code_byte(pos: usize) -> usize {
-    (pos / 32) * 8 + pos % 8
-}
+const BINARY_MASK: u8 = 0;
+/// Binary rows, each block's 8 bytes of bits broadcast to every qword and
+/// one affine transform: qword `q` takes bit `q` of each byte.
+#[cfg(target_arch = "x86_64")]
+const BINARY_GFNI: u8 = 1;
+/// Ternary rows, each block's 16 code bytes broadcast to every 128-bit lane
+/// and one affine transform: lane `l` takes the codes at position `l` of
+/// each byte (bits `2l`, `2l + 1`).
+#[cfg(target_arch = "x86_64")]
+const TERNARY: u8 = 2;
 
 /// The weight (column within its block of 64) whose input byte sits at
-/// byte `pos` of a ternary block's register ([`ternary_code_byte`]).
+/// byte `pos` of the block's register under `decode`: where its weight
+/// byte lands.
 #[cfg(target_arch = "x86_64")]
-const fn ternary_order(pos: usize) -> usize {
-    4 * ternary_code_byte(pos) + (pos / 8) % 4
+const fn input_order(decode: u8, pos: usize) -> usize {
+    let (q, j) = (pos / 8, pos % 8);
+    match decode {
+        BINARY_MASK => pos,
+        // Byte `j` of qword `q`: bit `q` of bits byte `j`.
+        BINARY_GFNI => 8 * j + q,
+        // Byte `j` of qword `q` (lane `q / 2`): the code at position `q / 2`
+        // of code byte `8·(q % 2) + j`.
+        _ => 4 * (8 * (q % 2) + j) + q / 2,
+    }
 }
 
-/// The `vpshufb` control of a ternary block: each register byte's code
-/// byte, within its 128-bit lane (the 16 code bytes are in every lane).
+/// The affine matrices (one per qword) of [`BINARY_GFNI`]: output bit 0 is
+/// input bit `q` (matrix byte 7 gives output bit 0).
 #[cfg(target_arch = "x86_64")]
-const TERNARY_SPREAD: [u8; 64] = {
-    let mut sp = [0u8; 64];
-    let mut pos = 0;
-    while pos < 64 {
-        sp[pos] = ternary_code_byte(pos) as u8;
-        pos += 1;
+const BINARY_AFFINE: [u64; 8] = {
+    let mut am = [0u64; 8];
+    let mut q = 0;
+    while q < 8 {
+        am[q] = (1u64 << q) << 56;
+        q += 1;
     }
-    sp
+    am
 };
 
-/// The affine matrices of a ternary block: qword `q` decodes the code at
-/// position `q % 4` (bits `2p`, `2p + 1`) to `u`; output bit 0 comes from
-/// matrix byte 7, bit 1 from byte 6 (with the constant 1: bit 0 = 1 ⊕ plus
-/// ⊕ minus, bit 1 = plus).
+/// The affine matrices of [`TERNARY`]: qword `q` decodes the code at
+/// position `p = q / 2` (bits `2p`, `2p + 1`) to `u`; output bit 0 comes
+/// from matrix byte 7, bit 1 from byte 6 (with the constant 1: bit 0 = 1 ⊕
+/// plus ⊕ minus, bit 1 = plus).
 #[cfg(target_arch = "x86_64")]
 const TERNARY_AFFINE: [u64; 8] = {
     let mut am = [0u64; 8];
     let mut q = 0;
     while q < 8 {
-        let p = 2 * (q % 4);
+        let p = 2 * (q / 2);
         am[q] = ((0b11u64 << p) << 56) | ((1u64 << p) << 48);
         q += 1;
     }
@@ -362,22 +406,27 @@ const TERNARY_AFFINE: [u64; 8] = {
 /// columns each row's weights become unsigned bytes `u` and one `vpdpbusd`
 /// per input adds `Σ u·q` into 16 lanes.
 ///
-/// * Binary: `u` is the sign bit (a mask load and a masked move; VBMI's
-///   `vpmultishiftqb` measured no faster), so `S = 2·Σ u·q − Σ q`.
+/// * Binary: `u` is the sign bit, so `S = 2·Σ u·q − Σ q`. [`BINARY_MASK`]:
+///   a mask load and a masked move (VBMI's `vpmultishiftqb` measured no
+///   faster). [`BINARY_GFNI`]: a broadcast load and one `vgf2p8affineqb`,
+///   which does not wait on the mask loads (one a cycle): binary × int8 at
+///   batch 1, 4096², one thread, 73 → 61 µs; with the three slices of a
+///   weight-only product, where the multiply units bound the loop, the
+///   affine transform took their time (124 → 130 µs).
 /// * Ternary: `u = w + 1 ∈ {0, 1, 2}`, so `S = Σ u·q − Σ q`. The block's 16
-///   code bytes are broadcast to every 128-bit lane, `vpshufb` gives each
-///   qword the 8 code bytes of its weights ([`ternary_order`]), and one
-///   `vgf2p8affineqb` maps each byte's 2-bit code (at the qword's position)
-///   to `u`: bit 0 = 1 ⊕ plus ⊕ minus, bit 1 = plus. Four instructions per
-///   row and 64 weights, where two masks (`vptestmb`) and two `vpdpbusd`
-///   took eight. (The invalid code 3, refused when values are built, would
-///   give 3.)
+///   code bytes are broadcast to every 128-bit lane and one
+///   `vgf2p8affineqb` maps each byte's code at the qword's position to `u`:
+///   bit 0 = 1 ⊕ plus ⊕ minus, bit 1 = plus. Three instructions per row and
+///   64 weights; two masks (`vptestmb`) and two `vpdpbusd` took eight, and a
+///   `vpshufb` that gave each qword its own 8 code bytes cost 25 % (4096²,
+///   batch 1, one thread: 130 → 95 µs without it). (The invalid code 3,
+///   refused when values are built, would give 3.)
 ///
 /// # Safety
 /// As [`sums_avx512`]; inlined into a caller with the target features.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn sums<const TERNARY: bool>(
+unsafe fn sums<const D: u8>(
     w: Signs,
     r0: usize,
     xs: &[i8],
@@ -397,12 +446,12 @@ unsafe fn sums<const TERNARY: bool>(
                 ($rr:literal, $c:literal) => {{
                     let mut res = [[0i32; $c]; $rr];
                     // SAFETY: this function's contract.
-                    unsafe { block::<$rr, $c, TERNARY>(w, r0 + i, xs, kp, b0, &mut res) };
+                    unsafe { block::<$rr, $c, D>(w, r0 + i, xs, kp, b0, &mut res) };
                     for r in 0..$rr {
                         for c in 0..$c {
                             let p = res[r][c];
                             s[(i + r) * batch + b0 + c] =
-                                if TERNARY { p } else { 2 * p } - qsum[b0 + c];
+                                if D == TERNARY { p } else { 2 * p } - qsum[b0 + c];
                         }
                     }
                 }};
@@ -422,7 +471,7 @@ unsafe fn sums<const TERNARY: bool>(
 }
 
 /// One register block: `res[r][c] = Σ u·q` (see [`sums`]) for row `i0 + r`
-/// and input `b0 + c`. `TERNARY` a constant: the two kinds share the loop,
+/// and input `b0 + c`. The decode `D` a constant: the kinds share the loop,
 /// not a run-time branch in it.
 ///
 /// # Safety
@@ -430,7 +479,7 @@ unsafe fn sums<const TERNARY: bool>(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // register blocks: r, c index accumulators
-unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
+unsafe fn block<const RR: usize, const CC: usize, const D: u8>(
     w: Signs,
     i0: usize,
     xs: &[i8],
@@ -446,7 +495,8 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
     // Ternary rows start on a byte (the caller's contract), binary ones
     // when `cols % 8 == 0`: full blocks are then plain loads; binary rows
     // off a byte take every block through `bits64`.
-    let full = if TERNARY || cols.is_multiple_of(8) {
+    let ternary = D == TERNARY;
+    let full = if ternary || cols.is_multiple_of(8) {
         cols / 64 * 64
     } else {
         0
@@ -456,8 +506,11 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
     // packed bits, and a ternary row's last block loads its own bytes only.
     unsafe {
         let one = _mm512_set1_epi8(1);
-        let spread = _mm512_loadu_si512(TERNARY_SPREAD.as_ptr().cast());
-        let affine = _mm512_loadu_si512(TERNARY_AFFINE.as_ptr().cast());
+        let affine = _mm512_loadu_si512(if ternary {
+            TERNARY_AFFINE.as_ptr().cast()
+        } else {
+            BINARY_AFFINE.as_ptr().cast()
+        });
         let mut acc = [[_mm512_setzero_si512(); CC]; RR];
         let mut rp = [std::ptr::null::<u8>(); RR];
         for r in 0..RR {
@@ -481,12 +534,17 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
                 }
             }};
         }
+        // A binary block's bytes `u` from its 64 bits.
+        let binary_u = |bits: u64| {
+            if D == BINARY_GFNI {
+                _mm512_gf2p8affine_epi64_epi8::<0>(_mm512_set1_epi64(bits as i64), affine)
+            } else {
+                _mm512_maskz_mov_epi8(bits, one)
+            }
+        };
         macro_rules! ternary_u {
             ($codes:expr) => {
-                _mm512_gf2p8affine_epi64_epi8::<1>(
-                    _mm512_shuffle_epi8(_mm512_broadcast_i32x4($codes), spread),
-                    affine,
-                )
+                _mm512_gf2p8affine_epi64_epi8::<1>(_mm512_broadcast_i32x4($codes), affine)
             };
         }
         let mut k = 0;
@@ -495,16 +553,15 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
         // the hardware prefetcher. (Past the last row: a prefetch never
         // faults.)
         let next = bytes.as_ptr().wrapping_add((i0 + RR) * per_row);
-        let lines = if TERNARY { 2 } else { 1 };
+        let lines = if ternary { 2 } else { 1 };
         while k < full {
             for l in 0..lines {
                 _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add((k / 64 * lines + l) * 64).cast());
             }
-            step!(k, |r| if TERNARY {
+            step!(k, |r| if ternary {
                 ternary_u!(_mm_loadu_si128(rp[r].add(k / 4).cast()))
             } else {
-                let bits = rp[r].add(k / 8).cast::<u64>().read_unaligned();
-                _mm512_maskz_mov_epi8(bits, one)
+                binary_u(rp[r].add(k / 8).cast::<u64>().read_unaligned())
             });
             k += 64;
         }
@@ -512,11 +569,11 @@ unsafe fn block<const RR: usize, const CC: usize, const TERNARY: bool>(
             // The last, partial block, or every block of binary rows off a
             // byte. (Ternary: `u` past the row's end meets zero inputs.)
             let n = (cols - k).min(64);
-            step!(k, |r| if TERNARY {
+            step!(k, |r| if ternary {
                 let m = ((1u32 << (n / 4)) - 1) as u16;
                 ternary_u!(_mm_maskz_loadu_epi8(m, rp[r].add(k / 4).cast()))
             } else {
-                _mm512_maskz_mov_epi8(bits64(bytes, (i0 + r) * cols + k, n), one)
+                binary_u(bits64(bytes, (i0 + r) * cols + k, n))
             });
             k += 64;
         }
