@@ -281,3 +281,46 @@ fn panels_of_stored_rows_and_of_full_rows_are_not_confused() {
         run_stored();
     }
 }
+
+/// 2:4 rows above the spread copies' size (`SMALL_CODES_WEIGHTS`) run the
+/// 2:4 kernel itself: f32 values, and k-means codes (decoded once per task
+/// above 16 inputs). Every row keeps its batch-1 bits at every batch size
+/// and on every executor (full register blocks sum their lanes through the
+/// transposed network, single rows one register at a time), and agrees
+/// with the exact product.
+#[test]
+fn large_2_4_rows_keep_their_bits_at_every_batch() {
+    let pool2 = ThreadPool::new(2).unwrap();
+    let pool3 = ThreadPool::new(3).unwrap();
+    for (si, &(rows, cols)) in [(387, 392), (130, 1000)].iter().enumerate() {
+        let w = gaussian(rows, cols, 50 + si as u64);
+        let nm = NMPruner::params(2, 4)
+            .check()
+            .unwrap()
+            .prune(&CompressedMatrix::from_dense(w.view()).unwrap())
+            .unwrap();
+        let cb = KMeans::params(16).check().unwrap().quantize(&nm).unwrap();
+        let xall = gaussian(64, cols, 60 + si as u64);
+        for m in [nm.clone(), cb] {
+            let what = format!("2:4 {} {rows}x{cols}", m.encoding());
+            let w_hat = m.to_dense();
+            let ones: Vec<Array2<f32>> = (0..64)
+                .map(|b| {
+                    m.matmul_on(xall.slice(s![b..b + 1, ..]), &Sequential)
+                        .unwrap()
+                })
+                .collect();
+            for batch in [2, 4, 5, 8, 16, 17, 64] {
+                let x = xall.slice(s![..batch, ..]);
+                for exec in [&Sequential as &dyn ParallelExecutor, &pool2, &pool3] {
+                    let y = m.matmul_on(x, exec).unwrap();
+                    assert_close(y.view(), w_hat.view(), x, &what);
+                    for (b, one) in ones.iter().take(batch).enumerate() {
+                        let row = y.slice(s![b..b + 1, ..]).to_owned();
+                        assert_eq!(bits(&row), bits(one), "{what} batch {batch} row {b}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -75,6 +75,8 @@ pub mod dense;
 pub mod dispatch;
 pub mod gemm;
 pub(crate) mod gemv;
+#[cfg(target_arch = "x86_64")]
+mod lane_sums;
 pub mod lowrank;
 #[cfg(target_arch = "x86_64")]
 mod nm24;
