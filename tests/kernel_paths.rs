@@ -324,3 +324,39 @@ fn large_2_4_rows_keep_their_bits_at_every_batch() {
         }
     }
 }
+
+/// Weight-only int4 of at least 4 M weights: on VNNI the panels take
+/// signed activations and, at batch 1 (three slices), split accumulators.
+/// Every row has its batch-1 bits at every batch and on every executor,
+/// and agrees with the exact product.
+#[test]
+fn large_int4_weight_only_rows_keep_their_bits_at_every_batch() {
+    let pool2 = ThreadPool::new(2).unwrap();
+    let w = gaussian(2048, 2048, 70);
+    let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+    let xall = gaussian(7, 2048, 71);
+    for g in [None, Some(64)] {
+        let p = IntQuantizer::params(4);
+        let p = match g {
+            Some(g) => p.per_group(g),
+            None => p.per_row(),
+        };
+        let m = p.check().unwrap().quantize(&dense).unwrap();
+        let what = format!("int4 {g:?} 2048²");
+        let w_hat = m.to_dense();
+        let ones: Vec<Array2<f32>> = (0..7)
+            .map(|b| m.matmul_on(xall.slice(s![b..b + 1, ..]), &pool2).unwrap())
+            .collect();
+        for batch in [1, 2, 3, 7] {
+            let x = xall.slice(s![..batch, ..]);
+            for exec in [&Sequential as &dyn ParallelExecutor, &pool2] {
+                let y = m.matmul_on(x, exec).unwrap();
+                assert_close(y.view(), w_hat.view(), x, &what);
+                for (b, one) in ones.iter().take(batch).enumerate() {
+                    let row = y.slice(s![b..b + 1, ..]).to_owned();
+                    assert_eq!(bits(&row), bits(one), "{what} batch {batch} row {b}");
+                }
+            }
+        }
+    }
+}

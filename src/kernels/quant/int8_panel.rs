@@ -625,12 +625,16 @@ unsafe fn micro<const M: usize, const V: usize>(
         for j in 0..p.ng {
             let k0 = j * p.g;
             let mut acc = [[_mm512_setzero_si512(); V]; M];
-            // With one or two tokens the chains of `vpdpbusd` on one
-            // accumulator, not the loads, set the pace: a second set halves
-            // them (the integer sums are exact, so the bits do not change).
-            // Batch-1 int4 × int8 at 4096², resident: 0.069–0.092 → 0.046–
-            // 0.061 ms; at three (weight-only slices) it gained nothing.
-            let two = M <= 2;
+            // With up to three tokens the chains of `vpdpbusd` on one
+            // accumulator, not the loads, set the pace of the nibble loops:
+            // a second set halves them (the integer sums are exact, so the
+            // bits do not change). Batch-1 int4 × int8 at 4096², resident:
+            // 0.069–0.092 → 0.046–0.061 ms; three tokens (a weight-only
+            // product's slices at batch 1), int4 at 4096² on one thread
+            // 149–158 → 113–122 µs, 384² 3.4–3.6× → 4.2–4.3× dense f32.
+            // (The int8 loop reads twice the bytes per `vpdpbusd`; split,
+            // its weight-only products ran 5–20 % slower.)
+            let two = M <= 3;
             let mut acc2 = [[_mm512_setzero_si512(); V]; M];
             let mut k = k0;
             if p.nib {
