@@ -90,6 +90,7 @@ fn every_chosen_path_matches_the_reference_at_every_batch() {
         let mut all = forms(&dense, big);
         all.extend(forms(&nm, big));
         all.push(KMeans::params(32).check().unwrap().quantize(&csr).unwrap());
+        all.push(csr);
         let xall = gaussian(256, cols, 100 + si as u64);
         for m in all {
             let what = format!("{} {} {rows}x{cols}", m.structure().kind(), m.encoding());
