@@ -35,7 +35,7 @@ use std::arch::x86_64::*;
 use ndarray::{Array2, ArrayView2};
 
 #[cfg(target_arch = "x86_64")]
-use super::lane_sums::lane_sums16;
+use super::lane_sums::reduce_block;
 use super::Tier;
 use crate::parallel::{row_blocks, ParallelExecutor};
 
@@ -745,23 +745,8 @@ unsafe fn block<F: RowReader, const RR: usize, const CC: usize>(
             }
         }
     }
-    if RR * CC == 16 {
-        // A full block: its sixteen reductions at once, same bits.
-        // SAFETY: AVX-512F is available (the contract).
-        let sums = unsafe { lane_sums16(std::array::from_fn(|i| acc[i / CC][i % CC])) };
-        for r in 0..RR {
-            for c in 0..CC {
-                res[r][c] = sums[r * CC + c];
-            }
-        }
-    } else {
-        for r in 0..RR {
-            for c in 0..CC {
-                // SAFETY: AVX-512F is available (the contract).
-                res[r][c] = unsafe { _mm512_reduce_add_ps(acc[r][c]) };
-            }
-        }
-    }
+    // SAFETY: AVX-512F is available (the contract).
+    unsafe { reduce_block(&acc, res) };
 }
 
 #[cfg(test)]

@@ -59,6 +59,37 @@ pub(crate) unsafe fn lane_sums16(v: [__m512; 16]) -> [f32; 16] {
     }
 }
 
+/// `res[r][c] = _mm512_reduce_add_ps(acc[r][c])` bit for bit for a register
+/// block: a full block of sixteen through [`lane_sums16`], others one
+/// register at a time.
+///
+/// # Safety
+/// AVX-512F is available; inlined into a caller with the feature.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn reduce_block<const RR: usize, const CC: usize>(
+    acc: &[[__m512; CC]; RR],
+    res: &mut [[f32; CC]; RR],
+) {
+    // SAFETY: AVX-512F (the contract).
+    unsafe {
+        if RR * CC == 16 {
+            let sums = lane_sums16(std::array::from_fn(|i| acc[i / CC][i % CC]));
+            for (r, res) in res.iter_mut().enumerate() {
+                for (c, res) in res.iter_mut().enumerate() {
+                    *res = sums[r * CC + c];
+                }
+            }
+        } else {
+            for (acc, res) in acc.iter().zip(res.iter_mut()) {
+                for (&a, res) in acc.iter().zip(res.iter_mut()) {
+                    *res = _mm512_reduce_add_ps(a);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ use std::arch::x86_64::*;
 
 use ndarray::{Array2, ArrayView2};
 
-use super::lane_sums::lane_sums16;
+use super::lane_sums::reduce_block;
 use super::tile::Lanes;
 use crate::matrix::NM;
 use crate::parallel::{row_blocks, ParallelExecutor};
@@ -250,21 +250,7 @@ unsafe fn block<F: Lanes, const RR: usize, const CC: usize>(
             let vm = mask(w.per - k / 2);
             step::<F, RR, CC>(w, i0, &xp, k, m0, m1, vm, bits, &mut acc);
         }
-        if RR * CC == 16 {
-            // A full block: its sixteen reductions at once, same bits.
-            let sums = lane_sums16(std::array::from_fn(|i| acc[i / CC][i % CC]));
-            for r in 0..RR {
-                for c in 0..CC {
-                    res[r][c] = sums[r * CC + c];
-                }
-            }
-        } else {
-            for r in 0..RR {
-                for c in 0..CC {
-                    res[r][c] = _mm512_reduce_add_ps(acc[r][c]);
-                }
-            }
-        }
+        reduce_block(&acc, res);
     }
 }
 

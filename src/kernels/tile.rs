@@ -29,7 +29,7 @@ use std::arch::x86_64::*;
 use ndarray::{Array2, ArrayView2};
 
 #[cfg(target_arch = "x86_64")]
-use super::lane_sums::lane_sums16;
+use super::lane_sums::reduce_block;
 use super::Tier;
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
@@ -540,22 +540,8 @@ unsafe fn lanes_block<F: Lanes, const RR: usize, const C: usize>(
             }
         }
     }
-    if RR * C == 16 {
-        // A full block: its sixteen reductions at once, same bits.
-        // SAFETY: AVX-512F (this function's features).
-        let sums = unsafe { lane_sums16(std::array::from_fn(|i| acc[i / C][i % C])) };
-        for r in 0..RR {
-            for c in 0..C {
-                res[r][c] = sums[r * C + c];
-            }
-        }
-    } else {
-        for r in 0..RR {
-            for c in 0..C {
-                res[r][c] = _mm512_reduce_add_ps(acc[r][c]);
-            }
-        }
-    }
+    // SAFETY: AVX-512F (this function's features).
+    unsafe { reduce_block(&acc, res) };
 }
 
 #[cfg(test)]
