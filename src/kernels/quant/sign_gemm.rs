@@ -534,14 +534,17 @@ unsafe fn block<const RR: usize, const CC: usize, const D: u8>(
                 }
             }};
         }
-        // A binary block's bytes `u` from its 64 bits.
-        let binary_u = |bits: u64| {
-            if D == BINARY_GFNI {
-                _mm512_gf2p8affine_epi64_epi8::<0>(_mm512_set1_epi64(bits as i64), affine)
-            } else {
-                _mm512_maskz_mov_epi8(bits, one)
-            }
-        };
+        // A binary block's bytes `u` from its 64 bits (a macro, as `step`).
+        macro_rules! binary_u {
+            ($bits:expr) => {{
+                let bits: u64 = $bits;
+                if D == BINARY_GFNI {
+                    _mm512_gf2p8affine_epi64_epi8::<0>(_mm512_set1_epi64(bits as i64), affine)
+                } else {
+                    _mm512_maskz_mov_epi8(bits, one)
+                }
+            }};
+        }
         macro_rules! ternary_u {
             ($codes:expr) => {
                 _mm512_gf2p8affine_epi64_epi8::<1>(_mm512_broadcast_i32x4($codes), affine)
@@ -561,7 +564,7 @@ unsafe fn block<const RR: usize, const CC: usize, const D: u8>(
             step!(k, |r| if ternary {
                 ternary_u!(_mm_loadu_si128(rp[r].add(k / 4).cast()))
             } else {
-                binary_u(rp[r].add(k / 8).cast::<u64>().read_unaligned())
+                binary_u!(rp[r].add(k / 8).cast::<u64>().read_unaligned())
             });
             k += 64;
         }
@@ -573,7 +576,7 @@ unsafe fn block<const RR: usize, const CC: usize, const D: u8>(
                 let m = ((1u32 << (n / 4)) - 1) as u16;
                 ternary_u!(_mm_maskz_loadu_epi8(m, rp[r].add(k / 4).cast()))
             } else {
-                binary_u(bits64(bytes, (i0 + r) * cols + k, n))
+                binary_u!(bits64(bytes, (i0 + r) * cols + k, n))
             });
             k += 64;
         }
