@@ -96,7 +96,7 @@ pub(crate) fn matmul(
     #[cfg(target_arch = "x86_64")]
     let vnni = isa.capped() >= Isa::Avx512Vnni
         && cols > 0
-        && (!ternary || (cols.is_multiple_of(4) && ternary_vnni_available()));
+        && (!ternary || (cols.is_multiple_of(4) && gfni_available()));
     #[cfg(not(target_arch = "x86_64"))]
     let vnni = {
         let _ = isa;
@@ -108,40 +108,13 @@ pub(crate) fn matmul(
     #[cfg(target_arch = "x86_64")]
     let decode = if ternary {
         TERNARY
-    } else if batch == 1 && std::arch::is_x86_feature_detected!("gfni") {
+    } else if batch == 1 && gfni_available() {
         BINARY_GFNI
     } else {
         BINARY_MASK
     };
-    // The VNNI path's operands: the codes in rows of a whole number of
-    // 64-byte chunks (zeros past `cols`), in the register order of the
-    // weights' bytes ([`input_order`] within each chunk), and Σ_k q per
-    // input row (the correction).
     #[cfg(target_arch = "x86_64")]
-    let kp = cols.next_multiple_of(64);
-    #[cfg(target_arch = "x86_64")]
-    let (xs, qsum) = if vnni {
-        let mut v = vec![0i8; batch * kp];
-        for (o, b) in v.chunks_exact_mut(kp).zip(0..batch) {
-            let row = xq.row(b);
-            if decode == BINARY_MASK {
-                o[..cols].copy_from_slice(row);
-            } else {
-                for (k0, o) in (0..kp).step_by(64).zip(o.chunks_exact_mut(64)) {
-                    for (pos, o) in o.iter_mut().enumerate() {
-                        let k = k0 + input_order(decode, pos);
-                        *o = row.get(k).copied().unwrap_or(0);
-                    }
-                }
-            }
-        }
-        let qsum: Vec<i32> = (0..batch)
-            .map(|b| xq.row(b).iter().map(|&q| q as i32).sum())
-            .collect();
-        (v, qsum)
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    let inputs = vnni.then(|| Inputs::new(xq, decode));
     let scales = w.scales();
     row_blocks(rows, batch, TASK_ROWS, exec, |t, out| {
         let r0 = t * TASK_ROWS;
@@ -149,10 +122,10 @@ pub(crate) fn matmul(
         // Exact integer sums S[r][b] first, then the f32 steps.
         let mut s = vec![0i32; nr * batch];
         #[cfg(target_arch = "x86_64")]
-        if vnni {
-            // SAFETY: VNNI was checked; `xs` holds `batch` rows of `kp ≥
-            // cols` codes; rows `r0..r0 + nr` exist.
-            unsafe { sums_avx512(w, decode, r0, &xs, kp, &qsum, &mut s) };
+        if let Some(x) = &inputs {
+            // SAFETY: VNNI (and GFNI for `decode` other than masks) was
+            // checked; `x` was built for `decode`; rows `r0..r0 + nr` exist.
+            unsafe { sums_avx512(w, decode, r0, x, &mut s) };
         }
         if !vnni {
             sums_portable(w, r0, xq, &mut s);
@@ -282,27 +255,55 @@ fn bits64(bytes: &[u8], off: usize, n: usize) -> u64 {
 ///
 /// # Safety
 /// AVX-512 F/BW/VL/VNNI and BMI2 are available, and GFNI for ternary rows
-/// (whose `cols` is a multiple of 4); `xs` holds the batch in rows of `kp`
-/// codes (a multiple of 64, ≥ cols) in [`input_order`] of `decode`, which
-/// is [`TERNARY`] for ternary rows and needs GFNI if not [`BINARY_MASK`];
-/// rows `r0..r0 + s.len() / batch` exist.
+/// (whose `cols` is a multiple of 4); `decode` is [`TERNARY`] for ternary
+/// rows and needs GFNI if not [`BINARY_MASK`]; `x` was built for `decode`
+/// from `w.cols()` columns; rows `r0..r0 + s.len() / batch` exist.
 #[cfg(target_arch = "x86_64")]
-unsafe fn sums_avx512(
-    w: Signs,
-    decode: u8,
-    r0: usize,
-    xs: &[i8],
-    kp: usize,
-    qsum: &[i32],
-    s: &mut [i32],
-) {
+unsafe fn sums_avx512(w: Signs, decode: u8, r0: usize, x: &Inputs, s: &mut [i32]) {
     // SAFETY: this function's contract.
     unsafe {
         match decode {
-            BINARY_MASK => binary_sums(w, r0, xs, kp, qsum, s),
-            BINARY_GFNI => gfni_sums::<BINARY_GFNI>(w, r0, xs, kp, qsum, s),
-            _ => gfni_sums::<TERNARY>(w, r0, xs, kp, qsum, s),
+            BINARY_MASK => binary_sums(w, r0, x, s),
+            BINARY_GFNI => gfni_sums::<BINARY_GFNI>(w, r0, x, s),
+            _ => gfni_sums::<TERNARY>(w, r0, x, s),
         }
+    }
+}
+
+/// The VNNI path's operands: the batch's codes in rows of `kp` (a whole
+/// number of 64-byte chunks, zeros past the columns), in the register order
+/// of the weights' bytes ([`input_order`] within each chunk), and `Σ_k q`
+/// per input row (the correction).
+#[cfg(target_arch = "x86_64")]
+struct Inputs {
+    codes: Vec<i8>,
+    kp: usize,
+    qsum: Vec<i32>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Inputs {
+    fn new(xq: &QuantizedActivations, decode: u8) -> Self {
+        let (batch, cols) = (xq.rows, xq.cols);
+        let kp = cols.next_multiple_of(64);
+        let mut codes = vec![0i8; batch * kp];
+        for (o, b) in codes.chunks_exact_mut(kp).zip(0..batch) {
+            let row = xq.row(b);
+            if decode == BINARY_MASK {
+                o[..cols].copy_from_slice(row);
+            } else {
+                for (k0, o) in (0..kp).step_by(64).zip(o.chunks_exact_mut(64)) {
+                    for (pos, o) in o.iter_mut().enumerate() {
+                        let k = k0 + input_order(decode, pos);
+                        *o = row.get(k).copied().unwrap_or(0);
+                    }
+                }
+            }
+        }
+        let qsum = (0..batch)
+            .map(|b| xq.row(b).iter().map(|&q| q as i32).sum())
+            .collect();
+        Inputs { codes, kp, qsum }
     }
 }
 
@@ -312,9 +313,9 @@ unsafe fn sums_avx512(
 /// As [`sums_avx512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,bmi2")]
-unsafe fn binary_sums(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s: &mut [i32]) {
+unsafe fn binary_sums(w: Signs, r0: usize, x: &Inputs, s: &mut [i32]) {
     // SAFETY: the caller's contract.
-    unsafe { sums::<BINARY_MASK>(w, r0, xs, kp, qsum, s) }
+    unsafe { sums::<BINARY_MASK>(w, r0, x, s) }
 }
 
 /// [`sums_avx512`] through GFNI's affine byte transform: binary rows at
@@ -324,21 +325,15 @@ unsafe fn binary_sums(w: Signs, r0: usize, xs: &[i8], kp: usize, qsum: &[i32], s
 /// As [`sums_avx512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,bmi2,gfni")]
-unsafe fn gfni_sums<const D: u8>(
-    w: Signs,
-    r0: usize,
-    xs: &[i8],
-    kp: usize,
-    qsum: &[i32],
-    s: &mut [i32],
-) {
+unsafe fn gfni_sums<const D: u8>(w: Signs, r0: usize, x: &Inputs, s: &mut [i32]) {
     // SAFETY: the caller's contract.
-    unsafe { sums::<D>(w, r0, xs, kp, qsum, s) }
+    unsafe { sums::<D>(w, r0, x, s) }
 }
 
-/// Whether this CPU runs the ternary VNNI sums (GFNI besides the VNNI tier).
+/// Whether this CPU has GFNI (besides the VNNI tier): the ternary VNNI
+/// sums need it, binary ones at batch 1 take it.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn ternary_vnni_available() -> bool {
+pub(crate) fn gfni_available() -> bool {
     std::arch::is_x86_feature_detected!("gfni")
 }
 
@@ -426,14 +421,8 @@ const TERNARY_AFFINE: [u64; 8] = {
 /// As [`sums_avx512`]; inlined into a caller with the target features.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn sums<const D: u8>(
-    w: Signs,
-    r0: usize,
-    xs: &[i8],
-    kp: usize,
-    qsum: &[i32],
-    s: &mut [i32],
-) {
+unsafe fn sums<const D: u8>(w: Signs, r0: usize, x: &Inputs, s: &mut [i32]) {
+    let qsum = &x.qsum;
     let batch = qsum.len();
     let nr = s.len() / batch;
     let mut i = 0;
@@ -446,7 +435,7 @@ unsafe fn sums<const D: u8>(
                 ($rr:literal, $c:literal) => {{
                     let mut res = [[0i32; $c]; $rr];
                     // SAFETY: this function's contract.
-                    unsafe { block::<$rr, $c, D>(w, r0 + i, xs, kp, b0, &mut res) };
+                    unsafe { block::<$rr, $c, D>(w, r0 + i, x, b0, &mut res) };
                     for r in 0..$rr {
                         for c in 0..$c {
                             let p = res[r][c];
@@ -482,11 +471,11 @@ unsafe fn sums<const D: u8>(
 unsafe fn block<const RR: usize, const CC: usize, const D: u8>(
     w: Signs,
     i0: usize,
-    xs: &[i8],
-    kp: usize,
+    x: &Inputs,
     b0: usize,
     res: &mut [[i32; CC]; RR],
 ) {
+    let (xs, kp) = (&x.codes, x.kp);
     let cols = w.cols();
     let (bytes, per_row) = match w {
         Signs::Binary(v) => (v.signs.bytes(), cols / 8),

@@ -164,7 +164,7 @@ fn sign_rows(values: &Values, (batch, cols): (usize, usize)) -> Option<Signs<'_>
     let w = match values {
         Values::Binary(v) if batch <= 2 => Signs::Binary(v),
         Values::Ternary(v)
-            if batch == 1 && cols.is_multiple_of(4) && sign_gemm::ternary_vnni_available() =>
+            if batch == 1 && cols.is_multiple_of(4) && sign_gemm::gfni_available() =>
         {
             Signs::Ternary(v)
         }
@@ -454,7 +454,7 @@ mod tests {
             // (Ternary rows this small keep the panels in `matmul`.)
             let w = match v {
                 Values::Binary(b) => Signs::Binary(b),
-                Values::Ternary(t) if sign_gemm::ternary_vnni_available() => Signs::Ternary(t),
+                Values::Ternary(t) if sign_gemm::gfni_available() => Signs::Ternary(t),
                 _ => continue,
             };
             for batch in [1, 2, 5, 9] {
