@@ -304,24 +304,8 @@ fn large_2_4_rows_keep_their_bits_at_every_batch() {
         let xall = gaussian(64, cols, 60 + si as u64);
         for m in [nm.clone(), cb] {
             let what = format!("2:4 {} {rows}x{cols}", m.encoding());
-            let w_hat = m.to_dense();
-            let ones: Vec<Array2<f32>> = (0..64)
-                .map(|b| {
-                    m.matmul_on(xall.slice(s![b..b + 1, ..]), &Sequential)
-                        .unwrap()
-                })
-                .collect();
-            for batch in [2, 4, 5, 8, 16, 17, 64] {
-                let x = xall.slice(s![..batch, ..]);
-                for exec in [&Sequential as &dyn ParallelExecutor, &pool2, &pool3] {
-                    let y = m.matmul_on(x, exec).unwrap();
-                    assert_close(y.view(), w_hat.view(), x, &what);
-                    for (b, one) in ones.iter().take(batch).enumerate() {
-                        let row = y.slice(s![b..b + 1, ..]).to_owned();
-                        assert_eq!(bits(&row), bits(one), "{what} batch {batch} row {b}");
-                    }
-                }
-            }
+            let execs = [&Sequential as &dyn ParallelExecutor, &pool2, &pool3];
+            rows_keep_their_bits(&m, xall.view(), &[2, 4, 5, 8, 16, 17, 64], &execs, &what);
         }
     }
 }
@@ -344,19 +328,34 @@ fn large_int4_weight_only_rows_keep_their_bits_at_every_batch() {
         };
         let m = p.check().unwrap().quantize(&dense).unwrap();
         let what = format!("int4 {g:?} 2048²");
-        let w_hat = m.to_dense();
-        let ones: Vec<Array2<f32>> = (0..7)
-            .map(|b| m.matmul_on(xall.slice(s![b..b + 1, ..]), &pool2).unwrap())
-            .collect();
-        for batch in [1, 2, 3, 7] {
-            let x = xall.slice(s![..batch, ..]);
-            for exec in [&Sequential as &dyn ParallelExecutor, &pool2] {
-                let y = m.matmul_on(x, exec).unwrap();
-                assert_close(y.view(), w_hat.view(), x, &what);
-                for (b, one) in ones.iter().take(batch).enumerate() {
-                    let row = y.slice(s![b..b + 1, ..]).to_owned();
-                    assert_eq!(bits(&row), bits(one), "{what} batch {batch} row {b}");
-                }
+        let execs = [&Sequential as &dyn ParallelExecutor, &pool2];
+        rows_keep_their_bits(&m, xall.view(), &[1, 2, 3, 7], &execs, &what);
+    }
+}
+
+/// For every batch size in `batches` (the first rows of `xall`) and every
+/// executor: the product is within the exact product's bound, and each
+/// row has the bits of that input's batch-1 product (computed on the first
+/// executor).
+fn rows_keep_their_bits(
+    m: &CompressedMatrix,
+    xall: ArrayView2<f32>,
+    batches: &[usize],
+    execs: &[&dyn ParallelExecutor],
+    what: &str,
+) {
+    let w_hat = m.to_dense();
+    let ones: Vec<Array2<f32>> = (0..xall.nrows())
+        .map(|b| m.matmul_on(xall.slice(s![b..b + 1, ..]), execs[0]).unwrap())
+        .collect();
+    for &batch in batches {
+        let x = xall.slice(s![..batch, ..]);
+        for &exec in execs {
+            let y = m.matmul_on(x, exec).unwrap();
+            assert_close(y.view(), w_hat.view(), x, what);
+            for (b, one) in ones.iter().take(batch).enumerate() {
+                let row = y.slice(s![b..b + 1, ..]).to_owned();
+                assert_eq!(bits(&row), bits(one), "{what} batch {batch} row {b}");
             }
         }
     }
