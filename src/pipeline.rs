@@ -1,5 +1,6 @@
 //! [`Pipeline`]: an ordered list of passes, with a report per stage.
 
+use crate::matrix::aligned::Aligned;
 use std::fmt;
 
 use ndarray::{ArrayView2, AsArray, Ix2};
@@ -298,9 +299,9 @@ impl Pipeline {
         layer: &str,
         rows: usize,
         cols: usize,
-        data: Vec<f32>,
+        data: Aligned<f32>,
         exec: &dyn ParallelExecutor,
-    ) -> (StagedResult, Option<Vec<f32>>) {
+    ) -> (StagedResult, Option<Aligned<f32>>) {
         let m = match CompressedMatrix::from_dense_vec(rows, cols, data) {
             Ok(m) => m,
             Err(e) => return (Err((None, e)), None),

@@ -283,17 +283,20 @@ fn panels_of_stored_rows_and_of_full_rows_are_not_confused() {
     }
 }
 
-/// 2:4 rows above the spread copies' size (`SMALL_CODES_WEIGHTS`) run the
-/// 2:4 kernel itself: f32 values, and k-means codes (decoded once per task
-/// above 16 inputs). Every row keeps its batch-1 bits at every batch size
-/// and on every executor (full register blocks sum their lanes through the
-/// transposed network, single rows one register at a time), and agrees
-/// with the exact product.
+/// 2:4 rows above the spread copies' size (`MAX_COPY_BYTES` of f32) run
+/// the 2:4 kernel itself (on AVX-512): f32 values, and k-means codes
+/// (decoded once per task above 16 inputs); a last block of more than 16
+/// columns (2040) and of fewer (1000). Every row keeps its batch-1 bits at
+/// every batch size and on every executor (full register blocks sum their
+/// lanes through the transposed network, single rows one register at a
+/// time), and agrees with the exact product.
 #[test]
 fn large_2_4_rows_keep_their_bits_at_every_batch() {
+    use squish::kernels::dispatch::{kernel_for, Kernel};
     let pool2 = ThreadPool::new(2).unwrap();
     let pool3 = ThreadPool::new(3).unwrap();
-    for (si, &(rows, cols)) in [(387, 392), (130, 1000)].iter().enumerate() {
+    for (si, &(rows, cols)) in [(1031, 2040), (2101, 1000)].iter().enumerate() {
+        assert!(rows * cols * 4 > squish::kernels::decoded_copy::MAX_COPY_BYTES);
         let w = gaussian(rows, cols, 50 + si as u64);
         let nm = NMPruner::params(2, 4)
             .check()
@@ -304,6 +307,9 @@ fn large_2_4_rows_keep_their_bits_at_every_batch() {
         let xall = gaussian(64, cols, 60 + si as u64);
         for m in [nm.clone(), cb] {
             let what = format!("2:4 {} {rows}x{cols}", m.encoding());
+            if Tier::detect() >= Tier::Avx512 {
+                assert_eq!(kernel_for(&m, 8), Kernel::Registers, "{what}");
+            }
             let execs = [&Sequential as &dyn ParallelExecutor, &pool2, &pool3];
             rows_keep_their_bits(&m, xall.view(), &[2, 4, 5, 8, 16, 17, 64], &execs, &what);
         }

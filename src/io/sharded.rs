@@ -489,18 +489,19 @@ impl ShardedModel {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_f32_into(&self, t: &TensorMeta, out: &mut Vec<f32>) -> Result<()> {
-        if !is_float(t.dtype) {
-            return Err(FileError::UnsupportedDtype {
-                tensor: t.name.clone(),
-                dtype: t.dtype.to_string(),
-                hint: "only float tensors widen to f32; use read_bytes",
-            }
-            .into());
-        }
-        let width = t.dtype.bitsize() / 8;
+        float_only(t)?;
         // Every element is overwritten below: only new ones need a value.
         out.truncate(t.numel());
         out.resize(t.numel(), 0.0);
+        self.read_f32_into_slice(t, out)
+    }
+
+    /// [`read_f32_into`](Self::read_f32_into) into `out` of exactly the
+    /// tensor's length (an aligned buffer, for instance).
+    pub(crate) fn read_f32_into_slice(&self, t: &TensorMeta, out: &mut [f32]) -> Result<()> {
+        debug_assert_eq!(out.len(), t.numel());
+        float_only(t)?;
+        let width = t.dtype.bitsize() / 8;
         // BLOCK is a multiple of every float width, so no element straddles blocks.
         self.read_blocks(t, |at, b| {
             widen_into(t.dtype, b, &mut out[at / width..(at + b.len()) / width]);
@@ -528,4 +529,17 @@ impl ShardedModel {
         }
         Ok(m)
     }
+}
+
+/// The error for widening `t` to f32 when it is not a float tensor.
+fn float_only(t: &TensorMeta) -> Result<()> {
+    if is_float(t.dtype) {
+        return Ok(());
+    }
+    Err(FileError::UnsupportedDtype {
+        tensor: t.name.clone(),
+        dtype: t.dtype.to_string(),
+        hint: "only float tensors widen to f32; use read_bytes",
+    }
+    .into())
 }

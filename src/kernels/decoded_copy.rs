@@ -6,9 +6,9 @@
 //! * codebooks (dense, kept rows, CSR), on AVX2 and AVX-512 (`applies`);
 //! * on AVX2 only, int8 / int4 / binary / ternary codes in whole rows
 //!   (`applies_codes`);
-//! * N:M rows spread to whole rows (`applies_spread`): on AVX2, and on
-//!   AVX-512 for small blocks, where the 2:4 kernel's permutes lose to
-//!   dense f32 at every batch.
+//! * N:M rows spread to whole rows (`applies_spread`), on AVX2 and
+//!   AVX-512: the 2:4 readers lose to dense f32 on cache-resident blocks
+//!   once a weight register serves several inputs.
 //!
 //! Why: a centroid is an arbitrary f32, so a codebook product does all of
 //! dense f32's multiply-adds *plus* a decode per weight. Where the weights
@@ -43,6 +43,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::quant::RowScale;
 use super::Tier;
+use crate::matrix::aligned::Aligned;
 use crate::matrix::{CodebookScope, CodebookValues, Granularity, Values};
 use crate::parallel::ParallelExecutor;
 
@@ -57,7 +58,7 @@ pub const MAX_COPY_BYTES: usize = 8 << 20;
 const NARROW_MIN_BATCH: usize = 4;
 
 /// The decoded values of a codebook, in layout order.
-pub(crate) struct DecodedCopy(Vec<f32>);
+pub(crate) struct DecodedCopy(Aligned<f32>);
 
 impl DecodedCopy {
     /// The slice of decoded values.
@@ -70,7 +71,7 @@ impl DecodedCopy {
 pub(crate) fn copy_of(v: &CodebookValues) -> &DecodedCopy {
     v.prepacked.get_or_init(|| {
         let layout = &v.layout;
-        let mut out = vec![0.0f32; layout.total()];
+        let mut out = crate::matrix::aligned::filled(0.0f32, layout.total());
         let tier = Tier::detect();
         match v.scope() {
             CodebookScope::PerTensor => {
@@ -144,7 +145,7 @@ fn codes_min_batch(values: &Values) -> usize {
 /// Whole f32 rows and the row scales the products defer
 /// (`quant::RowScale`), applied to each output once.
 struct ScaledRows {
-    w: Vec<f32>,
+    w: Aligned<f32>,
     row_scales: Option<Vec<f32>>,
 }
 
@@ -157,7 +158,7 @@ impl ScaledRows {
             Some(_) => RowScale::Deferred,
             None => RowScale::Applied,
         };
-        let mut w = vec![0.0f32; len];
+        let mut w = crate::matrix::aligned::filled(0.0f32, len);
         fill(&mut w, sc);
         ScaledRows { w, row_scales }
     }
@@ -245,25 +246,23 @@ pub(crate) fn matmul_codes(
 
 /// Whether an N:M block of `rows × cols` is multiplied through its spread
 /// copy (at every batch size, so a row's bits never depend on the batch):
-/// whole f32 rows of at most [`MAX_COPY_BYTES`] on AVX2, where the 2:4
-/// reader's permutes and the decoded tiles ran at 0.3–0.9× dense f32 on
-/// cache-resident matrices (issue #20), and on AVX-512 blocks of fewer
-/// than [`SMALL_NM_WEIGHTS`] weights, where the 2:4 kernel's permutes
-/// lost to dense f32 at every batch (100 × 300: 0.67–0.93× on a Zen 5,
-/// 0.71–0.85× on a Zen 4).
+/// whole f32 rows of at most [`MAX_COPY_BYTES`], on AVX2 and AVX-512.
+///
+/// Why (issue #20): on cache-resident matrices the 2:4 readers cannot
+/// match dense f32's two multiply-adds per 32 columns once a weight
+/// register serves several inputs. On AVX2 its permutes and the decoded
+/// tiles ran at 0.3–0.9× dense. On a Zen 5 the AVX-512 kernel, one input
+/// permute per 16 stored values, ran at 0.75–0.94× from batch 8 to 16
+/// (384 × 384, 1536 × 384, 300 × 784; 1.1–1.7× at batch 1–2), and
+/// spreading the weights in registers instead (`vexpandps`, or a
+/// `vpopcntd` rank and `vpermps`) at 0.78× at four inputs: the shuffle
+/// units share the multiply-adds' issue slots. The copy runs dense f32's
+/// kernel at 0.99–1.02× dense; it gives up the 2:4 kernel's lead at one
+/// or two inputs so that no batch size is slower than dense.
 pub(crate) fn applies_spread((rows, cols): (usize, usize), tier: Tier) -> bool {
-    let weights = rows.saturating_mul(cols);
-    match tier.capped() {
-        Tier::Avx2 => weights.saturating_mul(4) <= MAX_COPY_BYTES,
-        Tier::Avx512 | Tier::Avx512Vnni => weights < SMALL_NM_WEIGHTS,
-        Tier::Portable => false,
-    }
+    let bytes = rows.saturating_mul(cols).saturating_mul(4);
+    tier.capped() >= Tier::Avx2 && bytes <= MAX_COPY_BYTES
 }
-
-/// N:M blocks with fewer weights take their spread copy on AVX-512 too
-/// (300 × 784, 235 200 weights, ran its 2:4 kernel at 1.0–1.5× dense f32
-/// from batch 1 to 4).
-pub(crate) const SMALL_NM_WEIGHTS: usize = 1 << 16;
 
 /// `y = x · Wᵀ` for N:M `values` of a `rows × cols` matrix through their
 /// copy spread to whole rows by `spread` (given whether the row scales are
@@ -500,9 +499,10 @@ mod tests {
             assert!(!applies_spread((1024, 2049), Tier::Avx2));
         }
         if avx512 {
-            // AVX-512: small blocks only (the 2:4 kernel wins above).
+            // AVX-512: cache-resident blocks too (the 2:4 kernel above).
             assert!(applies_spread((100, 300), Tier::Avx512));
-            assert!(!applies_spread((384, 384), Tier::Avx512));
+            assert!(applies_spread((384, 1536), Tier::Avx512Vnni));
+            assert!(!applies_spread((1024, 2049), Tier::Avx512));
         }
         // (A tier is capped to the CPU: AVX-512 runs AVX2 on this one.)
         assert!(!applies_spread((100, 300), Tier::Portable));

@@ -19,7 +19,8 @@
 //! * [`codebook`]: dense codebook (weight sharing); [`csr_codebook`]: CSR with
 //!   codebook values (Deep Compression).
 //! * `nm24`: 2:4 rows with the input permuted to the stored values in
-//!   registers (AVX-512), at every batch size.
+//!   registers (AVX-512), at every batch size, for blocks too large for a
+//!   decoded copy ([`decoded_copy`]).
 //! * [`lowrank`]: factored `(x·Bᵀ)·Aᵀ`, on the blocked products of [`gemm`].
 //! * [`split`]: one weight matrix split by rows or columns over workers.
 //! * [`tile`]: weight-only products at every batch size, one dot-product

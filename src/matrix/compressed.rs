@@ -1,5 +1,6 @@
 //! [`CompressedMatrix`]: a structure and its encoded values.
 
+use super::aligned::Aligned;
 use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::storage::{Component, StorageReport, METADATA_BYTES};
@@ -68,7 +69,7 @@ impl CompressedMatrix {
 
     /// [`from_dense`](Self::from_dense) of `rows × cols` row-major values,
     /// without copying them.
-    pub(crate) fn from_dense_vec(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self> {
+    pub(crate) fn from_dense_vec(rows: usize, cols: usize, data: Aligned<f32>) -> Result<Self> {
         check_non_empty("weight matrix", rows, cols)?;
         if data.len() != rows * cols {
             return Err(SquishError::shape(
@@ -77,7 +78,7 @@ impl CompressedMatrix {
                 format!("{} values", data.len()),
             ));
         }
-        check_finite("weight matrix", &data)?;
+        check_finite("weight matrix", &data[..])?;
         // Checked above: the length fits the layout and every value is finite.
         let values = Values::F32(super::values::F32Values {
             layout: RowLayout::Uniform { rows, len: cols },
@@ -93,7 +94,7 @@ impl CompressedMatrix {
     }
 
     /// The row-major values of a dense f32 matrix, given back.
-    pub(crate) fn into_dense_data(self) -> Option<Vec<f32>> {
+    pub(crate) fn into_dense_data(self) -> Option<Aligned<f32>> {
         match (self.structure, self.values) {
             (Structure::Dense, Some(Values::F32(v))) => Some(v.data),
             _ => None,

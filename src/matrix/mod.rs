@@ -6,6 +6,7 @@
 //! structure and re-encodes the values; low rank splits a matrix into two
 //! factors, each again a compressed matrix.
 
+pub(crate) mod aligned;
 mod bitpack;
 mod check;
 mod compressed;

@@ -2,6 +2,7 @@
 //! memory, a few tensors at a time under a memory budget, as an iterator a
 //! program drives or straight into a container file.
 
+use crate::matrix::aligned::{Aligned, LINE};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -329,13 +330,13 @@ pub struct CompressStream<'a> {
     /// f32 buffers of compressed matrices, reused by later reads (fresh
     /// allocations of tens of MiB cost more in page faults than the
     /// quantization itself).
-    pool: Mutex<Vec<Vec<f32>>>,
+    pool: Mutex<Vec<Aligned<f32>>>,
 }
 
 /// A tensor read for a batch: a matrix's f32 values (taken by the task
 /// that compresses it) and its pipeline, or a tensor kept as it is.
 enum Loaded {
-    Matrix(Mutex<Option<Vec<f32>>>, usize),
+    Matrix(Mutex<Option<Aligned<f32>>>, usize),
     Plain(Tensor),
 }
 
@@ -379,7 +380,9 @@ impl CompressStream<'_> {
                 Ok(match self.choices[i] {
                     Some(p) => {
                         let mut buf = self.buffer(t.numel());
-                        self.src.read_f32_into(t, &mut buf)?;
+                        buf.truncate(t.numel());
+                        buf.resize(t.numel(), 0.0);
+                        self.src.read_f32_into_slice(t, &mut buf)?;
                         Loaded::Matrix(Mutex::new(Some(buf)), p)
                     }
                     None => Loaded::Plain(self.src.read(t)?),
@@ -390,18 +393,19 @@ impl CompressStream<'_> {
 
     /// A buffer from the pool (the smallest that holds `n` values, else the
     /// largest), or a new one.
-    fn buffer(&self, n: usize) -> Vec<f32> {
+    fn buffer(&self, n: usize) -> Aligned<f32> {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let fits = (0..pool.len())
             .filter(|&i| pool[i].capacity() >= n)
             .min_by_key(|&i| pool[i].capacity());
         let pick = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()));
-        pick.map(|i| pool.swap_remove(i)).unwrap_or_default()
+        pick.map(|i| pool.swap_remove(i))
+            .unwrap_or_else(|| Aligned::new(LINE))
     }
 
     /// Returns a buffer to the pool, which holds at most a third of the
     /// budget (the share the next batch's reads may use).
-    fn give_back(&self, buf: Vec<f32>) {
+    fn give_back(&self, buf: Aligned<f32>) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let held: usize = pool.iter().map(|b| b.capacity() * 4).sum();
         if held + buf.capacity() * 4 <= self.budget / 3 {
@@ -510,10 +514,10 @@ enum Task {
 /// gives its f32 values back for reuse.
 fn compress_one(
     t: &TensorMeta,
-    data: Vec<f32>,
+    data: Aligned<f32>,
     pipeline: &Pipeline,
     exec: &dyn ParallelExecutor,
-) -> (Result<StreamedTensor>, Option<Vec<f32>>) {
+) -> (Result<StreamedTensor>, Option<Aligned<f32>>) {
     let rows = t.shape()[0];
     let cols = data.len() / rows;
     let signal = sum_squares(&data);

@@ -35,6 +35,7 @@ use std::arch::x86_64::*;
 use ndarray::Array2;
 
 use super::{Isa, QuantizedActivations};
+use crate::matrix::aligned::{filled, Aligned};
 use crate::matrix::{nibble_to_i8, Granularity, Int4Values, Int8Values, QuantParams, RowLayout};
 use crate::parallel::ParallelExecutor;
 
@@ -67,7 +68,7 @@ pub(crate) struct Panels {
     /// `[panel][kp/4][16][4]` int8 codes, or `[panel][kp/8][16][4]` bytes
     /// of two int4 codes (`q + 8` per nibble) when `nib`; zero past the
     /// matrix.
-    w: Vec<i8>,
+    w: Aligned<i8>,
     /// Whether `w` holds int4 codes.
     nib: bool,
     /// `128·Σw` per `[panel][group][16]`.
@@ -173,7 +174,7 @@ impl Panels {
         let np = rows.div_ceil(P);
         // Bytes of one panel; an int4 byte holds two codes (8 = a zero code).
         let pb = if nib { kp * P / 2 } else { kp * P };
-        let mut w = vec![if nib { 0x88u8 as i8 } else { 0 }; np * pb];
+        let mut w = filled(if nib { 0x88u8 as i8 } else { 0 }, np * pb);
         let mut comp = vec![0i32; np * ng * P];
         let mut scale = vec![0.0f32; np * ng * P];
         let mut row = vec![0i8; cols];

@@ -266,7 +266,7 @@ pub(crate) fn matmul_nm(
     if let Some(y) = sliced::matmul_nm(s, values, (rows, cols), x, exec, isa) {
         return Some(y);
     }
-    // Cache-resident on AVX2, small blocks on AVX-512: the dense kernel on
+    // Cache-resident blocks (AVX2, AVX-512): the dense kernel on
     // the rows spread once (the decoded tiles' values and order, so the
     // same bits), at every batch size.
     let spread = |out: &mut [f32], sc| spread_nm(s, values, cols, 0, out, sc);

@@ -1,13 +1,15 @@
 //! Plain f32 values.
 
 use super::prepacked::Prepacked;
+use crate::matrix::aligned::Aligned;
 use crate::matrix::RowLayout;
 
 /// Values stored as f32, four bytes each.
 #[derive(Clone, Debug, PartialEq)]
 pub struct F32Values {
     pub(crate) layout: RowLayout,
-    pub(crate) data: Vec<f32>,
+    /// Aligned: the kernels read 16 values a load.
+    pub(crate) data: Aligned<f32>,
     /// Kernels' copies (a 2:4 block's rows spread to f32 on AVX2).
     pub(crate) prepacked: Prepacked,
 }
