@@ -43,11 +43,11 @@ pub fn matmul(lr: &LowRank, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> 
     let b = dense_f32(lr.b()).expect("dense f32 factor B");
     let yt = if x.nrows() <= GEMV_MAX_BATCH {
         let tt = mul_rows(exec, b, x); // r × batch
-        let t = tt.t().as_standard_layout().into_owned();
+        let t = crate::parallel::transposed(tt.view());
         mul_rows(exec, a, t.view()) // m × batch
     } else {
         let tt = mul(exec, b, x.t());
         mul(exec, a, tt.view())
     };
-    yt.reversed_axes().as_standard_layout().into_owned()
+    crate::parallel::transposed(yt.view())
 }

@@ -330,7 +330,11 @@ impl CompressedMatrix {
             ));
         }
         check_non_empty("matmul input", x.nrows(), x.ncols())?;
-        check_finite("matmul input", x.iter())
+        // A contiguous input is checked as a slice (vectorized).
+        match x.as_slice() {
+            Some(s) => check_finite("matmul input", s),
+            None => check_finite("matmul input", x.iter()),
+        }
     }
 
     /// Replaces the stored values through `f`, keeping the structure; for low

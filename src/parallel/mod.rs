@@ -28,6 +28,7 @@ mod ops;
 mod staged;
 mod tasks;
 mod team;
+mod transpose;
 
 pub(crate) use blocks::fill_row_blocks;
 pub use blocks::row_blocks;
@@ -38,6 +39,7 @@ pub use error::ParallelError;
 pub use executor::{ParallelExecutor, Sequential, ThreadPool};
 pub(crate) use forward::check_chain;
 pub use forward::Forward;
+pub(crate) use transpose::{transpose, transposed};
 
 /// Moved to [`training::Activation`](crate::training::Activation): one
 /// activation type for the whole crate.

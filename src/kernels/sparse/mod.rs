@@ -33,7 +33,7 @@ use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::matrix::{
     ColIndices, CompressedMatrix, Csr, KeptRows, PackedBits, Structure, Values, NM,
 };
-use crate::parallel::{for_each_chunk_mut, rows_per_task, ParallelExecutor};
+use crate::parallel::{for_each_chunk_mut, rows_per_task, transpose, ParallelExecutor};
 use portable::ColIndex;
 
 /// The inner loops the sparse kernels have (from the [`Tier`]).
@@ -383,49 +383,6 @@ fn to_output(yt: Vec<f32>, rows: usize, batch: usize) -> Array2<f32> {
     let mut y = vec![0.0f32; batch * rows];
     transpose(&yt, (rows, batch), &mut y, rows);
     Array2::from_shape_vec((batch, rows), y).expect("sizes match")
-}
-
-/// `out[j·stride + i] = a[i·cols + j]` for `a` `[rows, cols]` row-major:
-/// in blocks of 16 × 16, so that each cache line of `out` is filled while
-/// it is in cache (row by row, a large batch's transpose wrote each line 16
-/// times from different rows: up to a quarter of a sparse product at batch
-/// 256). 16 columns, not 64: a block's lines of `out` lie `stride` apart,
-/// and at 1536 rows (6 KiB) 64 of them fell into two L1 sets, more than
-/// their 24 ways (CSR at 1536 × 384, batch 64: 0.9× dense f32).
-///
-/// With at most 8 rows or columns (a small batch in, or out) plain loops
-/// over the short side: the blocked walk's strided iterators were a fifth
-/// of a 100 × 300 CSR product at batch 4.
-fn transpose(a: &[f32], (rows, cols): (usize, usize), out: &mut [f32], stride: usize) {
-    const BR: usize = 16;
-    const BC: usize = 16;
-    if rows <= 8 {
-        for (i, r) in a.chunks_exact(cols).take(rows).enumerate() {
-            for (o, &v) in out.chunks_mut(stride).zip(r) {
-                o[i] = v;
-            }
-        }
-        return;
-    }
-    if cols <= 8 {
-        for (j, o) in out.chunks_mut(stride).take(cols).enumerate() {
-            for (o, r) in o.iter_mut().zip(a.chunks_exact(cols)).take(rows) {
-                *o = r[j];
-            }
-        }
-        return;
-    }
-    for i0 in (0..rows).step_by(BR) {
-        for j0 in (0..cols).step_by(BC) {
-            let j1 = (j0 + BC).min(cols);
-            for i in i0..(i0 + BR).min(rows) {
-                let row = &a[i * cols + j0..i * cols + j1];
-                for (t, &v) in out[j0 * stride + i..].iter_mut().step_by(stride).zip(row) {
-                    *t = v;
-                }
-            }
-        }
-    }
 }
 
 /// Rows per task for a row of `len` stored values: a fixed amount of work,
