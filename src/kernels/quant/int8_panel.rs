@@ -6,10 +6,11 @@
 //! multiplies four activation bytes of one token (broadcast) by four codes of
 //! 16 outputs and adds them into 16 lanes, one per output. A micro-tile of
 //! [`MR`] tokens × [`NV`]·16 outputs keeps its integer sums in registers for
-//! one parameter group, then adds `s·(Σ(x + 128)·w − 128·Σw)` to f32 sums,
-//! also in registers; nothing is reduced across lanes. Per-group scales
-//! therefore cost one convert, subtract, multiply and add per 16 outputs and
-//! group, which is what makes group-128 weights as fast as per-row ones.
+//! one parameter group (starting at `−128·Σw`), then adds
+//! `s·(Σ(x + 128)·w − 128·Σw)` to f32 sums, also in registers; nothing is
+//! reduced across lanes. Per-group scales therefore cost one convert,
+//! multiply and add per 16 outputs and group, which is what makes
+//! group-128 weights as fast as per-row ones.
 //!
 //! The integer sums are exact and the f32 steps are the reference's
 //! (`acc += s·d`, then `acc·s_x`), in the same order, so the result equals
@@ -625,7 +626,20 @@ unsafe fn micro<const M: usize, const V: usize>(
         let mut facc = [[_mm512_setzero_ps(); V]; M];
         for j in 0..p.ng {
             let k0 = j * p.g;
-            let mut acc = [[_mm512_setzero_si512(); V]; M];
+            // The sums start at minus the correction (per output against
+            // `x + 128`, per token against signed activations): integer
+            // sums are exact in any order, so this saves the subtraction
+            // per token and output at the group's end and changes no bit.
+            let mut acc: [[__m512i; V]; M] = if job.signed {
+                std::array::from_fn(|r| [_mm512_set1_epi32(-job.xsum[(b0 + r) * p.ng + j]); V])
+            } else {
+                let neg: [__m512i; V] = std::array::from_fn(|v| {
+                    let o = (pan[v] * p.ng + j) * P;
+                    let comp = _mm512_loadu_si512(p.comp.as_ptr().add(o) as *const _);
+                    _mm512_sub_epi32(_mm512_setzero_si512(), comp)
+                });
+                [neg; M]
+            };
             // With up to three tokens the chains of `vpdpbusd` on one
             // accumulator, not the loads, set the pace of the nibble loops:
             // a second set halves them (the integer sums are exact, so the
@@ -719,26 +733,11 @@ unsafe fn micro<const M: usize, const V: usize>(
                     }
                 }
             }
-            // The correction: per output against `x + 128`, per token
-            // against signed activations.
-            let xcomp: [__m512i; M] = std::array::from_fn(|r| {
-                if job.signed {
-                    _mm512_set1_epi32(job.xsum[(b0 + r) * p.ng + j])
-                } else {
-                    _mm512_setzero_si512()
-                }
-            });
             for v in 0..V {
                 let o = (pan[v] * p.ng + j) * P;
-                let comp = if job.signed {
-                    _mm512_setzero_si512()
-                } else {
-                    _mm512_loadu_si512(p.comp.as_ptr().add(o) as *const _)
-                };
                 let s = _mm512_loadu_ps(p.scale.as_ptr().add(o));
                 for r in 0..M {
-                    let c = if job.signed { xcomp[r] } else { comp };
-                    let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], c));
+                    let d = _mm512_cvtepi32_ps(acc[r][v]);
                     facc[r][v] = _mm512_add_ps(facc[r][v], _mm512_mul_ps(s, d));
                 }
             }
