@@ -107,6 +107,9 @@ macro_rules! by_block_shape {
 #[cfg(target_arch = "x86_64")]
 pub(crate) use by_block_shape;
 
+/// Smallest batch whose inputs [`dense`] copies to a cache line first.
+const ALIGN_X_FROM: usize = 16;
+
 /// Input bytes per pass over a task's weight rows.
 const X_TILE_BYTES: usize = 1 << 18;
 
@@ -132,6 +135,16 @@ pub(crate) fn dense(
     let batch = x.nrows();
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
+    // From 16 inputs each input row is read once per block of W's rows:
+    // a copy on a cache line pays for itself (384 × 384, batch 64, one
+    // thread: 100–102 → 90–92 µs; at 2–8 inputs the copy cost as much).
+    let aligned;
+    let xs = if batch >= ALIGN_X_FROM && !crate::matrix::aligned::starts_line(xs) {
+        aligned = crate::matrix::aligned::from_slice(xs);
+        &aligned[..]
+    } else {
+        xs
+    };
     let per = rows_per_task(cols * 4);
     if cols == 0 {
         return Array2::zeros((batch, rows));

@@ -22,7 +22,17 @@ pub(crate) fn filled<T: Clone>(value: T, len: usize) -> Aligned<T> {
 
 /// `v`'s values, aligned (one copy).
 pub(crate) fn from_vec<T: Clone>(v: Vec<T>) -> Aligned<T> {
-    AVec::from_slice(LINE, &v)
+    from_slice(&v)
+}
+
+/// A copy of `v`, aligned.
+pub(crate) fn from_slice<T: Clone>(v: &[T]) -> Aligned<T> {
+    AVec::from_slice(LINE, v)
+}
+
+/// Whether `v` starts a cache line.
+pub(crate) fn starts_line<T>(v: &[T]) -> bool {
+    (v.as_ptr() as usize).is_multiple_of(LINE)
 }
 
 #[cfg(test)]

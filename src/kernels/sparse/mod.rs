@@ -30,6 +30,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::Tier;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
+use crate::matrix::aligned::Aligned;
 use crate::matrix::{
     ColIndices, CompressedMatrix, Csr, KeptRows, PackedBits, Structure, Values, NM,
 };
@@ -191,7 +192,8 @@ pub(crate) enum Input<'a> {
     /// 4 or 8 lanes (one register) up to batch 8, to an odd multiple of 16
     /// above.
     Transposed {
-        xt: Vec<f32>,
+        /// On a cache line: the lane loops load a register per column.
+        xt: Aligned<f32>,
         batch: usize,
         stride: usize,
     },
@@ -213,7 +215,7 @@ impl<'a> Input<'a> {
             _ => (batch.div_ceil(16) | 1) * 16,
         };
         let xs = x.to_slice().expect("standard layout");
-        let mut xt = vec![0.0f32; cols * stride];
+        let mut xt = crate::matrix::aligned::filled(0.0f32, cols * stride);
         transpose(xs, (batch, cols), &mut xt, stride);
         Input::Transposed { xt, batch, stride }
     }
