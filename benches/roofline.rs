@@ -13,7 +13,10 @@
 //! With `SQUISH_PEER_PYTHON` naming a Python with torch, the PyTorch peer
 //! (`benches/peers/peers.py linear`: `torch.nn.functional.linear` in f32 and
 //! `quantize_dynamic` int8, batch 1 and 64, hot and cold the same way) runs
-//! in the same sitting and its columns are filled in.
+//! in the same sitting and its columns are filled in; its cold fraction is
+//! read against the DRAM rate the peer measured just before and after its
+//! own cold runs (a 512 MiB `torch.sum` on its threads), since the bus can
+//! move by half between the peer's minute and ours.
 //!
 //! ```text
 //! SQUISH_PEER_PYTHON=/work/venv/bin/python cargo bench --bench roofline
@@ -212,7 +215,7 @@ fn main() {
             dram / 1e9,
             loadavg()
         );
-        println!("| case | weight MB | hot ms | hot GB/s | cold ms | cold GB/s | cold fraction | DRAM GB/s beside | fraction of it | PyTorch hot ms | PyTorch cold ms | PyTorch cold fraction |");
+        println!("| case | weight MB | hot ms | hot GB/s | cold ms | cold GB/s | cold fraction | DRAM GB/s beside | fraction of it | PyTorch hot ms | PyTorch cold ms | PyTorch cold fraction of GB/s beside |");
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for c in &cases {
             let hot = median(41, |_| (c.run)(0, &x, &pool));
@@ -231,8 +234,17 @@ fn main() {
             let ph = pk_name.and_then(|n| pk(format!("torch_linear_{n}_b{b}_hot_ms")));
             let pc = pk_name.and_then(|n| pk(format!("torch_linear_{n}_b{b}_cold_ms")));
             let f = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.3}"));
+            // Against the rate the peer measured beside its own cold runs
+            // (older peer scripts: this run's rate).
+            let prate = pk_name
+                .and_then(|n| pk(format!("torch_linear_{n}_b{b}_cold_dram_gbs")))
+                .map_or(dram, |g| g * 1e9);
             let pfrac = pc.map_or("—".into(), |ms| {
-                format!("{:.0} %", 100.0 * pb as f64 / (ms * 1e-3) / dram)
+                format!(
+                    "{:.0} % of {:.1}",
+                    100.0 * pb as f64 / (ms * 1e-3) / prate,
+                    prate / 1e9
+                )
             });
             println!(
                 "| {} | {:.1} | {:.3} | {:.1} | {:.3} | {:.1} | {:.0} % | {:.1} | {:.0} % | {} | {} | {} |",

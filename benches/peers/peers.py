@@ -160,15 +160,34 @@ if "linear" in sections:
             ts.append(time.perf_counter() - t)
         return sorted(ts)[len(ts) // 2]
 
+    # The DRAM read rate beside each cold run (the mean of one just before
+    # and one just after): a 512 MiB sum on the peer's threads. Other
+    # tenants' share of the memory bus drifts within a sitting, so each
+    # cold time is read against the rate of its own moment.
+    big = torch.ones((128 << 20,))
+
+    def dram_gbs():
+        ts = []
+        for _ in range(3):
+            t = time.perf_counter()
+            big.sum()
+            ts.append(time.perf_counter() - t)
+        return big.numel() * 4 / sorted(ts)[1] / 1e9
+
+    def cold(key, f, copies, n_calls):
+        before = dram_gbs()
+        out[f"{key}_cold_ms"] = med_cycle(f, copies, n_calls) * 1e3
+        out[f"{key}_cold_dram_gbs"] = 0.5 * (before + dram_gbs())
+
     with torch.no_grad():
         for b in (1, 64):
             x = torch.empty(b, n).uniform_(-1.0, 1.0)
             lin = lambda wt: torch.nn.functional.linear(x, wt)
             qf = lambda m: m(x)
             out[f"torch_linear_f32_b{b}_hot_ms"] = med_cycle(lin, f32_copies[:1], 41) * 1e3
-            out[f"torch_linear_f32_b{b}_cold_ms"] = med_cycle(lin, f32_copies, 21) * 1e3
+            cold(f"torch_linear_f32_b{b}", lin, f32_copies, 21)
             out[f"torch_linear_dynq_int8_b{b}_hot_ms"] = med_cycle(qf, q_copies[:1], 41) * 1e3
-            out[f"torch_linear_dynq_int8_b{b}_cold_ms"] = med_cycle(qf, q_copies, 41) * 1e3
+            cold(f"torch_linear_dynq_int8_b{b}", qf, q_copies, 41)
 
 if "sweep" in sections:
     # The shapes and batches of `benches/batch_sweep.rs` (run with 1 thread,
