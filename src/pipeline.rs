@@ -1,11 +1,11 @@
 //! [`Pipeline`]: an ordered list of passes, with a report per stage.
 
-use crate::matrix::aligned::Aligned;
 use std::fmt;
 
 use ndarray::{ArrayView2, AsArray, Ix2};
 
 use crate::error::{Result, SquishError};
+use crate::matrix::aligned::Aligned;
 use crate::matrix::{CompressedMatrix, StorageReport};
 use crate::metrics::{ErrorMetrics, ErrorSums};
 use crate::parallel::{ParallelExecutor, Progress, Sequential, TaskOutcome, TaskRunner, TaskSpec};

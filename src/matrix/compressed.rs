@@ -1,8 +1,8 @@
 //! [`CompressedMatrix`]: a structure and its encoded values.
 
-use super::aligned::Aligned;
 use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
+use super::aligned::Aligned;
 use super::storage::{Component, StorageReport, METADATA_BYTES};
 use super::structure::{ColIndices, Csr, KeptRows, LowRank, Structure};
 use super::{RowLayout, Values};

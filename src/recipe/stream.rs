@@ -2,7 +2,6 @@
 //! memory, a few tensors at a time under a memory budget, as an iterator a
 //! program drives or straight into a container file.
 
-use crate::matrix::aligned::{Aligned, LINE};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -11,6 +10,7 @@ use crate::error::{Result, SquishError};
 use crate::io::{
     CompressedTensor, ContainerWriter, Entry, ShardedModel, Tensor, TensorMeta, Written,
 };
+use crate::matrix::aligned::{Aligned, LINE};
 use crate::metrics::sum_squares;
 use crate::parallel::{map, pipeline_working_set, ParallelExecutor, Sequential};
 use crate::pipeline::Pipeline;
@@ -380,7 +380,6 @@ impl CompressStream<'_> {
                 Ok(match self.choices[i] {
                     Some(p) => {
                         let mut buf = self.buffer(t.numel());
-                        buf.truncate(t.numel());
                         buf.resize(t.numel(), 0.0);
                         self.src.read_f32_into_slice(t, &mut buf)?;
                         Loaded::Matrix(Mutex::new(Some(buf)), p)

@@ -108,10 +108,10 @@ unsafe fn load(p: *const f32) -> f32 {
 }
 
 /// Column index `k` of `idx`, by one scalar load: eight consecutive
-/// indices otherwise become a vector load and eight `vpextrd` moves to
-/// general registers, two µops each, which bound the loops of up to 8
+/// indices otherwise became a vector load and eight `vpextrd` moves to
+/// general registers (two µops each), which bounded the loops of 4 and 8
 /// lanes (CSR 384 × 384 at batch 2 on a Zen 5: 0.86 → 0.95–1.07× dense
-/// f32; at 16 lanes the vector form measured faster).
+/// f32).
 ///
 /// # Safety
 /// `k < idx.len()`.
@@ -119,17 +119,6 @@ unsafe fn load(p: *const f32) -> f32 {
 unsafe fn index<I: ColIndex>(idx: &[I], k: usize) -> usize {
     // SAFETY: the caller's contract.
     unsafe { idx.as_ptr().add(k).read_volatile().at() }
-}
-
-/// Column index `k` of `idx`, as the compiler loads it (eight at a time
-/// into a vector, then moved out).
-///
-/// # Safety
-/// `k < idx.len()`.
-#[inline(always)]
-unsafe fn index_vector<I: ColIndex>(idx: &[I], k: usize) -> usize {
-    // SAFETY: the caller's contract.
-    unsafe { idx.get_unchecked(k).at() }
 }
 
 /// Batch 1 of [`csr_rows`] for one row. No features of its own: it is
@@ -163,7 +152,7 @@ unsafe fn dot_scalar<I: ColIndex>((idx, vals): (&[I], &[f32]), x: *const f32) ->
 /// scalar [`dot_scalar`] lane by lane (the same multiply-adds and tree), one
 /// tile of lanes at a time.
 macro_rules! lanes {
-    ($(#[$doc:meta])* $name:ident, $n:literal, $index:ident, $zero:ident, $set1:ident, $load:ident, $fma:ident, $add:ident, $store:ident) => {
+    ($(#[$doc:meta])* $name:ident, $n:literal, $zero:ident, $set1:ident, $load:ident, $fma:ident, $add:ident, $store:ident) => {
         $(#[$doc])*
         ///
         /// # Safety
@@ -187,7 +176,7 @@ macro_rules! lanes {
                         let xt = xt.add(t0);
                         let mut acc = [$zero(); 8];
                         let term = |k: usize, a| {
-                            let j = $index(idx, k);
+                            let j = index(idx, k);
                             $fma($set1(*vals.get_unchecked(k)), $load(xt.add(j * stride)), a)
                         };
                         let mut k = 0;
@@ -217,17 +206,16 @@ macro_rules! lanes {
 
 lanes!(
     /// Batches 2–4 (`xᵀ` padded to 4 lanes).
-    lanes4, 4, index, _mm_setzero_ps, _mm_set1_ps, _mm_loadu_ps, _mm_fmadd_ps, _mm_add_ps, _mm_storeu_ps
+    lanes4, 4, _mm_setzero_ps, _mm_set1_ps, _mm_loadu_ps, _mm_fmadd_ps, _mm_add_ps, _mm_storeu_ps
 );
 lanes!(
     /// Batches 5–8 (`xᵀ` padded to 8 lanes).
-    lanes8, 8, index, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps,
+    lanes8, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps,
     _mm256_storeu_ps
 );
 lanes!(
-    /// Batches from 9 (`xᵀ` padded to a multiple of 16 lanes), 16 at a time
-    /// (indices by vector: there the 64-byte input loads bound the loop).
-    lanes16, 16, index_vector, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps,
+    /// Batches from 9 (`xᵀ` padded to a multiple of 16 lanes), 16 at a time.
+    lanes16, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps,
     _mm512_add_ps, _mm512_storeu_ps
 );
 
