@@ -93,7 +93,7 @@ fn portable(v: &Int4Values, xq: &QuantizedActivations, exec: &dyn ParallelExecut
                         let xs: i64 = x[a..e].iter().map(|&c| c as i64).sum();
                         dot as i64 - z as i64 * xs
                     };
-                    acc += s * d as f32;
+                    acc = s.mul_add(d as f32, acc);
                 }
                 *o = acc * xq.scales[b];
             }
@@ -131,7 +131,7 @@ pub fn gemm4_reference(v: &Int4Values, xq: &QuantizedActivations) -> Array2<f32>
             let (s, z) = v.params().get(p);
             let dot: i64 = (a..e).map(|k| w(k) * x[k] as i64).sum();
             let xs: i64 = x[a..e].iter().map(|&q| q as i64).sum();
-            acc += s * (dot - z as i64 * xs) as f32;
+            acc = s.mul_add((dot - z as i64 * xs) as f32, acc);
         }
         acc * xq.scales[b]
     })

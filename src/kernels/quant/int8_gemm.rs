@@ -153,7 +153,7 @@ pub(crate) fn matmul(
                         let (s, z) = sz[u];
                         for c in 0..T {
                             let d = d[u][c] - wsum[u] - z as i64 * xsum[c];
-                            acc[u][c] += s * d as f32;
+                            acc[u][c] = s.mul_add(d as f32, acc[u][c]);
                         }
                     }
                 }
@@ -511,7 +511,7 @@ mod fast {
             let (wc, zf) = (128.0 * wsum[u] as f64, z as f64);
             let d = &dots[u * bp..(u + 1) * bp];
             for ((a, &d), &x) in acc[u * bp..(u + 1) * bp].iter_mut().zip(d).zip(xs) {
-                *a += s * (d - (wc + zf * x)) as f32;
+                *a = s.mul_add((d - (wc + zf * x)) as f32, *a);
             }
         }
     }
@@ -619,7 +619,7 @@ pub fn gemm_reference(v: &Int8Values, xq: &QuantizedActivations) -> Array2<f32> 
             let (s, z) = v.params().get(p);
             let dot: i64 = (a..e).map(|k| w[k] as i64 * x[k] as i64).sum();
             let xs: i64 = x[a..e].iter().map(|&q| q as i64).sum();
-            acc += s * (dot - z as i64 * xs) as f32;
+            acc = s.mul_add((dot - z as i64 * xs) as f32, acc);
         }
         acc * xq.scales[b]
     })

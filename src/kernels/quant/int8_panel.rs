@@ -8,12 +8,13 @@
 //! [`MR`] tokens × [`NV`]·16 outputs keeps its integer sums in registers for
 //! one parameter group (starting at `−128·Σw`), then adds
 //! `s·(Σ(x + 128)·w − 128·Σw)` to f32 sums, also in registers; nothing is
-//! reduced across lanes. Per-group scales therefore cost one convert,
-//! multiply and add per 16 outputs and group, which is what makes
-//! group-128 weights as fast as per-row ones.
+//! reduced across lanes (one fused multiply-add). Per-group scales
+//! therefore cost one convert and one multiply-add per 16 outputs and
+//! group, which is what makes group-128 weights as fast as per-row ones.
 //!
 //! The integer sums are exact and the f32 steps are the reference's
-//! (`acc += s·d`, then `acc·s_x`), in the same order, so the result equals
+//! (`acc = fma(s, d, acc)`, one rounding, then `acc·s_x`), in the same
+//! order, so the result equals
 //! [`gemm_reference`](super::int8_gemm::gemm_reference) bit for bit.
 //! Symmetric weights (no zero-points) in whole rows only; groups must be
 //! multiples of 4 columns.
@@ -738,7 +739,7 @@ unsafe fn micro<const M: usize, const V: usize>(
                 let s = _mm512_loadu_ps(p.scale.as_ptr().add(o));
                 for r in 0..M {
                     let d = _mm512_cvtepi32_ps(acc[r][v]);
-                    facc[r][v] = _mm512_add_ps(facc[r][v], _mm512_mul_ps(s, d));
+                    facc[r][v] = _mm512_fmadd_ps(s, d, facc[r][v]);
                 }
             }
         }
@@ -840,7 +841,7 @@ unsafe fn micro_avx2(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P];
                     let s = _mm256_loadu_ps(p.scale.as_ptr().add(o));
                     for r in 0..MR {
                         let d = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r], comp));
-                        facc[r] = _mm256_add_ps(facc[r], _mm256_mul_ps(s, d));
+                        facc[r] = _mm256_fmadd_ps(s, d, facc[r]);
                     }
                 }
                 let bv = bias.map(|b| _mm256_loadu_ps(b.as_ptr().add(q * P + h * 8)));
