@@ -493,14 +493,19 @@ impl ShardedModel {
         // Every element is overwritten below: only new ones need a value.
         out.truncate(t.numel());
         out.resize(t.numel(), 0.0);
-        self.read_f32_into_slice(t, out)
+        self.read_widened(t, out)
     }
 
     /// [`read_f32_into`](Self::read_f32_into) into `out` of exactly the
     /// tensor's length (an aligned buffer, for instance).
     pub(crate) fn read_f32_into_slice(&self, t: &TensorMeta, out: &mut [f32]) -> Result<()> {
-        debug_assert_eq!(out.len(), t.numel());
         float_only(t)?;
+        self.read_widened(t, out)
+    }
+
+    /// A float tensor `t` widened into `out` (its length).
+    fn read_widened(&self, t: &TensorMeta, out: &mut [f32]) -> Result<()> {
+        debug_assert_eq!(out.len(), t.numel());
         let width = t.dtype.bitsize() / 8;
         // BLOCK is a multiple of every float width, so no element straddles blocks.
         self.read_blocks(t, |at, b| {

@@ -20,11 +20,6 @@ pub(crate) fn filled<T: Clone>(value: T, len: usize) -> Aligned<T> {
     AVec::from_iter(LINE, std::iter::repeat_n(value, len))
 }
 
-/// `v`'s values, aligned (one copy).
-pub(crate) fn from_vec<T: Clone>(v: Vec<T>) -> Aligned<T> {
-    from_slice(&v)
-}
-
 /// A copy of `v`, aligned.
 pub(crate) fn from_slice<T: Clone>(v: &[T]) -> Aligned<T> {
     AVec::from_slice(LINE, v)
@@ -49,7 +44,7 @@ mod tests {
                 assert_eq!(v.as_ptr() as usize % LINE, 0, "len {len}");
             }
         }
-        let v = from_vec(vec![2.0f32; 300_001]);
+        let v = from_slice(&vec![2.0f32; 300_001]);
         assert_eq!((v.len(), v.as_ptr() as usize % LINE), (300_001, 0));
     }
 

@@ -37,13 +37,7 @@ where
     if batch > 0 {
         for_each_chunk_mut(exec, &mut yt, per_task.max(1) * batch, block);
     }
-    if batch == 1 {
-        // One column: the transpose is the same buffer.
-        return Array2::from_shape_vec((1, rows), yt).expect("one column");
-    }
-    let mut y = vec![0.0f32; batch * rows];
-    super::transpose(&yt, (rows, batch), &mut y, rows);
-    Array2::from_shape_vec((batch, rows), y).expect("sizes match")
+    super::transposed_vec(yt, (rows, batch))
 }
 
 /// A `rows × cols` matrix (zeros on entry) filled in blocks of `per_task`

@@ -39,7 +39,7 @@ pub use error::ParallelError;
 pub use executor::{ParallelExecutor, Sequential, ThreadPool};
 pub(crate) use forward::check_chain;
 pub use forward::Forward;
-pub(crate) use transpose::{transpose, transposed};
+pub(crate) use transpose::{transpose, transposed, transposed_vec};
 
 /// Moved to [`training::Activation`](crate::training::Activation): one
 /// activation type for the whole crate.

@@ -7,6 +7,8 @@
 //! move the same values. At CSR 384 × 384, batch 16, the strided
 //! iterators this replaces took longer than the sparse product itself.
 
+use ndarray::{Array2, ArrayView2};
+
 /// `out[j·stride + i] = a[i·cols + j]` for `a` `[rows, cols]` row-major
 /// (`stride ≥ rows`; what `out` holds between the rows is left as it is).
 ///
@@ -32,17 +34,25 @@ pub(crate) fn transpose(a: &[f32], (rows, cols): (usize, usize), out: &mut [f32]
 }
 
 /// `aᵀ`, owned, in standard layout.
-pub(crate) fn transposed(a: ndarray::ArrayView2<f32>) -> ndarray::Array2<f32> {
-    let (rows, cols) = a.dim();
+pub(crate) fn transposed(a: ArrayView2<f32>) -> Array2<f32> {
     let a = a.as_standard_layout();
+    transposed_slice(a.as_slice().expect("standard layout"), a.dim())
+}
+
+/// `aᵀ` `[cols, rows]` for `a` `[rows, cols]` row-major, taking `a`'s
+/// buffer as it is when one side is 1 (the kernels' `yᵀ` at batch 1).
+pub(crate) fn transposed_vec(a: Vec<f32>, (rows, cols): (usize, usize)) -> Array2<f32> {
+    if rows == 1 || cols == 1 {
+        return Array2::from_shape_vec((cols, rows), a).expect("one row or column");
+    }
+    transposed_slice(&a, (rows, cols))
+}
+
+/// `aᵀ` `[cols, rows]` for `a` `[rows, cols]` row-major, in a new buffer.
+fn transposed_slice(a: &[f32], (rows, cols): (usize, usize)) -> Array2<f32> {
     let mut out = vec![0.0f32; rows * cols];
-    transpose(
-        a.as_slice().expect("standard layout"),
-        (rows, cols),
-        &mut out,
-        rows,
-    );
-    ndarray::Array2::from_shape_vec((cols, rows), out).expect("sizes match")
+    transpose(a, (rows, cols), &mut out, rows);
+    Array2::from_shape_vec((cols, rows), out).expect("sizes match")
 }
 
 /// [`transpose`] of the rows `ri` and columns `cj` of `a` (rows of

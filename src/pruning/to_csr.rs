@@ -113,7 +113,7 @@ pub(crate) fn csr_without(
     };
     let values = Values::F32(F32Values {
         layout: RowLayout::Ragged(row_ptr),
-        data: crate::matrix::aligned::from_vec(values),
+        data: crate::matrix::aligned::from_slice(&values),
         prepacked: Default::default(),
     });
     CompressedMatrix::from_parts(rows, cols, Structure::Csr(csr), values)

@@ -34,7 +34,9 @@ use crate::matrix::aligned::Aligned;
 use crate::matrix::{
     ColIndices, CompressedMatrix, Csr, KeptRows, PackedBits, Structure, Values, NM,
 };
-use crate::parallel::{for_each_chunk_mut, rows_per_task, transpose, ParallelExecutor};
+use crate::parallel::{
+    for_each_chunk_mut, rows_per_task, transpose, transposed_vec, ParallelExecutor,
+};
 use portable::ColIndex;
 
 /// The inner loops the sparse kernels have (from the [`Tier`]).
@@ -136,7 +138,7 @@ pub(crate) fn matmul_unchecked(
         }
         _ => return None,
     };
-    Some(to_output(yt, rows, x.nrows()))
+    Some(transposed_vec(yt, (rows, x.nrows())))
 }
 
 /// `y = x · Wᵀ` for a dense f32 W through the same row kernels as kept rows
@@ -173,7 +175,7 @@ pub fn dense_rows_matmul(
         exec,
         path,
     );
-    Ok(to_output(yt, rows, x.nrows()))
+    Ok(transposed_vec(yt, (rows, x.nrows())))
 }
 
 fn unavailable(tier: Tier) -> SquishError {
@@ -375,16 +377,6 @@ fn by_row_blocks(
         f(r0..r0 + out.len() / batch, out)
     });
     yt
-}
-
-/// `yᵀ` `[rows, batch]` to `y` `[batch, rows]`.
-fn to_output(yt: Vec<f32>, rows: usize, batch: usize) -> Array2<f32> {
-    if batch == 1 {
-        return Array2::from_shape_vec((1, rows), yt).expect("one column");
-    }
-    let mut y = vec![0.0f32; batch * rows];
-    transpose(&yt, (rows, batch), &mut y, rows);
-    Array2::from_shape_vec((batch, rows), y).expect("sizes match")
 }
 
 /// Rows per task for a row of `len` stored values: a fixed amount of work,

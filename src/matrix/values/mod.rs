@@ -101,7 +101,7 @@ impl Values {
         check_finite("values", &data)?;
         Ok(Values::F32(F32Values {
             layout,
-            data: crate::matrix::aligned::from_vec(data),
+            data: crate::matrix::aligned::from_slice(&data),
             prepacked: Default::default(),
         }))
     }
