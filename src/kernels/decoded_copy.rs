@@ -171,13 +171,8 @@ impl ScaledRows {
         exec: &dyn ParallelExecutor,
         tier: Tier,
     ) -> Array2<f32> {
-        let mut y = super::gemv::dense(&self.w, rows, cols, x, exec, tier);
-        if let Some(s) = &self.row_scales {
-            for mut out in y.rows_mut() {
-                out.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
-            }
-        }
-        y
+        let s = self.row_scales.as_deref();
+        super::gemv::dense_scaled(&self.w, rows, cols, s, x, exec, tier)
     }
 }
 

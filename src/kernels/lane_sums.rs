@@ -19,7 +19,24 @@ use std::arch::x86_64::*;
 /// AVX-512F is available; inlined into a caller with the feature.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
+#[cfg(test)]
 pub(crate) unsafe fn lane_sums16(v: [__m512; 16]) -> [f32; 16] {
+    // SAFETY: AVX-512F (the contract).
+    unsafe {
+        let mut e = [0.0f32; 16];
+        _mm512_storeu_ps(e.as_mut_ptr(), lane_sums16_packed(v));
+        std::array::from_fn(|i| e[4 * (i % 4) + i / 4])
+    }
+}
+
+/// [`lane_sums16`] as one register: element `4L + m` holds accumulator
+/// `4m + L`'s sum.
+///
+/// # Safety
+/// AVX-512F is available; inlined into a caller with the feature.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn lane_sums16_packed(v: [__m512; 16]) -> __m512 {
     // SAFETY: AVX-512F (the contract).
     unsafe {
         // Lane l + lane l + 8, two accumulators per register: 128-bit lanes
@@ -49,19 +66,17 @@ pub(crate) unsafe fn lane_sums16(v: [__m512; 16]) -> [f32; 16] {
             )
         });
         // + lane l + 1: element 4L + m is accumulator 4m + L's sum.
-        let s = _mm512_add_ps(
+        _mm512_add_ps(
             _mm512_shuffle_ps::<0x88>(r[0], r[1]),
             _mm512_shuffle_ps::<0xDD>(r[0], r[1]),
-        );
-        let mut e = [0.0f32; 16];
-        _mm512_storeu_ps(e.as_mut_ptr(), s);
-        std::array::from_fn(|i| e[4 * (i % 4) + i / 4])
+        )
     }
 }
 
 /// `res[r][c] = _mm512_reduce_add_ps(acc[r][c])` bit for bit for a register
-/// block: a full block of sixteen through [`lane_sums16`], others one
-/// register at a time.
+/// block, times `scales[r]` where given (one rounding more, as a multiply
+/// after the sum): a full block of sixteen through [`lane_sums16`] (the
+/// scales in one multiply), others one register at a time.
 ///
 /// # Safety
 /// AVX-512F is available; inlined into a caller with the feature.
@@ -70,20 +85,36 @@ pub(crate) unsafe fn lane_sums16(v: [__m512; 16]) -> [f32; 16] {
 pub(crate) unsafe fn reduce_block<const RR: usize, const CC: usize>(
     acc: &[[__m512; CC]; RR],
     res: &mut [[f32; CC]; RR],
+    scales: Option<[f32; RR]>,
 ) {
     // SAFETY: AVX-512F (the contract).
     unsafe {
         if RR * CC == 16 {
-            let sums = lane_sums16(std::array::from_fn(|i| acc[i / CC][i % CC]));
+            let mut s = lane_sums16_packed(std::array::from_fn(|i| acc[i / CC][i % CC]));
+            if let Some(sc) = scales {
+                // Element 4L + m is accumulator i = 4m + L, row i / CC.
+                let mut f = [0.0f32; 16];
+                for (e, f) in f.iter_mut().enumerate() {
+                    *f = sc[(4 * (e % 4) + e / 4) / CC];
+                }
+                s = _mm512_mul_ps(s, _mm512_loadu_ps(f.as_ptr()));
+            }
+            let mut e = [0.0f32; 16];
+            _mm512_storeu_ps(e.as_mut_ptr(), s);
             for (r, res) in res.iter_mut().enumerate() {
                 for (c, res) in res.iter_mut().enumerate() {
-                    *res = sums[r * CC + c];
+                    let i = r * CC + c;
+                    *res = e[4 * (i % 4) + i / 4];
                 }
             }
         } else {
-            for (acc, res) in acc.iter().zip(res.iter_mut()) {
+            for (r, (acc, res)) in acc.iter().zip(res.iter_mut()).enumerate() {
                 for (&a, res) in acc.iter().zip(res.iter_mut()) {
-                    *res = _mm512_reduce_add_ps(a);
+                    let v = _mm512_reduce_add_ps(a);
+                    *res = match scales {
+                        Some(sc) => v * sc[r],
+                        None => v,
+                    };
                 }
             }
         }

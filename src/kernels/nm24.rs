@@ -258,7 +258,7 @@ unsafe fn block<F: Lanes, const RR: usize, const CC: usize>(
             let vm = mask(w.per - k / 2);
             step::<F, RR, CC>(w, i0, &xp, k, m0, m1, vm, bits, &mut acc);
         }
-        reduce_block(&acc, res);
+        reduce_block(&acc, res, None);
     }
 }
 

@@ -541,7 +541,7 @@ unsafe fn lanes_block<F: Lanes, const RR: usize, const C: usize>(
         }
     }
     // SAFETY: AVX-512F (this function's features).
-    unsafe { reduce_block(&acc, res) };
+    unsafe { reduce_block(&acc, res, None) };
 }
 
 #[cfg(test)]

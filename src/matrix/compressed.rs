@@ -332,7 +332,7 @@ impl CompressedMatrix {
         check_non_empty("matmul input", x.nrows(), x.ncols())?;
         // A contiguous input is checked as a slice (vectorized).
         match x.as_slice() {
-            Some(s) => check_finite("matmul input", s),
+            Some(s) => crate::error::check_finite_slice("matmul input", s),
             None => check_finite("matmul input", x.iter()),
         }
     }

@@ -17,7 +17,7 @@
 //! weights by dynamically quantized int8 activations, [`int4_gemm`] int4
 //! weights by the same activations.
 
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 
 use crate::matrix::{
     CodebookValues, CompressedMatrix, Granularity, QuantParams, Structure, Values,
@@ -566,11 +566,20 @@ mod vbmi {
 pub fn scatter_rows(m: &CompressedMatrix, y: Array2<f32>) -> Array2<f32> {
     match m.structure() {
         Structure::KeptRows(k) => {
-            let mut full = Array2::zeros((y.nrows(), m.rows()));
-            for (j, &r) in k.rows().iter().enumerate() {
-                full.column_mut(r as usize).assign(&y.slice(s![.., j]));
+            // Slices, not column views: 50 strided assigns cost a third of
+            // a 100 × 300 kept-rows product at batch 1.
+            let (batch, n) = y.dim();
+            let y = y.as_standard_layout();
+            let ys = y.as_slice().expect("standard layout");
+            let mut full = vec![0.0f32; batch * m.rows()];
+            if n > 0 {
+                for (o, yr) in full.chunks_exact_mut(m.rows()).zip(ys.chunks_exact(n)) {
+                    for (&r, &v) in k.rows().iter().zip(yr) {
+                        o[r as usize] = v;
+                    }
+                }
             }
-            full
+            Array2::from_shape_vec((batch, m.rows()), full).expect("sizes match")
         }
         _ => y,
     }
