@@ -166,7 +166,7 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
         (int(4, Some(64), &dense), 13),
         (int(8, Some(32), &dense), 25),
         (int(8, None, &kept), 1),
-        (Binary.quantize(&dense).unwrap(), 1),
+        // (Dense binary rows take the sign lookups on AVX-512: below.)
         (Ternary.quantize(&dense).unwrap(), 1),
         // 2:4 rows: the codes spread to their columns.
         (int(8, None, &nm), 1),
@@ -233,6 +233,55 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
         .unwrap();
         assert!(y.row(0).iter().all(|v| v.is_finite()), "{what}");
         assert!(y.row(1).iter().any(|v| v.is_nan()), "{what}");
+    }
+}
+
+/// Binary rows (dense and kept) on AVX-512 (`Kernel::SignLookup`): the
+/// input is not quantized, so each output is within an f32 dot product's
+/// bound of the exact f64 product of the decoded weights, `(⌈cols/4⌉ + 4)
+/// ·2⁻²⁴·α·Σ|x|`, at any scale of input (outlier features included); every
+/// row has the bits of its batch-1 product, on every executor.
+#[test]
+fn sign_lookups_are_within_the_f32_bound_at_every_batch() {
+    use squish::kernels::dispatch::{kernel_for, Kernel};
+    let pool3 = ThreadPool::new(3).unwrap();
+    let w = gaussian(300, 784, 50);
+    let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+    let kept = CompressedMatrix::kept_rows(w.view(), (0..300).step_by(3).collect()).unwrap();
+    let mut xall = gaussian(64, 784, 51);
+    xall.column_mut(5).mapv_inplace(|v| v * 40.0);
+    for s in [&dense, &kept] {
+        let m = Binary.quantize(s).unwrap();
+        let what = format!("{} {}", m.structure().kind(), m.encoding());
+        let lookup = kernel_for(&m, 1) == Kernel::SignLookup;
+        assert_eq!(lookup, Tier::detect() >= Tier::Avx512, "{what}");
+        let whole = m.matmul(xall.view()).unwrap();
+        let w_hat = m.to_dense().mapv(f64::from);
+        let u = 2f64.powi(-24);
+        for (y, x) in whole.outer_iter().zip(xall.outer_iter()) {
+            let x64 = x.mapv(f64::from);
+            let xs: f64 = x64.iter().map(|v| v.abs()).sum();
+            for (n, &yn) in y.iter().enumerate() {
+                let wn = w_hat.row(n);
+                let a = wn.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let bound = (784f64 / 4.0 + 4.0) * u * 1.01 * a * xs;
+                let exact = wn.dot(&x64);
+                assert!(
+                    (yn as f64 - exact).abs() <= bound,
+                    "{what} out {n}: {yn} vs {exact}"
+                );
+            }
+        }
+        for batch in [1, 2, 3, 7, 16, 64] {
+            for b0 in [0, 64 - batch] {
+                let x = xall.slice(s![b0..b0 + batch, ..]);
+                let want = whole.slice(s![b0..b0 + batch, ..]).to_owned();
+                for exec in [&Sequential as &dyn ParallelExecutor, &pool3] {
+                    let y = m.matmul_on(x, exec).unwrap();
+                    assert_eq!(bits(&y), bits(&want), "{what} batch {batch} at {b0}");
+                }
+            }
+        }
     }
 }
 

@@ -208,18 +208,22 @@ pub enum Kernel {
     /// byte-wise, VBMI byte lookups for 8-bit codebooks) and reused across
     /// the batch, the same dot products as [`Registers`](Self::Registers).
     DecodedTiles,
-    /// Weight-only int8 / int4 / binary / ternary on AVX-512 VNNI: each
+    /// Weight-only int8 / int4 / ternary on AVX-512 VNNI: each
     /// input row split into three int8 slices (`x ≈ s·(a₀ + a₁/254 +
     /// a₂/254²)`, within `2⁻²⁴·max|x|`), multiplied as exact integer sums on
     /// VNNI panels of the codes (built on the first product and kept with
     /// the values) and summed: at every batch size, for symmetric int codes
     /// in whole rows with groups of a multiple of 4 (int8) or 8 (int4)
-    /// columns, binary and ternary rows (in matrices of at least 4 M
-    /// weights, at 1–2 inputs, through the sign kernel, which reads their
-    /// bits as stored), and at least 65 536 weights; N:M
-    /// rows of such codes (per-row or per-tensor scales) spread to full
-    /// rows.
+    /// columns, ternary rows (in matrices of at least 4 M weights, at 1
+    /// input, through the sign kernel, which reads their bits as stored),
+    /// and at least 65 536 weights; N:M rows of such codes and of binary
+    /// codes (per-row or per-tensor scales) spread to full rows.
     IntegerSlices,
+    /// Binary rows (dense or kept) on AVX-512, at every batch size: each
+    /// input's signed sums over four columns as 16-entry f32 tables, looked
+    /// up by four sign bits of 16 rows at once (`vpermps`)
+    /// (`kernels::quant::sign_lookup`).
+    SignLookup,
     /// A matrix whose f32 copy fits
     /// [`MAX_COPY_BYTES`](super::decoded_copy::MAX_COPY_BYTES): the f32
     /// kernel of the structure (dense, or the CSR loops) on a decoded copy
@@ -250,9 +254,11 @@ pub enum Kernel {
 ///
 /// * dense f32 → [`Kernel::DenseGemm`];
 /// * symmetric int8 / int4, binary and ternary of at least 65 536 weights
-///   on AVX-512 VNNI → [`Kernel::IntegerSlices`] at every batch size; also
+///   on AVX-512 VNNI → [`Kernel::IntegerSlices`] at every batch size
+///   (but dense and kept binary rows on any AVX-512 CPU →
+///   [`Kernel::SignLookup`], at every size and batch); also
 ///   N:M rows with such values (one scale per row or per tensor), their
-///   codes spread to full rows; int8 / int4 / binary / ternary codes of
+///   codes spread to full rows; int8 / int4 / ternary codes of
 ///   fewer weights on AVX-512 → [`Kernel::DecodedCopy`] at every batch
 ///   size;
 /// * weight-only encodings with an in-register reader → [`Kernel::Registers`]
@@ -339,6 +345,8 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
             let (rows, c) = (v.layout().rows(), v.layout().max_row_len());
             if rows == 0 || !uniform(v) {
                 Kernel::Reference
+            } else if matches!(v, Values::Binary(_)) && tier >= Tier::Avx512 && c > 0 {
+                Kernel::SignLookup
             } else if super::quant::sliced::applies(v, tier) {
                 Kernel::IntegerSlices
             } else if matches!(v, Values::Codebook(c) if copied(c, true))
@@ -527,7 +535,10 @@ mod tests {
                             }
                             _ => false,
                         };
-                    let want = if sliced {
+                    let lookup = avx512 && !is_nm && matches!(m.values(), Some(Values::Binary(_)));
+                    let want = if lookup {
+                        Kernel::SignLookup
+                    } else if sliced {
                         Kernel::IntegerSlices
                     } else if copy {
                         Kernel::DecodedCopy

@@ -279,9 +279,9 @@ impl Linear {
             Weight::DynamicInt8(d) => d.apply(x, exec)?,
         };
         if let Some(b) = bias {
-            for mut row in y.rows_mut() {
-                row.iter_mut().zip(b).for_each(|(v, &c)| *v += c);
-            }
+            crate::math::for_each_row(&mut y, |row| {
+                row.iter_mut().zip(b).for_each(|(v, &c)| *v += c)
+            });
         }
         Ok(y)
     }

@@ -40,6 +40,7 @@ mod lanes;
 #[cfg(target_arch = "x86_64")]
 mod nibbles;
 pub mod sign_gemm;
+pub(crate) mod sign_lookup;
 pub(crate) mod sliced;
 mod ternary;
 
@@ -100,11 +101,9 @@ pub(crate) fn row_scales(values: &Values) -> Option<Vec<f32>> {
 /// `y[b, i] *= s[i]`: the deferred row scales, once per output.
 fn scale_outputs(mut y: Array2<f32>, s: Option<Vec<f32>>) -> Array2<f32> {
     if let Some(s) = s {
-        for mut row in y.rows_mut() {
-            for (v, s) in row.iter_mut().zip(&s) {
-                *v *= s;
-            }
-        }
+        crate::math::for_each_row(&mut y, |row| {
+            row.iter_mut().zip(&s).for_each(|(v, s)| *v *= s)
+        });
     }
     y
 }
@@ -184,6 +183,15 @@ pub fn matmul_block(
         return None;
     }
     let x = x.view();
+    // Binary rows on AVX-512: f32 tables of the input looked up by the
+    // sign bits, at every batch size.
+    if let Values::Binary(v) = values {
+        if isa.capped() >= Isa::Avx512 {
+            if let Some(y) = sign_lookup::matmul(v, x, exec) {
+                return Some(y);
+            }
+        }
+    }
     // int8 / int4 / binary / ternary on VNNI: exact integer sums over three
     // int8 slices of x, the weight scales applied in the kernel.
     if let Some(y) = sliced::matmul(values, x, exec, isa) {

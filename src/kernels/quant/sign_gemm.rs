@@ -220,7 +220,7 @@ fn sums_portable(w: Signs, r0: usize, xq: &QuantizedActivations, s: &mut [i32]) 
 /// `n ≤ 64` bits of `bytes` from bit `off` (zeros above `n`), reading only
 /// inside `bytes`.
 #[inline(always)]
-fn bits64(bytes: &[u8], off: usize, n: usize) -> u64 {
+pub(crate) fn bits64(bytes: &[u8], off: usize, n: usize) -> u64 {
     let (at, sh) = (off / 8, (off % 8) as u32);
     let v = if at + 9 <= bytes.len() {
         // SAFETY: bytes `at..at + 9` are inside `bytes` (checked above).

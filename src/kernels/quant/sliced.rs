@@ -1,4 +1,5 @@
-//! Weight-only int8 / int4 / binary / ternary products as exact integer
+//! Weight-only int8 / int4 / ternary products (and binary N:M rows; dense
+//! binary rows take [`sign_lookup`](super::sign_lookup)) as exact integer
 //! sums: the f32 input split into three int8 slices, each multiplied on the
 //! VNNI panels of the dynamic int8 kernel ([`int8_panel`](super::int8_panel);
 //! int4, binary and ternary codes as nibbles, the sign codes ±1 / 0 with
@@ -57,8 +58,10 @@ pub(crate) fn applies(values: &Values, isa: Isa) -> bool {
         Values::Int8(v) => int8_panel::group_len(v.quant_params(), rows, cols, 4).is_some(),
         Values::Int4(v) => int8_panel::group_len(v.quant_params(), rows, cols, 8).is_some(),
         // One scale per row: the row is the group.
-        Values::Binary(_) | Values::Ternary(_) => cols <= int8_panel::MAX_GROUP,
-        Values::F32(_) | Values::Codebook(_) => false,
+        Values::Ternary(_) => cols <= int8_panel::MAX_GROUP,
+        // Binary rows take the sign lookups on every AVX-512 CPU
+        // (`sign_lookup`: no slices, about half the instructions).
+        Values::Binary(_) | Values::F32(_) | Values::Codebook(_) => false,
     };
     cfg!(target_arch = "x86_64")
         && isa.capped() == Isa::Avx512Vnni
@@ -145,10 +148,11 @@ fn run(
 const SIGNS_MIN_WEIGHTS: usize = 1 << 22;
 
 /// What [`run_signs`] takes at `batch` inputs of `cols` columns, in
-/// matrices of at least [`SIGNS_MIN_WEIGHTS`] weights: binary rows up to 2
-/// inputs, and ternary rows of a multiple of 4 columns on a CPU with GFNI
-/// at 1 input. Both paths give the same bits, so the choice may follow the
-/// batch. At 4096² (resident / from DRAM), binary: batch 1 0.077–0.088 /
+/// matrices of at least [`SIGNS_MIN_WEIGHTS`] weights: ternary rows of a
+/// multiple of 4 columns on a CPU with GFNI at 1 input (binary rows took
+/// it up to 2 inputs before the sign lookups). Both paths give the same
+/// bits, so the choice may follow the batch. At 4096² (resident / from
+/// DRAM), binary: batch 1 0.077–0.088 /
 /// 0.077–0.083 ms against 0.101–0.132 / 0.22–0.29 ms on the panels,
 /// batch 2 0.131–0.170 / 0.133–0.172 against 0.140–0.156 / 0.231–0.245,
 /// batch 4 0.259–0.327 / 0.261–0.316 against 0.235–0.237 / 0.299–0.308;
@@ -162,7 +166,6 @@ fn sign_rows(values: &Values, (batch, cols): (usize, usize)) -> Option<Signs<'_>
         return None;
     }
     let w = match values {
-        Values::Binary(v) if batch <= 2 => Signs::Binary(v),
         Values::Ternary(v)
             if batch == 1 && cols.is_multiple_of(4) && sign_gemm::gfni_available() =>
         {
