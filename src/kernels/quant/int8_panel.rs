@@ -627,6 +627,11 @@ unsafe fn micro<const M: usize, const V: usize>(
         let mut facc = [[_mm512_setzero_ps(); V]; M];
         for j in 0..p.ng {
             let k0 = j * p.g;
+            // The scales, a stream of a line per group, 16 groups ahead.
+            for q in pan {
+                let ahead = p.scale.as_ptr().wrapping_add((q * p.ng + j + 16) * P);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+            }
             // The sums start at minus the correction (per output against
             // `x + 128`, per token against signed activations): integer
             // sums are exact in any order, so this saves the subtraction
