@@ -34,6 +34,14 @@ use crate::parallel::{for_each_chunk_mut, row_blocks, ParallelExecutor};
 
 /// Rows per panel (one register of 32-bit words).
 const P: usize = 16;
+/// Panels stored together ([`SignWords`]): the largest register block.
+const G: usize = V1;
+
+/// Where word `(p, c)` of a matrix of `chunks` words per row starts.
+#[inline(always)]
+fn word_at(chunks: usize, p: usize, c: usize) -> usize {
+    ((p / G * chunks + c) * G + p % G) * P
+}
 /// Columns per word.
 const W: usize = 32;
 /// Entries per table (four sign bits).
@@ -41,8 +49,11 @@ const T: usize = 16;
 
 /// The sign bits of a binary matrix, 16 rows at a time: word `(p, c)`
 /// lane `r` holds columns `32c..32c + 32` of row `16p + r` (bit `t` is
-/// column `32c + t`), zeros past the rows and columns. The same bytes as
-/// the stored bits, kept with the values once built.
+/// column `32c + t`), zeros past the rows and columns. Groups of [`G`]
+/// panels lie chunk by chunk (the words of one chunk of the group's panels
+/// together), so that a register block reads one stream, not eight. The
+/// same bytes as the stored bits (plus padding), kept with the values once
+/// built.
 pub(crate) struct SignWords {
     words: Aligned<u32>,
     rows: usize,
@@ -61,13 +72,13 @@ impl SignWords {
         }
         let chunks = cols.div_ceil(W);
         let panels = rows.div_ceil(P);
-        let mut words = filled(0u32, panels * chunks * P);
+        let mut words = filled(0u32, panels.div_ceil(G) * G * chunks * P);
         for r in 0..rows {
             let (p, lane) = (r / P, r % P);
             for c in 0..chunks {
                 let n = (cols - c * W).min(W);
                 let bits = super::sign_gemm::bits64(v.signs.bytes(), r * cols + c * W, n) as u32;
-                words[(p * chunks + c) * P + lane] = bits;
+                words[word_at(chunks, p, c) + lane] = bits;
             }
         }
         Some(SignWords {
@@ -86,7 +97,7 @@ impl SignWords {
     /// Sign bits `4q..4q + 4` of row `r` as a table index.
     #[cfg(test)]
     fn index(&self, r: usize, q: usize) -> usize {
-        let word = self.words[((r / P) * self.chunks + q / 8) * P + r % P];
+        let word = self.words[word_at(self.chunks, r / P, q / 8) + r % P];
         ((word >> (4 * (q % 8))) & 0xF) as usize
     }
 }
@@ -348,16 +359,15 @@ unsafe fn block<const VV: usize, const CC: usize>(
     // fault).
     unsafe {
         let wp: [*const u32; VV] =
-            std::array::from_fn(|v| w.words.as_ptr().add((p0 + v) * chunks * P));
+            std::array::from_fn(|v| w.words.as_ptr().add(word_at(chunks, p0 + v, 0)));
         let tp: [*const f32; CC] = std::array::from_fn(|c| t.as_ptr().add((b0 + c) * quads * T));
         let acc = res;
         for k in 0..chunks {
-            // The same line of the next block's panels (the panels lie in
-            // order): a whole block ahead, every line of it.
-            let ahead = VV * chunks * P;
+            // Groups of panels are one stream: 4 KiB ahead in it.
+            let ahead = 1024;
             let mut idx: [__m512i; VV] = std::array::from_fn(|v| {
-                _mm_prefetch::<_MM_HINT_T0>(wp[v].wrapping_add(k * P + ahead).cast());
-                _mm512_load_si512(wp[v].add(k * P).cast())
+                _mm_prefetch::<_MM_HINT_T0>(wp[v].wrapping_add(k * G * P + ahead).cast());
+                _mm512_load_si512(wp[v].add(k * G * P).cast())
             });
             for s in 0..W / 4 {
                 let q = k * (W / 4) + s;
