@@ -20,13 +20,35 @@ pub(crate) fn transpose(a: &[f32], (rows, cols): (usize, usize), out: &mut [f32]
         return;
     }
     assert!(stride >= rows && a.len() >= rows * cols && out.len() >= (cols - 1) * stride + rows);
+    // SAFETY: `out` holds every element written (checked above).
+    unsafe { transpose_to(a, (rows, cols), out.as_mut_ptr(), stride) }
+}
+
+/// [`transpose`] into memory that other threads may be writing between the
+/// rows (the columns of other tasks' blocks of `y`).
+///
+/// # Safety
+/// `a` holds `rows · cols` values; `out` is valid for writes of
+/// `out[j·stride + i]` for `i < rows`, `j < cols`, which no one else reads
+/// or writes meanwhile; `stride ≥ rows`.
+pub(crate) unsafe fn transpose_to(
+    a: &[f32],
+    (rows, cols): (usize, usize),
+    out: *mut f32,
+    stride: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    debug_assert!(stride >= rows && a.len() >= rows * cols);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F was detected; the sizes were checked above.
+        // SAFETY: AVX-512F was detected; the caller's contract.
         unsafe { blocks_avx512(a, (rows, cols), out, stride) };
         return;
     }
-    plain(a, (rows, cols), out, stride);
+    // SAFETY: the caller's contract.
+    unsafe { plain(a, (rows, cols), out, stride) };
 }
 
 /// `aᵀ`, owned, in standard layout.
@@ -54,20 +76,26 @@ fn transposed_slice(a: &[f32], (rows, cols): (usize, usize)) -> Array2<f32> {
 /// [`transpose`] by loops (CPUs without AVX-512): over the short side when
 /// it is at most 8 long, else in blocks of 16 × 16 so that `out`'s lines
 /// are filled while in cache.
-fn plain(a: &[f32], (rows, cols): (usize, usize), out: &mut [f32], stride: usize) {
+///
+/// # Safety
+/// As [`transpose_to`].
+unsafe fn plain(a: &[f32], (rows, cols): (usize, usize), out: *mut f32, stride: usize) {
     const B: usize = 16;
+    // SAFETY: every `(i, j)` written has `i < rows`, `j < cols` (the
+    // caller's contract).
+    let put = |i: usize, j: usize, v: f32| unsafe { out.add(j * stride + i).write(v) };
     if rows <= 8 {
         for (i, row) in a.chunks_exact(cols).take(rows).enumerate() {
             for (j, &v) in row.iter().enumerate() {
-                out[j * stride + i] = v;
+                put(i, j, v);
             }
         }
         return;
     }
     if cols <= 8 {
         for j in 0..cols {
-            for (i, o) in out[j * stride..j * stride + rows].iter_mut().enumerate() {
-                *o = a[i * cols + j];
+            for i in 0..rows {
+                put(i, j, a[i * cols + j]);
             }
         }
         return;
@@ -76,8 +104,8 @@ fn plain(a: &[f32], (rows, cols): (usize, usize), out: &mut [f32], stride: usize
         let i1 = (i0 + B).min(rows);
         for j0 in (0..cols).step_by(B) {
             for j in j0..(j0 + B).min(cols) {
-                for (o, i) in out[j * stride + i0..j * stride + i1].iter_mut().zip(i0..i1) {
-                    *o = a[i * cols + j];
+                for i in i0..i1 {
+                    put(i, j, a[i * cols + j]);
                 }
             }
         }
@@ -91,12 +119,12 @@ fn plain(a: &[f32], (rows, cols): (usize, usize), out: &mut [f32], stride: usize
 /// time.
 ///
 /// # Safety
-/// AVX-512F is available; the sizes are [`transpose`]'s, checked.
+/// AVX-512F is available; as [`transpose_to`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn blocks_avx512(a: &[f32], (rows, cols): (usize, usize), out: &mut [f32], stride: usize) {
+unsafe fn blocks_avx512(a: &[f32], (rows, cols): (usize, usize), out: *mut f32, stride: usize) {
     use std::arch::x86_64::*;
-    let (ap, op) = (a.as_ptr(), out.as_mut_ptr());
+    let (ap, op) = (a.as_ptr(), out);
     let mask = |n: usize| -> __mmask16 {
         if n >= 16 {
             !0
@@ -194,7 +222,8 @@ mod tests {
                 let mut fast = vec![-1.0f32; cols * stride];
                 transpose(&a, (rows, cols), &mut fast, stride);
                 let mut slow = vec![-1.0f32; cols * stride];
-                plain(&a, (rows, cols), &mut slow, stride);
+                // SAFETY: `slow` holds `cols · stride` values.
+                unsafe { plain(&a, (rows, cols), slow.as_mut_ptr(), stride) };
                 for out in [&fast, &slow] {
                     for j in 0..cols {
                         for k in 0..stride {
