@@ -128,6 +128,27 @@ fn every_chosen_path_matches_the_reference_at_every_batch() {
     }
 }
 
+/// Every run of 1–64 rows of `xall` (first and last), on every executor,
+/// gives the bits those rows have in `whole`, `m`'s product of all 64.
+fn runs_keep_their_bits(
+    m: &CompressedMatrix,
+    xall: &Array2<f32>,
+    whole: &Array2<f32>,
+    execs: &[&dyn ParallelExecutor],
+    what: &str,
+) {
+    for batch in [1, 2, 3, 7, 16, 64] {
+        for b0 in [0, 64 - batch] {
+            let x = xall.slice(s![b0..b0 + batch, ..]);
+            let want = whole.slice(s![b0..b0 + batch, ..]).to_owned();
+            for exec in execs {
+                let y = m.matmul_on(x, *exec).unwrap();
+                assert_eq!(bits(&y), bits(&want), "{what} batch {batch} at {b0}");
+            }
+        }
+    }
+}
+
 /// Weight-only int8 / int4 / binary / ternary through three int8 slices of
 /// the input on VNNI
 /// (`Kernel::IntegerSlices`): within the slicing bound of the exact f64
@@ -206,16 +227,7 @@ fn integer_slices_are_within_their_bound_at_every_batch() {
                 );
             }
         }
-        for batch in [1, 2, 3, 7, 16, 64] {
-            for b0 in [0, 64 - batch] {
-                let x = xall.slice(s![b0..b0 + batch, ..]);
-                let want = whole.slice(s![b0..b0 + batch, ..]).to_owned();
-                for exec in [&Sequential as &dyn ParallelExecutor, &pool2, &pool3] {
-                    let y = m.matmul_on(x, exec).unwrap();
-                    assert_eq!(bits(&y), bits(&want), "{what} batch {batch} at {b0}");
-                }
-            }
-        }
+        runs_keep_their_bits(&m, &xall, &whole, &[&Sequential, &pool2, &pool3], &what);
         if matches!(m.structure(), Structure::NM(_)) {
             continue;
         }
@@ -272,16 +284,7 @@ fn sign_lookups_are_within_the_f32_bound_at_every_batch() {
                 );
             }
         }
-        for batch in [1, 2, 3, 7, 16, 64] {
-            for b0 in [0, 64 - batch] {
-                let x = xall.slice(s![b0..b0 + batch, ..]);
-                let want = whole.slice(s![b0..b0 + batch, ..]).to_owned();
-                for exec in [&Sequential as &dyn ParallelExecutor, &pool3] {
-                    let y = m.matmul_on(x, exec).unwrap();
-                    assert_eq!(bits(&y), bits(&want), "{what} batch {batch} at {b0}");
-                }
-            }
-        }
+        runs_keep_their_bits(&m, &xall, &whole, &[&Sequential, &pool3], &what);
     }
 }
 

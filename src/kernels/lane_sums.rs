@@ -17,9 +17,8 @@ use std::arch::x86_64::*;
 ///
 /// # Safety
 /// AVX-512F is available; inlined into a caller with the feature.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(test, target_arch = "x86_64"))]
 #[inline(always)]
-#[cfg(test)]
 pub(crate) unsafe fn lane_sums16(v: [__m512; 16]) -> [f32; 16] {
     // SAFETY: AVX-512F (the contract).
     unsafe {
@@ -75,8 +74,9 @@ unsafe fn lane_sums16_packed(v: [__m512; 16]) -> __m512 {
 
 /// `res[r][c] = _mm512_reduce_add_ps(acc[r][c])` bit for bit for a register
 /// block, times `scales[r]` where given (one rounding more, as a multiply
-/// after the sum): a full block of sixteen through [`lane_sums16`] (the
-/// scales in one multiply), others one register at a time.
+/// after the sum): a full block of sixteen through `lane_sums16`'s network
+/// (the scales in one multiply of its register), others one register at a
+/// time.
 ///
 /// # Safety
 /// AVX-512F is available; inlined into a caller with the feature.

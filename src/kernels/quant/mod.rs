@@ -10,10 +10,12 @@
 //! reuse them across the batch. All compute each output with the same dot
 //! product — of the integer values, scaled once per output where a row has
 //! one scale (`RowScale`) — so a row of the result never depends on the
-//! batch size or the executor. On AVX-512 VNNI, symmetric int8 / int4,
-//! binary and ternary matrices instead split the f32 input into three int8 slices and sum
-//! exact integer products (`sliced`): the same independence, within
-//! `2⁻²⁴·max|x|` of the input. [`int8_gemm`] multiplies int8
+//! batch size or the executor. On AVX-512 VNNI, symmetric int8 / int4
+//! and ternary matrices instead split the f32 input into three int8 slices
+//! and sum exact integer products (`sliced`): the same independence,
+//! within `2⁻²⁴·max|x|` of the input. On AVX-512, binary matrices look up
+//! tables of each input's signed sums over four columns (`sign_lookup`),
+//! at every batch size. [`int8_gemm`] multiplies int8
 //! weights by dynamically quantized int8 activations, [`int4_gemm`] int4
 //! weights by the same activations.
 
