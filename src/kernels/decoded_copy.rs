@@ -384,74 +384,76 @@ mod tests {
     }
 
     /// Codes and 2:4 rows through their copies give, bit for bit, the
-    /// decoded tiles' products (whose bits the AVX2 readers share, tested
-    /// with them) at every batch, on every executor; a matrix also
+    /// decoded tiles' products (whose bits the readers share, tested with
+    /// them) at every batch, on every executor and on AVX2 and AVX-512
+    /// where the CPU has them; a matrix also
     /// multiplied by another kernel that keeps a copy (the VNNI panels on
     /// such a CPU) keeps both.
     #[test]
     fn the_codes_and_spread_copies_give_the_bits_of_the_decoded_tiles() {
         use crate::kernels::quant::{decode_nm_rows, decode_values_as, row_scales};
         use crate::matrix::Structure;
-        if Tier::detect() < Tier::Avx2 {
-            return;
-        }
         let pool = ThreadPool::new(3).unwrap();
-        for (rows, cols) in [(100, 300), (37, 64), (64, 256)] {
-            for m in code_forms(rows, cols) {
-                let v = m.values().unwrap();
-                let sc = match row_scales(v) {
-                    Some(_) => RowScale::Deferred,
-                    None => RowScale::Applied,
-                };
-                let what = format!("{} {} {rows}x{cols}", m.structure().kind(), m.encoding());
-                for batch in [1, 2, 5, 16, 33] {
-                    let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
-                        ((b * 31 + j * 17) % 23) as f32 / 7.0 - 1.5
-                    });
-                    let (decode, got): (Decode, _) = match m.structure() {
-                        Structure::NM(s) => (
-                            Box::new(move |r, o: &mut [f32]| decode_nm_rows(s, v, r, o, sc)),
-                            [&Sequential as &dyn ParallelExecutor, &pool].map(|e| {
-                                let spread = |o: &mut [f32], sc| decode_nm_rows(s, v, 0, o, sc);
-                                let t = Tier::Avx2;
-                                matmul_spread(v, (rows, cols), spread, x.view(), e, t)
-                            }),
-                        ),
-                        _ => (
-                            Box::new(move |r, o: &mut [f32]| decode_values_as(v, r, o, sc)),
-                            [&Sequential as &dyn ParallelExecutor, &pool]
-                                .map(|e| matmul_codes(v, (rows, cols), x.view(), e, Tier::Avx2)),
-                        ),
+        // AVX-512 applies deferred row scales to its register blocks' lane
+        // sums, AVX2 after its dense kernel: both against the tiles.
+        let tiers = [Tier::Avx2, Tier::Avx512];
+        for tier in tiers.into_iter().filter(|t| t.capped() == *t) {
+            for (rows, cols) in [(100, 300), (37, 64), (64, 256)] {
+                for m in code_forms(rows, cols) {
+                    let v = m.values().unwrap();
+                    let sc = match row_scales(v) {
+                        Some(_) => RowScale::Deferred,
+                        None => RowScale::Applied,
                     };
-                    let tiles = tile::matmul(
-                        rows,
-                        cols,
-                        decode,
-                        None::<&NoLanes>,
-                        x.view(),
-                        &Sequential,
-                        Tier::Avx2,
-                    );
-                    // The copies apply the deferred row scales.
-                    let mut tiles = tiles;
-                    if let Some(s) = row_scales(v) {
-                        for mut out in tiles.rows_mut() {
-                            out.iter_mut().zip(&s).for_each(|(v, s)| *v *= s);
-                        }
-                    }
-                    for y in got {
-                        let y = y.unwrap_or_else(|| panic!("{what}: no copy at batch {batch}"));
-                        assert_eq!(y, tiles, "{what} batch {batch}");
-                    }
-                    // The whole product (scales applied) against the
-                    // reference kernel, and with the CPU's own kernels.
-                    let want = crate::matrix::reference::matmul(&m, x.view(), &Sequential);
-                    let y = m.matmul(x.view()).unwrap();
-                    for (a, b) in y.iter().zip(&want) {
-                        assert!(
-                            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                            "{what}: {a} vs {b}"
+                    let what = format!("{} {} {rows}x{cols}", m.structure().kind(), m.encoding());
+                    for batch in [1, 2, 5, 16, 33] {
+                        let x = Array2::from_shape_fn((batch, cols), |(b, j)| {
+                            ((b * 31 + j * 17) % 23) as f32 / 7.0 - 1.5
+                        });
+                        let (decode, got): (Decode, _) = match m.structure() {
+                            Structure::NM(s) => (
+                                Box::new(move |r, o: &mut [f32]| decode_nm_rows(s, v, r, o, sc)),
+                                [&Sequential as &dyn ParallelExecutor, &pool].map(|e| {
+                                    let spread = |o: &mut [f32], sc| decode_nm_rows(s, v, 0, o, sc);
+                                    matmul_spread(v, (rows, cols), spread, x.view(), e, tier)
+                                }),
+                            ),
+                            _ => (
+                                Box::new(move |r, o: &mut [f32]| decode_values_as(v, r, o, sc)),
+                                [&Sequential as &dyn ParallelExecutor, &pool]
+                                    .map(|e| matmul_codes(v, (rows, cols), x.view(), e, tier)),
+                            ),
+                        };
+                        let tiles = tile::matmul(
+                            rows,
+                            cols,
+                            decode,
+                            None::<&NoLanes>,
+                            x.view(),
+                            &Sequential,
+                            tier,
                         );
+                        // The copies apply the deferred row scales.
+                        let mut tiles = tiles;
+                        if let Some(s) = row_scales(v) {
+                            for mut out in tiles.rows_mut() {
+                                out.iter_mut().zip(&s).for_each(|(v, s)| *v *= s);
+                            }
+                        }
+                        for y in got {
+                            let y = y.unwrap_or_else(|| panic!("{what}: no copy at batch {batch}"));
+                            assert_eq!(y, tiles, "{what} batch {batch} {tier:?}");
+                        }
+                        // The whole product (scales applied) against the
+                        // reference kernel, and with the CPU's own kernels.
+                        let want = crate::matrix::reference::matmul(&m, x.view(), &Sequential);
+                        let y = m.matmul(x.view()).unwrap();
+                        for (a, b) in y.iter().zip(&want) {
+                            assert!(
+                                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                                "{what}: {a} vs {b}"
+                            );
+                        }
                     }
                 }
             }
