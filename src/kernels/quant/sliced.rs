@@ -83,17 +83,17 @@ pub(crate) fn matmul(
     if !applies(values, isa) {
         return None;
     }
-    // Binary and ternary rows: the sign kernel reads the bits as stored
-    // (1 or 2 bits a weight, where the panels hold 4).
+    // Large ternary matrices: the sign kernel reads the bits as stored (2
+    // bits a weight, where the panels hold 4).
     if let Some(w) = sign_rows(values, x.dim()) {
         return run_signs(w, x, exec, isa);
     }
     let panels: &Option<Panels> = match values {
         Values::Int8(v) => v.prepacked.get_or_init(|| Panels::new(v)),
         Values::Int4(v) => v.prepacked.get_or_init(|| Panels::new_int4(v)),
-        Values::Binary(v) => v.prepacked.get_or_init(|| sign_panels(values)),
         Values::Ternary(v) => v.prepacked.get_or_init(|| sign_panels(values)),
-        Values::F32(_) | Values::Codebook(_) => return None,
+        // (`applies` sends binary rows to the sign lookups.)
+        Values::Binary(_) | Values::F32(_) | Values::Codebook(_) => return None,
     };
     let p = panels.as_ref()?;
     // The values of an N:M matrix cache panels of its full rows instead.
