@@ -544,10 +544,13 @@ fn product(
                     if group == 1 {
                         o.copy_from_slice(&tile[r][..n]);
                     } else {
-                        // The slices' outputs, smallest first.
+                        // The slices' outputs, smallest first (zipped, so
+                        // that it vectorizes: indexed, the loop ran one
+                        // value at a time, a tenth of a 384 × 384 int4
+                        // product at batch 16).
                         let (t0, t1, t2) = (&tile[r], &tile[r + 1], &tile[r + 2]);
-                        for (c, o) in o.iter_mut().enumerate() {
-                            *o = (t2[c] + t1[c]) + t0[c];
+                        for (o, ((a, b), c)) in o.iter_mut().zip(t0.iter().zip(t1).zip(t2)) {
+                            *o = (c + b) + a;
                         }
                     }
                 }
