@@ -374,6 +374,9 @@ struct Job<'a> {
     /// Nibble panels against signed activations (`xu` holds `x`).
     signed: bool,
     xsum: &'a [i32],
+    /// Tokens per output row: 1, or 3 (an input's slices, whose outputs
+    /// the micro-kernel sums as `(y₂ + y₁) + y₀` into the first's row).
+    group: usize,
 }
 
 /// The micro-kernels on `isa` (capped to the CPU), if any.
@@ -508,6 +511,7 @@ fn product(
         bias,
         signed,
         xsum: &xsum,
+        group,
     };
     // Column blocks of NV panels; a task takes `per` of them.
     let nblk = np.div_ceil(NV);
@@ -541,17 +545,12 @@ fn product(
                             n,
                         )
                     };
-                    if group == 1 {
-                        o.copy_from_slice(&tile[r][..n]);
+                    // (A whole tile row as a fixed-size copy: inlined,
+                    // where `copy_from_slice` calls `memmove`.)
+                    if let Ok(o) = <&mut [f32; NV * P]>::try_from(&mut *o) {
+                        *o = tile[r];
                     } else {
-                        // The slices' outputs, smallest first (zipped, so
-                        // that it vectorizes: indexed, the loop ran one
-                        // value at a time, a tenth of a 384 × 384 int4
-                        // product at batch 16).
-                        let (t0, t1, t2) = (&tile[r], &tile[r + 1], &tile[r + 2]);
-                        for (o, ((a, b), c)) in o.iter_mut().zip(t0.iter().zip(t1).zip(t2)) {
-                            *o = (c + b) + a;
-                        }
+                        o.copy_from_slice(&tile[r][..n]);
                     }
                 }
             }
@@ -606,11 +605,13 @@ impl<T> Out<T> {
 /// tile computes only its own tokens, batch 1 one) × outputs of panels
 /// `p0..p0 + V` (`V ≤ NV`), into the tile's first `M` rows and `16·V`
 /// columns, scaled by the tokens'
-/// activation scales, plus the bias (`[np·16]`) when given.
+/// activation scales, plus the bias (`[np·16]`) when given; with the job's
+/// `group` 3, each three tokens' rows summed into the first's row.
 ///
 /// # Safety
 /// AVX-512 F/BW/VNNI must be available; the job's `xu` must hold `b0 + M`
-/// rows of `kp` bytes and its bias, when given, `np·16` values.
+/// rows of `kp` bytes and its bias, when given, `np·16` values; with
+/// `group` 3, `M` must be a multiple of 3.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn micro<const M: usize, const V: usize>(
@@ -753,14 +754,27 @@ unsafe fn micro<const M: usize, const V: usize>(
         }
         let bv: Option<[__m512; V]> =
             bias.map(|b| pan.map(|q| _mm512_loadu_ps(b.as_ptr().add(q * P))));
-        for r in 0..M {
+        let y: [[__m512; V]; M] = std::array::from_fn(|r| {
             let s = _mm512_set1_ps(sx[b0 + r]);
-            for (v, acc) in facc[r].iter().enumerate() {
-                let mut y = _mm512_mul_ps(*acc, s);
-                if let Some(bv) = &bv {
-                    y = _mm512_add_ps(y, bv[v]);
-                }
-                _mm512_storeu_ps(tile[r].as_mut_ptr().add(v * P), y);
+            std::array::from_fn(|v| {
+                let y = _mm512_mul_ps(facc[r][v], s);
+                bv.map_or(y, |bv| _mm512_add_ps(y, bv[v]))
+            })
+        });
+        // An input's three slices (`M` is then a multiple of 3): their
+        // outputs summed smallest first, in registers (through the tile,
+        // the sum read 64-byte stores in 16-byte pieces).
+        let group = job.group;
+        for r in (0..M).step_by(group) {
+            let out: [__m512; V] = if group == 3 {
+                std::array::from_fn(|v| {
+                    _mm512_add_ps(_mm512_add_ps(y[r + 2][v], y[r + 1][v]), y[r][v])
+                })
+            } else {
+                y[r]
+            };
+            for (v, out) in out.iter().enumerate() {
+                _mm512_storeu_ps(tile[r].as_mut_ptr().add(v * P), *out);
             }
         }
     }
@@ -853,13 +867,19 @@ unsafe fn micro_avx2(job: &Job, b0: usize, p0: usize, tile: &mut [[f32; NV * P];
                     }
                 }
                 let bv = bias.map(|b| _mm256_loadu_ps(b.as_ptr().add(q * P + h * 8)));
-                for r in 0..MR {
+                let y: [__m256; MR] = std::array::from_fn(|r| {
                     let s = if b0 + r < batch { sx[b0 + r] } else { 0.0 };
-                    let mut y = _mm256_mul_ps(facc[r], _mm256_set1_ps(s));
-                    if let Some(bv) = bv {
-                        y = _mm256_add_ps(y, bv);
-                    }
-                    _mm256_storeu_ps(tile[r].as_mut_ptr().add(v * P + h * 8), y);
+                    let y = _mm256_mul_ps(facc[r], _mm256_set1_ps(s));
+                    bv.map_or(y, |bv| _mm256_add_ps(y, bv))
+                });
+                // An input's slices summed smallest first, as in `micro`.
+                for r in (0..MR).step_by(job.group) {
+                    let out = if job.group == 3 {
+                        _mm256_add_ps(_mm256_add_ps(y[r + 2], y[r + 1]), y[r])
+                    } else {
+                        y[r]
+                    };
+                    _mm256_storeu_ps(tile[r].as_mut_ptr().add(v * P + h * 8), out);
                 }
             }
         }
