@@ -84,6 +84,34 @@ pub fn packed_gemm_wins(m: usize, k: usize) -> bool {
 /// 1536 and 4096 were not).
 const PACKED_MAX_K: usize = 512;
 
+/// Whether `w`'s own kernel multiplies `m` rows faster than
+/// [`linear_tiled`]'s decoded tiles, which a [`Linear`](super::Linear)
+/// layer otherwise takes where [`packed_gemm_wins`]: the integer slices,
+/// the sign lookups and the CSR kernels (f32 or through a codebook's
+/// copy). Measured against the tiles on two threads at 128 and 512 rows
+/// (a Zen 5): int8 / int4 / ternary slices 1.03–1.45× faster at 384 × 384
+/// and 1536 × 384 (int4 group-32 at 384 × 384 from 256 rows 0.97–0.99×,
+/// a tie), binary lookups 1.3–2.3×, CSR at 10 % 1.3–2.4×, CSR codebooks
+/// 1.4–2.7×; dense codebooks' copies lost (0.74–0.88×) and keep the tiles.
+///
+/// ```
+/// use ndarray::Array2;
+/// use squish::nn::gemm::own_kernel_wins;
+/// use squish::prelude::*;
+/// let w = Array2::from_shape_fn((64, 64), |(i, j)| ((i * 7 + j) % 5) as f32 - 2.0);
+/// let csr = Magnitude::params(0.9).check()?.prune(&CompressedMatrix::from_dense(w.view())?)?;
+/// assert!(own_kernel_wins(&csr, 256));
+/// # Ok::<(), squish::SquishError>(())
+/// ```
+pub fn own_kernel_wins(w: &CompressedMatrix, m: usize) -> bool {
+    use crate::kernels::dispatch::{kernel_for, Kernel};
+    match kernel_for(w, m) {
+        Kernel::IntegerSlices | Kernel::SignLookup | Kernel::Sparse | Kernel::CsrCodebook => true,
+        Kernel::DecodedCopy => matches!(w.structure(), Structure::Csr(_)),
+        _ => false,
+    }
+}
+
 /// `y = x·Wᵀ (+ bias)` for a compressed `W` at GEMM shapes: each task decodes
 /// one block of `COL_BLOCK` rows of `W` into a scratch buffer (the matrix
 /// itself stays compressed) and multiplies it with the same packed GEMM as
@@ -348,6 +376,58 @@ mod tests {
         let r = q.matmul_reference(x.view()).unwrap();
         for (a, (e, c)) in y.iter().zip(r.iter().zip(b.iter().cycle())) {
             assert!((a - (e + c)).abs() < 1e-4);
+        }
+    }
+
+    /// At GEMM shapes a `Linear` layer takes the decoded tiles, except
+    /// where `own_kernel_wins`: then it gives the bits of the matrix's own
+    /// product (plus the bias), on every executor.
+    #[test]
+    fn linear_layers_keep_the_kernels_that_beat_the_tiles() {
+        use crate::compression::sharing::KMeans;
+        use crate::matrix::CompressedMatrix;
+        use crate::nn::Linear;
+        use crate::pruning::{Magnitude, Pruner};
+        use crate::quantization::{Binary, IntQuantizer, Quantizer};
+        let (m, n, k) = (160, 300, 256);
+        let x = Array2::from_shape_fn((m, k), |(i, j)| {
+            ((i * 31 + j * 17) % 23) as f32 / 11.0 - 1.0
+        });
+        let w = Array2::from_shape_fn((n, k), |(i, j)| ((i * 7 + j * 13) % 19) as f32 / 9.0 - 1.0);
+        let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+        let b = ndarray::Array1::from_shape_fn(n, |j| j as f32 * 0.01);
+        let int8 = IntQuantizer::params(8).per_row().check().unwrap();
+        let csr = Magnitude::params(0.9)
+            .check()
+            .unwrap()
+            .prune(&dense)
+            .unwrap();
+        let pool = ThreadPool::new(3).unwrap();
+        for q in [
+            int8.quantize(&dense).unwrap(),
+            Binary.quantize(&dense).unwrap(),
+            KMeans::params(16)
+                .check()
+                .unwrap()
+                .quantize(&dense)
+                .unwrap(),
+            csr.clone(),
+        ] {
+            assert!(packed_gemm_wins(m, k));
+            let lin = Linear::compressed(q.clone(), Some(b.clone())).unwrap();
+            let want = if own_kernel_wins(&q, m) {
+                q.matmul_on(x.view(), &Sequential).unwrap() + &b
+            } else {
+                linear_tiled(x.view(), &q, b.as_slice(), &Sequential)
+            };
+            for exec in [&Sequential as &dyn ParallelExecutor, &pool] {
+                assert_eq!(lin.forward(x.view(), exec).unwrap(), want);
+            }
+        }
+        assert!(own_kernel_wins(&csr, m));
+        if crate::kernels::Tier::detect() == crate::kernels::Tier::Avx512Vnni {
+            assert!(own_kernel_wins(&int8.quantize(&dense).unwrap(), m));
+            assert!(own_kernel_wins(&Binary.quantize(&dense).unwrap(), m));
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::gemm::{linear_f32, linear_tiled, packed_gemm_wins};
+use super::gemm::{linear_f32, linear_tiled, own_kernel_wins, packed_gemm_wins};
 use crate::error::{check_finite, Result, SquishError};
 use crate::matrix::{CompressedMatrix, LinOp, Structure, Values};
 use crate::parallel::ParallelExecutor;
@@ -158,8 +158,10 @@ impl Linear {
     /// [`TILE_MIN_ROWS`](super::gemm::TILE_MIN_ROWS) rows, where the packed GEMM is faster
     /// ([`packed_gemm_wins`](super::gemm::packed_gemm_wins)), by decoding one
     /// block of rows at a time into the packed f32 GEMM (`true`, the
-    /// default), or always with its own kernel (`false`). Results agree to
-    /// kernel tolerance; both are deterministic.
+    /// default; except where its own kernel measured faster:
+    /// [`own_kernel_wins`](super::gemm::own_kernel_wins)), or always with
+    /// its own kernel (`false`). Results agree to kernel tolerance; both
+    /// are deterministic.
     pub fn set_tiled(&mut self, tiled: bool) {
         self.tiled = tiled;
     }
@@ -270,8 +272,9 @@ impl Linear {
             // streamed in row blocks (the packed GEMM's packing costs more).
             Weight::Dense(w) => crate::kernels::dense::dense_matmul(w.view(), x, exec)?,
             // At GEMM shapes a decoded tile feeds the packed f32 GEMM (faster
-            // than the per-encoding kernels there); small batches keep those.
-            Weight::Compressed(m) if packed && self.tiled => {
+            // than the decoding kernels there); small batches, and kernels
+            // that beat it (integer slices, sign lookups, CSR), keep theirs.
+            Weight::Compressed(m) if packed && self.tiled && !own_kernel_wins(m, x.nrows()) => {
                 m.check_input(x)?;
                 return Ok(linear_tiled(x, m, bias, exec));
             }
