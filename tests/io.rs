@@ -207,9 +207,13 @@ fn atomic_save_replaces_whole_files_and_failed_saves_keep_the_old_one() {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        let other = tempfile::tempdir().unwrap();
+        let plain = other.path().join("plain");
+        std::fs::write(&plain, b"").unwrap();
+        let usual = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
         assert_eq!(
-            mode, 0o644,
-            "a new file is rw-r--r--, not the temporary file's 0600"
+            mode, usual,
+            "a new file has the user's usual mode, not the temporary file's 0600"
         );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         model.save(&p).unwrap();

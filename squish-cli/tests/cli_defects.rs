@@ -295,17 +295,56 @@ fn quick_flags_take_include_and_exclude_patterns_and_kmeans() {
     assert!(row.contains("k-means"), "{row}");
 }
 
+/// Outputs get the user's usual permissions: those of a file `touch`
+/// creates under the same umask (`rw-rw-rw-` less it), under two umasks
+/// (a fixed `rw-r--r--` fails the second), for the plot, a container and a
+/// decompressed model; a replaced output keeps its own.
 #[cfg(unix)]
 #[test]
-fn sweep_plot_gets_the_permissions_of_an_output_file() {
+fn outputs_get_the_permissions_of_the_users_new_files() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let svg = dir.path().join("plot.svg");
-    for _ in 0..2 {
-        ok(&["sweep", MODEL, "--layer", "final_conv*", "--plot", s(&svg)]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for umask in ["022", "007"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (svg, c, d, plain) = (
+            dir.path().join("plot.svg"),
+            dir.path().join("m.squish"),
+            dir.path().join("d.safetensors"),
+            dir.path().join("plain"),
+        );
+        // `sh` sets the umask, then runs the command in its place.
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")])
+                .arg(env!("CARGO_BIN_EXE_squish"))
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["sweep", MODEL, "--layer", "final_conv*", "--plot", s(&svg)]);
+        run(&["compress", MODEL, "--int8", "-o", s(&c), "--quiet"]);
+        run(&["decompress", s(&c), "-o", s(&d)]);
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("umask {umask} && touch \"$0\"")])
+            .arg(&plain)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let want = mode(&plain);
+        assert_eq!(want, 0o666 & !u32::from_str_radix(umask, 8).unwrap());
+        for p in [&svg, &c, &d] {
+            assert_eq!(mode(p), want, "{} under umask {umask}", p.display());
+        }
+        // A replaced plot keeps the mode its owner gave it.
+        std::fs::set_permissions(&svg, std::fs::Permissions::from_mode(0o600)).unwrap();
+        run(&["sweep", MODEL, "--layer", "final_conv*", "--plot", s(&svg)]);
+        assert_eq!(mode(&svg), 0o600);
     }
-    let mode = std::fs::metadata(&svg).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o644, "{mode:o}");
 }
 
 /// A model with a clean layer `enc.ok.weight` and a layer `enc.bad.weight`

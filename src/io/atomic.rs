@@ -175,8 +175,9 @@ pub(crate) fn write(
 /// file in the same directory, is synced to disk, and is renamed over `path`
 /// (rename is atomic within a file system); then the directory is synced so
 /// the rename itself survives a crash. The file keeps the permissions of the
-/// one it replaces; a new file gets `rw-r--r--` like any other output, not
-/// the owner-only mode of temporary files.
+/// one it replaces; a new file gets those of any file the user creates
+/// (`rw-rw-rw-` less the umask), not the owner-only mode of temporary
+/// files.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -186,7 +187,10 @@ pub(crate) fn write(
 /// # #[cfg(unix)]
 /// # {
 /// use std::os::unix::fs::PermissionsExt;
-/// assert_eq!(std::fs::metadata(&p)?.permissions().mode() & 0o777, 0o644);
+/// let plain = dir.path().join("plain.txt");
+/// std::fs::write(&plain, b"")?;
+/// let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+/// assert_eq!(mode(&p)?, mode(&plain)?);
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -199,18 +203,7 @@ pub(crate) fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    // Keep the permissions of the file we replace; a new file gets rw-r--r--
-    // (temporary files default to owner-only).
-    #[cfg(unix)]
-    let perms = match std::fs::metadata(path) {
-        Ok(m) => m.permissions(),
-        Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".squish-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| FileError::io("create a temporary file in", dir, e))?;
+    let tmp = output_temp(dir)?;
     // `tmp` owns the name and removes the file if anything below fails.
     {
         use std::io::Write;
@@ -219,14 +212,36 @@ pub(crate) fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
             .and_then(|_| f.sync_all())
             .map_err(|e| FileError::io("write", tmp.path(), e))?;
     }
-    #[cfg(unix)]
-    std::fs::set_permissions(tmp.path(), perms)
-        .map_err(|e| FileError::io("set permissions of", tmp.path(), e))?;
+    keep_mode(tmp.path(), path)?;
     tmp.persist(path)
         .map_err(|e| FileError::io("rename a temporary file to", path, e.error))?;
     // Best effort: not every platform can open a directory for syncing.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A temporary file in `dir` that will become an output: created with the
+/// mode any new file of the user gets (`rw-rw-rw-` less the process's
+/// umask, which the system applies), where temporary files default to
+/// owner-only (`sweep --plot` once wrote its SVG `rw-------`: issue #20).
+pub(crate) fn output_temp(dir: &Path) -> Result<tempfile::NamedTempFile, FileError> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".squish-").suffix(".tmp");
+    #[cfg(unix)]
+    b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    b.tempfile_in(dir)
+        .map_err(|e| FileError::io("create a temporary file in", dir, e))
+}
+
+/// Gives the temporary file `tmp` the permissions of `target`, the file it
+/// is about to replace, if there is one (a new output keeps the mode
+/// [`output_temp`] created it with).
+pub(crate) fn keep_mode(tmp: &Path, target: &Path) -> Result<(), FileError> {
+    if let Ok(m) = std::fs::metadata(target) {
+        std::fs::set_permissions(tmp, m.permissions())
+            .map_err(|e| FileError::io("set permissions of", tmp, e))?;
     }
     Ok(())
 }

@@ -420,11 +420,7 @@ impl SharedOutput {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".squish-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(|e| FileError::io("create a temporary file in", dir, e))?;
+        let tmp = super::atomic::output_temp(dir)?;
         Ok(SharedOutput {
             tmp,
             target: target.to_path_buf(),
@@ -437,8 +433,8 @@ impl SharedOutput {
     }
 
     /// Checks that the file is `len` bytes long, syncs it, and renames it
-    /// over the target (which keeps its permissions; a new file gets
-    /// `rw-r--r--`), then syncs the directory.
+    /// over the target (which keeps its permissions; a new file gets those
+    /// of any new file of the user), then syncs the directory.
     pub fn finish(self, len: u64) -> Result<(), FileError> {
         let path = self.tmp.path().to_path_buf();
         let io = |e| FileError::io("write", &path, e);
@@ -450,15 +446,7 @@ impl SharedOutput {
             ))));
         }
         f.sync_all().map_err(io)?;
-        #[cfg(unix)]
-        {
-            let perms = match std::fs::metadata(&self.target) {
-                Ok(m) => m.permissions(),
-                Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
-            };
-            std::fs::set_permissions(&path, perms)
-                .map_err(|e| FileError::io("set permissions of", &path, e))?;
-        }
+        super::atomic::keep_mode(&path, &self.target)?;
         let dir = match self.target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),

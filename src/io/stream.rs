@@ -79,11 +79,7 @@ struct Core {
 }
 
 fn temp_in(dir: &Path) -> Result<NamedTempFile, FileError> {
-    tempfile::Builder::new()
-        .prefix(".squish-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| FileError::io("create a temporary file in", dir, e))
+    super::atomic::output_temp(dir)
 }
 
 fn parent_of(path: &Path) -> PathBuf {
@@ -93,18 +89,10 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
-/// Renames a synced temporary file to `path` (rw-r--r--, or the permissions
-/// of the file it replaces).
+/// Renames a synced temporary file to `path` (with the permissions of the
+/// file it replaces, or those of a new file of the user).
 fn persist(tmp: NamedTempFile, path: &Path) -> Result<(), FileError> {
-    #[cfg(unix)]
-    {
-        let perms = match std::fs::metadata(path) {
-            Ok(m) => m.permissions(),
-            Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
-        };
-        std::fs::set_permissions(tmp.path(), perms)
-            .map_err(|e| FileError::io("set permissions of", tmp.path(), e))?;
-    }
+    super::atomic::keep_mode(tmp.path(), path)?;
     tmp.persist(path)
         .map_err(|e| FileError::io("rename a temporary file to", path, e.error))?;
     Ok(())
