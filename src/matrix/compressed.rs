@@ -145,7 +145,9 @@ impl CompressedMatrix {
         })
     }
 
-    /// W = A·B from two factors of shapes `[out, r]` and `[r, in]`.
+    /// W = A·B from two factors of shapes `[out, r]` and `[r, in]`; an
+    /// error when the factors' product could leave f32 (finite factors can
+    /// still multiply to infinity: a hostile file, issue #20).
     pub fn low_rank(a: CompressedMatrix, b: CompressedMatrix) -> Result<Self> {
         if a.cols != b.rows {
             return Err(SquishError::shape(
@@ -154,6 +156,7 @@ impl CompressedMatrix {
                 format!("B with {} rows", b.rows),
             ));
         }
+        check_product_finite(&a, &b)?;
         Ok(CompressedMatrix {
             rows: a.rows,
             cols: b.cols,
@@ -349,4 +352,30 @@ impl CompressedMatrix {
             }
         }
     }
+}
+
+/// Every entry of `A·B`, and every partial sum a kernel forms on the way,
+/// is at most `Σ_k |A_ik|·|B_kj| ≤ ‖A_i‖·‖Bʲ‖` (Cauchy–Schwarz): when the
+/// largest row norm of `A` times the largest column norm of `B` (in f64)
+/// stays within f32, the product does; otherwise the sums `Σ_k |A_ik||B_kj|`
+/// themselves decide (an f64 product, only in that rare case).
+fn check_product_finite(a: &CompressedMatrix, b: &CompressedMatrix) -> Result<()> {
+    let (a, b) = (a.to_dense().mapv(f64::from), b.to_dense().mapv(f64::from));
+    let norm = |v: ndarray::ArrayView1<f64>| v.dot(&v).sqrt();
+    let ra = a.rows().into_iter().map(norm).fold(0.0, f64::max);
+    let cb = b.columns().into_iter().map(norm).fold(0.0, f64::max);
+    if ra * cb <= f32::MAX as f64 {
+        return Ok(());
+    }
+    let worst = a
+        .mapv(f64::abs)
+        .dot(&b.mapv(f64::abs))
+        .fold(0.0f64, |m, &v| m.max(v));
+    if worst <= f32::MAX as f64 {
+        return Ok(());
+    }
+    Err(SquishError::inconsistent(
+        "low-rank factors",
+        format!("entries of A·B reach up to {worst:e} in magnitude, beyond f32's range"),
+    ))
 }
