@@ -145,18 +145,32 @@ fn assert_finite_and_close(what: &str, w: &Array2<f32>, m: &CompressedMatrix) {
     assert!(y.iter().all(|v| v.is_finite()), "{what}: product {y}");
 }
 
+/// At 8 × 16 and at 300 × 256, a size that the fast kernels take (the
+/// integer slices from 65 536 weights on VNNI).
 #[test]
 fn integer_quantization_of_f32_max_stays_finite() {
-    let mut w = test_matrix(8, 16);
+    for (rows, cols) in [(8, 16), (300, 256)] {
+        integer_quantization_of_f32_max_stays_finite_at(rows, cols);
+    }
+}
+
+fn integer_quantization_of_f32_max_stays_finite_at(rows: usize, cols: usize) {
+    let mut w = test_matrix(rows, cols);
     w[[1, 3]] = f32::MAX;
     w[[2, 7]] = -f32::MAX;
     w[[5, 0]] = f32::MAX;
     w[[5, 1]] = -f32::MAX;
     let dense = CompressedMatrix::from_dense(w.view()).unwrap();
-    for (name, q) in quantizers() {
+    let mut quantizers = quantizers();
+    quantizers.push((
+        "per-group",
+        IntQuantizer::params(4).per_group(32).check().unwrap(),
+    ));
+    for (name, q) in quantizers {
         let what = format!("int{} {name} {q:?}", q.bits());
         let m = q.quantize(&dense).unwrap();
         assert_finite_and_close(&what, &w, &m);
+        assert_dynamic_finite_or_refused(&what, &m, true);
         // After magnitude pruning (CSR) and after 2:4 (N:M).
         let pruned = Pipeline::new()
             .prune(Magnitude::params(0.5).check().unwrap())
@@ -170,6 +184,43 @@ fn integer_quantization_of_f32_max_stays_finite() {
             .run(w.view())
             .unwrap();
         assert_finite_and_close(&format!("2:4 → {what}"), &w, &nm.matrix);
+    }
+}
+
+/// The int8 × int8 product of `m` (dynamic activations): finite on unit
+/// inputs, or refused with `ProductOverflow` (`must_refuse`: weights near
+/// f32::MAX, whose sums overflowed to ±Inf before the refusal); asymmetric
+/// codes are not taken at all.
+fn assert_dynamic_finite_or_refused(what: &str, m: &CompressedMatrix, must_refuse: bool) {
+    use squish::quantization::{DynamicInt8, QuantizationError};
+    use squish::SquishError;
+    match DynamicInt8::new(m.clone()) {
+        Ok(d) => {
+            assert!(!must_refuse, "dynamic {what}: taken");
+            let x = Array2::from_shape_fn((m.cols(), m.cols()), |(i, j)| (i == j) as u8 as f32);
+            let y = d.matmul(x.view(), &Sequential).unwrap();
+            assert!(y.iter().all(|v| v.is_finite()), "dynamic {what}: {y}");
+        }
+        Err(SquishError::Quantization(QuantizationError::ProductOverflow { .. })) => {}
+        Err(SquishError::Incompatible { .. }) if must_refuse => {}
+        Err(e) => panic!("dynamic {what}: {e}"),
+    }
+}
+
+/// Weights large but within reach (1e36) keep their int8 × int8 product,
+/// finite, at a small size and at the panels' size.
+#[test]
+fn dynamic_int8_of_large_weights_stays_finite() {
+    for (rows, cols) in [(8, 16), (300, 256)] {
+        let mut w = test_matrix(rows, cols);
+        w[[1, 3]] = 1e36;
+        w[[5, 0]] = -1e36;
+        let dense = CompressedMatrix::from_dense(w.view()).unwrap();
+        for bits in [8u8, 4] {
+            let q = IntQuantizer::params(bits).per_row().check().unwrap();
+            let m = q.quantize(&dense).unwrap();
+            assert_dynamic_finite_or_refused(&format!("int{bits} {rows}x{cols}"), &m, false);
+        }
     }
 }
 
@@ -267,27 +318,67 @@ fn container_with_huge_scales_is_refused_on_load() {
         .unwrap();
     let bytes = model.to_bytes().unwrap();
     CompressedModel::from_bytes(&bytes).unwrap();
+    let hostile = with_tensor_replaced(&bytes, "fc.weight::scales", |b| {
+        assert_eq!(b, 1.0f32.to_le_bytes());
+        (f32::MAX / 2.0).to_le_bytes().to_vec()
+    });
+    let err = CompressedModel::from_bytes(&hostile).unwrap_err();
+    assert!(
+        err.to_string().contains("fc.weight") && err.to_string().contains("scale"),
+        "{err}"
+    );
+}
 
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+/// The container `bytes` with tensor `name`'s bytes rewritten by `f` and
+/// the checksums made to match: a hostile file that passes the integrity
+/// check.
+fn with_tensor_replaced(bytes: &[u8], name: &str, f: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
     let mut kv = meta.metadata().clone().unwrap();
-    let names = ["fc.weight::values", "fc.weight::scales"];
-    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
+    let mut json: serde_json::Value =
+        serde_json::from_str(kv.get("squish.description").unwrap()).unwrap();
+    let owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
         .tensors()
         .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .map(|(n, v)| {
+            let data = if n == name {
+                f(v.data())
+            } else {
+                v.data().to_vec()
+            };
+            (n, v.dtype(), v.shape().to_vec(), data)
+        })
         .collect();
-    owned.sort_by_key(|(n, ..)| names.iter().position(|k| k == n).expect("known"));
-    assert_eq!(owned[1].3, 1.0f32.to_le_bytes());
-    owned[1].3 = (f32::MAX / 2.0).to_le_bytes().to_vec();
-    let mut h = crc32fast::Hasher::new();
-    for (.., b) in &owned {
-        h.update(b);
-    }
-    let desc = kv.get_mut("squish.description").unwrap();
-    let mut json: serde_json::Value = serde_json::from_str(desc).unwrap();
-    json["tensors"][0]["crc32"] = h.finalize().into();
-    *desc = json.to_string();
+    // An entry's checksum covers its parts (tensors `entry::…`) in the
+    // description's order: the order whose checksum of the original bytes
+    // is the stored one.
+    let entry = name.split("::").next().unwrap();
+    let parts: Vec<usize> = (0..owned.len())
+        .filter(|&i| owned[i].0.starts_with(&format!("{entry}::")))
+        .collect();
+    let original: Vec<Vec<u8>> = st
+        .tensors()
+        .into_iter()
+        .map(|(_, v)| v.data().to_vec())
+        .collect();
+    let t = json["tensors"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|t| t["name"] == entry)
+        .unwrap();
+    let crc = |order: &[usize], data: &dyn Fn(usize) -> Vec<u8>| {
+        let mut h = crc32fast::Hasher::new();
+        order.iter().for_each(|&i| h.update(&data(i)));
+        h.finalize()
+    };
+    let order = permutations(&parts)
+        .into_iter()
+        .find(|o| crc(o, &|i| original[i].clone()) == t["crc32"].as_u64().unwrap() as u32)
+        .expect("an order of the parts matches the stored checksum");
+    t["crc32"] = crc(&order, &|i| owned[i].3.clone()).into();
+    kv.insert("squish.description".into(), json.to_string());
     let views: Vec<(String, safetensors::tensor::TensorView)> = owned
         .iter()
         .map(|(n, d, s, b)| {
@@ -297,10 +388,65 @@ fn container_with_huge_scales_is_refused_on_load() {
             )
         })
         .collect();
-    let hostile = safetensors::serialize(views, Some(kv)).unwrap();
+    safetensors::serialize(views, Some(kv)).unwrap()
+}
+
+/// Every order of `v`.
+fn permutations(v: &[usize]) -> Vec<Vec<usize>> {
+    if v.len() <= 1 {
+        return vec![v.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..v.len() {
+        let mut rest = v.to_vec();
+        let first = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, first);
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Finite low-rank factors whose product leaves f32 are refused, built
+/// and loaded (they decoded to infinity before).
+#[test]
+fn low_rank_factors_whose_product_overflows_are_refused() {
+    let f = |w: Array2<f32>| CompressedMatrix::from_dense(w.view()).unwrap();
+    let err = CompressedMatrix::low_rank(f(array![[1e30f32], [1.0]]), f(array![[1e30f32, 1.0]]))
+        .unwrap_err();
+    assert!(err.to_string().contains("A·B"), "{err}");
+    // Large but representable: kept, and decodes finite.
+    let ok =
+        CompressedMatrix::low_rank(f(array![[1e18f32], [2.0]]), f(array![[1e18f32, 1.0]])).unwrap();
+    assert!(ok.to_dense().iter().all(|v| v.is_finite()));
+    let mut model = CompressedModel::new();
+    model
+        .insert_compressed(
+            "fc.weight",
+            CompressedTensor::new(ok, Dtype::F32, vec![2, 2], "low rank").unwrap(),
+        )
+        .unwrap();
+    let bytes = model.to_bytes().unwrap();
+    CompressedModel::from_bytes(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let a = st
+        .names()
+        .into_iter()
+        .find(|n| n.starts_with("fc.weight") && n.contains('a') && n.ends_with("values"))
+        .map(str::to_string);
+    let a = a.unwrap_or_else(|| panic!("{:?}", st.names()));
+    let hostile = with_tensor_replaced(&bytes, &a, |b| {
+        let mut v: Vec<f32> = b
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        v[0] = 1e30;
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    });
     let err = CompressedModel::from_bytes(&hostile).unwrap_err();
     assert!(
-        err.to_string().contains("fc.weight") && err.to_string().contains("scale"),
+        err.to_string().contains("fc.weight") && err.to_string().contains("A·B"),
         "{err}"
     );
 }

@@ -3,6 +3,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use super::slice_ops::{self, Grid};
+use super::QuantizationError;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
 use crate::kernels::quant::sign_gemm::{self, Signs};
 pub use crate::kernels::quant::QuantizedActivations;
@@ -87,6 +88,31 @@ enum Prep {
     Signs,
 }
 
+/// Refuses weights whose integer sums, scaled by the weight scales, could
+/// exceed f32 before the activation scale applies: `127·Σ|w|` over a row
+/// (activation codes within ±127) must stay finite. Weights near f32::MAX
+/// gave ±Inf where the product itself is finite (issue #20).
+fn check_reach(m: &CompressedMatrix) -> Result<()> {
+    let (rows, cols) = m.shape();
+    const BLOCK: usize = 64;
+    let mut buf = Vec::new();
+    for r0 in (0..rows).step_by(BLOCK) {
+        buf.resize(BLOCK.min(rows - r0) * cols, 0.0);
+        crate::kernels::dispatch::decode_rows(m, r0, &mut buf);
+        for (i, row) in buf.chunks(cols.max(1)).enumerate() {
+            let abs_sum: f64 = row.iter().map(|&v| f64::from(v.abs())).sum();
+            if 127.0 * abs_sum > f64::from(f32::MAX) {
+                return Err(QuantizationError::ProductOverflow {
+                    row: r0 + i,
+                    abs_sum,
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 impl DynamicInt8 {
     /// Wraps an int8, int4, binary or ternary matrix with a dense or
     /// kept-rows structure, and prepares what the integer kernel needs on
@@ -115,6 +141,7 @@ impl DynamicInt8 {
                 })
             }
         };
+        check_reach(&matrix)?;
         Ok(DynamicInt8 { matrix, prep })
     }
 

@@ -23,4 +23,15 @@ pub enum QuantizationError {
     /// MSE calibration that tries no clipping ratio.
     #[error("MSE calibration with 0 steps tries no clipping ratio; pass steps >= 1 (Calibration::mse() uses 64)")]
     ZeroMseSteps,
+    /// Weights so large that an int8 × int8 product's sums could leave
+    /// f32 before the activation scale brings them back.
+    #[error(
+        "row {row}'s weights sum to {abs_sum:e} in magnitude: int8 × int8 sums of up to 127 times that would overflow f32; multiply with the weight-only kernels (CompressedMatrix::matmul) instead"
+    )]
+    ProductOverflow {
+        /// The first such row.
+        row: usize,
+        /// `Σ|w|` over that row.
+        abs_sum: f64,
+    },
 }

@@ -198,13 +198,22 @@ impl Panels {
                     w[p * pb + ((k / 4) * P + l) * 4 + k % 4] = q;
                 }
             }
+            // The largest `|Σ_j s_j·S_j|` the row's f32 sums can reach
+            // (activation codes within ±127), before the activation scale
+            // brings it down: huge weights (scales near f32::MAX / 127)
+            // overflowed there to ±Inf while the product itself is finite
+            // (issue #20). Such rows take the f32 paths.
+            let mut reach = 0.0f64;
             for j in 0..ng {
-                let s: i32 = row[j * g..((j + 1) * g).min(cols)]
-                    .iter()
-                    .map(|&q| q as i32)
-                    .sum();
+                let group = &row[j * g..((j + 1) * g).min(cols)];
+                let s: i32 = group.iter().map(|&q| q as i32).sum();
+                let abs: i32 = group.iter().map(|&q| (q as i32).abs()).sum();
                 comp[(p * ng + j) * P + l] = 128 * s;
                 scale[(p * ng + j) * P + l] = scale_of(n, j);
+                reach += (scale_of(n, j) as f64).abs() * 127.0 * abs as f64;
+            }
+            if reach > f32::MAX as f64 {
+                return None;
             }
         }
         Some(Panels {
