@@ -642,3 +642,35 @@ fn old_public_paths_still_resolve() {
     let _ = squish::compression::lowrank::kernel::GEMV_MAX_BATCH;
     let _ = squish::quantization::kernels::matmul_block;
 }
+
+/// The library's own dependencies (`[dependencies]`, per-target ones
+/// included) hold none of the command line's crates, which live in
+/// `squish-cli/` (issue #20: every library user built clap, indicatif and
+/// plotters), and its default features need nothing but cargo.
+#[test]
+fn the_library_does_not_depend_on_the_command_lines_crates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut deps: Vec<&toml::Table> = vec![manifest["dependencies"].as_table().unwrap()];
+    if let Some(targets) = manifest.get("target").and_then(|t| t.as_table()) {
+        for t in targets.values() {
+            deps.extend(t.get("dependencies").and_then(|d| d.as_table()));
+        }
+    }
+    for cli_only in ["clap", "indicatif", "plotters"] {
+        assert!(
+            deps.iter().all(|d| !d.contains_key(cli_only)),
+            "the library depends on {cli_only}"
+        );
+    }
+    let default = manifest["features"]["default"].as_array().unwrap();
+    assert!(default.is_empty(), "default features {default:?}");
+    let cli: toml::Table = std::fs::read_to_string(root.join("squish-cli/Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cli["dependencies"].as_table().unwrap().contains_key("clap"));
+}

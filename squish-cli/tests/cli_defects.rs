@@ -156,6 +156,13 @@ fn assert_aligned(text: &str, title: &str) {
 
 #[test]
 fn f16_sizes_are_the_files_own_bytes_and_ratios_are_labelled() {
+    // bf16 is counted like f16: two bytes a weight in the file.
+    for (dtype, label) in [(Dtype::F16, "F16"), (Dtype::BF16, "BF16")] {
+        half_sizes_are_the_files_own_bytes(dtype, label);
+    }
+}
+
+fn half_sizes_are_the_files_own_bytes(dtype: Dtype, label: &str) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("half.safetensors");
     let mut m = Model::new();
@@ -164,12 +171,12 @@ fn f16_sizes_are_the_files_own_bytes_and_ratios_are_labelled() {
         .collect();
     m.insert(
         "a.very.long.layer.name.for.the.table.weight",
-        Tensor::float(Dtype::F16, vec![64, 64], w).unwrap(),
+        Tensor::float(dtype, vec![64, 64], w).unwrap(),
     )
     .unwrap();
     m.insert(
         "a.bias",
-        Tensor::float(Dtype::F16, vec![64], vec![0.5; 64]).unwrap(),
+        Tensor::float(dtype, vec![64], vec![0.5; 64]).unwrap(),
     )
     .unwrap();
     m.save(&p).unwrap();
@@ -180,7 +187,7 @@ fn f16_sizes_are_the_files_own_bytes_and_ratios_are_labelled() {
         .find(|l| l.starts_with("a.very.long"))
         .unwrap_or_else(|| panic!("{table}"));
     // 64·64 f16 weights are 8 KiB in the file; int8 per row is 4096 + 256 B.
-    assert!(row.contains("F16"), "{row}");
+    assert!(row.contains(label), "{row}");
     assert!(row.contains("8.0 KiB") && row.contains("4.3 KiB"), "{row}");
     assert!(row.contains("1.88x"), "{row}");
     assert!(!table.contains("3.76x smaller than the file"), "{table}");
@@ -200,6 +207,70 @@ fn f16_sizes_are_the_files_own_bytes_and_ratios_are_labelled() {
     let inspect = ok(&["inspect", s(&out)]);
     assert_aligned(&inspect, "bytes");
     assert!(inspect.contains("1.88x smaller; 3.75x vs f32"), "{inspect}");
+}
+
+/// A low-rank + int8 layer is described as such (not "factored"), and a
+/// long method chain and layer name keep the table's columns aligned.
+#[test]
+fn low_rank_int8_layers_say_so_and_long_methods_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("lr.safetensors");
+    let mut m = Model::new();
+    let w: Vec<f32> = (0..96 * 80)
+        .map(|i| (((i / 80) * (i % 80)) % 29) as f32 / 29.0 - 0.5)
+        .collect();
+    m.insert(
+        "encoder.layer.0.attention.output.dense.weight",
+        Tensor::float(Dtype::F32, vec![96, 80], w).unwrap(),
+    )
+    .unwrap();
+    m.save(&p).unwrap();
+    // A long chain: percentile-clipped, group-wise int8 of both factors.
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(
+        &recipe,
+        r#"[default]
+pipeline = [
+  { method = "lowrank", energy = 0.9 },
+  { method = "int8", granularity = "per-group", group_size = 16, calibration = { percentile = 99.9 } },
+]
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("lr.squish");
+    let table = ok(&[
+        "compress",
+        s(&p),
+        "--recipe",
+        s(&recipe),
+        "-o",
+        s(&out),
+        "--quiet",
+    ]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("encoder.layer.0"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("low-rank energy 0.9 faer → int8 sym group-16"),
+        "{row}"
+    );
+    for col in ["before", "after", "ratio", "SQNR dB"] {
+        assert_aligned(&table, col);
+    }
+    let inspect = ok(&["inspect", s(&out)]);
+    assert!(inspect.contains("factors dense int8"), "{inspect}");
+    assert!(!inspect.contains("factored"), "{inspect}");
+    assert_aligned(&inspect, "bytes");
+    // The library's report of the same pipeline.
+    let w = ndarray::Array2::from_shape_fn((96, 80), |(i, j)| ((i * j) % 29) as f32 / 29.0 - 0.5);
+    use squish::prelude::*;
+    let r = Pipeline::new()
+        .then(LowRank::params(RankSelection::Energy(0.9)).check().unwrap())
+        .quantize(IntQuantizer::params(8).check().unwrap())
+        .run(w.view())
+        .unwrap();
+    assert_eq!(r.report.stages.last().unwrap().encoding, "int8 A·B");
 }
 
 #[test]

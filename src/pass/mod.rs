@@ -32,6 +32,20 @@ use crate::parallel::ParallelExecutor;
 /// part, so they compose in a [`Pipeline`](crate::pipeline::Pipeline). A pass
 /// that cannot take its input (say, pruning a binary matrix) returns
 /// [`SquishError::Incompatible`](crate::SquishError::Incompatible).
+///
+/// Forgetting `.check()` on a builder points at the fix (the compiler's
+/// message names `.check()?`):
+///
+/// ```compile_fail
+/// use squish::prelude::*;
+/// let _ = Pipeline::new().then(LowRank::params(RankSelection::Fixed(8))); // `.check()?` missing
+/// ```
+///
+/// ```
+/// use squish::prelude::*;
+/// let _ = Pipeline::new().then(LowRank::params(RankSelection::Fixed(8)).check()?);
+/// # Ok::<(), squish::SquishError>(())
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a `CompressionPass`; a `…Params` builder becomes one through `.check()?`",
     label = "call `.check()?` on this builder first",
