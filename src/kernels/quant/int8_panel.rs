@@ -161,7 +161,8 @@ impl Panels {
     /// Panels of `rows × cols` codes `code(n, k)`, `step` columns per load
     /// (4: int8 bytes, 8: int4 nibbles), in groups of `g` columns (a
     /// multiple of `step` or the whole row) with the scale `scale_of(n, j)`
-    /// of row `n`'s group `j`.
+    /// of row `n`'s group `j`; `None` when a row's scaled sums could leave
+    /// f32 (weights near f32::MAX), which every constructor passes on.
     fn build(
         rows: usize,
         cols: usize,
