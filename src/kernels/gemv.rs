@@ -191,10 +191,17 @@ pub(crate) fn dense_scaled(
             }
             _ => dense_portable(wb, xs, cols, out),
         }
-        // (AVX-512 applies the scales as it stores the outputs.)
+        // (AVX-512 applies the scales as it stores the outputs.) At one
+        // input the rows are single values: zipped, so that it vectorizes
+        // (chunks of one cost 6 % of a 384 × 384 product on AVX2).
         if let Some(s) = row_scales {
-            for (o, &s) in out.chunks_exact_mut(batch).zip(&s[r0..]) {
-                o.iter_mut().for_each(|v| *v *= s);
+            let s = &s[r0..r0 + nr];
+            if batch == 1 {
+                out.iter_mut().zip(s).for_each(|(v, &s)| *v *= s);
+            } else {
+                for (o, &s) in out.chunks_exact_mut(batch).zip(s) {
+                    o.iter_mut().for_each(|v| *v *= s);
+                }
             }
         }
     })
