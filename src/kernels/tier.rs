@@ -30,10 +30,38 @@ impl Tier {
     /// Every tier, lowest first (for tests that run each available path).
     pub const ALL: [Tier; 4] = [Tier::Portable, Tier::Avx2, Tier::Avx512, Tier::Avx512Vnni];
 
-    /// The best tier this CPU supports (detected once, then cached).
+    /// The best tier this CPU supports (detected once, then cached), at
+    /// most the one named by the environment variable `SQUISH_MAX_TIER`
+    /// (`portable`, `avx2`, `avx512` or `avx512vnni`; like oneDNN's
+    /// `ONEDNN_MAX_CPU_ISA`), so that a machine can run, test and measure
+    /// the paths of a smaller CPU. Other values are ignored.
     pub fn detect() -> Tier {
         static BEST: OnceLock<Tier> = OnceLock::new();
-        *BEST.get_or_init(detect_uncached)
+        *BEST.get_or_init(|| {
+            let cap = std::env::var("SQUISH_MAX_TIER").ok();
+            detect_uncached().min(
+                cap.as_deref()
+                    .and_then(Tier::named)
+                    .unwrap_or(Tier::Avx512Vnni),
+            )
+        })
+    }
+
+    /// The tier a `SQUISH_MAX_TIER` value names (case-insensitive).
+    ///
+    /// ```
+    /// use squish::kernels::Tier;
+    /// assert_eq!(Tier::named("AVX2"), Some(Tier::Avx2));
+    /// assert_eq!(Tier::named("sse4"), None);
+    /// ```
+    pub fn named(name: &str) -> Option<Tier> {
+        match name.to_ascii_lowercase().as_str() {
+            "portable" => Some(Tier::Portable),
+            "avx2" => Some(Tier::Avx2),
+            "avx512" => Some(Tier::Avx512),
+            "avx512vnni" => Some(Tier::Avx512Vnni),
+            _ => None,
+        }
     }
 
     /// `self`, capped at what the CPU supports.

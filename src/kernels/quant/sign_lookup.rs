@@ -114,7 +114,7 @@ fn tables(x: ArrayView2<f32>, quads: usize, exec: &dyn ParallelExecutor) -> Alig
     for_each_chunk_mut(exec, &mut t, quads * T, |b, out| {
         let row = &xs[b * cols..(b + 1) * cols];
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if available() {
             // SAFETY: AVX-512F was detected.
             unsafe { fill_avx512(row, out) };
             return;
@@ -197,7 +197,7 @@ pub(crate) fn lookup_reference(v: &BinaryValues, x: ArrayView2<f32>) -> Option<A
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        crate::kernels::Tier::detect() >= crate::kernels::Tier::Avx512
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
