@@ -209,9 +209,10 @@ impl Panels {
                 let group = &row[j * g..((j + 1) * g).min(cols)];
                 let s: i32 = group.iter().map(|&q| q as i32).sum();
                 let abs: i32 = group.iter().map(|&q| (q as i32).abs()).sum();
+                let sc = scale_of(n, j);
                 comp[(p * ng + j) * P + l] = 128 * s;
-                scale[(p * ng + j) * P + l] = scale_of(n, j);
-                reach += (scale_of(n, j) as f64).abs() * 127.0 * abs as f64;
+                scale[(p * ng + j) * P + l] = sc;
+                reach += (sc as f64).abs() * 127.0 * abs as f64;
             }
             if reach > f32::MAX as f64 {
                 return None;
@@ -600,13 +601,14 @@ fn nibble_corrections(p: &Panels, xu: &[u8]) -> Vec<i32> {
     out
 }
 
-/// An output shared by the tasks, each writing its own elements.
-struct Out<T>(*mut T);
+/// An output shared by the tasks, each writing its own elements (also the
+/// sign lookups' `y`).
+pub(crate) struct Out<T>(pub(crate) *mut T);
 // SAFETY: tasks write disjoint elements.
 unsafe impl<T> Sync for Out<T> {}
 
 impl<T> Out<T> {
-    fn ptr(&self) -> *mut T {
+    pub(crate) fn ptr(&self) -> *mut T {
         self.0
     }
 }

@@ -245,7 +245,7 @@ fn run(
     // 2 KiB apart, into two sets of the L1: 384 × 384 at 512 inputs took
     // as long as dense f32, and 1.75× less time at 448 and 640.)
     let mut y = Vec::<f32>::with_capacity(batch * rows);
-    let out = Out(y.as_mut_ptr());
+    let out = super::int8_panel::Out(y.as_mut_ptr());
     let out = &out;
     exec.run(rows.div_ceil(TASK_ROWS), &|task| {
         let r0 = task * TASK_ROWS;
@@ -254,18 +254,13 @@ fn run(
         // `r0..r0 + nr` exist, the tables hold `batch` inputs, and `y`
         // has room for `batch` rows of `rows`, of which this task alone
         // writes columns `r0..r0 + nr`.
-        unsafe { task_avx512(w, scales, &t, batch, r0, nr, (out.0, rows)) };
+        unsafe { task_avx512(w, scales, &t, batch, r0, nr, (out.ptr(), rows)) };
     });
     // SAFETY: the tasks wrote every column (they cover `0..rows`) of every
     // row, and `exec.run` returns once all of them have run.
     unsafe { y.set_len(batch * rows) };
     Array2::from_shape_vec((batch, rows), y).expect("sizes match")
 }
-
-/// `y`, shared by the tasks, each writing its own columns.
-struct Out(*mut f32);
-// SAFETY: the tasks write disjoint elements.
-unsafe impl Sync for Out {}
 
 #[cfg(not(target_arch = "x86_64"))]
 fn run(_: &SignWords, _: &[f32], _: ArrayView2<f32>, _: &dyn ParallelExecutor) -> Array2<f32> {
