@@ -121,9 +121,16 @@ pub(crate) fn matmul_block(
     Some(super::gemv::dense(w, rows, cols, x, exec, tier))
 }
 
-/// Copies that sit in L2 (half of this machine class's 512 KiB): there,
-/// dense f32's extra bytes cost nothing even at batch 1.
-const L2_COPY_BYTES: usize = 256 << 10;
+/// Whether a copy of `bytes` sits in an L2 of `l2` bytes with a quarter to
+/// spare for the inputs and outputs: there, dense f32's extra bytes cost
+/// nothing even at batch 1. (The policies below ask of this CPU's L2,
+/// [`l2_bytes`]: 384 × 384 in f32, 576 KiB, sits in a Zen 5's 1 MiB but not
+/// in a Zen 3's 512 KiB, where int8's reader won at batch 1.)
+///
+/// [`l2_bytes`]: super::cache::l2_bytes
+fn sits_in_l2(bytes: usize, l2: usize) -> bool {
+    bytes <= l2 / 4 * 3
+}
 
 /// Smallest batch at which AVX2 multiplies a cache-resident block of int8 /
 /// int4 / binary / ternary codes through its copy ([`matmul_codes`]):
@@ -134,8 +141,8 @@ const L2_COPY_BYTES: usize = 256 << 10;
 fn codes_min_batch(values: &Values) -> usize {
     let int8_rows = matches!(values, Values::Int8(v)
         if !matches!(v.params().granularity(), Granularity::PerGroup(_)));
-    let in_l2 = values.layout().total().saturating_mul(4) <= L2_COPY_BYTES;
-    if int8_rows && !in_l2 {
+    let bytes = values.layout().total().saturating_mul(4);
+    if int8_rows && !sits_in_l2(bytes, super::cache::l2_bytes()) {
         2
     } else {
         1
@@ -479,6 +486,7 @@ mod tests {
         assert!(!applies(&v256, true, 64, Tier::Portable));
         // Codes, on AVX2 only: int8 / int4 with row scales keep their
         // readers at batch 1 past L2 (384 × 384 in f32 is 576 KiB).
+        // (Which L2: `SQUISH_L2_BYTES` runs a smaller CPU's policy.)
         let forms = code_forms(384, 384);
         let (int8, int4g, binary) = (
             forms[1].values().unwrap(),
@@ -486,8 +494,13 @@ mod tests {
             forms[4].values().unwrap(),
         );
         let small = code_forms(100, 300);
+        // 576 KiB: in a 1 MiB L2, not in a 512 KiB one.
+        assert!(sits_in_l2(384 * 384 * 4, 1 << 20));
+        assert!(!sits_in_l2(384 * 384 * 4, 512 << 10));
+        assert!(sits_in_l2(384 << 10, 512 << 10));
         if avx2 {
-            assert!(!applies_codes(int8, 1, Tier::Avx2));
+            let in_l2 = sits_in_l2(384 * 384 * 4, super::super::cache::l2_bytes());
+            assert_eq!(applies_codes(int8, 1, Tier::Avx2), in_l2);
             assert!(applies_codes(int8, 2, Tier::Avx2));
             assert!(applies_codes(int4g, 1, Tier::Avx2));
             assert!(applies_codes(binary, 1, Tier::Avx2));

@@ -69,6 +69,7 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
+pub mod cache;
 pub mod codebook;
 pub mod csr_codebook;
 pub mod decoded_copy;

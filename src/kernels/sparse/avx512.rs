@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::portable::ColIndex;
+use super::portable::{index, load, ColIndex};
 
 #[inline]
 fn tail_mask(rem: usize) -> __mmask16 {
@@ -94,31 +94,6 @@ impl<'a, I: ColIndex> Stored<'a, I> {
         );
         (&self.idx[a..e], &self.vals[a..e])
     }
-}
-
-/// One scalar load the compiler may not merge into a gather (it would:
-/// eight loads at indexed addresses look to it like one `vgatherdps`).
-///
-/// # Safety
-/// `p` is valid for reads.
-#[inline(always)]
-unsafe fn load(p: *const f32) -> f32 {
-    // SAFETY: the caller's contract.
-    unsafe { p.read_volatile() }
-}
-
-/// Column index `k` of `idx`, by one scalar load: eight consecutive
-/// indices otherwise became a vector load and eight `vpextrd` moves to
-/// general registers (two µops each), which bounded the loops of 4 and 8
-/// lanes (CSR 384 × 384 at batch 2 on a Zen 5: 0.86 → 0.95–1.07× dense
-/// f32).
-///
-/// # Safety
-/// `k < idx.len()`.
-#[inline(always)]
-unsafe fn index<I: ColIndex>(idx: &[I], k: usize) -> usize {
-    // SAFETY: the caller's contract.
-    unsafe { idx.as_ptr().add(k).read_volatile().at() }
 }
 
 /// Batch 1 of [`csr_rows`] for one row. No features of its own: it is

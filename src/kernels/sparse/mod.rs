@@ -324,12 +324,13 @@ fn rows_typed<I: ColIndex>(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if let (KernelPath::Avx2, Input::Transposed { xt, stride, .. }) = (path, x) {
+    if path == KernelPath::Avx2 {
+        let (xs, stride) = x.lanes();
         // SAFETY: the path was checked available; a valid CSR's indices are
-        // below the input's columns, which `xt` holds (`stride ≥ batch`
-        // lanes each, a multiple of 4); `idx` and `vals` are the rows'
-        // stored values.
-        unsafe { avx2::csr_rows(row_ptr, idx, vals, rows, xt.as_ptr(), *stride, batch, out) };
+        // below the input's columns, which `xs` holds (the vector, or `xᵀ`
+        // with `stride ≥ batch` lanes each, a multiple of 4); `idx` and
+        // `vals` are the rows' stored values.
+        unsafe { avx2::csr_rows(row_ptr, idx, vals, rows, xs.as_ptr(), stride, batch, out) };
         return;
     }
     let base = row_ptr[rows.start] as usize;
