@@ -168,10 +168,10 @@ macro_rules! lanes {
                             $add($add(acc[0], acc[4]), $add(acc[1], acc[5])),
                             $add($add(acc[2], acc[6]), $add(acc[3], acc[7])),
                         );
-                        let mut t = [0.0f32; $n];
-                        $store(t.as_mut_ptr(), s);
+                        // Masked: a copy of a few floats was a call to
+                        // `memmove` per row.
                         let w = (batch - t0).min($n);
-                        o[t0..t0 + w].copy_from_slice(&t[..w]);
+                        $store(o.as_mut_ptr().add(t0), tail_mask(w) as _, s);
                     }
                 }
             }
@@ -181,17 +181,17 @@ macro_rules! lanes {
 
 lanes!(
     /// Batches 2–4 (`xᵀ` padded to 4 lanes).
-    lanes4, 4, _mm_setzero_ps, _mm_set1_ps, _mm_loadu_ps, _mm_fmadd_ps, _mm_add_ps, _mm_storeu_ps
+    lanes4, 4, _mm_setzero_ps, _mm_set1_ps, _mm_loadu_ps, _mm_fmadd_ps, _mm_add_ps, _mm_mask_storeu_ps
 );
 lanes!(
     /// Batches 5–8 (`xᵀ` padded to 8 lanes).
     lanes8, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps,
-    _mm256_storeu_ps
+    _mm256_mask_storeu_ps
 );
 lanes!(
     /// Batches from 9 (`xᵀ` padded to a multiple of 16 lanes), 16 at a time.
     lanes16, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps,
-    _mm512_add_ps, _mm512_storeu_ps
+    _mm512_add_ps, _mm512_mask_storeu_ps
 );
 
 /// Dense dot product with four 16-lane accumulators.
