@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView2, AsArray, Ix2};
 
 use crate::error::{Result, SquishError};
 
@@ -32,7 +32,12 @@ impl ErrorMetrics {
     /// assert_eq!(e.max_abs, 0.5);
     /// assert!((e.sqnr_db - 20.0).abs() < 1e-9);
     /// ```
-    pub fn between(w: ArrayView2<f32>, w_hat: ArrayView2<f32>) -> Result<Self> {
+    pub fn between<'a>(
+        w: impl AsArray<'a, f32, Ix2>,
+        w_hat: impl AsArray<'a, f32, Ix2>,
+    ) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
+        let w_hat: ArrayView2<'a, f32> = w_hat.into();
         if w.dim() != w_hat.dim() {
             return Err(SquishError::shape(
                 "error metrics",

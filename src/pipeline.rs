@@ -120,18 +120,24 @@ pub struct StageReport {
 
 impl StageReport {
     /// Measures `m` against the original `w`.
-    pub fn measure(method: String, w: ArrayView2<f32>, m: &CompressedMatrix) -> Result<Self> {
+    pub fn measure<'a>(
+        method: String,
+        w: impl AsArray<'a, f32, Ix2>,
+        m: &CompressedMatrix,
+    ) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
         Self::measure_scaled(method, w, m, None)
     }
 
     /// Measures the effective weight of `m` served with per-input factors
     /// `input_scale` (each decoded column times its factor) against `w`.
-    pub fn measure_scaled(
+    pub fn measure_scaled<'a>(
         method: String,
-        w: ArrayView2<f32>,
+        w: impl AsArray<'a, f32, Ix2>,
         m: &CompressedMatrix,
         input_scale: Option<&[f32]>,
     ) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
         Ok(StageReport {
             method,
             structure: m.structure().kind(),

@@ -138,3 +138,205 @@ fn family_errors_say_what_to_do() {
     assert!(e.to_string().contains("pick k"), "{e}");
     let _ = array![[1.0f32]]; // the re-exported ndarray's macros work too
 }
+
+/// Every public function and inherent method that reads arrays takes
+/// anything ndarray can view (issue #20: `run(&w)` compiled, `fidelity(&a, &b)`
+/// did not): `&owned` and `.view()` give the same bits.
+#[test]
+fn every_public_array_input_takes_owned_arrays_and_views() {
+    use squish::compression::lowrank::{factorize, kernel as lowrank_kernel, Svd, SvdBackend};
+    use squish::compression::sharing::centroid_gradients;
+    use squish::kernels::dense_matmul;
+    use squish::matrix::{
+        reference, CodebookScope, InverseHessian, PackedBits, RowLayout, Structure, Values,
+    };
+    use squish::metrics::ErrorMetrics;
+    use squish::ndarray::Array1;
+    use squish::nn::{attend, fidelity, mean_pool_normalize, Linear};
+    use squish::pass::LayerStats;
+    use squish::plan::mean_cosine;
+    use squish::pruning::{near_zero_mask, surviving_rows, wanda_scores, Structured};
+    use squish::quantization::kernels::binary::xnor_reference;
+    use squish::quantization::{
+        fake_quantize, quantize_activations, scale_inputs, DynamicInt8, Gptq,
+    };
+    use squish::training::{accuracy, argmax_rows, log_softmax, softmax, Activation, Mlp};
+
+    let w = weights(); // [24, 16]
+    let w2 = w.mapv(|v| v * 0.9 + 0.01);
+    let x = Array2::from_shape_fn((5, 16), |(b, j)| ((b * 5 + j * 3) % 11) as f32 / 11.0 - 0.4);
+    let labels = [0, 3, 1, 2, 3];
+    let seq = Sequential;
+
+    // nn
+    assert_eq!(fidelity(&w, &w2, 3), fidelity(w.view(), w2.view(), 3));
+    assert_eq!(
+        mean_pool_normalize(&x, &[0..2, 2..5]),
+        mean_pool_normalize(x.view(), &[0..2, 2..5])
+    );
+    let linear = Linear::dense(w.clone(), Some(Array1::linspace(-1.0, 1.0, 24))).unwrap();
+    assert_eq!(
+        linear.forward(&x, &seq).unwrap(),
+        linear.forward(x.view(), &seq).unwrap()
+    );
+    assert_eq!(
+        attend(&x, &x, &x, &[0..2, 2..5], 2, &seq).unwrap(),
+        attend(x.view(), x.view(), x.view(), &[0..2, 2..5], 2, &seq).unwrap()
+    );
+
+    // training
+    let logits = Array2::from_shape_fn((5, 4), |(b, c)| ((b * 3 + c * 7) % 5) as f32 - 2.0);
+    assert_eq!(softmax(&logits, 2.0), softmax(logits.view(), 2.0));
+    assert_eq!(log_softmax(&logits, 2.0), log_softmax(logits.view(), 2.0));
+    assert_eq!(argmax_rows(&logits), argmax_rows(logits.view()));
+    assert_eq!(accuracy(&logits, &labels), accuracy(logits.view(), &labels));
+    let g = logits.mapv(|v| v * 0.5);
+    assert_eq!(
+        Activation::Gelu.forward(&logits),
+        Activation::Gelu.forward(logits.view())
+    );
+    assert_eq!(
+        Activation::Tanh.backward(&logits, &g),
+        Activation::Tanh.backward(logits.view(), g.view())
+    );
+    let mlp: Mlp = Mlp::params(&[16, 8, 4]).seed(7).check().unwrap();
+    assert_eq!(mlp.forward(&x).unwrap(), mlp.forward(x.view()).unwrap());
+    assert_eq!(mlp.hidden(&x, 0).unwrap(), mlp.hidden(x.view(), 0).unwrap());
+    assert_eq!(
+        mlp.gradients(&x, &labels).unwrap(),
+        mlp.gradients(x.view(), &labels).unwrap()
+    );
+    assert_eq!(
+        mlp.accuracy(&x, &labels).unwrap(),
+        mlp.accuracy(x.view(), &labels).unwrap()
+    );
+    assert_eq!(
+        mlp.layers()[0].forward(&x),
+        mlp.layers()[0].forward(x.view())
+    );
+
+    // pruning
+    assert_eq!(
+        wanda_scores(&w, &x).unwrap(),
+        wanda_scores(w.view(), x.view()).unwrap()
+    );
+    assert_eq!(near_zero_mask(&w, 0.1), near_zero_mask(w.view(), 0.1));
+    assert_eq!(surviving_rows(&w, 0.1), surviving_rows(w.view(), 0.1));
+    let structured = Structured::params(0.5).rows().check().unwrap();
+    assert_eq!(
+        structured.norms(&w).unwrap(),
+        structured.norms(w.view()).unwrap()
+    );
+    assert_eq!(
+        structured.kept(&w).unwrap(),
+        structured.kept(w.view()).unwrap()
+    );
+
+    // quantization
+    assert_eq!(
+        quantize_activations(&x).unwrap(),
+        quantize_activations(x.view()).unwrap()
+    );
+    let s: Vec<f32> = (0..16).map(|j| 0.5 + j as f32 / 16.0).collect();
+    assert_eq!(scale_inputs(&w, &s), scale_inputs(w.view(), &s));
+    assert_eq!(
+        fake_quantize(&w, &Binary).unwrap(),
+        fake_quantize(w.view(), &Binary).unwrap()
+    );
+    let int8 = Pipeline::new()
+        .quantize(IntQuantizer::params(8).per_row().check().unwrap())
+        .run(&w)
+        .unwrap()
+        .matrix;
+    let dynamic = DynamicInt8::new(int8).unwrap();
+    assert_eq!(
+        dynamic.matmul(&x, &seq).unwrap(),
+        dynamic.matmul(x.view(), &seq).unwrap()
+    );
+    let gptq = Gptq::params(4).check().unwrap();
+    assert_eq!(
+        gptq.round_to_nearest(&w).unwrap(),
+        gptq.round_to_nearest(w.view()).unwrap()
+    );
+    let mut stats = LayerStats::new(16);
+    stats.accumulate(&x).unwrap();
+    let mut stats_v = LayerStats::new(16);
+    stats_v.accumulate(x.view()).unwrap();
+    assert_eq!(stats, stats_v);
+    let h = stats.hessian().to_owned();
+    assert_eq!(
+        gptq.quantize(&w, &h, &seq).unwrap().matrix,
+        gptq.quantize(w.view(), h.view(), &seq).unwrap().matrix
+    );
+    assert_eq!(
+        stats.target_weight(&w, 0.01).unwrap(),
+        stats.target_weight(w.view(), 0.01).unwrap()
+    );
+
+    // compression::lowrank
+    assert_eq!(
+        factorize(&w, RankSelection::Fixed(3)).unwrap(),
+        factorize(w.view(), RankSelection::Fixed(3)).unwrap()
+    );
+    assert_eq!(
+        Svd::exact(&w, SvdBackend::Faer).unwrap(),
+        Svd::exact(w.view(), SvdBackend::Faer).unwrap()
+    );
+    let low_rank = Pipeline::new()
+        .then(LowRank::params(RankSelection::Fixed(3)).check().unwrap())
+        .run(&w)
+        .unwrap()
+        .matrix;
+    let Structure::LowRank(lr) = low_rank.structure() else {
+        panic!("a low-rank pass gives a low-rank structure");
+    };
+    assert_eq!(
+        lowrank_kernel::matmul(lr, &x, &seq),
+        lowrank_kernel::matmul(lr, x.view(), &seq)
+    );
+
+    // matrix and kernels
+    let keep = w.mapv(|v| v.abs() > 0.2);
+    assert_eq!(
+        CompressedMatrix::csr_from_mask(&w, &keep).unwrap(),
+        CompressedMatrix::csr_from_mask(w.view(), keep.view()).unwrap()
+    );
+    assert_eq!(
+        CompressedMatrix::kept_rows(&w, vec![1, 5, 20]).unwrap(),
+        CompressedMatrix::kept_rows(w.view(), vec![1, 5, 20]).unwrap()
+    );
+    assert_eq!(
+        InverseHessian::new(&h, 0.01, None).unwrap().upper(),
+        InverseHessian::new(h.view(), 0.01, None).unwrap().upper()
+    );
+    let m = CompressedMatrix::from_dense(&w).unwrap();
+    assert_eq!(
+        reference::matmul(&m, &x, &seq),
+        reference::matmul(&m, x.view(), &seq)
+    );
+    assert_eq!(
+        dense_matmul(&w, &x, &seq).unwrap(),
+        dense_matmul(w.view(), x.view(), &seq).unwrap()
+    );
+    let binary = Binary.quantize(&m).unwrap();
+    assert_eq!(
+        xnor_reference(&binary, &x).unwrap(),
+        xnor_reference(&binary, x.view()).unwrap()
+    );
+    let layout = RowLayout::Uniform { rows: 1, len: 3 };
+    let idx = PackedBits::pack(1, &[0, 1, 0]).unwrap();
+    let v = Values::codebook(layout, 2, CodebookScope::PerTensor, vec![-1.0, 1.0], idx).unwrap();
+    let codebook = CompressedMatrix::from_parts(1, 3, Structure::Dense, v).unwrap();
+    let dw = array![[0.5f64, 2.0, 0.25]];
+    assert_eq!(
+        centroid_gradients(&codebook, &dw).unwrap(),
+        centroid_gradients(&codebook, dw.view()).unwrap()
+    );
+
+    // metrics and plan
+    assert_eq!(
+        ErrorMetrics::between(&w, &w2).unwrap(),
+        ErrorMetrics::between(w.view(), w2.view()).unwrap()
+    );
+    assert_eq!(mean_cosine(&w, &w2), mean_cosine(w.view(), w2.view()));
+}

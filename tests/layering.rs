@@ -640,7 +640,15 @@ fn old_public_paths_still_resolve() {
     let _: squish::pass::Prune<squish::pruning::Magnitude> =
         squish::pruning::Prune(squish::pruning::Magnitude::params(0.5).check().unwrap());
     let _ = squish::compression::lowrank::kernel::GEMV_MAX_BATCH;
-    let _ = squish::quantization::kernels::matmul_block;
+    // `matmul_block` takes `impl AsArray`: name it through a call.
+    let _ = |v: &squish::matrix::Values, x: ndarray::ArrayView2<f32>| {
+        squish::quantization::kernels::matmul_block(
+            v,
+            x,
+            &Sequential,
+            squish::quantization::kernels::Isa::Portable,
+        )
+    };
 }
 
 /// The library's own dependencies (`[dependencies]`, per-target ones

@@ -10,6 +10,9 @@ use crate::error::Result;
 /// `[batch, classes]`) and the hard labels, it returns the mean loss over the
 /// batch and its gradient with respect to the student logits, which a trainer
 /// back-propagates through the student.
+///
+/// Takes views so the trait stays object-safe (`&dyn Distiller`): pass
+/// `logits.view()`.
 pub trait Distiller: Send + Sync {
     /// Name shown in reports.
     fn name(&self) -> String;

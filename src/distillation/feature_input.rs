@@ -1,7 +1,7 @@
 //! A "knowledge distillation network" in the original sense: the teacher's
 //! outputs become extra inputs of a small student.
 
-use ndarray::{concatenate, Array1, Array2, ArrayView2, Axis};
+use ndarray::{concatenate, Array1, Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use super::{teacher_outputs, Teacher};
 use crate::data::Dataset;
@@ -19,7 +19,12 @@ pub enum FeatureSource {
 
 impl FeatureSource {
     /// The teacher's output for `x` (computed in chunks).
-    pub fn compute(&self, teacher: &dyn Teacher, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+    pub fn compute<'a>(
+        &self,
+        teacher: &dyn Teacher,
+        x: impl AsArray<'a, f32, Ix2>,
+    ) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
         match *self {
             FeatureSource::Logits => teacher_outputs(x, None, &|x| teacher.logits(x)),
             FeatureSource::Hidden(l) => teacher_outputs(x, None, &|x| teacher.features(x, l)),
@@ -104,7 +109,13 @@ impl FeatureStudent {
     }
 
     /// `[x, (features − mean)/std]`.
-    pub fn augment(&self, x: ArrayView2<f32>, features: ArrayView2<f32>) -> Result<Array2<f32>> {
+    pub fn augment<'a>(
+        &self,
+        x: impl AsArray<'a, f32, Ix2>,
+        features: impl AsArray<'a, f32, Ix2>,
+    ) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
+        let features: ArrayView2<'a, f32> = features.into();
         if features.nrows() != x.nrows() || features.ncols() != self.mean.len() {
             return Err(SquishError::shape(
                 "teacher features",
@@ -118,17 +129,25 @@ impl FeatureStudent {
     }
 
     /// Logits from `x` and the cached teacher `features` of the same rows.
-    pub fn forward(&self, x: ArrayView2<f32>, features: ArrayView2<f32>) -> Result<Array2<f32>> {
+    pub fn forward<'a>(
+        &self,
+        x: impl AsArray<'a, f32, Ix2>,
+        features: impl AsArray<'a, f32, Ix2>,
+    ) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
+        let features: ArrayView2<'a, f32> = features.into();
         self.student.forward(self.augment(x, features)?.view())
     }
 
     /// Classification accuracy.
-    pub fn accuracy(
+    pub fn accuracy<'a>(
         &self,
-        x: ArrayView2<f32>,
-        features: ArrayView2<f32>,
+        x: impl AsArray<'a, f32, Ix2>,
+        features: impl AsArray<'a, f32, Ix2>,
         labels: &[usize],
     ) -> Result<f64> {
+        let x: ArrayView2<'a, f32> = x.into();
+        let features: ArrayView2<'a, f32> = features.into();
         self.student
             .accuracy(self.augment(x, features)?.view(), labels)
     }

@@ -1,6 +1,6 @@
 //! FitNets-style hint (feature) distillation.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -104,11 +104,13 @@ impl HintParams {
 
 /// `½·mean over rows ‖P(h_s) − h_t‖²` with `P = projection`, and its
 /// gradients with respect to `h_s` and to the projection's parameters.
-pub fn hint_loss_and_grad<F: Scalar>(
+pub fn hint_loss_and_grad<'a, F: Scalar>(
     projection: &Dense<F>,
-    h_s: ArrayView2<F>,
-    h_t: ArrayView2<F>,
+    h_s: impl AsArray<'a, F, Ix2>,
+    h_t: impl AsArray<'a, F, Ix2>,
 ) -> Result<(f64, Array2<F>, DenseGrad<F>)> {
+    let h_s: ArrayView2<'a, F> = h_s.into();
+    let h_t: ArrayView2<'a, F> = h_t.into();
     if h_s.ncols() != projection.inputs()
         || h_t.ncols() != projection.outputs()
         || h_s.nrows() != h_t.nrows()

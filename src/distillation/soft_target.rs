@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::fast_exp::{dot_diff, exp_shifted, max};
 use super::DistillationError;
@@ -80,13 +80,15 @@ impl SoftTarget {
 
     /// [`loss_and_grad`](Distiller::loss_and_grad) with rows spread over
     /// `exec`; the result does not depend on the executor.
-    pub fn loss_and_grad_on(
+    pub fn loss_and_grad_on<'a>(
         &self,
-        student: ArrayView2<f32>,
-        teacher: ArrayView2<f32>,
+        student: impl AsArray<'a, f32, Ix2>,
+        teacher: impl AsArray<'a, f32, Ix2>,
         labels: &[usize],
         exec: &dyn ParallelExecutor,
     ) -> Result<(f64, Array2<f32>)> {
+        let student: ArrayView2<'a, f32> = student.into();
+        let teacher: ArrayView2<'a, f32> = teacher.into();
         check_inputs(student, teacher, labels)?;
         if self.alpha == 0.0 {
             // Only the hard labels remain: the very code plain training runs,
@@ -296,13 +298,15 @@ impl Kernel {
 /// The plain soft-target loss and gradient, in any float type, from
 /// [`softmax`] and [`log_softmax`]: what the fast kernel is tested against,
 /// and what the f64 gradient checks differentiate.
-pub fn soft_target_reference<F: Scalar>(
-    student: ArrayView2<F>,
-    teacher: ArrayView2<F>,
+pub fn soft_target_reference<'a, F: Scalar>(
+    student: impl AsArray<'a, F, Ix2>,
+    teacher: impl AsArray<'a, F, Ix2>,
     labels: &[usize],
     temperature: f64,
     alpha: f64,
 ) -> Result<(f64, Array2<F>)> {
+    let student: ArrayView2<'a, F> = student.into();
+    let teacher: ArrayView2<'a, F> = teacher.into();
     check_inputs(student, teacher, labels)?;
     let tt = F::of(temperature);
     let b = student.nrows() as f64;

@@ -8,6 +8,9 @@ use crate::training::{CompressedMlp, Mlp};
 
 /// A teacher network: any forward function, so a compressed teacher works
 /// as well as a dense one.
+///
+/// Takes views so the trait stays object-safe (`&dyn Teacher`): pass
+/// `x.view()`.
 pub trait Teacher: Sync {
     /// Logits `[batch, classes]` for `x`.
     fn logits(&self, x: ArrayView2<f32>) -> Result<Array2<f32>>;

@@ -1,6 +1,6 @@
 //! Teacher → student training.
 
-use ndarray::{concatenate, Array2, ArrayView2, Axis};
+use ndarray::{concatenate, Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use super::DistillationError;
 use super::{hint_loss_and_grad, Distiller, Hint, Teacher};
@@ -12,11 +12,12 @@ use crate::training::{Dense, Gradients, Masks, Mlp, TrainReport, Trainer};
 const TEACHER_CHUNK: usize = 2048;
 
 /// `f` on `x` in chunks of rows, concatenated; checks `cols` columns out.
-pub fn teacher_outputs(
-    x: ArrayView2<f32>,
+pub fn teacher_outputs<'a>(
+    x: impl AsArray<'a, f32, Ix2>,
     cols: Option<usize>,
     f: &dyn Fn(ArrayView2<f32>) -> Result<Array2<f32>>,
 ) -> Result<Array2<f32>> {
+    let x: ArrayView2<'a, f32> = x.into();
     let mut parts = Vec::new();
     for chunk in x.axis_chunks_iter(Axis(0), TEACHER_CHUNK) {
         let out = f(chunk)?;

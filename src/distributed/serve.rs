@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
+use ndarray::{concatenate, s, Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use super::reduce::{agree, guarded, Failure, Status};
 use super::wire::{from_bytes, to_bytes};
@@ -70,11 +70,12 @@ impl RankRowSplit {
     /// Each rank builds its slice of dense `w` with `build(rows, block)`
     /// (e.g. a compression pipeline). Collective: if any rank's build fails,
     /// every rank returns [`DistributedError::RankFailed`].
-    pub fn from_dense<B: LinOp + 'static>(
+    pub fn from_dense<'a, B: LinOp + 'static>(
         comm: Arc<dyn Communicator>,
-        w: ArrayView2<f32>,
+        w: impl AsArray<'a, f32, Ix2>,
         build: Build<'_, B>,
     ) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
         let (rows, cols) = w.dim();
         let size = comm.size();
         if size > rows {

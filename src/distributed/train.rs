@@ -4,7 +4,7 @@
 //! the fixed tree of [`allreduce_items`], so weights and losses are
 //! bit-identical for any number of ranks and threads.
 
-use ndarray::{concatenate, Array1, Array2, Axis};
+use ndarray::{concatenate, Array1, Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use super::wire::{from_bytes, to_bytes, Reader, Wire};
 use super::{allreduce_items, Cluster};
@@ -128,12 +128,13 @@ pub fn fit(
 /// The teacher's logits for every row of `x`, computed on contiguous row
 /// ranges, one per rank, and gathered on every rank (rows are independent,
 /// so this equals the one-process result).
-pub fn teacher_logits(
+pub fn teacher_logits<'a>(
     cluster: &Cluster<'_>,
     teacher: &dyn Teacher,
-    x: ndarray::ArrayView2<f32>,
+    x: impl AsArray<'a, f32, Ix2>,
     classes: usize,
 ) -> Result<Array2<f32>> {
+    let x: ArrayView2<'a, f32> = x.into();
     let ranges = even_ranges(x.nrows(), cluster.size());
     let mine = ranges[cluster.rank()].clone();
     let out = super::reduce::guarded(cluster.rank(), "teacher logits", || {

@@ -6,7 +6,7 @@
 //! codebook lives in one register and `vpermps` turns 16 indices into 16
 //! centroids at once, so W is read at 4 bits a weight and never written out.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use crate::error::{Result, SquishError};
 use crate::matrix::{CodebookValues, CompressedMatrix, Structure, Values};
@@ -30,12 +30,13 @@ pub enum CodebookKernel {
 ///
 /// Errors if `m` is not dense with codebook values, if `x` does not fit, or
 /// if the chosen kernel cannot run here (use [`CodebookKernel::Auto`]).
-pub fn codebook_matmul(
+pub fn codebook_matmul<'a>(
     m: &CompressedMatrix,
-    x: ArrayView2<f32>,
+    x: impl AsArray<'a, f32, Ix2>,
     exec: &dyn ParallelExecutor,
     kernel: CodebookKernel,
 ) -> Result<Array2<f32>> {
+    let x: ArrayView2<'a, f32> = x.into();
     let v = match (m.structure(), m.values()) {
         (Structure::Dense, Some(Values::Codebook(v))) => v,
         (s, v) => {

@@ -2,7 +2,7 @@
 //! of rows as tasks ([`dense_matmul`], on the streaming kernels of `kernels::gemv`), and the
 //! dense [`LinOp`] baseline.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use crate::error::{Result, SquishError};
 use crate::matrix::LinOp;
@@ -33,11 +33,13 @@ use crate::parallel::ParallelExecutor;
 /// assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs())));
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-pub fn dense_matmul(
-    w: ArrayView2<f32>,
-    x: ArrayView2<f32>,
+pub fn dense_matmul<'a>(
+    w: impl AsArray<'a, f32, Ix2>,
+    x: impl AsArray<'a, f32, Ix2>,
     exec: &dyn ParallelExecutor,
 ) -> Result<Array2<f32>> {
+    let w: ArrayView2<'a, f32> = w.into();
+    let x: ArrayView2<'a, f32> = x.into();
     if x.ncols() != w.ncols() {
         return Err(SquishError::shape(
             "matmul x·Wᵀ",

@@ -101,11 +101,12 @@ macro_rules! decoded {
 ///
 /// Every (structure, encoding) pair is named: adding a structure or an
 /// encoding fails to compile until it is given a kernel here.
-pub fn matmul(
+pub fn matmul<'a>(
     m: &CompressedMatrix,
-    x: ArrayView2<f32>,
+    x: impl AsArray<'a, f32, Ix2>,
     exec: &dyn ParallelExecutor,
 ) -> Array2<f32> {
+    let x: ArrayView2<'a, f32> = x.into();
     // A one-thread pool runs its tasks on the calling thread: handing them to
     // the pool's worker costs a wake-up per call (several µs, more than the
     // whole product of a small layer), and the dense kernel never pays it.

@@ -9,7 +9,7 @@
 //! row dot products instead of a GEMM, which would first copy (pack) the
 //! factors.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::gemm::{mul, mul_rows};
 use crate::matrix::{CompressedMatrix, LowRank, Structure, Values};
@@ -38,7 +38,12 @@ pub fn supports(lr: &LowRank) -> bool {
 ///
 /// # Panics
 /// When a factor is not dense f32; check with [`supports`] first.
-pub fn matmul(lr: &LowRank, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Array2<f32> {
+pub fn matmul<'a>(
+    lr: &LowRank,
+    x: impl AsArray<'a, f32, Ix2>,
+    exec: &dyn ParallelExecutor,
+) -> Array2<f32> {
+    let x: ArrayView2<'a, f32> = x.into();
     let a = dense_f32(lr.a()).expect("dense f32 factor A");
     let b = dense_f32(lr.b()).expect("dense f32 factor B");
     let yt = if x.nrows() <= GEMV_MAX_BATCH {

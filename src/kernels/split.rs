@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use ndarray::{s, Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use crate::error::{Result, SquishError};
 use crate::matrix::LinOp;
@@ -141,12 +141,13 @@ impl<A: SplitAxis> Split<A> {
     /// Splits dense `w` into `parts` even blocks along the axis and turns
     /// each into a part with `build(range, block)` (e.g. a compression
     /// pipeline), one task per block on `exec`.
-    pub fn from_dense<B: LinOp + 'static>(
-        w: ArrayView2<f32>,
+    pub fn from_dense<'a, B: LinOp + 'static>(
+        w: impl AsArray<'a, f32, Ix2>,
         parts: usize,
         build: Build<'_, B>,
         exec: &dyn ParallelExecutor,
     ) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
         let (name, axis) = match A::STACKING {
             Stacking::Rows => ("row parts", Axis(0)),
             Stacking::Cols => ("column parts", Axis(1)),

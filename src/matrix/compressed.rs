@@ -166,7 +166,12 @@ impl CompressedMatrix {
     }
 
     /// CSR matrix holding the entries of `w` where `keep` is true (f32 values).
-    pub fn csr_from_mask(w: ArrayView2<f32>, keep: ArrayView2<bool>) -> Result<Self> {
+    pub fn csr_from_mask<'a>(
+        w: impl AsArray<'a, f32, Ix2>,
+        keep: impl AsArray<'a, bool, Ix2>,
+    ) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
+        let keep: ArrayView2<'a, bool> = keep.into();
         let (rows, cols) = w.dim();
         check_non_empty("weight matrix", rows, cols)?;
         if keep.dim() != w.dim() {
@@ -199,7 +204,8 @@ impl CompressedMatrix {
     }
 
     /// A kept-rows matrix: the rows of `w` listed in `kept` (increasing).
-    pub fn kept_rows(w: ArrayView2<f32>, kept: Vec<u32>) -> Result<Self> {
+    pub fn kept_rows<'a>(w: impl AsArray<'a, f32, Ix2>, kept: Vec<u32>) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
         let (rows, cols) = w.dim();
         check_non_empty("weight matrix", rows, cols)?;
         let k = KeptRows::new(rows, kept)?;

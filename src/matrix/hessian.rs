@@ -10,7 +10,7 @@
 //! `ArrayView2<f64>` (families never see how `H` was collected).
 
 use faer::{Mat, Side};
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2, AsArray, Ix2};
 use thiserror::Error;
 
 use crate::error::{Result, SquishError};
@@ -75,7 +75,12 @@ impl InverseHessian {
     /// (`perm[k]` is the original column at position `k`; `None` keeps the
     /// order). Errors: non-square or mis-sized `perm` (shape), non-finite
     /// entries, a negative diagonal, or a matrix that stays indefinite.
-    pub fn new(h: ArrayView2<f64>, damp_frac: f64, perm: Option<&[usize]>) -> Result<Self> {
+    pub fn new<'a>(
+        h: impl AsArray<'a, f64, Ix2>,
+        damp_frac: f64,
+        perm: Option<&[usize]>,
+    ) -> Result<Self> {
+        let h: ArrayView2<'a, f64> = h.into();
         let n = h.nrows();
         if h.ncols() != n || n == 0 {
             return Err(SquishError::shape(
@@ -246,12 +251,13 @@ pub trait ObsColumns {
 /// for the rest of the row at the end of each block (lazy batch updates).
 /// `w` ends holding the fixed values; returns `Σ ((w_rk − q)/U_kk)²`
 /// (twice the predicted increase of the calibration objective).
-pub fn obs_sweep(
+pub fn obs_sweep<'a>(
     w: &mut Array2<f32>,
-    u: ArrayView2<f32>,
+    u: impl AsArray<'a, f32, Ix2>,
     block: usize,
     cols: &mut impl ObsColumns,
 ) -> f64 {
+    let u: ArrayView2<'a, f32> = u.into();
     let (rc, n) = w.dim();
     let block = block.max(1);
     let mut err = Array2::<f32>::zeros((rc, block.min(n)));

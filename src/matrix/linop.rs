@@ -9,6 +9,9 @@ use crate::parallel::{Forward, ParallelExecutor};
 /// entries (faer's `LinOp` is the model). A compressed matrix is a drop-in
 /// weight for inference through this trait.
 ///
+/// Takes a view so the trait stays object-safe (`Box<dyn LinOp>`): pass
+/// `x.view()`.
+///
 /// ```
 /// use ndarray::array;
 /// use squish::matrix::{CompressedMatrix, LinOp};

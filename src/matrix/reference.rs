@@ -4,17 +4,18 @@
 //! products with the batch. Low rank multiplies through its factors,
 //! `y = (x·Bᵀ)·Aᵀ`, so W is never formed. Fast kernels are tested against it.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::{CompressedMatrix, Structure};
 use crate::parallel::{row_blocks, rows_per_task, ParallelExecutor};
 
 /// `y = x · Wᵀ` (input already checked).
-pub fn matmul(
+pub fn matmul<'a>(
     m: &CompressedMatrix,
-    x: ArrayView2<f32>,
+    x: impl AsArray<'a, f32, Ix2>,
     exec: &dyn ParallelExecutor,
 ) -> Array2<f32> {
+    let x: ArrayView2<'a, f32> = x.into();
     if let Structure::LowRank(lr) = m.structure() {
         let t = matmul(lr.b(), x, exec);
         return matmul(lr.a(), t.view(), exec);

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::math::{exp_neg, max, sum, LANES};
 use super::Linear;
@@ -29,14 +29,17 @@ use crate::parallel::{map, ParallelExecutor};
 /// assert_eq!(y, v);
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-pub fn attend(
-    q: ArrayView2<f32>,
-    k: ArrayView2<f32>,
-    v: ArrayView2<f32>,
+pub fn attend<'a>(
+    q: impl AsArray<'a, f32, Ix2>,
+    k: impl AsArray<'a, f32, Ix2>,
+    v: impl AsArray<'a, f32, Ix2>,
     segments: &[Range<usize>],
     heads: usize,
     exec: &dyn ParallelExecutor,
 ) -> Result<Array2<f32>> {
+    let q: ArrayView2<'a, f32> = q.into();
+    let k: ArrayView2<'a, f32> = k.into();
+    let v: ArrayView2<'a, f32> = v.into();
     let (tokens, hidden) = q.dim();
     if k.dim() != q.dim() || v.dim() != q.dim() {
         return Err(SquishError::shape(
@@ -327,12 +330,13 @@ impl SelfAttention {
     }
 
     /// The block's output for packed `x: [tokens, hidden]`.
-    pub fn forward(
+    pub fn forward<'a>(
         &self,
-        x: ArrayView2<f32>,
+        x: impl AsArray<'a, f32, Ix2>,
         segments: &[Range<usize>],
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
         self.forward_observed(x, segments, exec, &mut |_, _| {})
     }
 

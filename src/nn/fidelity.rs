@@ -1,7 +1,7 @@
 //! Fidelity of compressed embeddings: cosine to the reference embeddings
 //! and recall of nearest neighbours.
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView2, AsArray, Ix2};
 
 /// How close one set of embeddings is to a reference set (rows paired).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,7 +44,13 @@ fn top_k(e: &[Vec<f64>], i: usize, k: usize) -> Vec<usize> {
 /// let f = fidelity(r.view(), r.view(), 1);
 /// assert!((f.min_cosine - 1.0).abs() < 1e-12 && f.recall_at_k == 1.0);
 /// ```
-pub fn fidelity(reference: ArrayView2<f32>, test: ArrayView2<f32>, k: usize) -> Fidelity {
+pub fn fidelity<'a>(
+    reference: impl AsArray<'a, f32, Ix2>,
+    test: impl AsArray<'a, f32, Ix2>,
+    k: usize,
+) -> Fidelity {
+    let reference: ArrayView2<'a, f32> = reference.into();
+    let test: ArrayView2<'a, f32> = test.into();
     assert_eq!(reference.dim(), test.dim(), "paired embeddings");
     let rows = |a: ArrayView2<f32>| -> Vec<Vec<f64>> {
         a.rows()

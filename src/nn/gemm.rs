@@ -6,7 +6,7 @@
 //! with a single-threaded GEMM; blocks never share an output element, so the
 //! result is bit-identical on every executor.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use crate::matrix::{CompressedMatrix, Structure};
 use crate::parallel::ParallelExecutor;
@@ -41,12 +41,14 @@ impl SendPtr {
 /// let y = linear_f32(x.view(), w.view(), Some(&[0.5, 0.0, -1.0]), &Sequential);
 /// assert_eq!(y, array![[3.5f32, -1.0, 2.5], [2.5, 0.0, 5.0]]);
 /// ```
-pub fn linear_f32(
-    x: ArrayView2<f32>,
-    w: ArrayView2<f32>,
+pub fn linear_f32<'a>(
+    x: impl AsArray<'a, f32, Ix2>,
+    w: impl AsArray<'a, f32, Ix2>,
     bias: Option<&[f32]>,
     exec: &dyn ParallelExecutor,
 ) -> Array2<f32> {
+    let x: ArrayView2<'a, f32> = x.into();
+    let w: ArrayView2<'a, f32> = w.into();
     let (n, kw) = w.dim();
     let w = w.as_standard_layout();
     let wp = w.as_ptr() as usize;
@@ -118,12 +120,13 @@ pub fn own_kernel_wins(w: &CompressedMatrix, m: usize) -> bool {
 /// the dense path, so the result equals [`linear_f32`] on the decoded
 /// weights bit for bit. Low rank runs as two such products
 /// (`(x·Bᵀ)·Aᵀ`), never forming `A·B`.
-pub fn linear_tiled(
-    x: ArrayView2<f32>,
+pub fn linear_tiled<'a>(
+    x: impl AsArray<'a, f32, Ix2>,
     w: &CompressedMatrix,
     bias: Option<&[f32]>,
     exec: &dyn ParallelExecutor,
 ) -> Array2<f32> {
+    let x: ArrayView2<'a, f32> = x.into();
     if let Structure::LowRank(lr) = w.structure() {
         let t = linear_tiled(x, lr.b(), None, exec);
         return linear_tiled(t.view(), lr.a(), bias, exec);

@@ -1,6 +1,6 @@
 //! [`LayerNorm`] over the last axis, optionally fused with a residual add.
 
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, AsArray, Ix2};
 
 use super::math::{fold, sum, LANES};
 use crate::error::{check_finite, Result, SquishError};
@@ -78,12 +78,13 @@ impl LayerNorm {
     }
 
     /// `x ← LayerNorm(x + residual)`: the post-norm residual block of BERT.
-    pub fn add_forward_in_place(
+    pub fn add_forward_in_place<'a>(
         &self,
         x: &mut Array2<f32>,
-        residual: ArrayView2<f32>,
+        residual: impl AsArray<'a, f32, Ix2>,
         exec: &dyn ParallelExecutor,
     ) {
+        let residual: ArrayView2<'a, f32> = residual.into();
         assert_eq!(x.dim(), residual.dim(), "residual shape");
         let w = self.len();
         let res = residual.as_standard_layout();

@@ -1,6 +1,6 @@
 //! [`Linear`]: `y = x·Wᵀ + b` with a dense or compressed weight.
 
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, AsArray, Ix2};
 
 use super::gemm::{linear_f32, linear_tiled, own_kernel_wins, packed_gemm_wins};
 use crate::error::{check_finite, Result, SquishError};
@@ -235,7 +235,12 @@ impl Linear {
 
     /// `x·Wᵀ + b` for `x: [rows, in]`; the result does not depend on the
     /// executor.
-    pub fn forward(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+    pub fn forward<'a>(
+        &self,
+        x: impl AsArray<'a, f32, Ix2>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
         if x.ncols() != self.in_features() {
             return Err(SquishError::shape(
                 "linear layer x·Wᵀ",

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 /// Mean of each segment's rows, then scaled to unit L2 norm (norm clamped at
 /// 1e-12, as `torch.nn.functional.normalize`): sentence-transformers'
@@ -15,7 +15,11 @@ use ndarray::{Array2, ArrayView2};
 /// let e = mean_pool_normalize(h.view(), &[0..2, 2..3]);
 /// assert_eq!(e, array![[1.0f32, 0.0], [0.0, 1.0]]);
 /// ```
-pub fn mean_pool_normalize(hidden: ArrayView2<f32>, segments: &[Range<usize>]) -> Array2<f32> {
+pub fn mean_pool_normalize<'a>(
+    hidden: impl AsArray<'a, f32, Ix2>,
+    segments: &[Range<usize>],
+) -> Array2<f32> {
+    let hidden: ArrayView2<'a, f32> = hidden.into();
     let dim = hidden.ncols();
     let mut out = Array2::<f32>::zeros((segments.len(), dim));
     for (seg, mut row) in segments.iter().zip(out.rows_mut()) {

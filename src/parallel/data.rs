@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
+use ndarray::{concatenate, s, Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use super::forward::{check_batch, Forward};
 use super::ParallelError;
@@ -96,12 +96,13 @@ impl DataParallel {
     /// Equals `model.forward(x)` bit for bit whenever the model treats rows
     /// independently (every kernel in squish does). An error is the first
     /// failing shard's, in shard order.
-    pub fn forward<M: Forward + ?Sized>(
+    pub fn forward<'a, M: Forward + ?Sized>(
         &self,
         model: &M,
-        x: ArrayView2<f32>,
+        x: impl AsArray<'a, f32, Ix2>,
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
         check_batch(x, model.in_dim())?;
         let shards = self.shards(x.nrows());
         let outs = map(exec, shards.len(), |i| {
@@ -190,12 +191,13 @@ where
 }
 
 /// [`DataParallel::forward`] with `shard` samples per shard.
-pub fn data_parallel_forward<M: Forward + ?Sized>(
+pub fn data_parallel_forward<'a, M: Forward + ?Sized>(
     model: &M,
-    x: ArrayView2<f32>,
+    x: impl AsArray<'a, f32, Ix2>,
     shard: usize,
     exec: &dyn ParallelExecutor,
 ) -> Result<Array2<f32>> {
+    let x: ArrayView2<'a, f32> = x.into();
     DataParallel::params()
         .shard(shard)
         .check()?

@@ -13,6 +13,9 @@ use crate::parallel::ParallelExecutor;
 /// depends only on row `b` of the input); the data-parallel and pipelined
 /// runners rely on it to split batches. Every
 /// [`LinOp`](crate::matrix::LinOp) is a `Forward`.
+///
+/// Takes a view so the trait stays object-safe (`&dyn Forward`): pass
+/// `x.view()`.
 pub trait Forward: Send + Sync {
     /// Input features.
     fn in_dim(&self) -> usize;

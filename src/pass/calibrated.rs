@@ -193,6 +193,9 @@ pub const TARGET_DAMP: f64 = 1.0;
 /// A data-aware method on a dense f32 weight: what GPTQ, SparseGPT and
 /// Wanda implement. Every `DataAware` is a [`CalibratedPass`] that checks
 /// for statistics and a dense f32 input first (typed errors).
+///
+/// Takes a view so the trait stays object-safe (`Box<dyn DataAware>`): pass
+/// `w.view()`.
 pub trait DataAware: Send + Sync {
     /// Name shown in reports.
     fn name(&self) -> String;

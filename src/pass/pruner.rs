@@ -14,6 +14,9 @@ use crate::parallel::ParallelExecutor;
 /// it). Wrap a pruner in [`Prune`](crate::pruning::Prune) (or use
 /// [`Pipeline::prune`](crate::pipeline::Pipeline::prune)) to put it in a pipeline.
 ///
+/// Takes views so the trait stays object-safe (`Box<dyn Pruner>`): pass
+/// `w.view()`.
+///
 /// Forgetting `.check()` on a builder points at the fix:
 ///
 /// ```compile_fail

@@ -1,7 +1,7 @@
 //! Per-layer calibration statistics of one linear layer: `H = XᵀX`, per-input sums of squares
 //! and absolute maxima, and the number of samples seen.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use crate::error::{check_finite, Result, SquishError};
 
@@ -47,7 +47,8 @@ impl LayerStats {
     }
 
     /// Adds a batch of layer inputs `x` (`[batch, in]`, finite).
-    pub fn accumulate(&mut self, x: ArrayView2<f32>) -> Result<()> {
+    pub fn accumulate<'a>(&mut self, x: impl AsArray<'a, f32, Ix2>) -> Result<()> {
+        let x: ArrayView2<'a, f32> = x.into();
         self.add(x, None)
     }
 
@@ -72,11 +73,13 @@ impl LayerStats {
     /// assert!((target[[0, 0]] - 1.0).abs() < 1e-5 && (target[[0, 1]] + 2.0).abs() < 1e-5);
     /// # Ok::<(), squish::SquishError>(())
     /// ```
-    pub fn accumulate_with_target(
+    pub fn accumulate_with_target<'a>(
         &mut self,
-        x: ArrayView2<f32>,
-        target: ArrayView2<f32>,
+        x: impl AsArray<'a, f32, Ix2>,
+        target: impl AsArray<'a, f32, Ix2>,
     ) -> Result<()> {
+        let x: ArrayView2<'a, f32> = x.into();
+        let target: ArrayView2<'a, f32> = target.into();
         if target.dim() != x.dim() {
             return Err(SquishError::shape(
                 "calibration targets",
@@ -174,7 +177,12 @@ impl LayerStats {
     /// method compressing `W*` against `H` minimises the error to the
     /// uncompressed output. Without targets (or when they equal the inputs)
     /// `W* = W`, returned as it is.
-    pub fn target_weight(&self, w: ArrayView2<f32>, damp: f64) -> Result<Array2<f32>> {
+    pub fn target_weight<'a>(
+        &self,
+        w: impl AsArray<'a, f32, Ix2>,
+        damp: f64,
+    ) -> Result<Array2<f32>> {
+        let w: ArrayView2<'a, f32> = w.into();
         let n = self.inputs();
         let Some(c) = &self.cross else {
             return Ok(w.to_owned());

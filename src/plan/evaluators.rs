@@ -1,7 +1,7 @@
 //! Ready-made [`Evaluator`]s: data-free weight error, and the embedding
 //! cosine of a BERT-family sentence encoder on calibration sentences.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::{Evaluator, MixEvaluator, PlanError};
 use crate::error::Result;
@@ -83,7 +83,9 @@ pub fn bert_linear_weights(enc: &BertEncoder) -> Vec<(String, Array2<f32>)> {
 }
 
 /// Mean cosine of paired rows of unit-norm embeddings.
-pub fn mean_cosine(a: ArrayView2<f32>, b: ArrayView2<f32>) -> f64 {
+pub fn mean_cosine<'a>(a: impl AsArray<'a, f32, Ix2>, b: impl AsArray<'a, f32, Ix2>) -> f64 {
+    let a: ArrayView2<'a, f32> = a.into();
+    let b: ArrayView2<'a, f32> = b.into();
     a.rows()
         .into_iter()
         .zip(b.rows())

@@ -1,6 +1,6 @@
 //! Pruning by importance scores, and the Wanda score from calibration data.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::magnitude::{check_matrix, check_sparsity};
 use super::select::{check_non_negative, keep_mask_per_row, keep_mask_smallest, prune_count};
@@ -140,7 +140,12 @@ fn column_norms(x: ArrayView2<f32>) -> Result<Vec<f32>> {
 /// let x = array![[3.0f32, 0.0], [4.0, 1.0]];
 /// assert_eq!(wanda_scores(w.view(), x.view()).unwrap(), array![[5.0f32, 2.0]]);
 /// ```
-pub fn wanda_scores(w: ArrayView2<f32>, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+pub fn wanda_scores<'a>(
+    w: impl AsArray<'a, f32, Ix2>,
+    x: impl AsArray<'a, f32, Ix2>,
+) -> Result<Array2<f32>> {
+    let w: ArrayView2<'a, f32> = w.into();
+    let x: ArrayView2<'a, f32> = x.into();
     check_matrix("weight matrix", w)?;
     let norms = column_norms(x)?;
     scores_with_norms(w, &norms)

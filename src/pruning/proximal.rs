@@ -2,7 +2,7 @@
 //! penalties, and the masks of what they drove to zero. The training engine
 //! applies them to a network ([`Regularizer`](crate::training::Regularizer)).
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, AsArray, Ix2};
 
 /// `w ← sign(w)·max(|w| − τ, 0)`: the proximal operator of `τ‖w‖₁`.
 ///
@@ -36,14 +36,16 @@ pub fn group_soft_threshold_rows(mut w: ArrayViewMut2<f32>, tau: f64) {
 
 /// Keep-mask of the weights with `|w| > tol` (what a regularizer did not
 /// drive to zero).
-pub fn near_zero_mask(w: ArrayView2<f32>, tol: f32) -> Array2<bool> {
+pub fn near_zero_mask<'a>(w: impl AsArray<'a, f32, Ix2>, tol: f32) -> Array2<bool> {
+    let w: ArrayView2<'a, f32> = w.into();
     w.mapv(|v| v.abs() > tol)
 }
 
 /// The rows whose largest `|w|` exceeds `tol`, increasing (the rows to keep
 /// after group lasso, ready for
 /// [`CompressedMatrix::kept_rows`](crate::matrix::CompressedMatrix::kept_rows)).
-pub fn surviving_rows(w: ArrayView2<f32>, tol: f32) -> Vec<u32> {
+pub fn surviving_rows<'a>(w: impl AsArray<'a, f32, Ix2>, tol: f32) -> Vec<u32> {
+    let w: ArrayView2<'a, f32> = w.into();
     w.outer_iter()
         .enumerate()
         .filter(|(_, r)| r.iter().any(|v| v.abs() > tol))

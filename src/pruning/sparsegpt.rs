@@ -14,7 +14,7 @@
 //! stay independent, so the work splits into fixed chunks of rows and the
 //! result does not depend on the executor.
 
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2, AsArray, Ix2};
 
 use super::magnitude::check_sparsity;
 use super::PruningError;
@@ -125,12 +125,14 @@ impl SparseGpt {
     }
 
     /// Prunes `w` (`[out, in]`) against the calibration Hessian `h` (`[in, in]`).
-    pub fn prune(
+    pub fn prune<'a>(
         &self,
-        w: ArrayView2<f32>,
-        h: ArrayView2<f64>,
+        w: impl AsArray<'a, f32, Ix2>,
+        h: impl AsArray<'a, f64, Ix2>,
         exec: &dyn ParallelExecutor,
     ) -> Result<SparseGptOutput> {
+        let w: ArrayView2<'a, f32> = w.into();
+        let h: ArrayView2<'a, f64> = h.into();
         self.prune_rounded(w, h, exec, &|_, _, v| v)
     }
 
@@ -138,13 +140,15 @@ impl SparseGpt {
     /// `round(row, col, value)` as they are fixed, and the rounding error is
     /// compensated like the pruning error. The values come back in f32 (on
     /// the grid); re-encode them with the same quantizer parameters.
-    pub fn prune_rounded(
+    pub fn prune_rounded<'a>(
         &self,
-        w: ArrayView2<f32>,
-        h: ArrayView2<f64>,
+        w: impl AsArray<'a, f32, Ix2>,
+        h: impl AsArray<'a, f64, Ix2>,
         exec: &dyn ParallelExecutor,
         round: Rounder<'_>,
     ) -> Result<SparseGptOutput> {
+        let w: ArrayView2<'a, f32> = w.into();
+        let h: ArrayView2<'a, f64> = h.into();
         check_obs_inputs("SparseGPT", w, h)?;
         let (rows, n) = w.dim();
         let mut block = self.params.block;
@@ -324,12 +328,14 @@ impl DataAware for SparseGpt {
 
 /// The N:M structure holding the kept entries of `q` (exactly `n` kept in
 /// every group of `m`, as `keep` says).
-pub fn nm_from_mask(
-    q: ArrayView2<f32>,
-    keep: ArrayView2<bool>,
+pub fn nm_from_mask<'a>(
+    q: impl AsArray<'a, f32, Ix2>,
+    keep: impl AsArray<'a, bool, Ix2>,
     n: usize,
     m: usize,
 ) -> Result<CompressedMatrix> {
+    let q: ArrayView2<'a, f32> = q.into();
+    let keep: ArrayView2<'a, bool> = keep.into();
     let (rows, cols) = q.dim();
     if keep.dim() != q.dim() || !cols.is_multiple_of(m) {
         return Err(SquishError::shape(

@@ -1,6 +1,6 @@
 //! Structured pruning: whole output rows or input columns by their Ln norm.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use super::magnitude::{check_matrix, check_sparsity};
 use super::select::prune_count;
@@ -74,7 +74,8 @@ impl Structured {
     }
 
     /// The norm of every row (or column), in f64.
-    pub fn norms(&self, w: ArrayView2<f32>) -> Result<Vec<f64>> {
+    pub fn norms<'a>(&self, w: impl AsArray<'a, f32, Ix2>) -> Result<Vec<f64>> {
+        let w: ArrayView2<'a, f32> = w.into();
         check_matrix("weight matrix", w)?;
         let axis = match self.slice {
             Slice::Rows => Axis(0),
@@ -86,7 +87,8 @@ impl Structured {
     }
 
     /// Increasing indices of the rows (or columns) that survive.
-    pub fn kept(&self, w: ArrayView2<f32>) -> Result<Vec<u32>> {
+    pub fn kept<'a>(&self, w: impl AsArray<'a, f32, Ix2>) -> Result<Vec<u32>> {
+        let w: ArrayView2<'a, f32> = w.into();
         let norms = self.norms(w)?;
         let mut order: Vec<usize> = (0..norms.len()).collect();
         // Ascending (norm, index): the removed ones come first.

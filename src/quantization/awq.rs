@@ -13,7 +13,7 @@
 //! candidate, so the search never does worse than round-to-nearest on the
 //! calibration data.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use super::Gptq;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
@@ -147,13 +147,15 @@ impl Awq {
     /// against `H' = diag(1/s)·H·diag(1/s)` (the Hessian of the scaled
     /// inputs `x/s`), and the result is kept only if its exact loss is
     /// below that of GPTQ on `W` itself.
-    pub fn search(
+    pub fn search<'a>(
         &self,
-        w: ArrayView2<f32>,
+        w: impl AsArray<'a, f32, Ix2>,
         mean_abs: &[f32],
-        h: ArrayView2<f64>,
+        h: impl AsArray<'a, f64, Ix2>,
         exec: &dyn ParallelExecutor,
     ) -> Result<AwqOutput> {
+        let w: ArrayView2<'a, f32> = w.into();
+        let h: ArrayView2<'a, f64> = h.into();
         let (rows, n) = w.dim();
         check_non_empty("weight matrix", rows, n)?;
         check_finite("weight matrix", w.iter())?;
@@ -486,7 +488,8 @@ pub fn scale_rows(m: &CompressedMatrix, f: &[f32]) -> Result<CompressedMatrix> {
 }
 
 /// `W·diag(s)` for a plain weight (helper for stacking layers that share an input).
-pub fn scale_inputs(w: ArrayView2<f32>, s: &[f32]) -> Array2<f32> {
+pub fn scale_inputs<'a>(w: impl AsArray<'a, f32, Ix2>, s: &[f32]) -> Array2<f32> {
+    let w: ArrayView2<'a, f32> = w.into();
     let mut ws = w.to_owned();
     for (mut col, &sj) in ws.axis_iter_mut(Axis(1)).zip(s) {
         col.mapv_inplace(|v| v * sj);

@@ -1,6 +1,6 @@
 //! Dynamic activation quantization and the int8 × int8 linear layer built on it.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::slice_ops::{self, Grid};
 use super::QuantizationError;
@@ -22,7 +22,8 @@ use crate::parallel::ParallelExecutor;
 /// assert_eq!(q.row(0), &[127, -64, 0]); // -63.5 rounds away from zero
 /// assert_eq!(q.scales()[1], 0.0);
 /// ```
-pub fn quantize_activations(x: ArrayView2<f32>) -> Result<QuantizedActivations> {
+pub fn quantize_activations<'a>(x: impl AsArray<'a, f32, Ix2>) -> Result<QuantizedActivations> {
+    let x: ArrayView2<'a, f32> = x.into();
     let (rows, cols) = x.dim();
     check_non_empty("activations", rows, cols)?;
     let x = x.as_standard_layout();
@@ -152,18 +153,24 @@ impl DynamicInt8 {
 
     /// `y ≈ x · Wᵀ` with dynamically quantized `x`; the result does not
     /// depend on the executor (integer sums are exact).
-    pub fn matmul(&self, x: ArrayView2<f32>, exec: &dyn ParallelExecutor) -> Result<Array2<f32>> {
+    pub fn matmul<'a>(
+        &self,
+        x: impl AsArray<'a, f32, Ix2>,
+        exec: &dyn ParallelExecutor,
+    ) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
         self.matmul_isa(x, exec, Isa::detect())
     }
 
     /// [`matmul`](Self::matmul) on a chosen instruction set (capped at what
     /// the CPU has); [`Isa::Portable`] forces the plain-Rust path.
-    pub fn matmul_isa(
+    pub fn matmul_isa<'a>(
         &self,
-        x: ArrayView2<f32>,
+        x: impl AsArray<'a, f32, Ix2>,
         exec: &dyn ParallelExecutor,
         isa: Isa,
     ) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
         if x.ncols() != self.matrix.cols() {
             return Err(SquishError::shape(
                 "matmul x·Wᵀ",

@@ -10,7 +10,7 @@
 //! matrix product. Rows are independent, so the work is split into fixed
 //! chunks of rows (same result on any executor).
 
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2, AsArray, Ix2};
 
 use super::integer::pack_nibbles;
 use super::slice_ops::{quantize_scalar, Grid};
@@ -115,12 +115,14 @@ impl Gptq {
     /// Quantizes `w` (`[out, in]`) against the calibration Hessian `h`
     /// (`[in, in]`, `XᵀX` summed over samples; its scale does not matter).
     /// Work is spread over `exec`; the result does not depend on it.
-    pub fn quantize(
+    pub fn quantize<'a>(
         &self,
-        w: ArrayView2<f32>,
-        h: ArrayView2<f64>,
+        w: impl AsArray<'a, f32, Ix2>,
+        h: impl AsArray<'a, f64, Ix2>,
         exec: &dyn ParallelExecutor,
     ) -> Result<GptqOutput> {
+        let w: ArrayView2<'a, f32> = w.into();
+        let h: ArrayView2<'a, f64> = h.into();
         let p = &self.params;
         check_obs_inputs("GPTQ", w, h)?;
         let (rows, n) = w.dim();
@@ -191,7 +193,8 @@ impl Gptq {
     /// assert_eq!(q.round_to_nearest(w.view())?, q.quantize(w.view(), eye.view(), &Sequential)?.matrix);
     /// # Ok::<(), squish::SquishError>(())
     /// ```
-    pub fn round_to_nearest(&self, w: ArrayView2<f32>) -> Result<CompressedMatrix> {
+    pub fn round_to_nearest<'a>(&self, w: impl AsArray<'a, f32, Ix2>) -> Result<CompressedMatrix> {
+        let w: ArrayView2<'a, f32> = w.into();
         let p = &self.params;
         let (rows, n) = w.dim();
         check_non_empty("weight matrix", rows, n)?;

@@ -1,6 +1,6 @@
 //! The forward half of the straight-through estimator: `Q(W)` decoded to f32.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::Quantizer;
 use crate::error::Result;
@@ -21,7 +21,11 @@ use crate::matrix::CompressedMatrix;
 /// assert_eq!(q, array![[1.0f32, -1.0], [1.5, -1.5]]);
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-pub fn fake_quantize(w: ArrayView2<f32>, quantizer: &dyn Quantizer) -> Result<Array2<f32>> {
+pub fn fake_quantize<'a>(
+    w: impl AsArray<'a, f32, Ix2>,
+    quantizer: &dyn Quantizer,
+) -> Result<Array2<f32>> {
+    let w: ArrayView2<'a, f32> = w.into();
     Ok(quantizer
         .quantize(&CompressedMatrix::from_dense(w)?)?
         .to_dense())

@@ -1,6 +1,6 @@
 //! Element-wise activations and their derivatives.
 
-use ndarray::{Array2, ArrayView2, Zip};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2, Zip};
 
 use super::Scalar;
 
@@ -28,7 +28,8 @@ const GELU_A: f64 = 0.044_715;
 
 impl Activation {
     /// `f(z)` element-wise.
-    pub fn forward<F: Scalar>(self, z: ArrayView2<F>) -> Array2<F> {
+    pub fn forward<'a, F: Scalar>(self, z: impl AsArray<'a, F, Ix2>) -> Array2<F> {
+        let z: ArrayView2<'a, F> = z.into();
         match self {
             Activation::Relu => z.mapv(|v| v.max(F::zero())),
             Activation::Identity => z.to_owned(),
@@ -59,7 +60,13 @@ impl Activation {
     }
 
     /// `∂L/∂z = f'(z) ⊙ ∂L/∂f(z)`.
-    pub fn backward<F: Scalar>(self, z: ArrayView2<F>, grad: ArrayView2<F>) -> Array2<F> {
+    pub fn backward<'a, F: Scalar>(
+        self,
+        z: impl AsArray<'a, F, Ix2>,
+        grad: impl AsArray<'a, F, Ix2>,
+    ) -> Array2<F> {
+        let z: ArrayView2<'a, F> = z.into();
+        let grad: ArrayView2<'a, F> = grad.into();
         match self {
             Activation::Identity => grad.to_owned(),
             Activation::Relu => {

@@ -1,7 +1,7 @@
 //! [`CompressedMlp`]: the layer stack over compressed weight matrices, with
 //! the MLP constructors and storage accounting.
 
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, AsArray, Ix2};
 
 use super::{Activation, Dense, Layer, LayerStack, Mlp};
 use crate::error::{Result, SquishError};
@@ -112,7 +112,8 @@ impl LayerStack<CompressedMatrix> {
     }
 
     /// Logits on one thread.
-    pub fn forward(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+    pub fn forward<'a>(&self, x: impl AsArray<'a, f32, Ix2>) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
         self.forward_on(x, &Sequential)
     }
 

@@ -1,6 +1,6 @@
 //! [`Dense`]: a fully connected layer `y = x·Wᵀ + b`.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, AsArray, Axis, Ix2};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -83,18 +83,21 @@ impl<F: Scalar> Dense<F> {
     }
 
     /// `x·Wᵀ + b` for `x` of shape `[batch, in]` (shape not checked: callers do).
-    pub fn forward(&self, x: ArrayView2<F>) -> Array2<F> {
+    pub fn forward<'a>(&self, x: impl AsArray<'a, F, Ix2>) -> Array2<F> {
+        let x: ArrayView2<'a, F> = x.into();
         x.dot(&self.w.t()) + &self.b
     }
 
     /// Given the layer input `x` and `g = ∂L/∂y`, returns `∂L/∂(W, b)` and,
     /// when `need_input_grad`, `∂L/∂x = g·W`.
-    pub fn backward(
+    pub fn backward<'a>(
         &self,
-        x: ArrayView2<F>,
-        g: ArrayView2<F>,
+        x: impl AsArray<'a, F, Ix2>,
+        g: impl AsArray<'a, F, Ix2>,
         need_input_grad: bool,
     ) -> (DenseGrad<F>, Option<Array2<F>>) {
+        let x: ArrayView2<'a, F> = x.into();
+        let g: ArrayView2<'a, F> = g.into();
         let grad = DenseGrad {
             w: g.t().dot(&x),
             b: g.sum_axis(Axis(0)),

@@ -1,13 +1,14 @@
 //! Softmax, cross-entropy and squared error, with their gradients.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use super::Scalar;
 use super::TrainingError;
 use crate::error::{check_non_empty, Result, SquishError};
 
 /// Row-wise softmax of `z / temperature`, computed stably (max subtracted).
-pub fn softmax<F: Scalar>(z: ArrayView2<F>, temperature: F) -> Array2<F> {
+pub fn softmax<'a, F: Scalar>(z: impl AsArray<'a, F, Ix2>, temperature: F) -> Array2<F> {
+    let z: ArrayView2<'a, F> = z.into();
     let mut out = z.mapv(|v| v / temperature);
     for mut row in out.axis_iter_mut(Axis(0)) {
         let m = row.iter().fold(F::neg_infinity(), |a, &b| a.max(b));
@@ -19,7 +20,8 @@ pub fn softmax<F: Scalar>(z: ArrayView2<F>, temperature: F) -> Array2<F> {
 }
 
 /// Row-wise log-softmax of `z / temperature`.
-pub fn log_softmax<F: Scalar>(z: ArrayView2<F>, temperature: F) -> Array2<F> {
+pub fn log_softmax<'a, F: Scalar>(z: impl AsArray<'a, F, Ix2>, temperature: F) -> Array2<F> {
+    let z: ArrayView2<'a, F> = z.into();
     let mut out = z.mapv(|v| v / temperature);
     for mut row in out.axis_iter_mut(Axis(0)) {
         let m = row.iter().fold(F::neg_infinity(), |a, &b| a.max(b));
@@ -78,10 +80,11 @@ pub(crate) fn check_labels<F: Scalar>(logits: ArrayView2<F>, labels: &[usize]) -
 /// assert!((loss - 2f64.ln()).abs() < 1e-12);
 /// assert_eq!(g, array![[0.5, -0.5]]);
 /// ```
-pub fn softmax_cross_entropy<F: Scalar>(
-    logits: ArrayView2<F>,
+pub fn softmax_cross_entropy<'a, F: Scalar>(
+    logits: impl AsArray<'a, F, Ix2>,
     labels: &[usize],
 ) -> Result<(f64, Array2<F>)> {
+    let logits: ArrayView2<'a, F> = logits.into();
     check_labels(logits, labels)?;
     let batch = F::of(logits.nrows() as f64);
     let logp = log_softmax(logits, F::one());
@@ -101,10 +104,12 @@ pub fn softmax_cross_entropy<F: Scalar>(
 
 /// `½·mean over rows of ‖a − b‖²` and its gradient `(a − b) / batch` with
 /// respect to `a`.
-pub fn half_squared_error<F: Scalar>(
-    a: ArrayView2<F>,
-    b: ArrayView2<F>,
+pub fn half_squared_error<'a, F: Scalar>(
+    a: impl AsArray<'a, F, Ix2>,
+    b: impl AsArray<'a, F, Ix2>,
 ) -> Result<(f64, Array2<F>)> {
+    let a: ArrayView2<'a, F> = a.into();
+    let b: ArrayView2<'a, F> = b.into();
     if a.dim() != b.dim() {
         return Err(SquishError::shape(
             "squared error",
@@ -120,7 +125,8 @@ pub fn half_squared_error<F: Scalar>(
 }
 
 /// Index of the largest logit of each row (the first on ties).
-pub fn argmax_rows<F: Scalar>(logits: ArrayView2<F>) -> Vec<usize> {
+pub fn argmax_rows<'a, F: Scalar>(logits: impl AsArray<'a, F, Ix2>) -> Vec<usize> {
+    let logits: ArrayView2<'a, F> = logits.into();
     logits
         .outer_iter()
         .map(|r| {
@@ -136,7 +142,8 @@ pub fn argmax_rows<F: Scalar>(logits: ArrayView2<F>) -> Vec<usize> {
 }
 
 /// Fraction of rows whose largest logit is the label.
-pub fn accuracy<F: Scalar>(logits: ArrayView2<F>, labels: &[usize]) -> f64 {
+pub fn accuracy<'a, F: Scalar>(logits: impl AsArray<'a, F, Ix2>, labels: &[usize]) -> f64 {
+    let logits: ArrayView2<'a, F> = logits.into();
     let pred = argmax_rows(logits);
     let hits = pred.iter().zip(labels).filter(|(p, l)| p == l).count();
     hits as f64 / labels.len().max(1) as f64

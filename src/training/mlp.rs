@@ -1,6 +1,6 @@
 //! [`Mlp`]: a multilayer perceptron with forward and backward passes.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -161,7 +161,8 @@ impl<F: Scalar> Mlp<F> {
     }
 
     /// Logits `[batch, outputs]`.
-    pub fn forward(&self, x: ArrayView2<F>) -> Result<Array2<F>> {
+    pub fn forward<'a>(&self, x: impl AsArray<'a, F, Ix2>) -> Result<Array2<F>> {
+        let x: ArrayView2<'a, F> = x.into();
         self.check_input(x)?;
         let last = self.layers.len() - 1;
         let mut h = self.layers[0].forward(x);
@@ -174,7 +175,8 @@ impl<F: Scalar> Mlp<F> {
 
     /// The activation output of hidden layer `layer` (0-based; the input of
     /// layer `layer + 1`): the features FitNets-style hints match.
-    pub fn hidden(&self, x: ArrayView2<F>, layer: usize) -> Result<Array2<F>> {
+    pub fn hidden<'a>(&self, x: impl AsArray<'a, F, Ix2>, layer: usize) -> Result<Array2<F>> {
+        let x: ArrayView2<'a, F> = x.into();
         self.check_input(x)?;
         check_hidden_layer(layer, self.layers.len())?;
         let mut h = self.activation.forward(self.layers[0].forward(x).view());
@@ -185,7 +187,8 @@ impl<F: Scalar> Mlp<F> {
     }
 
     /// Forward pass keeping what [`backward`](Self::backward) needs.
-    pub fn trace(&self, x: ArrayView2<F>) -> Result<Trace<F>> {
+    pub fn trace<'a>(&self, x: impl AsArray<'a, F, Ix2>) -> Result<Trace<F>> {
+        let x: ArrayView2<'a, F> = x.into();
         self.check_input(x)?;
         let n = self.layers.len();
         let mut inputs = Vec::with_capacity(n);
@@ -207,12 +210,13 @@ impl<F: Scalar> Mlp<F> {
     /// Back-propagates `∂L/∂logits` through the network. `hidden_grads[l]`,
     /// when given, is added to `∂L/∂(output of hidden layer l)`: the way a
     /// loss on hidden features (a hint) enters.
-    pub fn backward(
+    pub fn backward<'a>(
         &self,
         trace: &Trace<F>,
-        grad_logits: ArrayView2<F>,
+        grad_logits: impl AsArray<'a, F, Ix2>,
         hidden_grads: &[Option<Array2<F>>],
     ) -> Result<Gradients<F>> {
+        let grad_logits: ArrayView2<'a, F> = grad_logits.into();
         let n = self.layers.len();
         if grad_logits.dim() != trace.logits.dim() {
             return Err(SquishError::shape(
@@ -259,14 +263,20 @@ impl<F: Scalar> Mlp<F> {
     /// gradient: a function of the parameters and the batch rows only, so
     /// shards of a batch can be computed apart and combined with
     /// [`Gradients::add`] / [`Gradients::scale`].
-    pub fn gradients(&self, x: ArrayView2<F>, labels: &[usize]) -> Result<(f64, Gradients<F>)> {
+    pub fn gradients<'a>(
+        &self,
+        x: impl AsArray<'a, F, Ix2>,
+        labels: &[usize],
+    ) -> Result<(f64, Gradients<F>)> {
+        let x: ArrayView2<'a, F> = x.into();
         let trace = self.trace(x)?;
         let (loss, g) = softmax_cross_entropy(trace.logits.view(), labels)?;
         Ok((loss, self.backward(&trace, g.view(), &[])?))
     }
 
     /// Classification accuracy on `(x, labels)`.
-    pub fn accuracy(&self, x: ArrayView2<F>, labels: &[usize]) -> Result<f64> {
+    pub fn accuracy<'a>(&self, x: impl AsArray<'a, F, Ix2>, labels: &[usize]) -> Result<f64> {
+        let x: ArrayView2<'a, F> = x.into();
         let logits = self.forward(x)?;
         checked_accuracy(logits.view(), labels)
     }

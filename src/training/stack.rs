@@ -7,7 +7,7 @@
 
 use std::ops::Deref;
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, AsArray, Ix1, Ix2};
 
 use super::loss::checked_accuracy;
 use super::{check_hidden_layer, Activation, TrainingError};
@@ -62,7 +62,8 @@ impl<W: LinOp> Layer<W> {
     }
 
     /// Sets the bias; it must have `out` finite entries.
-    pub fn with_bias(mut self, bias: ArrayView1<f32>) -> Result<Self> {
+    pub fn with_bias<'a>(mut self, bias: impl AsArray<'a, f32, Ix1>) -> Result<Self> {
+        let bias: ArrayView1<'a, f32> = bias.into();
         let out = self.op.shape().0;
         if bias.len() != out {
             return Err(SquishError::shape(
@@ -221,29 +222,32 @@ impl<W: LinOp> LayerStack<W> {
     }
 
     /// The outputs, each layer's product on `exec` (as [`Forward::forward`]).
-    pub fn forward_on(
+    pub fn forward_on<'a>(
         &self,
-        x: ArrayView2<f32>,
+        x: impl AsArray<'a, f32, Ix2>,
         exec: &dyn ParallelExecutor,
     ) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
         self.run(x, self.layers.len(), exec)
     }
 
     /// Output of hidden layer `layer` (after its activation, as
     /// [`Mlp::hidden`](super::Mlp::hidden)), on one thread.
-    pub fn hidden(&self, x: ArrayView2<f32>, layer: usize) -> Result<Array2<f32>> {
+    pub fn hidden<'a>(&self, x: impl AsArray<'a, f32, Ix2>, layer: usize) -> Result<Array2<f32>> {
+        let x: ArrayView2<'a, f32> = x.into();
         check_hidden_layer(layer, self.layers.len())?;
         self.run(x, layer + 1, &crate::parallel::Sequential)
     }
 
     /// Classification accuracy of the outputs (logits), each layer's
     /// product on `exec`.
-    pub fn accuracy_on(
+    pub fn accuracy_on<'a>(
         &self,
-        x: ArrayView2<f32>,
+        x: impl AsArray<'a, f32, Ix2>,
         labels: &[usize],
         exec: &dyn ParallelExecutor,
     ) -> Result<f64> {
+        let x: ArrayView2<'a, f32> = x.into();
         let logits = self.forward_on(x, exec)?;
         checked_accuracy(logits.view(), labels)
     }

@@ -1,6 +1,6 @@
 //! [`LowRank`]: the low-rank [`CompressionPass`].
 
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, AsArray, Ix2};
 
 use super::randomized::{check_input, RandomizedSvdParams};
 use super::{ErrorEstimate, LowRankError, RandomizedSvd, RankSelection, Svd, SvdBackend};
@@ -103,11 +103,12 @@ impl LowRank {
 
     /// Factorizes `w`: the exact SVD or the randomized SVD's products on
     /// `exec` (bit-identical on every executor).
-    pub fn factorize(
+    pub fn factorize<'a>(
         &self,
-        w: ArrayView2<f32>,
+        w: impl AsArray<'a, f32, Ix2>,
         exec: &dyn ParallelExecutor,
     ) -> Result<Factorization> {
+        let w: ArrayView2<'a, f32> = w.into();
         check_input(w)?;
         let (m, n) = w.dim();
         let (svd, all, rel_error, estimate) = match self.method {
@@ -272,7 +273,11 @@ impl Default for LowRank {
 /// assert!(f.rel_error < 1e-5); // (i + 2j) has rank 2
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-pub fn factorize(w: ArrayView2<f32>, selection: RankSelection) -> Result<Factorization> {
+pub fn factorize<'a>(
+    w: impl AsArray<'a, f32, Ix2>,
+    selection: RankSelection,
+) -> Result<Factorization> {
+    let w: ArrayView2<'a, f32> = w.into();
     LowRank::params(selection)
         .check()?
         .factorize(w, &Sequential)

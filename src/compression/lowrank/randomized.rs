@@ -1,7 +1,7 @@
 //! [`RandomizedSvd`]: Halko, Martinsson & Tropp (2011), with an a-posteriori
 //! error estimate.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, AsArray, Axis, Ix2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -144,11 +144,12 @@ impl RandomizedSvd {
     /// The rank-r approximation of `w` and its error estimate.
     ///
     /// Fails when r exceeds min(m, n), or on an empty or non-finite `w`.
-    pub fn compute(
+    pub fn compute<'a>(
         &self,
-        w: ArrayView2<f32>,
+        w: impl AsArray<'a, f32, Ix2>,
         exec: &dyn ParallelExecutor,
     ) -> Result<RandomizedOutput> {
+        let w: ArrayView2<'a, f32> = w.into();
         check_input(w)?;
         let (m, n) = w.dim();
         if self.rank > m.min(n) {

@@ -1,7 +1,7 @@
 //! [`Svd`]: a (possibly truncated) singular value decomposition, and the
 //! exact thin SVD on either backend.
 
-use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView2, AsArray, Axis, Ix2};
 
 use super::LowRankError;
 use crate::error::{check_finite, check_non_empty, Result};
@@ -76,7 +76,8 @@ impl Svd {
     /// (the same bits as [`exact_on`](Self::exact_on) on any executor).
     ///
     /// Rejects empty and non-finite matrices.
-    pub fn exact(w: ArrayView2<f32>, backend: SvdBackend) -> Result<Self> {
+    pub fn exact<'a>(w: impl AsArray<'a, f32, Ix2>, backend: SvdBackend) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
         Self::exact_on(w, backend, &Sequential)
     }
 
@@ -100,11 +101,12 @@ impl Svd {
     /// assert!(err < 1e-3);
     /// # Ok::<(), squish::SquishError>(())
     /// ```
-    pub fn exact_on(
-        w: ArrayView2<f32>,
+    pub fn exact_on<'a>(
+        w: impl AsArray<'a, f32, Ix2>,
         backend: SvdBackend,
         exec: &dyn ParallelExecutor,
     ) -> Result<Self> {
+        let w: ArrayView2<'a, f32> = w.into();
         check_non_empty("weight matrix", w.nrows(), w.ncols())?;
         check_finite("weight matrix", w.iter())?;
         match backend.check()? {

@@ -2,7 +2,7 @@
 //! centroid, and a codebook matrix with new centroids. The training engine
 //! runs the loop ([`finetune_centroids`](crate::training::finetune_centroids)).
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 use num_traits::Float;
 
 use crate::error::{Result, SquishError};
@@ -52,7 +52,11 @@ fn for_each_position(
 /// let g = centroid_gradients(&m, array![[0.5f64, 2.0, 0.25]].view()).unwrap();
 /// assert_eq!(g, vec![0.75, 2.0]);
 /// ```
-pub fn centroid_gradients<F: Float>(m: &CompressedMatrix, dw: ArrayView2<F>) -> Result<Vec<F>> {
+pub fn centroid_gradients<'a, F: Float + 'a>(
+    m: &CompressedMatrix,
+    dw: impl AsArray<'a, F, Ix2>,
+) -> Result<Vec<F>> {
+    let dw: ArrayView2<'a, F> = dw.into();
     if dw.dim() != m.shape() {
         return Err(SquishError::shape(
             "weight gradient",

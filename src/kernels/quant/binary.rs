@@ -8,7 +8,7 @@
 //! × binarized activations ([`xnor_matmul`]): `x_b ≈ β_b·sign(x_b)` with
 //! `β_b = mean|x_b|`, and `sign(w)·sign(x) = K − 2·popcount(w XOR x)`.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{__m512, __mmask16};
 
@@ -93,21 +93,23 @@ fn xor_popcount_generic(a: &[u64], b: &[u64]) -> u32 {
 /// assert_eq!(y, array![[3.0f32, -6.0]]);
 /// # Ok::<(), squish::SquishError>(())
 /// ```
-pub fn xnor_matmul(
+pub fn xnor_matmul<'a>(
     m: &CompressedMatrix,
-    x: ArrayView2<f32>,
+    x: impl AsArray<'a, f32, Ix2>,
     exec: &dyn ParallelExecutor,
 ) -> Result<Array2<f32>> {
+    let x: ArrayView2<'a, f32> = x.into();
     xnor_matmul_isa(m, x, exec, Isa::detect())
 }
 
 /// [`xnor_matmul`] on a chosen tier ([`Isa::Portable`] forces plain Rust).
-pub fn xnor_matmul_isa(
+pub fn xnor_matmul_isa<'a>(
     m: &CompressedMatrix,
-    x: ArrayView2<f32>,
+    x: impl AsArray<'a, f32, Ix2>,
     exec: &dyn ParallelExecutor,
     isa: Isa,
 ) -> Result<Array2<f32>> {
+    let x: ArrayView2<'a, f32> = x.into();
     let v = binary_block(m, x)?;
     let isa = isa.capped();
     let (batch, cols) = x.dim();
@@ -138,7 +140,11 @@ pub fn xnor_matmul_isa(
 
 /// Plain reference for [`xnor_matmul`]: decoded ±α weights times ±β
 /// activations, summed in f64.
-pub fn xnor_reference(m: &CompressedMatrix, x: ArrayView2<f32>) -> Result<Array2<f64>> {
+pub fn xnor_reference<'a>(
+    m: &CompressedMatrix,
+    x: impl AsArray<'a, f32, Ix2>,
+) -> Result<Array2<f64>> {
+    let x: ArrayView2<'a, f32> = x.into();
     binary_block(m, x)?;
     let w = m.to_dense();
     let beta: Vec<f64> = x

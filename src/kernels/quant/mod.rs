@@ -19,7 +19,7 @@
 //! weights by dynamically quantized int8 activations, [`int4_gemm`] int4
 //! weights by the same activations.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use crate::matrix::{
     CodebookValues, CompressedMatrix, Granularity, QuantParams, Structure, Values,
@@ -169,12 +169,13 @@ super::multiversion! {
 /// `y = x · Wᵀ` for a block of quantized values stored as `rows` full rows of
 /// `cols` (a dense or kept-rows structure); `[batch, rows]`. `None` for f32
 /// values (the dense and sparse kernels take them) or ragged layouts.
-pub fn matmul_block(
+pub fn matmul_block<'a>(
     values: &Values,
-    x: ArrayView2<f32>,
+    x: impl AsArray<'a, f32, Ix2>,
     exec: &dyn ParallelExecutor,
     isa: Isa,
 ) -> Option<Array2<f32>> {
+    let x: ArrayView2<'a, f32> = x.into();
     let layout = values.layout();
     let rows = layout.rows();
     let cols = layout.max_row_len();

@@ -26,7 +26,7 @@ mod portable;
 
 use std::ops::Range;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, AsArray, Ix2};
 
 use super::Tier;
 use crate::error::{check_finite, check_non_empty, Result, SquishError};
@@ -84,12 +84,13 @@ impl KernelPath {
 /// let y = sparse_matmul(&m, array![[1.0f32, 1.0, 1.0]].view(), &Sequential, Tier::Portable);
 /// assert_eq!(y.unwrap(), array![[3.0f32, 3.0]]);
 /// ```
-pub fn sparse_matmul(
+pub fn sparse_matmul<'a>(
     m: &CompressedMatrix,
-    x: ArrayView2<f32>,
+    x: impl AsArray<'a, f32, Ix2>,
     exec: &dyn ParallelExecutor,
     tier: Tier,
 ) -> Result<Array2<f32>> {
+    let x: ArrayView2<'a, f32> = x.into();
     m.check_input(x)?;
     if !tier.is_available() {
         return Err(unavailable(tier));
@@ -144,12 +145,14 @@ pub(crate) fn matmul_unchecked(
 /// `y = x · Wᵀ` for a dense f32 W through the same row kernels as kept rows
 /// (dot products for batch 1, blocked GEMM above). A fair dense baseline for
 /// the sparse kernels, and what kept rows runs on its surviving rows.
-pub fn dense_rows_matmul(
-    w: ArrayView2<f32>,
-    x: ArrayView2<f32>,
+pub fn dense_rows_matmul<'a>(
+    w: impl AsArray<'a, f32, Ix2>,
+    x: impl AsArray<'a, f32, Ix2>,
     exec: &dyn ParallelExecutor,
     tier: Tier,
 ) -> Result<Array2<f32>> {
+    let w: ArrayView2<'a, f32> = w.into();
+    let x: ArrayView2<'a, f32> = x.into();
     let (rows, cols) = w.dim();
     crate::matrix::check_matrix("weight matrix", w)?;
     if x.ncols() != cols {
