@@ -262,6 +262,12 @@ pub(crate) trait Rows8: Sync {
     /// so that each decoded value serves 4 inputs ([`rows_avx2`]).
     const DECODES: bool = false;
 
+    /// Rows a register block takes at one input: 8 where a read is cheap
+    /// and the segment state fits beside 8 accumulators (int8 codes), 4
+    /// otherwise (the default; dense f32, reading from L2, and the
+    /// table readers measured no faster with 8).
+    const ROWS_AT_ONE_INPUT: usize = 4;
+
     /// Values per segment: a multiple of 8 (a group), or `usize::MAX` (the
     /// whole row: the default). Segments start at multiples of it.
     fn seg_len(&self) -> usize {
@@ -358,6 +364,10 @@ pub(crate) unsafe fn rows_avx2<F: Rows8>(
         // SAFETY: this function's contract.
         return unsafe { wide_avx2(f, row0, xs, cols, out) };
     }
+    if batch == 1 {
+        // SAFETY: this function's contract.
+        return unsafe { one_input_avx2(f, row0, xs, cols, out) };
+    }
     for_blocks!(nr, batch, cols, 2, |i, rr, b0, nc| {
         let at = (row0 + i, b0, batch);
         // SAFETY: this function's contract; rows `i..i + rr` and inputs
@@ -371,6 +381,38 @@ pub(crate) unsafe fn rows_avx2<F: Rows8>(
             }
         }
     });
+}
+
+/// [`rows_avx2`] at one input: blocks of 8 rows where the reader allows
+/// ([`Rows8::ROWS_AT_ONE_INPUT`]), so that 8 multiply-add chains are in
+/// flight (int8's 4 chains were bound by a multiply-add's latency), then 4
+/// and 1. A row's accumulator and order are those of every other block, so the
+/// bits do not change.
+///
+/// # Safety
+/// As [`rows_avx2`], with one input row.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn one_input_avx2<F: Rows8>(f: &F, row0: usize, xs: &[f32], cols: usize, out: &mut [f32]) {
+    let nr = out.len();
+    let mut i = 0;
+    // SAFETY: this function's contract; rows `i..i + step` exist.
+    unsafe {
+        while i < nr {
+            let (at, o) = ((row0 + i, 0, 1), &mut out[i..]);
+            let step = if i + 8 <= nr && F::ROWS_AT_ONE_INPUT >= 8 {
+                block_avx2::<F, 8, 1>(f, xs, cols, at, o);
+                8
+            } else if i + R <= nr {
+                block_avx2::<F, R, 1>(f, xs, cols, at, o);
+                R
+            } else {
+                block_avx2::<F, 1, 1>(f, xs, cols, at, o);
+                1
+            };
+            i += step;
+        }
+    }
 }
 
 /// [`rows_avx2`] for readers that decode, from 4 inputs: for each group of

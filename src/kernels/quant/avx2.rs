@@ -568,6 +568,12 @@ fn consts(p: &QuantParams, sc: RowScale) -> (bool, bool) {
 /// Integer codes in a stream, read 8 or 4 at a time as i32 lanes: int8
 /// bytes ([`Bytes`]) or int4 nibbles ([`Nibbles`]).
 trait Codes: Sync {
+    /// Rows a register block takes at one input without a zero-point or a
+    /// scale in the loop (`Rows8::ROWS_AT_ONE_INPUT`): 8 for bytes, whose
+    /// reads are a load and a widening; 4 for nibbles, whose unpacking
+    /// measured no faster with 8.
+    const ROWS_AT_ONE_INPUT: usize;
+
     /// Codes `n..n + 8`.
     ///
     /// # Safety
@@ -589,6 +595,8 @@ trait Codes: Sync {
 struct Bytes<'a>(&'a [i8]);
 
 impl Codes for Bytes<'_> {
+    const ROWS_AT_ONE_INPUT: usize = 8;
+
     #[inline(always)]
     unsafe fn eight(&self, n: usize) -> __m256i {
         // SAFETY: the caller's contract.
@@ -627,6 +635,8 @@ impl Nibbles<'_> {
 }
 
 impl Codes for Nibbles<'_> {
+    const ROWS_AT_ONE_INPUT: usize = 4;
+
     #[inline(always)]
     unsafe fn eight(&self, n: usize) -> __m256i {
         // SAFETY: the caller's contract: codes `n..n + 8` (n even) are the
@@ -675,6 +685,11 @@ struct IntRows<'a, C, const Z: bool, const S: bool> {
 
 impl<C: Codes, const Z: bool, const S: bool> Rows8 for IntRows<'_, C, Z, S> {
     const DECODES: bool = true;
+
+    // Without a zero-point or a scale in the loop, a segment holds no
+    // register: 8 rows' chains fit (int8 per row at batch 1: the 4 rows'
+    // chains bounded it at the latency of a multiply-add).
+    const ROWS_AT_ONE_INPUT: usize = if Z || S { 4 } else { C::ROWS_AT_ONE_INPUT };
 
     type Seg = IntSeg;
 
