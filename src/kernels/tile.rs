@@ -127,7 +127,7 @@ fn products(tile: &[f32], xs: &[f32], cols: usize, out: &mut [f32], tier: Tier) 
         // The dense f32 kernel's AVX2 twin on the decoded rows (the plain
         // lanes spilled their 192 accumulators to memory: 0.05–0.1× dense).
         // SAFETY: `tier` is capped to the CPU (AVX2 + FMA); whole rows.
-        unsafe { super::gemv::dense_avx2(tile, xs, cols, out) };
+        unsafe { super::gemv::dense_avx2(tile, None, xs, cols, out) };
         return;
     }
     let _ = tier;
