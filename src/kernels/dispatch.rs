@@ -311,12 +311,12 @@ pub fn kernel_for(m: &CompressedMatrix, batch: usize) -> Kernel {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let avx2_reads = |_: &Values, _: usize| false;
-    // N:M rows on AVX2: 2:4 f32 / int8 rows read whole in registers up to
-    // the 2:4 reader's batch, decoded tiles above (f32 included).
+    // N:M rows on AVX2: 2:4 f32 / int8 / int4 rows read whole in registers
+    // up to the 2:4 reader's batch for their values, decoded tiles above.
     #[cfg(target_arch = "x86_64")]
     let nm_avx2 = |s: &crate::matrix::NM, v: &Values| {
         use super::quant::avx2;
-        if batch <= avx2::NM_MAX_BATCH && avx2::reads_nm(s, v, cols) {
+        if batch <= avx2::nm_max_batch(v) && avx2::reads_nm(s, v, cols) {
             Kernel::Registers
         } else {
             Kernel::DecodedTiles

@@ -48,6 +48,19 @@ pub(crate) const MAX_BATCH: usize = 16;
 /// Largest batch read through the 2:4 reader (its decode costs four
 /// operations per 8 columns; above it, decoded tiles).
 pub(crate) const NM_MAX_BATCH: usize = 8;
+
+/// Largest batch read through the 2:4 reader for these values: int4 rows
+/// (whose nibbles cost the most to place) take decoded tiles from 5 inputs
+/// — 4096², group 64, two threads: 0.98–1.03× dense f32 against the
+/// reader's 0.91–0.97× at 6–8 inputs — while f32 and int8 keep the reader
+/// to [`NM_MAX_BATCH`] (0.89–1.0× and 1.22–1.32× there, the tiles 0.72–0.87×
+/// and 1.13–1.24×).
+pub(crate) fn nm_max_batch(values: &Values) -> usize {
+    match values {
+        Values::Int4(_) => 4,
+        _ => NM_MAX_BATCH,
+    }
+}
 /// Weight values per task (a fixed split: it depends on the shape only).
 const TASK_ELEMS: usize = 1 << 16;
 
@@ -148,7 +161,7 @@ fn reads(values: &Values, cols: usize) -> bool {
 /// `y = x · Wᵀ` (`[batch, rows]`, deferred row scales not applied) for a
 /// 2:4 matrix `[rows, cols]` whose stored values (rows of `cols / 2`) are
 /// f32, int8 or int4 (groups of a multiple of 8 stored values), read as whole rows in
-/// registers ([`Nm24Rows`]): AVX2, `batch ≤ NM_MAX_BATCH`, 2-bit positions
+/// registers ([`Nm24Rows`]): AVX2, `batch ≤ nm_max_batch`, 2-bit positions
 /// and `cols` a multiple of 4; `None` elsewhere.
 pub(crate) fn streamed_nm(
     s: &NM,
@@ -159,7 +172,8 @@ pub(crate) fn streamed_nm(
     tier: Tier,
     sc: RowScale,
 ) -> Option<Array2<f32>> {
-    if tier.capped() != Tier::Avx2 || x.nrows() > NM_MAX_BATCH || !reads_nm(s, values, cols) {
+    if tier.capped() != Tier::Avx2 || x.nrows() > nm_max_batch(values) || !reads_nm(s, values, cols)
+    {
         return None;
     }
     let x = x.as_standard_layout();
@@ -297,7 +311,7 @@ unsafe fn decode_rows8<F: Rows8>(f: &F, row0: usize, cols: usize, out: &mut [f32
 }
 
 /// Whether [`streamed_nm`] reads a 2:4 matrix of `cols` columns with these
-/// values (at any batch up to [`NM_MAX_BATCH`] on AVX2).
+/// values (at any batch up to [`nm_max_batch`] on AVX2).
 pub(crate) fn reads_nm(s: &NM, values: &Values, cols: usize) -> bool {
     let two_four = (s.n(), s.m()) == (2, 4) && s.positions().width() == 2;
     // Groups of stored values: whole runs of 8 columns' 4 values.
@@ -982,7 +996,7 @@ mod tests {
                     let want = gemv::dense(&dec, rows, cols, xb, &Sequential, Tier::Avx2);
                     for exec in [&Sequential as &dyn ParallelExecutor, &pool] {
                         let got = streamed_nm(st, v, (rows, cols), xb, exec, Tier::Avx2, sc);
-                        assert_eq!(got.is_some(), reads);
+                        assert_eq!(got.is_some(), reads && batch <= nm_max_batch(v));
                         if let Some(got) = got {
                             assert_eq!(got, want, "{} {rows}x{cols} batch {batch}", m.encoding());
                         }
