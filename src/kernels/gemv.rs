@@ -274,6 +274,11 @@ pub(crate) trait Rows8: Sync {
         None
     }
 
+    /// Asks for row `i` to be brought toward the cache (no-op by default;
+    /// `i` may be past the last row: nothing is read).
+    #[inline(always)]
+    fn prefetch_row(&self, _i: usize) {}
+
     /// Rows a register block takes at one input: 8 where a read is cheap
     /// and the segment state fits beside 8 accumulators (int8 codes), 4
     /// otherwise (the default; dense f32, reading from L2, and the

@@ -49,15 +49,15 @@ pub(crate) const MAX_BATCH: usize = 16;
 /// operations per 8 columns; above it, decoded tiles).
 pub(crate) const NM_MAX_BATCH: usize = 8;
 
-/// Largest batch read through the 2:4 reader for these values: int4 rows
-/// (whose nibbles cost the most to place) take decoded tiles from 5 inputs
-/// — 4096², group 64, two threads: 0.98–1.03× dense f32 against the
-/// reader's 0.91–0.97× at 6–8 inputs — while f32 and int8 keep the reader
-/// to [`NM_MAX_BATCH`] (0.89–1.0× and 1.22–1.32× there, the tiles 0.72–0.87×
-/// and 1.13–1.24×).
+/// Largest batch read through the 2:4 reader for these values: f32 and
+/// int4 rows take decoded tiles (whose decoding prefetches the next
+/// block's rows) from 5 inputs — 4096², two threads, 6–8 inputs: f32
+/// 1.05–1.13× dense f32 against the reader's 0.93–0.97×, int4 group 64
+/// 1.05–1.09× against 0.91–0.97× — while int8, whose reader reads a byte a
+/// value, keeps it to [`NM_MAX_BATCH`] (1.22–1.32× there).
 pub(crate) fn nm_max_batch(values: &Values) -> usize {
     match values {
-        Values::Int4(_) => 4,
+        Values::Int4(_) | Values::F32(_) => 4,
         _ => NM_MAX_BATCH,
     }
 }
@@ -281,7 +281,11 @@ pub(crate) fn decode_nm(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn decode_rows8<F: Rows8>(f: &F, row0: usize, cols: usize, out: &mut [f32]) {
     let full = cols / 8 * 8;
+    let rows = out.len() / cols.max(1);
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+        // The same row of the next call's block, in flight while this
+        // block is multiplied (decoded tiles are decoded, then multiplied).
+        f.prefetch_row(row0 + r + rows);
         // SAFETY: this function's contract; `k + 8 ≤ cols`, `t < cols`.
         unsafe {
             // A segment's parameters once per segment (a `k % seg_len`
@@ -350,6 +354,11 @@ fn nm24_table() -> &'static [[i32; 8]; 256] {
 /// 4 stored values of a 2:4 row as f32 (lanes 0–3 of the result).
 trait Stored4: Sync {
     type Seg: Copy;
+    /// The bytes holding the stored values of row `i` (`per` a row), if
+    /// they are one run; empty past the last row.
+    fn row_bytes(&self, _i: usize, _per: usize) -> &[u8] {
+        &[]
+    }
     /// Stored values per segment (a multiple of 8, or `usize::MAX`).
     fn seg_len(&self) -> usize {
         usize::MAX
@@ -373,6 +382,12 @@ struct Stored4F32<'a>(&'a [f32]);
 
 impl Stored4 for Stored4F32<'_> {
     type Seg = ();
+
+    fn row_bytes(&self, i: usize, per: usize) -> &[u8] {
+        let row = self.0.get(i * per..(i + 1) * per).unwrap_or(&[]);
+        // SAFETY: f32s viewed as their bytes (any bit pattern is a byte).
+        unsafe { std::slice::from_raw_parts(row.as_ptr().cast(), std::mem::size_of_val(row)) }
+    }
 
     #[inline(always)]
     unsafe fn seg(&self, _: usize, _: usize) {}
@@ -399,6 +414,10 @@ struct StoredInts<'a, C, const Z: bool, const S: bool> {
 
 impl<C: Codes, const Z: bool, const S: bool> Stored4 for StoredInts<'_, C, Z, S> {
     type Seg = IntSeg;
+
+    fn row_bytes(&self, i: usize, per: usize) -> &[u8] {
+        self.codes.bytes(i * per, per)
+    }
 
     fn seg_len(&self) -> usize {
         self.p.group
@@ -439,6 +458,13 @@ struct Nm24Rows<'a, V> {
 
 impl<V: Stored4> Rows8 for Nm24Rows<'_, V> {
     const DECODES: bool = true;
+
+    fn prefetch_row(&self, i: usize) {
+        prefetch(self.vals.row_bytes(i, self.per));
+        let positions = self.positions.bytes();
+        let at = (2 * i * self.per / 8).min(positions.len());
+        prefetch(&positions[at..(at + self.per / 4).min(positions.len())]);
+    }
 
     type Seg = V::Seg;
 
@@ -603,6 +629,19 @@ trait Codes: Sync {
     /// # Safety
     /// The code exists.
     unsafe fn one(&self, n: usize) -> i32;
+    /// The bytes holding codes `n..n + len` (fewer past the end), for
+    /// prefetching.
+    fn bytes(&self, n: usize, len: usize) -> &[u8];
+}
+
+/// Asks for `bytes` to be brought toward L2, a cache line at a time.
+#[inline(always)]
+fn prefetch(bytes: &[u8]) {
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch reads nothing the program sees, and `line` is
+        // in bounds.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast()) };
+    }
 }
 
 /// int8 codes.
@@ -610,6 +649,13 @@ struct Bytes<'a>(&'a [i8]);
 
 impl Codes for Bytes<'_> {
     const ROWS_AT_ONE_INPUT: usize = 8;
+
+    fn bytes(&self, n: usize, len: usize) -> &[u8] {
+        let b = self.0.get(n.min(self.0.len())..(n + len).min(self.0.len()));
+        let b = b.unwrap_or(&[]);
+        // SAFETY: i8s viewed as u8s (the same size and alignment).
+        unsafe { std::slice::from_raw_parts(b.as_ptr().cast(), b.len()) }
+    }
 
     #[inline(always)]
     unsafe fn eight(&self, n: usize) -> __m256i {
@@ -650,6 +696,11 @@ impl Nibbles<'_> {
 
 impl Codes for Nibbles<'_> {
     const ROWS_AT_ONE_INPUT: usize = 4;
+
+    fn bytes(&self, n: usize, len: usize) -> &[u8] {
+        let end = (n + len).div_ceil(2).min(self.0.len());
+        &self.0[(n / 2).min(end)..end]
+    }
 
     #[inline(always)]
     unsafe fn eight(&self, n: usize) -> __m256i {
