@@ -651,8 +651,8 @@ impl Codes for Bytes<'_> {
     const ROWS_AT_ONE_INPUT: usize = 8;
 
     fn bytes(&self, n: usize, len: usize) -> &[u8] {
-        let b = self.0.get(n.min(self.0.len())..(n + len).min(self.0.len()));
-        let b = b.unwrap_or(&[]);
+        let l = self.0.len();
+        let b = &self.0[n.min(l)..(n + len).min(l)];
         // SAFETY: i8s viewed as u8s (the same size and alignment).
         unsafe { std::slice::from_raw_parts(b.as_ptr().cast(), b.len()) }
     }
