@@ -134,8 +134,6 @@ impl FeatureStudent {
         x: impl AsArray<'a, f32, Ix2>,
         features: impl AsArray<'a, f32, Ix2>,
     ) -> Result<Array2<f32>> {
-        let x: ArrayView2<'a, f32> = x.into();
-        let features: ArrayView2<'a, f32> = features.into();
         self.student.forward(self.augment(x, features)?.view())
     }
 
@@ -146,8 +144,6 @@ impl FeatureStudent {
         features: impl AsArray<'a, f32, Ix2>,
         labels: &[usize],
     ) -> Result<f64> {
-        let x: ArrayView2<'a, f32> = x.into();
-        let features: ArrayView2<'a, f32> = features.into();
         self.student
             .accuracy(self.augment(x, features)?.view(), labels)
     }

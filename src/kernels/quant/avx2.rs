@@ -354,11 +354,9 @@ fn nm24_table() -> &'static [[i32; 8]; 256] {
 /// 4 stored values of a 2:4 row as f32 (lanes 0–3 of the result).
 trait Stored4: Sync {
     type Seg: Copy;
-    /// The bytes holding the stored values of row `i` (`per` a row), if
-    /// they are one run; empty past the last row.
-    fn row_bytes(&self, _i: usize, _per: usize) -> &[u8] {
-        &[]
-    }
+    /// The bytes holding the stored values of row `i` (`per` a row), for
+    /// prefetching; empty past the last row.
+    fn row_bytes(&self, i: usize, per: usize) -> &[u8];
     /// Stored values per segment (a multiple of 8, or `usize::MAX`).
     fn seg_len(&self) -> usize {
         usize::MAX

@@ -185,7 +185,6 @@ pub fn matmul_block<'a>(
     if matches!(values, Values::F32(_)) {
         return None;
     }
-    let x = x.view();
     // Binary rows on AVX-512: f32 tables of the input looked up by the
     // sign bits, at every batch size.
     if let Values::Binary(v) = values {
